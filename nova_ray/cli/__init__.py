@@ -1,0 +1,45 @@
+"""The nova-ray command line: thin wrappers that parse options, load config and call the pipeline."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..config import ConfigError
+from ..io.errors import InputError
+
+app = typer.Typer(
+    name="nova-ray",
+    help="Forecast spare-parts demand on Ray and turn it into purchasing recommendations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+from . import demo as _demo  # noqa: E402,F401  (registers commands)
+from . import forecast as _forecast  # noqa: E402,F401
+
+
+def main() -> None:
+    """Console entry point: bad input and bad settings exit 2 with a one-line message."""
+    try:
+        app(standalone_mode=False)
+    except (InputError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        print("interrupted: nothing was published", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,74 @@
+"""Shared CLI helpers: config loading with error handling, progress bars, console."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from ..config import Config, ConfigError, load_config
+from ..io.errors import InputError
+
+console = Console(stderr=True)
+out = Console()
+
+
+def fail(msg: str, code: int = 2) -> None:
+    """Print a one-line error and exit."""
+    console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def config_or_exit(config_file: str | None, overrides: dict[str, Any]) -> Config:
+    try:
+        return load_config(config_file, overrides)
+    except ConfigError as exc:
+        fail(str(exc))
+    raise AssertionError  # unreachable
+
+
+class BarProgress:
+    """Rich progress bars, one per pipeline stage, with counts and ETA."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet or not sys.stderr.isatty() and False
+        self._p = Progress(
+            TextColumn("[bold]{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+            disable=quiet, transient=False,
+        )
+        self._task: Any = None
+
+    def __enter__(self) -> BarProgress:
+        self._p.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._finish()
+        self._p.__exit__(*exc)
+
+    def _finish(self) -> None:
+        if self._task is not None:
+            t = self._p.tasks[self._task]
+            self._p.update(self._task, completed=t.total or 1, total=t.total or 1)
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        self._finish()
+        self._task = self._p.add_task(name, total=total or 1)
+
+    def advance(self, n: int = 1) -> None:
+        if self._task is not None:
+            self._p.advance(self._task, n)
+
+
+__all__ = ["BarProgress", "InputError", "config_or_exit", "console", "fail", "out"]

@@ -1,0 +1,202 @@
+"""One typed config: configs/default.toml < NOVA_RAY_* env < .env < CLI options."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or has the wrong type."""
+
+
+@dataclass
+class Paths:
+    data: str = "data/demo/demand.parquet"
+    stock: str = ""
+    output: str = "data/ml_results"
+    models_dir: str = "models"
+    data_dir: str = "data"
+    log_dir: str = "logs"
+
+
+@dataclass
+class Forecast:
+    horizon: int = 30
+    freq: str = "D"
+    models: str = "auto"
+    arima_engine: str = "statsforecast"
+    backtest_windows: int = 3
+    backtest_step: int = 0
+    seed: int = 7
+
+
+@dataclass
+class RayConf:
+    address: str = ""
+    num_cpus: int = 0
+    batch_seconds: float = 2.0
+
+
+@dataclass
+class Lstm:
+    lookback: int = 28
+    epochs: int = 8
+    units: int = 32
+    batch_size: int = 256
+    max_windows_per_item: int = 200
+
+
+@dataclass
+class Etl:
+    raw: str = "data/raw"
+    processed: str = "data/processed"
+    bcb_base_url: str = "https://api.bcb.gov.br/dados/serie/bcdata.sgs.{code}/dados"
+    bcb_series: str = "usd_brl:1,ipca:433,selic:432"
+    inmet_base_url: str = "https://apitempo.inmet.gov.br"
+    inmet_stations: str = "A401"
+    fetch_retries: int = 3
+    fetch_timeout_s: float = 30.0
+
+
+@dataclass
+class Config:
+    """All settings of a run, grouped as in configs/default.toml."""
+
+    paths: Paths = field(default_factory=Paths)
+    forecast: Forecast = field(default_factory=Forecast)
+    ray: RayConf = field(default_factory=RayConf)
+    lstm: Lstm = field(default_factory=Lstm)
+    etl: Etl = field(default_factory=Etl)
+
+    def sections(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def set(self, key: str, value: Any, source: str) -> None:
+        """Set a key (unique across sections), converting `value` to the field's type."""
+        for section in self.sections().values():
+            for f in fields(section):
+                if f.name == key:
+                    setattr(section, key, _convert(value, type(getattr(section, key)), key, source))
+                    return
+        raise ConfigError(f"{source}: unknown setting {key!r}")
+
+
+# The seed's .env.ml keys and where they land.
+DOTENV_KEYS = {
+    "ML_RESULTS_PATH": "output",
+    "MODELS_DIR": "models_dir",
+    "DATA_DIR": "data_dir",
+    "LOG_DIR": "log_dir",
+}
+ENV_PREFIX = "NOVA_RAY_"
+DEFAULT_CONFIG = Path("configs/default.toml")
+
+
+def _convert(value: Any, typ: type, key: str, source: str) -> Any:
+    if isinstance(value, typ) and not (typ is int and isinstance(value, bool)):
+        return value
+    try:
+        if typ is bool:
+            text = str(value).strip().lower()
+            if text not in {"1", "0", "true", "false", "yes", "no"}:
+                raise ValueError(text)
+            return text in {"1", "true", "yes"}
+        if typ is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return typ(value) if typ is not int else int(str(value).strip())
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: setting {key!r} must be {typ.__name__}, got {value!r}") from None
+
+
+def _apply_toml(cfg: Config, path: Path) -> None:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    sections = cfg.sections()
+    for name, values in data.items():
+        if name not in sections or not isinstance(values, dict):
+            raise ConfigError(f"{path}: unknown section [{name}]")
+        for key, value in values.items():
+            if key not in {f.name for f in fields(sections[name])}:
+                raise ConfigError(f"{path}: unknown setting {key!r} in [{name}]")
+            cfg.set(key, value, str(path))
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a .env file; comments and blank lines skipped."""
+    out: dict[str, str] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            raise ConfigError(f"{path}:{n}: expected KEY=VALUE, got {line!r}")
+        key, value = line.split("=", 1)
+        out[key.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
+    return out
+
+
+def load_config(
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    dotenv: str | Path | None = ".env",
+) -> Config:
+    """Build the config: defaults, the TOML file, NOVA_RAY_* env, .env, then `overrides` (CLI)."""
+    cfg = Config()
+    path = Path(config_file) if config_file else DEFAULT_CONFIG
+    if config_file and not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    if path.exists():
+        _apply_toml(cfg, path)
+    env = dict(os.environ) if env is None else env
+    for name, value in env.items():
+        if name.startswith(ENV_PREFIX) and name != "NOVA_RAY_CONFIG":
+            cfg.set(name[len(ENV_PREFIX) :].lower(), value, f"environment variable {name}")
+    if dotenv and Path(dotenv).is_file():
+        for name, value in read_dotenv(Path(dotenv)).items():
+            if name in DOTENV_KEYS:
+                cfg.set(DOTENV_KEYS[name], value, f"{dotenv} ({name})")
+            elif name.startswith(ENV_PREFIX):
+                cfg.set(name[len(ENV_PREFIX) :].lower(), value, f"{dotenv} ({name})")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            cfg.set(key, value, f"option --{key.replace('_', '-')}")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Range checks that types alone do not catch."""
+    from .frequency import FREQUENCIES
+
+    f = cfg.forecast
+    if f.horizon < 1:
+        raise ConfigError(f"setting 'horizon' must be >= 1, got {f.horizon}")
+    if f.freq.upper() not in FREQUENCIES:
+        raise ConfigError(f"setting 'freq' must be one of {', '.join(FREQUENCIES)}, got {f.freq!r}")
+    f.freq = f.freq.upper()
+    if f.arima_engine not in {"statsforecast", "pmdarima", "statsmodels"}:
+        raise ConfigError(
+            f"setting 'arima_engine' must be statsforecast, pmdarima or statsmodels, got {f.arima_engine!r}"
+        )
+    if f.backtest_windows < 0 or f.backtest_step < 0:
+        raise ConfigError("settings 'backtest_windows' and 'backtest_step' must be >= 0")
+    if cfg.ray.batch_seconds <= 0:
+        raise ConfigError("setting 'batch_seconds' must be > 0")
+    if cfg.lstm.lookback < 2 or cfg.lstm.epochs < 1:
+        raise ConfigError("settings 'lookback' must be >= 2 and 'epochs' >= 1")

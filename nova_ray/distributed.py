@@ -1,0 +1,233 @@
+"""Everything Ray: connect (local or a cluster), batch items into tasks, the LSTM actor, retries.
+
+Nothing else in nova-ray imports ray. The tasks call exactly the engine functions of the local path.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .classify import classify
+from .engine import BatchResult, EngineSpec, forecast_batch, forecast_lstm
+from .series import SeriesSet
+
+THREAD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMBA_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "TF_ENABLE_ONEDNN_OPTS": "0",
+    "PYTHONWARNINGS": "ignore",
+}
+
+# Rough CPU seconds per fit of a 3-year daily series, and per order/form search; scaled by length.
+FIT_COST = {"naive": 0.001, "croston": 0.01, "tsb": 0.01, "theta": 0.15, "ets": 0.1, "arima": 0.3,
+            "prophet": 0.35}
+SEARCH_COST = {"ets": 0.5, "arima": 2.0}
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+_PRIVATE_TMP: str | None = None
+
+
+def _in_private_tmp(fn: Callable[[], BatchResult]) -> BatchResult:
+    """Run with TMPDIR in this worker's own folder and empty it afterwards: cmdstanpy leaves files
+    behind otherwise (its cached temp folder under ours is kept, emptied)."""
+    global _PRIVATE_TMP
+    if _PRIVATE_TMP is None or not os.path.isdir(_PRIVATE_TMP):
+        _PRIVATE_TMP = tempfile.mkdtemp(prefix="nova-ray-worker-")
+        atexit.register(shutil.rmtree, _PRIVATE_TMP, True)
+    os.environ["TMPDIR"], tempfile.tempdir = _PRIVATE_TMP, _PRIVATE_TMP
+    try:
+        return fn()
+    finally:
+        _empty(_PRIVATE_TMP)
+
+
+def _empty(folder: str) -> None:
+    """Delete everything in `folder`, keeping sub-folders that live libraries still point at."""
+    keep = {os.path.realpath(getattr(sys.modules.get("cmdstanpy"), "_TMPDIR", "") or "/nonexistent")}
+    for entry in os.scandir(folder):
+        path = os.path.realpath(entry.path)
+        if path in keep:
+            _empty(path)
+        elif entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+def _batch_task(series: SeriesSet, indices: list[int], spec: EngineSpec, cached: dict | None) -> BatchResult:
+    result = _in_private_tmp(lambda: forecast_batch(series, indices, spec, cached))
+    result.worker = _worker_name()
+    return result
+
+
+class _LstmActor:
+    """Trains the global LSTM (GPU when the cluster has one) and predicts every item."""
+
+    def __init__(self, threads: int = 1):
+        from .models.lstm import configure_tensorflow
+
+        self.threads = threads
+        configure_tensorflow(threads)
+
+    def run(self, series: SeriesSet, indices: list[int], spec: EngineSpec) -> BatchResult:
+        result = _in_private_tmp(lambda: forecast_lstm(series, indices, spec, threads=self.threads))
+        result.worker = _worker_name()
+        return result
+
+    def devices(self) -> list[str]:
+        import tensorflow as tf
+
+        return [d.name for d in tf.config.list_logical_devices()]
+
+
+def estimate_cost(y: np.ndarray, spec: EngineSpec, windows: int) -> float:
+    """Estimated CPU seconds to backtest and fit one series with its models."""
+    from .engine import models_for
+
+    names, _ = models_for(classify(y), spec)
+    scale = max(len(y), 50) / 1095
+    fits = windows + 1
+    return sum(FIT_COST.get(n, 0.0) * fits * scale + SEARCH_COST.get(n, 0.0) * scale for n in names) + 0.002
+
+
+def make_batches(series: SeriesSet, spec: EngineSpec, workers: int, batch_seconds: float,
+                 costs: dict[str, float] | None = None) -> list[list[int]]:
+    """Group items into tasks of about `batch_seconds` of work (measured costs where known, else
+    estimated), most expensive first, with at least ~4 tasks per worker for load balance."""
+    est = np.array([
+        (costs or {}).get(str(series.item_ids[i]))
+        or estimate_cost(series.values_of(i), spec, spec.backtest_windows)
+        for i in range(len(series))
+    ])
+    order = np.argsort(-est, kind="stable")
+    total = float(est.sum())
+    target = max(min(batch_seconds, total / max(4 * workers, 1)), 1e-9)
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    acc = 0.0
+    for i in order:
+        cur.append(int(i))
+        acc += est[i]
+        if acc >= target:
+            batches.append(cur)
+            cur, acc = [], 0.0
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+@dataclass
+class ClusterInfo:
+    address: str
+    cpus: float
+    gpus: float
+    nodes: int
+    started_local: bool
+
+
+class RayBackend:
+    """A Ray session: local (started and stopped here) or an existing cluster (`address`)."""
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None):
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.num_cpus = num_cpus or None
+        self._tmp: str | None = None
+        self.info: ClusterInfo | None = None
+
+    def __enter__(self) -> RayBackend:
+        import ray
+
+        runtime_env = {"env_vars": THREAD_ENV}
+        if ray.is_initialized():
+            started = False
+        elif self.address:
+            ray.init(address=self.address, runtime_env=runtime_env, log_to_driver=False,
+                     logging_level="WARNING")
+            started = False
+        else:
+            # a temp dir we own: a stale /tmp/ray/ray_current_cluster cannot hijack the session
+            self._tmp = tempfile.mkdtemp(prefix="nova-ray-", dir="/tmp")
+            ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count(), include_dashboard=False,
+                     _temp_dir=self._tmp, runtime_env=runtime_env, log_to_driver=False,
+                     logging_level="WARNING", configure_logging=True)
+            started = True
+        res = ray.cluster_resources()
+        self.info = ClusterInfo(
+            address=self.address or "local", cpus=float(res.get("CPU", 0)), gpus=float(res.get("GPU", 0)),
+            nodes=len([n for n in ray.nodes() if n.get("Alive")]), started_local=started,
+        )
+        self._started = started
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import ray
+
+        if self._started:
+            ray.shutdown()
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def run(self, series: SeriesSet, spec: EngineSpec, batches: list[list[int]], lstm_indices: list[int],
+            cached: dict[str, dict] | None = None, retries: int = 3) -> Iterator[tuple[BatchResult, int]]:
+        """Yield (result, n_items) as batches finish; the LSTM actor trains alongside the tasks."""
+        import ray
+
+        assert self.info is not None, "use RayBackend as a context manager"
+        series_ref = ray.put(series)  # shipped once; tasks get it by reference
+        task = ray.remote(num_cpus=1, max_retries=retries)(_batch_task)
+        pending: dict = {}
+        actor = None
+        if lstm_indices:
+            opts = {"num_gpus": 1, "num_cpus": 1} if self.info.gpus >= 1 else {"num_cpus": 1}
+            actor_cls = ray.remote(max_restarts=2, max_task_retries=2)(_LstmActor)
+            actor = actor_cls.options(**opts).remote(1)
+            pending[actor.run.remote(series_ref, lstm_indices, spec)] = len(lstm_indices)
+        for b in batches:
+            sub = {str(series.item_ids[i]): cached[str(series.item_ids[i])]
+                   for i in b if cached and str(series.item_ids[i]) in cached}
+            pending[task.remote(series_ref, b, spec, sub or None)] = len(b)
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    n = pending.pop(ref)
+                    yield ray.get(ref), n
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            if actor is not None:
+                ray.kill(actor)
+
+    def node_of_workers(self) -> int:
+        return self.info.nodes if self.info else 0
+
+
+def default_workers() -> int:
+    return max(1, math.floor(os.cpu_count() or 1))
+
+
+def wall_clock() -> float:
+    return time.perf_counter()

@@ -1,0 +1,199 @@
+"""ETL of external factors: raw files (INMET, BCB, Anatel, regressors) -> daily feature table.
+
+Formats: docs/raw-formats.md; outputs and columns: docs/etl.md.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+class EtlError(ValueError):
+    """A raw file or a download is unusable. ``str(err)`` is one line: ``path:line: column 'c': problem``."""
+
+    def __init__(
+        self,
+        message: str,
+        path: str | Path | None = None,
+        line: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.path = None if path is None else str(path)
+        self.line = line
+        self.column = column
+        self.reason = message
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        col = f"column {column!r}: " if column is not None else ""
+        super().__init__(" ".join(f"{where}{col}{message}".splitlines()))
+
+
+# ---------------------------------------------------------------- shared helpers (private to nova_ray.etl)
+
+MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none"})
+
+
+def short(value: object, limit: int = 60) -> str:
+    """repr of a value, cut to `limit` characters, for one-line error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def read_text(path: Path) -> str:
+    """File text: utf-8 (BOM allowed), else latin-1. Empty or unreadable files raise EtlError."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise EtlError(f"cannot read file: {exc.strerror or exc}", path) from None
+    if not data.strip():
+        raise EtlError("empty file", path)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def normalize(name: str) -> str:
+    """Header text without accents, upper case, single spaces (for matching column names)."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return " ".join(text.upper().split())
+
+
+def slug(name: str) -> str:
+    """Column-name form: ascii, lower case, non-alphanumerics -> ``_`` ("Estações 5G" -> "estacoes_5g")."""
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii").lower()
+    return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
+
+
+def parse_numbers(
+    values: pd.Series,
+    lines: Sequence[int] | pd.Series | Callable[[int], int],
+    path: Path,
+    column: str,
+    dot_is_thousands: bool = False,
+    missing: Iterable[str] = (),
+) -> pd.Series:
+    """Text -> float. Decimal comma or point; `missing` tokens and blanks -> NaN; anything else -> EtlError.
+
+    `lines` gives the file line of each value (a sequence, or a function of the position).
+
+    A value with a comma uses it as decimal mark (points are then thousands separators);
+    with `dot_is_thousands`, points are always thousands separators (Brazilian counts).
+    """
+    text = values.astype(str).str.strip().str.strip('"').str.strip()
+    lowered = text.str.lower()
+    is_missing = lowered.isin(MISSING_TOKENS | {m.lower() for m in missing})
+    has_comma = text.str.contains(",", regex=False)
+    cleaned = text.where(~(has_comma | dot_is_thousands), text.str.replace(".", "", regex=False))
+    cleaned = cleaned.str.replace(",", ".", regex=False)
+    numbers = pd.to_numeric(cleaned.where(~is_missing, None), errors="coerce").astype(float)
+    bad = numbers.isna() & ~is_missing
+    bad |= np.isinf(numbers.to_numpy())
+    if bad.any():
+        pos = int(np.flatnonzero(bad.to_numpy())[0])
+        line = lines(pos) if callable(lines) else list(lines)[pos]
+        raise EtlError(f"cannot parse {short(values.iloc[pos])} as a number", path, int(line), column)
+    return numbers
+
+
+def daily_ffill(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows keyed by ``date`` -> one row per calendar day from first to last date, forward-filled."""
+    if frame.empty:
+        return frame.reset_index(drop=True)
+    frame = frame.sort_values("date").drop_duplicates("date", keep="last").set_index("date")
+    days = pd.date_range(frame.index.min(), frame.index.max(), freq="D", name="date")
+    return frame.reindex(days).ffill().reset_index()
+
+
+def merge_daily(frames: list[pd.DataFrame], what: str) -> pd.DataFrame:
+    """Outer-join daily frames on ``date`` and forward-fill; a column in two frames raises EtlError."""
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame({"date": pd.Series([], dtype="datetime64[ns]")})
+    seen: dict[str, int] = {}
+    for i, f in enumerate(frames):
+        for col in f.columns.drop("date"):
+            if col in seen:
+                raise EtlError(f"{what}: column {col!r} comes from two files; rename one of them")
+            seen[col] = i
+    merged = frames[0].set_index("date")
+    for f in frames[1:]:
+        merged = merged.join(f.set_index("date"), how="outer")
+    return daily_ffill(merged.reset_index())
+
+
+def source_files(src: str | Path | Iterable[str | Path], suffixes: tuple[str, ...]) -> list[Path]:
+    """A folder (its files with one of `suffixes`, any case, sorted), a single file, or a list of files."""
+    if isinstance(src, (str, Path)):
+        p = Path(src)
+        if p.is_dir():
+            return sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in suffixes)
+        return [p]
+    return [Path(s) for s in src]
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file next to `path`, then ``os.replace`` it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+# ---------------------------------------------------------------- public API
+
+from .anatel import load_anatel, read_anatel_file  # noqa: E402
+from .bcb import load_bcb, read_bcb_file  # noqa: E402
+from .calendar import calendar_features, holiday_table  # noqa: E402
+from .features import (  # noqa: E402
+    FeatureResult,
+    build_features,
+    climatology,
+    future_features,
+    read_features,
+)
+from .fetch import fetch_sources  # noqa: E402
+from .inmet import load_inmet, read_inmet_file, read_inmet_metadata  # noqa: E402
+from .regressors import load_regressors, read_regressor_file  # noqa: E402
+
+__all__ = [
+    "EtlError",
+    "FeatureResult",
+    "build_features",
+    "calendar_features",
+    "climatology",
+    "fetch_sources",
+    "future_features",
+    "holiday_table",
+    "load_anatel",
+    "load_bcb",
+    "load_inmet",
+    "load_regressors",
+    "read_anatel_file",
+    "read_bcb_file",
+    "read_features",
+    "read_inmet_file",
+    "read_inmet_metadata",
+    "read_regressor_file",
+]

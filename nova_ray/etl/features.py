@@ -1,0 +1,334 @@
+"""Build the date-keyed feature table from the raw layout; feature values for future dates."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import EtlError, atomic_write, atomic_write_bytes, merge_daily
+from .anatel import read_anatel_file
+from .bcb import read_bcb_file
+from .calendar import COLUMNS as CALENDAR_COLUMNS
+from .calendar import calendar_features
+from .inmet import COLUMNS as STATION_COLUMNS
+from .inmet import load_inmet
+from .regressors import read_regressor_file
+
+CLIMATE_COLUMNS = ["rain_mm", "temp_mean_c", "humidity_mean_pct"]
+IMPUTED = "climate_imputed"
+FEATURES_FILE = "features.parquet"
+STATIONS_FILE = "climate_stations.parquet"
+DICTIONARY_FILE = "features_dictionary.json"
+# sub-folder -> file suffixes read there
+LAYOUT: dict[str, tuple[str, ...]] = {
+    "inmet": (".csv",),
+    "bcb": (".json", ".csv"),
+    "anatel": (".csv",),
+    "regressors": (".csv",),
+}
+TEXT_COLUMNS = ("holiday_level", "holiday_name")
+_CALENDAR_DOC = {
+    "date": ("Calendar day (the key; one row per day)", "date"),
+    "is_holiday": ("1 on a national, Bahia state or Salvador municipal holiday, else 0", "0/1"),
+    "holiday_level": (
+        "'national', 'state' or 'municipal' (highest level that day), '' otherwise",
+        "category",
+    ),
+    "holiday_name": ("Holiday name(s) in Portuguese, '; '-joined, '' otherwise", "text"),
+    "is_carnival": ("1 on Carnaval Monday and Tuesday (ponto facultativo), else 0", "0/1"),
+    "is_weekend": ("1 on Saturday and Sunday, else 0", "0/1"),
+    "day_of_week": ("Day of the week, 0 = Monday ... 6 = Sunday", "day"),
+    "month": ("Month of the year, 1-12", "month"),
+}
+_CLIMATE_DOC = {
+    "rain_mm": ("Precipitation of the (UTC) day, sum of hourly values, mean over stations", "mm/day"),
+    "temp_mean_c": ("Mean hourly dry-bulb air temperature of the day, mean over stations", "°C"),
+    "humidity_mean_pct": ("Mean hourly relative humidity of the day, mean over stations", "%"),
+    IMPUTED: ("1 when a climate value of the day was missing and filled from the climatology", "0/1"),
+}
+_BCB_DOC = {
+    "usd_brl": ("USD/BRL exchange rate, PTAX sell (SGS 1)", "BRL per USD"),
+    "ipca": ("IPCA consumer price inflation, monthly change (SGS 433)", "% per month"),
+    "selic": ("Selic policy rate target (SGS 432)", "% per year"),
+}
+_FILL = {
+    "calendar": "computed for every day",
+    "climate": "missing days from the smoothed day-of-year climatology, then linear interpolation",
+    "economy": "forward-filled over calendar days; before the first observation back-filled",
+    "5g": "forward-filled over calendar days; 0 before the first row (no 5G yet)",
+    "regressor": "forward-filled over calendar days; before the first row back-filled",
+}
+
+
+@dataclass
+class FeatureResult:
+    """What :func:`build_features` wrote."""
+
+    path: Path
+    dictionary_path: Path
+    stations_path: Path
+    sources: list[Path] = field(default_factory=list)
+    feature_columns: list[str] = field(default_factory=list)
+    start: pd.Timestamp | None = None
+    end: pd.Timestamp | None = None
+    rows: int = 0
+
+
+def discover(raw_dir: str | Path) -> dict[str, list[Path]]:
+    """Raw files per source (``inmet``, ``bcb``, ``anatel``, ``regressors``) in the raw layout."""
+    raw = Path(raw_dir)
+    if not raw.is_dir():
+        raise EtlError("raw folder not found", raw)
+    out: dict[str, list[Path]] = {}
+    for sub, suffixes in LAYOUT.items():
+        folder = raw / sub
+        files = sorted(f for f in folder.glob("*") if f.is_file() and f.suffix.lower() in suffixes)
+        out[sub] = [f for f in files if not f.name.startswith(".")] if folder.is_dir() else []
+    return out
+
+
+def day_of_year(dates: pd.DatetimeIndex | pd.Series) -> np.ndarray:
+    """Day of year on a 365-day scale: 29 Feb shares 28 Feb's day, later leap-year days shift back one."""
+    d = pd.DatetimeIndex(dates)
+    doy = d.dayofyear.to_numpy()
+    return np.where(d.is_leap_year & (doy >= 60), doy - 1, doy)
+
+
+def climatology(
+    frame: pd.DataFrame, columns: Iterable[str] = CLIMATE_COLUMNS, window: int = 15
+) -> pd.DataFrame:
+    """Mean per day of year (1-365) over all years in `frame`, smoothed by a circular `window`-day mean.
+
+    Days of year without any data are interpolated circularly; a column without data stays NaN.
+    """
+    columns = [c for c in columns if c in frame.columns]
+    half = max(window, 1) // 2
+    means = frame[columns].groupby(day_of_year(frame["date"])).mean().reindex(range(1, 366))
+    out = {}
+    for col in columns:
+        v = means[col].to_numpy(float)
+        ok = ~np.isnan(v)
+        vals = np.where(ok, v, 0.0)
+        pad_v = np.concatenate([vals[len(vals) - half :], vals, vals[:half]])
+        pad_w = np.concatenate([ok[len(ok) - half :], ok, ok[:half]]).astype(float)
+        kernel = np.ones(2 * half + 1)
+        total, count = np.convolve(pad_v, kernel, "valid"), np.convolve(pad_w, kernel, "valid")
+        smooth = np.full(365, np.nan)
+        np.divide(total, count, out=smooth, where=count > 0)
+        good = ~np.isnan(smooth)
+        if good.any() and not good.all():
+            x = np.arange(365)
+            smooth = np.interp(x, x[good], smooth[good], period=365)
+        out[col] = smooth
+    return pd.DataFrame(out, index=pd.RangeIndex(1, 366, name="day_of_year"))
+
+
+def _align(frame: pd.DataFrame, days: pd.DatetimeIndex, leading: str) -> pd.DataFrame:
+    """Daily frame -> `days`: forward-fill across the gap to `days`, then fill the leading part."""
+    f = frame.set_index("date")
+    f = f.reindex(f.index.union(days)).ffill().reindex(days)
+    return f.fillna(0.0) if leading == "zero" else f.bfill()
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _load_each(files: list[Path], reader: Any, what: str) -> tuple[pd.DataFrame, dict[str, Path]]:
+    frames, origin = [], {}
+    for f in files:
+        frame = reader(f)
+        for col in frame.columns.drop("date"):
+            origin.setdefault(col, f)
+        frames.append(frame)
+    return merge_daily(frames, what), origin
+
+
+def _to_parquet(frame: pd.DataFrame, path: Path) -> Path:
+    out = frame.copy()
+    out["date"] = pd.to_datetime(out["date"]).dt.date  # parquet date32, the canonical `date`
+    return atomic_write(path, lambda tmp: out.to_parquet(tmp, index=False, engine="pyarrow"))
+
+
+def read_features(path: str | Path) -> pd.DataFrame:
+    """Read features.parquet (or climate_stations.parquet) with ``date`` as datetime64."""
+    frame = pd.read_parquet(path)
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame
+
+
+def build_features(
+    raw_dir: str | Path,
+    out_dir: str | Path,
+    start: str | pd.Timestamp | None = None,
+    end: str | pd.Timestamp | None = None,
+) -> FeatureResult:
+    """Read the raw layout, write features.parquet, climate_stations.parquet and features_dictionary.json.
+
+    Missing sub-folders are skipped. Without `start`/`end`, the range spans every source's dates.
+    """
+    raw, out = Path(raw_dir), Path(out_dir)
+    files = discover(raw)
+    stations = load_inmet(files["inmet"]) if files["inmet"] else load_inmet([])
+    economy, econ_src = _load_each(files["bcb"], read_bcb_file, "bcb")
+    g5, g5_src = _load_each(files["anatel"], read_anatel_file, "anatel")
+    regs, reg_src = _load_each(files["regressors"], read_regressor_file, "regressors")
+
+    spans = [f["date"] for f in (stations, economy, g5, regs) if not f.empty]
+    if start is None or end is None:
+        if not spans:
+            raise EtlError(
+                "no raw sources found (inmet/, bcb/, anatel/, regressors/); pass start and end", raw
+            )
+        lo, hi = min(s.min() for s in spans), max(s.max() for s in spans)
+    start_ts = pd.Timestamp(start).normalize() if start is not None else lo
+    end_ts = pd.Timestamp(end).normalize() if end is not None else hi
+    if end_ts < start_ts:
+        raise EtlError(f"end {end_ts.date()} is before start {start_ts.date()}")
+    days = pd.date_range(start_ts, end_ts, freq="D", name="date")
+
+    table = calendar_features(start_ts, end_ts).set_index("date")
+    groups: dict[str, str] = dict.fromkeys(table.columns, "calendar")
+    if files["inmet"]:
+        daily = stations.groupby("date")[CLIMATE_COLUMNS].mean()
+        climate = daily.reindex(days)
+        imputed = climate.isna().any(axis=1)
+        clim = climatology(daily.reset_index())
+        climate = climate.fillna(pd.DataFrame(clim.loc[day_of_year(days)].to_numpy(), days, clim.columns))
+        climate = climate.interpolate(limit_direction="both")
+        table[CLIMATE_COLUMNS] = climate
+        table[IMPUTED] = imputed.astype("int8")
+        groups.update(dict.fromkeys([*CLIMATE_COLUMNS, IMPUTED], "climate"))
+    for frame, group, leading in (
+        (economy, "economy", "bfill"),
+        (g5, "5g", "zero"),
+        (regs, "regressor", "bfill"),
+    ):
+        if frame.empty:
+            continue
+        clash = [c for c in frame.columns.drop("date") if c in groups]
+        if clash:
+            raise EtlError(f"{group} column {clash[0]!r} clashes with a {groups[clash[0]]} column; rename it")
+        aligned = _align(frame, days, leading)
+        for col in aligned.columns:
+            table[col] = aligned[col]
+            groups[col] = group
+    table = table.reset_index()
+
+    origin: dict[str, list[str]] = {c: [] for c in table.columns}
+    for col in (*CLIMATE_COLUMNS, IMPUTED):
+        if col in origin:
+            origin[col] = [_rel(f, raw) for f in files["inmet"]]
+    for src in (econ_src, g5_src, reg_src):
+        for col, f in src.items():
+            origin[col] = [_rel(f, raw)]
+    dictionary = {col: _describe(col, groups.get(col, "calendar"), origin[col]) for col in table.columns}
+
+    out.mkdir(parents=True, exist_ok=True)
+    stations_out = stations[(stations["date"] >= start_ts) & (stations["date"] <= end_ts)]
+    stations_path = _to_parquet(stations_out[STATION_COLUMNS].reset_index(drop=True), out / STATIONS_FILE)
+    path = _to_parquet(table, out / FEATURES_FILE)
+    text = json.dumps(dictionary, ensure_ascii=False, indent=2) + "\n"
+    dictionary_path = atomic_write_bytes(out / DICTIONARY_FILE, text.encode("utf-8"))
+    return FeatureResult(
+        path=path,
+        dictionary_path=dictionary_path,
+        stations_path=stations_path,
+        sources=[f for sub in LAYOUT for f in files[sub]],
+        feature_columns=[c for c in table.columns if c != "date" and c not in TEXT_COLUMNS],
+        start=start_ts,
+        end=end_ts,
+        rows=len(table),
+    )
+
+
+def _describe(col: str, group: str, sources: list[str]) -> dict[str, Any]:
+    if group == "calendar":
+        desc, unit = _CALENDAR_DOC[col]
+        if col != "date":
+            sources = ["holidays package (Brazil, subdiv BA) + Salvador municipal holidays"]
+    elif group == "climate":
+        desc, unit = _CLIMATE_DOC[col]
+    elif group == "economy":
+        desc, unit = _BCB_DOC.get(col, (f"Banco Central SGS series {col!r}", "as published"))
+    elif group == "5g":
+        desc, unit = f"Anatel 5G roll-out, cumulative {col[3:].replace('_', ' ')}", "count"
+    else:
+        desc, unit = f"Regressor {col!r} from {', '.join(sources)}", "as in the file"
+    return {"description": desc, "unit": unit, "group": group, "sources": sources, "fill": _FILL[group]}
+
+
+def _date_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    if "date" not in frame.columns:
+        if frame.index.name != "date":
+            raise EtlError("the table needs a 'date' column (or a 'date' index)")
+        frame = frame.reset_index()
+    frame = frame.copy()
+    frame["date"] = pd.to_datetime(frame["date"]).dt.normalize()
+    return frame.sort_values("date", kind="stable")
+
+
+def future_features(
+    features: pd.DataFrame,
+    future_dates: Iterable[Any],
+    future_table: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Feature rows for `future_dates`, with the columns of `features` (as built by build_features).
+
+    Calendar columns are exact; climate comes from the day-of-year climatology of the observed
+    history (``climate_imputed`` = 1); every other column keeps its last known value. Values in
+    `future_table` (``date`` + any of the columns) win where not null; for the step-like columns
+    (economy, 5G, regressors) a supplied value also carries forward to later dates.
+    """
+    hist = _date_frame(features)
+    dates = pd.DatetimeIndex(pd.to_datetime(pd.Index(list(future_dates)))).normalize()
+    columns = [c for c in hist.columns if c != "date"]
+    out = pd.DataFrame(index=pd.DatetimeIndex(dates, name="date"))
+    if len(dates):
+        cal = calendar_features(dates.min(), dates.max()).set_index("date").reindex(dates)
+    climate = [c for c in CLIMATE_COLUMNS if c in columns]
+    if climate and len(dates):
+        observed = hist[hist[IMPUTED] == 0] if IMPUTED in hist.columns else hist
+        clim = climatology(observed, climate)
+        clim_values = clim.loc[day_of_year(dates)].to_numpy()
+    for col in columns:
+        if col in CALENDAR_COLUMNS:
+            out[col] = cal[col].to_numpy() if len(dates) else []
+        elif col in climate:
+            out[col] = clim_values[:, climate.index(col)] if len(dates) else []
+        elif col == IMPUTED:
+            out[col] = 1
+        else:
+            known = hist[col].dropna()
+            out[col] = known.iloc[-1] if len(known) else np.nan
+    if future_table is not None and len(dates):
+        supplied = _date_frame(future_table).drop_duplicates("date", keep="last").set_index("date")
+        given: dict[str, pd.Series] = {}
+        for col in (c for c in supplied.columns if c in out.columns):
+            values = supplied[col].dropna()
+            if col in CALENDAR_COLUMNS or col in climate or col == IMPUTED:
+                values = values.reindex(dates)
+            else:
+                values = values.reindex(values.index.union(dates)).ffill().reindex(dates)
+            out[col] = values.where(values.notna(), out[col])
+            if col in climate:
+                given[col] = values.notna()
+        if IMPUTED in out.columns and IMPUTED not in supplied.columns and climate:
+            none = pd.Series(False, index=dates)
+            all_given = np.logical_and.reduce([given.get(c, none).to_numpy() for c in climate])
+            out[IMPUTED] = (~all_given).astype(int)
+    for col in columns:
+        try:
+            out[col] = out[col].astype(hist[col].dtype)
+        except (TypeError, ValueError):
+            pass
+    return out.reset_index()[["date", *columns]]

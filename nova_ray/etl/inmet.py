@@ -1,0 +1,155 @@
+"""INMET automatic-station yearly CSV files -> daily climate per station."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from . import EtlError, normalize, parse_numbers, read_text, short, source_files
+
+N_META = 8  # metadata lines before the column header
+HEADER_LINE = N_META + 1
+COLUMNS = ["date", "station", "rain_mm", "temp_mean_c", "humidity_mean_pct"]
+# output column -> (normalized header prefix, header as printed in messages)
+_WANTED = {
+    "rain": ("PRECIPITACAO TOTAL", "PRECIPITAÇÃO TOTAL, HORÁRIO (mm)"),
+    "temp": ("TEMPERATURA DO AR - BULBO SECO", "TEMPERATURA DO AR - BULBO SECO, HORARIA (°C)"),
+    "hum": ("UMIDADE RELATIVA DO AR", "UMIDADE RELATIVA DO AR, HORARIA (%)"),
+}
+_FILE_STATION = re.compile(r"^INMET_[A-Z]{1,2}_[A-Z]{2}_([A-Z]\d{3})_", re.IGNORECASE)
+
+
+def _meta(path: Path, lines: list[str]) -> dict[str, str]:
+    meta: dict[str, str] = {}
+    for i in range(N_META):
+        if i >= len(lines):
+            raise EtlError(
+                f"file ends after {len(lines)} lines; expected {N_META} metadata lines and a header",
+                path,
+                i + 1,
+            )
+        line = lines[i]
+        key, _, value = line.partition(";")
+        if not key.strip().endswith(":"):
+            if normalize(key).startswith("DATA"):
+                raise EtlError(
+                    f"found the column header at line {i + 1}; INMET files have {N_META} metadata lines "
+                    "(REGIAO:, UF:, ESTACAO:, ...) before it",
+                    path,
+                    i + 1,
+                )
+            raise EtlError(
+                f"expected an INMET metadata line 'KEY:;value' ({N_META} of them before the header), "
+                f"got {short(line)}",
+                path,
+                i + 1,
+            )
+        meta[normalize(key.strip()[:-1])] = value.strip().rstrip(";").strip()
+    return meta
+
+
+def read_inmet_metadata(path: str | Path) -> dict[str, str]:
+    """The 8 metadata lines as {normalized key: value}, e.g. {"CODIGO (WMO)": "A401", "UF": "BA"}."""
+    return _meta(Path(path), read_text(Path(path)).splitlines())
+
+
+def _station(path: Path, meta: dict[str, str]) -> str:
+    code = next((v for k, v in meta.items() if k.startswith("CODIGO")), "")
+    if code:
+        return code.upper()
+    m = _FILE_STATION.match(path.name)
+    if m:
+        return m.group(1).upper()
+    raise EtlError("no station code: metadata line 'CODIGO (WMO):' is empty and the file name has none", path)
+
+
+def read_inmet_file(path: str | Path) -> pd.DataFrame:
+    """One INMET file -> daily rows: date, station, rain_mm, temp_mean_c, humidity_mean_pct.
+
+    Days are UTC dates as in the file. rain_mm is the sum of the hourly precipitation (NaN if
+    every hour is missing); temperature and humidity are means of the available hours.
+    """
+    path = Path(path)
+    lines = read_text(path).splitlines()
+    meta = _meta(path, lines)
+    station = _station(path, meta)
+    if len(lines) < HEADER_LINE:
+        raise EtlError("missing the column header line (Data;Hora UTC;...)", path, HEADER_LINE)
+    header = [h.strip() for h in lines[N_META].split(";")]
+    if not normalize(header[0]).startswith("DATA"):
+        raise EtlError(
+            f"expected the column header line starting with 'Data', got {short(lines[N_META])}",
+            path,
+            HEADER_LINE,
+        )
+    names = [normalize(h) for h in header]
+    idx = {"date": 0}
+    for key, (prefix, shown) in _WANTED.items():
+        pos = next((i for i, n in enumerate(names) if n.startswith(prefix)), None)
+        if pos is None:
+            raise EtlError(f"missing column {shown!r}", path, HEADER_LINE)
+        idx[key] = pos
+    need = max(idx.values()) + 1
+    order = list(idx)
+    rows: list[tuple] = []
+    for lineno, raw in enumerate(lines[HEADER_LINE:], start=HEADER_LINE + 1):
+        if not raw.strip():
+            continue
+        fields = raw.split(";")
+        if len(fields) < need:
+            raise EtlError(f"expected at least {need} ';'-separated fields, got {len(fields)}", path, lineno)
+        rows.append((lineno, *(fields[idx[k]] for k in order)))
+    if not rows:
+        raise EtlError("no data rows after the column header", path, HEADER_LINE)
+    df = pd.DataFrame(rows, columns=["line", *order])
+    text = df["date"].str.strip()
+    dates = pd.to_datetime(text.str.replace("/", "-", regex=False), format="%Y-%m-%d", errors="coerce")
+    if dates.isna().any():
+        pos = int(dates.isna().to_numpy().argmax())
+        raise EtlError(
+            f"unparsable date {short(df['date'].iloc[pos])} (expected yyyy/mm/dd or yyyy-mm-dd)",
+            path,
+            int(df["line"].iloc[pos]),
+            header[0],
+        )
+    values = {}
+    for key in _WANTED:
+        v = parse_numbers(df[key], df["line"], path, header[idx[key]], missing=("-9999",))
+        values[key] = v.mask(v == -9999)
+    hourly = pd.DataFrame({"date": dates, **values})
+    g = hourly.groupby("date", sort=True)
+    daily = pd.DataFrame(
+        {
+            "rain_mm": g["rain"].sum(min_count=1),
+            "temp_mean_c": g["temp"].mean(),
+            "humidity_mean_pct": g["hum"].mean(),
+        }
+    ).reset_index()
+    daily.insert(1, "station", station)
+    return daily[COLUMNS]
+
+
+def load_inmet(src: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+    """INMET files (a folder of *.CSV, one file or a list) -> daily rows per station, sorted.
+
+    A (date, station) in several files keeps the row from the last file in path order.
+    """
+    files = source_files(src, (".csv",))
+    frames = [read_inmet_file(f) for f in files]
+    if not frames:
+        return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in _EMPTY_TYPES.items()})
+    out = pd.concat(frames, ignore_index=True)
+    out = out.drop_duplicates(["date", "station"], keep="last")
+    return out.sort_values(["date", "station"]).reset_index(drop=True)
+
+
+_EMPTY_TYPES = {
+    "date": "datetime64[ns]",
+    "station": "object",
+    "rain_mm": "float64",
+    "temp_mean_c": "float64",
+    "humidity_mean_pct": "float64",
+}

@@ -1,0 +1,141 @@
+"""Read and validate demand history (CSV or Parquet, long format)."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from .errors import InputError
+
+REQUIRED = ("item_id", "date", "quantity")
+OPTIONAL = ("site", "family")
+
+
+def _read_raw(path: Path) -> tuple[pd.DataFrame, int]:
+    """Read a file with every column as text; returns the frame and the line of its first row."""
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in {".csv", ".txt", ".gz"}:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+            return df, 2
+        if suffix in {".parquet", ".pq"}:
+            return pq.read_table(path).to_pandas(), 1
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: cannot read file: {msg}") from None
+    raise InputError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
+
+
+def _where(path: Path, first_line: int, row: int, csv: bool) -> str:
+    return f"{path}: line {row + first_line}" if csv else f"{path}: row {row + 1}"
+
+
+def read_demand(path: str | Path) -> pd.DataFrame:
+    """Validated demand: item_id (str), date (datetime64), quantity (float >= 0), optional site/family.
+
+    Raises InputError with a one-line message naming the file and the row or column.
+    """
+    path = Path(path)
+    raw, first_line = _read_raw(path)
+    csv = first_line == 2
+    raw.columns = [str(c).strip() for c in raw.columns]
+    missing = [c for c in REQUIRED if c not in raw.columns]
+    if missing:
+        raise InputError(
+            f"{path}: missing column {missing[0]!r} (found: {', '.join(map(str, raw.columns)) or 'none'})"
+        )
+    if len(raw) == 0:
+        raise InputError(f"{path}: file is empty (no data rows)")
+
+    item = raw["item_id"].astype("string").str.strip()
+    bad = item.isna() | (item == "")
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"{_where(path, first_line, i, csv)}: empty item_id in column 'item_id'")
+
+    date_col = raw["date"]
+    if pd.api.types.is_datetime64_any_dtype(date_col):
+        dates = pd.to_datetime(date_col)
+    else:
+        text = date_col.astype("string").str.strip()
+        dates = pd.to_datetime(text, errors="coerce", format="mixed")
+    bad = dates.isna().to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{_where(path, first_line, i, csv)}: cannot parse date {str(date_col.iloc[i])!r} in column 'date'"
+        )
+    if getattr(dates.dt, "tz", None) is not None:
+        dates = dates.dt.tz_localize(None)
+
+    qty_col = raw["quantity"]
+    if pd.api.types.is_numeric_dtype(qty_col) and not pd.api.types.is_bool_dtype(qty_col):
+        qty = qty_col.astype("float64")
+        bad_num = qty.isna().to_numpy()
+    else:
+        text = qty_col.astype("string").str.strip()
+        qty = pd.to_numeric(text, errors="coerce").astype("float64")
+        bad_num = qty.isna().to_numpy()
+    if bad_num.any():
+        i = int(np.flatnonzero(bad_num)[0])
+        raise InputError(
+            f"{_where(path, first_line, i, csv)}: quantity {str(qty_col.iloc[i])!r} in column 'quantity' "
+            "is not a number"
+        )
+    bad = (~np.isfinite(qty.to_numpy())) | (qty.to_numpy() < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{_where(path, first_line, i, csv)}: quantity {qty.iloc[i]:g} in column 'quantity' must be "
+            "finite and >= 0"
+        )
+
+    out = pd.DataFrame({"item_id": item.astype(str).to_numpy(), "date": dates.dt.normalize(), "quantity": qty})
+    for col in OPTIONAL:
+        if col in raw.columns:
+            out[col] = raw[col].astype("string").fillna("").str.strip().astype(str).to_numpy()
+    key = ["item_id", "date"] + (["site"] if "site" in out.columns else [])
+    dup = out.duplicated(key, keep=False).to_numpy()
+    if dup.any():
+        rows = np.flatnonzero(dup)
+        first = rows[0]
+        same = rows[(out["item_id"].to_numpy()[rows] == out["item_id"].iat[first])
+                    & (out["date"].to_numpy()[rows] == out["date"].to_numpy()[first])]
+        a, b = (_where(path, first_line, int(r), csv).split(": ", 1)[1] for r in same[:2])
+        raise InputError(
+            f"{path}: {a} and {b}: duplicate item_id/date ({out['item_id'].iat[first]!r}, "
+            f"{out['date'].iat[first].date()})"
+        )
+    return out
+
+
+def select_items(df: pd.DataFrame, items: list[str] | None, source: str = "--items") -> pd.DataFrame:
+    """Keep only `items`; an unknown item is an InputError with close matches suggested."""
+    if not items:
+        return df
+    known = pd.unique(df["item_id"])
+    known_set = set(known)
+    for item in items:
+        if item not in known_set:
+            close = difflib.get_close_matches(item, list(known), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise InputError(f"unknown item {item!r} in {source}{hint}")
+    return df[df["item_id"].isin(items)].reset_index(drop=True)
+
+
+def dataset_id(df: pd.DataFrame) -> str:
+    """A short content hash of the validated demand table."""
+    import hashlib
+
+    h = hashlib.sha256()
+    cols = df.sort_values(["item_id", "date"])[["item_id", "date", "quantity"]]
+    h.update(pd.util.hash_pandas_object(cols, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]

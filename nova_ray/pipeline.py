@@ -1,0 +1,250 @@
+"""The forecast pipeline: read, fan out, ensemble, evaluate, write. The CLI calls `run_forecast`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import polars as pl
+import pyarrow as pa
+
+from . import __version__
+from .config import Config
+from .engine import BatchResult, EngineSpec, LstmSpec, forecast_batch, forecast_lstm, lstm_items
+from .ensemble import combine, learn_weights
+from .frequency import get_frequency
+from .io.demand import dataset_id, read_demand, select_items
+from .io.results import ResultWriter, utc_now
+from .metrics import evaluate
+from .models import MODELS, parse_models
+from .series import SeriesSet, build_series
+
+
+class Progress(Protocol):
+    """Where the pipeline reports progress (the CLI draws bars; tests pass nothing)."""
+
+    def stage(self, name: str, total: int | None = None) -> None: ...
+    def advance(self, n: int = 1) -> None: ...
+
+
+class _Silent:
+    def stage(self, name: str, total: int | None = None) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+@dataclass
+class RunSummary:
+    """What a run did, for the summary table and the run record."""
+
+    run_id: str
+    run_date: str
+    output: str
+    items: int
+    models: list[str]
+    failures: int
+    fallbacks: list[str]
+    wall_seconds: float
+    rows: dict[str, int]
+    backend: str
+    cpu_seconds: float = 0.0
+    workers: list[str] = field(default_factory=list)
+    best_by_class: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ensemble_error: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def engine_spec(cfg: Config) -> EngineSpec:
+    f = cfg.forecast
+    return EngineSpec(
+        horizon=f.horizon, freq=f.freq, models=parse_models(f.models), arima_engine=f.arima_engine,
+        backtest_windows=f.backtest_windows, backtest_step=f.backtest_step, seed=f.seed,
+        lstm=LstmSpec(cfg.lstm.lookback, cfg.lstm.units, cfg.lstm.epochs, cfg.lstm.batch_size,
+                      cfg.lstm.max_windows_per_item),
+    )
+
+
+def load_series(cfg: Config, items: list[str] | None) -> tuple[SeriesSet, str]:
+    """Validated demand for the selected items as a SeriesSet, and the dataset id."""
+    demand = select_items(read_demand(cfg.paths.data), items)
+    return build_series(demand, cfg.forecast.freq), dataset_id(demand)
+
+
+def run_engine(series: SeriesSet, spec: EngineSpec, cfg: Config, progress: Progress,
+               use_ray: bool = True) -> tuple[list[BatchResult], str, dict[str, Any]]:
+    """Fit everything, on Ray (default) or in this process; returns batch results and backend info."""
+    lstm_idx = lstm_items(series, spec)
+    results: list[BatchResult] = []
+    progress.stage("fit and backtest", total=len(series) + len(lstm_idx))
+    if not use_ray:
+        for i in range(len(series)):
+            results.append(forecast_batch(series, [i], spec))
+            progress.advance(1)
+        if lstm_idx:
+            results.append(forecast_lstm(series, lstm_idx, spec, threads=1))
+            progress.advance(len(lstm_idx))
+        return results, "local (no Ray)", {}
+    from .distributed import RayBackend, make_batches
+
+    with RayBackend(cfg.ray.address or None, cfg.ray.num_cpus or None) as backend:
+        info = backend.info
+        stat_workers = max(1, int(info.cpus) - (1 if lstm_idx and info.gpus < 1 else 0))
+        batches = make_batches(series, spec, stat_workers, cfg.ray.batch_seconds)
+        for result, n in backend.run(series, spec, batches, lstm_idx):
+            results.append(result)
+            progress.advance(n)
+        desc = f"ray {info.address} ({info.nodes} node(s), {info.cpus:g} CPU, {info.gpus:g} GPU)"
+        return results, desc, {"batches": len(batches), "cpus": info.cpus, "gpus": info.gpus,
+                               "nodes": info.nodes}
+
+
+def _concat(tables: list[pa.Table]) -> pl.DataFrame:
+    tables = [t for t in tables if t.num_rows]
+    return pl.from_arrow(pa.concat_tables(tables)) if tables else pl.DataFrame()
+
+
+def assemble(results: list[BatchResult]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame,
+                                                   pl.DataFrame, pl.DataFrame]:
+    """Model forecasts + ensemble, backtests + ensemble, weights, and the item table."""
+    from .engine import BACKTEST_TABLE, FORECAST_TABLE, ITEMS_TABLE
+
+    fc = _concat([r.forecasts for r in results]) if any(r.forecasts.num_rows for r in results) \
+        else pl.from_arrow(FORECAST_TABLE.empty_table())
+    bt = _concat([r.backtests for r in results]) if any(r.backtests.num_rows for r in results) \
+        else pl.from_arrow(BACKTEST_TABLE.empty_table())
+    items = _concat([r.items for r in results]) if any(r.items.num_rows for r in results) \
+        else pl.from_arrow(ITEMS_TABLE.empty_table())
+    # the LSTM joins items' model lists after the fact
+    lstm_items_done = set(fc.filter(pl.col("model") == "lstm")["item_id"].to_list()) if fc.height else set()
+    if lstm_items_done:
+        items = items.with_columns(
+            models=pl.when(pl.col("item_id").is_in(list(lstm_items_done)))
+            .then(pl.col("models") + ",lstm").otherwise(pl.col("models"))
+        )
+    weights = learn_weights(fc, bt)
+    ens_fc, ens_bt = combine(fc, bt, weights)
+    fc = pl.concat([fc, ens_fc], how="vertical_relaxed").sort("item_id", "model", "date")
+    bt = pl.concat([bt, ens_bt], how="vertical_relaxed") if ens_bt.height else bt
+    return fc, bt, weights, items, ens_fc
+
+
+def _best_by_class(metrics: pl.DataFrame, items: pl.DataFrame) -> tuple[dict[str, dict], dict[str, float]]:
+    if metrics.height == 0:
+        return {}, {}
+    per = metrics.group_by("item_id", "model").agg(pl.col("mase").mean()).join(
+        items.select("item_id", "demand_class"), on="item_id")
+    agg = per.group_by("demand_class", "model").agg(pl.col("mase").median().alias("mase"),
+                                                   pl.len().alias("items"))
+    best: dict[str, dict] = {}
+    for cls, g in agg.group_by("demand_class"):
+        singles = g.filter(pl.col("model") != "ensemble").drop_nulls("mase").sort("mase")
+        ens = g.filter(pl.col("model") == "ensemble")["mase"]
+        if singles.height:
+            best[str(cls[0])] = {"model": singles["model"][0], "mase": singles["mase"][0],
+                                 "ensemble_mase": ens[0] if len(ens) else None, "items": int(singles["items"][0])}
+    e = metrics.filter(pl.col("model") == "ensemble")
+    ens_err = {k: float(v) for k, v in {
+        "mase": e["mase"].median(), "smape": e["smape"].mean(), "coverage_80": e["coverage_80"].mean(),
+    }.items() if v is not None}
+    return best, ens_err
+
+
+def model_versions(cfg: Config, meta: dict[str, str], metrics: pl.DataFrame, models: list[str],
+                   dataset: str, run_id: str) -> dict[str, Any]:
+    """The seed-style metadata: versions per model with aggregate backtest accuracy."""
+    out: dict[str, Any] = {
+        "model_version": meta["model_version"], "generated_at": meta["generated_at"], "source": "nova-ray",
+        "nova_ray_version": __version__, "dataset_id": dataset, "run_id": run_id,
+        "horizon": cfg.forecast.horizon, "freq": cfg.forecast.freq, "models": {},
+    }
+    for name in models:
+        lib = MODELS[name].library if name in MODELS else "polars"
+        entry: dict[str, Any] = {"version": MODELS[name].version if name in MODELS else "1", "library": lib,
+                                 "library_version": _lib_version(lib)}
+        m = metrics.filter(pl.col("model") == name) if metrics.height else metrics
+        if m.height:
+            wape = m["wape"].mean()
+            entry |= {"mape": m["mape"].mean(), "rmse": m["rmse"].mean(), "mase": m["mase"].median(),
+                      "accuracy": max(0.0, 1.0 - wape) if wape is not None else None}
+        out["models"][name] = entry
+    return out
+
+
+def _lib_version(lib: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    dist = {"tensorflow": "tensorflow-cpu"}.get(lib, lib)
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        try:
+            return version(lib)
+        except PackageNotFoundError:
+            return None
+
+
+def config_hash(cfg: Config) -> str:
+    d = cfg.to_dict()
+    d.pop("paths", None)
+    d["ray"] = {}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def run_forecast(cfg: Config, items: list[str] | None = None, progress: Progress | None = None,
+                 use_ray: bool = True, run_date: date | None = None,
+                 log: Callable[[str], None] | None = None) -> RunSummary:
+    """The whole forecast: validate input, fit on Ray, ensemble, write partitioned Parquet atomically."""
+    progress = progress or _Silent()
+    t0 = time.perf_counter()
+    progress.stage("read input")
+    series, dataset = load_series(cfg, items)
+    spec = engine_spec(cfg)
+    get_frequency(spec.freq)
+    run_date = run_date or datetime.now(timezone.utc).date()
+    run_id = f"{run_date:%Y%m%d}-{uuid.uuid4().hex[:8]}"
+    meta = {"run_id": run_id, "model_version": f"{__version__}+{config_hash(cfg)}", "generated_at": utc_now(),
+            "dataset_id": dataset}
+    results, backend, binfo = run_engine(series, spec, cfg, progress, use_ray=use_ray)
+    progress.stage("ensemble and metrics")
+    fc, bt, weights, items_df, _ = assemble(results)
+    metrics = evaluate(bt) if bt.height else pl.DataFrame()
+    writer = ResultWriter(cfg.paths.output, run_id, run_date, meta)
+    try:
+        progress.stage("write results")
+        writer.write("forecasts", fc.to_arrow())
+        if metrics.height:
+            writer.write("metrics", metrics.to_arrow())
+        writer.write("ensemble_weights", weights.to_arrow())
+        writer.write("items", items_df.to_arrow())
+        models = sorted(fc["model"].unique().to_list()) if fc.height else []
+        best, ens_err = _best_by_class(metrics, items_df)
+        summary = RunSummary(
+            run_id=run_id, run_date=run_date.isoformat(), output=str(Path(cfg.paths.output).resolve()),
+            items=len(series), models=models,
+            failures=int(items_df["failed_models"].str.len_chars().gt(0).sum()) if items_df.height else 0,
+            fallbacks=items_df.filter(pl.col("fallback"))["item_id"].to_list() if items_df.height else [],
+            wall_seconds=0.0, rows={}, backend=backend,
+            cpu_seconds=float(sum(r.cpu_seconds for r in results)),
+            workers=sorted({r.worker for r in results if r.worker}),
+            best_by_class=best, ensemble_error=ens_err,
+        )
+        summary.wall_seconds = time.perf_counter() - t0
+        versions = model_versions(cfg, meta, metrics, models, dataset, run_id) | {"backend": binfo}
+        record = writer.commit(versions, summary.to_dict())
+    except BaseException:
+        writer.abort()
+        raise
+    summary.rows = record["row_counts"]
+    summary.wall_seconds = time.perf_counter() - t0
+    return summary

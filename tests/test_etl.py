@@ -1,0 +1,502 @@
+"""ETL of external factors: loaders, broken files, build_features, future_features, calendar, fetch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+import urllib.parse
+from datetime import date
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nova_ray.config import Etl
+from nova_ray.etl import (
+    EtlError,
+    build_features,
+    calendar_features,
+    climatology,
+    fetch_sources,
+    future_features,
+    load_anatel,
+    load_bcb,
+    load_inmet,
+    load_regressors,
+    read_anatel_file,
+    read_bcb_file,
+    read_features,
+    read_inmet_file,
+    read_inmet_metadata,
+    read_regressor_file,
+)
+from nova_ray.etl.features import DICTIONARY_FILE, FEATURES_FILE, STATIONS_FILE
+
+DATA = Path(__file__).parent / "data"
+RAW = DATA / "raw"
+A401_2023 = RAW / "inmet" / "INMET_NE_BA_A401_SALVADOR_01-01-2023_A_31-12-2023.CSV"
+A401_2018 = RAW / "inmet" / "INMET_NE_BA_A401_SALVADOR_01-01-2018_A_31-12-2018.CSV"
+
+
+def day(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text)
+
+
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    text = str(exc.value)
+    assert "\n" not in text and "Traceback" not in text
+    return text
+
+
+# ---------------------------------------------------------------- INMET
+
+
+def test_inmet_new_format_daily_values() -> None:
+    df = read_inmet_file(A401_2023)
+    assert list(df.columns) == ["date", "station", "rain_mm", "temp_mean_c", "humidity_mean_pct"]
+    assert df["station"].tolist() == ["A401", "A401"]
+    first, second = df.iloc[0], df.iloc[1]
+    assert first["date"] == day("2023-01-01")
+    assert first["rain_mm"] == pytest.approx(1.6)  # 0 + ",2" + "1,4"
+    assert first["temp_mean_c"] == pytest.approx(27.2)  # -9999 hour skipped
+    assert first["humidity_mean_pct"] == pytest.approx(75.0)
+    assert np.isnan(second["rain_mm"])  # every hour -9999
+    assert second["humidity_mean_pct"] == pytest.approx(85.0)
+
+
+def test_inmet_old_format_latin1_empty_fields_crlf() -> None:
+    df = read_inmet_file(A401_2018)
+    assert df["date"].tolist() == [day("2018-01-01"), day("2018-01-02")]
+    assert df["rain_mm"].iloc[0] == pytest.approx(1.4)
+    assert df["temp_mean_c"].iloc[0] == pytest.approx(26.0)
+    assert df["humidity_mean_pct"].iloc[0] == pytest.approx(81.0)
+    assert np.isnan(df["rain_mm"].iloc[1])
+    meta = read_inmet_metadata(A401_2018)
+    assert meta["ESTACAO"] == "SALVADOR" and meta["CODIGO (WMO)"] == "A401"
+
+
+def test_load_inmet_folder_all_stations() -> None:
+    df = load_inmet(RAW / "inmet")
+    assert sorted(df["station"].unique()) == ["A401", "A413"]
+    assert len(df) == 6
+    assert df["date"].is_monotonic_increasing
+
+
+def _inmet_lines() -> list[str]:
+    return A401_2023.read_bytes().decode("latin-1").splitlines()
+
+
+def _write(tmp: Path, name: str, lines: list[str], encoding: str = "latin-1") -> Path:
+    path = tmp / name
+    path.write_bytes(("\n".join(lines) + "\n").encode(encoding))
+    return path
+
+
+INMET_NAME = "INMET_NE_BA_A401_SALVADOR_01-01-2023_A_31-12-2023.CSV"
+
+
+def test_inmet_utf8_file_reads_the_same(tmp_path: Path) -> None:
+    path = _write(tmp_path, INMET_NAME, _inmet_lines(), encoding="utf-8")
+    pd.testing.assert_frame_equal(read_inmet_file(path), read_inmet_file(A401_2023))
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda ls: ls[1:], r":8: found the column header at line 8; INMET files have 8 metadata lines"),
+        (lambda ls: ["X;Y", *ls[1:]], r":1: expected an INMET metadata line 'KEY:;value'"),
+        (lambda ls: ls[:8], r":9: missing the column header line"),
+        (lambda ls: ls[:9], r":9: no data rows after the column header"),
+        (
+            lambda ls: [*ls[:8], ls[8].replace("UMIDADE RELATIVA DO AR", "UMIDADE"), *ls[9:]],
+            r":9: missing column 'UMIDADE RELATIVA DO AR, HORARIA \(%\)'",
+        ),
+        (
+            lambda ls: [*ls[:10], ls[10].replace("2023/01/01", "2023/13/01"), *ls[11:]],
+            r":11: column 'Data': unparsable date '2023/13/01'",
+        ),
+        (
+            lambda ls: [*ls[:10], ls[10].replace(";28,3;", ";abc;"), *ls[11:]],
+            r":11: column 'TEMPERATURA DO AR - BULBO SECO, HORARIA \(°C\)': cannot parse 'abc' as a number",
+        ),
+        (lambda ls: [*ls[:9], "2023/01/01;0000 UTC;0;", *ls[9:]], r":10: expected at least 16 ';'-separated"),
+    ],
+)
+def test_inmet_broken_files(tmp_path: Path, edit, expected: str) -> None:
+    path = _write(tmp_path, INMET_NAME, edit(_inmet_lines()))
+    with pytest.raises(EtlError, match=expected) as exc:
+        read_inmet_file(path)
+    assert one_line(exc).startswith(str(path))
+
+
+def test_empty_files_are_named(tmp_path: Path) -> None:
+    for name, reader in [(INMET_NAME, read_inmet_file), ("usd_brl.json", read_bcb_file)]:
+        (tmp_path / name).write_bytes(b"\n  \n")
+        with pytest.raises(EtlError, match=r": empty file$") as exc:
+            reader(tmp_path / name)
+        assert one_line(exc) == f"{tmp_path / name}: empty file"
+
+
+# ---------------------------------------------------------------- BCB
+
+
+def test_bcb_json_csv_and_monthly_forward_fill() -> None:
+    usd = read_bcb_file(RAW / "bcb" / "usd_brl.json")
+    assert list(usd.columns) == ["date", "usd_brl"]
+    assert usd["date"].tolist() == list(pd.date_range("2023-01-02", "2023-01-05"))
+    assert usd["usd_brl"].tolist() == pytest.approx([5.354, 5.453, 5.453, 5.35])
+    ipca = read_bcb_file(RAW / "bcb" / "ipca.csv")
+    assert len(ipca) == 32  # 1 Dec .. 1 Jan, every calendar day
+    assert ipca.set_index("date").loc["2022-12-31", "ipca"] == pytest.approx(0.62)
+    assert read_bcb_file(RAW / "bcb" / "selic.json")["selic"].iloc[0] == pytest.approx(13.75)  # comma
+    both = load_bcb(RAW / "bcb")
+    assert list(both.columns) == ["date", "ipca", "selic", "usd_brl"]
+    assert both["date"].is_monotonic_increasing and both["date"].diff().dropna().eq(pd.Timedelta("1D")).all()
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("usd_brl.json", '[{"data": "02/01/2023", "valor": "5.1"},\n {"data": ', r":2: invalid JSON"),
+        ("usd_brl.json", '{"erro": "Value(s) not found"}', r":1: expected a JSON list"),
+        (
+            "usd_brl.json",
+            '[\n {"data": "02/01/2023", "valor": "5.1"},\n {"data": "32/01/2023", "valor": "5.2"}\n]',
+            r":3: column 'data': unparsable date '32/01/2023'",
+        ),
+        (
+            "usd_brl.json",
+            '[\n {"data": "02/01/2023", "valor": "5.1"},\n\n {"data": "03/01/2023", "valor": "x5"}\n]',
+            r":4: column 'valor': cannot parse 'x5' as a number",
+        ),
+        ("usd_brl.json", '[\n {"data": "02/01/2023"}\n]', r":2: entry 1: expected"),
+        ("ipca.csv", '"data";"valor"\n"01/12/2022";"0,62"\n"01/01/2023";"n/d"\n', r":3: column 'valor'"),
+        ("ipca.csv", '"date";"value"\n"01/12/2022";"0,62"\n', r':1: expected the header "data";"valor"'),
+        ("ipca.csv", '"data";"valor"\n', r":1: no data rows"),
+    ],
+)
+def test_bcb_broken_files(tmp_path: Path, name: str, text: str, expected: str) -> None:
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    with pytest.raises(EtlError, match=expected) as exc:
+        read_bcb_file(tmp_path / name)
+    assert one_line(exc).startswith(str(tmp_path / name))
+
+
+# ---------------------------------------------------------------- Anatel and regressors
+
+
+def test_anatel_latin1_month_dates_thousands() -> None:
+    df = read_anatel_file(RAW / "anatel" / "5g_rollout.csv")
+    assert list(df.columns) == ["date", "g5_municipios_5g", "g5_estacoes_5g"]
+    assert df["date"].iloc[0] == day("2022-12-01") and df["date"].iloc[-1] == day("2023-01-01")
+    assert df.set_index("date").loc["2022-12-31", "g5_estacoes_5g"] == 1250
+    assert df["g5_estacoes_5g"].iloc[-1] == 1480
+    assert load_anatel(RAW / "anatel").equals(df)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("data,sites\n2023-01-01,5\n2023-02-01,6\n", None),
+        ("Data;Estações 5G\n01/01/2023;5\n15/01/2023;6\n", None),
+        ("date,sites\n2023-01,5\n2023-02,6\n", None),
+        ("UF;sites\nBA;5\n", r":1: no date column"),
+        ("data;sites\n2023-01-01;5\n2023-01-99;6\n", r":3: column 'data': unparsable date '2023-01-99'"),
+        ("data;sites\n2023-01-01;5\n2023-01-02;muitos\n", r":3: column 'sites': cannot parse 'muitos'"),
+        ("data;sites\n2023-01-01;5;7;8\n", r":2: expected 2 ';'-separated fields"),
+    ],
+)
+def test_anatel_variants_and_errors(tmp_path: Path, text: str, expected: str | None) -> None:
+    path = tmp_path / "rollout.csv"
+    path.write_text(text, encoding="utf-8")
+    if expected is None:
+        df = read_anatel_file(path)
+        assert df.columns[1].startswith("g5_") and df.iloc[:, 1].iloc[-1] == 6
+        return
+    with pytest.raises(EtlError, match=expected) as exc:
+        read_anatel_file(path)
+    one_line(exc)
+
+
+def test_regressors_prefix_and_errors(tmp_path: Path) -> None:
+    df = load_regressors(RAW / "regressors")
+    assert list(df.columns) == ["date", "campaign_planned_visits", "campaign_budget_k"]
+    assert df["campaign_planned_visits"].tolist() == [10, 10, 12]
+    bad = tmp_path / "promo.csv"
+    bad.write_text("day,x\n2023-01-01,1\n")
+    with pytest.raises(EtlError, match=r"promo.csv:1: no 'date' column"):
+        read_regressor_file(bad)
+    bad.write_text("date,x\n2023-01-01,1\n2023-01-02,?\n")
+    with pytest.raises(EtlError, match=r"promo.csv:3: column 'x': cannot parse '\?' as a number"):
+        read_regressor_file(bad)
+
+
+# ---------------------------------------------------------------- calendar
+
+
+def test_calendar_national_state_municipal() -> None:
+    cal = calendar_features("2024-01-01", "2024-12-31").set_index("date")
+    assert len(cal) == 366
+    expect = {
+        "2024-09-07": ("national", "Independência do Brasil"),
+        "2024-11-15": ("national", "Proclamação da República"),
+        "2024-07-02": ("state", "Independência da Bahia"),
+        "2024-06-24": ("municipal", "São João"),
+        "2024-12-08": ("municipal", "Nossa Senhora da Conceição da Praia"),
+        "2024-05-30": ("municipal", "Corpus Christi"),
+    }
+    for when, (level, name) in expect.items():
+        row = cal.loc[when]
+        assert (row["is_holiday"], row["holiday_level"], row["holiday_name"]) == (1, level, name)
+    carnival = cal.loc["2024-02-13"]
+    assert carnival["is_carnival"] == 1 and carnival["is_holiday"] == 0
+    plain = cal.loc["2024-03-05"]
+    assert (plain["is_holiday"], plain["holiday_name"], plain["is_weekend"]) == (0, "", 0)
+    assert cal.loc["2024-03-09", "is_weekend"] == 1 and cal.loc["2024-03-09", "day_of_week"] == 5
+    assert cal["month"].min() == 1 and cal["month"].max() == 12
+
+
+# ---------------------------------------------------------------- build_features
+
+
+def test_build_features_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "processed"
+    res = build_features(RAW, out, start="2022-12-30", end="2023-01-05")
+    assert res.path == out / FEATURES_FILE and res.rows == 7
+    assert res.stations_path == out / STATIONS_FILE and res.dictionary_path == out / DICTIONARY_FILE
+    assert len(res.sources) == 8
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    f = read_features(res.path).set_index("date")
+    assert len(f) == 7 and f.index.is_monotonic_increasing
+    assert f.loc["2023-01-01", "rain_mm"] == pytest.approx(1.8)  # mean of A401 1.6 and A413 2.0
+    assert f.loc["2023-01-01", "temp_mean_c"] == pytest.approx(26.6)
+    assert f.loc["2023-01-02", "rain_mm"] == pytest.approx(3.0)  # A401 missing -> A413 alone
+    assert f.loc["2023-01-01", "climate_imputed"] == 0
+    # 30 Dec has no observation: climatology of 1-2 January (1.6 and 3.0 mm) smoothed
+    assert f.loc["2022-12-30", "climate_imputed"] == 1
+    assert f.loc["2022-12-30", "rain_mm"] == pytest.approx(2.3)
+    assert f.loc["2022-12-30", "usd_brl"] == pytest.approx(5.354)  # back-filled before first quote
+    assert f.loc["2023-01-04", "usd_brl"] == pytest.approx(5.453)  # forward-filled
+    assert f.loc["2023-01-05", "ipca"] == pytest.approx(0.53)
+    assert f.loc["2022-12-30", "g5_estacoes_5g"] == 1250 and f.loc["2023-01-05", "g5_estacoes_5g"] == 1480
+    assert f.loc["2023-01-05", "campaign_planned_visits"] == 12
+    assert f.loc["2023-01-01", "is_holiday"] == 1
+    assert not f.drop(columns=["holiday_level", "holiday_name"]).isna().any().any()
+    assert set(res.feature_columns) == set(f.columns) - {"holiday_level", "holiday_name"}
+    raw_dates = pd.read_parquet(res.path)["date"]
+    assert isinstance(raw_dates.iloc[0], date)  # stored as parquet date32
+    stations = read_features(res.stations_path)
+    assert sorted(stations["station"].unique()) == ["A401", "A413"] and len(stations) == 4
+    dictionary = json.loads(res.dictionary_path.read_text(encoding="utf-8"))
+    assert set(dictionary) == set(f.columns) | {"date"}
+    assert dictionary["usd_brl"]["sources"] == ["bcb/usd_brl.json"]
+    assert dictionary["temp_mean_c"]["unit"] == "°C" and len(dictionary["rain_mm"]["sources"]) == 3
+    assert dictionary["g5_estacoes_5g"]["sources"] == ["anatel/5g_rollout.csv"]
+
+
+def test_build_features_partial_layout_and_errors(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    shutil.copytree(RAW / "bcb", raw / "bcb")
+    res = build_features(raw, tmp_path / "out")
+    f = read_features(res.path)
+    assert f["date"].min() == day("2022-12-01") and f["date"].max() == day("2023-01-05")
+    assert "rain_mm" not in f.columns and "usd_brl" in f.columns
+    assert read_features(res.stations_path).empty
+    with pytest.raises(EtlError, match="raw folder not found"):
+        build_features(tmp_path / "nope", tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EtlError, match="no raw sources found"):
+        build_features(tmp_path / "empty", tmp_path / "out")
+    cal_only = build_features(tmp_path / "empty", tmp_path / "out2", start="2024-01-01", end="2024-01-31")
+    assert cal_only.rows == 31
+    (raw / "bcb" / "usd_brl.json").write_text("[oops]")
+    with pytest.raises(EtlError, match=r"usd_brl.json:1: invalid JSON"):
+        build_features(raw, tmp_path / "out")
+
+
+# ---------------------------------------------------------------- future_features
+
+
+def _history() -> pd.DataFrame:
+    dates = pd.date_range("2021-01-01", "2023-12-31", freq="D")
+    doy = dates.dayofyear.to_numpy()
+    temp = 26 + 3 * np.cos(2 * np.pi * (doy - 30) / 365)
+    hist = calendar_features(dates[0], dates[-1])
+    hist["temp_mean_c"] = temp
+    hist["rain_mm"] = np.where(dates.month.isin([4, 5, 6]), 8.0, 1.0)
+    hist["climate_imputed"] = 0
+    hist.loc[hist["date"] == "2022-03-15", ["temp_mean_c", "climate_imputed"]] = [999.0, 1]
+    hist["usd_brl"] = np.linspace(5.0, 5.5, len(dates))
+    hist["g5_estacoes_5g"] = np.arange(len(dates), dtype=float)
+    return hist
+
+
+def test_future_features_climatology_calendar_last_value() -> None:
+    hist = _history()
+    dates = pd.date_range("2024-03-01", "2024-09-30", freq="D")
+    fut = future_features(hist, dates)
+    assert list(fut.columns) == list(hist.columns) and len(fut) == len(dates)
+    fut = fut.set_index("date")
+    # climatology: the smooth seasonal curve, the imputed 999 day ignored
+    assert fut.loc["2024-03-15", "temp_mean_c"] == pytest.approx(
+        26 + 3 * np.cos(2 * np.pi * 44 / 365), abs=0.1
+    )
+    assert fut.loc["2024-05-15", "rain_mm"] == pytest.approx(8.0)
+    assert fut["climate_imputed"].eq(1).all()
+    assert fut["usd_brl"].eq(5.5).all() and fut["g5_estacoes_5g"].eq(len(hist) - 1).all()
+    assert fut.loc["2024-09-07", "is_holiday"] == 1 and fut.loc["2024-07-02", "holiday_level"] == "state"
+    assert fut.loc["2024-03-02", "is_weekend"] == 1
+    assert fut["is_holiday"].dtype == hist["is_holiday"].dtype
+
+
+def test_future_features_future_table_overrides() -> None:
+    hist = _history()
+    dates = pd.date_range("2024-01-01", "2024-01-10", freq="D")
+    table = pd.DataFrame(
+        {
+            "date": pd.to_datetime(["2024-01-04", "2024-01-02"]),
+            "usd_brl": [6.0, np.nan],
+            "temp_mean_c": [30.0, np.nan],
+            "unknown": [1, 2],
+        }
+    )
+    fut = future_features(hist, dates, table).set_index("date")
+    assert fut.loc["2024-01-03", "usd_brl"] == 5.5  # before the supplied value: last known
+    assert fut.loc["2024-01-04", "usd_brl"] == 6.0 and fut.loc["2024-01-10", "usd_brl"] == 6.0
+    assert fut.loc["2024-01-04", "temp_mean_c"] == 30.0
+    assert fut.loc["2024-01-05", "temp_mean_c"] != 30.0  # climate is not carried forward
+    assert "unknown" not in fut.columns
+    assert fut.loc["2024-01-04", "climate_imputed"] == 1  # rain still from the climatology
+
+
+def test_climatology_leap_day_and_gaps() -> None:
+    frame = pd.DataFrame({"date": pd.to_datetime(["2024-02-29", "2024-03-01"]), "rain_mm": [4.0, 6.0]})
+    clim = climatology(frame, ["rain_mm"], window=1)
+    assert clim.loc[59, "rain_mm"] == 4.0 and clim.loc[60, "rain_mm"] == 6.0
+    assert clim["rain_mm"].notna().all()  # circular interpolation fills the rest
+
+
+def test_future_features_on_built_table(tmp_path: Path) -> None:
+    res = build_features(RAW, tmp_path, start="2022-12-30", end="2023-01-05")
+    fut = future_features(read_features(res.path), pd.date_range("2023-01-06", periods=3))
+    assert fut["usd_brl"].eq(5.35).all() and fut["g5_estacoes_5g"].eq(1480).all()
+    assert fut["rain_mm"].notna().all()
+
+
+# ---------------------------------------------------------------- fetch (loopback only)
+
+
+class _Recorded(BaseHTTPRequestHandler):
+    """Serves the recorded API answers in tests/data/http; a path in ``fail_once`` answers 503 first."""
+
+    fail_once: set[str] = set()
+    seen: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        url = urllib.parse.urlsplit(self.path)
+        type(self).seen.append(self.path)
+        if url.path in self.fail_once:
+            self.fail_once.discard(url.path)
+            self.send_error(503)
+            return
+        parts = url.path.strip("/").split("/")
+        name = {"bcb": f"bcb_{parts[1] if len(parts) > 1 else ''}", "inmet": f"inmet_{parts[-1]}"}
+        recorded = DATA / "http" / f"{name.get(parts[0], '-')}.json"
+        if not recorded.is_file():
+            self.send_error(404)
+            return
+        body = recorded.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Recorded)
+    _Recorded.seen = []
+    _Recorded.fail_once = set()
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _cfg(base: str, **kw: object) -> Etl:
+    cfg = Etl(
+        bcb_base_url=f"{base}/bcb/{{code}}/dados",
+        bcb_series="usd_brl:1,ipca:433",
+        inmet_base_url=f"{base}/inmet",
+        inmet_stations="A401",
+        fetch_retries=3,
+        fetch_timeout_s=5.0,
+    )
+    for key, value in kw.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def test_fetch_writes_raw_layout_with_retry(server: str, tmp_path: Path) -> None:
+    _Recorded.fail_once = {"/bcb/1/dados"}
+    raw = tmp_path / "raw"
+    paths = fetch_sources(raw, _cfg(server), start=date(2023, 1, 1), end=date(2023, 1, 2), backoff_s=0.01)
+    names = sorted(p.relative_to(raw).as_posix() for p in paths)
+    assert names == [
+        "bcb/ipca.json",
+        "bcb/usd_brl.json",
+        "inmet/INMET_NE_BA_A401_SALVADOR_01-01-2023_A_02-01-2023.CSV",
+    ]
+    bcb_calls = [s for s in _Recorded.seen if s.startswith("/bcb/1/")]
+    assert len(bcb_calls) == 2  # 503, then 200
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(bcb_calls[0]).query)
+    assert query == {"formato": ["json"], "dataInicial": ["01/01/2023"], "dataFinal": ["02/01/2023"]}
+    assert "/inmet/estacao/2023-01-01/2023-01-02/A401" in _Recorded.seen
+    daily = read_inmet_file(raw / names[2])
+    assert daily["temp_mean_c"].tolist() == pytest.approx([27.2, 25.0])  # null -> -9999 -> skipped
+    assert daily["rain_mm"].tolist() == pytest.approx([0.2, 0.2])
+    res = build_features(raw, tmp_path / "out")
+    assert {"usd_brl", "ipca", "rain_mm"} <= set(res.feature_columns)
+
+
+def test_fetch_offline_and_http_errors(server: str, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = _cfg(f"http://127.0.0.1:{port}")
+    with pytest.raises(
+        EtlError, match=rf"^cannot reach http://127\.0\.0\.1:{port}/bcb/1/dados\?\S+ after 3 tries: "
+    ) as exc:
+        fetch_sources(tmp_path, cfg, start=date(2023, 1, 1), end=date(2023, 1, 2), backoff_s=0.001)
+    one_line(exc)
+    cfg = _cfg(server, bcb_series="x:999", inmet_stations="")
+    with pytest.raises(EtlError, match=r"HTTP 404"):  # not retried
+        fetch_sources(tmp_path, cfg, start=date(2023, 1, 1), end=date(2023, 1, 2), backoff_s=0.001)
+    assert len([s for s in _Recorded.seen if "/999/" in s]) == 1
+    with pytest.raises(EtlError, match=r"bcb_series: expected 'name:code"):
+        fetch_sources(tmp_path, _cfg(server, bcb_series="usd_brl"), backoff_s=0.001)
+
+
+# ---------------------------------------------------------------- demo data (nova_ray.demo)
+
+
+def test_loaders_read_demo_output(tmp_path: Path) -> None:
+    demo = pytest.importorskip("nova_ray.demo")
+    demo.generate_demo(tmp_path, items=5, days=400)
+    res = build_features(tmp_path / "raw", tmp_path / "processed", start="2023-01-01", end="2024-02-04")
+    f = read_features(res.path)
+    truth = demo.demo_factors(days=400).to_pandas()
+    truth["date"] = pd.to_datetime(truth["date"])
+    merged = f.merge(truth, on="date", suffixes=("", "_truth"))
+    assert len(merged) == 400 and f["climate_imputed"].eq(0).all()
+    for col in ["rain_mm", "temp_mean_c", "humidity_mean_pct", "usd_brl", "ipca", "selic", "g5_estacoes_5g"]:
+        np.testing.assert_allclose(merged[col], merged[f"{col}_truth"], atol=1e-9, err_msg=col)
