@@ -1,0 +1,575 @@
+"""Publish a finished run to a shared folder or an S3-compatible store; the pointer is written last.
+
+Target layout (a folder, or ``s3://bucket/prefix``):
+    runs/<run_id>/<kind>/run_date=YYYY-MM-DD/[model=<name>/]part-*.parquet
+    runs/<run_id>/manifest.json   files (size, sha256, rows), row counts per kind, run metadata
+    last_updated.json             pointer naming runs/<run_id>; written LAST (rename / single PUT)
+
+Every data file is verified (sha256 of what was sent against a re-read of the target) before the
+manifest is written, and the manifest before the pointer. Readers resolve the pointer, then the
+manifest, and never list folders. An interrupted sync leaves the old pointer and run untouched; a
+rerun skips files already present with a matching checksum. This module is light on purpose (pyarrow
+and the standard library only): the serving side imports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+POINTER = "last_updated.json"
+MANIFEST = "manifest.json"
+RUNS = "runs"
+FORMAT = 1
+CHUNK = 4 << 20
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SEGMENT_RE = re.compile(r"^[^/\\\x00-\x1f\x7f]{1,255}$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class PublishError(ValueError):
+    """A run cannot be published or read back; the message is one line."""
+
+
+def utc_stamp() -> str:
+    """Now, UTC, ISO 8601 with microseconds (orders publishes within a second)."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def check_run_id(run_id: str) -> str:
+    """`run_id` if it is a plain name (it becomes part of paths), else PublishError."""
+    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id) or ".." in run_id:
+        raise PublishError(f"invalid run id {run_id!r}: expected letters, digits, '.', '_' or '-'")
+    return run_id
+
+
+def safe_relpath(path: str) -> str:
+    """`path` if it is a relative POSIX path of plain segments (no '..', no absolute), else PublishError."""
+    parts = PurePosixPath(path).parts if isinstance(path, str) and path else ()
+    if not parts or path.startswith("/") or "\\" in path or any(
+        p in (".", "..") or not _SEGMENT_RE.match(p) for p in parts
+    ):
+        raise PublishError(f"unsafe path {path!r} in run metadata")
+    return "/".join(parts)
+
+
+def hive_values(relpath: str) -> dict[str, str]:
+    """Partition values (`key=value` folder names) of a relative file path, run_date excluded."""
+    out: dict[str, str] = {}
+    for seg in PurePosixPath(relpath).parts[:-1]:
+        if "=" in seg:
+            k, v = seg.split("=", 1)
+            if k != "run_date":
+                out[k] = v
+    return out
+
+
+def _dumps(data: Any) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class Location:
+    """A folder or an S3 prefix: a pyarrow filesystem, a base path in it, and how it was named."""
+
+    fs: pafs.FileSystem
+    base: str
+    uri: str
+    is_local: bool
+
+    def path(self, rel: str = "") -> str:
+        """Filesystem path of `rel` under the base."""
+        return f"{self.base.rstrip('/')}/{rel}" if rel else self.base
+
+    def exists(self) -> bool:
+        return self.fs.get_file_info(self.base).type != pafs.FileType.NotFound
+
+    def size(self, rel: str) -> int | None:
+        """Size of file `rel`, or None when absent."""
+        info = self.fs.get_file_info(self.path(rel))
+        return info.size if info.type == pafs.FileType.File else None
+
+    def read(self, rel: str) -> bytes | None:
+        """Whole file `rel`, or None when absent."""
+        if self.size(rel) is None:
+            return None
+        with self.fs.open_input_stream(self.path(rel)) as fh:
+            return fh.read()
+
+    def checksum(self, rel: str) -> tuple[int, str] | None:
+        """(size, sha256) of file `rel` read back in chunks, or None when absent."""
+        if self.size(rel) is None:
+            return None
+        h, n = hashlib.sha256(), 0
+        with self.fs.open_input_stream(self.path(rel)) as fh:
+            while chunk := fh.read(CHUNK):
+                h.update(chunk)
+                n += len(chunk)
+        return n, h.hexdigest()
+
+    def upload(self, src: Path, rel: str) -> tuple[int, str]:
+        """Copy local file `src` to `rel`; return (size, sha256) of the bytes sent.
+
+        Folder: written to a temp name, fsynced, renamed into place. S3: one object write (an object
+        only becomes visible once complete).
+        """
+        final = self.path(rel)
+        h, n = hashlib.sha256(), 0
+        dest = final
+        if self.is_local:
+            self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+            dest = f"{final}.tmp-{uuid.uuid4().hex[:12]}"
+        try:
+            with open(src, "rb") as fin, self.fs.open_output_stream(dest) as out:
+                while chunk := fin.read(CHUNK):
+                    h.update(chunk)
+                    n += len(chunk)
+                    out.write(chunk)
+            if self.is_local:
+                _fsync(dest)
+                self.fs.move(dest, final)
+        except BaseException:
+            if self.is_local:
+                _remove_quietly(dest)
+            raise
+        return n, h.hexdigest()
+
+    def write_atomic(self, rel: str, data: bytes) -> None:
+        """Replace `rel` with `data` atomically: temp + fsync + os.replace on a folder, one PUT on S3."""
+        if not self.is_local:
+            with self.fs.open_output_stream(self.path(rel)) as out:
+                out.write(data)
+            return
+        final = Path(self.path(rel))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:12]}")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            _remove_quietly(str(tmp))
+            raise
+        _fsync_dir(final.parent)
+
+    def subdirs(self, rel: str) -> list[str]:
+        """Names of the folders directly under `rel` (used by the publisher only, never by readers)."""
+        sel = pafs.FileSelector(self.path(rel), recursive=False, allow_not_found=True)
+        return sorted(i.base_name for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.Directory)
+
+    def delete_dir(self, rel: str) -> None:
+        self.fs.delete_dir(self.path(rel))
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        _fsync(str(path))
+    except OSError:  # not supported everywhere; the rename is still atomic
+        pass
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def open_location(uri: str, endpoint_url: str | None = None) -> Location:
+    """A folder path or ``s3://bucket/prefix`` as a Location.
+
+    S3 credentials and region come from the standard AWS environment variables (AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION/AWS_DEFAULT_REGION) or the AWS config
+    files; they are never logged. `endpoint_url` (e.g. ``http://minio:9000``) selects an
+    S3-compatible store; AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL are used when it is not given.
+    Buckets are never created.
+    """
+    uri = str(uri).strip()
+    if not uri:
+        raise PublishError("empty location: give a folder or s3://bucket/prefix")
+    if uri.startswith("s3://"):
+        rest = "/".join(p for p in uri[5:].split("/") if p)
+        bucket = rest.split("/", 1)[0]
+        if not _BUCKET_RE.match(bucket):
+            raise PublishError(f"{uri}: expected s3://bucket/prefix with a valid bucket name")
+        for seg in rest.split("/")[1:]:
+            if seg in (".", ".."):
+                raise PublishError(f"{uri}: '.' and '..' are not allowed in the prefix")
+        kwargs: dict[str, Any] = {"allow_bucket_creation": False, "allow_bucket_deletion": False,
+                                  "allow_delayed_open": True}  # small objects: one PutObject
+        endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            parts = urlsplit(endpoint)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+                raise PublishError(f"endpoint URL {endpoint!r}: expected http(s)://host[:port]")
+            kwargs |= {"endpoint_override": parts.netloc, "scheme": parts.scheme}
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if region:
+            kwargs["region"] = region
+        return Location(pafs.S3FileSystem(**kwargs), rest, f"s3://{rest}", False)
+    if "://" in uri:
+        raise PublishError(f"{uri}: unsupported location (use a folder path or s3://bucket/prefix)")
+    path = Path(uri).expanduser().resolve()
+    return Location(pafs.LocalFileSystem(), path.as_posix(), str(path), True)
+
+
+# ----------------------------------------------------------------------------- the source run
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One Parquet file of a finished run in a local results folder."""
+
+    kind: str
+    relpath: str  # relative to the run folder on the target: <kind>/run_date=.../part-*.parquet
+    local: Path
+    size: int
+    sha256: str
+    rows: int
+
+    def entry(self) -> dict[str, Any]:
+        return {"path": self.relpath, "kind": self.kind, "size": self.size, "sha256": self.sha256,
+                "rows": self.rows, "partition": hive_values(self.relpath)}
+
+
+@dataclass
+class SourceRun:
+    """A finished run found in a local results folder: its record and its files."""
+
+    root: Path
+    run_id: str
+    record: dict[str, Any]
+    model_versions: dict[str, Any]
+    files: list[SourceFile]
+
+    @property
+    def row_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for f in self.files:
+            out[f.kind] = out.get(f.kind, 0) + f.rows
+        return out
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise PublishError(f"{path}: cannot read {what}: {exc}") from None
+    if not isinstance(data, dict):
+        raise PublishError(f"{path}: {what} is not a JSON object")
+    return data
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def find_run(results: str | Path, run_id: str | None = None) -> SourceRun:
+    """The finished run `run_id` (default: the one `metadata/last_updated.json` names) of a results folder.
+
+    Checks that every file of the run's partitions still belongs to the run (Parquet metadata
+    `run_id`): a later run on the same run date replaces the partitions of an earlier one.
+    """
+    root = Path(results).expanduser().resolve()
+    meta = root / "metadata"
+    if not root.is_dir():
+        raise PublishError(f"{root}: results folder not found")
+    if run_id is None:
+        ptr = meta / POINTER
+        if not ptr.exists():
+            raise PublishError(f"{root}: no finished run (metadata/{POINTER} missing); run `nova-ray forecast` "
+                               "first or pass --run")
+        run_id = _read_json(ptr, "run pointer").get("run_id")
+        if not run_id:
+            raise PublishError(f"{ptr}: no run_id in the pointer")
+    check_run_id(run_id)
+    rec_path = meta / "runs" / f"{run_id}.json"
+    if not rec_path.exists():
+        known = sorted(p.stem for p in (meta / "runs").glob("*.json"))[-5:]
+        raise PublishError(f"{root}: no run {run_id!r} (metadata/runs/{run_id}.json missing; recent runs: "
+                           f"{', '.join(known) or 'none'})")
+    record = _read_json(rec_path, "run record")
+    if record.get("status") != "complete" or record.get("run_id") != run_id:
+        raise PublishError(f"{rec_path}: run {run_id} is not complete (status {record.get('status')!r})")
+    versions_path = meta / "model_versions.json"
+    versions = _read_json(versions_path, "model versions") if versions_path.exists() else {}
+    if versions.get("run_id") not in (None, run_id):
+        versions = {}  # describes a later run
+    partitions = record.get("partitions") or {}
+    if not isinstance(partitions, dict) or not partitions:
+        raise PublishError(f"{rec_path}: run {run_id} lists no partitions")
+    files: list[SourceFile] = []
+    for kind, part in sorted(partitions.items()):
+        rel_dir = safe_relpath(str(part))
+        if PurePosixPath(rel_dir).parts[0] != kind:
+            raise PublishError(f"{rec_path}: partition {part!r} of kind {kind!r} is outside {kind}/")
+        folder = root / rel_dir
+        if not folder.is_dir():
+            raise PublishError(f"{folder}: missing partition folder of run {run_id}")
+        for p in sorted(folder.rglob("*.parquet")):
+            if p.name.startswith("."):
+                continue
+            relpath = safe_relpath(p.relative_to(root).as_posix())
+            md = pq.read_metadata(p)
+            owner = (md.metadata or {}).get(b"run_id")
+            if owner is not None and owner.decode() != run_id:
+                raise PublishError(f"{p}: holds run {owner.decode()}, not {run_id}: a later run with the same "
+                                   "run date replaced it; only the latest run of a date can be synced")
+            files.append(SourceFile(kind, relpath, p, p.stat().st_size, _sha256_file(p), md.num_rows))
+    run = SourceRun(root, run_id, record, versions, files)
+    expected = {k: int(v) for k, v in (record.get("row_counts") or {}).items()}
+    if expected and run.row_counts != {k: v for k, v in expected.items() if v}:
+        raise PublishError(f"{rec_path}: row counts on disk {run.row_counts} differ from the run record "
+                           f"{expected}")
+    return run
+
+
+# ----------------------------------------------------------------------------- sync
+
+
+@dataclass
+class SyncReport:
+    """What one sync did."""
+
+    run_id: str
+    target: str
+    files: int = 0
+    uploaded: int = 0
+    skipped: int = 0
+    bytes_uploaded: int = 0
+    previous_run_id: str | None = None
+    pointer_moved: bool = False
+    deleted_runs: list[str] = field(default_factory=list)
+    incomplete_runs: list[str] = field(default_factory=list)
+
+
+FileHook = Callable[[SourceFile, str], None]
+
+
+def _check_target(loc: Location) -> None:
+    """Fail early on a missing bucket (buckets are never created) or a target that is a file."""
+    if loc.is_local:
+        if Path(loc.base).is_file():
+            raise PublishError(f"{loc.uri}: is a file, expected a folder")
+        return
+    bucket = loc.base.split("/", 1)[0]
+    if loc.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+        raise PublishError(f"s3://{bucket}: bucket not found (sync never creates buckets)")
+
+
+def build_manifest(run: SourceRun, published_at: str) -> dict[str, Any]:
+    """The manifest of `run` as published: files, sizes, checksums, row counts and run metadata."""
+    rec = run.record
+    return {
+        "format": FORMAT,
+        "run_id": run.run_id,
+        "run_date": rec.get("run_date"),
+        "generated_at": rec.get("generated_at"),
+        "model_version": rec.get("model_version"),
+        "dataset_id": rec.get("dataset_id"),
+        "published_at": published_at,
+        "row_counts": run.row_counts,
+        "files": [f.entry() for f in run.files],
+        "run": rec,
+        "model_versions": run.model_versions,
+    }
+
+
+def _same_manifest(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    strip = ("published_at",)
+    return {k: v for k, v in a.items() if k not in strip} == {k: v for k, v in b.items() if k not in strip}
+
+
+def sync_run(
+    results: str | Path,
+    target: str | Location,
+    *,
+    run_id: str | None = None,
+    endpoint_url: str | None = None,
+    keep: int | None = None,
+    on_file: FileHook | None = None,
+) -> SyncReport:
+    """Publish a finished run of the results folder `results` to `target` (folder or s3://bucket/prefix).
+
+    Order: data files (skip when present with the same size and sha256, else upload and verify the
+    re-read checksum), then `runs/<run_id>/manifest.json`, then the pointer `last_updated.json`, then
+    (with `keep`) delete all but the `keep` most recently published complete runs. `on_file(file,
+    status)` is called after each file is verified ("uploaded" or "skipped").
+    """
+    if keep is not None and keep < 1:
+        raise PublishError(f"--keep must be >= 1, got {keep}")
+    run = find_run(results, run_id)
+    loc = target if isinstance(target, Location) else open_location(target, endpoint_url)
+    if loc.is_local and Path(loc.base) == run.root:
+        raise PublishError(f"{loc.uri}: the target must differ from the results folder")
+    _check_target(loc)
+    report = SyncReport(run.run_id, loc.uri, files=len(run.files))
+    old = read_pointer(loc)
+    report.previous_run_id = old[1].get("run_id") if old else None
+    prefix = f"{RUNS}/{run.run_id}"
+    for f in run.files:
+        rel = f"{prefix}/{f.relpath}"
+        if loc.size(rel) == f.size and loc.checksum(rel) == (f.size, f.sha256):
+            report.skipped += 1
+            status = "skipped"
+        else:
+            sent = loc.upload(f.local, rel)
+            if sent != (f.size, f.sha256):
+                raise PublishError(f"{f.local}: changed while syncing (sha256 differs from the scan)")
+            back = loc.checksum(rel)
+            if back != sent:
+                raise PublishError(f"{loc.uri}/{rel}: verification failed (sent {sent}, read back {back})")
+            report.uploaded += 1
+            report.bytes_uploaded += f.size
+            status = "uploaded"
+        if on_file is not None:
+            on_file(f, status)
+    manifest_rel = f"{prefix}/{MANIFEST}"
+    manifest = build_manifest(run, utc_stamp())
+    existing = loc.read(manifest_rel)
+    try:
+        current = json.loads(existing) if existing else None
+    except ValueError:
+        current = None
+    if isinstance(current, dict) and _same_manifest(current, manifest):
+        data = existing
+        manifest = current
+    else:
+        data = _dumps(manifest)
+        loc.write_atomic(manifest_rel, data)
+        if loc.read(manifest_rel) != data:
+            raise PublishError(f"{loc.uri}/{manifest_rel}: verification failed after writing")
+    assert data is not None
+    pointer = {
+        "format": FORMAT,
+        "run_id": run.run_id,
+        "run_path": prefix,
+        "manifest": manifest_rel,
+        "manifest_sha256": hashlib.sha256(data).hexdigest(),
+        "run_date": manifest["run_date"],
+        "generated_at": manifest["generated_at"],
+        "published_at": manifest["published_at"],
+        "model_version": manifest["model_version"],
+        "dataset_id": manifest["dataset_id"],
+        "row_counts": manifest["row_counts"],
+        "status": "complete",
+    }
+    if old is None or old[1] != pointer:
+        loc.write_atomic(POINTER, _dumps(pointer))
+        report.pointer_moved = True
+    if keep is not None:
+        report.deleted_runs, report.incomplete_runs = prune_runs(loc, keep, run.run_id)
+    return report
+
+
+def prune_runs(loc: Location, keep: int, current: str) -> tuple[list[str], list[str]]:
+    """Delete all but the `keep` newest complete runs (by manifest published_at); `current` always stays.
+
+    Folders without a manifest (interrupted syncs) are left alone and returned as incomplete.
+    Returns (deleted run ids, incomplete run ids).
+    """
+    ptr = read_pointer(loc)
+    pinned = {current} | ({ptr[1].get("run_id")} if ptr else set())
+    complete: list[tuple[str, str]] = []
+    incomplete: list[str] = []
+    for name in loc.subdirs(RUNS):
+        if name in pinned:
+            continue
+        raw = loc.read(f"{RUNS}/{name}/{MANIFEST}")
+        if raw is None:
+            incomplete.append(name)
+            continue
+        try:
+            stamp = str(json.loads(raw).get("published_at", ""))
+        except ValueError:
+            stamp = ""
+        complete.append((stamp, name))
+    complete.sort(reverse=True)
+    doomed = [name for _, name in complete[max(keep - len(pinned), 0):]]
+    for name in doomed:
+        loc.fs.delete_file(loc.path(f"{RUNS}/{name}/{MANIFEST}"))  # incomplete from here on
+        loc.delete_dir(f"{RUNS}/{name}")
+    return doomed, incomplete
+
+
+# ----------------------------------------------------------------------------- reading back
+
+
+def read_pointer(loc: Location) -> tuple[str, dict[str, Any], bytes] | None:
+    """The pointer of a served location: ("sync" | "results", parsed, raw bytes), or None if absent.
+
+    A sync target has `last_updated.json` at its root; a results folder has it in `metadata/`.
+    """
+    for layout, rel in (("sync", POINTER), ("results", f"metadata/{POINTER}")):
+        raw = loc.read(rel)
+        if raw is not None:
+            try:
+                data = json.loads(raw)
+            except ValueError as exc:
+                raise PublishError(f"{loc.uri}/{rel}: pointer is not valid JSON: {exc}") from None
+            if not isinstance(data, dict) or not data.get("run_id"):
+                raise PublishError(f"{loc.uri}/{rel}: pointer names no run_id")
+            check_run_id(str(data["run_id"]))
+            return layout, data, raw
+    return None
+
+
+def read_manifest(loc: Location, pointer: dict[str, Any]) -> dict[str, Any]:
+    """The manifest a sync-target pointer names, checked against the pointer's sha256."""
+    run_id = check_run_id(str(pointer["run_id"]))
+    rel = f"{RUNS}/{run_id}/{MANIFEST}"
+    if pointer.get("manifest", rel) != rel:
+        raise PublishError(f"pointer names manifest {pointer.get('manifest')!r}, expected {rel!r}")
+    raw = loc.read(rel)
+    if raw is None:
+        raise PublishError(f"{loc.uri}/{rel}: manifest missing")
+    want = pointer.get("manifest_sha256")
+    if want and hashlib.sha256(raw).hexdigest() != want:
+        raise PublishError(f"{loc.uri}/{rel}: manifest sha256 differs from the pointer")
+    manifest = json.loads(raw)
+    if manifest.get("run_id") != run_id or not isinstance(manifest.get("files"), list):
+        raise PublishError(f"{loc.uri}/{rel}: manifest does not describe run {run_id}")
+    return manifest
+
+
+def read_verified(loc: Location, rel: str, size: int, sha256: str) -> bytes:
+    """File `rel`, checked against the size and sha256 the manifest recorded."""
+    data = loc.read(safe_relpath(rel))
+    if data is None:
+        raise PublishError(f"{loc.uri}/{rel}: file missing")
+    if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+        raise PublishError(f"{loc.uri}/{rel}: size or sha256 differs from the manifest")
+    return data
+
+
+__all__ = [
+    "Location", "PublishError", "SourceFile", "SourceRun", "SyncReport", "build_manifest", "check_run_id",
+    "find_run", "hive_values", "open_location", "prune_runs", "read_manifest", "read_pointer",
+    "read_verified", "safe_relpath", "sync_run",
+]

@@ -1,0 +1,42 @@
+"""Shared fixtures: small demo data, quiet libraries, one Ray session per module that asks for it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dozen items, one year of daily history."""
+    from nova_ray.demo import generate_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    generate_demo(out, items=12, days=365, seed=7)
+    return out
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """A real local Ray with 2 CPUs, shared by the tests of one module."""
+    import tempfile
+
+    import ray
+
+    from nova_ray.distributed import THREAD_ENV
+
+    tmp = tempfile.mkdtemp(prefix="nova-ray-test-", dir="/tmp")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=tmp,
+             runtime_env={"env_vars": THREAD_ENV}, log_to_driver=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,106 @@
+"""`nova-ray forecast` end to end through CliRunner on real local Ray (num_cpus=2)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pyarrow.dataset as ds
+import pytest
+from typer.testing import CliRunner
+
+from nova_ray.cli import app
+from nova_ray.schemas import FORECASTS
+
+runner = CliRunner()
+
+
+def _forecast(data: Path, out: Path, *extra: str):
+    return runner.invoke(app, ["forecast", "--data", str(data), "--output", str(out), "--horizon", "14",
+                               "--num-cpus", "2", "--quiet", *extra])
+
+
+@pytest.fixture(scope="module")
+def run_once(small_demo: Path, tmp_path_factory, ray_session):
+    out = tmp_path_factory.mktemp("results")
+    res = _forecast(small_demo / "demand.parquet", out)
+    assert res.exit_code == 0, res.output
+    return out, res
+
+
+def test_outputs_schema_partitions_and_counts(run_once, small_demo: Path) -> None:
+    out, res = run_once
+    assert "items" in res.output and "output" in res.output
+    pointer = json.loads((out / "metadata" / "last_updated.json").read_text())
+    run_date = pointer["run_date"]
+    fc_dir = out / "forecasts" / f"run_date={run_date}"
+    models = sorted(p.name.split("=")[1] for p in fc_dir.iterdir())
+    assert "ensemble" in models and "naive" in models
+    table = ds.dataset(out / "forecasts", format="parquet", partitioning="hive").to_table()
+    assert set(FORECASTS.names) <= set(table.column_names) and {"run_date", "model"} <= set(table.column_names)
+    df = pl.from_arrow(table)
+    n_items = pl.read_parquet(small_demo / "demand.parquet")["item_id"].n_unique()
+    ens = df.filter(pl.col("model") == "ensemble")
+    assert ens["item_id"].n_unique() == n_items and ens.height == n_items * 14
+    assert (df["lo_95"] <= df["forecast"] + 1e-9).all() and (df["forecast"] >= 0).all()
+    # polars and pandas read the folder as a dataset too
+    assert pl.scan_parquet(str(out / "forecasts" / "**" / "*.parquet"), hive_partitioning=True).collect().height \
+        == df.height
+    import pandas as pd
+
+    assert len(pd.read_parquet(out / "forecasts")) == df.height
+    versions = json.loads((out / "metadata" / "model_versions.json").read_text())
+    assert versions["run_id"] == pointer["run_id"] and versions["dataset_id"] == pointer["dataset_id"]
+    assert {"mape", "rmse", "mase", "accuracy"} <= set(versions["models"]["ensemble"])
+    assert versions["row_counts"]["forecasts"] == df.height
+    meta = table.schema.metadata
+    assert meta[b"run_id"].decode() == pointer["run_id"] and b"model_version" in meta and b"dataset_id" in meta
+    metrics = pl.read_parquet(out / "metrics" / f"run_date={run_date}")
+    assert {"mae", "rmse", "smape", "mase", "mape", "bias", "coverage_80"} <= set(metrics.columns)
+    assert pl.read_parquet(out / "ensemble_weights" / f"run_date={run_date}").group_by("item_id").agg(
+        pl.col("weight").sum())["weight"].to_list() == pytest.approx([1.0] * n_items)
+
+
+def test_second_run_replaces_the_partition(run_once, small_demo: Path) -> None:
+    out, _ = run_once
+    before = json.loads((out / "metadata" / "last_updated.json").read_text())
+    res = _forecast(small_demo / "demand.parquet", out, "--items", "CAB-0001,ELE-0001", "--models",
+                    "naive,theta")
+    assert res.exit_code == 0, res.output
+    after = json.loads((out / "metadata" / "last_updated.json").read_text())
+    assert after["run_id"] != before["run_id"]
+    df = pl.read_parquet(out / "forecasts" / f"run_date={after['run_date']}", hive_partitioning=True)
+    assert sorted(df["item_id"].unique()) == ["CAB-0001", "ELE-0001"]
+    assert sorted(df["model"].unique()) == ["ensemble", "naive", "theta"]
+    assert not (out / ".staging").exists()
+
+
+def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path, small_demo: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("item_id,date,quantity\nA,2024-01-01,1\nA,2024-01-02,-5\n")
+    out = tmp_path / "out"
+    res = _forecast(bad, out)
+    assert res.exit_code == 2
+    assert "bad.csv: line 3: quantity -5" in res.output
+    assert not out.exists()
+    res = _forecast(small_demo / "demand.parquet", out, "--items", "CAB-001")
+    assert res.exit_code == 2 and "did you mean CAB-0001" in res.output and not out.exists()
+    res = _forecast(small_demo / "demand.parquet", out, "--models", "prophet,sarima")
+    assert res.exit_code == 2 and "unknown model 'sarima'" in res.output
+
+
+def test_failed_run_leaves_previous_output_untouched(run_once, small_demo: Path, tmp_path: Path) -> None:
+    out, _ = run_once
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = sorted(p.relative_to(copy) for p in copy.rglob("*"))
+    res = _forecast(small_demo / "demand.parquet", copy, "--freq", "Z")
+    assert res.exit_code == 2 and "freq" in res.output
+    assert sorted(p.relative_to(copy) for p in copy.rglob("*")) == before
+
+
+def test_help_explains_every_option() -> None:
+    res = runner.invoke(app, ["forecast", "--help"])
+    assert res.exit_code == 0
+    for opt in ("--data", "--items", "--horizon", "--freq", "--models", "--output", "--address", "--config"):
+        assert opt in res.output

@@ -1,0 +1,48 @@
+"""Config precedence and errors."""
+
+from pathlib import Path
+
+import pytest
+
+from nova_ray.config import Config, ConfigError, load_config
+
+
+def test_defaults_match_default_toml() -> None:
+    assert load_config("configs/default.toml", env={}, dotenv=None).to_dict() == Config().to_dict()
+
+
+def test_precedence_toml_env_dotenv_cli(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('[forecast]\nhorizon = 10\nfreq = "W"\n[paths]\noutput = "from_toml"\n')
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("# seed keys\nML_RESULTS_PATH=from_dotenv\nMODELS_DIR='m'\n")
+    env = {"NOVA_RAY_HORIZON": "20", "NOVA_RAY_OUTPUT": "from_env", "NOVA_RAY_FREQ": "m"}
+    cfg = load_config(toml, env=env, dotenv=dotenv)
+    assert cfg.forecast.horizon == 20 and cfg.forecast.freq == "M"
+    assert cfg.paths.output == "from_dotenv" and cfg.paths.models_dir == "m"
+    cfg = load_config(toml, {"horizon": 5, "output": "cli"}, env=env, dotenv=dotenv)
+    assert cfg.forecast.horizon == 5 and cfg.paths.output == "cli"
+
+
+@pytest.mark.parametrize(
+    "env,match",
+    [
+        ({"NOVA_RAY_HORIZON": "ten"}, "environment variable NOVA_RAY_HORIZON: setting 'horizon' must be int"),
+        ({"NOVA_RAY_NOPE": "1"}, "unknown setting 'nope'"),
+        ({"NOVA_RAY_FREQ": "X"}, "setting 'freq' must be one of"),
+        ({"NOVA_RAY_HORIZON": "0"}, "'horizon' must be >= 1"),
+        ({"NOVA_RAY_ARIMA_ENGINE": "r"}, "arima_engine"),
+    ],
+)
+def test_bad_settings_are_clear(env: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, env=env, dotenv=None)
+
+
+def test_bad_toml(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text("[forecast]\nhorizont = 3\n")
+    with pytest.raises(ConfigError, match=r"c.toml: unknown setting 'horizont' in \[forecast\]"):
+        load_config(p, env={}, dotenv=None)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.toml", env={}, dotenv=None)

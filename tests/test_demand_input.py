@@ -1,0 +1,81 @@
+"""Demand input contract: every bad-input case names the file and row or column."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nova_ray.io.demand import read_demand, select_items
+from nova_ray.io.errors import InputError
+from nova_ray.series import build_series
+
+GOOD = "item_id,date,quantity\nA,2024-01-01,1\nA,2024-01-03,2\nB,2024-01-02,0\n"
+
+
+def _csv(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "d.csv"
+    p.write_text(text)
+    return p
+
+
+def test_good_csv_and_missing_dates_are_zero(tmp_path: Path) -> None:
+    df = read_demand(_csv(tmp_path, GOOD))
+    s = build_series(df, "D")
+    assert list(s.item_ids) == ["A", "B"]
+    assert s.values_of(0).tolist() == [1.0, 0.0, 2.0]
+    assert s.values_of(1).tolist() == [0.0, 0.0]  # B runs from its first day to the common end
+
+
+def test_parquet_round_trip(tmp_path: Path) -> None:
+    p = tmp_path / "d.parquet"
+    pd.DataFrame({"item_id": ["A", "A"], "date": pd.to_datetime(["2024-01-01", "2024-01-02"]),
+                  "quantity": [1, 2], "site": ["S", "S"]}).to_parquet(p)
+    df = read_demand(p)
+    assert df["quantity"].tolist() == [1.0, 2.0] and "site" in df.columns
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("item_id,date\nA,2024-01-01\n", "d.csv: missing column 'quantity'"),
+        ("item_id,date,quantity\n", "d.csv: file is empty"),
+        ("item_id,date,quantity\nA,2024-01-01,1\nA,not-a-date,2\n",
+         "d.csv: line 3: cannot parse date 'not-a-date' in column 'date'"),
+        ("item_id,date,quantity\nA,2024-01-01,-1\n",
+         "d.csv: line 2: quantity -1 in column 'quantity' must be finite and >= 0"),
+        ("item_id,date,quantity\nA,2024-01-01,abc\n",
+         "d.csv: line 2: quantity 'abc' in column 'quantity' is not a number"),
+        ("item_id,date,quantity\nA,2024-01-01,1\nB,2024-01-01,1\nA,2024-01-01,3\n",
+         "d.csv: line 2 and line 4: duplicate item_id/date ('A', 2024-01-01)"),
+        ("item_id,date,quantity\n,2024-01-01,1\n", "d.csv: line 2: empty item_id"),
+    ],
+)
+def test_bad_input(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(InputError) as err:
+        read_demand(_csv(tmp_path, text))
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_empty_and_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="d.csv: file is empty"):
+        read_demand(_csv(tmp_path, ""))
+    with pytest.raises(InputError, match="nope.csv: file not found"):
+        read_demand(tmp_path / "nope.csv")
+    with pytest.raises(InputError, match="unsupported file type '.xls'"):
+        (tmp_path / "d.xls").write_text("x")
+        read_demand(tmp_path / "d.xls")
+
+
+def test_unknown_item_suggests_close_matches(tmp_path: Path) -> None:
+    df = read_demand(_csv(tmp_path, "item_id,date,quantity\nSTL-0001,2024-01-01,1\nSTL-0002,2024-01-01,1\n"))
+    with pytest.raises(InputError, match=r"unknown item 'STL-001' in --items; did you mean STL-0001"):
+        select_items(df, ["STL-001"])
+    assert len(select_items(df, ["STL-0002"])) == 1
+
+
+@pytest.mark.parametrize("freq,periods", [("W", 5), ("M", 2), ("Q", 1)])
+def test_aggregation_by_frequency(tmp_path: Path, freq: str, periods: int) -> None:
+    df = read_demand(_csv(tmp_path, "item_id,date,quantity\nA,2024-01-01,1\nA,2024-01-30,2\nA,2024-02-01,4\n"))
+    s = build_series(df, freq)
+    assert len(s.values_of(0)) == periods and s.values_of(0).sum() == 7

@@ -1,0 +1,69 @@
+"""The per-item engine: backtest windows never see the future, classes, fallback, frequencies."""
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+
+from nova_ray.classify import classify
+from nova_ray.engine import EngineSpec, backtest_origins, forecast_batch
+from nova_ray.series import build_series
+
+
+def _series(values: dict[str, np.ndarray], freq: str = "D", start: str = "2023-01-02"):
+    rows = []
+    for k, v in values.items():
+        dates = pd.date_range(start, periods=len(v), freq={"D": "D", "W": "W-MON", "M": "MS", "Q": "QS"}[freq])
+        rows.append(pd.DataFrame({"item_id": k, "date": dates, "quantity": v}))
+    return build_series(pd.concat(rows), freq)
+
+
+def test_origins_leave_full_windows_and_respect_min_train() -> None:
+    assert backtest_origins(100, 10, 3, 10, 7) == [70, 80, 90]
+    assert backtest_origins(30, 10, 3, 10, 7) == [20]  # 10 is below two seasons (14)
+    assert backtest_origins(16, 4, 3, 4, 4) == [8, 12]  # a 16-point quarterly series
+    assert backtest_origins(100, 10, 0, 10, 7) == []
+
+
+def test_backtest_never_sees_the_future() -> None:
+    y = np.arange(1, 101, dtype=float)  # actual == index + 1 makes leaks visible
+    s = _series({"A": y})
+    res = forecast_batch(s, [0], EngineSpec(horizon=10, models=("naive",), backtest_windows=3))
+    bt = pl.from_arrow(res.backtests)
+    dates = s.dates_of(0)
+    for (window,), g in bt.group_by("window"):
+        origin = g["origin"][0]
+        o = int(np.flatnonzero(dates == np.datetime64(origin))[0])
+        assert (g["date"].cast(pl.Datetime).dt.date() >= origin).all()
+        assert g["actual"].to_list() == y[o : o + 10].tolist()
+        # seasonal naive trained on y[:o] repeats its last week: values all < y[o]
+        assert (g["forecast"] < y[o]).all()
+
+
+def test_classification() -> None:
+    assert classify(np.full(50, 5.0)) == "smooth"
+    assert classify(np.tile([1.0, 30.0], 25)) == "erratic"
+    assert classify(np.tile([0, 0, 0, 5.0], 20)) == "intermittent"
+    assert classify(np.tile([0, 0, 0, 1.0, 0, 0, 40.0], 10)) == "lumpy"
+    assert classify(np.zeros(10)) == "zero"
+
+
+def test_failed_model_falls_back_and_is_flagged() -> None:
+    s = _series({"A": np.array([1.0, 2, 3, 0, 1])})  # too short for ARIMA and ETS
+    res = forecast_batch(s, [0], EngineSpec(horizon=3, models=("arima", "ets"), backtest_windows=2))
+    items = pl.from_arrow(res.items)
+    assert items["fallback"][0] and "arima" in items["failed_models"][0]
+    fc = pl.from_arrow(res.forecasts)
+    assert fc["model"].unique().to_list() == ["naive"] and fc.height == 3
+
+
+@pytest.mark.parametrize("freq,n,h", [("W", 120, 8), ("M", 48, 6), ("Q", 16, 4)])
+def test_frequencies(freq: str, n: int, h: int) -> None:
+    rng = np.random.default_rng(1)
+    s = _series({"A": 20 + rng.normal(0, 2, n), "B": rng.poisson(0.5, n).astype(float)}, freq=freq)
+    res = forecast_batch(s, [0, 1], EngineSpec(horizon=h, freq=freq, backtest_windows=2))
+    fc = pl.from_arrow(res.forecasts)
+    assert set(fc["item_id"]) == {"A", "B"}
+    assert fc.group_by("item_id", "model").len()["len"].unique().to_list() == [h]
+    assert pl.from_arrow(res.backtests).height > 0
+    assert not pl.from_arrow(res.items)["fallback"].any()
