@@ -24,7 +24,9 @@ def main() -> None:
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--horizon", type=int, default=30)
     ap.add_argument("--models", default="auto")
-    ap.add_argument("--skip-local", action="store_true", help="only the Ray path (local takes cores x longer)")
+    ap.add_argument(
+        "--skip-local", action="store_true", help="only the Ray path (local takes cores x longer)"
+    )
     args = ap.parse_args()
 
     from rich.console import Console
@@ -36,8 +38,17 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="nova-ray-bench-"))
     generate_demo(tmp, items=args.items, days=args.days, seed=7)
-    cfg = load_config(None, {"data": str(tmp / "demand.parquet"), "horizon": args.horizon, "models": args.models,
-                             "num_cpus": args.cpus}, env={}, dotenv=None)
+    cfg = load_config(
+        None,
+        {
+            "data": str(tmp / "demand.parquet"),
+            "horizon": args.horizon,
+            "models": args.models,
+            "num_cpus": args.cpus,
+        },
+        env={},
+        dotenv=None,
+    )
     series, _ = load_series(cfg, None)
     spec = engine_spec(cfg)
     rows = []
@@ -51,11 +62,14 @@ def main() -> None:
     remote, backend, info = run_engine(series, spec, cfg, _Silent(), use_ray=True)
     wall = time.perf_counter() - t0
     cpu = sum(r.cpu_seconds for r in remote)
-    rows.append((f"ray ({info['batches']} tasks + LSTM actor)", wall, cpu, args.cpus, cpu / args.cpus / wall,
-                 None))
+    rows.append(
+        (f"ray ({info['batches']} tasks + LSTM actor)", wall, cpu, args.cpus, cpu / args.cpus / wall, None)
+    )
     base = rows[0][1]
-    table = Table(title=f"fan-out: {args.items} items x {args.days} days, horizon {args.horizon}, "
-                        f"models {args.models}, {args.cpus} CPUs")
+    table = Table(
+        title=f"fan-out: {args.items} items x {args.days} days, horizon {args.horizon}, "
+        f"models {args.models}, {args.cpus} CPUs"
+    )
     for col in ("path", "wall s", "sum task CPU s", "cores", "parallel efficiency", "speed-up vs first row"):
         table.add_column(col)
     for name, w, c, cores, eff, _ in rows:

@@ -6,6 +6,7 @@ Nothing else in nova-ray imports ray. The tasks call exactly the engine function
 from __future__ import annotations
 
 import atexit
+import logging
 import math
 import os
 import shutil
@@ -35,13 +36,24 @@ THREAD_ENV = {
 }
 
 # Rough CPU seconds per fit of a 3-year daily series, and per order/form search; scaled by length.
-FIT_COST = {"naive": 0.001, "croston": 0.01, "tsb": 0.01, "theta": 0.15, "ets": 0.1, "arima": 0.3,
-            "prophet": 0.35}
+FIT_COST = {
+    "naive": 0.001,
+    "croston": 0.01,
+    "tsb": 0.01,
+    "theta": 0.15,
+    "ets": 0.1,
+    "arima": 0.3,
+    "prophet": 0.35,
+}
 SEARCH_COST = {"ets": 0.5, "arima": 2.0}
 
 
 def _worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """host/node-id:pid of the worker running this task."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()[:12] if ray.is_initialized() else "local"
+    return f"{socket.gethostname()}/{node}:{os.getpid()}"
 
 
 _PRIVATE_TMP: str | None = None
@@ -113,15 +125,22 @@ def estimate_cost(y: np.ndarray, spec: EngineSpec, windows: int) -> float:
     return sum(FIT_COST.get(n, 0.0) * fits * scale + SEARCH_COST.get(n, 0.0) * scale for n in names) + 0.002
 
 
-def make_batches(series: SeriesSet, spec: EngineSpec, workers: int, batch_seconds: float,
-                 costs: dict[str, float] | None = None) -> list[list[int]]:
+def make_batches(
+    series: SeriesSet,
+    spec: EngineSpec,
+    workers: int,
+    batch_seconds: float,
+    costs: dict[str, float] | None = None,
+) -> list[list[int]]:
     """Group items into tasks of about `batch_seconds` of work (measured costs where known, else
     estimated), most expensive first, with at least ~4 tasks per worker for load balance."""
-    est = np.array([
-        (costs or {}).get(str(series.item_ids[i]))
-        or estimate_cost(series.values_of(i), spec, spec.backtest_windows)
-        for i in range(len(series))
-    ])
+    est = np.array(
+        [
+            (costs or {}).get(str(series.item_ids[i]))
+            or estimate_cost(series.values_of(i), spec, spec.backtest_windows)
+            for i in range(len(series))
+        ]
+    )
     order = np.argsort(-est, kind="stable")
     total = float(est.sum())
     target = max(min(batch_seconds, total / max(4 * workers, 1)), 1e-9)
@@ -161,23 +180,37 @@ class RayBackend:
         import ray
 
         runtime_env = {"env_vars": THREAD_ENV}
+        self._owns_connection = not ray.is_initialized()
         if ray.is_initialized():
             started = False
         elif self.address:
-            ray.init(address=self.address, runtime_env=runtime_env, log_to_driver=False,
-                     logging_level="WARNING")
+            ray.init(
+                address=self.address, runtime_env=runtime_env, log_to_driver=False, logging_level="WARNING"
+            )
             started = False
         else:
-            # a temp dir we own: a stale /tmp/ray/ray_current_cluster cannot hijack the session
+            # a temp dir we own: a stale /tmp/ray/ray_current_cluster cannot hijack the session.
+            # Token authentication stays on (Ray's default); only its opt-out notice is silenced.
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
             self._tmp = tempfile.mkdtemp(prefix="nova-ray-", dir="/tmp")
-            ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count(), include_dashboard=False,
-                     _temp_dir=self._tmp, runtime_env=runtime_env, log_to_driver=False,
-                     logging_level="WARNING", configure_logging=True)
+            ray.init(
+                address="local",
+                num_cpus=self.num_cpus or os.cpu_count(),
+                include_dashboard=False,
+                _temp_dir=self._tmp,
+                runtime_env=runtime_env,
+                log_to_driver=False,
+                logging_level="WARNING",
+                configure_logging=True,
+            )
             started = True
         res = ray.cluster_resources()
         self.info = ClusterInfo(
-            address=self.address or "local", cpus=float(res.get("CPU", 0)), gpus=float(res.get("GPU", 0)),
-            nodes=len([n for n in ray.nodes() if n.get("Alive")]), started_local=started,
+            address=self.address or "local",
+            cpus=float(res.get("CPU", 0)),
+            gpus=float(res.get("GPU", 0)),
+            nodes=len([n for n in ray.nodes() if n.get("Alive")]),
+            started_local=started,
         )
         self._started = started
         return self
@@ -185,13 +218,20 @@ class RayBackend:
     def __exit__(self, *exc: object) -> None:
         import ray
 
-        if self._started:
+        if self._owns_connection:  # stops local Ray we started; only disconnects from a cluster
             ray.shutdown()
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
-    def run(self, series: SeriesSet, spec: EngineSpec, batches: list[list[int]], lstm_indices: list[int],
-            cached: dict[str, dict] | None = None, retries: int = 3) -> Iterator[tuple[BatchResult, int]]:
+    def run(
+        self,
+        series: SeriesSet,
+        spec: EngineSpec,
+        batches: list[list[int]],
+        lstm_indices: list[int],
+        cached: dict[str, dict] | None = None,
+        retries: int = 3,
+    ) -> Iterator[tuple[BatchResult, int]]:
         """Yield (result, n_items) as batches finish; the LSTM actor trains alongside the tasks."""
         import ray
 
@@ -199,22 +239,30 @@ class RayBackend:
         series_ref = ray.put(series)  # shipped once; tasks get it by reference
         task = ray.remote(num_cpus=1, max_retries=retries)(_batch_task)
         pending: dict = {}
-        actor = None
+        actor, actor_ref = None, None
         if lstm_indices:
             opts = {"num_gpus": 1, "num_cpus": 1} if self.info.gpus >= 1 else {"num_cpus": 1}
             actor_cls = ray.remote(max_restarts=2, max_task_retries=2)(_LstmActor)
             actor = actor_cls.options(**opts).remote(1)
-            pending[actor.run.remote(series_ref, lstm_indices, spec)] = len(lstm_indices)
+            actor_ref = actor.run.remote(series_ref, lstm_indices, spec)
+            pending[actor_ref] = len(lstm_indices)
         for b in batches:
-            sub = {str(series.item_ids[i]): cached[str(series.item_ids[i])]
-                   for i in b if cached and str(series.item_ids[i]) in cached}
+            sub = {
+                str(series.item_ids[i]): cached[str(series.item_ids[i])]
+                for i in b
+                if cached and str(series.item_ids[i]) in cached
+            }
             pending[task.remote(series_ref, b, spec, sub or None)] = len(b)
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
                     n = pending.pop(ref)
-                    yield ray.get(ref), n
+                    result = ray.get(ref)
+                    if ref == actor_ref:  # free its CPU (or GPU) for the statistical tasks at once
+                        ray.kill(actor)
+                        actor = None
+                    yield result, n
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)

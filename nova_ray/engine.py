@@ -1,6 +1,15 @@
 """The per-item engine: classify, backtest, fit and forecast a batch of series, with a fallback.
 
 Pure: series in, Arrow tables out. The local path and the Ray tasks call exactly these functions.
+
+External factors: when the SeriesSet carries regressors (``SeriesSet.exog``), models that take
+them (module attribute ``SUPPORTS_EXOG``: ARIMA, Prophet, the LSTM) get, for a fit at origin
+``o``, the regressor rows before ``o`` and the ``horizon`` rows from ``o`` (:func:`exog_slices`).
+In the backtest those "future" rows are the realised values: the oracle-exog setting, which
+measures what the factors explain, not how well they can be foreseen. The final forecast gets
+the horizon rows of the matrix (calendar exact, climate from climatology, economy/5G carried
+forward; see nova_ray/exog.py). A model whose fit with regressors fails or blows up is refitted
+without them (noted in ``items.notes``); the feature set is recorded in ``items.params``.
 """
 
 from __future__ import annotations
@@ -9,6 +18,7 @@ import json
 import time
 import zlib
 from dataclasses import dataclass, field
+from importlib import import_module
 
 import numpy as np
 import pyarrow as pa
@@ -16,10 +26,11 @@ import pyarrow as pa
 from .classify import CLASS_MODELS, adi_cv2, classify
 from .frequency import future_dates
 from .models import LEVELS, MODELS, Forecast, get_model
-from .models.base import finalize, seasonal_error_scale
+from .models.base import ModelError, finalize, seasonal_error_scale
 from .series import SeriesSet
 
 FALLBACK = "naive"
+BLOWUP = 3.0  # a forecast with regressors whose mean exceeds BLOWUP x (history max) + 1 is rejected
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,8 @@ class EngineSpec:
     backtest_step: int = 0
     seed: int = 7
     lstm: LstmSpec = field(default_factory=LstmSpec)
+    final_fit: bool = True  # False: backtests only (--only-metrics)
+    use_exog: bool = True  # False: ignore SeriesSet.exog (the --no-exog path)
 
     @property
     def step(self) -> int:
@@ -115,7 +128,9 @@ class _Rows:
         return pa.Table.from_arrays(arrays, schema=schema)
 
 
-FORECAST_COLS = ["item_id", "model", "date", "forecast"] + [f"{s}_{lv}" for lv in LEVELS for s in ("lo", "hi")]
+FORECAST_COLS = ["item_id", "model", "date", "forecast"] + [
+    f"{s}_{lv}" for lv in LEVELS for s in ("lo", "hi")
+]
 BACKTEST_COLS = FORECAST_COLS[:2] + ["window", "origin"] + FORECAST_COLS[2:] + ["actual", "scale"]
 
 FORECAST_TABLE = pa.schema(
@@ -123,31 +138,154 @@ FORECAST_TABLE = pa.schema(
     + [(f"{s}_{lv}", pa.float64()) for lv in LEVELS for s in ("lo", "hi")]
 )
 BACKTEST_TABLE = pa.schema(
-    [("item_id", pa.string()), ("model", pa.string()), ("window", pa.int32()), ("origin", pa.date32()),
-     ("date", pa.date32()), ("forecast", pa.float64())]
+    [
+        ("item_id", pa.string()),
+        ("model", pa.string()),
+        ("window", pa.int32()),
+        ("origin", pa.date32()),
+        ("date", pa.date32()),
+        ("forecast", pa.float64()),
+    ]
     + [(f"{s}_{lv}", pa.float64()) for lv in LEVELS for s in ("lo", "hi")]
     + [("actual", pa.float64()), ("scale", pa.float64())]
 )
-ITEMS_TABLE = pa.schema([
-    ("item_id", pa.string()), ("demand_class", pa.string()), ("adi", pa.float64()), ("cv2", pa.float64()),
-    ("n_obs", pa.int32()), ("zero_share", pa.float64()), ("models", pa.string()),
-    ("failed_models", pa.string()), ("fallback", pa.bool_()), ("notes", pa.string()),
-    ("params", pa.string()), ("cpu_seconds", pa.float64()),
-])
+ITEMS_TABLE = pa.schema(
+    [
+        ("item_id", pa.string()),
+        ("demand_class", pa.string()),
+        ("adi", pa.float64()),
+        ("cv2", pa.float64()),
+        ("n_obs", pa.int32()),
+        ("zero_share", pa.float64()),
+        ("models", pa.string()),
+        ("failed_models", pa.string()),
+        ("fallback", pa.bool_()),
+        ("notes", pa.string()),
+        ("params", pa.string()),
+        ("cpu_seconds", pa.float64()),
+    ]
+)
 
 
-def _fit(name: str, y: np.ndarray, dates: np.ndarray, future: np.ndarray, spec: EngineSpec,
-         params: dict | None, seed: int, season_length: int) -> Forecast:
+def supports_exog(name: str) -> bool:
+    """Whether model `name` takes regressors (its module sets ``SUPPORTS_EXOG = True``)."""
     mdef = MODELS[name]
-    fc = mdef.forecast_fn()(y, spec.horizon, season_length, params, dates=dates, future=future,
-                            freq=spec.freq, seed=seed, engine=spec.arima_engine)
-    return finalize(fc, spec.horizon)
+    return bool(getattr(import_module(mdef.module, "nova_ray.models"), "SUPPORTS_EXOG", False))
 
 
-def forecast_item(item_id: str, dates: np.ndarray, y: np.ndarray, spec: EngineSpec,
-                  fc_rows: _Rows, bt_rows: _Rows, item_rows: dict[str, list],
-                  cached: dict | None = None) -> None:
-    """Backtest and forecast one series with every model that suits it; naive is the fallback."""
+def exog_slices(
+    x: np.ndarray | None, origin: int, horizon: int
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """What a fit at `origin` may see: regressor rows before `origin` and the `horizon` rows from it.
+
+    `x` is a series' regressor matrix (row t = period t of the series, rows after the history
+    are the forecast horizon). Nothing from row ``origin + horizon`` on is ever returned.
+    """
+    if x is None:
+        return None, None
+    future = x[origin : origin + horizon]
+    if len(future) != horizon:
+        raise ValueError(f"regressors cover {len(future)} of the {horizon} periods from row {origin}")
+    return x[:origin], future
+
+
+def _fit(
+    name: str,
+    y: np.ndarray,
+    dates: np.ndarray,
+    future: np.ndarray,
+    spec: EngineSpec,
+    params: dict | None,
+    seed: int,
+    season_length: int,
+    x: np.ndarray | None = None,
+    exog_names: tuple[str, ...] = (),
+) -> Forecast:
+    mdef = MODELS[name]
+    kw: dict = {}
+    if x is not None:
+        x_hist, x_future = exog_slices(x, len(y), spec.horizon)
+        kw = {"x": x_hist, "x_future": x_future, "exog_names": exog_names}
+    fc = mdef.forecast_fn()(
+        y,
+        spec.horizon,
+        season_length,
+        params,
+        dates=dates,
+        future=future,
+        freq=spec.freq,
+        seed=seed,
+        engine=spec.arima_engine,
+        **kw,
+    )
+    out = finalize(fc, spec.horizon)
+    if x is not None and len(y) and out["mean"].max() > BLOWUP * max(float(np.max(y)), 0.0) + 1.0:
+        raise ModelError(f"forecast with regressors blew up (max {out['mean'].max():.3g})")
+    return out
+
+
+def _run_model(
+    name: str,
+    y: np.ndarray,
+    dates: np.ndarray,
+    future: np.ndarray,
+    origins: list[int],
+    spec: EngineSpec,
+    params: dict | None,
+    seed: int,
+    m: int,
+    x: np.ndarray | None,
+    exog_names: tuple[str, ...],
+) -> tuple[dict | None, list[tuple[int, int, Forecast]], Forecast | None]:
+    """Search (if needed), backtest every origin and fit the final model; with regressors `x`
+    (a fit at origin o sees x[:o] and x[o:o+h] only)."""
+    mdef = MODELS[name]
+    n, h = len(y), spec.horizon
+    if params is None and mdef.search is not None:
+        # choose orders/forms on the oldest training set only: no window sees its own future
+        train_end = origins[0] if origins else n
+        kw = {"x": x[:train_end]} if x is not None else {}
+        params = mdef.search_fn()(y[:train_end], m, engine=spec.arima_engine, **kw)
+    windows = [
+        (
+            w,
+            o,
+            _fit(
+                name,
+                y[:o],
+                dates[:o],
+                dates[o : o + h],
+                spec,
+                params,
+                seed,
+                m,
+                None if x is None else x[: o + h],
+                exog_names,
+            ),
+        )
+        for w, o in enumerate(origins)
+    ]
+    fc = _fit(name, y, dates, future, spec, params, seed, m, x, exog_names) if spec.final_fit else None
+    return params, windows, fc
+
+
+def forecast_item(
+    item_id: str,
+    dates: np.ndarray,
+    y: np.ndarray,
+    spec: EngineSpec,
+    fc_rows: _Rows,
+    bt_rows: _Rows,
+    item_rows: dict[str, list],
+    cached: dict | None = None,
+    exog: np.ndarray | None = None,
+    exog_names: tuple[str, ...] = (),
+) -> None:
+    """Backtest and forecast one series with every model that suits it; naive is the fallback.
+
+    `exog`: the series' regressor matrix (row t = period t, then at least `horizon` future rows),
+    used by the models that take regressors; None fits every model on the series alone.
+    """
     t0 = time.process_time()
     from .frequency import get_frequency
 
@@ -164,32 +302,52 @@ def forecast_item(item_id: str, dates: np.ndarray, y: np.ndarray, spec: EngineSp
     failed: list[str] = []
     fitted: list[str] = []
     chosen: dict[str, dict] = {}
+    x = exog if spec.use_exog and exog is not None and exog.ndim == 2 and exog.shape[1] else None
+    if x is not None and len(x) < n + spec.horizon:
+        notes.append(f"regressors ignored: they cover {len(x) - n} of {spec.horizon} future periods")
+        x = None
+    with_exog: list[str] = []
     for name in stat_names:
-        mdef = MODELS[name]
-        try:
-            params = (cached or {}).get(name)
-            if params is None and mdef.search is not None:
-                # choose orders/forms on the oldest training set only: no window sees its own future
-                train_end = origins[0] if origins else n
-                params = mdef.search_fn()(y[:train_end], m, engine=spec.arima_engine)
-            for w, o in enumerate(origins):
-                fc = _fit(name, y[:o], dates[:o], dates[o : o + spec.horizon], spec, params, seed, m)
-                bt_rows.add_forecast(
-                    fc, item_id=item_id, model=name, window=w, origin=dates[o],
-                    date=dates[o : o + spec.horizon], actual=y[o : o + spec.horizon],
-                    scale=seasonal_error_scale(y[:o], m),
+        cached_params = (cached or {}).get(name)
+        tries = [x, None] if x is not None and supports_exog(name) else [None]
+        for xi in tries:
+            try:
+                params, windows, fc = _run_model(
+                    name, y, dates, future, origins, spec, cached_params, seed, m, xi, exog_names
                 )
-            fc = _fit(name, y, dates, future, spec, params, seed, m)
-        except Exception as exc:  # one bad model never sinks the item
-            failed.append(name)
-            notes.append(f"{name} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
+                break
+            except Exception as exc:  # one bad model never sinks the item
+                msg = str(exc).splitlines()[0][:160] if str(exc) else ""
+                if xi is not None:
+                    notes.append(f"{name} with regressors failed ({type(exc).__name__}: {msg}); fit without")
+                    continue
+                failed.append(name)
+                notes.append(f"{name} failed: {type(exc).__name__}: {msg}")
+        else:
             continue
-        fc_rows.add_forecast(fc, item_id=item_id, model=name, date=future)
+        if xi is not None:
+            with_exog.append(name)
+        for w, o, bfc in windows:  # recorded only for models that also produced their final forecast
+            bt_rows.add_forecast(
+                bfc,
+                item_id=item_id,
+                model=name,
+                window=w,
+                origin=dates[o],
+                date=dates[o : o + spec.horizon],
+                actual=y[o : o + spec.horizon],
+                scale=seasonal_error_scale(y[:o], m),
+            )
+        if fc is not None:
+            fc_rows.add_forecast(fc, item_id=item_id, model=name, date=future)
         fitted.append(name)
         if params:
             chosen[name] = params
+    if with_exog:
+        chosen["exog"] = {"features": list(exog_names), "models": with_exog}
+        notes.append(f"regressors ({len(exog_names)}) used by {','.join(with_exog)}")
     fallback = False
-    if not fitted and FALLBACK not in failed:
+    if not fitted and FALLBACK not in failed and spec.final_fit:
         fc = _fit(FALLBACK, y, dates, future, spec, None, seed, m)
         fc_rows.add_forecast(fc, item_id=item_id, model=FALLBACK, date=future)
         fitted.append(FALLBACK)
@@ -217,16 +375,30 @@ def _jsonable(v: object) -> object:
     return str(v)
 
 
-def forecast_batch(series: SeriesSet, indices: list[int] | np.ndarray, spec: EngineSpec,
-                   cached: dict[str, dict] | None = None) -> BatchResult:
+def forecast_batch(
+    series: SeriesSet,
+    indices: list[int] | np.ndarray,
+    spec: EngineSpec,
+    cached: dict[str, dict] | None = None,
+) -> BatchResult:
     """Run `forecast_item` over the selected series; the local path and every Ray task call this."""
     w0, c0 = time.perf_counter(), time.process_time()
     fc_rows, bt_rows = _Rows(FORECAST_COLS), _Rows(BACKTEST_COLS)
     item_rows: dict[str, list] = {n: [] for n in ITEMS_TABLE.names}
     for i in indices:
         item_id = str(series.item_ids[i])
-        forecast_item(item_id, series.dates_of(i), series.values_of(i), spec, fc_rows, bt_rows, item_rows,
-                      (cached or {}).get(item_id))
+        forecast_item(
+            item_id,
+            series.dates_of(i),
+            series.values_of(i),
+            spec,
+            fc_rows,
+            bt_rows,
+            item_rows,
+            (cached or {}).get(item_id),
+            series.exog_of(i),
+            series.exog_names,
+        )
     return BatchResult(
         forecasts=fc_rows.table(FORECAST_TABLE),
         backtests=bt_rows.table(BACKTEST_TABLE),
@@ -252,20 +424,63 @@ def lstm_lookback(spec: EngineSpec) -> int:
     return spec.lstm.lookback if spec.freq == "D" else max(4, min(2 * m, 26))
 
 
+def _lstm_exog(series: SeriesSet, indices: list[int], ys: list[np.ndarray], spec: EngineSpec):
+    """Per-series regressor matrices for the LSTM, or None (no exog, switched off, or too short)."""
+    if not (spec.use_exog and series.exog is not None and series.exog_names and supports_exog("lstm")):
+        return None
+    xs = [series.exog_of(i) for i in indices]
+    if any(x is None or len(x) < len(y) + spec.horizon for x, y in zip(xs, ys, strict=True)):
+        return None
+    return xs
+
+
 def forecast_lstm(series: SeriesSet, indices: list[int], spec: EngineSpec, threads: int = 1) -> BatchResult:
     """Train the global LSTM once before the oldest backtest origin (backtest), once on all data
-    (warm-started), and forecast every selected series. Called in-process or inside the Ray actor."""
+    (warm-started), and forecast every selected series. Called in-process or inside the Ray actor.
+
+    With regressors each window also sees the regressor rows of its forecast periods (realised
+    ones in the backtest, the oracle-exog setting); if that fails the LSTM runs without them."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    ys = [series.values_of(i) for i in indices]
+    xs = _lstm_exog(series, indices, ys, spec)
+    try:
+        fc_rows, bt_rows = _lstm_run(series, indices, spec, threads, ys, xs)
+    except Exception:
+        if xs is None:
+            raise
+        fc_rows, bt_rows = _lstm_run(series, indices, spec, threads, ys, None)
+    return BatchResult(
+        forecasts=fc_rows.table(FORECAST_TABLE),
+        backtests=bt_rows.table(BACKTEST_TABLE),
+        items=pa.table({n: [] for n in ITEMS_TABLE.names}, schema=ITEMS_TABLE),
+        cpu_seconds=time.process_time() - c0,
+        wall_seconds=time.perf_counter() - w0,
+    )
+
+
+def _lstm_run(
+    series: SeriesSet,
+    indices: list[int],
+    spec: EngineSpec,
+    threads: int,
+    ys: list[np.ndarray],
+    xs: list[np.ndarray] | None,
+) -> tuple[_Rows, _Rows]:
     from .frequency import get_frequency
     from .models import lstm
 
-    w0, c0 = time.perf_counter(), time.process_time()
     freq = get_frequency(spec.freq)
     m, h = freq.season_length, spec.horizon
     fc_rows, bt_rows = _Rows(FORECAST_COLS), _Rows(BACKTEST_COLS)
-    kw = dict(lookback=lstm_lookback(spec), units=spec.lstm.units, epochs=spec.lstm.epochs,
-              batch_size=spec.lstm.batch_size, max_windows_per_item=spec.lstm.max_windows_per_item,
-              seed=spec.seed, threads=threads)
-    ys = [series.values_of(i) for i in indices]
+    kw = dict(
+        lookback=lstm_lookback(spec),
+        units=spec.lstm.units,
+        epochs=spec.lstm.epochs,
+        batch_size=spec.lstm.batch_size,
+        max_windows_per_item=spec.lstm.max_windows_per_item,
+        seed=spec.seed,
+        threads=threads,
+    )
     ds = [series.dates_of(i) for i in indices]
     n_max = max((len(y) for y in ys), default=0)
     # origins count back from the common end, so they are the same dates for every series
@@ -274,31 +489,42 @@ def forecast_lstm(series: SeriesSet, indices: list[int], spec: EngineSpec, threa
     init = None
     if back:
         oldest = max(back)
-        train_set = [y[: len(y) - oldest] for y in ys if len(y) - oldest >= kw["lookback"] + h]
-        init = lstm.train(train_set, h, m, **kw)
+        tr = [j for j, y in enumerate(ys) if len(y) - oldest >= kw["lookback"] + h]
+        train_set = [ys[j][: len(ys[j]) - oldest] for j in tr]
+        train_x = None if xs is None else [xs[j][: len(ys[j]) - oldest] for j in tr]
+        init = lstm.train(train_set, h, m, **kw, exog=train_x)
         if init.weights:
             for b in sorted(back, reverse=True):
                 w = back.index(b)
                 window = len(back) - 1 - w
                 sel = [j for j, y in enumerate(ys) if len(y) - b >= min_train(m)]
-                fcs = lstm.predict(init, [ys[j][: len(ys[j]) - b] for j in sel])
-                for j, fc in zip(sel, fcs):
+                sel_x = None if xs is None else [xs[j][: len(ys[j]) - b + h] for j in sel]
+                fcs = lstm.predict(init, [ys[j][: len(ys[j]) - b] for j in sel], exog=sel_x)
+                for j, fc in zip(sel, fcs, strict=True):
                     o = len(ys[j]) - b
                     fc = finalize(fc, h)
                     bt_rows.add_forecast(
-                        fc, item_id=str(series.item_ids[indices[j]]), model="lstm", window=window,
-                        origin=ds[j][o], date=ds[j][o : o + h], actual=ys[j][o : o + h],
-                        scale=seasonal_error_scale(ys[j][:o], m))
+                        fc,
+                        item_id=str(series.item_ids[indices[j]]),
+                        model="lstm",
+                        window=window,
+                        origin=ds[j][o],
+                        date=ds[j][o : o + h],
+                        actual=ys[j][o : o + h],
+                        scale=seasonal_error_scale(ys[j][:o], m),
+                    )
     epochs = max(2, spec.lstm.epochs // 2) if init is not None and init.weights else spec.lstm.epochs
-    state = lstm.train(ys, h, m, **{**kw, "epochs": epochs}, init=init)
-    if state.weights:
-        for j, fc in enumerate(lstm.predict(state, ys)):
-            fc_rows.add_forecast(finalize(fc, h), item_id=str(series.item_ids[indices[j]]), model="lstm",
-                                 date=future_dates(ds[j][-1], h, freq))
-    return BatchResult(
-        forecasts=fc_rows.table(FORECAST_TABLE),
-        backtests=bt_rows.table(BACKTEST_TABLE),
-        items=pa.table({n: [] for n in ITEMS_TABLE.names}, schema=ITEMS_TABLE),
-        cpu_seconds=time.process_time() - c0,
-        wall_seconds=time.perf_counter() - w0,
+    hist_x = None if xs is None else [x[: len(y)] for x, y in zip(xs, ys, strict=True)]
+    state = (
+        lstm.train(ys, h, m, **{**kw, "epochs": epochs}, init=init, exog=hist_x) if spec.final_fit else None
     )
+    if state is not None and state.weights:
+        full_x = None if xs is None else [x[: len(y) + h] for x, y in zip(xs, ys, strict=True)]
+        for j, fc in enumerate(lstm.predict(state, ys, exog=full_x)):
+            fc_rows.add_forecast(
+                finalize(fc, h),
+                item_id=str(series.item_ids[indices[j]]),
+                model="lstm",
+                date=future_dates(ds[j][-1], h, freq),
+            )
+    return fc_rows, bt_rows

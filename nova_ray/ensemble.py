@@ -23,15 +23,22 @@ VALUE_COLS = ["forecast"] + [f"{s}_{lv}" for lv in LEVELS for s in ("lo", "hi")]
 
 def learn_weights(forecasts: pl.DataFrame, backtests: pl.DataFrame) -> pl.DataFrame:
     """(item_id, model, weight, backtest_mae, windows): non-negative weights summing to 1 per item."""
-    fitted = forecasts.select("item_id", "model").unique()
+    source = forecasts if forecasts.height else backtests  # backtests alone under --only-metrics
+    fitted = source.select("item_id", "model").unique()
     if backtests.height:
         errs = backtests.group_by("item_id", "model").agg(
             (pl.col("actual") - pl.col("forecast")).abs().mean().alias("backtest_mae"),
             pl.col("window").n_unique().alias("windows"),
         )
     else:
-        errs = pl.DataFrame(schema={"item_id": pl.String, "model": pl.String, "backtest_mae": pl.Float64,
-                                    "windows": pl.UInt32})
+        errs = pl.DataFrame(
+            schema={
+                "item_id": pl.String,
+                "model": pl.String,
+                "backtest_mae": pl.Float64,
+                "windows": pl.UInt32,
+            }
+        )
     df = fitted.join(errs, on=["item_id", "model"], how="left")
     best = pl.col("backtest_mae").min().over("item_id")
     has_bt = pl.col("backtest_mae").is_not_null().any().over("item_id")
@@ -42,22 +49,27 @@ def learn_weights(forecasts: pl.DataFrame, backtests: pl.DataFrame) -> pl.DataFr
     ).filter(pl.col("keep"))
     inv = 1.0 / (pl.col("backtest_mae") + 1e-6 * (1 + best))
     n_models = pl.len().over("item_id")
-    lam = (pl.col("windows").max().over("item_id").fill_null(0).cast(pl.Float64))
+    lam = pl.col("windows").max().over("item_id").fill_null(0).cast(pl.Float64)
     lam = lam / (lam + SHRINK_WINDOWS)
     df = df.with_columns(
         raw=pl.when(has_bt).then(inv / inv.sum().over("item_id")).otherwise(1.0 / n_models)
     ).with_columns(weight=lam * pl.col("raw") + (1 - lam) / n_models)
     df = df.with_columns(weight=pl.col("weight") / pl.col("weight").sum().over("item_id"))
-    return df.select("item_id", "model", "weight", "backtest_mae",
-                     pl.col("windows").fill_null(0).cast(pl.Int32)).sort("item_id", "model")
+    return df.select(
+        "item_id", "model", "weight", "backtest_mae", pl.col("windows").fill_null(0).cast(pl.Int32)
+    ).sort("item_id", "model")
 
 
 def _combine(table: pl.DataFrame, weights: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     joined = table.join(weights.select("item_id", "model", "weight"), on=["item_id", "model"], how="inner")
-    return joined.group_by(keys, maintain_order=True).agg(
-        [(pl.col(c) * pl.col("weight")).sum().alias(c) for c in VALUE_COLS]
-        + ([pl.col("actual").first(), pl.col("scale").first()] if "actual" in table.columns else [])
-    ).with_columns(model=pl.lit(NAME))
+    return (
+        joined.group_by(keys, maintain_order=True)
+        .agg(
+            [(pl.col(c) * pl.col("weight")).sum().alias(c) for c in VALUE_COLS]
+            + ([pl.col("actual").first(), pl.col("scale").first()] if "actual" in table.columns else [])
+        )
+        .with_columns(model=pl.lit(NAME))
+    )
 
 
 def _conformal_level(n: int, level: int) -> float:
@@ -65,23 +77,39 @@ def _conformal_level(n: int, level: int) -> float:
     return min(1.0, math.ceil((n + 1) * level / 100) / n) if n else 1.0
 
 
-def combine(forecasts: pl.DataFrame, backtests: pl.DataFrame, weights: pl.DataFrame
-            ) -> tuple[pl.DataFrame, pl.DataFrame]:
+def combine(
+    forecasts: pl.DataFrame, backtests: pl.DataFrame, weights: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Ensemble forecasts and ensemble backtests, with conformal intervals where residuals allow."""
     fc = _combine(forecasts, weights, ["item_id", "date"])
-    bt = (_combine(backtests, weights, ["item_id", "window", "origin", "date"])
-          if backtests.height else backtests.head(0))
+    bt = (
+        _combine(backtests, weights, ["item_id", "window", "origin", "date"])
+        if backtests.height
+        else backtests.head(0)
+    )
     if bt.height:
-        resid = bt.with_columns(r=pl.col("actual") - pl.col("forecast")).group_by("item_id").agg(
-            pl.len().alias("n_resid"),
-            *[pl.col("r").quantile(q, interpolation="higher").alias(name)
-              for name, q in _quantile_names(bt)],
+        resid = (
+            bt.with_columns(r=pl.col("actual") - pl.col("forecast"))
+            .group_by("item_id")
+            .agg(
+                pl.len().alias("n_resid"),
+                *[
+                    pl.col("r").quantile(q, interpolation="higher").alias(name)
+                    for name, q in _quantile_names(bt)
+                ],
+            )
         )
         fc = fc.join(resid, on="item_id", how="left")
         use = pl.col("n_resid").fill_null(0) >= MIN_RESIDUALS
         fc = fc.with_columns(
-            [pl.when(use).then((pl.col("forecast") + pl.col(f"q_{s}_{lv}")).clip(lower_bound=0.0))
-             .otherwise(pl.col(f"{s}_{lv}")).alias(f"{s}_{lv}") for lv in LEVELS for s in ("lo", "hi")]
+            [
+                pl.when(use)
+                .then((pl.col("forecast") + pl.col(f"q_{s}_{lv}")).clip(lower_bound=0.0))
+                .otherwise(pl.col(f"{s}_{lv}"))
+                .alias(f"{s}_{lv}")
+                for lv in LEVELS
+                for s in ("lo", "hi")
+            ]
         ).select(forecasts.columns)
         fc = fc.with_columns(
             [pl.min_horizontal(f"lo_{lv}", "forecast").alias(f"lo_{lv}") for lv in LEVELS]

@@ -6,7 +6,6 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -16,10 +15,9 @@ import polars as pl
 import pyarrow as pa
 
 from . import __version__
-from .config import Config
+from .config import Config, ConfigError
 from .engine import BatchResult, EngineSpec, LstmSpec, forecast_batch, forecast_lstm, lstm_items
 from .ensemble import combine, learn_weights
-from .frequency import get_frequency
 from .io.demand import dataset_id, read_demand, select_items
 from .io.results import ResultWriter, utc_now
 from .metrics import evaluate
@@ -65,13 +63,24 @@ class RunSummary:
         return dict(self.__dict__)
 
 
-def engine_spec(cfg: Config) -> EngineSpec:
+def engine_spec(cfg: Config, final_fit: bool = True) -> EngineSpec:
     f = cfg.forecast
     return EngineSpec(
-        horizon=f.horizon, freq=f.freq, models=parse_models(f.models), arima_engine=f.arima_engine,
-        backtest_windows=f.backtest_windows, backtest_step=f.backtest_step, seed=f.seed,
-        lstm=LstmSpec(cfg.lstm.lookback, cfg.lstm.units, cfg.lstm.epochs, cfg.lstm.batch_size,
-                      cfg.lstm.max_windows_per_item),
+        final_fit=final_fit,
+        horizon=f.horizon,
+        freq=f.freq,
+        models=parse_models(f.models),
+        arima_engine=f.arima_engine,
+        backtest_windows=f.backtest_windows,
+        backtest_step=f.backtest_step,
+        seed=f.seed,
+        lstm=LstmSpec(
+            cfg.lstm.lookback,
+            cfg.lstm.units,
+            cfg.lstm.epochs,
+            cfg.lstm.batch_size,
+            cfg.lstm.max_windows_per_item,
+        ),
     )
 
 
@@ -81,8 +90,9 @@ def load_series(cfg: Config, items: list[str] | None) -> tuple[SeriesSet, str]:
     return build_series(demand, cfg.forecast.freq), dataset_id(demand)
 
 
-def run_engine(series: SeriesSet, spec: EngineSpec, cfg: Config, progress: Progress,
-               use_ray: bool = True) -> tuple[list[BatchResult], str, dict[str, Any]]:
+def run_engine(
+    series: SeriesSet, spec: EngineSpec, cfg: Config, progress: Progress, use_ray: bool = True
+) -> tuple[list[BatchResult], str, dict[str, Any]]:
     """Fit everything, on Ray (default) or in this process; returns batch results and backend info."""
     lstm_idx = lstm_items(series, spec)
     results: list[BatchResult] = []
@@ -105,8 +115,11 @@ def run_engine(series: SeriesSet, spec: EngineSpec, cfg: Config, progress: Progr
             results.append(result)
             progress.advance(n)
         desc = f"ray {info.address} ({info.nodes} node(s), {info.cpus:g} CPU, {info.gpus:g} GPU)"
-        return results, desc, {"batches": len(batches), "cpus": info.cpus, "gpus": info.gpus,
-                               "nodes": info.nodes}
+        return (
+            results,
+            desc,
+            {"batches": len(batches), "cpus": info.cpus, "gpus": info.gpus, "nodes": info.nodes},
+        )
 
 
 def _concat(tables: list[pa.Table]) -> pl.DataFrame:
@@ -114,23 +127,34 @@ def _concat(tables: list[pa.Table]) -> pl.DataFrame:
     return pl.from_arrow(pa.concat_tables(tables)) if tables else pl.DataFrame()
 
 
-def assemble(results: list[BatchResult]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame,
-                                                   pl.DataFrame, pl.DataFrame]:
+def assemble(
+    results: list[BatchResult],
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Model forecasts + ensemble, backtests + ensemble, weights, and the item table."""
     from .engine import BACKTEST_TABLE, FORECAST_TABLE, ITEMS_TABLE
 
-    fc = _concat([r.forecasts for r in results]) if any(r.forecasts.num_rows for r in results) \
+    fc = (
+        _concat([r.forecasts for r in results])
+        if any(r.forecasts.num_rows for r in results)
         else pl.from_arrow(FORECAST_TABLE.empty_table())
-    bt = _concat([r.backtests for r in results]) if any(r.backtests.num_rows for r in results) \
+    )
+    bt = (
+        _concat([r.backtests for r in results])
+        if any(r.backtests.num_rows for r in results)
         else pl.from_arrow(BACKTEST_TABLE.empty_table())
-    items = _concat([r.items for r in results]) if any(r.items.num_rows for r in results) \
+    )
+    items = (
+        _concat([r.items for r in results])
+        if any(r.items.num_rows for r in results)
         else pl.from_arrow(ITEMS_TABLE.empty_table())
+    )
     # the LSTM joins items' model lists after the fact
     lstm_items_done = set(fc.filter(pl.col("model") == "lstm")["item_id"].to_list()) if fc.height else set()
     if lstm_items_done:
         items = items.with_columns(
             models=pl.when(pl.col("item_id").is_in(list(lstm_items_done)))
-            .then(pl.col("models") + ",lstm").otherwise(pl.col("models"))
+            .then(pl.col("models") + ",lstm")
+            .otherwise(pl.col("models"))
         )
     weights = learn_weights(fc, bt)
     ens_fc, ens_bt = combine(fc, bt, weights)
@@ -142,41 +166,69 @@ def assemble(results: list[BatchResult]) -> tuple[pl.DataFrame, pl.DataFrame, pl
 def _best_by_class(metrics: pl.DataFrame, items: pl.DataFrame) -> tuple[dict[str, dict], dict[str, float]]:
     if metrics.height == 0:
         return {}, {}
-    per = metrics.group_by("item_id", "model").agg(pl.col("mase").mean()).join(
-        items.select("item_id", "demand_class"), on="item_id")
-    agg = per.group_by("demand_class", "model").agg(pl.col("mase").median().alias("mase"),
-                                                   pl.len().alias("items"))
+    per = (
+        metrics.group_by("item_id", "model")
+        .agg(pl.col("mase").mean())
+        .join(items.select("item_id", "demand_class"), on="item_id")
+    )
+    agg = per.group_by("demand_class", "model").agg(
+        pl.col("mase").median().alias("mase"), pl.len().alias("items")
+    )
     best: dict[str, dict] = {}
     for cls, g in agg.group_by("demand_class"):
         singles = g.filter(pl.col("model") != "ensemble").drop_nulls("mase").sort("mase")
         ens = g.filter(pl.col("model") == "ensemble")["mase"]
         if singles.height:
-            best[str(cls[0])] = {"model": singles["model"][0], "mase": singles["mase"][0],
-                                 "ensemble_mase": ens[0] if len(ens) else None, "items": int(singles["items"][0])}
+            best[str(cls[0])] = {
+                "model": singles["model"][0],
+                "mase": singles["mase"][0],
+                "ensemble_mase": ens[0] if len(ens) else None,
+                "items": int(singles["items"][0]),
+            }
     e = metrics.filter(pl.col("model") == "ensemble")
-    ens_err = {k: float(v) for k, v in {
-        "mase": e["mase"].median(), "smape": e["smape"].mean(), "coverage_80": e["coverage_80"].mean(),
-    }.items() if v is not None}
+    ens_err = {
+        k: float(v)
+        for k, v in {
+            "mase": e["mase"].median(),
+            "smape": e["smape"].mean(),
+            "coverage_80": e["coverage_80"].mean(),
+        }.items()
+        if v is not None
+    }
     return best, ens_err
 
 
-def model_versions(cfg: Config, meta: dict[str, str], metrics: pl.DataFrame, models: list[str],
-                   dataset: str, run_id: str) -> dict[str, Any]:
+def model_versions(
+    cfg: Config, meta: dict[str, str], metrics: pl.DataFrame, models: list[str], dataset: str, run_id: str
+) -> dict[str, Any]:
     """The seed-style metadata: versions per model with aggregate backtest accuracy."""
     out: dict[str, Any] = {
-        "model_version": meta["model_version"], "generated_at": meta["generated_at"], "source": "nova-ray",
-        "nova_ray_version": __version__, "dataset_id": dataset, "run_id": run_id,
-        "horizon": cfg.forecast.horizon, "freq": cfg.forecast.freq, "models": {},
+        "model_version": meta["model_version"],
+        "generated_at": meta["generated_at"],
+        "source": "nova-ray",
+        "nova_ray_version": __version__,
+        "dataset_id": dataset,
+        "run_id": run_id,
+        "horizon": cfg.forecast.horizon,
+        "freq": cfg.forecast.freq,
+        "models": {},
     }
     for name in models:
         lib = MODELS[name].library if name in MODELS else "polars"
-        entry: dict[str, Any] = {"version": MODELS[name].version if name in MODELS else "1", "library": lib,
-                                 "library_version": _lib_version(lib)}
+        entry: dict[str, Any] = {
+            "version": MODELS[name].version if name in MODELS else "1",
+            "library": lib,
+            "library_version": _lib_version(lib),
+        }
         m = metrics.filter(pl.col("model") == name) if metrics.height else metrics
         if m.height:
             wape = m["wape"].mean()
-            entry |= {"mape": m["mape"].mean(), "rmse": m["rmse"].mean(), "mase": m["mase"].median(),
-                      "accuracy": max(0.0, 1.0 - wape) if wape is not None else None}
+            entry |= {
+                "mape": m["mape"].mean(),
+                "rmse": m["rmse"].mean(),
+                "mase": m["mase"].median(),
+                "accuracy": max(0.0, 1.0 - wape) if wape is not None else None,
+            }
         out["models"][name] = entry
     return out
 
@@ -201,20 +253,35 @@ def config_hash(cfg: Config) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
 
-def run_forecast(cfg: Config, items: list[str] | None = None, progress: Progress | None = None,
-                 use_ray: bool = True, run_date: date | None = None,
-                 log: Callable[[str], None] | None = None) -> RunSummary:
-    """The whole forecast: validate input, fit on Ray, ensemble, write partitioned Parquet atomically."""
+def run_forecast(
+    cfg: Config,
+    items: list[str] | None = None,
+    progress: Progress | None = None,
+    use_ray: bool = True,
+    run_date: date | None = None,
+    only: str | None = None,
+) -> RunSummary:
+    """The whole forecast: validate input, fit on Ray, ensemble, write partitioned Parquet atomically.
+
+    `only="forecasts"` skips metrics (and later stages); `only="metrics"` runs the backtests alone.
+    """
+    if only not in (None, "forecasts", "metrics"):
+        raise ConfigError(f"only must be 'forecasts' or 'metrics', got {only!r}")
     progress = progress or _Silent()
     t0 = time.perf_counter()
     progress.stage("read input")
     series, dataset = load_series(cfg, items)
-    spec = engine_spec(cfg)
-    get_frequency(spec.freq)
+    spec = engine_spec(cfg, final_fit=only != "metrics")
+    if only == "metrics" and spec.backtest_windows == 0:
+        raise ConfigError("--only-metrics needs backtest windows (--backtest-windows >= 1)")
     run_date = run_date or datetime.now(timezone.utc).date()
     run_id = f"{run_date:%Y%m%d}-{uuid.uuid4().hex[:8]}"
-    meta = {"run_id": run_id, "model_version": f"{__version__}+{config_hash(cfg)}", "generated_at": utc_now(),
-            "dataset_id": dataset}
+    meta = {
+        "run_id": run_id,
+        "model_version": f"{__version__}+{config_hash(cfg)}",
+        "generated_at": utc_now(),
+        "dataset_id": dataset,
+    }
     results, backend, binfo = run_engine(series, spec, cfg, progress, use_ray=use_ray)
     progress.stage("ensemble and metrics")
     fc, bt, weights, items_df, _ = assemble(results)
@@ -222,26 +289,35 @@ def run_forecast(cfg: Config, items: list[str] | None = None, progress: Progress
     writer = ResultWriter(cfg.paths.output, run_id, run_date, meta)
     try:
         progress.stage("write results")
-        writer.write("forecasts", fc.to_arrow())
-        if metrics.height:
+        if only != "metrics":
+            writer.write("forecasts", fc.to_arrow())
+        if metrics.height and only != "forecasts":
             writer.write("metrics", metrics.to_arrow())
         writer.write("ensemble_weights", weights.to_arrow())
         writer.write("items", items_df.to_arrow())
         models = sorted(fc["model"].unique().to_list()) if fc.height else []
         best, ens_err = _best_by_class(metrics, items_df)
         summary = RunSummary(
-            run_id=run_id, run_date=run_date.isoformat(), output=str(Path(cfg.paths.output).resolve()),
-            items=len(series), models=models,
+            run_id=run_id,
+            run_date=run_date.isoformat(),
+            output=str(Path(cfg.paths.output).resolve()),
+            items=len(series),
+            models=models,
             failures=int(items_df["failed_models"].str.len_chars().gt(0).sum()) if items_df.height else 0,
             fallbacks=items_df.filter(pl.col("fallback"))["item_id"].to_list() if items_df.height else [],
-            wall_seconds=0.0, rows={}, backend=backend,
+            wall_seconds=0.0,
+            rows={},
+            backend=backend,
             cpu_seconds=float(sum(r.cpu_seconds for r in results)),
             workers=sorted({r.worker for r in results if r.worker}),
-            best_by_class=best, ensemble_error=ens_err,
+            best_by_class=best,
+            ensemble_error=ens_err,
         )
         summary.wall_seconds = time.perf_counter() - t0
         versions = model_versions(cfg, meta, metrics, models, dataset, run_id) | {"backend": binfo}
-        record = writer.commit(versions, summary.to_dict())
+        owned = {None: None, "forecasts": ["forecasts", "ensemble_weights", "items"],
+                 "metrics": ["metrics", "ensemble_weights", "items"]}[only]
+        record = writer.commit(versions, summary.to_dict(), replace=owned)
     except BaseException:
         writer.abort()
         raise

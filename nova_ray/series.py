@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,9 +11,27 @@ import pandas as pd
 from .frequency import Frequency, date_range, get_frequency, period_start
 
 
+def period_index(start: np.datetime64, dates: np.ndarray | np.datetime64, freq: str) -> np.ndarray:
+    """Period number of each of `dates` (period starts) counted from the period `start` on `freq`."""
+    code = get_frequency(freq).code
+    s = np.datetime64(start, "D")
+    d = np.asarray(dates, dtype="datetime64[D]")
+    if code == "D":
+        return (d - s).astype(np.int64)
+    if code == "W":
+        return (d - s).astype(np.int64) // 7
+    months = d.astype("datetime64[M]").astype(np.int64) - s.astype("datetime64[M]").astype(np.int64)
+    return {"M": months, "Q": months // 3}.get(code, months // 12)
+
+
 @dataclass(frozen=True)
 class SeriesSet:
-    """Regular series on one frequency grid, all ending on the same period `end`."""
+    """Regular series on one frequency grid, all ending on the same period `end`.
+
+    Optional regressors: `exog` has one row per period of the global grid that starts at
+    `exog_start` (at or before every series start) and runs through `end` plus at least the
+    forecast horizon; columns are `exog_names`. None means no external factors.
+    """
 
     item_ids: np.ndarray  # str, length n
     starts: np.ndarray  # datetime64[D], length n
@@ -20,6 +39,9 @@ class SeriesSet:
     values: np.ndarray  # float64
     freq: str
     end: np.datetime64
+    exog: np.ndarray | None = None  # (periods from exog_start to end + horizon, k) float64
+    exog_names: tuple[str, ...] = ()
+    exog_start: np.datetime64 | None = None
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -42,7 +64,51 @@ class SeriesSet:
         parts = [self.values_of(i) for i in idx]
         offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
         values = np.concatenate(parts) if parts else np.zeros(0)
-        return SeriesSet(self.item_ids[idx], self.starts[idx], offsets, values, self.freq, self.end)
+        return SeriesSet(
+            self.item_ids[idx],
+            self.starts[idx],
+            offsets,
+            values,
+            self.freq,
+            self.end,
+            self.exog,
+            self.exog_names,
+            self.exog_start,
+        )
+
+    @property
+    def exog_horizon(self) -> int:
+        """Regressor rows after `end` (0 without exog)."""
+        if self.exog is None or self.exog_start is None:
+            return 0
+        return int(len(self.exog) - period_index(self.exog_start, self.end, self.freq) - 1)
+
+    def exog_of(self, i: int) -> np.ndarray | None:
+        """Regressor rows of series `i`: row t belongs to period t of the series (its first period
+        is row 0), so rows ``len(values_of(i))`` onwards are the horizon. None without exog."""
+        if self.exog is None or self.exog_start is None:
+            return None
+        p0 = int(period_index(self.exog_start, self.starts[i], self.freq))
+        return self.exog[p0:]
+
+    def with_exog(
+        self,
+        exog: np.ndarray | None,
+        names: tuple[str, ...] | list[str] = (),
+        start: np.datetime64 | None = None,
+    ) -> SeriesSet:
+        """This set with regressors attached (checked to cover every series and `end`), or removed."""
+        if exog is None:
+            return dataclasses.replace(self, exog=None, exog_names=(), exog_start=None)
+        x = np.asarray(exog, dtype=float)
+        if x.ndim != 2 or x.shape[1] != len(names):
+            raise ValueError(f"exog must be (periods, {len(names)}), got shape {x.shape}")
+        s = np.datetime64(start, "D")
+        if len(self) and period_index(s, self.starts.min(), self.freq) < 0:
+            raise ValueError(f"exog starts {s}, after the first series start {self.starts.min()}")
+        if len(x) <= period_index(s, self.end, self.freq):
+            raise ValueError(f"exog ends before the last period {self.end}")
+        return dataclasses.replace(self, exog=x, exog_names=tuple(names), exog_start=s)
 
 
 def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = None) -> SeriesSet:
@@ -51,11 +117,13 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     Every series runs from its first period to the common last period of the data (or `end`).
     """
     fq = get_frequency(freq)
-    df = pd.DataFrame({
-        "item_id": demand["item_id"].astype(str).to_numpy(),
-        "period": period_start(demand["date"], fq).to_numpy(),
-        "quantity": demand["quantity"].to_numpy(dtype=float),
-    })
+    df = pd.DataFrame(
+        {
+            "item_id": demand["item_id"].astype(str).to_numpy(),
+            "period": period_start(demand["date"], fq).to_numpy(),
+            "quantity": demand["quantity"].to_numpy(dtype=float),
+        }
+    )
     agg = df.groupby(["item_id", "period"], sort=True)["quantity"].sum().reset_index()
     last = pd.Timestamp(end) if end is not None else agg["period"].max()
     last = period_start(pd.Series([last]), fq).iloc[0]

@@ -33,8 +33,15 @@ def ray_session():
     from nova_ray.distributed import THREAD_ENV
 
     tmp = tempfile.mkdtemp(prefix="nova-ray-test-", dir="/tmp")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=tmp,
-             runtime_env={"env_vars": THREAD_ENV}, log_to_driver=False, logging_level="WARNING")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=tmp,
+        runtime_env={"env_vars": THREAD_ENV},
+        log_to_driver=False,
+        logging_level="WARNING",
+    )
     yield ray
     ray.shutdown()
     import shutil

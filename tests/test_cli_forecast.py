@@ -16,8 +16,22 @@ runner = CliRunner()
 
 
 def _forecast(data: Path, out: Path, *extra: str):
-    return runner.invoke(app, ["forecast", "--data", str(data), "--output", str(out), "--horizon", "14",
-                               "--num-cpus", "2", "--quiet", *extra])
+    return runner.invoke(
+        app,
+        [
+            "forecast",
+            "--data",
+            str(data),
+            "--output",
+            str(out),
+            "--horizon",
+            "14",
+            "--num-cpus",
+            "2",
+            "--quiet",
+            *extra,
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,15 +51,19 @@ def test_outputs_schema_partitions_and_counts(run_once, small_demo: Path) -> Non
     models = sorted(p.name.split("=")[1] for p in fc_dir.iterdir())
     assert "ensemble" in models and "naive" in models
     table = ds.dataset(out / "forecasts", format="parquet", partitioning="hive").to_table()
-    assert set(FORECASTS.names) <= set(table.column_names) and {"run_date", "model"} <= set(table.column_names)
+    assert set(FORECASTS.names) <= set(table.column_names) and {"run_date", "model"} <= set(
+        table.column_names
+    )
     df = pl.from_arrow(table)
     n_items = pl.read_parquet(small_demo / "demand.parquet")["item_id"].n_unique()
     ens = df.filter(pl.col("model") == "ensemble")
     assert ens["item_id"].n_unique() == n_items and ens.height == n_items * 14
     assert (df["lo_95"] <= df["forecast"] + 1e-9).all() and (df["forecast"] >= 0).all()
     # polars and pandas read the folder as a dataset too
-    assert pl.scan_parquet(str(out / "forecasts" / "**" / "*.parquet"), hive_partitioning=True).collect().height \
+    assert (
+        pl.scan_parquet(str(out / "forecasts" / "**" / "*.parquet"), hive_partitioning=True).collect().height
         == df.height
+    )
     import pandas as pd
 
     assert len(pd.read_parquet(out / "forecasts")) == df.height
@@ -54,18 +72,22 @@ def test_outputs_schema_partitions_and_counts(run_once, small_demo: Path) -> Non
     assert {"mape", "rmse", "mase", "accuracy"} <= set(versions["models"]["ensemble"])
     assert versions["row_counts"]["forecasts"] == df.height
     meta = table.schema.metadata
-    assert meta[b"run_id"].decode() == pointer["run_id"] and b"model_version" in meta and b"dataset_id" in meta
+    assert (
+        meta[b"run_id"].decode() == pointer["run_id"] and b"model_version" in meta and b"dataset_id" in meta
+    )
     metrics = pl.read_parquet(out / "metrics" / f"run_date={run_date}")
     assert {"mae", "rmse", "smape", "mase", "mape", "bias", "coverage_80"} <= set(metrics.columns)
     assert pl.read_parquet(out / "ensemble_weights" / f"run_date={run_date}").group_by("item_id").agg(
-        pl.col("weight").sum())["weight"].to_list() == pytest.approx([1.0] * n_items)
+        pl.col("weight").sum()
+    )["weight"].to_list() == pytest.approx([1.0] * n_items)
 
 
 def test_second_run_replaces_the_partition(run_once, small_demo: Path) -> None:
     out, _ = run_once
     before = json.loads((out / "metadata" / "last_updated.json").read_text())
-    res = _forecast(small_demo / "demand.parquet", out, "--items", "CAB-0001,ELE-0001", "--models",
-                    "naive,theta")
+    res = _forecast(
+        small_demo / "demand.parquet", out, "--items", "CAB-0001,ELE-0001", "--models", "naive,theta"
+    )
     assert res.exit_code == 0, res.output
     after = json.loads((out / "metadata" / "last_updated.json").read_text())
     assert after["run_id"] != before["run_id"]
@@ -104,3 +126,42 @@ def test_help_explains_every_option() -> None:
     assert res.exit_code == 0
     for opt in ("--data", "--items", "--horizon", "--freq", "--models", "--output", "--address", "--config"):
         assert opt in res.output
+
+
+def test_only_metrics_then_only_forecasts(small_demo: Path, tmp_path: Path, ray_session) -> None:
+    out = tmp_path / "only"
+    args = ("--items", "CAB-0002,ELE-0001", "--models", "naive,theta")
+    res = _forecast(small_demo / "demand.parquet", out, *args, "--only-metrics")
+    assert res.exit_code == 0, res.output
+    run_date = json.loads((out / "metadata" / "last_updated.json").read_text())["run_date"]
+    assert (out / "metrics" / f"run_date={run_date}").exists()
+    assert not (out / "forecasts").exists()
+    metrics = pl.read_parquet(out / "metrics" / f"run_date={run_date}")
+    assert set(metrics["model"]) == {"naive", "theta", "ensemble"}
+    res = _forecast(small_demo / "demand.parquet", out, *args, "--only-forecasts")
+    assert res.exit_code == 0, res.output
+    assert (out / "forecasts" / f"run_date={run_date}").exists()
+    assert (out / "metrics" / f"run_date={run_date}").exists()  # not this run's kind: left as it was
+    res = _forecast(small_demo / "demand.parquet", out, *args, "--only-forecasts", "--only-metrics")
+    assert res.exit_code == 2
+
+
+def test_failure_while_writing_publishes_nothing(small_demo: Path, tmp_path: Path, monkeypatch) -> None:
+    from nova_ray.config import load_config
+    from nova_ray.io.results import ResultWriter
+    from nova_ray.pipeline import run_forecast
+
+    out = tmp_path / "out"
+    cfg = load_config(None, {"data": str(small_demo / "demand.parquet"), "output": str(out), "horizon": 7,
+                             "models": "naive", "backtest_windows": 1}, env={}, dotenv=None)
+    run_forecast(cfg, ["CAB-0001"], use_ray=False)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def boom(self, kind, table):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ResultWriter, "write", boom)
+    with pytest.raises(OSError, match="disk full"):
+        run_forecast(cfg, ["CAB-0001", "CAB-0002"], use_ray=False)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before and not (out / ".staging").exists()

@@ -28,8 +28,14 @@ def test_good_csv_and_missing_dates_are_zero(tmp_path: Path) -> None:
 
 def test_parquet_round_trip(tmp_path: Path) -> None:
     p = tmp_path / "d.parquet"
-    pd.DataFrame({"item_id": ["A", "A"], "date": pd.to_datetime(["2024-01-01", "2024-01-02"]),
-                  "quantity": [1, 2], "site": ["S", "S"]}).to_parquet(p)
+    pd.DataFrame(
+        {
+            "item_id": ["A", "A"],
+            "date": pd.to_datetime(["2024-01-01", "2024-01-02"]),
+            "quantity": [1, 2],
+            "site": ["S", "S"],
+        }
+    ).to_parquet(p)
     df = read_demand(p)
     assert df["quantity"].tolist() == [1.0, 2.0] and "site" in df.columns
 
@@ -39,14 +45,22 @@ def test_parquet_round_trip(tmp_path: Path) -> None:
     [
         ("item_id,date\nA,2024-01-01\n", "d.csv: missing column 'quantity'"),
         ("item_id,date,quantity\n", "d.csv: file is empty"),
-        ("item_id,date,quantity\nA,2024-01-01,1\nA,not-a-date,2\n",
-         "d.csv: line 3: cannot parse date 'not-a-date' in column 'date'"),
-        ("item_id,date,quantity\nA,2024-01-01,-1\n",
-         "d.csv: line 2: quantity -1 in column 'quantity' must be finite and >= 0"),
-        ("item_id,date,quantity\nA,2024-01-01,abc\n",
-         "d.csv: line 2: quantity 'abc' in column 'quantity' is not a number"),
-        ("item_id,date,quantity\nA,2024-01-01,1\nB,2024-01-01,1\nA,2024-01-01,3\n",
-         "d.csv: line 2 and line 4: duplicate item_id/date ('A', 2024-01-01)"),
+        (
+            "item_id,date,quantity\nA,2024-01-01,1\nA,not-a-date,2\n",
+            "d.csv: line 3: cannot parse date 'not-a-date' in column 'date'",
+        ),
+        (
+            "item_id,date,quantity\nA,2024-01-01,-1\n",
+            "d.csv: line 2: quantity -1 in column 'quantity' must be finite and >= 0",
+        ),
+        (
+            "item_id,date,quantity\nA,2024-01-01,abc\n",
+            "d.csv: line 2: quantity 'abc' in column 'quantity' is not a number",
+        ),
+        (
+            "item_id,date,quantity\nA,2024-01-01,1\nB,2024-01-01,1\nA,2024-01-01,3\n",
+            "d.csv: line 2 and line 4: duplicate item_id/date ('A', 2024-01-01)",
+        ),
         ("item_id,date,quantity\n,2024-01-01,1\n", "d.csv: line 2: empty item_id"),
     ],
 )
@@ -76,6 +90,8 @@ def test_unknown_item_suggests_close_matches(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("freq,periods", [("W", 5), ("M", 2), ("Q", 1)])
 def test_aggregation_by_frequency(tmp_path: Path, freq: str, periods: int) -> None:
-    df = read_demand(_csv(tmp_path, "item_id,date,quantity\nA,2024-01-01,1\nA,2024-01-30,2\nA,2024-02-01,4\n"))
+    df = read_demand(
+        _csv(tmp_path, "item_id,date,quantity\nA,2024-01-01,1\nA,2024-01-30,2\nA,2024-02-01,4\n")
+    )
     s = build_series(df, freq)
     assert len(s.values_of(0)) == periods and s.values_of(0).sum() == 7

@@ -13,7 +13,9 @@ from nova_ray.series import build_series
 def _series(values: dict[str, np.ndarray], freq: str = "D", start: str = "2023-01-02"):
     rows = []
     for k, v in values.items():
-        dates = pd.date_range(start, periods=len(v), freq={"D": "D", "W": "W-MON", "M": "MS", "Q": "QS"}[freq])
+        dates = pd.date_range(
+            start, periods=len(v), freq={"D": "D", "W": "W-MON", "M": "MS", "Q": "QS"}[freq]
+        )
         rows.append(pd.DataFrame({"item_id": k, "date": dates, "quantity": v}))
     return build_series(pd.concat(rows), freq)
 
@@ -31,7 +33,7 @@ def test_backtest_never_sees_the_future() -> None:
     res = forecast_batch(s, [0], EngineSpec(horizon=10, models=("naive",), backtest_windows=3))
     bt = pl.from_arrow(res.backtests)
     dates = s.dates_of(0)
-    for (window,), g in bt.group_by("window"):
+    for _, g in bt.group_by("window"):
         origin = g["origin"][0]
         o = int(np.flatnonzero(dates == np.datetime64(origin))[0])
         assert (g["date"].cast(pl.Datetime).dt.date() >= origin).all()

@@ -11,11 +11,20 @@ from nova_ray.metrics import evaluate
 
 
 def test_metrics_by_hand() -> None:
-    df = pl.DataFrame({
-        "item_id": ["A"] * 4, "model": ["m"] * 4, "window": [0] * 4,
-        "actual": [2.0, 0.0, 4.0, 2.0], "forecast": [1.0, 1.0, 4.0, 4.0], "scale": [2.0] * 4,
-        "lo_80": [0.0, 0, 3, 3], "hi_80": [2.0, 2, 5, 5], "lo_95": [0.0] * 4, "hi_95": [9.0] * 4,
-    })
+    df = pl.DataFrame(
+        {
+            "item_id": ["A"] * 4,
+            "model": ["m"] * 4,
+            "window": [0] * 4,
+            "actual": [2.0, 0.0, 4.0, 2.0],
+            "forecast": [1.0, 1.0, 4.0, 4.0],
+            "scale": [2.0] * 4,
+            "lo_80": [0.0, 0, 3, 3],
+            "hi_80": [2.0, 2, 5, 5],
+            "lo_95": [0.0] * 4,
+            "hi_95": [9.0] * 4,
+        }
+    )
     m = evaluate(df).row(0, named=True)
     assert m["mae"] == pytest.approx(1.0)  # |1|+|1|+0+|2| / 4
     assert m["rmse"] == pytest.approx(np.sqrt(6 / 4))
@@ -34,23 +43,49 @@ def _tables(truth: np.ndarray, preds: dict[str, np.ndarray], windows: int = 3):
     for name, p in preds.items():
         for w in range(windows):
             sl = slice(w * h, (w + 1) * h)
-            bt.append(pl.DataFrame({
-                "item_id": "A", "model": name, "window": w, "origin": d0 + timedelta(w * h),
-                "date": [d0 + timedelta(i) for i in range(w * h, (w + 1) * h)], "forecast": p[sl],
-                "lo_80": p[sl] - 1, "hi_80": p[sl] + 1, "lo_95": p[sl] - 2, "hi_95": p[sl] + 2,
-                "actual": truth[sl], "scale": 1.0,
-            }, schema_overrides={"window": pl.Int32}))
-        fc.append(pl.DataFrame({"item_id": "A", "model": name, "date": [date(2025, 1, i) for i in range(1, 6)],
-                                "forecast": float(p.mean()), "lo_80": 0.0, "hi_80": 9.0, "lo_95": 0.0,
-                                "hi_95": 9.0}))
+            bt.append(
+                pl.DataFrame(
+                    {
+                        "item_id": "A",
+                        "model": name,
+                        "window": w,
+                        "origin": d0 + timedelta(w * h),
+                        "date": [d0 + timedelta(i) for i in range(w * h, (w + 1) * h)],
+                        "forecast": p[sl],
+                        "lo_80": p[sl] - 1,
+                        "hi_80": p[sl] + 1,
+                        "lo_95": p[sl] - 2,
+                        "hi_95": p[sl] + 2,
+                        "actual": truth[sl],
+                        "scale": 1.0,
+                    },
+                    schema_overrides={"window": pl.Int32},
+                )
+            )
+        fc.append(
+            pl.DataFrame(
+                {
+                    "item_id": "A",
+                    "model": name,
+                    "date": [date(2025, 1, i) for i in range(1, 6)],
+                    "forecast": float(p.mean()),
+                    "lo_80": 0.0,
+                    "hi_80": 9.0,
+                    "lo_95": 0.0,
+                    "hi_95": 9.0,
+                }
+            )
+        )
     return pl.concat(fc), pl.concat(bt)
 
 
 def test_weights_favour_the_right_model_and_sum_to_one() -> None:
     rng = np.random.default_rng(0)
     truth = 10 + rng.normal(0, 1, 60)
-    fc, bt = _tables(truth, {"good": truth + rng.normal(0, 0.2, 60), "meh": truth + rng.normal(0, 0.3, 60),
-                             "awful": truth + 25})
+    fc, bt = _tables(
+        truth,
+        {"good": truth + rng.normal(0, 0.2, 60), "meh": truth + rng.normal(0, 0.3, 60), "awful": truth + 25},
+    )
     w = learn_weights(fc, bt)
     assert w["weight"].sum() == pytest.approx(1.0) and (w["weight"] >= 0).all()
     weights = dict(zip(w["model"], w["weight"]))

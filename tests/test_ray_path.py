@@ -24,8 +24,12 @@ class _Count:
 
 @pytest.fixture(scope="module")
 def setup(small_demo: Path):
-    cfg = load_config(None, {"data": str(small_demo / "demand.parquet"), "horizon": 7, "backtest_windows": 2,
-                             "epochs": 2}, env={}, dotenv=None)
+    cfg = load_config(
+        None,
+        {"data": str(small_demo / "demand.parquet"), "horizon": 7, "backtest_windows": 2, "epochs": 2},
+        env={},
+        dotenv=None,
+    )
     items = ["CAB-0001", "CAB-0002", "ELE-0001", "FIX-0001", "FIX-0002", "SAF-0001", "STL-0002"]
     series, _ = load_series(cfg, items)
     return cfg, series
@@ -34,8 +38,12 @@ def setup(small_demo: Path):
 def _frames(results):
     fc, bt, weights, items, _ = assemble(results)
     key = ["item_id", "model", "date"]
-    return (fc.sort(key), bt.sort(["item_id", "model", "window", "date"]), weights.sort("item_id", "model"),
-            items.drop("cpu_seconds").sort("item_id"))
+    return (
+        fc.sort(key),
+        bt.sort(["item_id", "model", "window", "date"]),
+        weights.sort("item_id", "model"),
+        items.drop("cpu_seconds").sort("item_id"),
+    )
 
 
 def test_local_and_ray_give_the_same_numbers(setup, ray_session) -> None:

@@ -43,9 +43,15 @@ class BarProgress:
     def __init__(self, quiet: bool = False):
         self.quiet = quiet or not sys.stderr.isatty() and False
         self._p = Progress(
-            TextColumn("[bold]{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
-            disable=quiet, transient=False,
+            TextColumn("[bold]{task.description:<22}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=quiet,
+            transient=False,
         )
         self._task: Any = None
 

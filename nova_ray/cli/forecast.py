@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from ..config import ConfigError
 from ..io.errors import InputError
 from . import app
 from .common import BarProgress, config_or_exit, console, fail, out
@@ -28,33 +29,68 @@ def ensure_demo(data: str) -> None:
 
 @app.command()
 def forecast(
-    data: str = typer.Option(None, "--data", help="Demand history, CSV or Parquet (item_id, date, quantity; "
-                             "optional site, family). Default: paths.data in the config.",
-                             envvar="NOVA_RAY_DATA", show_envvar=False),
+    data: str = typer.Option(
+        None,
+        "--data",
+        help="Demand history, CSV or Parquet (item_id, date, quantity; "
+        "optional site, family). Default: paths.data in the config.",
+        envvar="NOVA_RAY_DATA",
+        show_envvar=False,
+    ),
     items: str = typer.Option(None, "--items", help="Comma-separated item ids to forecast (default: all)."),
     horizon: int = typer.Option(None, "--horizon", min=1, help="Periods to forecast (default 30)."),
     freq: str = typer.Option(None, "--freq", help="Data frequency: D, W, M, Q or Y (default D)."),
-    models: str = typer.Option(None, "--models", help="auto (by demand class) or a list of prophet, arima, "
-                               "lstm, ets, theta, naive, croston, tsb."),
+    models: str = typer.Option(
+        None,
+        "--models",
+        help="auto (by demand class) or a list of prophet, arima, lstm, ets, theta, naive, croston, tsb.",
+    ),
     output: str = typer.Option(None, "--output", help="Results folder (default data/ml_results)."),
-    address: str = typer.Option(None, "--address", help="Ray cluster to join: auto or HOST:PORT "
-                                "(default: start local Ray; RAY_ADDRESS also works)."),
+    address: str = typer.Option(
+        None,
+        "--address",
+        help="Ray cluster to join: auto or HOST:PORT (default: start local Ray; RAY_ADDRESS also works).",
+    ),
     num_cpus: int = typer.Option(None, "--num-cpus", min=1, help="CPUs for local Ray (default: all)."),
-    backtest_windows: int = typer.Option(None, "--backtest-windows", min=0,
-                                         help="Rolling-origin backtest windows (default 3; 0 = off)."),
-    arima_engine: str = typer.Option(None, "--arima-engine", help="statsforecast (fast, default), pmdarima "
-                                     "or statsmodels."),
-    config: str = typer.Option(None, "--config", help="Config TOML (default configs/default.toml).",
-                               envvar="NOVA_RAY_CONFIG"),
+    backtest_windows: int = typer.Option(
+        None, "--backtest-windows", min=0, help="Rolling-origin backtest windows (default 3; 0 = off)."
+    ),
+    backtest_step: int = typer.Option(
+        None, "--backtest-step", min=0, help="Periods between backtest origins (default 0 = the horizon)."
+    ),
+    only_forecasts: bool = typer.Option(
+        False, "--only-forecasts", help="Write forecasts only (no metrics, no recommendations)."
+    ),
+    only_metrics: bool = typer.Option(
+        False, "--only-metrics", help="Run the backtests and write metrics only (no final fit, no forecasts)."
+    ),
+    arima_engine: str = typer.Option(
+        None, "--arima-engine", help="statsforecast (fast, default), pmdarima or statsmodels."
+    ),
+    config: str = typer.Option(
+        None, "--config", help="Config TOML (default configs/default.toml).", envvar="NOVA_RAY_CONFIG"
+    ),
     no_ray: bool = typer.Option(False, "--no-ray", help="Run in this process without Ray (debugging)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Forecast every item on Ray, backtest and ensemble, and write partitioned Parquet."""
     from ..pipeline import run_forecast
 
-    overrides = {"data": data, "horizon": horizon, "freq": freq, "models": models, "output": output,
-                 "address": address, "num_cpus": num_cpus, "backtest_windows": backtest_windows,
-                 "arima_engine": arima_engine}
+    overrides = {
+        "data": data,
+        "horizon": horizon,
+        "freq": freq,
+        "models": models,
+        "output": output,
+        "address": address,
+        "num_cpus": num_cpus,
+        "backtest_windows": backtest_windows,
+        "backtest_step": backtest_step,
+        "arima_engine": arima_engine,
+    }
+    if only_forecasts and only_metrics:
+        fail("--only-forecasts and --only-metrics exclude each other")
+    only = "forecasts" if only_forecasts else "metrics" if only_metrics else None
     cfg = config_or_exit(config, overrides)
     try:
         from ..models import parse_models
@@ -66,8 +102,8 @@ def forecast(
         ensure_demo(cfg.paths.data)
     try:
         with BarProgress(quiet) as bars:
-            summary = run_forecast(cfg, _items(items), progress=bars, use_ray=not no_ray)
-    except InputError as exc:
+            summary = run_forecast(cfg, _items(items), progress=bars, use_ray=not no_ray, only=only)
+    except (InputError, ConfigError) as exc:
         fail(str(exc))
     except ConnectionError as exc:
         fail(f"cannot reach Ray at {cfg.ray.address}: {exc}", code=1)
@@ -80,12 +116,19 @@ def forecast(
     table.add_row("wall time", f"{summary.wall_seconds:.1f} s (task CPU {summary.cpu_seconds:.1f} s)")
     if summary.ensemble_error:
         e = summary.ensemble_error
-        table.add_row("ensemble backtest", f"MASE {e.get('mase', float('nan')):.3f}  sMAPE "
-                      f"{e.get('smape', float('nan')):.1f}  80% coverage {e.get('coverage_80', float('nan')):.2f}")
+        table.add_row(
+            "ensemble backtest",
+            f"MASE {e.get('mase', float('nan')):.3f}  sMAPE "
+            f"{e.get('smape', float('nan')):.1f}  80% coverage {e.get('coverage_80', float('nan')):.2f}",
+        )
     for cls, b in sorted(summary.best_by_class.items()):
         ens = b.get("ensemble_mase")
-        table.add_row(f"best for {cls}", f"{b['model']} (MASE {b['mase']:.3f}; ensemble "
-                      f"{ens:.3f})" if ens is not None else f"{b['model']} (MASE {b['mase']:.3f})")
+        table.add_row(
+            f"best for {cls}",
+            f"{b['model']} (MASE {b['mase']:.3f}; ensemble {ens:.3f})"
+            if ens is not None
+            else f"{b['model']} (MASE {b['mase']:.3f})",
+        )
     table.add_row("rows", ", ".join(f"{k} {v}" for k, v in summary.rows.items()))
     table.add_row("output", summary.output)
     out.print(table)

@@ -71,7 +71,8 @@ def read_demand(path: str | Path) -> pd.DataFrame:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(
-            f"{_where(path, first_line, i, csv)}: cannot parse date {str(date_col.iloc[i])!r} in column 'date'"
+            f"{_where(path, first_line, i, csv)}: cannot parse date {str(date_col.iloc[i])!r} "
+            "in column 'date'"
         )
     if getattr(dates.dt, "tz", None) is not None:
         dates = dates.dt.tz_localize(None)
@@ -98,7 +99,9 @@ def read_demand(path: str | Path) -> pd.DataFrame:
             "finite and >= 0"
         )
 
-    out = pd.DataFrame({"item_id": item.astype(str).to_numpy(), "date": dates.dt.normalize(), "quantity": qty})
+    out = pd.DataFrame(
+        {"item_id": item.astype(str).to_numpy(), "date": dates.dt.normalize(), "quantity": qty}
+    )
     for col in OPTIONAL:
         if col in raw.columns:
             out[col] = raw[col].astype("string").fillna("").str.strip().astype(str).to_numpy()
@@ -107,8 +110,10 @@ def read_demand(path: str | Path) -> pd.DataFrame:
     if dup.any():
         rows = np.flatnonzero(dup)
         first = rows[0]
-        same = rows[(out["item_id"].to_numpy()[rows] == out["item_id"].iat[first])
-                    & (out["date"].to_numpy()[rows] == out["date"].to_numpy()[first])]
+        same = rows[
+            (out["item_id"].to_numpy()[rows] == out["item_id"].iat[first])
+            & (out["date"].to_numpy()[rows] == out["date"].to_numpy()[first])
+        ]
         a, b = (_where(path, first_line, int(r), csv).split(": ", 1)[1] for r in same[:2])
         raise InputError(
             f"{path}: {a} and {b}: duplicate item_id/date ({out['item_id'].iat[first]!r}, "

@@ -73,17 +73,25 @@ class ResultWriter:
             groups = [("", table)]
         for sub, t in groups:
             t = t.select(schema.names).cast(schema).replace_schema_metadata(self.meta | {"kind": kind})
-            folder = self._partition_dir(self.stage, kind) / sub if sub else self._partition_dir(self.stage, kind)
+            folder = (
+                self._partition_dir(self.stage, kind) / sub if sub else self._partition_dir(self.stage, kind)
+            )
             folder.mkdir(parents=True, exist_ok=True)
             n = self._files.get((kind, sub), 0)
             pq.write_table(t, folder / f"part-{n:05d}.parquet", compression="zstd")
             self._files[(kind, sub)] = n + 1
             self.rows[kind] = self.rows.get(kind, 0) + t.num_rows
 
-    def commit(self, model_versions: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
-        """Swap staged partitions into place, write metadata, and the pointer last."""
+    def commit(
+        self, model_versions: dict[str, Any], summary: dict[str, Any], replace: Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """Swap staged partitions into place, write metadata, and the pointer last.
+
+        `replace` names the kinds this run owns (default: all): their partitions for the run date are
+        replaced, or removed when this run wrote none; other kinds' partitions are left as they are.
+        """
         trash = self.root / ".trash" / self.run_id
-        for kind in TABLES:
+        for kind in TABLES if replace is None else replace:
             staged = self._partition_dir(self.stage, kind)
             target = self._partition_dir(self.root, kind)
             if target.exists():

