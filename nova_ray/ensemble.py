@@ -3,7 +3,8 @@
 Weights: inverse backtest MAE per item and model, models far worse than the item's best (or
 failed) left out, shrunk towards equal weights when the evidence (number of windows) is thin.
 Intervals: empirical quantiles of the ensemble's own backtest residuals (split conformal, with the
-finite-sample correction), falling back to weighted model bounds when there are too few residuals.
+finite-sample correction), falling back to weighted model bounds when there are too few residuals;
+each backtest window is scored with intervals from the other windows only (leave-one-window-out).
 """
 
 from __future__ import annotations
@@ -77,10 +78,48 @@ def _conformal_level(n: int, level: int) -> float:
     return min(1.0, math.ceil((n + 1) * level / 100) / n) if n else 1.0
 
 
+def _residual_bounds(bt: pl.DataFrame) -> pl.DataFrame:
+    """Per item: residual count and the residual quantiles that make each interval bound."""
+    names = _quantile_names(bt)
+    return (
+        bt.with_columns(r=pl.col("actual") - pl.col("forecast"))
+        .group_by("item_id")
+        .agg(
+            pl.len().alias("n_resid"),
+            *[pl.col("r").quantile(q, interpolation="higher").alias(name) for name, q in names],
+        )
+    )
+
+
+def _apply_bounds(table: pl.DataFrame, resid: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Replace the interval bounds by forecast + residual quantiles where there are enough residuals."""
+    cols = table.columns
+    out = table.join(resid, on=keys, how="left")
+    use = pl.col("n_resid").fill_null(0) >= MIN_RESIDUALS
+    out = out.with_columns(
+        [
+            pl.when(use)
+            .then((pl.col("forecast") + pl.col(f"q_{s}_{lv}")).clip(lower_bound=0.0))
+            .otherwise(pl.col(f"{s}_{lv}"))
+            .alias(f"{s}_{lv}")
+            for lv in LEVELS
+            for s in ("lo", "hi")
+        ]
+    ).select(cols)
+    return out.with_columns(
+        [pl.min_horizontal(f"lo_{lv}", "forecast").alias(f"lo_{lv}") for lv in LEVELS]
+        + [pl.max_horizontal(f"hi_{lv}", "forecast").alias(f"hi_{lv}") for lv in LEVELS]
+    )
+
+
 def combine(
     forecasts: pl.DataFrame, backtests: pl.DataFrame, weights: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Ensemble forecasts and ensemble backtests, with conformal intervals where residuals allow."""
+    """Ensemble forecasts and ensemble backtests, with conformal intervals where residuals allow.
+
+    The forecast's intervals use the residuals of every backtest window. Each backtest window's own
+    intervals use only the other windows' residuals, so the reported backtest coverage is honest.
+    """
     fc = _combine(forecasts, weights, ["item_id", "date"])
     bt = (
         _combine(backtests, weights, ["item_id", "window", "origin", "date"])
@@ -88,39 +127,19 @@ def combine(
         else backtests.head(0)
     )
     if bt.height:
-        resid = (
-            bt.with_columns(r=pl.col("actual") - pl.col("forecast"))
-            .group_by("item_id")
-            .agg(
-                pl.len().alias("n_resid"),
-                *[
-                    pl.col("r").quantile(q, interpolation="higher").alias(name)
-                    for name, q in _quantile_names(bt)
-                ],
-            )
-        )
-        fc = fc.join(resid, on="item_id", how="left")
-        use = pl.col("n_resid").fill_null(0) >= MIN_RESIDUALS
-        fc = fc.with_columns(
-            [
-                pl.when(use)
-                .then((pl.col("forecast") + pl.col(f"q_{s}_{lv}")).clip(lower_bound=0.0))
-                .otherwise(pl.col(f"{s}_{lv}"))
-                .alias(f"{s}_{lv}")
-                for lv in LEVELS
-                for s in ("lo", "hi")
-            ]
-        ).select(forecasts.columns)
-        fc = fc.with_columns(
-            [pl.min_horizontal(f"lo_{lv}", "forecast").alias(f"lo_{lv}") for lv in LEVELS]
-            + [pl.max_horizontal(f"hi_{lv}", "forecast").alias(f"hi_{lv}") for lv in LEVELS]
-        )
+        fc = _apply_bounds(fc, _residual_bounds(bt), ["item_id"])
+        parts = []
+        for (w,), rows in bt.group_by("window", maintain_order=True):
+            others = bt.filter(pl.col("window") != w)
+            resid = _residual_bounds(others) if others.height else _residual_bounds(others.head(0))
+            parts.append(_apply_bounds(rows, resid, ["item_id"]))
+        bt = pl.concat(parts)
     return fc.select(forecasts.columns), bt.select(backtests.columns) if bt.height else bt
 
 
 def _quantile_names(bt: pl.DataFrame) -> list[tuple[str, float]]:
     """Residual quantiles per interval bound, using a typical residual count for the conformal level."""
-    n = int(bt.group_by("item_id").len()["len"].median() or 0)
+    n = int(bt.group_by("item_id").len()["len"].median() or 0) if bt.height else 0
     out = []
     for lv in LEVELS:
         hi = _conformal_level(n, lv)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -16,7 +17,17 @@ import pyarrow as pa
 
 from . import __version__
 from .config import Config, ConfigError
-from .engine import BatchResult, EngineSpec, LstmSpec, forecast_batch, forecast_lstm, lstm_items
+from .engine import (
+    BACKTEST_TABLE,
+    FORECAST_TABLE,
+    ITEMS_TABLE,
+    BatchResult,
+    EngineSpec,
+    LstmSpec,
+    forecast_batch,
+    forecast_lstm,
+    lstm_items,
+)
 from .ensemble import combine, learn_weights
 from .io.demand import dataset_id, read_demand, select_items
 from .io.results import ResultWriter, utc_now
@@ -58,6 +69,7 @@ class RunSummary:
     workers: list[str] = field(default_factory=list)
     best_by_class: dict[str, dict[str, Any]] = field(default_factory=dict)
     ensemble_error: dict[str, float] = field(default_factory=dict)
+    resumed_items: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -91,18 +103,31 @@ def load_series(cfg: Config, items: list[str] | None) -> tuple[SeriesSet, str]:
 
 
 def run_engine(
-    series: SeriesSet, spec: EngineSpec, cfg: Config, progress: Progress, use_ray: bool = True
+    series: SeriesSet,
+    spec: EngineSpec,
+    cfg: Config,
+    progress: Progress,
+    use_ray: bool = True,
+    on_result: Callable[[BatchResult], None] | None = None,
+    indices: list[int] | None = None,
+    lstm_idx: list[int] | None = None,
 ) -> tuple[list[BatchResult], str, dict[str, Any]]:
-    """Fit everything, on Ray (default) or in this process; returns batch results and backend info."""
-    lstm_idx = lstm_items(series, spec)
+    """Fit `indices` (default all) and the LSTM items, on Ray (default) or in this process.
+
+    With `on_result` each batch result is handed over as it arrives and not kept (streaming);
+    otherwise the results are returned. Also returns a backend description and info.
+    """
+    indices = list(range(len(series))) if indices is None else indices
+    lstm_idx = lstm_items(series, spec) if lstm_idx is None else lstm_idx
     results: list[BatchResult] = []
-    progress.stage("fit and backtest", total=len(series) + len(lstm_idx))
+    sink = on_result or results.append
+    progress.stage("fit and backtest", total=len(indices) + len(lstm_idx))
     if not use_ray:
-        for i in range(len(series)):
-            results.append(forecast_batch(series, [i], spec))
+        for i in indices:
+            sink(forecast_batch(series, [i], spec))
             progress.advance(1)
         if lstm_idx:
-            results.append(forecast_lstm(series, lstm_idx, spec, threads=1))
+            sink(forecast_lstm(series, lstm_idx, spec, threads=1))
             progress.advance(len(lstm_idx))
         return results, "local (no Ray)", {}
     from .distributed import RayBackend, make_batches
@@ -110,9 +135,10 @@ def run_engine(
     with RayBackend(cfg.ray.address or None, cfg.ray.num_cpus or None) as backend:
         info = backend.info
         stat_workers = max(1, int(info.cpus) - (1 if lstm_idx and info.gpus < 1 else 0))
-        batches = make_batches(series, spec, stat_workers, cfg.ray.batch_seconds)
+        batches = make_batches(series.subset(indices), spec, stat_workers, cfg.ray.batch_seconds)
+        batches = [[indices[j] for j in b] for b in batches]
         for result, n in backend.run(series, spec, batches, lstm_idx):
-            results.append(result)
+            sink(result)
             progress.advance(n)
         desc = f"ray {info.address} ({info.nodes} node(s), {info.cpus:g} CPU, {info.gpus:g} GPU)"
         return (
@@ -122,37 +148,20 @@ def run_engine(
         )
 
 
-def _concat(tables: list[pa.Table]) -> pl.DataFrame:
+def _frame(tables: list[pa.Table], schema: pa.Schema) -> pl.DataFrame:
     tables = [t for t in tables if t.num_rows]
-    return pl.from_arrow(pa.concat_tables(tables)) if tables else pl.DataFrame()
+    return pl.from_arrow(pa.concat_tables(tables) if tables else schema.empty_table())
 
 
-def assemble(
-    results: list[BatchResult],
+def combine_items(
+    fc: pl.DataFrame, bt: pl.DataFrame, items: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Model forecasts + ensemble, backtests + ensemble, weights, and the item table."""
-    from .engine import BACKTEST_TABLE, FORECAST_TABLE, ITEMS_TABLE
-
-    fc = (
-        _concat([r.forecasts for r in results])
-        if any(r.forecasts.num_rows for r in results)
-        else pl.from_arrow(FORECAST_TABLE.empty_table())
-    )
-    bt = (
-        _concat([r.backtests for r in results])
-        if any(r.backtests.num_rows for r in results)
-        else pl.from_arrow(BACKTEST_TABLE.empty_table())
-    )
-    items = (
-        _concat([r.items for r in results])
-        if any(r.items.num_rows for r in results)
-        else pl.from_arrow(ITEMS_TABLE.empty_table())
-    )
-    # the LSTM joins items' model lists after the fact
-    lstm_items_done = set(fc.filter(pl.col("model") == "lstm")["item_id"].to_list()) if fc.height else set()
-    if lstm_items_done:
+    """Model forecasts + ensemble, backtests + ensemble, weights, the item table, ensemble forecasts."""
+    # the LSTM joins the items' model lists after the fact
+    lstm_done = fc.filter(pl.col("model") == "lstm")["item_id"].unique() if fc.height else []
+    if len(lstm_done):
         items = items.with_columns(
-            models=pl.when(pl.col("item_id").is_in(list(lstm_items_done)))
+            models=pl.when(pl.col("item_id").is_in(lstm_done.to_list()))
             .then(pl.col("models") + ",lstm")
             .otherwise(pl.col("models"))
         )
@@ -161,6 +170,17 @@ def assemble(
     fc = pl.concat([fc, ens_fc], how="vertical_relaxed").sort("item_id", "model", "date")
     bt = pl.concat([bt, ens_bt], how="vertical_relaxed") if ens_bt.height else bt
     return fc, bt, weights, items, ens_fc
+
+
+def assemble(
+    results: list[BatchResult],
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """`combine_items` over in-memory batch results."""
+    return combine_items(
+        _frame([r.forecasts for r in results], FORECAST_TABLE),
+        _frame([r.backtests for r in results], BACKTEST_TABLE),
+        _frame([r.items for r in results], ITEMS_TABLE),
+    )
 
 
 def _best_by_class(metrics: pl.DataFrame, items: pl.DataFrame) -> tuple[dict[str, dict], dict[str, float]]:
@@ -260,10 +280,14 @@ def run_forecast(
     use_ray: bool = True,
     run_date: date | None = None,
     only: str | None = None,
+    resume: bool = False,
 ) -> RunSummary:
     """The whole forecast: validate input, fit on Ray, ensemble, write partitioned Parquet atomically.
 
-    `only="forecasts"` skips metrics (and later stages); `only="metrics"` runs the backtests alone.
+    Batch results are checkpointed as they arrive (the driver keeps none of them), the ensemble is
+    computed in chunks of items from the checkpoints, and everything is published in one swap.
+    `resume=True` continues an interrupted run of the same input, config and date from its
+    checkpoints. `only="forecasts"` skips metrics; `only="metrics"` runs the backtests alone.
     """
     if only not in (None, "forecasts", "metrics"):
         raise ConfigError(f"only must be 'forecasts' or 'metrics', got {only!r}")
@@ -275,52 +299,107 @@ def run_forecast(
     if only == "metrics" and spec.backtest_windows == 0:
         raise ConfigError("--only-metrics needs backtest windows (--backtest-windows >= 1)")
     run_date = run_date or datetime.now(timezone.utc).date()
-    run_id = f"{run_date:%Y%m%d}-{uuid.uuid4().hex[:8]}"
+    model_version = f"{__version__}+{config_hash(cfg)}"
+    key = hashlib.sha256(
+        f"{dataset}|{model_version}|{run_date}|{only}|{','.join(map(str, series.item_ids))}".encode()
+    ).hexdigest()[:16]
     meta = {
-        "run_id": run_id,
-        "model_version": f"{__version__}+{config_hash(cfg)}",
+        "run_id": f"{run_date:%Y%m%d}-{uuid.uuid4().hex[:8]}",
+        "model_version": model_version,
         "generated_at": utc_now(),
         "dataset_id": dataset,
     }
-    results, backend, binfo = run_engine(series, spec, cfg, progress, use_ray=use_ray)
-    progress.stage("ensemble and metrics")
-    fc, bt, weights, items_df, _ = assemble(results)
-    metrics = evaluate(bt) if bt.height else pl.DataFrame()
-    writer = ResultWriter(cfg.paths.output, run_id, run_date, meta)
-    try:
-        progress.stage("write results")
+    writer = ResultWriter(cfg.paths.output, meta["run_id"], run_date, meta, stage_key=key, resume=resume)
+    run_id = writer.run_id
+    done = _done_items(writer)
+    todo = [i for i in range(len(series)) if str(series.item_ids[i]) not in done]
+    lstm_idx = [] if "lstm" in writer.done() else lstm_items(series, spec)
+    stats: dict[str, Any] = {"cpu": 0.0, "workers": set()}
+
+    def checkpoint(result: BatchResult) -> None:
+        name = "lstm" if result.items.num_rows == 0 else f"b-{uuid.uuid4().hex[:12]}"
+        writer.checkpoint(
+            name, {"forecasts": result.forecasts, "backtests": result.backtests, "items": result.items}
+        )
+        stats["cpu"] += result.cpu_seconds
+        if result.worker:
+            stats["workers"].add(result.worker)
+
+    if todo or lstm_idx:
+        _, backend, binfo = run_engine(series, spec, cfg, progress, use_ray, checkpoint, todo, lstm_idx)
+    else:
+        backend, binfo = "resumed (all batches were checkpointed)", {}
+    progress.stage("ensemble and metrics", total=len(series))
+    all_metrics, all_items, models = [], [], set()
+    for chunk in _chunks(sorted(map(str, series.item_ids)), ENSEMBLE_CHUNK):
+        fc, bt, weights, items_df, _ = combine_items(
+            _scan(writer, "forecasts", FORECAST_TABLE, chunk),
+            _scan(writer, "backtests", BACKTEST_TABLE, chunk),
+            _scan(writer, "items", ITEMS_TABLE, chunk),
+        )
+        metrics = evaluate(bt) if bt.height else pl.DataFrame()
         if only != "metrics":
             writer.write("forecasts", fc.to_arrow())
         if metrics.height and only != "forecasts":
             writer.write("metrics", metrics.to_arrow())
         writer.write("ensemble_weights", weights.to_arrow())
         writer.write("items", items_df.to_arrow())
-        models = sorted(fc["model"].unique().to_list()) if fc.height else []
-        best, ens_err = _best_by_class(metrics, items_df)
-        summary = RunSummary(
-            run_id=run_id,
-            run_date=run_date.isoformat(),
-            output=str(Path(cfg.paths.output).resolve()),
-            items=len(series),
-            models=models,
-            failures=int(items_df["failed_models"].str.len_chars().gt(0).sum()) if items_df.height else 0,
-            fallbacks=items_df.filter(pl.col("fallback"))["item_id"].to_list() if items_df.height else [],
-            wall_seconds=0.0,
-            rows={},
-            backend=backend,
-            cpu_seconds=float(sum(r.cpu_seconds for r in results)),
-            workers=sorted({r.worker for r in results if r.worker}),
-            best_by_class=best,
-            ensemble_error=ens_err,
-        )
-        summary.wall_seconds = time.perf_counter() - t0
-        versions = model_versions(cfg, meta, metrics, models, dataset, run_id) | {"backend": binfo}
-        owned = {None: None, "forecasts": ["forecasts", "ensemble_weights", "items"],
-                 "metrics": ["metrics", "ensemble_weights", "items"]}[only]
-        record = writer.commit(versions, summary.to_dict(), replace=owned)
-    except BaseException:
-        writer.abort()
-        raise
+        models |= set((fc if fc.height else bt)["model"].unique().to_list())
+        all_metrics.append(metrics)
+        all_items.append(items_df)
+        progress.advance(len(chunk))
+    progress.stage("publish")
+    metrics = (
+        pl.concat([m for m in all_metrics if m.height])
+        if any(m.height for m in all_metrics)
+        else pl.DataFrame()
+    )
+    items_df = pl.concat(all_items)
+    best, ens_err = _best_by_class(metrics, items_df)
+    summary = RunSummary(
+        run_id=run_id,
+        run_date=run_date.isoformat(),
+        output=str(Path(cfg.paths.output).resolve()),
+        items=len(series),
+        models=sorted(models),
+        failures=int(items_df["failed_models"].str.len_chars().gt(0).sum()) if items_df.height else 0,
+        fallbacks=items_df.filter(pl.col("fallback"))["item_id"].to_list() if items_df.height else [],
+        wall_seconds=time.perf_counter() - t0,
+        rows={},
+        backend=backend,
+        cpu_seconds=stats["cpu"],
+        workers=sorted(stats["workers"]),
+        best_by_class=best,
+        ensemble_error=ens_err,
+        resumed_items=len(done),
+    )
+    versions = model_versions(cfg, writer.meta, metrics, sorted(models), dataset, run_id) | {"backend": binfo}
+    owned = {
+        None: None,
+        "forecasts": ["forecasts", "ensemble_weights", "items"],
+        "metrics": ["metrics", "ensemble_weights", "items"],
+    }[only]
+    record = writer.commit(versions, summary.to_dict() | {"data_path": str(cfg.paths.data)}, replace=owned)
     summary.rows = record["row_counts"]
     summary.wall_seconds = time.perf_counter() - t0
     return summary
+
+
+ENSEMBLE_CHUNK = 1000  # items per ensemble chunk: bounds the driver's memory
+
+
+def _chunks(values: list[str], size: int) -> list[list[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+def _done_items(writer: ResultWriter) -> set[str]:
+    files = writer.checkpoint_files("items")
+    return set(pl.scan_parquet(files).select("item_id").collect()["item_id"]) if files else set()
+
+
+def _scan(writer: ResultWriter, kind: str, schema: pa.Schema, items: list[str]) -> pl.DataFrame:
+    """The checkpointed rows of `kind` for `items` (read lazily, filtered before loading)."""
+    files = writer.checkpoint_files(kind)
+    if not files:
+        return pl.from_arrow(schema.empty_table())
+    return pl.scan_parquet(files).filter(pl.col("item_id").is_in(items)).collect()

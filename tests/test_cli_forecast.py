@@ -152,8 +152,18 @@ def test_failure_while_writing_publishes_nothing(small_demo: Path, tmp_path: Pat
     from nova_ray.pipeline import run_forecast
 
     out = tmp_path / "out"
-    cfg = load_config(None, {"data": str(small_demo / "demand.parquet"), "output": str(out), "horizon": 7,
-                             "models": "naive", "backtest_windows": 1}, env={}, dotenv=None)
+    cfg = load_config(
+        None,
+        {
+            "data": str(small_demo / "demand.parquet"),
+            "output": str(out),
+            "horizon": 7,
+            "models": "naive",
+            "backtest_windows": 1,
+        },
+        env={},
+        dotenv=None,
+    )
     run_forecast(cfg, ["CAB-0001"], use_ray=False)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
@@ -163,5 +173,27 @@ def test_failure_while_writing_publishes_nothing(small_demo: Path, tmp_path: Pat
     monkeypatch.setattr(ResultWriter, "write", boom)
     with pytest.raises(OSError, match="disk full"):
         run_forecast(cfg, ["CAB-0001", "CAB-0002"], use_ray=False)
-    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    assert after == before and not (out / ".staging").exists()
+    after = {
+        p.relative_to(out): p.read_bytes()
+        for p in out.rglob("*")
+        if p.is_file() and ".staging" not in p.parts
+    }
+    assert after == before  # checkpoints stay hidden in .staging for --resume; nothing was published
+
+
+def test_console_entry_point_exit_codes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", "from nova_ray.cli import main; main()", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    bad = run("forecast", "--models", "bogus", "--output", str(tmp_path / "o"))
+    assert bad.returncode == 2 and "unknown model 'bogus'" in bad.stderr
+    assert run("forecast", "--data", str(tmp_path / "none.csv")).returncode == 2
+    assert run("--help").returncode == 0

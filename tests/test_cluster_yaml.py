@@ -29,4 +29,7 @@ def test_token_auth_is_handed_to_every_node_and_dashboard_is_local() -> None:
     for cmd in config["head_start_ray_commands"][-1:] + config["worker_start_ray_commands"][-1:]:
         assert "RAY_AUTH_MODE=token" in cmd
     assert "--dashboard-host=127.0.0.1" in config["head_start_ray_commands"][-1]
-    assert "RAY_AUTH_MODE=disabled" not in text and "RAY_AUTH_MODE=disabled" not in (ROOT / "README.md").read_text()
+    assert (
+        "RAY_AUTH_MODE=disabled" not in text
+        and "RAY_AUTH_MODE=disabled" not in (ROOT / "README.md").read_text()
+    )

@@ -110,3 +110,14 @@ def test_conformal_intervals_cover_about_80_percent() -> None:
     cover = np.mean((fresh >= lo) & (fresh <= hi))
     assert 0.74 < cover < 0.86
     assert ens_bt["model"].unique().to_list() == ["ensemble"]
+
+
+def test_backtest_intervals_leave_their_own_window_out() -> None:
+    truth = np.full(90, 10.0)
+    truth[60:] += np.linspace(-20, 20, 30)  # only the last window has errors
+    fc, bt = _tables(truth, {"a": np.full(90, 10.0)}, windows=3)
+    _, ens_bt = combine(fc, bt, learn_weights(fc, bt))
+    last = ens_bt.filter(pl.col("window") == 2)
+    first = ens_bt.filter(pl.col("window") == 0)
+    assert (last["hi_80"] - last["lo_80"]).max() < 1e-9  # calibrated on windows 0 and 1: zero residuals
+    assert (first["hi_80"] - first["lo_80"]).min() > 1  # window 2's errors widen the others

@@ -35,8 +35,20 @@ def test_forecast_on_two_nodes_matches_local(cluster, small_demo: Path, tmp_path
 
     args = ["--models", "naive,theta,ets", "--horizon", "7", "--backtest-windows", "1", "--items", ITEMS]
     out = tmp_path / "out"
-    res = CliRunner().invoke(app, ["forecast", "--data", str(small_demo / "demand.parquet"), "--output",
-                                   str(out), "--address", cluster.address, "--quiet", *args])
+    res = CliRunner().invoke(
+        app,
+        [
+            "forecast",
+            "--data",
+            str(small_demo / "demand.parquet"),
+            "--output",
+            str(out),
+            "--address",
+            cluster.address,
+            "--quiet",
+            *args,
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "2 node(s)" in res.output
     assert not ray.is_initialized()  # the driver disconnected; the cluster itself is still up
@@ -46,8 +58,17 @@ def test_forecast_on_two_nodes_matches_local(cluster, small_demo: Path, tmp_path
     nodes = {w.split("/")[1].split(":")[0] for w in record["summary"]["workers"]}
     assert len(nodes) == 2, record["summary"]["workers"]
 
-    cfg = load_config(None, {"data": str(small_demo / "demand.parquet"), "models": "naive,theta,ets",
-                             "horizon": 7, "backtest_windows": 1}, env={}, dotenv=None)
+    cfg = load_config(
+        None,
+        {
+            "data": str(small_demo / "demand.parquet"),
+            "models": "naive,theta,ets",
+            "horizon": 7,
+            "backtest_windows": 1,
+        },
+        env={},
+        dotenv=None,
+    )
     series, _ = load_series(cfg, ITEMS.split(","))
     local, _, _ = run_engine(series, engine_spec(cfg), cfg, _Quiet(), use_ray=False)
     expected = assemble(local)[0].sort("item_id", "model", "date")

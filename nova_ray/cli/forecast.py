@@ -70,6 +70,11 @@ def forecast(
     config: str = typer.Option(
         None, "--config", help="Config TOML (default configs/default.toml).", envvar="NOVA_RAY_CONFIG"
     ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Continue an interrupted run of the same data, settings and date from its checkpoints.",
+    ),
     no_ray: bool = typer.Option(False, "--no-ray", help="Run in this process without Ray (debugging)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -102,7 +107,9 @@ def forecast(
         ensure_demo(cfg.paths.data)
     try:
         with BarProgress(quiet) as bars:
-            summary = run_forecast(cfg, _items(items), progress=bars, use_ray=not no_ray, only=only)
+            summary = run_forecast(
+                cfg, _items(items), progress=bars, use_ray=not no_ray, only=only, resume=resume
+            )
     except (InputError, ConfigError) as exc:
         fail(str(exc))
     except ConnectionError as exc:

@@ -3,7 +3,8 @@
 Layout under the output root:
     <kind>/run_date=YYYY-MM-DD/[model=<name>/]part-00000.parquet
     metadata/model_versions.json, metadata/runs/<run_id>.json, metadata/last_updated.json (last)
-A run writes into `.staging/<run_id>/` first; nothing under the root changes until `commit`.
+A run writes into `.staging/<key>/` first (batch checkpoints, then the final tables); nothing under
+the root changes until `commit`.
 """
 
 from __future__ import annotations
@@ -41,19 +42,69 @@ def utc_now() -> str:
 
 
 class ResultWriter:
-    """Stage tables for one run, then publish them all at once with `commit`."""
+    """Stage tables for one run, then publish them all at once with `commit`.
 
-    def __init__(self, root: str | Path, run_id: str, run_date: date, meta: dict[str, str]):
+    Batch results are checkpointed under `.staging/<stage_key>/checkpoints/` as they arrive (each
+    file written under a temp name and renamed), so that a killed run can be resumed: with
+    `resume=True` an existing stage of the same key is kept and `done()` says what is finished.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        run_id: str,
+        run_date: date,
+        meta: dict[str, str],
+        *,
+        stage_key: str | None = None,
+        resume: bool = False,
+    ):
         self.root = Path(root)
-        self.run_id = run_id
         self.run_date = run_date
-        self.meta = {k: str(v) for k, v in meta.items()} | {"schema_version": SCHEMA_VERSION}
-        self.stage = self.root / ".staging" / run_id
+        self.stage = self.root / ".staging" / (stage_key or run_id)
         self.rows: dict[str, int] = {}
         self._files: dict[tuple[str, str], int] = {}
-        if self.stage.exists():
-            shutil.rmtree(self.stage)
-        self.stage.mkdir(parents=True)
+        info = self.stage / "run.json"
+        self.resumed = resume and info.exists()
+        if self.resumed:
+            saved = json.loads(info.read_text())
+            run_id, meta = saved["run_id"], saved["meta"]
+            # drop the final tables of the interrupted attempt; the checkpoints stay
+            for entry in self.stage.iterdir():
+                if entry.is_dir() and entry.name != "checkpoints":
+                    shutil.rmtree(entry)
+        else:
+            if self.stage.exists():
+                shutil.rmtree(self.stage)
+            self.stage.mkdir(parents=True)
+        self.run_id = run_id
+        self.meta = {k: str(v) for k, v in meta.items()} | {"schema_version": SCHEMA_VERSION}
+        if not self.resumed:
+            write_json_atomic(info, {"run_id": run_id, "meta": self.meta})
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def checkpoint(self, name: str, tables: dict[str, pa.Table]) -> None:
+        """Write one batch's tables atomically; the `done` marker is written last."""
+        ck = self.stage / "checkpoints"
+        for kind, table in tables.items():
+            folder = ck / kind
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{name}.parquet.tmp"
+            pq.write_table(table, tmp, compression="zstd")
+            os.replace(tmp, folder / f"{name}.parquet")
+        (ck / "done").mkdir(parents=True, exist_ok=True)
+        (ck / "done" / name).write_text(",".join(sorted(tables)))
+
+    def done(self) -> set[str]:
+        """Names of the finished checkpoints."""
+        folder = self.stage / "checkpoints" / "done"
+        return {p.name for p in folder.iterdir()} if folder.exists() else set()
+
+    def checkpoint_files(self, kind: str) -> list[Path]:
+        """The finished checkpoint files of `kind`."""
+        done = self.done()
+        folder = self.stage / "checkpoints" / kind
+        return sorted(p for p in folder.glob("*.parquet") if p.stem in done) if folder.exists() else []
 
     def _partition_dir(self, base: Path, kind: str) -> Path:
         return base / kind / f"run_date={self.run_date.isoformat()}"

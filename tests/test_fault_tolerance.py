@@ -1,0 +1,118 @@
+"""Faults a cluster has: a killed worker (task retried, every item once), a killed driver (`--resume`
+finishes the run from its checkpoints; the previous run stays readable throughout)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+pytestmark = pytest.mark.slow
+ARGS = ["--models", "arima,ets,theta", "--horizon", "7", "--backtest-windows", "1", "--num-cpus", "2", "-q"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    from nova_ray.demo import generate_demo
+
+    out = tmp_path_factory.mktemp("ft")
+    generate_demo(out, items=20, days=400, seed=11)
+    return out / "demand.parquet"
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    code = "from nova_ray.cli import main; main()"
+    full_env = {**os.environ, "NOVA_RAY_BATCH_SECONDS": "0.3", **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "forecast", *args],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _run(*args: str) -> str:
+    p = _cli(*args)
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out.decode()
+    return out.decode()
+
+
+def _forecasts(out: Path) -> pl.DataFrame:
+    ptr = json.loads((out / "metadata" / "last_updated.json").read_text())
+    df = pl.read_parquet(out / "forecasts" / f"run_date={ptr['run_date']}", hive_partitioning=True)
+    return df.sort("item_id", "model", "date")
+
+
+def _procs(title: str) -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "cmdline").read_bytes().startswith(title.encode()):
+                    pids.append(int(d.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _wait_for(cond, timeout: float = 300) -> None:
+    t0 = time.time()
+    while not cond():
+        assert time.time() - t0 < timeout, "timed out"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def clean(demo: Path, tmp_path_factory) -> pl.DataFrame:
+    out = tmp_path_factory.mktemp("clean")
+    _run("--data", str(demo), "--output", str(out), *ARGS)
+    return _forecasts(out)
+
+
+def test_killed_worker_is_retried_and_every_item_appears_once(demo: Path, tmp_path: Path, clean) -> None:
+    out = tmp_path / "out"
+    p = _cli("--data", str(demo), "--output", str(out), *ARGS)
+    _wait_for(lambda: _procs("ray::_batch_task") or p.poll() is not None)
+    victims = _procs("ray::_batch_task")
+    assert victims, "the run ended before a worker could be killed"
+    os.kill(victims[0], signal.SIGKILL)
+    log, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, log.decode()
+    got = _forecasts(out)
+    assert got.group_by("item_id", "model", "date").len()["len"].max() == 1
+    assert_frame_equal(got, clean)
+
+
+def test_killed_driver_resumes_to_the_clean_result(demo: Path, tmp_path: Path, clean) -> None:
+    out = tmp_path / "out"
+    _run("--data", str(demo), "--output", str(out), "--items", "CAB-0001", *ARGS)  # the previous run
+    before = json.loads((out / "metadata" / "last_updated.json").read_text())
+    p = _cli("--data", str(demo), "--output", str(out), *ARGS)
+    done = lambda: list(out.glob(".staging/*/checkpoints/done/*"))  # noqa: E731
+    _wait_for(lambda: len(done()) >= 3 or p.poll() is not None)
+    assert p.poll() is None, "the run ended before the driver could be killed"
+    os.killpg(p.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    p.wait()
+    n_done = len(done())
+    # the previous run is still what readers see, complete
+    assert json.loads((out / "metadata" / "last_updated.json").read_text()) == before
+    assert _forecasts(out)["item_id"].unique().to_list() == ["CAB-0001"]
+    log = _run("--data", str(demo), "--output", str(out), "--resume", *ARGS)
+    record = json.loads((out / "metadata" / "runs" / f"{_pointer(out)['run_id']}.json").read_text())
+    assert record["summary"]["resumed_items"] >= n_done, log
+    assert not list(out.glob(".staging/*"))
+    assert_frame_equal(_forecasts(out), clean)
+
+
+def _pointer(out: Path) -> dict:
+    return json.loads((out / "metadata" / "last_updated.json").read_text())
