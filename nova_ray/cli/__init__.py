@@ -19,22 +19,25 @@ app = typer.Typer(
 
 from . import demo as _demo  # noqa: E402,F401  (registers commands)
 from . import forecast as _forecast  # noqa: E402,F401
+from . import serve as _serve  # noqa: E402,F401
+from . import sync as _sync  # noqa: E402,F401
 
 
 def main() -> None:
     """Console entry point: bad input and bad settings exit 2 with a one-line message."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # returns the exit code of typer.Exit instead of raising
+        sys.exit(rc if isinstance(rc, int) else 0)
     except (InputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        print("aborted", file=sys.stderr)
+        print("aborted: nothing was published; rerun with --resume to continue", file=sys.stderr)
         sys.exit(130)
     except KeyboardInterrupt:
-        print("interrupted: nothing was published", file=sys.stderr)
+        print("interrupted: nothing was published; rerun with --resume to continue", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:  # click usage errors carry their own exit code
         import click

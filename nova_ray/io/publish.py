@@ -93,30 +93,29 @@ class Location:
         """Filesystem path of `rel` under the base."""
         return f"{self.base.rstrip('/')}/{rel}" if rel else self.base
 
-    def exists(self) -> bool:
-        return self.fs.get_file_info(self.base).type != pafs.FileType.NotFound
-
     def size(self, rel: str) -> int | None:
         """Size of file `rel`, or None when absent."""
         info = self.fs.get_file_info(self.path(rel))
         return info.size if info.type == pafs.FileType.File else None
 
     def read(self, rel: str) -> bytes | None:
-        """Whole file `rel`, or None when absent."""
-        if self.size(rel) is None:
+        """Whole file `rel`, or None when absent (no listing: one HEAD + GET on S3)."""
+        try:
+            with self.fs.open_input_stream(self.path(rel)) as fh:
+                return fh.read()
+        except FileNotFoundError:
             return None
-        with self.fs.open_input_stream(self.path(rel)) as fh:
-            return fh.read()
 
     def checksum(self, rel: str) -> tuple[int, str] | None:
         """(size, sha256) of file `rel` read back in chunks, or None when absent."""
-        if self.size(rel) is None:
-            return None
         h, n = hashlib.sha256(), 0
-        with self.fs.open_input_stream(self.path(rel)) as fh:
-            while chunk := fh.read(CHUNK):
-                h.update(chunk)
-                n += len(chunk)
+        try:
+            with self.fs.open_input_stream(self.path(rel)) as fh:
+                while chunk := fh.read(CHUNK):
+                    h.update(chunk)
+                    n += len(chunk)
+        except FileNotFoundError:
+            return None
         return n, h.hexdigest()
 
     def upload(self, src: Path, rel: str) -> tuple[int, str]:
@@ -303,8 +302,8 @@ def find_run(results: str | Path, run_id: str | None = None) -> SourceRun:
     if run_id is None:
         ptr = meta / POINTER
         if not ptr.exists():
-            raise PublishError(f"{root}: no finished run (metadata/{POINTER} missing); run `nova-ray forecast` "
-                               "first or pass --run")
+            raise PublishError(f"{root}: no finished run (metadata/{POINTER} missing); run "
+                               "`nova-ray forecast` first or pass --run")
         run_id = _read_json(ptr, "run pointer").get("run_id")
         if not run_id:
             raise PublishError(f"{ptr}: no run_id in the pointer")
@@ -339,8 +338,8 @@ def find_run(results: str | Path, run_id: str | None = None) -> SourceRun:
             md = pq.read_metadata(p)
             owner = (md.metadata or {}).get(b"run_id")
             if owner is not None and owner.decode() != run_id:
-                raise PublishError(f"{p}: holds run {owner.decode()}, not {run_id}: a later run with the same "
-                                   "run date replaced it; only the latest run of a date can be synced")
+                raise PublishError(f"{p}: holds run {owner.decode()}, not {run_id}: a later run with the "
+                                   "same run date replaced it; only the latest run of a date can be synced")
             files.append(SourceFile(kind, relpath, p, p.stat().st_size, _sha256_file(p), md.num_rows))
     run = SourceRun(root, run_id, record, versions, files)
     expected = {k: int(v) for k, v in (record.get("row_counts") or {}).items()}

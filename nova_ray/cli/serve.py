@@ -1,0 +1,39 @@
+"""`nova-ray serve`: the read-only HTTP API over the latest published run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from . import app
+from .common import config_or_exit, fail
+
+
+@app.command("serve")
+def serve(
+    results: str = typer.Option(None, "--results", help="A sync target or a results folder: DIR or "
+                                "s3://bucket/prefix (default data/ml_results, i.e. paths.output)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(5000, "--port", min=1, max=65535, help="TCP port."),
+    endpoint_url: str = typer.Option(None, "--endpoint-url", envvar="AWS_ENDPOINT_URL", show_envvar=False,
+                                     help="S3-compatible endpoint, e.g. http://minio:9000."),
+    poll_seconds: float = typer.Option(5.0, "--poll-seconds", min=0.1, help="How often to check the pointer "
+                                       "for a new run."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
+    config: str = typer.Option(None, "--config", help="Config TOML (default configs/default.toml).",
+                               envvar="NOVA_RAY_CONFIG"),
+) -> None:
+    """Serve /health and /api/v1/{forecasts,recommendations,metrics,items}; swaps to new runs live."""
+    from ..io.publish import PublishError, open_location
+    from ..serve.app import serve as run_server
+
+    source = results or config_or_exit(config, {}).paths.output
+    try:
+        loc = open_location(source, endpoint_url)
+    except PublishError as exc:
+        fail(str(exc))
+    if loc.is_local and not Path(loc.base).is_dir():
+        fail(f"--results {source}: no such folder")
+    run_server(source, host=host, port=port, endpoint_url=endpoint_url, poll_seconds=poll_seconds,
+               access_log=access_log)

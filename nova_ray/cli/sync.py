@@ -1,0 +1,57 @@
+"""`nova-ray sync`: publish a finished run to a shared folder or an S3-compatible store."""
+
+from __future__ import annotations
+
+import typer
+
+from . import app
+from .common import config_or_exit, console, fail, out
+
+
+@app.command("sync")
+def sync(
+    to: str = typer.Option(..., "--to", help="Target: a folder or s3://bucket/prefix (MinIO: add "
+                           "--endpoint-url)."),
+    results: str = typer.Option(None, "--results", help="Results folder to publish from (default "
+                                "data/ml_results, i.e. paths.output)."),
+    run: str = typer.Option(None, "--run", help="Run id to publish (default: the run the results pointer "
+                            "names)."),
+    endpoint_url: str = typer.Option(None, "--endpoint-url", envvar="AWS_ENDPOINT_URL", show_envvar=False,
+                                     help="S3-compatible endpoint, e.g. http://minio:9000 (credentials: the "
+                                     "standard AWS_* environment variables)."),
+    keep: int = typer.Option(None, "--keep", min=1, help="After the pointer moved, delete all but the N most "
+                             "recently published runs on the target."),
+    config: str = typer.Option(None, "--config", help="Config TOML (default configs/default.toml).",
+                               envvar="NOVA_RAY_CONFIG"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
+) -> None:
+    """Copy a run's files to runs/<run_id>/, verify checksums, write the manifest, then the pointer."""
+    from ..io.publish import PublishError, SourceFile, sync_run
+
+    source = results or config_or_exit(config, {}).paths.output
+    done = 0
+
+    def progress(f: SourceFile, status: str) -> None:
+        nonlocal done
+        done += 1
+        if not quiet:
+            console.print(f"  [{done}] {status:<8} {f.relpath} ({f.rows} rows)", highlight=False)
+
+    try:
+        report = sync_run(source, to, run_id=run, endpoint_url=endpoint_url, keep=keep, on_file=progress)
+    except PublishError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"sync to {to} interrupted: {' '.join(str(exc).split())}; the previously published run is "
+             "intact, rerun to resume", code=1)
+    if quiet:
+        return
+    moved = "pointer moved" if report.pointer_moved else "pointer already current"
+    out.print(f"published run {report.run_id} to {report.target}: {report.uploaded} uploaded, "
+              f"{report.skipped} already present ({report.bytes_uploaded} bytes); {moved} (previous: "
+              f"{report.previous_run_id or 'none'})", highlight=False)
+    if report.deleted_runs:
+        out.print(f"deleted older runs: {', '.join(report.deleted_runs)}", highlight=False)
+    if report.incomplete_runs:
+        out.print(f"left incomplete run folders (interrupted syncs): {', '.join(report.incomplete_runs)}",
+                  highlight=False)

@@ -1,0 +1,262 @@
+"""Read-only HTTP API over the latest published run (FastAPI).
+
+Endpoints: GET /health, /api/v1/forecasts, /api/v1/recommendations, /api/v1/metrics, /api/v1/items.
+Every data response carries the `run_id` it was answered from; one response never mixes runs. Bad
+parameters give 400 with a one-line `detail`; 503 until a run is loaded.
+
+Run without the CLI (serving box): ``python -m nova_ray.serve.app --results DIR|s3://bucket/prefix``,
+or ``uvicorn --factory nova_ray.serve.app:app_from_env`` with NOVA_RAY_SERVE_RESULTS set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from .. import __version__
+from .store import QueryError, Run, RunStore, dumps
+
+MAX_LIMIT = 5000
+DEFAULT_LIMIT = 500
+MAX_VALUES = 200  # repeated item_id values per request
+TEXT = r"^[^\x00-\x1f\x7f]+$"  # printable; values are only ever compared, never used in paths
+NAME = r"^[A-Za-z0-9_.-]+$"
+
+
+class ApiError(HTTPException):
+    """An HTTP error with a one-line message."""
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(content=dumps(body), status_code=status, media_type="application/json")
+
+
+def _reject_unknown(request: Request) -> None:
+    """400 on query parameters the endpoint does not know (typos would otherwise be ignored)."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None:
+        return
+    known = {p.alias for p in dependant.query_params}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        accepted = ", ".join(sorted(known)) or "none"
+        raise ApiError(400, f"unknown query parameter {unknown[0]!r}; accepted: {accepted}")
+
+
+def _items(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    if len(values) > MAX_VALUES:
+        raise ApiError(400, f"query parameter 'item_id': at most {MAX_VALUES} values")
+    for v in values:
+        if not v or len(v) > 128 or any(ord(c) < 32 or ord(c) == 127 for c in v):
+            raise ApiError(400, "query parameter 'item_id': 1 to 128 printable characters")
+    return values
+
+
+def _page(run: Run, kind: str, table: pa.Table, limit: int, offset: int) -> Response:
+    """One page of rows with the run it came from; rows are JSON-encoded by Polars (fast, no Python rows)."""
+    page = table.slice(offset, limit) if offset < table.num_rows else table.slice(0, 0)
+    head = dumps({"run_id": run.run_id, "generated_at": run.generated_at, "kind": kind,
+                  "total": table.num_rows, "offset": offset, "limit": limit, "count": page.num_rows})
+    rows = pl.from_arrow(page).write_json().encode() if page.num_rows else b"[]"
+    return Response(content=head[:-1] + b',"data":' + rows + b"}", media_type="application/json")
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    msgs = []
+    for err in exc.errors():
+        loc = [str(x) for x in err.get("loc", ()) if x not in ("query", "body")]
+        name = loc[0] if loc else "request"
+        msg = err.get("msg", "invalid value")
+        if err.get("type") == "string_pattern_mismatch":
+            msg = "contains characters that are not allowed"
+        msgs.append(f"query parameter {name!r}: {msg}")
+    return "; ".join(msgs) or "invalid request"
+
+
+def create_app(
+    results: str | RunStore,
+    *,
+    endpoint_url: str | None = None,
+    poll_seconds: float = 5.0,
+    watch: bool = True,
+) -> FastAPI:
+    """The API over `results` (a sync target or a results folder, local or s3://).
+
+    With `watch` the pointer is polled every `poll_seconds` in a background thread while the app runs.
+    """
+    store = results if isinstance(results, RunStore) else RunStore(results, endpoint_url, poll_seconds)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if watch:
+            store.start()
+        yield
+        store.stop()
+
+    app = FastAPI(title="nova-ray results", version=__version__, lifespan=lifespan,
+                  dependencies=[Depends(_reject_unknown)])
+    app.state.store = store
+
+    def run_id() -> str | None:
+        return store.current.run_id if store.current else None
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_: Request, exc: RequestValidationError) -> Response:
+        return _json({"detail": _validation_message(exc), "run_id": run_id()}, 400)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Request, exc: HTTPException) -> Response:
+        return _json({"detail": str(exc.detail), "run_id": run_id()}, exc.status_code)
+
+    def current() -> Run:
+        run = store.current  # read once: the whole response comes from this run
+        if run is None:
+            raise ApiError(503, f"no run loaded yet ({store.last_error or 'starting'})")
+        return run
+
+    def query(run: Run, kind: str, **filters: Any) -> pa.Table:
+        if kind not in run.kinds:
+            raise ApiError(404, f"run {run.run_id} has no {kind} table")
+        df, dt = filters.get("date_from"), filters.get("date_to")
+        if df is not None and dt is not None and df > dt:
+            raise ApiError(400, f"date_from {df} is after date_to {dt}")
+        try:
+            return run.select(kind, **filters)
+        except QueryError as exc:
+            raise ApiError(400, str(exc)) from None
+
+    limit_q = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"Page size (max {MAX_LIMIT}).")
+    offset_q = Query(0, ge=0, le=10**9, description="Rows to skip.")
+    item_q = Query(None, description="Item id; repeat for several.")
+    site_q = Query(None, min_length=1, max_length=100, pattern=TEXT,
+                   description="Site (via the items or recommendations table; 400 when the run has none).")
+
+    @app.get("/health")
+    async def health() -> Response:
+        """200 with the served run, or 503 while no run is loaded."""
+        return _json(store.health(), 200 if store.current is not None else 503)
+
+    @app.get("/api/v1/forecasts")
+    async def forecasts(
+        item_id: list[str] | None = item_q,
+        site: str | None = site_q,
+        model: str | None = Query(None, min_length=1, max_length=64, pattern=NAME),
+        date_from: date | None = Query(None, description="First forecast date (YYYY-MM-DD)."),
+        date_to: date | None = Query(None, description="Last forecast date (YYYY-MM-DD)."),
+        limit: int = limit_q,
+        offset: int = offset_q,
+    ) -> Response:
+        """Forecast rows (item, model, date, point forecast, interval bounds)."""
+        run = current()
+        t = query(run, "forecasts", item_ids=_items(item_id), site=site, equals={"model": model},
+                  date_from=date_from, date_to=date_to)
+        return _page(run, "forecasts", t, limit, offset)
+
+    @app.get("/api/v1/recommendations")
+    async def recommendations(
+        item_id: list[str] | None = item_q,
+        site: str | None = site_q,
+        urgency: str | None = Query(None, min_length=1, max_length=32, pattern=NAME),
+        limit: int = limit_q,
+        offset: int = offset_q,
+    ) -> Response:
+        """Purchasing recommendations; 404 when the run produced none."""
+        run = current()
+        if "recommendations" not in run.kinds:
+            raise ApiError(404, f"run {run.run_id} has no recommendations (the run did not produce a "
+                                "recommendations table)")
+        t = query(run, "recommendations", item_ids=_items(item_id), site=site, equals={"urgency": urgency})
+        return _page(run, "recommendations", t, limit, offset)
+
+    @app.get("/api/v1/metrics")
+    async def metrics(
+        item_id: list[str] | None = item_q,
+        model: str | None = Query(None, min_length=1, max_length=64, pattern=NAME),
+        limit: int = limit_q,
+        offset: int = offset_q,
+    ) -> Response:
+        """Backtest error metrics per item, model and window."""
+        run = current()
+        return _page(run, "metrics", query(run, "metrics", item_ids=_items(item_id), equals={"model": model}),
+                     limit, offset)
+
+    @app.get("/api/v1/items")
+    async def items(
+        item_id: list[str] | None = item_q,
+        site: str | None = site_q,
+        demand_class: str | None = Query(None, min_length=1, max_length=32, pattern=NAME),
+        limit: int = limit_q,
+        offset: int = offset_q,
+    ) -> Response:
+        """Per-item facts: demand class, models used, fallbacks."""
+        run = current()
+        t = query(run, "items", item_ids=_items(item_id), site=site, equals={"demand_class": demand_class})
+        return _page(run, "items", t, limit, offset)
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory``: NOVA_RAY_SERVE_RESULTS, NOVA_RAY_SERVE_ENDPOINT_URL,
+    NOVA_RAY_SERVE_POLL_SECONDS."""
+    results = os.environ.get("NOVA_RAY_SERVE_RESULTS")
+    if not results:
+        raise RuntimeError("set NOVA_RAY_SERVE_RESULTS to a folder or s3://bucket/prefix")
+    return create_app(results, endpoint_url=os.environ.get("NOVA_RAY_SERVE_ENDPOINT_URL") or None,
+                      poll_seconds=float(os.environ.get("NOVA_RAY_SERVE_POLL_SECONDS", "5")))
+
+
+def serve(
+    results: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    endpoint_url: str | None = None,
+    poll_seconds: float = 5.0,
+    access_log: bool = True,
+) -> None:
+    """Run the API with uvicorn until interrupted."""
+    import uvicorn
+
+    log = logging.getLogger("nova_ray.serve")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    app = create_app(results, endpoint_url=endpoint_url, poll_seconds=poll_seconds)
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m nova_ray.serve.app``: the server without the nova-ray CLI (light installs)."""
+    p = argparse.ArgumentParser(prog="python -m nova_ray.serve.app", description=__doc__.splitlines()[0])
+    p.add_argument("--results", required=True, help="Sync target or results folder; DIR or s3://bucket/prefix.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint, e.g. http://minio:9000.")
+    p.add_argument("--poll-seconds", type=float, default=5.0)
+    p.add_argument("--no-access-log", action="store_true")
+    a = p.parse_args(argv)
+    if a.poll_seconds <= 0:
+        p.error("--poll-seconds must be > 0")
+    serve(a.results, host=a.host, port=a.port, endpoint_url=a.endpoint_url, poll_seconds=a.poll_seconds,
+          access_log=not a.no_access_log)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""`nova-ray sync`: folder and S3 targets (moto over HTTP on loopback), pointer last, resume, --keep."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import boto3
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+import nova_ray.cli.sync  # noqa: F401  (registers the command)
+from nova_ray.cli import app
+from nova_ray.io.publish import (
+    POINTER,
+    PublishError,
+    SourceFile,
+    find_run,
+    open_location,
+    read_pointer,
+    sync_run,
+)
+from nova_ray.io.results import ResultWriter
+from nova_ray.schemas import TABLES
+from nova_ray.serve.store import RunStore
+
+ITEMS = ["A-1", "B-2", "C-3"]
+MODELS = ["naive", "theta", "ensemble"]
+DAYS = 5
+BUCKET = "nova-results"
+
+RECOMMENDATIONS = pa.schema([("item_id", pa.string()), ("site", pa.string()), ("order_qty", pa.float64()),
+                             ("urgency", pa.string())])
+
+
+def write_run(root: Path, run_id: str, run_date: date, value: float, *,
+              recommendations: bool = False) -> None:
+    """A tiny complete run written with the real ResultWriter; every forecast equals `value`."""
+    n = len(ITEMS) * len(MODELS) * DAYS
+    fc = pa.table({
+        "item_id": [i for i in ITEMS for _ in MODELS for _ in range(DAYS)],
+        "model": [m for _ in ITEMS for m in MODELS for _ in range(DAYS)],
+        "date": [run_date + timedelta(days=d + 1) for _ in ITEMS for _ in MODELS for d in range(DAYS)],
+        "forecast": [value] * n, "lo_80": [value - 1] * n, "hi_80": [value + 1] * n,
+        "lo_95": [value - 2] * n, "hi_95": [value + 2] * n,
+    })
+    k = len(ITEMS) * 2
+    metrics = pa.table({
+        "item_id": [i for i in ITEMS for _ in range(2)], "model": ["naive", "theta"] * len(ITEMS),
+        "window": [0] * k, "mae": [1.0] * k, "rmse": [1.0] * k, "smape": [float("nan")] * k,
+        "mape": [1.0] * k, "mase": [1.0] * k, "bias": [0.0] * k, "wape": [1.0] * k, "coverage_80": [0.8] * k,
+        "coverage_95": [0.95] * k, "n": [DAYS] * k,
+    })
+    weights = pa.table({"item_id": [i for i in ITEMS for _ in range(2)],
+                        "model": ["naive", "theta"] * len(ITEMS), "weight": [0.5] * k,
+                        "backtest_mae": [1.0] * k, "windows": [1] * k})
+    items = pa.table({
+        "item_id": ITEMS, "demand_class": ["smooth", "lumpy", "smooth"], "adi": [1.0] * 3, "cv2": [0.1] * 3,
+        "n_obs": [100] * 3, "zero_share": [0.0] * 3, "models": ["naive,theta"] * 3, "failed_models": [""] * 3,
+        "fallback": [False] * 3, "notes": [""] * 3, "params": ["{}"] * 3, "cpu_seconds": [0.1] * 3,
+    })
+    meta = {"run_id": run_id, "model_version": "test", "generated_at": f"{run_date}T06:00:00+00:00",
+            "dataset_id": "tiny"}
+    with pytest.MonkeyPatch.context() as mp:
+        if recommendations:
+            mp.setitem(TABLES, "recommendations", (RECOMMENDATIONS, None))
+        w = ResultWriter(root, run_id, run_date, meta)
+        tables = {"forecasts": fc, "metrics": metrics, "ensemble_weights": weights, "items": items}
+        for kind, t in tables.items():
+            w.write(kind, t)
+        if recommendations:
+            w.write("recommendations", pa.table({
+                "item_id": ["A-1", "B-2", "C-3", "A-1"], "site": ["SSA", "SSA", "REC", "REC"],
+                "order_qty": [10.0, 0.0, 5.0, 3.0], "urgency": ["high", "none", "critical", "low"]}))
+        w.commit({"run_id": run_id, "models": MODELS}, {"items": len(ITEMS)})
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Three runs on three dates (each in its own results folder) plus the run ids."""
+    base = tmp_path_factory.mktemp("results")
+    out = {}
+    for n, (rid, day) in enumerate([("20250101-aaaa", date(2025, 1, 1)), ("20250102-bbbb", date(2025, 1, 2)),
+                                    ("20250103-cccc", date(2025, 1, 3))]):
+        write_run(base / rid, rid, day, float(n + 1), recommendations=n == 1)
+        out[rid] = base / rid
+    return out
+
+
+A, B, C = "20250101-aaaa", "20250102-bbbb", "20250103-cccc"
+
+
+def test_folder_sync_layout_manifest_pointer(runs: dict[str, Path], tmp_path: Path) -> None:
+    target = tmp_path / "shared"
+    report = sync_run(runs[A], target)
+    assert (report.run_id, report.skipped, report.pointer_moved) == (A, 0, True)
+    assert report.uploaded == report.files == len(MODELS) + 3
+    files = files_under(target)
+    assert not [f for f in files if ".tmp" in f]
+    data_files = {f"runs/{A}/{f.relpath}" for f in find_run(runs[A]).files}
+    assert set(files) == {POINTER, f"runs/{A}/manifest.json"} | data_files
+    assert f"runs/{A}/forecasts/run_date=2025-01-01/model=naive/part-00000.parquet" in files
+    pointer = json.loads(files[POINTER])
+    manifest = json.loads(files[f"runs/{A}/manifest.json"])
+    assert pointer["run_path"] == f"runs/{A}" and pointer["run_id"] == A
+    assert pointer["manifest_sha256"] == hashlib.sha256(files[f"runs/{A}/manifest.json"]).hexdigest()
+    assert manifest["row_counts"] == {"forecasts": 45, "metrics": 6, "ensemble_weights": 6, "items": 3}
+    for entry in manifest["files"]:
+        data = files[f"runs/{A}/{entry['path']}"]
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (entry["size"], entry["sha256"])
+    assert manifest["run"]["status"] == "complete" and manifest["model_versions"]["run_id"] == A
+    # readers resolve pointer -> manifest -> files
+    store = RunStore(str(target))
+    assert store.refresh() and store.current is not None
+    assert store.current.run_id == A and store.current.kinds["forecasts"].table.num_rows == 45
+    assert store.current.kinds["metrics"].table.column("smape").null_count == 6  # NaN served as null
+    # a second sync of the same run changes nothing
+    again = sync_run(runs[A], target)
+    assert (again.uploaded, again.skipped, again.pointer_moved) == (0, again.files, False)
+    assert files_under(target) == files
+
+
+def test_interrupted_sync_keeps_previous_run_and_rerun_completes(runs: dict[str, Path],
+                                                                 tmp_path: Path) -> None:
+    target = tmp_path / "shared"
+    sync_run(runs[A], target)
+    before = (target / POINTER).read_bytes()
+    total = len(find_run(runs[B]).files)
+    seen: list[str] = []
+
+    def crash_halfway(f: SourceFile, status: str) -> None:
+        seen.append(status)
+        if len(seen) == total // 2:
+            raise ConnectionError("network went away")
+
+    with pytest.raises(ConnectionError):
+        sync_run(runs[B], target, keep=1, on_file=crash_halfway)
+    assert (target / POINTER).read_bytes() == before
+    assert not (target / "runs" / B / "manifest.json").exists()
+    assert (target / "runs" / A / "manifest.json").exists()  # --keep never ran
+    store = RunStore(str(target))
+    store.refresh()
+    assert store.current is not None and store.current.run_id == A
+    report = sync_run(runs[B], target, keep=1)
+    assert report.skipped == total // 2 and report.uploaded == total - total // 2
+    assert report.previous_run_id == A and report.deleted_runs == [A]
+    assert store.refresh() and store.current.run_id == B
+    assert "recommendations" in store.current.kinds
+
+
+def test_corrupt_target_file_is_replaced_on_rerun(runs: dict[str, Path], tmp_path: Path) -> None:
+    target = tmp_path / "shared"
+    sync_run(runs[A], target)
+    victim = next((target / "runs" / A / "forecasts").rglob("*.parquet"))
+    victim.write_bytes(b"garbage")
+    store = RunStore(str(target))
+    assert not store.refresh() and "sha256" in (store.last_error or "")
+    report = sync_run(runs[A], target)
+    assert report.uploaded == 1 and not report.pointer_moved
+    assert store.refresh() and store.current is not None and store.current.run_id == A
+
+
+def test_keep_deletes_oldest_only_after_pointer_moved(runs: dict[str, Path], tmp_path: Path) -> None:
+    target = tmp_path / "shared"
+    for rid in (A, B):
+        sync_run(runs[rid], target)
+    (target / "runs" / "20240101-partial").mkdir()  # an interrupted sync: no manifest
+    report = sync_run(runs[C], target, keep=2)
+    assert report.deleted_runs == [A] and report.incomplete_runs == ["20240101-partial"]
+    assert sorted(p.name for p in (target / "runs").iterdir()) == ["20240101-partial", B, C]
+    assert json.loads((target / POINTER).read_text())["run_id"] == C
+    # rolling back to an older run keeps it, even with --keep 1
+    report = sync_run(runs[B], target, keep=1)
+    assert report.pointer_moved and report.deleted_runs == [C]
+    with pytest.raises(PublishError, match="--keep"):
+        sync_run(runs[B], target, keep=0)
+
+
+def test_results_folder_problems_are_one_line_errors(runs: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(PublishError, match="no finished run"):
+        sync_run(tmp_path, tmp_path / "t")
+    with pytest.raises(PublishError, match="invalid run id"):
+        sync_run(runs[A], tmp_path / "t", run_id="../etc")
+    with pytest.raises(PublishError, match="no run 'nope'"):
+        sync_run(runs[A], tmp_path / "t", run_id="nope")
+    with pytest.raises(PublishError, match="unsupported location"):
+        sync_run(runs[A], "ftp://host/x")
+    with pytest.raises(PublishError, match="must differ"):
+        sync_run(runs[A], runs[A])
+    # a second run on the same date replaces the first one's partitions: the first cannot be synced
+    root = tmp_path / "same-day"
+    write_run(root, "20250101-first", date(2025, 1, 1), 1.0)
+    write_run(root, "20250101-second", date(2025, 1, 1), 2.0)
+    with pytest.raises(PublishError, match="holds run 20250101-second"):
+        sync_run(root, tmp_path / "t", run_id="20250101-first")
+    assert sync_run(root, tmp_path / "t").run_id == "20250101-second"
+
+
+def test_cli_sync(runs: dict[str, Path], tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["sync", "--to", str(tmp_path / "t"), "--results", str(runs[A]), "--keep", "3"])
+    assert res.exit_code == 0, res.output
+    assert f"published run {A}" in res.output and "pointer moved" in res.output
+    res = runner.invoke(app, ["sync", "--to", str(tmp_path / "t"), "--results", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "results folder not found" in res.output
+    res = runner.invoke(app, ["sync", "--to", str(tmp_path / "t"), "--results", str(runs[A]), "--keep", "0"])
+    assert res.exit_code == 2
+
+
+# ----------------------------------------------------------------------------- S3 over HTTP (moto)
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture()
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    if BUCKET not in [b["Name"] for b in client.list_buckets().get("Buckets", [])]:
+        client.create_bucket(Bucket=BUCKET)
+    return s3_endpoint
+
+
+def _keys(endpoint: str, prefix: str) -> list[str]:
+    client = boto3.client("s3", endpoint_url=endpoint)
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def test_s3_sync_interrupt_resume_keep_and_serve(runs: dict[str, Path], s3: str) -> None:
+    uri = f"s3://{BUCKET}/prod/nova"
+    report = sync_run(runs[A], uri, endpoint_url=s3)
+    assert report.uploaded == report.files and report.pointer_moved
+    keys = _keys(s3, "prod/nova/")
+    assert "prod/nova/last_updated.json" in keys and f"prod/nova/runs/{A}/manifest.json" in keys
+    assert f"prod/nova/runs/{A}/forecasts/run_date=2025-01-01/model=theta/part-00000.parquet" in keys
+    client = boto3.client("s3", endpoint_url=s3)
+    pointer = json.loads(client.get_object(Bucket=BUCKET, Key="prod/nova/last_updated.json")["Body"].read())
+    assert pointer["run_id"] == A and pointer["run_path"] == f"runs/{A}"
+    assert not client.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
+
+    total = len(find_run(runs[B]).files)
+    calls: list[str] = []
+
+    def crash(f: SourceFile, status: str) -> None:
+        calls.append(f.relpath)
+        if len(calls) == total // 2:
+            raise OSError("connection reset")
+
+    with pytest.raises(OSError):
+        sync_run(runs[B], uri, endpoint_url=s3, keep=1, on_file=crash)
+    loc = open_location(uri, s3)
+    found = read_pointer(loc)
+    assert found is not None and found[0] == "sync" and found[1]["run_id"] == A
+    store = RunStore(loc)
+    assert store.refresh() and store.current is not None and store.current.run_id == A
+
+    report = sync_run(runs[B], uri, endpoint_url=s3, keep=1)
+    assert (report.skipped, report.deleted_runs) == (total // 2, [A])
+    assert not [k for k in _keys(s3, "prod/nova/") if f"/runs/{A}/" in k]
+    assert store.refresh() and store.current.run_id == B
+    t = store.current.select("forecasts", item_ids=["B-2"], equals={"model": "naive"})
+    assert t.num_rows == DAYS and set(t.column("forecast").to_pylist()) == {2.0}
+
+
+def test_s3_errors(runs: dict[str, Path], s3: str) -> None:
+    with pytest.raises(PublishError, match="bucket not found"):
+        sync_run(runs[A], "s3://no-such-bucket/x", endpoint_url=s3)
+    with pytest.raises(PublishError, match="valid bucket"):
+        open_location("s3://")
+    with pytest.raises(PublishError, match="endpoint URL"):
+        open_location(f"s3://{BUCKET}/x", "minio:9000")
+    res = CliRunner().invoke(app, ["sync", "--to", "s3://no-such-bucket/x", "--results", str(runs[A]),
+                                   "--endpoint-url", s3])
+    assert res.exit_code == 2 and "bucket not found" in res.output
+    assert "testing-secret" not in res.output
