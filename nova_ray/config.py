@@ -38,6 +38,7 @@ class Forecast:
     backtest_windows: int = 3
     backtest_step: int = 0
     seed: int = 7
+    cache_max_age_days: int = 7
 
 
 @dataclass

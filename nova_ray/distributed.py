@@ -226,13 +226,12 @@ class RayBackend:
     def run(
         self,
         series: SeriesSet,
-        spec: EngineSpec,
-        batches: list[list[int]],
-        lstm_indices: list[int],
-        cached: dict[str, dict] | None = None,
+        jobs: list[tuple[EngineSpec, list[list[int]], dict[str, dict] | None]],
+        lstm: tuple[EngineSpec, list[int]] | None = None,
         retries: int = 3,
     ) -> Iterator[tuple[BatchResult, int]]:
-        """Yield (result, n_items) as batches finish; the LSTM actor trains alongside the tasks."""
+        """Yield (result, n_items) as batches finish. `jobs` are (spec, batches, cached params by
+        item); the LSTM actor trains alongside the tasks and is released as soon as it is done."""
         import ray
 
         assert self.info is not None, "use RayBackend as a context manager"
@@ -240,19 +239,17 @@ class RayBackend:
         task = ray.remote(num_cpus=1, max_retries=retries)(_batch_task)
         pending: dict = {}
         actor, actor_ref = None, None
-        if lstm_indices:
+        if lstm and lstm[1]:
             opts = {"num_gpus": 1, "num_cpus": 1} if self.info.gpus >= 1 else {"num_cpus": 1}
             actor_cls = ray.remote(max_restarts=2, max_task_retries=2)(_LstmActor)
             actor = actor_cls.options(**opts).remote(1)
-            actor_ref = actor.run.remote(series_ref, lstm_indices, spec)
-            pending[actor_ref] = len(lstm_indices)
-        for b in batches:
-            sub = {
-                str(series.item_ids[i]): cached[str(series.item_ids[i])]
-                for i in b
-                if cached and str(series.item_ids[i]) in cached
-            }
-            pending[task.remote(series_ref, b, spec, sub or None)] = len(b)
+            actor_ref = actor.run.remote(series_ref, lstm[1], lstm[0])
+            pending[actor_ref] = len(lstm[1])
+        for spec, batches, cached in jobs:
+            for b in batches:
+                ids = [str(series.item_ids[i]) for i in b]
+                sub = {k: cached[k] for k in ids if cached and k in cached}
+                pending[task.remote(series_ref, b, spec, sub or None)] = len(b)
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)

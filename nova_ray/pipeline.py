@@ -7,11 +7,12 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -30,6 +31,7 @@ from .engine import (
 )
 from .ensemble import combine, learn_weights
 from .io.demand import dataset_id, read_demand, select_items
+from .io.model_store import ModelStore, fingerprint
 from .io.results import ResultWriter, utc_now
 from .metrics import evaluate
 from .models import MODELS, parse_models
@@ -70,6 +72,7 @@ class RunSummary:
     best_by_class: dict[str, dict[str, Any]] = field(default_factory=dict)
     ensemble_error: dict[str, float] = field(default_factory=dict)
     resumed_items: int = 0
+    warm_items: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -111,21 +114,29 @@ def run_engine(
     on_result: Callable[[BatchResult], None] | None = None,
     indices: list[int] | None = None,
     lstm_idx: list[int] | None = None,
+    warm: dict[str, dict] | None = None,
+    costs: dict[str, float] | None = None,
 ) -> tuple[list[BatchResult], str, dict[str, Any]]:
     """Fit `indices` (default all) and the LSTM items, on Ray (default) or in this process.
 
+    Items in `warm` reuse their cached model choices and skip the backtest (incremental run).
     With `on_result` each batch result is handed over as it arrives and not kept (streaming);
     otherwise the results are returned. Also returns a backend description and info.
     """
     indices = list(range(len(series))) if indices is None else indices
     lstm_idx = lstm_items(series, spec) if lstm_idx is None else lstm_idx
+    warm = warm or {}
+    cold_idx = [i for i in indices if str(series.item_ids[i]) not in warm]
+    warm_idx = [i for i in indices if str(series.item_ids[i]) in warm]
+    warm_spec = replace(spec, backtest_windows=0)
     results: list[BatchResult] = []
     sink = on_result or results.append
     progress.stage("fit and backtest", total=len(indices) + len(lstm_idx))
     if not use_ray:
-        for i in indices:
-            sink(forecast_batch(series, [i], spec))
-            progress.advance(1)
+        for group, sp in ((cold_idx, spec), (warm_idx, warm_spec)):
+            for i in group:
+                sink(forecast_batch(series, [i], sp, warm or None))
+                progress.advance(1)
         if lstm_idx:
             sink(forecast_lstm(series, lstm_idx, spec, threads=1))
             progress.advance(len(lstm_idx))
@@ -134,17 +145,29 @@ def run_engine(
 
     with RayBackend(cfg.ray.address or None, cfg.ray.num_cpus or None) as backend:
         info = backend.info
-        stat_workers = max(1, int(info.cpus) - (1 if lstm_idx and info.gpus < 1 else 0))
-        batches = make_batches(series.subset(indices), spec, stat_workers, cfg.ray.batch_seconds)
-        batches = [[indices[j] for j in b] for b in batches]
-        for result, n in backend.run(series, spec, batches, lstm_idx):
+        workers = max(1, int(info.cpus) - (1 if lstm_idx and info.gpus < 1 else 0))
+        jobs = []
+        for group, sp in ((cold_idx, spec), (warm_idx, warm_spec)):
+            if group:
+                sub = series.subset(group)
+                measured = costs if sp is spec else None  # stored costs include the backtest
+                batches = make_batches(sub, sp, workers, cfg.ray.batch_seconds, measured)
+                jobs.append((sp, [[group[j] for j in b] for b in batches], warm or None))
+        for result, n in backend.run(series, jobs, (spec, lstm_idx)):
             sink(result)
             progress.advance(n)
         desc = f"ray {info.address} ({info.nodes} node(s), {info.cpus:g} CPU, {info.gpus:g} GPU)"
+        n_batches = sum(len(j[1]) for j in jobs)
         return (
             results,
             desc,
-            {"batches": len(batches), "cpus": info.cpus, "gpus": info.gpus, "nodes": info.nodes},
+            {
+                "batches": n_batches,
+                "cpus": info.cpus,
+                "gpus": info.gpus,
+                "nodes": info.nodes,
+                "warm_items": len(warm_idx),
+            },
         )
 
 
@@ -281,6 +304,8 @@ def run_forecast(
     run_date: date | None = None,
     only: str | None = None,
     resume: bool = False,
+    full_refit: bool = False,
+    publish: bool = True,
 ) -> RunSummary:
     """The whole forecast: validate input, fit on Ray, ensemble, write partitioned Parquet atomically.
 
@@ -288,6 +313,10 @@ def run_forecast(
     computed in chunks of items from the checkpoints, and everything is published in one swap.
     `resume=True` continues an interrupted run of the same input, config and date from its
     checkpoints. `only="forecasts"` skips metrics; `only="metrics"` runs the backtests alone.
+
+    Incremental: items whose history only grew since their stored fit (MODELS_DIR) reuse the stored
+    model choices and backtests instead of searching and backtesting again; `full_refit=True`
+    ignores the store. `publish=False` (`nova-ray train`) fits and stores models without publishing.
     """
     if only not in (None, "forecasts", "metrics"):
         raise ConfigError(f"only must be 'forecasts' or 'metrics', got {only!r}")
@@ -314,6 +343,25 @@ def run_forecast(
     done = _done_items(writer)
     todo = [i for i in range(len(series)) if str(series.item_ids[i]) not in done]
     lstm_idx = [] if "lstm" in writer.done() else lstm_items(series, spec)
+    store = ModelStore(cfg.paths.models_dir, model_version)
+    warm: dict[str, dict] = {}
+    if not full_refit and only != "metrics":
+        ids = [str(x) for x in series.item_ids]
+        warm, warm_bt = store.warm_items(
+            ids,
+            series.starts,
+            [series.values_of(i) for i in range(len(series))],
+            run_date,
+            cfg.forecast.cache_max_age_days,
+        )
+        if warm_bt.height and "cache" not in writer.done():
+            writer.checkpoint("cache", {"backtests": warm_bt.to_arrow()})
+    stored_items, _ = store.load()
+    costs = (
+        dict(zip(stored_items["item_id"], stored_items["cpu_seconds"], strict=True))
+        if stored_items.height
+        else None
+    )
     stats: dict[str, Any] = {"cpu": 0.0, "workers": set()}
 
     def checkpoint(result: BatchResult) -> None:
@@ -326,7 +374,9 @@ def run_forecast(
             stats["workers"].add(result.worker)
 
     if todo or lstm_idx:
-        _, backend, binfo = run_engine(series, spec, cfg, progress, use_ray, checkpoint, todo, lstm_idx)
+        _, backend, binfo = run_engine(
+            series, spec, cfg, progress, use_ray, checkpoint, todo, lstm_idx, warm=warm, costs=costs
+        )
     else:
         backend, binfo = "resumed (all batches were checkpointed)", {}
     progress.stage("ensemble and metrics", total=len(series))
@@ -372,6 +422,7 @@ def run_forecast(
         best_by_class=best,
         ensemble_error=ens_err,
         resumed_items=len(done),
+        warm_items=len(warm),
     )
     versions = model_versions(cfg, writer.meta, metrics, sorted(models), dataset, run_id) | {"backend": binfo}
     owned = {
@@ -379,10 +430,47 @@ def run_forecast(
         "forecasts": ["forecasts", "ensemble_weights", "items"],
         "metrics": ["metrics", "ensemble_weights", "items"],
     }[only]
+    _save_models(store, writer, series, warm, run_date, versions)
+    if not publish:
+        writer.abort()
+        summary.wall_seconds = time.perf_counter() - t0
+        return summary
     record = writer.commit(versions, summary.to_dict() | {"data_path": str(cfg.paths.data)}, replace=owned)
     summary.rows = record["row_counts"]
     summary.wall_seconds = time.perf_counter() - t0
     return summary
+
+
+def _save_models(
+    store: ModelStore,
+    writer: ResultWriter,
+    series: SeriesSet,
+    warm: dict[str, dict],
+    run_date: date,
+    versions: dict[str, Any],
+) -> None:
+    """Store the model choices and backtests of the items fitted cold in this run."""
+    files = writer.checkpoint_files("items")
+    if not files:
+        return
+    items = pl.scan_parquet(files).filter(~pl.col("item_id").is_in(list(warm))).collect()
+    if items.height == 0:
+        return
+    pos = {str(k): i for i, k in enumerate(series.item_ids)}
+    idx = [pos[k] for k in items["item_id"]]
+    entries = items.select("item_id", "params", "cpu_seconds", "demand_class").with_columns(
+        start=pl.Series(series.starts[np.array(idx, dtype=int)]),
+        n_obs=pl.Series([len(series.values_of(i)) for i in idx], dtype=pl.Int64),
+        fingerprint=pl.Series([fingerprint(series.starts[i], series.values_of(i)) for i in idx]),
+        fitted_on=pl.lit(run_date),
+    )
+    bt_files = [f for f in writer.checkpoint_files("backtests") if f.stem != "cache"]
+    bt = (
+        pl.scan_parquet(bt_files).filter(pl.col("item_id").is_in(entries["item_id"].to_list())).collect()
+        if bt_files
+        else pl.DataFrame()
+    )
+    store.save(entries, bt, versions)
 
 
 ENSEMBLE_CHUNK = 1000  # items per ensemble chunk: bounds the driver's memory

@@ -75,6 +75,12 @@ def forecast(
         "--resume",
         help="Continue an interrupted run of the same data, settings and date from its checkpoints.",
     ),
+    full_refit: bool = typer.Option(
+        False,
+        "--full-refit",
+        help="Ignore stored model choices (MODELS_DIR): search and backtest everything.",
+    ),
+    models_dir: str = typer.Option(None, "--models-dir", help="Stored models (default models/)."),
     no_ray: bool = typer.Option(False, "--no-ray", help="Run in this process without Ray (debugging)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -92,6 +98,7 @@ def forecast(
         "backtest_windows": backtest_windows,
         "backtest_step": backtest_step,
         "arima_engine": arima_engine,
+        "models_dir": models_dir,
     }
     if only_forecasts and only_metrics:
         fail("--only-forecasts and --only-metrics exclude each other")
@@ -108,7 +115,13 @@ def forecast(
     try:
         with BarProgress(quiet) as bars:
             summary = run_forecast(
-                cfg, _items(items), progress=bars, use_ray=not no_ray, only=only, resume=resume
+                cfg,
+                _items(items),
+                progress=bars,
+                use_ray=not no_ray,
+                only=only,
+                resume=resume,
+                full_refit=full_refit,
             )
     except (InputError, ConfigError) as exc:
         fail(str(exc))
@@ -120,6 +133,8 @@ def forecast(
     table.add_row("items with a failed model", str(summary.failures))
     table.add_row("fell back to naive", str(len(summary.fallbacks)))
     table.add_row("backend", summary.backend)
+    if summary.warm_items:
+        table.add_row("incremental", f"{summary.warm_items} items reused stored model choices")
     table.add_row("wall time", f"{summary.wall_seconds:.1f} s (task CPU {summary.cpu_seconds:.1f} s)")
     if summary.ensemble_error:
         e = summary.ensemble_error
@@ -139,3 +154,43 @@ def forecast(
     table.add_row("rows", ", ".join(f"{k} {v}" for k, v in summary.rows.items()))
     table.add_row("output", summary.output)
     out.print(table)
+
+
+@app.command()
+def train(
+    data: str = typer.Option(None, "--data", help="Demand history, CSV or Parquet (default: paths.data)."),
+    items: str = typer.Option(None, "--items", help="Comma-separated item ids (default: all)."),
+    horizon: int = typer.Option(None, "--horizon", min=1, help="Periods to forecast (default 30)."),
+    freq: str = typer.Option(None, "--freq", help="Data frequency: D, W, M, Q or Y (default D)."),
+    models: str = typer.Option(None, "--models", help="auto or a list of models (see forecast --help)."),
+    models_dir: str = typer.Option(None, "--models-dir", help="Where to store the models (default models/)."),
+    address: str = typer.Option(None, "--address", help="Ray cluster to join (default: local Ray)."),
+    num_cpus: int = typer.Option(None, "--num-cpus", min=1, help="CPUs for local Ray (default: all)."),
+    config: str = typer.Option(None, "--config", help="Config TOML.", envvar="NOVA_RAY_CONFIG"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Fit, backtest and store every item's model choices in MODELS_DIR without publishing forecasts;
+    a later `forecast` with the same settings reuses them."""
+    from ..pipeline import run_forecast
+
+    overrides = {
+        "data": data,
+        "horizon": horizon,
+        "freq": freq,
+        "models": models,
+        "models_dir": models_dir,
+        "address": address,
+        "num_cpus": num_cpus,
+    }
+    cfg = config_or_exit(config, overrides)
+    if data is None:
+        ensure_demo(cfg.paths.data)
+    try:
+        with BarProgress(quiet) as bars:
+            summary = run_forecast(cfg, _items(items), progress=bars, full_refit=True, publish=False)
+    except (InputError, ConfigError) as exc:
+        fail(str(exc))
+    out.print(
+        f"stored model choices for {summary.items} items in {cfg.paths.models_dir} "
+        f"({summary.wall_seconds:.1f} s)"
+    )

@@ -1,0 +1,88 @@
+"""Incremental daily runs: stored model choices reused after one more day of data, dropped when
+history changed or the config changed; `train` stores without publishing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from nova_ray.cli import app
+from nova_ray.config import load_config
+from nova_ray.pipeline import run_forecast
+
+ITEMS = ["CAB-0002", "ELE-0001", "FIX-0001", "STL-0002", "SAF-0001", "CAB-0001"]
+
+
+@pytest.fixture(scope="module")
+def days(tmp_path_factory, small_demo: Path) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("inc")
+    full = pd.read_parquet(small_demo / "demand.parquet")
+    full = full[full["item_id"].isin(ITEMS)]
+    last = full["date"].max()
+    paths = {"day1": tmp / "day1.parquet", "day2": tmp / "day2.parquet", "changed": tmp / "changed.parquet"}
+    full[full["date"] < last].to_parquet(paths["day1"])
+    full.to_parquet(paths["day2"])
+    changed = full.copy()
+    changed.loc[(changed["item_id"] == "ELE-0001") & (changed["date"] == changed["date"].min() +
+                                                       pd.Timedelta(days=10)), "quantity"] += 7
+    changed.to_parquet(paths["changed"])
+    return paths
+
+
+def _cfg(data: Path, tmp: Path, **kw) -> object:
+    return load_config(None, {"data": str(data), "output": str(tmp / "out"), "models_dir": str(tmp / "models"),
+                              "horizon": 14, "models": "arima,ets,theta,naive", **kw}, env={}, dotenv=None)
+
+
+def _ensemble(out: Path) -> pl.DataFrame:
+    ptr = json.loads((out / "metadata" / "last_updated.json").read_text())
+    return pl.read_parquet(out / "forecasts" / f"run_date={ptr['run_date']}" / "model=ensemble").sort(
+        "item_id", "date")
+
+
+def test_warm_rerun_reuses_choices_and_matches_cold(days, tmp_path: Path) -> None:
+    cold1 = run_forecast(_cfg(days["day1"], tmp_path), use_ray=False)
+    assert cold1.warm_items == 0
+    store = next((tmp_path / "models").iterdir())
+    assert (store / "items.parquet").exists() and (store / "model_versions.json").exists()
+
+    warm = run_forecast(_cfg(days["day2"], tmp_path), use_ray=False)
+    assert warm.warm_items == len(ITEMS)
+    assert warm.cpu_seconds < cold1.cpu_seconds / 2
+    warm_fc = _ensemble(tmp_path / "out")
+
+    cold = run_forecast(_cfg(days["day2"], tmp_path), use_ray=False, full_refit=True)
+    assert cold.warm_items == 0
+    cold_fc = _ensemble(tmp_path / "out")
+    # stated tolerance: each item's horizon total within 10% of the cold refit's (or 1 unit)
+    tot = warm_fc.group_by("item_id").agg(pl.col("forecast").sum()).join(
+        cold_fc.group_by("item_id").agg(pl.col("forecast").sum()), on="item_id", suffix="_cold")
+    diff = (tot["forecast"] - tot["forecast_cold"]).abs()
+    assert (diff <= (0.10 * tot["forecast_cold"]).clip(lower_bound=1.0)).all(), tot
+
+
+def test_changed_history_and_config_drop_the_cache(days, tmp_path: Path) -> None:
+    run_forecast(_cfg(days["day1"], tmp_path), use_ray=False)
+    changed = run_forecast(_cfg(days["changed"], tmp_path), use_ray=False)
+    assert changed.warm_items == len(ITEMS) - 1  # ELE-0001's past changed: refit cold
+    other = run_forecast(_cfg(days["day2"], tmp_path, horizon=7), use_ray=False)
+    assert other.warm_items == 0  # another config: another model version, a fresh store
+
+
+def test_train_stores_without_publishing(days, tmp_path: Path, ray_session) -> None:
+    args = ["--data", str(days["day1"]), "--models-dir", str(tmp_path / "models"), "--horizon", "14",
+            "--models", "arima,ets,theta,naive", "--quiet"]
+    res = CliRunner().invoke(app, ["train", *args])
+    assert res.exit_code == 0, res.output
+    assert "stored model choices for 6 items" in res.output
+    assert not (tmp_path / "out").exists()
+    res = CliRunner().invoke(app, ["forecast", "--data", str(days["day2"]), "--output", str(tmp_path / "out"),
+                                   "--models-dir", str(tmp_path / "models"), "--horizon", "14", "--models",
+                                   "arima,ets,theta,naive", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "6 items reused stored model choices" in res.output
