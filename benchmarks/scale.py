@@ -1,0 +1,214 @@
+"""Scale benchmark: nova-ray end to end at growing item counts, against StatsForecast on the same items.
+
+    python benchmarks/scale.py [--sizes 100,500,1000,2000] [--days 1095] [--cpus 2] [--skip-nodes]
+
+Per size: wall time, items/s, parallel efficiency (sum of task CPU / cores / wall), peak RSS of the
+driver and of the Ray workers (sampled), and the statistical stage (ARIMA, ETS, Theta, seasonal naive;
+no backtest) against StatsForecast with the same models and n_jobs=cores, as a ratio. Then the cold vs
+warm (one more day of data) rerun ratio at the smallest size, and two nodes of 1 CPU against one node
+of 2 CPUs at the smallest size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+warnings.filterwarnings("ignore")
+
+
+class PeakWorkers:
+    """Sample the summed RSS of ray:: worker processes in a thread; keep the peak (MiB)."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = 0
+            for d in Path("/proc").iterdir():
+                if not d.name.isdigit():
+                    continue
+                try:
+                    if (d / "cmdline").read_bytes().startswith(b"ray::"):
+                        for line in (d / "status").read_text().splitlines():
+                            if line.startswith("VmRSS:"):
+                                total += int(line.split()[1])
+                except OSError:
+                    pass
+            self.peak = max(self.peak, total / 1024)
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> PeakWorkers:
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+def _cfg(data: Path, out: Path, cpus: int, **kw):
+    from nova_ray.config import load_config
+
+    return load_config(
+        None,
+        {
+            "data": str(data),
+            "output": str(out / "results"),
+            "models_dir": str(out / "models"),
+            "num_cpus": cpus,
+            **kw,
+        },
+        env={},
+        dotenv=None,
+    )
+
+
+def statsforecast_time(demand: pd.DataFrame, horizon: int, cpus: int) -> float:
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoARIMA, AutoETS, DynamicOptimizedTheta, SeasonalNaive
+
+    df = demand.rename(columns={"item_id": "unique_id", "date": "ds", "quantity": "y"})[
+        ["unique_id", "ds", "y"]
+    ]
+    models = [
+        AutoARIMA(season_length=7, approximation=True, max_p=3, max_q=3, max_P=1, max_Q=1),
+        AutoETS(season_length=7),
+        DynamicOptimizedTheta(season_length=7),
+        SeasonalNaive(season_length=7),
+    ]
+    t0 = time.perf_counter()
+    StatsForecast(models=models, freq="D", n_jobs=cpus).forecast(df=df, h=horizon, level=[80, 95])
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="100,500,1000,2000")
+    ap.add_argument("--days", type=int, default=1095)
+    ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--horizon", type=int, default=30)
+    ap.add_argument("--skip-nodes", action="store_true")
+    ap.add_argument("--skip-statsforecast", action="store_true")
+    args = ap.parse_args()
+    from rich.console import Console
+    from rich.table import Table
+
+    from nova_ray.demo import generate_demo
+    from nova_ray.pipeline import run_forecast
+
+    console = Console()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    table = Table(
+        title=f"scale: demo items x {args.days} days, horizon {args.horizon}, {args.cpus} CPUs, "
+        "default models (auto), 3 backtest windows"
+    )
+    for c in (
+        "items",
+        "wall s",
+        "items/s",
+        "efficiency",
+        "driver peak MiB",
+        "workers peak MiB",
+        "stat stage s",
+        "StatsForecast s",
+        "nova/SF",
+    ):
+        table.add_column(c)
+    root = Path(tempfile.mkdtemp(prefix="nova-ray-scale-"))
+    for n in sizes:
+        d = root / f"demo{n}"
+        generate_demo(d, items=n, days=args.days, seed=7)
+        with PeakWorkers() as peak:
+            t0 = time.perf_counter()
+            s = run_forecast(_cfg(d / "demand.parquet", d, args.cpus, horizon=args.horizon))
+            wall = time.perf_counter() - t0
+        driver = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        stat = sf = float("nan")
+        if not args.skip_statsforecast:
+            t0 = time.perf_counter()
+            run_forecast(
+                _cfg(
+                    d / "demand.parquet",
+                    d / "stat",
+                    args.cpus,
+                    horizon=args.horizon,
+                    models="arima,ets,theta,naive",
+                    backtest_windows=0,
+                )
+            )
+            stat = time.perf_counter() - t0
+            sf = statsforecast_time(pd.read_parquet(d / "demand.parquet"), args.horizon, args.cpus)
+        table.add_row(
+            str(n),
+            f"{wall:.0f}",
+            f"{n / wall:.2f}",
+            f"{s.cpu_seconds / args.cpus / wall:.2f}",
+            f"{driver:.0f}",
+            f"{peak.peak:.0f}",
+            f"{stat:.0f}",
+            f"{sf:.0f}",
+            f"{stat / sf:.2f}",
+        )
+        console.print(table)
+    # cold vs warm: one more day of data at the smallest size
+    n = sizes[0]
+    d = root / f"warm{n}"
+    generate_demo(d, items=n, days=args.days + 1, seed=7)
+    full = pd.read_parquet(d / "demand.parquet")
+    full[full["date"] < full["date"].max()].to_parquet(d / "day1.parquet")
+    t0 = time.perf_counter()
+    run_forecast(_cfg(d / "day1.parquet", d, args.cpus, horizon=args.horizon))
+    cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    w = run_forecast(_cfg(d / "demand.parquet", d, args.cpus, horizon=args.horizon))
+    warm = time.perf_counter() - t0
+    t2 = Table(title="incremental and multi-node")
+    for c in ("comparison", "baseline s", "s", "ratio"):
+        t2.add_column(c)
+    t2.add_row(
+        f"warm rerun (+1 day, {w.warm_items}/{n} items warm) vs cold",
+        f"{cold:.0f}",
+        f"{warm:.0f}",
+        f"{cold / warm:.1f}x faster",
+    )
+    if not args.skip_nodes:
+        import ray
+        from ray.cluster_utils import Cluster
+
+        c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        c.add_node(num_cpus=1)
+        c.wait_for_nodes()
+        t0 = time.perf_counter()
+        run_forecast(
+            _cfg(d / "day1.parquet", d / "two", 1, horizon=args.horizon, address=c.address), full_refit=True
+        )
+        two = time.perf_counter() - t0
+        ray.shutdown()
+        c.shutdown()
+        t0 = time.perf_counter()
+        run_forecast(_cfg(d / "day1.parquet", d / "one", args.cpus, horizon=args.horizon), full_refit=True)
+        one = time.perf_counter() - t0
+        t2.add_row(
+            f"two nodes x 1 CPU vs one node x {args.cpus} CPUs ({n} items)",
+            f"{one:.0f}",
+            f"{two:.0f}",
+            f"{one / two:.2f}x",
+        )
+    console.print(t2)
+
+
+if __name__ == "__main__":
+    main()
