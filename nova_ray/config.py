@@ -70,6 +70,29 @@ class Etl:
 
 
 @dataclass
+class Recommend:
+    """Inventory policy for purchasing recommendations (nova_ray.recommend.Policy, same names)."""
+
+    service_level_a: float = 0.98
+    service_level_b: float = 0.95
+    service_level_c: float = 0.90
+    holding_cost_rate: float = 0.25
+    critical_days: int = 7
+    high_days: int = 14
+    medium_days: int = 30
+    review_days: int = 14
+    abc_a: float = 0.80
+    abc_b: float = 0.95
+    min_residual_days: int = 28
+    bootstrap_samples: int = 2000
+    block_days: int = 7
+    history_days: int = 365
+    min_history_days: int = 28
+    bootstrap_seed: int = 7
+    undershoot: bool = True
+
+
+@dataclass
 class Config:
     """All settings of a run, grouped as in configs/default.toml."""
 
@@ -78,6 +101,7 @@ class Config:
     ray: RayConf = field(default_factory=RayConf)
     lstm: Lstm = field(default_factory=Lstm)
     etl: Etl = field(default_factory=Etl)
+    recommend: Recommend = field(default_factory=Recommend)
 
     def sections(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -201,3 +225,20 @@ def validate(cfg: Config) -> None:
         raise ConfigError("setting 'batch_seconds' must be > 0")
     if cfg.lstm.lookback < 2 or cfg.lstm.epochs < 1:
         raise ConfigError("settings 'lookback' must be >= 2 and 'epochs' >= 1")
+    r = cfg.recommend
+    for key in ("service_level_a", "service_level_b", "service_level_c"):
+        if not 0 < getattr(r, key) < 1:
+            raise ConfigError(f"setting {key!r} must be between 0 and 1 (exclusive), got {getattr(r, key)}")
+    if r.holding_cost_rate <= 0:
+        raise ConfigError(f"setting 'holding_cost_rate' must be > 0, got {r.holding_cost_rate}")
+    if not 0 <= r.critical_days <= r.high_days <= r.medium_days:
+        raise ConfigError("settings 'critical_days' <= 'high_days' <= 'medium_days' must hold, all >= 0")
+    if not 0 < r.abc_a < r.abc_b <= 1:
+        raise ConfigError("settings 'abc_a' < 'abc_b' must both be in (0, 1]")
+    if r.review_days < 0 or r.min_residual_days < 1 or r.block_days < 1 or r.bootstrap_samples < 100:
+        raise ConfigError(
+            "settings 'review_days' >= 0, 'min_residual_days' >= 1, 'block_days' >= 1 and "
+            "'bootstrap_samples' >= 100 must hold"
+        )
+    if not 1 <= r.min_history_days <= r.history_days:
+        raise ConfigError("settings 1 <= 'min_history_days' <= 'history_days' must hold")

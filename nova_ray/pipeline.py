@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
 import polars as pl
 import pyarrow as pa
 
@@ -33,8 +34,11 @@ from .ensemble import combine, learn_weights
 from .io.demand import dataset_id, read_demand, select_items
 from .io.model_store import ModelStore, fingerprint
 from .io.results import ResultWriter, utc_now
+from .io.stock import read_stock, resolve_stock_path, unknown_items
 from .metrics import evaluate
 from .models import MODELS, parse_models
+from .recommend import KIND as RECOMMENDATIONS
+from .recommend import Policy, recommend, summarize
 from .series import SeriesSet, build_series
 
 
@@ -73,6 +77,8 @@ class RunSummary:
     ensemble_error: dict[str, float] = field(default_factory=dict)
     resumed_items: int = 0
     warm_items: int = 0
+    recommendations: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -99,10 +105,34 @@ def engine_spec(cfg: Config, final_fit: bool = True) -> EngineSpec:
     )
 
 
-def load_series(cfg: Config, items: list[str] | None) -> tuple[SeriesSet, str]:
+def load_demand(cfg: Config, items: list[str] | None) -> pd.DataFrame:
+    """Validated demand for the selected items."""
+    return select_items(read_demand(cfg.paths.data), items)
+
+
+def load_series(
+    cfg: Config, items: list[str] | None, demand: pd.DataFrame | None = None
+) -> tuple[SeriesSet, str]:
     """Validated demand for the selected items as a SeriesSet, and the dataset id."""
-    demand = select_items(read_demand(cfg.paths.data), items)
+    demand = load_demand(cfg, items) if demand is None else demand
     return build_series(demand, cfg.forecast.freq), dataset_id(demand)
+
+
+def load_stock(
+    cfg: Config, demand: pd.DataFrame, items: list[str] | None
+) -> tuple[pl.DataFrame | None, list[str]]:
+    """The validated stock snapshot (None when there is none) and warnings on unknown items."""
+    stock_path = resolve_stock_path(cfg.paths.stock, cfg.paths.data)
+    if stock_path is None:
+        return None, []
+    stock = read_stock(stock_path)
+    known = set(demand["item_id"].unique())
+    if items:  # a subset run recommends for its subset; other stock rows are skipped silently
+        known |= set(stock["item_id"].to_list()) - set(items)
+    warnings = unknown_items(stock_path, stock, known)  # before filtering: line numbers stay right
+    if items:
+        stock = stock.filter(pl.col("item_id").is_in(items))
+    return stock, warnings
 
 
 def run_engine(
@@ -292,6 +322,8 @@ def _lib_version(lib: str) -> str | None:
 def config_hash(cfg: Config) -> str:
     d = cfg.to_dict()
     d.pop("paths", None)
+    d.pop("recommend", None)  # a policy change does not change the forecasts' model version
+    d.pop("etl", None)
     d["ray"] = {}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -323,7 +355,10 @@ def run_forecast(
     progress = progress or _Silent()
     t0 = time.perf_counter()
     progress.stage("read input")
-    series, dataset = load_series(cfg, items)
+    demand = load_demand(cfg, items)
+    series, dataset = load_series(cfg, items, demand)
+    # the stock is validated before any fitting: a bad file costs no compute and writes nothing
+    stock, warnings = load_stock(cfg, demand, items) if only is None and publish else (None, [])
     spec = engine_spec(cfg, final_fit=only != "metrics")
     if only == "metrics" and spec.backtest_windows == 0:
         raise ConfigError("--only-metrics needs backtest windows (--backtest-windows >= 1)")
@@ -381,8 +416,9 @@ def run_forecast(
         backend, binfo = "resumed (all batches were checkpointed)", {}
     progress.stage("ensemble and metrics", total=len(series))
     all_metrics, all_items, models = [], [], set()
+    ens_fc_parts, ens_bt_parts = [], []
     for chunk in _chunks(sorted(map(str, series.item_ids)), ENSEMBLE_CHUNK):
-        fc, bt, weights, items_df, _ = combine_items(
+        fc, bt, weights, items_df, ens_fc = combine_items(
             _scan(writer, "forecasts", FORECAST_TABLE, chunk),
             _scan(writer, "backtests", BACKTEST_TABLE, chunk),
             _scan(writer, "items", ITEMS_TABLE, chunk),
@@ -392,8 +428,13 @@ def run_forecast(
             writer.write("forecasts", fc.to_arrow())
         if metrics.height and only != "forecasts":
             writer.write("metrics", metrics.to_arrow())
+        if bt.height and only != "forecasts":  # the ensemble's backtests: residuals for `recommend`
+            writer.write("backtests", bt.filter(pl.col("model") == "ensemble").to_arrow())
         writer.write("ensemble_weights", weights.to_arrow())
         writer.write("items", items_df.to_arrow())
+        if stock is not None:
+            ens_fc_parts.append(ens_fc)
+            ens_bt_parts.append(bt.filter(pl.col("model") == "ensemble") if bt.height else bt)
         models |= set((fc if fc.height else bt)["model"].unique().to_list())
         all_metrics.append(metrics)
         all_items.append(items_df)
@@ -405,6 +446,21 @@ def run_forecast(
         else pl.DataFrame()
     )
     items_df = pl.concat(all_items)
+    recs = None
+    if stock is not None:
+        progress.stage("recommendations")
+        ens_bt = (
+            pl.concat([b for b in ens_bt_parts if b.height]) if any(b.height for b in ens_bt_parts) else None
+        )
+        recs = recommend(
+            pl.concat(ens_fc_parts),
+            stock,
+            history=pl.from_pandas(demand),
+            backtests=ens_bt,
+            items=items_df,
+            policy=Policy.from_config(cfg),
+        )
+        writer.write(RECOMMENDATIONS, recs.to_arrow())
     best, ens_err = _best_by_class(metrics, items_df)
     summary = RunSummary(
         run_id=run_id,
@@ -423,12 +479,14 @@ def run_forecast(
         ensemble_error=ens_err,
         resumed_items=len(done),
         warm_items=len(warm),
+        recommendations=summarize(recs) if recs is not None else {},
+        warnings=warnings,
     )
     versions = model_versions(cfg, writer.meta, metrics, sorted(models), dataset, run_id) | {"backend": binfo}
     owned = {
         None: None,
-        "forecasts": ["forecasts", "ensemble_weights", "items"],
-        "metrics": ["metrics", "ensemble_weights", "items"],
+        "forecasts": ["forecasts", "ensemble_weights", "items", "recommendations"],
+        "metrics": ["metrics", "ensemble_weights", "items", "backtests"],
     }[only]
     _save_models(store, writer, series, warm, run_date, versions)
     if not publish:

@@ -57,9 +57,15 @@ ITEMS = pa.schema(
     ]
 )
 
+BACKTESTS = pa.schema([
+    ("item_id", pa.string()), ("window", pa.int32()), ("origin", pa.date32()), ("date", pa.date32()),
+    ("forecast", pa.float64()), *_bounds, ("actual", pa.float64()), ("scale", pa.float64()),
+])
+
 # kind -> (schema, partition column inside a run_date partition or None)
 TABLES: dict[str, tuple[pa.Schema, str | None]] = {
     "forecasts": (FORECASTS, "model"),
+    "backtests": (BACKTESTS, "model"),
     "metrics": (METRICS, None),
     "ensemble_weights": (ENSEMBLE_WEIGHTS, None),
     "items": (ITEMS, None),

@@ -197,3 +197,25 @@ def test_console_entry_point_exit_codes(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "unknown model 'bogus'" in bad.stderr
     assert run("forecast", "--data", str(tmp_path / "none.csv")).returncode == 2
     assert run("--help").returncode == 0
+
+
+def test_demo_run_writes_recommendations_and_backtests(run_once) -> None:
+    out, res = run_once
+    pointer = json.loads((out / "metadata" / "last_updated.json").read_text())
+    recs = pl.read_parquet(out / "recommendations" / f"run_date={pointer['run_date']}")
+    assert recs.height == pointer["row_counts"]["recommendations"] > 0
+    assert set(recs["urgency"]) <= {"critical", "high", "medium", "ok"}
+    order = {"critical": 0, "high": 1, "medium": 2, "ok": 3}
+    ranks = [order[u] for u in recs["urgency"]]
+    assert ranks == sorted(ranks)  # most urgent first
+    assert (out / "backtests" / f"run_date={pointer['run_date']}" / "model=ensemble").exists()
+    assert "recommendations" in res.output
+
+
+def test_bad_stock_exits_2_before_fitting(small_demo: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "stock.csv"
+    bad.write_text("item_id,on_hand,lead_time_days\nCAB-0001,-3,5\n")
+    out = tmp_path / "out"
+    res = _forecast(small_demo / "demand.parquet", out, "--stock", str(bad))
+    assert res.exit_code == 2 and "stock.csv" in res.output and "on_hand" in res.output
+    assert not out.exists()

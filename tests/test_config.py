@@ -46,3 +46,13 @@ def test_bad_toml(tmp_path: Path) -> None:
         load_config(p, env={}, dotenv=None)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.toml", env={}, dotenv=None)
+
+
+def test_recommend_section_matches_policy() -> None:
+    from dataclasses import fields
+
+    from nova_ray.config import Recommend
+    from nova_ray.recommend import Policy
+
+    assert [f.name for f in fields(Recommend)] == [f.name for f in fields(Policy)]
+    assert Policy.from_config(load_config(None, {}, env={}, dotenv=None)) == Policy()

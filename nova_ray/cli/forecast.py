@@ -46,6 +46,12 @@ def forecast(
         help="auto (by demand class) or a list of prophet, arima, lstm, ets, theta, naive, croston, tsb.",
     ),
     output: str = typer.Option(None, "--output", help="Results folder (default data/ml_results)."),
+    stock: str = typer.Option(
+        None,
+        "--stock",
+        help="Stock snapshot for purchasing recommendations, CSV or Parquet (default: paths.stock, else "
+        "stock.parquet next to the demand file; none found: no recommendations).",
+    ),
     address: str = typer.Option(
         None,
         "--address",
@@ -93,6 +99,7 @@ def forecast(
         "freq": freq,
         "models": models,
         "output": output,
+        "stock": stock,
         "address": address,
         "num_cpus": num_cpus,
         "backtest_windows": backtest_windows,
@@ -151,9 +158,27 @@ def forecast(
             if ens is not None
             else f"{b['model']} (MASE {b['mase']:.3f})",
         )
+    if summary.recommendations:
+        r = summary.recommendations
+        table.add_row(
+            "recommendations",
+            ", ".join(f"{k} {v}" for k, v in r["urgency"].items())
+            + f"; orders {r['orders']} worth {r['order_value']:,.2f}",
+        )
+        urgent = [
+            f"{m['item_id']}{'@' + m['site'] if m['site'] else ''} ({m['days_to_stockout']:.1f} d)"
+            for m in r["most_urgent"]
+            if m["urgency"] == "critical"
+        ]
+        if urgent:
+            table.add_row("critical (first)", ", ".join(urgent))
     table.add_row("rows", ", ".join(f"{k} {v}" for k, v in summary.rows.items()))
     table.add_row("output", summary.output)
     out.print(table)
+    for w in summary.warnings[:20]:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    if len(summary.warnings) > 20:
+        console.print(f"[yellow]warning:[/] ... and {len(summary.warnings) - 20} more", highlight=False)
 
 
 @app.command()

@@ -1,0 +1,118 @@
+"""`nova-ray recommend`: purchasing recommendations from the latest published forecasts (no refit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import typer
+from rich.table import Table
+
+from ..config import Config
+from ..io.errors import InputError
+from . import app
+from .common import config_or_exit, console, fail, out
+
+
+@dataclass
+class RecommendRun:
+    """What `run_recommend` did: the table (most urgent first), its summary, warnings, the run record."""
+
+    table: pl.DataFrame
+    summary: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+    output: str = ""
+
+
+def run_recommend(cfg: Config, stock: str | None = None, history_required: bool = False) -> RecommendRun:
+    """Read the latest published run under cfg.paths.output, the stock snapshot and the demand history,
+    compute recommendations and add them to that run. Everything is validated before anything is
+    written: bad input raises InputError and leaves the output untouched."""
+    from ..io.demand import dataset_id, read_demand
+    from ..io.recommendations import amend_run, read_published_run
+    from ..io.results import utc_now
+    from ..io.stock import read_stock, resolve_stock_path, unknown_items
+    from ..recommend import KIND, Policy, recommend, summarize
+
+    warnings: list[str] = []
+    stock_path = resolve_stock_path(stock or cfg.paths.stock, cfg.paths.data)
+    if stock_path is None:
+        raise InputError("no stock snapshot: pass --stock PATH (or set paths.stock), "
+                         f"or put stock.parquet next to {cfg.paths.data}")
+    snapshot = read_stock(stock_path)
+    run = read_published_run(cfg.paths.output)
+    history = None
+    if history_required or Path(cfg.paths.data).exists():
+        demand = read_demand(cfg.paths.data)
+        if run.record.get("dataset_id") and dataset_id(demand) != run.record["dataset_id"]:
+            warnings.append(f"{cfg.paths.data}: demand differs from the data of run {run.run_id} "
+                            "(history after the forecast start is ignored)")
+        history = pl.from_pandas(demand)
+    else:
+        warnings.append(f"{cfg.paths.data}: not found; no history bootstrap or site split")
+    if run.backtests is None:
+        warnings.append(f"run {run.run_id} has no ensemble backtests on disk: safety stock from the "
+                        "history bootstrap")
+    warnings += unknown_items(stock_path, snapshot, run.forecasts["item_id"].unique().to_list())
+    table = recommend(run.forecasts, snapshot, history=history, backtests=run.backtests, items=run.items,
+                      policy=Policy.from_config(cfg))
+    summary = summarize(table) | {"stock": str(stock_path)}
+    meta = {"run_id": run.run_id, "model_version": str(run.record.get("model_version")),
+            "generated_at": utc_now(), "dataset_id": str(run.record.get("dataset_id"))}
+    record = amend_run(run.root, run.run_id, run.run_date, KIND, table.to_arrow(), meta, summary)
+    return RecommendRun(table, summary, warnings, record,
+                        str((run.root / KIND / f"run_date={run.run_date}").resolve()))
+
+
+def _fmt(v: float | None, digits: int = 0) -> str:
+    return "-" if v is None else f"{v:,.{digits}f}"
+
+
+def print_recommendations(res: RecommendRun, top: int) -> None:
+    """A rich table of the most urgent rows (critical first), then totals."""
+    colors = {"critical": "bold red", "high": "yellow", "medium": "cyan", "ok": "green"}
+    t = Table(title=f"recommendations ({res.table.height} rows, most urgent first)")
+    for col in ("urgency", "item", "site", "ABC", "position", "reorder pt", "order", "value", "stock-out in"):
+        left = col in {"urgency", "item", "site", "ABC"}
+        t.add_column(col, justify="left" if left else "right", no_wrap=col in {"urgency", "item"})
+    for r in res.table.head(top).iter_rows(named=True):
+        t.add_row(f"[{colors.get(r['urgency'], '')}]{r['urgency']}[/]", r["item_id"], r["site"] or "-",
+                  r["abc_class"], _fmt(r["on_hand"] + r["on_order"]), _fmt(r["reorder_point"]),
+                  _fmt(r["order_qty"]), _fmt(r["order_value"]), _fmt(r["days_to_stockout"], 1) + " d"
+                  if r["days_to_stockout"] is not None else "-")
+    out.print(t)
+    s = res.summary
+    counts = ", ".join(f"{k} {v}" for k, v in s["urgency"].items())
+    out.print(f"urgency: {counts}; orders {s['orders']} worth {s['order_value']:,.2f}; "
+              f"written to {res.output}")
+
+
+@app.command("recommend")
+def recommend_cmd(
+    results: str = typer.Option(None, "--results", help="Results folder with a published forecast run "
+                                "(default: paths.output, data/ml_results)."),
+    stock: str = typer.Option(None, "--stock", help="Stock snapshot, CSV or Parquet (item_id, on_hand, "
+                              "lead_time_days; optional site, on_order, unit_cost, order_cost, "
+                              "holding_cost_rate, min_order_qty, pack_size, service_level). Default: "
+                              "paths.stock, else stock.parquet next to the demand file."),
+    data: str = typer.Option(None, "--data", help="Demand history for the bootstrap and site shares "
+                             "(default: paths.data)."),
+    config: str = typer.Option(None, "--config", help="Config TOML (default configs/default.toml).",
+                               envvar="NOVA_RAY_CONFIG"),
+    top: int = typer.Option(20, "--top", min=0, help="Rows to print (all are written)."),
+) -> None:
+    """Recommend order quantities from the latest published forecasts, without refitting."""
+    cfg = config_or_exit(config, {"output": results, "data": data})
+    try:
+        res = run_recommend(cfg, stock, history_required=data is not None)
+    except InputError as exc:
+        fail(str(exc))
+        return
+    for w in res.warnings[:20]:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    if len(res.warnings) > 20:
+        console.print(f"[yellow]warning:[/] ... and {len(res.warnings) - 20} more", highlight=False)
+    print_recommendations(res, top)

@@ -1,0 +1,143 @@
+"""Read a published run's inputs for `recommend`, and add one table kind to that run afterwards.
+
+`ResultWriter.commit` swaps every registered kind of a run date, so it cannot add a kind to a run
+that is already published; `amend_run` stages just that kind, swaps its partition into place,
+then updates the run record, model_versions.json and -- last -- the pointer (only when they
+still describe the same run), so readers never see a half-written table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from ..schemas import SCHEMA_VERSION, TABLES
+from .errors import InputError
+from .results import POINTER, read_pointer, utc_now, write_json_atomic
+
+ENSEMBLE = "ensemble"
+
+
+@dataclass
+class PublishedRun:
+    """What `recommend` needs from the latest published run."""
+
+    root: Path
+    run_id: str
+    run_date: str
+    record: dict[str, Any]
+    forecasts: pl.DataFrame  # the ensemble's
+    backtests: pl.DataFrame | None  # the ensemble's, when the run wrote a `backtests` kind
+    items: pl.DataFrame | None
+
+
+def _read_folder(folder: Path) -> pl.DataFrame | None:
+    if not folder.exists() or not any(folder.rglob("*.parquet")):
+        return None
+    return pl.from_arrow(ds.dataset(folder, format="parquet", partitioning="hive").to_table())
+
+
+def _ensemble_of(root: Path, kind: str, run_date: str) -> pl.DataFrame | None:
+    """The ensemble rows of a kind partitioned by model (or filtered on a model column)."""
+    base = root / kind / f"run_date={run_date}"
+    df = _read_folder(base / f"model={ENSEMBLE}")
+    if df is None:
+        df = _read_folder(base)
+        if df is not None and "model" in df.columns:
+            df = df.filter(pl.col("model").cast(pl.String) == ENSEMBLE)
+    return df.drop("model", strict=False) if df is not None and df.height else None
+
+
+def read_published_run(root: str | Path) -> PublishedRun:
+    """The latest published run's ensemble forecasts, ensemble backtests (None when not written)
+    and items table. InputError when nothing usable was published under `root`."""
+    root = Path(root)
+    ptr = read_pointer(root)
+    if ptr is None:
+        raise InputError(f"{root}: no published run (metadata/{POINTER} missing); "
+                         "run `nova-ray forecast` first")
+    run_id, run_date = str(ptr["run_id"]), str(ptr["run_date"])
+    rec_path = root / "metadata" / "runs" / f"{run_id}.json"
+    record = json.loads(rec_path.read_text()) if rec_path.exists() else dict(ptr)
+    fc = _ensemble_of(root, "forecasts", run_date)
+    if fc is None:
+        raise InputError(f"{root}: run {run_id} has no ensemble forecasts "
+                         f"under forecasts/run_date={run_date}")
+    items = _read_folder(root / "items" / f"run_date={run_date}")
+    return PublishedRun(root, run_id, run_date, record, fc, _ensemble_of(root, "backtests", run_date), items)
+
+
+def amend_run(root: str | Path, run_id: str, run_date: str, kind: str, table: pa.Table,
+              meta: dict[str, str], summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write `table` as `kind` of the published run `run_id` (replacing that kind's partition of the
+    run date), then record it in the run's metadata; returns the updated run record."""
+    root = Path(root)
+    schema, part = TABLES[kind]
+    if part:
+        raise ValueError(f"amend_run writes unpartitioned kinds only, {kind!r} is partitioned by {part}")
+    partition = f"{kind}/run_date={run_date}"
+    stage = root / ".staging" / f"{run_id}-{kind}"
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        if table.num_rows:  # like ResultWriter: an empty table writes no file, and the kind is not listed
+            (stage / partition).mkdir(parents=True)
+            t = table.select(schema.names).cast(schema).replace_schema_metadata(
+                {k: str(v) for k, v in meta.items()} | {"schema_version": SCHEMA_VERSION, "kind": kind})
+            pq.write_table(t, stage / partition / "part-00000.parquet", compression="zstd")
+        target = root / partition
+        trash = root / ".trash" / f"{run_id}-{kind}"
+        if target.exists():
+            trash.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(trash, ignore_errors=True)
+            os.replace(target, trash)
+        if table.num_rows:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / partition, target)
+        shutil.rmtree(trash, ignore_errors=True)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        for folder in (root / ".staging", root / ".trash"):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+    return _record(root, run_id, run_date, kind, table.num_rows, summary)
+
+
+def _record(root: Path, run_id: str, run_date: str, kind: str, rows: int,
+            summary: dict[str, Any] | None) -> dict[str, Any]:
+    meta = root / "metadata"
+    rec_path = meta / "runs" / f"{run_id}.json"
+    record: dict[str, Any] = json.loads(rec_path.read_text()) if rec_path.exists() else {
+        "run_id": run_id, "run_date": run_date, "status": "complete"}
+    if rows:
+        record.setdefault("row_counts", {})[kind] = rows
+        record.setdefault("partitions", {})[kind] = f"{kind}/run_date={run_date}"
+    else:
+        record.setdefault("row_counts", {}).pop(kind, None)
+        record.setdefault("partitions", {}).pop(kind, None)
+    record.setdefault("amended", {})[kind] = utc_now()
+    if summary is not None:
+        record.setdefault("summary", {})[kind] = summary
+    write_json_atomic(rec_path, record)
+    versions_path = meta / "model_versions.json"
+    if versions_path.exists():
+        versions = json.loads(versions_path.read_text())
+        if versions.get("run_id") == run_id:
+            versions.setdefault("row_counts", {})[kind] = rows
+            if not rows:
+                versions["row_counts"].pop(kind)
+            write_json_atomic(versions_path, versions)
+    ptr = read_pointer(root)
+    if ptr is not None and ptr.get("run_id") == run_id:  # the pointer last
+        write_json_atomic(meta / POINTER, {k: v for k, v in record.items() if k != "summary"})
+    return record

@@ -1,0 +1,169 @@
+"""Read and validate the stock snapshot (CSV or Parquet): one row per item (and site).
+
+Required: item_id, on_hand, lead_time_days. Optional: site, on_order, unit_cost, order_cost,
+holding_cost_rate, min_order_qty, pack_size, service_level (empty cells mean "use the default").
+Errors are InputError with one line naming the file, the line (CSV) or row (Parquet) and the column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow.parquet as pq
+
+from .errors import InputError
+
+REQUIRED = ("item_id", "on_hand", "lead_time_days")
+# column -> (lowest allowed, lowest inclusive, highest allowed or None, highest inclusive)
+NUMERIC: dict[str, tuple[float, bool, float | None, bool]] = {
+    "on_hand": (0.0, True, None, False),
+    "lead_time_days": (0.0, True, None, False),
+    "on_order": (0.0, True, None, False),
+    "unit_cost": (0.0, True, None, False),
+    "order_cost": (0.0, True, None, False),
+    "holding_cost_rate": (0.0, False, None, False),
+    "min_order_qty": (0.0, True, None, False),
+    "pack_size": (0.0, False, None, False),
+    "service_level": (0.0, False, 1.0, False),
+}
+COLUMNS = ("item_id", "site", *NUMERIC)
+
+
+def _read_raw(path: Path) -> tuple[pd.DataFrame, bool]:
+    """Every column of a CSV as text (or a Parquet file as stored); True when the file is CSV."""
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in {".csv", ".txt", ".gz"}:
+            return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True), True
+        if suffix in {".parquet", ".pq"}:
+            return pq.read_table(path).to_pandas(), False
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: cannot read file: {msg}") from None
+    raise InputError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
+
+
+def where(path: Path | str, row: int, csv: bool | None = None) -> str:
+    """'<file>: line N' (CSV, header is line 1) or '<file>: row N' (Parquet) for 0-based `row`."""
+    path = Path(path)
+    csv = path.suffix.lower() in {".csv", ".txt", ".gz"} if csv is None else csv
+    return f"{path}: line {row + 2}" if csv else f"{path}: row {row + 1}"
+
+
+def _bounds_text(lo: float, lo_inc: bool, hi: float | None, hi_inc: bool) -> str:
+    if hi is not None:
+        return f"between {lo:g} and {hi:g} (exclusive)" if not (lo_inc or hi_inc) else f"in [{lo:g}, {hi:g}]"
+    return f">= {lo:g}" if lo_inc else f"> {lo:g}"
+
+
+def _numbers(raw: pd.DataFrame, col: str, path: Path, csv: bool, required: bool) -> np.ndarray:
+    """The column as float64 (NaN = empty, allowed only when not required), range-checked."""
+    s = raw[col]
+    if pd.api.types.is_bool_dtype(s):
+        s = s.astype("string")
+    if pd.api.types.is_numeric_dtype(s):
+        v = s.astype("float64").to_numpy()
+        empty = np.isnan(v)
+        bad = np.zeros(len(v), dtype=bool)
+    else:
+        text = s.astype("string").fillna("").str.strip()
+        empty = (text == "").to_numpy()
+        v = pd.to_numeric(text.where(~pd.Series(empty, index=text.index), None), errors="coerce")
+        v = v.astype("float64").to_numpy()
+        bad = np.isnan(v) & ~empty
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{where(path, i, csv)}: {col} {str(s.iloc[i]).strip()!r} in column {col!r} "
+                         "is not a number")
+    if required and empty.any():
+        i = int(np.flatnonzero(empty)[0])
+        raise InputError(f"{where(path, i, csv)}: empty value in required column {col!r}")
+    lo, lo_inc, hi, hi_inc = NUMERIC[col]
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(v) & ((v >= lo) if lo_inc else (v > lo))
+        if hi is not None:
+            ok &= (v <= hi) if hi_inc else (v < hi)
+    if col == "lead_time_days":
+        with np.errstate(invalid="ignore"):
+            ok &= np.floor(v) == v
+    bad = ~ok & ~empty
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        rule = "a whole number >= 0" if col == "lead_time_days" else _bounds_text(lo, lo_inc, hi, hi_inc)
+        rule = rule if np.isfinite(v[i]) else f"finite and {rule}"
+        raise InputError(f"{where(path, i, csv)}: {col} {v[i]:g} in column {col!r} must be {rule}")
+    return v
+
+
+def read_stock(path: str | Path) -> pl.DataFrame:
+    """Validated stock: item_id, site ('' when absent), on_hand, lead_time_days (Int64) and the optional
+    columns as Float64 (null = use the default), in file order.
+
+    Raises InputError with a one-line message naming the file, the line or row, and the column.
+    """
+    path = Path(path)
+    raw, csv = _read_raw(path)
+    raw.columns = [str(c).strip() for c in raw.columns]
+    missing = [c for c in REQUIRED if c not in raw.columns]
+    if missing:
+        raise InputError(
+            f"{path}: missing column {missing[0]!r} (found: {', '.join(map(str, raw.columns)) or 'none'})"
+        )
+    if len(raw) == 0:
+        raise InputError(f"{path}: file is empty (no data rows)")
+    item = raw["item_id"].astype("string").fillna("").str.strip()
+    bad = (item == "").to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{where(path, i, csv)}: empty item_id in column 'item_id'")
+    site = (raw["site"].astype("string").fillna("").str.strip() if "site" in raw.columns
+            else pd.Series([""] * len(raw), dtype="string"))
+    cols: dict[str, object] = {"item_id": item.astype(str).to_numpy(), "site": site.astype(str).to_numpy()}
+    for col in NUMERIC:
+        if col in raw.columns:
+            cols[col] = _numbers(raw, col, path, csv, required=col in REQUIRED)
+        else:
+            cols[col] = np.full(len(raw), np.nan)
+    key = pd.DataFrame({"item_id": cols["item_id"], "site": cols["site"]})
+    dup = key.duplicated(keep=False).to_numpy()
+    if dup.any():
+        rows = np.flatnonzero(dup)
+        first = int(rows[0])
+        same = rows[(key["item_id"].to_numpy()[rows] == key["item_id"].iat[first])
+                    & (key["site"].to_numpy()[rows] == key["site"].iat[first])]
+        a, b = (where(path, int(r), csv).split(": ", 1)[1] for r in same[:2])
+        raise InputError(f"{path}: {a} and {b}: duplicate item_id/site "
+                         f"({key['item_id'].iat[first]!r}, {key['site'].iat[first]!r})")
+    df = pl.DataFrame({c: cols[c] for c in COLUMNS}, nan_to_null=True)
+    return df.with_columns(pl.col("lead_time_days").cast(pl.Int64))
+
+
+def unknown_items(path: str | Path, stock: pl.DataFrame, known: Iterable[str]) -> list[str]:
+    """One warning per stock row whose item has no forecast (those rows get no recommendation)."""
+    known = set(known)
+    out = []
+    for i, item in enumerate(stock["item_id"].to_list()):
+        if item not in known:
+            out.append(f"{where(path, i)}: item_id {item!r} in column 'item_id' is not in the forecast; "
+                       "skipped")
+    return out
+
+
+def resolve_stock_path(stock: str | None, data: str | None) -> Path | None:
+    """`stock` when given, else `<folder of data>/stock.parquet` (or .csv) when present, else None."""
+    if stock:
+        return Path(stock)
+    if data:
+        for name in ("stock.parquet", "stock.csv"):
+            p = Path(data).parent / name
+            if p.exists():
+                return p
+    return None

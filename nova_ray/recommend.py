@@ -1,0 +1,557 @@
+"""Purchasing recommendations from the ensemble forecast: safety stock, reorder point, order quantity,
+days until stock-out, urgency and ABC class, per item and site. Pure: Polars/numpy in, Polars out.
+
+Per stock row (item, site), with ``as_of`` the day before the first forecast date (docs/recommendations.md):
+
+- Daily path: the ensemble point forecast (periods spread over their days), times the site's share
+  of the item's recent demand, extended past the horizon at the mean rate of the last forecast
+  week. Intermittent/lumpy items use the recent historical mean rate instead (an MAE-weighted
+  ensemble is biased towards zero on them, seasonal naive replays single spikes).
+- Lead-time demand F_L = sum of the path over days 1..L; reorder point = F_L + safety stock.
+- Safety stock for service level p (``method``): ``residual``: p-quantile of lead-time sums of
+  the ensemble's daily backtest errors (block bootstrap of the windows; an over-forecast is not
+  credited); ``bootstrap``: p-quantile of a block bootstrap of L-day demand from the recent
+  history, rescaled to F_L, minus F_L (intermittent items, or too few errors); ``normal``: z_p x
+  sqrt(sum of daily variances from the 80% interval), only without history and errors. Both
+  bootstraps add the daily-review undershoot (``Policy.undershoot``). Never below zero.
+- Order-up-to = reorder point + EOQ (sqrt(2 D S / H)) when order_cost and unit_cost are known,
+  else + `review_days` of demand. Position = on_hand + on_order; at or below the reorder point
+  order up to the order-up-to level in whole packs, at least min_order_qty.
+- Stock-out: first (fractional) day the projected shelf is empty with demand due, within the
+  horizon; on_order is assumed to arrive after the full lead time (conservative).
+- ABC per item by annual value (unit_cost x annual demand; quantity where the cost is missing):
+  A = the first 80% of value, B up to 95%, C the rest.
+"""
+
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import zlib
+from dataclasses import dataclass
+from datetime import date, timedelta
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from .classify import classify
+from .schemas import register
+
+KIND = "recommendations"
+URGENCY: tuple[str, ...] = ("critical", "high", "medium", "ok")
+INTERMITTENT = frozenset({"intermittent", "lumpy", "zero"})
+Z80 = NormalDist().inv_cdf(0.9)
+
+SCHEMA = pa.schema([
+    ("item_id", pa.string()), ("site", pa.string()), ("abc_class", pa.string()),
+    ("demand_class", pa.string()), ("service_level", pa.float64()),
+    ("on_hand", pa.float64()), ("on_order", pa.float64()), ("lead_time_days", pa.int32()),
+    ("lead_time_demand", pa.float64()), ("safety_stock", pa.float64()), ("reorder_point", pa.float64()),
+    ("order_up_to", pa.float64()), ("order_qty", pa.float64()), ("eoq", pa.float64()),
+    ("stockout_date", pa.date32()), ("days_to_stockout", pa.float64()), ("urgency", pa.string()),
+    ("unit_cost", pa.float64()), ("order_value", pa.float64()), ("method", pa.string()),
+    ("notes", pa.string()),
+])
+register(KIND, SCHEMA)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Inventory policy settings; the same names as the config's [recommend] section."""
+
+    service_level_a: float = 0.98
+    service_level_b: float = 0.95
+    service_level_c: float = 0.90
+    holding_cost_rate: float = 0.25  # per year, used when the stock row has none
+    critical_days: int = 7
+    high_days: int = 14
+    medium_days: int = 30
+    review_days: int = 14  # order-up-to cover when EOQ cannot be computed
+    abc_a: float = 0.80
+    abc_b: float = 0.95
+    min_residual_days: int = 28  # fewer daily backtest errors: bootstrap of the history
+    bootstrap_samples: int = 2000
+    block_days: int = 7
+    history_days: int = 365
+    min_history_days: int = 28
+    bootstrap_seed: int = 7
+    undershoot: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Policy:
+        """From ``cfg.recommend`` when the config has that section, else the defaults."""
+        section = getattr(cfg, "recommend", None)
+        if section is None:
+            return cls()
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in dataclasses.asdict(section).items() if k in names})
+
+    def service_level(self, abc: str) -> float:
+        """The target cycle service level of ABC class `abc`."""
+        return {"A": self.service_level_a, "B": self.service_level_b}.get(abc, self.service_level_c)
+
+
+# ---------------------------------------------------------------- small pure pieces
+
+
+def extend_path(path: np.ndarray, days: int, tail: int = 7) -> np.ndarray:
+    """`path` extended (or cut) to `days` values; beyond its end at the mean of its last `tail` values."""
+    path = np.asarray(path, dtype=float)
+    if days <= len(path):
+        return path[:days]
+    rate = float(path[-tail:].mean()) if len(path) else 0.0
+    return np.concatenate([path, np.full(days - len(path), rate)])
+
+
+def stockout(path: np.ndarray, on_hand: float, on_order: float = 0.0,
+             arrival_day: int | None = None) -> float | None:
+    """Days until the projected on-hand reaches zero with demand due, or None within the path.
+
+    Day t (1-based) consumes path[t-1]; `on_order` arrives at the start of day arrival_day + 1.
+    E.g. 10 on hand at 2/day -> 5.0 (empty at the end of day 5).
+    """
+    f = np.asarray(path, dtype=float)
+    if len(f) == 0:
+        return None
+    t = np.arange(1, len(f) + 1)
+    avail = on_hand + (on_order * (t > arrival_day) if arrival_day is not None else 0.0)
+    cum = np.cumsum(f)
+    hit = np.flatnonzero((cum >= avail - 1e-9) & (f > 0))
+    if len(hit) == 0:
+        return None
+    i = int(hit[0])
+    before = cum[i - 1] if i else 0.0
+    avail_i = float(avail[i]) if np.ndim(avail) else float(avail)
+    return float(i + min(1.0, max(0.0, avail_i - before) / f[i]))
+
+
+def urgency(days: float | None, policy: Policy) -> str:
+    """critical / high / medium / ok by days until stock-out (None: ok)."""
+    if days is None:
+        return "ok"
+    if days <= policy.critical_days:
+        return "critical"
+    if days <= policy.high_days:
+        return "high"
+    if days <= policy.medium_days:
+        return "medium"
+    return "ok"
+
+
+def eoq(annual_demand: float, order_cost: float | None, unit_cost: float | None,
+        holding_rate: float | None) -> float | None:
+    """sqrt(2 D S / H) with H = unit_cost x holding_rate; None when a cost is unknown or zero."""
+    if order_cost is None or unit_cost is None or holding_rate is None:
+        return None
+    h = unit_cost * holding_rate
+    if h <= 0 or order_cost <= 0:
+        return None
+    return math.sqrt(2.0 * max(annual_demand, 0.0) * order_cost / h)
+
+
+def round_order(qty: float, pack_size: float | None = None, min_order_qty: float | None = None) -> float:
+    """A positive need rounded up to whole packs (pack 1 when missing), then at least the minimum order."""
+    if qty <= 1e-9:
+        return 0.0
+    pack = pack_size if pack_size and pack_size > 0 else 1.0
+    q = math.ceil(qty / pack - 1e-9) * pack
+    if min_order_qty and q < min_order_qty:
+        q = math.ceil(min_order_qty / pack - 1e-9) * pack
+    return float(q)
+
+
+def abc_classes(values: np.ndarray, a: float = 0.80, b: float = 0.95) -> np.ndarray:
+    """'A' for the items making up the first `a` of the total, 'B' up to `b`, else 'C' (ties by order)."""
+    v = np.maximum(np.asarray(values, dtype=float), 0.0)
+    out = np.full(len(v), "C", dtype=object)
+    total = v.sum()
+    if total <= 0:
+        return out
+    order = np.argsort(-v, kind="stable")
+    before = (np.cumsum(v[order]) - v[order]) / total
+    out[order] = np.where(before < a - 1e-12, "A", np.where(before < b - 1e-12, "B", "C"))
+    return out
+
+
+def block_bootstrap(segments: list[np.ndarray], lead: int, samples: int, block: int,
+                    rng: np.random.Generator) -> np.ndarray:
+    """`samples` sums over `lead` days, each built from random `block`-day runs of the segments.
+
+    Blocks never straddle two segments; a lead time within one block samples real `lead`-day spans.
+    """
+    segs = [np.asarray(s, dtype=float) for s in segments if len(s)]
+    if lead <= 0 or not segs:
+        return np.zeros(samples)
+    b = max(1, min(block, max(len(s) for s in segs)))
+    cs_parts, starts, offset = [], [], 0
+    for s in segs:
+        cs_parts.append(np.concatenate([[0.0], np.cumsum(s)]))
+        if len(s) >= b:
+            starts.append(offset + np.arange(len(s) - b + 1))
+        offset += len(s) + 1
+    cs = np.concatenate(cs_parts)
+    valid = np.concatenate(starts)
+    k = math.ceil(lead / b)
+    st = valid[rng.integers(0, len(valid), size=(samples, k))]
+    sums = cs[st + b] - cs[st]
+    last = lead - (k - 1) * b
+    sums[:, -1] = cs[st[:, -1] + last] - cs[st[:, -1]]
+    return sums.sum(axis=1)
+
+
+def undershoot(y: np.ndarray, samples: int, rng: np.random.Generator) -> np.ndarray:
+    """How far the position falls below the reorder point on the review day that triggers an order:
+    V x D*, D* a daily demand drawn in proportion to its size, V uniform(0, 1) (renewal overshoot)."""
+    y = np.asarray(y, dtype=float)
+    w = np.clip(y, 0.0, None)
+    if len(y) == 0 or w.sum() <= 0:
+        return np.zeros(samples)
+    d = rng.choice(w, size=samples, p=w / w.sum())
+    return rng.random(samples) * d
+
+
+def quantile(x: np.ndarray, p: float) -> float:
+    """The p-quantile (linear interpolation; monotone in p)."""
+    return float(np.quantile(x, p)) if len(x) else 0.0
+
+
+# ---------------------------------------------------------------- table preparation
+
+
+def _ensemble(df: pl.DataFrame | None) -> pl.DataFrame | None:
+    if df is None or df.height == 0:
+        return None
+    if "model" in df.columns:
+        df = df.filter(pl.col("model") == "ensemble")
+    return df.with_columns(pl.col("item_id").cast(pl.String), pl.col("date").cast(pl.Date))
+
+
+def _daily_paths(fc: pl.DataFrame) -> dict[str, tuple[date, np.ndarray, np.ndarray | None]]:
+    """item -> (first day, daily mean path, daily sigma path or None), periods spread over their days."""
+    out: dict[str, tuple[date, np.ndarray, np.ndarray | None]] = {}
+    has_int = {"lo_80", "hi_80"} <= set(fc.columns)
+    for (item,), g in fc.sort("item_id", "date").group_by("item_id", maintain_order=True):
+        d = g["date"].to_numpy().astype("datetime64[D]")
+        mean = np.maximum(g["forecast"].fill_null(0.0).to_numpy().astype(float), 0.0)
+        sig = None
+        if has_int:
+            width = (g["hi_80"] - g["lo_80"]).fill_null(0.0).to_numpy().astype(float)
+            sig = np.maximum(width, 0.0) / (2 * Z80)
+        gaps = np.diff(d).astype(int) if len(d) > 1 else np.array([], dtype=int)
+        if len(gaps) and (gaps != 1).any():
+            lengths = np.append(gaps, gaps[-1]).clip(min=1)
+            mean = np.repeat(mean / lengths, lengths)
+            sig = np.repeat(sig / np.sqrt(lengths), lengths) if sig is not None else None
+        out[str(item)] = (d[0].astype(object), mean, sig)
+    return out
+
+
+def _residual_segments(bt: pl.DataFrame) -> dict[str, list[np.ndarray]]:
+    """item -> error segments (actual - forecast) per backtest window, daily windows that tile joined."""
+    out: dict[str, list[np.ndarray]] = {}
+    bt = bt.drop_nulls(["actual", "forecast"]).sort("item_id", "origin", "date")
+    for (item,), g in bt.group_by("item_id", maintain_order=True):
+        segs: list[np.ndarray] = []
+        last_end = None
+        for _, w in g.group_by("origin", maintain_order=True):
+            d = w["date"].to_numpy().astype("datetime64[D]")
+            if len(d) > 1 and (np.diff(d).astype(int) != 1).any():
+                continue  # not daily: the residual method needs daily errors
+            e = (w["actual"] - w["forecast"]).to_numpy().astype(float)
+            if segs and last_end is not None and (d[0] - last_end).astype(int) == 1:
+                segs[-1] = np.concatenate([segs[-1], e])
+            else:
+                segs.append(e)
+            last_end = d[-1]
+        out[str(item)] = segs
+    return out
+
+
+def _history(history: pl.DataFrame | None, as_of: date, days: int
+             ) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, dict[str, float]], bool]:
+    """Daily demand of the last `days` days up to `as_of` per (item, site) and per (item, '') (from
+    the item's first demand on, zeros filled), each site's share of the item's demand in that window
+    (of the whole history when the window has none), and whether the history has sites."""
+    if history is None or history.height == 0:
+        return {}, {}, False
+    has_site = "site" in history.columns
+    h = history.select(
+        pl.col("item_id").cast(pl.String), pl.col("date").cast(pl.Date),
+        pl.col("quantity").cast(pl.Float64).fill_null(0.0),
+        (pl.col("site").cast(pl.String).fill_null("") if has_site else pl.lit("")).alias("site"),
+    ).filter(pl.col("date") <= as_of)
+    end = (as_of - date(1970, 1, 1)).days
+    h = h.with_columns(day=pl.col("date").cast(pl.Int32))
+    h = h.with_columns(start=pl.max_horizontal(pl.col("day").min().over("item_id"), pl.lit(end - days + 1)))
+    recent = h.filter(pl.col("day") >= pl.col("start"))
+    arrays: dict[tuple[str, str], np.ndarray] = {}
+    for (item,), g in h.group_by("item_id"):
+        arrays[(str(item), "")] = np.zeros(end - int(g["start"][0]) + 1)
+    levels = [recent.group_by("item_id", "site", "day", "start").agg(pl.col("quantity").sum())] \
+        if has_site else []
+    levels.append(recent.group_by("item_id", "day", "start").agg(pl.col("quantity").sum())
+                  .with_columns(site=pl.lit("")))
+    for df in levels:
+        for (item, site), g in df.group_by("item_id", "site"):
+            start = int(g["start"][0])
+            y = np.zeros(end - start + 1)
+            np.add.at(y, g["day"].to_numpy() - start, g["quantity"].to_numpy())
+            arrays[(str(item), str(site))] = y
+    shares: dict[str, dict[str, float]] = {}
+    if has_site:
+        win = recent.group_by("item_id", "site").agg(pl.col("quantity").sum())
+        whole = h.group_by("item_id", "site").agg(pl.col("quantity").sum().alias("all"))
+        tot = whole.join(win, on=["item_id", "site"], how="left").with_columns(
+            pl.col("quantity").fill_null(0.0))
+        tot = tot.with_columns(q=pl.when(pl.col("quantity").sum().over("item_id") > 0)
+                               .then(pl.col("quantity")).otherwise(pl.col("all")))
+        tot = tot.with_columns(share=pl.col("q") / pl.col("q").sum().over("item_id")).fill_nan(0.0)
+        for item, site, share in tot.select("item_id", "site", "share").iter_rows():
+            shares.setdefault(item, {})[site] = float(share or 0.0)
+    return arrays, shares, has_site
+
+
+def _classes(items: pl.DataFrame | None, arrays: dict[tuple[str, str], np.ndarray]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if items is not None and items.height and "demand_class" in items.columns:
+        out = dict(zip(items["item_id"].cast(pl.String).to_list(), items["demand_class"].to_list(),
+                       strict=True))
+    for (item, site), y in arrays.items():
+        if site == "" and item not in out:
+            out[item] = classify(y) if len(y) else "zero"
+    return out
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def _rng(seed: int, item: str, site: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(f"{item}\x1f{site}".encode())])
+
+
+# ---------------------------------------------------------------- the recommendation
+
+
+@dataclass
+class _Row:
+    """One stock row on its way to a recommendation."""
+
+    stock: dict[str, Any]
+    cls: str
+    share: float
+    path: np.ndarray  # expected daily demand at the site over the forecast horizon
+    sigma: np.ndarray | None  # daily standard deviation from the 80% interval
+    history: np.ndarray  # recent daily demand at the site (or of the item)
+    notes: list[str]
+
+    @property
+    def annual(self) -> float:
+        return float(self.path.mean()) * 365.0 if len(self.path) else 0.0
+
+
+def recommend(forecast: pl.DataFrame, stock: pl.DataFrame, history: pl.DataFrame | None = None,
+              backtests: pl.DataFrame | None = None, items: pl.DataFrame | None = None,
+              policy: Policy | None = None) -> pl.DataFrame:
+    """One recommendation row per stock row whose item has an ensemble forecast (table kind
+    ``recommendations``, columns of SCHEMA), most urgent first. Rows of unknown items are skipped
+    (see nova_ray.io.stock.unknown_items for the warnings).
+
+    forecast: item_id, date, forecast[, lo_80, hi_80][, model] (only model 'ensemble' is used).
+    stock: validated snapshot (nova_ray.io.stock.read_stock); missing optional columns are allowed.
+    history: item_id, date, quantity[, site] (daily demand) for the bootstrap and site shares.
+    backtests: item_id, origin, date, forecast, actual[, model] of the ensemble.
+    items: item_id, demand_class (the run's items table); else classified from the history.
+    """
+    policy = policy or Policy()
+    fc = _ensemble(forecast)
+    if fc is None or stock.height == 0:
+        return pl.from_arrow(SCHEMA.empty_table())
+    paths = _daily_paths(fc)
+    as_of = min(p[0] for p in paths.values()) - timedelta(days=1)
+    bt = _ensemble(backtests)
+    segments = _residual_segments(bt) if bt is not None and {"actual", "origin"} <= set(bt.columns) else {}
+    arrays, shares, hist_site = _history(history, as_of, policy.history_days)
+    classes = _classes(items, arrays)
+    rows = _prepare(_stock_frame(stock).filter(pl.col("item_id").is_in(list(paths))).to_dicts(),
+                    paths, arrays, shares, hist_site, classes, policy)
+    abc = _abc(rows, policy)
+    out = [_recommend_row(r, abc[r.stock["item_id"]], segments.get(r.stock["item_id"]), as_of, policy)
+           for r in rows]
+    if not out:
+        return pl.from_arrow(SCHEMA.empty_table())
+    return sort_recommendations(pl.from_arrow(pa.Table.from_pylist(out, schema=SCHEMA)))
+
+
+def _prepare(stock_rows: list[dict[str, Any]], paths: dict[str, tuple[date, np.ndarray, np.ndarray | None]],
+             arrays: dict[tuple[str, str], np.ndarray], shares: dict[str, dict[str, float]], hist_site: bool,
+             classes: dict[str, str], policy: Policy) -> list[_Row]:
+    """Each stock row's expected daily demand at its site (site share, intermittent level)."""
+    n_sites: dict[str, int] = {}
+    for r in stock_rows:
+        n_sites[r["item_id"]] = n_sites.get(r["item_id"], 0) + 1
+    rows = []
+    for r in stock_rows:
+        item, site = r["item_id"], r["site"]
+        notes: list[str] = []
+        _, mean, sig = paths[item]
+        share = 1.0
+        if site and hist_site:
+            share = shares.get(item, {}).get(site, 0.0)
+            if share == 0.0:
+                notes.append("no demand history at this site: site share 0")
+            elif share < 1.0:
+                notes.append(f"site share {share:.2f} of the item's history")
+        elif site and n_sites[item] > 1:
+            share = 1.0 / n_sites[item]
+            notes.append(f"no site in the history: split evenly over {n_sites[item]} sites")
+        cls = classes.get(item, "smooth")
+        y = arrays.get((item, site if site and hist_site else ""), np.zeros(0))
+        path = mean * share
+        if cls in INTERMITTENT and len(y) >= policy.min_history_days:
+            rate = float(y.mean())
+            notes.append(f"{cls}: rate from the recent history {rate:.3g}/day "
+                         f"(forecast {path.mean():.3g}/day)")
+            path = np.full(len(mean), rate)
+        rows.append(_Row(r, cls, share, path, None if sig is None else sig * share, y, notes))
+    return rows
+
+
+def _abc(rows: list[_Row], policy: Policy) -> dict[str, str]:
+    """ABC class per item by annual value, or by annual quantity for items with a missing unit_cost."""
+    qty: dict[str, float] = {}
+    value: dict[str, float] = {}
+    no_cost: set[str] = set()
+    for r in rows:
+        item, cost = r.stock["item_id"], _num(r.stock["unit_cost"])
+        qty[item] = qty.get(item, 0.0) + r.annual
+        value[item] = value.get(item, 0.0) + r.annual * (cost or 0.0)
+        if cost is None:
+            no_cost.add(item)
+    abc: dict[str, str] = {}
+    for pool, v in ((sorted(set(qty) - no_cost), value), (sorted(no_cost), qty)):
+        classes = abc_classes(np.array([v[i] for i in pool]), policy.abc_a, policy.abc_b)
+        abc.update({i: str(c) for i, c in zip(pool, classes, strict=True)})
+    for r in rows:
+        if r.stock["item_id"] in no_cost:
+            r.notes.append("ABC by quantity (no unit_cost)")
+    return abc
+
+
+def _recommend_row(r: _Row, abc: str, segs: list[np.ndarray] | None, as_of: date,
+                   policy: Policy) -> dict[str, Any]:
+    """Safety stock, reorder point, order-up-to, order quantity and stock-out for one row."""
+    s, notes = r.stock, r.notes
+    p = _num(s["service_level"]) or policy.service_level(abc)
+    lead = int(s["lead_time_days"])
+    horizon = len(r.path)
+    if lead > horizon:
+        notes.append(f"lead time {lead} d > horizon {horizon} d: extended at the last-week mean rate")
+    full = extend_path(r.path, max(lead + policy.review_days, horizon))
+    ltd = float(full[:lead].sum())
+    ss, method = _safety_stock(r, p, lead, ltd, full, segs, policy)
+    rop = ltd + ss
+    unit_cost = _num(s["unit_cost"])
+    q_eoq = eoq(r.annual, _num(s["order_cost"]), unit_cost,
+                _num(s["holding_cost_rate"]) or policy.holding_cost_rate)
+    if q_eoq is None:
+        notes.append(f"no EOQ (order_cost or unit_cost missing): cover {policy.review_days} d of demand")
+        cover = float(full[lead : lead + policy.review_days].sum())
+    else:
+        cover = q_eoq
+    on_hand, on_order = float(s["on_hand"]), _num(s["on_order"]) or 0.0
+    position = on_hand + on_order
+    qty = 0.0
+    if position <= rop + 1e-9:
+        qty = round_order(rop + cover - position, _num(s["pack_size"]), _num(s["min_order_qty"]))
+    days = stockout(r.path, on_hand, on_order, lead)
+    if days is not None and days < lead:
+        notes.append(f"stock-out expected before a new order can arrive (lead time {lead} d)")
+    return {
+        "item_id": s["item_id"], "site": s["site"], "abc_class": abc, "demand_class": r.cls,
+        "service_level": p, "on_hand": on_hand, "on_order": on_order, "lead_time_days": lead,
+        "lead_time_demand": ltd, "safety_stock": ss, "reorder_point": rop, "order_up_to": rop + cover,
+        "order_qty": qty, "eoq": q_eoq,
+        "stockout_date": as_of + timedelta(days=math.ceil(days)) if days is not None else None,
+        "days_to_stockout": days, "urgency": urgency(days, policy), "unit_cost": unit_cost,
+        "order_value": qty * unit_cost if unit_cost is not None else None, "method": method,
+        "notes": "; ".join(notes),
+    }
+
+
+def _safety_stock(r: _Row, p: float, lead: int, ltd: float, full: np.ndarray, segs: list[np.ndarray] | None,
+                  policy: Policy) -> tuple[float, str]:
+    """(safety stock >= 0, method) for service level `p` over `lead` days."""
+    n_resid = sum(len(x) for x in segs) if segs else 0
+    use_resid = r.cls not in INTERMITTENT and n_resid >= policy.min_residual_days
+    if lead <= 0:
+        return 0.0, "residual" if use_resid else "bootstrap"
+    rng = _rng(policy.bootstrap_seed, r.stock["item_id"], r.stock["site"])
+    n = policy.bootstrap_samples
+    if use_resid:
+        assert segs is not None
+        errors = block_bootstrap(segs, lead, n, policy.block_days, rng) * r.share
+        bias = float(np.concatenate(segs).mean()) * lead * r.share
+        if bias < 0:  # an over-forecast in the backtest is not credited against the safety stock
+            errors -= bias
+        if policy.undershoot:
+            errors += undershoot(r.history, n, rng)
+        return max(0.0, quantile(errors, p)), "residual"
+    if segs is not None and r.cls not in INTERMITTENT:
+        r.notes.append(f"{n_resid} backtest errors < {policy.min_residual_days}: bootstrap of the history")
+    if len(r.history) >= policy.min_history_days:
+        samples = block_bootstrap([r.history], lead, n, policy.block_days, rng)
+        m = float(samples.mean())
+        samples *= ltd / m if m > 0 else 0.0  # the forecast's level, the history's shape
+        if policy.undershoot:
+            samples += undershoot(r.history, n, rng) * (ltd / m if m > 0 else 0.0)
+        return max(0.0, quantile(samples, p) - ltd), "bootstrap"
+    if r.sigma is None:
+        r.notes.append("no backtest errors, history or intervals: safety stock 0")
+        return 0.0, "normal"
+    r.notes.append(f"history {len(r.history)} d < {policy.min_history_days} d: normal approximation")
+    var = extend_path(r.sigma**2, len(full))[:lead].sum()
+    return max(0.0, NormalDist().inv_cdf(p) * math.sqrt(var)), "normal"
+
+
+def _stock_frame(stock: pl.DataFrame) -> pl.DataFrame:
+    """The stock snapshot with every optional column present (nulls where absent)."""
+    cols = {"site": pl.String, "on_order": pl.Float64, "unit_cost": pl.Float64, "order_cost": pl.Float64,
+            "holding_cost_rate": pl.Float64, "min_order_qty": pl.Float64, "pack_size": pl.Float64,
+            "service_level": pl.Float64}
+    df = stock.with_columns([pl.lit(None, dtype=t).alias(c) for c, t in cols.items()
+                             if c not in stock.columns])
+    return df.with_columns(pl.col("item_id").cast(pl.String), pl.col("site").cast(pl.String).fill_null(""),
+                           pl.col("on_hand").cast(pl.Float64), pl.col("lead_time_days").cast(pl.Int64),
+                           *[pl.col(c).cast(t) for c, t in cols.items() if c != "site"])
+
+
+def sort_recommendations(df: pl.DataFrame) -> pl.DataFrame:
+    """Most urgent first: urgency, days to stock-out, then order value (largest first)."""
+    rank = pl.col("urgency").replace_strict({u: i for i, u in enumerate(URGENCY)}, default=len(URGENCY))
+    return df.sort([rank, "days_to_stockout", "order_value", "item_id", "site"],
+                   descending=[False, False, True, False, False], nulls_last=True)
+
+
+def summarize(recs: pl.DataFrame, top: int = 10) -> dict[str, Any]:
+    """Counts by urgency, ABC and method, orders and their value, and the most urgent rows."""
+    counts = {u: int((recs["urgency"] == u).sum()) if recs.height else 0 for u in URGENCY}
+    orders = recs.filter(pl.col("order_qty") > 0) if recs.height else recs
+    head = sort_recommendations(recs).head(top) if recs.height else recs
+    return {
+        "rows": recs.height,
+        "urgency": counts,
+        "abc": {c: int((recs["abc_class"] == c).sum()) for c in "ABC"} if recs.height else {},
+        "methods": dict(sorted(recs.group_by("method").len().iter_rows())) if recs.height else {},
+        "orders": orders.height,
+        "order_value": float(orders["order_value"].fill_null(0.0).sum()) if orders.height else 0.0,
+        "most_urgent": [
+            {"item_id": r["item_id"], "site": r["site"], "urgency": r["urgency"],
+             "days_to_stockout": r["days_to_stockout"], "order_qty": r["order_qty"]}
+            for r in head.iter_rows(named=True)
+        ],
+    }

@@ -1,0 +1,490 @@
+"""Recommendations on constructed cases with known answers, and `nova-ray recommend` end to end."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+import nova_ray.cli.recommend  # noqa: F401  (registers the command)
+from nova_ray.cli import app
+from nova_ray.io.recommendations import amend_run
+from nova_ray.io.results import ResultWriter
+from nova_ray.recommend import (
+    SCHEMA,
+    Policy,
+    abc_classes,
+    block_bootstrap,
+    eoq,
+    extend_path,
+    recommend,
+    round_order,
+    stockout,
+    summarize,
+    urgency,
+)
+from nova_ray.schemas import TABLES
+
+START = date(2024, 1, 1)  # first forecast day; as_of is the day before
+NO_UNDERSHOOT = Policy(undershoot=False)
+
+
+def forecast(paths: dict[str, np.ndarray | float], horizon: int = 30, width: float = 0.0) -> pl.DataFrame:
+    rows = []
+    for item, v in paths.items():
+        v = np.broadcast_to(np.asarray(v, dtype=float), (horizon,))
+        for t in range(horizon):
+            rows.append({"item_id": item, "date": START + timedelta(days=t), "forecast": v[t],
+                         "lo_80": max(v[t] - width, 0.0), "hi_80": v[t] + width,
+                         "lo_95": max(v[t] - 2 * width, 0.0), "hi_95": v[t] + 2 * width})
+    return pl.DataFrame(rows)
+
+
+def history(series: dict[str, np.ndarray], sites: dict[str, str] | None = None) -> pl.DataFrame:
+    frames = []
+    for key, y in series.items():
+        n = len(y)
+        item = key.split("@")[0]
+        df = pl.DataFrame({"item_id": [item] * n,
+                           "date": [START - timedelta(days=n - i) for i in range(n)],
+                           "quantity": np.asarray(y, dtype=float)})
+        if sites is not None:
+            df = df.with_columns(site=pl.lit(sites[key]))
+        frames.append(df)
+    return pl.concat(frames)
+
+
+def backtests(item: str, actual: np.ndarray, fc: np.ndarray, windows: int = 3, h: int = 30) -> pl.DataFrame:
+    """Windows that tile the `windows * h` days before START."""
+    rows = []
+    first = START - timedelta(days=windows * h)
+    for w in range(windows):
+        origin = first + timedelta(days=w * h)
+        for t in range(h):
+            i = w * h + t
+            rows.append({"item_id": item, "model": "ensemble", "window": w, "origin": origin,
+                         "date": origin + timedelta(days=t), "forecast": float(fc[i]),
+                         "actual": float(actual[i])})
+    return pl.DataFrame(rows)
+
+
+def stock(**cols: list) -> pl.DataFrame:
+    return pl.DataFrame(cols)
+
+
+def one(df: pl.DataFrame, item: str = "A", site: str | None = None) -> dict:
+    sel = df.filter(pl.col("item_id") == item)
+    if site is not None:
+        sel = sel.filter(pl.col("site") == site)
+    assert sel.height == 1
+    return sel.row(0, named=True)
+
+
+# ---------------------------------------------------------------- pure pieces
+
+
+def test_round_order_pack_and_minimum() -> None:
+    assert round_order(0.0, 10, 25) == 0.0 and round_order(-3, 10, 25) == 0.0
+    assert round_order(23, 10) == 30 and round_order(20, 10) == 20
+    assert round_order(3, 10, 25) == 30  # the minimum, rounded up to whole packs
+    assert round_order(2.2) == 3 and round_order(2.2, None, 5) == 5
+
+
+def test_eoq() -> None:
+    assert eoq(1000, 50, 10, 0.25) == pytest.approx((2 * 1000 * 50 / 2.5) ** 0.5)
+    assert eoq(1000, None, 10, 0.25) is None and eoq(1000, 50, None, 0.25) is None
+    assert eoq(1000, 50, 0.0, 0.25) is None and eoq(0, 50, 10, 0.25) == 0.0
+
+
+def test_stockout_arithmetic() -> None:
+    f = np.full(30, 2.0)
+    assert stockout(f, 10) == 5.0 and stockout(f, 9) == 4.5 and stockout(f, 0) == 0.0
+    assert stockout(f, 60) == 30.0 and stockout(f, 61) is None
+    # on order arrives at the start of day 4 (lead 3): 10 + 10 last until the end of day 10
+    assert stockout(f, 10, on_order=10, arrival_day=3) == 10.0
+    # arriving after the stock ran out does not undo the stock-out
+    assert stockout(f, 4, on_order=100, arrival_day=5) == 2.0
+    assert stockout(np.zeros(30), 0) is None
+    assert stockout(np.array([0, 0, 3.0]), 0) == 2.0  # empty shelf, first demand on day 3
+
+
+def test_urgency_thresholds() -> None:
+    p = Policy()
+    assert [urgency(d, p) for d in (0, 7, 7.01, 14, 30, 30.5, None)] == \
+        ["critical", "critical", "high", "high", "medium", "ok", "ok"]
+
+
+def test_abc_classes() -> None:
+    # shares before each item: 0, .5, .75, .9, .95, .975
+    assert abc_classes(np.array([10, 100, 5, 50, 30, 5])).tolist() == ["B", "A", "C", "A", "A", "C"]
+    assert abc_classes(np.array([0.0, 0.0])).tolist() == ["C", "C"]
+    assert abc_classes(np.array([1.0])).tolist() == ["A"]
+
+
+def test_extend_path_uses_last_week_mean() -> None:
+    p = np.r_[np.ones(23), np.full(7, 5.0)]
+    assert extend_path(p, 40)[30:].tolist() == [5.0] * 10 and len(extend_path(p, 10)) == 10
+
+
+def test_block_bootstrap_intermittent_is_non_negative_and_sensible() -> None:
+    rng = np.random.default_rng(0)
+    y = np.where(rng.random(365) < 0.05, rng.integers(3, 11, 365), 0).astype(float)
+    s = block_bootstrap([y], 14, 5000, 7, np.random.default_rng(1))
+    assert (s >= 0).all() and s.max() <= np.sort(y)[-14:].sum()
+    assert abs(s.mean() - 14 * y.mean()) < 0.15 * 14 * y.mean() + 0.5
+    q50, q90, q99 = np.quantile(s, [0.5, 0.9, 0.99])
+    assert 0 <= q50 <= q90 <= q99 and q90 > s.mean()
+    # spans shorter than a block are real spans of the series
+    short = block_bootstrap([np.arange(10.0)], 3, 200, 7, np.random.default_rng(2))
+    assert set(short) <= {3 * i + 3 for i in range(8)}
+
+
+# ---------------------------------------------------------------- recommend()
+
+
+def test_schema_is_registered_and_followed() -> None:
+    assert TABLES["recommendations"] == (SCHEMA, None)
+    out = recommend(forecast({"A": 1.0}), stock(item_id=["A"], on_hand=[5.0], lead_time_days=[3]),
+                    history=history({"A": np.ones(100)}))
+    assert out.columns == SCHEMA.names and out.to_arrow().cast(SCHEMA).num_rows == 1
+    assert out.schema == pl.from_arrow(SCHEMA.empty_table()).schema
+
+
+def test_constant_demand_perfect_forecast() -> None:
+    """Residual method: zero errors -> no safety stock; reorder point = rate x lead time."""
+    fc = forecast({"A": 10.0})
+    bt = backtests("A", np.full(90, 10.0), np.full(90, 10.0))
+    st = stock(item_id=["A"], on_hand=[500.0], lead_time_days=[7])
+    h = history({"A": np.full(365, 10.0)})
+    r = one(recommend(fc, st, history=h, backtests=bt, policy=NO_UNDERSHOOT))
+    assert r["method"] == "residual" and r["demand_class"] == "smooth"
+    assert r["safety_stock"] == pytest.approx(0.0, abs=1e-9)
+    assert r["lead_time_demand"] == pytest.approx(70.0) and r["reorder_point"] == pytest.approx(70.0)
+    assert r["order_qty"] == 0.0 and r["days_to_stockout"] is None and r["urgency"] == "ok"
+    # the history bootstrap agrees on constant demand
+    r = one(recommend(fc, st, history=h, policy=NO_UNDERSHOOT))
+    assert r["method"] == "bootstrap" and r["safety_stock"] == pytest.approx(0.0, abs=1e-9)
+    assert r["reorder_point"] == pytest.approx(70.0)
+    # by default the review-day undershoot adds at most one day of demand
+    r = one(recommend(fc, st, history=h, backtests=bt))
+    assert 0.0 < r["safety_stock"] <= 10.0
+
+
+def test_zero_demand_no_order_no_stockout() -> None:
+    st = stock(item_id=["A"], on_hand=[0.0], lead_time_days=[10], unit_cost=[5.0], order_cost=[100.0],
+               pack_size=[10.0], min_order_qty=[50.0])
+    r = one(recommend(forecast({"A": 0.0}), st, history=history({"A": np.zeros(200)})))
+    assert r["demand_class"] == "zero" and r["reorder_point"] == 0.0 and r["safety_stock"] == 0.0
+    assert r["order_qty"] == 0.0 and r["order_value"] == 0.0 and r["eoq"] == 0.0
+    assert r["stockout_date"] is None and r["days_to_stockout"] is None and r["urgency"] == "ok"
+
+
+def test_large_order_on_order_means_no_new_order() -> None:
+    st = stock(item_id=["A"], on_hand=[10.0], on_order=[1000.0], lead_time_days=[5])
+    r = one(recommend(forecast({"A": 10.0}), st, history=history({"A": np.full(200, 10.0)})))
+    assert r["reorder_point"] > 50 and r["order_qty"] == 0.0
+    # the open order is assumed to arrive after the lead time: the shelf is empty after one day
+    assert r["days_to_stockout"] == pytest.approx(1.0) and r["urgency"] == "critical"
+    assert "before a new order can arrive" in r["notes"]
+    assert r["stockout_date"] == START  # as_of + 1 day
+
+
+def test_lead_time_longer_than_horizon() -> None:
+    path = np.r_[np.full(23, 1.0), np.full(7, 5.0)]
+    st = stock(item_id=["A"], on_hand=[1000.0], lead_time_days=[45])
+    r = one(recommend(forecast({"A": path}), st, history=history({"A": np.full(200, 2.0)}),
+                      policy=NO_UNDERSHOOT))
+    assert r["lead_time_demand"] == pytest.approx(23 + 35 + 15 * 5)
+    assert "lead time 45 d > horizon 30 d" in r["notes"]
+
+
+def test_missing_costs_order_up_to_review_cover() -> None:
+    p = Policy(undershoot=False, review_days=14)
+    st = stock(item_id=["A"], on_hand=[20.0], lead_time_days=[5], pack_size=[1.0])
+    r = one(recommend(forecast({"A": 4.0}), st, history=history({"A": np.full(200, 4.0)}), policy=p))
+    assert r["eoq"] is None and r["unit_cost"] is None and r["order_value"] is None
+    assert r["reorder_point"] == pytest.approx(20.0)
+    assert r["order_up_to"] == pytest.approx(20.0 + 14 * 4.0)
+    assert r["order_qty"] == pytest.approx(56.0)  # up to 76 from a position of 20
+    assert "no EOQ" in r["notes"] and "ABC by quantity" in r["notes"]
+
+
+def test_eoq_sets_the_order_up_to_level_with_pack_and_minimum() -> None:
+    st = stock(item_id=["A", "B"], on_hand=[0.0, 0.0], lead_time_days=[2, 2], unit_cost=[10.0, 10.0],
+               order_cost=[50.0, 50.0], holding_cost_rate=[0.25, 0.25], pack_size=[12.0, 12.0],
+               min_order_qty=[0.0, 200.0])
+    out = recommend(forecast({"A": 1.0, "B": 1.0}), st, policy=NO_UNDERSHOOT,
+                    history=history({"A": np.ones(200), "B": np.ones(200)}))
+    a, b = one(out, "A"), one(out, "B")
+    q = (2 * 365 * 50 / 2.5) ** 0.5
+    assert a["eoq"] == pytest.approx(q) and a["order_up_to"] == pytest.approx(2.0 + q)
+    assert a["order_qty"] == 12 * np.ceil((2.0 + q) / 12) and a["order_qty"] % 12 == 0
+    assert b["order_qty"] == 12 * np.ceil(200 / 12)  # the minimum in whole packs
+    assert a["order_value"] == pytest.approx(a["order_qty"] * 10.0)
+
+
+def test_higher_service_level_never_lowers_the_reorder_point() -> None:
+    rng = np.random.default_rng(42)
+    levels = [0.5, 0.8, 0.9, 0.95, 0.98, 0.995]
+    seen: set[str] = set()
+    for case in range(24):
+        kind = case % 3
+        lead = int(rng.integers(1, 60))
+        if kind == 0:  # residual: noisy backtests
+            rate = rng.uniform(1, 50)
+            y = rng.poisson(rate, 365).astype(float)
+            fc = np.full(90, rate * rng.uniform(0.8, 1.2))
+            bt = backtests("A", rng.poisson(rate, 90).astype(float), fc)
+        elif kind == 1:  # bootstrap: intermittent history
+            y = np.where(rng.random(365) < rng.uniform(0.02, 0.3), rng.integers(1, 20, 365), 0).astype(float)
+            rate, bt = y.mean(), None
+        else:  # normal: short history, interval width
+            rate = rng.uniform(0, 10)
+            y, bt = rng.poisson(rate, 10).astype(float), None
+        fc, h, rows = forecast({"A": rate}, width=rate * 0.5 + 0.1), history({"A": y}), []
+        for p in levels:
+            st = stock(item_id=["A"], on_hand=[0.0], lead_time_days=[lead], service_level=[p])
+            rows.append(one(recommend(fc, st, history=h, backtests=bt, policy=Policy(bootstrap_seed=case))))
+        assert len({r["method"] for r in rows}) == 1
+        seen.add(rows[0]["method"])
+        rop = np.array([r["reorder_point"] for r in rows])
+        assert (np.diff(rop) >= -1e-9).all(), (case, rows[0]["method"], rop)
+        assert all(r["safety_stock"] >= 0 for r in rows)
+    assert {"residual", "bootstrap", "normal"} <= seen
+
+
+def test_monotone_for_the_same_row_and_seed() -> None:
+    """The same item and site at rising service levels: the bootstrap draws are the same."""
+    rng = np.random.default_rng(5)
+    y = np.where(rng.random(365) < 0.1, rng.integers(1, 30, 365), 0).astype(float)
+    rops = []
+    for p in (0.6, 0.8, 0.9, 0.95, 0.99):
+        st = stock(item_id=["A"], on_hand=[0.0], lead_time_days=[20], service_level=[p])
+        rops.append(one(recommend(forecast({"A": 0.0}), st, history=history({"A": y})))["reorder_point"])
+    assert rops == sorted(rops) and rops[-1] > rops[0]
+
+
+def test_intermittent_uses_bootstrap_with_history_level() -> None:
+    rng = np.random.default_rng(3)
+    y = np.where(rng.random(365) < 0.05, rng.integers(3, 11, 365), 0).astype(float)
+    st = stock(item_id=["A"], on_hand=[0.0], lead_time_days=[14], service_level=[0.95])
+    # a zero point forecast (MAE-weighted ensembles do that for intermittent series) is not trusted
+    r = one(recommend(forecast({"A": 0.0}), st, history=history({"A": y})))
+    assert r["demand_class"] in {"intermittent", "lumpy"} and r["method"] == "bootstrap"
+    assert r["lead_time_demand"] == pytest.approx(14 * y.mean())
+    assert 0 < r["lead_time_demand"] < r["reorder_point"] <= np.sort(y)[-15:].sum()
+    assert r["safety_stock"] >= 0 and "rate from the recent history" in r["notes"]
+
+
+def test_normal_method_only_without_history_or_residuals() -> None:
+    st = stock(item_id=["A"], on_hand=[100.0], lead_time_days=[4], service_level=[0.9])
+    r = one(recommend(forecast({"A": 5.0}, width=2.0), st, history=history({"A": np.full(10, 5.0)})))
+    sigma = 2.0 / 1.2815515655446004
+    assert r["method"] == "normal"
+    assert r["safety_stock"] == pytest.approx(1.2815515655446004 * sigma * 2.0, rel=1e-6)
+
+
+def test_too_few_backtest_errors_fall_back_to_bootstrap() -> None:
+    bt = backtests("A", np.full(14, 3.0), np.full(14, 3.0), windows=1, h=14)
+    st = stock(item_id=["A"], on_hand=[100.0], lead_time_days=[4])
+    r = one(recommend(forecast({"A": 3.0}), st, history=history({"A": np.full(100, 3.0)}), backtests=bt))
+    assert r["method"] == "bootstrap" and "14 backtest errors < 28" in r["notes"]
+
+
+def test_backtest_over_forecast_is_not_credited() -> None:
+    """A forecast 2/day too high in the backtest gets the safety stock of an unbiased one, not less."""
+    rng = np.random.default_rng(9)
+    actual = rng.poisson(10, 90).astype(float)
+    st = stock(item_id=["A"], on_hand=[500.0], lead_time_days=[7], service_level=[0.9])
+    h = history({"A": rng.poisson(10, 365).astype(float)})
+    fair = one(recommend(forecast({"A": 10.0}), st, history=h,
+                         backtests=backtests("A", actual, np.full(90, actual.mean())), policy=NO_UNDERSHOOT))
+    high = one(recommend(forecast({"A": 10.0}), st, history=h, policy=NO_UNDERSHOOT,
+                         backtests=backtests("A", actual, np.full(90, actual.mean() + 2))))
+    low = one(recommend(forecast({"A": 10.0}), st, history=h, policy=NO_UNDERSHOOT,
+                        backtests=backtests("A", actual, np.full(90, actual.mean() - 2))))
+    assert fair["method"] == high["method"] == "residual" and fair["safety_stock"] > 0
+    assert high["safety_stock"] == pytest.approx(fair["safety_stock"])
+    assert low["safety_stock"] == pytest.approx(fair["safety_stock"] + 14, abs=0.5)  # under-forecast: added
+
+
+def test_days_to_stockout_and_date_in_the_table() -> None:
+    st = stock(item_id=["A", "B", "C"], on_hand=[9.0, 100.0, 0.0], lead_time_days=[3, 3, 3])
+    out = recommend(forecast({"A": 2.0, "B": 2.0, "C": 2.0}), st,
+                    history=history({k: np.full(100, 2.0) for k in "ABC"}))
+    a, b, c = one(out, "A"), one(out, "B"), one(out, "C")
+    assert a["days_to_stockout"] == 4.5 and a["stockout_date"] == START + timedelta(days=4)
+    assert a["urgency"] == "critical"
+    assert b["days_to_stockout"] is None and b["stockout_date"] is None and b["urgency"] == "ok"
+    assert c["days_to_stockout"] == 0.0 and c["stockout_date"] == START - timedelta(days=1)
+    assert out["item_id"].to_list() == ["C", "A", "B"]  # critical first, soonest first
+
+
+def test_abc_and_service_levels_in_the_table() -> None:
+    items = {f"I{i}": float(r) for i, r in enumerate([100, 50, 30, 10, 5, 5])}
+    st = stock(item_id=list(items), on_hand=[1e6] * 6, lead_time_days=[5] * 6, unit_cost=[1.0] * 6)
+    out = recommend(forecast(items), st, history=history({k: np.full(100, v) for k, v in items.items()}))
+    got = dict(zip(out["item_id"], out["abc_class"], strict=True))
+    assert got == {"I0": "A", "I1": "A", "I2": "A", "I3": "B", "I4": "C", "I5": "C"}
+    sl = dict(zip(out["item_id"], out["service_level"], strict=True))
+    assert sl["I0"] == 0.98 and sl["I3"] == 0.95 and sl["I5"] == 0.90
+    # value, not quantity: a cheap fast mover ranks below an expensive slow one
+    st2 = st.with_columns(unit_cost=pl.Series([0.01, 1, 1, 100, 1, 1]))
+    got2 = dict(zip(*recommend(forecast(items), st2, history=history(
+        {k: np.full(100, v) for k, v in items.items()}))[["item_id", "abc_class"]], strict=True))
+    assert got2["I3"] == "A" and got2["I0"] == "C"
+
+
+def test_item_forecast_split_by_site_share() -> None:
+    h = history({"A@x": np.full(200, 3.0), "A@y": np.full(200, 1.0)}, sites={"A@x": "x", "A@y": "y"})
+    st = stock(item_id=["A", "A", "A"], site=["x", "y", "z"], on_hand=[0.0] * 3, lead_time_days=[10] * 3)
+    out = recommend(forecast({"A": 4.0}), st, history=h, policy=NO_UNDERSHOOT)
+    assert one(out, "A", "x")["lead_time_demand"] == pytest.approx(30.0)
+    assert one(out, "A", "y")["lead_time_demand"] == pytest.approx(10.0)
+    z = one(out, "A", "z")
+    assert z["lead_time_demand"] == 0.0 and z["order_qty"] == 0.0
+    assert "no demand history at this site" in z["notes"]
+    assert "site share 0.75" in one(out, "A", "x")["notes"]
+
+
+def test_weekly_forecast_spread_over_days() -> None:
+    fc = pl.DataFrame({"item_id": ["A"] * 4, "date": [START + timedelta(days=7 * k) for k in range(4)],
+                       "forecast": [70.0] * 4})
+    st = stock(item_id=["A"], on_hand=[35.0], lead_time_days=[10])
+    r = one(recommend(fc, st, history=history({"A": np.full(100, 10.0)}), policy=NO_UNDERSHOOT))
+    assert r["lead_time_demand"] == pytest.approx(100.0) and r["days_to_stockout"] == pytest.approx(3.5)
+
+
+def test_unknown_items_skipped_and_other_models_ignored() -> None:
+    fc = pl.concat([forecast({"A": 1.0}).with_columns(model=pl.lit("ensemble")),
+                    forecast({"A": 99.0}).with_columns(model=pl.lit("naive"))])
+    st = stock(item_id=["A", "ZZ"], on_hand=[100.0, 1.0], lead_time_days=[5, 5])
+    out = recommend(fc, st, history=history({"A": np.ones(100)}), policy=NO_UNDERSHOOT)
+    assert out["item_id"].to_list() == ["A"] and one(out)["lead_time_demand"] == pytest.approx(5.0)
+    empty = recommend(fc, st.filter(pl.col("item_id") == "ZZ"))
+    assert empty.height == 0 and empty.schema == out.schema
+
+
+def test_summary_lists_critical_first() -> None:
+    st = stock(item_id=["A", "B"], on_hand=[100.0, 1.0], lead_time_days=[5, 5], unit_cost=[2.0, 3.0])
+    out = recommend(forecast({"A": 1.0, "B": 1.0}), st,
+                    history=history({"A": np.ones(100), "B": np.ones(100)}))
+    s = summarize(out)
+    assert s["urgency"]["critical"] == 1 and s["most_urgent"][0]["item_id"] == "B"
+    assert s["orders"] == 1 and s["order_value"] == pytest.approx(one(out, "B")["order_value"])
+
+
+def test_policy_from_config() -> None:
+    from dataclasses import make_dataclass
+
+    section = make_dataclass("Recommend", [("service_level_a", float, 0.99), ("critical_days", int, 3)])()
+    cfg = type("Cfg", (), {"recommend": section})()
+    assert Policy.from_config(cfg) == Policy(service_level_a=0.99, critical_days=3)
+    assert Policy.from_config(object()) == Policy()
+
+
+# ---------------------------------------------------------------- published run and CLI
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def published(tmp_path: Path) -> dict[str, Path]:
+    """A published run (written by ResultWriter) for three items, their history and a stock file."""
+    root = tmp_path / "results"
+    fc = forecast({"A": 2.0, "B": 5.0, "C": 0.5}, horizon=14)
+    hist = history({"A": np.full(120, 2.0), "B": np.full(120, 5.0), "C": np.r_[np.zeros(100), np.ones(20)]})
+    hist = hist.with_columns(site=pl.lit("S1"))
+    items = pl.DataFrame({"item_id": ["A", "B", "C"], "demand_class": ["smooth", "smooth", "intermittent"]})
+    w = ResultWriter(root, "20240101-abc", START, {"run_id": "20240101-abc", "model_version": "0.1.0+x",
+                                                   "generated_at": "2024-01-01T00:00:00+00:00",
+                                                   "dataset_id": "d1"})
+    w.write("forecasts", fc.with_columns(model=pl.lit("ensemble")).to_arrow())
+    w.write("forecasts", fc.with_columns(model=pl.lit("naive"), forecast=pl.lit(100.0)).to_arrow())
+    from nova_ray.engine import ITEMS_TABLE
+
+    w.write("items", pl.DataFrame({c: [None] * 3 for c in ITEMS_TABLE.names}).with_columns(
+        items).to_arrow().cast(ITEMS_TABLE))
+    w.commit({"run_id": "20240101-abc"}, {"items": 3})
+    data = tmp_path / "demand.parquet"
+    hist.write_parquet(data)
+    good = tmp_path / "stock.csv"
+    good.write_text("item_id,site,on_hand,lead_time_days,unit_cost\nA,S1,1,5,10\nB,S1,500,5,1\n"
+                    "C,S1,0,3,2\nZZ,S1,1,1,1\n")
+    return {"root": root, "data": data, "stock": good, "tmp": tmp_path}
+
+
+def test_cli_writes_recommendations_into_the_run(published: dict[str, Path]) -> None:
+    root = published["root"]
+    res = runner.invoke(app, ["recommend", "--results", str(root), "--stock", str(published["stock"]),
+                              "--data", str(published["data"])])
+    assert res.exit_code == 0, res.output
+    part = root / "recommendations" / "run_date=2024-01-01"
+    df = pl.read_parquet(part)
+    assert sorted(df["item_id"]) == ["A", "B", "C"] and df["urgency"][0] == "critical"
+    table = __import__("pyarrow.parquet", fromlist=["x"]).read_table(next(part.glob("*.parquet")))
+    meta = table.schema.metadata
+    assert meta[b"run_id"] == b"20240101-abc" and meta[b"kind"] == b"recommendations"
+    ptr = json.loads((root / "metadata" / "last_updated.json").read_text())
+    rec = json.loads((root / "metadata" / "runs" / "20240101-abc.json").read_text())
+    assert ptr["row_counts"]["recommendations"] == 3 and rec["row_counts"]["forecasts"] > 0
+    assert rec["summary"]["recommendations"]["urgency"]["critical"] >= 1
+    assert ptr["partitions"]["recommendations"] == "recommendations/run_date=2024-01-01"
+    assert "critical" in res.output and res.output.index("critical") < res.output.index(" ok ")
+    assert "'ZZ'" in res.output and "not in the forecast" in res.output  # a warning, not an error
+    assert "no ensemble backtests" in res.output
+    # a second run replaces the partition
+    res = runner.invoke(app, ["recommend", "--results", str(root), "--stock", str(published["stock"]),
+                              "--data", str(published["data"]), "--top", "1"])
+    assert res.exit_code == 0 and len(list(part.glob("*.parquet"))) == 1
+    assert not (root / ".staging").exists() and not (root / ".trash").exists()
+    assert (root / "forecasts" / "run_date=2024-01-01" / "model=naive").exists()
+
+
+def test_cli_bad_stock_exits_2_and_writes_nothing(published: dict[str, Path]) -> None:
+    root = published["root"]
+    before = (root / "metadata" / "last_updated.json").read_text()
+    bad = published["tmp"] / "bad.csv"
+    bad.write_text("item_id,on_hand,lead_time_days\nA,1,5\nB,-2,5\n")
+    res = runner.invoke(app, ["recommend", "--results", str(root), "--stock", str(bad),
+                              "--data", str(published["data"])])
+    assert res.exit_code == 2
+    assert f"{bad}: line 3: on_hand -2 in column 'on_hand' must be >= 0" in " ".join(res.output.split())
+    assert not (root / "recommendations").exists()
+    assert (root / "metadata" / "last_updated.json").read_text() == before
+
+
+def test_cli_without_a_published_run_exits_2(tmp_path: Path, published: dict[str, Path]) -> None:
+    res = runner.invoke(app, ["recommend", "--results", str(tmp_path / "none"), "--stock",
+                              str(published["stock"]), "--data", str(published["data"])])
+    assert res.exit_code == 2 and "no published run" in res.output
+    res = runner.invoke(app, ["recommend", "--results", str(published["root"]), "--data",
+                              str(published["data"]), "--stock", str(tmp_path / "missing.csv")])
+    assert res.exit_code == 2 and "file not found" in res.output
+
+
+def test_amend_run_leaves_other_runs_pointer_alone(published: dict[str, Path]) -> None:
+    root = published["root"]
+    ptr = (root / "metadata" / "last_updated.json").read_text()
+    tbl = pl.from_arrow(SCHEMA.empty_table()).to_arrow()
+    rec = amend_run(root, "20231231-old", "2023-12-31", "recommendations", tbl, {"run_id": "20231231-old"})
+    assert "recommendations" not in rec["row_counts"] and "recommendations" not in rec["partitions"]
+    assert not (root / "recommendations" / "run_date=2023-12-31").exists()  # empty: no file
+    assert (root / "metadata" / "last_updated.json").read_text() == ptr
+    with pytest.raises(ValueError):
+        amend_run(root, "20240101-abc", "2024-01-01", "forecasts", tbl, {})
+
+
+def test_amended_run_can_be_synced(published: dict[str, Path]) -> None:
+    from nova_ray.io.publish import find_run
+
+    res = runner.invoke(app, ["recommend", "--results", str(published["root"]), "--stock",
+                              str(published["stock"]), "--data", str(published["data"])])
+    assert res.exit_code == 0, res.output
+    run = find_run(published["root"])  # checks partitions, run ids in the files, and row counts
+    assert run.row_counts["recommendations"] == 3

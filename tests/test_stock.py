@@ -1,0 +1,109 @@
+"""Stock snapshot validation: one-line errors naming file, line/row and column; unknown items warn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from nova_ray.io.errors import InputError
+from nova_ray.io.stock import read_stock, resolve_stock_path, unknown_items
+
+HEADER = "item_id,site,on_hand,lead_time_days"
+
+
+def _csv(tmp_path: Path, text: str, name: str = "stock.csv") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _error(path: Path) -> str:
+    with pytest.raises(InputError) as exc:
+        read_stock(path)
+    msg = str(exc.value)
+    assert "\n" not in msg and str(path) in msg
+    return msg
+
+
+def test_reads_csv_with_defaults_for_missing_optional_columns(tmp_path: Path) -> None:
+    p = _csv(tmp_path, f"{HEADER},unit_cost,pack_size\nA,S1,5,7,2.5,10\nA,S2,0,3,,\nB,S1,1.5,0,1,1\n")
+    df = read_stock(p)
+    assert df.columns[:4] == ["item_id", "site", "on_hand", "lead_time_days"]
+    assert df["lead_time_days"].dtype == pl.Int64 and df["lead_time_days"].to_list() == [7, 3, 0]
+    assert df["on_hand"].to_list() == [5.0, 0.0, 1.5]
+    assert df["unit_cost"].to_list() == [2.5, None, 1.0]  # empty cell: use the default
+    assert df["on_order"].null_count() == 3 and df["service_level"].null_count() == 3
+
+
+def test_reads_parquet_without_site(tmp_path: Path) -> None:
+    p = tmp_path / "stock.parquet"
+    pl.DataFrame({"item_id": ["A", "B"], "on_hand": [1.0, 2.0], "lead_time_days": [5, 6],
+                  "service_level": [0.99, None]}).write_parquet(p)
+    df = read_stock(p)
+    assert df["site"].to_list() == ["", ""] and df["service_level"].to_list() == [0.99, None]
+
+
+def test_demo_stock_is_valid(small_demo: Path) -> None:
+    df = read_stock(small_demo / "stock.parquet")
+    assert df.height == 12 and df["pack_size"].null_count() == 0
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("item_id,on_hand\nA,1\n", "missing column 'lead_time_days' (found: item_id, on_hand)"),
+    (f"{HEADER}\n", "file is empty (no data rows)"),
+    (f"{HEADER}\nA,S,1,2\n,S,1,2\n", "line 3: empty item_id in column 'item_id'"),
+    (f"{HEADER}\nA,S,abc,2\n", "line 2: on_hand 'abc' in column 'on_hand' is not a number"),
+    (f"{HEADER}\nA,S,,2\n", "line 2: empty value in required column 'on_hand'"),
+    (f"{HEADER}\nA,S,1,2\nB,S,-3,2\n", "line 3: on_hand -3 in column 'on_hand' must be >= 0"),
+    (f"{HEADER}\nA,S,1,-1\n",
+     "line 2: lead_time_days -1 in column 'lead_time_days' must be a whole number >= 0"),
+    (f"{HEADER}\nA,S,1,2.5\n",
+     "line 2: lead_time_days 2.5 in column 'lead_time_days' must be a whole number"),
+    (f"{HEADER}\nA,S,1,x\n", "line 2: lead_time_days 'x' in column 'lead_time_days' is not a number"),
+    (f"{HEADER},service_level\nA,S,1,2,1\n",
+     "line 2: service_level 1 in column 'service_level' must be between 0 and 1 (exclusive)"),
+    (f"{HEADER},service_level\nA,S,1,2,0\n", "service_level 0 in column 'service_level' must be between 0"),
+    (f"{HEADER},service_level\nA,S,1,2,95\n", "service_level 95 in column 'service_level' must be between 0"),
+    (f"{HEADER},pack_size\nA,S,1,2,0\n", "line 2: pack_size 0 in column 'pack_size' must be > 0"),
+    (f"{HEADER},unit_cost\nA,S,1,2,-4\n", "line 2: unit_cost -4 in column 'unit_cost' must be >= 0"),
+    (f"{HEADER},on_order\nA,S,1,2,lots\n", "line 2: on_order 'lots' in column 'on_order' is not a number"),
+    (f"{HEADER}\nA,S,1,2\nB,S,1,2\nA,S,3,4\n", "line 2 and line 4: duplicate item_id/site ('A', 'S')"),
+    (f"{HEADER}\nA,S,inf,2\n", "line 2: on_hand inf in column 'on_hand' must be finite and >= 0"),
+])
+def test_csv_errors(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in _error(_csv(tmp_path, text))
+
+
+def test_file_level_errors(tmp_path: Path) -> None:
+    assert _error(tmp_path / "nope.csv").endswith("nope.csv: file not found")
+    assert _error(_csv(tmp_path, "", "empty.csv")).endswith("empty.csv: file is empty")
+    assert "unsupported file type '.xlsx'" in _error(_csv(tmp_path, "x", "stock.xlsx"))
+
+
+def test_parquet_errors_name_the_row(tmp_path: Path) -> None:
+    p = tmp_path / "stock.parquet"
+    pl.DataFrame({"item_id": ["A", "B"], "on_hand": [1.0, -2.0], "lead_time_days": [1, 2]}).write_parquet(p)
+    assert f"{p}: row 2: on_hand -2 in column 'on_hand' must be >= 0" == _error(p)
+    pl.DataFrame({"item_id": ["A", "A"], "on_hand": [1.0, 2.0], "lead_time_days": [1, 2]}).write_parquet(p)
+    assert "row 1 and row 2: duplicate item_id/site ('A', '')" in _error(p)
+    pl.DataFrame({"item_id": ["A"], "on_hand": [1.0], "lead_time_days": [1.5]}).write_parquet(p)
+    assert "row 1: lead_time_days 1.5 in column 'lead_time_days' must be a whole number >= 0" in _error(p)
+
+
+def test_same_item_at_two_sites_is_fine(tmp_path: Path) -> None:
+    assert read_stock(_csv(tmp_path, f"{HEADER}\nA,S1,1,2\nA,S2,1,2\n")).height == 2
+
+
+def test_unknown_items_are_warnings_with_the_line(tmp_path: Path) -> None:
+    p = _csv(tmp_path, f"{HEADER}\nA,S,1,2\nZZ,S,1,2\n")
+    warnings = unknown_items(p, read_stock(p), ["A"])
+    assert warnings == [f"{p}: line 3: item_id 'ZZ' in column 'item_id' is not in the forecast; skipped"]
+
+
+def test_resolve_stock_path(tmp_path: Path) -> None:
+    assert resolve_stock_path("x.csv", None) == Path("x.csv")
+    assert resolve_stock_path("", str(tmp_path / "demand.parquet")) is None
+    (tmp_path / "stock.parquet").write_bytes(b"x")
+    assert resolve_stock_path(None, str(tmp_path / "demand.parquet")) == tmp_path / "stock.parquet"
