@@ -70,6 +70,13 @@ class Etl:
 
 
 @dataclass
+class Publish:
+    to: str = ""
+    endpoint_url: str = ""
+    keep: int = 0
+
+
+@dataclass
 class Recommend:
     """Inventory policy for purchasing recommendations (nova_ray.recommend.Policy, same names)."""
 
@@ -102,6 +109,7 @@ class Config:
     lstm: Lstm = field(default_factory=Lstm)
     etl: Etl = field(default_factory=Etl)
     recommend: Recommend = field(default_factory=Recommend)
+    publish: Publish = field(default_factory=Publish)
 
     def sections(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

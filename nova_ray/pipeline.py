@@ -324,6 +324,7 @@ def config_hash(cfg: Config) -> str:
     d.pop("paths", None)
     d.pop("recommend", None)  # a policy change does not change the forecasts' model version
     d.pop("etl", None)
+    d.pop("publish", None)
     d["ray"] = {}
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 

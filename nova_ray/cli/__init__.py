@@ -20,6 +20,7 @@ app = typer.Typer(
 from . import demo as _demo  # noqa: E402,F401  (registers commands)
 from . import forecast as _forecast  # noqa: E402,F401
 from . import recommend as _recommend  # noqa: E402,F401
+from . import run as _run  # noqa: E402,F401
 from . import serve as _serve  # noqa: E402,F401
 from . import sync as _sync  # noqa: E402,F401
 

@@ -1,0 +1,73 @@
+"""`nova-ray run`: the whole daily job for one date, under a lock."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import typer
+
+from ..config import ConfigError
+from ..io.errors import InputError
+from . import app
+from .common import BarProgress, config_or_exit, console, fail, out
+from .forecast import ensure_demo
+
+
+@app.command()
+def run(
+    run_date: str = typer.Option(None, "--date", help="Run date YYYY-MM-DD (default: today, UTC)."),
+    data: str = typer.Option(None, "--data", help="Demand history (default: paths.data)."),
+    to: str = typer.Option(
+        None,
+        "--to",
+        help="Publish to this folder or s3://bucket/prefix (default: publish.to; empty: no publish).",
+    ),
+    endpoint_url: str = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (MinIO)."),
+    keep: int = typer.Option(None, "--keep", min=0, help="Published runs to keep (0: all)."),
+    force: bool = typer.Option(False, "--force", help="Rerun even if this date's run is already published."),
+    address: str = typer.Option(None, "--address", help="Ray cluster to join (default: local Ray)."),
+    num_cpus: int = typer.Option(None, "--num-cpus", min=1, help="CPUs for local Ray (default: all)."),
+    config: str = typer.Option(None, "--config", help="Config TOML.", envvar="NOVA_RAY_CONFIG"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """The daily job: etl (when raw files exist), forecast with recommendations, publish. Idempotent
+    for a date; two jobs never overlap (exit 3 while another one runs)."""
+    from ..daily import LockedError, run_daily
+
+    cfg = config_or_exit(
+        config,
+        {
+            "data": data,
+            "to": to,
+            "endpoint_url": endpoint_url,
+            "keep": keep,
+            "address": address,
+            "num_cpus": num_cpus,
+        },
+    )
+    try:
+        day = date.fromisoformat(run_date) if run_date else datetime.now(timezone.utc).date()
+    except ValueError:
+        fail(f"option --date: expected YYYY-MM-DD, got {run_date!r}")
+    if data is None:
+        ensure_demo(cfg.paths.data)
+    try:
+        with BarProgress(quiet) as bars:
+            report = run_daily(
+                cfg,
+                day,
+                to=cfg.publish.to or None,
+                endpoint_url=cfg.publish.endpoint_url or None,
+                keep=cfg.publish.keep or None,
+                force=force,
+                progress=bars,
+            )
+    except LockedError as exc:
+        fail(str(exc), code=3)
+    except (InputError, ConfigError) as exc:
+        fail(str(exc))
+    except ValueError as exc:  # publish and etl errors are one-line ValueErrors
+        fail(str(exc), code=1)
+    for step, what in report.steps:
+        out.print(f"[bold]{step:<10}[/] {what}", highlight=False)
+    console.print(f"daily run {report.run_date} done in {report.wall_seconds:.0f} s (run {report.run_id})")

@@ -1,0 +1,150 @@
+"""The daily job: etl (when raw files exist), forecast with recommendations, publish; one at a time.
+
+`run_daily` is idempotent for a date: when the latest published run already is this date's run of
+the same data and model version it does nothing (unless `force`). A lock file under the results
+folder keeps two jobs from overlapping.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+from .io.results import read_pointer, utc_now
+
+LOCK = ".nova-ray.lock"
+
+
+class LockedError(RuntimeError):
+    """Another nova-ray job holds the lock."""
+
+
+@contextmanager
+def job_lock(folder: str | Path) -> Iterator[Path]:
+    """An exclusive, non-blocking lock on `<folder>/.nova-ray.lock` (released when the process dies)."""
+    path = Path(folder) / LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "unknown"
+        fh.close()
+        raise LockedError(
+            f"{path}: another nova-ray job is running ({holder}); try again when it ends"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()} since {utc_now()}")
+    fh.flush()
+    try:
+        yield path
+    finally:
+        fh.seek(0)
+        fh.truncate()
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+@dataclass
+class DailyReport:
+    """What the daily job did, step by step."""
+
+    run_date: str
+    steps: list[tuple[str, str]] = field(default_factory=list)
+    run_id: str | None = None
+    skipped: bool = False
+    wall_seconds: float = 0.0
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _raw_files(raw: Path) -> bool:
+    return raw.is_dir() and any(p.is_file() for p in raw.rglob("*"))
+
+
+def run_daily(
+    cfg: Config,
+    run_date: date,
+    to: str | None = None,
+    endpoint_url: str | None = None,
+    keep: int | None = None,
+    force: bool = False,
+    progress: Any = None,
+) -> DailyReport:
+    """etl -> forecast (+ recommendations) -> publish, for `run_date`, under the job lock."""
+    from .io.demand import dataset_id
+    from .pipeline import config_hash, load_demand, run_forecast
+
+    t0 = time.perf_counter()
+    report = DailyReport(run_date=run_date.isoformat())
+    with job_lock(cfg.paths.output):
+        raw = Path(cfg.etl.raw)
+        if _raw_files(raw):
+            from .etl.features import build_features
+
+            res = build_features(raw, cfg.etl.processed)
+            report.steps.append(
+                ("etl", f"{len(res.feature_columns)} features from {len(res.sources)} files -> {res.path}")
+            )
+        else:
+            report.steps.append(("etl", f"skipped: no raw files in {raw}"))
+        pointer = read_pointer(cfg.paths.output)
+        from . import __version__
+
+        same = (
+            pointer is not None
+            and pointer.get("run_date") == run_date.isoformat()
+            and pointer.get("model_version") == f"{__version__}+{config_hash(cfg)}"
+            and pointer.get("dataset_id") == dataset_id(load_demand(cfg, None))
+        )
+        if same and not force:
+            report.skipped = True
+            report.run_id = pointer["run_id"]
+            report.steps.append(
+                (
+                    "forecast",
+                    f"skipped: {pointer['run_id']} is already this date's run of "
+                    "the same data and settings (--force reruns)",
+                )
+            )
+        else:
+            summary = run_forecast(cfg, progress=progress, run_date=run_date)
+            report.run_id = summary.run_id
+            report.summary = summary.to_dict()
+            recs = summary.recommendations
+            report.steps.append(
+                ("forecast", f"{summary.run_id}: {summary.items} items in {summary.wall_seconds:.0f} s")
+            )
+            report.steps.append(
+                ("recommend", f"{recs.get('rows', 0)} rows" if recs else "skipped: no stock file")
+            )
+        if to:
+            from .io.publish import sync_run
+
+            sync = sync_run(cfg.paths.output, to, run_id=report.run_id, endpoint_url=endpoint_url, keep=keep)
+            report.steps.append(
+                (
+                    "publish",
+                    f"{sync.uploaded} files uploaded, {sync.skipped} already there, "
+                    f"pointer {'moved' if sync.pointer_moved else 'unchanged'} "
+                    f"-> {sync.target}",
+                )
+            )
+        else:
+            report.steps.append(("publish", "skipped: no --to"))
+    report.wall_seconds = time.perf_counter() - t0
+    return report
+
+
+def report_json(report: DailyReport) -> str:
+    return json.dumps(report.__dict__, default=str, indent=2)
