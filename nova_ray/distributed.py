@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import math
 import os
 import shutil
 import socket
@@ -16,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -191,7 +191,9 @@ class RayBackend:
         else:
             # a temp dir we own: a stale /tmp/ray/ray_current_cluster cannot hijack the session.
             # Token authentication stays on (Ray's default); only its opt-out notice is silenced.
-            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+                logging.ERROR
+            )
             self._tmp = tempfile.mkdtemp(prefix="nova-ray-", dir="/tmp")
             ray.init(
                 address="local",
@@ -266,13 +268,50 @@ class RayBackend:
             if actor is not None:
                 ray.kill(actor)
 
-    def node_of_workers(self) -> int:
-        return self.info.nodes if self.info else 0
 
+def probe_ray(address: str | None = None, num_cpus: int = 1, task_timeout_s: float = 60.0) -> dict[str, Any]:
+    """Check that Ray works: join `address` (or RAY_ADDRESS), else start a throwaway local Ray with
+    `num_cpus` CPUs in a temp dir we own; run one zero-CPU task; report the cluster. Raises on failure.
 
-def default_workers() -> int:
-    return max(1, math.floor(os.cpu_count() or 1))
+    `nova-ray doctor` runs this in a child process with a timeout (ray.init can hang on an unreachable
+    address). An already initialized Ray session of this process is used and left as it is.
+    """
+    import ray
 
-
-def wall_clock() -> float:
-    return time.perf_counter()
+    t0 = time.perf_counter()
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    tmp: str | None = None
+    owned = not ray.is_initialized()
+    if owned and address:
+        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+    elif owned:
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        tmp = tempfile.mkdtemp(prefix="nova-ray-probe-", dir="/tmp")
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            _temp_dir=tmp,
+            log_to_driver=False,
+            logging_level="ERROR",
+        )
+    try:
+        res = ray.cluster_resources()
+        started = time.perf_counter()
+        worker = ray.get(ray.remote(num_cpus=0, max_retries=0)(_worker_name).remote(), timeout=task_timeout_s)
+        return {
+            "address": address or ("local" if owned else "existing session"),
+            "ray_version": ray.__version__,
+            "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
+            "cpus": float(res.get("CPU", 0)),
+            "gpus": float(res.get("GPU", 0)),
+            "started_local": owned and not address,
+            "worker": worker,
+            "task_seconds": round(time.perf_counter() - started, 3),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+    finally:
+        if owned:
+            ray.shutdown()
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -79,6 +81,7 @@ class RunSummary:
     warm_items: int = 0
     recommendations: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    log_path: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -329,6 +332,31 @@ def config_hash(cfg: Config) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
 
+LOG = logging.getLogger("nova_ray")
+
+
+@contextmanager
+def run_log(output: str | Path) -> Iterator[Path]:
+    """A log file for this run under `<output>/logs/` (INFO and up; the console shows what the CLI chose)."""
+    stamp = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+    path = Path(output) / "logs" / f"run-{stamp}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    LOG.addHandler(handler)
+    if LOG.level == logging.NOTSET or LOG.level > logging.INFO:
+        LOG.setLevel(logging.INFO)
+    try:
+        yield path
+    except BaseException as exc:
+        LOG.error("run failed: %s: %s", type(exc).__name__, exc)
+        raise
+    finally:
+        LOG.removeHandler(handler)
+        handler.close()
+
+
 def run_forecast(
     cfg: Config,
     items: list[str] | None = None,
@@ -363,6 +391,54 @@ def run_forecast(
     spec = engine_spec(cfg, final_fit=only != "metrics")
     if only == "metrics" and spec.backtest_windows == 0:
         raise ConfigError("--only-metrics needs backtest windows (--backtest-windows >= 1)")
+    with run_log(cfg.paths.output) as log_path:
+        LOG.info(
+            "input %s: %d items, %d periods (%s), dataset %s",
+            cfg.paths.data,
+            len(series),
+            len(series.values),
+            cfg.forecast.freq,
+            dataset,
+        )
+        return _execute(
+            cfg,
+            series,
+            dataset,
+            demand,
+            stock,
+            warnings,
+            spec,
+            progress,
+            use_ray,
+            run_date,
+            only,
+            resume,
+            full_refit,
+            publish,
+            t0,
+            log_path,
+        )
+
+
+def _execute(
+    cfg: Config,
+    series: SeriesSet,
+    dataset: str,
+    demand: pd.DataFrame,
+    stock: pl.DataFrame | None,
+    warnings: list[str],
+    spec: EngineSpec,
+    progress: Progress,
+    use_ray: bool,
+    run_date: date | None,
+    only: str | None,
+    resume: bool,
+    full_refit: bool,
+    publish: bool,
+    t0: float,
+    log_path: Path,
+) -> RunSummary:
+    """Fit, checkpoint, ensemble in chunks, recommend and publish (after validation)."""
     run_date = run_date or datetime.now(timezone.utc).date()
     model_version = f"{__version__}+{config_hash(cfg)}"
     key = hashlib.sha256(
@@ -376,6 +452,7 @@ def run_forecast(
     }
     writer = ResultWriter(cfg.paths.output, meta["run_id"], run_date, meta, stage_key=key, resume=resume)
     run_id = writer.run_id
+    LOG.info("run %s (%s)%s", run_id, model_version, " resuming from checkpoints" if writer.resumed else "")
     done = _done_items(writer)
     todo = [i for i in range(len(series)) if str(series.item_ids[i]) not in done]
     lstm_idx = [] if "lstm" in writer.done() else lstm_items(series, spec)
@@ -408,6 +485,16 @@ def run_forecast(
         stats["cpu"] += result.cpu_seconds
         if result.worker:
             stats["workers"].add(result.worker)
+        LOG.debug(
+            "batch %s: %d items, %.1f s CPU on %s",
+            name,
+            result.items.num_rows,
+            result.cpu_seconds,
+            result.worker or "this process",
+        )
+        for row in result.items.select(["item_id", "notes"]).to_pylist():
+            if row["notes"]:
+                LOG.warning("%s: %s", row["item_id"], row["notes"])
 
     if todo or lstm_idx:
         _, backend, binfo = run_engine(
@@ -415,6 +502,7 @@ def run_forecast(
         )
     else:
         backend, binfo = "resumed (all batches were checkpointed)", {}
+    LOG.info("fitted on %s: %d warm items, %d resumed", backend, len(warm), len(done))
     progress.stage("ensemble and metrics", total=len(series))
     all_metrics, all_items, models = [], [], set()
     ens_fc_parts, ens_bt_parts = [], []
@@ -482,6 +570,7 @@ def run_forecast(
         warm_items=len(warm),
         recommendations=summarize(recs) if recs is not None else {},
         warnings=warnings,
+        log_path=str(log_path),
     )
     versions = model_versions(cfg, writer.meta, metrics, sorted(models), dataset, run_id) | {"backend": binfo}
     owned = {
@@ -494,7 +583,18 @@ def run_forecast(
         writer.abort()
         summary.wall_seconds = time.perf_counter() - t0
         return summary
-    record = writer.commit(versions, summary.to_dict() | {"data_path": str(cfg.paths.data)}, replace=owned)
+    for w in warnings:
+        LOG.warning(w)
+    LOG.info(
+        "summary: %s",
+        json.dumps({k: v for k, v in summary.to_dict().items() if k != "warnings"}, default=str),
+    )
+    record = writer.commit(
+        versions,
+        summary.to_dict() | {"data_path": str(Path(cfg.paths.data).resolve()), "log": str(log_path)},
+        replace=owned,
+    )
+    LOG.info("published run %s (%s)", run_id, ", ".join(f"{k} {v}" for k, v in record["row_counts"].items()))
     summary.rows = record["row_counts"]
     summary.wall_seconds = time.perf_counter() - t0
     return summary

@@ -11,6 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
+# stored models of CLI runs go to a throwaway folder, never the checkout's models/
+os.environ.setdefault("NOVA_RAY_MODELS_DIR", __import__("tempfile").mkdtemp(prefix="nova-ray-test-models-"))
 
 
 @pytest.fixture(scope="session")

@@ -160,12 +160,15 @@ def test_failure_while_writing_publishes_nothing(small_demo: Path, tmp_path: Pat
             "horizon": 7,
             "models": "naive",
             "backtest_windows": 1,
+            "models_dir": str(tmp_path / "models"),
         },
         env={},
         dotenv=None,
     )
     run_forecast(cfg, ["CAB-0001"], use_ray=False)
-    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    before = {
+        p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and "logs" not in p.parts
+    }
 
     def boom(self, kind, table):
         raise OSError("disk full")
@@ -176,9 +179,11 @@ def test_failure_while_writing_publishes_nothing(small_demo: Path, tmp_path: Pat
     after = {
         p.relative_to(out): p.read_bytes()
         for p in out.rglob("*")
-        if p.is_file() and ".staging" not in p.parts
+        if p.is_file() and not {".staging", "logs"} & set(p.parts)
     }
     assert after == before  # checkpoints stay hidden in .staging for --resume; nothing was published
+    logs = sorted((out / "logs").glob("*.log"))
+    assert len(logs) == 2 and any("run failed: OSError: disk full" in p.read_text() for p in logs)
 
 
 def test_console_entry_point_exit_codes(tmp_path: Path) -> None:

@@ -16,16 +16,36 @@ runner = CliRunner()
 
 @pytest.fixture()
 def env(monkeypatch, tmp_path: Path, small_demo: Path) -> Path:
-    for key, value in {"MODELS": "naive,theta", "HORIZON": "7", "BACKTEST_WINDOWS": "1",
-                       "OUTPUT": str(tmp_path / "out"), "RAW": str(small_demo / "raw"),
-                       "PROCESSED": str(tmp_path / "processed"), "MODELS_DIR": str(tmp_path / "models")}.items():
+    for key, value in {
+        "MODELS": "naive,theta",
+        "HORIZON": "7",
+        "BACKTEST_WINDOWS": "1",
+        "OUTPUT": str(tmp_path / "out"),
+        "RAW": str(small_demo / "raw"),
+        "PROCESSED": str(tmp_path / "processed"),
+        "MODELS_DIR": str(tmp_path / "models"),
+    }.items():
         monkeypatch.setenv(f"NOVA_RAY_{key}", value)
     return tmp_path
 
 
 def _run(small_demo: Path, target: Path, *extra: str):
-    return runner.invoke(app, ["run", "--date", "2026-11-27", "--data", str(small_demo / "demand.parquet"),
-                               "--to", str(target), "--num-cpus", "2", "-q", *extra])
+    return runner.invoke(
+        app,
+        [
+            "run",
+            "--date",
+            "2026-11-27",
+            "--data",
+            str(small_demo / "demand.parquet"),
+            "--to",
+            str(target),
+            "--num-cpus",
+            "2",
+            "-q",
+            *extra,
+        ],
+    )
 
 
 def test_daily_run_publishes_and_is_idempotent(env: Path, small_demo: Path, ray_session) -> None:
@@ -41,11 +61,15 @@ def test_daily_run_publishes_and_is_idempotent(env: Path, small_demo: Path, ray_
 
     again = _run(small_demo, target)
     assert again.exit_code == 0 and "skipped" in again.output and first["run_id"] in again.output
-    assert json.loads((env / "out" / "metadata" / "last_updated.json").read_text())["run_id"] == first["run_id"]
+    assert (
+        json.loads((env / "out" / "metadata" / "last_updated.json").read_text())["run_id"] == first["run_id"]
+    )
 
     forced = _run(small_demo, target, "--force")
     assert forced.exit_code == 0, forced.output
-    assert json.loads((env / "out" / "metadata" / "last_updated.json").read_text())["run_id"] != first["run_id"]
+    assert (
+        json.loads((env / "out" / "metadata" / "last_updated.json").read_text())["run_id"] != first["run_id"]
+    )
 
 
 def test_two_jobs_never_overlap(env: Path, small_demo: Path) -> None:

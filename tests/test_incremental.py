@@ -28,21 +28,36 @@ def days(tmp_path_factory, small_demo: Path) -> dict[str, Path]:
     full[full["date"] < last].to_parquet(paths["day1"])
     full.to_parquet(paths["day2"])
     changed = full.copy()
-    changed.loc[(changed["item_id"] == "ELE-0001") & (changed["date"] == changed["date"].min() +
-                                                       pd.Timedelta(days=10)), "quantity"] += 7
+    changed.loc[
+        (changed["item_id"] == "ELE-0001")
+        & (changed["date"] == changed["date"].min() + pd.Timedelta(days=10)),
+        "quantity",
+    ] += 7
     changed.to_parquet(paths["changed"])
     return paths
 
 
 def _cfg(data: Path, tmp: Path, **kw) -> object:
-    return load_config(None, {"data": str(data), "output": str(tmp / "out"), "models_dir": str(tmp / "models"),
-                              "horizon": 14, "models": "arima,ets,theta,naive", **kw}, env={}, dotenv=None)
+    return load_config(
+        None,
+        {
+            "data": str(data),
+            "output": str(tmp / "out"),
+            "models_dir": str(tmp / "models"),
+            "horizon": 14,
+            "models": "arima,ets,theta,naive",
+            **kw,
+        },
+        env={},
+        dotenv=None,
+    )
 
 
 def _ensemble(out: Path) -> pl.DataFrame:
     ptr = json.loads((out / "metadata" / "last_updated.json").read_text())
     return pl.read_parquet(out / "forecasts" / f"run_date={ptr['run_date']}" / "model=ensemble").sort(
-        "item_id", "date")
+        "item_id", "date"
+    )
 
 
 def test_warm_rerun_reuses_choices_and_matches_cold(days, tmp_path: Path) -> None:
@@ -60,8 +75,11 @@ def test_warm_rerun_reuses_choices_and_matches_cold(days, tmp_path: Path) -> Non
     assert cold.warm_items == 0
     cold_fc = _ensemble(tmp_path / "out")
     # stated tolerance: each item's horizon total within 10% of the cold refit's (or 1 unit)
-    tot = warm_fc.group_by("item_id").agg(pl.col("forecast").sum()).join(
-        cold_fc.group_by("item_id").agg(pl.col("forecast").sum()), on="item_id", suffix="_cold")
+    tot = (
+        warm_fc.group_by("item_id")
+        .agg(pl.col("forecast").sum())
+        .join(cold_fc.group_by("item_id").agg(pl.col("forecast").sum()), on="item_id", suffix="_cold")
+    )
     diff = (tot["forecast"] - tot["forecast_cold"]).abs()
     assert (diff <= (0.10 * tot["forecast_cold"]).clip(lower_bound=1.0)).all(), tot
 
@@ -75,14 +93,37 @@ def test_changed_history_and_config_drop_the_cache(days, tmp_path: Path) -> None
 
 
 def test_train_stores_without_publishing(days, tmp_path: Path, ray_session) -> None:
-    args = ["--data", str(days["day1"]), "--models-dir", str(tmp_path / "models"), "--horizon", "14",
-            "--models", "arima,ets,theta,naive", "--quiet"]
+    args = [
+        "--data",
+        str(days["day1"]),
+        "--models-dir",
+        str(tmp_path / "models"),
+        "--horizon",
+        "14",
+        "--models",
+        "arima,ets,theta,naive",
+        "--quiet",
+    ]
     res = CliRunner().invoke(app, ["train", *args])
     assert res.exit_code == 0, res.output
     assert "stored model choices for 6 items" in res.output
     assert not (tmp_path / "out").exists()
-    res = CliRunner().invoke(app, ["forecast", "--data", str(days["day2"]), "--output", str(tmp_path / "out"),
-                                   "--models-dir", str(tmp_path / "models"), "--horizon", "14", "--models",
-                                   "arima,ets,theta,naive", "--quiet"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "forecast",
+            "--data",
+            str(days["day2"]),
+            "--output",
+            str(tmp_path / "out"),
+            "--models-dir",
+            str(tmp_path / "models"),
+            "--horizon",
+            "14",
+            "--models",
+            "arima,ets,theta,naive",
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "6 items reused stored model choices" in res.output

@@ -88,7 +88,7 @@ def test_weights_favour_the_right_model_and_sum_to_one() -> None:
     )
     w = learn_weights(fc, bt)
     assert w["weight"].sum() == pytest.approx(1.0) and (w["weight"] >= 0).all()
-    weights = dict(zip(w["model"], w["weight"]))
+    weights = dict(zip(w["model"], w["weight"], strict=True))
     assert "awful" not in weights  # far worse than the best: left out
     assert weights["good"] > weights["meh"] > 0
 

@@ -53,7 +53,7 @@ def test_local_and_ray_give_the_same_numbers(setup, ray_session) -> None:
     progress = _Count()
     remote, backend, info = run_engine(series, spec, cfg, progress, use_ray=True)
     assert backend.startswith("ray") and info["batches"] >= 2
-    for a, b in zip(_frames(local), _frames(remote)):
+    for a, b in zip(_frames(local), _frames(remote), strict=True):
         assert_frame_equal(a, b, check_exact=False, rel_tol=1e-6, abs_tol=1e-6)
     lstm = _frames(remote)[0].filter(pl.col("model") == "lstm")
     assert lstm.height > 0

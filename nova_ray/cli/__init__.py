@@ -18,9 +18,12 @@ app = typer.Typer(
 )
 
 from . import demo as _demo  # noqa: E402,F401  (registers commands)
+from . import doctor as _doctor  # noqa: E402,F401
 from . import forecast as _forecast  # noqa: E402,F401
 from . import recommend as _recommend  # noqa: E402,F401
+from . import report as _report  # noqa: E402,F401
 from . import run as _run  # noqa: E402,F401
+from . import runs as _runs  # noqa: E402,F401
 from . import serve as _serve  # noqa: E402,F401
 from . import sync as _sync  # noqa: E402,F401
 

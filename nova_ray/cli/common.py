@@ -29,6 +29,20 @@ def fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def console_logging(verbose: bool) -> None:
+    """--verbose: nova-ray's log (debug and up) on the terminal too; the run's log file always has it."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    log = logging.getLogger("nova_ray")
+    if verbose and not any(isinstance(h, RichHandler) for h in log.handlers):
+        handler = RichHandler(console=console, show_path=False, markup=False)
+        handler.setLevel(logging.DEBUG)
+        log.addHandler(handler)
+        log.setLevel(logging.DEBUG)
+
+
 def config_or_exit(config_file: str | None, overrides: dict[str, Any]) -> Config:
     try:
         return load_config(config_file, overrides)

@@ -10,7 +10,7 @@ from rich.table import Table
 from ..config import ConfigError
 from ..io.errors import InputError
 from . import app
-from .common import BarProgress, config_or_exit, console, fail, out
+from .common import BarProgress, config_or_exit, console, console_logging, fail, out
 
 
 def _items(text: str | None) -> list[str] | None:
@@ -89,10 +89,13 @@ def forecast(
     models_dir: str = typer.Option(None, "--models-dir", help="Stored models (default models/)."),
     no_ray: bool = typer.Option(False, "--no-ray", help="Run in this process without Ray (debugging)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the run's log on the terminal."),
 ) -> None:
-    """Forecast every item on Ray, backtest and ensemble, and write partitioned Parquet."""
+    """Forecast every item on Ray, backtest and ensemble, and write partitioned Parquet
+    (a log of the run goes to <output>/logs/)."""
     from ..pipeline import run_forecast
 
+    console_logging(verbose)
     overrides = {
         "data": data,
         "horizon": horizon,
@@ -174,6 +177,7 @@ def forecast(
             table.add_row("critical (first)", ", ".join(urgent))
     table.add_row("rows", ", ".join(f"{k} {v}" for k, v in summary.rows.items()))
     table.add_row("output", summary.output)
+    table.add_row("log", str(summary.log_path))
     out.print(table)
     for w in summary.warnings[:20]:
         console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)

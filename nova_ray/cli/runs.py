@@ -1,0 +1,116 @@
+"""`nova-ray runs`: the past runs of a results folder, newest first, from metadata/runs/*.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from ..io.results import POINTER
+from . import app
+from .common import config_or_exit, fail, out
+
+
+def read_runs(root: Path) -> list[dict[str, Any]]:
+    """Run records of a results folder, newest first; an unreadable record becomes a row saying so."""
+    rows: list[dict[str, Any]] = []
+    for p in (root / "metadata" / "runs").glob("*.json"):
+        try:
+            rec = json.loads(p.read_text())
+            if not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            rec = {"run_id": p.stem, "status": f"unreadable: {str(exc).splitlines()[0][:60]}"}
+        rec["_path"] = p
+        rec["_mtime"] = p.stat().st_mtime
+        rows.append(rec)
+    return sorted(rows, key=lambda r: (str(r.get("generated_at") or ""), r["_mtime"]), reverse=True)
+
+
+def _owner(root: Path, rec: dict[str, Any]) -> str | None:
+    """The run id that now owns this run's partitions (a later run on the same date replaces them)."""
+    import pyarrow.parquet as pq
+
+    parts = rec.get("partitions") or {}
+    for kind in ("items", "ensemble_weights", "metrics", "forecasts"):
+        if kind in parts:
+            folder = root / str(parts[kind])
+            for f in sorted(folder.rglob("part-*.parquet")) if folder.is_dir() else []:
+                owner = (pq.read_schema(f).metadata or {}).get(b"run_id")
+                return owner.decode() if owner else None
+            return "missing"
+    return None
+
+
+def _status(root: Path, rec: dict[str, Any], latest: str | None) -> str:
+    status = str(rec.get("status") or "?")
+    if status != "complete":
+        return f"[red]{status}[/]"
+    if rec.get("run_id") == latest:
+        return "[green]complete, latest[/]"
+    owner = _owner(root, rec)
+    if owner == "missing":
+        return "[yellow]files removed[/]"
+    if owner and owner != rec.get("run_id"):
+        return f"[yellow]replaced by {owner}[/]"
+    return "complete"
+
+
+@app.command("runs")
+def runs(
+    results: str = typer.Option(
+        None, "--results", help="Results folder (default data/ml_results, i.e. paths.output)."
+    ),
+    limit: int = typer.Option(20, "--limit", min=0, help="Show at most N runs (0: all)."),
+    config: str = typer.Option(
+        None, "--config", help="Config TOML (default configs/default.toml).", envvar="NOVA_RAY_CONFIG"
+    ),
+) -> None:
+    """List past runs, newest first: run id, date, items, status, wall time and where the results are."""
+    root = Path(results or config_or_exit(config, {}).paths.output).expanduser()
+    if not root.is_dir():
+        fail(f"--results {root}: no such folder")
+    records = read_runs(root)
+    if not records:
+        out.print(
+            f"no runs in {root} (metadata/runs/ is empty); run `nova-ray forecast --output {root}`",
+            highlight=False,
+        )
+        return
+    ptr = root / "metadata" / POINTER
+    try:
+        latest = json.loads(ptr.read_text()).get("run_id") if ptr.exists() else None
+    except (OSError, ValueError):
+        latest = None
+    shown = records if limit == 0 else records[:limit]
+    table = Table(title=f"runs in {root}", title_justify="left")
+    for col, just in (
+        ("run id", "left"),
+        ("run date", "left"),
+        ("generated at (UTC)", "left"),
+        ("items", "right"),
+        ("failures", "right"),
+        ("status", "left"),
+        ("wall time", "right"),
+        ("path", "left"),
+    ):
+        table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
+    for rec in shown:
+        s = rec.get("summary") or {}
+        wall = s.get("wall_seconds")
+        table.add_row(
+            str(rec.get("run_id", "?")),
+            str(rec.get("run_date") or "–"),
+            str(rec.get("generated_at") or "–").replace("T", " ").replace("+00:00", ""),
+            str(s.get("items", "–")),
+            str(s.get("failures", "–")),
+            _status(root, rec, latest),
+            f"{wall:.1f} s" if isinstance(wall, (int, float)) else "–",
+            rec["_path"].relative_to(root).as_posix(),
+        )
+    out.print(table)
+    if len(shown) < len(records):
+        out.print(f"{len(shown)} of {len(records)} runs shown; --limit 0 shows all", highlight=False)

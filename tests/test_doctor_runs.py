@@ -1,0 +1,174 @@
+"""`nova-ray runs` and `nova-ray doctor` through CliRunner."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+import nova_ray.cli.doctor as doctor_cli
+import nova_ray.cli.runs  # noqa: F401  (registers `runs` until cli/__init__ imports it)
+import nova_ray.distributed as distributed
+from nova_ray.cli import app
+from nova_ray.cli.common import out
+from nova_ray.io.results import ResultWriter
+from nova_ray.schemas import ITEMS
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rich tables at 200 columns, so cell text is not wrapped in the assertions."""
+    monkeypatch.setattr(out, "_width", 200)
+
+
+def _publish(root: Path, run_id: str, run_date: date, generated_at: str, items: int, wall: float) -> None:
+    """A real (tiny) run through ResultWriter: items table, run record, pointer."""
+    table = pa.Table.from_pylist(
+        [{"item_id": f"I-{i}", "demand_class": "smooth", "fallback": False} for i in range(items)]
+    )
+    table = table.append_column("failed_models", pa.array([""] * items))
+    full = pa.table(
+        {
+            n: table[n] if n in table.column_names else pa.nulls(items, ITEMS.field(n).type)
+            for n in ITEMS.names
+        }
+    )
+    w = ResultWriter(
+        root,
+        run_id,
+        run_date,
+        {"run_id": run_id, "generated_at": generated_at, "dataset_id": "abc", "model_version": "0.1.0"},
+    )
+    w.write("items", full)
+    w.commit({"run_id": run_id}, {"items": items, "failures": 0, "wall_seconds": wall}, replace=["items"])
+
+
+def test_runs_lists_newest_first_with_status(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    _publish(root, "20240101-aaaaaaaa", date(2024, 1, 1), "2024-01-01T08:00:00+00:00", 3, 12.5)
+    _publish(root, "20240102-bbbbbbbb", date(2024, 1, 2), "2024-01-02T08:00:00+00:00", 5, 30.25)
+    _publish(root, "20240102-cccccccc", date(2024, 1, 2), "2024-01-02T09:00:00+00:00", 7, 41.0)
+    res = runner.invoke(app, ["runs", "--results", str(root)])
+    assert res.exit_code == 0, res.output
+    ids = re.findall(r"^│ 2024010\d-(\w{8}) ", res.output, flags=re.M)  # the run id column
+    assert ids == ["cccccccc", "bbbbbbbb", "aaaaaaaa"]
+    lines = {i: next(ln for ln in res.output.splitlines() if i in ln) for i in ids}
+    assert (
+        "complete, latest" in lines["cccccccc"]
+        and "41.0 s" in lines["cccccccc"]
+        and " 7 " in lines["cccccccc"]
+    )
+    assert "replaced by 20240102-cccccccc" in lines["bbbbbbbb"]  # same run date: its partition was swapped
+    assert "complete" in lines["aaaaaaaa"] and "2024-01-01" in lines["aaaaaaaa"]
+    assert "metadata/runs/20240101-aaaaaaaa.json" in res.output.replace("\\", "/")
+    res = runner.invoke(app, ["runs", "--results", str(root), "--limit", "1"])
+    assert res.exit_code == 0 and "cccccccc" in res.output and "aaaaaaaa" not in res.output
+    assert "1 of 3 runs shown" in res.output
+
+
+def test_runs_on_empty_and_missing_folders(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["runs", "--results", str(tmp_path)])
+    assert res.exit_code == 0 and "no runs in" in res.output
+    res = runner.invoke(app, ["runs", "--results", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "no such folder" in res.output
+
+
+def _rows(output: str) -> dict[str, str]:
+    """check name -> its table row, cells joined by ' | ' (text wrapped inside a cell is re-joined)."""
+    rows: dict[str, list[str]] = {}
+    last: list[str] | None = None
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.split("│")][1:-1]
+        if len(cells) < 3:
+            continue
+        if cells[1]:
+            last = rows[cells[1]] = cells
+        elif last is not None:
+            last[:] = [f"{a} {b}".strip() for a, b in zip(last, cells, strict=False)]
+    return {k: " | ".join(v) for k, v in rows.items()}
+
+
+def test_doctor_passes_on_a_good_setup(small_demo: Path, tmp_path: Path) -> None:
+    res = runner.invoke(
+        app,
+        [
+            "doctor",
+            "--data",
+            str(small_demo / "demand.parquet"),
+            "--results",
+            str(tmp_path / "new" / "results"),
+            "--no-ray",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    rows = _rows(res.output)
+    for name in (
+        "python",
+        "config",
+        "numpy",
+        "pandas",
+        "polars",
+        "pyarrow",
+        "statsforecast",
+        "prophet",
+        "pmdarima",
+        "tensorflow",
+        "statsmodels",
+        "fastapi",
+        "ray",
+        "demand data",
+        "gpu",
+        "results folder",
+    ):
+        assert "✓" in rows[name], (name, res.output)
+    assert "12 items" in rows["demand data"] and "will be created in" in rows["results folder"]
+    assert "skipped" in rows["ray runtime"] and "ready" in res.output
+
+
+def test_doctor_reports_missing_data_with_the_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "demand.parquet"
+    res = runner.invoke(app, ["doctor", "--data", str(missing), "--results", str(tmp_path), "--no-ray"])
+    assert res.exit_code == 1, res.output
+    row = _rows(res.output)["demand data"]
+    assert "✗" in row and "file not found" in row and "pass --data PATH" in row
+    assert "1 check(s) failed: demand data" in res.output
+
+
+def test_doctor_ray_check_explains_failures(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delattr(distributed, "probe_ray", raising=False)
+    check, _ = doctor_cli.check_ray(None, 10)
+    assert check.status == "fail" and "probe_ray" in check.detail
+    monkeypatch.setattr(distributed, "probe_ray", lambda address=None: {}, raising=False)
+    check, _ = doctor_cli.check_ray("127.0.0.1:1", 10)  # nothing listens there: fails at once, no ray.init
+    assert check.status == "fail" and "cannot connect to 127.0.0.1:1" in check.detail
+    assert "ray status --address 127.0.0.1:1" in check.fix
+    monkeypatch.setattr(
+        doctor_cli,
+        "run_probe",
+        lambda address, timeout: (_ for _ in ()).throw(TimeoutError(f"no answer within {timeout:.0f} s")),
+    )
+    check, _ = doctor_cli.check_ray(None, 7)
+    assert check.status == "fail" and "no answer within 7 s" in check.detail
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert doctor_cli.check_output(str(blocker / "results")).status == "fail"
+    gpu = doctor_cli.check_gpu(ray_gpus=1.0)
+    assert gpu.status == "ok" or (gpu.status == "warn" and "tensorflow[and-cuda]" in gpu.fix)
+
+
+@pytest.mark.skipif(
+    not hasattr(distributed, "probe_ray"), reason="nova_ray.distributed.probe_ray not added yet"
+)
+def test_doctor_starts_a_local_ray(small_demo: Path, tmp_path: Path) -> None:
+    res = runner.invoke(
+        app, ["doctor", "--data", str(small_demo / "demand.parquet"), "--results", str(tmp_path)]
+    )
+    assert res.exit_code == 0, res.output
+    row = _rows(res.output)["ray runtime"]
+    assert "✓" in row and "1 CPU" in row and "a task ran on" in row
