@@ -16,7 +16,18 @@ import pytest
 from polars.testing import assert_frame_equal
 
 pytestmark = pytest.mark.slow
-ARGS = ["--models", "arima,ets,theta", "--horizon", "7", "--backtest-windows", "1", "--num-cpus", "2", "-q"]
+ARGS = [
+    "--full-refit",
+    "--models",
+    "arima,ets,theta",
+    "--horizon",
+    "7",
+    "--backtest-windows",
+    "1",
+    "--num-cpus",
+    "2",
+    "-q",
+]
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +109,7 @@ def test_killed_driver_resumes_to_the_clean_result(demo: Path, tmp_path: Path, c
     _run("--data", str(demo), "--output", str(out), "--items", "CAB-0001", *ARGS)  # the previous run
     before = json.loads((out / "metadata" / "last_updated.json").read_text())
     p = _cli("--data", str(demo), "--output", str(out), *ARGS)
-    done = lambda: list(out.glob(".staging/*/checkpoints/done/*"))  # noqa: E731
+    done = lambda: list(out.glob(".staging/*/checkpoints/done/b-*"))  # noqa: E731  (batches of items)
     _wait_for(lambda: len(done()) >= 3 or p.poll() is not None)
     assert p.poll() is None, "the run ended before the driver could be killed"
     os.killpg(p.pid, signal.SIGKILL)  # the driver and the local Ray it started

@@ -9,7 +9,6 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from ..io.results import POINTER
 from . import app
 from .common import config_or_exit, fail, out
 
@@ -80,6 +79,8 @@ def runs(
             highlight=False,
         )
         return
+    from ..io.results import POINTER  # lazily: the CLI imports light on a serving box
+
     ptr = root / "metadata" / POINTER
     try:
         latest = json.loads(ptr.read_text()).get("run_id") if ptr.exists() else None
