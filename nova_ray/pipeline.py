@@ -591,7 +591,7 @@ def _execute(
     )
     record = writer.commit(
         versions,
-        summary.to_dict() | {"data_path": str(Path(cfg.paths.data).resolve()), "log": str(log_path)},
+        summary.to_dict() | {"data_path": _location(cfg.paths.data), "log": str(log_path)},
         replace=owned,
     )
     LOG.info("published run %s (%s)", run_id, ", ".join(f"{k} {v}" for k, v in record["row_counts"].items()))
@@ -630,6 +630,11 @@ def _save_models(
         else pl.DataFrame()
     )
     store.save(entries, bt, versions)
+
+
+def _location(path: str) -> str:
+    """An absolute path, or the URI as given."""
+    return path if "://" in path else str(Path(path).resolve())
 
 
 ENSEMBLE_CHUNK = 1000  # items per ensemble chunk: bounds the driver's memory

@@ -95,3 +95,34 @@ def test_aggregation_by_frequency(tmp_path: Path, freq: str, periods: int) -> No
     )
     s = build_series(df, freq)
     assert len(s.values_of(0)) == periods and s.values_of(0).sum() == 7
+
+
+def test_demand_from_an_s3_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Input read from shared storage (an S3-compatible store over real HTTP on loopback)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing-secret",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        }.items():
+            monkeypatch.setenv(name, value)
+        s3 = boto3.client("s3", endpoint_url=f"http://{host}:{port}")
+        s3.create_bucket(Bucket="plant")
+        s3.put_object(Bucket="plant", Key="in/demand.csv", Body=GOOD.encode())
+        s3.put_object(Bucket="plant", Key="in/bad.csv", Body=b"item_id,date,quantity\nA,2024-01-01,-1\n")
+        df = read_demand("s3://plant/in/demand.csv")
+        assert sorted(df["item_id"].unique()) == ["A", "B"] and df["quantity"].sum() == 3
+        with pytest.raises(InputError, match=r"s3://plant/in/bad.csv: line 2: quantity -1"):
+            read_demand("s3://plant/in/bad.csv")
+        with pytest.raises(InputError, match="s3://plant/in/none.csv: file not found"):
+            read_demand("s3://plant/in/none.csv")
+    finally:
+        server.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,26 +16,49 @@ REQUIRED = ("item_id", "date", "quantity")
 OPTIONAL = ("site", "family")
 
 
-def _read_raw(path: Path) -> tuple[pd.DataFrame, int]:
-    """Read a file with every column as text; returns the frame and the line of its first row."""
-    if not path.exists():
+def _open(path: str) -> tuple[object, str, int]:
+    """(filesystem, path inside it, size) for a local path or a URI (s3://bucket/key, file://...).
+
+    S3-compatible stores take the standard AWS_* credentials; AWS_ENDPOINT_URL points at MinIO.
+    """
+    import pyarrow.fs as pafs
+
+    try:
+        if "://" in path:
+            fs, inner = pafs.FileSystem.from_uri(path)
+            if isinstance(fs, pafs.S3FileSystem) and os.environ.get("AWS_ENDPOINT_URL"):
+                fs = pafs.S3FileSystem(endpoint_override=os.environ["AWS_ENDPOINT_URL"])
+        else:
+            fs, inner = pafs.LocalFileSystem(), str(Path(path).resolve())
+        info = fs.get_file_info(inner)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot open: {str(exc).splitlines()[0]}") from None
+    if info.type == pafs.FileType.NotFound:
         raise InputError(f"{path}: file not found")
-    if path.stat().st_size == 0:
+    return fs, inner, int(info.size or 0)
+
+
+def _read_raw(path: str) -> tuple[pd.DataFrame, int]:
+    """Read a file with every column as text; returns the frame and the line of its first row."""
+    fs, inner, size = _open(path)
+    if size == 0:
         raise InputError(f"{path}: file is empty")
-    suffix = path.suffix.lower()
+    suffix = Path(inner).suffix.lower()
     try:
         if suffix in {".csv", ".txt", ".gz"}:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+            with fs.open_input_stream(inner) as fh:
+                df = pd.read_csv(fh, dtype=str, keep_default_na=False, skipinitialspace=True,
+                                 compression="gzip" if suffix == ".gz" else None)
             return df, 2
         if suffix in {".parquet", ".pq"}:
-            return pq.read_table(path).to_pandas(), 1
+            return pq.read_table(inner, filesystem=fs).to_pandas(), 1
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: cannot read file: {msg}") from None
     raise InputError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
 
 
-def _where(path: Path, first_line: int, row: int, csv: bool) -> str:
+def _where(path: str, first_line: int, row: int, csv: bool) -> str:
     return f"{path}: line {row + first_line}" if csv else f"{path}: row {row + 1}"
 
 
@@ -43,7 +67,7 @@ def read_demand(path: str | Path) -> pd.DataFrame:
 
     Raises InputError with a one-line message naming the file and the row or column.
     """
-    path = Path(path)
+    path = str(path)
     raw, first_line = _read_raw(path)
     csv = first_line == 2
     raw.columns = [str(c).strip() for c in raw.columns]
