@@ -12,8 +12,8 @@ CLASSES = ("smooth", "erratic", "intermittent", "lumpy", "zero")
 CLASS_MODELS: dict[str, tuple[str, ...]] = {
     "smooth": ("naive", "arima", "ets", "theta", "prophet", "lstm"),
     "erratic": ("naive", "ets", "theta", "arima", "lstm"),
-    "intermittent": ("naive", "croston", "tsb", "ets", "lstm"),
-    "lumpy": ("naive", "croston", "tsb"),
+    "intermittent": ("naive", "croston", "tsb", "ets", "theta", "lstm"),
+    "lumpy": ("naive", "croston", "tsb", "ets", "theta"),
     "zero": ("naive",),
 }
 
