@@ -30,7 +30,7 @@ warnings.filterwarnings("ignore")
 FREQ = {12: ("M", "MS"), 4: ("Q", "QS"), 1: ("Y", "YS"), 7: ("D", "D")}
 
 
-END = "2019-12-01"  # every series is dated to end here: nova-ray forecasts all items from one origin
+END = "2019-10-01"  # every series is dated to end here: nova-ray forecasts all items from one origin
 
 
 def _split(named: list[tuple[str, np.ndarray, np.ndarray]], alias: str) -> tuple[pd.DataFrame, pd.DataFrame]:
