@@ -39,6 +39,9 @@ class Forecast:
     backtest_step: int = 0
     seed: int = 7
     cache_max_age_days: int = 7
+    exog: bool = True
+    features: str = "data/processed/features.parquet"
+    future_features: str = ""
 
 
 @dataclass

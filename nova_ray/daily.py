@@ -83,7 +83,7 @@ def run_daily(
 ) -> DailyReport:
     """etl -> forecast (+ recommendations) -> publish, for `run_date`, under the job lock."""
     from .io.demand import dataset_id
-    from .pipeline import config_hash, load_demand, run_forecast
+    from .pipeline import attach_exog, config_hash, load_demand, load_series, run_forecast
 
     t0 = time.perf_counter()
     report = DailyReport(run_date=run_date.isoformat())
@@ -101,12 +101,15 @@ def run_daily(
         pointer = read_pointer(cfg.paths.output)
         from . import __version__
 
-        same = (
-            pointer is not None
-            and pointer.get("run_date") == run_date.isoformat()
-            and pointer.get("model_version") == f"{__version__}+{config_hash(cfg)}"
-            and pointer.get("dataset_id") == dataset_id(load_demand(cfg, None))
-        )
+        same = False
+        if pointer is not None and pointer.get("run_date") == run_date.isoformat():
+            demand = load_demand(cfg, None)
+            series, _ = attach_exog(cfg, load_series(cfg, None, demand)[0])
+            same = pointer.get(
+                "model_version"
+            ) == f"{__version__}+{config_hash(cfg, series.exog_names)}" and pointer.get(
+                "dataset_id"
+            ) == dataset_id(demand)
         if same and not force:
             report.skipped = True
             report.run_id = pointer["run_id"]

@@ -31,6 +31,7 @@ from .series import SeriesSet
 
 FALLBACK = "naive"
 BLOWUP = 3.0  # a forecast with regressors whose mean exceeds BLOWUP x (history max) + 1 is rejected
+OBS_PER_REGRESSOR = 10  # per-item models use at most (oldest training length) // 10 regressors
 
 
 @dataclass(frozen=True)
@@ -306,6 +307,11 @@ def forecast_item(
     if x is not None and len(x) < n + spec.horizon:
         notes.append(f"regressors ignored: they cover {len(x) - n} of {spec.horizon} future periods")
         x = None
+    if x is not None:  # short series (monthly, quarterly) get fewer regressors, in the order given
+        k = min(x.shape[1], (origins[0] if origins else n) // OBS_PER_REGRESSOR)
+        if k < x.shape[1]:
+            notes.append(f"{k} of {x.shape[1]} regressors: too few observations for more")
+            x, exog_names = (x[:, :k], tuple(exog_names[:k])) if k else (None, ())
     with_exog: list[str] = []
     for name in stat_names:
         cached_params = (cached or {}).get(name)

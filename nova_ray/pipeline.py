@@ -33,7 +33,10 @@ from .engine import (
     lstm_items,
 )
 from .ensemble import combine, learn_weights
+from .etl import EtlError
+from .exog import for_run as exog_for_run
 from .io.demand import dataset_id, read_demand, select_items
+from .io.errors import InputError
 from .io.model_store import ModelStore, fingerprint
 from .io.results import ResultWriter, utc_now
 from .io.stock import read_stock, resolve_stock_path, unknown_items
@@ -82,6 +85,7 @@ class RunSummary:
     recommendations: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     log_path: str = ""
+    exog: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -98,6 +102,7 @@ def engine_spec(cfg: Config, final_fit: bool = True) -> EngineSpec:
         backtest_windows=f.backtest_windows,
         backtest_step=f.backtest_step,
         seed=f.seed,
+        use_exog=f.exog,
         lstm=LstmSpec(
             cfg.lstm.lookback,
             cfg.lstm.units,
@@ -119,6 +124,26 @@ def load_series(
     """Validated demand for the selected items as a SeriesSet, and the dataset id."""
     demand = load_demand(cfg, items) if demand is None else demand
     return build_series(demand, cfg.forecast.freq), dataset_id(demand)
+
+
+def attach_exog(cfg: Config, series: SeriesSet) -> tuple[SeriesSet, dict[str, Any]]:
+    """The run's external factors on the series' grid, and a record of them for the run metadata.
+
+    From `[forecast] features` when that file exists, else from the raw/ folder next to the demand
+    file (the demo layout); none found, or `exog = false` (--no-exog): the series as they are.
+    """
+    f = cfg.forecast
+    if not f.exog:
+        return series, {"enabled": False, "reason": "switched off (exog = false / --no-exog)"}
+    try:
+        series, record = exog_for_run(
+            series, f.horizon, f.features or None, cfg.paths.data, f.future_features or None
+        )
+    except EtlError as exc:  # a broken raw file: exit 2 naming the file and line
+        raise InputError(str(exc)) from None
+    except ValueError as exc:  # e.g. a future table without a date column
+        raise ConfigError(f"setting 'future_features': {exc}") from None
+    return series, record
 
 
 def load_stock(
@@ -322,8 +347,13 @@ def _lib_version(lib: str) -> str | None:
             return None
 
 
-def config_hash(cfg: Config) -> str:
+def config_hash(cfg: Config, exog_names: tuple[str, ...] = ()) -> str:
+    """Hash of the settings that change the forecasts (the feature set included, paths not)."""
     d = cfg.to_dict()
+    for key in ("exog", "features", "future_features"):
+        d["forecast"].pop(key, None)
+    if exog_names:
+        d["exog_features"] = list(exog_names)
     d.pop("paths", None)
     d.pop("recommend", None)  # a policy change does not change the forecasts' model version
     d.pop("etl", None)
@@ -386,12 +416,19 @@ def run_forecast(
     progress.stage("read input")
     demand = load_demand(cfg, items)
     series, dataset = load_series(cfg, items, demand)
+    series, exog_record = attach_exog(cfg, series)
     # the stock is validated before any fitting: a bad file costs no compute and writes nothing
     stock, warnings = load_stock(cfg, demand, items) if only is None and publish else (None, [])
     spec = engine_spec(cfg, final_fit=only != "metrics")
     if only == "metrics" and spec.backtest_windows == 0:
         raise ConfigError("--only-metrics needs backtest windows (--backtest-windows >= 1)")
     with run_log(cfg.paths.output) as log_path:
+        LOG.info(
+            "external factors: %s",
+            ", ".join(exog_record.get("features", []))
+            if exog_record.get("enabled")
+            else exog_record.get("reason", "none"),
+        )
         LOG.info(
             "input %s: %d items, %d periods (%s), dataset %s",
             cfg.paths.data,
@@ -417,6 +454,7 @@ def run_forecast(
             publish,
             t0,
             log_path,
+            exog_record,
         )
 
 
@@ -437,10 +475,11 @@ def _execute(
     publish: bool,
     t0: float,
     log_path: Path,
+    exog_record: dict[str, Any] | None = None,
 ) -> RunSummary:
     """Fit, checkpoint, ensemble in chunks, recommend and publish (after validation)."""
     run_date = run_date or datetime.now(timezone.utc).date()
-    model_version = f"{__version__}+{config_hash(cfg)}"
+    model_version = f"{__version__}+{config_hash(cfg, series.exog_names)}"
     key = hashlib.sha256(
         f"{dataset}|{model_version}|{run_date}|{only}|{','.join(map(str, series.item_ids))}".encode()
     ).hexdigest()[:16]
@@ -571,8 +610,12 @@ def _execute(
         recommendations=summarize(recs) if recs is not None else {},
         warnings=warnings,
         log_path=str(log_path),
+        exog=exog_record or {},
     )
-    versions = model_versions(cfg, writer.meta, metrics, sorted(models), dataset, run_id) | {"backend": binfo}
+    versions = model_versions(cfg, writer.meta, metrics, sorted(models), dataset, run_id) | {
+        "backend": binfo,
+        "exog": exog_record or {"enabled": False},
+    }
     owned = {
         None: None,
         "forecasts": ["forecasts", "ensemble_weights", "items", "recommendations"],

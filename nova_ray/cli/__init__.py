@@ -19,6 +19,7 @@ app = typer.Typer(
 
 from . import demo as _demo  # noqa: E402,F401  (registers commands)
 from . import doctor as _doctor  # noqa: E402,F401
+from . import etl as _etl  # noqa: E402,F401
 from . import forecast as _forecast  # noqa: E402,F401
 from . import recommend as _recommend  # noqa: E402,F401
 from . import report as _report  # noqa: E402,F401

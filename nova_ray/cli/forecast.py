@@ -81,6 +81,20 @@ def forecast(
         "--resume",
         help="Continue an interrupted run of the same data, settings and date from its checkpoints.",
     ),
+    no_exog: bool = typer.Option(
+        False, "--no-exog", help="Do not use external factors (holidays, rain, USD/BRL, 5G) as regressors."
+    ),
+    features: str = typer.Option(
+        None,
+        "--features",
+        help="Daily feature table from `nova-ray etl` (default: [forecast] features, "
+        "data/processed/features.parquet; absent: a raw/ folder next to the demand file is used).",
+    ),
+    future_features: str = typer.Option(
+        None,
+        "--future-features",
+        help="CSV or Parquet of known future feature values (date + columns) for the horizon.",
+    ),
     full_refit: bool = typer.Option(
         False,
         "--full-refit",
@@ -109,6 +123,9 @@ def forecast(
         "backtest_step": backtest_step,
         "arima_engine": arima_engine,
         "models_dir": models_dir,
+        "exog": False if no_exog else None,
+        "features": features,
+        "future_features": future_features,
     }
     if only_forecasts and only_metrics:
         fail("--only-forecasts and --only-metrics exclude each other")
@@ -143,6 +160,11 @@ def forecast(
     table.add_row("items with a failed model", str(summary.failures))
     table.add_row("fell back to naive", str(len(summary.fallbacks)))
     table.add_row("backend", summary.backend)
+    ex = summary.exog
+    table.add_row(
+        "external factors",
+        ", ".join(ex.get("features", [])) if ex.get("enabled") else f"off ({ex.get('reason', 'none')})",
+    )
     if summary.warm_items:
         table.add_row("incremental", f"{summary.warm_items} items reused stored model choices")
     table.add_row("wall time", f"{summary.wall_seconds:.1f} s (task CPU {summary.cpu_seconds:.1f} s)")
@@ -195,6 +217,20 @@ def train(
     models_dir: str = typer.Option(None, "--models-dir", help="Where to store the models (default models/)."),
     address: str = typer.Option(None, "--address", help="Ray cluster to join (default: local Ray)."),
     num_cpus: int = typer.Option(None, "--num-cpus", min=1, help="CPUs for local Ray (default: all)."),
+    no_exog: bool = typer.Option(
+        False, "--no-exog", help="Do not use external factors (holidays, rain, USD/BRL, 5G) as regressors."
+    ),
+    features: str = typer.Option(
+        None,
+        "--features",
+        help="Daily feature table from `nova-ray etl` (default: [forecast] features, "
+        "data/processed/features.parquet; absent: a raw/ folder next to the demand file is used).",
+    ),
+    future_features: str = typer.Option(
+        None,
+        "--future-features",
+        help="CSV or Parquet of known future feature values (date + columns) for the horizon.",
+    ),
     config: str = typer.Option(None, "--config", help="Config TOML.", envvar="NOVA_RAY_CONFIG"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -210,6 +246,9 @@ def train(
         "models_dir": models_dir,
         "address": address,
         "num_cpus": num_cpus,
+        "exog": False if no_exog else None,
+        "features": features,
+        "future_features": future_features,
     }
     cfg = config_or_exit(config, overrides)
     if data is None:

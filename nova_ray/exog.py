@@ -1,0 +1,460 @@
+"""Exogenous regressors for a SeriesSet: the daily feature table -> one standardised matrix on the
+series' period grid, history plus horizon.
+
+Rows run from the first period of the set (``SeriesSet.starts.min()``) to ``end + horizon``; row
+``n_hist + j`` is the ``j``-th forecast period. History rows hold the realised features; the
+horizon rows hold what is known in advance: the calendar exactly, climate from the day-of-year
+climatology, economy from the last value, the 5G roll-out at its recent pace (see
+:func:`daily_table`), or the values of a user-supplied ``future_table``.
+
+Daily columns are first derived (:func:`derive_daily`: log rain, the rain of the previous two
+days, new 5G sites per day, business days) and then aggregated to the frequency by mean or sum
+(:data:`PERIOD_FEATURES`). Each frequency uses a small default set (:data:`DEFAULT_FEATURES`);
+constant and near-duplicate columns are dropped, the rest standardised on the history rows.
+See docs/external-factors.md.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .frequency import Frequency, get_frequency, period_start
+from .series import SeriesSet, period_index
+
+G5_PREFIX = "g5_"
+WARMUP_DAYS = 28  # days before the grid start that the lagged/trailing daily features read
+G5_RATE_DAYS = 28  # recent window of the 5G pace carried into the future
+CLIP_SD = 1.0  # horizon values are clipped to the history range widened by this many std units
+MAX_CORR = 0.98  # a column this correlated with an earlier kept one is dropped
+KNOWN = "realised"  # daily_table's 0/1 column: 1 where the day's features are observed values
+# derived climate columns -> the day lags each row reads; on days that read a
+# not-yet-observed day they take the climatology of the derived column itself (log1p of a mean
+# rain is not the mean of log1p rain: the day-of-year mean rain would bias them upwards).
+CLIMATE_DERIVED: dict[str, tuple[int, ...]] = {"rain_log": (0,), "rain_prev2d_log": (1, 2)}
+
+# Default features per frequency. is_weekend is left out on purpose: every model that takes
+# regressors here already has a weekly seasonality (ARIMA m=7, Prophet weekly, the LSTM phase),
+# and a weekend dummy would be collinear with it.
+DEFAULT_FEATURES: dict[str, tuple[str, ...]] = {
+    "D": ("is_holiday", "rain_log", "rain_prev2d_log", "usd_brl", "g5_new_sites_14d"),
+    "W": ("holidays", "rain_log", "usd_brl", "g5_new_sites"),
+    "M": ("business_days", "rain_log", "usd_brl", "g5_new_sites"),
+    "Q": ("business_days", "rain_log", "usd_brl", "g5_new_sites"),
+    "Y": (),
+}
+# feature -> (daily column, aggregation over a period); daily data uses the column as it is.
+PERIOD_FEATURES: dict[str, tuple[str, str]] = {
+    "holidays": ("is_holiday", "sum"),
+    "business_days": ("business_day", "sum"),
+    "weekend_days": ("is_weekend", "sum"),
+    "rain_log": ("rain_log", "mean"),
+    "rain_mm": ("rain_mm", "sum"),
+    "g5_new_sites": ("g5_new_sites", "mean"),
+}
+DESCRIPTIONS: dict[str, str] = {
+    "is_holiday": "1 on a national, Bahia or Salvador holiday",
+    "is_weekend": "1 on Saturday and Sunday",
+    "business_day": "1 on a weekday that is not a holiday",
+    "holidays": "holidays in the period (count)",
+    "business_days": "weekdays that are not holidays in the period (count)",
+    "weekend_days": "Saturdays and Sundays in the period (count)",
+    "rain_log": "log(1 + rain_mm), period mean",
+    "rain_prev2d_log": "log(1 + rain of the two previous days)",
+    "rain_mm": "precipitation (mm), period sum",
+    "usd_brl": "USD/BRL exchange rate, period mean",
+    "g5_new_sites_14d": "new 5G sites per day, trailing 14-day mean",
+    "g5_new_sites": "new 5G sites per day, period mean",
+}
+
+
+@dataclass(frozen=True)
+class Exog:
+    """A standardised regressor matrix on a period grid: ``n_hist`` history rows, then ``horizon``."""
+
+    values: np.ndarray  # (n_hist + horizon, k) float64
+    names: tuple[str, ...]
+    start: np.datetime64  # first period of the grid
+    freq: str
+    n_hist: int
+    horizon: int
+    mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    std: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    dropped: dict[str, str] = field(default_factory=dict)
+    known_until: str | None = None  # last day whose realised features the matrix uses
+    sources: tuple[str, ...] = ()
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready summary for run metadata."""
+        return {
+            "features": list(self.names),
+            "freq": self.freq,
+            "start": str(self.start),
+            "history_periods": self.n_hist,
+            "horizon": self.horizon,
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
+            "dropped": dict(self.dropped),
+            "known_until": self.known_until,
+            "sources": list(self.sources),
+        }
+
+
+# ---------------------------------------------------------------- daily table
+
+
+def _g5_sites_column(columns: Sequence[str]) -> str | None:
+    """The cumulative 5G column that counts sites/stations (else the first 5G column)."""
+    g5 = [c for c in columns if c.startswith(G5_PREFIX)]
+    for key in ("estac", "site", "erb"):
+        for c in g5:
+            if key in c:
+                return c
+    return g5[0] if g5 else None
+
+
+def derive_daily(features: pd.DataFrame) -> pd.DataFrame:
+    """Model-ready daily columns from a feature table (``date`` + columns of build_features).
+
+    Adds ``business_day``, ``rain_log`` = log1p(rain_mm), ``rain_prev2d_log`` = log1p(rain of the
+    two previous days), ``g5_new_sites`` (daily additions of the cumulative 5G sites, >= 0) and
+    ``g5_new_sites_14d`` (their trailing 14-day mean). Other numeric columns pass through.
+    """
+    f = features.sort_values("date").reset_index(drop=True)
+    out = pd.DataFrame({"date": pd.to_datetime(f["date"])})
+    for col in f.columns:
+        if col != "date" and pd.api.types.is_numeric_dtype(f[col]):
+            out[col] = f[col].to_numpy(dtype=float)
+    if "is_holiday" in out and "is_weekend" in out:
+        out["business_day"] = (1.0 - np.maximum(out["is_holiday"], out["is_weekend"])).clip(0, 1)
+    if "rain_mm" in out:
+        rain = out["rain_mm"].clip(lower=0)
+        out["rain_log"] = np.log1p(rain)
+        prev = rain.shift(1, fill_value=float(rain.iloc[0])) + rain.shift(2, fill_value=float(rain.iloc[0]))
+        out["rain_prev2d_log"] = np.log1p(prev)
+    sites = _g5_sites_column(list(out.columns))
+    if sites is not None:
+        new = out[sites].diff().fillna(0.0).clip(lower=0)
+        out["g5_new_sites"] = new
+        out["g5_new_sites_14d"] = new.rolling(14, min_periods=1).mean()
+    return out
+
+
+def daily_table(
+    features: pd.DataFrame,
+    first: pd.Timestamp,
+    last: pd.Timestamp,
+    known_until: pd.Timestamp | None = None,
+    future_table: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Daily features for every day from `first` to `last`, realised up to `known_until`.
+
+    Days after `known_until` (default: the table's last day) come from
+    ``nova_ray.etl.future_features``: calendar exact, climate from the day-of-year climatology,
+    economy at the last value, `future_table` values where given. Cumulative 5G columns not in
+    `future_table` continue at their mean daily pace of the last 28 known days (the last value
+    of the pace, so the derived new-sites features do not drop to zero). Days before the table's
+    first day get the calendar, the climatology and the first values. Column ``realised`` is 1 on
+    the days inside the table (up to `known_until`), else 0.
+    """
+    from .etl import future_features
+
+    feats = features.copy()
+    feats["date"] = pd.to_datetime(feats["date"]).dt.normalize()
+    feats = feats.sort_values("date").drop_duplicates("date", keep="last")
+    if known_until is not None:
+        feats = feats[feats["date"] <= pd.Timestamp(known_until)]
+    if feats.empty:
+        raise ValueError("no feature rows on or before the last known day")
+    first, last = pd.Timestamp(first).normalize(), pd.Timestamp(last).normalize()
+    lo, hi = feats["date"].iloc[0], feats["date"].iloc[-1]
+    parts = [feats[(feats["date"] >= first) & (feats["date"] <= last)].assign(**{KNOWN: 1})]
+    if last > hi:
+        after = pd.date_range(max(hi + pd.Timedelta(days=1), first), last, freq="D")
+        fut = future_features(feats, after, future_table)
+        given = set(future_table.columns) if future_table is not None else set()
+        for col in (c for c in feats.columns if c.startswith(G5_PREFIX) and c not in given):
+            recent = feats[col].to_numpy(dtype=float)[-(G5_RATE_DAYS + 1) :]
+            pace = max(float(recent[-1] - recent[0]) / max(len(recent) - 1, 1), 0.0)
+            steps = (fut["date"] - hi).dt.days.to_numpy(dtype=float)
+            fut[col] = float(recent[-1]) + pace * steps
+        parts.append(fut.assign(**{KNOWN: 0}))
+    if first < lo:
+        before = pd.date_range(first, min(lo - pd.Timedelta(days=1), last), freq="D")
+        early = future_features(feats, before)
+        for col in early.columns:
+            if col != "date" and not _calendar_or_climate(col):
+                early[col] = feats[col].iloc[0]
+        parts.insert(0, early.assign(**{KNOWN: 0}))
+    table = pd.concat([p for p in parts if len(p)], ignore_index=True)
+    return table.sort_values("date").reset_index(drop=True)
+
+
+def _climate_unknown(derived: pd.DataFrame) -> pd.DataFrame:
+    """Derived climate columns on days that read an unobserved day -> their own climatology."""
+    from .etl import climatology
+    from .etl.features import day_of_year
+
+    cols = [c for c in CLIMATE_DERIVED if c in derived.columns]
+    if KNOWN not in derived.columns or not cols or derived[KNOWN].all():
+        return derived
+    known = derived[KNOWN].to_numpy() > 0
+    observed = derived[known]
+    if observed.empty:
+        return derived
+    clim = climatology(observed, cols)
+    doy = day_of_year(derived["date"])
+    out = derived.copy()
+    for col in cols:
+        ok = np.ones(len(known), bool)
+        for k in CLIMATE_DERIVED[col]:
+            ok &= np.r_[np.ones(k, bool), known[: len(known) - k]]
+        out.loc[~ok, col] = clim[col].to_numpy()[doy[~ok] - 1]
+    return out
+
+
+def _calendar_or_climate(col: str) -> bool:
+    from .etl.features import CALENDAR_COLUMNS, CLIMATE_COLUMNS, IMPUTED
+
+    return col in CALENDAR_COLUMNS or col in CLIMATE_COLUMNS or col == IMPUTED
+
+
+# ---------------------------------------------------------------- period matrix
+
+
+def default_features(freq: str) -> tuple[str, ...]:
+    """The default feature set of a frequency code."""
+    return DEFAULT_FEATURES[get_frequency(freq).code]
+
+
+def _grid_last_day(last_period: pd.Timestamp, fq: Frequency) -> pd.Timestamp:
+    nxt = pd.date_range(last_period, periods=2, freq=fq.pandas_alias)[1]
+    return nxt - pd.Timedelta(days=1)
+
+
+def aggregate(daily: pd.DataFrame, names: Sequence[str], freq: str, grid: pd.DatetimeIndex) -> pd.DataFrame:
+    """Daily derived columns -> one row per period of `grid` for the feature `names`."""
+    fq = get_frequency(freq)
+    out = pd.DataFrame(index=grid)
+    if fq.code == "D":
+        d = daily.set_index("date")
+        for name in names:
+            out[name] = d[PERIOD_FEATURES.get(name, (name, ""))[0]].reindex(grid).to_numpy(dtype=float)
+        return out
+    period = period_start(daily["date"], fq)
+    for name in names:
+        col, how = PERIOD_FEATURES.get(name, (name, "mean"))
+        g = daily[col].groupby(period.to_numpy())
+        out[name] = (g.sum() if how == "sum" else g.mean()).reindex(grid).to_numpy(dtype=float)
+    return out
+
+
+def build_exog(
+    features: pd.DataFrame,
+    freq: str,
+    start: np.datetime64 | pd.Timestamp | str,
+    end: np.datetime64 | pd.Timestamp | str,
+    horizon: int,
+    *,
+    columns: Sequence[str] | None = None,
+    extra: Sequence[str] = (),
+    future_table: pd.DataFrame | None = None,
+    known_until: pd.Timestamp | str | None = None,
+    sources: Sequence[str] = (),
+) -> Exog:
+    """The standardised regressor matrix for periods `start`..`end` (history) plus `horizon` more.
+
+    `columns` replaces the frequency's default set (:data:`DEFAULT_FEATURES`); `extra` adds columns
+    (e.g. the user's regressors), aggregated by mean. Features missing from the table are skipped
+    (noted in ``dropped``), as are columns constant on the history and columns correlated above
+    0.98 with an earlier one. Means and standard deviations come from the history rows; horizon
+    values are clipped to the history range widened by one standard deviation.
+    """
+    fq = get_frequency(freq)
+    first = period_start(pd.Series([pd.Timestamp(start)]), fq).iloc[0]
+    last = period_start(pd.Series([pd.Timestamp(end)]), fq).iloc[0]
+    n_hist = len(pd.date_range(first, last, freq=fq.pandas_alias))
+    grid = pd.date_range(first, periods=n_hist + horizon, freq=fq.pandas_alias)
+    wanted = list(dict.fromkeys([*(default_features(fq.code) if columns is None else columns), *extra]))
+    days = daily_table(
+        features,
+        first - pd.Timedelta(days=WARMUP_DAYS),
+        _grid_last_day(grid[-1], fq),
+        known_until=known_until,
+        future_table=future_table,
+    )
+    derived = _climate_unknown(derive_daily(days))
+    derived = derived[derived["date"] >= first].reset_index(drop=True)
+    dropped: dict[str, str] = {}
+    names = []
+    for name in wanted:
+        if PERIOD_FEATURES.get(name, (name, ""))[0] in derived.columns:
+            names.append(name)
+        else:
+            dropped[name] = "not in the feature table"
+    table = aggregate(derived, names, fq.code, grid)
+    values = table.to_numpy(dtype=float)
+    hist = values[:n_hist]
+    keep: list[int] = []
+    for j, name in enumerate(names):
+        h = hist[:, j]
+        if not np.all(np.isfinite(values[:, j])):
+            dropped[name] = "missing values"
+        elif n_hist < 2 or np.std(h) <= 1e-9 * (1.0 + abs(np.mean(h))):
+            dropped[name] = "constant on the history"
+        else:
+            corr = [abs(np.corrcoef(h, hist[:, i])[0, 1]) for i in keep]
+            if corr and max(corr) > MAX_CORR:
+                dropped[name] = f"correlated with {names[keep[int(np.argmax(corr))]]}"
+            else:
+                keep.append(j)
+    values = values[:, keep]
+    mean, std = values[:n_hist].mean(axis=0), values[:n_hist].std(axis=0)
+    z = (values - mean) / std
+    if horizon and len(keep):
+        lo, hi = z[:n_hist].min(axis=0) - CLIP_SD, z[:n_hist].max(axis=0) + CLIP_SD
+        z[n_hist:] = np.clip(z[n_hist:], lo, hi)
+    return Exog(
+        values=np.ascontiguousarray(z),
+        names=tuple(names[j] for j in keep),
+        start=np.datetime64(first.date(), "D"),
+        freq=fq.code,
+        n_hist=n_hist,
+        horizon=horizon,
+        mean=mean,
+        std=std,
+        dropped=dropped,
+        known_until=str(pd.Timestamp(known_until).date()) if known_until is not None else None,
+        sources=tuple(sources),
+    )
+
+
+def attach_exog(
+    series: SeriesSet,
+    features: pd.DataFrame,
+    horizon: int,
+    **kwargs: Any,
+) -> tuple[SeriesSet, Exog]:
+    """`series` with the regressor matrix of :func:`build_exog` attached, and that matrix.
+
+    Keyword arguments go to :func:`build_exog`. Without any usable feature the set comes back
+    without exog (``exog=None``), so every model runs exactly as without factors.
+    """
+    start = series.starts.min() if len(series) else series.end
+    ex = build_exog(features, series.freq, start, series.end, horizon, **kwargs)
+    if not ex.names:
+        return series, ex
+    return series.with_exog(ex.values, ex.names, ex.start), ex
+
+
+# ---------------------------------------------------------------- where the features come from
+
+
+def regressor_columns(features_path: str | Path) -> tuple[str, ...]:
+    """Columns of group ``regressor`` in the features_dictionary.json next to `features_path`."""
+    from .etl.features import DICTIONARY_FILE
+
+    path = Path(features_path).with_name(DICTIONARY_FILE)
+    if not path.is_file():
+        return ()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ()
+    return tuple(c for c, d in data.items() if isinstance(d, dict) and d.get("group") == "regressor")
+
+
+def load_features(
+    features_path: str | Path | None,
+    demand_path: str | Path | None = None,
+    start: pd.Timestamp | str | None = None,
+    end: pd.Timestamp | str | None = None,
+) -> tuple[pd.DataFrame, tuple[str, ...], tuple[str, ...]] | None:
+    """(feature table, regressor columns, source files) for a run, or None when there are none.
+
+    `features_path` (e.g. data/processed/features.parquet) wins when it exists; otherwise a
+    ``raw/`` folder next to the demand file (the demo layout) is run through build_features into
+    a temporary folder (nothing is written next to the data).
+    """
+    from .etl import build_features, read_features
+
+    if features_path and Path(features_path).is_file():
+        return read_features(features_path), regressor_columns(features_path), (str(features_path),)
+    raw = Path(demand_path).parent / "raw" if demand_path else None
+    if raw is None or not raw.is_dir():
+        return None
+    with tempfile.TemporaryDirectory(prefix="nova-ray-features-") as tmp:
+        res = build_features(raw, tmp, start, end)
+        frame = read_features(res.path)
+        regs = regressor_columns(res.path)
+    return frame, regs, tuple(str(p) for p in res.sources)
+
+
+def read_future_table(path: str | Path) -> pd.DataFrame:
+    """A user's future feature values (CSV or Parquet: ``date`` + any feature columns)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{p}: future features file not found")
+    frame = pd.read_parquet(p) if p.suffix.lower() in (".parquet", ".pq") else pd.read_csv(p)
+    if "date" not in frame.columns:
+        raise ValueError(f"{p}: future features need a 'date' column")
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame
+
+
+def for_run(
+    series: SeriesSet,
+    horizon: int,
+    features_path: str | Path | None,
+    demand_path: str | Path | None = None,
+    future_path: str | Path | None = None,
+) -> tuple[SeriesSet, dict[str, Any]]:
+    """Attach the run's regressors: from `features_path` if it exists, else from the ``raw/`` folder
+    next to `demand_path`; `future_path` overrides horizon values. Returns the series (unchanged
+    when no features are found) and a JSON-ready record for the run metadata."""
+    found = load_features(features_path, demand_path)
+    if found is None:
+        return series, {
+            "enabled": False,
+            "reason": f"no {features_path or 'features file'} and no raw/ folder next to the demand file",
+        }
+    frame, regressors, sources = found
+    future = read_future_table(future_path) if future_path else None
+    out, ex = attach_exog(series, frame, horizon, extra=regressors, future_table=future, sources=sources)
+    record = {"enabled": out.exog is not None, **ex.describe()}
+    record["features_until"] = str(pd.to_datetime(frame["date"]).max().date())
+    if future_path:
+        record["future_table"] = str(future_path)
+    if out.exog is None:
+        record["reason"] = f"no usable feature for frequency {series.freq}"
+    return out, record
+
+
+def without_exog(series: SeriesSet) -> SeriesSet:
+    """The same series with no regressors (the --no-exog path)."""
+    return series.with_exog(None)
+
+
+__all__ = [
+    "DEFAULT_FEATURES",
+    "Exog",
+    "aggregate",
+    "attach_exog",
+    "build_exog",
+    "daily_table",
+    "default_features",
+    "derive_daily",
+    "for_run",
+    "load_features",
+    "period_index",
+    "read_future_table",
+    "regressor_columns",
+    "without_exog",
+]

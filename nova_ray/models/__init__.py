@@ -1,0 +1,61 @@
+"""The model registry: name -> pure forecast function (and optional order/form search)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import import_module
+
+from .base import LEVELS, Forecast, ModelError
+
+__all__ = ["LEVELS", "Forecast", "ModelError", "ModelDef", "MODELS", "get_model", "parse_models"]
+
+
+@dataclass(frozen=True)
+class ModelDef:
+    """Where a model lives and how the engine calls it."""
+
+    name: str
+    module: str
+    forecast: str = "forecast"
+    search: str | None = None
+    library: str = "numpy"
+    version: str = "1"
+    is_global: bool = False
+    freqs: tuple[str, ...] = ("D", "W", "M", "Q", "Y")
+
+    def forecast_fn(self) -> Callable[..., Forecast]:
+        return getattr(import_module(self.module, __package__), self.forecast)
+
+    def search_fn(self) -> Callable[..., dict] | None:
+        return getattr(import_module(self.module, __package__), self.search) if self.search else None
+
+
+MODELS: dict[str, ModelDef] = {
+    "naive": ModelDef("naive", ".naive", library="numpy"),
+    "arima": ModelDef("arima", ".arima", search="search", library="statsforecast"),
+    "ets": ModelDef("ets", ".ets", search="search", library="statsforecast"),
+    "theta": ModelDef("theta", ".theta", library="statsforecast"),
+    "croston": ModelDef("croston", ".intermittent", forecast="croston_forecast", library="numpy"),
+    "tsb": ModelDef("tsb", ".intermittent", forecast="tsb_forecast", library="numpy"),
+    "prophet": ModelDef("prophet", ".prophet", library="prophet", freqs=("D", "W", "M", "Q")),
+    "lstm": ModelDef("lstm", ".lstm", library="tensorflow", is_global=True, freqs=("D", "W", "M")),
+}
+
+
+def get_model(name: str) -> ModelDef:
+    """The registered model `name`."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}") from None
+
+
+def parse_models(text: str | None) -> tuple[str, ...] | None:
+    """'prophet,arima' -> ('prophet', 'arima'); 'auto' or empty -> None (models by demand class)."""
+    if text is None or text.strip().lower() in {"", "auto"}:
+        return None
+    names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
+    for n in names:
+        get_model(n)
+    return names

@@ -1,0 +1,69 @@
+"""Shared model contract: numpy arrays in, a dict of arrays out (mean, lo-80, hi-80, lo-95, hi-95)."""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+
+import numpy as np
+
+LEVELS: tuple[int, ...] = (80, 95)
+Forecast = dict[str, np.ndarray]
+
+
+class ModelError(RuntimeError):
+    """A model could not fit or forecast this series."""
+
+
+def z_value(level: float) -> float:
+    """Two-sided normal quantile for a central interval of `level` percent."""
+    return NormalDist().inv_cdf(0.5 + level / 200.0)
+
+
+def normal_forecast(mean: np.ndarray, sigma: np.ndarray, levels: tuple[int, ...] = LEVELS) -> Forecast:
+    """Mean with symmetric normal intervals of per-step standard deviation `sigma`."""
+    mean = np.asarray(mean, dtype=float)
+    sigma = np.broadcast_to(np.asarray(sigma, dtype=float), mean.shape)
+    out: Forecast = {"mean": mean}
+    for lv in levels:
+        z = z_value(lv)
+        out[f"lo-{lv}"] = mean - z * sigma
+        out[f"hi-{lv}"] = mean + z * sigma
+    return out
+
+
+def quantile_forecast(
+    samples: np.ndarray, mean: np.ndarray | None = None, levels: tuple[int, ...] = LEVELS
+) -> Forecast:
+    """Intervals from sample paths (n_samples x horizon)."""
+    out: Forecast = {"mean": samples.mean(axis=0) if mean is None else np.asarray(mean, dtype=float)}
+    for lv in levels:
+        a = (100 - lv) / 200.0
+        out[f"lo-{lv}"] = np.quantile(samples, a, axis=0)
+        out[f"hi-{lv}"] = np.quantile(samples, 1 - a, axis=0)
+    return out
+
+
+def finalize(fc: Forecast, horizon: int, levels: tuple[int, ...] = LEVELS) -> Forecast:
+    """Check shape and finiteness, clip at zero (demand is never negative), order the bounds."""
+    keys = ["mean"] + [f"{s}-{lv}" for lv in levels for s in ("lo", "hi")]
+    out: Forecast = {}
+    for k in keys:
+        if k not in fc:
+            raise ModelError(f"forecast lacks {k!r}")
+        v = np.asarray(fc[k], dtype=float).reshape(-1)
+        if v.shape[0] != horizon or not np.all(np.isfinite(v)):
+            raise ModelError(f"forecast {k!r} has wrong length or non-finite values")
+        out[k] = np.maximum(v, 0.0)
+    for lv in levels:
+        lo, hi = out[f"lo-{lv}"], out[f"hi-{lv}"]
+        out[f"lo-{lv}"] = np.minimum(np.minimum(lo, hi), out["mean"])
+        out[f"hi-{lv}"] = np.maximum(np.maximum(lo, hi), out["mean"])
+    return out
+
+
+def seasonal_error_scale(y: np.ndarray, season_length: int) -> float:
+    """Mean absolute in-sample seasonal-naive error (the MASE denominator); falls back to lag 1."""
+    m = season_length if len(y) > season_length else 1
+    if len(y) <= m:
+        return float("nan")
+    return float(np.mean(np.abs(y[m:] - y[:-m])))

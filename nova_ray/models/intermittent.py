@@ -1,0 +1,92 @@
+"""Intermittent-demand models in numpy: Croston with the SBA correction, and TSB.
+
+Intervals come from simulated sample paths (demand occurs with the fitted probability, sizes are
+drawn from the observed non-zero demands), never from a normal approximation that would go
+negative near zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Forecast, ModelError, quantile_forecast
+
+N_PATHS = 500
+
+
+def _sizes_and_intervals(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    nz = np.flatnonzero(y > 0)
+    sizes = y[nz]
+    intervals = np.diff(np.concatenate([[-1], nz])).astype(float)
+    return sizes, intervals
+
+
+def _simulate(y: np.ndarray, rate: float, prob: float, horizon: int, seed: int) -> np.ndarray:
+    """Sample paths: Bernoulli(prob) occurrences times resampled sizes, scaled to the fitted rate."""
+    sizes = y[y > 0]
+    rng = np.random.default_rng(seed)
+    occur = rng.random((N_PATHS, horizon)) < prob
+    draws = rng.choice(sizes, size=(N_PATHS, horizon))
+    scale = rate / max(prob * sizes.mean(), 1e-12)
+    return occur * draws * scale
+
+
+def croston_sba(y: np.ndarray, alpha: float = 0.1) -> tuple[float, float]:
+    """Croston's rate with the Syntetos-Boylan correction; returns (rate per period, occurrence prob)."""
+    sizes, intervals = _sizes_and_intervals(y)
+    if len(sizes) == 0:
+        return 0.0, 0.0
+    z, p = sizes[0], intervals[0]
+    for s, q in zip(sizes[1:], intervals[1:], strict=True):
+        z += alpha * (s - z)
+        p += alpha * (q - p)
+    return float((1 - alpha / 2) * z / p), float(min(1.0, 1.0 / p))
+
+
+def tsb(y: np.ndarray, alpha: float = 0.1, beta: float = 0.1) -> tuple[float, float]:
+    """Teunter-Syntetos-Babai: smoothed occurrence probability times smoothed size."""
+    nz = y > 0
+    if not nz.any():
+        return 0.0, 0.0
+    first = int(np.argmax(nz))
+    p = float(nz[: first + 1].mean()) if first > 0 else 1.0
+    z = float(y[first])
+    for t in range(first + 1, len(y)):
+        occurred = y[t] > 0
+        p += beta * (float(occurred) - p)
+        if occurred:
+            z += alpha * (y[t] - z)
+    return float(p * z), float(p)
+
+
+def _forecast(rate: float, prob: float, y: np.ndarray, horizon: int, seed: int) -> Forecast:
+    if rate <= 0:
+        zero = np.zeros(horizon)
+        return {"mean": zero, "lo-80": zero, "hi-80": zero, "lo-95": zero, "hi-95": zero}
+    paths = _simulate(y, rate, prob, horizon, seed)
+    return quantile_forecast(paths, mean=np.full(horizon, rate))
+
+
+def _check(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y, dtype=float)
+    if len(y) < 2:
+        raise ModelError("series too short for an intermittent-demand model")
+    return y
+
+
+def croston_forecast(
+    y: np.ndarray, horizon: int, season_length: int, params: dict | None = None, seed: int = 0, **_: object
+) -> Forecast:
+    """Croston-SBA forecast (flat rate) with simulated intervals."""
+    y = _check(y)
+    rate, prob = croston_sba(y, **(params or {}))
+    return _forecast(rate, prob, y, horizon, seed)
+
+
+def tsb_forecast(
+    y: np.ndarray, horizon: int, season_length: int, params: dict | None = None, seed: int = 0, **_: object
+) -> Forecast:
+    """TSB forecast (flat rate) with simulated intervals."""
+    y = _check(y)
+    rate, prob = tsb(y, **(params or {}))
+    return _forecast(rate, prob, y, horizon, seed)

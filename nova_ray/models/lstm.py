@@ -1,0 +1,216 @@
+"""A global LSTM over all items: windows of scaled history in, the whole horizon out (MIMO).
+
+Each series is scaled by its recent mean so that one network serves items of any volume.
+Inputs are the last `lookback` scaled values plus the season phase of the first forecast
+step; the output is the `horizon` next scaled values. Intervals are normal around the mean
+with per-step spreads measured on the training windows, clipped at zero.
+
+With regressors (one matrix per series, one row per period: history rows, then the horizon)
+the regressor values of the window's `horizon` forecast periods, flattened, join the phase
+input. Training windows read only rows inside the training series.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .base import Forecast, normal_forecast
+
+NAME = "lstm"
+VERSION = "1"
+SUPPORTS_EXOG = True
+
+
+@dataclass
+class LstmState:
+    """Everything needed to predict: weights, shapes and the per-step residual spread."""
+
+    lookback: int
+    horizon: int
+    season_length: int
+    units: int
+    weights: list[np.ndarray] = field(default_factory=list)
+    step_sigma: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    n_windows: int = 0
+    final_loss: float = float("nan")
+    n_exog: int = 0  # regressor columns (0: none)
+
+
+def configure_tensorflow(threads: int = 1) -> None:
+    """Quiet logs, pin thread pools, and let GPU memory grow; call before TensorFlow runs anything."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:
+        pass  # already initialised in this process: settings stay as they were
+
+
+def _scale(y: np.ndarray, season_length: int) -> float:
+    recent = y[-max(4 * season_length, 28) :]
+    return float(max(recent.mean(), y.mean(), 1e-3))
+
+
+def _phase(t: np.ndarray, season_length: int) -> np.ndarray:
+    ang = 2 * np.pi * (t % max(season_length, 1)) / max(season_length, 1)
+    return np.stack([np.sin(ang), np.cos(ang)], axis=-1)
+
+
+def _exog_width(exog: list[np.ndarray] | None) -> int:
+    return int(np.asarray(exog[0]).shape[1]) if exog else 0
+
+
+def _windows(
+    series: list[np.ndarray],
+    lookback: int,
+    horizon: int,
+    season_length: int,
+    max_per_item: int,
+    exog: list[np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    k = _exog_width(exog)
+    xs, ps, ys, es = [], [], [], []
+    for i, y in enumerate(series):
+        n = len(y)
+        if n < lookback + horizon:
+            continue
+        s = _scale(y, season_length)
+        ends = np.arange(lookback, n - horizon + 1)
+        ends = ends[-max_per_item:]
+        idx = ends[:, None] + np.arange(-lookback, 0)
+        fut = ends[:, None] + np.arange(horizon)  # all < n: targets and their regressors are history
+        xs.append(y[idx] / s)
+        ys.append(y[fut] / s)
+        ps.append(_phase(ends, season_length))
+        if k:
+            es.append(np.asarray(exog[i], dtype=float)[:n][fut].reshape(len(ends), horizon * k))
+    if not xs:
+        return np.zeros((0, lookback)), np.zeros((0, 2)), np.zeros((0, horizon)), np.zeros((0, horizon * k))
+    e = np.concatenate(es) if k else np.zeros((sum(len(x) for x in xs), 0))
+    return np.concatenate(xs), np.concatenate(ps), np.concatenate(ys), e
+
+
+def _inputs(
+    series: list[np.ndarray], lookback: int, season_length: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x = np.zeros((len(series), lookback))
+    scales = np.zeros(len(series))
+    for i, y in enumerate(series):
+        s = _scale(y, season_length) if len(y) else 1.0
+        tail = y[-lookback:] / s
+        x[i, lookback - len(tail) :] = tail
+        scales[i] = s
+    phase = _phase(np.array([len(y) for y in series]), season_length)
+    return x, phase, scales
+
+
+def _future_exog(exog: list[np.ndarray] | None, series: list[np.ndarray], horizon: int) -> np.ndarray:
+    """Flattened regressor rows of each series' `horizon` periods after its last observation."""
+    k = _exog_width(exog)
+    out = np.zeros((len(series), horizon * k))
+    for i, y in enumerate(series):
+        if k:
+            rows = np.asarray(exog[i], dtype=float)[len(y) : len(y) + horizon]
+            if rows.shape != (horizon, k):
+                raise ValueError(f"series {i}: regressors cover {len(rows)} of {horizon} future periods")
+            out[i] = rows.reshape(-1)
+    return out
+
+
+def _build(lookback: int, horizon: int, units: int, n_exog: int = 0):
+    import tensorflow as tf
+
+    seq = tf.keras.Input(shape=(lookback, 1))
+    phase = tf.keras.Input(shape=(2,))
+    inputs = [seq, phase]
+    h = tf.keras.layers.LSTM(units)(seq)
+    if n_exog:
+        future = tf.keras.Input(shape=(horizon * n_exog,))
+        inputs.append(future)
+        h = tf.keras.layers.Concatenate()([h, phase, future])
+    else:
+        h = tf.keras.layers.Concatenate()([h, phase])
+    h = tf.keras.layers.Dense(units, activation="relu")(h)
+    out = tf.keras.layers.Dense(horizon)(h)
+    model = tf.keras.Model(inputs, out)
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="mse")
+    return model
+
+
+def train(
+    series: list[np.ndarray],
+    horizon: int,
+    season_length: int,
+    *,
+    lookback: int = 28,
+    units: int = 32,
+    epochs: int = 8,
+    batch_size: int = 256,
+    max_windows_per_item: int = 200,
+    seed: int = 0,
+    init: LstmState | None = None,
+    threads: int = 1,
+    exog: list[np.ndarray] | None = None,
+) -> LstmState:
+    """Train one network on windows from every series (warm-started from `init` if given).
+
+    `exog`: per series a (>= len(series[i]), k) regressor matrix aligned with it; windows read
+    only its first len(series[i]) rows.
+    """
+    configure_tensorflow(threads)
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    k = _exog_width(exog)
+    x, p, y, e = _windows(series, lookback, horizon, season_length, max_windows_per_item, exog)
+    state = LstmState(lookback, horizon, season_length, units, n_windows=len(x), n_exog=k)
+    if len(x) == 0:
+        return state
+    model = _build(lookback, horizon, units, k)
+    if (
+        init is not None
+        and init.weights
+        and init.lookback == lookback
+        and init.units == units
+        and init.n_exog == k
+    ):
+        model.set_weights(init.weights)
+    inputs = [x[..., None], p, e] if k else [x[..., None], p]
+    hist = model.fit(inputs, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
+    pred = model.predict(inputs, batch_size=4096, verbose=0)
+    state.weights = model.get_weights()
+    state.step_sigma = np.sqrt(np.mean((pred - y) ** 2, axis=0))
+    state.final_loss = float(hist.history["loss"][-1])
+    tf.keras.backend.clear_session()
+    return state
+
+
+def predict(
+    state: LstmState, series: list[np.ndarray], exog: list[np.ndarray] | None = None
+) -> list[Forecast]:
+    """Forecast every series from its last `lookback` values (and, for a model trained with
+    regressors, `exog[i]` rows len(series[i]) .. len(series[i]) + horizon - 1)."""
+    if not state.weights:
+        raise RuntimeError("LSTM has no trained weights (no series long enough)")
+    if _exog_width(exog) != state.n_exog:
+        raise ValueError(f"the LSTM was trained with {state.n_exog} regressors, got {_exog_width(exog)}")
+    import tensorflow as tf
+
+    model = _build(state.lookback, state.horizon, state.units, state.n_exog)
+    model.set_weights(state.weights)
+    x, p, scales = _inputs(series, state.lookback, state.season_length)
+    inputs = [x[..., None], p]
+    if state.n_exog:
+        inputs.append(_future_exog(exog, series, state.horizon))
+    pred = model.predict(inputs, batch_size=4096, verbose=0)
+    tf.keras.backend.clear_session()
+    return [normal_forecast(pred[i] * scales[i], state.step_sigma * scales[i]) for i in range(len(series))]

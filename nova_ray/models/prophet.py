@@ -1,0 +1,90 @@
+"""Prophet with weekly/yearly seasonality and Brazilian holidays; intervals from predictive samples.
+
+Regressors (`x`, `x_future`, named by `exog_names`) enter as Prophet extra regressors
+(`add_regressor`, additive, prior scale `REGRESSOR_PRIOR_SCALE`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from .base import Forecast, ModelError, quantile_forecast
+
+NAME = "prophet"
+VERSION = "1"
+N_SAMPLES = 200
+SUPPORTS_EXOG = True
+REGRESSOR_PRIOR_SCALE = 10.0
+REGRESSOR_MODE = "additive"
+
+
+def _quiet() -> None:
+    for name in ("cmdstanpy", "prophet", "prophet.plot"):
+        logger = logging.getLogger(name)
+        logger.disabled = True
+        logger.propagate = False
+
+
+def forecast(
+    y: np.ndarray,
+    horizon: int,
+    season_length: int,
+    params: dict | None = None,
+    *,
+    dates: np.ndarray | None = None,
+    future: np.ndarray | None = None,
+    freq: str = "D",
+    seed: int = 0,
+    x: np.ndarray | None = None,
+    x_future: np.ndarray | None = None,
+    exog_names: tuple[str, ...] | list[str] | None = None,
+    **_: object,
+) -> Forecast:
+    """Fit Prophet on (dates, y) and forecast the `future` dates; regressors `x` (one row per date)
+    and `x_future` (one row per future date) are added with add_regressor."""
+    if dates is None or future is None:
+        raise ModelError("Prophet needs dates")
+    y = np.asarray(y, dtype=float)
+    if len(y) < 2 * season_length or np.count_nonzero(y) < 3:
+        raise ModelError("series too short or too sparse for Prophet")
+    _quiet()
+    from prophet import Prophet
+
+    daily = freq == "D"
+    span_years = (dates[-1] - dates[0]).astype("timedelta64[D]").astype(int) / 365.25
+    model = Prophet(
+        weekly_seasonality=daily,
+        daily_seasonality=False,
+        yearly_seasonality=span_years >= 1.5,
+        uncertainty_samples=N_SAMPLES,
+        **(params or {}),
+    )
+    if daily:
+        model.add_country_holidays(country_name="BR")
+    hist = pd.DataFrame({"ds": pd.to_datetime(dates), "y": y})
+    fut = pd.DataFrame({"ds": pd.to_datetime(future)})
+    if x is not None:
+        from .arima import usable_exog
+
+        width = np.asarray(x).reshape(len(x), -1).shape[1]
+        names = list(exog_names or []) if len(exog_names or []) == width else [f"x{j}" for j in range(width)]
+        x, x_future, keep = usable_exog(x, x_future, len(y), len(future))
+        if x is not None:
+            for j, name in enumerate(n for n, k in zip(names, keep, strict=True) if k):
+                col = f"exog_{name}"  # never clashes with Prophet's own column names
+                model.add_regressor(col, prior_scale=REGRESSOR_PRIOR_SCALE, standardize=True, mode=REGRESSOR_MODE)
+                hist[col] = x[:, j]
+                fut[col] = x_future[:, j]
+    try:
+        model.fit(hist)
+    except Exception as exc:
+        raise ModelError(f"Prophet fit failed: {exc}") from None
+    np.random.seed(seed % (2**32))
+    model.uncertainty_samples = 0  # the mean needs no sampling; the samples below give the bands
+    mean = model.predict(fut)["yhat"].to_numpy()
+    model.uncertainty_samples = N_SAMPLES
+    samples = model.predictive_samples(fut)["yhat"].T  # (samples, horizon)
+    return quantile_forecast(np.maximum(samples, 0.0), mean=mean)

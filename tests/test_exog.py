@@ -1,0 +1,313 @@
+"""External factors: the regressor matrix per frequency, its alignment with series and backtest
+windows (no window sees realised values it may not), models with regressors, the etl command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from nova_ray.engine import EngineSpec, exog_slices, forecast_batch, forecast_lstm
+from nova_ray.etl import build_features, calendar_features, read_features
+from nova_ray.exog import DEFAULT_FEATURES, attach_exog, build_exog, load_features, without_exog
+from nova_ray.series import SeriesSet, build_series, period_index
+
+ALIAS = {"D": "D", "W": "W-MON", "M": "MS", "Q": "QS"}
+
+
+def _series(values: dict[str, np.ndarray], freq: str = "D", start: str = "2023-01-02") -> SeriesSet:
+    rows = []
+    for k, v in values.items():
+        dates = pd.date_range(start, periods=len(v), freq=ALIAS[freq])
+        rows.append(pd.DataFrame({"item_id": k, "date": dates, "quantity": v}))
+    return build_series(pd.concat(rows), freq)
+
+
+def _mase(res, model: str) -> float:
+    bt = pl.from_arrow(res.backtests).filter(pl.col("model") == model)
+    per = bt.group_by("item_id", "window").agg(
+        ((pl.col("actual") - pl.col("forecast")).abs().mean() / pl.col("scale").first()).alias("mase")
+    )
+    return float(per["mase"].mean())
+
+
+@pytest.fixture(scope="module")
+def demo_features(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    out = tmp_path_factory.mktemp("processed")
+    res = build_features(small_demo / "raw", out, "2023-01-01", "2023-12-31")
+    return read_features(res.path)
+
+
+# ---------------------------------------------------------------- alignment
+
+
+@pytest.mark.parametrize("freq", ["D", "W", "M", "Q"])
+def test_series_exog_rows_follow_each_series_start(freq: str) -> None:
+    dates = pd.date_range("2023-01-02", periods=20, freq=ALIAS[freq])
+    demand = pd.DataFrame({"item_id": ["A"] * 20 + ["B"] * 12, "date": [*dates, *dates[8:]], "quantity": 1.0})
+    s = build_series(demand, freq)  # B starts 8 periods after A
+    h = 3
+    rows = len(s.values_of(0)) + h
+    x = np.arange(rows, dtype=float)[:, None]  # row number = period number on the global grid
+    s2 = s.with_exog(x, ("t",), s.starts.min())
+    assert s2.exog_horizon == h
+    assert s2.exog_of(0)[:, 0].tolist() == list(range(rows))
+    xb = s2.exog_of(1)[:, 0]
+    assert xb[0] == 8 and len(xb) == len(s2.values_of(1)) + h
+    assert period_index(s2.exog_start, s2.starts[1], freq) == 8
+    sub = s2.subset([1])
+    assert sub.exog_of(0).tolist() == s2.exog_of(1).tolist() and sub.exog_names == ("t",)
+    with pytest.raises(ValueError):
+        s.with_exog(x[:5], ("t",), s.starts.min())  # does not reach the last period
+
+
+def test_exog_slices_stop_at_the_window() -> None:
+    x = np.arange(50, dtype=float)[:, None]
+    past, fut = exog_slices(x, 30, 7)
+    assert past[-1, 0] == 29 and fut[:, 0].tolist() == list(range(30, 37))
+    with pytest.raises(ValueError):
+        exog_slices(x, 45, 7)
+
+
+def test_backtest_windows_see_only_history_and_their_own_window() -> None:
+    rng = np.random.default_rng(3)
+    n, h = 240, 14
+    x = rng.normal(size=(n + h, 2))
+    y = 20 + 3 * np.sin(2 * np.pi * np.arange(n) / 7) + 4 * x[:n, 0] + rng.normal(0, 1, n)
+    s = _series({"A": y})
+    spec = EngineSpec(horizon=h, models=("arima",), backtest_windows=2)
+    base = forecast_batch(s.with_exog(x, ("a", "b"), s.starts[0]), [0], spec)
+    bt = pl.from_arrow(base.backtests).sort("window", "date")
+    assert "regressors (2) used by arima" in pl.from_arrow(base.items)["notes"][0]
+    assert json.loads(pl.from_arrow(base.items)["params"][0])["exog"]["features"] == ["a", "b"]
+
+    # rows from the newest window on change: the oldest window's forecasts must not move
+    x2 = x.copy()
+    x2[n - h :] = rng.normal(size=(h + h, 2)) * 5
+    moved = forecast_batch(s.with_exog(x2, ("a", "b"), s.starts[0]), [0], spec)
+    bt2 = pl.from_arrow(moved.backtests).sort("window", "date")
+    assert bt2.filter(pl.col("window") == 0)["forecast"].to_list() == (
+        bt.filter(pl.col("window") == 0)["forecast"].to_list()
+    )
+    assert bt2.filter(pl.col("window") == 1)["forecast"].to_list() != (
+        bt.filter(pl.col("window") == 1)["forecast"].to_list()
+    )
+
+    # future rows unusable (NaN): backtests (no final fit) are untouched and still use regressors
+    x3 = x.copy()
+    x3[n:] = np.nan
+    only_bt = forecast_batch(
+        s.with_exog(x3, ("a", "b"), s.starts[0]), [0], EngineSpec(**{**spec.__dict__, "final_fit": False})
+    )
+    assert (
+        pl.from_arrow(only_bt.backtests).sort("window", "date")["forecast"].to_list()
+        == bt["forecast"].to_list()
+    )
+    assert "without" not in pl.from_arrow(only_bt.items)["notes"][0]
+    # with a final fit the NaN rows make the fit with regressors fail: refitted without, noted
+    fallback = pl.from_arrow(forecast_batch(s.with_exog(x3, ("a", "b"), s.starts[0]), [0], spec).items)
+    assert "arima with regressors failed" in fallback["notes"][0] and fallback["models"][0] == "arima"
+
+
+def test_no_exog_paths_are_identical() -> None:
+    rng = np.random.default_rng(5)
+    s = _series({"A": rng.poisson(8, 150).astype(float), "B": rng.poisson(2, 120).astype(float)})
+    spec = EngineSpec(horizon=7, models=("arima", "ets", "naive"), backtest_windows=2)
+    with_x = s.with_exog(rng.normal(size=(157, 1)), ("noise",), s.starts.min())
+    runs = [
+        forecast_batch(s, [0, 1], spec),
+        forecast_batch(with_x, [0, 1], EngineSpec(**{**spec.__dict__, "use_exog": False})),
+        forecast_batch(without_exog(with_x), [0, 1], spec),
+    ]
+    for r in runs[1:]:
+        assert r.forecasts.equals(runs[0].forecasts) and r.backtests.equals(runs[0].backtests)
+        assert r.items.drop_columns(["cpu_seconds"]).equals(runs[0].items.drop_columns(["cpu_seconds"]))
+    assert "regressors" not in " ".join(pl.from_arrow(runs[0].items)["notes"].to_list())
+
+
+def test_short_series_get_fewer_regressors() -> None:
+    rng = np.random.default_rng(8)
+    s = _series({"M": 50 + rng.normal(0, 5, 36)}, freq="M")  # oldest window trains on 30 months
+    x = rng.normal(size=(36 + 3, 4))
+    res = forecast_batch(
+        s.with_exog(x, ("a", "b", "c", "d"), s.starts[0]),
+        [0],
+        EngineSpec(3, "M", ("arima",), backtest_windows=2),
+    )
+    items = pl.from_arrow(res.items)
+    assert "3 of 4 regressors" in items["notes"][0]
+    assert json.loads(items["params"][0])["exog"]["features"] == ["a", "b", "c"]
+
+
+# ---------------------------------------------------------------- features per frequency
+
+
+@pytest.mark.parametrize("freq,h", [("D", 14), ("W", 6), ("M", 3), ("Q", 2)])
+def test_features_for_each_frequency(
+    small_demo: Path, demo_features: pd.DataFrame, freq: str, h: int
+) -> None:
+    demand = pd.read_parquet(small_demo / "demand.parquet")
+    s = build_series(demand, freq)
+    s2, ex = attach_exog(s, demo_features, h)
+    n_grid = int(period_index(ex.start, s.end, freq)) + 1
+    assert ex.names == DEFAULT_FEATURES[freq] and not ex.dropped
+    assert s2.exog.shape == (n_grid + h, len(ex.names)) and s2.exog_horizon == h
+    assert np.isfinite(s2.exog).all()
+    np.testing.assert_allclose(s2.exog[:n_grid].mean(0), 0, atol=1e-9)
+    np.testing.assert_allclose(s2.exog[:n_grid].std(0), 1, atol=1e-9)
+    raw = s2.exog * ex.std + ex.mean  # back to feature units
+    cal = calendar_features("2023-01-01", "2024-12-31")
+    grid = pd.date_range(str(ex.start), periods=len(raw), freq=ALIAS[freq])
+    if freq == "D":
+        assert raw[:, 0].tolist() == cal.set_index("date")["is_holiday"].reindex(grid).astype(float).tolist()
+    else:
+        key = {"W": "holidays", "M": "business_days", "Q": "business_days"}[freq]
+        bd = cal.assign(bd=(1 - cal[["is_holiday", "is_weekend"]].max(axis=1)), h=cal["is_holiday"])
+        per = bd.groupby(bd["date"].dt.to_period({"W": "W-SUN", "M": "M", "Q": "Q"}[freq]).dt.start_time)
+        want = (per["h"] if key == "holidays" else per["bd"]).sum().reindex(grid).to_numpy(float)
+        np.testing.assert_allclose(raw[:, ex.names.index(key)], want, atol=1e-9)
+
+
+def test_future_rows_use_nothing_after_the_known_day(demo_features: pd.DataFrame) -> None:
+    cut = pd.Timestamp("2023-11-30")
+    ex = build_exog(demo_features, "D", "2023-01-01", cut, 31, known_until=cut)
+    # realised values after the cut (rain, FX, 5G) change: the matrix must not
+    changed = demo_features.copy()
+    after = changed["date"] > cut
+    for col in ("rain_mm", "usd_brl", "g5_estacoes_5g"):
+        changed.loc[after, col] = changed.loc[after, col] * 3 + 1
+    ex2 = build_exog(changed, "D", "2023-01-01", cut, 31, known_until=cut)
+    np.testing.assert_array_equal(ex.values, ex2.values)
+    fut = ex.values[-31:] * ex.std + ex.mean
+    hist_fx = demo_features.loc[demo_features["date"] == cut, "usd_brl"].iloc[0]
+    np.testing.assert_allclose(fut[:, ex.names.index("usd_brl")], hist_fx)  # economy: last value
+    np.testing.assert_allclose(fut[22:26, 0], [0, 0, 1, 0], atol=1e-9)  # 25 December: calendar exact
+    # the oracle setting (no cut) reads the realised values instead
+    oracle = build_exog(changed, "D", "2023-01-01", cut, 31)
+    assert not np.allclose(oracle.values[-31:], ex2.values[-31:])
+
+
+def test_constant_and_missing_features_are_dropped(demo_features: pd.DataFrame) -> None:
+    f = demo_features.assign(usd_brl=5.0)
+    ex = build_exog(
+        f, "D", "2023-01-01", "2023-06-30", 7, columns=["is_holiday", "usd_brl", "nope", "rain_log"]
+    )
+    assert ex.names == ("is_holiday", "rain_log")
+    assert ex.dropped == {"usd_brl": "constant on the history", "nope": "not in the feature table"}
+
+
+# ---------------------------------------------------------------- do the factors help?
+
+
+def test_noise_regressor_does_not_hurt() -> None:
+    rng = np.random.default_rng(11)
+    n, h = 210, 14
+    ys = {}
+    for k in range(4):
+        e = np.zeros(n)
+        for t in range(1, n):
+            e[t] = 0.6 * e[t - 1] + rng.normal(0, 2)
+        ys[f"S{k}"] = np.maximum(30 + 6 * np.sin(2 * np.pi * np.arange(n) / 7 + k) + e, 0)
+    s = _series(ys)
+    spec = EngineSpec(horizon=h, models=("arima",), backtest_windows=3)
+    plain = forecast_batch(s, range(4), spec)
+    noisy = forecast_batch(
+        s.with_exog(rng.normal(size=(n + h, 2)), ("n1", "n2"), s.starts[0]), range(4), spec
+    )
+    assert "used by arima" in pl.from_arrow(noisy.items)["notes"][0]
+    assert _mase(noisy, "arima") / _mase(plain, "arima") < 1.1
+
+
+def test_a_real_driver_helps_arima_and_prophet() -> None:
+    rng = np.random.default_rng(2)
+    n, h = 400, 14
+    rain = rng.gamma(0.5, 10, n + h) * (rng.random(n + h) < 0.4)
+    x = np.log1p(rain)[:, None]
+    y = 10 + 6 * x[:n, 0] + rng.normal(0, 1, n)
+    s = _series({"R": np.maximum(y, 0)})
+    with_x = s.with_exog((x - x[:n].mean()) / x[:n].std(), ("rain_log",), s.starts[0])
+    for model in ("arima", "prophet"):
+        spec = EngineSpec(horizon=h, models=(model,), backtest_windows=3)
+        ratio = _mase(forecast_batch(with_x, [0], spec), model) / _mase(forecast_batch(s, [0], spec), model)
+        assert ratio < 0.7, (model, ratio)
+
+
+def test_lstm_windows_read_the_regressors_of_their_forecast_periods() -> None:
+    from nova_ray.models import lstm
+
+    y = np.arange(40, dtype=float)
+    x = np.stack([np.arange(47.0), -np.arange(47.0)], axis=1)  # 40 history rows + 7 future rows
+    seq, _, target, fut = lstm._windows([y], 10, 7, 7, 200, exog=[x])
+    # each window's regressor input is the rows of its own target periods, never later ones
+    np.testing.assert_allclose(fut.reshape(len(fut), 7, 2)[:, :, 0], target * lstm._scale(y, 7))
+    assert fut.max() <= 39  # training windows stay inside the history
+    np.testing.assert_array_equal(lstm._future_exog([x], [y], 7).reshape(7, 2), x[40:47])
+    with pytest.raises(ValueError):
+        lstm._future_exog([x[:44]], [y], 7)  # the horizon rows are missing
+
+
+def test_lstm_trains_and_forecasts_with_regressors() -> None:
+    rng = np.random.default_rng(4)
+    n, h = 120, 7
+    x = rng.normal(size=(n + h, 1))
+    s = _series({f"L{i}": np.maximum(10 + 3 * x[:n, 0] + rng.normal(0, 1, n), 0) for i in range(3)})
+    s = s.with_exog(x, ("x",), s.starts[0])
+    spec = EngineSpec(horizon=h, models=("lstm",), backtest_windows=1)
+    spec = EngineSpec(**{**spec.__dict__, "lstm": type(spec.lstm)(lookback=14, units=8, epochs=2)})
+    res = forecast_lstm(s, [0, 1, 2], spec)
+    assert res.forecasts.num_rows == 3 * h and res.backtests.num_rows == 3 * h
+
+
+# ---------------------------------------------------------------- where features come from; the etl command
+
+
+def test_load_features_builds_from_the_demo_raw_folder(small_demo: Path) -> None:
+    found = load_features(small_demo / "missing.parquet", small_demo / "demand.parquet")
+    assert found is not None
+    frame, regressors, sources = found
+    assert {"rain_mm", "usd_brl", "is_holiday"} <= set(frame.columns) and regressors == ()
+    assert any("inmet" in s for s in sources)
+    assert load_features(None, small_demo / "nowhere" / "demand.parquet") is None
+
+
+def test_etl_command_writes_features_and_reports_broken_files(small_demo: Path, tmp_path: Path) -> None:
+    import nova_ray.cli.etl  # noqa: F401  (registers the command)
+    from nova_ray.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "processed"
+    res = runner.invoke(
+        app,
+        [
+            "etl",
+            "--raw",
+            str(small_demo / "raw"),
+            "--out",
+            str(out),
+            "--start",
+            "2023-01-01",
+            "--end",
+            "2023-12-31",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    frame = read_features(out / "features.parquet")
+    assert len(frame) == 365 and "rain_mm" in frame.columns
+    assert json.loads((out / "features_dictionary.json").read_text())["usd_brl"]["group"] == "economy"
+
+    raw = tmp_path / "raw"
+    shutil.copytree(small_demo / "raw", raw)
+    bad = raw / "bcb" / "usd_brl.json"
+    bad.write_text(
+        '[\n{"data": "02/01/2023", "valor": "5.35"},\n{"data": "32/01/2023", "valor": "5.40"}\n]\n'
+    )
+    res = runner.invoke(app, ["etl", "--raw", str(raw), "--out", str(tmp_path / "p2")])
+    assert res.exit_code == 2
+    msg = " ".join(res.output.split())
+    assert "usd_brl.json:3:" in msg and "32/01/2023" in msg
