@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 DEMO := data/demo
-DEMO_ITEMS ?= 120
+DEMO_ITEMS ?= 60
 DEMO_DAYS ?= 1095
 
 .PHONY: install run test lint bench clean
