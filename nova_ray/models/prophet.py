@@ -75,7 +75,9 @@ def forecast(
         if x is not None:
             for j, name in enumerate(n for n, k in zip(names, keep, strict=True) if k):
                 col = f"exog_{name}"  # never clashes with Prophet's own column names
-                model.add_regressor(col, prior_scale=REGRESSOR_PRIOR_SCALE, standardize=True, mode=REGRESSOR_MODE)
+                model.add_regressor(
+                    col, prior_scale=REGRESSOR_PRIOR_SCALE, standardize=True, mode=REGRESSOR_MODE
+                )
                 hist[col] = x[:, j]
                 fut[col] = x_future[:, j]
     try:
