@@ -27,6 +27,7 @@ from .classify import CLASS_MODELS, adi_cv2, classify
 from .frequency import future_dates
 from .models import LEVELS, MODELS, Forecast, get_model
 from .models.base import ModelError, finalize, seasonal_error_scale
+from .schemas import ITEMS
 from .series import SeriesSet
 
 FALLBACK = "naive"
@@ -150,22 +151,7 @@ BACKTEST_TABLE = pa.schema(
     + [(f"{s}_{lv}", pa.float64()) for lv in LEVELS for s in ("lo", "hi")]
     + [("actual", pa.float64()), ("scale", pa.float64())]
 )
-ITEMS_TABLE = pa.schema(
-    [
-        ("item_id", pa.string()),
-        ("demand_class", pa.string()),
-        ("adi", pa.float64()),
-        ("cv2", pa.float64()),
-        ("n_obs", pa.int32()),
-        ("zero_share", pa.float64()),
-        ("models", pa.string()),
-        ("failed_models", pa.string()),
-        ("fallback", pa.bool_()),
-        ("notes", pa.string()),
-        ("params", pa.string()),
-        ("cpu_seconds", pa.float64()),
-    ]
-)
+ITEMS_TABLE = ITEMS  # the `items` output schema, written down once in schemas.py
 
 
 def supports_exog(name: str) -> bool:
