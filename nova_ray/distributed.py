@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,6 +159,21 @@ def make_batches(
     return batches
 
 
+@contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block (children started in it keep them)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 @dataclass
 class ClusterInfo:
     address: str
@@ -179,13 +195,15 @@ class RayBackend:
     def __enter__(self) -> RayBackend:
         import ray
 
-        runtime_env = {"env_vars": THREAD_ENV}
         self._owns_connection = not ray.is_initialized()
         if ray.is_initialized():
             started = False
-        elif self.address:
+        elif self.address:  # workers started by `ray start` get the thread settings as a runtime env
             ray.init(
-                address=self.address, runtime_env=runtime_env, log_to_driver=False, logging_level="WARNING"
+                address=self.address,
+                runtime_env={"env_vars": THREAD_ENV},
+                log_to_driver=False,
+                logging_level="WARNING",
             )
             started = False
         else:
@@ -195,16 +213,18 @@ class RayBackend:
                 logging.ERROR
             )
             self._tmp = tempfile.mkdtemp(prefix="nova-ray-", dir="/tmp")
-            ray.init(
-                address="local",
-                num_cpus=self.num_cpus or os.cpu_count(),
-                include_dashboard=False,
-                _temp_dir=self._tmp,
-                runtime_env=runtime_env,
-                log_to_driver=False,
-                logging_level="WARNING",
-                configure_logging=True,
-            )
+            # local workers inherit the thread settings from the raylet's environment: a runtime
+            # env would do the same but costs ~2 s of agent set-up before the first task
+            with _environ(THREAD_ENV):
+                ray.init(
+                    address="local",
+                    num_cpus=self.num_cpus or os.cpu_count(),
+                    include_dashboard=False,
+                    _temp_dir=self._tmp,
+                    log_to_driver=False,
+                    logging_level="WARNING",
+                    configure_logging=True,
+                )
             started = True
         res = ray.cluster_resources()
         self.info = ClusterInfo(
@@ -242,7 +262,9 @@ class RayBackend:
         pending: dict = {}
         actor, actor_ref = None, None
         if lstm and lstm[1]:
-            opts = {"num_gpus": 1, "num_cpus": 1} if self.info.gpus >= 1 else {"num_cpus": 1}
+            # on CPU the actor shares the cores with the tasks (one TF thread): no core sits idle
+            # while TensorFlow imports, nor while a task worker replaces it when it is done
+            opts = {"num_gpus": 1, "num_cpus": 1} if self.info.gpus >= 1 else {"num_cpus": 0}
             actor_cls = ray.remote(max_restarts=2, max_task_retries=2)(_LstmActor)
             actor = actor_cls.options(**opts).remote(1)
             actor_ref = actor.run.remote(series_ref, lstm[1], lstm[0])

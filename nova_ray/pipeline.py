@@ -203,7 +203,7 @@ def run_engine(
 
     with RayBackend(cfg.ray.address or None, cfg.ray.num_cpus or None) as backend:
         info = backend.info
-        workers = max(1, int(info.cpus) - (1 if lstm_idx and info.gpus < 1 else 0))
+        workers = max(1, int(info.cpus))
         jobs = []
         for group, sp in ((cold_idx, spec), (warm_idx, warm_spec)):
             if group:
