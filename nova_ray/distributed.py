@@ -105,8 +105,8 @@ class _LstmActor:
         self.threads = threads
         configure_tensorflow(threads)
 
-    def run(self, series: SeriesSet, indices: list[int], spec: EngineSpec) -> BatchResult:
-        result = _in_private_tmp(lambda: forecast_lstm(series, indices, spec, threads=self.threads))
+    def run(self, series: SeriesSet, indices: list[int], spec: EngineSpec, init: Any = None) -> BatchResult:
+        result = _in_private_tmp(lambda: forecast_lstm(series, indices, spec, self.threads, init))
         result.worker = _worker_name()
         return result
 
@@ -249,11 +249,12 @@ class RayBackend:
         self,
         series: SeriesSet,
         jobs: list[tuple[EngineSpec, list[list[int]], dict[str, dict] | None]],
-        lstm: tuple[EngineSpec, list[int]] | None = None,
+        lstm: tuple[EngineSpec, list[int], Any] | None = None,
         retries: int = 3,
     ) -> Iterator[tuple[BatchResult, int]]:
         """Yield (result, n_items) as batches finish. `jobs` are (spec, batches, cached params by
-        item); the LSTM actor trains alongside the tasks and is released as soon as it is done."""
+        item); `lstm` is (spec, items, stored state or None): the LSTM actor trains alongside the
+        tasks and is released as soon as it is done."""
         import ray
 
         assert self.info is not None, "use RayBackend as a context manager"
@@ -267,7 +268,7 @@ class RayBackend:
             opts = {"num_gpus": 1, "num_cpus": 1} if self.info.gpus >= 1 else {"num_cpus": 0}
             actor_cls = ray.remote(max_restarts=2, max_task_retries=2)(_LstmActor)
             actor = actor_cls.options(**opts).remote(1)
-            actor_ref = actor.run.remote(series_ref, lstm[1], lstm[0])
+            actor_ref = actor.run.remote(series_ref, lstm[1], lstm[0], lstm[2])
             pending[actor_ref] = len(lstm[1])
         for spec, batches, cached in jobs:
             for b in batches:

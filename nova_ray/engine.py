@@ -20,6 +20,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from importlib import import_module
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -75,6 +76,7 @@ class BatchResult:
     cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
     worker: str = ""
+    state: Any = None  # the LSTM batch: its trained LstmState, for the model store
 
 
 def cpu_time() -> float:
@@ -434,27 +436,36 @@ def _lstm_exog(series: SeriesSet, indices: list[int], ys: list[np.ndarray], spec
     return xs
 
 
-def forecast_lstm(series: SeriesSet, indices: list[int], spec: EngineSpec, threads: int = 1) -> BatchResult:
+def forecast_lstm(
+    series: SeriesSet,
+    indices: list[int],
+    spec: EngineSpec,
+    threads: int = 1,
+    init: Any = None,
+) -> BatchResult:
     """Train the global LSTM once before the oldest backtest origin (backtest), once on all data
     (warm-started), and forecast every selected series. Called in-process or inside the Ray actor.
 
-    With regressors each window also sees the regressor rows of its forecast periods (realised
-    ones in the backtest, the oracle-exog setting); if that fails the LSTM runs without them."""
+    `init` (a stored LstmState, incremental run): no backtest; the stored network is fine-tuned on
+    all data for a quarter of the epochs (at least one) and forecasts. With regressors each window
+    also sees the regressor rows of its forecast periods (realised ones in the backtest, the
+    oracle-exog setting); if that fails the LSTM runs without them."""
     w0, c0 = time.perf_counter(), cpu_time()
     ys = [series.values_of(i) for i in indices]
     xs = _lstm_exog(series, indices, ys, spec)
     try:
-        fc_rows, bt_rows = _lstm_run(series, indices, spec, threads, ys, xs)
+        fc_rows, bt_rows, state = _lstm_run(series, indices, spec, threads, ys, xs, init)
     except Exception:
         if xs is None:
             raise
-        fc_rows, bt_rows = _lstm_run(series, indices, spec, threads, ys, None)
+        fc_rows, bt_rows, state = _lstm_run(series, indices, spec, threads, ys, None, init)
     return BatchResult(
         forecasts=fc_rows.table(FORECAST_TABLE),
         backtests=bt_rows.table(BACKTEST_TABLE),
         items=pa.table({n: [] for n in ITEMS_TABLE.names}, schema=ITEMS_TABLE),
         cpu_seconds=cpu_time() - c0,
         wall_seconds=time.perf_counter() - w0,
+        state=state,
     )
 
 
@@ -465,7 +476,8 @@ def _lstm_run(
     threads: int,
     ys: list[np.ndarray],
     xs: list[np.ndarray] | None,
-) -> tuple[_Rows, _Rows]:
+    stored: Any = None,
+) -> tuple[_Rows, _Rows, Any]:
     from .frequency import get_frequency
     from .models import lstm
 
@@ -483,10 +495,18 @@ def _lstm_run(
     )
     ds = [series.dates_of(i) for i in indices]
     n_max = max((len(y) for y in ys), default=0)
+    n_exog = 0 if xs is None else int(xs[0].shape[1]) if xs else 0
+    if stored is not None and (stored.lookback, stored.horizon, stored.units, stored.n_exog) != (
+        kw["lookback"],
+        h,
+        spec.lstm.units,
+        n_exog,
+    ):
+        stored = None  # another shape: train cold
     # origins count back from the common end, so they are the same dates for every series
     back = [h + k * spec.step for k in range(spec.backtest_windows)]
-    back = [b for b in back if n_max - b >= min_train(m)]
-    init = None
+    back = [b for b in back if n_max - b >= min_train(m)] if stored is None else []
+    init = stored
     if back:
         oldest = max(back)
         tr = [j for j, y in enumerate(ys) if len(y) - oldest >= kw["lookback"] + h]
@@ -513,7 +533,12 @@ def _lstm_run(
                         actual=ys[j][o : o + h],
                         scale=seasonal_error_scale(ys[j][:o], m),
                     )
-    epochs = max(2, spec.lstm.epochs // 2) if init is not None and init.weights else spec.lstm.epochs
+    if stored is not None and stored.weights:
+        epochs = max(1, spec.lstm.epochs // 4)
+    elif init is not None and init.weights:
+        epochs = max(2, spec.lstm.epochs // 2)
+    else:
+        epochs = spec.lstm.epochs
     hist_x = None if xs is None else [x[: len(y)] for x, y in zip(xs, ys, strict=True)]
     state = (
         lstm.train(ys, h, m, **{**kw, "epochs": epochs}, init=init, exog=hist_x) if spec.final_fit else None
@@ -527,4 +552,4 @@ def _lstm_run(
                 model="lstm",
                 date=future_dates(ds[j][-1], h, freq),
             )
-    return fc_rows, bt_rows
+    return fc_rows, bt_rows, state

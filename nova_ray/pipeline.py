@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import __version__
 from .config import Config, ConfigError
@@ -82,6 +83,7 @@ class RunSummary:
     ensemble_error: dict[str, float] = field(default_factory=dict)
     resumed_items: int = 0
     warm_items: int = 0
+    lstm: str = ""  # "cold" (trained with its backtest), "warm" (stored network fine-tuned) or ""
     recommendations: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     log_path: str = ""
@@ -174,10 +176,12 @@ def run_engine(
     lstm_idx: list[int] | None = None,
     warm: dict[str, dict] | None = None,
     costs: dict[str, float] | None = None,
+    lstm_init: Any = None,
 ) -> tuple[list[BatchResult], str, dict[str, Any]]:
     """Fit `indices` (default all) and the LSTM items, on Ray (default) or in this process.
 
-    Items in `warm` reuse their cached model choices and skip the backtest (incremental run).
+    Items in `warm` reuse their cached model choices and skip the backtest (incremental run);
+    `lstm_init`, a stored LstmState, makes the LSTM fine-tune it instead of training cold.
     With `on_result` each batch result is handed over as it arrives and not kept (streaming);
     otherwise the results are returned. Also returns a backend description and info.
     """
@@ -196,7 +200,7 @@ def run_engine(
                 sink(forecast_batch(series, [i], sp, warm or None))
                 progress.advance(1)
         if lstm_idx:
-            sink(forecast_lstm(series, lstm_idx, spec, threads=1))
+            sink(forecast_lstm(series, lstm_idx, spec, threads=1, init=lstm_init))
             progress.advance(len(lstm_idx))
         return results, "local (no Ray)", {}
     from .distributed import RayBackend, make_batches
@@ -211,7 +215,7 @@ def run_engine(
                 measured = costs if sp is spec else None  # stored costs include the backtest
                 batches = make_batches(sub, sp, workers, cfg.ray.batch_seconds, measured)
                 jobs.append((sp, [[group[j] for j in b] for b in batches], warm or None))
-        for result, n in backend.run(series, jobs, (spec, lstm_idx)):
+        for result, n in backend.run(series, jobs, (spec, lstm_idx, lstm_init)):
             sink(result)
             progress.advance(n)
         desc = f"ray {info.address} ({info.nodes} node(s), {info.cpus:g} CPU, {info.gpus:g} GPU)"
@@ -497,6 +501,7 @@ def _execute(
     lstm_idx = [] if "lstm" in writer.done() else lstm_items(series, spec)
     store = ModelStore(cfg.paths.models_dir, model_version)
     warm: dict[str, dict] = {}
+    lstm_stored = None  # (state, date of its cold training) when the LSTM runs warm
     if not full_refit and only != "metrics":
         ids = [str(x) for x in series.item_ids]
         warm, warm_bt = store.warm_items(
@@ -506,6 +511,8 @@ def _execute(
             run_date,
             cfg.forecast.cache_max_age_days,
         )
+        if lstm_idx and all(ids[i] in warm for i in lstm_idx):
+            lstm_stored = store.load_lstm(run_date, cfg.forecast.cache_max_age_days)
         if warm_bt.height and "cache" not in writer.done():
             writer.checkpoint("cache", {"backtests": warm_bt.to_arrow()})
     stored_items, _ = store.load()
@@ -514,10 +521,15 @@ def _execute(
         if stored_items.height
         else None
     )
-    stats: dict[str, Any] = {"cpu": 0.0, "workers": set()}
+    stats: dict[str, Any] = {"cpu": 0.0, "workers": set(), "lstm_state": None}
 
     def checkpoint(result: BatchResult) -> None:
         name = "lstm" if result.items.num_rows == 0 else f"b-{uuid.uuid4().hex[:12]}"
+        if result.state is not None and result.state.weights:
+            stats["lstm_state"] = result.state
+        if warm and result.backtests.num_rows:  # warm items keep their stored windows (all models')
+            keep = pc.invert(pc.is_in(result.backtests["item_id"], pa.array(list(warm))))
+            result.backtests = result.backtests.filter(keep)
         writer.checkpoint(
             name, {"forecasts": result.forecasts, "backtests": result.backtests, "items": result.items}
         )
@@ -537,11 +549,27 @@ def _execute(
 
     if todo or lstm_idx:
         _, backend, binfo = run_engine(
-            series, spec, cfg, progress, use_ray, checkpoint, todo, lstm_idx, warm=warm, costs=costs
+            series,
+            spec,
+            cfg,
+            progress,
+            use_ray,
+            checkpoint,
+            todo,
+            lstm_idx,
+            warm=warm,
+            costs=costs,
+            lstm_init=lstm_stored[0] if lstm_stored else None,
         )
     else:
         backend, binfo = "resumed (all batches were checkpointed)", {}
-    LOG.info("fitted on %s: %d warm items, %d resumed", backend, len(warm), len(done))
+    LOG.info(
+        "fitted on %s: %d warm items, %d resumed, LSTM %s",
+        backend,
+        len(warm),
+        len(done),
+        "fine-tuned from the store" if lstm_stored else "trained cold" if lstm_idx else "not run",
+    )
     progress.stage("ensemble and metrics", total=len(series))
     all_metrics, all_items, models = [], [], set()
     ens_fc_parts, ens_bt_parts = [], []
@@ -607,6 +635,7 @@ def _execute(
         ensemble_error=ens_err,
         resumed_items=len(done),
         warm_items=len(warm),
+        lstm=("warm" if lstm_stored else "cold") if stats["lstm_state"] is not None else "",
         recommendations=summarize(recs) if recs is not None else {},
         warnings=warnings,
         log_path=str(log_path),
@@ -622,6 +651,8 @@ def _execute(
         "metrics": ["metrics", "ensemble_weights", "items", "backtests"],
     }[only]
     _save_models(store, writer, series, warm, run_date, versions)
+    if stats["lstm_state"] is not None:  # a fine-tuned LSTM keeps the date of its cold training
+        store.save_lstm(stats["lstm_state"], lstm_stored[1] if lstm_stored else run_date)
     if not publish:
         writer.abort()
         summary.wall_seconds = time.perf_counter() - t0

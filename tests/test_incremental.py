@@ -127,3 +127,37 @@ def test_train_stores_without_publishing(days, tmp_path: Path, ray_session) -> N
     )
     assert res.exit_code == 0, res.output
     assert "6 items reused stored model choices" in res.output
+
+
+def _backtests(out: Path) -> pl.DataFrame:
+    ptr = json.loads((out / "metadata" / "last_updated.json").read_text())
+    part = out / "backtests" / f"run_date={ptr['run_date']}"
+    return pl.read_parquet(part).sort("item_id", "window", "date")
+
+
+def test_lstm_weights_are_stored_and_fine_tuned(days, tmp_path: Path) -> None:
+    kw = {"models": "naive,ets,lstm", "epochs": 4}
+    cold1 = run_forecast(_cfg(days["day1"], tmp_path, **kw), use_ray=False)
+    assert cold1.lstm == "cold"
+    store = next((tmp_path / "models").iterdir())
+    assert (store / "lstm.npz").exists()
+    bt_day1 = _backtests(tmp_path / "out")
+
+    warm = run_forecast(_cfg(days["day2"], tmp_path, **kw), use_ray=False)
+    assert warm.warm_items == len(ITEMS) and warm.lstm == "warm"
+    assert warm.cpu_seconds < cold1.cpu_seconds / 2
+    # the stored LSTM backtests are reused once, not next to fresh ones: same ensemble backtests
+    bt_warm = _backtests(tmp_path / "out")
+    assert bt_warm.select("item_id", "window", "date", "forecast").equals(
+        bt_day1.select("item_id", "window", "date", "forecast")
+    )
+    warm_fc = _ensemble(tmp_path / "out")
+    assert set(warm_fc["item_id"]) == set(ITEMS)
+
+    changed = run_forecast(_cfg(days["changed"], tmp_path, **kw), use_ray=False)
+    assert changed.lstm == "cold"  # one item's past changed: the global network retrains
+    # the other items keep their stored windows of every model, the LSTM's included
+    bt = _backtests(tmp_path / "out").filter(pl.col("item_id") != "ELE-0001")
+    assert bt.select("item_id", "window", "date", "forecast").equals(
+        bt_day1.filter(pl.col("item_id") != "ELE-0001").select("item_id", "window", "date", "forecast")
+    )

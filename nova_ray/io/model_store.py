@@ -2,7 +2,8 @@
 
 Layout: `<models_dir>/<model_version>/` with `items.parquet` (item_id, start, n_obs, fingerprint,
 params, cpu_seconds, demand_class, fitted_on), `backtests.parquet` (the model backtest rows of the
-last cold fit) and `model_versions.json`. The model version includes the config hash, so a config
+last cold fit), `lstm.npz` (the global LSTM's weights, shapes, per-step spread and the date of
+its last cold training) and `model_versions.json`. The model version includes the config hash, so a config
 change starts a fresh store; an item whose history changed (not just grew) misses its entry.
 """
 
@@ -17,10 +18,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from ..models.lstm import LstmState
 from .results import write_json_atomic
 
 ITEMS_FILE = "items.parquet"
 BACKTESTS_FILE = "backtests.parquet"
+LSTM_FILE = "lstm.npz"
+LSTM_FIELDS = ("lookback", "horizon", "season_length", "units", "n_windows", "n_exog")
 
 
 def fingerprint(start: np.datetime64, values: np.ndarray) -> str:
@@ -86,3 +90,35 @@ class ModelStore:
             frame.write_parquet(tmp)
             os.replace(tmp, self.dir / name)
         write_json_atomic(self.dir / "model_versions.json", versions)
+
+    def save_lstm(self, state: LstmState, cold_fitted_on: date) -> None:
+        """Store the LSTM (atomically); `cold_fitted_on` is the date of its last cold training."""
+        arrays = {f"w{i}": w for i, w in enumerate(state.weights)}
+        meta = np.array([getattr(state, f) for f in LSTM_FIELDS], dtype=np.int64)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".{LSTM_FILE}.tmp-{os.getpid()}.npz"
+        np.savez(
+            tmp,
+            meta=meta,
+            step_sigma=np.asarray(state.step_sigma, dtype=np.float64),
+            final_loss=np.float64(state.final_loss),
+            fitted_on=np.datetime64(cold_fitted_on, "D"),
+            **arrays,
+        )
+        os.replace(tmp, self.dir / LSTM_FILE)
+
+    def load_lstm(self, today: date, max_age_days: int) -> tuple[LstmState, date] | None:
+        """(state, date of its cold training) when stored and not older than `max_age_days`."""
+        path = self.dir / LSTM_FILE
+        if not path.exists():
+            return None
+        with np.load(path, allow_pickle=False) as z:
+            fitted_on = z["fitted_on"].astype("datetime64[D]").item()
+            if (today - fitted_on).days > max_age_days:
+                return None
+            n = sum(1 for k in z.files if k.startswith("w"))
+            state = LstmState(**{f: int(v) for f, v in zip(LSTM_FIELDS, z["meta"], strict=True)})
+            state.weights = [z[f"w{i}"] for i in range(n)]
+            state.step_sigma = z["step_sigma"]
+            state.final_loss = float(z["final_loss"])
+        return state, fitted_on
