@@ -85,13 +85,14 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from nova_ray.assemble import assemble
     from nova_ray.config import load_config
     from nova_ray.demo import generate_demo
     from nova_ray.engine import EngineSpec
     from nova_ray.etl import build_features, read_features
     from nova_ray.exog import attach_exog
     from nova_ray.models import parse_models
-    from nova_ray.pipeline import assemble, run_engine
+    from nova_ray.pipeline import run_engine
     from nova_ray.series import build_series
 
     console = Console(width=120)

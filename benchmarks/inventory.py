@@ -124,8 +124,9 @@ def forecast(train_path: Path, work: Path, args: argparse.Namespace) -> tuple[pl
     files = [work / f"{n}.parquet" for n in ("ens_fc", "ens_bt", "items")]
     if all(f.exists() for f in files):
         return tuple(pl.read_parquet(f) for f in files)
+    from nova_ray.assemble import assemble
     from nova_ray.config import load_config
-    from nova_ray.pipeline import _Silent, assemble, engine_spec, load_series, run_engine
+    from nova_ray.pipeline import _Silent, engine_spec, load_series, run_engine
 
     cfg = load_config(None, {"data": str(train_path), "horizon": args.horizon, "models": args.models,
                              "num_cpus": args.cpus, "output": str(work / "results")}, env={}, dotenv=None)

@@ -83,7 +83,8 @@ def run_daily(
 ) -> DailyReport:
     """etl -> forecast (+ recommendations) -> publish, for `run_date`, under the job lock."""
     from .io.demand import dataset_id
-    from .pipeline import attach_exog, config_hash, load_demand, load_series, run_forecast
+    from .pipeline import attach_exog, load_demand, load_series, run_forecast
+    from .provenance import config_hash
 
     t0 = time.perf_counter()
     report = DailyReport(run_date=run_date.isoformat())

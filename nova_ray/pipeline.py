@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import __version__
+from .assemble import best_by_class, combine_items
 from .config import Config, ConfigError
 from .engine import (
     BACKTEST_TABLE,
@@ -33,7 +34,6 @@ from .engine import (
     forecast_lstm,
     lstm_items,
 )
-from .ensemble import combine, learn_weights
 from .etl import EtlError
 from .exog import for_run as exog_for_run
 from .io.demand import dataset_id, read_demand, select_items
@@ -42,7 +42,8 @@ from .io.model_store import ModelStore, fingerprint
 from .io.results import ResultWriter, utc_now
 from .io.stock import read_stock, resolve_stock_path, unknown_items
 from .metrics import evaluate
-from .models import MODELS, parse_models
+from .models import parse_models
+from .provenance import config_hash, model_versions
 from .recommend import KIND as RECOMMENDATIONS
 from .recommend import Policy, recommend, summarize
 from .series import SeriesSet, build_series
@@ -233,139 +234,6 @@ def run_engine(
         )
 
 
-def _frame(tables: list[pa.Table], schema: pa.Schema) -> pl.DataFrame:
-    tables = [t for t in tables if t.num_rows]
-    return pl.from_arrow(pa.concat_tables(tables) if tables else schema.empty_table())
-
-
-def combine_items(
-    fc: pl.DataFrame, bt: pl.DataFrame, items: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Model forecasts + ensemble, backtests + ensemble, weights, the item table, ensemble forecasts."""
-    # the LSTM joins the items' model lists after the fact
-    lstm_done = fc.filter(pl.col("model") == "lstm")["item_id"].unique() if fc.height else []
-    if len(lstm_done):
-        items = items.with_columns(
-            models=pl.when(pl.col("item_id").is_in(lstm_done.to_list()))
-            .then(pl.col("models") + ",lstm")
-            .otherwise(pl.col("models"))
-        )
-    weights = learn_weights(fc, bt)
-    ens_fc, ens_bt = combine(fc, bt, weights)
-    fc = pl.concat([fc, ens_fc], how="vertical_relaxed").sort("item_id", "model", "date")
-    bt = pl.concat([bt, ens_bt], how="vertical_relaxed") if ens_bt.height else bt
-    return fc, bt, weights, items, ens_fc
-
-
-def assemble(
-    results: list[BatchResult],
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """`combine_items` over in-memory batch results."""
-    return combine_items(
-        _frame([r.forecasts for r in results], FORECAST_TABLE),
-        _frame([r.backtests for r in results], BACKTEST_TABLE),
-        _frame([r.items for r in results], ITEMS_TABLE),
-    )
-
-
-def _best_by_class(metrics: pl.DataFrame, items: pl.DataFrame) -> tuple[dict[str, dict], dict[str, float]]:
-    if metrics.height == 0:
-        return {}, {}
-    per = (
-        metrics.group_by("item_id", "model")
-        .agg(pl.col("mase").mean())
-        .join(items.select("item_id", "demand_class"), on="item_id")
-    )
-    agg = per.group_by("demand_class", "model").agg(
-        pl.col("mase").median().alias("mase"), pl.len().alias("items")
-    )
-    best: dict[str, dict] = {}
-    for cls, g in agg.group_by("demand_class"):
-        singles = g.filter(pl.col("model") != "ensemble").drop_nulls("mase").sort("mase")
-        ens = g.filter(pl.col("model") == "ensemble")["mase"]
-        if singles.height:
-            best[str(cls[0])] = {
-                "model": singles["model"][0],
-                "mase": singles["mase"][0],
-                "ensemble_mase": ens[0] if len(ens) else None,
-                "items": int(singles["items"][0]),
-            }
-    e = metrics.filter(pl.col("model") == "ensemble")
-    ens_err = {
-        k: float(v)
-        for k, v in {
-            "mase": e["mase"].median(),
-            "smape": e["smape"].mean(),
-            "coverage_80": e["coverage_80"].mean(),
-        }.items()
-        if v is not None
-    }
-    return best, ens_err
-
-
-def model_versions(
-    cfg: Config, meta: dict[str, str], metrics: pl.DataFrame, models: list[str], dataset: str, run_id: str
-) -> dict[str, Any]:
-    """The seed-style metadata: versions per model with aggregate backtest accuracy."""
-    out: dict[str, Any] = {
-        "model_version": meta["model_version"],
-        "generated_at": meta["generated_at"],
-        "source": "nova-ray",
-        "nova_ray_version": __version__,
-        "dataset_id": dataset,
-        "run_id": run_id,
-        "horizon": cfg.forecast.horizon,
-        "freq": cfg.forecast.freq,
-        "models": {},
-    }
-    for name in models:
-        lib = MODELS[name].library if name in MODELS else "polars"
-        entry: dict[str, Any] = {
-            "version": MODELS[name].version if name in MODELS else "1",
-            "library": lib,
-            "library_version": _lib_version(lib),
-        }
-        m = metrics.filter(pl.col("model") == name) if metrics.height else metrics
-        if m.height:
-            wape = m["wape"].mean()
-            entry |= {
-                "mape": m["mape"].mean(),
-                "rmse": m["rmse"].mean(),
-                "mase": m["mase"].median(),
-                "accuracy": max(0.0, 1.0 - wape) if wape is not None else None,
-            }
-        out["models"][name] = entry
-    return out
-
-
-def _lib_version(lib: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    dist = {"tensorflow": "tensorflow-cpu"}.get(lib, lib)
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        try:
-            return version(lib)
-        except PackageNotFoundError:
-            return None
-
-
-def config_hash(cfg: Config, exog_names: tuple[str, ...] = ()) -> str:
-    """Hash of the settings that change the forecasts (the feature set included, paths not)."""
-    d = cfg.to_dict()
-    for key in ("exog", "features", "future_features"):
-        d["forecast"].pop(key, None)
-    if exog_names:
-        d["exog_features"] = list(exog_names)
-    d.pop("paths", None)
-    d.pop("recommend", None)  # a policy change does not change the forecasts' model version
-    d.pop("etl", None)
-    d.pop("publish", None)
-    d["ray"] = {}
-    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
-
-
 LOG = logging.getLogger("nova_ray")
 
 
@@ -496,10 +364,110 @@ def _execute(
     writer = ResultWriter(cfg.paths.output, meta["run_id"], run_date, meta, stage_key=key, resume=resume)
     run_id = writer.run_id
     LOG.info("run %s (%s)%s", run_id, model_version, " resuming from checkpoints" if writer.resumed else "")
+    store = ModelStore(cfg.paths.models_dir, model_version)
+    fit = _fit_stage(cfg, series, spec, writer, store, run_date, only, full_refit, progress, use_ray)
+    metrics, items_df, models, ens_fc, ens_bt = _ensemble_stage(
+        writer, series, only, stock is not None, progress
+    )
+    recs = None
+    if stock is not None:
+        progress.stage("recommendations")
+        recs = recommend(
+            ens_fc,
+            stock,
+            history=pl.from_pandas(demand),
+            backtests=ens_bt,
+            items=items_df,
+            policy=Policy.from_config(cfg),
+        )
+        writer.write(RECOMMENDATIONS, recs.to_arrow())
+    best, ens_err = best_by_class(metrics, items_df)
+    summary = RunSummary(
+        run_id=run_id,
+        run_date=run_date.isoformat(),
+        output=str(Path(cfg.paths.output).resolve()),
+        items=len(series),
+        models=sorted(models),
+        failures=int(items_df["failed_models"].str.len_chars().gt(0).sum()) if items_df.height else 0,
+        fallbacks=items_df.filter(pl.col("fallback"))["item_id"].to_list() if items_df.height else [],
+        wall_seconds=time.perf_counter() - t0,
+        rows={},
+        backend=fit.backend,
+        cpu_seconds=fit.cpu,
+        workers=sorted(fit.workers),
+        best_by_class=best,
+        ensemble_error=ens_err,
+        resumed_items=fit.resumed,
+        warm_items=len(fit.warm),
+        lstm=("warm" if fit.lstm_stored else "cold") if fit.lstm_state is not None else "",
+        recommendations=summarize(recs) if recs is not None else {},
+        warnings=warnings,
+        log_path=str(log_path),
+        exog=exog_record or {},
+    )
+    versions = model_versions(cfg, writer.meta, metrics, sorted(models), dataset, run_id) | {
+        "backend": fit.info,
+        "exog": exog_record or {"enabled": False},
+    }
+    owned = {
+        None: None,
+        "forecasts": ["forecasts", "ensemble_weights", "items", "recommendations"],
+        "metrics": ["metrics", "ensemble_weights", "items", "backtests"],
+    }[only]
+    _save_models(store, writer, series, fit.warm, run_date, versions)
+    if fit.lstm_state is not None:  # a fine-tuned LSTM keeps the date of its cold training
+        store.save_lstm(fit.lstm_state, fit.lstm_stored[1] if fit.lstm_stored else run_date)
+    if not publish:
+        writer.abort()
+        summary.wall_seconds = time.perf_counter() - t0
+        return summary
+    for w in warnings:
+        LOG.warning(w)
+    LOG.info(
+        "summary: %s",
+        json.dumps({k: v for k, v in summary.to_dict().items() if k != "warnings"}, default=str),
+    )
+    record = writer.commit(
+        versions,
+        summary.to_dict() | {"data_path": _location(cfg.paths.data), "log": str(log_path)},
+        replace=owned,
+    )
+    LOG.info("published run %s (%s)", run_id, ", ".join(f"{k} {v}" for k, v in record["row_counts"].items()))
+    summary.rows = record["row_counts"]
+    summary.wall_seconds = time.perf_counter() - t0
+    return summary
+
+
+@dataclass
+class _Fit:
+    """What the fit stage hands on: warm items, the LSTM's stored and new state, CPU and workers."""
+
+    warm: dict[str, dict]
+    lstm_stored: tuple[Any, date] | None
+    resumed: int
+    lstm_state: Any = None
+    cpu: float = 0.0
+    workers: set[str] = field(default_factory=set)
+    backend: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _fit_stage(
+    cfg: Config,
+    series: SeriesSet,
+    spec: EngineSpec,
+    writer: ResultWriter,
+    store: ModelStore,
+    run_date: date,
+    only: str | None,
+    full_refit: bool,
+    progress: Progress,
+    use_ray: bool,
+) -> _Fit:
+    """Fit what is not checkpointed yet (warm items from the store), checkpointing each batch."""
     done = _done_items(writer)
     todo = [i for i in range(len(series)) if str(series.item_ids[i]) not in done]
     lstm_idx = [] if "lstm" in writer.done() else lstm_items(series, spec)
-    store = ModelStore(cfg.paths.models_dir, model_version)
     warm: dict[str, dict] = {}
     lstm_stored = None  # (state, date of its cold training) when the LSTM runs warm
     if not full_refit and only != "metrics":
@@ -521,21 +489,21 @@ def _execute(
         if stored_items.height
         else None
     )
-    stats: dict[str, Any] = {"cpu": 0.0, "workers": set(), "lstm_state": None}
+    fit = _Fit(warm=warm, lstm_stored=lstm_stored, resumed=len(done))
 
     def checkpoint(result: BatchResult) -> None:
         name = "lstm" if result.items.num_rows == 0 else f"b-{uuid.uuid4().hex[:12]}"
         if result.state is not None and result.state.weights:
-            stats["lstm_state"] = result.state
+            fit.lstm_state = result.state
         if warm and result.backtests.num_rows:  # warm items keep their stored windows (all models')
             keep = pc.invert(pc.is_in(result.backtests["item_id"], pa.array(list(warm))))
             result.backtests = result.backtests.filter(keep)
         writer.checkpoint(
             name, {"forecasts": result.forecasts, "backtests": result.backtests, "items": result.items}
         )
-        stats["cpu"] += result.cpu_seconds
+        fit.cpu += result.cpu_seconds
         if result.worker:
-            stats["workers"].add(result.worker)
+            fit.workers.add(result.worker)
         LOG.debug(
             "batch %s: %d items, %.1f s CPU on %s",
             name,
@@ -548,7 +516,7 @@ def _execute(
                 LOG.warning("%s: %s", row["item_id"], row["notes"])
 
     if todo or lstm_idx:
-        _, backend, binfo = run_engine(
+        _, fit.backend, fit.info = run_engine(
             series,
             spec,
             cfg,
@@ -562,14 +530,24 @@ def _execute(
             lstm_init=lstm_stored[0] if lstm_stored else None,
         )
     else:
-        backend, binfo = "resumed (all batches were checkpointed)", {}
+        fit.backend = "resumed (all batches were checkpointed)"
     LOG.info(
         "fitted on %s: %d warm items, %d resumed, LSTM %s",
-        backend,
+        fit.backend,
         len(warm),
         len(done),
         "fine-tuned from the store" if lstm_stored else "trained cold" if lstm_idx else "not run",
     )
+    return fit
+
+
+def _ensemble_stage(
+    writer: ResultWriter, series: SeriesSet, only: str | None, keep_ensemble: bool, progress: Progress
+) -> tuple[pl.DataFrame, pl.DataFrame, set[str], pl.DataFrame | None, pl.DataFrame | None]:
+    """Ensemble, metrics and output tables in chunks of items read back from the checkpoints.
+
+    Returns (metrics, items, models, ensemble forecasts, ensemble backtests); the ensemble tables
+    only with `keep_ensemble` (for the recommendations), else None."""
     progress.stage("ensemble and metrics", total=len(series))
     all_metrics, all_items, models = [], [], set()
     ens_fc_parts, ens_bt_parts = [], []
@@ -588,90 +566,24 @@ def _execute(
             writer.write("backtests", bt.filter(pl.col("model") == "ensemble").to_arrow())
         writer.write("ensemble_weights", weights.to_arrow())
         writer.write("items", items_df.to_arrow())
-        if stock is not None:
+        if keep_ensemble:
             ens_fc_parts.append(ens_fc)
             ens_bt_parts.append(bt.filter(pl.col("model") == "ensemble") if bt.height else bt)
         models |= set((fc if fc.height else bt)["model"].unique().to_list())
         all_metrics.append(metrics)
         all_items.append(items_df)
         progress.advance(len(chunk))
-    progress.stage("publish")
     metrics = (
         pl.concat([m for m in all_metrics if m.height])
         if any(m.height for m in all_metrics)
         else pl.DataFrame()
     )
-    items_df = pl.concat(all_items)
-    recs = None
-    if stock is not None:
-        progress.stage("recommendations")
-        ens_bt = (
-            pl.concat([b for b in ens_bt_parts if b.height]) if any(b.height for b in ens_bt_parts) else None
-        )
-        recs = recommend(
-            pl.concat(ens_fc_parts),
-            stock,
-            history=pl.from_pandas(demand),
-            backtests=ens_bt,
-            items=items_df,
-            policy=Policy.from_config(cfg),
-        )
-        writer.write(RECOMMENDATIONS, recs.to_arrow())
-    best, ens_err = _best_by_class(metrics, items_df)
-    summary = RunSummary(
-        run_id=run_id,
-        run_date=run_date.isoformat(),
-        output=str(Path(cfg.paths.output).resolve()),
-        items=len(series),
-        models=sorted(models),
-        failures=int(items_df["failed_models"].str.len_chars().gt(0).sum()) if items_df.height else 0,
-        fallbacks=items_df.filter(pl.col("fallback"))["item_id"].to_list() if items_df.height else [],
-        wall_seconds=time.perf_counter() - t0,
-        rows={},
-        backend=backend,
-        cpu_seconds=stats["cpu"],
-        workers=sorted(stats["workers"]),
-        best_by_class=best,
-        ensemble_error=ens_err,
-        resumed_items=len(done),
-        warm_items=len(warm),
-        lstm=("warm" if lstm_stored else "cold") if stats["lstm_state"] is not None else "",
-        recommendations=summarize(recs) if recs is not None else {},
-        warnings=warnings,
-        log_path=str(log_path),
-        exog=exog_record or {},
+    ens_fc = pl.concat(ens_fc_parts) if keep_ensemble else None
+    ens_bt = (
+        pl.concat([b for b in ens_bt_parts if b.height]) if any(b.height for b in ens_bt_parts) else None
     )
-    versions = model_versions(cfg, writer.meta, metrics, sorted(models), dataset, run_id) | {
-        "backend": binfo,
-        "exog": exog_record or {"enabled": False},
-    }
-    owned = {
-        None: None,
-        "forecasts": ["forecasts", "ensemble_weights", "items", "recommendations"],
-        "metrics": ["metrics", "ensemble_weights", "items", "backtests"],
-    }[only]
-    _save_models(store, writer, series, warm, run_date, versions)
-    if stats["lstm_state"] is not None:  # a fine-tuned LSTM keeps the date of its cold training
-        store.save_lstm(stats["lstm_state"], lstm_stored[1] if lstm_stored else run_date)
-    if not publish:
-        writer.abort()
-        summary.wall_seconds = time.perf_counter() - t0
-        return summary
-    for w in warnings:
-        LOG.warning(w)
-    LOG.info(
-        "summary: %s",
-        json.dumps({k: v for k, v in summary.to_dict().items() if k != "warnings"}, default=str),
-    )
-    record = writer.commit(
-        versions,
-        summary.to_dict() | {"data_path": _location(cfg.paths.data), "log": str(log_path)},
-        replace=owned,
-    )
-    LOG.info("published run %s (%s)", run_id, ", ".join(f"{k} {v}" for k, v in record["row_counts"].items()))
-    summary.rows = record["row_counts"]
-    summary.wall_seconds = time.perf_counter() - t0
-    return summary
+    progress.stage("publish")
+    return metrics, pl.concat(all_items), models, ens_fc, ens_bt
 
 
 def _save_models(

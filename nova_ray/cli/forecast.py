@@ -26,25 +26,63 @@ def ensure_demo(data: str) -> None:
         console.print(f"{p} not found: writing the demo data set to {p.parent}")
         generate_demo(p.parent)
 
+# options that `forecast` and `train` share (one definition each)
+DATA = typer.Option(
+    None,
+    "--data",
+    help="Demand history, CSV or Parquet (item_id, date, quantity; "
+    "optional site, family). Default: paths.data in the config.",
+    envvar="NOVA_RAY_DATA",
+    show_envvar=False,
+)
+ITEMS = typer.Option(None, "--items", help="Comma-separated item ids to forecast (default: all).")
+HORIZON = typer.Option(None, "--horizon", min=1, help="Periods to forecast (default 30).")
+FREQ = typer.Option(None, "--freq", help="Data frequency: D, W, M, Q or Y (default D).")
+MODELS = typer.Option(
+    None,
+    "--models",
+    help="auto (by demand class) or a list of prophet, arima, lstm, ets, theta, naive, croston, tsb.",
+)
+ADDRESS = typer.Option(
+    None,
+    "--address",
+    help="Ray cluster to join: auto or HOST:PORT (default: start local Ray; RAY_ADDRESS also works).",
+)
+NUM_CPUS = typer.Option(None, "--num-cpus", min=1, help="CPUs for local Ray (default: all).")
+NO_EXOG = typer.Option(
+    False, "--no-exog", help="Do not use external factors (holidays, rain, USD/BRL, 5G) as regressors."
+)
+FEATURES = typer.Option(
+    None,
+    "--features",
+    help="Daily feature table from `nova-ray etl` (default: [forecast] features, "
+    "data/processed/features.parquet; absent: a raw/ folder next to the demand file is used).",
+)
+FUTURE_FEATURES = typer.Option(
+    None,
+    "--future-features",
+    help="CSV or Parquet of known future feature values (date + columns) for the horizon.",
+)
+MODELS_DIR = typer.Option(None, "--models-dir", help="Stored models (default models/).")
+CONFIG = typer.Option(
+    None, "--config", help="Config TOML (default configs/default.toml).", envvar="NOVA_RAY_CONFIG"
+)
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+
+
+def _overrides(**kw: object) -> dict[str, object]:
+    """Config overrides from the shared options (`no_exog` becomes exog = false)."""
+    no_exog = kw.pop("no_exog", False)
+    return {**kw, "exog": False if no_exog else None}
+
 
 @app.command()
 def forecast(
-    data: str = typer.Option(
-        None,
-        "--data",
-        help="Demand history, CSV or Parquet (item_id, date, quantity; "
-        "optional site, family). Default: paths.data in the config.",
-        envvar="NOVA_RAY_DATA",
-        show_envvar=False,
-    ),
-    items: str = typer.Option(None, "--items", help="Comma-separated item ids to forecast (default: all)."),
-    horizon: int = typer.Option(None, "--horizon", min=1, help="Periods to forecast (default 30)."),
-    freq: str = typer.Option(None, "--freq", help="Data frequency: D, W, M, Q or Y (default D)."),
-    models: str = typer.Option(
-        None,
-        "--models",
-        help="auto (by demand class) or a list of prophet, arima, lstm, ets, theta, naive, croston, tsb.",
-    ),
+    data: str = DATA,
+    items: str = ITEMS,
+    horizon: int = HORIZON,
+    freq: str = FREQ,
+    models: str = MODELS,
     output: str = typer.Option(None, "--output", help="Results folder (default data/ml_results)."),
     stock: str = typer.Option(
         None,
@@ -52,12 +90,8 @@ def forecast(
         help="Stock snapshot for purchasing recommendations, CSV or Parquet (default: paths.stock, else "
         "stock.parquet next to the demand file; none found: no recommendations).",
     ),
-    address: str = typer.Option(
-        None,
-        "--address",
-        help="Ray cluster to join: auto or HOST:PORT (default: start local Ray; RAY_ADDRESS also works).",
-    ),
-    num_cpus: int = typer.Option(None, "--num-cpus", min=1, help="CPUs for local Ray (default: all)."),
+    address: str = ADDRESS,
+    num_cpus: int = NUM_CPUS,
     backtest_windows: int = typer.Option(
         None, "--backtest-windows", min=0, help="Rolling-origin backtest windows (default 3; 0 = off)."
     ),
@@ -73,36 +107,23 @@ def forecast(
     arima_engine: str = typer.Option(
         None, "--arima-engine", help="statsforecast (fast, default), pmdarima or statsmodels."
     ),
-    config: str = typer.Option(
-        None, "--config", help="Config TOML (default configs/default.toml).", envvar="NOVA_RAY_CONFIG"
-    ),
+    config: str = CONFIG,
     resume: bool = typer.Option(
         False,
         "--resume",
         help="Continue an interrupted run of the same data, settings and date from its checkpoints.",
     ),
-    no_exog: bool = typer.Option(
-        False, "--no-exog", help="Do not use external factors (holidays, rain, USD/BRL, 5G) as regressors."
-    ),
-    features: str = typer.Option(
-        None,
-        "--features",
-        help="Daily feature table from `nova-ray etl` (default: [forecast] features, "
-        "data/processed/features.parquet; absent: a raw/ folder next to the demand file is used).",
-    ),
-    future_features: str = typer.Option(
-        None,
-        "--future-features",
-        help="CSV or Parquet of known future feature values (date + columns) for the horizon.",
-    ),
+    no_exog: bool = NO_EXOG,
+    features: str = FEATURES,
+    future_features: str = FUTURE_FEATURES,
     full_refit: bool = typer.Option(
         False,
         "--full-refit",
         help="Ignore stored model choices (MODELS_DIR): search and backtest everything.",
     ),
-    models_dir: str = typer.Option(None, "--models-dir", help="Stored models (default models/)."),
+    models_dir: str = MODELS_DIR,
     no_ray: bool = typer.Option(False, "--no-ray", help="Run in this process without Ray (debugging)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    quiet: bool = QUIET,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the run's log on the terminal."),
 ) -> None:
     """Forecast every item on Ray, backtest and ensemble, and write partitioned Parquet
@@ -110,23 +131,23 @@ def forecast(
     from ..pipeline import run_forecast
 
     console_logging(verbose)
-    overrides = {
-        "data": data,
-        "horizon": horizon,
-        "freq": freq,
-        "models": models,
-        "output": output,
-        "stock": stock,
-        "address": address,
-        "num_cpus": num_cpus,
-        "backtest_windows": backtest_windows,
-        "backtest_step": backtest_step,
-        "arima_engine": arima_engine,
-        "models_dir": models_dir,
-        "exog": False if no_exog else None,
-        "features": features,
-        "future_features": future_features,
-    }
+    overrides = _overrides(
+        data=data,
+        horizon=horizon,
+        freq=freq,
+        models=models,
+        output=output,
+        stock=stock,
+        address=address,
+        num_cpus=num_cpus,
+        backtest_windows=backtest_windows,
+        backtest_step=backtest_step,
+        arima_engine=arima_engine,
+        models_dir=models_dir,
+        no_exog=no_exog,
+        features=features,
+        future_features=future_features,
+    )
     if only_forecasts and only_metrics:
         fail("--only-forecasts and --only-metrics exclude each other")
     only = "forecasts" if only_forecasts else "metrics" if only_metrics else None
@@ -210,47 +231,36 @@ def forecast(
 
 @app.command()
 def train(
-    data: str = typer.Option(None, "--data", help="Demand history, CSV or Parquet (default: paths.data)."),
-    items: str = typer.Option(None, "--items", help="Comma-separated item ids (default: all)."),
-    horizon: int = typer.Option(None, "--horizon", min=1, help="Periods to forecast (default 30)."),
-    freq: str = typer.Option(None, "--freq", help="Data frequency: D, W, M, Q or Y (default D)."),
-    models: str = typer.Option(None, "--models", help="auto or a list of models (see forecast --help)."),
-    models_dir: str = typer.Option(None, "--models-dir", help="Where to store the models (default models/)."),
-    address: str = typer.Option(None, "--address", help="Ray cluster to join (default: local Ray)."),
-    num_cpus: int = typer.Option(None, "--num-cpus", min=1, help="CPUs for local Ray (default: all)."),
-    no_exog: bool = typer.Option(
-        False, "--no-exog", help="Do not use external factors (holidays, rain, USD/BRL, 5G) as regressors."
-    ),
-    features: str = typer.Option(
-        None,
-        "--features",
-        help="Daily feature table from `nova-ray etl` (default: [forecast] features, "
-        "data/processed/features.parquet; absent: a raw/ folder next to the demand file is used).",
-    ),
-    future_features: str = typer.Option(
-        None,
-        "--future-features",
-        help="CSV or Parquet of known future feature values (date + columns) for the horizon.",
-    ),
-    config: str = typer.Option(None, "--config", help="Config TOML.", envvar="NOVA_RAY_CONFIG"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    data: str = DATA,
+    items: str = ITEMS,
+    horizon: int = HORIZON,
+    freq: str = FREQ,
+    models: str = MODELS,
+    models_dir: str = MODELS_DIR,
+    address: str = ADDRESS,
+    num_cpus: int = NUM_CPUS,
+    no_exog: bool = NO_EXOG,
+    features: str = FEATURES,
+    future_features: str = FUTURE_FEATURES,
+    config: str = CONFIG,
+    quiet: bool = QUIET,
 ) -> None:
     """Fit, backtest and store every item's model choices in MODELS_DIR without publishing forecasts;
     a later `forecast` with the same settings reuses them."""
     from ..pipeline import run_forecast
 
-    overrides = {
-        "data": data,
-        "horizon": horizon,
-        "freq": freq,
-        "models": models,
-        "models_dir": models_dir,
-        "address": address,
-        "num_cpus": num_cpus,
-        "exog": False if no_exog else None,
-        "features": features,
-        "future_features": future_features,
-    }
+    overrides = _overrides(
+        data=data,
+        horizon=horizon,
+        freq=freq,
+        models=models,
+        models_dir=models_dir,
+        address=address,
+        num_cpus=num_cpus,
+        no_exog=no_exog,
+        features=features,
+        future_features=future_features,
+    )
     cfg = config_or_exit(config, overrides)
     if data is None:
         ensure_demo(cfg.paths.data)

@@ -1,0 +1,76 @@
+"""What a run records about how its forecasts were made: model versions and the config hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import polars as pl
+
+from . import __version__
+from .config import Config
+from .models import MODELS
+
+
+def model_versions(
+    cfg: Config, meta: dict[str, str], metrics: pl.DataFrame, models: list[str], dataset: str, run_id: str
+) -> dict[str, Any]:
+    """The seed-style metadata: versions per model with aggregate backtest accuracy."""
+    out: dict[str, Any] = {
+        "model_version": meta["model_version"],
+        "generated_at": meta["generated_at"],
+        "source": "nova-ray",
+        "nova_ray_version": __version__,
+        "dataset_id": dataset,
+        "run_id": run_id,
+        "horizon": cfg.forecast.horizon,
+        "freq": cfg.forecast.freq,
+        "models": {},
+    }
+    for name in models:
+        lib = MODELS[name].library if name in MODELS else "polars"
+        entry: dict[str, Any] = {
+            "version": MODELS[name].version if name in MODELS else "1",
+            "library": lib,
+            "library_version": _lib_version(lib),
+        }
+        m = metrics.filter(pl.col("model") == name) if metrics.height else metrics
+        if m.height:
+            wape = m["wape"].mean()
+            entry |= {
+                "mape": m["mape"].mean(),
+                "rmse": m["rmse"].mean(),
+                "mase": m["mase"].median(),
+                "accuracy": max(0.0, 1.0 - wape) if wape is not None else None,
+            }
+        out["models"][name] = entry
+    return out
+
+
+def _lib_version(lib: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    dist = {"tensorflow": "tensorflow-cpu"}.get(lib, lib)
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        try:
+            return version(lib)
+        except PackageNotFoundError:
+            return None
+
+
+def config_hash(cfg: Config, exog_names: tuple[str, ...] = ()) -> str:
+    """Hash of the settings that change the forecasts (the feature set included, paths not)."""
+    d = cfg.to_dict()
+    for key in ("exog", "features", "future_features"):
+        d["forecast"].pop(key, None)
+    if exog_names:
+        d["exog_features"] = list(exog_names)
+    d.pop("paths", None)
+    d.pop("recommend", None)  # a policy change does not change the forecasts' model version
+    d.pop("etl", None)
+    d.pop("publish", None)
+    d["ray"] = {}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
