@@ -37,6 +37,8 @@ class Forecast:
     arima_engine: str = "statsforecast"
     backtest_windows: int = 3
     backtest_step: int = 0
+    backtest_refit: str = "first"
+    search_window: int = 730
     seed: int = 7
     cache_max_age_days: int = 7
     exog: bool = True
@@ -232,6 +234,10 @@ def validate(cfg: Config) -> None:
         )
     if f.backtest_windows < 0 or f.backtest_step < 0:
         raise ConfigError("settings 'backtest_windows' and 'backtest_step' must be >= 0")
+    if f.backtest_refit not in {"first", "all"}:
+        raise ConfigError(f"setting 'backtest_refit' must be first or all, got {f.backtest_refit!r}")
+    if f.search_window < 0:
+        raise ConfigError(f"setting 'search_window' must be >= 0 (0: all history), got {f.search_window}")
     if cfg.ray.batch_seconds <= 0:
         raise ConfigError("setting 'batch_seconds' must be > 0")
     if cfg.lstm.lookback < 2 or cfg.lstm.epochs < 1:

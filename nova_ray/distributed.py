@@ -119,11 +119,20 @@ class _LstmActor:
 def estimate_cost(y: np.ndarray, spec: EngineSpec, windows: int) -> float:
     """Estimated CPU seconds to backtest and fit one series with its models."""
     from .engine import models_for
+    from .models import MODELS
 
     names, _ = models_for(classify(y), spec)
     scale = max(len(y), 50) / 1095
-    fits = windows + 1
-    return sum(FIT_COST.get(n, 0.0) * fits * scale + SEARCH_COST.get(n, 0.0) * scale for n in names) + 0.002
+    search_scale = min(len(y), spec.search_window or len(y)) / 1095
+
+    def fits(name: str) -> float:  # a re-filtered window costs about a third of a fit
+        once = windows and spec.backtest_refit == "first" and MODELS[name].backtest
+        return 2 + (windows - 1) / 3 if once else windows + 1
+
+    return (
+        sum(FIT_COST.get(n, 0.0) * fits(n) * scale + SEARCH_COST.get(n, 0.0) * search_scale for n in names)
+        + 0.002
+    )
 
 
 def make_batches(

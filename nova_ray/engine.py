@@ -56,6 +56,8 @@ class EngineSpec:
     arima_engine: str = "statsforecast"
     backtest_windows: int = 3
     backtest_step: int = 0
+    backtest_refit: str = "first"  # first: estimate at the oldest origin, re-filter later ones; all
+    search_window: int = 730  # most recent periods an order/form search sees (0: all)
     seed: int = 7
     lstm: LstmSpec = field(default_factory=LstmSpec)
     final_fit: bool = True  # False: backtests only (--only-metrics)
@@ -239,29 +241,37 @@ def _run_model(
     mdef = MODELS[name]
     n, h = len(y), spec.horizon
     if params is None and mdef.search is not None:
-        # choose orders/forms on the oldest training set only: no window sees its own future
+        # choose orders/forms on the oldest training set only (its most recent `search_window`
+        # periods): no window sees its own future
         train_end = origins[0] if origins else n
-        kw = {"x": x[:train_end]} if x is not None else {}
-        params = mdef.search_fn()(y[:train_end], m, engine=spec.arima_engine, **kw)
-    windows = [
-        (
-            w,
-            o,
-            _fit(
-                name,
-                y[:o],
-                dates[:o],
-                dates[o : o + h],
-                spec,
-                params,
-                seed,
-                m,
-                None if x is None else x[: o + h],
-                exog_names,
-            ),
-        )
-        for w, o in enumerate(origins)
-    ]
+        lo = max(0, train_end - spec.search_window) if spec.search_window else 0
+        kw = {"x": x[lo:train_end]} if x is not None else {}
+        params = mdef.search_fn()(y[lo:train_end], m, engine=spec.arima_engine, **kw)
+    backtest = mdef.backtest_fn() if x is None and spec.backtest_refit == "first" else None
+    if backtest is not None and len(origins) > 1:
+        # estimated once at the oldest origin; later windows re-filter y[:o] with those parameters
+        fcs = backtest(y, origins, h, m, params, engine=spec.arima_engine)
+        windows = [(w, o, finalize(fc, h)) for w, (o, fc) in enumerate(zip(origins, fcs, strict=True))]
+    else:
+        windows = [
+            (
+                w,
+                o,
+                _fit(
+                    name,
+                    y[:o],
+                    dates[:o],
+                    dates[o : o + h],
+                    spec,
+                    params,
+                    seed,
+                    m,
+                    None if x is None else x[: o + h],
+                    exog_names,
+                ),
+            )
+            for w, o in enumerate(origins)
+        ]
     fc = _fit(name, y, dates, future, spec, params, seed, m, x, exog_names) if spec.final_fit else None
     return params, windows, fc
 

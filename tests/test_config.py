@@ -56,3 +56,12 @@ def test_recommend_section_matches_policy() -> None:
 
     assert [f.name for f in fields(Recommend)] == [f.name for f in fields(Policy)]
     assert Policy.from_config(load_config(None, {}, env={}, dotenv=None)) == Policy()
+
+
+def test_backtest_refit_and_search_window_are_checked() -> None:
+    with pytest.raises(ConfigError, match="backtest_refit"):
+        load_config(None, {"backtest_refit": "sometimes"}, env={}, dotenv=None)
+    with pytest.raises(ConfigError, match="search_window"):
+        load_config(None, {"search_window": -1}, env={}, dotenv=None)
+    cfg = load_config(None, {"backtest_refit": "all", "search_window": 0}, env={}, dotenv=None)
+    assert (cfg.forecast.backtest_refit, cfg.forecast.search_window) == ("all", 0)

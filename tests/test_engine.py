@@ -42,6 +42,48 @@ def test_backtest_never_sees_the_future() -> None:
         assert (g["forecast"] < y[o]).all()
 
 
+@pytest.mark.parametrize("model", ["arima", "ets", "theta"])
+def test_fixed_parameter_backtest_never_sees_the_future(model: str) -> None:
+    """backtest_refit="first": changing the data from origin o on leaves every window up to o as it
+    was (parameters come from the oldest window, each window filters only its own past)."""
+    rng = np.random.default_rng(3)
+    n, h = 200, 14
+    y = 20 + 5 * np.sin(np.arange(n) * 2 * np.pi / 7) + rng.normal(0, 1, n)
+    spec = EngineSpec(horizon=h, models=(model,), backtest_windows=3, backtest_refit="first")
+
+    def windows(values: np.ndarray) -> dict[int, list[float]]:
+        bt = pl.from_arrow(forecast_batch(_series({"A": values}), [0], spec).backtests)
+        return {w: g.sort("date")["forecast"].to_list() for (w,), g in bt.group_by("window")}
+
+    base = windows(y)
+    assert sorted(base) == [0, 1, 2]
+    origins = backtest_origins(n, h, 3, h, 7)
+    for k, o in enumerate(origins):
+        changed = y.copy()
+        changed[o:] += 50.0
+        after = windows(changed)
+        for w in range(k + 1):
+            assert after[w] == pytest.approx(base[w], rel=1e-9), (model, k, w)
+        if k + 1 < len(origins):
+            assert after[k + 1] != pytest.approx(base[k + 1]), "later windows do see their own past"
+
+
+def test_fixed_parameter_backtest_errors_match_full_refits() -> None:
+    rng = np.random.default_rng(4)
+    n = 500
+    y = rng.poisson(8 + 3 * np.sin(np.arange(n) * 2 * np.pi / 7)).astype(float)
+    s = _series({"A": y})
+    mae = {}
+    for refit in ("first", "all"):
+        spec = EngineSpec(horizon=30, models=("arima", "ets", "theta"), backtest_refit=refit)
+        bt = pl.from_arrow(forecast_batch(s, [0], spec).backtests)
+        mae[refit] = dict(
+            bt.group_by("model").agg((pl.col("actual") - pl.col("forecast")).abs().mean().alias("m")).rows()
+        )
+    for model, err in mae["all"].items():
+        assert mae["first"][model] == pytest.approx(err, rel=0.1), model
+
+
 def test_classification() -> None:
     assert classify(np.full(50, 5.0)) == "smooth"
     assert classify(np.tile([1.0, 30.0], 25)) == "erratic"

@@ -19,6 +19,7 @@ class ModelDef:
     module: str
     forecast: str = "forecast"
     search: str | None = None
+    backtest: str | None = None  # forecasts from several origins with one estimation (optional)
     library: str = "numpy"
     version: str = "1"
     is_global: bool = False
@@ -30,12 +31,15 @@ class ModelDef:
     def search_fn(self) -> Callable[..., dict] | None:
         return getattr(import_module(self.module, __package__), self.search) if self.search else None
 
+    def backtest_fn(self) -> Callable[..., list[Forecast]] | None:
+        return getattr(import_module(self.module, __package__), self.backtest) if self.backtest else None
+
 
 MODELS: dict[str, ModelDef] = {
     "naive": ModelDef("naive", ".naive", library="numpy"),
-    "arima": ModelDef("arima", ".arima", search="search", library="statsforecast"),
-    "ets": ModelDef("ets", ".ets", search="search", library="statsforecast"),
-    "theta": ModelDef("theta", ".theta", library="statsforecast"),
+    "arima": ModelDef("arima", ".arima", search="search", backtest="backtest", library="statsforecast"),
+    "ets": ModelDef("ets", ".ets", search="search", backtest="backtest", library="statsforecast"),
+    "theta": ModelDef("theta", ".theta", backtest="backtest", library="statsforecast"),
     "croston": ModelDef("croston", ".intermittent", forecast="croston_forecast", library="numpy"),
     "tsb": ModelDef("tsb", ".intermittent", forecast="tsb_forecast", library="numpy"),
     "prophet": ModelDef("prophet", ".prophet", library="prophet", freqs=("D", "W", "M", "Q")),

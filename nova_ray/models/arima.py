@@ -110,9 +110,7 @@ def forecast(
         raise ModelError("series too short for ARIMA")
     x, x_future, _ = usable_exog(x, x_future, len(y), horizon)
     params = params or search(y, season_length, engine=engine, x=x)
-    order, sorder, m = tuple(params["order"]), tuple(params["seasonal_order"]), int(params["m"])
-    if m > 1 and len(y) < 2 * m + sum(order) + 2:
-        sorder, m = (0, 0, 0), 1
+    order, sorder, m = _orders(y, params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if engine == "statsmodels":
@@ -127,17 +125,57 @@ def forecast(
             ).fit(disp=False)
             fc = res.get_forecast(horizon, exog=x_future)
             return normal_forecast(fc.predicted_mean, np.sqrt(np.maximum(fc.var_pred_mean, 0)))
-        from statsforecast.models import ARIMA
-
-        model = ARIMA(
-            order=order,
-            seasonal_order=sorder,
-            season_length=m,
-            include_mean=order[1] == 0 and sorder[1] == 0,
-            method="CSS-ML",
-        )
         try:
-            res = model.forecast(y=y, h=horizon, X=x, X_future=x_future, level=[80, 95])
+            res = _sf_arima(order, sorder, m).forecast(y=y, h=horizon, X=x, X_future=x_future, level=[80, 95])
         except Exception as exc:  # statsforecast raises bare ValueErrors on non-stationary fits
             raise ModelError(f"ARIMA{order}{sorder}[{m}] failed: {exc}") from None
     return res
+
+
+def _orders(y: np.ndarray, params: dict) -> tuple[tuple, tuple, int]:
+    """(order, seasonal order, season length) for a fit on `y`: no season when `y` is too short."""
+    order, sorder, m = tuple(params["order"]), tuple(params["seasonal_order"]), int(params["m"])
+    if m > 1 and len(y) < 2 * m + sum(order) + 2:
+        sorder, m = (0, 0, 0), 1
+    return order, sorder, m
+
+
+def _sf_arima(order: tuple, sorder: tuple, m: int):
+    from statsforecast.models import ARIMA
+
+    return ARIMA(
+        order=order,
+        seasonal_order=sorder,
+        season_length=m,
+        include_mean=order[1] == 0 and sorder[1] == 0,
+        method="CSS-ML",
+    )
+
+
+def backtest(
+    y: np.ndarray,
+    origins: list[int],
+    horizon: int,
+    season_length: int,
+    params: dict | None = None,
+    engine: str = "statsforecast",
+    **_: object,
+) -> list[Forecast]:
+    """Forecasts from each origin (ascending), without regressors. statsforecast engine: the orders
+    are estimated once on y[:origins[0]] and each later origin re-filters y[:o] with those
+    coefficients (no re-estimation); the other engines refit at every origin."""
+    y = np.asarray(y, dtype=float)
+    if engine != "statsforecast":
+        return [forecast(y[:o], horizon, season_length, params, engine=engine) for o in origins]
+    y0 = y[: origins[0]]
+    if len(y0) < 8:
+        raise ModelError("series too short for ARIMA")
+    order, sorder, m = _orders(y0, params or search(y0, season_length, engine=engine))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            model = _sf_arima(order, sorder, m).fit(y0)
+            first = model.predict(horizon, level=[80, 95])
+            return [first] + [model.forward(y[:o], horizon, level=[80, 95]) for o in origins[1:]]
+        except Exception as exc:
+            raise ModelError(f"ARIMA{order}{sorder}[{m}] failed: {exc}") from None
