@@ -1,6 +1,7 @@
 """Scale benchmark: nova-ray end to end at growing item counts, against StatsForecast on the same items.
 
     python benchmarks/scale.py [--sizes 100,500,1000,2000] [--days 1095] [--cpus 2] [--skip-nodes]
+                               [--compare-max N]
 
 Per size: wall time, items/s, parallel efficiency (sum of task CPU / cores / wall), peak RSS of the
 driver and of the Ray workers (sampled), and the statistical stage (ARIMA, ETS, Theta, seasonal naive;
@@ -110,6 +111,12 @@ def main() -> None:
     ap.add_argument("--horizon", type=int, default=30)
     ap.add_argument("--skip-nodes", action="store_true")
     ap.add_argument("--skip-statsforecast", action="store_true")
+    ap.add_argument(
+        "--compare-max",
+        type=int,
+        default=0,
+        help="run the StatsForecast comparison only for sizes up to this (0: every size)",
+    )
     args = ap.parse_args()
     from rich.console import Console
     from rich.table import Table
@@ -145,7 +152,7 @@ def main() -> None:
             wall = time.perf_counter() - t0
         driver = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         stat = sf = float("nan")
-        if not args.skip_statsforecast:
+        if not args.skip_statsforecast and (not args.compare_max or n <= args.compare_max):
             t0 = time.perf_counter()
             run_forecast(
                 _cfg(
