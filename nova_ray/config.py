@@ -39,6 +39,7 @@ class Forecast:
     backtest_step: int = 0
     backtest_refit: str = "first"
     search_window: int = 730
+    cap_outliers: bool = True
     seed: int = 7
     cache_max_age_days: int = 7
     exog: bool = True

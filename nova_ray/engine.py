@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from .classify import CLASS_MODELS, adi_cv2, classify
+from .cleaning import CAPPED_CLASSES, cap, fence
 from .frequency import future_dates
 from .models import LEVELS, MODELS, Forecast, get_model
 from .models.base import ModelError, finalize, seasonal_error_scale
@@ -57,6 +58,7 @@ class EngineSpec:
     backtest_windows: int = 3
     backtest_step: int = 0
     backtest_refit: str = "first"  # first: estimate at the oldest origin, re-filter later ones; all
+    cap_outliers: bool = True  # smooth/erratic items: cap training values at the far-out fence
     search_window: int = 730  # most recent periods an order/form search sees (0: all)
     seed: int = 7
     lstm: LstmSpec = field(default_factory=LstmSpec)
@@ -235,22 +237,30 @@ def _run_model(
     m: int,
     x: np.ndarray | None,
     exog_names: tuple[str, ...],
+    capped: bool = False,
 ) -> tuple[dict | None, list[tuple[int, int, Forecast]], Forecast | None]:
     """Search (if needed), backtest every origin and fit the final model; with regressors `x`
-    (a fit at origin o sees x[:o] and x[o:o+h] only)."""
+    (a fit at origin o sees x[:o] and x[o:o+h] only). `capped`: each fit sees its training
+    values capped at the fence of that training set (nova_ray/cleaning.py)."""
     mdef = MODELS[name]
     n, h = len(y), spec.horizon
+
+    def train(o: int) -> np.ndarray:
+        return cap(y[:o], fence(y[:o])) if capped else y[:o]
+
     if params is None and mdef.search is not None:
         # choose orders/forms on the oldest training set only (its most recent `search_window`
         # periods): no window sees its own future
         train_end = origins[0] if origins else n
         lo = max(0, train_end - spec.search_window) if spec.search_window else 0
         kw = {"x": x[lo:train_end]} if x is not None else {}
-        params = mdef.search_fn()(y[lo:train_end], m, engine=spec.arima_engine, **kw)
+        params = mdef.search_fn()(train(train_end)[lo:], m, engine=spec.arima_engine, **kw)
     backtest = mdef.backtest_fn() if x is None and spec.backtest_refit == "first" else None
     if backtest is not None and len(origins) > 1:
         # estimated once at the oldest origin; later windows re-filter y[:o] with those parameters
-        fcs = backtest(y, origins, h, m, params, engine=spec.arima_engine)
+        # (capped at the oldest training set's fence: a cap from the past only)
+        yb = cap(y, fence(y[: origins[0]])) if capped else y
+        fcs = backtest(yb, origins, h, m, params, engine=spec.arima_engine)
         windows = [(w, o, finalize(fc, h)) for w, (o, fc) in enumerate(zip(origins, fcs, strict=True))]
     else:
         windows = [
@@ -259,7 +269,7 @@ def _run_model(
                 o,
                 _fit(
                     name,
-                    y[:o],
+                    train(o),
                     dates[:o],
                     dates[o : o + h],
                     spec,
@@ -272,7 +282,7 @@ def _run_model(
             )
             for w, o in enumerate(origins)
         ]
-    fc = _fit(name, y, dates, future, spec, params, seed, m, x, exog_names) if spec.final_fit else None
+    fc = _fit(name, train(n), dates, future, spec, params, seed, m, x, exog_names) if spec.final_fit else None
     return params, windows, fc
 
 
@@ -304,6 +314,9 @@ def forecast_item(
     adi, cv2 = adi_cv2(y)
     names, notes = models_for(cls, spec)
     stat_names = [nm for nm in names if not MODELS[nm].is_global]
+    capped = spec.cap_outliers and cls in CAPPED_CLASSES
+    if capped and (k := int((y > (limit := fence(y))).sum())):
+        notes.append(f"{k} value(s) above {limit:.4g} capped before fitting")
     origins = backtest_origins(n, spec.horizon, spec.backtest_windows, spec.step, m)
     seed = item_seed(spec.seed, item_id)
     failed: list[str] = []
@@ -325,7 +338,7 @@ def forecast_item(
         for xi in tries:
             try:
                 params, windows, fc = _run_model(
-                    name, y, dates, future, origins, spec, cached_params, seed, m, xi, exog_names
+                    name, y, dates, future, origins, spec, cached_params, seed, m, xi, exog_names, capped
                 )
                 break
             except Exception as exc:  # one bad model never sinks the item

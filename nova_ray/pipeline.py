@@ -106,6 +106,7 @@ def engine_spec(cfg: Config, final_fit: bool = True) -> EngineSpec:
         backtest_step=f.backtest_step,
         backtest_refit=f.backtest_refit,
         search_window=f.search_window,
+        cap_outliers=f.cap_outliers,
         seed=f.seed,
         use_exog=f.exog,
         lstm=LstmSpec(

@@ -1,0 +1,57 @@
+"""Outlier capping before fitting: the fence, which items it touches, and that actuals stay raw."""
+
+import numpy as np
+import pandas as pd
+import polars as pl
+
+from nova_ray.cleaning import cap, fence
+from nova_ray.engine import EngineSpec, forecast_batch
+from nova_ray.series import build_series
+
+
+def _series(y: np.ndarray):
+    dates = pd.date_range("2024-01-01", periods=len(y))
+    return build_series(pd.DataFrame({"item_id": "E", "date": dates, "quantity": y}), "D")
+
+
+def test_fence_is_the_far_out_tukey_fence_of_the_nonzero_values() -> None:
+    y = np.r_[np.zeros(50), np.arange(1.0, 101.0)]  # non-zero values 1..100: Q1 25.75, Q3 75.25
+    assert fence(y) == 75.25 + 3 * (75.25 - 25.75)
+    assert fence(np.r_[np.zeros(100), np.ones(19)]) == float("inf")  # too few non-zero values
+    assert cap(np.array([1.0, 500.0, 3.0]), 10.0).tolist() == [1.0, 10.0, 3.0]
+    kept = np.array([1.0, 2.0])
+    assert cap(kept, 10.0) is kept and cap(kept, float("inf")) is kept
+
+
+def test_a_final_spike_no_longer_drags_the_erratic_forecasts_up() -> None:
+    rng = np.random.default_rng(5)
+    y = rng.negative_binomial(1, 1 / 13, 400).astype(float)
+    y[-1] = 201.0
+    means = {}
+    for capped in (False, True):
+        spec = EngineSpec(horizon=30, models=("naive", "ets", "theta"), cap_outliers=capped)
+        res = forecast_batch(_series(y), [0], spec)
+        items = pl.from_arrow(res.items)
+        assert items["demand_class"][0] == "erratic"
+        fc = pl.from_arrow(res.forecasts)
+        means[capped] = dict(fc.group_by("model").agg(pl.col("forecast").mean()).rows())
+    assert "capped before fitting" in items["notes"][0]
+    assert means[True]["naive"] < 0.5 * means[False]["naive"]  # the spike is not repeated weekly
+    assert means[True]["theta"] < means[False]["theta"]
+    assert abs(means[True]["ets"] - y[:-1].mean()) < abs(means[False]["ets"] - y[:-1].mean())
+
+
+def test_backtest_actuals_stay_raw_and_intermittent_items_are_untouched() -> None:
+    rng = np.random.default_rng(6)
+    y = rng.negative_binomial(1, 1 / 13, 400).astype(float)
+    y[380] = 500.0  # inside the last backtest window
+    spec = EngineSpec(horizon=30, models=("naive", "ets"), backtest_windows=2)
+    bt = pl.from_arrow(forecast_batch(_series(y), [0], spec).backtests)
+    assert bt["actual"].max() == 500.0
+    sparse = np.zeros(400)
+    sparse[::9] = rng.integers(1, 5, len(sparse[::9]))
+    sparse[-1] = 300.0  # lumpy/intermittent: the spike is demand, not an outlier
+    res = forecast_batch(_series(sparse), [0], EngineSpec(horizon=30, models=("naive",)))
+    items = pl.from_arrow(res.items)
+    assert items["demand_class"][0] in {"intermittent", "lumpy"}
+    assert "capped" not in items["notes"][0]
