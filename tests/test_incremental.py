@@ -149,7 +149,7 @@ def test_lstm_weights_are_stored_and_fine_tuned(days, tmp_path: Path) -> None:
     assert warm.cpu_seconds < cold1.cpu_seconds / 2
     # the stored LSTM backtests are reused once, not next to fresh ones: same ensemble backtests
     cols = ["item_id", "window", "date", "forecast"]
-    assert_frame_equal(_backtests(tmp_path / "out").select(cols), bt_day1.select(cols), rtol=1e-9)
+    assert_frame_equal(_backtests(tmp_path / "out").select(cols), bt_day1.select(cols), rel_tol=1e-9)
     warm_fc = _ensemble(tmp_path / "out")
     assert set(warm_fc["item_id"]) == set(ITEMS)
 
@@ -160,5 +160,5 @@ def test_lstm_weights_are_stored_and_fine_tuned(days, tmp_path: Path) -> None:
     assert_frame_equal(
         _backtests(tmp_path / "out").filter(others).select(cols),
         bt_day1.filter(others).select(cols),
-        rtol=1e-9,
+        rel_tol=1e-9,
     )
