@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from .base import Forecast, ModelError, normal_forecast
+from .base import Forecast, ModelError, normal_forecast, refilter_backtest
 
 NAME = "arima"
 VERSION = "1"
@@ -171,11 +171,4 @@ def backtest(
     if len(y0) < 8:
         raise ModelError("series too short for ARIMA")
     order, sorder, m = _orders(y0, params or search(y0, season_length, engine=engine))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            model = _sf_arima(order, sorder, m).fit(y0)
-            first = model.predict(horizon, level=[80, 95])
-            return [first] + [model.forward(y[:o], horizon, level=[80, 95]) for o in origins[1:]]
-        except Exception as exc:
-            raise ModelError(f"ARIMA{order}{sorder}[{m}] failed: {exc}") from None
+    return refilter_backtest(_sf_arima(order, sorder, m), y, origins, horizon, f"ARIMA{order}{sorder}[{m}]")

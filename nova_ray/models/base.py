@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -67,3 +69,19 @@ def seasonal_error_scale(y: np.ndarray, season_length: int) -> float:
     if len(y) <= m:
         return float("nan")
     return float(np.mean(np.abs(y[m:] - y[:-m])))
+
+
+def refilter_backtest(
+    model: Any, y: np.ndarray, origins: list[int], horizon: int, what: str
+) -> list[Forecast]:
+    """Forecasts from each origin (ascending) with one estimation: `model` (an unfitted
+    statsforecast model) is fitted on y[:origins[0]]; each later origin re-filters y[:o] with the
+    fitted parameters (`forward`, no re-estimation). Failures raise ModelError naming `what`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            model = model.fit(y[: origins[0]])
+            first = model.predict(horizon, level=list(LEVELS))
+            return [first] + [model.forward(y[:o], horizon, level=list(LEVELS)) for o in origins[1:]]
+        except Exception as exc:
+            raise ModelError(f"{what} failed: {exc}") from None

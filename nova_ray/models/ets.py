@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from .base import Forecast, ModelError
+from .base import Forecast, ModelError, refilter_backtest
 
 NAME = "ets"
 VERSION = "1"
@@ -66,11 +66,5 @@ def backtest(
     if len(y0) < 4:
         raise ModelError("series too short for ETS")
     m, form, damped = _form(y0, params or search(y0, season_length))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            model = AutoETS(season_length=m, model=form, damped=damped).fit(y0)
-            first = model.predict(horizon, level=[80, 95])
-            return [first] + [model.forward(y[:o], horizon, level=[80, 95]) for o in origins[1:]]
-        except Exception as exc:
-            raise ModelError(f"ETS({form}) failed: {exc}") from None
+    model = AutoETS(season_length=m, model=form, damped=damped)
+    return refilter_backtest(model, y, origins, horizon, f"ETS({form})")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
-from .base import Forecast, ModelError
+from .base import Forecast, ModelError, refilter_backtest
 
 NAME = "theta"
 VERSION = "1"
@@ -36,11 +34,4 @@ def backtest(
     if len(y0) < 5:
         raise ModelError("series too short for Theta")
     m = season_length if len(y0) >= 2 * season_length + 2 else 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            model = DynamicOptimizedTheta(season_length=m).fit(y0)
-            first = model.predict(horizon, level=[80, 95])
-            return [first] + [model.forward(y[:o], horizon, level=[80, 95]) for o in origins[1:]]
-        except Exception as exc:
-            raise ModelError(f"Theta failed: {exc}") from None
+    return refilter_backtest(DynamicOptimizedTheta(season_length=m), y, origins, horizon, "Theta")
