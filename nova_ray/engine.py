@@ -201,9 +201,10 @@ def _fit(
     season_length: int,
     x: np.ndarray | None = None,
     exog_names: tuple[str, ...] = (),
+    fitted: object = None,
 ) -> Forecast:
     mdef = MODELS[name]
-    kw: dict = {}
+    kw: dict = {} if fitted is None else {"fitted": fitted}
     if x is not None:
         x_hist, x_future = exog_slices(x, len(y), spec.horizon)
         kw = {"x": x_hist, "x_future": x_future, "exog_names": exog_names}
@@ -254,13 +255,18 @@ def _run_model(
         train_end = origins[0] if origins else n
         lo = max(0, train_end - spec.search_window) if spec.search_window else 0
         kw = {"x": x[lo:train_end]} if x is not None else {}
-        params = mdef.search_fn()(train(train_end)[lo:], m, engine=spec.arima_engine, **kw)
+        params = dict(mdef.search_fn()(train(train_end)[lo:], m, engine=spec.arima_engine, **kw))
+        # the search's estimated model (when it has one): the backtest windows, or the final
+        # fit when there is no backtest, re-filter with it instead of estimating again
+        fitted = params.pop("fitted", None)
+    else:
+        fitted = None
     backtest = mdef.backtest_fn() if x is None and spec.backtest_refit == "first" else None
     if backtest is not None and len(origins) > 1:
         # estimated once at the oldest origin; later windows re-filter y[:o] with those parameters
         # (capped at the oldest training set's fence: a cap from the past only)
         yb = cap(y, fence(y[: origins[0]])) if capped else y
-        fcs = backtest(yb, origins, h, m, params, engine=spec.arima_engine)
+        fcs = backtest(yb, origins, h, m, params, engine=spec.arima_engine, fitted=fitted)
         windows = [(w, o, finalize(fc, h)) for w, (o, fc) in enumerate(zip(origins, fcs, strict=True))]
     else:
         windows = [
@@ -282,7 +288,12 @@ def _run_model(
             )
             for w, o in enumerate(origins)
         ]
-    fc = _fit(name, train(n), dates, future, spec, params, seed, m, x, exog_names) if spec.final_fit else None
+    final_fitted = fitted if not origins and x is None else None  # the search saw y's recent part
+    fc = (
+        _fit(name, train(n), dates, future, spec, params, seed, m, x, exog_names, final_fitted)
+        if spec.final_fit
+        else None
+    )
     return params, windows, fc
 
 

@@ -1,5 +1,7 @@
 """Each pure model on small arrays: shapes, non-negative, ordered bounds, sensible values."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -31,13 +33,26 @@ def test_seasonal_naive_repeats_last_season() -> None:
     assert np.allclose(fc["hi-80"], fc["mean"])  # perfectly seasonal: zero spread
 
 
-def test_arima_search_is_reused() -> None:
-    arima = MODELS["arima"]
-    params = arima.search_fn()(WEEKLY, 7)
-    assert set(params) == {"order", "seasonal_order", "m"}
-    a = arima.forecast_fn()(WEEKLY, 7, 7, params)
-    b = arima.forecast_fn()(WEEKLY, 7, 7, params)
+@pytest.mark.parametrize("name", ["arima", "ets"])
+def test_search_is_reused_and_its_model_refilters(name: str) -> None:
+    mdef = MODELS[name]
+    params = mdef.search_fn()(WEEKLY, 7)
+    fitted = params.pop("fitted")  # the engine takes the estimated model out; the rest is JSON
+    json.dumps(params)
+    a = mdef.forecast_fn()(WEEKLY, 7, 7, params)  # estimates the chosen orders / form again
+    b = mdef.forecast_fn()(WEEKLY, 7, 7, params)
     assert np.allclose(a["mean"], b["mean"])
+    c = mdef.forecast_fn()(WEEKLY, 7, 7, params, fitted=fitted)  # re-filters with the search's
+    assert np.allclose(a["mean"], c["mean"], rtol=0.05)
+    later = mdef.backtest_fn()(WEEKLY, [100, 110], 7, 7, params, fitted=fitted)
+    assert len(later) == 2 and all(np.isfinite(f["mean"]).all() for f in later)
+
+
+def test_ets_multiplicative_form_with_zeros_becomes_additive() -> None:
+    y = np.r_[np.zeros(30), 20 + 8 * np.sin(2 * np.pi * np.arange(150) / 7) + RNG.gamma(2, 1, 150)]
+    params = {"model": "MNM", "damped": False, "m": 7}  # chosen on the all-positive recent part
+    fc = MODELS["ets"].forecast_fn()(y, 14, 7, params)
+    assert np.isfinite(fc["mean"]).all() and 15 < fc["mean"].mean() < 30
 
 
 def test_croston_sba_and_tsb_by_hand() -> None:

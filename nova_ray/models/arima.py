@@ -64,6 +64,9 @@ def search(
     **_: object,
 ) -> dict:
     """Choose (p,d,q)(P,D,Q)m on `y`; the result is reused for backtest windows and reruns.
+    Without regressors (statsforecast engine) the search's estimated model comes along under
+    ``fitted`` (not JSON: the engine takes it out) so that callers can re-filter with it instead
+    of estimating the chosen orders again.
 
     With regressors `x` the orders are chosen for the errors of the regression (the residuals
     of a least-squares fit of `y` on `x`): as good a choice for a regression with ARIMA errors as
@@ -82,7 +85,8 @@ def search(
             model = AutoARIMA(season_length=m, approximation=True, max_p=3, max_q=3, max_P=1, max_Q=1)
             model.fit(y)
             p, q, sp, sq, _, d, sd = model.model_["arma"]
-            return {"order": [p, d, q], "seasonal_order": [sp, sd, sq], "m": m}
+            out = {"order": [p, d, q], "seasonal_order": [sp, sd, sq], "m": m}
+            return out if x is not None else {**out, "fitted": model}
         if engine == "pmdarima":
             import pmdarima as pm
 
@@ -101,15 +105,20 @@ def forecast(
     engine: str = "statsforecast",
     x: np.ndarray | None = None,
     x_future: np.ndarray | None = None,
+    fitted: object = None,
     **_: object,
 ) -> Forecast:
     """Fit the given orders on `y` (searching first if `params` is empty) and forecast; with
-    regressors `x` (len(y) rows) and their future values `x_future` (horizon rows)."""
+    regressors `x` (len(y) rows) and their future values `x_future` (horizon rows). `fitted`
+    (the search's model, estimated on the recent part of `y`): `y` is re-filtered with it."""
     y = np.asarray(y, dtype=float)
     if len(y) < 8:
         raise ModelError("series too short for ARIMA")
     x, x_future, _ = usable_exog(x, x_future, len(y), horizon)
     params = params or search(y, season_length, engine=engine, x=x)
+    fitted = fitted or params.get("fitted")
+    if fitted is not None and x is None and engine == "statsforecast":
+        return refilter_backtest(None, y, [len(y)], horizon, "ARIMA", fitted)[0]
     order, sorder, m = _orders(y, params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -159,16 +168,24 @@ def backtest(
     season_length: int,
     params: dict | None = None,
     engine: str = "statsforecast",
+    fitted: object = None,
     **_: object,
 ) -> list[Forecast]:
     """Forecasts from each origin (ascending), without regressors. statsforecast engine: the orders
-    are estimated once on y[:origins[0]] and each later origin re-filters y[:o] with those
-    coefficients (no re-estimation); the other engines refit at every origin."""
+    are estimated once on y[:origins[0]] (or `fitted`, the search's model, is used as it is) and
+    each origin re-filters y[:o] with those coefficients (no re-estimation); the other engines
+    refit at every origin."""
     y = np.asarray(y, dtype=float)
     if engine != "statsforecast":
         return [forecast(y[:o], horizon, season_length, params, engine=engine) for o in origins]
     y0 = y[: origins[0]]
     if len(y0) < 8:
         raise ModelError("series too short for ARIMA")
-    order, sorder, m = _orders(y0, params or search(y0, season_length, engine=engine))
-    return refilter_backtest(_sf_arima(order, sorder, m), y, origins, horizon, f"ARIMA{order}{sorder}[{m}]")
+    if not params:
+        params = search(y0, season_length, engine=engine)
+    fitted = fitted or params.get("fitted")
+    order, sorder, m = _orders(y0, params)
+    if fitted is not None and m != params["m"]:
+        fitted = None  # y0 too short for the season the search saw
+    what = f"ARIMA{order}{sorder}[{m}]"
+    return refilter_backtest(_sf_arima(order, sorder, m), y, origins, horizon, what, fitted)

@@ -72,14 +72,18 @@ def seasonal_error_scale(y: np.ndarray, season_length: int) -> float:
 
 
 def refilter_backtest(
-    model: Any, y: np.ndarray, origins: list[int], horizon: int, what: str
+    model: Any, y: np.ndarray, origins: list[int], horizon: int, what: str, fitted: Any = None
 ) -> list[Forecast]:
     """Forecasts from each origin (ascending) with one estimation: `model` (an unfitted
     statsforecast model) is fitted on y[:origins[0]]; each later origin re-filters y[:o] with the
-    fitted parameters (`forward`, no re-estimation). Failures raise ModelError naming `what`."""
+    fitted parameters (`forward`, no re-estimation). `fitted`: a model already estimated on (the
+    recent part of) y[:origins[0]], e.g. by the order search: every origin is re-filtered with it
+    and nothing is estimated again. Failures raise ModelError naming `what`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
+            if fitted is not None:
+                return [fitted.forward(y[:o], horizon, level=list(LEVELS)) for o in origins]
             model = model.fit(y[: origins[0]])
             first = model.predict(horizon, level=list(LEVELS))
             return [first] + [model.forward(y[:o], horizon, level=list(LEVELS)) for o in origins[1:]]

@@ -13,7 +13,8 @@ VERSION = "1"
 
 
 def search(y: np.ndarray, season_length: int, **_: object) -> dict:
-    """Pick the ETS form (error, trend, season, damped) on `y`."""
+    """Pick the ETS form (error, trend, season, damped) on `y`. The estimated model comes along
+    under ``fitted`` (not JSON: the engine takes it out) for callers that re-filter with it."""
     from statsforecast.models import AutoETS
 
     m = season_length if len(y) >= 2 * season_length + 2 else 1
@@ -21,25 +22,45 @@ def search(y: np.ndarray, season_length: int, **_: object) -> dict:
         warnings.simplefilter("ignore")
         model = AutoETS(season_length=m).fit(np.asarray(y, dtype=float))
     comps = model.model_["components"]
-    return {"model": "".join(comps[:3]), "damped": bool(comps[3] == "D" or comps[3] is True), "m": m}
+    form = "".join(comps[:3])
+    return {"model": form, "damped": bool(comps[3] == "D" or comps[3] is True), "m": m, "fitted": model}
 
 
 def _form(y: np.ndarray, params: dict) -> tuple[int, str, bool | None]:
-    """(season length, form, damped) for a fit on `y`: no season when it is shorter than two."""
+    """(season length, form, damped) for a fit on `y`: no season when it is shorter than two;
+    multiplicative error or season become additive when `y` has zeros (a form chosen on a
+    recent all-positive stretch cannot fit them)."""
     m = int(params["m"]) if len(y) >= 2 * int(params["m"]) + 2 else 1
-    return m, params["model"] if m > 1 else params["model"][:2] + "N", params.get("damped")
+    form = params["model"] if m > 1 else params["model"][:2] + "N"
+    if len(y) and np.min(y) <= 0:
+        form = form[0].replace("M", "A") + form[1] + form[2].replace("M", "A")
+    return m, form, params.get("damped")
+
+
+def _reusable(fitted: object, params: dict, m: int, form: str) -> object:
+    """The search's model when the fit at hand keeps its season length and form, else None."""
+    return fitted if fitted is not None and m == int(params["m"]) and form == params["model"] else None
 
 
 def forecast(
-    y: np.ndarray, horizon: int, season_length: int, params: dict | None = None, **_: object
+    y: np.ndarray,
+    horizon: int,
+    season_length: int,
+    params: dict | None = None,
+    fitted: object = None,
+    **_: object,
 ) -> Forecast:
-    """Fit the chosen ETS form on `y` and forecast with intervals."""
+    """Fit the chosen ETS form on `y` and forecast with intervals. `fitted` (the search's model,
+    estimated on the recent part of `y`): `y` is re-filtered with it instead."""
     from statsforecast.models import AutoETS
 
     y = np.asarray(y, dtype=float)
     if len(y) < 4:
         raise ModelError("series too short for ETS")
-    m, form, damped = _form(y, params or search(y, season_length))
+    params = params or search(y, season_length)
+    m, form, damped = _form(y, params)
+    if (model := _reusable(fitted or params.get("fitted"), params, m, form)) is not None:
+        return refilter_backtest(None, y, [len(y)], horizon, f"ETS({form})", model)[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -55,16 +76,20 @@ def backtest(
     horizon: int,
     season_length: int,
     params: dict | None = None,
+    fitted: object = None,
     **_: object,
 ) -> list[Forecast]:
-    """Forecasts from each origin (ascending): the form is estimated once on y[:origins[0]], each
-    later origin re-filters y[:o] with those parameters (no re-estimation)."""
+    """Forecasts from each origin (ascending): the form is estimated once on y[:origins[0]] (or
+    `fitted`, the search's model, is used as it is), each origin re-filters y[:o] with those
+    parameters (no re-estimation)."""
     from statsforecast.models import AutoETS
 
     y = np.asarray(y, dtype=float)
     y0 = y[: origins[0]]
     if len(y0) < 4:
         raise ModelError("series too short for ETS")
-    m, form, damped = _form(y0, params or search(y0, season_length))
+    params = params or search(y0, season_length)
+    m, form, damped = _form(y0, params)
     model = AutoETS(season_length=m, model=form, damped=damped)
-    return refilter_backtest(model, y, origins, horizon, f"ETS({form})")
+    fitted = _reusable(fitted or params.get("fitted"), params, m, form)
+    return refilter_backtest(model, y, origins, horizon, f"ETS({form})", fitted)
