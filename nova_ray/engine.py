@@ -220,7 +220,11 @@ def _fit(
         engine=spec.arima_engine,
         **kw,
     )
-    out = finalize(fc, spec.horizon)
+    return _checked(finalize(fc, spec.horizon), y, x)
+
+
+def _checked(out: Forecast, y: np.ndarray, x: np.ndarray | None) -> Forecast:
+    """`out`, unless it was fitted with regressors and blew up (mean above BLOWUP x history max)."""
     if x is not None and len(y) and out["mean"].max() > BLOWUP * max(float(np.max(y)), 0.0) + 1.0:
         raise ModelError(f"forecast with regressors blew up (max {out['mean'].max():.3g})")
     return out
@@ -261,13 +265,18 @@ def _run_model(
         fitted = params.pop("fitted", None)
     else:
         fitted = None
-    backtest = mdef.backtest_fn() if x is None and spec.backtest_refit == "first" else None
+    backtest = mdef.backtest_fn() if spec.backtest_refit == "first" else None
     if backtest is not None and len(origins) > 1:
         # estimated once at the oldest origin; later windows re-filter y[:o] with those parameters
-        # (capped at the oldest training set's fence: a cap from the past only)
+        # (capped at the oldest training set's fence: a cap from the past only); with regressors
+        # a window at origin o sees x[:o + h] only, as a refit would
         yb = cap(y, fence(y[: origins[0]])) if capped else y
-        fcs = backtest(yb, origins, h, m, params, engine=spec.arima_engine, fitted=fitted)
-        windows = [(w, o, finalize(fc, h)) for w, (o, fc) in enumerate(zip(origins, fcs, strict=True))]
+        kw = {} if x is None else {"x": x[: origins[-1] + h]}
+        fcs = backtest(yb, origins, h, m, params, engine=spec.arima_engine, fitted=fitted, **kw)
+        windows = [
+            (w, o, _checked(finalize(fc, h), yb[:o], x))
+            for w, (o, fc) in enumerate(zip(origins, fcs, strict=True))
+        ]
     else:
         windows = [
             (

@@ -169,23 +169,41 @@ def backtest(
     params: dict | None = None,
     engine: str = "statsforecast",
     fitted: object = None,
+    x: np.ndarray | None = None,
     **_: object,
 ) -> list[Forecast]:
-    """Forecasts from each origin (ascending), without regressors. statsforecast engine: the orders
+    """Forecasts from each origin (ascending). statsforecast engine: the orders (and regression
+    coefficients, with regressors `x`: row t for period t, at least origins[-1] + horizon rows)
     are estimated once on y[:origins[0]] (or `fitted`, the search's model, is used as it is) and
     each origin re-filters y[:o] with those coefficients (no re-estimation); the other engines
     refit at every origin."""
     y = np.asarray(y, dtype=float)
+    o0 = origins[0]
     if engine != "statsforecast":
-        return [forecast(y[:o], horizon, season_length, params, engine=engine) for o in origins]
-    y0 = y[: origins[0]]
+        return [
+            forecast(
+                y[:o],
+                horizon,
+                season_length,
+                params,
+                engine=engine,
+                **({} if x is None else {"x": x[:o], "x_future": x[o : o + horizon]}),
+            )
+            for o in origins
+        ]
+    y0 = y[:o0]
     if len(y0) < 8:
         raise ModelError("series too short for ARIMA")
+    if x is not None:  # only the columns that vary on the oldest training set
+        keep = usable_exog(x[:o0], None, o0)[2]
+        x = np.asarray(x, dtype=float).reshape(len(x), -1)[:, keep] if keep.any() else None
+        if x is not None and not np.all(np.isfinite(x[: origins[-1] + horizon])):
+            raise ModelError("regressors have missing or infinite values")
     if not params:
-        params = search(y0, season_length, engine=engine)
-    fitted = fitted or params.get("fitted")
+        params = search(y0, season_length, engine=engine, x=None if x is None else x[:o0])
+    fitted = None if x is not None else fitted or params.get("fitted")
     order, sorder, m = _orders(y0, params)
     if fitted is not None and m != params["m"]:
         fitted = None  # y0 too short for the season the search saw
     what = f"ARIMA{order}{sorder}[{m}]"
-    return refilter_backtest(_sf_arima(order, sorder, m), y, origins, horizon, what, fitted)
+    return refilter_backtest(_sf_arima(order, sorder, m), y, origins, horizon, what, fitted, x)

@@ -72,20 +72,38 @@ def seasonal_error_scale(y: np.ndarray, season_length: int) -> float:
 
 
 def refilter_backtest(
-    model: Any, y: np.ndarray, origins: list[int], horizon: int, what: str, fitted: Any = None
+    model: Any,
+    y: np.ndarray,
+    origins: list[int],
+    horizon: int,
+    what: str,
+    fitted: Any = None,
+    x: np.ndarray | None = None,
 ) -> list[Forecast]:
     """Forecasts from each origin (ascending) with one estimation: `model` (an unfitted
     statsforecast model) is fitted on y[:origins[0]]; each later origin re-filters y[:o] with the
     fitted parameters (`forward`, no re-estimation). `fitted`: a model already estimated on (the
     recent part of) y[:origins[0]], e.g. by the order search: every origin is re-filtered with it
-    and nothing is estimated again. Failures raise ModelError naming `what`."""
+    and nothing is estimated again. `x`: regressors, row t for period t (at least
+    origins[-1] + horizon rows); a window at origin o sees rows up to o + horizon only.
+    Failures raise ModelError naming `what`."""
+    levels = list(LEVELS)
+
+    def xs(o: int) -> dict[str, np.ndarray]:
+        return {} if x is None else {"X": x[:o], "X_future": x[o : o + horizon]}
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             if fitted is not None:
-                return [fitted.forward(y[:o], horizon, level=list(LEVELS)) for o in origins]
-            model = model.fit(y[: origins[0]])
-            first = model.predict(horizon, level=list(LEVELS))
-            return [first] + [model.forward(y[:o], horizon, level=list(LEVELS)) for o in origins[1:]]
+                return [fitted.forward(y[:o], horizon, level=levels, **xs(o)) for o in origins]
+            o0 = origins[0]
+            if x is None:
+                model = model.fit(y[:o0])
+                first = model.predict(horizon, level=levels)
+            else:
+                model = model.fit(y[:o0], X=x[:o0])
+                first = model.predict(horizon, X=x[o0 : o0 + horizon], level=levels)
+            return [first] + [model.forward(y[:o], horizon, level=levels, **xs(o)) for o in origins[1:]]
         except Exception as exc:
             raise ModelError(f"{what} failed: {exc}") from None
