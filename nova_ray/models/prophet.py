@@ -7,6 +7,7 @@ Regressors (`x`, `x_future`, named by `exog_names`) enter as Prophet extra regre
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,33 @@ def _quiet() -> None:
         logger = logging.getLogger(name)
         logger.disabled = True
         logger.propagate = False
+
+
+def _as_arrays(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: np.asarray(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+def _numpy_stan_data() -> None:
+    """Hand cmdstanpy numpy arrays instead of Prophet's nested lists (once per process).
+
+    Prophet's backend turns its data into lists, which cmdstanpy's JSON writer (stanio) then walks
+    value by value. Arrays take stanio's vectorised path; the JSON is the same. With ujson (a
+    dependency) writing a 3-year daily series' data (~65,000 values with holidays and regressors)
+    takes 0.017 s instead of 0.20 s, against ~0.1 s of optimisation per fit.
+    """
+    from prophet.models import CmdStanPyBackend
+
+    if getattr(CmdStanPyBackend.prepare_data, "nova_ray", False):
+        return
+    original = CmdStanPyBackend.prepare_data
+
+    def prepare_data(init: dict[str, Any], data: dict[str, Any]) -> tuple[dict, dict]:
+        inits, dat = original(init, data)
+        return _as_arrays(inits), _as_arrays(dat)
+
+    prepare_data.nova_ray = True  # type: ignore[attr-defined]
+    prepare_data.original = original  # type: ignore[attr-defined]
+    CmdStanPyBackend.prepare_data = staticmethod(prepare_data)
 
 
 def forecast(
@@ -62,8 +90,6 @@ def forecast(
         uncertainty_samples=N_SAMPLES,
         **(params or {}),
     )
-    if daily:
-        model.add_country_holidays(country_name="BR")
     hist = pd.DataFrame({"ds": pd.to_datetime(dates), "y": y})
     fut = pd.DataFrame({"ds": pd.to_datetime(future)})
     if x is not None:
@@ -80,6 +106,9 @@ def forecast(
                 )
                 hist[col] = x[:, j]
                 fut[col] = x_future[:, j]
+    if daily:  # after the regressors: each add_regressor would otherwise rebuild the holiday names
+        model.add_country_holidays(country_name="BR")
+    _numpy_stan_data()
     try:
         model.fit(hist)
     except Exception as exc:
