@@ -126,3 +126,43 @@ def test_demand_from_an_s3_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
             read_demand("s3://plant/in/none.csv")
     finally:
         server.stop()
+
+
+def test_parquet_dates_and_text_columns_read_fast_and_the_same(tmp_path: Path) -> None:
+    """Parquet date32 columns arrive as datetime64 (no text parsing); ids, sites and families are
+    stripped once per distinct value; a date outside the nanosecond range is a row error."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    f = tmp_path / "d.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "item_id": [" A", "A ", None],
+                "date": pa.array([dt.date(2024, 1, d) for d in (1, 2, 3)], pa.date32()),
+                "quantity": [1.0, 2.0, 3.0],
+                "site": ["S1 ", None, "S2"],
+            }
+        ),
+        f,
+    )
+    with pytest.raises(InputError, match=r"row 3: empty item_id"):
+        read_demand(f)
+    pq.write_table(pq.read_table(f).slice(0, 2), f)
+    df = read_demand(f)
+    assert df["item_id"].tolist() == ["A", "A"] and df["site"].tolist() == ["S1", ""]
+    assert str(df["date"].dtype) == "datetime64[ns]" and df["date"].iloc[1] == pd.Timestamp("2024-01-02")
+    pq.write_table(
+        pa.table(
+            {
+                "item_id": ["A", "A"],
+                "date": pa.array([dt.date(2024, 1, 1), dt.date(1, 1, 1)], pa.date32()),
+                "quantity": [1.0, 2.0],
+            }
+        ),
+        f,
+    )
+    with pytest.raises(InputError, match=r"row 2: cannot parse date"):
+        read_demand(f)

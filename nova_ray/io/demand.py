@@ -51,7 +51,8 @@ def _read_raw(path: str) -> tuple[pd.DataFrame, int]:
                                  compression="gzip" if suffix == ".gz" else None)
             return df, 2
         if suffix in {".parquet", ".pq"}:
-            return pq.read_table(inner, filesystem=fs).to_pandas(), 1
+            # date32 columns as datetime64 (not datetime.date objects, which would be parsed as text)
+            return pq.read_table(inner, filesystem=fs).to_pandas(date_as_object=False), 1
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: cannot read file: {msg}") from None
@@ -60,6 +61,25 @@ def _read_raw(path: str) -> tuple[pd.DataFrame, int]:
 
 def _where(path: str, first_line: int, row: int, csv: bool) -> str:
     return f"{path}: line {row + first_line}" if csv else f"{path}: row {row + 1}"
+
+
+def _out_of_ns(dates: pd.Series) -> bool:
+    """Whether a datetime64 column holds dates outside the nanosecond range (1677-2262)."""
+    days = dates.to_numpy().astype("datetime64[D]")
+    ok = ~np.isnat(days)
+    lo, hi = np.datetime64("1677-09-22", "D"), np.datetime64("2262-04-11", "D")
+    return bool(((days[ok] < lo) | (days[ok] > hi)).any())
+
+
+def _stripped(col: pd.Series) -> np.ndarray:
+    """`col` as stripped strings (object array, None where missing), each distinct value converted
+    once: ids, sites and families repeat on every row (1.1 M rows: 0.3 s instead of 5 s)."""
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    clean = pd.Index(uniques).astype("string").str.strip().astype(object).to_numpy()
+    out = np.empty(len(codes), dtype=object)
+    ok = codes >= 0
+    out[ok] = clean[codes[ok]]
+    return out
 
 
 def read_demand(path: str | Path) -> pd.DataFrame:
@@ -79,15 +99,18 @@ def read_demand(path: str | Path) -> pd.DataFrame:
     if len(raw) == 0:
         raise InputError(f"{path}: file is empty (no data rows)")
 
-    item = raw["item_id"].astype("string").str.strip()
-    bad = item.isna() | (item == "")
+    item = _stripped(raw["item_id"])
+    bad = pd.isna(item) | (item == "")
     if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
+        i = int(np.flatnonzero(bad)[0])
         raise InputError(f"{_where(path, first_line, i, csv)}: empty item_id in column 'item_id'")
 
     date_col = raw["date"]
     if pd.api.types.is_datetime64_any_dtype(date_col):
-        dates = pd.to_datetime(date_col)
+        # nanoseconds like parsed text; dates outside 1677-2262 become missing (reported below)
+        dates = pd.Series(date_col.to_numpy().astype("datetime64[D]"), index=date_col.index)
+        dates = pd.to_datetime(dates.astype(str), errors="coerce") if _out_of_ns(dates) else dates
+        dates = dates.astype("datetime64[ns]")
     else:
         text = date_col.astype("string").str.strip()
         dates = pd.to_datetime(text, errors="coerce", format="mixed")
@@ -124,11 +147,13 @@ def read_demand(path: str | Path) -> pd.DataFrame:
         )
 
     out = pd.DataFrame(
-        {"item_id": item.astype(str).to_numpy(), "date": dates.dt.normalize(), "quantity": qty}
+        {"item_id": item, "date": dates.dt.normalize(), "quantity": qty}
     )
     for col in OPTIONAL:
         if col in raw.columns:
-            out[col] = raw[col].astype("string").fillna("").str.strip().astype(str).to_numpy()
+            text = _stripped(raw[col])
+            text[pd.isna(text)] = ""
+            out[col] = text
     key = ["item_id", "date"] + (["site"] if "site" in out.columns else [])
     dup = out.duplicated(key, keep=False).to_numpy()
     if dup.any():
