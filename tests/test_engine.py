@@ -132,3 +132,23 @@ def test_fixed_parameter_backtest_with_regressors_matches_full_refits() -> None:
         mae[refit] = float((bt["actual"] - bt["forecast"]).abs().mean())
     assert mae["first"] == pytest.approx(mae["all"], rel=0.1)
     assert mae["first"] < 1.5  # the driver's effect (sd ~4) is explained: noise sd is 1
+
+
+@pytest.mark.parametrize("window", [150, 200])
+def test_search_model_refilter_keeps_the_season_in_phase(window: int) -> None:
+    """The form/order search sees the recent `search_window` periods only; re-filtering longer
+    histories with its model must keep the weekly season in phase (ETS estimates initial states)."""
+    rng = np.random.default_rng(6)
+    n = 500
+    y = 20 + 8 * np.sin(np.arange(n) * 2 * np.pi / 7) + rng.normal(0, 1, n)
+    s = _series({"A": y})
+    mae = {}
+    for refit in ("first", "all"):
+        spec = EngineSpec(horizon=28, models=("arima", "ets"), backtest_refit=refit, search_window=window)
+        bt = pl.from_arrow(forecast_batch(s, [0], spec).backtests)
+        mae[refit] = dict(
+            bt.group_by("model").agg((pl.col("actual") - pl.col("forecast")).abs().mean().alias("m")).rows()
+        )
+    for model, err in mae["all"].items():
+        assert mae["first"][model] == pytest.approx(err, rel=0.15), model
+        assert mae["first"][model] < 1.3  # noise sd 1: the season is followed

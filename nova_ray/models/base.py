@@ -79,6 +79,7 @@ def refilter_backtest(
     what: str,
     fitted: Any = None,
     x: np.ndarray | None = None,
+    start: int = 0,
 ) -> list[Forecast]:
     """Forecasts from each origin (ascending) with one estimation: `model` (an unfitted
     statsforecast model) is fitted on y[:origins[0]]; each later origin re-filters y[:o] with the
@@ -86,7 +87,8 @@ def refilter_backtest(
     recent part of) y[:origins[0]], e.g. by the order search: every origin is re-filtered with it
     and nothing is estimated again. `x`: regressors, row t for period t (at least
     origins[-1] + horizon rows); a window at origin o sees rows up to o + horizon only.
-    Failures raise ModelError naming `what`."""
+    `start`: every re-filter begins at y[start] (a model whose estimated initial states belong to
+    that period, such as ETS fitted on a recent stretch). Failures raise ModelError naming `what`."""
     levels = list(LEVELS)
 
     def xs(o: int) -> dict[str, np.ndarray]:
@@ -96,7 +98,7 @@ def refilter_backtest(
         warnings.simplefilter("ignore")
         try:
             if fitted is not None:
-                return [fitted.forward(y[:o], horizon, level=levels, **xs(o)) for o in origins]
+                return [fitted.forward(y[start:o], horizon, level=levels, **xs(o)) for o in origins]
             o0 = origins[0]
             if x is None:
                 model = model.fit(y[:o0])

@@ -23,6 +23,7 @@ def search(y: np.ndarray, season_length: int, **_: object) -> dict:
         model = AutoETS(season_length=m).fit(np.asarray(y, dtype=float))
     comps = model.model_["components"]
     form = "".join(comps[:3])
+    model.n_obs_ = len(y)  # its initial states belong to the first of these periods
     return {"model": form, "damped": bool(comps[3] == "D" or comps[3] is True), "m": m, "fitted": model}
 
 
@@ -37,9 +38,15 @@ def _form(y: np.ndarray, params: dict) -> tuple[int, str, bool | None]:
     return m, form, params.get("damped")
 
 
-def _reusable(fitted: object, params: dict, m: int, form: str) -> object:
-    """The search's model when the fit at hand keeps its season length and form, else None."""
-    return fitted if fitted is not None and m == int(params["m"]) and form == params["model"] else None
+def _reusable(fitted: object, params: dict, m: int, form: str, end: int) -> tuple[object, int]:
+    """(the search's model, the index it re-filters from) when the fit at hand keeps its season
+    length and form and the model was fitted on the `n_obs_` periods before `end`; else (None, 0).
+    ETS estimates its initial states: a re-filter must start where the search's data started, or
+    the seasonal states would be out of phase."""
+    n = getattr(fitted, "n_obs_", None)
+    if fitted is None or n is None or n > end or m != int(params["m"]) or form != params["model"]:
+        return None, 0
+    return fitted, end - n
 
 
 def forecast(
@@ -59,8 +66,9 @@ def forecast(
         raise ModelError("series too short for ETS")
     params = params or search(y, season_length)
     m, form, damped = _form(y, params)
-    if (model := _reusable(fitted or params.get("fitted"), params, m, form)) is not None:
-        return refilter_backtest(None, y, [len(y)], horizon, f"ETS({form})", model)[0]
+    model, start = _reusable(fitted or params.get("fitted"), params, m, form, len(y))
+    if model is not None:
+        return refilter_backtest(None, y, [len(y)], horizon, f"ETS({form})", model, start=start)[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -91,5 +99,5 @@ def backtest(
     params = params or search(y0, season_length)
     m, form, damped = _form(y0, params)
     model = AutoETS(season_length=m, model=form, damped=damped)
-    fitted = _reusable(fitted or params.get("fitted"), params, m, form)
-    return refilter_backtest(model, y, origins, horizon, f"ETS({form})", fitted)
+    fitted, start = _reusable(fitted or params.get("fitted"), params, m, form, origins[0])
+    return refilter_backtest(model, y, origins, horizon, f"ETS({form})", fitted, start=start)
