@@ -2,6 +2,7 @@
 
     python benchmarks/inventory.py [--items 60] [--days 1095] [--holdout 120] [--cpus 2]
                                    [--models naive,ets,theta,croston,tsb] [--horizon 30] [--work DIR]
+                                   [--refresh DAYS]
 
 1. Demo data (seed 7); the final `--holdout` days are held back.
 2. nova-ray forecasts the history before the hold-out with the pipeline's own pieces (load_series,
@@ -19,8 +20,12 @@
    naive rule's z = 2 means for a normal distribution); the naive rule. Then nova-ray with one
    service level for every item, swept, gives the stock it needs at the naive rule's service.
 
-Simplifications: one forecast at the start of the hold-out (no re-forecasting; past the horizon
-the last forecast week's mean rate), fixed parameters over the hold-out, one site per item.
+`--refresh DAYS` re-forecasts every DAYS days of the hold-out from the history up to that day and
+both policies take their new parameters from then on (orders in flight stay), as a user who
+re-runs nova-ray would; the naive rule is recomputed from its last 365 days at the same days.
+
+Simplifications: by default one forecast at the start of the hold-out (past the horizon the last
+forecast week's mean rate) and fixed parameters over the hold-out; one site per item.
 
 Metrics (pooled over items): cycle service level = share of order cycles (placement to arrival,
 orders arriving within the hold-out) without unmet demand; target = the cycle-weighted mean of the
@@ -70,10 +75,15 @@ class SimResult:
     orders: int = 0
 
 
-def simulate(demand: np.ndarray, on_hand: float, p: Params, unit_cost: float) -> SimResult:
-    """Daily review, lost sales; an order placed at the end of day t arrives before the demand of t+L+1."""
+def simulate(
+    demand: np.ndarray, on_hand: float, p: Params | list[Params], unit_cost: float, refresh: int = 0
+) -> SimResult:
+    """Daily review, lost sales; an order placed at the end of day t arrives before the demand of t+L+1.
+    A list of Params: the k-th applies from day k x `refresh` on (re-forecast every `refresh` days)."""
     from nova_ray.recommend import round_order
 
+    schedule = p if isinstance(p, list) else [p]
+    p = schedule[0]
     days = len(demand)
     arrivals = np.zeros(days + p.lead + 2)
     short = np.zeros(days, dtype=bool)
@@ -81,6 +91,8 @@ def simulate(demand: np.ndarray, on_hand: float, p: Params, unit_cost: float) ->
     res = SimResult(stock_value=np.zeros(days))
     stock, on_order = float(on_hand), 0.0
     for t in range(days):
+        if refresh and t % refresh == 0:
+            p = schedule[min(t // refresh, len(schedule) - 1)]
         stock += arrivals[t]
         on_order -= arrivals[t]
         d = float(demand[t])
@@ -99,7 +111,7 @@ def simulate(demand: np.ndarray, on_hand: float, p: Params, unit_cost: float) ->
                 orders.append(t)
         res.stock_value[t] = stock * unit_cost
     res.orders = len(orders)
-    for t in orders:
+    for t in orders:  # lead times are per item, the same in every schedule entry
         if t + p.lead + 1 <= days:  # the cycle ends inside the hold-out
             res.cycles += 1
             res.cycles_ok += int(not short[t + 1 : t + p.lead + 1].any())
@@ -155,6 +167,9 @@ def main() -> None:
     ap.add_argument("--no-undershoot", action="store_true",
                     help="Policy(undershoot=False): textbook reorder points")
     ap.add_argument("--work", type=Path, default=None, help="work folder; forecasts found there are reused")
+    ap.add_argument("--refresh", type=int, default=0,
+                    help="re-forecast and re-recommend every N days of the hold-out, from the history up to "
+                         "that day (both policies); 0: one forecast at the start")
     args = ap.parse_args()
 
     from rich.console import Console
@@ -171,48 +186,68 @@ def main() -> None:
     cutoff = demand["date"].max() - timedelta(days=args.holdout)
     train = demand.filter(pl.col("date") <= cutoff)
     test = demand.filter(pl.col("date") > cutoff)
-    train_path = work / "train.parquet"
-    train.write_parquet(train_path)
-    ens_fc, ens_bt, items = forecast(train_path, work, args)
-
+    refresh = args.refresh if 0 < args.refresh < args.holdout else 0
+    seg_starts = list(range(0, args.holdout, refresh)) if refresh else [0]
     policy = Policy(undershoot=not args.no_undershoot)
     stock = pl.read_parquet(work / "demo" / "stock.parquet")
     recent = train.filter(pl.col("date") > cutoff - timedelta(days=90)).group_by("item_id").agg(
         pl.col("quantity").mean().alias("mu90"))
     stock = stock.join(recent, on="item_id").with_columns(on_order=pl.lit(0.0))
     srows = {r["item_id"]: r for r in stock.to_dicts()}
-    bt = None if args.bootstrap_only else ens_bt
 
-    def nova(service_level: float | None) -> pl.DataFrame:
+    # one forecast per segment, from the history up to the segment's first day
+    segments = []
+    for k, s0 in enumerate(seg_starts):
+        hist = demand.filter(pl.col("date") <= cutoff + timedelta(days=s0))
+        seg_work = work if k == 0 else work / f"refresh{s0}"
+        seg_work.mkdir(parents=True, exist_ok=True)
+        path = seg_work / "train.parquet"
+        hist.write_parquet(path)
+        fc, bt_k, it = forecast(path, seg_work, args)
+        segments.append((hist, fc, None if args.bootstrap_only else bt_k, it, cutoff + timedelta(days=s0)))
+    train = segments[0][0]
+
+    def nova_all(service_level: float | None) -> list[pl.DataFrame]:
         st = stock if service_level is None else stock.with_columns(service_level=pl.lit(service_level))
-        return recommend(ens_fc, st, history=train, backtests=bt, items=items, policy=policy)
+        return [recommend(fc, st, history=h, backtests=b, items=it, policy=policy)
+                for h, fc, b, it, _ in segments]
 
-    def to_params(df: pl.DataFrame) -> dict[str, Params]:
-        return {r["item_id"]: Params(r["reorder_point"], r["order_up_to"], r["lead_time_days"],
-                                     srows[r["item_id"]]["pack_size"], srows[r["item_id"]]["min_order_qty"])
-                for r in df.iter_rows(named=True)}
+    def to_params(dfs: list[pl.DataFrame]) -> dict[str, list[Params]]:
+        out: dict[str, list[Params]] = {}
+        for df in dfs:
+            for r in df.iter_rows(named=True):
+                out.setdefault(r["item_id"], []).append(
+                    Params(r["reorder_point"], r["order_up_to"], r["lead_time_days"],
+                           srows[r["item_id"]]["pack_size"], srows[r["item_id"]]["min_order_qty"]))
+        return out
 
     t0 = time.perf_counter()
-    abc = nova(None)
-    t_rec = time.perf_counter() - t0
+    abc_all = nova_all(None)
+    t_rec = (time.perf_counter() - t0) / len(segments)
+    abc = abc_all[0]
     flat = f"nova-ray p={FLAT}"
-    recs = {"nova-ray": abc, flat: nova(FLAT)}
-    y_hist = {k[0]: g.sort("date")["quantity"].to_numpy()
-              for k, g in train.filter(pl.col("date") > cutoff - timedelta(days=365)).group_by("item_id")}
+    recs = {"nova-ray": abc, flat: nova_all(FLAT)[0]}
     y_test = {k[0]: g.sort("date")["quantity"].to_numpy() for k, g in test.group_by("item_id")}
-    params = {name: to_params(df) for name, df in recs.items()}
-    params["naive"] = {i: naive_params(y_hist[i], s, policy.review_days, policy.holding_cost_rate)
-                       for i, s in srows.items()}
+    params = {"nova-ray": to_params(abc_all), flat: to_params(nova_all(FLAT))}
+    params["naive"] = {}
+    for h, *_, day in segments:
+        recent_hist = {k[0]: g.sort("date")["quantity"].to_numpy()
+                       for k, g in h.filter(pl.col("date") > day - timedelta(days=365)).group_by("item_id")}
+        for i, s in srows.items():
+            params["naive"].setdefault(i, []).append(
+                naive_params(recent_hist[i], s, policy.review_days, policy.holding_cost_rate))
     classes = dict(zip(abc["item_id"], abc["demand_class"], strict=True))
     # the same start for every policy: above every reorder point by the recent mean daily demand
-    start = {i: float(math.ceil(max(params[n][i].rop for n in params) + srows[i]["mu90"])) for i in classes}
+    start = {i: float(math.ceil(max(params[n][i][0].rop for n in params) + srows[i]["mu90"]))
+             for i in classes}
 
-    def run(pol: dict[str, Params], target: dict[str, float] | None = None) -> tuple[SimResult, dict, float]:
+    def run(pol: dict[str, list[Params]], target: dict[str, float] | None = None
+            ) -> tuple[SimResult, dict, float]:
         tot = SimResult(stock_value=np.zeros(args.holdout))
         by_class: dict[str, list[int]] = {}
         weighted = 0.0
         for item, cls in classes.items():
-            res = simulate(y_test[item], start[item], pol[item], srows[item]["unit_cost"])
+            res = simulate(y_test[item], start[item], pol[item], srows[item]["unit_cost"], refresh)
             tot.cycles += res.cycles
             tot.cycles_ok += res.cycles_ok
             tot.demand += res.demand
@@ -237,8 +272,9 @@ def main() -> None:
                    if n in recs else None) for n in names}
     totals = {n: sims[n][0] for n in names}
     mode = " (bootstrap only)" if args.bootstrap_only else ""
+    every = f", re-forecast every {refresh} days" if refresh else ", one forecast"
     table = Table(title=f"inventory: {len(classes)} items, hold-out {args.holdout} days, models "
-                        f"{args.models}, horizon {args.horizon}{mode}")
+                        f"{args.models}, horizon {args.horizon}{every}{mode}")
     table.add_column("metric")
     for n in names:
         table.add_column(n, justify="right")
@@ -273,7 +309,7 @@ def main() -> None:
         frontier.add_column(col, justify="right")
     points = []
     for p in SWEEP:
-        t = run(to_params(nova(p)))[0]
+        t = run(to_params(nova_all(p)))[0]
         points.append((csl(t), value(t)))
         frontier.add_row(f"{p:.3f}", f"{csl(t):.3f}", f"{t.served / t.demand:.3f}", f"{value(t):,.0f}",
                          f"{value(t) / value(nv):.3f}")
