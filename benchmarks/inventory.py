@@ -226,9 +226,10 @@ def main() -> None:
     t_rec = (time.perf_counter() - t0) / len(segments)
     abc = abc_all[0]
     flat = f"nova-ray p={FLAT}"
-    recs = {"nova-ray": abc, flat: nova_all(FLAT)[0]}
+    flat_all = nova_all(FLAT)
+    recs = {"nova-ray": abc, flat: flat_all[0]}
     y_test = {k[0]: g.sort("date")["quantity"].to_numpy() for k, g in test.group_by("item_id")}
-    params = {"nova-ray": to_params(abc_all), flat: to_params(nova_all(FLAT))}
+    params = {"nova-ray": to_params(abc_all), flat: to_params(flat_all)}
     params["naive"] = {}
     for h, *_, day in segments:
         recent_hist = {k[0]: g.sort("date")["quantity"].to_numpy()
