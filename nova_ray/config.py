@@ -61,6 +61,7 @@ class Lstm:
     units: int = 32
     batch_size: int = 256
     max_windows_per_item: int = 200
+    warm_epochs: int = 0  # incremental runs: 0 forecasts with the stored network, N fine-tunes it
 
 
 @dataclass
@@ -241,8 +242,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"setting 'search_window' must be >= 0 (0: all history), got {f.search_window}")
     if cfg.ray.batch_seconds <= 0:
         raise ConfigError("setting 'batch_seconds' must be > 0")
-    if cfg.lstm.lookback < 2 or cfg.lstm.epochs < 1:
-        raise ConfigError("settings 'lookback' must be >= 2 and 'epochs' >= 1")
+    if cfg.lstm.lookback < 2 or cfg.lstm.epochs < 1 or cfg.lstm.warm_epochs < 0:
+        raise ConfigError("settings 'lookback' must be >= 2, 'epochs' >= 1 and 'warm_epochs' >= 0")
     r = cfg.recommend
     for key in ("service_level_a", "service_level_b", "service_level_c"):
         if not 0 < getattr(r, key) < 1:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .classify import classify
-from .engine import BatchResult, EngineSpec, cpu_time, forecast_batch, forecast_lstm
+from .engine import BatchResult, EngineSpec, forecast_batch, forecast_lstm
 from .series import SeriesSet
 
 THREAD_ENV = {
@@ -100,19 +100,12 @@ class _LstmActor:
     """Trains the global LSTM (GPU when the cluster has one) and predicts every item."""
 
     def __init__(self, threads: int = 1):
-        from .models.lstm import configure_tensorflow
-
-        c0 = cpu_time()
-        self.threads = threads
-        configure_tensorflow(threads)  # imports TensorFlow
-        # counted in the first result's CPU, as the in-process path counts its lazy import
-        self._init_cpu = cpu_time() - c0
+        self.threads = threads  # TensorFlow is imported when training needs it (a stored network
+        # predicts in numpy), inside forecast_lstm: its CPU is counted there, as in-process
 
     def run(self, series: SeriesSet, indices: list[int], spec: EngineSpec, init: Any = None) -> BatchResult:
         result = _in_private_tmp(lambda: forecast_lstm(series, indices, spec, self.threads, init))
         result.worker = _worker_name()
-        result.cpu_seconds += self._init_cpu
-        self._init_cpu = 0.0
         return result
 
     def devices(self) -> list[str]:

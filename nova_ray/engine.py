@@ -29,7 +29,7 @@ from .classify import CLASS_MODELS, adi_cv2, classify
 from .cleaning import CAPPED_CLASSES, cap, fence
 from .frequency import future_dates
 from .models import LEVELS, MODELS, Forecast, get_model
-from .models.base import ModelError, finalize, seasonal_error_scale
+from .models.base import STATE, ModelError, finalize, seasonal_error_scale
 from .schemas import ITEMS
 from .series import SeriesSet
 
@@ -45,6 +45,7 @@ class LstmSpec:
     epochs: int = 8
     batch_size: int = 256
     max_windows_per_item: int = 200
+    warm_epochs: int = 0
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,8 @@ def _fit(
     x: np.ndarray | None = None,
     exog_names: tuple[str, ...] = (),
     fitted: object = None,
-) -> Forecast:
+) -> tuple[Forecast, dict | None]:
+    """The model's checked forecast and the estimated parameters it carried (STATE), if any."""
     mdef = MODELS[name]
     kw: dict = {} if fitted is None else {"fitted": fitted}
     if x is not None:
@@ -220,7 +222,8 @@ def _fit(
         engine=spec.arima_engine,
         **kw,
     )
-    return _checked(finalize(fc, spec.horizon), y, x)
+    state = fc.pop(STATE, None)
+    return _checked(finalize(fc, spec.horizon), y, x), state  # type: ignore[return-value]
 
 
 def _checked(out: Forecast, y: np.ndarray, x: np.ndarray | None) -> Forecast:
@@ -265,6 +268,9 @@ def _run_model(
         fitted = params.pop("fitted", None)
     else:
         fitted = None
+    stored = (params or {}).get(STATE)  # a stored state saw the windows' future: final fit only
+    if stored is not None:
+        params = {k: v for k, v in (params or {}).items() if k != STATE}
     backtest = mdef.backtest_fn() if spec.backtest_refit == "first" else None
     if backtest is not None and len(origins) > 1:
         # estimated once at the oldest origin; later windows re-filter y[:o] with those parameters
@@ -293,16 +299,17 @@ def _run_model(
                     m,
                     None if x is None else x[: o + h],
                     exog_names,
-                ),
+                )[0],
             )
             for w, o in enumerate(origins)
         ]
+    if not spec.final_fit:
+        return params, windows, None
     final_fitted = fitted if not origins and x is None else None  # the search saw y's recent part
-    fc = (
-        _fit(name, train(n), dates, future, spec, params, seed, m, x, exog_names, final_fitted)
-        if spec.final_fit
-        else None
-    )
+    final = params if stored is None else {**(params or {}), STATE: stored}
+    fc, state = _fit(name, train(n), dates, future, spec, final, seed, m, x, exog_names, final_fitted)
+    if state is not None:  # stored with the item's choices: a rerun re-filters with it
+        params = {**(params or {}), STATE: state}
     return params, windows, fc
 
 
@@ -393,7 +400,7 @@ def forecast_item(
         notes.append(f"regressors ({len(exog_names)}) used by {','.join(with_exog)}")
     fallback = False
     if not fitted and FALLBACK not in failed and spec.final_fit:
-        fc = _fit(FALLBACK, y, dates, future, spec, None, seed, m)
+        fc = _fit(FALLBACK, y, dates, future, spec, None, seed, m)[0]
         fc_rows.add_forecast(fc, item_id=item_id, model=FALLBACK, date=future)
         fitted.append(FALLBACK)
         fallback = True
@@ -489,8 +496,8 @@ def forecast_lstm(
     """Train the global LSTM once before the oldest backtest origin (backtest), once on all data
     (warm-started), and forecast every selected series. Called in-process or inside the Ray actor.
 
-    `init` (a stored LstmState, incremental run): no backtest; the stored network is fine-tuned on
-    all data for a quarter of the epochs (at least one) and forecasts. With regressors each window
+    `init` (a stored LstmState, incremental run): no backtest; the stored network forecasts as it
+    is (`warm_epochs` 0) or is fine-tuned on all data for `warm_epochs` epochs. With regressors each window
     also sees the regressor rows of its forecast periods (realised ones in the backtest, the
     oracle-exog setting); if that fails the LSTM runs without them."""
     w0, c0 = time.perf_counter(), cpu_time()
@@ -577,15 +584,18 @@ def _lstm_run(
                         scale=seasonal_error_scale(ys[j][:o], m),
                     )
     if stored is not None and stored.weights:
-        epochs = max(1, spec.lstm.epochs // 4)
+        epochs = spec.lstm.warm_epochs
     elif init is not None and init.weights:
         epochs = max(2, spec.lstm.epochs // 2)
     else:
         epochs = spec.lstm.epochs
     hist_x = None if xs is None else [x[: len(y)] for x, y in zip(xs, ys, strict=True)]
-    state = (
-        lstm.train(ys, h, m, **{**kw, "epochs": epochs}, init=init, exog=hist_x) if spec.final_fit else None
-    )
+    if not spec.final_fit:
+        state = None
+    elif epochs == 0:  # the stored network forecasts the new data as it is (no TensorFlow)
+        state = stored
+    else:
+        state = lstm.train(ys, h, m, **{**kw, "epochs": epochs}, init=init, exog=hist_x)
     if state is not None and state.weights:
         full_x = None if xs is None else [x[: len(y) + h] for x, y in zip(xs, ys, strict=True)]
         for j, fc in enumerate(lstm.predict(state, ys, exog=full_x)):

@@ -84,7 +84,7 @@ class RunSummary:
     ensemble_error: dict[str, float] = field(default_factory=dict)
     resumed_items: int = 0
     warm_items: int = 0
-    lstm: str = ""  # "cold" (trained with its backtest), "warm" (stored network fine-tuned) or ""
+    lstm: str = ""  # "cold" (trained with its backtest), "warm" (stored network reused or fine-tuned) or ""
     recommendations: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     log_path: str = ""
@@ -115,6 +115,7 @@ def engine_spec(cfg: Config, final_fit: bool = True) -> EngineSpec:
             cfg.lstm.epochs,
             cfg.lstm.batch_size,
             cfg.lstm.max_windows_per_item,
+            cfg.lstm.warm_epochs,
         ),
     )
 
@@ -185,7 +186,8 @@ def run_engine(
     """Fit `indices` (default all) and the LSTM items, on Ray (default) or in this process.
 
     Items in `warm` reuse their cached model choices and skip the backtest (incremental run);
-    `lstm_init`, a stored LstmState, makes the LSTM fine-tune it instead of training cold.
+    `lstm_init`, a stored LstmState, makes the LSTM reuse it (or fine-tune it: `warm_epochs`)
+    instead of training cold.
     With `on_result` each batch result is handed over as it arrives and not kept (streaming);
     otherwise the results are returned. Also returns a backend description and info.
     """
@@ -418,7 +420,7 @@ def _execute(
         "metrics": ["metrics", "ensemble_weights", "items", "backtests"],
     }[only]
     _save_models(store, writer, series, fit.warm, run_date, versions)
-    if fit.lstm_state is not None:  # a fine-tuned LSTM keeps the date of its cold training
+    if fit.lstm_state is not None:  # a reused LSTM keeps the date of its cold training
         store.save_lstm(fit.lstm_state, fit.lstm_stored[1] if fit.lstm_stored else run_date)
     if not publish:
         writer.abort()
@@ -539,7 +541,7 @@ def _fit_stage(
         fit.backend,
         len(warm),
         len(done),
-        "fine-tuned from the store" if lstm_stored else "trained cold" if lstm_idx else "not run",
+        "reused from the store" if lstm_stored else "trained cold" if lstm_idx else "not run",
     )
     return fit
 

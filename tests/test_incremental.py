@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
@@ -67,9 +68,17 @@ def test_warm_rerun_reuses_choices_and_matches_cold(days, tmp_path: Path) -> Non
     store = next((tmp_path / "models").iterdir())
     assert (store / "items.parquet").exists() and (store / "model_versions.json").exists()
 
+    stored = pl.read_parquet(store / "items.parquet")
     warm = run_forecast(_cfg(days["day2"], tmp_path), use_ray=False)
     assert warm.warm_items == len(ITEMS)
-    assert warm.cpu_seconds < cold1.cpu_seconds / 2
+    assert warm.cpu_seconds < cold1.cpu_seconds / 5
+    # the stored parameters were re-filtered, not estimated again: the run's items carry them
+    out_items = pl.read_parquet(next((tmp_path / "out" / "items").iterdir()))
+    for before, after in zip(stored.sort("item_id")["params"], out_items.sort("item_id")["params"], strict=True):
+        a, b = json.loads(before), json.loads(after)
+        for name in ("arima", "ets", "theta"):
+            if name in a:
+                assert "state" in a[name] and b[name]["state"] == a[name]["state"], name
     warm_fc = _ensemble(tmp_path / "out")
 
     cold = run_forecast(_cfg(days["day2"], tmp_path), use_ray=False, full_refit=True)
@@ -136,7 +145,7 @@ def _backtests(out: Path) -> pl.DataFrame:
     return pl.read_parquet(part).sort("item_id", "window", "date")
 
 
-def test_lstm_weights_are_stored_and_fine_tuned(days, tmp_path: Path) -> None:
+def test_lstm_weights_are_stored_and_reused_or_fine_tuned(days, tmp_path: Path) -> None:
     kw = {"models": "naive,ets,lstm", "epochs": 4}
     cold1 = run_forecast(_cfg(days["day1"], tmp_path, **kw), use_ray=False)
     assert cold1.lstm == "cold"
@@ -144,9 +153,19 @@ def test_lstm_weights_are_stored_and_fine_tuned(days, tmp_path: Path) -> None:
     assert (store / "lstm.npz").exists()
     bt_day1 = _backtests(tmp_path / "out")
 
+    weights = dict(np.load(store / "lstm.npz"))
     warm = run_forecast(_cfg(days["day2"], tmp_path, **kw), use_ray=False)
     assert warm.warm_items == len(ITEMS) and warm.lstm == "warm"
     assert warm.cpu_seconds < cold1.cpu_seconds / 2
+    with np.load(store / "lstm.npz") as z:  # warm_epochs = 0: the stored network forecast as it is
+        assert all(np.array_equal(z[k], v) for k, v in weights.items())
+    tuned = tmp_path / "tuned"  # warm_epochs = 1: another model version, fine-tuned when warm
+    run_forecast(_cfg(days["day1"], tuned, **kw, warm_epochs=1), use_ray=False)
+    store1 = next((tuned / "models").iterdir())
+    weights1 = dict(np.load(store1 / "lstm.npz"))
+    assert run_forecast(_cfg(days["day2"], tuned, **kw, warm_epochs=1), use_ray=False).lstm == "warm"
+    with np.load(store1 / "lstm.npz") as z:
+        assert not all(np.array_equal(z[k], v) for k, v in weights1.items() if k.startswith("w"))
     # the stored LSTM backtests are reused once, not next to fresh ones: same ensemble backtests
     cols = ["item_id", "window", "date", "forecast"]
     assert_frame_equal(_backtests(tmp_path / "out").select(cols), bt_day1.select(cols), rel_tol=1e-9)

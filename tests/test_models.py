@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nova_ray.models import MODELS, ModelError
-from nova_ray.models.base import finalize
+from nova_ray.models.base import STATE, finalize
 from nova_ray.models.intermittent import croston_sba, tsb
 
 RNG = np.random.default_rng(0)
@@ -48,6 +48,30 @@ def test_search_is_reused_and_its_model_refilters(name: str) -> None:
     assert len(later) == 2 and all(np.isfinite(f["mean"]).all() for f in later)
 
 
+@pytest.mark.parametrize("name", ["arima", "ets", "theta"])
+def test_stored_state_refilters_one_more_day_without_estimating(name: str) -> None:
+    """A forecast carries its estimated parameters; a rerun on one more day re-filters with them."""
+    mdef = MODELS[name]
+    params = mdef.search_fn()(WEEKLY[:110], 7) if mdef.search else {}
+    params.pop("fitted", None)
+    x = RNG.normal(size=(N + 14, 2)) if name == "arima" else None  # regressors of pure noise
+
+    def run(n: int, p: dict, with_x: bool = True) -> dict:
+        kw = {"x": x[:n], "x_future": x[n : n + 14]} if x is not None and with_x else {}
+        return mdef.forecast_fn()(WEEKLY[:n], 14, 7, p, **kw)
+
+    first = run(110, params)
+    state = json.loads(json.dumps(first.pop(STATE)))  # stored as JSON with the item's choices
+    warm = run(111, {**params, STATE: state})
+    assert warm.pop(STATE) == state  # the same parameters: nothing estimated again
+    fresh = run(111, params)
+    assert fresh.pop(STATE) != state  # a refit estimates them anew ...
+    assert np.allclose(warm["mean"], fresh["mean"], rtol=0.1, atol=0.5)  # ... to about the same
+    assert not np.allclose(warm["mean"], first["mean"])  # the new day was filtered in
+    if name == "arima":  # estimated with regressors: a fit without them cannot reuse it
+        assert run(111, {**params, STATE: state}, with_x=False).pop(STATE)["keep"] == []
+
+
 def test_ets_multiplicative_form_with_zeros_becomes_additive() -> None:
     y = np.r_[np.zeros(30), 20 + 8 * np.sin(2 * np.pi * np.arange(150) / 7) + RNG.gamma(2, 1, 150)]
     params = {"model": "MNM", "damped": False, "m": 7}  # chosen on the all-positive recent part
@@ -87,6 +111,23 @@ def test_lstm_global_model_learns_a_level() -> None:
     fcs = lstm.predict(state, series)
     assert fcs[0]["mean"].shape == (7,)
     assert abs(fcs[0]["mean"].mean() - 5) < 1.5 and abs(fcs[1]["mean"].mean() - 50) < 15
+
+
+def test_lstm_numpy_forward_equals_keras() -> None:
+    """Stored networks predict in numpy (no TensorFlow): the same numbers as Keras."""
+    from nova_ray.models import lstm
+
+    series = [RNG.poisson(lam, 90).astype(float) for lam in (2, 9, 30)]
+    exog = [RNG.normal(size=(97, 2)) for _ in series]
+    state = lstm.train(series, 7, 7, lookback=14, units=8, epochs=2, batch_size=64, seed=1, exog=exog)
+    model = lstm._build(14, 7, 8, 2)
+    model.set_weights(state.weights)
+    x, phase, scales = lstm._inputs(series, 14, 7)
+    future = lstm._future_exog(exog, series, 7)
+    keras = model.predict([x[..., None], phase, future], verbose=0)
+    assert np.allclose(lstm.forward(state.weights, x, np.c_[phase, future]), keras, atol=1e-5)
+    means = [fc["mean"] for fc in lstm.predict(state, series, exog=exog)]
+    assert np.allclose(np.vstack(means), keras * scales[:, None], atol=1e-4)
 
 
 def test_prophet_stan_data_as_arrays_writes_the_same_json() -> None:

@@ -187,7 +187,7 @@ def forecast(
         ", ".join(ex.get("features", [])) if ex.get("enabled") else f"off ({ex.get('reason', 'none')})",
     )
     if summary.warm_items:
-        lstm = "; LSTM fine-tuned from the store" if summary.lstm == "warm" else ""
+        lstm = "; LSTM reused from the store" if summary.lstm == "warm" else ""
         table.add_row("incremental", f"{summary.warm_items} items reused stored model choices{lstm}")
     table.add_row("wall time", f"{summary.wall_seconds:.1f} s (task CPU {summary.cpu_seconds:.1f} s)")
     if summary.ensemble_error:

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from .base import Forecast, ModelError, normal_forecast, refilter_backtest
+from .base import STATE, Forecast, ModelError, floats, normal_forecast, refilter_backtest, with_state
 
 NAME = "arima"
 VERSION = "1"
@@ -110,15 +110,23 @@ def forecast(
 ) -> Forecast:
     """Fit the given orders on `y` (searching first if `params` is empty) and forecast; with
     regressors `x` (len(y) rows) and their future values `x_future` (horizon rows). `fitted`
-    (the search's model, estimated on the recent part of `y`): `y` is re-filtered with it."""
+    (the search's model, estimated on the recent part of `y`): `y` is re-filtered with it, as it
+    is with `params["state"]` (the parameters an earlier run estimated and stored). The forecast
+    carries the parameters it used under STATE."""
     y = np.asarray(y, dtype=float)
     if len(y) < 8:
         raise ModelError("series too short for ARIMA")
-    x, x_future, _ = usable_exog(x, x_future, len(y), horizon)
+    x, x_future, keep = usable_exog(x, x_future, len(y), horizon)
     params = params or search(y, season_length, engine=engine, x=x)
+    if engine != "statsmodels" and (stored := _restored(params.get(STATE), keep)) is not None:
+        xs = None if x is None else np.vstack([x, x_future])
+        return with_state(
+            refilter_backtest(None, y, [len(y)], horizon, "ARIMA", stored, xs)[0], params[STATE]
+        )
     fitted = fitted or params.get("fitted")
     if fitted is not None and x is None and engine == "statsforecast":
-        return refilter_backtest(None, y, [len(y)], horizon, "ARIMA", fitted)[0]
+        fc = refilter_backtest(None, y, [len(y)], horizon, "ARIMA", fitted)[0]
+        return with_state(fc, _state(fitted, keep))
     order, sorder, m = _orders(y, params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -135,10 +143,38 @@ def forecast(
             fc = res.get_forecast(horizon, exog=x_future)
             return normal_forecast(fc.predicted_mean, np.sqrt(np.maximum(fc.var_pred_mean, 0)))
         try:
-            res = _sf_arima(order, sorder, m).forecast(y=y, h=horizon, X=x, X_future=x_future, level=[80, 95])
+            model = _sf_arima(order, sorder, m).fit(y, X=x)
+            res = model.predict(horizon, X=x_future, level=[80, 95])
         except Exception as exc:  # statsforecast raises bare ValueErrors on non-stationary fits
             raise ModelError(f"ARIMA{order}{sorder}[{m}] failed: {exc}") from None
-    return res
+    return with_state(res, _state(model, keep))
+
+
+def _state(model: object, keep: np.ndarray) -> dict:
+    """An estimated statsforecast ARIMA's parameters (JSON-able): its orders, coefficients in
+    their order, sigma^2 and the regressor columns (of those given) the coefficients belong to."""
+    mod = model.model_  # type: ignore[attr-defined]
+    coef = [[k, v] for k, v in mod["coef"].items()]
+    return {"arma": list(mod["arma"]), "coef": coef, "sigma2": mod["sigma2"], "keep": list(keep)}
+
+
+def _restored(state: dict | None, keep: np.ndarray) -> object | None:
+    """A statsforecast ARIMA carrying stored parameters, ready to re-filter (`forward`); None
+    without a state or when it was estimated on other regressor columns than `keep`."""
+    if not state or [bool(k) for k in state["keep"]] != [bool(k) for k in keep]:
+        return None
+    p, q, sp, sq, m, d, sd = (int(v) for v in state["arma"])
+    model = _sf_arima((p, d, q), (sp, sd, sq), m)
+    coef = dict(zip([k for k, _ in state["coef"]], floats([v for _, v in state["coef"]]), strict=True))
+    model.model_ = {
+        "arma": (p, q, sp, sq, m, d, sd),
+        "coef": coef,
+        "sigma2": float(state["sigma2"]),
+        "xreg": np.zeros((1, int(np.sum(keep)))) if np.any(keep) else None,
+        "lambda": None,
+        "x": None,
+    }
+    return model
 
 
 def _orders(y: np.ndarray, params: dict) -> tuple[tuple, tuple, int]:

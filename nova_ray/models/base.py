@@ -10,6 +10,10 @@ import numpy as np
 
 LEVELS: tuple[int, ...] = (80, 95)
 Forecast = dict[str, np.ndarray]
+# A Forecast may carry the fitted model's parameters under this key (a JSON-able dict): the engine
+# takes it out and stores it with the item's choices; a later run (one more day of data) passes it
+# back in `params["state"]` and the model re-filters the new data with it instead of estimating.
+STATE = "state"
 
 
 class ModelError(RuntimeError):
@@ -69,6 +73,32 @@ def seasonal_error_scale(y: np.ndarray, season_length: int) -> float:
     if len(y) <= m:
         return float("nan")
     return float(np.mean(np.abs(y[m:] - y[:-m])))
+
+
+def plain(v: Any) -> Any:
+    """`v` with numpy scalars and arrays as Python floats/ints/lists and NaN as None (JSON-able)."""
+    if isinstance(v, dict):
+        return {str(k): plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple | np.ndarray):
+        return [plain(x) for x in v]
+    if isinstance(v, np.bool_ | bool):
+        return bool(v)
+    if isinstance(v, np.integer | int):
+        return int(v)
+    if isinstance(v, np.floating | float):
+        return None if not np.isfinite(v) else float(v)
+    return v
+
+
+def floats(v: list) -> np.ndarray:
+    """A stored list of numbers (None for NaN) as a float array."""
+    return np.array([np.nan if x is None else x for x in v], dtype=float)
+
+
+def with_state(fc: Forecast, state: dict) -> Forecast:
+    """`fc` carrying the model's JSON-able fitted parameters under STATE."""
+    fc[STATE] = plain(state)  # type: ignore[assignment]
+    return fc
 
 
 def refilter_backtest(

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from .base import Forecast, ModelError, refilter_backtest
+from .base import STATE, Forecast, ModelError, floats, refilter_backtest, with_state
 
 NAME = "ets"
 VERSION = "1"
@@ -58,7 +58,9 @@ def forecast(
     **_: object,
 ) -> Forecast:
     """Fit the chosen ETS form on `y` and forecast with intervals. `fitted` (the search's model,
-    estimated on the recent part of `y`): `y` is re-filtered with it instead."""
+    estimated on the recent part of `y`) or `params["state"]` (the parameters an earlier run
+    estimated and stored): `y` is re-filtered with them instead. The forecast carries the
+    parameters it used under STATE."""
     from statsforecast.models import AutoETS
 
     y = np.asarray(y, dtype=float)
@@ -66,16 +68,54 @@ def forecast(
         raise ModelError("series too short for ETS")
     params = params or search(y, season_length)
     m, form, damped = _form(y, params)
-    model, start = _reusable(fitted or params.get("fitted"), params, m, form, len(y))
+    model, start = _restored(params.get(STATE), m, form, len(y))
+    if model is None:
+        model, start = _reusable(fitted or params.get("fitted"), params, m, form, len(y))
     if model is not None:
-        return refilter_backtest(None, y, [len(y)], horizon, f"ETS({form})", model, start=start)[0]
+        fc = refilter_backtest(None, y, [len(y)], horizon, f"ETS({form})", model, start=start)[0]
+        return with_state(fc, _state(model, start))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            model = AutoETS(season_length=m, model=form, damped=damped)
-            return model.forecast(y=y, h=horizon, level=[80, 95])
+            model = AutoETS(season_length=m, model=form, damped=damped).fit(y)
+            fc = model.predict(horizon, level=[80, 95])
         except Exception as exc:
             raise ModelError(f"ETS({form}) failed: {exc}") from None
+    return with_state(fc, _state(model, 0))
+
+
+def _state(model: object, start: int) -> dict:
+    """An estimated ETS's parameters (JSON-able): form, smoothing parameters and initial states,
+    and `start`, the period of the series those initial states belong to."""
+    mod = model.model_  # type: ignore[attr-defined]
+    return {
+        "m": mod["m"],
+        "components": mod["components"],
+        "par": mod["par"],
+        "n_params": mod["n_params"],
+        "start": start,
+    }
+
+
+def _restored(state: dict | None, m: int, form: str, n: int) -> tuple[object, int]:
+    """(a statsforecast AutoETS carrying stored parameters, the period its re-filter starts
+    at); (None, 0) without a state or when the fit at hand needs another season or form (a
+    form without season may be stored with season length 1)."""
+    if not state or state["components"][:3] != form or int(state["start"]) >= n:
+        return None, 0
+    if form[2] != "N" and int(state["m"]) != m:
+        return None, 0
+    from statsforecast.models import AutoETS
+
+    model = AutoETS(season_length=m, model=form)
+    model.model_ = {
+        "m": int(state["m"]),
+        "components": state["components"],
+        "par": floats(state["par"]),
+        "n_params": int(state["n_params"]),
+        "fit": None,
+    }
+    return model, int(state["start"])
 
 
 def backtest(

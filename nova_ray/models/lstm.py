@@ -203,14 +203,30 @@ def predict(
         raise RuntimeError("LSTM has no trained weights (no series long enough)")
     if _exog_width(exog) != state.n_exog:
         raise ValueError(f"the LSTM was trained with {state.n_exog} regressors, got {_exog_width(exog)}")
-    import tensorflow as tf
-
-    model = _build(state.lookback, state.horizon, state.units, state.n_exog)
-    model.set_weights(state.weights)
     x, p, scales = _inputs(series, state.lookback, state.season_length)
-    inputs = [x[..., None], p]
-    if state.n_exog:
-        inputs.append(_future_exog(exog, series, state.horizon))
-    pred = model.predict(inputs, batch_size=4096, verbose=0)
-    tf.keras.backend.clear_session()
+    extra = [p, _future_exog(exog, series, state.horizon)] if state.n_exog else [p]
+    pred = forward(state.weights, x, np.concatenate(extra, axis=1))
     return [normal_forecast(pred[i] * scales[i], state.step_sigma * scales[i]) for i in range(len(series))]
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def forward(weights: list[np.ndarray], x: np.ndarray, extra: np.ndarray) -> np.ndarray:
+    """The network of `_build` evaluated in numpy (no TensorFlow needed to predict): `x` the
+    (n, lookback) scaled windows, `extra` the (n, 2 [+ horizon * n_exog]) phase and regressor
+    inputs; Keras' weight order (LSTM kernel, recurrent kernel, bias; two dense layers) and
+    gate order (input, forget, cell, output)."""
+    kernel, recurrent, bias, w1, b1, w2, b2 = (np.asarray(w, dtype=np.float64) for w in weights)
+    units = recurrent.shape[0]
+    h = np.zeros((len(x), units))
+    c = np.zeros((len(x), units))
+    for t in range(x.shape[1]):
+        z = x[:, t : t + 1] @ kernel + h @ recurrent + bias
+        i, f = _sigmoid(z[:, :units]), _sigmoid(z[:, units : 2 * units])
+        g, o = np.tanh(z[:, 2 * units : 3 * units]), _sigmoid(z[:, 3 * units :])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+    hidden = np.maximum(np.concatenate([h, extra], axis=1) @ w1 + b1, 0.0)
+    return hidden @ w2 + b2
