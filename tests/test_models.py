@@ -130,6 +130,34 @@ def test_lstm_numpy_forward_equals_keras() -> None:
     assert np.allclose(np.vstack(means), keras * scales[:, None], atol=1e-4)
 
 
+def test_prophet_memoised_internals_give_the_same_forecast() -> None:
+    """The cached holiday tables and component table (speed-ups) change no number."""
+    import pandas as pd
+    import prophet.forecaster as pf
+    from prophet import Prophet
+
+    from nova_ray.models.prophet import _cached_country_holidays, _prophet_class, _quiet
+
+    _quiet()
+    _cached_country_holidays()
+    first = pf.make_holidays_df([2024, 2025], "BR")
+    first["holiday"] = "changed"  # callers get a copy: the cached table is untouched
+    pd.testing.assert_frame_equal(
+        pf.make_holidays_df([2024, 2025], "BR"), pf.make_holidays_df.original([2024, 2025], "BR")
+    )
+    x = RNG.normal(size=N + 14)
+    hist = pd.DataFrame({"ds": pd.to_datetime(DATES), "y": WEEKLY, "exog_x": x[:N]})
+    fut = pd.DataFrame({"ds": pd.to_datetime(FUTURE), "exog_x": x[N:]})
+    yhat = []
+    for cls in (Prophet, _prophet_class(), _prophet_class()):  # the third call hits the memo
+        model = cls(weekly_seasonality=True, daily_seasonality=False, yearly_seasonality=False)
+        model.add_regressor("exog_x")
+        model.add_country_holidays(country_name="BR")
+        model.fit(hist)
+        yhat.append(model.predict(fut)["yhat"].to_numpy())
+    assert np.array_equal(yhat[0], yhat[1]) and np.array_equal(yhat[0], yhat[2])
+
+
 def test_prophet_stan_data_as_arrays_writes_the_same_json() -> None:
     """The numpy hand-over to cmdstanpy (a speed-up) writes byte-identical Stan JSON."""
     import pandas as pd
