@@ -74,7 +74,9 @@ def test_warm_rerun_reuses_choices_and_matches_cold(days, tmp_path: Path) -> Non
     assert warm.cpu_seconds < cold1.cpu_seconds / 5
     # the stored parameters were re-filtered, not estimated again: the run's items carry them
     out_items = pl.read_parquet(next((tmp_path / "out" / "items").iterdir()))
-    for before, after in zip(stored.sort("item_id")["params"], out_items.sort("item_id")["params"], strict=True):
+    for before, after in zip(
+        stored.sort("item_id")["params"], out_items.sort("item_id")["params"], strict=True
+    ):
         a, b = json.loads(before), json.loads(after)
         for name in ("arima", "ets", "theta"):
             if name in a:
