@@ -90,7 +90,22 @@ def _empty(folder: str) -> None:
                 pass
 
 
+# Task workers run at this niceness (once per worker process; Ray's workers belong to one job):
+# on CPU the LSTM actor shares the cores with them, and as the one piece of work that cannot be
+# split it should keep a core to itself and finish before the tasks do, not after them with a
+# core idle; the driver streaming results keeps priority too.
+TASK_NICENESS = 5
+_NICED = False
+
+
 def _batch_task(series: SeriesSet, indices: list[int], spec: EngineSpec, cached: dict | None) -> BatchResult:
+    global _NICED
+    if not _NICED:
+        _NICED = True
+        try:
+            os.nice(TASK_NICENESS)
+        except OSError:
+            pass
     result = _in_private_tmp(lambda: forecast_batch(series, indices, spec, cached))
     result.worker = _worker_name()
     return result

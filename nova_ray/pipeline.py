@@ -509,10 +509,12 @@ def _fit_stage(
         fit.cpu += result.cpu_seconds
         if result.worker:
             fit.workers.add(result.worker)
-        LOG.debug(
-            "batch %s: %d items, %.1f s CPU on %s",
+        LOG.log(
+            logging.INFO if name == "lstm" else logging.DEBUG,
+            "batch %s: %d items, %.1f s (%.1f s CPU) on %s",
             name,
-            result.items.num_rows,
+            result.items.num_rows if name != "lstm" else len(pc.unique(result.forecasts["item_id"])),
+            result.wall_seconds,
             result.cpu_seconds,
             result.worker or "this process",
         )
