@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from .classify import classify
-from .engine import BatchResult, EngineSpec, forecast_batch, forecast_lstm
+from .engine import BatchResult, EngineSpec, forecast_batch
+from .global_lstm import forecast_lstm
 from .series import SeriesSet
 
 THREAD_ENV = {

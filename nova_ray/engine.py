@@ -118,7 +118,7 @@ def models_for(demand_class: str, spec: EngineSpec) -> tuple[list[str], list[str
     return chosen, notes
 
 
-class _Rows:
+class Rows:
     """Column chunks (numpy arrays) for one output table."""
 
     def __init__(self, columns: list[str]):
@@ -318,8 +318,8 @@ def forecast_item(
     dates: np.ndarray,
     y: np.ndarray,
     spec: EngineSpec,
-    fc_rows: _Rows,
-    bt_rows: _Rows,
+    fc_rows: Rows,
+    bt_rows: Rows,
     item_rows: dict[str, list],
     cached: dict | None = None,
     exog: np.ndarray | None = None,
@@ -435,7 +435,7 @@ def forecast_batch(
 ) -> BatchResult:
     """Run `forecast_item` over the selected series; the local path and every Ray task call this."""
     w0, c0 = time.perf_counter(), cpu_time()
-    fc_rows, bt_rows = _Rows(FORECAST_COLS), _Rows(BACKTEST_COLS)
+    fc_rows, bt_rows = Rows(FORECAST_COLS), Rows(BACKTEST_COLS)
     item_rows: dict[str, list] = {n: [] for n in ITEMS_TABLE.names}
     for i in indices:
         item_id = str(series.item_ids[i])
@@ -458,151 +458,3 @@ def forecast_batch(
         cpu_seconds=cpu_time() - c0,
         wall_seconds=time.perf_counter() - w0,
     )
-
-
-def lstm_items(series: SeriesSet, spec: EngineSpec) -> list[int]:
-    """Indices of the series the global LSTM forecasts (by class under auto, or all when asked for)."""
-    if spec.freq not in MODELS["lstm"].freqs:
-        return []
-    if spec.models is not None:
-        return list(range(len(series))) if "lstm" in spec.models else []
-    return [i for i in range(len(series)) if "lstm" in CLASS_MODELS[classify(series.values_of(i))]]
-
-
-def lstm_lookback(spec: EngineSpec) -> int:
-    from .frequency import get_frequency
-
-    m = get_frequency(spec.freq).season_length
-    return spec.lstm.lookback if spec.freq == "D" else max(4, min(2 * m, 26))
-
-
-def _lstm_exog(series: SeriesSet, indices: list[int], ys: list[np.ndarray], spec: EngineSpec):
-    """Per-series regressor matrices for the LSTM, or None (no exog, switched off, or too short)."""
-    if not (spec.use_exog and series.exog is not None and series.exog_names and supports_exog("lstm")):
-        return None
-    xs = [series.exog_of(i) for i in indices]
-    if any(x is None or len(x) < len(y) + spec.horizon for x, y in zip(xs, ys, strict=True)):
-        return None
-    return xs
-
-
-def forecast_lstm(
-    series: SeriesSet,
-    indices: list[int],
-    spec: EngineSpec,
-    threads: int = 1,
-    init: Any = None,
-) -> BatchResult:
-    """Train the global LSTM once before the oldest backtest origin (backtest), once on all data
-    (warm-started), and forecast every selected series. Called in-process or inside the Ray actor.
-
-    `init` (a stored LstmState, incremental run): no backtest; the stored network forecasts as it
-    is (`warm_epochs` 0) or is fine-tuned on all data for `warm_epochs` epochs. With regressors each window
-    also sees the regressor rows of its forecast periods (realised ones in the backtest, the
-    oracle-exog setting); if that fails the LSTM runs without them."""
-    w0, c0 = time.perf_counter(), cpu_time()
-    ys = [series.values_of(i) for i in indices]
-    xs = _lstm_exog(series, indices, ys, spec)
-    try:
-        fc_rows, bt_rows, state = _lstm_run(series, indices, spec, threads, ys, xs, init)
-    except Exception:
-        if xs is None:
-            raise
-        fc_rows, bt_rows, state = _lstm_run(series, indices, spec, threads, ys, None, init)
-    return BatchResult(
-        forecasts=fc_rows.table(FORECAST_TABLE),
-        backtests=bt_rows.table(BACKTEST_TABLE),
-        items=pa.table({n: [] for n in ITEMS_TABLE.names}, schema=ITEMS_TABLE),
-        cpu_seconds=cpu_time() - c0,
-        wall_seconds=time.perf_counter() - w0,
-        state=state,
-    )
-
-
-def _lstm_run(
-    series: SeriesSet,
-    indices: list[int],
-    spec: EngineSpec,
-    threads: int,
-    ys: list[np.ndarray],
-    xs: list[np.ndarray] | None,
-    stored: Any = None,
-) -> tuple[_Rows, _Rows, Any]:
-    from .frequency import get_frequency
-    from .models import lstm
-
-    freq = get_frequency(spec.freq)
-    m, h = freq.season_length, spec.horizon
-    fc_rows, bt_rows = _Rows(FORECAST_COLS), _Rows(BACKTEST_COLS)
-    kw = dict(
-        lookback=lstm_lookback(spec),
-        units=spec.lstm.units,
-        epochs=spec.lstm.epochs,
-        batch_size=spec.lstm.batch_size,
-        max_windows_per_item=spec.lstm.max_windows_per_item,
-        seed=spec.seed,
-        threads=threads,
-    )
-    ds = [series.dates_of(i) for i in indices]
-    n_max = max((len(y) for y in ys), default=0)
-    n_exog = 0 if xs is None else int(xs[0].shape[1]) if xs else 0
-    if stored is not None and (stored.lookback, stored.horizon, stored.units, stored.n_exog) != (
-        kw["lookback"],
-        h,
-        spec.lstm.units,
-        n_exog,
-    ):
-        stored = None  # another shape: train cold
-    # origins count back from the common end, so they are the same dates for every series
-    back = [h + k * spec.step for k in range(spec.backtest_windows)]
-    back = [b for b in back if n_max - b >= min_train(m)] if stored is None else []
-    init = stored
-    if back:
-        oldest = max(back)
-        tr = [j for j, y in enumerate(ys) if len(y) - oldest >= kw["lookback"] + h]
-        train_set = [ys[j][: len(ys[j]) - oldest] for j in tr]
-        train_x = None if xs is None else [xs[j][: len(ys[j]) - oldest] for j in tr]
-        init = lstm.train(train_set, h, m, **kw, exog=train_x)
-        if init.weights:
-            for b in sorted(back, reverse=True):
-                w = back.index(b)
-                window = len(back) - 1 - w
-                sel = [j for j, y in enumerate(ys) if len(y) - b >= min_train(m)]
-                sel_x = None if xs is None else [xs[j][: len(ys[j]) - b + h] for j in sel]
-                fcs = lstm.predict(init, [ys[j][: len(ys[j]) - b] for j in sel], exog=sel_x)
-                for j, fc in zip(sel, fcs, strict=True):
-                    o = len(ys[j]) - b
-                    fc = finalize(fc, h)
-                    bt_rows.add_forecast(
-                        fc,
-                        item_id=str(series.item_ids[indices[j]]),
-                        model="lstm",
-                        window=window,
-                        origin=ds[j][o],
-                        date=ds[j][o : o + h],
-                        actual=ys[j][o : o + h],
-                        scale=seasonal_error_scale(ys[j][:o], m),
-                    )
-    if stored is not None and stored.weights:
-        epochs = spec.lstm.warm_epochs
-    elif init is not None and init.weights:
-        epochs = max(2, spec.lstm.epochs // 2)
-    else:
-        epochs = spec.lstm.epochs
-    hist_x = None if xs is None else [x[: len(y)] for x, y in zip(xs, ys, strict=True)]
-    if not spec.final_fit:
-        state = None
-    elif epochs == 0:  # the stored network forecasts the new data as it is (no TensorFlow)
-        state = stored
-    else:
-        state = lstm.train(ys, h, m, **{**kw, "epochs": epochs}, init=init, exog=hist_x)
-    if state is not None and state.weights:
-        full_x = None if xs is None else [x[: len(y) + h] for x, y in zip(xs, ys, strict=True)]
-        for j, fc in enumerate(lstm.predict(state, ys, exog=full_x)):
-            fc_rows.add_forecast(
-                finalize(fc, h),
-                item_id=str(series.item_ids[indices[j]]),
-                model="lstm",
-                date=future_dates(ds[j][-1], h, freq),
-            )
-    return fc_rows, bt_rows, state

@@ -31,11 +31,10 @@ from .engine import (
     EngineSpec,
     LstmSpec,
     forecast_batch,
-    forecast_lstm,
-    lstm_items,
 )
 from .etl import EtlError
 from .exog import for_run as exog_for_run
+from .global_lstm import forecast_lstm, lstm_items
 from .io.demand import dataset_id, read_demand, select_items
 from .io.errors import InputError
 from .io.model_store import ModelStore, fingerprint

@@ -13,9 +13,10 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from nova_ray.engine import EngineSpec, exog_slices, forecast_batch, forecast_lstm
+from nova_ray.engine import EngineSpec, exog_slices, forecast_batch
 from nova_ray.etl import build_features, calendar_features, read_features
 from nova_ray.exog import DEFAULT_FEATURES, attach_exog, build_exog, load_features, without_exog
+from nova_ray.global_lstm import forecast_lstm
 from nova_ray.series import SeriesSet, build_series, period_index
 
 ALIAS = {"D": "D", "W": "W-MON", "M": "MS", "Q": "QS"}
