@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -241,6 +242,12 @@ def run_engine(
 LOG = logging.getLogger("nova_ray")
 
 
+def _wait_for_ray() -> None:
+    """Join the background stop of a Ray session that this process started (if any)."""
+    if "nova_ray.distributed" in sys.modules:
+        sys.modules["nova_ray.distributed"].wait_for_shutdown()
+
+
 @contextmanager
 def run_log(output: str | Path) -> Iterator[Path]:
     """A log file for this run under `<output>/logs/` (INFO and up; the console shows what the CLI chose)."""
@@ -313,25 +320,30 @@ def run_forecast(
             cfg.forecast.freq,
             dataset,
         )
-        return _execute(
-            cfg,
-            series,
-            dataset,
-            demand,
-            stock,
-            warnings,
-            spec,
-            progress,
-            use_ray,
-            run_date,
-            only,
-            resume,
-            full_refit,
-            publish,
-            t0,
-            log_path,
-            exog_record,
-        )
+        try:
+            summary = _execute(
+                cfg,
+                series,
+                dataset,
+                demand,
+                stock,
+                warnings,
+                spec,
+                progress,
+                use_ray,
+                run_date,
+                only,
+                resume,
+                full_refit,
+                publish,
+                t0,
+                log_path,
+                exog_record,
+            )
+        finally:  # Ray stops in the background while the results are published
+            _wait_for_ray()
+        summary.wall_seconds = time.perf_counter() - t0
+        return summary
 
 
 def _execute(
