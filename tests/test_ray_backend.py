@@ -1,0 +1,36 @@
+"""A local Ray session started by RayBackend: stopped in the background after a clean exit, at once
+after an error, and always before the next session or the end of a run."""
+
+import os
+
+import pytest
+import ray
+
+from nova_ray import distributed
+
+
+def _one() -> int:
+    """One trivial task (a lambda: shipped by value, the test module is not importable in workers)."""
+    return ray.get(ray.remote(num_cpus=1)(lambda: 1).remote())
+
+
+def test_clean_exit_stops_ray_in_the_background_and_the_next_session_waits() -> None:
+    with distributed.RayBackend(None, 1) as backend:
+        tmp = backend._tmp
+        assert backend.info.started_local and tmp and os.path.isdir(tmp)
+        assert _one() == 1
+    assert distributed._SHUTDOWN is not None  # the caller goes on while Ray stops
+    with distributed.RayBackend(None, 1) as again:  # joins the previous stop before starting
+        assert not os.path.exists(tmp)
+        assert _one() == 1
+    distributed.wait_for_shutdown()
+    assert distributed._SHUTDOWN is None and not ray.is_initialized()
+    assert not os.path.exists(again._tmp)
+
+
+def test_an_error_stops_ray_before_it_propagates() -> None:
+    with pytest.raises(RuntimeError, match="boom"):
+        with distributed.RayBackend(None, 1) as backend:
+            tmp = backend._tmp
+            raise RuntimeError("boom")
+    assert distributed._SHUTDOWN is None and not ray.is_initialized() and not os.path.exists(tmp)
