@@ -79,12 +79,13 @@ def load_set(name: str, max_series: int, seed: int = 0) -> tuple[pd.DataFrame, p
 def nova_forecasts(train: pd.DataFrame, h: int, freq: str, cpus: int) -> tuple[pl.DataFrame, float]:
     from nova_ray.assemble import assemble
     from nova_ray.config import load_config
-    from nova_ray.pipeline import _Silent, engine_spec, run_engine
+    from nova_ray.fit_stage import Silent, run_engine
+    from nova_ray.pipeline import engine_spec
     from nova_ray.series import build_series
 
     cfg = load_config(None, {"horizon": h, "freq": freq, "num_cpus": cpus}, env={}, dotenv=None)
     t0 = time.perf_counter()
-    results, _, _ = run_engine(build_series(train, freq), engine_spec(cfg), cfg, _Silent())
+    results, _, _ = run_engine(build_series(train, freq), engine_spec(cfg), cfg, Silent())
     fc, *_ = assemble(results)
     return fc, time.perf_counter() - t0
 

@@ -91,8 +91,8 @@ def main() -> None:
     from nova_ray.engine import EngineSpec
     from nova_ray.etl import build_features, read_features
     from nova_ray.exog import attach_exog
+    from nova_ray.fit_stage import run_engine
     from nova_ray.models import parse_models
-    from nova_ray.pipeline import run_engine
     from nova_ray.series import build_series
 
     console = Console(width=120)

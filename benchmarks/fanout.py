@@ -34,7 +34,8 @@ def main() -> None:
 
     from nova_ray.config import load_config
     from nova_ray.demo import generate_demo
-    from nova_ray.pipeline import _Silent, engine_spec, load_series, run_engine
+    from nova_ray.fit_stage import Silent, run_engine
+    from nova_ray.pipeline import engine_spec, load_series
 
     tmp = Path(tempfile.mkdtemp(prefix="nova-ray-bench-"))
     generate_demo(tmp, items=args.items, days=args.days, seed=7)
@@ -54,12 +55,12 @@ def main() -> None:
     rows = []
     if not args.skip_local:
         t0 = time.perf_counter()
-        local, _, _ = run_engine(series, spec, cfg, _Silent(), use_ray=False)
+        local, _, _ = run_engine(series, spec, cfg, Silent(), use_ray=False)
         wall = time.perf_counter() - t0
         cpu = sum(r.cpu_seconds for r in local)
         rows.append(("local sequential", wall, cpu, 1, cpu / wall, None))
     t0 = time.perf_counter()
-    remote, backend, info = run_engine(series, spec, cfg, _Silent(), use_ray=True)
+    remote, backend, info = run_engine(series, spec, cfg, Silent(), use_ray=True)
     wall = time.perf_counter() - t0
     cpu = sum(r.cpu_seconds for r in remote)
     rows.append(

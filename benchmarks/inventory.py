@@ -138,13 +138,14 @@ def forecast(train_path: Path, work: Path, args: argparse.Namespace) -> tuple[pl
         return tuple(pl.read_parquet(f) for f in files)
     from nova_ray.assemble import assemble
     from nova_ray.config import load_config
-    from nova_ray.pipeline import _Silent, engine_spec, load_series, run_engine
+    from nova_ray.fit_stage import Silent, run_engine
+    from nova_ray.pipeline import engine_spec, load_series
 
     cfg = load_config(None, {"data": str(train_path), "horizon": args.horizon, "models": args.models,
                              "num_cpus": args.cpus, "output": str(work / "results")}, env={}, dotenv=None)
     series, _ = load_series(cfg, None)
     t0 = time.perf_counter()
-    results, backend, _ = run_engine(series, engine_spec(cfg), cfg, _Silent(), use_ray=True)
+    results, backend, _ = run_engine(series, engine_spec(cfg), cfg, Silent(), use_ray=True)
     _, bt, _, items, ens_fc = assemble(results)
     print(f"forecast: {len(series)} items on {backend} in {time.perf_counter() - t0:.0f} s")
     ens_bt = bt.filter(pl.col("model") == "ensemble")

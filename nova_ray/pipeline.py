@@ -8,18 +8,17 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import __version__
 from .assemble import best_by_class, combine_items
@@ -28,14 +27,12 @@ from .engine import (
     BACKTEST_TABLE,
     FORECAST_TABLE,
     ITEMS_TABLE,
-    BatchResult,
     EngineSpec,
     LstmSpec,
-    forecast_batch,
 )
 from .etl import EtlError
 from .exog import for_run as exog_for_run
-from .global_lstm import forecast_lstm, lstm_items
+from .fit_stage import Progress, Silent, fit_stage
 from .io.demand import dataset_id, read_demand, select_items
 from .io.errors import InputError
 from .io.model_store import ModelStore, fingerprint
@@ -47,21 +44,6 @@ from .provenance import config_hash, model_versions
 from .recommend import KIND as RECOMMENDATIONS
 from .recommend import Policy, recommend, summarize
 from .series import SeriesSet, build_series
-
-
-class Progress(Protocol):
-    """Where the pipeline reports progress (the CLI draws bars; tests pass nothing)."""
-
-    def stage(self, name: str, total: int | None = None) -> None: ...
-    def advance(self, n: int = 1) -> None: ...
-
-
-class _Silent:
-    def stage(self, name: str, total: int | None = None) -> None:
-        pass
-
-    def advance(self, n: int = 1) -> None:
-        pass
 
 
 @dataclass
@@ -170,75 +152,6 @@ def load_stock(
     return stock, warnings
 
 
-def run_engine(
-    series: SeriesSet,
-    spec: EngineSpec,
-    cfg: Config,
-    progress: Progress,
-    use_ray: bool = True,
-    on_result: Callable[[BatchResult], None] | None = None,
-    indices: list[int] | None = None,
-    lstm_idx: list[int] | None = None,
-    warm: dict[str, dict] | None = None,
-    costs: dict[str, float] | None = None,
-    lstm_init: Any = None,
-) -> tuple[list[BatchResult], str, dict[str, Any]]:
-    """Fit `indices` (default all) and the LSTM items, on Ray (default) or in this process.
-
-    Items in `warm` reuse their cached model choices and skip the backtest (incremental run);
-    `lstm_init`, a stored LstmState, makes the LSTM reuse it (or fine-tune it: `warm_epochs`)
-    instead of training cold.
-    With `on_result` each batch result is handed over as it arrives and not kept (streaming);
-    otherwise the results are returned. Also returns a backend description and info.
-    """
-    indices = list(range(len(series))) if indices is None else indices
-    lstm_idx = lstm_items(series, spec) if lstm_idx is None else lstm_idx
-    warm = warm or {}
-    cold_idx = [i for i in indices if str(series.item_ids[i]) not in warm]
-    warm_idx = [i for i in indices if str(series.item_ids[i]) in warm]
-    warm_spec = replace(spec, backtest_windows=0)
-    results: list[BatchResult] = []
-    sink = on_result or results.append
-    progress.stage("fit and backtest", total=len(indices) + len(lstm_idx))
-    if not use_ray:
-        for group, sp in ((cold_idx, spec), (warm_idx, warm_spec)):
-            for i in group:
-                sink(forecast_batch(series, [i], sp, warm or None))
-                progress.advance(1)
-        if lstm_idx:
-            sink(forecast_lstm(series, lstm_idx, spec, threads=1, init=lstm_init))
-            progress.advance(len(lstm_idx))
-        return results, "local (no Ray)", {}
-    from .distributed import RayBackend, make_batches
-
-    with RayBackend(cfg.ray.address or None, cfg.ray.num_cpus or None) as backend:
-        info = backend.info
-        workers = max(1, int(info.cpus))
-        jobs = []
-        for group, sp in ((cold_idx, spec), (warm_idx, warm_spec)):
-            if group:
-                sub = series.subset(group)
-                measured = costs if sp is spec else None  # stored costs include the backtest
-                batches = make_batches(sub, sp, workers, cfg.ray.batch_seconds, measured)
-                jobs.append((sp, [[group[j] for j in b] for b in batches], warm or None))
-        for result, n in backend.run(series, jobs, (spec, lstm_idx, lstm_init)):
-            sink(result)
-            progress.advance(n)
-        desc = f"ray {info.address} ({info.nodes} node(s), {info.cpus:g} CPU, {info.gpus:g} GPU)"
-        n_batches = sum(len(j[1]) for j in jobs)
-        return (
-            results,
-            desc,
-            {
-                "batches": n_batches,
-                "cpus": info.cpus,
-                "gpus": info.gpus,
-                "nodes": info.nodes,
-                "warm_items": len(warm_idx),
-            },
-        )
-
-
 LOG = logging.getLogger("nova_ray")
 
 
@@ -294,7 +207,7 @@ def run_forecast(
     """
     if only not in (None, "forecasts", "metrics"):
         raise ConfigError(f"only must be 'forecasts' or 'metrics', got {only!r}")
-    progress = progress or _Silent()
+    progress = progress or Silent()
     t0 = time.perf_counter()
     progress.stage("read input")
     demand = load_demand(cfg, items)
@@ -381,7 +294,7 @@ def _execute(
     run_id = writer.run_id
     LOG.info("run %s (%s)%s", run_id, model_version, " resuming from checkpoints" if writer.resumed else "")
     store = ModelStore(cfg.paths.models_dir, model_version)
-    fit = _fit_stage(cfg, series, spec, writer, store, run_date, only, full_refit, progress, use_ray)
+    fit = fit_stage(cfg, series, spec, writer, store, run_date, only, full_refit, progress, use_ray)
     metrics, items_df, models, ens_fc, ens_bt = _ensemble_stage(
         writer, series, only, stock is not None, progress
     )
@@ -452,111 +365,6 @@ def _execute(
     summary.rows = record["row_counts"]
     summary.wall_seconds = time.perf_counter() - t0
     return summary
-
-
-@dataclass
-class _Fit:
-    """What the fit stage hands on: warm items, the LSTM's stored and new state, CPU and workers."""
-
-    warm: dict[str, dict]
-    lstm_stored: tuple[Any, date] | None
-    resumed: int
-    lstm_state: Any = None
-    cpu: float = 0.0
-    workers: set[str] = field(default_factory=set)
-    backend: str = ""
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-def _fit_stage(
-    cfg: Config,
-    series: SeriesSet,
-    spec: EngineSpec,
-    writer: ResultWriter,
-    store: ModelStore,
-    run_date: date,
-    only: str | None,
-    full_refit: bool,
-    progress: Progress,
-    use_ray: bool,
-) -> _Fit:
-    """Fit what is not checkpointed yet (warm items from the store), checkpointing each batch."""
-    done = _done_items(writer)
-    todo = [i for i in range(len(series)) if str(series.item_ids[i]) not in done]
-    lstm_idx = [] if "lstm" in writer.done() else lstm_items(series, spec)
-    warm: dict[str, dict] = {}
-    lstm_stored = None  # (state, date of its cold training) when the LSTM runs warm
-    if not full_refit and only != "metrics":
-        ids = [str(x) for x in series.item_ids]
-        warm, warm_bt = store.warm_items(
-            ids,
-            series.starts,
-            [series.values_of(i) for i in range(len(series))],
-            run_date,
-            cfg.forecast.cache_max_age_days,
-        )
-        if lstm_idx and all(ids[i] in warm for i in lstm_idx):
-            lstm_stored = store.load_lstm(run_date, cfg.forecast.cache_max_age_days)
-        if warm_bt.height and "cache" not in writer.done():
-            writer.checkpoint("cache", {"backtests": warm_bt.to_arrow()})
-    stored_items, _ = store.load()
-    costs = (
-        dict(zip(stored_items["item_id"], stored_items["cpu_seconds"], strict=True))
-        if stored_items.height
-        else None
-    )
-    fit = _Fit(warm=warm, lstm_stored=lstm_stored, resumed=len(done))
-
-    def checkpoint(result: BatchResult) -> None:
-        name = "lstm" if result.items.num_rows == 0 else f"b-{uuid.uuid4().hex[:12]}"
-        if result.state is not None and result.state.weights:
-            fit.lstm_state = result.state
-        if warm and result.backtests.num_rows:  # warm items keep their stored windows (all models')
-            keep = pc.invert(pc.is_in(result.backtests["item_id"], pa.array(list(warm))))
-            result.backtests = result.backtests.filter(keep)
-        writer.checkpoint(
-            name, {"forecasts": result.forecasts, "backtests": result.backtests, "items": result.items}
-        )
-        fit.cpu += result.cpu_seconds
-        if result.worker:
-            fit.workers.add(result.worker)
-        LOG.log(
-            logging.INFO if name == "lstm" else logging.DEBUG,
-            "batch %s: %d items, %.1f s (%.1f s CPU) on %s",
-            name,
-            result.items.num_rows if name != "lstm" else len(pc.unique(result.forecasts["item_id"])),
-            result.wall_seconds,
-            result.cpu_seconds,
-            result.worker or "this process",
-        )
-        for row in result.items.select(["item_id", "notes"]).to_pylist():
-            if row["notes"]:
-                LOG.warning("%s: %s", row["item_id"], row["notes"])
-
-    if todo or lstm_idx:
-        _, fit.backend, fit.info = run_engine(
-            series,
-            spec,
-            cfg,
-            progress,
-            use_ray,
-            checkpoint,
-            todo,
-            lstm_idx,
-            warm=warm,
-            costs=costs,
-            lstm_init=lstm_stored[0] if lstm_stored else None,
-        )
-    else:
-        fit.backend = "resumed (all batches were checkpointed)"
-    LOG.info(
-        "fitted on %s: %d warm items, %d resumed, LSTM %s",
-        fit.backend,
-        len(warm),
-        len(done),
-        "reused from the store" if lstm_stored else "trained cold" if lstm_idx else "not run",
-    )
-    return fit
 
 
 def _ensemble_stage(
@@ -646,11 +454,6 @@ ENSEMBLE_CHUNK = 1000  # items per ensemble chunk: bounds the driver's memory
 
 def _chunks(values: list[str], size: int) -> list[list[str]]:
     return [values[i : i + size] for i in range(0, len(values), size)]
-
-
-def _done_items(writer: ResultWriter) -> set[str]:
-    files = writer.checkpoint_files("items")
-    return set(pl.scan_parquet(files).select("item_id").collect()["item_id"]) if files else set()
 
 
 def _scan(writer: ResultWriter, kind: str, schema: pa.Schema, items: list[str]) -> pl.DataFrame:

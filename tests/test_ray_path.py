@@ -9,7 +9,8 @@ from polars.testing import assert_frame_equal
 from nova_ray.assemble import assemble
 from nova_ray.config import load_config
 from nova_ray.distributed import make_batches
-from nova_ray.pipeline import engine_spec, load_series, run_engine
+from nova_ray.fit_stage import run_engine
+from nova_ray.pipeline import engine_spec, load_series
 
 
 class _Count:

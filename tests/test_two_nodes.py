@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from nova_ray.assemble import assemble
 from nova_ray.cli import app
 from nova_ray.config import load_config
-from nova_ray.pipeline import engine_spec, load_series, run_engine
+from nova_ray.fit_stage import run_engine
+from nova_ray.pipeline import engine_spec, load_series
 
 pytestmark = pytest.mark.slow
 ITEMS = "CAB-0002,ELE-0001,FIX-0001,FIX-0002,SAF-0001,STL-0002,CAB-0001,ELE-0002"

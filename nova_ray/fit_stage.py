@@ -1,0 +1,220 @@
+"""The fit stage: fit every item (statistical batches on Ray or in this process, the global LSTM),
+checkpoint each batch as it arrives, and reuse stored models for items whose history only grew."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any, Protocol
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .config import Config
+from .engine import BatchResult, EngineSpec, forecast_batch
+from .global_lstm import forecast_lstm, lstm_items
+from .io.model_store import ModelStore
+from .io.results import ResultWriter
+from .series import SeriesSet
+
+LOG = logging.getLogger("nova_ray")
+
+
+class Progress(Protocol):
+    """Where the pipeline reports progress (the CLI draws bars; tests pass nothing)."""
+
+    def stage(self, name: str, total: int | None = None) -> None: ...
+    def advance(self, n: int = 1) -> None: ...
+
+
+class Silent:
+    """Progress that reports nothing."""
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+def run_engine(
+    series: SeriesSet,
+    spec: EngineSpec,
+    cfg: Config,
+    progress: Progress,
+    use_ray: bool = True,
+    on_result: Callable[[BatchResult], None] | None = None,
+    indices: list[int] | None = None,
+    lstm_idx: list[int] | None = None,
+    warm: dict[str, dict] | None = None,
+    costs: dict[str, float] | None = None,
+    lstm_init: Any = None,
+) -> tuple[list[BatchResult], str, dict[str, Any]]:
+    """Fit `indices` (default all) and the LSTM items, on Ray (default) or in this process.
+
+    Items in `warm` reuse their cached model choices and skip the backtest (incremental run);
+    `lstm_init`, a stored LstmState, makes the LSTM reuse it (or fine-tune it: `warm_epochs`)
+    instead of training cold.
+    With `on_result` each batch result is handed over as it arrives and not kept (streaming);
+    otherwise the results are returned. Also returns a backend description and info.
+    """
+    indices = list(range(len(series))) if indices is None else indices
+    lstm_idx = lstm_items(series, spec) if lstm_idx is None else lstm_idx
+    warm = warm or {}
+    cold_idx = [i for i in indices if str(series.item_ids[i]) not in warm]
+    warm_idx = [i for i in indices if str(series.item_ids[i]) in warm]
+    warm_spec = replace(spec, backtest_windows=0)
+    results: list[BatchResult] = []
+    sink = on_result or results.append
+    progress.stage("fit and backtest", total=len(indices) + len(lstm_idx))
+    if not use_ray:
+        for group, sp in ((cold_idx, spec), (warm_idx, warm_spec)):
+            for i in group:
+                sink(forecast_batch(series, [i], sp, warm or None))
+                progress.advance(1)
+        if lstm_idx:
+            sink(forecast_lstm(series, lstm_idx, spec, threads=1, init=lstm_init))
+            progress.advance(len(lstm_idx))
+        return results, "local (no Ray)", {}
+    from .distributed import RayBackend, make_batches
+
+    with RayBackend(cfg.ray.address or None, cfg.ray.num_cpus or None) as backend:
+        info = backend.info
+        workers = max(1, int(info.cpus))
+        jobs = []
+        for group, sp in ((cold_idx, spec), (warm_idx, warm_spec)):
+            if group:
+                sub = series.subset(group)
+                measured = costs if sp is spec else None  # stored costs include the backtest
+                batches = make_batches(sub, sp, workers, cfg.ray.batch_seconds, measured)
+                jobs.append((sp, [[group[j] for j in b] for b in batches], warm or None))
+        for result, n in backend.run(series, jobs, (spec, lstm_idx, lstm_init)):
+            sink(result)
+            progress.advance(n)
+        desc = f"ray {info.address} ({info.nodes} node(s), {info.cpus:g} CPU, {info.gpus:g} GPU)"
+        n_batches = sum(len(j[1]) for j in jobs)
+        return (
+            results,
+            desc,
+            {
+                "batches": n_batches,
+                "cpus": info.cpus,
+                "gpus": info.gpus,
+                "nodes": info.nodes,
+                "warm_items": len(warm_idx),
+            },
+        )
+
+
+@dataclass
+class FitResult:
+    """What the fit stage hands on: warm items, the LSTM's stored and new state, CPU and workers."""
+
+    warm: dict[str, dict]
+    lstm_stored: tuple[Any, date] | None
+    resumed: int
+    lstm_state: Any = None
+    cpu: float = 0.0
+    workers: set[str] = field(default_factory=set)
+    backend: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_stage(
+    cfg: Config,
+    series: SeriesSet,
+    spec: EngineSpec,
+    writer: ResultWriter,
+    store: ModelStore,
+    run_date: date,
+    only: str | None,
+    full_refit: bool,
+    progress: Progress,
+    use_ray: bool,
+) -> FitResult:
+    """Fit what is not checkpointed yet (warm items from the store), checkpointing each batch."""
+    done = done_items(writer)
+    todo = [i for i in range(len(series)) if str(series.item_ids[i]) not in done]
+    lstm_idx = [] if "lstm" in writer.done() else lstm_items(series, spec)
+    warm: dict[str, dict] = {}
+    lstm_stored = None  # (state, date of its cold training) when the LSTM runs warm
+    if not full_refit and only != "metrics":
+        ids = [str(x) for x in series.item_ids]
+        warm, warm_bt = store.warm_items(
+            ids,
+            series.starts,
+            [series.values_of(i) for i in range(len(series))],
+            run_date,
+            cfg.forecast.cache_max_age_days,
+        )
+        if lstm_idx and all(ids[i] in warm for i in lstm_idx):
+            lstm_stored = store.load_lstm(run_date, cfg.forecast.cache_max_age_days)
+        if warm_bt.height and "cache" not in writer.done():
+            writer.checkpoint("cache", {"backtests": warm_bt.to_arrow()})
+    stored_items, _ = store.load()
+    costs = (
+        dict(zip(stored_items["item_id"], stored_items["cpu_seconds"], strict=True))
+        if stored_items.height
+        else None
+    )
+    fit = FitResult(warm=warm, lstm_stored=lstm_stored, resumed=len(done))
+
+    def checkpoint(result: BatchResult) -> None:
+        name = "lstm" if result.items.num_rows == 0 else f"b-{uuid.uuid4().hex[:12]}"
+        if result.state is not None and result.state.weights:
+            fit.lstm_state = result.state
+        if warm and result.backtests.num_rows:  # warm items keep their stored windows (all models')
+            keep = pc.invert(pc.is_in(result.backtests["item_id"], pa.array(list(warm))))
+            result.backtests = result.backtests.filter(keep)
+        writer.checkpoint(
+            name, {"forecasts": result.forecasts, "backtests": result.backtests, "items": result.items}
+        )
+        fit.cpu += result.cpu_seconds
+        if result.worker:
+            fit.workers.add(result.worker)
+        LOG.log(
+            logging.INFO if name == "lstm" else logging.DEBUG,
+            "batch %s: %d items, %.1f s (%.1f s CPU) on %s",
+            name,
+            result.items.num_rows if name != "lstm" else len(pc.unique(result.forecasts["item_id"])),
+            result.wall_seconds,
+            result.cpu_seconds,
+            result.worker or "this process",
+        )
+        for row in result.items.select(["item_id", "notes"]).to_pylist():
+            if row["notes"]:
+                LOG.warning("%s: %s", row["item_id"], row["notes"])
+
+    if todo or lstm_idx:
+        _, fit.backend, fit.info = run_engine(
+            series,
+            spec,
+            cfg,
+            progress,
+            use_ray,
+            checkpoint,
+            todo,
+            lstm_idx,
+            warm=warm,
+            costs=costs,
+            lstm_init=lstm_stored[0] if lstm_stored else None,
+        )
+    else:
+        fit.backend = "resumed (all batches were checkpointed)"
+    LOG.info(
+        "fitted on %s: %d warm items, %d resumed, LSTM %s",
+        fit.backend,
+        len(warm),
+        len(done),
+        "reused from the store" if lstm_stored else "trained cold" if lstm_idx else "not run",
+    )
+    return fit
+
+
+def done_items(writer: ResultWriter) -> set[str]:
+    files = writer.checkpoint_files("items")
+    return set(pl.scan_parquet(files).select("item_id").collect()["item_id"]) if files else set()
