@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import pyarrow as pa
 from . import __version__
 from .assemble import best_by_class, combine_items
 from .config import Config, ConfigError
+from .distributed import wait_for_shutdown
 from .engine import (
     BACKTEST_TABLE,
     FORECAST_TABLE,
@@ -155,12 +155,6 @@ def load_stock(
 LOG = logging.getLogger("nova_ray")
 
 
-def _wait_for_ray() -> None:
-    """Join the background stop of a Ray session that this process started (if any)."""
-    if "nova_ray.distributed" in sys.modules:
-        sys.modules["nova_ray.distributed"].wait_for_shutdown()
-
-
 @contextmanager
 def run_log(output: str | Path) -> Iterator[Path]:
     """A log file for this run under `<output>/logs/` (INFO and up; the console shows what the CLI chose)."""
@@ -254,7 +248,7 @@ def run_forecast(
                 exog_record,
             )
         finally:  # Ray stops in the background while the results are published
-            _wait_for_ray()
+            wait_for_shutdown()
         summary.wall_seconds = time.perf_counter() - t0
         return summary
 
