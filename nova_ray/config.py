@@ -101,6 +101,7 @@ class Recommend:
     bootstrap_samples: int = 2000
     block_days: int = 7
     history_days: int = 365
+    rate_days: int = 365
     min_history_days: int = 28
     bootstrap_seed: int = 7
     undershoot: bool = True
@@ -261,3 +262,5 @@ def validate(cfg: Config) -> None:
         )
     if not 1 <= r.min_history_days <= r.history_days:
         raise ConfigError("settings 1 <= 'min_history_days' <= 'history_days' must hold")
+    if not 1 <= r.rate_days <= r.history_days:
+        raise ConfigError("settings 1 <= 'rate_days' <= 'history_days' must hold")

@@ -77,6 +77,7 @@ class Policy:
     bootstrap_samples: int = 2000
     block_days: int = 7
     history_days: int = 365
+    rate_days: int = 365  # level of intermittent and lumpy items: mean of the last rate_days
     min_history_days: int = 28
     bootstrap_seed: int = 7
     undershoot: bool = True
@@ -413,9 +414,9 @@ def _prepare(stock_rows: list[dict[str, Any]], paths: dict[str, tuple[date, np.n
         y = arrays.get((item, site if site and hist_site else ""), np.zeros(0))
         path = mean * share
         if cls in INTERMITTENT and len(y) >= policy.min_history_days:
-            rate = float(y.mean())
+            rate = float(y[-policy.rate_days:].mean())
             notes.append(f"{cls}: rate from the recent history {rate:.3g}/day "
-                         f"(forecast {path.mean():.3g}/day)")
+                         f"(last {min(len(y), policy.rate_days)} d; forecast {path.mean():.3g}/day)")
             path = np.full(len(mean), rate)
         rows.append(_Row(r, cls, share, path, None if sig is None else sig * share, y, notes))
     return rows

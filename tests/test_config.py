@@ -32,6 +32,7 @@ def test_precedence_toml_env_dotenv_cli(tmp_path: Path) -> None:
         ({"NOVA_RAY_FREQ": "X"}, "setting 'freq' must be one of"),
         ({"NOVA_RAY_HORIZON": "0"}, "'horizon' must be >= 1"),
         ({"NOVA_RAY_ARIMA_ENGINE": "r"}, "arima_engine"),
+        ({"NOVA_RAY_RATE_DAYS": "400"}, "'rate_days' <= 'history_days'"),
     ],
 )
 def test_bad_settings_are_clear(env: dict, match: str) -> None:

@@ -281,6 +281,21 @@ def test_intermittent_uses_bootstrap_with_history_level() -> None:
     assert r["safety_stock"] >= 0 and "rate from the recent history" in r["notes"]
 
 
+def test_intermittent_rate_days_follow_a_level_shift() -> None:
+    """Demand that doubled half a year ago: with rate_days = 180 the level is the recent one; the
+    bootstrap still draws its shape from the whole `history_days` window."""
+    rng = np.random.default_rng(5)
+    y = np.where(rng.random(365) < 0.06, rng.integers(4, 9, 365), 0).astype(float)
+    y[-180:] *= 2.0
+    st = stock(item_id=["A"], on_hand=[0.0], lead_time_days=[10], service_level=[0.9])
+    whole = one(recommend(forecast({"A": 0.0}), st, history=history({"A": y})))
+    recent = one(recommend(forecast({"A": 0.0}), st, history=history({"A": y}), policy=Policy(rate_days=180)))
+    assert whole["lead_time_demand"] == pytest.approx(10 * y.mean())
+    assert recent["lead_time_demand"] == pytest.approx(10 * y[-180:].mean())
+    assert recent["reorder_point"] > whole["reorder_point"]
+    assert "last 365 d" in whole["notes"] and "last 180 d" in recent["notes"]
+
+
 def test_normal_method_only_without_history_or_residuals() -> None:
     st = stock(item_id=["A"], on_hand=[100.0], lead_time_days=[4], service_level=[0.9])
     r = one(recommend(forecast({"A": 5.0}, width=2.0), st, history=history({"A": np.full(10, 5.0)})))
