@@ -59,6 +59,9 @@ SCHEMA = pa.schema([
 register(KIND, SCHEMA)
 
 
+HISTORY_COLUMNS = ("item_id", "date", "quantity", "site")  # the demand columns recommend reads
+
+
 @dataclass(frozen=True)
 class Policy:
     """Inventory policy settings; the same names as the config's [recommend] section."""
@@ -280,23 +283,27 @@ def _history(history: pl.DataFrame | None, as_of: date, days: int
     if history is None or history.height == 0:
         return {}, {}, False
     has_site = "site" in history.columns
-    h = history.select(
-        pl.col("item_id").cast(pl.String), pl.col("date").cast(pl.Date),
+    end = (as_of - date(1970, 1, 1)).days
+    # lazy: only the aggregates below are materialised, never a copy of the whole history
+    h = history.lazy().select(
+        pl.col("item_id").cast(pl.String), pl.col("date").cast(pl.Date).cast(pl.Int32).alias("day"),
         pl.col("quantity").cast(pl.Float64).fill_null(0.0),
         (pl.col("site").cast(pl.String).fill_null("") if has_site else pl.lit("")).alias("site"),
-    ).filter(pl.col("date") <= as_of)
-    end = (as_of - date(1970, 1, 1)).days
-    h = h.with_columns(day=pl.col("date").cast(pl.Int32))
-    h = h.with_columns(start=pl.max_horizontal(pl.col("day").min().over("item_id"), pl.lit(end - days + 1)))
-    recent = h.filter(pl.col("day") >= pl.col("start"))
-    arrays: dict[tuple[str, str], np.ndarray] = {}
-    for (item,), g in h.group_by("item_id"):
-        arrays[(str(item), "")] = np.zeros(end - int(g["start"][0]) + 1)
-    levels = [recent.group_by("item_id", "site", "day", "start").agg(pl.col("quantity").sum())] \
-        if has_site else []
-    levels.append(recent.group_by("item_id", "day", "start").agg(pl.col("quantity").sum())
-                  .with_columns(site=pl.lit("")))
-    for df in levels:
+    ).filter(pl.col("day") <= end)
+    starts = h.group_by("item_id").agg(pl.col("day").min().alias("first")).select(
+        "item_id", start=pl.max_horizontal("first", pl.lit(end - days + 1)))
+    recent = h.join(starts, on="item_id").filter(pl.col("day") >= pl.col("start"))
+    queries = [starts, recent.group_by("item_id", "day", "start").agg(pl.col("quantity").sum())
+               .with_columns(site=pl.lit(""))]
+    if has_site:
+        queries += [recent.group_by("item_id", "site", "day", "start").agg(pl.col("quantity").sum()),
+                    recent.group_by("item_id", "site").agg(pl.col("quantity").sum()),
+                    h.group_by("item_id", "site").agg(pl.col("quantity").sum().alias("all"))]
+    starts_df, item_level, *by_site = pl.collect_all(queries)
+    arrays: dict[tuple[str, str], np.ndarray] = {
+        (str(item), ""): np.zeros(end - int(start) + 1) for item, start in starts_df.iter_rows()}
+    # site level first: an empty site's rows are then replaced by the item's total
+    for df in ([by_site[0]] if has_site else []) + [item_level]:
         for (item, site), g in df.group_by("item_id", "site"):
             start = int(g["start"][0])
             y = np.zeros(end - start + 1)
@@ -304,8 +311,7 @@ def _history(history: pl.DataFrame | None, as_of: date, days: int
             arrays[(str(item), str(site))] = y
     shares: dict[str, dict[str, float]] = {}
     if has_site:
-        win = recent.group_by("item_id", "site").agg(pl.col("quantity").sum())
-        whole = h.group_by("item_id", "site").agg(pl.col("quantity").sum().alias("all"))
+        win, whole = by_site[1], by_site[2]
         tot = whole.join(win, on=["item_id", "site"], how="left").with_columns(
             pl.col("quantity").fill_null(0.0))
         tot = tot.with_columns(q=pl.when(pl.col("quantity").sum().over("item_id") > 0)
