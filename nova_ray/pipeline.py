@@ -41,8 +41,8 @@ from .io.stock import read_stock, resolve_stock_path, unknown_items
 from .metrics import evaluate
 from .models import parse_models
 from .provenance import config_hash, model_versions
-from .recommend import HISTORY_COLUMNS, Policy, recommend, summarize
 from .recommend import KIND as RECOMMENDATIONS
+from .recommend import Policy, history_frame, recommend, summarize
 from .series import SeriesSet, build_series
 
 
@@ -298,7 +298,7 @@ def _execute(
         recs = recommend(
             ens_fc,
             stock,
-            history=pl.from_pandas(demand[[c for c in HISTORY_COLUMNS if c in demand.columns]]),
+            history=history_frame(demand),
             backtests=ens_bt,
             items=items_df,
             policy=Policy.from_config(cfg),

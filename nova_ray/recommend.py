@@ -62,6 +62,11 @@ register(KIND, SCHEMA)
 HISTORY_COLUMNS = ("item_id", "date", "quantity", "site")  # the demand columns recommend reads
 
 
+def history_frame(demand: Any) -> pl.DataFrame:
+    """The columns of a validated demand table (pandas) that `recommend` reads, as Polars."""
+    return pl.from_pandas(demand[[c for c in HISTORY_COLUMNS if c in demand.columns]])
+
+
 @dataclass(frozen=True)
 class Policy:
     """Inventory policy settings; the same names as the config's [recommend] section."""

@@ -35,7 +35,7 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
     from ..io.recommendations import amend_run, read_published_run
     from ..io.results import utc_now
     from ..io.stock import read_stock, resolve_stock_path, unknown_items
-    from ..recommend import KIND, Policy, recommend, summarize
+    from ..recommend import KIND, Policy, history_frame, recommend, summarize
 
     warnings: list[str] = []
     stock_path = resolve_stock_path(stock or cfg.paths.stock, cfg.paths.data)
@@ -50,7 +50,7 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
         if run.record.get("dataset_id") and dataset_id(demand) != run.record["dataset_id"]:
             warnings.append(f"{cfg.paths.data}: demand differs from the data of run {run.run_id} "
                             "(history after the forecast start is ignored)")
-        history = pl.from_pandas(demand)
+        history = history_frame(demand)
     else:
         warnings.append(f"{cfg.paths.data}: not found; no history bootstrap or site split")
     if run.backtests is None:
