@@ -209,6 +209,9 @@ def run_forecast(
     series, exog_record = attach_exog(cfg, series)
     # the stock is validated before any fitting: a bad file costs no compute and writes nothing
     stock, warnings = load_stock(cfg, demand, items) if only is None and publish else (None, [])
+    # what the recommendations read of the history; the demand table itself is not kept
+    history = history_frame(demand) if stock is not None else None
+    del demand
     spec = engine_spec(cfg, final_fit=only != "metrics")
     if only == "metrics" and spec.backtest_windows == 0:
         raise ConfigError("--only-metrics needs backtest windows (--backtest-windows >= 1)")
@@ -232,7 +235,7 @@ def run_forecast(
                 cfg,
                 series,
                 dataset,
-                demand,
+                history,
                 stock,
                 warnings,
                 spec,
@@ -257,7 +260,7 @@ def _execute(
     cfg: Config,
     series: SeriesSet,
     dataset: str,
-    demand: pd.DataFrame,
+    history: pl.DataFrame | None,
     stock: pl.DataFrame | None,
     warnings: list[str],
     spec: EngineSpec,
@@ -298,7 +301,7 @@ def _execute(
         recs = recommend(
             ens_fc,
             stock,
-            history=history_frame(demand),
+            history=history,
             backtests=ens_bt,
             items=items_df,
             policy=Policy.from_config(cfg),

@@ -280,6 +280,11 @@ def _residual_segments(bt: pl.DataFrame) -> dict[str, list[np.ndarray]]:
     return out
 
 
+def _text(name: str, frame: pl.DataFrame) -> pl.Expr:
+    """A text column as it is when categorical (ids repeat on every row), else cast to String."""
+    return pl.col(name) if frame.schema[name] == pl.Categorical else pl.col(name).cast(pl.String)
+
+
 def _history(history: pl.DataFrame | None, as_of: date, days: int
              ) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, dict[str, float]], bool]:
     """Daily demand of the last `days` days up to `as_of` per (item, site) and per (item, '') (from
@@ -291,13 +296,14 @@ def _history(history: pl.DataFrame | None, as_of: date, days: int
     end = (as_of - date(1970, 1, 1)).days
     # lazy: only the aggregates below are materialised, never a copy of the whole history
     h = history.lazy().select(
-        pl.col("item_id").cast(pl.String), pl.col("date").cast(pl.Date).cast(pl.Int32).alias("day"),
+        _text("item_id", history), pl.col("date").cast(pl.Date).cast(pl.Int32).alias("day"),
         pl.col("quantity").cast(pl.Float64).fill_null(0.0),
-        (pl.col("site").cast(pl.String).fill_null("") if has_site else pl.lit("")).alias("site"),
+        (_text("site", history).fill_null("") if has_site else pl.lit("")).alias("site"),
     ).filter(pl.col("day") <= end)
     starts = h.group_by("item_id").agg(pl.col("day").min().alias("first")).select(
         "item_id", start=pl.max_horizontal("first", pl.lit(end - days + 1)))
-    recent = h.join(starts, on="item_id").filter(pl.col("day") >= pl.col("start"))
+    # the window's rows first (a third of a 3-year history), then each item's start
+    recent = h.filter(pl.col("day") >= end - days + 1).join(starts, on="item_id")
     queries = [starts, recent.group_by("item_id", "day", "start").agg(pl.col("quantity").sum())
                .with_columns(site=pl.lit(""))]
     if has_site:

@@ -117,13 +117,25 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     Every series runs from its first period to the common last period of the data (or `end`).
     """
     fq = get_frequency(freq)
+    # grouped by integer codes of the ids (categories sorted as text), not by a string per row
+    ids_col = demand["item_id"]
+    if isinstance(ids_col.dtype, pd.CategoricalDtype):
+        names = ids_col.cat.categories.astype(str)
+        codes = ids_col.cat.codes.to_numpy()
+    else:
+        codes, names = pd.factorize(ids_col.astype(str))
+        names = pd.Index(names)
+    order = np.argsort(names.to_numpy(dtype=object), kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
     df = pd.DataFrame(
         {
-            "item_id": demand["item_id"].astype(str).to_numpy(),
+            "item_id": rank[codes],
             "period": period_start(demand["date"], fq).to_numpy(),
             "quantity": demand["quantity"].to_numpy(dtype=float),
         }
     )
+    sorted_names = names.to_numpy(dtype=object)[order]
     agg = df.groupby(["item_id", "period"], sort=True)["quantity"].sum().reset_index()
     last = pd.Timestamp(end) if end is not None else agg["period"].max()
     last = period_start(pd.Series([last]), fq).iloc[0]
@@ -135,7 +147,7 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
         p0 = int(p[0])
         y = np.zeros(len(grid) - p0)
         y[p.astype(int) - p0] = g["quantity"].to_numpy()
-        ids.append(item)
+        ids.append(sorted_names[item])
         starts.append(grid[p0])
         parts.append(y)
     offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)

@@ -1,5 +1,6 @@
 """Demand input contract: every bad-input case names the file and row or column."""
 
+import datetime as dt
 from pathlib import Path
 
 import pandas as pd
@@ -166,3 +167,41 @@ def test_parquet_dates_and_text_columns_read_fast_and_the_same(tmp_path: Path) -
     )
     with pytest.raises(InputError, match=r"row 2: cannot parse date"):
         read_demand(f)
+
+
+def test_text_columns_are_compact_categoricals(tmp_path: Path) -> None:
+    """Ids, sites and families repeat on every row: categoricals with sorted categories, so that
+    the values read as text (equal once stripped) and a numeric id column orders as text."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    f = tmp_path / "d.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "item_id": ["B", " A", "A ", "B"],
+                "date": pa.array([dt.date(2024, 1, d) for d in (1, 1, 2, 2)], pa.date32()),
+                "quantity": [1.0, 2.0, 3.0, 4.0],
+                "site": ["S2", "S1", None, "S2"],
+            }
+        ),
+        f,
+    )
+    df = read_demand(f)
+    assert isinstance(df["item_id"].dtype, pd.CategoricalDtype)
+    assert list(df["item_id"].cat.categories) == ["A", "B"]  # " A" and "A " are one item
+    assert list(df["site"].cat.categories) == ["", "S1", "S2"]
+    assert df["site"].tolist() == ["S2", "S1", "", "S2"]
+    s = build_series(df, "D")
+    assert list(s.item_ids) == ["A", "B"] and s.values_of(0).tolist() == [2.0, 3.0]
+    sub = select_items(df, ["B"])
+    assert list(sub["item_id"].cat.categories) == ["B"]  # no empty groups for unselected items
+
+    pq.write_table(
+        pa.table({"item_id": [9, 10], "date": pa.array([dt.date(2024, 1, 1)] * 2, pa.date32()),
+                  "quantity": [1.0, 2.0]}),
+        f,
+    )
+    assert list(build_series(read_demand(f), "D").item_ids) == ["10", "9"]  # as text, like CSV
+    with pytest.raises(InputError, match=r"duplicate item_id/date \('A', 2024-01-01\)"):
+        read_demand(_csv(tmp_path, "item_id,date,quantity\nA,2024-01-01,1\n A ,2024-01-01,2\n"))

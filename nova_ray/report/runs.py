@@ -212,8 +212,9 @@ def read_history(
         )
     if freq in FREQUENCIES and freq != "D":
         sub = sub.assign(date=period_start(sub["date"], FREQUENCIES[freq]))
-    hist = sub.groupby(["item_id", "date"], as_index=False)["quantity"].sum()
+    hist = sub.groupby(["item_id", "date"], as_index=False, observed=True)["quantity"].sum()
     hist["date"] = pd.to_datetime(hist["date"]).dt.date
+    hist["item_id"] = hist["item_id"].astype(str)
     return pl.from_pandas(hist[["item_id", "date", "quantity"]]), warnings
 
 
