@@ -4,6 +4,7 @@ checkpoint each batch as it arrives, and reuse stored models for items whose his
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -41,6 +42,32 @@ class Silent:
         pass
 
 
+class StageTimer:
+    """Progress that times each stage (seconds from its start to the next stage's) and hands every
+    call on to another Progress."""
+
+    def __init__(self, inner: Progress):
+        self.inner = inner
+        self.seconds: dict[str, float] = {}
+        self._name: str | None = None
+        self._t0 = 0.0
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        self.close()
+        self._name, self._t0 = name, time.perf_counter()
+        self.inner.stage(name, total)
+
+    def advance(self, n: int = 1) -> None:
+        self.inner.advance(n)
+
+    def close(self) -> None:
+        """End the current stage's clock."""
+        if self._name is not None:
+            elapsed = time.perf_counter() - self._t0
+            self.seconds[self._name] = round(self.seconds.get(self._name, 0.0) + elapsed, 3)
+            self._name = None
+
+
 def run_engine(
     series: SeriesSet,
     spec: EngineSpec,
@@ -70,8 +97,9 @@ def run_engine(
     warm_spec = replace(spec, backtest_windows=0)
     results: list[BatchResult] = []
     sink = on_result or results.append
-    progress.stage("fit and backtest", total=len(indices) + len(lstm_idx))
+    total = len(indices) + len(lstm_idx)
     if not use_ray:
+        progress.stage("fit and backtest", total=total)
         for group, sp in ((cold_idx, spec), (warm_idx, warm_spec)):
             for i in group:
                 sink(forecast_batch(series, [i], sp, warm or None))
@@ -82,7 +110,9 @@ def run_engine(
         return results, "local (no Ray)", {}
     from .distributed import RayBackend, make_batches
 
+    progress.stage("start Ray")
     with RayBackend(cfg.ray.address or None, cfg.ray.num_cpus or None) as backend:
+        progress.stage("fit and backtest", total=total)
         info = backend.info
         workers = max(1, int(info.cpus))
         jobs = []

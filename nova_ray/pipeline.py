@@ -32,7 +32,7 @@ from .engine import (
 )
 from .etl import EtlError
 from .exog import for_run as exog_for_run
-from .fit_stage import Progress, Silent, fit_stage
+from .fit_stage import Progress, Silent, StageTimer, fit_stage
 from .io.demand import dataset_id, read_demand, select_items
 from .io.errors import InputError
 from .io.model_store import ModelStore, fingerprint
@@ -71,6 +71,7 @@ class RunSummary:
     warnings: list[str] = field(default_factory=list)
     log_path: str = ""
     exog: dict[str, Any] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time per progress stage
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -201,7 +202,7 @@ def run_forecast(
     """
     if only not in (None, "forecasts", "metrics"):
         raise ConfigError(f"only must be 'forecasts' or 'metrics', got {only!r}")
-    progress = progress or Silent()
+    progress = timer = StageTimer(progress or Silent())
     t0 = time.perf_counter()
     progress.stage("read input")
     demand = load_demand(cfg, items)
@@ -252,7 +253,9 @@ def run_forecast(
             )
         finally:  # Ray stops in the background while the results are published
             wait_for_shutdown()
+            timer.close()
         summary.wall_seconds = time.perf_counter() - t0
+        summary.stage_seconds = timer.seconds
         return summary
 
 
@@ -307,6 +310,7 @@ def _execute(
             policy=Policy.from_config(cfg),
         )
         writer.write(RECOMMENDATIONS, recs.to_arrow())
+    progress.stage("publish")
     best, ens_err = best_by_class(metrics, items_df)
     summary = RunSummary(
         run_id=run_id,
@@ -348,6 +352,8 @@ def _execute(
         return summary
     for w in warnings:
         LOG.warning(w)
+    if isinstance(progress, StageTimer):  # the stages so far; run_forecast adds publish
+        summary.stage_seconds = dict(progress.seconds)
     LOG.info(
         "summary: %s",
         json.dumps({k: v for k, v in summary.to_dict().items() if k != "warnings"}, default=str),
@@ -403,7 +409,6 @@ def _ensemble_stage(
     ens_bt = (
         pl.concat([b for b in ens_bt_parts if b.height]) if any(b.height for b in ens_bt_parts) else None
     )
-    progress.stage("publish")
     return metrics, pl.concat(all_items), models, ens_fc, ens_bt
 
 

@@ -224,3 +224,16 @@ def test_bad_stock_exits_2_before_fitting(small_demo: Path, tmp_path: Path) -> N
     res = _forecast(small_demo / "demand.parquet", out, "--stock", str(bad))
     assert res.exit_code == 2 and "stock.csv" in res.output and "on_hand" in res.output
     assert not out.exists()
+
+
+def test_run_record_times_each_stage(run_once) -> None:
+    """The run record and the summary say where the wall time went, stage by stage."""
+    out, res = run_once
+    pointer = json.loads((out / "metadata" / "last_updated.json").read_text())
+    record = json.loads((out / "metadata" / "runs" / f"{pointer['run_id']}.json").read_text())["summary"]
+    stages = record["stage_seconds"]
+    assert set(stages) == {"read input", "start Ray", "fit and backtest", "ensemble and metrics",
+                           "recommendations"}  # publish ends after the record is written
+    assert all(v >= 0 for v in stages.values()) and stages["fit and backtest"] > 0
+    assert sum(stages.values()) <= record["wall_seconds"] + 0.01
+    assert "stages" in res.output  # the summary table's row (its text wraps)

@@ -190,6 +190,8 @@ def forecast(
         lstm = "; LSTM reused from the store" if summary.lstm == "warm" else ""
         table.add_row("incremental", f"{summary.warm_items} items reused stored model choices{lstm}")
     table.add_row("wall time", f"{summary.wall_seconds:.1f} s (task CPU {summary.cpu_seconds:.1f} s)")
+    if summary.stage_seconds:
+        table.add_row("stages", ", ".join(f"{k} {v:.1f} s" for k, v in summary.stage_seconds.items()))
     if summary.ensemble_error:
         e = summary.ensemble_error
         table.add_row(
