@@ -1,16 +1,18 @@
 """Scale benchmark: nova-ray end to end at growing item counts, against StatsForecast on the same items.
 
     python benchmarks/scale.py [--sizes 100,500,1000,2000] [--days 1095] [--cpus 2] [--skip-nodes]
-                               [--compare-max N] [--repeat N]
+                               [--compare-max N] [--repeat N] [--skip-warm]
 
 Per size: wall time, items/s, parallel efficiency (sum of task CPU / cores / wall), peak RSS of
 the driver (demo data and StatsForecast run in child processes) and of the Ray workers (sampled),
-and the statistical stage (ARIMA, ETS, Theta, seasonal naive; no backtest, no external factors:
-the whole nova-ray run, Ray start and output included) against StatsForecast with the same models
-and n_jobs=cores (its forecast call alone), as a ratio; with `--repeat N` that pair runs N times,
-alternating, and the fastest of each counts (timings on a shared machine vary by +-15%). Then
-the cold vs warm (one more day of data) rerun ratio at the smallest size, and two nodes of 1 CPU
-against one node of 2 CPUs at the smallest size.
+and the statistical stage (ARIMA, ETS, Theta, seasonal naive; no backtest, no external factors)
+against StatsForecast with the same models and n_jobs=cores, twice: nova-ray's fit stage (its
+tasks, from Ray up to the last result; worker imports included) against StatsForecast's forecast
+call, and the whole nova-ray run (reading, Ray's start and stop, output) against StatsForecast's
+whole process (Python's start, imports, reading, forecast). With `--repeat N` that pair runs N
+times, alternating, and the fastest of each counts (timings on a shared machine vary by +-15%).
+Then the cold vs warm (one more day of data) rerun ratio at the smallest size, and two nodes of 1
+CPU against one node of 2 CPUs at the smallest size (`--skip-warm` skips both).
 """
 
 from __future__ import annotations
@@ -74,15 +76,17 @@ def demo(out: Path, items: int, days: int) -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def statsforecast_child(data: Path, horizon: int, cpus: int) -> float:
-    """`statsforecast_time` in a child process (its memory is not the driver's); seconds."""
+def statsforecast_child(data: Path, horizon: int, cpus: int) -> tuple[float, float]:
+    """`statsforecast_time` in a child process (its memory is not the driver's): seconds of its
+    forecast call, and of the whole process (Python's start, imports, reading the data)."""
     code = (
         f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from pathlib import Path; "
         "from scale import statsforecast_time; "
         f"print(statsforecast_time(Path({str(data)!r}), {horizon}, {cpus}))"
     )
+    t0 = time.perf_counter()
     res = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    return float(res.stdout.strip().splitlines()[-1])
+    return float(res.stdout.strip().splitlines()[-1]), time.perf_counter() - t0
 
 
 def _cfg(data: Path, out: Path, cpus: int, **kw):
@@ -145,6 +149,7 @@ def main() -> None:
     ap.add_argument(
         "--repeat", type=int, default=1, help="runs of the StatsForecast comparison (the fastest counts)"
     )
+    ap.add_argument("--skip-warm", action="store_true", help="no cold vs warm rerun (nor two nodes)")
     args = ap.parse_args()
     from rich.console import Console
     from rich.table import Table
@@ -164,9 +169,12 @@ def main() -> None:
         "efficiency",
         "driver peak MiB",
         "workers peak MiB",
-        "stat stage s",
-        "StatsForecast s",
-        "nova/SF",
+        "stat fit s",
+        "SF forecast s",
+        "fit/SF",
+        "stat run s",
+        "SF process s",
+        "run/SF",
     ):
         table.add_column(c)
     root = Path(tempfile.mkdtemp(prefix="nova-ray-scale-"))
@@ -178,12 +186,12 @@ def main() -> None:
             s = run_forecast(_cfg(d / "demand.parquet", d, args.cpus, horizon=args.horizon))
             wall = time.perf_counter() - t0
         driver = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        stat = sf = float("nan")
+        fit = sf = run = sfp = float("nan")
         if not args.skip_statsforecast and (not args.compare_max or n <= args.compare_max):
-            stats, sfs = [], []
+            fits, runs, sfs, sfps = [], [], [], []
             for k in range(max(1, args.repeat)):
                 t0 = time.perf_counter()
-                run_forecast(
+                st = run_forecast(
                     _cfg(
                         d / "demand.parquet",
                         d / f"stat{k}",
@@ -194,12 +202,18 @@ def main() -> None:
                         exog=False,  # StatsForecast fits the series alone too
                     )
                 )
-                stats.append(time.perf_counter() - t0)
-                sfs.append(statsforecast_child(d / "demand.parquet", args.horizon, args.cpus))
-            stat, sf = min(stats), min(sfs)
-            if len(stats) > 1:
-                console.print(f"{n} items: stat stage runs {[round(x) for x in stats]} s, "
-                              f"StatsForecast {[round(x) for x in sfs]} s")
+                runs.append(time.perf_counter() - t0)
+                fits.append(st.stage_seconds["fit and backtest"])
+                f, p = statsforecast_child(d / "demand.parquet", args.horizon, args.cpus)
+                sfs.append(f)
+                sfps.append(p)
+            fit, sf, run, sfp = min(fits), min(sfs), min(runs), min(sfps)
+            if len(runs) > 1:
+                console.print(
+                    f"{n} items: stat fit stage {[round(x) for x in fits]} s, whole runs "
+                    f"{[round(x) for x in runs]} s; StatsForecast forecast calls "
+                    f"{[round(x) for x in sfs]} s, processes {[round(x) for x in sfps]} s"
+                )
         table.add_row(
             str(n),
             f"{wall:.0f}",
@@ -207,11 +221,17 @@ def main() -> None:
             f"{s.cpu_seconds / args.cpus / wall:.2f}",
             f"{driver:.0f}",
             f"{peak.peak:.0f}",
-            f"{stat:.0f}",
+            f"{fit:.0f}",
             f"{sf:.0f}",
-            f"{stat / sf:.2f}",
+            f"{fit / sf:.2f}",
+            f"{run:.0f}",
+            f"{sfp:.0f}",
+            f"{run / sfp:.2f}",
         )
+        console.print(f"{n} items: stages {s.stage_seconds}")
         console.print(table)
+    if args.skip_warm:
+        return
     # cold vs warm: one more day of data at the smallest size
     n = sizes[0]
     d = root / f"warm{n}"
