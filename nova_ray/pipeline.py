@@ -449,7 +449,7 @@ def _location(path: str) -> str:
     return path if "://" in path else str(Path(path).resolve())
 
 
-ENSEMBLE_CHUNK = 1000  # items per ensemble chunk: bounds the driver's memory
+ENSEMBLE_CHUNK = 500  # items per ensemble chunk: bounds the driver's memory
 
 
 def _chunks(values: list[str], size: int) -> list[list[str]]:
