@@ -281,7 +281,7 @@ def _execute(
     stock: pl.DataFrame | None,
     warnings: list[str],
     spec: EngineSpec,
-    progress: Progress,
+    progress: StageTimer,
     use_ray: bool,
     run_date: date | None,
     only: str | None,
@@ -367,8 +367,7 @@ def _execute(
         return summary
     for w in warnings:
         LOG.warning(w)
-    if isinstance(progress, StageTimer):  # the stages so far; run_forecast adds publish
-        summary.stage_seconds = dict(progress.seconds)
+    summary.stage_seconds = dict(progress.seconds)  # the stages so far; run_forecast adds publish
     LOG.info(
         "summary: %s",
         json.dumps({k: v for k, v in summary.to_dict().items() if k != "warnings"}, default=str),

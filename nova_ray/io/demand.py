@@ -60,10 +60,7 @@ def _read_raw(path: str) -> tuple[pd.DataFrame, int]:
             text = [f.name for f in schema if f.name.strip() in REQUIRED[:1] + OPTIONAL
                     and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
             table = pq.read_table(inner, filesystem=fs, read_dictionary=text or None)
-            df = table.to_pandas(date_as_object=False)
-            del table
-            pa.default_memory_pool().release_unused()  # the table's buffers go back to the OS
-            return df, 1
+            return table.to_pandas(date_as_object=False), 1
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: cannot read file: {msg}") from None
