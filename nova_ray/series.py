@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .frequency import Frequency, date_range, get_frequency, period_start
+from .frequency import Frequency, date_range, get_frequency
 
 
 def period_index(start: np.datetime64, dates: np.ndarray | np.datetime64, freq: str) -> np.ndarray:
@@ -111,15 +111,37 @@ class SeriesSet:
         return dataclasses.replace(self, exog=x, exog_names=tuple(names), exog_start=s)
 
 
+def _period_numbers(days: np.ndarray, code: str) -> np.ndarray:
+    """Absolute period number on `code` of days since 1970-01-01 (weeks start on Monday)."""
+    if code == "D":
+        return days
+    if code == "W":
+        return (days + 3) // 7  # 1970-01-01 was a Thursday
+    months = days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    return {"M": months, "Q": months // 3}.get(code, months // 12)
+
+
+def _period_dates(numbers: np.ndarray, code: str) -> np.ndarray:
+    """First day (datetime64[D]) of absolute periods numbered as by `_period_numbers`."""
+    n = np.asarray(numbers, dtype=np.int64)
+    if code == "D":
+        return n.astype("datetime64[D]")
+    if code == "W":
+        return (7 * n - 3).astype("datetime64[D]")
+    months = {"M": n, "Q": 3 * n}.get(code, 12 * n)
+    return months.astype("datetime64[M]").astype("datetime64[D]")
+
+
 def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = None) -> SeriesSet:
     """Aggregate long demand (item_id, date, quantity) to `freq` periods; missing periods are zero.
 
-    Every series runs from its first period to the common last period of the data (or `end`).
+    Every series runs from its first period to the common last period of the data (or `end`;
+    rows after it are left out). Items are ordered by their id as text. Vectorised over rows
+    (integer keys, one sort): no per-item frames, so memory stays a few arrays of the row count.
     """
-    fq = get_frequency(freq)
-    # grouped by integer codes of the ids (categories sorted as text), not by a string per row
+    code = get_frequency(freq).code
     ids_col = demand["item_id"]
-    if isinstance(ids_col.dtype, pd.CategoricalDtype):
+    if isinstance(ids_col.dtype, pd.CategoricalDtype):  # grouped by integer codes, not strings
         names = ids_col.cat.categories.astype(str)
         codes = ids_col.cat.codes.to_numpy()
     else:
@@ -128,34 +150,48 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     order = np.argsort(names.to_numpy(dtype=object), kind="stable")
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
-    df = pd.DataFrame(
-        {
-            "item_id": rank[codes],
-            "period": period_start(demand["date"], fq).to_numpy(),
-            "quantity": demand["quantity"].to_numpy(dtype=float),
-        }
-    )
     sorted_names = names.to_numpy(dtype=object)[order]
-    agg = df.groupby(["item_id", "period"], sort=True)["quantity"].sum().reset_index()
-    last = pd.Timestamp(end) if end is not None else agg["period"].max()
-    last = period_start(pd.Series([last]), fq).iloc[0]
-    grid = pd.date_range(agg["period"].min(), last, freq=fq.pandas_alias)
-    pos = pd.Series(np.arange(len(grid)), index=grid)
-    ids, starts, parts = [], [], []
-    for item, g in agg.groupby("item_id", sort=True):
-        p = pos.reindex(g["period"]).to_numpy()
-        p0 = int(p[0])
-        y = np.zeros(len(grid) - p0)
-        y[p.astype(int) - p0] = g["quantity"].to_numpy()
-        ids.append(sorted_names[item])
-        starts.append(grid[p0])
-        parts.append(y)
-    offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
+    days = pd.to_datetime(demand["date"]).to_numpy().astype("datetime64[D]").astype(np.int64)
+    per = _period_numbers(days, code)
+    del days
+    qty = demand["quantity"].to_numpy(dtype=float)
+    if end is None:
+        last = int(per.max())
+    else:
+        end_day = np.datetime64(pd.Timestamp(end).date(), "D").astype(np.int64)
+        last = int(_period_numbers(np.array([end_day]), code)[0])
+        keep = per <= last
+        per, qty, codes = per[keep], qty[keep], codes[keep]
+    end_date = _period_dates(np.array([last]), code)[0]
+    if len(per) == 0:
+        no_dates = np.array([], dtype="datetime64[D]")
+        return SeriesSet(np.array([], dtype=object), no_dates, np.zeros(1, np.int64), np.zeros(0), code, end_date)
+    first = int(per.min())
+    span = last - first + 1
+    # one sort of (item rank, period) keys; equal keys (sites of one item, days of one week) summed
+    key = rank[codes] * span + (per - first)
+    del per
+    row_order = np.argsort(key, kind="stable")
+    key = key[row_order]
+    new_key = np.r_[True, key[1:] != key[:-1]]
+    heads = np.flatnonzero(new_key)
+    sums = qty[row_order]
+    del row_order
+    if len(heads) < len(key):  # pandas' (compensated) sum, in row order within each key
+        sums = pd.Series(sums).groupby(np.cumsum(new_key), sort=True).sum().to_numpy()
+    key = key[heads]
+    item, p = key // span, key % span
+    item_heads = np.flatnonzero(np.r_[True, item[1:] != item[:-1]])
+    p0 = p[item_heads]  # each item's first period (keys are sorted)
+    offsets = np.concatenate([[0], np.cumsum(span - p0)]).astype(np.int64)
+    which = np.repeat(np.arange(len(item_heads)), np.diff(np.r_[item_heads, len(item)]))
+    values = np.zeros(int(offsets[-1]))
+    values[offsets[which] + p - p0[which]] = sums
     return SeriesSet(
-        item_ids=np.array(ids, dtype=object),
-        starts=np.array(starts, dtype="datetime64[D]"),
+        item_ids=sorted_names[item[item_heads]],
+        starts=_period_dates(first + p0, code),
         offsets=offsets,
-        values=np.concatenate(parts) if parts else np.zeros(0),
-        freq=fq.code,
-        end=np.datetime64(last.date(), "D"),
+        values=values,
+        freq=code,
+        end=end_date,
     )

@@ -1,12 +1,14 @@
 """Demand input contract: every bad-input case names the file and row or column."""
 
 import datetime as dt
+import hashlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from nova_ray.io.demand import read_demand, select_items
+from nova_ray.io.demand import dataset_id, read_demand, select_items
 from nova_ray.io.errors import InputError
 from nova_ray.series import build_series
 
@@ -205,3 +207,58 @@ def test_text_columns_are_compact_categoricals(tmp_path: Path) -> None:
     assert list(build_series(read_demand(f), "D").item_ids) == ["10", "9"]  # as text, like CSV
     with pytest.raises(InputError, match=r"duplicate item_id/date \('A', 2024-01-01\)"):
         read_demand(_csv(tmp_path, "item_id,date,quantity\nA,2024-01-01,1\n A ,2024-01-01,2\n"))
+
+
+def _reference_series(df: pd.DataFrame, freq: str) -> dict[str, tuple[pd.Timestamp, list[float]]]:
+    """What build_series must give, the plain pandas way: sum per item and period, zero-filled
+    from the item's first period to the common last one."""
+    alias = {"D": "D", "W": "W-MON", "M": "MS"}[freq]
+    start = {"D": df["date"], "W": df["date"] - pd.to_timedelta(df["date"].dt.weekday, unit="D"),
+             "M": df["date"].dt.to_period("M").dt.start_time}[freq]
+    agg = df.assign(p=start, item_id=df["item_id"].astype(str)).groupby(["item_id", "p"])["quantity"].sum()
+    last = agg.index.get_level_values("p").max()
+    out = {}
+    for item, g in agg.groupby(level="item_id"):
+        g = g.droplevel("item_id")
+        grid = pd.date_range(g.index.min(), last, freq=alias)
+        out[item] = (g.index.min(), g.reindex(grid, fill_value=0.0).tolist())
+    return out
+
+
+@pytest.mark.parametrize("freq", ["D", "W", "M"])
+def test_series_and_dataset_id_from_many_shuffled_rows(tmp_path: Path, freq: str) -> None:
+    """The vectorised aggregation (several sites per item and day, fractional quantities, rows in
+    any order) gives the plain pandas sums exactly; the dataset id is the hash of the sorted rows."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for k in range(12):
+        days = pd.date_range("2024-01-01", "2024-05-31")[rng.integers(0, 40) :]
+        for site in ("S1", "S2")[: 1 + k % 2]:
+            keep = rng.random(len(days)) < 0.7
+            rows.append(pd.DataFrame({"item_id": f"I{k:02d}", "date": days[keep], "site": site,
+                                      "quantity": rng.gamma(0.5, 3.3, keep.sum()).round(3)}))
+    df = pd.concat(rows).sample(frac=1, random_state=1)
+    df.to_parquet(tmp_path / "d.parquet", index=False)
+    demand = read_demand(tmp_path / "d.parquet")
+    s = build_series(demand, freq)
+    ref = _reference_series(df, freq)
+    assert list(s.item_ids) == sorted(ref)
+    for i, item in enumerate(s.item_ids):
+        assert pd.Timestamp(s.starts[i]) == ref[item][0]
+        assert s.values_of(i).tolist() == ref[item][1]  # exactly: the same (compensated) sums
+    ordered = demand.sort_values(["item_id", "date"])[["item_id", "date", "quantity"]]
+    expected = hashlib.sha256(pd.util.hash_pandas_object(ordered, index=False).to_numpy().tobytes())
+    assert dataset_id(demand) == expected.hexdigest()[:16]  # ids of earlier runs stay valid
+
+
+def test_duplicates_per_site_and_time_zones(tmp_path: Path) -> None:
+    """The same item and day at two sites is two rows, at one site a duplicate; dates with a time
+    zone count by their own calendar day."""
+    two_sites = "item_id,date,quantity,site\nA,2024-01-01,1,S1\nA,2024-01-01,2,S2\n"
+    assert len(read_demand(_csv(tmp_path, two_sites))) == 2
+    with pytest.raises(InputError, match=r"line 2 and line 3: duplicate item_id/date \('A', 2024-01-01\)"):
+        read_demand(_csv(tmp_path, two_sites.replace("S2", "S1")))
+    stamps = pd.to_datetime(["2024-01-01 23:30", "2024-01-02 00:30"]).tz_localize("America/Bahia")
+    pd.DataFrame({"item_id": "A", "date": stamps, "quantity": [1.0, 2.0]}).to_parquet(tmp_path / "z.parquet")
+    df = read_demand(tmp_path / "z.parquet")
+    assert df["date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-01-01", "2024-01-02"]

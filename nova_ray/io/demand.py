@@ -60,7 +60,11 @@ def _read_raw(path: str) -> tuple[pd.DataFrame, int]:
             text = [f.name for f in schema if f.name.strip() in REQUIRED[:1] + OPTIONAL
                     and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
             table = pq.read_table(inner, filesystem=fs, read_dictionary=text or None)
-            return table.to_pandas(date_as_object=False), 1
+            # each column's Arrow buffers are freed as soon as it is converted
+            df = table.to_pandas(date_as_object=False, self_destruct=True, split_blocks=True)
+            del table
+            pa.default_memory_pool().release_unused()
+            return df, 1
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: cannot read file: {msg}") from None
@@ -71,12 +75,12 @@ def _where(path: str, first_line: int, row: int, csv: bool) -> str:
     return f"{path}: line {row + first_line}" if csv else f"{path}: row {row + 1}"
 
 
-def _out_of_ns(dates: pd.Series) -> bool:
-    """Whether a datetime64 column holds dates outside the nanosecond range (1677-2262)."""
-    days = dates.to_numpy().astype("datetime64[D]")
-    ok = ~np.isnat(days)
+def _out_of_ns(days: np.ndarray) -> bool:
+    """Whether datetime64[D] values hold dates outside the nanosecond range (1677-2262)."""
+    v = days.view(np.int64)
+    v = v[v != np.iinfo(np.int64).min]  # not NaT
     lo, hi = np.datetime64("1677-09-22", "D"), np.datetime64("2262-04-11", "D")
-    return bool(((days[ok] < lo) | (days[ok] > hi)).any())
+    return bool(len(v)) and (v.min() < lo.astype(np.int64) or v.max() > hi.astype(np.int64))
 
 
 def _stripped(col: pd.Series) -> pd.Categorical:
@@ -133,10 +137,15 @@ def read_demand(path: str | Path) -> pd.DataFrame:
         raise InputError(f"{_where(path, first_line, i, csv)}: empty item_id in column 'item_id'")
 
     date_col = raw["date"]
-    if pd.api.types.is_datetime64_any_dtype(date_col):
-        # nanoseconds like parsed text; dates outside 1677-2262 become missing (reported below)
-        dates = pd.Series(date_col.to_numpy().astype("datetime64[D]"), index=date_col.index)
-        dates = pd.to_datetime(dates.astype(str), errors="coerce") if _out_of_ns(dates) else dates
+    if pd.api.types.is_datetime64_dtype(date_col):  # Parquet dates: days, one array, no text
+        days = date_col.to_numpy().astype("datetime64[D]")
+        if _out_of_ns(days):  # dates outside 1677-2262 become missing (reported below)
+            dates = pd.to_datetime(pd.Series(days).astype(str), errors="coerce")
+        else:
+            dates = pd.Series(days.astype("datetime64[ns]"), copy=False)
+        del days
+    elif pd.api.types.is_datetime64_any_dtype(date_col):  # with a time zone: its wall-clock day
+        dates = pd.Series(date_col.dt.tz_localize(None).to_numpy().astype("datetime64[D]"))
         dates = dates.astype("datetime64[ns]")
     else:
         text = date_col.astype("string").str.strip()
@@ -148,12 +157,10 @@ def read_demand(path: str | Path) -> pd.DataFrame:
             f"{_where(path, first_line, i, csv)}: cannot parse date {str(date_col.iloc[i])!r} "
             "in column 'date'"
         )
-    if getattr(dates.dt, "tz", None) is not None:
-        dates = dates.dt.tz_localize(None)
 
     qty_col = raw["quantity"]
     if pd.api.types.is_numeric_dtype(qty_col) and not pd.api.types.is_bool_dtype(qty_col):
-        qty = qty_col.astype("float64")
+        qty = pd.Series(qty_col.to_numpy(dtype="float64"), copy=False)
         bad_num = qty.isna().to_numpy()
     else:
         text = qty_col.astype("string").str.strip()
@@ -173,15 +180,16 @@ def read_demand(path: str | Path) -> pd.DataFrame:
             "finite and >= 0"
         )
 
-    out = pd.DataFrame(
-        {"item_id": item, "date": dates.dt.normalize(), "quantity": qty}
-    )
+    columns = {"item_id": item, "date": dates.dt.normalize().to_numpy(), "quantity": qty.to_numpy()}
+    del dates, qty
     for col in OPTIONAL:
         if col in raw.columns:
-            out[col] = _fill_empty(_stripped(raw[col]))
+            columns[col] = _fill_empty(_stripped(raw[col]))
+    del raw
+    out = pd.DataFrame(columns, copy=False)
     key = ["item_id", "date"] + (["site"] if "site" in out.columns else [])
-    dup = out.duplicated(key, keep=False).to_numpy()
-    if dup.any():
+    if _any_duplicate(out, key):  # the rows, for the message, only then
+        dup = out.duplicated(key, keep=False).to_numpy()
         rows = np.flatnonzero(dup)
         first = rows[0]
         same = rows[
@@ -194,6 +202,27 @@ def read_demand(path: str | Path) -> pd.DataFrame:
             f"{out['date'].iat[first].date()})"
         )
     return out
+
+
+def _any_duplicate(df: pd.DataFrame, key: list[str]) -> bool:
+    """Whether two rows share `key` (categorical columns and the date): one int64 key per row and
+    a sort, not a hash table of the rows (a pandas `duplicated` is the fallback)."""
+    combined = np.zeros(len(df), dtype=np.int64)
+    bound = 1
+    for col in key:
+        values = df[col]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            part, size = values.cat.codes.to_numpy().astype(np.int64), len(values.cat.categories) + 1
+        else:
+            part = values.to_numpy().astype("datetime64[D]").astype(np.int64)
+            lo = int(part.min()) if len(part) else 0
+            part, size = part - lo, (int(part.max()) - lo + 1 if len(part) else 1)
+        bound *= size
+        if bound >= 2**62:
+            return bool(df.duplicated(key).any())
+        combined = combined * size + part
+    combined.sort()
+    return bool((combined[1:] == combined[:-1]).any())
 
 
 def select_items(df: pd.DataFrame, items: list[str] | None, source: str = "--items") -> pd.DataFrame:
@@ -219,6 +248,14 @@ def dataset_id(df: pd.DataFrame) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    cols = df.sort_values(["item_id", "date"])[["item_id", "date", "quantity"]]
-    h.update(pd.util.hash_pandas_object(cols, index=False).to_numpy().tobytes())
+    cols = df[["item_id", "date", "quantity"]]
+    ids = cols["item_id"]
+    if isinstance(ids.dtype, pd.CategoricalDtype) and ids.cat.categories.is_monotonic_increasing:
+        # row hashes in (item, date) order: hashing is row by row, so hash first, then reorder
+        # the hashes (one uint64 per row) instead of sorting a copy of the table
+        order = np.lexsort((cols["date"].to_numpy().view(np.int64), ids.cat.codes.to_numpy()))
+        rows = pd.util.hash_pandas_object(cols, index=False).to_numpy()[order]
+    else:
+        rows = pd.util.hash_pandas_object(cols.sort_values(["item_id", "date"]), index=False).to_numpy()
+    h.update(rows.tobytes())
     return h.hexdigest()[:16]
