@@ -285,11 +285,15 @@ def _text(name: str, frame: pl.DataFrame) -> pl.Expr:
     return pl.col(name) if frame.schema[name] == pl.Categorical else pl.col(name).cast(pl.String)
 
 
-def _history(history: pl.DataFrame | None, as_of: date, days: int
+HISTORY_CHUNK = 500  # items per history query: bounds the memory of its group-bys
+
+
+def _history(history: pl.DataFrame | None, as_of: date, days: int, items: list[str] | None = None
              ) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, dict[str, float]], bool]:
     """Daily demand of the last `days` days up to `as_of` per (item, site) and per (item, '') (from
     the item's first demand on, zeros filled), each site's share of the item's demand in that window
-    (of the whole history when the window has none), and whether the history has sites."""
+    (of the whole history when the window has none), and whether the history has sites; of `items`
+    only when given."""
     if history is None or history.height == 0:
         return {}, {}, False
     has_site = "site" in history.columns
@@ -300,6 +304,8 @@ def _history(history: pl.DataFrame | None, as_of: date, days: int
         pl.col("quantity").cast(pl.Float64).fill_null(0.0),
         (_text("site", history).fill_null("") if has_site else pl.lit("")).alias("site"),
     ).filter(pl.col("day") <= end)
+    if items is not None:
+        h = h.filter(pl.col("item_id").is_in(items))
     starts = h.group_by("item_id").agg(pl.col("day").min().alias("first")).select(
         "item_id", start=pl.max_horizontal("first", pl.lit(end - days + 1)))
     # the window's rows first (a third of a 3-year history), then each item's start
@@ -393,7 +399,14 @@ def recommend(forecast: pl.DataFrame, stock: pl.DataFrame, history: pl.DataFrame
     as_of = min(p[0] for p in paths.values()) - timedelta(days=1)
     bt = _ensemble(backtests)
     segments = _residual_segments(bt) if bt is not None and {"actual", "origin"} <= set(bt.columns) else {}
-    arrays, shares, hist_site = _history(history, as_of, policy.history_days)
+    arrays: dict[tuple[str, str], np.ndarray] = {}
+    shares: dict[str, dict[str, float]] = {}
+    hist_site = False
+    known = sorted(paths)
+    for k in range(0, len(known), HISTORY_CHUNK):  # the history's aggregates a chunk at a time
+        a, sh, hist_site = _history(history, as_of, policy.history_days, known[k : k + HISTORY_CHUNK])
+        arrays.update(a)
+        shares.update(sh)
     classes = _classes(items, arrays)
     rows = _prepare(_stock_frame(stock).filter(pl.col("item_id").is_in(list(paths))).to_dicts(),
                     paths, arrays, shares, hist_site, classes, policy)

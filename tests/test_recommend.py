@@ -367,6 +367,22 @@ def test_item_forecast_split_by_site_share() -> None:
     assert "site share 0.75" in one(out, "A", "x")["notes"]
 
 
+def test_history_read_in_chunks_of_items_gives_the_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The history's aggregates are built a chunk of items at a time (bounded memory); the
+    recommendations do not depend on the chunk size (site shares, intermittent rates, ABC)."""
+    rng = np.random.default_rng(5)
+    series = {f"I{k}@{s}": rng.poisson(0.4 + k, 300).astype(float) for k in range(7) for s in "xy"}
+    h = history(series, sites={key: key[-1] for key in series})
+    items = [f"I{k}" for k in range(7)]
+    st = stock(item_id=items * 2, site=["x"] * 7 + ["y"] * 7, on_hand=[5.0] * 14, lead_time_days=[9] * 14,
+               unit_cost=[float(k + 1) for k in range(7)] * 2)
+    fc = forecast({item: float(k + 1) for k, item in enumerate(items)}, width=2.0)
+    whole = recommend(fc, st, history=h, policy=NO_UNDERSHOOT)
+    monkeypatch.setattr("nova_ray.recommend.HISTORY_CHUNK", 2)
+    assert recommend(fc, st, history=h, policy=NO_UNDERSHOOT).equals(whole)
+    assert whole.height == 14 and set(whole["abc_class"]) == {"A", "B", "C"}
+
+
 def test_weekly_forecast_spread_over_days() -> None:
     fc = pl.DataFrame({"item_id": ["A"] * 4, "date": [START + timedelta(days=7 * k) for k in range(4)],
                        "forecast": [70.0] * 4})
