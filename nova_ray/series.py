@@ -164,8 +164,8 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
         per, qty, codes = per[keep], qty[keep], codes[keep]
     end_date = _period_dates(np.array([last]), code)[0]
     if len(per) == 0:
-        no_dates = np.array([], dtype="datetime64[D]")
-        return SeriesSet(np.array([], dtype=object), no_dates, np.zeros(1, np.int64), np.zeros(0), code, end_date)
+        ids, starts = np.array([], dtype=object), np.array([], dtype="datetime64[D]")
+        return SeriesSet(ids, starts, np.zeros(1, np.int64), np.zeros(0), code, end_date)
     first = int(per.min())
     span = last - first + 1
     # one sort of (item rank, period) keys; equal keys (sites of one item, days of one week) summed
