@@ -248,6 +248,10 @@ def test_lstm_windows_read_the_regressors_of_their_forecast_periods() -> None:
     # each window's regressor input is the rows of its own target periods, never later ones
     np.testing.assert_allclose(fut.reshape(len(fut), 7, 2)[:, :, 0], target * lstm._scale(y, 7))
     assert fut.max() <= 39  # training windows stay inside the history
+    # for training the windows are built as float32 (what Keras trains in), values as cast
+    as32 = lstm._windows([y], 10, 7, 7, 200, exog=[x], dtype=np.float32)
+    for a, b in zip(as32, (seq, _, target, fut), strict=True):
+        assert a.dtype == np.float32 and np.array_equal(a, b.astype(np.float32))
     np.testing.assert_array_equal(lstm._future_exog([x], [y], 7).reshape(7, 2), x[40:47])
     with pytest.raises(ValueError):
         lstm._future_exog([x[:44]], [y], 7)  # the horizon rows are missing
