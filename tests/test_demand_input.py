@@ -262,3 +262,7 @@ def test_duplicates_per_site_and_time_zones(tmp_path: Path) -> None:
     pd.DataFrame({"item_id": "A", "date": stamps, "quantity": [1.0, 2.0]}).to_parquet(tmp_path / "z.parquet")
     df = read_demand(tmp_path / "z.parquet")
     assert df["date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-01-01", "2024-01-02"]
+    text = "item_id,date,quantity\nA,2024-01-01T23:30:00-03:00,1\nA,2024-01-02T00:30:00-03:00,2\n"
+    df = read_demand(_csv(tmp_path, text))
+    assert df["date"].dtype == "datetime64[ns]"
+    assert df["date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-01-01", "2024-01-02"]

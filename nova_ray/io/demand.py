@@ -60,7 +60,8 @@ def _read_raw(path: str) -> tuple[pd.DataFrame, int]:
             text = [f.name for f in schema if f.name.strip() in REQUIRED[:1] + OPTIONAL
                     and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
             table = pq.read_table(inner, filesystem=fs, read_dictionary=text or None)
-            # each column's Arrow buffers are freed as soon as it is converted
+            # each column's Arrow buffers are freed as soon as it is converted, and handed back
+            # to the OS at once: the checks below allocate with numpy, not from Arrow's pool
             df = table.to_pandas(date_as_object=False, self_destruct=True, split_blocks=True)
             del table
             pa.default_memory_pool().release_unused()
@@ -157,6 +158,8 @@ def read_demand(path: str | Path) -> pd.DataFrame:
             f"{_where(path, first_line, i, csv)}: cannot parse date {str(date_col.iloc[i])!r} "
             "in column 'date'"
         )
+    if getattr(dates.dt, "tz", None) is not None:  # text with a UTC offset: its own calendar day
+        dates = dates.dt.tz_localize(None)
 
     qty_col = raw["quantity"]
     if pd.api.types.is_numeric_dtype(qty_col) and not pd.api.types.is_bool_dtype(qty_col):
