@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .frequency import Frequency, date_range, get_frequency
+from .frequency import Frequency, date_range, get_frequency, period_start
 
 
 def period_index(start: np.datetime64, dates: np.ndarray | np.datetime64, freq: str) -> np.ndarray:
@@ -111,25 +111,9 @@ class SeriesSet:
         return dataclasses.replace(self, exog=x, exog_names=tuple(names), exog_start=s)
 
 
-def _period_numbers(days: np.ndarray, code: str) -> np.ndarray:
-    """Absolute period number on `code` of days since 1970-01-01 (weeks start on Monday)."""
-    if code == "D":
-        return days
-    if code == "W":
-        return (days + 3) // 7  # 1970-01-01 was a Thursday
-    months = days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
-    return {"M": months, "Q": months // 3}.get(code, months // 12)
-
-
-def _period_dates(numbers: np.ndarray, code: str) -> np.ndarray:
-    """First day (datetime64[D]) of absolute periods numbered as by `_period_numbers`."""
-    n = np.asarray(numbers, dtype=np.int64)
-    if code == "D":
-        return n.astype("datetime64[D]")
-    if code == "W":
-        return (7 * n - 3).astype("datetime64[D]")
-    months = {"M": n, "Q": 3 * n}.get(code, 12 * n)
-    return months.astype("datetime64[M]").astype("datetime64[D]")
+# period numbers count from an origin that starts a period on every frequency (weeks on Monday)
+_ORIGIN = {"W": np.datetime64("1969-12-29", "D")}
+_EPOCH = np.datetime64("1970-01-01", "D")
 
 
 def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = None) -> SeriesSet:
@@ -139,7 +123,8 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     rows after it are left out). Items are ordered by their id as text. Vectorised over rows
     (integer keys, one sort): no per-item frames, so memory stays a few arrays of the row count.
     """
-    code = get_frequency(freq).code
+    fq = get_frequency(freq)
+    code = fq.code
     ids_col = demand["item_id"]
     if isinstance(ids_col.dtype, pd.CategoricalDtype):  # grouped by integer codes, not strings
         names = ids_col.cat.categories.astype(str)
@@ -151,26 +136,26 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     sorted_names = names.to_numpy(dtype=object)[order]
-    days = pd.to_datetime(demand["date"]).to_numpy().astype("datetime64[D]").astype(np.int64)
-    per = _period_numbers(days, code)
-    del days
+    origin = _ORIGIN.get(code, _EPOCH)
+    days = pd.to_datetime(demand["date"]).to_numpy().astype("datetime64[D]")
+    per = period_index(origin, days, code)
     qty = demand["quantity"].to_numpy(dtype=float)
-    if end is None:
-        last = int(per.max())
-    else:
-        end_day = np.datetime64(pd.Timestamp(end).date(), "D").astype(np.int64)
-        last = int(_period_numbers(np.array([end_day]), code)[0])
+    if end is not None:
+        last = int(period_index(origin, np.datetime64(pd.Timestamp(end).date(), "D"), code))
         keep = per <= last
-        per, qty, codes = per[keep], qty[keep], codes[keep]
-    end_date = _period_dates(np.array([last]), code)[0]
+        per, qty, codes, days = per[keep], qty[keep], codes[keep], days[keep]
     if len(per) == 0:
         ids, starts = np.array([], dtype=object), np.array([], dtype="datetime64[D]")
+        end_date = period_start(pd.Series([pd.Timestamp(end)]), fq).to_numpy().astype("datetime64[D]")[0]
         return SeriesSet(ids, starts, np.zeros(1, np.int64), np.zeros(0), code, end_date)
+    if end is None:
+        last = int(per.max())
     first = int(per.min())
     span = last - first + 1
+    grid = date_range(period_start(pd.Series([days[per.argmin()]]), fq).iloc[0], span, fq)
+    del days
     # one sort of (item rank, period) keys; equal keys (sites of one item, days of one week) summed
     key = rank[codes] * span + (per - first)
-    del per
     row_order = np.argsort(key, kind="stable")
     key = key[row_order]
     new_key = np.r_[True, key[1:] != key[:-1]]
@@ -189,9 +174,9 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     values[offsets[which] + p - p0[which]] = sums
     return SeriesSet(
         item_ids=sorted_names[item[item_heads]],
-        starts=_period_dates(first + p0, code),
+        starts=grid[p0],
         offsets=offsets,
         values=values,
         freq=code,
-        end=end_date,
+        end=grid[-1],
     )
