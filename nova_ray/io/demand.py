@@ -81,7 +81,7 @@ def _out_of_ns(days: np.ndarray) -> bool:
     v = days.view(np.int64)
     v = v[v != np.iinfo(np.int64).min]  # not NaT
     lo, hi = np.datetime64("1677-09-22", "D"), np.datetime64("2262-04-11", "D")
-    return bool(len(v)) and (v.min() < lo.astype(np.int64) or v.max() > hi.astype(np.int64))
+    return bool(len(v) and (v.min() < lo.astype(np.int64) or v.max() > hi.astype(np.int64)))
 
 
 def _stripped(col: pd.Series) -> pd.Categorical:
