@@ -174,7 +174,7 @@ def fit_stage(
     lstm_stored = None  # (state, date of its cold training) when the LSTM runs warm
     if not full_refit and only != "metrics":
         ids = [str(x) for x in series.item_ids]
-        warm, warm_bt = store.warm_items(
+        warm = store.warm_items(
             ids,
             series.starts,
             [series.values_of(i) for i in range(len(series))],
@@ -183,14 +183,10 @@ def fit_stage(
         )
         if lstm_idx and all(ids[i] in warm for i in lstm_idx):
             lstm_stored = store.load_lstm(run_date, cfg.forecast.cache_max_age_days)
-        if warm_bt.height and "cache" not in writer.done():
-            writer.checkpoint("cache", {"backtests": warm_bt.to_arrow()})
-    stored_items, _ = store.load()
-    costs = (
-        dict(zip(stored_items["item_id"], stored_items["cpu_seconds"], strict=True))
-        if stored_items.height
-        else None
-    )
+        warm_bt = store.backtests(list(warm))
+        if warm_bt is not None and "cache" not in writer.done():
+            writer.checkpoint("cache", {"backtests": warm_bt})  # streamed, not loaded
+    costs = store.costs()
     fit = FitResult(warm=warm, lstm_stored=lstm_stored, resumed=len(done))
 
     def checkpoint(result: BatchResult) -> None:

@@ -7,6 +7,7 @@ import gc
 import hashlib
 import json
 import logging
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -223,8 +224,12 @@ def run_forecast(
     series, exog_record = attach_exog(cfg, series)
     # the stock is validated before any fitting: a bad file costs no compute and writes nothing
     stock, warnings = load_stock(cfg, demand, items) if only is None and publish else (None, [])
-    # what the recommendations read of the history; the demand table itself is not kept
-    history = history_frame(demand) if stock is not None else None
+    # what the recommendations read of the history, spilled to a scratch file for the length of the
+    # run (read back a chunk of items at a time); the demand table itself is not kept
+    scratch = tempfile.TemporaryDirectory(prefix="nova-ray-run-")  # removed at the end, or when dropped
+    history = (
+        history_frame(demand, spill=Path(scratch.name) / "history.parquet") if stock is not None else None
+    )
     del demand
     release_memory()  # the reading's temporary copies: the driver holds the series for hours
     spec = engine_spec(cfg, final_fit=only != "metrics")
@@ -268,6 +273,7 @@ def run_forecast(
         finally:  # Ray stops in the background while the results are published
             wait_for_shutdown()
             timer.close()
+            scratch.cleanup()
         summary.wall_seconds = time.perf_counter() - t0
         summary.stage_seconds = timer.seconds
         return summary
@@ -277,7 +283,7 @@ def _execute(
     cfg: Config,
     series: SeriesSet,
     dataset: str,
-    history: pl.DataFrame | None,
+    history: pl.LazyFrame | None,
     stock: pl.DataFrame | None,
     warnings: list[str],
     spec: EngineSpec,
@@ -413,6 +419,8 @@ def _ensemble_stage(
         models |= set((fc if fc.height else bt)["model"].unique().to_list())
         all_metrics.append(metrics)
         all_items.append(items_df)
+        del fc, bt, weights, ens_fc
+        release_memory()  # the chunk's temporaries: freed memory is reused by the next chunk
         progress.advance(len(chunk))
     metrics = (
         pl.concat([m for m in all_metrics if m.height])
@@ -450,10 +458,10 @@ def _save_models(
         fitted_on=pl.lit(run_date),
     )
     bt_files = [f for f in writer.checkpoint_files("backtests") if f.stem != "cache"]
-    bt = (
-        pl.scan_parquet(bt_files).filter(pl.col("item_id").is_in(entries["item_id"].to_list())).collect()
+    bt = (  # streamed into the store by `save`, never loaded whole
+        pl.scan_parquet(bt_files).filter(pl.col("item_id").is_in(entries["item_id"].to_list()))
         if bt_files
-        else pl.DataFrame()
+        else None
     )
     store.save(entries, bt, versions)
 

@@ -31,12 +31,14 @@ import math
 import zlib
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .classify import classify
 from .schemas import register
@@ -60,11 +62,20 @@ register(KIND, SCHEMA)
 
 
 HISTORY_COLUMNS = ("item_id", "date", "quantity", "site")  # the demand columns recommend reads
+HISTORY_ROW_GROUP = 65_536  # rows per row group of a spilled history
 
 
-def history_frame(demand: Any) -> pl.DataFrame:
-    """The columns of a validated demand table (pandas) that `recommend` reads, as Polars."""
-    return pl.from_pandas(demand[[c for c in HISTORY_COLUMNS if c in demand.columns]])
+def history_frame(demand: Any, spill: Path | None = None) -> pl.DataFrame | pl.LazyFrame:
+    """The columns of a validated demand table (pandas) that `recommend` reads, as Polars.
+
+    With `spill`, they are written to that Parquet file instead (through Arrow, whose memory the
+    caller can hand back at once) and returned as a LazyFrame over it: a long run then does not hold
+    the history in memory while it fits; `recommend` reads it a chunk of items at a time."""
+    cols = demand[[c for c in HISTORY_COLUMNS if c in demand.columns]]
+    if spill is None:
+        return pl.from_pandas(cols)
+    pq.write_table(pa.Table.from_pandas(cols, preserve_index=False), spill, row_group_size=HISTORY_ROW_GROUP)
+    return pl.scan_parquet(spill)
 
 
 @dataclass(frozen=True)
@@ -280,23 +291,25 @@ def _residual_segments(bt: pl.DataFrame) -> dict[str, list[np.ndarray]]:
     return out
 
 
-def _text(name: str, frame: pl.DataFrame) -> pl.Expr:
+def _text(name: str, frame: pl.DataFrame | pl.LazyFrame) -> pl.Expr:
     """A text column as it is when categorical (ids repeat on every row), else cast to String."""
-    return pl.col(name) if frame.schema[name] == pl.Categorical else pl.col(name).cast(pl.String)
+    dtype = frame.collect_schema()[name]
+    return pl.col(name) if dtype == pl.Categorical else pl.col(name).cast(pl.String)
 
 
 HISTORY_CHUNK = 500  # items per history query: bounds the memory of its group-bys
 
 
-def _history(history: pl.DataFrame | None, as_of: date, days: int, items: list[str] | None = None
+def _history(history: pl.DataFrame | pl.LazyFrame | None, as_of: date, days: int,
+             items: list[str] | None = None
              ) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, dict[str, float]], bool]:
     """Daily demand of the last `days` days up to `as_of` per (item, site) and per (item, '') (from
     the item's first demand on, zeros filled), each site's share of the item's demand in that window
     (of the whole history when the window has none), and whether the history has sites; of `items`
     only when given."""
-    if history is None or history.height == 0:
+    if history is None or (isinstance(history, pl.DataFrame) and history.height == 0):
         return {}, {}, False
-    has_site = "site" in history.columns
+    has_site = "site" in history.collect_schema().names()
     end = (as_of - date(1970, 1, 1)).days
     # lazy: only the aggregates below are materialised, never a copy of the whole history
     h = history.lazy().select(
@@ -378,7 +391,8 @@ class _Row:
         return float(self.path.mean()) * 365.0 if len(self.path) else 0.0
 
 
-def recommend(forecast: pl.DataFrame, stock: pl.DataFrame, history: pl.DataFrame | None = None,
+def recommend(forecast: pl.DataFrame, stock: pl.DataFrame,
+              history: pl.DataFrame | pl.LazyFrame | None = None,
               backtests: pl.DataFrame | None = None, items: pl.DataFrame | None = None,
               policy: Policy | None = None) -> pl.DataFrame:
     """One recommendation row per stock row whose item has an ensemble forecast (table kind
@@ -387,7 +401,8 @@ def recommend(forecast: pl.DataFrame, stock: pl.DataFrame, history: pl.DataFrame
 
     forecast: item_id, date, forecast[, lo_80, hi_80][, model] (only model 'ensemble' is used).
     stock: validated snapshot (nova_ray.io.stock.read_stock); missing optional columns are allowed.
-    history: item_id, date, quantity[, site] (daily demand) for the bootstrap and site shares.
+    history: item_id, date, quantity[, site] (daily demand) for the bootstrap and site shares;
+    a LazyFrame (`history_frame(..., spill=...)`) is read a chunk of items at a time.
     backtests: item_id, origin, date, forecast, actual[, model] of the ensemble.
     items: item_id, demand_class (the run's items table); else classified from the history.
     """

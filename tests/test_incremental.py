@@ -183,3 +183,47 @@ def test_lstm_weights_are_stored_and_reused_or_fine_tuned(days, tmp_path: Path) 
         bt_day1.filter(others).select(cols),
         rel_tol=1e-9,
     )
+
+
+def test_model_store_streams_backtests_and_replaces_refitted_items(tmp_path: Path) -> None:
+    """The store's backtests (its bulk) are streamed into the new file: the entries saved replace
+    theirs, the others stay; costs and warm lookup read the item entries alone."""
+    from datetime import date
+
+    from nova_ray.io.model_store import ModelStore, fingerprint
+
+    store = ModelStore(tmp_path, "0.1.0+abc")
+    start = np.datetime64("2025-01-01")
+    ys = {"A": np.arange(10.0), "B": np.ones(12)}
+
+    def entries(ids: list[str], cpu: float) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "item_id": ids,
+                "params": [json.dumps({"ets": {"form": i}}) for i in ids],
+                "cpu_seconds": [cpu] * len(ids),
+                "demand_class": ["smooth"] * len(ids),
+                "start": [start.astype(object)] * len(ids),
+                "n_obs": [len(ys[i]) for i in ids],
+                "fingerprint": [fingerprint(start, ys[i]) for i in ids],
+                "fitted_on": [date(2026, 11, 1)] * len(ids),
+            }
+        )
+
+    def rows(ids: list[str], value: float) -> pl.LazyFrame:
+        n = len(ids)
+        return pl.DataFrame({"item_id": ids, "model": ["ets"] * n, "forecast": [value] * n}).lazy()
+
+    assert store.costs() is None and store.warm_items(["A"], [start], [ys["A"]], date(2026, 11, 2), 7) == {}
+    store.save(entries(["A", "B"], 1.0), rows(["A", "A", "B"], 1.0), {"v": 1})
+    store.save(entries(["B"], 2.0), rows(["B"], 2.0), {"v": 2})  # B refitted: its old rows go
+    store.save(entries(["A"], 3.0), None, {"v": 3})  # no new backtest rows: A's stay
+    bt = pl.read_parquet(store.dir / "backtests.parquet").sort("item_id", "forecast")
+    assert bt.select("item_id", "forecast").rows() == [("A", 1.0), ("A", 1.0), ("B", 2.0)]
+    assert store.costs() == {"A": 3.0, "B": 2.0}
+    grown = {"A": np.append(ys["A"], 5.0), "B": ys["B"] + 1}  # A grew by a day, B's history changed
+    warm = store.warm_items(["A", "B"], [start, start], [grown["A"], grown["B"]], date(2026, 11, 2), 7)
+    assert warm == {"A": {"ets": {"form": "A"}}}
+    assert store.backtests(list(warm)).collect()["item_id"].to_list() == ["A", "A"]
+    assert store.backtests([]) is None
+    assert not list(store.dir.glob(".*tmp*"))  # no temp file left behind

@@ -22,6 +22,7 @@ from nova_ray.recommend import (
     block_bootstrap,
     eoq,
     extend_path,
+    history_frame,
     recommend,
     round_order,
     stockout,
@@ -381,6 +382,29 @@ def test_history_read_in_chunks_of_items_gives_the_same_rows(monkeypatch: pytest
     monkeypatch.setattr("nova_ray.recommend.HISTORY_CHUNK", 2)
     assert recommend(fc, st, history=h, policy=NO_UNDERSHOOT).equals(whole)
     assert whole.height == 14 and set(whole["abc_class"]) == {"A", "B", "C"}
+
+
+def test_history_spilled_to_parquet_gives_the_same_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run spills the history to a scratch Parquet file (not held while it fits) and reads it back
+    a chunk of items at a time: the same recommendations as from the table in memory."""
+    rng = np.random.default_rng(9)
+    series = {f"I{k}@{s}": rng.poisson(0.3 + k, 300).astype(float) for k in range(6) for s in "xy"}
+    h = history(series, sites={key: key[-1] for key in series})
+    demand = h.to_pandas().astype({"item_id": "category", "site": "category"})
+    items = [f"I{k}" for k in range(6)]
+    st = stock(item_id=items * 2, site=["x"] * 6 + ["y"] * 6, on_hand=[4.0] * 12, lead_time_days=[8] * 12,
+               unit_cost=[float(k + 1) for k in range(6)] * 2)
+    fc = forecast({item: float(k + 1) for k, item in enumerate(items)}, width=2.0)
+    in_memory = history_frame(demand)
+    assert isinstance(in_memory, pl.DataFrame)
+    whole = recommend(fc, st, history=in_memory, policy=NO_UNDERSHOOT)
+    spilled = history_frame(demand, spill=tmp_path / "history.parquet")
+    assert isinstance(spilled, pl.LazyFrame) and (tmp_path / "history.parquet").stat().st_size > 0
+    monkeypatch.setattr("nova_ray.recommend.HISTORY_CHUNK", 4)
+    assert recommend(fc, st, history=spilled, policy=NO_UNDERSHOOT).equals(whole)
+    assert whole.height == 12 and whole["lead_time_demand"].sum() > 0
 
 
 def test_weekly_forecast_spread_over_days() -> None:

@@ -41,22 +41,32 @@ class ModelStore:
         self.dir = Path(models_dir) / model_version.replace("+", "_")
         self.model_version = model_version
 
-    def load(self) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """(items, backtests) as stored, empty frames when there is no store yet."""
-        items_path, bt_path = self.dir / ITEMS_FILE, self.dir / BACKTESTS_FILE
-        if not items_path.exists():
-            return pl.DataFrame(), pl.DataFrame()
-        items = pl.read_parquet(items_path)
-        return items, pl.read_parquet(bt_path) if bt_path.exists() else pl.DataFrame()
+    def items(self, columns: list[str] | None = None) -> pl.DataFrame:
+        """The stored item entries (only `columns` when given); empty when there is no store."""
+        path = self.dir / ITEMS_FILE
+        return pl.read_parquet(path, columns=columns) if path.exists() else pl.DataFrame()
+
+    def costs(self) -> dict[str, float] | None:
+        """Measured CPU seconds per stored item (for batch sizing), None without a store."""
+        items = self.items(["item_id", "cpu_seconds"])
+        return dict(zip(items["item_id"], items["cpu_seconds"], strict=True)) if items.height else None
+
+    def backtests(self, item_ids: list[str]) -> pl.LazyFrame | None:
+        """The stored backtest rows of `item_ids`, lazily (read while written elsewhere, never held
+        whole); None when there are none."""
+        path = self.dir / BACKTESTS_FILE
+        if not item_ids or not path.exists():
+            return None
+        return pl.scan_parquet(path).filter(pl.col("item_id").is_in(item_ids))
 
     def warm_items(
         self, ids: list[str], starts: np.ndarray, values: list[np.ndarray], today: date, max_age_days: int
-    ) -> tuple[dict[str, dict], pl.DataFrame]:
+    ) -> dict[str, dict]:
         """Items whose stored history is a prefix of today's, fitted at most `max_age_days` ago:
-        {item_id: params} and their stored backtest rows."""
-        items, bt = self.load()
+        {item_id: params}. Their stored backtests: `backtests`."""
+        items = self.items()
         if items.height == 0:
-            return {}, pl.DataFrame()
+            return {}
         table = {r["item_id"]: r for r in items.iter_rows(named=True)}
         warm: dict[str, dict] = {}
         import json
@@ -70,25 +80,32 @@ class ModelStore:
                 continue
             if fingerprint(start, y[:n]) == entry["fingerprint"]:
                 warm[item] = json.loads(entry["params"] or "{}")
-        rows = bt.filter(pl.col("item_id").is_in(list(warm))) if bt.height and warm else pl.DataFrame()
-        return warm, rows
+        return warm
 
-    def save(self, items: pl.DataFrame, backtests: pl.DataFrame, versions: dict[str, Any]) -> None:
-        """Replace the entries of `items` (and their backtests), keep the others; atomic per file."""
-        old_items, old_bt = self.load()
+    def save(self, items: pl.DataFrame, backtests: pl.LazyFrame | None, versions: dict[str, Any]) -> None:
+        """Replace the entries of `items` (and their backtests), keep the others; atomic per file.
+
+        The backtests (one row per item, model, window and day: the store's bulk) are streamed from
+        `backtests` and the old file into the new one, never held in memory whole."""
+        old_items = self.items()
         ids = items["item_id"].to_list()
         if old_items.height:
             keep = old_items.filter(~pl.col("item_id").is_in(ids))
             items = pl.concat([keep, items], how="vertical_relaxed")
-        refit = backtests["item_id"].unique().to_list() if backtests.height else []
-        if old_bt.height:
-            keep = old_bt.filter(~pl.col("item_id").is_in(refit))
-            backtests = pl.concat([keep, backtests], how="vertical_relaxed") if backtests.height else keep
         self.dir.mkdir(parents=True, exist_ok=True)
-        for name, frame in ((ITEMS_FILE, items), (BACKTESTS_FILE, backtests)):
-            tmp = self.dir / f".{name}.tmp-{os.getpid()}"
-            frame.write_parquet(tmp)
-            os.replace(tmp, self.dir / name)
+        bt_path = self.dir / BACKTESTS_FILE
+        parts = [] if backtests is None else [backtests]
+        if bt_path.exists():  # the old rows of the items not refitted here (those refitted are replaced)
+            refit = backtests.select("item_id").unique() if backtests is not None else None
+            old = pl.scan_parquet(bt_path)
+            parts.insert(0, old if refit is None else old.join(refit, on="item_id", how="anti"))
+        if parts:
+            tmp = self.dir / f".{BACKTESTS_FILE}.tmp-{os.getpid()}"
+            pl.concat(parts, how="vertical_relaxed").sink_parquet(tmp)
+            os.replace(tmp, bt_path)
+        tmp = self.dir / f".{ITEMS_FILE}.tmp-{os.getpid()}"
+        items.write_parquet(tmp)
+        os.replace(tmp, self.dir / ITEMS_FILE)
         write_json_atomic(self.dir / "model_versions.json", versions)
 
     def save_lstm(self, state: LstmState, cold_fitted_on: date) -> None:

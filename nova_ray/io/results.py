@@ -15,12 +15,15 @@ import shutil
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..schemas import SCHEMA_VERSION, TABLES
+
+if TYPE_CHECKING:
+    import polars as pl
 
 POINTER = "last_updated.json"
 ROWS_PER_FILE = 1_000_000
@@ -83,14 +86,18 @@ class ResultWriter:
             write_json_atomic(info, {"run_id": run_id, "meta": self.meta})
 
     # -- checkpoints -------------------------------------------------------------------------------
-    def checkpoint(self, name: str, tables: dict[str, pa.Table]) -> None:
-        """Write one batch's tables atomically; the `done` marker is written last."""
+    def checkpoint(self, name: str, tables: dict[str, pa.Table | pl.LazyFrame]) -> None:
+        """Write one batch's tables atomically (a LazyFrame is streamed to its file); the `done`
+        marker is written last."""
         ck = self.stage / "checkpoints"
         for kind, table in tables.items():
             folder = ck / kind
             folder.mkdir(parents=True, exist_ok=True)
             tmp = folder / f".{name}.parquet.tmp"
-            pq.write_table(table, tmp, compression="zstd")
+            if isinstance(table, pa.Table):
+                pq.write_table(table, tmp, compression="zstd")
+            else:
+                table.sink_parquet(tmp, compression="zstd")
             os.replace(tmp, folder / f"{name}.parquet")
         (ck / "done").mkdir(parents=True, exist_ok=True)
         (ck / "done" / name).write_text(",".join(sorted(tables)))
