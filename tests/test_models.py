@@ -130,6 +130,36 @@ def test_lstm_numpy_forward_equals_keras() -> None:
     assert np.allclose(np.vstack(means), keras * scales[:, None], atol=1e-4)
 
 
+def test_lstm_trains_on_window_numbers_exactly_as_on_the_dense_windows() -> None:
+    """Training gathers each batch's windows from the flat scaled series (no window matrix in
+    memory): the same weights and spreads, bit for bit, as Keras fitted on the dense windows."""
+    from nova_ray.models import lstm
+
+    series = [RNG.poisson(lam, n).astype(float) for lam, n in ((2, 90), (9, 120), (30, 75))]
+    exog = [RNG.normal(size=(len(y) + 7, 2)) for y in series]
+    flat = lstm._Flat(series, 14, 7, 7, 40, exog)
+    assert len(flat) == 40 + 40 + 40 and flat.values.nbytes < 300 * 4  # per period, not per window
+    for ex in (exog, None):
+        lstm.configure_tensorflow(1)
+        import tensorflow as tf
+
+        tf.keras.utils.set_random_seed(2)
+        tf.config.experimental.enable_op_determinism()
+        x, p, y, e = lstm._windows(series, 14, 7, 7, 40, ex, np.float32)
+        model = lstm._build(14, 7, 8, 2 if ex else 0)
+        model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="mse")
+        inputs = [x[..., None], p, e] if ex else [x[..., None], p]
+        model.fit(inputs, y, epochs=2, batch_size=16, verbose=0, shuffle=True)
+        pred = model.predict(inputs, batch_size=4096, verbose=0).astype(np.float64)
+        sigma = np.sqrt(np.mean((pred - y) ** 2, axis=0))
+        dense = model.get_weights()
+        tf.keras.backend.clear_session()
+        state = lstm.train(series, 7, 7, lookback=14, units=8, epochs=2, batch_size=16, seed=2,
+                           max_windows_per_item=40, exog=ex)
+        assert all(np.array_equal(a, b) for a, b in zip(dense, state.weights, strict=True))
+        assert np.array_equal(sigma, state.step_sigma) and state.n_windows == 120
+
+
 def test_prophet_memoised_internals_give_the_same_forecast() -> None:
     """The cached holiday tables and component table (speed-ups) change no number."""
     import pandas as pd
