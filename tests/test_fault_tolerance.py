@@ -64,16 +64,29 @@ def _forecasts(out: Path) -> pl.DataFrame:
     return df.sort("item_id", "model", "date")
 
 
-def _procs(title: str) -> list[int]:
+def _procs(title: str, root: int) -> list[int]:
+    """Processes whose command line starts with `title` and that descend from `root` (the run this
+    test started: another nova-ray run on the machine is not touched)."""
     pids = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if (d / "cmdline").read_bytes().startswith(title.encode()):
+                if (d / "cmdline").read_bytes().startswith(title.encode()) and _descends(int(d.name), root):
                     pids.append(int(d.name))
             except OSError:
                 pass
     return pids
+
+
+def _descends(pid: int, root: int) -> bool:
+    while pid > 1:
+        if pid == root:
+            return True
+        try:  # the parent pid: the field after the state, after the command name's closing paren
+            pid = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+    return False
 
 
 def _wait_for(cond, timeout: float = 300) -> None:
@@ -93,8 +106,8 @@ def clean(demo: Path, tmp_path_factory) -> pl.DataFrame:
 def test_killed_worker_is_retried_and_every_item_appears_once(demo: Path, tmp_path: Path, clean) -> None:
     out = tmp_path / "out"
     p = _cli("--data", str(demo), "--output", str(out), *ARGS)
-    _wait_for(lambda: _procs("ray::_batch_task") or p.poll() is not None)
-    victims = _procs("ray::_batch_task")
+    _wait_for(lambda: _procs("ray::_batch_task", p.pid) or p.poll() is not None)
+    victims = _procs("ray::_batch_task", p.pid)
     assert victims, "the run ended before a worker could be killed"
     os.kill(victims[0], signal.SIGKILL)
     log, _ = p.communicate(timeout=600)
