@@ -244,12 +244,12 @@ def test_lstm_windows_read_the_regressors_of_their_forecast_periods() -> None:
 
     y = np.arange(40, dtype=float)
     x = np.stack([np.arange(47.0), -np.arange(47.0)], axis=1)  # 40 history rows + 7 future rows
-    seq, _, target, fut = lstm._windows([y], 10, 7, 7, 200, exog=[x])
+    seq, _, target, fut = lstm._Flat([y], 10, 7, 7, 200, exog=[x], dtype=np.float64).dense()
     # each window's regressor input is the rows of its own target periods, never later ones
     np.testing.assert_allclose(fut.reshape(len(fut), 7, 2)[:, :, 0], target * lstm._scale(y, 7))
     assert fut.max() <= 39  # training windows stay inside the history
     # for training the windows are built as float32 (what Keras trains in), values as cast
-    as32 = lstm._windows([y], 10, 7, 7, 200, exog=[x], dtype=np.float32)
+    as32 = lstm._Flat([y], 10, 7, 7, 200, exog=[x]).dense()
     for a, b in zip(as32, (seq, _, target, fut), strict=True):
         assert a.dtype == np.float32 and np.array_equal(a, b.astype(np.float32))
     np.testing.assert_array_equal(lstm._future_exog([x], [y], 7).reshape(7, 2), x[40:47])

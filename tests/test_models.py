@@ -145,7 +145,7 @@ def test_lstm_trains_on_window_numbers_exactly_as_on_the_dense_windows() -> None
 
         tf.keras.utils.set_random_seed(2)
         tf.config.experimental.enable_op_determinism()
-        x, p, y, e = lstm._windows(series, 14, 7, 7, 40, ex, np.float32)
+        x, p, y, e = lstm._Flat(series, 14, 7, 7, 40, ex).dense()
         model = lstm._build(14, 7, 8, 2 if ex else 0)
         model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="mse")
         inputs = [x[..., None], p, e] if ex else [x[..., None], p]

@@ -111,25 +111,12 @@ class _Flat:
         return self.values[self.at[:, None] + np.arange(self.horizon)]
 
     def dense(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Every window at once: (inputs, phases, targets, flattened regressors)."""
+        """Every window at once: (inputs, phases, targets, flattened regressors); training gathers
+        them batch by batch instead (`_trainer`)."""
         ahead = self.at[:, None] + np.arange(self.horizon)
         x = self.values[self.at[:, None] + np.arange(-self.lookback, 0)]
         e = self.exog[ahead].reshape(len(self), self.horizon * self.k)
         return x, self.phase, self.targets(), e
-
-
-def _windows(
-    series: list[np.ndarray],
-    lookback: int,
-    horizon: int,
-    season_length: int,
-    max_per_item: int,
-    exog: list[np.ndarray] | None = None,
-    dtype: type = np.float64,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Training windows of every series (scaled inputs, phases, targets, regressors) as `dtype`,
-    materialised (training gathers them batch by batch from `_Flat` instead)."""
-    return _Flat(series, lookback, horizon, season_length, max_per_item, exog, dtype).dense()
 
 
 def _trainer(core, flat: _Flat):
