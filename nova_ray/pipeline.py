@@ -36,7 +36,7 @@ from .engine import (
 from .etl import EtlError
 from .exog import for_run as exog_for_run
 from .fit_stage import Progress, Silent, StageTimer, fit_stage
-from .io.demand import dataset_id, read_demand, select_items
+from .io.demand import dataset_id, read_demand, select_items, spill_columns
 from .io.errors import InputError
 from .io.model_store import ModelStore, fingerprint
 from .io.results import ResultWriter, utc_now
@@ -44,8 +44,8 @@ from .io.stock import read_stock, resolve_stock_path, unknown_items
 from .metrics import evaluate
 from .models import parse_models
 from .provenance import config_hash, model_versions
+from .recommend import HISTORY_COLUMNS, Policy, recommend, summarize
 from .recommend import KIND as RECOMMENDATIONS
-from .recommend import Policy, history_frame, recommend, summarize
 from .series import SeriesSet, build_series
 
 
@@ -227,9 +227,8 @@ def run_forecast(
     # what the recommendations read of the history, spilled to a scratch file for the length of the
     # run (read back a chunk of items at a time); the demand table itself is not kept
     scratch = tempfile.TemporaryDirectory(prefix="nova-ray-run-")  # removed at the end, or when dropped
-    history = (
-        history_frame(demand, spill=Path(scratch.name) / "history.parquet") if stock is not None else None
-    )
+    spill = Path(scratch.name) / "history.parquet"
+    history = spill_columns(demand, HISTORY_COLUMNS, spill) if stock is not None else None
     del demand
     release_memory()  # the reading's temporary copies: the driver holds the series for hours
     spec = engine_spec(cfg, final_fit=only != "metrics")

@@ -31,14 +31,12 @@ import math
 import zlib
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .classify import classify
 from .schemas import register
@@ -62,20 +60,12 @@ register(KIND, SCHEMA)
 
 
 HISTORY_COLUMNS = ("item_id", "date", "quantity", "site")  # the demand columns recommend reads
-HISTORY_ROW_GROUP = 65_536  # rows per row group of a spilled history
 
 
-def history_frame(demand: Any, spill: Path | None = None) -> pl.DataFrame | pl.LazyFrame:
-    """The columns of a validated demand table (pandas) that `recommend` reads, as Polars.
-
-    With `spill`, they are written to that Parquet file instead (through Arrow, whose memory the
-    caller can hand back at once) and returned as a LazyFrame over it: a long run then does not hold
-    the history in memory while it fits; `recommend` reads it a chunk of items at a time."""
-    cols = demand[[c for c in HISTORY_COLUMNS if c in demand.columns]]
-    if spill is None:
-        return pl.from_pandas(cols)
-    pq.write_table(pa.Table.from_pandas(cols, preserve_index=False), spill, row_group_size=HISTORY_ROW_GROUP)
-    return pl.scan_parquet(spill)
+def history_frame(demand: Any) -> pl.DataFrame:
+    """The columns of a validated demand table (pandas) that `recommend` reads, as Polars (a run
+    spills them to disk instead: `nova_ray.io.demand.spill_columns`)."""
+    return pl.from_pandas(demand[[c for c in HISTORY_COLUMNS if c in demand.columns]])
 
 
 @dataclass(frozen=True)
@@ -402,7 +392,7 @@ def recommend(forecast: pl.DataFrame, stock: pl.DataFrame,
     forecast: item_id, date, forecast[, lo_80, hi_80][, model] (only model 'ensemble' is used).
     stock: validated snapshot (nova_ray.io.stock.read_stock); missing optional columns are allowed.
     history: item_id, date, quantity[, site] (daily demand) for the bootstrap and site shares;
-    a LazyFrame (`history_frame(..., spill=...)`) is read a chunk of items at a time.
+    a LazyFrame (a spilled history) is read a chunk of items at a time.
     backtests: item_id, origin, date, forecast, actual[, model] of the ensemble.
     items: item_id, demand_class (the run's items table); else classified from the history.
     """

@@ -13,9 +13,11 @@ from typer.testing import CliRunner
 
 import nova_ray.cli.recommend  # noqa: F401  (registers the command)
 from nova_ray.cli import app
+from nova_ray.io.demand import spill_columns
 from nova_ray.io.recommendations import amend_run
 from nova_ray.io.results import ResultWriter
 from nova_ray.recommend import (
+    HISTORY_COLUMNS,
     SCHEMA,
     Policy,
     abc_classes,
@@ -400,7 +402,7 @@ def test_history_spilled_to_parquet_gives_the_same_rows(
     in_memory = history_frame(demand)
     assert isinstance(in_memory, pl.DataFrame)
     whole = recommend(fc, st, history=in_memory, policy=NO_UNDERSHOOT)
-    spilled = history_frame(demand, spill=tmp_path / "history.parquet")
+    spilled = spill_columns(demand, HISTORY_COLUMNS, tmp_path / "history.parquet")
     assert isinstance(spilled, pl.LazyFrame) and (tmp_path / "history.parquet").stat().st_size > 0
     monkeypatch.setattr("nova_ray.recommend.HISTORY_CHUNK", 4)
     assert recommend(fc, st, history=spilled, policy=NO_UNDERSHOOT).equals(whole)

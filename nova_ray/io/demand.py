@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -262,3 +263,15 @@ def dataset_id(df: pd.DataFrame) -> str:
         rows = pd.util.hash_pandas_object(cols.sort_values(["item_id", "date"]), index=False).to_numpy()
     h.update(rows.tobytes())
     return h.hexdigest()[:16]
+
+
+SPILL_ROW_GROUP = 65_536  # rows per row group of a spilled table
+
+
+def spill_columns(demand: pd.DataFrame, columns: tuple[str, ...], path: Path) -> pl.LazyFrame:
+    """Write the given columns (those present) of a validated demand table to a Parquet file
+    through Arrow, whose memory the caller can hand back at once, and return a LazyFrame over it:
+    a long run then does not hold them while it fits, and reads back only what it queries."""
+    cols = demand[[c for c in columns if c in demand.columns]]
+    pq.write_table(pa.Table.from_pandas(cols, preserve_index=False), path, row_group_size=SPILL_ROW_GROUP)
+    return pl.scan_parquet(path)

@@ -138,8 +138,9 @@ def _trainer(core, flat: _Flat):
             self.core = core
 
         def call(self, rows):  # type: ignore[override]
-            pos = tf.gather(at, tf.reshape(rows, [-1]))[:, None]
-            inputs = [tf.gather(values, pos + back)[..., None], tf.gather(phase, tf.reshape(rows, [-1]))]
+            rows = tf.reshape(rows, [-1])
+            pos = tf.gather(at, rows)[:, None]
+            inputs = [tf.gather(values, pos + back)[..., None], tf.gather(phase, rows)]
             if width:
                 inputs.append(tf.reshape(tf.gather(exog, pos + ahead), [-1, width]))
             return self.core(inputs)
