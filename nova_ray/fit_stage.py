@@ -24,6 +24,8 @@ from .series import SeriesSet
 
 LOG = logging.getLogger("nova_ray")
 
+BATCH_PREFIX = "b-"  # checkpoints of statistical batches (whole items); others: "lstm", "cache"
+
 
 class Progress(Protocol):
     """Where the pipeline reports progress (the CLI draws bars; tests pass nothing)."""
@@ -190,7 +192,7 @@ def fit_stage(
     fit = FitResult(warm=warm, lstm_stored=lstm_stored, resumed=len(done))
 
     def checkpoint(result: BatchResult) -> None:
-        name = "lstm" if result.items.num_rows == 0 else f"b-{uuid.uuid4().hex[:12]}"
+        name = "lstm" if result.items.num_rows == 0 else f"{BATCH_PREFIX}{uuid.uuid4().hex[:12]}"
         if result.state is not None and result.state.weights:
             fit.lstm_state = result.state
         if warm and result.backtests.num_rows:  # warm items keep their stored windows (all models')

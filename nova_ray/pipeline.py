@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from . import __version__
 from .assemble import best_by_class, combine_items
@@ -35,7 +36,7 @@ from .engine import (
 )
 from .etl import EtlError
 from .exog import for_run as exog_for_run
-from .fit_stage import Progress, Silent, StageTimer, fit_stage
+from .fit_stage import BATCH_PREFIX, Progress, Silent, StageTimer, fit_stage
 from .io.demand import dataset_id, read_demand, select_items, spill_columns
 from .io.errors import InputError
 from .io.model_store import ModelStore, fingerprint
@@ -397,11 +398,11 @@ def _ensemble_stage(
     progress.stage("ensemble and metrics", total=len(series))
     all_metrics, all_items, models = [], [], set()
     ens_fc_parts, ens_bt_parts = [], []
-    for chunk in _chunks(sorted(map(str, series.item_ids)), ENSEMBLE_CHUNK):
+    for stems, chunk in _chunks(writer, ENSEMBLE_CHUNK):
         fc, bt, weights, items_df, ens_fc = combine_items(
-            _scan(writer, "forecasts", FORECAST_TABLE, chunk),
-            _scan(writer, "backtests", BACKTEST_TABLE, chunk),
-            _scan(writer, "items", ITEMS_TABLE, chunk),
+            _scan(writer, "forecasts", FORECAST_TABLE, stems, chunk),
+            _scan(writer, "backtests", BACKTEST_TABLE, stems, chunk),
+            _scan(writer, "items", ITEMS_TABLE, stems, chunk),
         )
         metrics = evaluate(bt) if bt.height else pl.DataFrame()
         if only != "metrics":
@@ -426,11 +427,12 @@ def _ensemble_stage(
         if any(m.height for m in all_metrics)
         else pl.DataFrame()
     )
-    ens_fc = pl.concat(ens_fc_parts) if keep_ensemble else None
+    # chunks hold items in batch order: the tables handed on are put back in item order
+    ens_fc = pl.concat(ens_fc_parts).sort("item_id", "date") if keep_ensemble else None
     ens_bt = (
         pl.concat([b for b in ens_bt_parts if b.height]) if any(b.height for b in ens_bt_parts) else None
     )
-    return metrics, pl.concat(all_items), models, ens_fc, ens_bt
+    return metrics, pl.concat(all_items).sort("item_id"), models, ens_fc, ens_bt
 
 
 def _save_models(
@@ -473,13 +475,38 @@ def _location(path: str) -> str:
 ENSEMBLE_CHUNK = 500  # items per ensemble chunk: bounds the driver's memory
 
 
-def _chunks(values: list[str], size: int) -> list[list[str]]:
-    return [values[i : i + size] for i in range(0, len(values), size)]
+def _chunks(writer: ResultWriter, size: int) -> Iterator[tuple[set[str], list[str]]]:
+    """Groups of whole batch checkpoints of about `size` items: (checkpoint names, their items).
+
+    Each batch checkpoint holds whole items, so a chunk reads its own batch files once and filters
+    only the files that span every item (the LSTM's, the warm items' stored backtests): the stage
+    reads each batch file once, not once per chunk."""
+    stems: set[str] = set()
+    items: list[str] = []
+    for f in writer.checkpoint_files("items"):
+        ids = pq.read_table(f, columns=["item_id"]).column("item_id").to_pylist()
+        if not ids:  # the LSTM's checkpoint has no item rows
+            continue
+        if items and len(items) + len(ids) > size:
+            yield stems, items
+            stems, items = set(), []
+        stems.add(f.stem)
+        items += ids
+    if items:
+        yield stems, items
 
 
-def _scan(writer: ResultWriter, kind: str, schema: pa.Schema, items: list[str]) -> pl.DataFrame:
-    """The checkpointed rows of `kind` for `items` (read lazily, filtered before loading)."""
+def _scan(
+    writer: ResultWriter, kind: str, schema: pa.Schema, stems: set[str], items: list[str]
+) -> pl.DataFrame:
+    """The checkpointed rows of `kind` for one chunk: its batch files whole, the shared files
+    (LSTM, warm cache) filtered to its items before loading."""
     files = writer.checkpoint_files(kind)
-    if not files:
+    own = [f for f in files if f.stem in stems]
+    shared = [f for f in files if not f.stem.startswith(BATCH_PREFIX)]
+    parts = [pl.scan_parquet(own)] if own else []
+    if shared:
+        parts.append(pl.scan_parquet(shared).filter(pl.col("item_id").is_in(items)))
+    if not parts:
         return pl.from_arrow(schema.empty_table())
-    return pl.scan_parquet(files).filter(pl.col("item_id").is_in(items)).collect()
+    return pl.concat(parts, how="vertical_relaxed").collect()

@@ -227,3 +227,36 @@ def test_model_store_streams_backtests_and_replaces_refitted_items(tmp_path: Pat
     assert store.backtests(list(warm)).collect()["item_id"].to_list() == ["A", "A"]
     assert store.backtests([]) is None
     assert not list(store.dir.glob(".*tmp*"))  # no temp file left behind
+
+
+def test_ensemble_chunks_of_batches_give_the_same_tables(days, tmp_path: Path, monkeypatch) -> None:
+    """The ensemble stage reads whole batch checkpoints a group at a time and filters only the
+    shared ones (the LSTM's, the warm items' stored backtests): its tables do not depend on the
+    chunk size, on a warm run with the LSTM (both shared files present)."""
+    import nova_ray.pipeline as pipeline
+    from nova_ray.io.results import read_table
+
+    kw = {"models": "naive,ets,lstm", "epochs": 2}
+    run_forecast(_cfg(days["day1"], tmp_path, **kw), use_ray=False)
+    outs = {}
+    for size in (2, 500):  # 1-item batches (in-process): three chunks, then one
+        monkeypatch.setattr(pipeline, "ENSEMBLE_CHUNK", size)
+        cfg = _cfg(days["day2"], tmp_path, **kw)
+        cfg.paths.output = str(tmp_path / f"out{size}")
+        s = run_forecast(cfg, use_ray=False)
+        assert s.warm_items == len(ITEMS) and s.lstm == "warm"
+        outs[size] = cfg.paths.output
+    for kind, keys in {
+        "forecasts": ["item_id", "model", "date"],
+        "backtests": ["item_id", "model", "window", "date"],
+        "metrics": ["item_id", "model", "window"],
+        "ensemble_weights": ["item_id", "model"],
+        "items": ["item_id"],
+    }.items():
+        a, b = (
+            pl.from_arrow(read_table(outs[n], kind)).drop("cpu_seconds", strict=False).sort(keys)
+            for n in (2, 500)
+        )
+        assert a.height > 0 and set(a["item_id"]) == set(ITEMS), kind
+        assert_frame_equal(a, b, check_column_order=False)
+    assert set(pl.from_arrow(read_table(outs[2], "forecasts"))["model"]) >= {"lstm", "ensemble"}
