@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from nova_ray import series as series_mod
+from nova_ray.io import demand as demand_io
 from nova_ray.io.demand import dataset_id, read_demand, select_items
 from nova_ray.io.errors import InputError
 from nova_ray.series import build_series
@@ -226,9 +228,15 @@ def _reference_series(df: pd.DataFrame, freq: str) -> dict[str, tuple[pd.Timesta
 
 
 @pytest.mark.parametrize("freq", ["D", "W", "M", "Q", "Y"])
-def test_series_and_dataset_id_from_many_shuffled_rows(tmp_path: Path, freq: str) -> None:
+def test_series_and_dataset_id_from_many_shuffled_rows(
+    tmp_path: Path, freq: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The vectorised aggregation (several sites per item and day, fractional quantities, rows in
-    any order) gives the plain pandas sums exactly; the dataset id is the hash of the sorted rows."""
+    any order) gives the plain pandas sums exactly; the dataset id is the hash of the sorted rows
+    (hashed in blocks: 97 rows here, not a divisor of the row count); the sums too are taken a
+    block of whole runs at a time (50 rows here)."""
+    monkeypatch.setattr(demand_io, "HASH_BLOCK", 97)
+    monkeypatch.setattr(series_mod, "SUM_BLOCK", 50)
     rng = np.random.default_rng(3)
     rows = []
     for k in range(12):
