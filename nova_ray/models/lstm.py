@@ -236,12 +236,25 @@ def train(
         model.set_weights(init.weights)
     trainer, rows, y = _trainer(model, flat), np.arange(len(flat)), flat.targets()
     hist = trainer.fit(rows, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
-    pred = trainer.predict(rows, batch_size=4096, verbose=0)
     state.weights = model.get_weights()
-    state.step_sigma = np.sqrt(np.mean((np.asarray(pred, dtype=np.float64) - y) ** 2, axis=0))
+    state.step_sigma = _step_sigma(trainer, rows, y)
     state.final_loss = float(hist.history["loss"][-1])
     tf.keras.backend.clear_session()
     return state
+
+
+SPREAD_BLOCK = 65_536  # training windows predicted at a time for the residual spread
+
+
+def _step_sigma(trainer, rows: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Root mean squared in-sample error per forecast step, from predictions of a block of
+    windows at a time (never every window's predictions and their float64 errors at once)."""
+    sq = np.zeros(y.shape[1])
+    for k in range(0, len(rows), SPREAD_BLOCK):
+        err = trainer.predict(rows[k : k + SPREAD_BLOCK], batch_size=4096, verbose=0).astype(np.float64)
+        err -= y[k : k + SPREAD_BLOCK]
+        sq += np.einsum("ij,ij->j", err, err)
+    return np.sqrt(sq / max(len(rows), 1))
 
 
 def predict(
