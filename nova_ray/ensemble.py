@@ -9,8 +9,6 @@ each backtest window is scored with intervals from the other windows only (leave
 
 from __future__ import annotations
 
-import math
-
 import polars as pl
 
 from .models import LEVELS
@@ -73,21 +71,27 @@ def _combine(table: pl.DataFrame, weights: pl.DataFrame, keys: list[str]) -> pl.
     )
 
 
-def _conformal_level(n: int, level: int) -> float:
-    """The finite-sample conformal quantile level for `n` residuals (capped at 1)."""
-    return min(1.0, math.ceil((n + 1) * level / 100) / n) if n else 1.0
-
-
 def _residual_bounds(bt: pl.DataFrame) -> pl.DataFrame:
-    """Per item: residual count and the residual quantiles that make each interval bound."""
-    names = _quantile_names(bt)
+    """Per item: residual count and the residual quantiles that make each interval bound, at the
+    finite-sample conformal level of the item's own residual count (so an item's intervals do
+    not depend on the other items computed with it)."""
+    n = pl.col("n_resid").cast(pl.Float64)
+    bounds = []
+    for lv in LEVELS:
+        # the finite-sample conformal level ceil((n + 1) level) / n, capped at 1
+        hi = pl.min_horizontal(pl.lit(1.0), ((n + 1) * lv / 100).ceil() / n)
+        quantiles = {
+            f"q_lo_{lv}": pl.when(hi < 1).then((1 - hi) / 2).otherwise(0.0),
+            f"q_hi_{lv}": pl.when(hi < 1).then(pl.min_horizontal(pl.lit(1.0), 0.5 + hi / 2)).otherwise(1.0),
+        }
+        for name, q in quantiles.items():  # the "higher" quantile: sorted value at ceil(q (n - 1))
+            bounds.append(pl.col("_r").list.get((q * (n - 1)).ceil().cast(pl.Int64)).alias(name))
     return (
         bt.with_columns(r=pl.col("actual") - pl.col("forecast"))
         .group_by("item_id")
-        .agg(
-            pl.len().alias("n_resid"),
-            *[pl.col("r").quantile(q, interpolation="higher").alias(name) for name, q in names],
-        )
+        .agg(pl.len().alias("n_resid"), pl.col("r").sort().alias("_r"))
+        .with_columns(bounds)
+        .drop("_r")
     )
 
 
@@ -135,15 +139,3 @@ def combine(
             parts.append(_apply_bounds(rows, resid, ["item_id"]))
         bt = pl.concat(parts)
     return fc.select(forecasts.columns), bt.select(backtests.columns) if bt.height else bt
-
-
-def _quantile_names(bt: pl.DataFrame) -> list[tuple[str, float]]:
-    """Residual quantiles per interval bound, using a typical residual count for the conformal level."""
-    n = int(bt.group_by("item_id").len()["len"].median() or 0) if bt.height else 0
-    out = []
-    for lv in LEVELS:
-        hi = _conformal_level(n, lv)
-        tail = (1 - hi) / 2 if hi < 1 else 0.0
-        q_hi = min(1.0, 0.5 + hi / 2) if hi < 1 else 1.0
-        out += [(f"q_lo_{lv}", max(0.0, tail)), (f"q_hi_{lv}", q_hi)]
-    return out

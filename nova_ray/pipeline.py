@@ -422,8 +422,8 @@ def _ensemble_stage(
         del fc, bt, weights, ens_fc
         release_memory()  # the chunk's temporaries: freed memory is reused by the next chunk
         progress.advance(len(chunk))
-    metrics = (
-        pl.concat([m for m in all_metrics if m.height])
+    metrics = (  # in item order: the summary's means then add up in the same order every run
+        pl.concat([m for m in all_metrics if m.height]).sort("item_id", "model", "window")
         if any(m.height for m in all_metrics)
         else pl.DataFrame()
     )

@@ -5,6 +5,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from nova_ray.ensemble import combine, learn_weights
 from nova_ray.metrics import evaluate
@@ -110,6 +111,26 @@ def test_conformal_intervals_cover_about_80_percent() -> None:
     cover = np.mean((fresh >= lo) & (fresh <= hi))
     assert 0.74 < cover < 0.86
     assert ens_bt["model"].unique().to_list() == ["ensemble"]
+
+
+def test_an_items_intervals_do_not_depend_on_the_items_combined_with_it() -> None:
+    """The conformal level comes from each item's own residual count: an item with few residuals
+    gets the same intervals alone as next to items with many (the ensemble works on chunks of
+    items whose make-up varies from run to run)."""
+    rng = np.random.default_rng(4)
+    parts = []
+    for item, n, windows in (("A", 90, 3), ("B", 44, 2), ("C", 300, 3)):
+        truth = 10 + rng.normal(0, 2, n)
+        fc, bt = _tables(truth, {"a": truth + rng.normal(0, 1, n), "b": np.full(n, 10.0)}, windows=windows)
+        parts.append((fc.with_columns(item_id=pl.lit(item)), bt.with_columns(item_id=pl.lit(item))))
+    fc_all, bt_all = pl.concat([f for f, _ in parts]), pl.concat([b for _, b in parts])
+    together = combine(fc_all, bt_all, learn_weights(fc_all, bt_all))
+    for fc, bt in parts:
+        alone = combine(fc, bt, learn_weights(fc, bt))
+        item = fc["item_id"][0]
+        for t, a in zip(together, alone, strict=True):
+            keys = [c for c in ("window", "date") if c in t.columns]
+            assert_frame_equal(t.filter(pl.col("item_id") == item).sort(keys), a.sort(keys))
 
 
 def test_backtest_intervals_leave_their_own_window_out() -> None:
