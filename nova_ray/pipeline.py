@@ -480,17 +480,20 @@ def _chunks(writer: ResultWriter, size: int) -> Iterator[tuple[set[str], list[st
 
     Each batch checkpoint holds whole items, so a chunk reads its own batch files once and filters
     only the files that span every item (the LSTM's, the warm items' stored backtests): the stage
-    reads each batch file once, not once per chunk."""
-    stems: set[str] = set()
-    items: list[str] = []
+    reads each batch file once, not once per chunk. The batches go in the order of their first
+    item (not of their random names), so the same batches make the same chunks and part files."""
+    batches = []
     for f in writer.checkpoint_files("items"):
         ids = pq.read_table(f, columns=["item_id"]).column("item_id").to_pylist()
-        if not ids:  # the LSTM's checkpoint has no item rows
-            continue
+        if ids:  # the LSTM's checkpoint has no item rows
+            batches.append((min(ids), f.stem, ids))
+    stems: set[str] = set()
+    items: list[str] = []
+    for _, stem, ids in sorted(batches):
         if items and len(items) + len(ids) > size:
             yield stems, items
             stems, items = set(), []
-        stems.add(f.stem)
+        stems.add(stem)
         items += ids
     if items:
         yield stems, items
