@@ -269,6 +269,7 @@ def run_forecast(
                 t0,
                 log_path,
                 exog_record,
+                Path(scratch.name),
             )
         finally:  # Ray stops in the background while the results are published
             wait_for_shutdown()
@@ -297,6 +298,7 @@ def _execute(
     t0: float,
     log_path: Path,
     exog_record: dict[str, Any] | None = None,
+    scratch: Path | None = None,
 ) -> RunSummary:
     """Fit, checkpoint, ensemble in chunks, recommend and publish (after validation)."""
     run_date = run_date or datetime.now(timezone.utc).date()
@@ -316,7 +318,7 @@ def _execute(
     store = ModelStore(cfg.paths.models_dir, model_version)
     fit = fit_stage(cfg, series, spec, writer, store, run_date, only, full_refit, progress, use_ray)
     metrics, items_df, models, ens_fc, ens_bt = _ensemble_stage(
-        writer, series, only, stock is not None, progress
+        writer, series, only, scratch if stock is not None else None, progress
     )
     release_memory()  # the chunks' tables, before the recommendations build theirs
     recs = None
@@ -389,15 +391,17 @@ def _execute(
 
 
 def _ensemble_stage(
-    writer: ResultWriter, series: SeriesSet, only: str | None, keep_ensemble: bool, progress: Progress
+    writer: ResultWriter, series: SeriesSet, only: str | None, keep_in: Path | None, progress: Progress
 ) -> tuple[pl.DataFrame, pl.DataFrame, set[str], pl.DataFrame | None, pl.DataFrame | None]:
     """Ensemble, metrics and output tables in chunks of items read back from the checkpoints.
 
     Returns (metrics, items, models, ensemble forecasts, ensemble backtests); the ensemble tables
-    only with `keep_ensemble` (for the recommendations), else None."""
+    only with `keep_in` (for the recommendations), else None. They go to Parquet files in that
+    folder chunk by chunk and are read back at the end: kept in memory, each chunk's part would
+    pin the chunk's buffers, and the driver would grow chunk after chunk."""
     progress.stage("ensemble and metrics", total=len(series))
     all_metrics, all_items, models = [], [], set()
-    ens_fc_parts, ens_bt_parts = [], []
+    kept: dict[str, list[Path]] = {"fc": [], "bt": []}
     for stems, chunk in _chunks(writer, ENSEMBLE_CHUNK):
         fc, bt, weights, items_df, ens_fc = combine_items(
             _scan(writer, "forecasts", FORECAST_TABLE, stems, chunk),
@@ -413,9 +417,11 @@ def _ensemble_stage(
             writer.write("backtests", bt.filter(pl.col("model") == "ensemble").to_arrow())
         writer.write("ensemble_weights", weights.to_arrow())
         writer.write("items", items_df.to_arrow())
-        if keep_ensemble:
-            ens_fc_parts.append(ens_fc)
-            ens_bt_parts.append(bt.filter(pl.col("model") == "ensemble") if bt.height else bt)
+        if keep_in is not None:
+            for key, table in (("fc", ens_fc), ("bt", bt.filter(pl.col("model") == "ensemble"))):
+                if table.height:
+                    kept[key].append(keep_in / f"ensemble-{key}-{len(kept[key]):05d}.parquet")
+                    table.write_parquet(kept[key][-1])
         models |= set((fc if fc.height else bt)["model"].unique().to_list())
         all_metrics.append(metrics)
         all_items.append(items_df)
@@ -427,11 +433,14 @@ def _ensemble_stage(
         if any(m.height for m in all_metrics)
         else pl.DataFrame()
     )
-    # chunks hold items in batch order: the tables handed on are put back in item order
-    ens_fc = pl.concat(ens_fc_parts).sort("item_id", "date") if keep_ensemble else None
-    ens_bt = (
-        pl.concat([b for b in ens_bt_parts if b.height]) if any(b.height for b in ens_bt_parts) else None
-    )
+    ens_fc = ens_bt = None
+    if keep_in is not None:  # chunks hold items in batch order: put back in item order
+        ens_fc = (
+            pl.read_parquet(kept["fc"]).sort("item_id", "date")
+            if kept["fc"]
+            else pl.from_arrow(FORECAST_TABLE.empty_table())
+        )
+        ens_bt = pl.read_parquet(kept["bt"]) if kept["bt"] else None
     return metrics, pl.concat(all_items).sort("item_id"), models, ens_fc, ens_bt
 
 

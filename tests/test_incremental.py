@@ -229,10 +229,13 @@ def test_model_store_streams_backtests_and_replaces_refitted_items(tmp_path: Pat
     assert not list(store.dir.glob(".*tmp*"))  # no temp file left behind
 
 
-def test_ensemble_chunks_of_batches_give_the_same_tables(days, tmp_path: Path, monkeypatch) -> None:
+def test_ensemble_chunks_of_batches_give_the_same_tables(
+    days, small_demo: Path, tmp_path: Path, monkeypatch
+) -> None:
     """The ensemble stage reads whole batch checkpoints a group at a time and filters only the
-    shared ones (the LSTM's, the warm items' stored backtests): its tables do not depend on the
-    chunk size, on a warm run with the LSTM (both shared files present)."""
+    shared ones (the LSTM's, the warm items' stored backtests), and hands the ensemble's tables
+    to the recommendations through scratch files: its tables and the recommendations do not
+    depend on the chunk size, on a warm run with the LSTM (both shared files present)."""
     import nova_ray.pipeline as pipeline
     from nova_ray.io.results import read_table
 
@@ -243,8 +246,9 @@ def test_ensemble_chunks_of_batches_give_the_same_tables(days, tmp_path: Path, m
         monkeypatch.setattr(pipeline, "ENSEMBLE_CHUNK", size)
         cfg = _cfg(days["day2"], tmp_path, **kw)
         cfg.paths.output = str(tmp_path / f"out{size}")
+        cfg.paths.stock = str(small_demo / "stock.parquet")
         s = run_forecast(cfg, use_ray=False)
-        assert s.warm_items == len(ITEMS) and s.lstm == "warm"
+        assert s.warm_items == len(ITEMS) and s.lstm == "warm" and s.recommendations["rows"] > 0
         outs[size] = cfg.paths.output
     for kind, keys in {
         "forecasts": ["item_id", "model", "date"],
@@ -252,6 +256,7 @@ def test_ensemble_chunks_of_batches_give_the_same_tables(days, tmp_path: Path, m
         "metrics": ["item_id", "model", "window"],
         "ensemble_weights": ["item_id", "model"],
         "items": ["item_id"],
+        "recommendations": ["item_id", "site"],
     }.items():
         a, b = (
             pl.from_arrow(read_table(outs[n], kind)).drop("cpu_seconds", strict=False).sort(keys)
