@@ -58,15 +58,18 @@ def _read_raw(path: str) -> tuple[pd.DataFrame, int]:
             # datetime64 (not datetime.date objects, which would be parsed as text)
             with fs.open_input_file(inner) as fh:
                 schema = pq.read_schema(fh)
-            text = [f.name for f in schema if f.name.strip() in REQUIRED[:1] + OPTIONAL
-                    and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
-            table = pq.read_table(inner, filesystem=fs, read_dictionary=text or None)
-            # each column's Arrow buffers are freed as soon as it is converted, and handed back
-            # to the OS at once: the checks below allocate with numpy, not from Arrow's pool
-            df = table.to_pandas(date_as_object=False, self_destruct=True, split_blocks=True)
-            del table
-            pa.default_memory_pool().release_unused()
-            return df, 1
+                text = [f.name for f in schema if f.name.strip() in REQUIRED[:1] + OPTIONAL
+                        and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))]
+                pf = pq.ParquetFile(fh, read_dictionary=text or None)
+                # one column at a time, its Arrow buffers handed back to the OS as soon as it is
+                # converted: the reading never holds the whole table twice
+                columns = {}
+                for name in schema.names:
+                    column = pf.read(columns=[name]).column(0)
+                    columns[name] = column.to_pandas(date_as_object=False)
+                    del column
+                    pa.default_memory_pool().release_unused()
+            return pd.DataFrame(columns, copy=False), 1
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: cannot read file: {msg}") from None
@@ -89,13 +92,18 @@ def _stripped(col: pd.Series) -> pd.Categorical:
     """`col` as stripped strings, categorical with sorted categories (NaN where missing): ids,
     sites and families repeat on every row, so each distinct value is converted and stored once
     (2.2 M rows: a few MiB of codes instead of a Python object per row)."""
-    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    if isinstance(col.dtype, pd.CategoricalDtype):  # read dictionary-encoded: its small codes
+        codes, uniques = col.cat.codes.to_numpy(), col.cat.categories
+    else:
+        codes, uniques = pd.factorize(col, use_na_sentinel=True)
     clean = pd.Index(uniques).astype("string").str.strip().astype(object)
     # values equal once stripped (" A" and "A") share one category; sorted, so that sorting the
     # column orders it like text
     merged, categories = pd.factorize(clean, sort=True)
-    out = np.where(codes >= 0, merged[np.maximum(codes, 0)] if len(merged) else -1, -1)
-    return pd.Categorical.from_codes(out.astype(np.int32), categories=pd.Index(categories, dtype=object))
+    # one lookup per row in a table of the distinct values, whose last entry (-1) is what a
+    # missing value's code (-1) reads: no row-sized temporaries beyond the result
+    lookup = np.append(merged, -1).astype(np.int32)
+    return pd.Categorical.from_codes(lookup[codes], categories=pd.Index(categories, dtype=object))
 
 
 def _missing_or_empty(values: pd.Categorical) -> np.ndarray:
@@ -184,7 +192,12 @@ def read_demand(path: str | Path) -> pd.DataFrame:
             "finite and >= 0"
         )
 
-    columns = {"item_id": item, "date": dates.dt.normalize().to_numpy(), "quantity": qty.to_numpy()}
+    day_only = pd.api.types.is_datetime64_dtype(date_col)  # day numbers already: no time of day
+    columns = {
+        "item_id": item,
+        "date": (dates if day_only else dates.dt.normalize()).to_numpy(),
+        "quantity": qty.to_numpy(),
+    }
     del dates, qty
     for col in OPTIONAL:
         if col in raw.columns:
@@ -216,15 +229,18 @@ def _any_duplicate(df: pd.DataFrame, key: list[str]) -> bool:
     for col in key:
         values = df[col]
         if isinstance(values.dtype, pd.CategoricalDtype):
-            part, size = values.cat.codes.to_numpy().astype(np.int64), len(values.cat.categories) + 1
-        else:
-            part = values.to_numpy().astype("datetime64[D]").astype(np.int64)
+            part, size = values.cat.codes.to_numpy(), len(values.cat.categories) + 1
+        else:  # day numbers from the first day (a fresh array: shifted in place)
+            part = values.to_numpy().astype("datetime64[D]").view(np.int64)
             lo = int(part.min()) if len(part) else 0
-            part, size = part - lo, (int(part.max()) - lo + 1 if len(part) else 1)
+            part -= lo
+            size = int(part.max()) + 1 if len(part) else 1
         bound *= size
         if bound >= 2**62:
             return bool(df.duplicated(key).any())
-        combined = combined * size + part
+        combined *= size
+        combined += part
+        del part
     combined.sort()
     return bool((combined[1:] == combined[:-1]).any())
 
