@@ -19,12 +19,10 @@ from .config import Config
 from .engine import BatchResult, EngineSpec, forecast_batch
 from .global_lstm import forecast_lstm, lstm_items
 from .io.model_store import ModelStore
-from .io.results import ResultWriter
+from .io.results import BATCH_PREFIX, ResultWriter
 from .series import SeriesSet
 
 LOG = logging.getLogger("nova_ray")
-
-BATCH_PREFIX = "b-"  # checkpoints of statistical batches (whole items); others: "lstm", "cache"
 
 
 class Progress(Protocol):

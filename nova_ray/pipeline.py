@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import __version__
 from .assemble import best_by_class, combine_items
@@ -36,11 +35,12 @@ from .engine import (
 )
 from .etl import EtlError
 from .exog import for_run as exog_for_run
-from .fit_stage import BATCH_PREFIX, Progress, Silent, StageTimer, fit_stage
+from .fit_stage import Progress, Silent, StageTimer, fit_stage
 from .io.demand import dataset_id, read_demand, select_items, spill_columns
 from .io.errors import InputError
 from .io.model_store import ModelStore, fingerprint
 from .io.results import ResultWriter, utc_now
+from .io.spill import Spill
 from .io.stock import read_stock, resolve_stock_path, unknown_items
 from .metrics import evaluate
 from .models import parse_models
@@ -401,12 +401,12 @@ def _ensemble_stage(
     pin the chunk's buffers, and the driver would grow chunk after chunk."""
     progress.stage("ensemble and metrics", total=len(series))
     all_metrics, all_items, models = [], [], set()
-    kept: dict[str, list[Path]] = {"fc": [], "bt": []}
-    for stems, chunk in _chunks(writer, ENSEMBLE_CHUNK):
+    kept = Spill(keep_in) if keep_in is not None else None
+    for stems, chunk in writer.batch_groups(ENSEMBLE_CHUNK):
         fc, bt, weights, items_df, ens_fc = combine_items(
-            _scan(writer, "forecasts", FORECAST_TABLE, stems, chunk),
-            _scan(writer, "backtests", BACKTEST_TABLE, stems, chunk),
-            _scan(writer, "items", ITEMS_TABLE, stems, chunk),
+            writer.read_group("forecasts", FORECAST_TABLE, stems, chunk),
+            writer.read_group("backtests", BACKTEST_TABLE, stems, chunk),
+            writer.read_group("items", ITEMS_TABLE, stems, chunk),
         )
         metrics = evaluate(bt) if bt.height else pl.DataFrame()
         if only != "metrics":
@@ -417,11 +417,9 @@ def _ensemble_stage(
             writer.write("backtests", bt.filter(pl.col("model") == "ensemble").to_arrow())
         writer.write("ensemble_weights", weights.to_arrow())
         writer.write("items", items_df.to_arrow())
-        if keep_in is not None:
-            for key, table in (("fc", ens_fc), ("bt", bt.filter(pl.col("model") == "ensemble"))):
-                if table.height:
-                    kept[key].append(keep_in / f"ensemble-{key}-{len(kept[key]):05d}.parquet")
-                    table.write_parquet(kept[key][-1])
+        if kept is not None:
+            kept.add("ensemble-forecasts", ens_fc)
+            kept.add("ensemble-backtests", bt.filter(pl.col("model") == "ensemble"))
         models |= set((fc if fc.height else bt)["model"].unique().to_list())
         all_metrics.append(metrics)
         all_items.append(items_df)
@@ -434,13 +432,11 @@ def _ensemble_stage(
         else pl.DataFrame()
     )
     ens_fc = ens_bt = None
-    if keep_in is not None:  # chunks hold items in batch order: put back in item order
-        ens_fc = (
-            pl.read_parquet(kept["fc"]).sort("item_id", "date")
-            if kept["fc"]
-            else pl.from_arrow(FORECAST_TABLE.empty_table())
-        )
-        ens_bt = pl.read_parquet(kept["bt"]) if kept["bt"] else None
+    if kept is not None:  # chunks hold items in batch order: put back in item order
+        ens_fc = kept.read("ensemble-forecasts")
+        empty = pl.from_arrow(FORECAST_TABLE.empty_table())
+        ens_fc = empty if ens_fc is None else ens_fc.sort("item_id", "date")
+        ens_bt = kept.read("ensemble-backtests")
     return metrics, pl.concat(all_items).sort("item_id"), models, ens_fc, ens_bt
 
 
@@ -482,43 +478,3 @@ def _location(path: str) -> str:
 
 
 ENSEMBLE_CHUNK = 500  # items per ensemble chunk: bounds the driver's memory
-
-
-def _chunks(writer: ResultWriter, size: int) -> Iterator[tuple[set[str], list[str]]]:
-    """Groups of whole batch checkpoints of about `size` items: (checkpoint names, their items).
-
-    Each batch checkpoint holds whole items, so a chunk reads its own batch files once and filters
-    only the files that span every item (the LSTM's, the warm items' stored backtests): the stage
-    reads each batch file once, not once per chunk. The batches go in the order of their first
-    item (not of their random names), so the same batches make the same chunks and part files."""
-    batches = []
-    for f in writer.checkpoint_files("items"):
-        ids = pq.read_table(f, columns=["item_id"]).column("item_id").to_pylist()
-        if ids:  # the LSTM's checkpoint has no item rows
-            batches.append((min(ids), f.stem, ids))
-    stems: set[str] = set()
-    items: list[str] = []
-    for _, stem, ids in sorted(batches):
-        if items and len(items) + len(ids) > size:
-            yield stems, items
-            stems, items = set(), []
-        stems.add(stem)
-        items += ids
-    if items:
-        yield stems, items
-
-
-def _scan(
-    writer: ResultWriter, kind: str, schema: pa.Schema, stems: set[str], items: list[str]
-) -> pl.DataFrame:
-    """The checkpointed rows of `kind` for one chunk: its batch files whole, the shared files
-    (LSTM, warm cache) filtered to its items before loading."""
-    files = writer.checkpoint_files(kind)
-    own = [f for f in files if f.stem in stems]
-    shared = [f for f in files if not f.stem.startswith(BATCH_PREFIX)]
-    parts = [pl.scan_parquet(own)] if own else []
-    if shared:
-        parts.append(pl.scan_parquet(shared).filter(pl.col("item_id").is_in(items)))
-    if not parts:
-        return pl.from_arrow(schema.empty_table())
-    return pl.concat(parts, how="vertical_relaxed").collect()

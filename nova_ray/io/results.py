@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 POINTER = "last_updated.json"
 ROWS_PER_FILE = 1_000_000
+BATCH_PREFIX = "b-"  # checkpoints of statistical batches (whole items); others: "lstm", "cache"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -112,6 +113,44 @@ class ResultWriter:
         done = self.done()
         folder = self.stage / "checkpoints" / kind
         return sorted(p for p in folder.glob("*.parquet") if p.stem in done) if folder.exists() else []
+
+    def batch_groups(self, size: int) -> Iterator[tuple[set[str], list[str]]]:
+        """Groups of whole batch checkpoints of about `size` items: (checkpoint names, their items).
+
+        Each batch checkpoint holds whole items, so a group reads its own batch files once and
+        filters only the checkpoints that span every item (`read_group`). The batches go in the
+        order of their first item (not of their random names): the same batches make the same
+        groups."""
+        batches = []
+        for f in self.checkpoint_files("items"):
+            ids = pq.read_table(f, columns=["item_id"]).column("item_id").to_pylist()
+            if ids:  # the LSTM's checkpoint has no item rows
+                batches.append((min(ids), f.stem, ids))
+        stems: set[str] = set()
+        items: list[str] = []
+        for _, stem, ids in sorted(batches):
+            if items and len(items) + len(ids) > size:
+                yield stems, items
+                stems, items = set(), []
+            stems.add(stem)
+            items += ids
+        if items:
+            yield stems, items
+
+    def read_group(self, kind: str, schema: pa.Schema, stems: set[str], items: list[str]) -> pl.DataFrame:
+        """The checkpointed rows of `kind` for one group of `batch_groups`: its batch files whole,
+        the shared ones (LSTM, warm cache) filtered to its items before loading."""
+        import polars as pl
+
+        files = self.checkpoint_files(kind)
+        own = [f for f in files if f.stem in stems]
+        shared = [f for f in files if not f.stem.startswith(BATCH_PREFIX)]
+        parts = [pl.scan_parquet(own)] if own else []
+        if shared:
+            parts.append(pl.scan_parquet(shared).filter(pl.col("item_id").is_in(items)))
+        if not parts:
+            return pl.from_arrow(schema.empty_table())
+        return pl.concat(parts, how="vertical_relaxed").collect()
 
     def _partition_dir(self, base: Path, kind: str) -> Path:
         return base / kind / f"run_date={self.run_date.isoformat()}"
