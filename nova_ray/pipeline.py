@@ -419,7 +419,8 @@ def _ensemble_stage(
         writer.write("items", items_df.to_arrow())
         if kept is not None:
             kept.add("ensemble-forecasts", ens_fc)
-            kept.add("ensemble-backtests", bt.filter(pl.col("model") == "ensemble"))
+            if bt.height:
+                kept.add("ensemble-backtests", bt.filter(pl.col("model") == "ensemble"))
         models |= set((fc if fc.height else bt)["model"].unique().to_list())
         all_metrics.append(metrics)
         all_items.append(items_df)

@@ -65,6 +65,8 @@ def _read_raw(path: str) -> tuple[pd.DataFrame, int]:
                 # converted: the reading never holds the whole table twice
                 columns = {}
                 for name in schema.names:
+                    if name.startswith("__index_level_"):  # a pandas index written along
+                        continue
                     column = pf.read(columns=[name]).column(0)
                     columns[name] = column.to_pandas(date_as_object=False)
                     del column
