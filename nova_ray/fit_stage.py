@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Protocol
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -167,7 +166,7 @@ def fit_stage(
     use_ray: bool,
 ) -> FitResult:
     """Fit what is not checkpointed yet (warm items from the store), checkpointing each batch."""
-    done = done_items(writer)
+    done = writer.done_items()
     todo = [i for i in range(len(series)) if str(series.item_ids[i]) not in done]
     lstm_idx = [] if "lstm" in writer.done() else lstm_items(series, spec)
     warm: dict[str, dict] = {}
@@ -239,8 +238,3 @@ def fit_stage(
         "reused from the store" if lstm_stored else "trained cold" if lstm_idx else "not run",
     )
     return fit
-
-
-def done_items(writer: ResultWriter) -> set[str]:
-    files = writer.checkpoint_files("items")
-    return set(pl.scan_parquet(files).select("item_id").collect()["item_id"]) if files else set()

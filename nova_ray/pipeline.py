@@ -435,8 +435,9 @@ def _ensemble_stage(
     ens_fc = ens_bt = None
     if kept is not None:  # chunks hold items in batch order: put back in item order
         ens_fc = kept.read("ensemble-forecasts")
-        empty = pl.from_arrow(FORECAST_TABLE.empty_table())
-        ens_fc = empty if ens_fc is None else ens_fc.sort("item_id", "date")
+        if ens_fc is None:
+            ens_fc = pl.from_arrow(FORECAST_TABLE.empty_table())
+        ens_fc = ens_fc.sort("item_id", "date")
         ens_bt = kept.read("ensemble-backtests")
     return metrics, pl.concat(all_items).sort("item_id"), models, ens_fc, ens_bt
 

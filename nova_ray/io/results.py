@@ -114,6 +114,11 @@ class ResultWriter:
         folder = self.stage / "checkpoints" / kind
         return sorted(p for p in folder.glob("*.parquet") if p.stem in done) if folder.exists() else []
 
+    def done_items(self) -> set[str]:
+        """Items whose batch is checkpointed (a resumed run skips them)."""
+        files = self.checkpoint_files("items")
+        return {i for f in files for i in pq.read_table(f, columns=["item_id"]).column("item_id").to_pylist()}
+
     def batch_groups(self, size: int) -> Iterator[tuple[set[str], list[str]]]:
         """Groups of whole batch checkpoints of about `size` items: (checkpoint names, their items).
 
