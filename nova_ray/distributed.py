@@ -156,14 +156,17 @@ def make_batches(
     workers: int,
     batch_seconds: float,
     costs: dict[str, float] | None = None,
+    indices: list[int] | None = None,
 ) -> list[list[int]]:
-    """Group items into tasks of about `batch_seconds` of work (measured costs where known, else
-    estimated), most expensive first, with at least ~4 tasks per worker for load balance."""
+    """Group `indices` (default all items) into tasks of about `batch_seconds` of work (measured
+    costs where known, else estimated), most expensive first, with at least ~4 tasks per worker
+    for load balance. Returns lists of series indices (no copy of the series is made)."""
+    idx = np.arange(len(series)) if indices is None else np.asarray(indices, dtype=np.int64)
     est = np.array(
         [
             (costs or {}).get(str(series.item_ids[i]))
             or estimate_cost(series.values_of(i), spec, spec.backtest_windows)
-            for i in range(len(series))
+            for i in idx
         ]
     )
     order = np.argsort(-est, kind="stable")
@@ -172,9 +175,9 @@ def make_batches(
     batches: list[list[int]] = []
     cur: list[int] = []
     acc = 0.0
-    for i in order:
-        cur.append(int(i))
-        acc += est[i]
+    for j in order:
+        cur.append(int(idx[j]))
+        acc += est[j]
         if acc >= target:
             batches.append(cur)
             cur, acc = [], 0.0

@@ -116,11 +116,10 @@ def run_engine(
         workers = max(1, int(info.cpus))
         jobs = []
         for group, sp in ((cold_idx, spec), (warm_idx, warm_spec)):
-            if group:
-                sub = series.subset(group)
+            if group:  # batches of series indices (a subset would copy the series for the run)
                 measured = costs if sp is spec else None  # stored costs include the backtest
-                batches = make_batches(sub, sp, workers, cfg.ray.batch_seconds, measured)
-                jobs.append((sp, [[group[j] for j in b] for b in batches], warm or None))
+                batches = make_batches(series, sp, workers, cfg.ray.batch_seconds, measured, group)
+                jobs.append((sp, batches, warm or None))
         for result, n in backend.run(series, jobs, (spec, lstm_idx, lstm_init)):
             sink(result)
             progress.advance(n)

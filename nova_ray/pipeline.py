@@ -317,6 +317,7 @@ def _execute(
     LOG.info("run %s (%s)%s", run_id, model_version, " resuming from checkpoints" if writer.resumed else "")
     store = ModelStore(cfg.paths.models_dir, model_version)
     fit = fit_stage(cfg, series, spec, writer, store, run_date, only, full_refit, progress, use_ray)
+    release_memory()  # what Ray's client and the checkpoint writes left: the ensemble builds on it
     metrics, items_df, models, ens_fc, ens_bt = _ensemble_stage(
         writer, series, only, scratch if stock is not None else None, progress
     )

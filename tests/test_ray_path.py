@@ -68,3 +68,14 @@ def test_batches_cover_each_item_once(setup) -> None:
     flat = sorted(i for b in batches for i in b)
     assert flat == list(range(len(series)))
     assert len(batches) >= 2
+
+
+def test_batches_of_some_indices_match_batches_of_their_subset(setup) -> None:
+    """Batching a group of items by index gives the batches of that group's subset, mapped back."""
+    cfg, series = setup
+    spec = engine_spec(cfg)
+    group = list(range(1, len(series), 2))
+    by_index = make_batches(series, spec, workers=2, batch_seconds=0.5, indices=group)
+    of_subset = make_batches(series.subset(group), spec, workers=2, batch_seconds=0.5)
+    assert by_index == [[group[j] for j in b] for b in of_subset]
+    assert sorted(i for b in by_index for i in b) == group
