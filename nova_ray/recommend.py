@@ -240,17 +240,29 @@ def _ensemble(df: pl.DataFrame | None) -> pl.DataFrame | None:
     return df.with_columns(pl.col("item_id").cast(pl.String), pl.col("date").cast(pl.Date))
 
 
+def _runs(df: pl.DataFrame, *cols: str) -> np.ndarray:
+    """Offsets of the runs of equal `cols` in a sorted frame: starts, then the height at the end."""
+    ids = df.select(pl.struct(*cols).rle_id()).to_series().to_numpy()
+    return np.concatenate([[0], np.flatnonzero(np.diff(ids)) + 1, [df.height]])
+
+
 def _daily_paths(fc: pl.DataFrame) -> dict[str, tuple[date, np.ndarray, np.ndarray | None]]:
     """item -> (first day, daily mean path, daily sigma path or None), periods spread over their days."""
     out: dict[str, tuple[date, np.ndarray, np.ndarray | None]] = {}
-    has_int = {"lo_80", "hi_80"} <= set(fc.columns)
-    for (item,), g in fc.sort("item_id", "date").group_by("item_id", maintain_order=True):
-        d = g["date"].to_numpy().astype("datetime64[D]")
-        mean = np.maximum(g["forecast"].fill_null(0.0).to_numpy().astype(float), 0.0)
-        sig = None
-        if has_int:
-            width = (g["hi_80"] - g["lo_80"]).fill_null(0.0).to_numpy().astype(float)
-            sig = np.maximum(width, 0.0) / (2 * Z80)
+    if fc.height == 0:
+        return out
+    fc = fc.sort("item_id", "date")
+    runs = _runs(fc, "item_id")  # whole columns to numpy once: slicing them per item is cheap
+    items = fc["item_id"].gather(runs[:-1]).to_list()
+    days = fc["date"].to_numpy().astype("datetime64[D]")
+    means = np.maximum(fc["forecast"].fill_null(0.0).to_numpy().astype(float), 0.0)
+    sigmas = None
+    if {"lo_80", "hi_80"} <= set(fc.columns):
+        width = (fc["hi_80"] - fc["lo_80"]).fill_null(0.0).to_numpy().astype(float)
+        sigmas = np.maximum(width, 0.0) / (2 * Z80)
+    for item, a, b in zip(items, runs[:-1], runs[1:], strict=True):
+        d, mean = days[a:b], means[a:b]
+        sig = sigmas[a:b] if sigmas is not None else None
         gaps = np.diff(d).astype(int) if len(d) > 1 else np.array([], dtype=int)
         if len(gaps) and (gaps != 1).any():
             lengths = np.append(gaps, gaps[-1]).clip(min=1)
@@ -264,14 +276,23 @@ def _residual_segments(bt: pl.DataFrame) -> dict[str, list[np.ndarray]]:
     """item -> error segments (actual - forecast) per backtest window, daily windows that tile joined."""
     out: dict[str, list[np.ndarray]] = {}
     bt = bt.drop_nulls(["actual", "forecast"]).sort("item_id", "origin", "date")
-    for (item,), g in bt.group_by("item_id", maintain_order=True):
+    if bt.height == 0:
+        return out
+    items_at = _runs(bt, "item_id")
+    windows_at = _runs(bt, "item_id", "origin")  # each item's runs lie inside its own
+    items = bt["item_id"].gather(items_at[:-1]).to_list()
+    days = bt["date"].to_numpy().astype("datetime64[D]")
+    errors = (bt["actual"] - bt["forecast"]).to_numpy().astype(float)
+    first = np.searchsorted(windows_at, items_at)  # the item's first window's index
+    for k, item in enumerate(items):
         segs: list[np.ndarray] = []
         last_end = None
-        for _, w in g.group_by("origin", maintain_order=True):
-            d = w["date"].to_numpy().astype("datetime64[D]")
+        for a, b in zip(windows_at[first[k] : first[k + 1]], windows_at[first[k] + 1 : first[k + 1] + 1],
+                        strict=True):
+            d = days[a:b]
             if len(d) > 1 and (np.diff(d).astype(int) != 1).any():
                 continue  # not daily: the residual method needs daily errors
-            e = (w["actual"] - w["forecast"]).to_numpy().astype(float)
+            e = errors[a:b]
             if segs and last_end is not None and (d[0] - last_end).astype(int) == 1:
                 segs[-1] = np.concatenate([segs[-1], e])
             else:

@@ -19,7 +19,10 @@ from nova_ray.io.results import ResultWriter
 from nova_ray.recommend import (
     HISTORY_COLUMNS,
     SCHEMA,
+    Z80,
     Policy,
+    _daily_paths,
+    _residual_segments,
     abc_classes,
     block_bootstrap,
     eoq,
@@ -415,6 +418,41 @@ def test_weekly_forecast_spread_over_days() -> None:
     st = stock(item_id=["A"], on_hand=[35.0], lead_time_days=[10])
     r = one(recommend(fc, st, history=history({"A": np.full(100, 10.0)}), policy=NO_UNDERSHOOT))
     assert r["lead_time_demand"] == pytest.approx(100.0) and r["days_to_stockout"] == pytest.approx(3.5)
+
+
+def test_paths_and_residual_segments_per_item_from_sorted_columns() -> None:
+    """Rows in any order, several items: each item's daily path (weekly periods spread) and its
+    backtest errors per window, windows that tile joined, a gap starting a new segment, a
+    non-daily window and rows without an actual left out."""
+    d = [START + timedelta(days=k) for k in range(12)]
+    fc = pl.DataFrame({
+        "item_id": ["B", "A", "B", "A", "C", "C"],
+        "date": [d[1], d[1], d[0], d[0], d[0], d[7]],
+        "forecast": [2.0, 1.0, 4.0, -3.0, 14.0, 7.0],
+        "lo_80": [0.0] * 6, "hi_80": [2 * Z80] * 6,
+    })
+    paths = _daily_paths(fc)
+    assert list(paths) == ["A", "B", "C"]
+    assert paths["A"][0] == START and paths["A"][1].tolist() == [0.0, 1.0]
+    assert paths["A"][2].tolist() == [1.0, 1.0]
+    assert paths["B"][1].tolist() == [4.0, 2.0]
+    assert paths["C"][1].tolist() == [2.0] * 7 + [1.0] * 7 and len(paths["C"][2]) == 14
+    rows = [  # item, origin, date index, forecast, actual
+        ("A", 0, 0, 1.0, 2.0), ("A", 0, 1, 1.0, 3.0), ("A", 1, 2, 1.0, 1.0),  # tiles: joined
+        ("A", 2, 5, 2.0, 1.0), ("A", 2, 6, 2.0, None),  # after a gap; the null row dropped
+        ("B", 0, 0, 0.0, 5.0), ("B", 0, 7, 0.0, 5.0),  # not daily: left out
+        ("B", 1, 8, 1.0, 4.0),
+    ]
+    bt = pl.DataFrame({
+        "item_id": [r[0] for r in rows][::-1], "origin": [d[r[1]] for r in rows][::-1],
+        "date": [d[r[2]] for r in rows][::-1], "forecast": [r[3] for r in rows][::-1],
+        "actual": [r[4] for r in rows][::-1],
+    })
+    segs = _residual_segments(bt)
+    assert list(segs) == ["A", "B"]
+    assert [s.tolist() for s in segs["A"]] == [[1.0, 2.0, 0.0], [-1.0]]
+    assert [s.tolist() for s in segs["B"]] == [[3.0]]
+    assert _residual_segments(bt.clear()) == {} and _daily_paths(fc.clear()) == {}
 
 
 def test_unknown_items_skipped_and_other_models_ignored() -> None:
