@@ -45,7 +45,7 @@ from .io.stock import read_stock, resolve_stock_path, unknown_items
 from .metrics import evaluate
 from .models import parse_models
 from .provenance import config_hash, model_versions
-from .recommend import HISTORY_COLUMNS, Policy, recommend, summarize
+from .recommend import BACKTEST_COLUMNS, FORECAST_COLUMNS, HISTORY_COLUMNS, Policy, recommend, summarize
 from .recommend import KIND as RECOMMENDATIONS
 from .series import SeriesSet, build_series
 
@@ -418,10 +418,12 @@ def _ensemble_stage(
             writer.write("backtests", bt.filter(pl.col("model") == "ensemble").to_arrow())
         writer.write("ensemble_weights", weights.to_arrow())
         writer.write("items", items_df.to_arrow())
-        if kept is not None:
-            kept.add("ensemble-forecasts", ens_fc)
+        if kept is not None:  # only the columns that the recommendations read
+            kept.add("ensemble-forecasts", ens_fc.select(c for c in FORECAST_COLUMNS if c in ens_fc.columns))
             if bt.height:
-                kept.add("ensemble-backtests", bt.filter(pl.col("model") == "ensemble"))
+                kept.add(
+                    "ensemble-backtests", bt.filter(pl.col("model") == "ensemble").select(BACKTEST_COLUMNS)
+                )
         models |= set((fc if fc.height else bt)["model"].unique().to_list())
         all_metrics.append(metrics)
         all_items.append(items_df)
@@ -437,7 +439,7 @@ def _ensemble_stage(
     if kept is not None:  # chunks hold items in batch order: put back in item order
         ens_fc = kept.read("ensemble-forecasts")
         if ens_fc is None:
-            ens_fc = pl.from_arrow(FORECAST_TABLE.empty_table())
+            ens_fc = pl.from_arrow(FORECAST_TABLE.empty_table()).select(FORECAST_COLUMNS)
         ens_fc = ens_fc.sort("item_id", "date")
         ens_bt = kept.read("ensemble-backtests")
     return metrics, pl.concat(all_items).sort("item_id"), models, ens_fc, ens_bt

@@ -60,6 +60,8 @@ register(KIND, SCHEMA)
 
 
 HISTORY_COLUMNS = ("item_id", "date", "quantity", "site")  # the demand columns recommend reads
+FORECAST_COLUMNS = ("item_id", "date", "forecast", "lo_80", "hi_80")  # of the ensemble's forecasts
+BACKTEST_COLUMNS = ("item_id", "origin", "date", "forecast", "actual")  # of the ensemble's backtests
 
 
 def history_frame(demand: Any) -> pl.DataFrame:
