@@ -3,7 +3,8 @@
     python benchmarks/scale.py [--sizes 100,500,1000,2000] [--days 1095] [--cpus 2] [--skip-nodes]
                                [--compare-max N] [--repeat N] [--skip-warm]
 
-Per size: wall time, items/s, parallel efficiency (sum of task CPU / cores / wall), peak RSS of
+Per size: wall time, items/s, parallel efficiency (sum of task CPU / cores / wall; also over the
+fit stage's wall alone, without reading, Ray's start and the output), peak RSS of
 the driver (demo data and StatsForecast run in child processes) and of the Ray workers (sampled),
 and the statistical stage (ARIMA, ETS, Theta, seasonal naive; no backtest, no external factors)
 against StatsForecast with the same models and n_jobs=cores, twice: nova-ray's fit stage (its
@@ -167,6 +168,7 @@ def main() -> None:
         "wall s",
         "items/s",
         "efficiency",
+        "fit-stage eff.",
         "driver peak MiB",
         "workers peak MiB",
         "stat fit s",
@@ -219,6 +221,7 @@ def main() -> None:
             f"{wall:.0f}",
             f"{n / wall:.2f}",
             f"{s.cpu_seconds / args.cpus / wall:.2f}",
+            f"{s.cpu_seconds / args.cpus / s.stage_seconds['fit and backtest']:.2f}",
             f"{driver:.0f}",
             f"{peak.peak:.0f}",
             f"{fit:.0f}",
