@@ -454,10 +454,7 @@ def _save_models(
     versions: dict[str, Any],
 ) -> None:
     """Store the model choices and backtests of the items fitted cold in this run."""
-    files = writer.checkpoint_files("items")
-    if not files:
-        return
-    items = pl.scan_parquet(files).filter(~pl.col("item_id").is_in(list(warm))).collect()
+    items = writer.checkpointed_items(exclude=warm)
     if items.height == 0:
         return
     pos = {str(k): i for i, k in enumerate(series.item_ids)}
@@ -468,13 +465,8 @@ def _save_models(
         fingerprint=pl.Series([fingerprint(series.starts[i], series.values_of(i)) for i in idx]),
         fitted_on=pl.lit(run_date),
     )
-    bt_files = [f for f in writer.checkpoint_files("backtests") if f.stem != "cache"]
-    bt = (  # streamed into the store by `save`, never loaded whole
-        pl.scan_parquet(bt_files).filter(pl.col("item_id").is_in(entries["item_id"].to_list()))
-        if bt_files
-        else None
-    )
-    store.save(entries, bt, versions)
+    # streamed into the store by `save`, never loaded whole
+    store.save(entries, writer.checkpointed_backtests(entries["item_id"].to_list()), versions)
 
 
 def _location(path: str) -> str:

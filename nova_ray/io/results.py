@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..schemas import SCHEMA_VERSION, TABLES
+from ..schemas import ITEMS, SCHEMA_VERSION, TABLES
 
 if TYPE_CHECKING:
     import polars as pl
@@ -118,6 +118,23 @@ class ResultWriter:
         """Items whose batch is checkpointed (a resumed run skips them)."""
         files = self.checkpoint_files("items")
         return {i for f in files for i in pq.read_table(f, columns=["item_id"]).column("item_id").to_pylist()}
+
+    def checkpointed_items(self, exclude: Collection[str] = ()) -> pl.DataFrame:
+        """The items rows of every checkpointed batch, less the items in `exclude`."""
+        import polars as pl
+
+        files = self.checkpoint_files("items")
+        if not files:
+            return pl.from_arrow(ITEMS.empty_table())
+        return pl.scan_parquet(files).filter(~pl.col("item_id").is_in(list(exclude))).collect()
+
+    def checkpointed_backtests(self, items: list[str]) -> pl.LazyFrame | None:
+        """The backtest rows of `items` fitted in this run (the warm cache's left out), as a
+        LazyFrame to stream: all models' windows, the bulk of the checkpoints."""
+        import polars as pl
+
+        files = [f for f in self.checkpoint_files("backtests") if f.stem != "cache"]
+        return pl.scan_parquet(files).filter(pl.col("item_id").is_in(items)) if files else None
 
     def batch_groups(self, size: int) -> Iterator[tuple[set[str], list[str]]]:
         """Groups of whole batch checkpoints of about `size` items: (checkpoint names, their items).
