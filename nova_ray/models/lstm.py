@@ -106,9 +106,10 @@ class _Flat:
     def __len__(self) -> int:
         return len(self.at)
 
-    def targets(self) -> np.ndarray:
-        """(windows, horizon) scaled targets."""
-        return self.values[self.at[:, None] + np.arange(self.horizon)]
+    def targets(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """(windows, horizon) scaled targets, of the windows numbered `rows` (default all)."""
+        at = self.at if rows is None else self.at[rows]
+        return self.values[at[:, None] + np.arange(self.horizon)]
 
     def dense(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Every window at once: (inputs, phases, targets, flattened regressors); training gathers
@@ -120,10 +121,11 @@ class _Flat:
 
 
 def _trainer(core, flat: _Flat):
-    """A Keras model over window numbers: it gathers each batch's windows from `flat` (held once,
-    as TensorFlow constants) and runs `core` on them. Keras shuffles and batches the window
-    numbers exactly as it would the windows themselves, so training is the same as on the dense
-    windows (the same batches in the same order), without them."""
+    """A Keras model over window numbers: it gathers each batch's windows and their targets from
+    `flat` (held once, as TensorFlow constants) and runs `core` on them. Keras shuffles and
+    batches the window numbers exactly as it would the windows themselves, so training is the
+    same as on the dense windows (the same batches in the same order, the same loss), without
+    them or a target matrix."""
     import tensorflow as tf
 
     values, phase = tf.constant(flat.values), tf.constant(flat.phase)
@@ -144,6 +146,11 @@ def _trainer(core, flat: _Flat):
             if width:
                 inputs.append(tf.reshape(tf.gather(exog, pos + ahead), [-1, width]))
             return self.core(inputs)
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            """The compiled loss against the targets of the batch's windows `x`."""
+            y = tf.gather(values, tf.gather(at, tf.reshape(x, [-1]))[:, None] + ahead)
+            return super().compute_loss(x, y, y_pred, sample_weight, training)
 
     model = Trainer()
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="mse")
@@ -234,10 +241,10 @@ def train(
         and init.n_exog == k
     ):
         model.set_weights(init.weights)
-    trainer, rows, y = _trainer(model, flat), np.arange(len(flat)), flat.targets()
-    hist = trainer.fit(rows, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
+    trainer, rows = _trainer(model, flat), np.arange(len(flat))
+    hist = trainer.fit(rows, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
     state.weights = model.get_weights()
-    state.step_sigma = _step_sigma(trainer, rows, y)
+    state.step_sigma = _step_sigma(trainer, flat)
     state.final_loss = float(hist.history["loss"][-1])
     tf.keras.backend.clear_session()
     return state
@@ -246,15 +253,16 @@ def train(
 SPREAD_BLOCK = 65_536  # training windows predicted at a time for the residual spread
 
 
-def _step_sigma(trainer, rows: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _step_sigma(trainer, flat: _Flat) -> np.ndarray:
     """Root mean squared in-sample error per forecast step, from predictions of a block of
-    windows at a time (never every window's predictions and their float64 errors at once)."""
-    sq = np.zeros(y.shape[1])
-    for k in range(0, len(rows), SPREAD_BLOCK):
-        err = trainer.predict(rows[k : k + SPREAD_BLOCK], batch_size=4096, verbose=0).astype(np.float64)
-        err -= y[k : k + SPREAD_BLOCK]
+    windows at a time (never every window's predictions, targets and float64 errors at once)."""
+    sq = np.zeros(flat.horizon)
+    for k in range(0, len(flat), SPREAD_BLOCK):
+        rows = np.arange(k, min(k + SPREAD_BLOCK, len(flat)))
+        err = trainer.predict(rows, batch_size=4096, verbose=0).astype(np.float64)
+        err -= flat.targets(rows)
         sq += np.einsum("ij,ij->j", err, err)
-    return np.sqrt(sq / max(len(rows), 1))
+    return np.sqrt(sq / max(len(flat), 1))
 
 
 def predict(
