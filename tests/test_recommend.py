@@ -19,10 +19,7 @@ from nova_ray.io.results import ResultWriter
 from nova_ray.recommend import (
     HISTORY_COLUMNS,
     SCHEMA,
-    Z80,
     Policy,
-    _daily_paths,
-    _residual_segments,
     abc_classes,
     block_bootstrap,
     eoq,
@@ -34,6 +31,7 @@ from nova_ray.recommend import (
     summarize,
     urgency,
 )
+from nova_ray.recommend_inputs import Z80, daily_paths, residual_segments
 from nova_ray.schemas import TABLES
 
 START = date(2024, 1, 1)  # first forecast day; as_of is the day before
@@ -431,7 +429,7 @@ def test_paths_and_residual_segments_per_item_from_sorted_columns() -> None:
         "forecast": [2.0, 1.0, 4.0, -3.0, 14.0, 7.0],
         "lo_80": [0.0] * 6, "hi_80": [2 * Z80] * 6,
     })
-    paths = _daily_paths(fc)
+    paths = daily_paths(fc)
     assert list(paths) == ["A", "B", "C"]
     assert paths["A"][0] == START and paths["A"][1].tolist() == [0.0, 1.0]
     assert paths["A"][2].tolist() == [1.0, 1.0]
@@ -448,11 +446,11 @@ def test_paths_and_residual_segments_per_item_from_sorted_columns() -> None:
         "date": [d[r[2]] for r in rows][::-1], "forecast": [r[3] for r in rows][::-1],
         "actual": [r[4] for r in rows][::-1],
     })
-    segs = _residual_segments(bt)
+    segs = residual_segments(bt)
     assert list(segs) == ["A", "B"]
     assert [s.tolist() for s in segs["A"]] == [[1.0, 2.0, 0.0], [-1.0]]
     assert [s.tolist() for s in segs["B"]] == [[3.0]]
-    assert _residual_segments(bt.clear()) == {} and _daily_paths(fc.clear()) == {}
+    assert residual_segments(bt.clear()) == {} and daily_paths(fc.clear()) == {}
 
 
 def test_unknown_items_skipped_and_other_models_ignored() -> None:

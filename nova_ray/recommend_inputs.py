@@ -1,0 +1,142 @@
+"""The run's tables as per-item arrays for the recommendations (nova_ray.recommend): the
+ensemble's daily forecast paths, its backtest errors per window, and the recent daily history of
+each item and site with each site's share of the item's demand."""
+
+from __future__ import annotations
+
+from datetime import date
+from statistics import NormalDist
+
+import numpy as np
+import polars as pl
+
+Z80 = NormalDist().inv_cdf(0.9)
+
+
+def ensemble_rows(df: pl.DataFrame | None) -> pl.DataFrame | None:
+    """The ensemble's rows (all rows of a table without `model`), ids as text, days as dates."""
+    if df is None or df.height == 0:
+        return None
+    if "model" in df.columns:
+        df = df.filter(pl.col("model") == "ensemble")
+    return df.with_columns(pl.col("item_id").cast(pl.String), pl.col("date").cast(pl.Date))
+
+
+def _runs(df: pl.DataFrame, *cols: str) -> np.ndarray:
+    """Offsets of the runs of equal `cols` in a sorted frame: starts, then the height at the end."""
+    ids = df.select(pl.struct(*cols).rle_id()).to_series().to_numpy()
+    return np.concatenate([[0], np.flatnonzero(np.diff(ids)) + 1, [df.height]])
+
+
+def daily_paths(fc: pl.DataFrame) -> dict[str, tuple[date, np.ndarray, np.ndarray | None]]:
+    """item -> (first day, daily mean path, daily sigma path or None), periods spread over their days."""
+    out: dict[str, tuple[date, np.ndarray, np.ndarray | None]] = {}
+    if fc.height == 0:
+        return out
+    fc = fc.sort("item_id", "date")
+    runs = _runs(fc, "item_id")  # whole columns to numpy once: slicing them per item is cheap
+    items = fc["item_id"].gather(runs[:-1]).to_list()
+    days = fc["date"].to_numpy().astype("datetime64[D]")
+    means = np.maximum(fc["forecast"].fill_null(0.0).to_numpy().astype(float), 0.0)
+    sigmas = None
+    if {"lo_80", "hi_80"} <= set(fc.columns):
+        width = (fc["hi_80"] - fc["lo_80"]).fill_null(0.0).to_numpy().astype(float)
+        sigmas = np.maximum(width, 0.0) / (2 * Z80)
+    for item, a, b in zip(items, runs[:-1], runs[1:], strict=True):
+        d, mean = days[a:b], means[a:b]
+        sig = sigmas[a:b] if sigmas is not None else None
+        gaps = np.diff(d).astype(int) if len(d) > 1 else np.array([], dtype=int)
+        if len(gaps) and (gaps != 1).any():
+            lengths = np.append(gaps, gaps[-1]).clip(min=1)
+            mean = np.repeat(mean / lengths, lengths)
+            sig = np.repeat(sig / np.sqrt(lengths), lengths) if sig is not None else None
+        out[str(item)] = (d[0].astype(object), mean, sig)
+    return out
+
+
+def residual_segments(bt: pl.DataFrame) -> dict[str, list[np.ndarray]]:
+    """item -> error segments (actual - forecast) per backtest window, daily windows that tile joined."""
+    out: dict[str, list[np.ndarray]] = {}
+    bt = bt.drop_nulls(["actual", "forecast"]).sort("item_id", "origin", "date")
+    if bt.height == 0:
+        return out
+    items_at = _runs(bt, "item_id")
+    windows_at = _runs(bt, "item_id", "origin")  # each item's runs lie inside its own
+    items = bt["item_id"].gather(items_at[:-1]).to_list()
+    days = bt["date"].to_numpy().astype("datetime64[D]")
+    errors = (bt["actual"] - bt["forecast"]).to_numpy().astype(float)
+    first = np.searchsorted(windows_at, items_at)  # the item's first window's index
+    for k, item in enumerate(items):
+        segs: list[np.ndarray] = []
+        last_end = None
+        for a, b in zip(windows_at[first[k] : first[k + 1]], windows_at[first[k] + 1 : first[k + 1] + 1],
+                        strict=True):
+            d = days[a:b]
+            if len(d) > 1 and (np.diff(d).astype(int) != 1).any():
+                continue  # not daily: the residual method needs daily errors
+            e = errors[a:b]
+            if segs and last_end is not None and (d[0] - last_end).astype(int) == 1:
+                segs[-1] = np.concatenate([segs[-1], e])
+            else:
+                segs.append(e)
+            last_end = d[-1]
+        out[str(item)] = segs
+    return out
+
+
+def _text(name: str, frame: pl.DataFrame | pl.LazyFrame) -> pl.Expr:
+    """A text column as it is when categorical (ids repeat on every row), else cast to String."""
+    dtype = frame.collect_schema()[name]
+    return pl.col(name) if dtype == pl.Categorical else pl.col(name).cast(pl.String)
+
+
+def history_arrays(history: pl.DataFrame | pl.LazyFrame | None, as_of: date, days: int,
+                   items: list[str] | None = None
+                   ) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, dict[str, float]], bool]:
+    """Daily demand of the last `days` days up to `as_of` per (item, site) and per (item, '') (from
+    the item's first demand on, zeros filled), each site's share of the item's demand in that window
+    (of the whole history when the window has none), and whether the history has sites; of `items`
+    only when given."""
+    if history is None or (isinstance(history, pl.DataFrame) and history.height == 0):
+        return {}, {}, False
+    has_site = "site" in history.collect_schema().names()
+    end = (as_of - date(1970, 1, 1)).days
+    # lazy: only the aggregates below are materialised, never a copy of the whole history
+    h = history.lazy().select(
+        _text("item_id", history), pl.col("date").cast(pl.Date).cast(pl.Int32).alias("day"),
+        pl.col("quantity").cast(pl.Float64).fill_null(0.0),
+        (_text("site", history).fill_null("") if has_site else pl.lit("")).alias("site"),
+    ).filter(pl.col("day") <= end)
+    if items is not None:
+        h = h.filter(pl.col("item_id").is_in(items))
+    starts = h.group_by("item_id").agg(pl.col("day").min().alias("first")).select(
+        "item_id", start=pl.max_horizontal("first", pl.lit(end - days + 1)))
+    # the window's rows first (a third of a 3-year history), then each item's start
+    recent = h.filter(pl.col("day") >= end - days + 1).join(starts, on="item_id")
+    queries = [starts, recent.group_by("item_id", "day", "start").agg(pl.col("quantity").sum())
+               .with_columns(site=pl.lit(""))]
+    if has_site:
+        queries += [recent.group_by("item_id", "site", "day", "start").agg(pl.col("quantity").sum()),
+                    recent.group_by("item_id", "site").agg(pl.col("quantity").sum()),
+                    h.group_by("item_id", "site").agg(pl.col("quantity").sum().alias("all"))]
+    starts_df, item_level, *by_site = pl.collect_all(queries)
+    arrays: dict[tuple[str, str], np.ndarray] = {
+        (str(item), ""): np.zeros(end - int(start) + 1) for item, start in starts_df.iter_rows()}
+    # site level first: an empty site's rows are then replaced by the item's total
+    for df in ([by_site[0]] if has_site else []) + [item_level]:
+        for (item, site), g in df.group_by("item_id", "site"):
+            start = int(g["start"][0])
+            y = np.zeros(end - start + 1)
+            np.add.at(y, g["day"].to_numpy() - start, g["quantity"].to_numpy())
+            arrays[(str(item), str(site))] = y
+    shares: dict[str, dict[str, float]] = {}
+    if has_site:
+        win, whole = by_site[1], by_site[2]
+        tot = whole.join(win, on=["item_id", "site"], how="left").with_columns(
+            pl.col("quantity").fill_null(0.0))
+        tot = tot.with_columns(q=pl.when(pl.col("quantity").sum().over("item_id") > 0)
+                               .then(pl.col("quantity")).otherwise(pl.col("all")))
+        tot = tot.with_columns(share=pl.col("q") / pl.col("q").sum().over("item_id")).fill_nan(0.0)
+        for item, site, share in tot.select("item_id", "site", "share").iter_rows():
+            shares.setdefault(item, {})[site] = float(share or 0.0)
+    return arrays, shares, has_site
