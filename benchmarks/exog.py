@@ -2,6 +2,7 @@
 
     python benchmarks/exog.py [--items 90] [--days 1095] [--seed 7] [--holdout 30] [--origins 1]
                               [--models arima,prophet] [--cpus 2] [--no-ray] [--no-oracle]
+                              [--realised-backtests]
 
 On the demo data (items.parquet says which items a factor drives: rain, fx, 5g or none) the last
 `holdout` days are held out. The same models (plus their ensemble) forecast them three ways,
@@ -9,9 +10,13 @@ through the pipeline's engine on Ray:
 
 - without:  no external factors (today's path);
 - with:     factors known at the forecast origin only: calendar exact, rain from the
-            day-of-year climatology, FX and the 5G pace carried forward (production setting);
-- oracle:   the realised factors of the held-out days (as the backtests use them): what the
+            day-of-year climatology, FX and the 5G pace carried forward (production setting;
+            the backtest windows behind the ensemble weights see what their origins knew, too);
+- oracle:   the realised factors of the held-out days and backtest windows: what the
             factors explain when they are known, an upper bound for better factor forecasts.
+
+`--realised-backtests` adds "with" whose backtest windows see the realised factors (the
+`backtest_exog = "realised"` setting): the ensemble weights learned from oracle backtests.
 
 Prints the mean holdout MASE (MAE over the in-sample seasonal-naive MAE) per item group and
 model, with ratios against `without` and the share of items that got better. `--origins 3` repeats
@@ -77,6 +82,11 @@ def main() -> None:
     ap.add_argument("--no-ray", action="store_true", help="run the engine in this process")
     ap.add_argument("--no-oracle", action="store_true", help="skip the oracle-factor run")
     ap.add_argument(
+        "--realised-backtests",
+        action="store_true",
+        help="also run 'with' on backtests that see the realised factors (oracle ensemble weights)",
+    )
+    ap.add_argument(
         "--origins", type=int, default=1, help="consecutive holdout windows, newest first (scores averaged)"
     )
     args = ap.parse_args()
@@ -110,15 +120,20 @@ def main() -> None:
         horizon=h, models=parse_models(args.models), backtest_windows=args.backtest_windows, seed=args.seed
     )
     days = demand["date"].unique().sort()
-    names = ["without", "with"] + ([] if args.no_oracle else ["oracle"])
+    extra = ["with, realised bt"] if args.realised_backtests else []
+    extra += [] if args.no_oracle else ["oracle"]
+    names = ["without", "with", *extra]
+    backs = [h * (k + 1) for k in range(args.backtest_windows)]  # backtest windows before the cut
     rows, walls = [], dict.fromkeys(names, 0.0)
     for k in range(args.origins):  # the newest holdout first; older ones end where the next starts
         cut = days[-h * (k + 1) - 1]
         train = demand.filter(pl.col("date") <= cut)
         test = demand.filter((pl.col("date") > cut) & (pl.col("date") <= days[-h * k - 1]))
         series = build_series(train.to_pandas(), "D")
-        with_x, ex = attach_exog(series, features, h, known_until=str(cut))
+        with_x, ex = attach_exog(series, features, h, backs, known_until=str(cut))
         variants = {"without": series, "with": with_x}
+        if args.realised_backtests:
+            variants["with, realised bt"] = attach_exog(series, features, h, known_until=str(cut))[0]
         if not args.no_oracle:
             variants["oracle"] = attach_exog(series, features, h)[0]
         console.print(
@@ -153,9 +168,9 @@ def main() -> None:
     ]
     span = f"last {h} days" if args.origins == 1 else f"{args.origins} windows of {h} days"
     table = Table(title=f"holdout MASE, {span} (mean over items; ratio = with / without)")
-    for col in ["items", "model", "without", "with", "ratio", "better"] + (
-        ["oracle", "ratio (oracle)"] if "oracle" in names else []
-    ):
+    for col in ["items", "model", "without", "with", "ratio", "better"] + [
+        c for v in extra for c in (v, f"ratio ({v})")
+    ]:
         table.add_column(col, justify="left" if col in ("items", "model") else "right")
     models = [*parse_models(args.models), "ensemble"]
     for label, cond in groups:
@@ -172,8 +187,8 @@ def main() -> None:
                 f"{wi / wo:.3f}",
                 f"{int((g['with'] < g['without']).sum())}/{g.height}",
             ]
-            if "oracle" in names:
-                cells += [f"{g['oracle'].mean():.3f}", f"{g['oracle'].mean() / wo:.3f}"]
+            for v in extra:
+                cells += [f"{g[v].mean():.3f}", f"{g[v].mean() / wo:.3f}"]
             table.add_row(*cells)
     console.print(table)
     if args.origins > 1:
@@ -186,8 +201,8 @@ def main() -> None:
             ):
                 e = g.filter(cond & (pl.col("model") == "ensemble"))
                 txt = f"{label} {e['with'].mean() / e['without'].mean():.3f}"
-                if "oracle" in names:
-                    txt += f" (oracle {e['oracle'].mean() / e['without'].mean():.3f})"
+                for v in extra:
+                    txt += f" ({v} {e[v].mean() / e['without'].mean():.3f})"
                 parts.append(txt)
             console.print(f"holdout after {origin}: ensemble MASE ratio " + ", ".join(parts))
     walls_txt = ", ".join(f"{k} {v:.0f} s" for k, v in walls.items())

@@ -43,6 +43,7 @@ class Forecast:
     seed: int = 7
     cache_max_age_days: int = 7
     exog: bool = True
+    backtest_exog: str = "known"
     features: str = "data/processed/features.parquet"
     future_features: str = ""
 
@@ -237,6 +238,8 @@ def validate(cfg: Config) -> None:
         )
     if f.backtest_windows < 0 or f.backtest_step < 0:
         raise ConfigError("settings 'backtest_windows' and 'backtest_step' must be >= 0")
+    if f.backtest_exog not in {"known", "realised"}:
+        raise ConfigError(f"setting 'backtest_exog' must be known or realised, got {f.backtest_exog!r}")
     if f.backtest_refit not in {"first", "all"}:
         raise ConfigError(f"setting 'backtest_refit' must be first or all, got {f.backtest_refit!r}")
     if f.search_window < 0:

@@ -5,11 +5,12 @@ Pure: series in, Arrow tables out. The local path and the Ray tasks call exactly
 External factors: when the SeriesSet carries regressors (``SeriesSet.exog``), models that take
 them (module attribute ``SUPPORTS_EXOG``: ARIMA, Prophet, the LSTM) get, for a fit at origin
 ``o``, the regressor rows before ``o`` and the ``horizon`` rows from ``o`` (:func:`exog_slices`).
-In the backtest those "future" rows are the realised values: the oracle-exog setting, which
-measures what the factors explain, not how well they can be foreseen. The final forecast gets
-the horizon rows of the matrix (calendar exact, climate from climatology, economy/5G carried
-forward; see nova_ray/exog.py). A model whose fit with regressors fails or blows up is refitted
-without them (noted in ``items.notes``); the feature set is recorded in ``items.params``.
+A backtest window gets the rows its origin knew (``SeriesSet.exog_backtest``: calendar exact,
+climate from climatology, economy/5G carried forward, as the final forecast's horizon rows; see
+nova_ray/exog.py), or the realised rows where there are none (``backtest_exog = "realised"``:
+what the factors explain when known, not how well they can be foreseen). A model whose fit with
+regressors fails or blows up is refitted without them (noted in ``items.notes``); the feature set
+is recorded in ``items.params``.
 """
 
 from __future__ import annotations
@@ -191,6 +192,16 @@ def exog_slices(
     return x[:origin], future
 
 
+def window_exog(
+    x: np.ndarray | None, origin: int, horizon: int, known: np.ndarray | None
+) -> np.ndarray | None:
+    """The regressor rows of a backtest fit at `origin`: realised before it, then the `horizon` rows
+    known at the origin (`known`), or the realised ones when `known` is None."""
+    if x is None or known is None:
+        return None if x is None else x[: origin + horizon]
+    return np.concatenate([x[:origin], known[:horizon, : x.shape[1]]])
+
+
 def _fit(
     name: str,
     y: np.ndarray,
@@ -246,12 +257,15 @@ def _run_model(
     x: np.ndarray | None,
     exog_names: tuple[str, ...],
     capped: bool = False,
+    x_known: dict[int, np.ndarray] | None = None,
 ) -> tuple[dict | None, list[tuple[int, int, Forecast]], Forecast | None]:
     """Search (if needed), backtest every origin and fit the final model; with regressors `x`
-    (a fit at origin o sees x[:o] and x[o:o+h] only). `capped`: each fit sees its training
-    values capped at the fence of that training set (nova_ray/cleaning.py)."""
+    (a fit at origin o sees x[:o], then `x_known[o]`, the rows known at o, or else x[o:o+h]).
+    `capped`: each fit sees its training values capped at the fence of that training set
+    (nova_ray/cleaning.py)."""
     mdef = MODELS[name]
     n, h = len(y), spec.horizon
+    known = {} if x is None else (x_known or {})
 
     def train(o: int) -> np.ndarray:
         return cap(y[:o], fence(y[:o])) if capped else y[:o]
@@ -278,6 +292,8 @@ def _run_model(
         # a window at origin o sees x[:o + h] only, as a refit would
         yb = cap(y, fence(y[: origins[0]])) if capped else y
         kw = {} if x is None else {"x": x[: origins[-1] + h]}
+        if known:
+            kw["x_future"] = [known.get(o) for o in origins]
         fcs = backtest(yb, origins, h, m, params, engine=spec.arima_engine, fitted=fitted, **kw)
         windows = [
             (w, o, _checked(finalize(fc, h), yb[:o], x))
@@ -297,7 +313,7 @@ def _run_model(
                     params,
                     seed,
                     m,
-                    None if x is None else x[: o + h],
+                    window_exog(x, o, h, known.get(o)),
                     exog_names,
                 )[0],
             )
@@ -324,11 +340,14 @@ def forecast_item(
     cached: dict | None = None,
     exog: np.ndarray | None = None,
     exog_names: tuple[str, ...] = (),
+    exog_backtest: dict[int, np.ndarray] | None = None,
 ) -> None:
     """Backtest and forecast one series with every model that suits it; naive is the fallback.
 
     `exog`: the series' regressor matrix (row t = period t, then at least `horizon` future rows),
     used by the models that take regressors; None fits every model on the series alone.
+    `exog_backtest`: rows known at the backtest origins, by window start before the end
+    (``SeriesSet.exog_backtest``).
     """
     t0 = cpu_time()
     from .frequency import get_frequency
@@ -358,6 +377,7 @@ def forecast_item(
         if k < x.shape[1]:
             notes.append(f"{k} of {x.shape[1]} regressors: too few observations for more")
             x, exog_names = (x[:, :k], tuple(exog_names[:k])) if k else (None, ())
+    x_known = {n - b: r[:, : x.shape[1]] for b, r in (exog_backtest or {}).items()} if x is not None else {}
     with_exog: list[str] = []
     for name in stat_names:
         cached_params = (cached or {}).get(name)
@@ -365,7 +385,8 @@ def forecast_item(
         for xi in tries:
             try:
                 params, windows, fc = _run_model(
-                    name, y, dates, future, origins, spec, cached_params, seed, m, xi, exog_names, capped
+                    name, y, dates, future, origins, spec, cached_params, seed, m, xi, exog_names,
+                    capped, x_known,
                 )
                 break
             except Exception as exc:  # one bad model never sinks the item
@@ -450,6 +471,7 @@ def forecast_batch(
             (cached or {}).get(item_id),
             series.exog_of(i),
             series.exog_names,
+            series.exog_backtest,
         )
     return BatchResult(
         forecasts=fc_rows.table(FORECAST_TABLE),

@@ -256,6 +256,30 @@ def aggregate(daily: pd.DataFrame, names: Sequence[str], freq: str, grid: pd.Dat
     return out
 
 
+def _period_table(
+    features: pd.DataFrame,
+    fq: Frequency,
+    grid: pd.DatetimeIndex,
+    wanted: Sequence[str],
+    known_until: pd.Timestamp | str | None = None,
+    future_table: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The `wanted` features aggregated to `grid` (unscaled), realised up to `known_until`, and
+    the features the table lacks (name -> reason)."""
+    days = daily_table(
+        features,
+        grid[0] - pd.Timedelta(days=WARMUP_DAYS),
+        _grid_last_day(grid[-1], fq),
+        known_until=known_until,
+        future_table=future_table,
+    )
+    derived = _climate_unknown(derive_daily(days))
+    derived = derived[derived["date"] >= grid[0]].reset_index(drop=True)
+    names = [n for n in wanted if PERIOD_FEATURES.get(n, (n, ""))[0] in derived.columns]
+    dropped = {n: "not in the feature table" for n in wanted if n not in names}
+    return aggregate(derived, names, fq.code, grid), dropped
+
+
 def build_exog(
     features: pd.DataFrame,
     freq: str,
@@ -283,23 +307,8 @@ def build_exog(
     n_hist = len(pd.date_range(first, last, freq=fq.pandas_alias))
     grid = pd.date_range(first, periods=n_hist + horizon, freq=fq.pandas_alias)
     wanted = list(dict.fromkeys([*(default_features(fq.code) if columns is None else columns), *extra]))
-    days = daily_table(
-        features,
-        first - pd.Timedelta(days=WARMUP_DAYS),
-        _grid_last_day(grid[-1], fq),
-        known_until=known_until,
-        future_table=future_table,
-    )
-    derived = _climate_unknown(derive_daily(days))
-    derived = derived[derived["date"] >= first].reset_index(drop=True)
-    dropped: dict[str, str] = {}
-    names = []
-    for name in wanted:
-        if PERIOD_FEATURES.get(name, (name, ""))[0] in derived.columns:
-            names.append(name)
-        else:
-            dropped[name] = "not in the feature table"
-    table = aggregate(derived, names, fq.code, grid)
+    table, dropped = _period_table(features, fq, grid, wanted, known_until, future_table)
+    names = list(table.columns)
     values = table.to_numpy(dtype=float)
     hist = values[:n_hist]
     keep: list[int] = []
@@ -336,13 +345,46 @@ def build_exog(
     )
 
 
+def backtest_rows(features: pd.DataFrame, ex: Exog, backs: Sequence[int]) -> dict[int, np.ndarray]:
+    """The regressor rows of backtest windows as they were known at each window's origin, on `ex`'s
+    scale: calendar exact, climate from the climatology of the days before the origin, economy at
+    its last value, 5G at its last pace (as the final forecast's horizon rows are made).
+
+    `backs`: window starts counted in periods before the end of the history (the window of `b`
+    starts at history row ``n_hist - b`` and spans ``ex.horizon`` rows). Returns b -> (horizon, k);
+    a window outside the history, or before the first feature row, is left out (it keeps the
+    realised rows).
+    """
+    fq = get_frequency(ex.freq)
+    grid = pd.date_range(pd.Timestamp(ex.start), periods=ex.n_hist, freq=fq.pandas_alias)
+    h, out = ex.horizon, {}
+    for b in sorted(set(backs)):
+        g = ex.n_hist - b
+        if g < 2 or b < h or not ex.names:
+            continue
+        try:
+            table, _ = _period_table(features, fq, grid[: g + h], ex.names, grid[g] - pd.Timedelta(days=1))
+        except ValueError:  # no feature row on or before the origin
+            continue
+        ahead = table.to_numpy(dtype=float)[g:]
+        if ahead.shape != (h, len(ex.names)) or not np.all(np.isfinite(ahead)):
+            continue
+        past = ex.values[:g] * ex.std + ex.mean  # clipped as at the origin: its history's range
+        sd = past.std(axis=0) * CLIP_SD
+        ahead = np.clip(ahead, past.min(axis=0) - sd, past.max(axis=0) + sd)
+        out[b] = np.ascontiguousarray((ahead - ex.mean) / ex.std)
+    return out
+
+
 def attach_exog(
     series: SeriesSet,
     features: pd.DataFrame,
     horizon: int,
+    backtest_backs: Sequence[int] = (),
     **kwargs: Any,
 ) -> tuple[SeriesSet, Exog]:
-    """`series` with the regressor matrix of :func:`build_exog` attached, and that matrix.
+    """`series` with the regressor matrix of :func:`build_exog` attached, and that matrix; with
+    `backtest_backs`, also the rows its backtest windows knew at their origins (:func:`backtest_rows`).
 
     Keyword arguments go to :func:`build_exog`. Without any usable feature the set comes back
     without exog (``exog=None``), so every model runs exactly as without factors.
@@ -351,7 +393,7 @@ def attach_exog(
     ex = build_exog(features, series.freq, start, series.end, horizon, **kwargs)
     if not ex.names:
         return series, ex
-    return series.with_exog(ex.values, ex.names, ex.start), ex
+    return series.with_exog(ex.values, ex.names, ex.start, backtest_rows(features, ex, backtest_backs)), ex
 
 
 # ---------------------------------------------------------------- where the features come from
@@ -415,10 +457,13 @@ def for_run(
     features_path: str | Path | None,
     demand_path: str | Path | None = None,
     future_path: str | Path | None = None,
+    backtest_backs: Sequence[int] = (),
 ) -> tuple[SeriesSet, dict[str, Any]]:
     """Attach the run's regressors: from `features_path` if it exists, else from the ``raw/`` folder
-    next to `demand_path`; `future_path` overrides horizon values. Returns the series (unchanged
-    when no features are found) and a JSON-ready record for the run metadata."""
+    next to `demand_path`; `future_path` overrides horizon values; the backtest windows starting
+    `backtest_backs` periods before the end get the rows known at their origins (none: the realised
+    rows). Returns the series (unchanged when no features are found) and a JSON-ready record for the
+    run metadata."""
     found = load_features(features_path, demand_path)
     if found is None:
         return series, {
@@ -427,8 +472,15 @@ def for_run(
         }
     frame, regressors, sources = found
     future = read_future_table(future_path) if future_path else None
-    out, ex = attach_exog(series, frame, horizon, extra=regressors, future_table=future, sources=sources)
+    out, ex = attach_exog(
+        series, frame, horizon, backtest_backs, extra=regressors, future_table=future, sources=sources
+    )
     record = {"enabled": out.exog is not None, **ex.describe()}
+    record["backtest_exog"] = (
+        {"rows": "known at each origin", "windows_back": sorted(out.exog_backtest)}
+        if out.exog_backtest
+        else {"rows": "realised"}
+    )
     record["features_until"] = str(pd.to_datetime(frame["date"]).max().date())
     if future_path:
         record["future_table"] = str(future_path)
@@ -447,6 +499,7 @@ __all__ = [
     "Exog",
     "aggregate",
     "attach_exog",
+    "backtest_rows",
     "build_exog",
     "daily_table",
     "default_features",

@@ -25,6 +25,7 @@ from .engine import (
     cpu_time,
     min_train,
     supports_exog,
+    window_exog,
 )
 from .frequency import future_dates
 from .models import MODELS
@@ -70,8 +71,9 @@ def forecast_lstm(
 
     `init` (a stored LstmState, incremental run): no backtest; the stored network forecasts as it
     is (`warm_epochs` 0) or is fine-tuned on all data for `warm_epochs` epochs. With regressors each window
-    also sees the regressor rows of its forecast periods (realised ones in the backtest, the
-    oracle-exog setting); if that fails the LSTM runs without them."""
+    also sees the regressor rows of its forecast periods (in the backtest those known at the
+    window's origin, ``SeriesSet.exog_backtest``, else the realised ones); if that fails the
+    LSTM runs without them."""
     w0, c0 = time.perf_counter(), cpu_time()
     ys = [series.values_of(i) for i in indices]
     xs = _lstm_exog(series, indices, ys, spec)
@@ -140,7 +142,8 @@ def _lstm_run(
                 w = back.index(b)
                 window = len(back) - 1 - w
                 sel = [j for j, y in enumerate(ys) if len(y) - b >= min_train(m)]
-                sel_x = None if xs is None else [xs[j][: len(ys[j]) - b + h] for j in sel]
+                known = series.exog_backtest.get(b)
+                sel_x = None if xs is None else [window_exog(xs[j], len(ys[j]) - b, h, known) for j in sel]
                 fcs = lstm.predict(init, [ys[j][: len(ys[j]) - b] for j in sel], exog=sel_x)
                 for j, fc in zip(sel, fcs, strict=True):
                     o = len(ys[j]) - b

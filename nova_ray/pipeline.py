@@ -136,13 +136,17 @@ def attach_exog(cfg: Config, series: SeriesSet) -> tuple[SeriesSet, dict[str, An
 
     From `[forecast] features` when that file exists, else from the raw/ folder next to the demand
     file (the demo layout); none found, or `exog = false` (--no-exog): the series as they are.
+    With `backtest_exog = "known"` (default) the backtest windows get the rows known at their
+    origins; `"realised"` gives them the realised rows (what the factors explain when known).
     """
     f = cfg.forecast
     if not f.exog:
         return series, {"enabled": False, "reason": "switched off (exog = false / --no-exog)"}
+    step = f.backtest_step or f.horizon  # the windows start these periods before the end
+    backs = [f.horizon + k * step for k in range(f.backtest_windows)] if f.backtest_exog == "known" else []
     try:
         series, record = exog_for_run(
-            series, f.horizon, f.features or None, cfg.paths.data, f.future_features or None
+            series, f.horizon, f.features or None, cfg.paths.data, f.future_features or None, backs
         )
     except EtlError as exc:  # a broken raw file: exit 2 naming the file and line
         raise InputError(str(exc)) from None

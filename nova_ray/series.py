@@ -31,6 +31,9 @@ class SeriesSet:
     Optional regressors: `exog` has one row per period of the global grid that starts at
     `exog_start` (at or before every series start) and runs through `end` plus at least the
     forecast horizon; columns are `exog_names`. None means no external factors.
+    `exog_backtest` maps a backtest window's start, counted in periods before the end of the history
+    (the window of `b` starts at row ``len - b`` of every series), to its regressor rows as known
+    at its origin; a window not in it sees the realised rows.
     """
 
     item_ids: np.ndarray  # str, length n
@@ -42,6 +45,7 @@ class SeriesSet:
     exog: np.ndarray | None = None  # (periods from exog_start to end + horizon, k) float64
     exog_names: tuple[str, ...] = ()
     exog_start: np.datetime64 | None = None
+    exog_backtest: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -74,6 +78,7 @@ class SeriesSet:
             self.exog,
             self.exog_names,
             self.exog_start,
+            self.exog_backtest,
         )
 
     @property
@@ -96,10 +101,12 @@ class SeriesSet:
         exog: np.ndarray | None,
         names: tuple[str, ...] | list[str] = (),
         start: np.datetime64 | None = None,
+        backtest: dict[int, np.ndarray] | None = None,
     ) -> SeriesSet:
-        """This set with regressors attached (checked to cover every series and `end`), or removed."""
+        """This set with regressors attached (checked to cover every series and `end`), or removed;
+        `backtest`: the rows its backtest windows knew at their origins (see the class)."""
         if exog is None:
-            return dataclasses.replace(self, exog=None, exog_names=(), exog_start=None)
+            return dataclasses.replace(self, exog=None, exog_names=(), exog_start=None, exog_backtest={})
         x = np.asarray(exog, dtype=float)
         if x.ndim != 2 or x.shape[1] != len(names):
             raise ValueError(f"exog must be (periods, {len(names)}), got shape {x.shape}")
@@ -108,7 +115,10 @@ class SeriesSet:
             raise ValueError(f"exog starts {s}, after the first series start {self.starts.min()}")
         if len(x) <= period_index(s, self.end, self.freq):
             raise ValueError(f"exog ends before the last period {self.end}")
-        return dataclasses.replace(self, exog=x, exog_names=tuple(names), exog_start=s)
+        rows = dict(backtest or {})
+        if any(np.shape(r)[1:] != (len(names),) for r in rows.values()):
+            raise ValueError(f"backtest regressor rows must have {len(names)} columns")
+        return dataclasses.replace(self, exog=x, exog_names=tuple(names), exog_start=s, exog_backtest=rows)
 
 
 # period numbers count from an origin that starts a period on every frequency (weeks on Monday)

@@ -71,6 +71,8 @@ def test_outputs_schema_partitions_and_counts(run_once, small_demo: Path) -> Non
     assert versions["run_id"] == pointer["run_id"] and versions["dataset_id"] == pointer["dataset_id"]
     assert {"mape", "rmse", "mase", "accuracy"} <= set(versions["models"]["ensemble"])
     assert versions["row_counts"]["forecasts"] == df.height
+    # the demo's external factors: the backtest windows saw the rows known at their origins
+    assert versions["exog"]["backtest_exog"] == {"rows": "known at each origin", "windows_back": [14, 28, 42]}
     meta = table.schema.metadata
     assert (
         meta[b"run_id"].decode() == pointer["run_id"] and b"model_version" in meta and b"dataset_id" in meta

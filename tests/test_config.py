@@ -62,6 +62,9 @@ def test_recommend_section_matches_policy() -> None:
 def test_backtest_refit_and_search_window_are_checked() -> None:
     with pytest.raises(ConfigError, match="backtest_refit"):
         load_config(None, {"backtest_refit": "sometimes"}, env={}, dotenv=None)
+    with pytest.raises(ConfigError, match="'backtest_exog' must be known or realised"):
+        load_config(None, {"backtest_exog": "oracle"}, env={}, dotenv=None)
+    assert load_config(None, {}, env={}, dotenv=None).forecast.backtest_exog == "known"
     with pytest.raises(ConfigError, match="search_window"):
         load_config(None, {"search_window": -1}, env={}, dotenv=None)
     cfg = load_config(None, {"backtest_refit": "all", "search_window": 0}, env={}, dotenv=None)

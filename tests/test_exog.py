@@ -15,7 +15,14 @@ from typer.testing import CliRunner
 
 from nova_ray.engine import EngineSpec, exog_slices, forecast_batch
 from nova_ray.etl import build_features, calendar_features, read_features
-from nova_ray.exog import DEFAULT_FEATURES, attach_exog, build_exog, load_features, without_exog
+from nova_ray.exog import (
+    DEFAULT_FEATURES,
+    attach_exog,
+    backtest_rows,
+    build_exog,
+    load_features,
+    without_exog,
+)
 from nova_ray.global_lstm import forecast_lstm
 from nova_ray.series import SeriesSet, build_series, period_index
 
@@ -114,6 +121,53 @@ def test_backtest_windows_see_only_history_and_their_own_window() -> None:
     # with a final fit the NaN rows make the fit with regressors fail: refitted without, noted
     fallback = pl.from_arrow(forecast_batch(s.with_exog(x3, ("a", "b"), s.starts[0]), [0], spec).items)
     assert "arima with regressors failed" in fallback["notes"][0] and fallback["models"][0] == "arima"
+
+
+def test_backtest_windows_get_the_rows_known_at_their_origins() -> None:
+    rng = np.random.default_rng(11)
+    n, h = 240, 14
+    x = rng.normal(size=(n + h, 2))
+    y = 20 + 3 * np.sin(2 * np.pi * np.arange(n) / 7) + 4 * x[:n, 0] + rng.normal(0, 1, n)
+    s = _series({"A": y})
+    spec = EngineSpec(horizon=h, models=("arima", "prophet"), backtest_windows=2)
+    realised = forecast_batch(s.with_exog(x, ("a", "b"), s.starts[0]), [0], spec)
+    backs = (h, 2 * h)  # the two windows start h and 2h periods before the end
+    # rows "known" that equal the realised ones: the same backtests as the realised setting
+    same = {b: x[n - b : n - b + h] for b in backs}
+    again = forecast_batch(s.with_exog(x, ("a", "b"), s.starts[0], same), [0], spec)
+    assert again.backtests.equals(realised.backtests) and again.forecasts.equals(realised.forecasts)
+    # other rows (say a climatology): every window of both models moves, the final forecast does not
+    known = {b: np.zeros((h, 2)) for b in backs}
+    honest = forecast_batch(s.with_exog(x, ("a", "b"), s.starts[0], known), [0], spec)
+    assert honest.forecasts.equals(realised.forecasts)
+    a, b = (pl.from_arrow(r.backtests).sort("model", "window", "date") for r in (realised, honest))
+    assert a["actual"].to_list() == b["actual"].to_list()
+    for (model, window), part in a.group_by("model", "window"):
+        other = b.filter((pl.col("model") == model) & (pl.col("window") == window))
+        assert part["forecast"].to_list() != other["forecast"].to_list(), (model, window)
+    # the driver is unknown ahead here (zeros), so the windows' error grows: no oracle optimism
+    assert _mase(honest, "arima") > 1.5 * _mase(realised, "arima")
+    assert "regressors (2) used by arima,prophet" in pl.from_arrow(honest.items)["notes"][0]
+
+
+def test_backtest_rows_are_what_the_origin_knew(demo_features: pd.DataFrame) -> None:
+    ex = build_exog(demo_features, "D", "2023-01-01", "2023-12-31", 14)
+    rows = backtest_rows(demo_features, ex, [14, 28, 400, 5])
+    assert sorted(rows) == [14, 28]  # 400: before the history; 5: shorter than the horizon
+    for b, r in rows.items():
+        g = ex.n_hist - b
+        before = pd.Timestamp(ex.start) + pd.Timedelta(days=g - 1)  # the last day the origin knew
+        cut = build_exog(demo_features, "D", "2023-01-01", before, 14, known_until=before)
+        raw = r * ex.std + ex.mean  # the horizon rows of a forecast made at the origin
+        for j, name in enumerate(ex.names):
+            k = cut.names.index(name)
+            np.testing.assert_allclose(raw[:, j], cut.values[-14:, k] * cut.std[k] + cut.mean[k], atol=1e-9)
+        fx = demo_features.loc[demo_features["date"] == before, "usd_brl"].iloc[0]
+        np.testing.assert_allclose(raw[:, ex.names.index("usd_brl")], fx)  # economy: last value
+        j = ex.names.index("is_holiday")  # calendar: exact
+        np.testing.assert_allclose(r[:, j], ex.values[g : g + 14, j])
+        j = ex.names.index("rain_log")  # climate: not the realised rain
+        assert not np.allclose(r[:, j], ex.values[g : g + 14, j])
 
 
 def test_no_exog_paths_are_identical() -> None:
@@ -267,6 +321,11 @@ def test_lstm_trains_and_forecasts_with_regressors() -> None:
     spec = EngineSpec(**{**spec.__dict__, "lstm": type(spec.lstm)(lookback=14, units=8, epochs=2)})
     res = forecast_lstm(s, [0, 1, 2], spec)
     assert res.forecasts.num_rows == 3 * h and res.backtests.num_rows == 3 * h
+    # its backtest window predicts with the rows known at the origin; the network is the same
+    known = s.with_exog(x, ("x",), s.starts[0], {h: np.zeros((h, 1))})
+    honest = forecast_lstm(known, [0, 1, 2], spec)
+    assert honest.forecasts.equals(res.forecasts)
+    assert honest.backtests["forecast"].to_pylist() != res.backtests["forecast"].to_pylist()
 
 
 # ---------------------------------------------------------------- where features come from; the etl command

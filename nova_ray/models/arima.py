@@ -206,15 +206,18 @@ def backtest(
     engine: str = "statsforecast",
     fitted: object = None,
     x: np.ndarray | None = None,
+    x_future: list[np.ndarray | None] | None = None,
     **_: object,
 ) -> list[Forecast]:
     """Forecasts from each origin (ascending). statsforecast engine: the orders (and regression
     coefficients, with regressors `x`: row t for period t, at least origins[-1] + horizon rows)
     are estimated once on y[:origins[0]] (or `fitted`, the search's model, is used as it is) and
     each origin re-filters y[:o] with those coefficients (no re-estimation); the other engines
-    refit at every origin."""
+    refit at every origin. `x_future`: per origin, the rows its window sees instead of the
+    realised x[o:o+horizon] (None: those)."""
     y = np.asarray(y, dtype=float)
     o0 = origins[0]
+    futures = list(x_future) if x_future is not None else [None] * len(origins)
     if engine != "statsforecast":
         return [
             forecast(
@@ -223,9 +226,9 @@ def backtest(
                 season_length,
                 params,
                 engine=engine,
-                **({} if x is None else {"x": x[:o], "x_future": x[o : o + horizon]}),
+                **({} if x is None else {"x": x[:o], "x_future": x[o : o + horizon] if f is None else f}),
             )
-            for o in origins
+            for o, f in zip(origins, futures, strict=True)
         ]
     y0 = y[:o0]
     if len(y0) < 8:
@@ -233,6 +236,7 @@ def backtest(
     if x is not None:  # only the columns that vary on the oldest training set
         keep = usable_exog(x[:o0], None, o0)[2]
         x = np.asarray(x, dtype=float).reshape(len(x), -1)[:, keep] if keep.any() else None
+        futures = [None if f is None or x is None else np.asarray(f, dtype=float)[:, keep] for f in futures]
         if x is not None and not np.all(np.isfinite(x[: origins[-1] + horizon])):
             raise ModelError("regressors have missing or infinite values")
     if not params:
@@ -242,4 +246,5 @@ def backtest(
     if fitted is not None and m != params["m"]:
         fitted = None  # y0 too short for the season the search saw
     what = f"ARIMA{order}{sorder}[{m}]"
-    return refilter_backtest(_sf_arima(order, sorder, m), y, origins, horizon, what, fitted, x)
+    model = _sf_arima(order, sorder, m)
+    return refilter_backtest(model, y, origins, horizon, what, fitted, x, x_future=futures)

@@ -110,19 +110,27 @@ def refilter_backtest(
     fitted: Any = None,
     x: np.ndarray | None = None,
     start: int = 0,
+    x_future: list[np.ndarray | None] | None = None,
 ) -> list[Forecast]:
     """Forecasts from each origin (ascending) with one estimation: `model` (an unfitted
     statsforecast model) is fitted on y[:origins[0]]; each later origin re-filters y[:o] with the
     fitted parameters (`forward`, no re-estimation). `fitted`: a model already estimated on (the
     recent part of) y[:origins[0]], e.g. by the order search: every origin is re-filtered with it
     and nothing is estimated again. `x`: regressors, row t for period t (at least
-    origins[-1] + horizon rows); a window at origin o sees rows up to o + horizon only.
+    origins[-1] + horizon rows); a window at origin o sees rows up to o + horizon only, or rows
+    up to o and then its entry of `x_future` (one per origin; None: the realised rows).
     `start`: every re-filter begins at y[start] (a model whose estimated initial states belong to
     that period, such as ETS fitted on a recent stretch). Failures raise ModelError naming `what`."""
     levels = list(LEVELS)
 
+    futures = dict(zip(origins, x_future or [], strict=False))
+
+    def ahead(o: int) -> np.ndarray:
+        f = futures.get(o)
+        return x[o : o + horizon] if f is None else f
+
     def xs(o: int) -> dict[str, np.ndarray]:
-        return {} if x is None else {"X": x[:o], "X_future": x[o : o + horizon]}
+        return {} if x is None else {"X": x[:o], "X_future": ahead(o)}
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -135,7 +143,7 @@ def refilter_backtest(
                 first = model.predict(horizon, level=levels)
             else:
                 model = model.fit(y[:o0], X=x[:o0])
-                first = model.predict(horizon, X=x[o0 : o0 + horizon], level=levels)
+                first = model.predict(horizon, X=ahead(o0), level=levels)
             return [first] + [model.forward(y[:o], horizon, level=levels, **xs(o)) for o in origins[1:]]
         except Exception as exc:
             raise ModelError(f"{what} failed: {exc}") from None
