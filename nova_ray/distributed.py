@@ -201,6 +201,44 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+@contextmanager
+def _prompt_node_wait(poll_s: float = 0.05, patience_s: float = 10.0) -> Iterator[None]:
+    """Make `ray.init` notice its new raylet within `poll_s` instead of up to a second.
+
+    Starting a local head, `ray.init` waits for the raylet's registration by asking the GCS for the
+    node, and the GCS client's lookup retries once a second; the raylet registers ~1.2 s after the
+    start here, so the start took 2.0 s (or 3.0). Polling the node table first, then doing Ray's
+    own lookup, brings it to ~1.3 s. Private Ray API: if it changed, Ray's lookup runs as it is.
+    """
+    try:
+        from ray._private import services, state
+
+        original = services.get_node
+        options = services._get_gcs_client_options
+    except (ImportError, AttributeError):
+        yield
+        return
+
+    def get_node(gcs_address: str, node_id: str) -> Any:
+        try:
+            gs = state.GlobalState()
+            gs._initialize_global_state(options(gcs_address))
+            deadline = time.monotonic() + patience_s
+            while time.monotonic() < deadline:
+                if any(n.get("NodeID") == node_id for n in gs.node_table()):
+                    break
+                time.sleep(poll_s)
+        except Exception:  # noqa: BLE001 - an optimisation only: Ray's lookup decides
+            pass
+        return original(gcs_address, node_id)
+
+    services.get_node = get_node
+    try:
+        yield
+    finally:
+        services.get_node = original
+
+
 _SHUTDOWN: threading.Thread | None = None
 
 
@@ -273,7 +311,7 @@ class RayBackend:
             self._tmp = tempfile.mkdtemp(prefix="nova-ray-", dir="/tmp")
             # local workers inherit the thread settings from the raylet's environment: a runtime
             # env would do the same but costs ~2 s of agent set-up before the first task
-            with _environ(THREAD_ENV):
+            with _environ(THREAD_ENV), _prompt_node_wait():
                 ray.init(
                     address="local",
                     num_cpus=self.num_cpus or os.cpu_count(),

@@ -15,9 +15,13 @@ def _one() -> int:
 
 
 def test_clean_exit_stops_ray_in_the_background_and_the_next_session_waits() -> None:
+    from ray._private import services
+
+    lookup = services.get_node
     with distributed.RayBackend(None, 1) as backend:
         tmp = backend._tmp
         assert backend.info.started_local and tmp and os.path.isdir(tmp)
+        assert services.get_node is lookup  # the prompt wait for the raylet patched ray.init only
         assert _one() == 1
     assert distributed._SHUTDOWN is not None  # the caller goes on while Ray stops
     with distributed.RayBackend(None, 1) as again:  # joins the previous stop before starting
