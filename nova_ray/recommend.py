@@ -234,7 +234,7 @@ def quantile(x: np.ndarray, p: float) -> float:
 # ---------------------------------------------------------------- table preparation
 
 
-HISTORY_CHUNK = 500  # items per history query: bounds the memory of its group-bys
+HISTORY_CHUNK = 200  # items per history query: bounds the memory of its group-bys
 
 
 def _classes(items: pl.DataFrame | None, arrays: dict[tuple[str, str], np.ndarray]) -> dict[str, str]:
