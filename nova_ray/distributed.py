@@ -206,9 +206,10 @@ def _prompt_node_wait(poll_s: float = 0.05, patience_s: float = 10.0) -> Iterato
     """Make `ray.init` notice its new raylet within `poll_s` instead of up to a second.
 
     Starting a local head, `ray.init` waits for the raylet's registration by asking the GCS for the
-    node, and the GCS client's lookup retries once a second; the raylet registers ~1.2 s after the
-    start here, so the start took 2.0 s (or 3.0). Polling the node table first, then doing Ray's
-    own lookup, brings it to ~1.3 s. Private Ray API: if it changed, Ray's lookup runs as it is.
+    node, and the GCS client's lookup retries once a second; the raylet registers 0.5-1.5 s after
+    the head processes start, so `ray.init` took 2.0 or 3.0 s. Polling the node table first, then
+    doing Ray's own lookup (which then answers at once), makes it 1.5-2.4 s. Private Ray API: if
+    it changed, Ray's lookup runs as it is.
     """
     try:
         from ray._private import services, state
