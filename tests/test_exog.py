@@ -83,12 +83,17 @@ def test_exog_slices_stop_at_the_window() -> None:
         exog_slices(x, 45, 7)
 
 
-def test_backtest_windows_see_only_history_and_their_own_window() -> None:
-    rng = np.random.default_rng(3)
-    n, h = 240, 14
+def _driven(seed: int, n: int = 240, h: int = 14) -> tuple[SeriesSet, np.ndarray, np.random.Generator]:
+    """One weekly series of `n` days driven by the first of two regressors (`n + h` rows)."""
+    rng = np.random.default_rng(seed)
     x = rng.normal(size=(n + h, 2))
     y = 20 + 3 * np.sin(2 * np.pi * np.arange(n) / 7) + 4 * x[:n, 0] + rng.normal(0, 1, n)
-    s = _series({"A": y})
+    return _series({"A": y}), x, rng
+
+
+def test_backtest_windows_see_only_history_and_their_own_window() -> None:
+    n, h = 240, 14
+    s, x, rng = _driven(3, n, h)
     spec = EngineSpec(horizon=h, models=("arima",), backtest_windows=2)
     base = forecast_batch(s.with_exog(x, ("a", "b"), s.starts[0]), [0], spec)
     bt = pl.from_arrow(base.backtests).sort("window", "date")
@@ -124,11 +129,8 @@ def test_backtest_windows_see_only_history_and_their_own_window() -> None:
 
 
 def test_backtest_windows_get_the_rows_known_at_their_origins() -> None:
-    rng = np.random.default_rng(11)
     n, h = 240, 14
-    x = rng.normal(size=(n + h, 2))
-    y = 20 + 3 * np.sin(2 * np.pi * np.arange(n) / 7) + 4 * x[:n, 0] + rng.normal(0, 1, n)
-    s = _series({"A": y})
+    s, x, _ = _driven(11, n, h)
     spec = EngineSpec(horizon=h, models=("arima", "prophet"), backtest_windows=2)
     realised = forecast_batch(s.with_exog(x, ("a", "b"), s.starts[0]), [0], spec)
     backs = (h, 2 * h)  # the two windows start h and 2h periods before the end
