@@ -98,7 +98,7 @@ def main() -> None:
     from nova_ray.assemble import assemble
     from nova_ray.config import load_config
     from nova_ray.demo import generate_demo
-    from nova_ray.engine import EngineSpec
+    from nova_ray.engine import EngineSpec, window_backs
     from nova_ray.etl import build_features, read_features
     from nova_ray.exog import attach_exog
     from nova_ray.fit_stage import run_engine
@@ -123,7 +123,7 @@ def main() -> None:
     extra = ["with, realised bt"] if args.realised_backtests else []
     extra += [] if args.no_oracle else ["oracle"]
     names = ["without", "with", *extra]
-    backs = [h * (k + 1) for k in range(args.backtest_windows)]  # backtest windows before the cut
+    backs = window_backs(h, args.backtest_windows, spec.step)  # backtest windows before the cut
     rows, walls = [], dict.fromkeys(names, 0.0)
     for k in range(args.origins):  # the newest holdout first; older ones end where the next starts
         cut = days[-h * (k + 1) - 1]

@@ -101,9 +101,15 @@ def min_train(season_length: int) -> int:
     return max(2 * season_length, 8)
 
 
+def window_backs(horizon: int, windows: int, step: int) -> list[int]:
+    """How many periods before the end of the history each backtest window starts, newest first:
+    the same for every series (they all end on one period)."""
+    return [horizon + k * step for k in range(windows)]
+
+
 def backtest_origins(n: int, horizon: int, windows: int, step: int, season_length: int) -> list[int]:
     """Window origins (index of the first forecast period), oldest first; each has `horizon` actuals."""
-    origins = [n - horizon - k * step for k in range(windows)]
+    origins = [n - b for b in window_backs(horizon, windows, step)]
     return sorted(o for o in origins if o >= min_train(season_length))
 
 

@@ -25,6 +25,7 @@ from .engine import (
     cpu_time,
     min_train,
     supports_exog,
+    window_backs,
     window_exog,
 )
 from .frequency import future_dates
@@ -128,7 +129,7 @@ def _lstm_run(
     ):
         stored = None  # another shape: train cold
     # origins count back from the common end, so they are the same dates for every series
-    back = [h + k * spec.step for k in range(spec.backtest_windows)]
+    back = window_backs(h, spec.backtest_windows, spec.step)
     back = [b for b in back if n_max - b >= min_train(m)] if stored is None else []
     init = stored
     if back:

@@ -32,6 +32,7 @@ from .engine import (
     ITEMS_TABLE,
     EngineSpec,
     LstmSpec,
+    window_backs,
 )
 from .etl import EtlError
 from .exog import for_run as exog_for_run
@@ -142,8 +143,8 @@ def attach_exog(cfg: Config, series: SeriesSet) -> tuple[SeriesSet, dict[str, An
     f = cfg.forecast
     if not f.exog:
         return series, {"enabled": False, "reason": "switched off (exog = false / --no-exog)"}
-    step = f.backtest_step or f.horizon  # the windows start these periods before the end
-    backs = [f.horizon + k * step for k in range(f.backtest_windows)] if f.backtest_exog == "known" else []
+    spec = engine_spec(cfg)
+    backs = window_backs(spec.horizon, spec.backtest_windows, spec.step) if f.backtest_exog == "known" else []
     try:
         series, record = exog_for_run(
             series, f.horizon, f.features or None, cfg.paths.data, f.future_features or None, backs
