@@ -49,6 +49,7 @@ from .provenance import config_hash, model_versions
 from .recommend import BACKTEST_COLUMNS, FORECAST_COLUMNS, HISTORY_COLUMNS, Policy, recommend, summarize
 from .recommend import KIND as RECOMMENDATIONS
 from .series import SeriesSet, build_series
+from .tmpdirs import owned_prefix, sweep
 
 
 @dataclass
@@ -232,7 +233,9 @@ def run_forecast(
     stock, warnings = load_stock(cfg, demand, items) if only is None and publish else (None, [])
     # what the recommendations read of the history, spilled to a scratch file for the length of the
     # run (read back a chunk of items at a time); the demand table itself is not kept
-    scratch = tempfile.TemporaryDirectory(prefix="nova-ray-run-")  # removed at the end, or when dropped
+    # removed at the end, or when dropped; after a killed run, by the next one (`tmpdirs.sweep`)
+    sweep("run", tempfile.gettempdir())
+    scratch = tempfile.TemporaryDirectory(prefix=owned_prefix("run"))
     spill = Path(scratch.name) / "history.parquet"
     history = spill_columns(demand, HISTORY_COLUMNS, spill) if stock is not None else None
     del demand

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,8 +14,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(var, "1")
-# stored models of CLI runs go to a throwaway folder, never the checkout's models/
-os.environ.setdefault("NOVA_RAY_MODELS_DIR", __import__("tempfile").mkdtemp(prefix="nova-ray-test-models-"))
+# stored models of CLI runs go to a throwaway folder, never the checkout's models/, removed at the end
+if "NOVA_RAY_MODELS_DIR" not in os.environ:
+    os.environ["NOVA_RAY_MODELS_DIR"] = tempfile.mkdtemp(prefix="nova-ray-test-models-")
+    atexit.register(shutil.rmtree, os.environ["NOVA_RAY_MODELS_DIR"], True)
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +33,6 @@ def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def ray_session():
     """A real local Ray with 2 CPUs, shared by the tests of one module."""
-    import tempfile
-
     import ray
 
     from nova_ray.distributed import THREAD_ENV
@@ -46,6 +49,4 @@ def ray_session():
     )
     yield ray
     ray.shutdown()
-    import shutil
-
     shutil.rmtree(tmp, ignore_errors=True)
