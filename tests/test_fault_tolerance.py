@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -128,6 +129,12 @@ def test_killed_driver_resumes_to_the_clean_result(demo: Path, tmp_path: Path, c
     os.killpg(p.pid, signal.SIGKILL)  # the driver and the local Ray it started
     p.wait()
     n_done = len(done())
+    # the killed driver left its run scratch and Ray session folders; the next run removes them
+    left = [
+        *Path(tempfile.gettempdir()).glob(f"nova-ray-run-{p.pid}-*"),
+        *Path("/tmp").glob(f"nova-ray-ray-{p.pid}-*"),
+    ]
+    assert len(left) == 2, left
     # the previous run is still what readers see, complete
     assert json.loads((out / "metadata" / "last_updated.json").read_text()) == before
     assert _forecasts(out)["item_id"].unique().to_list() == ["CAB-0001"]
@@ -135,6 +142,7 @@ def test_killed_driver_resumes_to_the_clean_result(demo: Path, tmp_path: Path, c
     record = json.loads((out / "metadata" / "runs" / f"{_pointer(out)['run_id']}.json").read_text())
     assert record["summary"]["resumed_items"] >= n_done, log
     assert not list(out.glob(".staging/*"))
+    assert not [d for d in left if d.exists()]
     assert_frame_equal(_forecasts(out), clean)
 
 

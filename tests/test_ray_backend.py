@@ -15,25 +15,38 @@ def _one() -> int:
 
 
 def test_clean_exit_stops_ray_in_the_background_and_the_next_session_waits() -> None:
-    from ray._private import services
+    from ray._private import node, parameter, services
 
-    lookup = services.get_node
+    patched = (services.get_node, parameter.RayParams.__init__, node.Node.start_api_server)
     with distributed.RayBackend(None, 1) as backend:
         tmp = backend._tmp
         assert backend.info.started_local and tmp and os.path.isdir(tmp)
-        assert services.get_node is lookup  # the prompt wait for the raylet patched ray.init only
+        # the prompt raylet wait and the lean head patched ray.init only
+        assert (services.get_node, parameter.RayParams.__init__, node.Node.start_api_server) == patched
         assert _one() == 1
+        folder = _worker_folder()
+        assert os.path.basename(folder).startswith("nova-ray-worker-") and os.path.isdir(folder)
     assert distributed._SHUTDOWN is not None  # the caller goes on while Ray stops
     with distributed.RayBackend(None, 1) as again:  # joins the previous stop before starting
         assert not os.path.exists(tmp)
         assert _one() == 1
+        # Ray ended the last session's workers by signal (no atexit): a new worker removes their folders
+        assert _worker_folder() != folder and not os.path.exists(folder)
         pids = _session_pids()
-        assert "monitor" in pids and "raylet" in pids  # the monitor is stopped first, by SIGKILL
+        assert {"gcs_server", "raylet"} <= set(pids)
+        # a private one-node session runs without the autoscaler, log monitor and API server
+        assert not {"monitor", "log_monitor", "dashboard"} & set(pids), pids
     distributed.wait_for_shutdown()
     assert distributed._SHUTDOWN is None and not ray.is_initialized()
     assert not os.path.exists(again._tmp)
     alive = {name: pid for name, pid in pids.items() if _alive(pid)}
     assert not alive, f"processes of the stopped session still run: {alive}"
+
+
+def _worker_folder() -> str:
+    """The private temp folder of the worker that runs a task."""
+    task = ray.remote(num_cpus=1)(lambda: distributed._in_private_tmp(lambda: os.environ["TMPDIR"]))
+    return ray.get(task.remote())
 
 
 def _session_pids() -> dict[str, int]:
