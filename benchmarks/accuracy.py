@@ -14,7 +14,9 @@ ratio to the best baseline.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -51,6 +53,7 @@ def load_set(name: str, max_series: int, seed: int = 0) -> tuple[pd.DataFrame, p
         from nova_ray.demo import generate_demo
 
         tmp = Path(tempfile.mkdtemp(prefix="nova-ray-acc-"))
+        atexit.register(shutil.rmtree, tmp, True)
         generate_demo(tmp, items=min(max_series, 60), days=1095, seed=7)
         df = pd.read_parquet(tmp / "demand.parquet")[["item_id", "date", "quantity"]]
         df["date"] = pd.to_datetime(df["date"])

@@ -27,7 +27,9 @@ month of weather is a small sample.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -107,6 +109,8 @@ def main() -> None:
 
     console = Console(width=120)
     demo = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="nova-ray-exog-"))
+    if not args.data:
+        atexit.register(shutil.rmtree, demo, True)
     if not (demo / "demand.parquet").exists():
         generate_demo(demo, items=args.items, days=args.days, seed=args.seed)
     demand = pl.read_parquet(demo / "demand.parquet").with_columns(pl.col("date").cast(pl.Date))

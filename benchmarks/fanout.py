@@ -9,7 +9,9 @@ Prints wall time of both paths, the sum of per-task CPU, and parallel efficiency
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +40,7 @@ def main() -> None:
     from nova_ray.pipeline import engine_spec, load_series
 
     tmp = Path(tempfile.mkdtemp(prefix="nova-ray-bench-"))
+    atexit.register(shutil.rmtree, tmp, True)
     generate_demo(tmp, items=args.items, days=args.days, seed=7)
     cfg = load_config(
         None,

@@ -36,8 +36,10 @@ of sum(on hand x unit cost); stock-outs = item-days with unmet demand.
 from __future__ import annotations
 
 import argparse
+import atexit
 import math
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -180,6 +182,8 @@ def main() -> None:
     from nova_ray.recommend import Policy, recommend
 
     work = args.work or Path(tempfile.mkdtemp(prefix="nova-ray-inventory-"))
+    if not args.work:
+        atexit.register(shutil.rmtree, work, True)
     work.mkdir(parents=True, exist_ok=True)
     if not (work / "demo" / "demand.parquet").exists():
         generate_demo(work / "demo", items=args.items, days=args.days, seed=args.seed)
