@@ -1,5 +1,8 @@
 """Temp folders named for the process that owns them, so that a later run removes those whose owner
-died without cleaning up (a driver killed with -9, a Ray worker ended by a signal: no atexit runs)."""
+died without cleaning up (a driver killed with -9, a Ray worker ended by a signal: no atexit runs).
+
+The PID is this machine's: a temp dir shared between PID namespaces (containers mounting one /tmp)
+would let one remove another's live folders, so give each its own."""
 
 from __future__ import annotations
 
