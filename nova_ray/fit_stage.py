@@ -190,7 +190,9 @@ def fit_stage(
     def checkpoint(result: BatchResult) -> None:
         name = "lstm" if result.items.num_rows == 0 else f"{BATCH_PREFIX}{uuid.uuid4().hex[:12]}"
         if result.state is not None and result.state.weights:
-            fit.lstm_state = result.state
+            # copied out of Ray's object: the views would keep the LSTM's whole result (~25 MiB at
+            # 2000 items) mapped in the driver until the state is stored at the end
+            fit.lstm_state = result.state.owned()
         if warm and result.backtests.num_rows:  # warm items keep their stored windows (all models')
             keep = pc.invert(pc.is_in(result.backtests["item_id"], pa.array(list(warm))))
             result.backtests = result.backtests.filter(keep)

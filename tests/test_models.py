@@ -218,3 +218,23 @@ def test_prophet_stan_data_as_arrays_writes_the_same_json() -> None:
     assert not any(isinstance(v, list) for v in arrays[1].values())
     for a, b in zip(lists, arrays, strict=True):
         assert dump_stan_json(a) == dump_stan_json(b)
+
+
+def test_lstm_state_owned_copies_its_arrays_out_of_a_shared_buffer() -> None:
+    """A state deserialised from a Ray result holds views into that result's buffer (pickle 5
+    out-of-band, as Ray does): `owned` makes arrays of their own, equal in value."""
+    import pickle
+
+    from nova_ray.models.lstm import LstmState
+
+    weights = [np.arange(12.0).reshape(3, 4), np.ones(4)]
+    state = LstmState(28, 7, 7, 4, weights=weights, step_sigma=np.arange(7.0))
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(state, protocol=5, buffer_callback=buffers.append)
+    shared = [bytearray(b.raw()) for b in buffers]  # the result object's memory
+    viewed = pickle.loads(data, buffers=shared)
+    assert not viewed.weights[0].flags.owndata  # a view into `shared`
+    own = viewed.owned()
+    for a, b in zip([*own.weights, own.step_sigma], [*viewed.weights, viewed.step_sigma], strict=True):
+        assert a.flags.owndata and not np.shares_memory(a, b) and np.array_equal(a, b)
+    assert (own.lookback, own.horizon, own.units) == (28, 7, 4)

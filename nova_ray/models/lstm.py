@@ -13,7 +13,7 @@ input. Training windows read only rows inside the training series.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -37,6 +37,13 @@ class LstmState:
     n_windows: int = 0
     final_loss: float = float("nan")
     n_exog: int = 0  # regressor columns (0: none)
+
+    def owned(self) -> LstmState:
+        """A copy whose arrays own their memory. A state that came back from a Ray task holds
+        views into the task's result object: kept, they would keep the whole result (every
+        LSTM item's forecasts and backtests) mapped in the process."""
+        weights = [np.array(w) for w in self.weights]
+        return replace(self, weights=weights, step_sigma=np.array(self.step_sigma))
 
 
 def configure_tensorflow(threads: int = 1) -> None:
