@@ -205,6 +205,19 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
 
 
 @contextmanager
+def _patched(*swaps: tuple[Any, str, Any]) -> Iterator[None]:
+    """Set (object, attribute, value) for the length of the block, then put the originals back."""
+    originals = [(obj, name, getattr(obj, name)) for obj, name, _ in swaps]
+    for obj, name, value in swaps:
+        setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        for obj, name, value in originals:
+            setattr(obj, name, value)
+
+
+@contextmanager
 def _prompt_node_wait(poll_s: float = 0.05, patience_s: float = 10.0) -> Iterator[None]:
     """Make `ray.init` notice its new raylet within `poll_s` instead of up to a second.
 
@@ -236,11 +249,8 @@ def _prompt_node_wait(poll_s: float = 0.05, patience_s: float = 10.0) -> Iterato
             pass
         return original(gcs_address, node_id)
 
-    services.get_node = get_node
-    try:
+    with _patched((services, "get_node", get_node)):
         yield
-    finally:
-        services.get_node = original
 
 
 @contextmanager
@@ -256,7 +266,7 @@ def _lean_local_head() -> Iterator[None]:
         from ray._private import node, parameter
 
         params_init = parameter.RayParams.__init__
-        start_api_server = node.Node.start_api_server
+        node.Node.start_api_server  # noqa: B018 - AttributeError when this Ray has none
     except (ImportError, AttributeError):
         yield
         return
@@ -269,13 +279,10 @@ def _lean_local_head() -> Iterator[None]:
     def no_api_server(self: Any, **_: Any) -> None:
         self._webui_url = None
 
-    parameter.RayParams.__init__ = lean_params
-    node.Node.start_api_server = no_api_server
-    try:
+    with _patched(
+        (parameter.RayParams, "__init__", lean_params), (node.Node, "start_api_server", no_api_server)
+    ):
         yield
-    finally:
-        parameter.RayParams.__init__ = params_init
-        node.Node.start_api_server = start_api_server
 
 
 _SHUTDOWN: threading.Thread | None = None
@@ -287,26 +294,6 @@ def wait_for_shutdown() -> None:
     if _SHUTDOWN is not None:
         _SHUTDOWN.join()
         _SHUTDOWN = None
-
-
-def _kill_monitor() -> None:
-    """SIGKILL the autoscaler monitor of a local Ray session we started, before `ray.shutdown`.
-
-    Ray stops the GCS first, then sends the monitor SIGTERM; its handler tries to report to the
-    GCS that is gone and hangs until Ray kills it a second later: 1 of the ~1.3 s a shutdown takes.
-    A local session has nothing to autoscale and the monitor keeps no state. `_lean_local_head`
-    starts none; this covers a Ray whose internals defeat that. Private Ray API: if it changes,
-    this does nothing and the shutdown is only slower."""
-    try:
-        from ray._private import ray_constants, worker
-
-        node = worker._global_node
-        for info in node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []) if node else []:
-            if info.process.poll() is None:
-                info.process.kill()
-                info.process.wait(timeout=5)
-    except Exception as exc:  # noqa: BLE001 - an optimisation only
-        logging.getLogger("nova_ray").debug("could not stop Ray's monitor early: %s", exc)
 
 
 @dataclass
@@ -383,8 +370,6 @@ class RayBackend:
 
         def stop() -> None:
             if self._owns_connection:
-                if self._started:
-                    _kill_monitor()
                 ray.shutdown()
             if self._tmp:
                 shutil.rmtree(self._tmp, ignore_errors=True)
