@@ -7,6 +7,7 @@ same tables as the per-item engine (nova_ray/engine.py), whose row builders it s
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -26,11 +27,11 @@ from .engine import (
     min_train,
     supports_exog,
     window_backs,
-    window_exog,
 )
 from .frequency import future_dates
 from .models import MODELS
 from .models.base import finalize, seasonal_error_scale
+from .models.lstm import RowGrid
 from .series import SeriesSet
 
 
@@ -50,14 +51,25 @@ def lstm_lookback(spec: EngineSpec) -> int:
     return spec.lstm.lookback if spec.freq == "D" else max(4, min(2 * m, 26))
 
 
-def _lstm_exog(series: SeriesSet, indices: list[int], ys: list[np.ndarray], spec: EngineSpec):
-    """Per-series regressor matrices for the LSTM, or None (no exog, switched off, or too short)."""
+def _lstm_exog(series: SeriesSet, indices: list[int], spec: EngineSpec) -> RowGrid | None:
+    """The regressor rows of the LSTM's series, one grid for all (they share the calendar), or
+    None (no exog, switched off, or not covering the horizon)."""
     if not (spec.use_exog and series.exog is not None and series.exog_names and supports_exog("lstm")):
         return None
-    xs = [series.exog_of(i) for i in indices]
-    if any(x is None or len(x) < len(y) + spec.horizon for x, y in zip(xs, ys, strict=True)):
+    if series.exog_horizon < spec.horizon:
         return None
-    return xs
+    return RowGrid(series.exog, np.array([series.exog_offset(i) for i in indices], dtype=np.int64))
+
+
+def _window_grid(xs: RowGrid, series: SeriesSet, b: int, h: int) -> RowGrid:
+    """The rows of the backtest window that starts `b` periods before the end: realised before
+    its origin, then the `h` rows known at the origin (the realised ones when none are recorded).
+    The origin is the same period of every series (they all end at `end`)."""
+    known = series.exog_backtest.get(b)
+    if known is None:
+        return xs
+    origin = len(xs.rows) - series.exog_horizon - b
+    return replace(xs, rows=np.concatenate([xs.rows[:origin], known[:h, : xs.k]]))
 
 
 def forecast_lstm(
@@ -77,7 +89,7 @@ def forecast_lstm(
     LSTM runs without them."""
     w0, c0 = time.perf_counter(), cpu_time()
     ys = [series.values_of(i) for i in indices]
-    xs = _lstm_exog(series, indices, ys, spec)
+    xs = _lstm_exog(series, indices, spec)
     try:
         fc_rows, bt_rows, state = _lstm_run(series, indices, spec, threads, ys, xs, init)
     except Exception:
@@ -100,7 +112,7 @@ def _lstm_run(
     spec: EngineSpec,
     threads: int,
     ys: list[np.ndarray],
-    xs: list[np.ndarray] | None,
+    xs: RowGrid | None,
     stored: Any = None,
 ) -> tuple[Rows, Rows, Any]:
     from .frequency import get_frequency
@@ -120,7 +132,7 @@ def _lstm_run(
     )
     ds = [series.dates_of(i) for i in indices]
     n_max = max((len(y) for y in ys), default=0)
-    n_exog = 0 if xs is None else int(xs[0].shape[1]) if xs else 0
+    n_exog = 0 if xs is None else xs.k
     if stored is not None and (stored.lookback, stored.horizon, stored.units, stored.n_exog) != (
         kw["lookback"],
         h,
@@ -136,15 +148,17 @@ def _lstm_run(
         oldest = max(back)
         tr = [j for j, y in enumerate(ys) if len(y) - oldest >= kw["lookback"] + h]
         train_set = [ys[j][: len(ys[j]) - oldest] for j in tr]
-        train_x = None if xs is None else [xs[j][: len(ys[j]) - oldest] for j in tr]
+        # training windows read only rows inside their (cut) series: the shared grid as it is
+        train_x = None if xs is None else replace(xs, offsets=xs.offsets[tr])
         init = lstm.train(train_set, h, m, **kw, exog=train_x)
         if init.weights:
             for b in sorted(back, reverse=True):
                 w = back.index(b)
                 window = len(back) - 1 - w
                 sel = [j for j, y in enumerate(ys) if len(y) - b >= min_train(m)]
-                known = series.exog_backtest.get(b)
-                sel_x = None if xs is None else [window_exog(xs[j], len(ys[j]) - b, h, known) for j in sel]
+                sel_x = None
+                if xs is not None:
+                    sel_x = replace(_window_grid(xs, series, b, h), offsets=xs.offsets[sel])
                 fcs = lstm.predict(init, [ys[j][: len(ys[j]) - b] for j in sel], exog=sel_x)
                 for j, fc in zip(sel, fcs, strict=True):
                     o = len(ys[j]) - b
@@ -165,16 +179,14 @@ def _lstm_run(
         epochs = max(2, spec.lstm.epochs // 2)
     else:
         epochs = spec.lstm.epochs
-    hist_x = None if xs is None else [x[: len(y)] for x, y in zip(xs, ys, strict=True)]
     if not spec.final_fit:
         state = None
     elif epochs == 0:  # the stored network forecasts the new data as it is (no TensorFlow)
         state = stored
     else:
-        state = lstm.train(ys, h, m, **{**kw, "epochs": epochs}, init=init, exog=hist_x)
+        state = lstm.train(ys, h, m, **{**kw, "epochs": epochs}, init=init, exog=xs)
     if state is not None and state.weights:
-        full_x = None if xs is None else [x[: len(y) + h] for x, y in zip(xs, ys, strict=True)]
-        for j, fc in enumerate(lstm.predict(state, ys, exog=full_x)):
+        for j, fc in enumerate(lstm.predict(state, ys, exog=xs)):
             fc_rows.add_forecast(
                 finalize(fc, h),
                 item_id=str(series.item_ids[indices[j]]),

@@ -88,13 +88,18 @@ class SeriesSet:
             return 0
         return int(len(self.exog) - period_index(self.exog_start, self.end, self.freq) - 1)
 
+    def exog_offset(self, i: int) -> int:
+        """The row of `exog` that belongs to the first period of series `i` (0 without exog)."""
+        if self.exog_start is None:
+            return 0
+        return int(period_index(self.exog_start, self.starts[i], self.freq))
+
     def exog_of(self, i: int) -> np.ndarray | None:
         """Regressor rows of series `i`: row t belongs to period t of the series (its first period
         is row 0), so rows ``len(values_of(i))`` onwards are the horizon. None without exog."""
         if self.exog is None or self.exog_start is None:
             return None
-        p0 = int(period_index(self.exog_start, self.starts[i], self.freq))
-        return self.exog[p0:]
+        return self.exog[self.exog_offset(i) :]
 
     def with_exog(
         self,

@@ -166,6 +166,30 @@ def test_lstm_trains_on_window_numbers_exactly_as_on_the_dense_windows(
         assert np.allclose(sigma, state.step_sigma, rtol=1e-6, atol=0) and state.n_windows == 120
 
 
+def test_lstm_on_a_shared_row_grid_equals_rows_per_series() -> None:
+    """Series on one calendar share one regressor grid (RowGrid: no copy of the rows per series):
+    training and forecasts are the same, bit for bit, as with a matrix per series, and the
+    training windows hold the grid once whatever the number of series."""
+    from nova_ray.models import lstm
+
+    grid = RNG.normal(size=(130, 2))
+    starts = np.array([0, 25, 40])  # each series' first row in the grid; all end at row 123
+    series = [RNG.poisson(lam, 123 - s0).astype(float) for lam, s0 in zip((3, 8, 20), starts, strict=True)]
+    shared = lstm.RowGrid(grid, starts)
+    per_series = [grid[s0:] for s0 in starts]
+    kw = dict(lookback=14, units=8, epochs=2, batch_size=16, seed=3, max_windows_per_item=30)
+    a = lstm.train(series, 7, 7, **kw, exog=per_series)
+    b = lstm.train(series, 7, 7, **kw, exog=shared)
+    assert all(np.array_equal(u, v) for u, v in zip(a.weights, b.weights, strict=True))
+    assert np.array_equal(a.step_sigma, b.step_sigma)
+    for fa, fb in zip(lstm.predict(a, series, per_series), lstm.predict(b, series, shared), strict=True):
+        assert np.array_equal(fa["mean"], fb["mean"])
+    many = lstm._Flat(series * 20, 14, 7, 7, 30, lstm.RowGrid(grid, np.tile(starts, 20)))
+    assert many.exog.shape == grid.shape and len(many) == 60 * 30
+    with pytest.raises(ValueError, match="regressors cover"):
+        lstm._Flat(series, 14, 7, 7, 30, lstm.RowGrid(grid[:100], starts))
+
+
 def test_prophet_memoised_internals_give_the_same_forecast() -> None:
     """The cached holiday tables and component table (speed-ups) change no number."""
     import pandas as pd
