@@ -237,11 +237,16 @@ def quantile(x: np.ndarray, p: float) -> float:
 HISTORY_CHUNK = 200  # items per history query: bounds the memory of its group-bys
 
 
-def _classes(items: pl.DataFrame | None, arrays: dict[tuple[str, str], np.ndarray]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if items is not None and items.height and "demand_class" in items.columns:
-        out = dict(zip(items["item_id"].cast(pl.String).to_list(), items["demand_class"].to_list(),
-                       strict=True))
+def _run_classes(items: pl.DataFrame | None) -> dict[str, str]:
+    """Demand class per item from the run's items table (empty without one)."""
+    if items is None or items.height == 0 or "demand_class" not in items.columns:
+        return {}
+    return dict(zip(items["item_id"].cast(pl.String).to_list(), items["demand_class"].to_list(), strict=True))
+
+
+def _classes(known: dict[str, str], arrays: dict[tuple[str, str], np.ndarray]) -> dict[str, str]:
+    """`known` classes, and the items of `arrays` without one classified from their history."""
+    out = dict(known)
     for (item, site), y in arrays.items():
         if site == "" and item not in out:
             out[item] = classify(y) if len(y) else "zero"
@@ -299,20 +304,36 @@ def recommend(forecast: pl.DataFrame, stock: pl.DataFrame,
     as_of = min(p[0] for p in paths.values()) - timedelta(days=1)
     bt = ensemble_rows(backtests)
     segments = residual_segments(bt) if bt is not None and {"actual", "origin"} <= set(bt.columns) else {}
-    arrays: dict[tuple[str, str], np.ndarray] = {}
-    shares: dict[str, dict[str, float]] = {}
-    hist_site = False
-    known = sorted(paths)
-    for k in range(0, len(known), HISTORY_CHUNK):  # the history's aggregates a chunk at a time
-        a, sh, hist_site = history_arrays(history, as_of, policy.history_days, known[k : k + HISTORY_CHUNK])
-        arrays.update(a)
-        shares.update(sh)
-    classes = _classes(items, arrays)
-    rows = _prepare(_stock_frame(stock).filter(pl.col("item_id").is_in(list(paths))).to_dicts(),
-                    paths, arrays, shares, hist_site, classes, policy)
-    abc = _abc(rows, policy)
-    out = [_recommend_row(r, abc[r.stock["item_id"]], segments.get(r.stock["item_id"]), as_of, policy)
-           for r in rows]
+    stock_rows = _stock_frame(stock).filter(pl.col("item_id").is_in(list(paths))).to_dicts()
+    by_item: dict[str, list[dict[str, Any]]] = {}
+    for r in stock_rows:
+        by_item.setdefault(r["item_id"], []).append(r)
+    known = sorted(by_item)
+    run_classes = _run_classes(items)
+    chunks = [known[k : k + HISTORY_CHUNK] for k in range(0, len(known), HISTORY_CHUNK)]
+
+    def rows_of(chunk: list[str]) -> list[_Row]:
+        """The chunk's stock rows prepared from its history (only the chunk's history is read)."""
+        arrays, shares, hist_site = history_arrays(history, as_of, policy.history_days, chunk)
+        return _prepare([r for i in chunk for r in by_item[i]], paths, arrays, shares, hist_site,
+                        _classes(run_classes, arrays), policy)
+
+    def annual(rows: list[_Row]) -> list[tuple[str, float, float | None]]:
+        return [(r.stock["item_id"], r.annual, _num(r.stock["unit_cost"])) for r in rows]
+
+    # ABC ranks every item by its annual value: a first pass over the chunks keeps only those
+    # values, the second prepares each chunk again and recommends, so the history of all items
+    # (~15 KB per item and site) is never held at once; a single chunk is prepared once
+    kept = rows_of(chunks[0]) if len(chunks) == 1 else None
+    abc, no_cost = _abc(annual(kept) if kept is not None else [a for c in chunks for a in annual(rows_of(c))],
+                        policy)
+    out = []
+    for c in chunks:
+        for r in kept if kept is not None else rows_of(c):
+            if r.stock["item_id"] in no_cost:
+                r.notes.append("ABC by quantity (no unit_cost)")
+            out.append(_recommend_row(r, abc[r.stock["item_id"]], segments.get(r.stock["item_id"]), as_of,
+                                      policy))
     if not out:
         return pl.from_arrow(SCHEMA.empty_table())
     return sort_recommendations(pl.from_arrow(pa.Table.from_pylist(out, schema=SCHEMA)))
@@ -352,25 +373,22 @@ def _prepare(stock_rows: list[dict[str, Any]], paths: dict[str, tuple[date, np.n
     return rows
 
 
-def _abc(rows: list[_Row], policy: Policy) -> dict[str, str]:
-    """ABC class per item by annual value, or by annual quantity for items with a missing unit_cost."""
+def _abc(annual: list[tuple[str, float, float | None]], policy: Policy) -> tuple[dict[str, str], set[str]]:
+    """ABC class per item from its rows' (item, annual demand, unit cost): by annual value, or by
+    annual quantity for items with a missing unit_cost (returned as the second element)."""
     qty: dict[str, float] = {}
     value: dict[str, float] = {}
     no_cost: set[str] = set()
-    for r in rows:
-        item, cost = r.stock["item_id"], _num(r.stock["unit_cost"])
-        qty[item] = qty.get(item, 0.0) + r.annual
-        value[item] = value.get(item, 0.0) + r.annual * (cost or 0.0)
+    for item, a, cost in annual:
+        qty[item] = qty.get(item, 0.0) + a
+        value[item] = value.get(item, 0.0) + a * (cost or 0.0)
         if cost is None:
             no_cost.add(item)
     abc: dict[str, str] = {}
     for pool, v in ((sorted(set(qty) - no_cost), value), (sorted(no_cost), qty)):
         classes = abc_classes(np.array([v[i] for i in pool]), policy.abc_a, policy.abc_b)
         abc.update({i: str(c) for i, c in zip(pool, classes, strict=True)})
-    for r in rows:
-        if r.stock["item_id"] in no_cost:
-            r.notes.append("ABC by quantity (no unit_cost)")
-    return abc
+    return abc, no_cost
 
 
 def _recommend_row(r: _Row, abc: str, segs: list[np.ndarray] | None, as_of: date,

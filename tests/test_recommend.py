@@ -372,19 +372,22 @@ def test_item_forecast_split_by_site_share() -> None:
 
 
 def test_history_read_in_chunks_of_items_gives_the_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The history's aggregates are built a chunk of items at a time (bounded memory); the
-    recommendations do not depend on the chunk size (site shares, intermittent rates, ABC)."""
+    """The history's aggregates, and the recommendations, are built a chunk of items at a time
+    (bounded memory; ABC from a first pass over the chunks): the rows do not depend on the chunk
+    size (site shares, intermittent rates, ABC by value and, without a unit cost, by quantity)."""
     rng = np.random.default_rng(5)
     series = {f"I{k}@{s}": rng.poisson(0.4 + k, 300).astype(float) for k in range(7) for s in "xy"}
     h = history(series, sites={key: key[-1] for key in series})
     items = [f"I{k}" for k in range(7)]
     st = stock(item_id=items * 2, site=["x"] * 7 + ["y"] * 7, on_hand=[5.0] * 14, lead_time_days=[9] * 14,
-               unit_cost=[float(k + 1) for k in range(7)] * 2)
+               unit_cost=([float(k + 1) for k in range(6)] + [None]) * 2)
     fc = forecast({item: float(k + 1) for k, item in enumerate(items)}, width=2.0)
     whole = recommend(fc, st, history=h, policy=NO_UNDERSHOOT)
     monkeypatch.setattr("nova_ray.recommend.HISTORY_CHUNK", 2)
     assert recommend(fc, st, history=h, policy=NO_UNDERSHOOT).equals(whole)
     assert whole.height == 14 and set(whole["abc_class"]) == {"A", "B", "C"}
+    by_qty = whole.filter(pl.col("notes").str.contains("ABC by quantity"))
+    assert by_qty["item_id"].unique().to_list() == ["I6"]
 
 
 def test_history_spilled_to_parquet_gives_the_same_rows(
