@@ -4,10 +4,12 @@
                                [--compare-max N] [--repeat N] [--skip-warm]
 
 Per size: wall time, items/s, parallel efficiency (sum of task CPU / cores / wall; also over the
-fit stage's wall alone, without reading, Ray's start and the output), peak RSS of
-the driver (demo data and StatsForecast run in child processes) and of the Ray workers (sampled),
-and the statistical stage (ARIMA, ETS, Theta, seasonal naive; no backtest, no external factors)
-against StatsForecast with the same models and n_jobs=cores, twice: nova-ray's fit stage (its
+fit stage's wall alone, without reading, Ray's start and the output), peak RSS of the driver
+(each size's own run: the peak is reset before it; demo data and StatsForecast run in child
+processes) and of the Ray workers with Ray's per-node agents (sampled every 0.5 s; a worker's
+forked child, e.g. cmdstanpy starting Stan, is not counted again), and the statistical stage
+(ARIMA, ETS, Theta, seasonal naive; no backtest, no external factors) against StatsForecast with
+the same models and n_jobs=cores, twice: nova-ray's fit stage (its
 tasks, from Ray up to the last result; worker imports included) against StatsForecast's forecast
 call, and the whole nova-ray run (reading, Ray's start and stop, output) against StatsForecast's
 whole process (Python's start, imports, reading, forecast). With `--repeat N` that pair runs N
@@ -38,7 +40,10 @@ warnings.filterwarnings("ignore")
 
 
 class PeakWorkers:
-    """Sample the summed RSS of ray:: worker processes in a thread; keep the peak (MiB)."""
+    """Sample the summed RSS of the ray:: processes (workers and Ray's per-node agents) in a
+    thread; keep the peak (MiB). A ray:: process whose parent is one too is left out: a worker
+    forking a subprocess (cmdstanpy starting Stan) shows a child under the worker's name and with
+    its RSS (shared copy-on-write pages) until the child execs, and counted it doubled the worker."""
 
     def __init__(self) -> None:
         self.peak = 0.0
@@ -47,17 +52,18 @@ class PeakWorkers:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            total = 0
+            procs: dict[str, tuple[str, int]] = {}  # pid -> (parent pid, RSS KiB)
             for d in Path("/proc").iterdir():
                 if not d.name.isdigit():
                     continue
                 try:
                     if (d / "cmdline").read_bytes().startswith(b"ray::"):
-                        for line in (d / "status").read_text().splitlines():
-                            if line.startswith("VmRSS:"):
-                                total += int(line.split()[1])
-                except OSError:
+                        lines = (d / "status").read_text().splitlines()
+                        fields = dict(line.split(":", 1) for line in lines if ":" in line)
+                        procs[d.name] = (fields["PPid"].strip(), int(fields.get("VmRSS", "0 kB").split()[0]))
+                except (OSError, KeyError, ValueError):
                     pass
+            total = sum(rss for parent, rss in procs.values() if parent not in procs)
             self.peak = max(self.peak, total / 1024)
             self._stop.wait(0.5)
 
@@ -68,6 +74,26 @@ class PeakWorkers:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._t.join()
+
+
+def reset_peak_rss() -> None:
+    """Start this process's peak RSS afresh (Linux: VmHWM), so that each size's run reports its
+    own peak and not the largest of the runs before it in this process."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # not Linux, or not allowed: peak_rss falls back to the lifetime peak
+
+
+def peak_rss() -> float:
+    """Peak RSS (MiB) since `reset_peak_rss`, else over the process's lifetime."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def demo(out: Path, items: int, days: int) -> None:
@@ -186,11 +212,12 @@ def main() -> None:
     for n in sizes:
         d = root / f"demo{n}"
         demo(d, n, args.days)
+        reset_peak_rss()
         with PeakWorkers() as peak:
             t0 = time.perf_counter()
             s = run_forecast(_cfg(d / "demand.parquet", d, args.cpus, horizon=args.horizon))
             wall = time.perf_counter() - t0
-        driver = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        driver = peak_rss()
         fit = sf = run = sfp = float("nan")
         if not args.skip_statsforecast and (not args.compare_max or n <= args.compare_max):
             fits, runs, sfs, sfps = [], [], [], []
