@@ -244,9 +244,11 @@ def _run_classes(items: pl.DataFrame | None) -> dict[str, str]:
     return dict(zip(items["item_id"].cast(pl.String).to_list(), items["demand_class"].to_list(), strict=True))
 
 
-def _classes(known: dict[str, str], arrays: dict[tuple[str, str], np.ndarray]) -> dict[str, str]:
-    """`known` classes, and the items of `arrays` without one classified from their history."""
-    out = dict(known)
+def _classes(
+    known: dict[str, str], arrays: dict[tuple[str, str], np.ndarray], chunk: list[str]
+) -> dict[str, str]:
+    """Demand class of the `chunk`'s items: from `known`, else classified from their history."""
+    out = {i: known[i] for i in chunk if i in known}
     for (item, site), y in arrays.items():
         if site == "" and item not in out:
             out[item] = classify(y) if len(y) else "zero"
@@ -316,7 +318,7 @@ def recommend(forecast: pl.DataFrame, stock: pl.DataFrame,
         """The chunk's stock rows prepared from its history (only the chunk's history is read)."""
         arrays, shares, hist_site = history_arrays(history, as_of, policy.history_days, chunk)
         return _prepare([r for i in chunk for r in by_item[i]], paths, arrays, shares, hist_site,
-                        _classes(run_classes, arrays), policy)
+                        _classes(run_classes, arrays, chunk), policy)
 
     def annual(rows: list[_Row]) -> list[tuple[str, float, float | None]]:
         return [(r.stock["item_id"], r.annual, _num(r.stock["unit_cost"])) for r in rows]
