@@ -5,8 +5,8 @@
 
 Per size: wall time, items/s, parallel efficiency (sum of task CPU / cores / wall; also over the
 fit stage's wall alone, without reading, Ray's start and the output), peak RSS of the driver
-(each size's own run: the peak is reset before it; demo data and StatsForecast run in child
-processes) and of the Ray workers with Ray's per-node agents (sampled every 0.5 s; a worker's
+(each size's run in a fresh child process, as are the demo data and StatsForecast) and of the
+Ray workers with Ray's per-node agents (sampled every 0.5 s; a worker's
 forked child, e.g. cmdstanpy starting Stan, is not counted again), and the statistical stage
 (ARIMA, ETS, Theta, seasonal naive; no backtest, no external factors) against StatsForecast with
 the same models and n_jobs=cores, twice: nova-ray's fit stage (its
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -76,26 +76,6 @@ class PeakWorkers:
         self._t.join()
 
 
-def reset_peak_rss() -> None:
-    """Start this process's peak RSS afresh (Linux: VmHWM), so that each size's run reports its
-    own peak and not the largest of the runs before it in this process."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass  # not Linux, or not allowed: peak_rss falls back to the lifetime peak
-
-
-def peak_rss() -> float:
-    """Peak RSS (MiB) since `reset_peak_rss`, else over the process's lifetime."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def demo(out: Path, items: int, days: int) -> None:
     """Demo data written by a child process: its memory does not count as the driver's peak."""
     code = (
@@ -103,6 +83,22 @@ def demo(out: Path, items: int, days: int) -> None:
         f"generate_demo({str(out)!r}, items={items}, days={days}, seed=7)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def nova_ray_child(d: Path, cpus: int, horizon: int) -> dict:
+    """nova-ray's run on the demo in `d`, in a child process (a fresh driver: what the allocators
+    kept from a smaller size's run would count in a larger one's peak): `wall` seconds of the run
+    (imports excluded), task `cpu` seconds, `stages` seconds and the `driver` peak RSS (MiB)."""
+    code = (
+        f"import sys, json, time, resource; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        "from pathlib import Path; from scale import _cfg; from nova_ray.pipeline import run_forecast; "
+        f"d = Path({str(d)!r}); t0 = time.perf_counter(); "
+        f"s = run_forecast(_cfg(d / 'demand.parquet', d, {cpus}, horizon={horizon})); "
+        "print(json.dumps({'wall': time.perf_counter() - t0, 'cpu': s.cpu_seconds, "
+        "'stages': s.stage_seconds, 'driver': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def statsforecast_child(data: Path, horizon: int, cpus: int) -> tuple[float, float]:
@@ -212,12 +208,9 @@ def main() -> None:
     for n in sizes:
         d = root / f"demo{n}"
         demo(d, n, args.days)
-        reset_peak_rss()
         with PeakWorkers() as peak:
-            t0 = time.perf_counter()
-            s = run_forecast(_cfg(d / "demand.parquet", d, args.cpus, horizon=args.horizon))
-            wall = time.perf_counter() - t0
-        driver = peak_rss()
+            r = nova_ray_child(d, args.cpus, args.horizon)
+        wall, cpu, driver = r["wall"], r["cpu"], r["driver"]
         fit = sf = run = sfp = float("nan")
         if not args.skip_statsforecast and (not args.compare_max or n <= args.compare_max):
             fits, runs, sfs, sfps = [], [], [], []
@@ -250,8 +243,8 @@ def main() -> None:
             str(n),
             f"{wall:.0f}",
             f"{n / wall:.2f}",
-            f"{s.cpu_seconds / args.cpus / wall:.2f}",
-            f"{s.cpu_seconds / args.cpus / s.stage_seconds['fit and backtest']:.2f}",
+            f"{cpu / args.cpus / wall:.2f}",
+            f"{cpu / args.cpus / r['stages']['fit and backtest']:.2f}",
             f"{driver:.0f}",
             f"{peak.peak:.0f}",
             f"{fit:.0f}",
@@ -261,7 +254,7 @@ def main() -> None:
             f"{sfp:.0f}",
             f"{run / sfp:.2f}",
         )
-        console.print(f"{n} items: stages {s.stage_seconds}")
+        console.print(f"{n} items: stages {r['stages']}")
         console.print(table)
     if args.skip_warm:
         return
