@@ -6,10 +6,10 @@
 Per size: wall time, items/s, parallel efficiency (sum of task CPU / cores / wall; also over the
 fit stage's wall alone, without reading, Ray's start and the output), peak RSS of the driver
 (each size's run in a fresh child process, as are the demo data and StatsForecast) and of the
-Ray workers with Ray's per-node agents (sampled every 0.5 s; a worker's
-forked child, e.g. cmdstanpy starting Stan, is not counted again), and the statistical stage
-(ARIMA, ETS, Theta, seasonal naive; no backtest, no external factors) against StatsForecast with
-the same models and n_jobs=cores, twice: nova-ray's fit stage (its
+Ray workers with Ray's per-node agents (sampled every 0.5 s; a worker's forked child, e.g.
+cmdstanpy starting Stan, is not counted again), and the statistical stage (ARIMA, ETS, Theta,
+seasonal naive; no backtest, no external factors) against StatsForecast with the same models
+and n_jobs=cores, twice: nova-ray's fit stage (its
 tasks, from Ray up to the last result; worker imports included) against StatsForecast's forecast
 call, and the whole nova-ray run (reading, Ray's start and stop, output) against StatsForecast's
 whole process (Python's start, imports, reading, forecast). With `--repeat N` that pair runs N
@@ -24,6 +24,7 @@ import argparse
 import atexit
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -85,33 +87,39 @@ def demo(out: Path, items: int, days: int) -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def nova_ray_child(d: Path, cpus: int, horizon: int) -> dict:
-    """nova-ray's run on the demo in `d`, in a child process (a fresh driver: what the allocators
-    kept from a smaller size's run would count in a larger one's peak): `wall` seconds of the run
-    (imports excluded), task `cpu` seconds, `stages` seconds and the `driver` peak RSS (MiB)."""
+def _in_child(call: str) -> Any:
+    """`call` (an expression on this module's functions) evaluated in a child process, whose
+    memory is not the benchmark's; its JSON result."""
     code = (
-        f"import sys, json, time, resource; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-        "from pathlib import Path; from scale import _cfg; from nova_ray.pipeline import run_forecast; "
-        f"d = Path({str(d)!r}); t0 = time.perf_counter(); "
-        f"s = run_forecast(_cfg(d / 'demand.parquet', d, {cpus}, horizon={horizon})); "
-        "print(json.dumps({'wall': time.perf_counter() - t0, 'cpu': s.cpu_seconds, "
-        "'stages': s.stage_seconds, 'driver': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+        f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); from pathlib import Path; "
+        f"import scale; print(json.dumps(scale.{call}))"
     )
     res = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def nova_ray_run(d: Path, cpus: int, horizon: int) -> dict[str, Any]:
+    """nova-ray's run on the demo in `d`: `wall` seconds of the run (imports excluded), task `cpu`
+    seconds, `stages` seconds and the process's peak RSS `driver` (MiB). Run by `_in_child`, each
+    size in a fresh driver: what the allocators kept from a smaller run would count in a larger one."""
+    from nova_ray.pipeline import run_forecast
+
+    t0 = time.perf_counter()
+    s = run_forecast(_cfg(d / "demand.parquet", d, cpus, horizon=horizon))
+    return {
+        "wall": time.perf_counter() - t0,
+        "cpu": s.cpu_seconds,
+        "stages": s.stage_seconds,
+        "driver": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def statsforecast_child(data: Path, horizon: int, cpus: int) -> tuple[float, float]:
     """`statsforecast_time` in a child process (its memory is not the driver's): seconds of its
     forecast call, and of the whole process (Python's start, imports, reading the data)."""
-    code = (
-        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from pathlib import Path; "
-        "from scale import statsforecast_time; "
-        f"print(statsforecast_time(Path({str(data)!r}), {horizon}, {cpus}))"
-    )
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    return float(res.stdout.strip().splitlines()[-1]), time.perf_counter() - t0
+    forecast = _in_child(f"statsforecast_time(Path({str(data)!r}), {horizon}, {cpus})")
+    return float(forecast), time.perf_counter() - t0
 
 
 def _cfg(data: Path, out: Path, cpus: int, **kw):
@@ -209,7 +217,7 @@ def main() -> None:
         d = root / f"demo{n}"
         demo(d, n, args.days)
         with PeakWorkers() as peak:
-            r = nova_ray_child(d, args.cpus, args.horizon)
+            r = _in_child(f"nova_ray_run(Path({str(d)!r}), {args.cpus}, {args.horizon})")
         wall, cpu, driver = r["wall"], r["cpu"], r["driver"]
         fit = sf = run = sfp = float("nan")
         if not args.skip_statsforecast and (not args.compare_max or n <= args.compare_max):
