@@ -126,19 +126,30 @@ def models_for(demand_class: str, spec: EngineSpec) -> tuple[list[str], list[str
 
 
 class Rows:
-    """Column chunks (numpy arrays) for one output table."""
+    """Column chunks for one output table: numpy arrays, and a scalar per forecast for the
+    columns that repeat one value over its periods (item, model, window, origin, scale), stored
+    once with its length and repeated only when the table is built (a global LSTM's rows of
+    thousands of items would otherwise hold a small array per value)."""
 
     def __init__(self, columns: list[str]):
-        self.cols: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+        self.cols: dict[str, list[Any]] = {c: [] for c in columns}
+        self.lengths: list[int] = []  # periods of each forecast added
 
     def add_forecast(self, fc: Forecast, **scalars: object) -> None:
         h = len(fc["mean"])
+        self.lengths.append(h)
         for k, v in scalars.items():
-            self.cols[k].append(np.asarray(v) if isinstance(v, np.ndarray) else np.repeat(np.asarray(v), h))
+            self.cols[k].append(np.asarray(v) if isinstance(v, np.ndarray) else _Scalar(v))
         self.cols["forecast"].append(fc["mean"])
         for lv in LEVELS:
             self.cols[f"lo_{lv}"].append(fc[f"lo-{lv}"])
             self.cols[f"hi_{lv}"].append(fc[f"hi-{lv}"])
+
+    def _column(self, chunks: list[Any]) -> np.ndarray:
+        if all(isinstance(c, _Scalar) for c in chunks):
+            return np.repeat(np.array([c.value for c in chunks]), self.lengths)
+        pairs = zip(chunks, self.lengths, strict=True)
+        return np.concatenate([np.repeat(c.value, n) if isinstance(c, _Scalar) else c for c, n in pairs])
 
     def table(self, schema: pa.Schema) -> pa.Table:
         arrays = []
@@ -147,9 +158,16 @@ class Rows:
             if not chunks:
                 arrays.append(pa.array([], type=f.type))
                 continue
-            v = np.concatenate(chunks)
+            v = self._column(chunks)
             arrays.append(pa.array(v.astype(str) if pa.types.is_string(f.type) else v, type=f.type))
         return pa.Table.from_arrays(arrays, schema=schema)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scalar:
+    """One value of a column over all periods of a forecast (see `Rows`)."""
+
+    value: Any
 
 
 FORECAST_COLS = ["item_id", "model", "date", "forecast"] + [

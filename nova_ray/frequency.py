@@ -57,6 +57,8 @@ def future_dates(last: pd.Timestamp, horizon: int, freq: Frequency) -> np.ndarra
 
 def date_range(start: pd.Timestamp, periods: int, freq: Frequency) -> np.ndarray:
     """`periods` period starts from `start`, as datetime64[D]."""
+    if freq.code == "D":  # the same days as pandas', without its index (~30x faster)
+        return np.datetime64(pd.Timestamp(start).date(), "D") + np.arange(periods)
     return pd.date_range(pd.Timestamp(start), periods=periods, freq=freq.pandas_alias).values.astype(
         "datetime64[D]"
     )

@@ -98,7 +98,7 @@ def forecast_lstm(
         fc_rows, bt_rows, state = _lstm_run(series, indices, spec, threads, ys, None, init)
     return BatchResult(
         forecasts=fc_rows.table(FORECAST_TABLE),
-        backtests=bt_rows.table(BACKTEST_TABLE),
+        backtests=bt_rows,
         items=pa.table({n: [] for n in ITEMS_TABLE.names}, schema=ITEMS_TABLE),
         cpu_seconds=cpu_time() - c0,
         wall_seconds=time.perf_counter() - w0,
@@ -114,7 +114,7 @@ def _lstm_run(
     ys: list[np.ndarray],
     xs: RowGrid | None,
     stored: Any = None,
-) -> tuple[Rows, Rows, Any]:
+) -> tuple[Rows, pa.Table, Any]:
     from .frequency import get_frequency
     from .models import lstm
 
@@ -130,7 +130,6 @@ def _lstm_run(
         seed=spec.seed,
         threads=threads,
     )
-    ds = [series.dates_of(i) for i in indices]
     n_max = max((len(y) for y in ys), default=0)
     n_exog = 0 if xs is None else xs.k
     if stored is not None and (stored.lookback, stored.horizon, stored.units, stored.n_exog) != (
@@ -163,16 +162,21 @@ def _lstm_run(
                 for j, fc in zip(sel, fcs, strict=True):
                     o = len(ys[j]) - b
                     fc = finalize(fc, h)
+                    dates = series.dates_of(indices[j])  # per item when needed: not held for the run
                     bt_rows.add_forecast(
                         fc,
                         item_id=str(series.item_ids[indices[j]]),
                         model="lstm",
                         window=window,
-                        origin=ds[j][o],
-                        date=ds[j][o : o + h],
+                        origin=dates[o],
+                        date=dates[o : o + h],
                         actual=ys[j][o : o + h],
                         scale=seasonal_error_scale(ys[j][:o], m),
                     )
+    # the backtest rows as one Arrow table (a few columns) before the final training, not as
+    # the many small arrays that collected them
+    bt_table = bt_rows.table(BACKTEST_TABLE)
+    del bt_rows
     if stored is not None and stored.weights:
         epochs = spec.lstm.warm_epochs
     elif init is not None and init.weights:
@@ -191,6 +195,6 @@ def _lstm_run(
                 finalize(fc, h),
                 item_id=str(series.item_ids[indices[j]]),
                 model="lstm",
-                date=future_dates(ds[j][-1], h, freq),
+                date=future_dates(series.dates_of(indices[j])[-1], h, freq),
             )
-    return fc_rows, bt_rows, state
+    return fc_rows, bt_table, state

@@ -152,3 +152,42 @@ def test_search_model_refilter_keeps_the_season_in_phase(window: int) -> None:
     for model, err in mae["all"].items():
         assert mae["first"][model] == pytest.approx(err, rel=0.15), model
         assert mae["first"][model] < 1.3  # noise sd 1: the season is followed
+
+
+def test_rows_repeat_scalars_per_forecast_as_arrays_would() -> None:
+    from nova_ray.engine import BACKTEST_COLS, BACKTEST_TABLE, Rows
+    from nova_ray.models import LEVELS
+
+    def fc(h: int, base: float) -> dict[str, np.ndarray]:
+        out = {"mean": np.full(h, base)}
+        for lv in LEVELS:
+            out[f"lo-{lv}"], out[f"hi-{lv}"] = np.full(h, base - lv), np.full(h, base + lv)
+        return out
+
+    days = np.datetime64("2024-01-01") + np.arange(12)
+    scalar, arrays = Rows(BACKTEST_COLS), Rows(BACKTEST_COLS)
+    # one item's scale as an array of its periods, the other's as a scalar: mixed chunks too
+    for i, (item, h) in enumerate([("A", 3), ("BB", 0), ("C", 5)]):
+        cols = {"item_id": item, "model": "m", "window": i, "origin": days[i], "scale": 0.5 * i}
+        scalar.add_forecast(
+            fc(h, i),
+            **cols | {"scale": np.full(h, 0.5 * i) if i == 2 else 0.5 * i},
+            date=days[i : i + h],
+            actual=np.arange(h, dtype=float),
+        )
+        rep = {k: np.repeat(np.asarray(v), h) for k, v in cols.items()}
+        arrays.add_forecast(fc(h, i), **rep, date=days[i : i + h], actual=np.arange(h, dtype=float))
+    a, b = scalar.table(BACKTEST_TABLE), arrays.table(BACKTEST_TABLE)
+    assert a.num_rows == 8 and a.equals(b)
+    assert a["item_id"].to_pylist() == ["A"] * 3 + ["C"] * 5
+    assert a["origin"].to_pylist()[-1] == days[2].astype(object)
+
+
+@pytest.mark.parametrize("start", ["2023-01-02", "2024-02-28", "1999-12-31"])
+def test_daily_dates_equal_pandas_date_range(start: str) -> None:
+    from nova_ray.frequency import date_range, get_frequency
+
+    want = pd.date_range(start, periods=400, freq="D").values.astype("datetime64[D]")
+    got = date_range(pd.Timestamp(start), 400, get_frequency("D"))
+    assert got.dtype == want.dtype and (got == want).all()
+    assert (date_range(np.datetime64(start, "D"), 400, get_frequency("D")) == want).all()
