@@ -139,7 +139,8 @@ class Rows:
         h = len(fc["mean"])
         self.lengths.append(h)
         for k, v in scalars.items():
-            self.cols[k].append(np.asarray(v) if isinstance(v, np.ndarray) else _Scalar(v))
+            # an array is copied: a slice would keep the whole array it views alive (an item's dates)
+            self.cols[k].append(np.array(v) if isinstance(v, np.ndarray) else _Scalar(v))
         self.cols["forecast"].append(fc["mean"])
         for lv in LEVELS:
             self.cols[f"lo_{lv}"].append(fc[f"lo-{lv}"])
