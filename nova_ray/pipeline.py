@@ -401,13 +401,13 @@ def _execute(
 
 def _ensemble_stage(
     writer: ResultWriter, series: SeriesSet, only: str | None, keep_in: Path | None, progress: Progress
-) -> tuple[pl.DataFrame, pl.DataFrame, set[str], pl.DataFrame | None, pl.DataFrame | None]:
+) -> tuple[pl.DataFrame, pl.DataFrame, set[str], pl.LazyFrame | None, pl.LazyFrame | None]:
     """Ensemble, metrics and output tables in chunks of items read back from the checkpoints.
 
     Returns (metrics, items, models, ensemble forecasts, ensemble backtests); the ensemble tables
     only with `keep_in` (for the recommendations), else None. They go to Parquet files in that
-    folder chunk by chunk and are read back at the end: kept in memory, each chunk's part would
-    pin the chunk's buffers, and the driver would grow chunk after chunk."""
+    folder chunk by chunk and come back as LazyFrames over them: kept in memory, each chunk's
+    part would pin the chunk's buffers, and the driver would grow chunk after chunk."""
     progress.stage("ensemble and metrics", total=len(series))
     all_metrics, all_items, models = [], [], set()
     kept = Spill(keep_in) if keep_in is not None else None
@@ -444,12 +444,11 @@ def _ensemble_stage(
         else pl.DataFrame()
     )
     ens_fc = ens_bt = None
-    if kept is not None:  # chunks hold items in batch order: put back in item order
-        ens_fc = kept.read("ensemble-forecasts")
+    if kept is not None:  # scanned, not read: the recommendations read them a chunk of items at a time
+        ens_fc = kept.scan("ensemble-forecasts")
         if ens_fc is None:
-            ens_fc = pl.from_arrow(FORECAST_TABLE.empty_table()).select(FORECAST_COLUMNS)
-        ens_fc = ens_fc.sort("item_id", "date")
-        ens_bt = kept.read("ensemble-backtests")
+            ens_fc = pl.from_arrow(FORECAST_TABLE.empty_table()).select(FORECAST_COLUMNS).lazy()
+        ens_bt = kept.scan("ensemble-backtests")
     return metrics, pl.concat(all_items).sort("item_id"), models, ens_fc, ens_bt
 
 

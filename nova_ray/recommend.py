@@ -39,7 +39,14 @@ import polars as pl
 import pyarrow as pa
 
 from .classify import classify
-from .recommend_inputs import daily_paths, ensemble_rows, history_arrays, residual_segments
+from .recommend_inputs import (
+    Table,
+    daily_paths,
+    ensemble_items,
+    ensemble_rows_of,
+    history_arrays,
+    residual_segments,
+)
 from .schemas import register
 
 KIND = "recommendations"
@@ -283,9 +290,9 @@ class _Row:
         return float(self.path.mean()) * 365.0 if len(self.path) else 0.0
 
 
-def recommend(forecast: pl.DataFrame, stock: pl.DataFrame,
-              history: pl.DataFrame | pl.LazyFrame | None = None,
-              backtests: pl.DataFrame | None = None, items: pl.DataFrame | None = None,
+def recommend(forecast: Table, stock: pl.DataFrame,
+              history: Table | None = None,
+              backtests: Table | None = None, items: pl.DataFrame | None = None,
               policy: Policy | None = None) -> pl.DataFrame:
     """One recommendation row per stock row whose item has an ensemble forecast (table kind
     ``recommendations``, columns of SCHEMA), most urgent first. Rows of unknown items are skipped
@@ -293,20 +300,19 @@ def recommend(forecast: pl.DataFrame, stock: pl.DataFrame,
 
     forecast: item_id, date, forecast[, lo_80, hi_80][, model] (only model 'ensemble' is used).
     stock: validated snapshot (nova_ray.io.stock.read_stock); missing optional columns are allowed.
-    history: item_id, date, quantity[, site] (daily demand) for the bootstrap and site shares;
-    a LazyFrame (a spilled history) is read a chunk of items at a time.
+    history: item_id, date, quantity[, site] (daily demand) for the bootstrap and site shares.
     backtests: item_id, origin, date, forecast, actual[, model] of the ensemble.
     items: item_id, demand_class (the run's items table); else classified from the history.
+    Forecasts, history and backtests may be LazyFrames (tables spilled to Parquet): they are read
+    a chunk of items at a time, as are the per-item arrays built from them.
     """
     policy = policy or Policy()
-    fc = ensemble_rows(forecast)
-    if fc is None or stock.height == 0:
+    forecast_items, first_day = ensemble_items(forecast)
+    if first_day is None or stock.height == 0:
         return pl.from_arrow(SCHEMA.empty_table())
-    paths = daily_paths(fc)
-    as_of = min(p[0] for p in paths.values()) - timedelta(days=1)
-    bt = ensemble_rows(backtests)
-    segments = residual_segments(bt) if bt is not None and {"actual", "origin"} <= set(bt.columns) else {}
-    stock_rows = _stock_frame(stock).filter(pl.col("item_id").is_in(list(paths))).to_dicts()
+    as_of = first_day - timedelta(days=1)
+    bt_cols = set(backtests.lazy().collect_schema().names()) if backtests is not None else set()
+    stock_rows = _stock_frame(stock).filter(pl.col("item_id").is_in(forecast_items)).to_dicts()
     by_item: dict[str, list[dict[str, Any]]] = {}
     for r in stock_rows:
         by_item.setdefault(r["item_id"], []).append(r)
@@ -315,22 +321,29 @@ def recommend(forecast: pl.DataFrame, stock: pl.DataFrame,
     chunks = [known[k : k + HISTORY_CHUNK] for k in range(0, len(known), HISTORY_CHUNK)]
 
     def rows_of(chunk: list[str]) -> list[_Row]:
-        """The chunk's stock rows prepared from its history (only the chunk's history is read)."""
+        """The chunk's stock rows prepared from its forecasts and history (only the chunk's are read)."""
+        fc = ensemble_rows_of(forecast, chunk)
         arrays, shares, hist_site = history_arrays(history, as_of, policy.history_days, chunk)
-        return _prepare([r for i in chunk for r in by_item[i]], paths, arrays, shares, hist_site,
-                        _classes(run_classes, arrays, chunk), policy)
+        return _prepare([r for i in chunk for r in by_item[i]], daily_paths(fc) if fc is not None else {},
+                        arrays, shares, hist_site, _classes(run_classes, arrays, chunk), policy)
+
+    def segments_of(chunk: list[str]) -> dict[str, list[np.ndarray]]:
+        bt = ensemble_rows_of(backtests, chunk) if {"actual", "origin"} <= bt_cols else None
+        return residual_segments(bt) if bt is not None else {}
 
     def annual(rows: list[_Row]) -> list[tuple[str, float, float | None]]:
         return [(r.stock["item_id"], r.annual, _num(r.stock["unit_cost"])) for r in rows]
 
     # ABC ranks every item by its annual value: a first pass over the chunks keeps only those
     # values, the second prepares each chunk again and recommends, so the history of all items
-    # (~15 KB per item and site) is never held at once; a single chunk is prepared once
+    # (~15 KB per item and site), their forecast paths and backtest errors are never held at
+    # once; a single chunk is prepared once
     kept = rows_of(chunks[0]) if len(chunks) == 1 else None
     abc, no_cost = _abc(annual(kept) if kept is not None else [a for c in chunks for a in annual(rows_of(c))],
                         policy)
     out = []
     for c in chunks:
+        segments = segments_of(c)
         for r in kept if kept is not None else rows_of(c):
             if r.stock["item_id"] in no_cost:
                 r.notes.append("ABC by quantity (no unit_cost)")

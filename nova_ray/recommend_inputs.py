@@ -22,6 +22,35 @@ def ensemble_rows(df: pl.DataFrame | None) -> pl.DataFrame | None:
     return df.with_columns(pl.col("item_id").cast(pl.String), pl.col("date").cast(pl.Date))
 
 
+Table = pl.DataFrame | pl.LazyFrame
+
+
+def _ensemble_lazy(frame: Table) -> pl.LazyFrame:
+    """The ensemble's rows of a table or a LazyFrame over one (all rows without `model`)."""
+    lf = frame.lazy()
+    return lf.filter(pl.col("model") == "ensemble") if "model" in lf.collect_schema().names() else lf
+
+
+def ensemble_items(forecast: Table | None) -> tuple[list[str], date | None]:
+    """The items with an ensemble forecast (sorted) and the first forecast day (None without)."""
+    if forecast is None:
+        return [], None
+    lf = _ensemble_lazy(forecast)
+    items, first = pl.collect_all([
+        lf.select(_text("item_id", lf).cast(pl.String).unique().sort()),
+        lf.select(pl.col("date").cast(pl.Date).min()),
+    ])
+    return items.to_series().to_list(), first.item() if first.height else None
+
+
+def ensemble_rows_of(frame: Table | None, items: list[str]) -> pl.DataFrame | None:
+    """The ensemble's rows of `items` only (`ensemble_rows` of them): a chunk of a long table."""
+    if frame is None:
+        return None
+    lf = _ensemble_lazy(frame)
+    return ensemble_rows(lf.filter(_text("item_id", lf).cast(pl.String).is_in(items)).collect())
+
+
 def _runs(df: pl.DataFrame, *cols: str) -> np.ndarray:
     """Offsets of the runs of equal `cols` in a sorted frame: starts, then the height at the end."""
     ids = df.select(pl.struct(*cols).rle_id()).to_series().to_numpy()

@@ -393,8 +393,9 @@ def test_history_read_in_chunks_of_items_gives_the_same_rows(monkeypatch: pytest
 def test_history_spilled_to_parquet_gives_the_same_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A run spills the history to a scratch Parquet file (not held while it fits) and reads it back
-    a chunk of items at a time: the same recommendations as from the table in memory."""
+    """A run spills the history, the ensemble's forecasts and its backtests to scratch Parquet
+    files and reads them back a chunk of items at a time: the same recommendations as from the
+    tables in memory."""
     rng = np.random.default_rng(9)
     series = {f"I{k}@{s}": rng.poisson(0.3 + k, 300).astype(float) for k in range(6) for s in "xy"}
     h = history(series, sites={key: key[-1] for key in series})
@@ -403,14 +404,23 @@ def test_history_spilled_to_parquet_gives_the_same_rows(
     st = stock(item_id=items * 2, site=["x"] * 6 + ["y"] * 6, on_hand=[4.0] * 12, lead_time_days=[8] * 12,
                unit_cost=[float(k + 1) for k in range(6)] * 2)
     fc = forecast({item: float(k + 1) for k, item in enumerate(items)}, width=2.0)
+    # backtest errors for half the items (the residual method), shuffled like a run's chunks
+    bt = pl.concat([backtests(i, rng.poisson(k + 1, 90).astype(float), np.full(90, k + 1.0))
+                    for k, i in enumerate(items[::2])]).sample(fraction=1.0, shuffle=True, seed=3)
     in_memory = history_frame(demand)
     assert isinstance(in_memory, pl.DataFrame)
-    whole = recommend(fc, st, history=in_memory, policy=NO_UNDERSHOOT)
+    whole = recommend(fc, st, history=in_memory, backtests=bt, policy=NO_UNDERSHOOT)
     spilled = spill_columns(demand, HISTORY_COLUMNS, tmp_path / "history.parquet")
     assert isinstance(spilled, pl.LazyFrame) and (tmp_path / "history.parquet").stat().st_size > 0
+    fc.reverse().write_parquet(tmp_path / "fc.parquet")
+    bt.drop("model").write_parquet(tmp_path / "bt.parquet")
     monkeypatch.setattr("nova_ray.recommend.HISTORY_CHUNK", 4)
-    assert recommend(fc, st, history=spilled, policy=NO_UNDERSHOOT).equals(whole)
+    lazy = recommend(pl.scan_parquet(tmp_path / "fc.parquet"), st, history=spilled,
+                     backtests=pl.scan_parquet(tmp_path / "bt.parquet"), policy=NO_UNDERSHOOT)
+    assert lazy.equals(whole)
     assert whole.height == 12 and whole["lead_time_demand"].sum() > 0
+    # the errors decide the safety stock of the smooth items with backtests (I0 is intermittent)
+    assert set(whole.filter(pl.col("method") == "residual")["item_id"]) == {"I2", "I4"}
 
 
 def test_weekly_forecast_spread_over_days() -> None:

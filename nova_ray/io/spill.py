@@ -22,7 +22,8 @@ class Spill:
             paths.append(self.folder / f"{name}-{len(paths):05d}.parquet")
             table.write_parquet(paths[-1])
 
-    def read(self, name: str) -> pl.DataFrame | None:
-        """Every part of table `name`, or None when none was set aside."""
+    def scan(self, name: str) -> pl.LazyFrame | None:
+        """A LazyFrame over every part of table `name` (read when queried), or None when none
+        was set aside."""
         paths = self.parts.get(name)
-        return pl.read_parquet(paths) if paths else None
+        return pl.scan_parquet(paths) if paths else None
