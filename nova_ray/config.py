@@ -52,7 +52,7 @@ class Forecast:
 class RayConf:
     address: str = ""
     num_cpus: int = 0
-    batch_seconds: float = 2.0
+    batch_seconds: float = 10.0
 
 
 @dataclass

@@ -70,6 +70,24 @@ def test_batches_cover_each_item_once(setup) -> None:
     assert len(batches) >= 2
 
 
+@pytest.mark.parametrize(("items", "batches"), [(2000, 100), (100, 50)])
+def test_batches_hold_batch_seconds_of_work_but_at_least_40_per_worker(items: int, batches: int) -> None:
+    """2,000 items of 0.5 s: 10-s batches (100 checkpoint files, not 2,000); 100 items: smaller
+    batches, ~40 per worker where the items allow (two items of 0.5 s reach the 0.625-s target)."""
+    import numpy as np
+    import pandas as pd
+
+    from nova_ray.engine import EngineSpec
+    from nova_ray.series import build_series
+
+    ids = [f"I{k:04d}" for k in range(items)]
+    days = np.tile(pd.date_range("2024-01-01", periods=3), items)
+    demand = pd.DataFrame({"item_id": np.repeat(ids, 3), "date": days, "quantity": 1.0})
+    series = build_series(demand, "D")
+    out = make_batches(series, EngineSpec(horizon=7), workers=2, batch_seconds=10.0, costs=dict.fromkeys(ids, 0.5))
+    assert len(out) == batches and sorted(i for b in out for i in b) == list(range(items))
+
+
 def test_batches_of_some_indices_match_batches_of_their_subset(setup) -> None:
     """Batching a group of items by index gives the batches of that group's subset, mapped back."""
     cfg, series = setup
