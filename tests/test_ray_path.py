@@ -84,7 +84,8 @@ def test_batches_hold_batch_seconds_of_work_but_at_least_40_per_worker(items: in
     days = np.tile(pd.date_range("2024-01-01", periods=3), items)
     demand = pd.DataFrame({"item_id": np.repeat(ids, 3), "date": days, "quantity": 1.0})
     series = build_series(demand, "D")
-    out = make_batches(series, EngineSpec(horizon=7), workers=2, batch_seconds=10.0, costs=dict.fromkeys(ids, 0.5))
+    costs = dict.fromkeys(ids, 0.5)
+    out = make_batches(series, EngineSpec(horizon=7), workers=2, batch_seconds=10.0, costs=costs)
     assert len(out) == batches and sorted(i for b in out for i in b) == list(range(items))
 
 
