@@ -27,6 +27,10 @@ def combine_items(
             .then(pl.col("models") + ",lstm")
             .otherwise(pl.col("models"))
         )
+    # rows in a fixed order, whatever order the checkpoints came in (batch files carry random
+    # names): the weights, the ensemble and the metrics then sum in the same order, bit for bit
+    fc = fc.sort("item_id", "model", "date")
+    bt = bt.sort("item_id", "model", "window", "date")
     weights = learn_weights(fc, bt)
     ens_fc, ens_bt = combine(fc, bt, weights)
     fc = pl.concat([fc, ens_fc], how="vertical_relaxed").sort("item_id", "model", "date")

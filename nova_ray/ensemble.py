@@ -38,7 +38,9 @@ def learn_weights(forecasts: pl.DataFrame, backtests: pl.DataFrame) -> pl.DataFr
                 "windows": pl.UInt32,
             }
         )
-    df = fitted.join(errs, on=["item_id", "model"], how="left")
+    # in a fixed row order: the sums over each item's models below then add up in the same order
+    # every run (a join's output order is not fixed, and the last bits of a sum depend on it)
+    df = fitted.join(errs, on=["item_id", "model"], how="left").sort("item_id", "model")
     best = pl.col("backtest_mae").min().over("item_id")
     has_bt = pl.col("backtest_mae").is_not_null().any().over("item_id")
     df = df.with_columns(
@@ -61,6 +63,7 @@ def learn_weights(forecasts: pl.DataFrame, backtests: pl.DataFrame) -> pl.DataFr
 
 def _combine(table: pl.DataFrame, weights: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     joined = table.join(weights.select("item_id", "model", "weight"), on=["item_id", "model"], how="inner")
+    joined = joined.sort([*keys, "model"])  # each sum over the models in one order, every run
     return (
         joined.group_by(keys, maintain_order=True)
         .agg(

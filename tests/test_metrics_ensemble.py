@@ -142,3 +142,29 @@ def test_backtest_intervals_leave_their_own_window_out() -> None:
     first = ens_bt.filter(pl.col("window") == 0)
     assert (last["hi_80"] - last["lo_80"]).max() < 1e-9  # calibrated on windows 0 and 1: zero residuals
     assert (first["hi_80"] - first["lo_80"]).min() > 1  # window 2's errors widen the others
+
+
+def test_ensemble_and_metrics_do_not_depend_on_the_rows_order() -> None:
+    """The checkpoints of a run come in an order set by random batch names: the weights, the
+    ensemble and the metrics are the same bit for bit whatever the order of the rows."""
+    from nova_ray.assemble import combine_items
+
+    rng = np.random.default_rng(11)
+    fcs, bts = [], []
+    for item in ("A", "B", "C"):
+        truth = 10 + rng.normal(0, 2, 90)
+        preds = {m: truth + rng.normal(0, s, 90) for m, s in (("a", 0.7), ("b", 1.1), ("c", 1.3))}
+        fc, bt = _tables(truth, preds)
+        fc = fc.with_columns(item_id=pl.lit(item), forecast=pl.col("forecast") + rng.normal(0, 1, fc.height))
+        fcs.append(fc)
+        bts.append(bt.with_columns(item_id=pl.lit(item)))
+    fc, bt = pl.concat(fcs), pl.concat(bts)
+    items = pl.DataFrame({"item_id": ["A", "B", "C"], "models": ["a,b,c"] * 3})
+    first = combine_items(fc, bt, items)
+    shuffle = {"fraction": 1.0, "shuffle": True}
+    shuffled = combine_items(fc.sample(**shuffle, seed=1), bt.sample(**shuffle, seed=2), items)
+    keys = {2: ["item_id", "model"], 4: ["item_id", "date"]}
+    for k, (a, b) in enumerate(zip(first, shuffled, strict=True)):
+        order = keys.get(k, [c for c in ("item_id", "model", "window", "date") if c in a.columns])
+        assert_frame_equal(a.sort(order), b.sort(order), check_exact=True)
+    assert_frame_equal(evaluate(first[1]), evaluate(shuffled[1]), check_exact=True)
