@@ -45,10 +45,16 @@ def sweep(kind: str, base: str) -> list[str]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process `pid` runs. A zombie does not: a Ray worker ended with its raylet is
+    reparented to PID 1, which in a container may never reap it."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"  # the state follows "(name)"
+    except (OSError, IndexError):  # no /proc (macOS): the signal said it exists
+        return True

@@ -2,11 +2,12 @@
 after an error, and always before the next session or the end of a run."""
 
 import os
+import time
 
 import pytest
 import ray
 
-from nova_ray import distributed
+from nova_ray import distributed, tmpdirs
 
 
 def _one() -> int:
@@ -30,7 +31,12 @@ def test_clean_exit_stops_ray_in_the_background_and_the_next_session_waits() -> 
     with distributed.RayBackend(None, 1) as again:  # joins the previous stop before starting
         assert not os.path.exists(tmp)
         assert _one() == 1
-        # Ray ended the last session's workers by signal (no atexit): a new worker removes their folders
+        # Ray ended the last session's workers by signal (no atexit): a new worker removes their
+        # folders once their process is gone (ray.shutdown does not wait for its workers' exit)
+        old_worker = int(os.path.basename(folder).split("-")[3])
+        deadline = time.monotonic() + 30
+        while tmpdirs._alive(old_worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert _worker_folder() != folder and not os.path.exists(folder)
         pids = _session_pids()
         assert {"gcs_server", "raylet"} <= set(pids)

@@ -32,3 +32,22 @@ def test_a_new_folder_removes_those_of_dead_owners_only(tmp_path: Path) -> None:
     assert mine.exists() and other_kind.exists() and unstamped.exists()
     assert sweep("run", str(tmp_path)) == [str(other_kind)] and not other_kind.exists()
     assert sweep("run", str(tmp_path / "missing")) == []
+
+
+def test_a_zombie_owner_counts_as_gone(tmp_path: Path) -> None:
+    """A process that exited but was never reaped (a Ray worker whose raylet is gone, under a PID 1
+    that does not reap) still answers signals: its folder is removed all the same."""
+    import time
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child never exited"
+            time.sleep(0.05)
+        os.kill(p.pid, 0)  # a zombie: still there for signals
+        folder = tmp_path / f"nova-ray-worker-{p.pid}-abc"
+        folder.mkdir()
+        assert sweep("worker", str(tmp_path)) == [str(folder)] and not folder.exists()
+    finally:
+        p.wait()
