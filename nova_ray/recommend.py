@@ -43,9 +43,10 @@ from .recommend_inputs import (
     Table,
     daily_paths,
     ensemble_items,
-    ensemble_rows_of,
+    ensemble_lazy,
     history_arrays,
     residual_segments,
+    rows_of,
 )
 from .schemas import register
 
@@ -307,11 +308,14 @@ def recommend(forecast: Table, stock: pl.DataFrame,
     a chunk of items at a time, as are the per-item arrays built from them.
     """
     policy = policy or Policy()
-    forecast_items, first_day = ensemble_items(forecast)
+    fc_rows = ensemble_lazy(forecast)
+    forecast_items, first_day = ensemble_items(fc_rows)
     if first_day is None or stock.height == 0:
         return pl.from_arrow(SCHEMA.empty_table())
     as_of = first_day - timedelta(days=1)
-    bt_cols = set(backtests.lazy().collect_schema().names()) if backtests is not None else set()
+    bt_rows = ensemble_lazy(backtests)
+    if bt_rows is not None and not {"actual", "origin"} <= set(bt_rows.collect_schema().names()):
+        bt_rows = None  # not the errors the residual method needs
     stock_rows = _stock_frame(stock).filter(pl.col("item_id").is_in(forecast_items)).to_dicts()
     by_item: dict[str, list[dict[str, Any]]] = {}
     for r in stock_rows:
@@ -320,15 +324,15 @@ def recommend(forecast: Table, stock: pl.DataFrame,
     run_classes = _run_classes(items)
     chunks = [known[k : k + HISTORY_CHUNK] for k in range(0, len(known), HISTORY_CHUNK)]
 
-    def rows_of(chunk: list[str]) -> list[_Row]:
+    def prepared(chunk: list[str]) -> list[_Row]:
         """The chunk's stock rows prepared from its forecasts and history (only the chunk's are read)."""
-        fc = ensemble_rows_of(forecast, chunk)
+        fc = rows_of(fc_rows, chunk)
         arrays, shares, hist_site = history_arrays(history, as_of, policy.history_days, chunk)
         return _prepare([r for i in chunk for r in by_item[i]], daily_paths(fc) if fc is not None else {},
                         arrays, shares, hist_site, _classes(run_classes, arrays, chunk), policy)
 
     def segments_of(chunk: list[str]) -> dict[str, list[np.ndarray]]:
-        bt = ensemble_rows_of(backtests, chunk) if {"actual", "origin"} <= bt_cols else None
+        bt = rows_of(bt_rows, chunk)
         return residual_segments(bt) if bt is not None else {}
 
     def annual(rows: list[_Row]) -> list[tuple[str, float, float | None]]:
@@ -338,13 +342,13 @@ def recommend(forecast: Table, stock: pl.DataFrame,
     # values, the second prepares each chunk again and recommends, so the history of all items
     # (~15 KB per item and site), their forecast paths and backtest errors are never held at
     # once; a single chunk is prepared once
-    kept = rows_of(chunks[0]) if len(chunks) == 1 else None
-    abc, no_cost = _abc(annual(kept) if kept is not None else [a for c in chunks for a in annual(rows_of(c))],
-                        policy)
+    kept = prepared(chunks[0]) if len(chunks) == 1 else None
+    values = annual(kept) if kept is not None else [a for c in chunks for a in annual(prepared(c))]
+    abc, no_cost = _abc(values, policy)
     out = []
     for c in chunks:
         segments = segments_of(c)
-        for r in kept if kept is not None else rows_of(c):
+        for r in kept if kept is not None else prepared(c):
             if r.stock["item_id"] in no_cost:
                 r.notes.append("ABC by quantity (no unit_cost)")
             out.append(_recommend_row(r, abc[r.stock["item_id"]], segments.get(r.stock["item_id"]), as_of,

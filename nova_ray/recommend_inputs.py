@@ -13,42 +13,35 @@ import polars as pl
 Z80 = NormalDist().inv_cdf(0.9)
 
 
-def ensemble_rows(df: pl.DataFrame | None) -> pl.DataFrame | None:
-    """The ensemble's rows (all rows of a table without `model`), ids as text, days as dates."""
-    if df is None or df.height == 0:
-        return None
-    if "model" in df.columns:
-        df = df.filter(pl.col("model") == "ensemble")
-    return df.with_columns(pl.col("item_id").cast(pl.String), pl.col("date").cast(pl.Date))
-
-
 Table = pl.DataFrame | pl.LazyFrame
 
 
-def _ensemble_lazy(frame: Table) -> pl.LazyFrame:
-    """The ensemble's rows of a table or a LazyFrame over one (all rows without `model`)."""
-    lf = frame.lazy()
-    return lf.filter(pl.col("model") == "ensemble") if "model" in lf.collect_schema().names() else lf
-
-
-def ensemble_items(forecast: Table | None) -> tuple[list[str], date | None]:
-    """The items with an ensemble forecast (sorted) and the first forecast day (None without)."""
-    if forecast is None:
-        return [], None
-    lf = _ensemble_lazy(forecast)
-    items, first = pl.collect_all([
-        lf.select(_text("item_id", lf).cast(pl.String).unique().sort()),
-        lf.select(pl.col("date").cast(pl.Date).min()),
-    ])
-    return items.to_series().to_list(), first.item() if first.height else None
-
-
-def ensemble_rows_of(frame: Table | None, items: list[str]) -> pl.DataFrame | None:
-    """The ensemble's rows of `items` only (`ensemble_rows` of them): a chunk of a long table."""
+def ensemble_lazy(frame: Table | None) -> pl.LazyFrame | None:
+    """The ensemble's rows of a table or a LazyFrame over one (all rows without `model`), ids as
+    text and days as dates, to be read a chunk of items at a time (`rows_of`); None for None."""
     if frame is None:
         return None
-    lf = _ensemble_lazy(frame)
-    return ensemble_rows(lf.filter(_text("item_id", lf).cast(pl.String).is_in(items)).collect())
+    lf = frame.lazy()
+    if "model" in lf.collect_schema().names():
+        lf = lf.filter(pl.col("model") == "ensemble")
+    return lf.with_columns(_text("item_id", lf).cast(pl.String), pl.col("date").cast(pl.Date))
+
+
+def ensemble_items(ens: pl.LazyFrame | None) -> tuple[list[str], date | None]:
+    """The items of `ensemble_lazy` rows (sorted) and their first day (None without rows)."""
+    if ens is None:
+        return [], None
+    items, first = pl.collect_all([ens.select(pl.col("item_id").unique().sort()),
+                                   ens.select(pl.col("date").min())])
+    return items.to_series().to_list(), first.item()
+
+
+def rows_of(ens: pl.LazyFrame | None, items: list[str]) -> pl.DataFrame | None:
+    """The `ensemble_lazy` rows of `items` only; None when there are none."""
+    if ens is None:
+        return None
+    df = ens.filter(pl.col("item_id").is_in(items)).collect()
+    return df if df.height else None
 
 
 def _runs(df: pl.DataFrame, *cols: str) -> np.ndarray:
