@@ -36,7 +36,7 @@ from .engine import (
 )
 from .etl import EtlError
 from .exog import for_run as exog_for_run
-from .fit_stage import Progress, Silent, StageTimer, fit_stage
+from .fit_stage import FitResult, Progress, Silent, StageTimer, fit_stage
 from .io.demand import dataset_id, read_demand, select_items, spill_columns
 from .io.errors import InputError
 from .io.model_store import ModelStore, fingerprint
@@ -259,20 +259,19 @@ def run_forecast(
             dataset,
         )
         try:
-            summary = _execute(
+            fitted = _fit(cfg, series, dataset, spec, progress, use_ray, run_date, only, resume, full_refit)
+            # the driver lets go of the series (8.8 KB per 3-year daily item): what follows reads the
+            # checkpoints, and the model store needs only the facts kept in `fitted`
+            del series
+            release_memory()  # and what Ray's client and the checkpoint writes left
+            summary = _finish(
                 cfg,
-                series,
-                dataset,
+                fitted,
                 history,
                 stock,
                 warnings,
-                spec,
                 progress,
-                use_ray,
-                run_date,
                 only,
-                resume,
-                full_refit,
                 publish,
                 t0,
                 log_path,
@@ -288,13 +287,24 @@ def run_forecast(
         return summary
 
 
-def _execute(
+@dataclass
+class _Fitted:
+    """What the fit leaves for the rest of the run: the checkpoints' writer, the model store, the
+    fit's result, and per item the facts that the store records (not the series)."""
+
+    writer: ResultWriter
+    store: ModelStore
+    fit: FitResult
+    run_date: date
+    facts: pl.DataFrame  # item_id, start, n_obs, fingerprint
+    items: int
+    dataset: str
+
+
+def _fit(
     cfg: Config,
     series: SeriesSet,
     dataset: str,
-    history: pl.LazyFrame | None,
-    stock: pl.DataFrame | None,
-    warnings: list[str],
     spec: EngineSpec,
     progress: StageTimer,
     use_ray: bool,
@@ -302,13 +312,8 @@ def _execute(
     only: str | None,
     resume: bool,
     full_refit: bool,
-    publish: bool,
-    t0: float,
-    log_path: Path,
-    exog_record: dict[str, Any] | None = None,
-    scratch: Path | None = None,
-) -> RunSummary:
-    """Fit, checkpoint, ensemble in chunks, recommend and publish (after validation)."""
+) -> _Fitted:
+    """Open the run's checkpoints (resuming them with `resume`) and fit what they lack."""
     run_date = run_date or datetime.now(timezone.utc).date()
     model_version = f"{__version__}+{config_hash(cfg, series.exog_names)}"
     key = hashlib.sha256(
@@ -321,13 +326,45 @@ def _execute(
         "dataset_id": dataset,
     }
     writer = ResultWriter(cfg.paths.output, meta["run_id"], run_date, meta, stage_key=key, resume=resume)
-    run_id = writer.run_id
-    LOG.info("run %s (%s)%s", run_id, model_version, " resuming from checkpoints" if writer.resumed else "")
+    LOG.info(
+        "run %s (%s)%s", writer.run_id, model_version, " resuming from checkpoints" if writer.resumed else ""
+    )
     store = ModelStore(cfg.paths.models_dir, model_version)
     fit = fit_stage(cfg, series, spec, writer, store, run_date, only, full_refit, progress, use_ray)
-    release_memory()  # what Ray's client and the checkpoint writes left: the ensemble builds on it
+    return _Fitted(writer, store, fit, run_date, item_facts(series), len(series), dataset)
+
+
+def item_facts(series: SeriesSet) -> pl.DataFrame:
+    """Per item what the model store records of its history: start, length and fingerprint."""
+    return pl.DataFrame(
+        {
+            "item_id": [str(x) for x in series.item_ids],
+            "start": series.starts.astype("datetime64[D]"),
+            "n_obs": series.lengths().astype(np.int64),
+            "fingerprint": [fingerprint(series.starts[i], series.values_of(i)) for i in range(len(series))],
+        }
+    )
+
+
+def _finish(
+    cfg: Config,
+    fitted: _Fitted,
+    history: pl.LazyFrame | None,
+    stock: pl.DataFrame | None,
+    warnings: list[str],
+    progress: StageTimer,
+    only: str | None,
+    publish: bool,
+    t0: float,
+    log_path: Path,
+    exog_record: dict[str, Any] | None = None,
+    scratch: Path | None = None,
+) -> RunSummary:
+    """Ensemble in chunks from the checkpoints, recommend, store the models and publish."""
+    writer, store, fit, run_date = fitted.writer, fitted.store, fitted.fit, fitted.run_date
+    run_id = writer.run_id
     metrics, items_df, models, ens_fc, ens_bt = _ensemble_stage(
-        writer, series, only, scratch if stock is not None else None, progress
+        writer, fitted.items, only, scratch if stock is not None else None, progress
     )
     release_memory()  # the chunks' tables, before the recommendations build theirs
     recs = None
@@ -348,7 +385,7 @@ def _execute(
         run_id=run_id,
         run_date=run_date.isoformat(),
         output=str(Path(cfg.paths.output).resolve()),
-        items=len(series),
+        items=fitted.items,
         models=sorted(models),
         failures=int(items_df["failed_models"].str.len_chars().gt(0).sum()) if items_df.height else 0,
         fallbacks=items_df.filter(pl.col("fallback"))["item_id"].to_list() if items_df.height else [],
@@ -367,7 +404,7 @@ def _execute(
         log_path=str(log_path),
         exog=exog_record or {},
     )
-    versions = model_versions(cfg, writer.meta, metrics, sorted(models), dataset, run_id) | {
+    versions = model_versions(cfg, writer.meta, metrics, sorted(models), fitted.dataset, run_id) | {
         "backend": fit.info,
         "exog": exog_record or {"enabled": False},
     }
@@ -376,7 +413,7 @@ def _execute(
         "forecasts": ["forecasts", "ensemble_weights", "items", "recommendations"],
         "metrics": ["metrics", "ensemble_weights", "items", "backtests"],
     }[only]
-    _save_models(store, writer, series, fit.warm, run_date, versions)
+    _save_models(store, writer, fitted.facts, fit.warm, run_date, versions)
     if fit.lstm_state is not None:  # a reused LSTM keeps the date of its cold training
         store.save_lstm(fit.lstm_state, fit.lstm_stored[1] if fit.lstm_stored else run_date)
     if not publish:
@@ -400,7 +437,7 @@ def _execute(
 
 
 def _ensemble_stage(
-    writer: ResultWriter, series: SeriesSet, only: str | None, keep_in: Path | None, progress: Progress
+    writer: ResultWriter, n_items: int, only: str | None, keep_in: Path | None, progress: Progress
 ) -> tuple[pl.DataFrame, pl.DataFrame, set[str], pl.LazyFrame | None, pl.LazyFrame | None]:
     """Ensemble, metrics and output tables in chunks of items read back from the checkpoints.
 
@@ -408,7 +445,7 @@ def _ensemble_stage(
     only with `keep_in` (for the recommendations), else None. They go to Parquet files in that
     folder chunk by chunk and come back as LazyFrames over them: kept in memory, each chunk's
     part would pin the chunk's buffers, and the driver would grow chunk after chunk."""
-    progress.stage("ensemble and metrics", total=len(series))
+    progress.stage("ensemble and metrics", total=n_items)
     all_metrics, all_items, models = [], [], set()
     kept = Spill(keep_in) if keep_in is not None else None
     for stems, chunk in writer.batch_groups(ENSEMBLE_CHUNK):
@@ -455,22 +492,20 @@ def _ensemble_stage(
 def _save_models(
     store: ModelStore,
     writer: ResultWriter,
-    series: SeriesSet,
+    facts: pl.DataFrame,
     warm: dict[str, dict],
     run_date: date,
     versions: dict[str, Any],
 ) -> None:
-    """Store the model choices and backtests of the items fitted cold in this run."""
+    """Store the model choices and backtests of the items fitted cold in this run (`facts`: see
+    `item_facts`)."""
     items = writer.checkpointed_items(exclude=warm)
     if items.height == 0:
         return
-    pos = {str(k): i for i, k in enumerate(series.item_ids)}
-    idx = [pos[k] for k in items["item_id"]]
-    entries = items.select("item_id", "params", "cpu_seconds", "demand_class").with_columns(
-        start=pl.Series(series.starts[np.array(idx, dtype=int)]),
-        n_obs=pl.Series([len(series.values_of(i)) for i in idx], dtype=pl.Int64),
-        fingerprint=pl.Series([fingerprint(series.starts[i], series.values_of(i)) for i in idx]),
-        fitted_on=pl.lit(run_date),
+    entries = (
+        items.select("item_id", "params", "cpu_seconds", "demand_class")
+        .join(facts, on="item_id", how="left", maintain_order="left")
+        .with_columns(fitted_on=pl.lit(run_date))
     )
     # streamed into the store by `save`, never loaded whole
     store.save(entries, writer.checkpointed_backtests(entries["item_id"].to_list()), versions)

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from nova_ray.cli import app
 from nova_ray.config import load_config
-from nova_ray.pipeline import run_forecast
+from nova_ray.io.model_store import fingerprint
+from nova_ray.pipeline import load_series, run_forecast
 
 ITEMS = ["CAB-0002", "ELE-0001", "FIX-0001", "STL-0002", "SAF-0001", "CAB-0001"]
 
@@ -69,6 +70,17 @@ def test_warm_rerun_reuses_choices_and_matches_cold(days, tmp_path: Path) -> Non
     assert (store / "items.parquet").exists() and (store / "model_versions.json").exists()
 
     stored = pl.read_parquet(store / "items.parquet")
+    # each entry records its item's history (the run no longer holds the series when it stores):
+    # the first day, the days up to the file's last day, the fingerprint of the series fitted
+    history = pd.read_parquet(days["day1"])
+    first = history.groupby("item_id")["date"].min()
+    n_obs = {k: (history["date"].max() - v).days + 1 for k, v in first.items()}
+    assert dict(zip(stored["item_id"], stored["n_obs"], strict=True)) == n_obs
+    assert dict(zip(stored["item_id"], stored["start"], strict=True)) == first.to_dict()
+    series, _ = load_series(_cfg(days["day1"], tmp_path), None)
+    by_item = {str(k): i for i, k in enumerate(series.item_ids)}
+    for item, fp in zip(stored["item_id"], stored["fingerprint"], strict=True):
+        assert fp == fingerprint(series.starts[by_item[item]], series.values_of(by_item[item])), item
     warm = run_forecast(_cfg(days["day2"], tmp_path), use_ray=False)
     assert warm.warm_items == len(ITEMS)
     assert warm.cpu_seconds < cold1.cpu_seconds / 5
