@@ -89,20 +89,20 @@ def parse_numbers(
     A value with a comma uses it as decimal mark (points are then thousands separators);
     with `dot_is_thousands`, points are always thousands separators (Brazilian counts).
     """
-    text = values.astype(str).str.strip().str.strip('"').str.strip()
-    lowered = text.str.lower()
-    is_missing = lowered.isin(MISSING_TOKENS | {m.lower() for m in missing})
+    # each distinct text is parsed once (hourly readings repeat a few hundred values)
+    codes, uniques = pd.factorize(values.astype(str), use_na_sentinel=False)
+    text = pd.Series(uniques, dtype=object).str.strip().str.strip('"').str.strip()
+    is_missing = text.str.lower().isin(MISSING_TOKENS | {m.lower() for m in missing}).to_numpy()
     has_comma = text.str.contains(",", regex=False)
     cleaned = text.where(~(has_comma | dot_is_thousands), text.str.replace(".", "", regex=False))
     cleaned = cleaned.str.replace(",", ".", regex=False)
-    numbers = pd.to_numeric(cleaned.where(~is_missing, None), errors="coerce").astype(float)
-    bad = numbers.isna() & ~is_missing
-    bad |= np.isinf(numbers.to_numpy())
-    if bad.any():
-        pos = int(np.flatnonzero(bad.to_numpy())[0])
+    parsed = pd.to_numeric(cleaned.where(~is_missing, None), errors="coerce").to_numpy(dtype=float)
+    bad = (np.isnan(parsed) & ~is_missing) | np.isinf(parsed)
+    if bad[codes].any():
+        pos = int(np.flatnonzero(bad[codes])[0])
         line = lines(pos) if callable(lines) else list(lines)[pos]
         raise EtlError(f"cannot parse {short(values.iloc[pos])} as a number", path, int(line), column)
-    return numbers
+    return pd.Series(parsed[codes], index=values.index, name=values.name)
 
 
 def daily_ffill(frame: pd.DataFrame) -> pd.DataFrame:
