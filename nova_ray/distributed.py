@@ -14,7 +14,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +23,7 @@ import numpy as np
 
 from .classify import classify
 from .engine import BatchResult, EngineSpec, forecast_batch
-from .global_lstm import forecast_lstm
+from .global_lstm import FINAL_PART, lstm_parts
 from .series import SeriesSet
 from .tmpdirs import owned_tmpdir
 
@@ -64,7 +64,8 @@ _PRIVATE_TMP: str | None = None
 _TMP_BASE = tempfile.gettempdir()  # the worker's own temp dir, before TMPDIR points into ours
 
 
-def _in_private_tmp(fn: Callable[[], BatchResult]) -> BatchResult:
+@contextmanager
+def _private_tmp() -> Iterator[None]:
     """Run with TMPDIR in this worker's own folder and empty it afterwards: cmdstanpy leaves files
     behind otherwise (its cached temp folder under ours is kept, emptied). Ray ends workers with a
     signal, so the folder outlives its worker: the next worker's first task removes it."""
@@ -74,7 +75,7 @@ def _in_private_tmp(fn: Callable[[], BatchResult]) -> BatchResult:
         atexit.register(shutil.rmtree, _PRIVATE_TMP, True)
     os.environ["TMPDIR"], tempfile.tempdir = _PRIVATE_TMP, _PRIVATE_TMP
     try:
-        return fn()
+        yield
     finally:
         _empty(_PRIVATE_TMP)
 
@@ -111,7 +112,8 @@ def _batch_task(series: SeriesSet, indices: list[int], spec: EngineSpec, cached:
             os.nice(TASK_NICENESS)
         except OSError:
             pass
-    result = _in_private_tmp(lambda: forecast_batch(series, indices, spec, cached))
+    with _private_tmp():
+        result = forecast_batch(series, indices, spec, cached)
     result.worker = _worker_name()
     return result
 
@@ -121,12 +123,16 @@ class _LstmActor:
 
     def __init__(self, threads: int = 1):
         self.threads = threads  # TensorFlow is imported when training needs it (a stored network
-        # predicts in numpy), inside forecast_lstm: its CPU is counted there, as in-process
+        # predicts in numpy), inside lstm_parts: its CPU is counted there, as in-process
 
-    def run(self, series: SeriesSet, indices: list[int], spec: EngineSpec, init: Any = None) -> BatchResult:
-        result = _in_private_tmp(lambda: forecast_lstm(series, indices, spec, self.threads, init))
-        result.worker = _worker_name()
-        return result
+    def run(
+        self, series: SeriesSet, indices: list[int], spec: EngineSpec, init: Any = None
+    ) -> Iterator[BatchResult]:
+        """The LSTM's result in parts (`lstm_parts`), streamed to the driver as they come."""
+        with _private_tmp():
+            for part in lstm_parts(series, indices, spec, self.threads, init):
+                part.worker = _worker_name()
+                yield part
 
     def devices(self) -> list[str]:
         import tensorflow as tf
@@ -405,15 +411,19 @@ class RayBackend:
         series_ref = ray.put(series)  # shipped once; tasks get it by reference
         task = ray.remote(num_cpus=1, max_retries=retries)(_batch_task)
         pending: dict = {}
-        actor, actor_ref = None, None
+        actor, parts = None, None
         if lstm and lstm[1]:
             # on CPU the actor shares the cores with the tasks (one TF thread): no core sits idle
             # while TensorFlow imports, nor while a task worker replaces it when it is done
             opts = {"num_gpus": 1, "num_cpus": 1} if self.info.gpus >= 1 else {"num_cpus": 0}
             actor_cls = ray.remote(max_restarts=2, max_task_retries=2)(_LstmActor)
             actor = actor_cls.options(**opts).remote(1)
-            actor_ref = actor.run.remote(series_ref, lstm[1], lstm[0], lstm[2])
-            pending[actor_ref] = len(lstm[1])
+            # its parts stream in, at most two ahead of the driver: the object store (and the
+            # pages of it that the driver maps) never holds the whole result
+            parts = actor.run.options(_generator_backpressure_num_objects=2).remote(
+                series_ref, lstm[1], lstm[0], lstm[2]
+            )
+            pending[parts] = len(lstm[1])
         for spec, batches, cached in jobs:
             for b in batches:
                 ids = [str(series.item_ids[i]) for i in b]
@@ -423,15 +433,22 @@ class RayBackend:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
-                    n = pending.pop(ref)
-                    result = ray.get(ref)
-                    if ref == actor_ref:  # free its CPU (or GPU) for the statistical tasks at once
-                        ray.kill(actor)
-                        actor = None
+                    if ref is not parts:
+                        n = pending.pop(ref)
+                        yield ray.get(ref), n
+                        continue
+                    result = ray.get(next(parts))
+                    if result.name != FINAL_PART:
+                        yield result, 0
+                        continue
+                    n = pending.pop(parts)
+                    ray.kill(actor)  # free its CPU (or GPU) for the statistical tasks at once
+                    actor = None
                     yield result, n
         finally:
             for ref in pending:
-                ray.cancel(ref, force=True)
+                if ref is not parts:
+                    ray.cancel(ref, force=True)
             if actor is not None:
                 ray.kill(actor)
 

@@ -83,6 +83,7 @@ class BatchResult:
     wall_seconds: float = 0.0
     worker: str = ""
     state: Any = None  # the LSTM batch: its trained LstmState, for the model store
+    name: str = ""  # the checkpoint name of a result that is not a batch of items (the LSTM's parts)
 
 
 def cpu_time() -> float:

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from .config import Config
 from .engine import BatchResult, EngineSpec, forecast_batch
-from .global_lstm import forecast_lstm, lstm_items
+from .global_lstm import FINAL_PART, lstm_items, lstm_parts
 from .io.model_store import ModelStore
 from .io.results import BATCH_PREFIX, ResultWriter
 from .series import SeriesSet
@@ -104,8 +104,9 @@ def run_engine(
                 sink(forecast_batch(series, [i], sp, warm or None))
                 progress.advance(1)
         if lstm_idx:
-            sink(forecast_lstm(series, lstm_idx, spec, threads=1, init=lstm_init))
-            progress.advance(len(lstm_idx))
+            for part in lstm_parts(series, lstm_idx, spec, threads=1, init=lstm_init):
+                sink(part)
+                progress.advance(len(lstm_idx) if part.name == FINAL_PART else 0)
         return results, "local (no Ray)", {}
     from .distributed import RayBackend, make_batches
 
@@ -188,7 +189,7 @@ def fit_stage(
     fit = FitResult(warm=warm, lstm_stored=lstm_stored, resumed=len(done))
 
     def checkpoint(result: BatchResult) -> None:
-        name = "lstm" if result.items.num_rows == 0 else f"{BATCH_PREFIX}{uuid.uuid4().hex[:12]}"
+        name = result.name or f"{BATCH_PREFIX}{uuid.uuid4().hex[:12]}"
         if result.state is not None and result.state.weights:
             # copied out of Ray's object: the views would keep the LSTM's whole result (~25 MiB at
             # 2000 items) mapped in the driver until the state is stored at the end
@@ -202,15 +203,18 @@ def fit_stage(
         fit.cpu += result.cpu_seconds
         if result.worker:
             fit.workers.add(result.worker)
-        LOG.log(
-            logging.INFO if name == "lstm" else logging.DEBUG,
-            "batch %s: %d items, %.1f s (%.1f s CPU) on %s",
-            name,
-            result.items.num_rows if name != "lstm" else len(pc.unique(result.forecasts["item_id"])),
-            result.wall_seconds,
-            result.cpu_seconds,
-            result.worker or "this process",
-        )
+        if result.name and result.name != FINAL_PART:
+            LOG.debug("LSTM part %s checkpointed", name)
+        else:
+            LOG.log(
+                logging.INFO if name == FINAL_PART else logging.DEBUG,
+                "batch %s: %s, %.1f s (%.1f s CPU) on %s",
+                name,
+                "trained and forecast" if name == FINAL_PART else f"{result.items.num_rows} items",
+                result.wall_seconds,
+                result.cpu_seconds,
+                result.worker or "this process",
+            )
         for row in result.items.select(["item_id", "notes"]).to_pylist():
             if row["notes"]:
                 LOG.warning("%s: %s", row["item_id"], row["notes"])

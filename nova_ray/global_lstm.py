@@ -7,11 +7,13 @@ same tables as the per-item engine (nova_ray/engine.py), whose row builders it s
 from __future__ import annotations
 
 import time
+from collections.abc import Generator, Iterator
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .classify import CLASS_MODELS, classify
 from .engine import (
@@ -72,6 +74,51 @@ def _window_grid(xs: RowGrid, series: SeriesSet, b: int, h: int) -> RowGrid:
     return replace(xs, rows=np.concatenate([xs.rows[:origin], known[:h, : xs.k]]))
 
 
+PART_ITEMS = 250  # LSTM items per part of its result (each part is checkpointed as it comes)
+FINAL_PART = "lstm"  # the name of the LSTM's last part; its checkpoint marks the LSTM done
+
+
+def lstm_parts(
+    series: SeriesSet,
+    indices: list[int],
+    spec: EngineSpec,
+    threads: int = 1,
+    init: Any = None,
+) -> Iterator[BatchResult]:
+    """Train the global LSTM once before the oldest backtest origin (backtest), once on all data
+    (warm-started), and forecast every selected series. Called in-process or inside the Ray actor.
+
+    The result comes in parts of `PART_ITEMS` items (``lstm-bt-NNNN``: backtest rows, as soon
+    as the backtest is done and before the final training; ``lstm-fc-NNNN``: forecasts), then
+    the part named `FINAL_PART` with the trained state and the CPU and wall time; a part's name
+    always holds the same items, so a part produced again (a retry) replaces its first copy.
+    Nothing holds the whole result: at 2000 items it is ~14 MiB of rows.
+
+    `init` (a stored LstmState, incremental run): no backtest; the stored network forecasts as it
+    is (`warm_epochs` 0) or is fine-tuned on all data for `warm_epochs` epochs. With regressors each window
+    also sees the regressor rows of its forecast periods (in the backtest those known at the
+    window's origin, ``SeriesSet.exog_backtest``, else the realised ones); if that fails the
+    LSTM runs without them (its parts produced again)."""
+    w0, c0 = time.perf_counter(), cpu_time()
+    ys = [series.values_of(i) for i in indices]
+    xs = _lstm_exog(series, indices, spec)
+    try:
+        state = yield from _lstm_run(series, indices, spec, threads, ys, xs, init)
+    except Exception:
+        if xs is None:
+            raise
+        state = yield from _lstm_run(series, indices, spec, threads, ys, None, init)
+    yield BatchResult(
+        forecasts=FORECAST_TABLE.empty_table(),
+        backtests=BACKTEST_TABLE.empty_table(),
+        items=ITEMS_TABLE.empty_table(),
+        cpu_seconds=cpu_time() - c0,
+        wall_seconds=time.perf_counter() - w0,
+        state=state,
+        name=FINAL_PART,
+    )
+
+
 def forecast_lstm(
     series: SeriesSet,
     indices: list[int],
@@ -79,30 +126,21 @@ def forecast_lstm(
     threads: int = 1,
     init: Any = None,
 ) -> BatchResult:
-    """Train the global LSTM once before the oldest backtest origin (backtest), once on all data
-    (warm-started), and forecast every selected series. Called in-process or inside the Ray actor.
+    """`lstm_parts` as one result (all its rows at once)."""
+    parts = list({p.name: p for p in lstm_parts(series, indices, spec, threads, init)}.values())
+    last = parts[-1]
+    last.forecasts = pa.concat_tables([p.forecasts for p in parts])
+    last.backtests = pa.concat_tables([p.backtests for p in parts])
+    return last
 
-    `init` (a stored LstmState, incremental run): no backtest; the stored network forecasts as it
-    is (`warm_epochs` 0) or is fine-tuned on all data for `warm_epochs` epochs. With regressors each window
-    also sees the regressor rows of its forecast periods (in the backtest those known at the
-    window's origin, ``SeriesSet.exog_backtest``, else the realised ones); if that fails the
-    LSTM runs without them."""
-    w0, c0 = time.perf_counter(), cpu_time()
-    ys = [series.values_of(i) for i in indices]
-    xs = _lstm_exog(series, indices, spec)
-    try:
-        fc_rows, bt_rows, state = _lstm_run(series, indices, spec, threads, ys, xs, init)
-    except Exception:
-        if xs is None:
-            raise
-        fc_rows, bt_rows, state = _lstm_run(series, indices, spec, threads, ys, None, init)
+
+def _part(kind: str, k: int, table: pa.Table) -> BatchResult:
+    """Part `k` of the LSTM's `kind` rows ("bt" backtests, "fc" forecasts)."""
     return BatchResult(
-        forecasts=fc_rows.table(FORECAST_TABLE),
-        backtests=bt_rows,
-        items=pa.table({n: [] for n in ITEMS_TABLE.names}, schema=ITEMS_TABLE),
-        cpu_seconds=cpu_time() - c0,
-        wall_seconds=time.perf_counter() - w0,
-        state=state,
+        forecasts=table if kind == "fc" else FORECAST_TABLE.empty_table(),
+        backtests=table if kind == "bt" else BACKTEST_TABLE.empty_table(),
+        items=ITEMS_TABLE.empty_table(),
+        name=f"lstm-{kind}-{k:04d}",
     )
 
 
@@ -114,13 +152,14 @@ def _lstm_run(
     ys: list[np.ndarray],
     xs: RowGrid | None,
     stored: Any = None,
-) -> tuple[Rows, pa.Table, Any]:
+) -> Generator[BatchResult, None, Any]:
+    """Yield the backtest parts, then the forecast parts (see `lstm_parts`); return the state."""
     from .frequency import get_frequency
     from .models import lstm
 
     freq = get_frequency(spec.freq)
     m, h = freq.season_length, spec.horizon
-    fc_rows, bt_rows = Rows(FORECAST_COLS), Rows(BACKTEST_COLS)
+    bt_rows = Rows(BACKTEST_COLS)
     kw = dict(
         lookback=lstm_lookback(spec),
         units=spec.lstm.units,
@@ -173,10 +212,14 @@ def _lstm_run(
                         actual=ys[j][o : o + h],
                         scale=seasonal_error_scale(ys[j][:o], m),
                     )
-    # the backtest rows as one Arrow table (a few columns) before the final training, not as
-    # the many small arrays that collected them
+    # the backtest rows as one Arrow table (a few columns), then handed on in parts of items
+    # before the final training, which holds none of them
     bt_table = bt_rows.table(BACKTEST_TABLE)
     del bt_rows
+    if bt_table.num_rows:
+        for k, chunk in enumerate(_chunks(series, indices)):
+            yield _part("bt", k, bt_table.filter(pc.is_in(bt_table["item_id"], chunk)))
+    del bt_table
     if stored is not None and stored.weights:
         epochs = spec.lstm.warm_epochs
     elif init is not None and init.weights:
@@ -190,11 +233,21 @@ def _lstm_run(
     else:
         state = lstm.train(ys, h, m, **{**kw, "epochs": epochs}, init=init, exog=xs)
     if state is not None and state.weights:
-        for j, fc in enumerate(lstm.predict(state, ys, exog=xs)):
-            fc_rows.add_forecast(
-                finalize(fc, h),
-                item_id=str(series.item_ids[indices[j]]),
-                model="lstm",
-                date=future_dates(series.dates_of(indices[j])[-1], h, freq),
-            )
-    return fc_rows, bt_table, state
+        fcs = lstm.predict(state, ys, exog=xs)
+        for k in range(0, len(indices), PART_ITEMS):
+            fc_rows = Rows(FORECAST_COLS)
+            for j in range(k, min(k + PART_ITEMS, len(indices))):
+                fc_rows.add_forecast(
+                    finalize(fcs[j], h),
+                    item_id=str(series.item_ids[indices[j]]),
+                    model="lstm",
+                    date=future_dates(series.dates_of(indices[j])[-1], h, freq),
+                )
+            yield _part("fc", k // PART_ITEMS, fc_rows.table(FORECAST_TABLE))
+    return state
+
+
+def _chunks(series: SeriesSet, indices: list[int]) -> Iterator[pa.Array]:
+    """The item ids of `indices`, `PART_ITEMS` at a time."""
+    for k in range(0, len(indices), PART_ITEMS):
+        yield pa.array([str(series.item_ids[i]) for i in indices[k : k + PART_ITEMS]], pa.string())

@@ -148,3 +148,30 @@ def test_killed_driver_resumes_to_the_clean_result(demo: Path, tmp_path: Path, c
 
 def _pointer(out: Path) -> dict:
     return json.loads((out / "metadata" / "last_updated.json").read_text())
+
+
+LSTM_ARGS = ["--full-refit", "--models", "naive,lstm", *ARGS[3:]]  # the global LSTM on every item
+
+
+def test_killed_lstm_actor_is_restarted_and_the_run_completes(demo: Path, tmp_path: Path) -> None:
+    env = {"NOVA_RAY_EPOCHS": "3"}
+    p = _cli("--data", str(demo), "--output", str(tmp_path / "clean"), *LSTM_ARGS, env=env)
+    log, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, log.decode()
+    clean = _forecasts(tmp_path / "clean")
+    out = tmp_path / "out"
+    p = _cli("--data", str(demo), "--output", str(out), *LSTM_ARGS, env=env)
+    _wait_for(lambda: _procs("ray::_LstmActor.run", p.pid) or p.poll() is not None)
+    victims = _procs("ray::_LstmActor.run", p.pid)
+    assert victims, "the run ended before the LSTM actor could be killed"
+    os.kill(victims[0], signal.SIGKILL)
+    log, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, log.decode()
+    got = _forecasts(out)
+    lstm = got.filter(pl.col("model") == "lstm")
+    assert sorted(lstm["item_id"].unique()) == sorted(clean["item_id"].unique())
+    assert got.group_by("item_id", "model", "date").len()["len"].max() == 1
+    assert_frame_equal(got, clean)
+    # the LSTM's rows came from the restarted actor, not from the process killed
+    workers = json.loads((out / "metadata" / "runs" / f"{_pointer(out)['run_id']}.json").read_text())
+    assert not [w for w in workers["summary"]["workers"] if w.endswith(f":{victims[0]}")]

@@ -51,8 +51,12 @@ def test_clean_exit_stops_ray_in_the_background_and_the_next_session_waits() -> 
 
 def _worker_folder() -> str:
     """The private temp folder of the worker that runs a task."""
-    task = ray.remote(num_cpus=1)(lambda: distributed._in_private_tmp(lambda: os.environ["TMPDIR"]))
-    return ray.get(task.remote())
+
+    def folder() -> str:
+        with distributed._private_tmp():
+            return os.environ["TMPDIR"]
+
+    return ray.get(ray.remote(num_cpus=1)(folder).remote())
 
 
 def _session_pids() -> dict[str, int]:

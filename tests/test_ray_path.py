@@ -3,9 +3,11 @@
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
+from nova_ray import global_lstm
 from nova_ray.assemble import assemble
 from nova_ray.config import load_config
 from nova_ray.distributed import make_batches
@@ -60,6 +62,33 @@ def test_local_and_ray_give_the_same_numbers(setup, ray_session) -> None:
     lstm = _frames(remote)[0].filter(pl.col("model") == "lstm")
     assert lstm.height > 0
     assert progress.n == len(series) + lstm["item_id"].n_unique()
+
+
+def test_lstm_result_comes_in_parts_of_items(setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The global LSTM hands its rows on in parts of PART_ITEMS items (backtests before the final
+    training, then forecasts), then the state: together exactly the rows of one whole result."""
+    cfg, series = setup
+    spec = engine_spec(cfg)
+    idx = global_lstm.lstm_items(series, spec)
+    assert len(idx) >= 3
+    whole = global_lstm.forecast_lstm(series, idx, spec)
+    monkeypatch.setattr(global_lstm, "PART_ITEMS", 2)
+    parts = list(global_lstm.lstm_parts(series, idx, spec))
+    chunks = -(-len(idx) // 2)
+    names = [p.name for p in parts]
+    assert names == [f"lstm-bt-{k:04d}" for k in range(chunks)] + [
+        f"lstm-fc-{k:04d}" for k in range(chunks)
+    ] + [global_lstm.FINAL_PART]
+    ids = [str(series.item_ids[i]) for i in idx]
+    for k in range(chunks):  # part k holds the rows of items 2k and 2k + 1, and nothing else
+        assert set(parts[k].backtests["item_id"].to_pylist()) == set(ids[2 * k : 2 * k + 2])
+        assert set(parts[chunks + k].forecasts["item_id"].to_pylist()) == set(ids[2 * k : 2 * k + 2])
+    final = parts[-1]
+    assert final.state is not None and final.state.weights and final.cpu_seconds > 0
+    assert final.forecasts.num_rows == final.backtests.num_rows == 0
+    for kind, key in (("forecasts", ["item_id", "date"]), ("backtests", ["item_id", "window", "date"])):
+        got = pl.from_arrow(pa.concat_tables([getattr(p, kind) for p in parts])).sort(key)
+        assert_frame_equal(got, pl.from_arrow(getattr(whole, kind)).sort(key), check_exact=True)
 
 
 def test_batches_cover_each_item_once(setup) -> None:
