@@ -437,14 +437,14 @@ class RayBackend:
                         n = pending.pop(ref)
                         yield ray.get(ref), n
                         continue
-                    result = ray.get(next(parts))
-                    if result.name != FINAL_PART:
-                        yield result, 0
+                    try:
+                        result = ray.get(next(parts))
+                    except StopIteration:  # the LSTM is done (killed sooner, Ray would retry it)
+                        pending.pop(parts)
+                        ray.kill(actor)  # free its CPU (or GPU) for the statistical tasks at once
+                        actor = None
                         continue
-                    n = pending.pop(parts)
-                    ray.kill(actor)  # free its CPU (or GPU) for the statistical tasks at once
-                    actor = None
-                    yield result, n
+                    yield result, pending[parts] if result.name == FINAL_PART else 0
         finally:
             for ref in pending:
                 if ref is not parts:
