@@ -187,12 +187,13 @@ def fit_stage(
             writer.checkpoint("cache", {"backtests": warm_bt})  # streamed, not loaded
     costs = store.costs()
     fit = FitResult(warm=warm, lstm_stored=lstm_stored, resumed=len(done))
+    lstm_done: set[str] = set()  # the items of the LSTM's parts so far, for its log line
 
     def checkpoint(result: BatchResult) -> None:
         name = result.name or f"{BATCH_PREFIX}{uuid.uuid4().hex[:12]}"
         if result.state is not None and result.state.weights:
-            # copied out of Ray's object: the views would keep the LSTM's whole result (~25 MiB at
-            # 2000 items) mapped in the driver until the state is stored at the end
+            # copied out of Ray's object: the views would keep the object mapped in the driver
+            # until the state is stored at the end
             fit.lstm_state = result.state.owned()
         if warm and result.backtests.num_rows:  # warm items keep their stored windows (all models')
             keep = pc.invert(pc.is_in(result.backtests["item_id"], pa.array(list(warm))))
@@ -204,17 +205,19 @@ def fit_stage(
         if result.worker:
             fit.workers.add(result.worker)
         if result.name and result.name != FINAL_PART:
+            for table in (result.forecasts, result.backtests):
+                lstm_done.update(pc.unique(table["item_id"]).to_pylist())
             LOG.debug("LSTM part %s checkpointed", name)
-        else:
-            LOG.log(
-                logging.INFO if name == FINAL_PART else logging.DEBUG,
-                "batch %s: %s, %.1f s (%.1f s CPU) on %s",
-                name,
-                "trained and forecast" if name == FINAL_PART else f"{result.items.num_rows} items",
-                result.wall_seconds,
-                result.cpu_seconds,
-                result.worker or "this process",
-            )
+            return
+        LOG.log(
+            logging.INFO if name == FINAL_PART else logging.DEBUG,
+            "batch %s: %d items, %.1f s (%.1f s CPU) on %s",
+            name,
+            len(lstm_done) if name == FINAL_PART else result.items.num_rows,
+            result.wall_seconds,
+            result.cpu_seconds,
+            result.worker or "this process",
+        )
         for row in result.items.select(["item_id", "notes"]).to_pylist():
             if row["notes"]:
                 LOG.warning("%s: %s", row["item_id"], row["notes"])

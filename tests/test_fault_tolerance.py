@@ -104,15 +104,22 @@ def clean(demo: Path, tmp_path_factory) -> pl.DataFrame:
     return _forecasts(out)
 
 
-def test_killed_worker_is_retried_and_every_item_appears_once(demo: Path, tmp_path: Path, clean) -> None:
-    out = tmp_path / "out"
-    p = _cli("--data", str(demo), "--output", str(out), *ARGS)
-    _wait_for(lambda: _procs("ray::_batch_task", p.pid) or p.poll() is not None)
-    victims = _procs("ray::_batch_task", p.pid)
-    assert victims, "the run ended before a worker could be killed"
+def _run_killing(title: str, *args: str, env: dict | None = None) -> int:
+    """A forecast run in which the first process titled `title` (a Ray worker or actor) of this
+    run is killed once it is busy; the run must still succeed. Returns the killed process's PID."""
+    p = _cli(*args, env=env)
+    _wait_for(lambda: _procs(title, p.pid) or p.poll() is not None)
+    victims = _procs(title, p.pid)
+    assert victims, f"the run ended before a {title} process could be killed"
     os.kill(victims[0], signal.SIGKILL)
     log, _ = p.communicate(timeout=600)
     assert p.returncode == 0, log.decode()
+    return victims[0]
+
+
+def test_killed_worker_is_retried_and_every_item_appears_once(demo: Path, tmp_path: Path, clean) -> None:
+    out = tmp_path / "out"
+    _run_killing("ray::_batch_task", "--data", str(demo), "--output", str(out), *ARGS)
     got = _forecasts(out)
     assert got.group_by("item_id", "model", "date").len()["len"].max() == 1
     assert_frame_equal(got, clean)
@@ -160,13 +167,8 @@ def test_killed_lstm_actor_is_restarted_and_the_run_completes(demo: Path, tmp_pa
     assert p.returncode == 0, log.decode()
     clean = _forecasts(tmp_path / "clean")
     out = tmp_path / "out"
-    p = _cli("--data", str(demo), "--output", str(out), *LSTM_ARGS, env=env)
-    _wait_for(lambda: _procs("ray::_LstmActor.run", p.pid) or p.poll() is not None)
-    victims = _procs("ray::_LstmActor.run", p.pid)
-    assert victims, "the run ended before the LSTM actor could be killed"
-    os.kill(victims[0], signal.SIGKILL)
-    log, _ = p.communicate(timeout=600)
-    assert p.returncode == 0, log.decode()
+    args = ["--data", str(demo), "--output", str(out), *LSTM_ARGS]
+    victim = _run_killing("ray::_LstmActor.run", *args, env=env)
     got = _forecasts(out)
     lstm = got.filter(pl.col("model") == "lstm")
     assert sorted(lstm["item_id"].unique()) == sorted(clean["item_id"].unique())
@@ -174,4 +176,4 @@ def test_killed_lstm_actor_is_restarted_and_the_run_completes(demo: Path, tmp_pa
     assert_frame_equal(got, clean)
     # the LSTM's rows came from the restarted actor, not from the process killed
     workers = json.loads((out / "metadata" / "runs" / f"{_pointer(out)['run_id']}.json").read_text())
-    assert not [w for w in workers["summary"]["workers"] if w.endswith(f":{victims[0]}")]
+    assert not [w for w in workers["summary"]["workers"] if w.endswith(f":{victim}")]
