@@ -96,6 +96,8 @@ def _empty(folder: str) -> None:
                 pass
 
 
+TASKS_AHEAD = 2  # statistical tasks in flight per CPU: one running, one queued behind it
+
 # Task workers run at this niceness (once per worker process; Ray's workers belong to one job):
 # on CPU the LSTM actor shares the cores with them, and as the one piece of work that cannot be
 # split it should keep a core to itself and finish before the tasks do, not after them with a
@@ -404,12 +406,17 @@ class RayBackend:
     ) -> Iterator[tuple[BatchResult, int]]:
         """Yield (result, n_items) as batches finish. `jobs` are (spec, batches, cached params by
         item); `lstm` is (spec, items, stored state or None): the LSTM actor trains alongside the
-        tasks and is released as soon as it is done."""
+        tasks and is released as soon as it is done.
+
+        Each task ships with its own items' series only, and at most `TASKS_AHEAD` per CPU are
+        submitted at a time: the object store holds the series of the batches in flight, not the
+        whole input, and the processes (the driver, each worker) map only those pages of it."""
         import ray
 
         assert self.info is not None, "use RayBackend as a context manager"
-        series_ref = ray.put(series)  # shipped once; tasks get it by reference
         task = ray.remote(num_cpus=1, max_retries=retries)(_batch_task)
+        queue = [(spec, b, cached) for spec, batches, cached in jobs for b in batches][::-1]
+        window = TASKS_AHEAD * max(1, int(self.info.cpus))
         pending: dict = {}
         actor, parts = None, None
         if lstm and lstm[1]:
@@ -421,20 +428,27 @@ class RayBackend:
             # its parts stream in, at most two ahead of the driver: the object store (and the
             # pages of it that the driver maps) never holds the whole result
             parts = actor.run.options(_generator_backpressure_num_objects=2).remote(
-                series_ref, lstm[1], lstm[0], lstm[2]
+                series, lstm[1], lstm[0], lstm[2]  # a global model: it reads most of the series
             )
             pending[parts] = len(lstm[1])
-        for spec, batches, cached in jobs:
-            for b in batches:
+
+        def submit() -> None:
+            """Submit batches (most expensive first) until `window` tasks are in flight."""
+            while queue and len(pending) - (parts in pending) < window:
+                spec, b, cached = queue.pop()
                 ids = [str(series.item_ids[i]) for i in b]
                 sub = {k: cached[k] for k in ids if cached and k in cached}
-                pending[task.remote(series_ref, b, spec, sub or None)] = len(b)
+                ref = task.remote(series.subset(b), list(range(len(b))), spec, sub or None)
+                pending[ref] = len(b)
+
         try:
+            submit()
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
                     if ref is not parts:
                         n = pending.pop(ref)
+                        submit()
                         yield ray.get(ref), n
                         continue
                     try:
