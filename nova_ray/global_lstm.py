@@ -217,8 +217,9 @@ def _lstm_run(
     bt_table = bt_rows.table(BACKTEST_TABLE)
     del bt_rows
     if bt_table.num_rows:
-        for k, chunk in enumerate(_chunks(series, indices)):
-            yield _part("bt", k, bt_table.filter(pc.is_in(bt_table["item_id"], chunk)))
+        for k, span in enumerate(_spans(len(indices))):
+            ids = pa.array([str(series.item_ids[indices[j]]) for j in span], pa.string())
+            yield _part("bt", k, bt_table.filter(pc.is_in(bt_table["item_id"], ids)))
     del bt_table
     if stored is not None and stored.weights:
         epochs = spec.lstm.warm_epochs
@@ -234,20 +235,20 @@ def _lstm_run(
         state = lstm.train(ys, h, m, **{**kw, "epochs": epochs}, init=init, exog=xs)
     if state is not None and state.weights:
         fcs = lstm.predict(state, ys, exog=xs)
-        for k in range(0, len(indices), PART_ITEMS):
+        for k, span in enumerate(_spans(len(indices))):
             fc_rows = Rows(FORECAST_COLS)
-            for j in range(k, min(k + PART_ITEMS, len(indices))):
+            for j in span:
                 fc_rows.add_forecast(
                     finalize(fcs[j], h),
                     item_id=str(series.item_ids[indices[j]]),
                     model="lstm",
                     date=future_dates(series.dates_of(indices[j])[-1], h, freq),
                 )
-            yield _part("fc", k // PART_ITEMS, fc_rows.table(FORECAST_TABLE))
+            yield _part("fc", k, fc_rows.table(FORECAST_TABLE))
     return state
 
 
-def _chunks(series: SeriesSet, indices: list[int]) -> Iterator[pa.Array]:
-    """The item ids of `indices`, `PART_ITEMS` at a time."""
-    for k in range(0, len(indices), PART_ITEMS):
-        yield pa.array([str(series.item_ids[i]) for i in indices[k : k + PART_ITEMS]], pa.string())
+def _spans(n: int) -> Iterator[range]:
+    """Positions 0..n-1, `PART_ITEMS` at a time: the items of each part."""
+    for k in range(0, n, PART_ITEMS):
+        yield range(k, min(k + PART_ITEMS, n))
