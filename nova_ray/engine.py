@@ -84,6 +84,7 @@ class BatchResult:
     worker: str = ""
     state: Any = None  # the LSTM batch: its trained LstmState, for the model store
     name: str = ""  # the checkpoint name of a result that is not a batch of items (the LSTM's parts)
+    parts: tuple[str, ...] = ()  # the LSTM's last part: the names of the parts its run produced
 
 
 def cpu_time() -> float:

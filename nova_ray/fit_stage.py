@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from .config import Config
 from .engine import BatchResult, EngineSpec, forecast_batch
-from .global_lstm import FINAL_PART, lstm_items, lstm_parts
+from .global_lstm import FINAL_PART, is_part, lstm_items, lstm_parts
 from .io.model_store import ModelStore
 from .io.results import BATCH_PREFIX, ResultWriter
 from .series import SeriesSet
@@ -198,6 +198,8 @@ def fit_stage(
         if warm and result.backtests.num_rows:  # warm items keep their stored windows (all models')
             keep = pc.invert(pc.is_in(result.backtests["item_id"], pa.array(list(warm))))
             result.backtests = result.backtests.filter(keep)
+        if name == FINAL_PART:  # parts of an earlier attempt that this one did not produce again
+            writer.discard({n for n in writer.done() if is_part(n) and n not in result.parts})
         writer.checkpoint(
             name, {"forecasts": result.forecasts, "backtests": result.backtests, "items": result.items}
         )

@@ -90,8 +90,11 @@ def lstm_parts(
 
     The result comes in parts of `PART_ITEMS` items (``lstm-bt-NNNN``: backtest rows, as soon
     as the backtest is done and before the final training; ``lstm-fc-NNNN``: forecasts), then
-    the part named `FINAL_PART` with the trained state and the CPU and wall time; a part's name
-    always holds the same items, so a part produced again (a retry) replaces its first copy.
+    the part named `FINAL_PART` with the trained state, the CPU and wall time and the names of the
+    parts of this run; a part's name always holds the same items, so a part produced again (a
+    retry) replaces its first copy, and one that this run did not produce (left by an earlier
+    attempt that made more parts, e.g. a resumed run's LSTM is warm where the killed one was cold)
+    is discarded by the driver.
     Nothing holds the whole result: at 2000 items it is ~14 MiB of rows.
 
     `init` (a stored LstmState, incremental run): no backtest; the stored network forecasts as it
@@ -102,12 +105,14 @@ def lstm_parts(
     w0, c0 = time.perf_counter(), cpu_time()
     ys = [series.values_of(i) for i in indices]
     xs = _lstm_exog(series, indices, spec)
+    names: list[str] = []
     try:
-        state = yield from _lstm_run(series, indices, spec, threads, ys, xs, init)
+        state = yield from _recorded(_lstm_run(series, indices, spec, threads, ys, xs, init), names)
     except Exception:
         if xs is None:
             raise
-        state = yield from _lstm_run(series, indices, spec, threads, ys, None, init)
+        names.clear()
+        state = yield from _recorded(_lstm_run(series, indices, spec, threads, ys, None, init), names)
     yield BatchResult(
         forecasts=FORECAST_TABLE.empty_table(),
         backtests=BACKTEST_TABLE.empty_table(),
@@ -116,7 +121,26 @@ def lstm_parts(
         wall_seconds=time.perf_counter() - w0,
         state=state,
         name=FINAL_PART,
+        parts=tuple(names),
     )
+
+
+def is_part(name: str) -> bool:
+    """Whether a checkpoint name is one of the LSTM's parts (not its last, `FINAL_PART`)."""
+    return name.startswith(f"{FINAL_PART}-")
+
+
+def _recorded(
+    parts: Generator[BatchResult, None, Any], names: list[str]
+) -> Generator[BatchResult, None, Any]:
+    """`parts` passed on, their names appended to `names`; returns what `parts` returns."""
+    while True:
+        try:
+            part = next(parts)
+        except StopIteration as stop:
+            return stop.value
+        names.append(part.name)
+        yield part
 
 
 def forecast_lstm(

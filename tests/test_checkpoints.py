@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pytest
 
 from nova_ray.engine import BACKTEST_TABLE, FORECAST_TABLE
 from nova_ray.io.results import BATCH_PREFIX, ResultWriter
@@ -72,3 +74,69 @@ def test_rows_to_store_are_this_runs_fits_only(tmp_path: Path) -> None:
     empty = ResultWriter(tmp_path / "other", "run-2", DAY, {"run_id": "run-2"})
     assert empty.checkpointed_items().height == 0 and empty.checkpointed_backtests(["A"]) is None
     assert empty.done_items() == set() and list(empty.batch_groups(3)) == []
+
+
+def test_discarded_checkpoints_are_gone_from_every_reader(tmp_path: Path) -> None:
+    w = _writer(tmp_path)
+    w.discard({f"{BATCH_PREFIX}aa", "lstm", "no-such-checkpoint"})
+    assert w.done() == {f"{BATCH_PREFIX}zz", f"{BATCH_PREFIX}mm", "cache"}
+    assert w.done_items() == set("ABDEF")
+    assert not list(w.stage.glob(f"checkpoints/*/{BATCH_PREFIX}aa.parquet"))
+    bt = w.checkpointed_backtests(["A", "C"])
+    assert bt is not None and set(bt.collect()["model"]) == {"arima"}  # the LSTM's rows are gone
+
+
+class _StopAtFirstLstmPart:
+    """A progress that interrupts the run (as Ctrl-C would) right after the LSTM's first part."""
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        if n == 0:  # the local path advances by 0 for each of the LSTM's parts but the last
+            raise KeyboardInterrupt
+
+
+def test_a_resumed_lstm_discards_parts_that_its_run_did_not_produce(small_demo: Path, tmp_path: Path) -> None:
+    """A part left by an earlier attempt that made more parts would add its rows to the run's
+    (here the first backtest part under another part's name, its forecasts off by 10: it would
+    change the LSTM's metrics, its ensemble weight, the ensemble's backtests and forecasts)."""
+    from polars.testing import assert_frame_equal
+
+    from nova_ray.config import load_config
+    from nova_ray.pipeline import run_forecast
+
+    def cfg(out: Path):
+        over = {"data": str(small_demo / "demand.parquet"), "output": str(out / "results"),
+                "models_dir": str(out / "models"), "models": "naive,lstm", "horizon": 7,
+                "backtest_windows": 1, "epochs": 1}
+        return load_config(None, over, env={}, dotenv=None)
+
+    items = ["CAB-0001", "ELE-0001", "STL-0002"]
+    run_forecast(cfg(tmp_path / "clean"), items, use_ray=False, run_date=DAY)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_forecast(cfg(out), items, progress=_StopAtFirstLstmPart(), use_ray=False, run_date=DAY)
+    (ck,) = (out / "results" / ".staging").glob("*/checkpoints")
+    assert (ck / "done" / "lstm-bt-0000").exists() and not (ck / "done" / "lstm").exists()
+    for kind in ("forecasts", "backtests", "items"):  # the stale part of an "earlier attempt"
+        shutil.copy(ck / kind / "lstm-bt-0000.parquet", ck / kind / "lstm-bt-0007.parquet")
+    stale = pl.read_parquet(ck / "backtests" / "lstm-bt-0000.parquet")
+    assert stale.height > 0
+    stale.with_columns(pl.col("forecast") + 10).write_parquet(ck / "backtests" / "lstm-bt-0007.parquet")
+    shutil.copy(ck / "done" / "lstm-bt-0000", ck / "done" / "lstm-bt-0007")
+    summary = run_forecast(cfg(out), items, use_ray=False, run_date=DAY, resume=True)
+    assert summary.resumed_items == len(items)  # the naive batches came from the checkpoints
+    for kind, key in KEYS.items():
+        got = pl.read_parquet(out / "results" / kind).sort(key)
+        assert_frame_equal(got, pl.read_parquet(tmp_path / "clean" / "results" / kind).sort(key))
+        if kind == "metrics":
+            assert "lstm" in got["model"].to_list()
+
+
+KEYS = {
+    "metrics": ["item_id", "model", "window"],
+    "backtests": ["item_id", "model", "window", "date"],
+    "forecasts": ["item_id", "model", "date"],
+    "ensemble_weights": ["item_id", "model"],
+}

@@ -85,6 +85,7 @@ def test_lstm_result_comes_in_parts_of_items(setup, monkeypatch: pytest.MonkeyPa
         assert set(parts[chunks + k].forecasts["item_id"].to_pylist()) == set(ids[2 * k : 2 * k + 2])
     final = parts[-1]
     assert final.state is not None and final.state.weights and final.cpu_seconds > 0
+    assert final.parts == tuple(names[:-1])  # what the driver keeps of earlier attempts' parts
     assert final.forecasts.num_rows == final.backtests.num_rows == 0
     for kind, key in (("forecasts", ["item_id", "date"]), ("backtests", ["item_id", "window", "date"])):
         got = pl.from_arrow(pa.concat_tables([getattr(p, kind) for p in parts])).sort(key)

@@ -108,6 +108,15 @@ class ResultWriter:
         folder = self.stage / "checkpoints" / "done"
         return {p.name for p in folder.iterdir()} if folder.exists() else set()
 
+    def discard(self, names: Collection[str]) -> None:
+        """Remove finished checkpoints: each one's `done` marker first (a kill midway leaves it
+        unfinished, which every reader ignores), then its files."""
+        ck = self.stage / "checkpoints"
+        for name in names:
+            (ck / "done" / name).unlink(missing_ok=True)
+            for f in ck.glob(f"*/{name}.parquet"):
+                f.unlink()
+
     def checkpoint_files(self, kind: str) -> list[Path]:
         """The finished checkpoint files of `kind`."""
         done = self.done()
