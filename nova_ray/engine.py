@@ -85,6 +85,7 @@ class BatchResult:
     state: Any = None  # the LSTM batch: its trained LstmState, for the model store
     name: str = ""  # the checkpoint name of a result that is not a batch of items (the LSTM's parts)
     parts: tuple[str, ...] = ()  # the LSTM's last part: the names of the parts its run produced
+    warm: bool = False  # the LSTM's last part: its state grew from the stored network
 
 
 def cpu_time() -> float:

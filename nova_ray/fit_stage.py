@@ -17,11 +17,12 @@ import pyarrow.compute as pc
 from .config import Config
 from .engine import BatchResult, EngineSpec, forecast_batch
 from .global_lstm import FINAL_PART, is_part, lstm_items, lstm_parts
-from .io.model_store import ModelStore
-from .io.results import BATCH_PREFIX, ResultWriter
+from .io.model_store import ModelStore, read_lstm, write_lstm
+from .io.results import BATCH_PREFIX, CACHE, ResultWriter
 from .series import SeriesSet
 
 LOG = logging.getLogger("nova_ray")
+LSTM_STATE_FILE = "lstm-state.npz"  # the LSTM's new state, beside its checkpoints
 
 
 class Progress(Protocol):
@@ -147,6 +148,8 @@ class FitResult:
     lstm_stored: tuple[Any, date] | None
     resumed: int
     lstm_state: Any = None
+    lstm_cold_date: date | None = None  # the date of the new state's (last) cold training
+    lstm_warm: bool = False  # the new state grew from the stored network
     cpu: float = 0.0
     workers: set[str] = field(default_factory=set)
     backend: str = ""
@@ -183,10 +186,13 @@ def fit_stage(
         if lstm_idx and all(ids[i] in warm for i in lstm_idx):
             lstm_stored = store.load_lstm(run_date, cfg.forecast.cache_max_age_days)
         warm_bt = store.backtests(list(warm))
-        if warm_bt is not None and "cache" not in writer.done():
-            writer.checkpoint("cache", {"backtests": warm_bt})  # streamed, not loaded
+        if warm_bt is not None and CACHE not in writer.done():
+            writer.checkpoint(CACHE, {"backtests": warm_bt})  # streamed, not loaded
     costs = store.costs()
     fit = FitResult(warm=warm, lstm_stored=lstm_stored, resumed=len(done))
+    state_file = writer.stage / "checkpoints" / LSTM_STATE_FILE
+    if "lstm" in writer.done() and state_file.exists():  # resumed after the LSTM was done
+        fit.lstm_state, fit.lstm_cold_date, fit.lstm_warm = read_lstm(state_file)
     lstm_done: set[str] = set()  # the items of the LSTM's parts so far, for its log line
 
     def checkpoint(result: BatchResult) -> None:
@@ -194,7 +200,10 @@ def fit_stage(
         if result.state is not None and result.state.weights:
             # copied out of Ray's object: the views would keep the object mapped in the driver
             # until the state is stored at the end
-            fit.lstm_state = result.state.owned()
+            fit.lstm_state, fit.lstm_warm = result.state.owned(), result.warm
+            fit.lstm_cold_date = lstm_stored[1] if result.warm and lstm_stored else run_date
+            # kept with the checkpoints (before the LSTM's is marked done): a resumed run stores it
+            write_lstm(state_file, fit.lstm_state, fit.lstm_cold_date, fit.lstm_warm)
         if warm and result.backtests.num_rows:  # warm items keep their stored windows (all models')
             keep = pc.invert(pc.is_in(result.backtests["item_id"], pa.array(list(warm))))
             result.backtests = result.backtests.filter(keep)
@@ -245,6 +254,6 @@ def fit_stage(
         fit.backend,
         len(warm),
         len(done),
-        "reused from the store" if lstm_stored else "trained cold" if lstm_idx else "not run",
+        "not run" if fit.lstm_state is None else "reused from the store" if fit.lstm_warm else "trained cold",
     )
     return fit

@@ -90,11 +90,11 @@ def lstm_parts(
 
     The result comes in parts of `PART_ITEMS` items (``lstm-bt-NNNN``: backtest rows, as soon
     as the backtest is done and before the final training; ``lstm-fc-NNNN``: forecasts), then
-    the part named `FINAL_PART` with the trained state, the CPU and wall time and the names of the
-    parts of this run; a part's name always holds the same items, so a part produced again (a
-    retry) replaces its first copy, and one that this run did not produce (left by an earlier
-    attempt that made more parts, e.g. a resumed run's LSTM is warm where the killed one was cold)
-    is discarded by the driver.
+    the part named `FINAL_PART` with the trained state (`warm`: grown from `init`), the CPU and
+    wall time and the names of the parts of this run. A part's name always holds the same items,
+    so a part produced again (a retry) replaces its first copy, and one that this run did not
+    produce (left by an earlier attempt that made more parts, e.g. a resumed run's LSTM is warm
+    where the killed one was cold) is discarded by the driver.
     Nothing holds the whole result: at 2000 items it is ~14 MiB of rows.
 
     `init` (a stored LstmState, incremental run): no backtest; the stored network forecasts as it
@@ -107,12 +107,12 @@ def lstm_parts(
     xs = _lstm_exog(series, indices, spec)
     names: list[str] = []
     try:
-        state = yield from _recorded(_lstm_run(series, indices, spec, threads, ys, xs, init), names)
+        state, warm = yield from _recorded(_lstm_run(series, indices, spec, threads, ys, xs, init), names)
     except Exception:
         if xs is None:
             raise
         names.clear()
-        state = yield from _recorded(_lstm_run(series, indices, spec, threads, ys, None, init), names)
+        state, warm = yield from _recorded(_lstm_run(series, indices, spec, threads, ys, None, init), names)
     yield BatchResult(
         forecasts=FORECAST_TABLE.empty_table(),
         backtests=BACKTEST_TABLE.empty_table(),
@@ -122,6 +122,7 @@ def lstm_parts(
         state=state,
         name=FINAL_PART,
         parts=tuple(names),
+        warm=warm,
     )
 
 
@@ -177,7 +178,8 @@ def _lstm_run(
     xs: RowGrid | None,
     stored: Any = None,
 ) -> Generator[BatchResult, None, Any]:
-    """Yield the backtest parts, then the forecast parts (see `lstm_parts`); return the state."""
+    """Yield the backtest parts, then the forecast parts (see `lstm_parts`); return the state and
+    whether it came from the `stored` network (False when that was missing or of another shape)."""
     from .frequency import get_frequency
     from .models import lstm
 
@@ -245,7 +247,8 @@ def _lstm_run(
             ids = pa.array([str(series.item_ids[indices[j]]) for j in span], pa.string())
             yield _part("bt", k, bt_table.filter(pc.is_in(bt_table["item_id"], ids)))
     del bt_table
-    if stored is not None and stored.weights:
+    warm = stored is not None and bool(stored.weights)
+    if warm:
         epochs = spec.lstm.warm_epochs
     elif init is not None and init.weights:
         epochs = max(2, spec.lstm.epochs // 2)
@@ -269,7 +272,7 @@ def _lstm_run(
                     date=future_dates(series.dates_of(indices[j])[-1], h, freq),
                 )
             yield _part("fc", k, fc_rows.table(FORECAST_TABLE))
-    return state
+    return state, warm
 
 
 def _spans(n: int) -> Iterator[range]:

@@ -259,9 +259,12 @@ def run_forecast(
             dataset,
         )
         try:
-            fitted = _fit(cfg, series, dataset, spec, progress, use_ray, run_date, only, resume, full_refit)
-            # the driver lets go of the series (8.8 KB per 3-year daily item): what follows reads the
-            # checkpoints, and the model store needs only the facts kept in `fitted`
+            whole = not items
+            fitted = _fit(
+                cfg, series, dataset, spec, progress, use_ray, run_date, only, resume, full_refit, whole
+            )
+            # the driver lets go of the series (8.8 KB per 3-year daily item): what follows reads
+            # the checkpoints, and the model store needs only the facts kept in `fitted`
             del series
             release_memory()  # and what Ray's client and the checkpoint writes left
             summary = _finish(
@@ -299,6 +302,7 @@ class _Fitted:
     facts: pl.DataFrame  # item_id, start, n_obs, fingerprint
     items: int
     dataset: str
+    whole: bool  # the run covers every item of the input (no --items)
 
 
 def _fit(
@@ -312,6 +316,7 @@ def _fit(
     only: str | None,
     resume: bool,
     full_refit: bool,
+    whole: bool,
 ) -> _Fitted:
     """Open the run's checkpoints (resuming them with `resume`) and fit what they lack."""
     run_date = run_date or datetime.now(timezone.utc).date()
@@ -329,9 +334,14 @@ def _fit(
     LOG.info(
         "run %s (%s)%s", writer.run_id, model_version, " resuming from checkpoints" if writer.resumed else ""
     )
+    if resume and not writer.resumed:
+        LOG.warning(
+            "--resume: no interrupted run of this input, configuration and date in %s; starting afresh",
+            cfg.paths.output,
+        )
     store = ModelStore(cfg.paths.models_dir, model_version)
     fit = fit_stage(cfg, series, spec, writer, store, run_date, only, full_refit, progress, use_ray)
-    return _Fitted(writer, store, fit, run_date, item_facts(series), len(series), dataset)
+    return _Fitted(writer, store, fit, run_date, item_facts(series), len(series), dataset, whole)
 
 
 def item_facts(series: SeriesSet) -> pl.DataFrame:
@@ -398,7 +408,7 @@ def _finish(
         ensemble_error=ens_err,
         resumed_items=fit.resumed,
         warm_items=len(fit.warm),
-        lstm=("warm" if fit.lstm_stored else "cold") if fit.lstm_state is not None else "",
+        lstm=("warm" if fit.lstm_warm else "cold") if fit.lstm_state is not None else "",
         recommendations=summarize(recs) if recs is not None else {},
         warnings=warnings,
         log_path=str(log_path),
@@ -414,8 +424,10 @@ def _finish(
         "metrics": ["metrics", "ensemble_weights", "items", "backtests"],
     }[only]
     _save_models(store, writer, fitted.facts, fit.warm, run_date, versions)
-    if fit.lstm_state is not None:  # a reused LSTM keeps the date of its cold training
-        store.save_lstm(fit.lstm_state, fit.lstm_stored[1] if fit.lstm_stored else run_date)
+    # the global network, trained on every item, is stored by runs over every item only: one on a
+    # subset (--items) would replace it with a network that knows those items alone
+    if fit.lstm_state is not None and fitted.whole and fit.lstm_cold_date is not None:
+        store.save_lstm(fit.lstm_state, fit.lstm_cold_date)
     if not publish:
         writer.abort()
         return summary

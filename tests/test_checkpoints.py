@@ -86,52 +86,39 @@ def test_discarded_checkpoints_are_gone_from_every_reader(tmp_path: Path) -> Non
     assert bt is not None and set(bt.collect()["model"]) == {"arima"}  # the LSTM's rows are gone
 
 
-class _StopAtFirstLstmPart:
-    """A progress that interrupts the run (as Ctrl-C would) right after the LSTM's first part."""
+class _StopAt:
+    """A progress that interrupts the run (as Ctrl-C would) at a stage, or right after the LSTM's
+    first part (`stage=None`)."""
+
+    def __init__(self, stage: str | None = None) -> None:
+        self.at = stage
 
     def stage(self, name: str, total: int | None = None) -> None:
-        pass
+        if name == self.at:
+            raise KeyboardInterrupt
 
     def advance(self, n: int = 1) -> None:
-        if n == 0:  # the local path advances by 0 for each of the LSTM's parts but the last
+        if n == 0 and self.at is None:  # the local path advances by 0 for the LSTM's parts but the last
             raise KeyboardInterrupt
 
 
-def test_a_resumed_lstm_discards_parts_that_its_run_did_not_produce(small_demo: Path, tmp_path: Path) -> None:
-    """A part left by an earlier attempt that made more parts would add its rows to the run's
-    (here the first backtest part under another part's name, its forecasts off by 10: it would
-    change the LSTM's metrics, its ensemble weight, the ensemble's backtests and forecasts)."""
-    from polars.testing import assert_frame_equal
-
+def _cfg(demo: Path, out: Path):
     from nova_ray.config import load_config
+
+    over = {"data": str(demo / "demand.parquet"), "output": str(out / "results"),
+            "models_dir": str(out / "models"), "models": "naive,lstm", "horizon": 7,
+            "backtest_windows": 1, "epochs": 1}
+    return load_config(None, over, env={}, dotenv=None)
+
+
+@pytest.fixture(scope="module")
+def clean(small_demo: Path, tmp_path_factory) -> Path:
+    """The results of an uninterrupted naive + LSTM run (local path, no Ray)."""
     from nova_ray.pipeline import run_forecast
 
-    def cfg(out: Path):
-        over = {"data": str(small_demo / "demand.parquet"), "output": str(out / "results"),
-                "models_dir": str(out / "models"), "models": "naive,lstm", "horizon": 7,
-                "backtest_windows": 1, "epochs": 1}
-        return load_config(None, over, env={}, dotenv=None)
-
-    items = ["CAB-0001", "ELE-0001", "STL-0002"]
-    run_forecast(cfg(tmp_path / "clean"), items, use_ray=False, run_date=DAY)
-    out = tmp_path / "out"
-    with pytest.raises(KeyboardInterrupt):
-        run_forecast(cfg(out), items, progress=_StopAtFirstLstmPart(), use_ray=False, run_date=DAY)
-    (ck,) = (out / "results" / ".staging").glob("*/checkpoints")
-    assert (ck / "done" / "lstm-bt-0000").exists() and not (ck / "done" / "lstm").exists()
-    for kind in ("forecasts", "backtests", "items"):  # the stale part of an "earlier attempt"
-        shutil.copy(ck / kind / "lstm-bt-0000.parquet", ck / kind / "lstm-bt-0007.parquet")
-    stale = pl.read_parquet(ck / "backtests" / "lstm-bt-0000.parquet")
-    assert stale.height > 0
-    stale.with_columns(pl.col("forecast") + 10).write_parquet(ck / "backtests" / "lstm-bt-0007.parquet")
-    shutil.copy(ck / "done" / "lstm-bt-0000", ck / "done" / "lstm-bt-0007")
-    summary = run_forecast(cfg(out), items, use_ray=False, run_date=DAY, resume=True)
-    assert summary.resumed_items == len(items)  # the naive batches came from the checkpoints
-    for kind, key in KEYS.items():
-        got = pl.read_parquet(out / "results" / kind).sort(key)
-        assert_frame_equal(got, pl.read_parquet(tmp_path / "clean" / "results" / kind).sort(key))
-        if kind == "metrics":
-            assert "lstm" in got["model"].to_list()
+    out = tmp_path_factory.mktemp("clean")
+    run_forecast(_cfg(small_demo, out), use_ray=False, run_date=DAY)
+    return out / "results"
 
 
 KEYS = {
@@ -140,3 +127,133 @@ KEYS = {
     "forecasts": ["item_id", "model", "date"],
     "ensemble_weights": ["item_id", "model"],
 }
+
+
+def _assert_same_tables(results: Path, clean: Path) -> None:
+    from polars.testing import assert_frame_equal
+
+    for kind, key in KEYS.items():
+        got = pl.read_parquet(results / kind).sort(key)
+        assert_frame_equal(got, pl.read_parquet(clean / kind).sort(key))
+        if kind == "metrics":
+            assert "lstm" in got["model"].to_list()
+
+
+def test_a_resumed_lstm_discards_parts_that_its_run_did_not_produce(
+    small_demo: Path, tmp_path: Path, clean: Path
+) -> None:
+    """A part left by an earlier attempt that made more parts would add its rows to the run's
+    (here the first backtest part under another part's name, its forecasts off by 10: it would
+    change the LSTM's metrics, its ensemble weight, the ensemble's backtests and forecasts)."""
+    from nova_ray.pipeline import run_forecast
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_forecast(_cfg(small_demo, out), progress=_StopAt(), use_ray=False, run_date=DAY)
+    (ck,) = (out / "results" / ".staging").glob("*/checkpoints")
+    assert (ck / "done" / "lstm-bt-0000").exists() and not (ck / "done" / "lstm").exists()
+    for kind in ("forecasts", "backtests", "items"):  # the stale part of an "earlier attempt"
+        shutil.copy(ck / kind / "lstm-bt-0000.parquet", ck / kind / "lstm-bt-0007.parquet")
+    stale = pl.read_parquet(ck / "backtests" / "lstm-bt-0000.parquet")
+    assert stale.height > 0
+    stale.with_columns(pl.col("forecast") + 10).write_parquet(ck / "backtests" / "lstm-bt-0007.parquet")
+    shutil.copy(ck / "done" / "lstm-bt-0000", ck / "done" / "lstm-bt-0007")
+    summary = run_forecast(_cfg(small_demo, out), use_ray=False, run_date=DAY, resume=True)
+    assert summary.resumed_items == summary.items  # the naive batches came from the checkpoints
+    _assert_same_tables(out / "results", clean)
+
+
+def test_a_run_killed_after_storing_its_models_resumes_to_the_clean_tables(
+    small_demo: Path, tmp_path: Path, clean: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed between the model store's update and the publish, the resumed run finds every item
+    warm (its own fits) and their stored backtests besides the checkpointed ones: the stored rows
+    stand in only for what the run did not fit, or every backtest would count twice."""
+    from nova_ray.pipeline import run_forecast
+
+    out = tmp_path / "out"
+    commit = ResultWriter.commit
+
+    def killed(self, *args, **kwargs):
+        monkeypatch.setattr(ResultWriter, "commit", commit)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ResultWriter, "commit", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_forecast(_cfg(small_demo, out), use_ray=False, run_date=DAY)
+    assert list((out / "models").glob("*/backtests.parquet")) and not (out / "results" / "metadata").exists()
+    summary = run_forecast(_cfg(small_demo, out), use_ray=False, run_date=DAY, resume=True)
+    assert summary.warm_items == summary.items == summary.resumed_items
+    _assert_same_tables(out / "results", clean)
+
+
+def test_the_lstm_network_is_stored_by_whole_runs_also_when_resumed(
+    small_demo: Path, tmp_path: Path
+) -> None:
+    """A run over some items (--items) stores no network (it would replace the one trained on
+    every item); a run killed once its LSTM was done stores the network it trained when resumed."""
+    from nova_ray.pipeline import run_forecast
+
+    out = tmp_path / "out"
+    subset = run_forecast(_cfg(small_demo, out), ["CAB-0001", "ELE-0001"], use_ray=False, run_date=DAY)
+    assert subset.lstm == "cold" and not list((out / "models").glob("*/lstm.npz"))
+    with pytest.raises(KeyboardInterrupt):
+        run_forecast(_cfg(small_demo, out), progress=_StopAt("ensemble and metrics"), use_ray=False,
+                     run_date=DAY)
+    summary = run_forecast(_cfg(small_demo, out), use_ray=False, run_date=DAY, resume=True)
+    assert summary.resumed_items == summary.items and summary.lstm == "cold"
+    (stored,) = (out / "models").glob("*/lstm.npz")
+    nxt = DAY + timedelta(days=1)  # the next day's run reuses it
+    warm = run_forecast(_cfg(small_demo, out), use_ray=False, run_date=nxt)
+    assert warm.lstm == "warm" and warm.warm_items == warm.items
+
+
+def test_a_commit_killed_after_its_swap_is_resumed_and_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed between the partitions' swap and the metadata, a second run of the date resumes (same
+    run id) and publishes: the partitions it swapped in the first time go to a trash folder of
+    their own, not onto the first attempt's trash (ENOTEMPTY, on every resume)."""
+    import os
+
+    from nova_ray.io import results
+
+    root = tmp_path / "out"
+    first = ResultWriter(root, "run-1", DAY, {"run_id": "run-1"}, stage_key="k1")
+    first.write("items", _tables(["A"], "arima")["items"])
+    first.commit({}, {})
+
+    def attempt(resume: bool) -> ResultWriter:
+        w = ResultWriter(root, "run-2", DAY, {"run_id": "run-2"}, stage_key="k2", resume=resume)
+        w.write("items", _tables(["B"], "arima")["items"])
+        return w
+
+    replace = os.replace
+
+    def killed(src, dst):
+        if str(dst).endswith("model_versions.json"):
+            raise KeyboardInterrupt
+        replace(src, dst)
+
+    monkeypatch.setattr(results.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        attempt(False).commit({}, {})
+    monkeypatch.setattr(results.os, "replace", replace)
+    items = lambda: pl.read_parquet(root / "items")["item_id"].to_list()  # noqa: E731
+    assert items() == ["B"] and list((root / ".trash").iterdir())  # swapped; the stage is kept
+    assert results.read_pointer(root)["run_id"] == "run-1"
+    again = attempt(True)
+    assert again.resumed and again.run_id == "run-2"
+    again.commit({}, {})
+    assert items() == ["B"] and results.read_pointer(root)["run_id"] == "run-2"
+    assert sorted(p.name for p in root.iterdir()) == ["items", "metadata"]  # no trash, no stage
+
+
+def test_a_stage_is_renamed_before_it_is_deleted(tmp_path: Path) -> None:
+    """A new run drops an old stage of its key in one rename, and what a killed deletion left."""
+    w = _writer(tmp_path)
+    left = w.stage.parent / ".dropped-old-0000"
+    (left / "checkpoints").mkdir(parents=True)
+    again = ResultWriter(tmp_path / "out", "run-9", DAY, {"run_id": "run-9"}, stage_key=w.stage.name)
+    assert not again.resumed and again.done() == set()
+    assert sorted(p.name for p in again.stage.parent.iterdir()) == [w.stage.name]

@@ -66,7 +66,7 @@ def _ensemble(out: Path) -> pl.DataFrame:
 def test_warm_rerun_reuses_choices_and_matches_cold(days, tmp_path: Path) -> None:
     cold1 = run_forecast(_cfg(days["day1"], tmp_path), use_ray=False)
     assert cold1.warm_items == 0
-    store = next((tmp_path / "models").iterdir())
+    store = next(p for p in (tmp_path / "models").iterdir() if p.is_dir())
     assert (store / "items.parquet").exists() and (store / "model_versions.json").exists()
 
     stored = pl.read_parquet(store / "items.parquet")
@@ -163,7 +163,7 @@ def test_lstm_weights_are_stored_and_reused_or_fine_tuned(days, tmp_path: Path) 
     kw = {"models": "naive,ets,lstm", "epochs": 4}
     cold1 = run_forecast(_cfg(days["day1"], tmp_path, **kw), use_ray=False)
     assert cold1.lstm == "cold"
-    store = next((tmp_path / "models").iterdir())
+    store = next(p for p in (tmp_path / "models").iterdir() if p.is_dir())
     assert (store / "lstm.npz").exists()
     bt_day1 = _backtests(tmp_path / "out")
 
@@ -175,7 +175,7 @@ def test_lstm_weights_are_stored_and_reused_or_fine_tuned(days, tmp_path: Path) 
         assert all(np.array_equal(z[k], v) for k, v in weights.items())
     tuned = tmp_path / "tuned"  # warm_epochs = 1: another model version, fine-tuned when warm
     run_forecast(_cfg(days["day1"], tuned, **kw, warm_epochs=1), use_ray=False)
-    store1 = next((tuned / "models").iterdir())
+    store1 = next(p for p in (tuned / "models").iterdir() if p.is_dir())
     weights1 = dict(np.load(store1 / "lstm.npz"))
     assert run_forecast(_cfg(days["day2"], tuned, **kw, warm_epochs=1), use_ray=False).lstm == "warm"
     with np.load(store1 / "lstm.npz") as z:
@@ -229,9 +229,12 @@ def test_model_store_streams_backtests_and_replaces_refitted_items(tmp_path: Pat
     assert store.costs() is None and store.warm_items(["A"], [start], [ys["A"]], date(2026, 11, 2), 7) == {}
     store.save(entries(["A", "B"], 1.0), rows(["A", "A", "B"], 1.0), {"v": 1})
     store.save(entries(["B"], 2.0), rows(["B"], 2.0), {"v": 2})  # B refitted: its old rows go
-    store.save(entries(["A"], 3.0), None, {"v": 3})  # no new backtest rows: A's stay
-    bt = pl.read_parquet(store.dir / "backtests.parquet").sort("item_id", "forecast")
-    assert bt.select("item_id", "forecast").rows() == [("A", 1.0), ("A", 1.0), ("B", 2.0)]
+    bt = lambda: pl.read_parquet(store.dir / "backtests.parquet").sort("item_id", "forecast")  # noqa: E731
+    assert bt().select("item_id", "forecast").rows() == [("A", 1.0), ("A", 1.0), ("B", 2.0)]
+    store.save(entries(["A"], 3.0), None, {"v": 3})  # A refitted with no backtest: its old rows go too
+    assert bt().select("item_id", "forecast").rows() == [("B", 2.0)]
+    store.save(entries(["A"], 3.0), rows(["A", "A"], 3.0), {"v": 4})
+    assert bt().select("item_id", "forecast").rows() == [("A", 3.0), ("A", 3.0), ("B", 2.0)]
     assert store.costs() == {"A": 3.0, "B": 2.0}
     grown = {"A": np.append(ys["A"], 5.0), "B": ys["B"] + 1}  # A grew by a day, B's history changed
     warm = store.warm_items(["A", "B"], [start, start], [grown["A"], grown["B"]], date(2026, 11, 2), 7)

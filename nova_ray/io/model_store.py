@@ -95,10 +95,9 @@ class ModelStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         bt_path = self.dir / BACKTESTS_FILE
         parts = [] if backtests is None else [backtests]
-        if bt_path.exists():  # the old rows of the items not refitted here (those refitted are replaced)
-            refit = backtests.select("item_id").unique() if backtests is not None else None
-            old = pl.scan_parquet(bt_path)
-            parts.insert(0, old if refit is None else old.join(refit, on="item_id", how="anti"))
+        if bt_path.exists():  # the old rows of the items not refitted here: a refitted item's rows
+            # are replaced, also by none (a refit that backtested no window: too short, or failed)
+            parts.insert(0, pl.scan_parquet(bt_path).filter(~pl.col("item_id").is_in(ids)))
         if parts:
             tmp = self.dir / f".{BACKTESTS_FILE}.tmp-{os.getpid()}"
             pl.concat(parts, how="vertical_relaxed").sink_parquet(tmp)
@@ -110,32 +109,44 @@ class ModelStore:
 
     def save_lstm(self, state: LstmState, cold_fitted_on: date) -> None:
         """Store the LSTM (atomically); `cold_fitted_on` is the date of its last cold training."""
-        arrays = {f"w{i}": w for i, w in enumerate(state.weights)}
-        meta = np.array([getattr(state, f) for f in LSTM_FIELDS], dtype=np.int64)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".{LSTM_FILE}.tmp-{os.getpid()}.npz"
-        np.savez(
-            tmp,
-            meta=meta,
-            step_sigma=np.asarray(state.step_sigma, dtype=np.float64),
-            final_loss=np.float64(state.final_loss),
-            fitted_on=np.datetime64(cold_fitted_on, "D"),
-            **arrays,
-        )
-        os.replace(tmp, self.dir / LSTM_FILE)
+        write_lstm(self.dir / LSTM_FILE, state, cold_fitted_on)
 
     def load_lstm(self, today: date, max_age_days: int) -> tuple[LstmState, date] | None:
         """(state, date of its cold training) when stored and not older than `max_age_days`."""
         path = self.dir / LSTM_FILE
         if not path.exists():
             return None
-        with np.load(path, allow_pickle=False) as z:
-            fitted_on = z["fitted_on"].astype("datetime64[D]").item()
-            if (today - fitted_on).days > max_age_days:
-                return None
-            n = sum(1 for k in z.files if k.startswith("w"))
-            state = LstmState(**{f: int(v) for f, v in zip(LSTM_FIELDS, z["meta"], strict=True)})
-            state.weights = [z[f"w{i}"] for i in range(n)]
-            state.step_sigma = z["step_sigma"]
-            state.final_loss = float(z["final_loss"])
-        return state, fitted_on
+        state, fitted_on, _ = read_lstm(path)
+        return None if (today - fitted_on).days > max_age_days else (state, fitted_on)
+
+
+def write_lstm(path: Path, state: LstmState, cold_fitted_on: date, warm: bool = False) -> None:
+    """An LSTM state in one .npz file, written atomically: its weights, shapes, per-step spread,
+    the date of its last cold training and whether this run grew it from a stored network."""
+    arrays = {f"w{i}": w for i, w in enumerate(state.weights)}
+    meta = np.array([getattr(state, f) for f in LSTM_FIELDS], dtype=np.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
+    np.savez(
+        tmp,
+        meta=meta,
+        step_sigma=np.asarray(state.step_sigma, dtype=np.float64),
+        final_loss=np.float64(state.final_loss),
+        fitted_on=np.datetime64(cold_fitted_on, "D"),
+        warm=np.bool_(warm),
+        **arrays,
+    )
+    os.replace(tmp, path)
+
+
+def read_lstm(path: Path) -> tuple[LstmState, date, bool]:
+    """`write_lstm`'s (state, date of its cold training, warm)."""
+    with np.load(path, allow_pickle=False) as z:
+        fitted_on = z["fitted_on"].astype("datetime64[D]").item()
+        n = sum(1 for k in z.files if k.startswith("w") and k[1:].isdigit())
+        state = LstmState(**{f: int(v) for f, v in zip(LSTM_FIELDS, z["meta"], strict=True)})
+        state.weights = [z[f"w{i}"] for i in range(n)]
+        state.step_sigma = z["step_sigma"]
+        state.final_loss = float(z["final_loss"])
+        warm = bool(z["warm"]) if "warm" in z.files else False
+    return state, fitted_on, warm

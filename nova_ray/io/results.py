@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Collection, Iterable, Iterator
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 POINTER = "last_updated.json"
 ROWS_PER_FILE = 1_000_000
 BATCH_PREFIX = "b-"  # checkpoints of statistical batches (whole items); others: "lstm", "cache"
+CACHE = "cache"  # the checkpoint of the warm items' stored backtests
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -78,9 +80,10 @@ class ResultWriter:
                 if entry.is_dir() and entry.name != "checkpoints":
                     shutil.rmtree(entry)
         else:
-            if self.stage.exists():
-                shutil.rmtree(self.stage)
+            _drop(self.stage)
             self.stage.mkdir(parents=True)
+        for left in self.stage.parent.glob(".dropped-*"):  # of a killed deletion
+            shutil.rmtree(left, ignore_errors=True)
         self.run_id = run_id
         self.meta = {k: str(v) for k, v in meta.items()} | {"schema_version": SCHEMA_VERSION}
         if not self.resumed:
@@ -142,7 +145,7 @@ class ResultWriter:
         LazyFrame to stream: all models' windows, the bulk of the checkpoints."""
         import polars as pl
 
-        files = [f for f in self.checkpoint_files("backtests") if f.stem != "cache"]
+        files = [f for f in self.checkpoint_files("backtests") if f.stem != CACHE]
         return pl.scan_parquet(files).filter(pl.col("item_id").is_in(items)) if files else None
 
     def batch_groups(self, size: int) -> Iterator[tuple[set[str], list[str]]]:
@@ -175,10 +178,18 @@ class ResultWriter:
 
         files = self.checkpoint_files(kind)
         own = [f for f in files if f.stem in stems]
-        shared = [f for f in files if not f.stem.startswith(BATCH_PREFIX)]
+        shared = [f for f in files if not f.stem.startswith(BATCH_PREFIX) and f.stem != CACHE]
+        cache = [f for f in files if f.stem == CACHE]
         parts = [pl.scan_parquet(own)] if own else []
         if shared:
             parts.append(pl.scan_parquet(shared).filter(pl.col("item_id").is_in(items)))
+        if cache:  # stored rows stand in only for what this run did not fit: after a resume that
+            # found its own fits stored, the cache would hold every fresh row a second time
+            stored = pl.scan_parquet(cache).filter(pl.col("item_id").is_in(items))
+            if parts:
+                fresh = pl.concat([p.select("item_id", "model") for p in parts]).unique()
+                stored = stored.join(fresh, on=["item_id", "model"], how="anti")
+            parts.append(stored)
         if not parts:
             return pl.from_arrow(schema.empty_table())
         return pl.concat(parts, how="vertical_relaxed").collect()
@@ -218,7 +229,9 @@ class ResultWriter:
         `replace` names the kinds this run owns (default: all): their partitions for the run date are
         replaced, or removed when this run wrote none; other kinds' partitions are left as they are.
         """
-        trash = self.root / ".trash" / self.run_id
+        # one trash folder per attempt: a resumed run (same run id) whose killed attempt swapped
+        # some kinds already moves this attempt's partitions aside, not onto the last ones
+        trash = self.root / ".trash" / f"{self.run_id}-{uuid.uuid4().hex[:8]}"
         for kind in TABLES if replace is None else replace:
             staged = self._partition_dir(self.stage, kind)
             target = self._partition_dir(self.root, kind)
@@ -228,9 +241,6 @@ class ResultWriter:
             if staged.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staged, target)
-        shutil.rmtree(self.root / ".trash", ignore_errors=True)
-        shutil.rmtree(self.stage, ignore_errors=True)
-        _remove_if_empty(self.root / ".staging")
         meta_dir = self.root / "metadata"
         record = {
             "run_id": self.run_id,
@@ -245,12 +255,26 @@ class ResultWriter:
         write_json_atomic(meta_dir / "model_versions.json", model_versions | {"row_counts": dict(self.rows)})
         write_json_atomic(meta_dir / "runs" / f"{self.run_id}.json", record)
         write_json_atomic(meta_dir / POINTER, {k: record[k] for k in record if k != "summary"})
+        # only now: killed before the pointer, the run can still be resumed from its checkpoints
+        shutil.rmtree(self.root / ".trash", ignore_errors=True)
+        self.abort()
         return record
 
     def abort(self) -> None:
         """Drop everything staged; the published output is untouched."""
-        shutil.rmtree(self.stage, ignore_errors=True)
+        _drop(self.stage)
         _remove_if_empty(self.root / ".staging")
+
+
+def _drop(folder: Path) -> None:
+    """Delete a stage: renamed first, in one step, so that a kill midway through the deletion
+    cannot leave a stage whose run.json and `done` markers outlive the files they mark; a
+    renamed one left behind is removed by the next `ResultWriter` on this output."""
+    if not folder.exists():
+        return
+    gone = folder.with_name(f".dropped-{folder.name}-{uuid.uuid4().hex[:8]}")
+    os.replace(folder, gone)
+    shutil.rmtree(gone, ignore_errors=True)
 
 
 def _remove_if_empty(path: Path) -> None:
