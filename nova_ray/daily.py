@@ -7,53 +7,16 @@ folder keeps two jobs from overlapping.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from .config import Config
-from .io.results import read_pointer, utc_now
-
-LOCK = ".nova-ray.lock"
-
-
-class LockedError(RuntimeError):
-    """Another nova-ray job holds the lock."""
-
-
-@contextmanager
-def job_lock(folder: str | Path) -> Iterator[Path]:
-    """An exclusive, non-blocking lock on `<folder>/.nova-ray.lock` (released when the process dies)."""
-    path = Path(folder) / LOCK
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(path, "a+")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        holder = fh.read().strip() or "unknown"
-        fh.close()
-        raise LockedError(
-            f"{path}: another nova-ray job is running ({holder}); try again when it ends"
-        ) from None
-    fh.seek(0)
-    fh.truncate()
-    fh.write(f"pid {os.getpid()} since {utc_now()}")
-    fh.flush()
-    try:
-        yield path
-    finally:
-        fh.seek(0)
-        fh.truncate()
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        fh.close()
+from .io.lock import job_lock
+from .io.results import read_pointer
 
 
 @dataclass

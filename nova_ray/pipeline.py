@@ -39,6 +39,7 @@ from .exog import for_run as exog_for_run
 from .fit_stage import FitResult, Progress, Silent, StageTimer, fit_stage
 from .io.demand import dataset_id, read_demand, select_items, spill_columns
 from .io.errors import InputError
+from .io.lock import job_lock
 from .io.model_store import ModelStore, fingerprint
 from .io.results import ResultWriter, utc_now
 from .io.spill import Spill
@@ -259,28 +260,32 @@ def run_forecast(
             dataset,
         )
         try:
-            whole = not items
-            fitted = _fit(
-                cfg, series, dataset, spec, progress, use_ray, run_date, only, resume, full_refit, whole
-            )
-            # the driver lets go of the series (8.8 KB per 3-year daily item): what follows reads
-            # the checkpoints, and the model store needs only the facts kept in `fitted`
-            del series
-            release_memory()  # and what Ray's client and the checkpoint writes left
-            summary = _finish(
-                cfg,
-                fitted,
-                history,
-                stock,
-                warnings,
-                progress,
-                only,
-                publish,
-                t0,
-                log_path,
-                exog_record,
-                Path(scratch.name),
-            )
+            # one job at a time per results folder (`nova-ray run` holds it already) and per model
+            # store: two would share the stage of the same input and date, the last to publish
+            # would win, and each store update would drop the other's entries
+            with job_lock(cfg.paths.output), job_lock(cfg.paths.models_dir):
+                whole = not items
+                fitted = _fit(
+                    cfg, series, dataset, spec, progress, use_ray, run_date, only, resume, full_refit, whole
+                )
+                # the driver lets go of the series (8.8 KB per 3-year daily item): what follows reads
+                # the checkpoints, and the model store needs only the facts kept in `fitted`
+                del series
+                release_memory()  # and what Ray's client and the checkpoint writes left
+                summary = _finish(
+                    cfg,
+                    fitted,
+                    history,
+                    stock,
+                    warnings,
+                    progress,
+                    only,
+                    publish,
+                    t0,
+                    log_path,
+                    exog_record,
+                    Path(scratch.name),
+                )
         finally:  # Ray stops in the background while the results are published
             wait_for_shutdown()
             timer.close()

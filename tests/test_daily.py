@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from nova_ray.cli import app
-from nova_ray.daily import job_lock
+from nova_ray.io.lock import LockedError, job_lock
 
 runner = CliRunner()
 
@@ -72,9 +76,39 @@ def test_daily_run_publishes_and_is_idempotent(env: Path, small_demo: Path, ray_
     )
 
 
+@contextmanager
+def _held_by_another_process(folder: Path) -> Iterator[None]:
+    """The job lock on `folder`, held by a child process (within one process it is re-entrant)."""
+    code = (
+        "import sys, time; from nova_ray.io.lock import job_lock\n"
+        f"with job_lock({str(folder)!r}):\n    print('held', flush=True); sys.stdin.read()"
+    )
+    pipe = subprocess.PIPE
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=pipe, stdout=pipe, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "held"
+        yield
+    finally:
+        p.communicate("", timeout=30)
+
+
 def test_two_jobs_never_overlap(env: Path, small_demo: Path) -> None:
-    with job_lock(env / "out"):
+    with _held_by_another_process(env / "out"):
         res = _run(small_demo, env / "shared")
+        forecast = runner.invoke(
+            app, ["forecast", "--data", str(small_demo / "demand.parquet"), "--no-ray", "-q"]
+        )
     assert res.exit_code == 3
     assert "another nova-ray job is running" in res.output
     assert not (env / "shared").exists()
+    # a forecast into the same results folder waits for no one either: it stops before fitting
+    assert forecast.exit_code == 3, forecast.output
+    assert "another nova-ray job is running" in forecast.output
+    assert not (env / "out" / ".staging").exists() and not (env / "out" / "metadata").exists()
+
+
+def test_the_job_lock_is_reentrant_in_one_process(tmp_path: Path) -> None:
+    with job_lock(tmp_path) as outer, job_lock(tmp_path) as inner:  # `run` around its forecast
+        assert outer == inner
+    with _held_by_another_process(tmp_path), pytest.raises(LockedError), job_lock(tmp_path):
+        pass

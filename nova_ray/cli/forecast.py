@@ -9,6 +9,7 @@ from rich.table import Table
 
 from ..config import ConfigError
 from ..io.errors import InputError
+from ..io.lock import LockedError
 from . import app
 from .common import BarProgress, config_or_exit, console, console_logging, fail, out
 
@@ -173,6 +174,8 @@ def forecast(
             )
     except (InputError, ConfigError) as exc:
         fail(str(exc))
+    except LockedError as exc:
+        fail(str(exc), code=3)
     except ConnectionError as exc:
         fail(f"cannot reach Ray at {cfg.ray.address}: {exc}", code=1)
     table = Table(title=f"nova-ray run {summary.run_id}", show_header=False)
@@ -271,6 +274,8 @@ def train(
             summary = run_forecast(cfg, _items(items), progress=bars, full_refit=True, publish=False)
     except (InputError, ConfigError) as exc:
         fail(str(exc))
+    except LockedError as exc:
+        fail(str(exc), code=3)
     out.print(
         f"stored model choices for {summary.items} items in {cfg.paths.models_dir} "
         f"({summary.wall_seconds:.1f} s)"

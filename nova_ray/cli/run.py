@@ -32,7 +32,8 @@ def run(
 ) -> None:
     """The daily job: etl (when raw files exist), forecast with recommendations, publish. Idempotent
     for a date; two jobs never overlap (exit 3 while another one runs)."""
-    from ..daily import LockedError, run_daily
+    from ..daily import run_daily
+    from ..io.lock import LockedError
 
     cfg = config_or_exit(
         config,

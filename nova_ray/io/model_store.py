@@ -4,7 +4,8 @@ Layout: `<models_dir>/<model_version>/` with `items.parquet` (item_id, start, n_
 params, cpu_seconds, demand_class, fitted_on), `backtests.parquet` (the model backtest rows of the
 last cold fit), `lstm.npz` (the global LSTM's weights, shapes, per-step spread and the date of
 its last cold training) and `model_versions.json`. The model version includes the config hash, so a config
-change starts a fresh store; an item whose history changed (not just grew) misses its entry.
+change starts a fresh store; an item whose history changed (not just grew) misses its entry. A run
+holds `<models_dir>/.nova-ray.lock` (`io.lock.job_lock`) while it reads and updates the store.
 """
 
 from __future__ import annotations

@@ -1,0 +1,54 @@
+"""One nova-ray job at a time per results folder: a lock file that the process holds while it runs."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .results import utc_now
+
+LOCK = ".nova-ray.lock"
+_HELD: set[str] = set()  # the lock files this process holds
+
+
+class LockedError(RuntimeError):
+    """Another nova-ray job holds the lock."""
+
+
+@contextmanager
+def job_lock(folder: str | Path) -> Iterator[Path]:
+    """An exclusive, non-blocking lock on `<folder>/.nova-ray.lock` (released when the process dies).
+
+    Re-entrant in one process: `nova-ray run` holds it around the forecast, which takes it too."""
+    path = Path(folder) / LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = str(path.resolve())
+    if key in _HELD:
+        yield path
+        return
+    fh = open(path, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "unknown"
+        fh.close()
+        raise LockedError(
+            f"{path}: another nova-ray job is running ({holder}); try again when it ends"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()} since {utc_now()}")
+    fh.flush()
+    _HELD.add(key)
+    try:
+        yield path
+    finally:
+        _HELD.discard(key)
+        fh.seek(0)
+        fh.truncate()
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
