@@ -1,4 +1,5 @@
-"""One nova-ray job at a time per results folder: a lock file that the process holds while it runs."""
+"""One nova-ray job at a time per results folder and model store: a lock file that the process holds
+while it runs (standard library only: the CLI, also on the serving side, imports it)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
-
-from .results import utc_now
 
 LOCK = ".nova-ray.lock"
 _HELD: set[str] = set()  # the lock files this process holds
@@ -41,7 +41,7 @@ def job_lock(folder: str | Path) -> Iterator[Path]:
         ) from None
     fh.seek(0)
     fh.truncate()
-    fh.write(f"pid {os.getpid()} since {utc_now()}")
+    fh.write(f"pid {os.getpid()} since {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
     fh.flush()
     _HELD.add(key)
     try:
