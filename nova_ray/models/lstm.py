@@ -141,25 +141,29 @@ class _Flat:
     ):
         grid = _grid(exog)
         self.lookback, self.horizon, self.k = lookback, horizon, grid.k if grid else 0
-        values, at, row_at, phase, offset = [], [], [], [], 0
-        for i, y in enumerate(series):
+        # filled in place, an item at a time: no per-item float64 copies of the whole input
+        # waiting to be concatenated (at 2000 3-year items ~25 MiB more at the peak)
+        long = [i for i, y in enumerate(series) if len(y) >= lookback + horizon]
+        counts = [min(max_per_item, len(series[i]) - lookback - horizon + 1) for i in long]
+        self.values = np.empty(sum(len(series[i]) for i in long), dtype=dtype)
+        self.at = np.empty(sum(counts), dtype=np.int64)
+        self.row_at = np.empty(sum(counts) if grid is not None else 0, dtype=np.int64)
+        self.phase = np.empty((sum(counts), 2), dtype=dtype)
+        offset = w = 0
+        for i, c in zip(long, counts, strict=True):
+            y = series[i]
             n = len(y)
-            if n < lookback + horizon:
-                continue
-            ends = np.arange(lookback, n - horizon + 1)[-max_per_item:]
-            values.append(np.asarray(y, dtype=float) / _scale(y, season_length))
+            ends = np.arange(n - horizon + 1 - c, n - horizon + 1)  # the last c window ends
+            self.values[offset : offset + n] = np.asarray(y, dtype=float) / _scale(y, season_length)
             if grid is not None:  # targets and their regressor rows stay inside the history
                 if grid.available(i) < n:
                     raise ValueError(f"series {i}: regressors cover fewer than its {n} periods")
-                row_at.append(grid.offsets[i] + ends)
-            at.append(offset + ends)
-            phase.append(_phase(ends, season_length))
+                self.row_at[w : w + c] = grid.offsets[i] + ends
+            self.at[w : w + c] = offset + ends
+            self.phase[w : w + c] = _phase(ends, season_length)
             offset += n
-        self.values = np.concatenate(values, dtype=dtype) if values else np.zeros(0, dtype=dtype)
+            w += c
         self.exog = grid.rows.astype(dtype) if grid is not None else np.zeros((0, 0), dtype=dtype)
-        self.at = np.concatenate(at) if at else np.zeros(0, dtype=np.int64)
-        self.row_at = np.concatenate(row_at) if row_at else self.at[:0]
-        self.phase = np.concatenate(phase, dtype=dtype) if phase else np.zeros((0, 2), dtype=dtype)
 
     def __len__(self) -> int:
         return len(self.at)
