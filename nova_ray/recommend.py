@@ -361,27 +361,40 @@ def recommend(forecast: Table, stock: pl.DataFrame,
 def _prepare(stock_rows: list[dict[str, Any]], paths: dict[str, tuple[date, np.ndarray, np.ndarray | None]],
              arrays: dict[tuple[str, str], np.ndarray], shares: dict[str, dict[str, float]], hist_site: bool,
              classes: dict[str, str], policy: Policy) -> list[_Row]:
-    """Each stock row's expected daily demand at its site (site share, intermittent level)."""
+    """Each stock row's expected daily demand at its site (site share, intermittent level).
+
+    Site shares come from the history's sites when it has any of the item's stock sites; else the
+    item's demand (forecast and history alike) is split evenly over its stock rows: a history
+    without sites, or whose site names match none of the stock's, never zeroes an item."""
     n_sites: dict[str, int] = {}
+    matched: set[str] = set()  # items with a stock site that has demand in the history
     for r in stock_rows:
         n_sites[r["item_id"]] = n_sites.get(r["item_id"], 0) + 1
+        if r["site"] and hist_site and shares.get(r["item_id"], {}).get(r["site"], 0.0) > 0.0:
+            matched.add(r["item_id"])
     rows = []
     for r in stock_rows:
         item, site = r["item_id"], r["site"]
         notes: list[str] = []
         _, mean, sig = paths[item]
         share = 1.0
-        if site and hist_site:
-            share = shares.get(item, {}).get(site, 0.0)
+        per_site = bool(site and hist_site and item in matched)
+        if per_site:
+            share = shares[item].get(site, 0.0)
             if share == 0.0:
                 notes.append("no demand history at this site: site share 0")
             elif share < 1.0:
                 notes.append(f"site share {share:.2f} of the item's history")
         elif site and n_sites[item] > 1:
             share = 1.0 / n_sites[item]
-            notes.append(f"no site in the history: split evenly over {n_sites[item]} sites")
+            where = "no site in the history" if not hist_site else "none of its stock sites in the history"
+            notes.append(f"{where}: split evenly over {n_sites[item]} sites")
+        elif site and hist_site:
+            notes.append("site not in the history: the item's whole demand")
         cls = classes.get(item, "smooth")
-        y = arrays.get((item, site if site and hist_site else ""), np.zeros(0))
+        y = arrays.get((item, site if per_site else ""), np.zeros(0))
+        if not per_site and share < 1.0:  # the item's history, split like its forecast
+            y = y * share
         path = mean * share
         if cls in INTERMITTENT and len(y) >= policy.min_history_days:
             rate = float(y[-policy.rate_days:].mean())

@@ -371,6 +371,44 @@ def test_item_forecast_split_by_site_share() -> None:
     assert "site share 0.75" in one(out, "A", "x")["notes"]
 
 
+def test_an_item_split_evenly_over_sites_splits_its_history_too() -> None:
+    """A history without sites: each of n stock sites gets 1/n of the item, its forecast and its
+    history alike (the intermittent rate and the undershoot read the history): the sites'
+    lead-time demand, safety stock and reorder point add up to those of one row for the item."""
+    rng = np.random.default_rng(11)
+    lumpy = np.where(rng.random(365) < 0.1, 4.0, 0.0)
+    smooth = np.full(365, 10.0)
+    bt = backtests("S", np.full(90, 10.0), np.full(90, 10.0))  # perfect backtests: no error
+    h = history({"L": lumpy, "S": smooth})
+    for item, fc in (("L", 0.0), ("S", 10.0)):
+        one_row = stock(item_id=[item], on_hand=[0.0], lead_time_days=[10])
+        two = stock(item_id=[item] * 4, site=["a", "b", "c", "d"], on_hand=[0.0] * 4, lead_time_days=[10] * 4)
+        whole = one(recommend(forecast({item: fc}), one_row, history=h, backtests=bt), item)
+        split = recommend(forecast({item: fc}), two, history=h, backtests=bt)
+        assert split.height == 4 and "split evenly over 4 sites" in split["notes"][0]
+        assert split["lead_time_demand"].sum() == pytest.approx(whole["lead_time_demand"])
+        assert split["lead_time_demand"][0] == pytest.approx(whole["lead_time_demand"] / 4)
+        if item == "S":  # the undershoot of a perfect forecast: the same total, not 4x
+            assert whole["safety_stock"] > 0
+            assert split["safety_stock"].sum() == pytest.approx(whole["safety_stock"], rel=0.25)
+
+
+def test_stock_sites_missing_from_the_history_never_zero_the_item() -> None:
+    """A history whose sites match none of the item's stock sites (other codes, or blank) splits
+    the item evenly over its stock rows; one stock row gets the whole item."""
+    h = history({"A@p": np.full(200, 3.0), "A@q": np.full(200, 1.0)}, sites={"A@p": "P01", "A@q": "Q01"})
+    st = stock(item_id=["A", "A"], site=["x", "y"], on_hand=[0.0] * 2, lead_time_days=[10] * 2)
+    out = recommend(forecast({"A": 4.0}), st, history=h, policy=NO_UNDERSHOOT)
+    for site in ("x", "y"):
+        r = one(out, "A", site)
+        assert r["lead_time_demand"] == pytest.approx(20.0) and r["order_qty"] > 0
+        assert "none of its stock sites in the history: split evenly over 2 sites" in r["notes"]
+    blank = history({"B": np.full(200, 2.0)}, sites={"B": ""})
+    st = stock(item_id=["B"], site=["x"], on_hand=[0.0], lead_time_days=[5])
+    r = one(recommend(forecast({"B": 2.0}), st, history=blank, policy=NO_UNDERSHOOT), "B", "x")
+    assert r["lead_time_demand"] == pytest.approx(10.0) and "the item's whole demand" in r["notes"]
+
+
 def test_history_read_in_chunks_of_items_gives_the_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     """The history's aggregates, and the recommendations, are built a chunk of items at a time
     (bounded memory; ABC from a first pass over the chunks): the rows do not depend on the chunk
