@@ -31,6 +31,16 @@ def test_good_csv_and_missing_dates_are_zero(tmp_path: Path) -> None:
     assert s.values_of(1).tolist() == [0.0, 0.0]  # B runs from its first day to the common end
 
 
+def test_trailing_commas_and_gzip(tmp_path: Path) -> None:
+    """A comma at the end of every row (spreadsheet exports) is no extra value; .csv.gz reads too."""
+    import gzip
+
+    text = "item_id,date,quantity\nA,2024-01-01,1,\nA,2024-01-03,2,\nB,2024-01-02,0,\n"
+    assert read_demand(_csv(tmp_path, text)).equals(read_demand(_csv(tmp_path, GOOD)))
+    (tmp_path / "d.csv.gz").write_bytes(gzip.compress(GOOD.encode()))
+    assert read_demand(tmp_path / "d.csv.gz").equals(read_demand(_csv(tmp_path, GOOD)))
+
+
 def test_parquet_round_trip(tmp_path: Path) -> None:
     p = tmp_path / "d.parquet"
     pd.DataFrame(
@@ -67,6 +77,14 @@ def test_parquet_round_trip(tmp_path: Path) -> None:
             "d.csv: line 2 and line 4: duplicate item_id/date ('A', 2024-01-01)",
         ),
         ("item_id,date,quantity\n,2024-01-01,1\n", "d.csv: line 2: empty item_id"),
+        (  # on the first row, pandas would take the first column as the index, shift the others
+            "item_id,date,quantity\nA,2024-01-01,1,7\nA,2024-01-02,2,7\n",
+            "d.csv: line 2: 4 values for 3 columns (extra value '7'; a separator too many?)",
+        ),
+        (
+            "item_id,date,quantity\nA,2024-01-01,1\nA,2024-01-02,2,7\n",
+            "d.csv: cannot read file: Error tokenizing data. C error: Expected 3 fields in line 3, saw 4",
+        ),
     ],
 )
 def test_bad_input(tmp_path: Path, text: str, message: str) -> None:

@@ -37,6 +37,18 @@ def test_reads_csv_with_defaults_for_missing_optional_columns(tmp_path: Path) ->
     assert df["on_order"].null_count() == 3 and df["service_level"].null_count() == 3
 
 
+def test_trailing_commas_are_no_extra_values(tmp_path: Path) -> None:
+    """Rows ending in a comma: pandas took the item column as the index and shifted every value
+    one column left (item '10', on_hand 2, lead time 5), silently."""
+    p = _csv(tmp_path, f"{HEADER},on_order\nA,S,10,2,5,\nB,S,1,3,0,\n")
+    df = read_stock(p)
+    assert df["item_id"].to_list() == ["A", "B"] and df["on_hand"].to_list() == [10.0, 1.0]
+    assert df["lead_time_days"].to_list() == [2, 3] and df["on_order"].to_list() == [5.0, 0.0]
+    gz = tmp_path / "stock.csv.gz"
+    gz.write_bytes(__import__("gzip").compress(p.read_bytes()))
+    assert read_stock(gz).equals(df)
+
+
 def test_reads_parquet_without_site(tmp_path: Path) -> None:
     p = tmp_path / "stock.parquet"
     pl.DataFrame({"item_id": ["A", "B"], "on_hand": [1.0, 2.0], "lead_time_days": [5, 6],
@@ -71,6 +83,7 @@ def test_demo_stock_is_valid(small_demo: Path) -> None:
     (f"{HEADER},on_order\nA,S,1,2,lots\n", "line 2: on_order 'lots' in column 'on_order' is not a number"),
     (f"{HEADER}\nA,S,1,2\nB,S,1,2\nA,S,3,4\n", "line 2 and line 4: duplicate item_id/site ('A', 'S')"),
     (f"{HEADER}\nA,S,inf,2\n", "line 2: on_hand inf in column 'on_hand' must be finite and >= 0"),
+    (f"{HEADER}\nB,S,10,2,5\nA,S,1,2,5\n", "line 2: 5 values for 4 columns (extra value '5'"),
 ])
 def test_csv_errors(tmp_path: Path, text: str, expected: str) -> None:
     assert expected in _error(_csv(tmp_path, text))

@@ -12,6 +12,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .csv_text import read_text_csv
 from .errors import InputError
 
 REQUIRED = ("item_id", "date", "quantity")
@@ -48,10 +49,8 @@ def _read_raw(path: str) -> tuple[pd.DataFrame, int]:
     suffix = Path(inner).suffix.lower()
     try:
         if suffix in {".csv", ".txt", ".gz"}:
-            with fs.open_input_stream(inner) as fh:
-                df = pd.read_csv(fh, dtype=str, keep_default_na=False, skipinitialspace=True,
-                                 compression="gzip" if suffix == ".gz" else None)
-            return df, 2
+            # the stream is decompressed by pyarrow already (.gz by its extension)
+            return read_text_csv(lambda: fs.open_input_stream(inner), path), 2
         if suffix in {".parquet", ".pq"}:
             # text columns of ids, sites and families repeat on every row: read them dictionary
             # encoded (pandas categoricals, one string per distinct value); date32 columns as

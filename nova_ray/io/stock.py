@@ -15,6 +15,7 @@ import pandas as pd
 import polars as pl
 import pyarrow.parquet as pq
 
+from .csv_text import read_text_csv
 from .errors import InputError
 
 REQUIRED = ("item_id", "on_hand", "lead_time_days")
@@ -42,7 +43,7 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, bool]:
     suffix = path.suffix.lower()
     try:
         if suffix in {".csv", ".txt", ".gz"}:
-            return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True), True
+            return read_text_csv(lambda: open(path, "rb"), str(path), gz=suffix == ".gz"), True
         if suffix in {".parquet", ".pq"}:
             return pq.read_table(path).to_pandas(), False
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
