@@ -104,7 +104,7 @@ def run_daily(
                     "publish",
                     f"{sync.uploaded} files uploaded, {sync.skipped} already there, "
                     f"pointer {'moved' if sync.pointer_moved else 'unchanged'} "
-                    f"-> {sync.target}",
+                    f"-> {sync.target}" + "".join(f"; warning: {w}" for w in sync.warnings),
                 )
             )
         else:

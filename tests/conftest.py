@@ -5,7 +5,11 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,3 +54,25 @@ def ray_session():
     yield ray
     ray.shutdown()
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def _held_by_another_process(folder: Path) -> Iterator[None]:
+    """The job lock on `folder`, held by a child process (within one process it is re-entrant)."""
+    code = (
+        "import sys, time; from nova_ray.io.lock import job_lock\n"
+        f"with job_lock({str(folder)!r}):\n    print('held', flush=True); sys.stdin.read()"
+    )
+    pipe = subprocess.PIPE
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=pipe, stdout=pipe, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "held"
+        yield
+    finally:
+        p.communicate("", timeout=30)
+
+
+@pytest.fixture()
+def held_elsewhere() -> Callable[[Path], AbstractContextManager[None]]:
+    """`with held_elsewhere(folder):` the nova-ray job lock on `folder`, held by another process."""
+    return _held_by_another_process

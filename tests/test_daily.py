@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -76,24 +72,8 @@ def test_daily_run_publishes_and_is_idempotent(env: Path, small_demo: Path, ray_
     )
 
 
-@contextmanager
-def _held_by_another_process(folder: Path) -> Iterator[None]:
-    """The job lock on `folder`, held by a child process (within one process it is re-entrant)."""
-    code = (
-        "import sys, time; from nova_ray.io.lock import job_lock\n"
-        f"with job_lock({str(folder)!r}):\n    print('held', flush=True); sys.stdin.read()"
-    )
-    pipe = subprocess.PIPE
-    p = subprocess.Popen([sys.executable, "-c", code], stdin=pipe, stdout=pipe, text=True)
-    try:
-        assert p.stdout is not None and p.stdout.readline().strip() == "held"
-        yield
-    finally:
-        p.communicate("", timeout=30)
-
-
-def test_two_jobs_never_overlap(env: Path, small_demo: Path) -> None:
-    with _held_by_another_process(env / "out"):
+def test_two_jobs_never_overlap(env: Path, small_demo: Path, held_elsewhere) -> None:
+    with held_elsewhere(env / "out"):
         res = _run(small_demo, env / "shared")
         forecast = runner.invoke(
             app, ["forecast", "--data", str(small_demo / "demand.parquet"), "--no-ray", "-q"]
@@ -107,8 +87,8 @@ def test_two_jobs_never_overlap(env: Path, small_demo: Path) -> None:
     assert not (env / "out" / ".staging").exists() and not (env / "out" / "metadata").exists()
 
 
-def test_the_job_lock_is_reentrant_in_one_process(tmp_path: Path) -> None:
+def test_the_job_lock_is_reentrant_in_one_process(tmp_path: Path, held_elsewhere) -> None:
     with job_lock(tmp_path) as outer, job_lock(tmp_path) as inner:  # `run` around its forecast
         assert outer == inner
-    with _held_by_another_process(tmp_path), pytest.raises(LockedError), job_lock(tmp_path):
+    with held_elsewhere(tmp_path), pytest.raises(LockedError), job_lock(tmp_path):
         pass

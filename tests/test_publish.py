@@ -108,7 +108,9 @@ def test_folder_sync_layout_manifest_pointer(runs: dict[str, Path], tmp_path: Pa
     assert not [f for f in files if ".tmp" in f]
     data_files = {f"runs/{A}/{f.relpath}" for f in find_run(runs[A]).files}
     assert set(files) == {POINTER, f"runs/{A}/manifest.json"} | data_files
-    assert f"runs/{A}/forecasts/run_date=2025-01-01/model=naive/part-00000.parquet" in files
+    naive = f"runs/{A}/forecasts/run_date=2025-01-01/model=naive/part-00000-"  # + its sha256[:16]
+    (name,) = [f for f in files if f.startswith(naive)]
+    assert name == naive + hashlib.sha256(files[name]).hexdigest()[:16] + ".parquet"
     pointer = json.loads(files[POINTER])
     manifest = json.loads(files[f"runs/{A}/manifest.json"])
     assert pointer["run_path"] == f"runs/{A}" and pointer["run_id"] == A
@@ -167,6 +169,27 @@ def test_corrupt_target_file_is_replaced_on_rerun(runs: dict[str, Path], tmp_pat
     report = sync_run(runs[A], target)
     assert report.uploaded == 1 and not report.pointer_moved
     assert store.refresh() and store.current is not None and store.current.run_id == A
+
+
+def test_a_broken_pointer_or_manifest_on_the_target_never_blocks_a_sync(
+    runs: dict[str, Path], tmp_path: Path, held_elsewhere
+) -> None:
+    """A truncated pointer is replaced (with a warning), a manifest that is no object is passed over
+    by the pruning; while a job holds the results folder, `sync` exits 3."""
+    target = tmp_path / "shared"
+    sync_run(runs[A], target)
+    (target / POINTER).write_text('{"run_id": "2024')
+    (target / "runs" / "20240101-odd").mkdir(parents=True)
+    (target / "runs" / "20240101-odd" / "manifest.json").write_text("[]")
+    report = sync_run(runs[B], target, keep=1)
+    assert report.pointer_moved and report.previous_run_id is None
+    assert len(report.warnings) == 1 and "pointer is not valid JSON" in report.warnings[0]
+    assert json.loads((target / POINTER).read_text())["run_id"] == B
+    assert sorted(report.deleted_runs) == sorted([A, "20240101-odd"])
+    with held_elsewhere(runs[C]):
+        res = CliRunner().invoke(app, ["sync", "--to", str(target), "--results", str(runs[C])])
+    assert res.exit_code == 3 and "another nova-ray job is running" in res.output
+    assert json.loads((target / POINTER).read_text())["run_id"] == B
 
 
 def test_keep_deletes_oldest_only_after_pointer_moved(runs: dict[str, Path], tmp_path: Path) -> None:
@@ -255,7 +278,8 @@ def test_s3_sync_interrupt_resume_keep_and_serve(runs: dict[str, Path], s3: str)
     assert report.uploaded == report.files and report.pointer_moved
     keys = _keys(s3, "prod/nova/")
     assert "prod/nova/last_updated.json" in keys and f"prod/nova/runs/{A}/manifest.json" in keys
-    assert f"prod/nova/runs/{A}/forecasts/run_date=2025-01-01/model=theta/part-00000.parquet" in keys
+    theta = f"prod/nova/runs/{A}/forecasts/run_date=2025-01-01/model=theta/part-00000-"
+    assert len([k for k in keys if k.startswith(theta) and k.endswith(".parquet")]) == 1
     client = boto3.client("s3", endpoint_url=s3)
     pointer = json.loads(client.get_object(Bucket=BUCKET, Key="prod/nova/last_updated.json")["Body"].read())
     assert pointer["run_id"] == A and pointer["run_path"] == f"runs/{A}"

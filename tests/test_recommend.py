@@ -632,3 +632,63 @@ def test_amended_run_can_be_synced(published: dict[str, Path]) -> None:
     assert res.exit_code == 0, res.output
     run = find_run(published["root"])  # checks partitions, run ids in the files, and row counts
     assert run.row_counts["recommendations"] == 3
+
+
+def test_an_amended_run_synced_again_never_changes_a_published_file(published: dict[str, Path]) -> None:
+    """Recommendations recomputed after the sync (a new stock snapshot) and synced again: the new
+    table goes to a file of its own name, the one the current manifest names stays as it was."""
+    from nova_ray.io.publish import sync_run
+    from nova_ray.serve.store import RunStore
+
+    target = published["tmp"] / "shared"
+    args = ["recommend", "--results", str(published["root"]), "--data", str(published["data"])]
+    assert runner.invoke(app, [*args, "--stock", str(published["stock"])]).exit_code == 0
+    sync_run(published["root"], target)
+    first = {p: p.read_bytes() for p in target.rglob("*.parquet")}
+    (rec_file,) = [p for p in first if "recommendations" in p.parts[-3]]
+    restocked = published["tmp"] / "restocked.csv"
+    restocked.write_text("item_id,site,on_hand,lead_time_days,unit_cost\nA,S1,900,5,10\nB,S1,900,5,1\n"
+                         "C,S1,900,3,2\n")
+    assert runner.invoke(app, [*args, "--stock", str(restocked)]).exit_code == 0
+    report = sync_run(published["root"], target)
+    assert report.uploaded == 1 and report.skipped == len(first) - 1
+    assert all(p.read_bytes() == data for p, data in first.items())  # nothing overwritten
+    store = RunStore(str(target))
+    assert store.refresh() and store.current is not None
+    recs = store.current.kinds["recommendations"].table
+    assert set(recs.column("urgency").to_pylist()) == {"ok"} and rec_file.exists()
+
+
+def test_a_failed_swap_keeps_the_runs_old_table(published: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+                                                 held_elsewhere) -> None:
+    """Failing between moving the old table aside and moving the new one in, amend_run puts the old
+    one back (the run never has none); while another job holds the results folder, `recommend`
+    waits for no one: it exits 3 and writes nothing."""
+    import os
+
+    from nova_ray.io import recommendations as amend_mod
+
+    root = published["root"]
+    args = ["recommend", "--results", str(root), "--stock", str(published["stock"]), "--data",
+            str(published["data"])]
+    assert runner.invoke(app, args).exit_code == 0
+    part = root / "recommendations" / "run_date=2024-01-01"
+    before = pl.read_parquet(part)
+    replace, calls = os.replace, []
+
+    def failing(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the new table's move into place
+            raise OSError("disk full")
+        replace(src, dst)
+
+    monkeypatch.setattr(amend_mod.os, "replace", failing)
+    table = before.with_columns(order_qty=pl.lit(0.0)).to_arrow()
+    with pytest.raises(OSError, match="disk full"):
+        amend_run(root, "20240101-abc", "2024-01-01", "recommendations", table, {"run_id": "20240101-abc"})
+    monkeypatch.setattr(amend_mod.os, "replace", replace)
+    assert pl.read_parquet(part).equals(before)
+    with held_elsewhere(root):
+        res = runner.invoke(app, args)
+    assert res.exit_code == 3 and "another nova-ray job is running" in res.output
+    assert pl.read_parquet(part).equals(before)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..config import Config
 from ..io.errors import InputError
+from ..io.lock import LockedError, job_lock
 from . import app
 from .common import config_or_exit, console, fail, out
 
@@ -107,7 +108,11 @@ def recommend_cmd(
     """Recommend order quantities from the latest published forecasts, without refitting."""
     cfg = config_or_exit(config, {"output": results, "data": data})
     try:
-        res = run_recommend(cfg, stock, history_required=data is not None)
+        with job_lock(cfg.paths.output, create=False):  # it rewrites a table of the published run
+            res = run_recommend(cfg, stock, history_required=data is not None)
+    except LockedError as exc:
+        fail(str(exc), code=3)
+        return
     except InputError as exc:
         fail(str(exc))
         return

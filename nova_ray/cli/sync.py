@@ -26,6 +26,7 @@ def sync(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
 ) -> None:
     """Copy a run's files to runs/<run_id>/, verify checksums, write the manifest, then the pointer."""
+    from ..io.lock import LockedError, job_lock
     from ..io.publish import PublishError, SourceFile, sync_run
 
     source = results or config_or_exit(config, {}).paths.output
@@ -38,12 +39,17 @@ def sync(
             console.print(f"  [{done}] {status:<8} {f.relpath} ({f.rows} rows)", highlight=False)
 
     try:
-        report = sync_run(source, to, run_id=run, endpoint_url=endpoint_url, keep=keep, on_file=progress)
+        with job_lock(source, create=False):  # not while a job writes or publishes from these results
+            report = sync_run(source, to, run_id=run, endpoint_url=endpoint_url, keep=keep, on_file=progress)
+    except LockedError as exc:
+        fail(str(exc), code=3)
     except PublishError as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"sync to {to} interrupted: {' '.join(str(exc).split())}; the previously published run is "
              "intact, rerun to resume", code=1)
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     if quiet:
         return
     moved = "pointer moved" if report.pointer_moved else "pointer already current"

@@ -19,11 +19,15 @@ class LockedError(RuntimeError):
 
 
 @contextmanager
-def job_lock(folder: str | Path) -> Iterator[Path]:
+def job_lock(folder: str | Path, create: bool = True) -> Iterator[Path]:
     """An exclusive, non-blocking lock on `<folder>/.nova-ray.lock` (released when the process dies).
 
-    Re-entrant in one process: `nova-ray run` holds it around the forecast, which takes it too."""
+    Re-entrant in one process: `nova-ray run` holds it around the forecast, which takes it too.
+    `create=False`: a missing folder is not created (there is nothing in it to protect)."""
     path = Path(folder) / LOCK
+    if not create and not path.parent.is_dir():
+        yield path
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     key = str(path.resolve())
     if key in _HELD:

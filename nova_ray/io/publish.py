@@ -242,7 +242,10 @@ class SourceFile:
     """One Parquet file of a finished run in a local results folder."""
 
     kind: str
-    relpath: str  # relative to the run folder on the target: <kind>/run_date=.../part-*.parquet
+    # relative to the run folder on the target, named by its content: <kind>/run_date=.../
+    # part-00000-<sha256[:16]>.parquet. A run amended after its sync (`nova-ray recommend`) and
+    # synced again adds files beside those its current manifest names, never overwrites them
+    relpath: str
     local: Path
     size: int
     sha256: str
@@ -334,13 +337,14 @@ def find_run(results: str | Path, run_id: str | None = None) -> SourceRun:
         for p in sorted(folder.rglob("*.parquet")):
             if p.name.startswith("."):
                 continue
-            relpath = safe_relpath(p.relative_to(root).as_posix())
+            sha = _sha256_file(p)
+            relpath = safe_relpath(p.relative_to(root).with_name(f"{p.stem}-{sha[:16]}{p.suffix}").as_posix())
             md = pq.read_metadata(p)
             owner = (md.metadata or {}).get(b"run_id")
             if owner is not None and owner.decode() != run_id:
                 raise PublishError(f"{p}: holds run {owner.decode()}, not {run_id}: a later run with the "
                                    "same run date replaced it; only the latest run of a date can be synced")
-            files.append(SourceFile(kind, relpath, p, p.stat().st_size, _sha256_file(p), md.num_rows))
+            files.append(SourceFile(kind, relpath, p, p.stat().st_size, sha, md.num_rows))
     run = SourceRun(root, run_id, record, versions, files)
     expected = {k: int(v) for k, v in (record.get("row_counts") or {}).items()}
     if expected and run.row_counts != {k: v for k, v in expected.items() if v}:
@@ -366,6 +370,7 @@ class SyncReport:
     pointer_moved: bool = False
     deleted_runs: list[str] = field(default_factory=list)
     incomplete_runs: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 FileHook = Callable[[SourceFile, str], None]
@@ -429,7 +434,11 @@ def sync_run(
         raise PublishError(f"{loc.uri}: the target must differ from the results folder")
     _check_target(loc)
     report = SyncReport(run.run_id, loc.uri, files=len(run.files))
-    old = read_pointer(loc)
+    try:
+        old = read_pointer(loc)
+    except PublishError as exc:  # a broken pointer (a truncated write by hand?) is replaced, not kept
+        old = None
+        report.warnings.append(f"{exc}; it will be replaced")
     report.previous_run_id = old[1].get("run_id") if old else None
     prefix = f"{RUNS}/{run.run_id}"
     for f in run.files:
@@ -505,9 +514,10 @@ def prune_runs(loc: Location, keep: int, current: str) -> tuple[list[str], list[
             incomplete.append(name)
             continue
         try:
-            stamp = str(json.loads(raw).get("published_at", ""))
+            manifest = json.loads(raw)
         except ValueError:
-            stamp = ""
+            manifest = None
+        stamp = str(manifest.get("published_at", "")) if isinstance(manifest, dict) else ""
         complete.append((stamp, name))
     complete.sort(reverse=True)
     doomed = [name for _, name in complete[max(keep - len(pinned), 0):]]

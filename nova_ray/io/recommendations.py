@@ -95,13 +95,20 @@ def amend_run(root: str | Path, run_id: str, run_date: str, kind: str, table: pa
             pq.write_table(t, stage / partition / "part-00000.parquet", compression="zstd")
         target = root / partition
         trash = root / ".trash" / f"{run_id}-{kind}"
+        moved = False
         if target.exists():
             trash.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(trash, ignore_errors=True)
             os.replace(target, trash)
-        if table.num_rows:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(stage / partition, target)
+            moved = True
+        try:
+            if table.num_rows:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(stage / partition, target)
+        except BaseException:  # the run keeps its old table rather than none
+            if moved and not target.exists():
+                os.replace(trash, target)
+            raise
         shutil.rmtree(trash, ignore_errors=True)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
