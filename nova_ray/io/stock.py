@@ -22,7 +22,7 @@ REQUIRED = ("item_id", "on_hand", "lead_time_days")
 # column -> (lowest allowed, lowest inclusive, highest allowed or None, highest inclusive)
 NUMERIC: dict[str, tuple[float, bool, float | None, bool]] = {
     "on_hand": (0.0, True, None, False),
-    "lead_time_days": (0.0, True, None, False),
+    "lead_time_days": (0.0, True, 3650.0, True),  # ten years: beyond, a typo (and a huge bootstrap)
     "on_order": (0.0, True, None, False),
     "unit_cost": (0.0, True, None, False),
     "order_cost": (0.0, True, None, False),
@@ -98,7 +98,7 @@ def _numbers(raw: pd.DataFrame, col: str, path: Path, csv: bool, required: bool)
     bad = ~ok & ~empty
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        rule = "a whole number >= 0" if col == "lead_time_days" else _bounds_text(lo, lo_inc, hi, hi_inc)
+        rule = "a whole number in [0, 3650]" if col == "lead_time_days" else _bounds_text(*NUMERIC[col])
         rule = rule if np.isfinite(v[i]) else f"finite and {rule}"
         raise InputError(f"{where(path, i, csv)}: {col} {v[i]:g} in column {col!r} must be {rule}")
     return v
