@@ -68,6 +68,15 @@ def test_inmet_new_format_daily_values() -> None:
     assert second["humidity_mean_pct"] == pytest.approx(85.0)
 
 
+def test_inmet_an_hour_given_twice_counts_once(tmp_path: Path) -> None:
+    """Files joined by hand repeat hours: the rain of a repeated hour is not summed twice."""
+    lines = A401_2023.read_bytes().split(b"\n")
+    first_day = [x for x in lines if x.startswith(b"2023/01/01")]
+    twice = tmp_path / A401_2023.name
+    twice.write_bytes(b"\n".join(lines[:9] + first_day + lines[9:]))
+    assert read_inmet_file(twice).equals(read_inmet_file(A401_2023))
+
+
 def test_inmet_old_format_latin1_empty_fields_crlf() -> None:
     df = read_inmet_file(A401_2018)
     assert df["date"].tolist() == [day("2018-01-01"), day("2018-01-02")]
@@ -156,6 +165,19 @@ def test_bcb_json_csv_and_monthly_forward_fill() -> None:
     both = load_bcb(RAW / "bcb")
     assert list(both.columns) == ["date", "ipca", "selic", "usd_brl"]
     assert both["date"].is_monotonic_increasing and both["date"].diff().dropna().eq(pd.Timedelta("1D")).all()
+
+
+def test_bcb_csv_empty_value_and_last_row_of_a_date(tmp_path: Path) -> None:
+    """An empty valor is a missing value (as in JSON), not a row of one field; of two rows with one
+    date the file's last wins."""
+    p = tmp_path / "selic.csv"
+    p.write_text('"data";"valor"\n"02/01/2023";"13,75"\n"03/01/2023";""\n"04/01/2023";"13,65"\n'
+                 '"02/01/2023";"13,70"\n', encoding="utf-8")
+    got = read_bcb_file(p)
+    assert got["selic"].tolist() == pytest.approx([13.70, 13.70, 13.65])  # the gap forward-filled
+    rows = [{"data": f"0{2 + i % 3}/01/2023", "valor": str(i)} for i in range(40)]
+    (tmp_path / "usd_brl.json").write_text(json.dumps(rows), encoding="utf-8")
+    assert read_bcb_file(tmp_path / "usd_brl.json")["usd_brl"].tolist() == [39.0, 37.0, 38.0]
 
 
 @pytest.mark.parametrize(
@@ -380,6 +402,15 @@ def test_climatology_leap_day_and_gaps() -> None:
     assert clim["rain_mm"].notna().all()  # circular interpolation fills the rest
 
 
+def test_sources_starting_after_the_range_are_back_filled(tmp_path: Path) -> None:
+    """A range that ends before a source's first value gets that first value (back-filled), not a
+    column of NaN."""
+    res = build_features(RAW, tmp_path, start="2022-11-01", end="2022-11-05")
+    f = read_features(res.path)
+    assert f["usd_brl"].tolist() == pytest.approx([5.354] * 5)  # the series starts 2023-01-02
+    assert f["ipca"].notna().all()
+
+
 def test_future_features_on_built_table(tmp_path: Path) -> None:
     res = build_features(RAW, tmp_path, start="2022-12-30", end="2023-01-05")
     fut = future_features(read_features(res.path), pd.date_range("2023-01-06", periods=3))
@@ -395,6 +426,7 @@ class _Recorded(BaseHTTPRequestHandler):
 
     fail_once: set[str] = set()
     seen: list[str] = []
+    bodies: dict[str, bytes] = {}  # path -> an answer given instead of the recorded one
 
     def do_GET(self) -> None:  # noqa: N802
         url = urllib.parse.urlsplit(self.path)
@@ -406,10 +438,10 @@ class _Recorded(BaseHTTPRequestHandler):
         parts = url.path.strip("/").split("/")
         name = {"bcb": f"bcb_{parts[1] if len(parts) > 1 else ''}", "inmet": f"inmet_{parts[-1]}"}
         recorded = DATA / "http" / f"{name.get(parts[0], '-')}.json"
-        if not recorded.is_file():
+        if url.path not in self.bodies and not recorded.is_file():
             self.send_error(404)
             return
-        body = recorded.read_bytes()
+        body = self.bodies.get(url.path) or recorded.read_bytes()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -425,6 +457,7 @@ def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Recorded)
     _Recorded.seen = []
     _Recorded.fail_once = set()
+    _Recorded.bodies = {}
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -466,6 +499,21 @@ def test_fetch_writes_raw_layout_with_retry(server: str, tmp_path: Path) -> None
     assert daily["rain_mm"].tolist() == pytest.approx([0.2, 0.2])
     res = build_features(raw, tmp_path / "out")
     assert {"usd_brl", "ipca", "rain_mm"} <= set(res.feature_columns)
+
+
+def test_a_bad_station_answer_never_replaces_a_good_file(server: str, tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    cfg = _cfg(server, bcb_series="usd_brl:1")
+    paths = fetch_sources(raw, cfg, start=date(2023, 1, 1), end=date(2023, 1, 2))
+    (good,) = [p for p in paths if "inmet" in p.parts]
+    before = good.read_bytes()
+    records = json.loads((DATA / "http" / "inmet_A401.json").read_text())
+    records[0]["CHUVA"] = "1.2.3"
+    _Recorded.bodies = {"/inmet/estacao/2023-01-01/2023-01-02/A401": json.dumps(records).encode()}
+    with pytest.raises(EtlError, match=r"A401: the station's answer does not load: .*cannot parse") as exc:
+        fetch_sources(raw, cfg, start=date(2023, 1, 1), end=date(2023, 1, 2))
+    one_line(exc)
+    assert good.read_bytes() == before and sorted(p.name for p in good.parent.iterdir()) == [good.name]
 
 
 def test_fetch_offline_and_http_errors(server: str, tmp_path: Path) -> None:

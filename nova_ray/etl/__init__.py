@@ -109,7 +109,8 @@ def daily_ffill(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows keyed by ``date`` -> one row per calendar day from first to last date, forward-filled."""
     if frame.empty:
         return frame.reset_index(drop=True)
-    frame = frame.sort_values("date").drop_duplicates("date", keep="last").set_index("date")
+    # stable: of rows with one date the file's last wins (a corrected row appended to a file)
+    frame = frame.sort_values("date", kind="stable").drop_duplicates("date", keep="last").set_index("date")
     days = pd.date_range(frame.index.min(), frame.index.max(), freq="D", name="date")
     return frame.reindex(days).ffill().reset_index()
 

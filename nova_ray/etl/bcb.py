@@ -65,7 +65,7 @@ def parse_bcb_csv(text: str, path: str | Path) -> tuple[pd.DataFrame, LineOf]:
     for fields in reader:
         if not any(f.strip() for f in fields):
             continue
-        while fields and not fields[-1].strip():
+        while len(fields) > 2 and not fields[-1].strip():  # a trailing separator, not an empty valor
             fields = fields[:-1]
         if not header_seen:
             if [f.strip().lower() for f in fields] != ["data", "valor"]:

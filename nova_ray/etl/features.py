@@ -132,8 +132,10 @@ def climatology(
 def _align(frame: pd.DataFrame, days: pd.DatetimeIndex, leading: str) -> pd.DataFrame:
     """Daily frame -> `days`: forward-fill across the gap to `days`, then fill the leading part."""
     f = frame.set_index("date")
-    f = f.reindex(f.index.union(days)).ffill().reindex(days)
-    return f.fillna(0.0) if leading == "zero" else f.bfill()
+    f = f.reindex(f.index.union(days)).ffill()
+    if leading == "zero":
+        return f.reindex(days).fillna(0.0)
+    return f.bfill().reindex(days)  # back-filled from the first value, also one after `days`
 
 
 def _rel(path: Path, root: Path) -> str:

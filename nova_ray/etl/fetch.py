@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import time
 import urllib.error
@@ -213,12 +214,15 @@ def fetch_inmet(
             continue
         stem, text = inmet_csv(records, station)
         path = folder / f"{stem}_{lo:%d-%m-%Y}_A_{hi:%d-%m-%Y}.CSV"
-        atomic_write_bytes(path, text.encode("latin-1", errors="replace"))
+        # validated under a temporary name: a bad answer never replaces a good file of that range
+        tmp = path.with_name(f".{path.name}.part")
+        atomic_write_bytes(tmp, text.encode("latin-1", errors="replace"))
         try:
-            read_inmet_file(path)
-        except EtlError:
-            path.unlink(missing_ok=True)
-            raise
+            read_inmet_file(tmp)
+        except EtlError as exc:
+            tmp.unlink(missing_ok=True)
+            raise EtlError(f"{url}: the station's answer does not load: {exc}") from None
+        os.replace(tmp, path)
         _drop_covered(folder, station, path, lo, hi)
         written.append(path)
     return written

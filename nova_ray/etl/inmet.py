@@ -70,7 +70,8 @@ def read_inmet_file(path: str | Path) -> pd.DataFrame:
     """One INMET file -> daily rows: date, station, rain_mm, temp_mean_c, humidity_mean_pct.
 
     Days are UTC dates as in the file. rain_mm is the sum of the hourly precipitation (NaN if
-    every hour is missing); temperature and humidity are means of the available hours.
+    every hour is missing); temperature and humidity are means of the available hours. An hour
+    that appears twice counts once (its last row).
     """
     path = Path(path)
     lines = read_text(path).splitlines()
@@ -92,6 +93,8 @@ def read_inmet_file(path: str | Path) -> pd.DataFrame:
         if pos is None:
             raise EtlError(f"missing column {shown!r}", path, HEADER_LINE)
         idx[key] = pos
+    if len(names) > 1 and names[1].startswith("HORA"):  # 'Hora UTC' ('0000 UTC') or 'HORA (UTC)' ('00:00')
+        idx["hour"] = 1
     need = max(idx.values()) + 1
     order = list(idx)
     rows: list[tuple] = []
@@ -120,6 +123,9 @@ def read_inmet_file(path: str | Path) -> pd.DataFrame:
         v = parse_numbers(df[key], df["line"], path, header[idx[key]], missing=("-9999",))
         values[key] = v.mask(v == -9999)
     hourly = pd.DataFrame({"date": dates, **values})
+    if "hour" in df:  # an hour given twice (files joined by hand): the later row, not both summed
+        hour = df["hour"].str.replace(r"\D", "", regex=True)
+        hourly = hourly[~pd.DataFrame({"d": dates, "h": hour}).duplicated(keep="last").to_numpy()]
     g = hourly.groupby("date", sort=True)
     daily = pd.DataFrame(
         {
