@@ -35,6 +35,7 @@ G5_RATE_DAYS = 28  # recent window of the 5G pace carried into the future
 CLIP_SD = 1.0  # horizon values are clipped to the history range widened by this many std units
 MAX_CORR = 0.98  # a column this correlated with an earlier kept one is dropped
 KNOWN = "realised"  # daily_table's 0/1 column: 1 where the day's features are observed values
+RAIN_GIVEN = "rain_given"  # daily_table's 0/1 column: 1 where the day's rain is observed or supplied
 # derived climate columns -> the day lags each row reads; on days that read a
 # not-yet-observed day they take the climatology of the derived column itself (log1p of a mean
 # rain is not the mean of log1p rain: the day-of-year mean rain would bias them upwards).
@@ -175,7 +176,7 @@ def daily_table(
         raise ValueError("no feature rows on or before the last known day")
     first, last = pd.Timestamp(first).normalize(), pd.Timestamp(last).normalize()
     lo, hi = feats["date"].iloc[0], feats["date"].iloc[-1]
-    parts = [feats[(feats["date"] >= first) & (feats["date"] <= last)].assign(**{KNOWN: 1})]
+    parts = [feats[(feats["date"] >= first) & (feats["date"] <= last)].assign(**{KNOWN: 1, RAIN_GIVEN: 1})]
     if last > hi:
         after = pd.date_range(max(hi + pd.Timedelta(days=1), first), last, freq="D")
         fut = future_features(feats, after, future_table)
@@ -185,28 +186,43 @@ def daily_table(
             pace = max(float(recent[-1] - recent[0]) / max(len(recent) - 1, 1), 0.0)
             steps = (fut["date"] - hi).dt.days.to_numpy(dtype=float)
             fut[col] = float(recent[-1]) + pace * steps
-        parts.append(fut.assign(**{KNOWN: 0}))
+        # the future table's rain (a weather forecast) is given, not the climatology's
+        rain = _supplied(future_table, "rain_mm", fut["date"])
+        parts.append(fut.assign(**{KNOWN: 0, RAIN_GIVEN: rain.astype(int)}))
     if first < lo:
         before = pd.date_range(first, min(lo - pd.Timedelta(days=1), last), freq="D")
         early = future_features(feats, before)
         for col in early.columns:
             if col != "date" and not _calendar_or_climate(col):
                 early[col] = feats[col].iloc[0]
-        parts.insert(0, early.assign(**{KNOWN: 0}))
+        parts.insert(0, early.assign(**{KNOWN: 0, RAIN_GIVEN: 0}))
     table = pd.concat([p for p in parts if len(p)], ignore_index=True)
     return table.sort_values("date").reset_index(drop=True)
 
 
-def _climate_unknown(derived: pd.DataFrame) -> pd.DataFrame:
-    """Derived climate columns on days that read an unobserved day -> their own climatology."""
+def _supplied(table: pd.DataFrame | None, col: str, dates: pd.Series) -> np.ndarray:
+    """Whether `table` (``date`` + columns) has a value of `col` on each of `dates`."""
+    if table is None or col not in table.columns:
+        return np.zeros(len(dates), bool)
+    t = table.assign(date=pd.to_datetime(table["date"]).dt.normalize())
+    have = set(t.loc[t[col].notna(), "date"])
+    return pd.to_datetime(dates).dt.normalize().isin(have).to_numpy()
+
+
+def _climate_unknown(derived: pd.DataFrame, observed: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Derived climate columns on days that read a day whose rain is unknown (neither observed nor
+    supplied) -> their day-of-year climatology over `observed` (derived rows of observed days;
+    default: those of `derived`)."""
     from .etl import climatology
     from .etl.features import day_of_year
 
     cols = [c for c in CLIMATE_DERIVED if c in derived.columns]
-    if KNOWN not in derived.columns or not cols or derived[KNOWN].all():
+    flag = RAIN_GIVEN if RAIN_GIVEN in derived.columns else KNOWN
+    if flag not in derived.columns or not cols or derived[flag].all():
         return derived
-    known = derived[KNOWN].to_numpy() > 0
-    observed = derived[known]
+    known = derived[flag].to_numpy() > 0
+    if observed is None:
+        observed = derived[derived[KNOWN].to_numpy() > 0] if KNOWN in derived.columns else derived[known]
     if observed.empty:
         return derived
     clim = climatology(observed, cols)
@@ -218,6 +234,18 @@ def _climate_unknown(derived: pd.DataFrame) -> pd.DataFrame:
             ok &= np.r_[np.ones(k, bool), known[: len(known) - k]]
         out.loc[~ok, col] = clim[col].to_numpy()[doy[~ok] - 1]
     return out
+
+
+def _observed_days(features: pd.DataFrame, known_until: pd.Timestamp | str | None) -> pd.DataFrame:
+    """Derived daily columns of the feature table's days up to `known_until`, less the days the
+    ETL imputed (a climatology of imputed days would feed on itself)."""
+    from .etl.features import IMPUTED
+
+    f = features.assign(date=pd.to_datetime(features["date"]).dt.normalize())
+    if known_until is not None:
+        f = f[f["date"] <= pd.Timestamp(known_until)]
+    derived = derive_daily(f.drop_duplicates("date", keep="last"))
+    return derived[derived[IMPUTED] == 0] if IMPUTED in derived.columns else derived
 
 
 def _calendar_or_climate(col: str) -> bool:
@@ -273,7 +301,8 @@ def _period_table(
         known_until=known_until,
         future_table=future_table,
     )
-    derived = _climate_unknown(derive_daily(days))
+    # the climatology of the whole table's observed days up to `known_until`, not of this slice
+    derived = _climate_unknown(derive_daily(days), _observed_days(features, known_until))
     derived = derived[derived["date"] >= grid[0]].reset_index(drop=True)
     names = [n for n in wanted if PERIOD_FEATURES.get(n, (n, ""))[0] in derived.columns]
     dropped = {n: "not in the feature table" for n in wanted if n not in names}

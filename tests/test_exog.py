@@ -250,6 +250,31 @@ def test_future_rows_use_nothing_after_the_known_day(demo_features: pd.DataFrame
     assert not np.allclose(oracle.values[-31:], ex2.values[-31:])
 
 
+def test_a_weather_forecast_in_the_future_table_reaches_the_rain_features(
+    demo_features: pd.DataFrame,
+) -> None:
+    """Rain supplied by a future table (a weather forecast) is what the horizon rows read; the
+    climatology fills only the days it leaves out, and it is the whole table's, not that of the
+    days next to the series."""
+
+    def rain_log(ex) -> np.ndarray:  # the horizon's rain_log, unscaled
+        i = ex.names.index("rain_log")
+        return ex.values[-10:, i] * ex.std[i] + ex.mean[i]
+
+    cut = pd.Timestamp("2023-11-30")
+    plain = build_exog(demo_features, "D", "2023-01-01", cut, 10, known_until=cut)
+    storm = pd.DataFrame({"date": pd.date_range("2023-12-01", periods=5), "rain_mm": 80.0})
+    wet = build_exog(demo_features, "D", "2023-01-01", cut, 10, known_until=cut, future_table=storm)
+    i = wet.names.index("rain_log")
+    top = float(np.log1p(demo_features["rain_mm"]).max()) + wet.std[i]  # the clip: history's max + 1 sd
+    np.testing.assert_allclose(rain_log(wet)[:5], min(np.log1p(80.0), top), rtol=1e-9)
+    np.testing.assert_allclose(rain_log(wet)[5:], rain_log(plain)[5:])  # the days it leaves out
+    assert (rain_log(wet)[:5] > rain_log(plain)[:5] + 1).all()
+    # a series that starts in June reads the same climatology for its horizon as one from January
+    late = build_exog(demo_features, "D", "2023-06-01", cut, 10, known_until=cut)
+    np.testing.assert_allclose(rain_log(late), rain_log(plain), atol=1e-9)
+
+
 def test_constant_and_missing_features_are_dropped(demo_features: pd.DataFrame) -> None:
     f = demo_features.assign(usd_brl=5.0)
     ex = build_exog(
