@@ -34,7 +34,7 @@ from .frequency import future_dates
 from .models import MODELS
 from .models.base import finalize, seasonal_error_scale
 from .models.lstm import RowGrid
-from .series import SeriesSet
+from .series import SeriesSet, period_index
 
 
 def lstm_items(series: SeriesSet, spec: EngineSpec) -> list[int]:
@@ -74,6 +74,7 @@ def _window_grid(xs: RowGrid, series: SeriesSet, b: int, h: int) -> RowGrid:
     return replace(xs, rows=np.concatenate([xs.rows[:origin], known[:h, : xs.k]]))
 
 
+CALENDAR_ORIGIN = np.datetime64("1970-01-05")  # a Monday (weekly periods start on Mondays)
 PART_ITEMS = 250  # LSTM items per part of its result (each part is checkpointed as it comes)
 FINAL_PART = "lstm"  # the name of the LSTM's last part; its checkpoint marks the LSTM done
 
@@ -197,13 +198,13 @@ def _lstm_run(
     )
     n_max = max((len(y) for y in ys), default=0)
     n_exog = 0 if xs is None else xs.k
-    if stored is not None and (stored.lookback, stored.horizon, stored.units, stored.n_exog) != (
-        kw["lookback"],
-        h,
-        spec.lstm.units,
-        n_exog,
+    # each series' first period counted from one common period: season phases on the calendar
+    starts = period_index(CALENDAR_ORIGIN, series.starts[np.asarray(indices, dtype=np.int64)], spec.freq)
+    shape = (kw["lookback"], h, spec.lstm.units, n_exog, 1)
+    if stored is not None and (
+        (stored.lookback, stored.horizon, stored.units, stored.n_exog, stored.calendar) != shape
     ):
-        stored = None  # another shape: train cold
+        stored = None  # another shape, or phases from each series' start (before version 2): train cold
     # origins count back from the common end, so they are the same dates for every series
     back = window_backs(h, spec.backtest_windows, spec.step)
     back = [b for b in back if n_max - b >= min_train(m)] if stored is None else []
@@ -214,7 +215,7 @@ def _lstm_run(
         train_set = [ys[j][: len(ys[j]) - oldest] for j in tr]
         # training windows read only rows inside their (cut) series: the shared grid as it is
         train_x = None if xs is None else replace(xs, offsets=xs.offsets[tr])
-        init = lstm.train(train_set, h, m, **kw, exog=train_x)
+        init = lstm.train(train_set, h, m, **kw, exog=train_x, starts=starts[tr])
         if init.weights:
             for b in sorted(back, reverse=True):
                 w = back.index(b)
@@ -223,7 +224,8 @@ def _lstm_run(
                 sel_x = None
                 if xs is not None:
                     sel_x = replace(_window_grid(xs, series, b, h), offsets=xs.offsets[sel])
-                fcs = lstm.predict(init, [ys[j][: len(ys[j]) - b] for j in sel], exog=sel_x)
+                cut = [ys[j][: len(ys[j]) - b] for j in sel]
+                fcs = lstm.predict(init, cut, exog=sel_x, starts=starts[sel])
                 for j, fc in zip(sel, fcs, strict=True):
                     o = len(ys[j]) - b
                     fc = finalize(fc, h)
@@ -259,9 +261,9 @@ def _lstm_run(
     elif epochs == 0:  # the stored network forecasts the new data as it is (no TensorFlow)
         state = stored
     else:
-        state = lstm.train(ys, h, m, **{**kw, "epochs": epochs}, init=init, exog=xs)
+        state = lstm.train(ys, h, m, **{**kw, "epochs": epochs}, init=init, exog=xs, starts=starts)
     if state is not None and state.weights:
-        fcs = lstm.predict(state, ys, exog=xs)
+        fcs = lstm.predict(state, ys, exog=xs, starts=starts)
         for k, span in enumerate(_spans(len(indices))):
             fc_rows = Rows(FORECAST_COLS)
             for j in span:

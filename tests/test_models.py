@@ -262,3 +262,39 @@ def test_lstm_state_owned_copies_its_arrays_out_of_a_shared_buffer() -> None:
     for a, b in zip([*own.weights, own.step_sigma], [*viewed.weights, viewed.step_sigma], strict=True):
         assert a.flags.owndata and not np.shares_memory(a, b) and np.array_equal(a, b)
     assert (own.lookback, own.horizon, own.units) == (28, 7, 4)
+
+
+def test_lstm_season_phases_are_on_the_calendar() -> None:
+    """Two series starting two days apart: their windows ending on one calendar day have one phase
+    (with `starts`), as do their first forecast days; without `starts` each counts from its own
+    start (networks stored before version 2), and such a stored network is trained afresh."""
+    from nova_ray.models import lstm
+
+    a, b = np.arange(120.0) % 7 + 1, np.arange(2, 120.0) % 7 + 1  # b starts 2 days after a
+    starts = np.array([0, 2])
+    flat = lstm._Flat([a, b], 14, 7, 7, 1000, starts=starts)
+    n_a = len(a) - 14 - 7 + 1
+    # window k of b ends on the calendar day of window k + 2 of a
+    np.testing.assert_allclose(flat.phase[n_a : n_a + 10], flat.phase[2:12])
+    own = lstm._Flat([a, b], 14, 7, 7, 1000)
+    assert not np.allclose(own.phase[n_a : n_a + 10], own.phase[2:12])
+    _, phase, _ = lstm._inputs([a, b], 14, 7, starts)  # both end on the same day
+    np.testing.assert_allclose(phase[0], phase[1])
+
+
+def test_a_network_stored_before_calendar_phases_loads_with_calendar_0(tmp_path) -> None:
+    """Its file has one meta value fewer; it loads with calendar 0, which the global LSTM takes for
+    another shape (trained afresh, global_lstm._lstm_run)."""
+    from datetime import date
+
+    from nova_ray.io.model_store import LSTM_FIELDS, read_lstm, write_lstm
+    from nova_ray.models.lstm import LstmState
+
+    old = LstmState(28, 7, 7, 8, weights=[np.ones((2, 3))], step_sigma=np.ones(7), n_windows=5, calendar=1)
+    path = tmp_path / "lstm.npz"
+    write_lstm(path, old, date(2026, 1, 1))
+    with np.load(path) as z:  # as written before the calendar field existed: six meta values
+        arrays = {k: z[k] for k in z.files} | {"meta": z["meta"][: LSTM_FIELDS.index("calendar")]}
+    np.savez(path, **arrays)
+    state, fitted_on, _ = read_lstm(path)
+    assert (state.lookback, state.n_windows, state.calendar, fitted_on) == (28, 5, 0, date(2026, 1, 1))

@@ -25,7 +25,7 @@ from .results import write_json_atomic
 ITEMS_FILE = "items.parquet"
 BACKTESTS_FILE = "backtests.parquet"
 LSTM_FILE = "lstm.npz"
-LSTM_FIELDS = ("lookback", "horizon", "season_length", "units", "n_windows", "n_exog")
+LSTM_FIELDS = ("lookback", "horizon", "season_length", "units", "n_windows", "n_exog", "calendar")
 
 
 def fingerprint(start: np.datetime64, values: np.ndarray) -> str:
@@ -145,7 +145,9 @@ def read_lstm(path: Path) -> tuple[LstmState, date, bool]:
     with np.load(path, allow_pickle=False) as z:
         fitted_on = z["fitted_on"].astype("datetime64[D]").item()
         n = sum(1 for k in z.files if k.startswith("w") and k[1:].isdigit())
-        state = LstmState(**{f: int(v) for f, v in zip(LSTM_FIELDS, z["meta"], strict=True)})
+        # a file from before a field existed has fewer: the state's default (calendar 0: a network
+        # from before calendar phases, which a run then trains afresh)
+        state = LstmState(**{f: int(v) for f, v in zip(LSTM_FIELDS, z["meta"], strict=False)})
         state.weights = [z[f"w{i}"] for i in range(n)]
         state.step_sigma = z["step_sigma"]
         state.final_loss = float(z["final_loss"])

@@ -2,7 +2,9 @@
 
 Each series is scaled by its recent mean so that one network serves items of any volume.
 Inputs are the last `lookback` scaled values plus the season phase of the first forecast
-step; the output is the `horizon` next scaled values. Intervals are normal around the mean
+step (on the calendar: `starts` gives each series' first period counted from one common period,
+so one weekday or month has one phase across items); the output is the `horizon` next scaled
+values. Intervals are normal around the mean
 with per-step spreads measured on the training windows, clipped at zero.
 
 With regressors (rows per period: history rows, then the horizon; one matrix per series, or a
@@ -21,7 +23,7 @@ import numpy as np
 from .base import Forecast, normal_forecast
 
 NAME = "lstm"
-VERSION = "1"
+VERSION = "2"  # 2: season phases on the calendar, not from each series' own start
 SUPPORTS_EXOG = True
 
 
@@ -38,6 +40,7 @@ class LstmState:
     n_windows: int = 0
     final_loss: float = float("nan")
     n_exog: int = 0  # regressor columns (0: none)
+    calendar: int = 0  # 1: phases on the calendar (`starts` given); 0: from each series' start
 
     def owned(self) -> LstmState:
         """A copy whose arrays own their memory. A state that came back from a Ray task holds
@@ -138,6 +141,7 @@ class _Flat:
         max_per_item: int,
         exog: Exog = None,
         dtype: type = np.float32,
+        starts: np.ndarray | None = None,
     ):
         grid = _grid(exog)
         self.lookback, self.horizon, self.k = lookback, horizon, grid.k if grid else 0
@@ -160,7 +164,7 @@ class _Flat:
                     raise ValueError(f"series {i}: regressors cover fewer than its {n} periods")
                 self.row_at[w : w + c] = grid.offsets[i] + ends
             self.at[w : w + c] = offset + ends
-            self.phase[w : w + c] = _phase(ends, season_length)
+            self.phase[w : w + c] = _phase(ends + (0 if starts is None else int(starts[i])), season_length)
             offset += n
             w += c
         self.exog = grid.rows.astype(dtype) if grid is not None else np.zeros((0, 0), dtype=dtype)
@@ -222,7 +226,7 @@ def _trainer(core, flat: _Flat):
 
 
 def _inputs(
-    series: list[np.ndarray], lookback: int, season_length: int
+    series: list[np.ndarray], lookback: int, season_length: int, starts: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = np.zeros((len(series), lookback))
     scales = np.zeros(len(series))
@@ -231,7 +235,8 @@ def _inputs(
         tail = y[-lookback:] / s
         x[i, lookback - len(tail) :] = tail
         scales[i] = s
-    phase = _phase(np.array([len(y) for y in series]), season_length)
+    at = np.array([len(y) for y in series], dtype=np.int64)
+    phase = _phase(at if starts is None else at + np.asarray(starts, dtype=np.int64), season_length)
     return x, phase, scales
 
 
@@ -281,20 +286,25 @@ def train(
     init: LstmState | None = None,
     threads: int = 1,
     exog: Exog = None,
+    starts: np.ndarray | None = None,
 ) -> LstmState:
     """Train one network on windows from every series (warm-started from `init` if given).
 
     `exog`: per series a (>= len(series[i]), k) regressor matrix aligned with it, or a RowGrid;
-    windows read only the rows of series i's first len(series[i]) periods.
+    windows read only the rows of series i's first len(series[i]) periods. `starts`: each
+    series' first period on a calendar common to all (phases on the calendar); None: phases
+    from each series' own start.
     """
     configure_tensorflow(threads)
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    flat = _Flat(series, lookback, horizon, season_length, max_windows_per_item, exog)
+    flat = _Flat(series, lookback, horizon, season_length, max_windows_per_item, exog, starts=starts)
     k = flat.k
-    state = LstmState(lookback, horizon, season_length, units, n_windows=len(flat), n_exog=k)
+    calendar = int(starts is not None)
+    windows = len(flat)
+    state = LstmState(lookback, horizon, season_length, units, n_windows=windows, n_exog=k, calendar=calendar)
     if len(flat) == 0:
         return state
     model = _build(lookback, horizon, units, k)
@@ -304,6 +314,7 @@ def train(
         and init.lookback == lookback
         and init.units == units
         and init.n_exog == k
+        and init.calendar == state.calendar
     ):
         model.set_weights(init.weights)
     trainer, rows = _trainer(model, flat), np.arange(len(flat))
@@ -330,14 +341,19 @@ def _step_sigma(trainer, flat: _Flat) -> np.ndarray:
     return np.sqrt(sq / max(len(flat), 1))
 
 
-def predict(state: LstmState, series: list[np.ndarray], exog: Exog = None) -> list[Forecast]:
+def predict(
+    state: LstmState, series: list[np.ndarray], exog: Exog = None, starts: np.ndarray | None = None
+) -> list[Forecast]:
     """Forecast every series from its last `lookback` values (and, for a model trained with
-    regressors, series i's regressor rows len(series[i]) .. len(series[i]) + horizon - 1)."""
+    regressors, series i's regressor rows len(series[i]) .. len(series[i]) + horizon - 1);
+    `starts` as in `train` (a network trained with them needs them)."""
     if not state.weights:
         raise RuntimeError("LSTM has no trained weights (no series long enough)")
     if _exog_width(exog) != state.n_exog:
         raise ValueError(f"the LSTM was trained with {state.n_exog} regressors, got {_exog_width(exog)}")
-    x, p, scales = _inputs(series, state.lookback, state.season_length)
+    if state.calendar and starts is None:
+        raise ValueError("the LSTM was trained with calendar phases: pass each series' start period")
+    x, p, scales = _inputs(series, state.lookback, state.season_length, starts if state.calendar else None)
     extra = [p, _future_exog(exog, series, state.horizon)] if state.n_exog else [p]
     pred = forward(state.weights, x, np.concatenate(extra, axis=1))
     return [normal_forecast(pred[i] * scales[i], state.step_sigma * scales[i]) for i in range(len(series))]
