@@ -199,7 +199,17 @@ def test_short_series_get_fewer_regressors() -> None:
     )
     items = pl.from_arrow(res.items)
     assert "3 of 4 regressors" in items["notes"][0]
-    assert json.loads(items["params"][0])["exog"]["features"] == ["a", "b", "c"]
+    params = json.loads(items["params"][0])
+    assert params["exog"]["features"] == ["a", "b", "c"]
+    # four months later a warm rerun (no backtest: 40 // 10 would allow all 4) keeps the cold fit's 3
+    grown = _series({"M": np.r_[s.values_of(0), 50 + rng.normal(0, 5, 4)]}, freq="M")
+    warm = forecast_batch(
+        grown.with_exog(rng.normal(size=(40 + 3, 4)), ("a", "b", "c", "d"), grown.starts[0]),
+        [0],
+        EngineSpec(3, "M", ("arima",), backtest_windows=0),
+        {str(s.item_ids[0]): params},
+    )
+    assert json.loads(pl.from_arrow(warm.items)["params"][0])["exog"]["features"] == ["a", "b", "c"]
 
 
 # ---------------------------------------------------------------- features per frequency
