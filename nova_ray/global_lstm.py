@@ -217,9 +217,10 @@ def _lstm_run(
         train_x = None if xs is None else replace(xs, offsets=xs.offsets[tr])
         init = lstm.train(train_set, h, m, **kw, exog=train_x, starts=starts[tr])
         if init.weights:
+            # windows numbered per item, oldest first among its own origins, as the engine does
+            # (a short item's first window is its oldest valid origin, not the longest series')
+            done = np.zeros(len(ys), dtype=np.int64)
             for b in sorted(back, reverse=True):
-                w = back.index(b)
-                window = len(back) - 1 - w
                 sel = [j for j, y in enumerate(ys) if len(y) - b >= min_train(m)]
                 sel_x = None
                 if xs is not None:
@@ -234,12 +235,13 @@ def _lstm_run(
                         fc,
                         item_id=str(series.item_ids[indices[j]]),
                         model="lstm",
-                        window=window,
+                        window=int(done[j]),
                         origin=dates[o],
                         date=dates[o : o + h],
                         actual=ys[j][o : o + h],
                         scale=seasonal_error_scale(ys[j][:o], m),
                     )
+                    done[j] += 1
     # the backtest rows as one Arrow table (a few columns), then handed on in parts of items
     # before the final training, which holds none of them
     bt_table = bt_rows.table(BACKTEST_TABLE)

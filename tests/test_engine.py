@@ -191,3 +191,27 @@ def test_daily_dates_equal_pandas_date_range(start: str) -> None:
     got = date_range(pd.Timestamp(start), 400, get_frequency("D"))
     assert got.dtype == want.dtype and (got == want).all()
     assert (date_range(np.datetime64(start, "D"), 400, get_frequency("D")) == want).all()
+
+
+def test_the_lstm_numbers_a_short_items_windows_as_the_engine_does() -> None:
+    """Windows are numbered per item, oldest first among its own origins: a short item's first
+    window is its oldest valid origin. Numbered on the longest series' origins instead, the LSTM's
+    windows of a short item did not meet the other models' in the ensemble (its backtest rows split
+    in two groups each missing part of the weights)."""
+    from nova_ray.engine import LstmSpec
+    from nova_ray.global_lstm import forecast_lstm
+
+    rng = np.random.default_rng(3)
+    days = pd.date_range("2023-01-02", periods=80)
+    s = build_series(pd.concat([  # SHORT: a new part, its 18 days ending with LONG's
+        pd.DataFrame({"item_id": "LONG", "date": days, "quantity": 20 + rng.normal(0, 2, 80)}),
+        pd.DataFrame({"item_id": "SHORT", "date": days[-18:], "quantity": 20 + rng.normal(0, 2, 18)}),
+    ]), "D")
+    assert len(s.values_of(1)) == 18
+    spec = EngineSpec(2, "D", ("naive", "lstm"), backtest_windows=3,
+                      lstm=LstmSpec(lookback=7, units=4, epochs=1, batch_size=32))
+    key = ["item_id", "window", "origin"]
+    engine = pl.from_arrow(forecast_batch(s, [0, 1], spec).backtests).select(key).unique().sort(key)
+    lstm = pl.from_arrow(forecast_lstm(s, [0, 1], spec).backtests).select(key).unique().sort(key)
+    assert engine.filter(pl.col("item_id") == "SHORT")["window"].to_list() == [0, 1]  # 2 valid origins
+    assert lstm.equals(engine)
