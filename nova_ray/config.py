@@ -192,6 +192,16 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return out
 
 
+# NOVA_RAY_* variables that are not settings: the config file's path and the server's own options
+# (`nova-ray serve` needs no config; a nightly job may share its environment file)
+NOT_SETTINGS = ("NOVA_RAY_CONFIG",)
+NOT_SETTINGS_PREFIX = "NOVA_RAY_SERVE_"
+
+
+def _is_setting(name: str) -> bool:
+    return name.startswith(ENV_PREFIX) and not (name in NOT_SETTINGS or name.startswith(NOT_SETTINGS_PREFIX))
+
+
 def load_config(
     config_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
@@ -207,13 +217,13 @@ def load_config(
         _apply_toml(cfg, path)
     env = dict(os.environ) if env is None else env
     for name, value in env.items():
-        if name.startswith(ENV_PREFIX) and name != "NOVA_RAY_CONFIG":
+        if _is_setting(name):
             cfg.set(name[len(ENV_PREFIX) :].lower(), value, f"environment variable {name}")
     if dotenv and Path(dotenv).is_file():
         for name, value in read_dotenv(Path(dotenv)).items():
             if name in DOTENV_KEYS:
                 cfg.set(DOTENV_KEYS[name], value, f"{dotenv} ({name})")
-            elif name.startswith(ENV_PREFIX):
+            elif _is_setting(name):
                 cfg.set(name[len(ENV_PREFIX) :].lower(), value, f"{dotenv} ({name})")
     for key, value in (overrides or {}).items():
         if value is not None:

@@ -204,6 +204,19 @@ def test_console_entry_point_exit_codes(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "unknown model 'bogus'" in bad.stderr
     assert run("forecast", "--data", str(tmp_path / "none.csv")).returncode == 2
     assert run("--help").returncode == 0
+    # usage errors: click's message and exit 2, never a traceback (typer raises its own copy of
+    # click's exceptions, which the entry point once let through as exit 1)
+    for args, message in ((["forecast", "--bogus"], "No such option: --bogus"),
+                          (["forecast", "--horizon", "0"], "Invalid value for '--horizon'"),
+                          (["bogus"], "No such command 'bogus'"),
+                          (["sync"], "Missing option '--to'")):
+        res = run(*args)
+        assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, args
+    # a message with brackets keeps them (rich markup would eat '[forecast]')
+    toml = tmp_path / "bad.toml"
+    toml.write_text("[forecast]\nhorizonn = 3\n")
+    res = run("forecast", "--config", str(toml))
+    assert res.returncode == 2 and "unknown setting 'horizonn' in [forecast]" in " ".join(res.stderr.split())
 
 
 def test_demo_run_writes_recommendations_and_backtests(run_once) -> None:

@@ -24,6 +24,15 @@ def test_precedence_toml_env_dotenv_cli(tmp_path: Path) -> None:
     assert cfg.forecast.horizon == 5 and cfg.paths.output == "cli"
 
 
+def test_the_servers_variables_are_not_settings(tmp_path: Path) -> None:
+    """A nightly job sharing the server's environment (file) is not stopped by its variables."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("NOVA_RAY_SERVE_RESULTS=/srv/shared\nNOVA_RAY_CONFIG=c.toml\nNOVA_RAY_HORIZON=9\n")
+    env = {"NOVA_RAY_SERVE_POLL_SECONDS": "5", "NOVA_RAY_SERVE_ENDPOINT_URL": "http://x",
+           "NOVA_RAY_CONFIG": "c"}
+    assert load_config(None, env=env, dotenv=dotenv).forecast.horizon == 9
+
+
 @pytest.mark.parametrize(
     "env,match",
     [

@@ -92,3 +92,17 @@ def test_the_job_lock_is_reentrant_in_one_process(tmp_path: Path, held_elsewhere
         assert outer == inner
     with held_elsewhere(tmp_path), pytest.raises(LockedError), job_lock(tmp_path):
         pass
+
+
+def test_a_broken_raw_file_stops_the_job_with_exit_2(env: Path, small_demo: Path, monkeypatch) -> None:
+    """Bad input exits 2 with one line, as `nova-ray etl` does for the same file (it was 1)."""
+    import shutil
+
+    raw = env / "raw"
+    shutil.copytree(small_demo / "raw", raw)
+    (raw / "bcb" / "usd_brl.json").write_text('[{"data": "32/01/2023", "valor": "5.1"}]')
+    monkeypatch.setenv("NOVA_RAY_RAW", str(raw))
+    res = _run(small_demo, env / "shared")
+    assert res.exit_code == 2, res.output
+    assert "usd_brl.json:1: column 'data': unparsable date '32/01/2023'" in " ".join(res.output.split())
+    assert not (env / "shared").exists()

@@ -45,10 +45,10 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted: nothing was published; rerun with --resume to continue", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # usage errors (a bad or missing option) carry their own exit code
+        # typer >= 0.24 raises its own copy of click's exceptions, which click's classes do not
+        # match: recognised by what they do instead
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
         raise

@@ -33,7 +33,9 @@ def run(
     """The daily job: etl (when raw files exist), forecast with recommendations, publish. Idempotent
     for a date; two jobs never overlap (exit 3 while another one runs)."""
     from ..daily import run_daily
+    from ..etl import EtlError
     from ..io.lock import LockedError
+    from ..io.publish import PublishError
 
     cfg = config_or_exit(
         config,
@@ -65,10 +67,14 @@ def run(
             )
     except LockedError as exc:
         fail(str(exc), code=3)
-    except (InputError, ConfigError) as exc:
+    except (InputError, ConfigError, EtlError, PublishError) as exc:  # bad input: as `etl` and `sync`
         fail(str(exc))
-    except ValueError as exc:  # publish and etl errors are one-line ValueErrors
+    except ValueError as exc:  # other one-line errors
         fail(str(exc), code=1)
+    except ConnectionError as exc:
+        fail(f"cannot reach Ray at {cfg.ray.address}: {exc}", code=1)
+    except OSError as exc:  # the network or a disk: one line, the output as it was
+        fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}", code=1)
     for step, what in report.steps:
         out.print(f"[bold]{step:<10}[/] {what}", highlight=False)
     console.print(f"daily run {report.run_date} done in {report.wall_seconds:.0f} s (run {report.run_id})")
