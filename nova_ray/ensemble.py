@@ -75,20 +75,22 @@ def _combine(table: pl.DataFrame, weights: pl.DataFrame, keys: list[str]) -> pl.
 
 
 def _residual_bounds(bt: pl.DataFrame) -> pl.DataFrame:
-    """Per item: residual count and the residual quantiles that make each interval bound, at the
-    finite-sample conformal level of the item's own residual count (so an item's intervals do
-    not depend on the other items computed with it)."""
+    """Per item: residual count and the residual quantiles that make each interval bound, the
+    split-conformal ranks of the item's own residual count (so an item's intervals do not depend
+    on the other items computed with it): for level 1 - a, the floor((n + 1) a / 2)-th smallest
+    residual and the ceil((n + 1) (1 - a / 2))-th, clamped to the residuals there are, which
+    cover at least 1 - a of a new exchangeable residual."""
     n = pl.col("n_resid").cast(pl.Float64)
     bounds = []
     for lv in LEVELS:
-        # the finite-sample conformal level ceil((n + 1) level) / n, capped at 1
-        hi = pl.min_horizontal(pl.lit(1.0), ((n + 1) * lv / 100).ceil() / n)
-        quantiles = {
-            f"q_lo_{lv}": pl.when(hi < 1).then((1 - hi) / 2).otherwise(0.0),
-            f"q_hi_{lv}": pl.when(hi < 1).then(pl.min_horizontal(pl.lit(1.0), 0.5 + hi / 2)).otherwise(1.0),
+        a = 1 - lv / 100
+        ranks = {  # 1-based ranks in the sorted residuals
+            f"q_lo_{lv}": ((n + 1) * a / 2).floor(),
+            f"q_hi_{lv}": ((n + 1) * (1 - a / 2)).ceil(),
         }
-        for name, q in quantiles.items():  # the "higher" quantile: sorted value at ceil(q (n - 1))
-            bounds.append(pl.col("_r").list.get((q * (n - 1)).ceil().cast(pl.Int64)).alias(name))
+        for name, rank in ranks.items():
+            at = pl.min_horizontal(pl.max_horizontal(rank - 1, pl.lit(0.0)), n - 1).cast(pl.Int64)
+            bounds.append(pl.col("_r").list.get(at).alias(name))
     return (
         bt.with_columns(r=pl.col("actual") - pl.col("forecast"))
         .group_by("item_id")
