@@ -255,6 +255,10 @@ def test_regressors_prefix_and_errors(tmp_path: Path) -> None:
     bad.write_text("date,x\n2023-01-01,1\n2023-01-02,?\n")
     with pytest.raises(EtlError, match=r"promo.csv:3: column 'x': cannot parse '\?' as a number"):
         read_regressor_file(bad)
+    # a quoted English number keeps its thousands commas out of the decimals (was 1.2345)
+    good = tmp_path / "budget.csv"
+    good.write_text('date,k\n2023-01-01,"1,234.5"\n2023-01-02,"1.234,5"\n2023-01-03,"0,5"\n')
+    assert read_regressor_file(good)["budget_k"].tolist() == [1234.5, 1234.5, 0.5]
 
 
 # ---------------------------------------------------------------- calendar

@@ -86,16 +86,19 @@ def parse_numbers(
 
     `lines` gives the file line of each value (a sequence, or a function of the position).
 
-    A value with a comma uses it as decimal mark (points are then thousands separators);
-    with `dot_is_thousands`, points are always thousands separators (Brazilian counts).
+    A value with a comma uses it as decimal mark (points are then thousands separators), unless
+    a point follows its last comma ("1,234.5": commas are then thousands separators); with
+    `dot_is_thousands`, points are always thousands separators (Brazilian counts).
     """
     # each distinct text is parsed once (hourly readings repeat a few hundred values)
     codes, uniques = pd.factorize(values.astype(str), use_na_sentinel=False)
     text = pd.Series(uniques, dtype=object).str.strip().str.strip('"').str.strip()
     is_missing = text.str.lower().isin(MISSING_TOKENS | {m.lower() for m in missing}).to_numpy()
     has_comma = text.str.contains(",", regex=False)
+    point_last = has_comma & (text.str.rfind(".") > text.str.rfind(",")) & (not dot_is_thousands)
     cleaned = text.where(~(has_comma | dot_is_thousands), text.str.replace(".", "", regex=False))
     cleaned = cleaned.str.replace(",", ".", regex=False)
+    cleaned = cleaned.where(~point_last, text.str.replace(",", "", regex=False))
     parsed = pd.to_numeric(cleaned.where(~is_missing, None), errors="coerce").to_numpy(dtype=float)
     bad = (np.isnan(parsed) & ~is_missing) | np.isinf(parsed)
     if bad[codes].any():
