@@ -552,3 +552,27 @@ def test_loaders_read_demo_output(tmp_path: Path) -> None:
     assert len(merged) == 400 and f["climate_imputed"].eq(0).all()
     for col in ["rain_mm", "temp_mean_c", "humidity_mean_pct", "usd_brl", "ipca", "selic", "g5_estacoes_5g"]:
         np.testing.assert_allclose(merged[col], merged[f"{col}_truth"], atol=1e-9, err_msg=col)
+
+
+def test_a_sensor_no_station_reports_gives_no_column(tmp_path: Path) -> None:
+    """Humidity missing (-9999) in every row: no humidity column, and rain and temperature keep
+    their observed days (one all-missing column marked every day imputed, which left the
+    future's rain and temperature climatology nothing to learn from: all NaN)."""
+    raw = tmp_path / "raw"
+    (raw / "inmet").mkdir(parents=True)
+    lines = A401_2023.read_bytes().split(b"\n")
+    names = [x.strip().upper() for x in lines[8].decode("latin-1").split(";")]
+    hum = next(i for i, n in enumerate(names) if n.startswith("UMIDADE RELATIVA DO AR, HOR"))
+    rows = []
+    for x in lines[9:]:
+        fields = x.split(b";")
+        if len(fields) > hum:
+            fields[hum] = b"-9999"
+        rows.append(b";".join(fields))
+    (raw / "inmet" / A401_2023.name).write_bytes(b"\n".join(lines[:9] + rows))
+    res = build_features(raw, tmp_path / "out", start="2023-01-01", end="2023-01-02")
+    f = read_features(res.path).set_index("date")
+    assert "humidity_mean_pct" not in f.columns and f.loc["2023-01-01", "climate_imputed"] == 0
+    assert not f.drop(columns=["holiday_level", "holiday_name"]).isna().any().any()
+    fut = future_features(read_features(res.path), pd.date_range("2023-01-03", periods=2))
+    assert fut["rain_mm"].notna().all() and fut["temp_mean_c"].notna().all()

@@ -202,14 +202,17 @@ def build_features(
     groups: dict[str, str] = dict.fromkeys(table.columns, "calendar")
     if files["inmet"]:
         daily = stations.groupby("date")[CLIMATE_COLUMNS].mean()
-        climate = daily.reindex(days)
+        # a sensor no station reports gives no column: all NaN, it would also mark every day
+        # imputed (and so leave the climatology of the others nothing to learn from)
+        have = [c for c in CLIMATE_COLUMNS if daily[c].notna().any()]
+        climate = daily[have].reindex(days)
         imputed = climate.isna().any(axis=1)
-        clim = climatology(daily.reset_index())
+        clim = climatology(daily[have].reset_index(), have)
         climate = climate.fillna(pd.DataFrame(clim.loc[day_of_year(days)].to_numpy(), days, clim.columns))
         climate = climate.interpolate(limit_direction="both")
-        table[CLIMATE_COLUMNS] = climate
+        table[have] = climate
         table[IMPUTED] = imputed.astype("int8")
-        groups.update(dict.fromkeys([*CLIMATE_COLUMNS, IMPUTED], "climate"))
+        groups.update(dict.fromkeys([*have, IMPUTED], "climate"))
     for frame, group, leading in (
         (economy, "economy", "bfill"),
         (g5, "5g", "zero"),
