@@ -320,3 +320,15 @@ def test_s3_errors(runs: dict[str, Path], s3: str) -> None:
                                    "--endpoint-url", s3])
     assert res.exit_code == 2 and "bucket not found" in res.output
     assert "testing-secret" not in res.output
+
+
+def test_the_server_loads_only_the_tables_it_serves(runs: dict[str, Path], tmp_path: Path) -> None:
+    """The ensemble weights (and a full run's backtests, its bulk) stay on the target and in the
+    results folder: no endpoint serves them, so the serving box does not hold them."""
+    target = tmp_path / "shared"
+    sync_run(runs[A], target)
+    assert "ensemble_weights" in find_run(runs[A]).row_counts
+    for source in (str(target), str(runs[A])):  # a sync target, a results folder
+        store = RunStore(source)
+        assert store.refresh() and store.current is not None
+        assert set(store.current.kinds) == {"forecasts", "metrics", "items"}

@@ -40,6 +40,8 @@ log = logging.getLogger("nova_ray.serve")
 SORT_KEYS = ("item_id", "site", "model", "date", "window")
 # Kinds served in the order they were written (recommendations: most urgent first).
 KEEP_ORDER = frozenset({"recommendations"})
+# the tables the API serves: a run's backtests (its bulk) and ensemble weights are not loaded
+SERVED = frozenset({"forecasts", "recommendations", "metrics", "items"})
 
 
 class QueryError(ValueError):
@@ -209,6 +211,8 @@ def load_sync_run(loc: Location, pointer: dict[str, Any]) -> Run:
     run_id = manifest["run_id"]
     parts: dict[str, list[pa.Table]] = {}
     for f in manifest["files"]:
+        if str(f["kind"]) not in SERVED:
+            continue
         rel = safe_relpath(str(f["path"]))
         data = read_verified(loc, f"runs/{run_id}/{rel}", int(f["size"]), str(f["sha256"]))
         table = pq.read_table(pa.BufferReader(data))
@@ -216,7 +220,7 @@ def load_sync_run(loc: Location, pointer: dict[str, Any]) -> Run:
             raise PublishError(f"runs/{run_id}/{rel}: {table.num_rows} rows, manifest says {f['rows']}")
         parts.setdefault(str(f["kind"]), []).append(_with_partitions(table, rel))
     return _make_run(run_id, "sync", manifest, {k: _concat(v) for k, v in parts.items()},
-                     manifest.get("row_counts") or {})
+                     _served(manifest.get("row_counts")))
 
 
 def load_results_run(loc: Location, pointer: dict[str, Any]) -> Run:
@@ -224,6 +228,8 @@ def load_results_run(loc: Location, pointer: dict[str, Any]) -> Run:
     run_id = check_run_id(str(pointer["run_id"]))
     parts: dict[str, list[pa.Table]] = {}
     for kind, part in sorted((pointer.get("partitions") or {}).items()):
+        if kind not in SERVED:
+            continue
         rel_dir = safe_relpath(str(part))
         sel = pafs.FileSelector(loc.path(rel_dir), recursive=True)
         try:
@@ -242,7 +248,12 @@ def load_results_run(loc: Location, pointer: dict[str, Any]) -> Run:
             rel = path[len(loc.base.rstrip("/")) + 1:]
             parts.setdefault(kind, []).append(_with_partitions(table, rel))
     return _make_run(run_id, "results", pointer, {k: _concat(v) for k, v in parts.items()},
-                     pointer.get("row_counts") or {})
+                     _served(pointer.get("row_counts")))
+
+
+def _served(row_counts: dict[str, Any] | None) -> dict[str, Any]:
+    """The row counts of the tables the API serves (those loaded)."""
+    return {k: n for k, n in (row_counts or {}).items() if k in SERVED}
 
 
 def _make_run(run_id: str, layout: str, meta: dict[str, Any], tables: dict[str, pa.Table],
