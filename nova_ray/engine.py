@@ -401,9 +401,10 @@ def forecast_item(
         notes.append(f"regressors ignored: they cover {len(x) - n} of {spec.horizon} future periods")
         x = None
     if x is not None:  # short series (monthly, quarterly) get fewer regressors, in the order given
-        k = min(x.shape[1], (origins[0] if origins else n) // OBS_PER_REGRESSOR)
         if cached is not None:  # a warm item (no backtest here): the regressors of its cold fit
             k = min(x.shape[1], len((cached.get("exog") or {}).get("features", [])))
+        else:
+            k = min(x.shape[1], (origins[0] if origins else n) // OBS_PER_REGRESSOR)
         if k < x.shape[1]:
             notes.append(f"{k} of {x.shape[1]} regressors: too few observations for more")
             x, exog_names = (x[:, :k], tuple(exog_names[:k])) if k else (None, ())

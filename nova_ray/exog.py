@@ -209,20 +209,17 @@ def _supplied(table: pd.DataFrame | None, col: str, dates: pd.Series) -> np.ndar
     return pd.to_datetime(dates).dt.normalize().isin(have).to_numpy()
 
 
-def _climate_unknown(derived: pd.DataFrame, observed: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Derived climate columns on days that read a day whose rain is unknown (neither observed nor
-    supplied) -> their day-of-year climatology over `observed` (derived rows of observed days;
-    default: those of `derived`)."""
+def _climate_unknown(derived: pd.DataFrame, observed: pd.DataFrame) -> pd.DataFrame:
+    """Derived climate columns (of `daily_table` rows) on days that read a day whose rain is
+    unknown (neither observed nor supplied) -> their day-of-year climatology over `observed`
+    (derived rows of observed days, `_observed_days`)."""
     from .etl import climatology
     from .etl.features import day_of_year
 
     cols = [c for c in CLIMATE_DERIVED if c in derived.columns]
-    flag = RAIN_GIVEN if RAIN_GIVEN in derived.columns else KNOWN
-    if flag not in derived.columns or not cols or derived[flag].all():
+    if not cols or derived[RAIN_GIVEN].all():
         return derived
-    known = derived[flag].to_numpy() > 0
-    if observed is None:
-        observed = derived[derived[KNOWN].to_numpy() > 0] if KNOWN in derived.columns else derived[known]
+    known = derived[RAIN_GIVEN].to_numpy() > 0
     if observed.empty:
         return derived
     clim = climatology(observed, cols)
