@@ -166,6 +166,26 @@ def test_lstm_trains_on_window_numbers_exactly_as_on_the_dense_windows(
         assert np.allclose(sigma, state.step_sigma, rtol=1e-6, atol=0) and state.n_windows == 120
 
 
+def test_lstm_training_arrays_are_read_in_place_by_tensorflow() -> None:
+    """The training windows' arrays are aligned for TensorFlow, which reads them without a copy
+    (a write to the array shows in the tensor); an array it cannot share is copied."""
+    from nova_ray.models import lstm
+
+    series = [RNG.poisson(4, 60).astype(float), RNG.poisson(9, 45).astype(float)]
+    flat = lstm._Flat(series, 14, 7, 7, 40, [RNG.normal(size=(len(y) + 7, 2)) for y in series])
+    for a in (flat.values, flat.at, flat.row_at, flat.phase, flat.exog):
+        assert a.ctypes.data % lstm.ALIGN == 0 and a.size
+        t = lstm._tensor(a)
+        before = float(t.numpy().ravel()[0])
+        a.ravel()[0] += 1
+        assert float(t.numpy().ravel()[0]) == before + 1  # one buffer
+        a.ravel()[0] -= 1
+    odd = np.arange(9, dtype=np.float32)[1:]  # 4 bytes past an aligned start
+    t = lstm._tensor(odd)
+    odd[0] = 100
+    assert float(t.numpy()[0]) == 1.0 and lstm._tensor(np.zeros((0, 0), np.float32)).shape == (0, 0)
+
+
 def test_lstm_on_a_shared_row_grid_equals_rows_per_series() -> None:
     """Series on one calendar share one regressor grid (RowGrid: no copy of the rows per series):
     training and forecasts are the same, bit for bit, as with a matrix per series, and the
