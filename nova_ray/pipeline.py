@@ -122,8 +122,14 @@ def engine_spec(cfg: Config, final_fit: bool = True) -> EngineSpec:
 
 
 def load_demand(cfg: Config, items: list[str] | None) -> pd.DataFrame:
-    """Validated demand for the selected items."""
-    return select_items(read_demand(cfg.paths.data), items)
+    """Validated demand for the selected items; `attrs["end"]` is the file's last date, the
+    common end of every series also when `items` picks a few (an item without rows lately has
+    zero demand up to it, as in a run over every item)."""
+    demand = read_demand(cfg.paths.data)
+    end = demand["date"].max() if len(demand) else None
+    demand = select_items(demand, items)
+    demand.attrs["end"] = end
+    return demand
 
 
 def load_series(
@@ -131,7 +137,7 @@ def load_series(
 ) -> tuple[SeriesSet, str]:
     """Validated demand for the selected items as a SeriesSet, and the dataset id."""
     demand = load_demand(cfg, items) if demand is None else demand
-    return build_series(demand, cfg.forecast.freq), dataset_id(demand)
+    return build_series(demand, cfg.forecast.freq, end=demand.attrs.get("end")), dataset_id(demand)
 
 
 def attach_exog(cfg: Config, series: SeriesSet) -> tuple[SeriesSet, dict[str, Any]]:

@@ -292,3 +292,19 @@ def test_duplicates_per_site_and_time_zones(tmp_path: Path) -> None:
     df = read_demand(_csv(tmp_path, text))
     assert df["date"].dtype == "datetime64[ns]"
     assert df["date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-01-01", "2024-01-02"]
+
+
+def test_an_items_run_keeps_the_files_end(tmp_path: Path) -> None:
+    """`--items` picks rows, not dates: an item without rows lately (a slow mover, zero days not
+    written) gets zeros up to the file's last date, as in a run over every item, not a series
+    that stops at its own last row with forecasts dated in the past."""
+    from nova_ray.config import load_config
+    from nova_ray.pipeline import load_demand, load_series
+
+    rows = "A,2024-01-01,1\nA,2024-01-09,2\nB,2024-01-02,5\nB,2024-01-04,1\n"
+    f = _csv(tmp_path, "item_id,date,quantity\n" + rows)
+    cfg = load_config(None, {"data": str(f)}, env={}, dotenv=None)
+    alone, _ = load_series(cfg, ["B"], load_demand(cfg, ["B"]))
+    every, _ = load_series(cfg, None)
+    assert alone.end == every.end == np.datetime64("2024-01-09")
+    assert alone.values_of(0).tolist() == every.values_of(1).tolist() == [5, 0, 1, 0, 0, 0, 0, 0]
