@@ -308,3 +308,18 @@ def test_an_items_run_keeps_the_files_end(tmp_path: Path) -> None:
     every, _ = load_series(cfg, None)
     assert alone.end == every.end == np.datetime64("2024-01-09")
     assert alone.values_of(0).tolist() == every.values_of(1).tolist() == [5, 0, 1, 0, 0, 0, 0, 0]
+
+
+def test_text_dates_are_iso_or_day_first_never_guessed_per_value(tmp_path: Path) -> None:
+    """Dates are read strictly as ISO, else as dd/mm/yyyy (a Brazilian export): 05/03 is 5 March
+    like 13/03 is 13 March (pandas' per-value guess made it 3 May, scrambling days 1-12 of every
+    month silently); month-first dates are an error naming the line; each UTC offset keeps the
+    day written (mixed offsets too)."""
+    day_first = "item_id,date,quantity\nA,05/03/2024,1\nA,13/03/2024,2\nB,2024-03-06,3\n"
+    df = read_demand(_csv(tmp_path, day_first))
+    assert df["date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-03-05", "2024-03-13", "2024-03-06"]
+    with pytest.raises(InputError, match=r"d.csv: line 3: cannot parse date '03/13/2024' .*dd/mm/yyyy"):
+        read_demand(_csv(tmp_path, "item_id,date,quantity\nA,03/05/2024,1\nA,03/13/2024,2\n"))
+    text = "A,2024-01-01T23:30:00-03:00,1\nA,2024-01-02T00:30:00+01,2\nA,2024-01-03,4\n"
+    df = read_demand(_csv(tmp_path, "item_id,date,quantity\n" + text))
+    assert df["date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-01-01", "2024-01-02", "2024-01-03"]

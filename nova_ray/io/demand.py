@@ -81,6 +81,23 @@ def _where(path: str, first_line: int, row: int, csv: bool) -> str:
     return f"{path}: line {row + first_line}" if csv else f"{path}: row {row + 1}"
 
 
+# a time of day's UTC offset (or Z): dropped, so that each date is the day it was written on
+_OFFSET = r"(\d\d:\d\d(?::\d\d(?:\.\d+)?)?)\s*(?:Z|[+-]\d\d(?::?\d\d)?)$"
+
+
+def _text_dates(text: pd.Series) -> pd.Series:
+    """Dates written as text: ISO (yyyy-mm-dd, with a time of day and an offset or not), and
+    what is not ISO as dd/mm/yyyy (Brazilian exports), each layout read strictly; anything else
+    is missing (an error upstream). Never guessed value by value: pandas' "mixed" format read
+    05/03/2024 as 3 May and 13/03/2024 as 13 March in one column."""
+    wall = text.str.replace(_OFFSET, r"\1", regex=True)
+    dates = pd.to_datetime(wall, errors="coerce", format="ISO8601")
+    rest = dates.isna() & wall.notna()
+    if rest.any():
+        dates[rest] = pd.to_datetime(wall[rest], errors="coerce", format="%d/%m/%Y")
+    return dates
+
+
 def _out_of_ns(days: np.ndarray) -> bool:
     """Whether datetime64[D] values hold dates outside the nanosecond range (1677-2262)."""
     v = days.view(np.int64)
@@ -159,14 +176,13 @@ def read_demand(path: str | Path) -> pd.DataFrame:
         dates = pd.Series(date_col.dt.tz_localize(None).to_numpy().astype("datetime64[D]"))
         dates = dates.astype("datetime64[ns]")
     else:
-        text = date_col.astype("string").str.strip()
-        dates = pd.to_datetime(text, errors="coerce", format="mixed")
+        dates = _text_dates(date_col.astype("string").str.strip())
     bad = dates.isna().to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(
             f"{_where(path, first_line, i, csv)}: cannot parse date {str(date_col.iloc[i])!r} "
-            "in column 'date'"
+            "in column 'date' (expected yyyy-mm-dd or dd/mm/yyyy)"
         )
     if getattr(dates.dt, "tz", None) is not None:  # text with a UTC offset: its own calendar day
         dates = dates.dt.tz_localize(None)
