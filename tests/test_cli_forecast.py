@@ -252,3 +252,21 @@ def test_run_record_times_each_stage(run_once) -> None:
     assert all(v >= 0 for v in stages.values()) and stages["fit and backtest"] > 0
     assert sum(stages.values()) <= record["wall_seconds"] + 0.01
     assert "stages" in res.output  # the summary table's row (its text wraps)
+
+
+def test_warnings_print_as_text_and_ray_errors_name_the_ray(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Warnings are plain text (a stock file under `data/[old]/` or an item id `[/x]` broke or
+    vanished as rich markup); a Ray that cannot be reached is named even when it came from
+    RAY_ADDRESS (inside a Ray job) or is the local one, not 'cannot reach Ray at :'."""
+    from nova_ray.cli.common import ray_target, warn
+    from nova_ray.config import Config
+
+    warn(["stock data/[old]/stock.csv: line 3: item '[/x]' unknown", "b", "c"], most=2)
+    text = " ".join(capsys.readouterr().err.split())
+    assert "data/[old]/stock.csv: line 3: item '[/x]' unknown" in text and "... and 1 more" in text
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert ray_target(Config()) == "a local Ray (started here)"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    assert ray_target(Config()) == "10.0.0.5:6379"

@@ -30,6 +30,24 @@ def fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def warn(messages: list[str], most: int | None = None) -> None:
+    """Print warnings, one line each (`most` of them, then how many more), as plain text: a path
+    or an item id with [brackets] is not rich markup."""
+    shown = messages if most is None else messages[:most]
+    for w in shown:
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+    if len(messages) > len(shown):
+        console.print(f"[yellow]warning:[/] ... and {len(messages) - len(shown)} more", highlight=False)
+
+
+def ray_target(cfg: Config) -> str:
+    """The Ray a run joins or starts, for messages: `--address`, RAY_ADDRESS (inside a Ray job),
+    else a local Ray."""
+    import os
+
+    return cfg.ray.address or os.environ.get("RAY_ADDRESS") or "a local Ray (started here)"
+
+
 def console_logging(verbose: bool) -> None:
     """--verbose: nova-ray's log (debug and up) on the terminal too; the run's log file always has it."""
     import logging

@@ -11,7 +11,7 @@ from ..config import ConfigError
 from ..io.errors import InputError
 from ..io.lock import LockedError
 from . import app
-from .common import BarProgress, config_or_exit, console, console_logging, fail, out
+from .common import BarProgress, config_or_exit, console, console_logging, fail, out, ray_target, warn
 
 
 def _items(text: str | None) -> list[str] | None:
@@ -177,7 +177,7 @@ def forecast(
     except LockedError as exc:
         fail(str(exc), code=3)
     except ConnectionError as exc:
-        fail(f"cannot reach Ray at {cfg.ray.address}: {exc}", code=1)
+        fail(f"cannot reach Ray at {ray_target(cfg)}: {exc}", code=1)
     table = Table(title=f"nova-ray run {summary.run_id}", show_header=False)
     table.add_row("items", str(summary.items))
     table.add_row("models", ", ".join(summary.models))
@@ -228,10 +228,7 @@ def forecast(
     table.add_row("output", summary.output)
     table.add_row("log", str(summary.log_path))
     out.print(table)
-    for w in summary.warnings[:20]:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
-    if len(summary.warnings) > 20:
-        console.print(f"[yellow]warning:[/] ... and {len(summary.warnings) - 20} more", highlight=False)
+    warn(summary.warnings, 20)
 
 
 @app.command()

@@ -14,7 +14,7 @@ from ..config import Config
 from ..io.errors import InputError
 from ..io.lock import LockedError, job_lock
 from . import app
-from .common import config_or_exit, console, fail, out
+from .common import config_or_exit, fail, out, warn
 
 
 @dataclass
@@ -116,8 +116,5 @@ def recommend_cmd(
     except InputError as exc:
         fail(str(exc))
         return
-    for w in res.warnings[:20]:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
-    if len(res.warnings) > 20:
-        console.print(f"[yellow]warning:[/] ... and {len(res.warnings) - 20} more", highlight=False)
+    warn(res.warnings, 20)
     print_recommendations(res, top)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import app
-from .common import config_or_exit, console, fail
+from .common import config_or_exit, console, fail, warn
 
 
 @app.command("report")
@@ -51,6 +51,5 @@ def report(
     except OSError as exc:
         fail(f"--out {out}: cannot write: {exc.strerror or exc}")
     if not quiet:
-        for w in tables.warnings:
-            console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+        warn(tables.warnings)
         console.print(f"wrote {path} (run {tables.run_id}, {len(html_text) / 1e6:.1f} MB)", highlight=False)

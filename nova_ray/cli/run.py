@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 
 import typer
+from rich.markup import escape
 
 from ..config import ConfigError
 from ..io.errors import InputError
 from . import app
-from .common import BarProgress, config_or_exit, console, fail, out
+from .common import BarProgress, config_or_exit, console, fail, out, ray_target
 from .forecast import ensure_demo
 
 
@@ -72,9 +73,9 @@ def run(
     except ValueError as exc:  # other one-line errors
         fail(str(exc), code=1)
     except ConnectionError as exc:
-        fail(f"cannot reach Ray at {cfg.ray.address}: {exc}", code=1)
+        fail(f"cannot reach Ray at {ray_target(cfg)}: {exc}", code=1)
     except OSError as exc:  # the network or a disk: one line, the output as it was
         fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}", code=1)
     for step, what in report.steps:
-        out.print(f"[bold]{step:<10}[/] {what}", highlight=False)
+        out.print(f"[bold]{step:<10}[/] {escape(what)}", highlight=False)
     console.print(f"daily run {report.run_date} done in {report.wall_seconds:.0f} s (run {report.run_id})")

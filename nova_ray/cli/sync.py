@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import app
-from .common import config_or_exit, console, fail, out
+from .common import config_or_exit, console, fail, out, warn
 
 
 @app.command("sync")
@@ -48,8 +48,7 @@ def sync(
     except OSError as exc:
         fail(f"sync to {to} interrupted: {' '.join(str(exc).split())}; the previously published run is "
              "intact, rerun to resume", code=1)
-    for w in report.warnings:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    warn(report.warnings)
     if quiet:
         return
     moved = "pointer moved" if report.pointer_moved else "pointer already current"
