@@ -67,8 +67,8 @@ def run_daily(
 
         same = False
         if pointer is not None and pointer.get("run_date") == run_date.isoformat():
-            demand = load_demand(cfg, None)
-            series, _ = attach_exog(cfg, load_series(cfg, None, demand)[0])
+            demand, end = load_demand(cfg, None)
+            series, _ = attach_exog(cfg, load_series(cfg, None, (demand, end))[0])
             same = pointer.get(
                 "model_version"
             ) == f"{__version__}+{config_hash(cfg, series.exog_names)}" and pointer.get(

@@ -121,23 +121,22 @@ def engine_spec(cfg: Config, final_fit: bool = True) -> EngineSpec:
     )
 
 
-def load_demand(cfg: Config, items: list[str] | None) -> pd.DataFrame:
-    """Validated demand for the selected items; `attrs["end"]` is the file's last date, the
-    common end of every series also when `items` picks a few (an item without rows lately has
-    zero demand up to it, as in a run over every item)."""
+def load_demand(cfg: Config, items: list[str] | None) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """Validated demand for the selected items, and the file's last date: the common end of every
+    series also when `items` picks a few (an item without rows lately has zero demand up to it,
+    as in a run over every item)."""
     demand = read_demand(cfg.paths.data)
-    end = demand["date"].max() if len(demand) else None
-    demand = select_items(demand, items)
-    demand.attrs["end"] = end
-    return demand
+    end = demand["date"].max()
+    return select_items(demand, items), end
 
 
 def load_series(
-    cfg: Config, items: list[str] | None, demand: pd.DataFrame | None = None
+    cfg: Config, items: list[str] | None, loaded: tuple[pd.DataFrame, pd.Timestamp] | None = None
 ) -> tuple[SeriesSet, str]:
-    """Validated demand for the selected items as a SeriesSet, and the dataset id."""
-    demand = load_demand(cfg, items) if demand is None else demand
-    return build_series(demand, cfg.forecast.freq, end=demand.attrs.get("end")), dataset_id(demand)
+    """Validated demand for the selected items as a SeriesSet, and the dataset id (`loaded`: what
+    `load_demand` gave, else read here)."""
+    demand, end = load_demand(cfg, items) if loaded is None else loaded
+    return build_series(demand, cfg.forecast.freq, end=end), dataset_id(demand)
 
 
 def attach_exog(cfg: Config, series: SeriesSet) -> tuple[SeriesSet, dict[str, Any]]:
@@ -233,8 +232,8 @@ def run_forecast(
     progress = timer = StageTimer(progress or Silent())
     t0 = time.perf_counter()
     progress.stage("read input")
-    demand = load_demand(cfg, items)
-    series, dataset = load_series(cfg, items, demand)
+    demand, end = load_demand(cfg, items)
+    series, dataset = load_series(cfg, items, (demand, end))
     series, exog_record = attach_exog(cfg, series)
     # the stock is validated before any fitting: a bad file costs no compute and writes nothing
     stock, warnings = load_stock(cfg, demand, items) if only is None and publish else (None, [])

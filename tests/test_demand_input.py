@@ -305,6 +305,7 @@ def test_an_items_run_keeps_the_files_end(tmp_path: Path) -> None:
     f = _csv(tmp_path, "item_id,date,quantity\n" + rows)
     cfg = load_config(None, {"data": str(f)}, env={}, dotenv=None)
     alone, _ = load_series(cfg, ["B"], load_demand(cfg, ["B"]))
+    assert load_demand(cfg, ["B"])[1] == pd.Timestamp("2024-01-09")
     every, _ = load_series(cfg, None)
     assert alone.end == every.end == np.datetime64("2024-01-09")
     assert alone.values_of(0).tolist() == every.values_of(1).tolist() == [5, 0, 1, 0, 0, 0, 0, 0]
