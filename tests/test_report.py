@@ -309,3 +309,26 @@ def test_report_renders_in_a_headless_browser(run_dirs, tmp_path: Path) -> None:
         n for n, (r, g, b) in colors if abs(r - 31) < 12 and abs(g - 78) < 12 and abs(b - 121) < 12
     )
     assert ensemble > 500, ensemble  # broken images (alt text only) give 0 here
+
+
+def test_report_and_recommend_read_only_what_the_latest_run_wrote(run_dirs, tmp_path: Path) -> None:
+    """A run with --only-forecasts after a full run of the same date leaves the earlier run's
+    metrics and backtests in their date folders: the report of the latest run no longer looks
+    there (it failed with 'holds run A, not B'), nor do recommendations pair its forecasts with
+    the earlier run's backtests."""
+    from nova_ray.io.recommendations import read_published_run
+
+    root = tmp_path / "later"
+    shutil.copytree(run_dirs["real"], root)
+    first = read_published_run(root)
+    assert first.backtests is not None
+    args = ["forecast", "--data", str(run_dirs["data"]), "--output", str(root), "--items", ITEMS,
+            "--horizon", "14", "--models", "naive,theta", "--only-forecasts", "--no-ray", "--quiet"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    later = read_published_run(root)
+    assert later.run_id != first.run_id and later.backtests is None
+    assert (root / "metrics" / f"run_date={later.run_date}").exists()  # the earlier run's, left
+    html, res = _report(tmp_path, root, "--data", str(run_dirs["data"]))
+    assert res.exit_code == 0, res.output
+    assert later.run_id in html and len(_charted(html)) > 0

@@ -72,8 +72,14 @@ def read_published_run(root: str | Path) -> PublishedRun:
     if fc is None:
         raise InputError(f"{root}: run {run_id} has no ensemble forecasts "
                          f"under forecasts/run_date={run_date}")
-    items = _read_folder(root / "items" / f"run_date={run_date}")
-    return PublishedRun(root, run_id, run_date, record, fc, _ensemble_of(root, "backtests", run_date), items)
+    # a kind the run did not write (--only-forecasts: no backtests) is not read from its date's
+    # folder, where an earlier run of that date may have left its own (records before the
+    # partitions list: every kind)
+    listed = record.get("partitions")
+    wrote = (lambda kind: kind in listed) if isinstance(listed, dict) else (lambda kind: True)
+    items = _read_folder(root / "items" / f"run_date={run_date}") if wrote("items") else None
+    backtests = _ensemble_of(root, "backtests", run_date) if wrote("backtests") else None
+    return PublishedRun(root, run_id, run_date, record, fc, backtests, items)
 
 
 def amend_run(root: str | Path, run_id: str, run_date: str, kind: str, table: pa.Table,

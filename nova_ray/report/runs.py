@@ -123,11 +123,14 @@ def load_run(
     record = find_record(root, run_id)
     run_id = str(record.get("run_id"))
     run_date = record.get("run_date")
+    listed = "partitions" in record  # older records list none: each kind under the run's date
     partitions = record.get("partitions") or {}
     tables: dict[str, pl.DataFrame | None] = {}
     for kind in KINDS:
-        rel = partitions.get(kind) or f"{kind}/run_date={run_date}"
-        tables[kind] = _read_kind(root, root / rel, run_id)
+        rel = partitions.get(kind) if listed else f"{kind}/run_date={run_date}"
+        # a kind the run did not write (--only-forecasts: no metrics) is not looked for under its
+        # date, where an earlier run of that date may have left its own
+        tables[kind] = _read_kind(root, root / rel, run_id) if rel else None
     if all(t is None for t in tables.values()):
         raise ReportError(f"{root}: run {run_id} has no tables under its run date {run_date}")
     run = RunTables(
