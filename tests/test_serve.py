@@ -240,6 +240,10 @@ def test_bad_parameters_on_other_endpoints(srv: dict[str, Any]) -> None:
                  "/api/v1/recommendations?urgency=<script>", "/health?x=1"):
         r = c.get(path)
         assert r.status_code == 400 and r.json()["detail"], (path, r.text)
+    # a method the API does not take: 405 with the Allow header; HEAD /health for load balancers
+    r = c.post("/api/v1/forecasts")
+    assert r.status_code == 405 and r.headers["allow"] == "GET" and r.json()["detail"]
+    assert c.head("/health").status_code == c.get("/health").status_code
 
 
 def test_new_run_swaps_in_under_load(srv: dict[str, Any]) -> None:

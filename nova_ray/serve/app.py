@@ -36,11 +36,15 @@ NAME = r"^[A-Za-z0-9_.-]+$"
 
 
 class ApiError(HTTPException):
-    """An HTTP error with a one-line message."""
+    """An HTTP error with a one-line message, about run `run_id` when the request read one."""
+
+    def __init__(self, status_code: int, detail: str, run_id: str | None = None) -> None:
+        super().__init__(status_code, detail)
+        self.run_id = run_id
 
 
-def _json(body: dict[str, Any], status: int = 200) -> Response:
-    return Response(content=dumps(body), status_code=status, media_type="application/json")
+def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(content=dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
 def _reject_unknown(request: Request) -> None:
@@ -120,7 +124,9 @@ def create_app(
 
     @app.exception_handler(HTTPException)
     async def _http_error(_: Request, exc: HTTPException) -> Response:
-        return _json({"detail": str(exc.detail), "run_id": run_id()}, exc.status_code)
+        # the run the request read (the watcher may have moved on since); 405's Allow header kept
+        body = {"detail": str(exc.detail), "run_id": getattr(exc, "run_id", None) or run_id()}
+        return _json(body, exc.status_code, getattr(exc, "headers", None))
 
     def current() -> Run:
         run = store.current  # read once: the whole response comes from this run
@@ -130,14 +136,14 @@ def create_app(
 
     def query(run: Run, kind: str, **filters: Any) -> pa.Table:
         if kind not in run.kinds:
-            raise ApiError(404, f"run {run.run_id} has no {kind} table")
+            raise ApiError(404, f"run {run.run_id} has no {kind} table", run.run_id)
         df, dt = filters.get("date_from"), filters.get("date_to")
         if df is not None and dt is not None and df > dt:
-            raise ApiError(400, f"date_from {df} is after date_to {dt}")
+            raise ApiError(400, f"date_from {df} is after date_to {dt}", run.run_id)
         try:
             return run.select(kind, **filters)
         except QueryError as exc:
-            raise ApiError(400, str(exc)) from None
+            raise ApiError(400, str(exc), run.run_id) from None
 
     limit_q = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=f"Page size (max {MAX_LIMIT}).")
     offset_q = Query(0, ge=0, le=10**9, description="Rows to skip.")
@@ -145,13 +151,15 @@ def create_app(
     site_q = Query(None, min_length=1, max_length=100, pattern=TEXT,
                    description="Site (via the items or recommendations table; 400 when the run has none).")
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: load balancers' health checks
     async def health() -> Response:
         """200 with the served run, or 503 while no run is loaded."""
         return _json(store.health(), 200 if store.current is not None else 503)
 
+    # the table endpoints are plain functions: FastAPI runs them in its thread pool, so that a
+    # filter over a whole table (pyarrow, without the GIL) does not hold up other requests
     @app.get("/api/v1/forecasts")
-    async def forecasts(
+    def forecasts(
         item_id: list[str] | None = item_q,
         site: str | None = site_q,
         model: str | None = Query(None, min_length=1, max_length=64, pattern=NAME),
@@ -167,7 +175,7 @@ def create_app(
         return _page(run, "forecasts", t, limit, offset)
 
     @app.get("/api/v1/recommendations")
-    async def recommendations(
+    def recommendations(
         item_id: list[str] | None = item_q,
         site: str | None = site_q,
         urgency: str | None = Query(None, min_length=1, max_length=32, pattern=NAME),
@@ -178,12 +186,12 @@ def create_app(
         run = current()
         if "recommendations" not in run.kinds:
             raise ApiError(404, f"run {run.run_id} has no recommendations (the run did not produce a "
-                                "recommendations table)")
+                                "recommendations table)", run.run_id)
         t = query(run, "recommendations", item_ids=_items(item_id), site=site, equals={"urgency": urgency})
         return _page(run, "recommendations", t, limit, offset)
 
     @app.get("/api/v1/metrics")
-    async def metrics(
+    def metrics(
         item_id: list[str] | None = item_q,
         model: str | None = Query(None, min_length=1, max_length=64, pattern=NAME),
         limit: int = limit_q,
@@ -195,7 +203,7 @@ def create_app(
                      limit, offset)
 
     @app.get("/api/v1/items")
-    async def items(
+    def items(
         item_id: list[str] | None = item_q,
         site: str | None = site_q,
         demand_class: str | None = Query(None, min_length=1, max_length=32, pattern=NAME),
