@@ -142,8 +142,9 @@ class _LstmActor:
         return [d.name for d in tf.config.list_logical_devices()]
 
 
-def estimate_cost(y: np.ndarray, spec: EngineSpec, windows: int) -> float:
-    """Estimated CPU seconds to backtest and fit one series with its models."""
+def estimate_cost(y: np.ndarray, spec: EngineSpec, windows: int, search: bool = True) -> float:
+    """Estimated CPU seconds to backtest and fit one series with its models (`search=False`: with
+    stored model choices, as a warm item of an incremental run, no order or form search)."""
     from .engine import models_for
     from .models import MODELS
 
@@ -156,7 +157,8 @@ def estimate_cost(y: np.ndarray, spec: EngineSpec, windows: int) -> float:
         return 2 + (windows - 1) / 3 if once else windows + 1
 
     return (
-        sum(FIT_COST.get(n, 0.0) * fits(n) * scale + SEARCH_COST.get(n, 0.0) * search_scale for n in names)
+        sum(FIT_COST.get(n, 0.0) * fits(n) * scale + search * SEARCH_COST.get(n, 0.0) * search_scale
+            for n in names)
         + 0.002
     )
 
@@ -176,16 +178,17 @@ def make_batches(
     batch_seconds: float,
     costs: dict[str, float] | None = None,
     indices: list[int] | None = None,
+    search: bool = True,
 ) -> list[list[int]]:
     """Group `indices` (default all items) into tasks of about `batch_seconds` of work (measured
     costs where known, else estimated), most expensive first, smaller when that makes fewer than
-    MIN_TASKS_PER_WORKER tasks per worker (load balance). Returns lists of series indices (no
-    copy of the series is made)."""
+    MIN_TASKS_PER_WORKER tasks per worker (load balance); `search=False` for warm items (stored
+    model choices). Returns lists of series indices (no copy of the series is made)."""
     idx = np.arange(len(series)) if indices is None else np.asarray(indices, dtype=np.int64)
     est = np.array(
         [
             (costs or {}).get(str(series.item_ids[i]))
-            or estimate_cost(series.values_of(i), spec, spec.backtest_windows)
+            or estimate_cost(series.values_of(i), spec, spec.backtest_windows, search)
             for i in idx
         ]
     )

@@ -119,8 +119,10 @@ def run_engine(
         jobs = []
         for group, sp in ((cold_idx, spec), (warm_idx, warm_spec)):
             if group:  # batches of series indices (a subset would copy the series for the run)
-                measured = costs if sp is spec else None  # stored costs include the backtest
-                batches = make_batches(series, sp, workers, cfg.ray.batch_seconds, measured, group)
+                cold = sp is spec  # stored costs include the backtest and the search; warm items do neither
+                batches = make_batches(
+                    series, sp, workers, cfg.ray.batch_seconds, costs if cold else None, group, search=cold
+                )
                 jobs.append((sp, batches, warm or None))
         for result, n in backend.run(series, jobs, (spec, lstm_idx, lstm_init)):
             sink(result)

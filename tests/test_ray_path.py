@@ -128,3 +128,32 @@ def test_batches_of_some_indices_match_batches_of_their_subset(setup) -> None:
     of_subset = make_batches(series.subset(group), spec, workers=2, batch_seconds=0.5)
     assert by_index == [[group[j] for j in b] for b in of_subset]
     assert sorted(i for b in by_index for i in b) == group
+
+
+def test_warm_items_are_batched_without_the_search_they_skip() -> None:
+    """Warm items (stored model choices, no backtest) cost their fits alone: counting the order
+    and form search they skip made their batches 2-4x smaller than batch_seconds (2000 warm
+    3-year items: ~2.9x the tasks and checkpoint files)."""
+    from dataclasses import replace
+
+    import numpy as np
+    import pandas as pd
+
+    from nova_ray.distributed import SEARCH_COST, estimate_cost
+    from nova_ray.engine import EngineSpec
+    from nova_ray.series import build_series
+
+    rng = np.random.default_rng(0)
+    ids = [f"I{k:04d}" for k in range(2000)]
+    days = np.tile(pd.date_range("2023-01-01", periods=1095), len(ids))
+    demand = pd.DataFrame({"item_id": np.repeat(ids, 1095), "date": days,
+                           "quantity": rng.poisson(20, len(days)).astype(float)})
+    series = build_series(demand, "D")
+    warm = replace(EngineSpec(horizon=30), backtest_windows=0)
+    y = series.values_of(0)
+    assert any(SEARCH_COST.values())
+    fits_only = estimate_cost(y, warm, 0, search=False)
+    assert 0 < fits_only < estimate_cost(y, warm, 0) / 2
+    searched = make_batches(series, warm, workers=2, batch_seconds=10.0)
+    stored = make_batches(series, warm, workers=2, batch_seconds=10.0, search=False)
+    assert len(stored) < len(searched) / 2 and sorted(i for b in stored for i in b) == list(range(2000))
