@@ -67,13 +67,13 @@ def run_daily(
 
         same = False
         if pointer is not None and pointer.get("run_date") == run_date.isoformat():
-            demand, end = load_demand(cfg, None)
-            series, _ = attach_exog(cfg, load_series(cfg, None, (demand, end))[0])
+            loaded = load_demand(cfg, None)
+            series, _ = attach_exog(cfg, load_series(cfg, None, loaded)[0])
             same = pointer.get(
                 "model_version"
             ) == f"{__version__}+{config_hash(cfg, series.exog_names)}" and pointer.get(
                 "dataset_id"
-            ) == dataset_id(demand)
+            ) == dataset_id(loaded.rows)
         if same and not force:
             report.skipped = True
             report.run_id = pointer["run_id"]

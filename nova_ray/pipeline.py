@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -49,7 +49,7 @@ from .models import parse_models
 from .provenance import config_hash, model_versions
 from .recommend import BACKTEST_COLUMNS, FORECAST_COLUMNS, HISTORY_COLUMNS, Policy, recommend, summarize
 from .recommend import KIND as RECOMMENDATIONS
-from .series import SeriesSet, build_series
+from .series import SeriesSet, build_series, complete_end
 from .tmpdirs import owned_prefix, sweep
 
 
@@ -121,22 +121,34 @@ def engine_spec(cfg: Config, final_fit: bool = True) -> EngineSpec:
     )
 
 
-def load_demand(cfg: Config, items: list[str] | None) -> tuple[pd.DataFrame, pd.Timestamp]:
-    """Validated demand for the selected items, and the file's last date: the common end of every
-    series also when `items` picks a few (an item without rows lately has zero demand up to it,
-    as in a run over every item)."""
+class Demand(NamedTuple):
+    """Validated demand rows of the selected items, the day every series ends on, and notes."""
+
+    rows: pd.DataFrame
+    end: pd.Timestamp
+    notes: list[str]
+
+
+def load_demand(cfg: Config, items: list[str] | None) -> Demand:
+    """Validated demand for the selected items. The series end on the file's last date, also when
+    `items` picks a few (an item without rows lately has zero demand up to it, as in a run over
+    every item), or before the period it falls in when that period is incomplete (`complete_end`)."""
     demand = read_demand(cfg.paths.data)
-    end = demand["date"].max()
-    return select_items(demand, items), end
+    end, left_out = complete_end(demand["date"], cfg.forecast.freq)
+    notes = []
+    if left_out is not None:
+        notes.append(
+            f"{cfg.paths.data}: the data end on {demand['date'].max():%Y-%m-%d}, inside the period from "
+            f"{left_out:%Y-%m-%d}: that incomplete period is left out, the forecast starts with it"
+        )
+    return Demand(select_items(demand, items), end, notes)
 
 
-def load_series(
-    cfg: Config, items: list[str] | None, loaded: tuple[pd.DataFrame, pd.Timestamp] | None = None
-) -> tuple[SeriesSet, str]:
+def load_series(cfg: Config, items: list[str] | None, loaded: Demand | None = None) -> tuple[SeriesSet, str]:
     """Validated demand for the selected items as a SeriesSet, and the dataset id (`loaded`: what
     `load_demand` gave, else read here)."""
-    demand, end = load_demand(cfg, items) if loaded is None else loaded
-    return build_series(demand, cfg.forecast.freq, end=end), dataset_id(demand)
+    demand = load_demand(cfg, items) if loaded is None else loaded
+    return build_series(demand.rows, cfg.forecast.freq, end=demand.end), dataset_id(demand.rows)
 
 
 def attach_exog(cfg: Config, series: SeriesSet) -> tuple[SeriesSet, dict[str, Any]]:
@@ -232,11 +244,14 @@ def run_forecast(
     progress = timer = StageTimer(progress or Silent())
     t0 = time.perf_counter()
     progress.stage("read input")
-    demand, end = load_demand(cfg, items)
-    series, dataset = load_series(cfg, items, (demand, end))
+    loaded = load_demand(cfg, items)
+    series, dataset = load_series(cfg, items, loaded)
     series, exog_record = attach_exog(cfg, series)
+    demand, notes = loaded.rows, loaded.notes
+    del loaded
     # the stock is validated before any fitting: a bad file costs no compute and writes nothing
     stock, warnings = load_stock(cfg, demand, items) if only is None and publish else (None, [])
+    warnings = notes + warnings
     # what the recommendations read of the history, spilled to a scratch file for the length of the
     # run (read back a chunk of items at a time); the demand table itself is not kept
     # removed at the end, or when dropped; after a killed run, by the next one (`tmpdirs.sweep`)

@@ -149,6 +149,27 @@ def _run_sums(values: np.ndarray, heads: np.ndarray) -> np.ndarray:
     return out
 
 
+def complete_end(dates: pd.Series, freq: str) -> tuple[pd.Timestamp, pd.Timestamp | None]:
+    """The day the series end on, and the start of the period left out (None when none is).
+
+    Daily rows that stop inside a week, month, quarter or year (an export to the 12th of June
+    under monthly periods) end on the day before that period: a June of 12 days would be fitted
+    and backtested as a slump. Rows dated on period starts only are per-period data, complete
+    whatever their last date."""
+    end = pd.Timestamp(dates.max())
+    fq = get_frequency(freq)
+    if fq.code == "D":
+        return end, None
+    start = pd.Timestamp(period_start(pd.Series([end]), fq).iloc[0])
+    following = pd.Timestamp(date_range(start, 2, fq)[1])
+    if end == following - pd.Timedelta(days=1):
+        return end, None
+    days = pd.Series(pd.unique(dates))
+    if (period_start(days, fq) == days).all():
+        return end, None
+    return start - pd.Timedelta(days=1), start
+
+
 def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = None) -> SeriesSet:
     """Aggregate long demand (item_id, date, quantity) to `freq` periods; missing periods are zero.
 

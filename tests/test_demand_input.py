@@ -305,7 +305,7 @@ def test_an_items_run_keeps_the_files_end(tmp_path: Path) -> None:
     f = _csv(tmp_path, "item_id,date,quantity\n" + rows)
     cfg = load_config(None, {"data": str(f)}, env={}, dotenv=None)
     alone, _ = load_series(cfg, ["B"], load_demand(cfg, ["B"]))
-    assert load_demand(cfg, ["B"])[1] == pd.Timestamp("2024-01-09")
+    assert load_demand(cfg, ["B"]).end == pd.Timestamp("2024-01-09")
     every, _ = load_series(cfg, None)
     assert alone.end == every.end == np.datetime64("2024-01-09")
     assert alone.values_of(0).tolist() == every.values_of(1).tolist() == [5, 0, 1, 0, 0, 0, 0, 0]
@@ -324,3 +324,30 @@ def test_text_dates_are_iso_or_day_first_never_guessed_per_value(tmp_path: Path)
     text = "A,2024-01-01T23:30:00-03:00,1\nA,2024-01-02T00:30:00+01,2\nA,2024-01-03,4\n"
     df = read_demand(_csv(tmp_path, "item_id,date,quantity\n" + text))
     assert df["date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-01-01", "2024-01-02", "2024-01-03"]
+
+
+def test_an_incomplete_last_period_is_left_out(tmp_path: Path) -> None:
+    """Daily rows to the 12th of June under monthly periods: June (12 days) is left out, not fitted
+    and backtested as a month-long slump, and the forecast starts with it; a note says so. A
+    period the data fill (to its last day), per-period rows dated on period starts, and daily
+    periods keep their end."""
+    from nova_ray.config import load_config
+    from nova_ray.pipeline import load_demand, load_series
+    from nova_ray.series import complete_end
+
+    daily = pd.Series(pd.date_range("2024-01-01", "2024-06-12"))
+    assert complete_end(daily, "M") == (pd.Timestamp("2024-05-31"), pd.Timestamp("2024-06-01"))
+    assert complete_end(daily, "W") == (pd.Timestamp("2024-06-09"), pd.Timestamp("2024-06-10"))  # a Wednesday
+    assert complete_end(daily, "Q") == (pd.Timestamp("2024-03-31"), pd.Timestamp("2024-04-01"))
+    assert complete_end(daily, "D") == (pd.Timestamp("2024-06-12"), None)
+    assert complete_end(pd.Series(pd.date_range("2024-01-01", "2024-06-30")), "M")[1] is None
+    assert complete_end(pd.Series(pd.date_range("2024-01-01", periods=6, freq="MS")), "M")[1] is None
+
+    rows = "".join(f"A,{d:%Y-%m-%d},1\n" for d in daily)
+    f = _csv(tmp_path, "item_id,date,quantity\n" + rows)
+    cfg = load_config(None, {"data": str(f), "freq": "M"}, env={}, dotenv=None)
+    loaded = load_demand(cfg, None)
+    series, _ = load_series(cfg, None, loaded)
+    assert series.end == np.datetime64("2024-05-01") and series.values_of(0).tolist() == [31, 29, 31, 30, 31]
+    (note,) = loaded.notes
+    assert "d.csv: the data end on 2024-06-12, inside the period from 2024-06-01" in note
