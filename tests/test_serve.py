@@ -365,3 +365,29 @@ def test_cli_serve_rejects_bad_options(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "unsupported location" in res.output
     res = runner.invoke(cli_app, ["serve", "--results", str(tmp_path), "--port", "0"])
     assert res.exit_code == 2
+
+
+def test_a_run_that_fails_to_load_is_retried_after_growing_pauses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A published run with a missing file is not downloaded and verified again at every poll
+    (steady CPU, and transfers on S3, for as long as nobody mends it): the pause before the next
+    try doubles; a new pointer is tried at once."""
+    from nova_ray.serve import store as store_mod
+
+    root = tmp_path / "ml_results"
+    write_run(root, A, DAY[A], 1.0)
+    next((root / "forecasts").rglob("*.parquet")).unlink()
+    loads = []
+    real = store_mod.load_run
+    monkeypatch.setattr(store_mod, "load_run", lambda loc: loads.append(1) or real(loc))
+    s = store_mod.RunStore(str(root), poll_seconds=0.2)
+    for _ in range(5):  # five polls within the first pause (0.4 s)
+        assert s.refresh() is False
+    assert len(loads) == 1 and s.current is None and s.last_error
+    time.sleep(0.45)
+    s.refresh()
+    s.refresh()
+    assert len(loads) == 2  # then 0.8 s
+    write_run(root, B, DAY[B], 2.0)  # a new run: loaded at the next poll
+    assert s.refresh() is True and s.current is not None and s.current.run_id == B and len(loads) == 3

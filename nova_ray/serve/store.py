@@ -283,6 +283,9 @@ def load_run(loc: Location) -> tuple[Run | None, bytes | None]:
     return run, raw
 
 
+RETRY_MAX_SECONDS = 300.0  # the longest pause before a run that failed to load is tried again
+
+
 class RunStore:
     """The served run and the thread that keeps it current."""
 
@@ -293,13 +296,19 @@ class RunStore:
         self.last_error: str | None = None
         self.last_checked_at: str | None = None
         self._pointer: bytes | None = None
+        self._failed: tuple[bytes, int, float] | None = None  # pointer, failures, next try (monotonic)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def refresh(self) -> bool:
-        """Check the pointer once; load and swap in a new run. True when the served run changed."""
+        """Check the pointer once; load and swap in a new run. True when the served run changed.
+
+        A run that failed to load is tried again after a pause that doubles with each failure
+        (from the poll interval up to RETRY_MAX_SECONDS), not at every poll: a broken file would
+        otherwise be downloaded and hashed again every few seconds; a new pointer is tried at once."""
         with self._lock:
+            found = None
             try:
                 found = read_pointer(self.location)
                 self.last_checked_at = utc_stamp()
@@ -309,6 +318,8 @@ class RunStore:
                     return False
                 if found[2] == self._pointer:
                     return False
+                if self._failed and self._failed[0] == found[2] and time.monotonic() < self._failed[2]:
+                    return False
                 t0 = time.perf_counter()
                 run, raw = load_run(self.location)
             except Exception as exc:  # keep serving the old run, whatever broke
@@ -317,11 +328,16 @@ class RunStore:
                     log.warning("run not loaded, still serving %s: %s",
                                 self.current.run_id if self.current else "nothing", msg)
                 self.last_error = msg
+                if found is not None:
+                    n = self._failed[1] + 1 if self._failed and self._failed[0] == found[2] else 1
+                    pause = min(self.poll_seconds * 2**n, RETRY_MAX_SECONDS)
+                    self._failed = (found[2], n, time.monotonic() + pause)
                 return False
             if run is None:
                 return False
             self.current = run  # the one swap
             self._pointer = raw
+            self._failed = None
             self.last_error = None
             log.info("serving run %s (%s layout, %.2f s to load)", run.run_id, run.layout,
                      time.perf_counter() - t0)
