@@ -85,3 +85,47 @@ class _Quiet:
 
     def advance(self, n: int = 1) -> None:
         pass
+
+
+HEAD = """
+import sys
+from ray._raylet import AuthenticationMode, get_authentication_mode
+from ray.cluster_utils import Cluster
+c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+print(c.address, get_authentication_mode() == AuthenticationMode.TOKEN, flush=True)
+sys.stdin.read()
+c.shutdown()
+"""
+
+
+def test_a_driver_with_the_token_joins_a_token_cluster_by_address(small_demo: Path, tmp_path: Path) -> None:
+    """A head started as cluster.yaml starts it (RAY_AUTH_MODE=token) and a driver on another
+    shell that has the token (RAY_AUTH_TOKEN, or ~/.ray/auth_token) but not RAY_AUTH_MODE:
+    `forecast --address` joins (Ray turns token mode on by itself only for a local cluster it
+    finds, so the driver was refused with InvalidAuthToken)."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    token = uuid.uuid4().hex + uuid.uuid4().hex
+    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"HOME": str(tmp_path)}
+    head = subprocess.Popen([sys.executable, "-c", HEAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True,
+                            env=base | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
+    try:
+        assert head.stdout is not None
+        address, token_mode = head.stdout.readline().split()
+        assert token_mode == "True"
+        args = ["forecast", "--address", address, "--data", str(small_demo / "demand.parquet"),
+                "--items", "CAB-0001", "--models", "naive", "--horizon", "7", "--backtest-windows", "1",
+                "--output", str(tmp_path / "out"), "--quiet"]
+        cli = [sys.executable, "-c", "from nova_ray.cli import main; main()", *args]
+        env = base | {"RAY_AUTH_TOKEN": token}
+        res = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert (tmp_path / "out" / "metadata" / "last_updated.json").exists()
+    finally:
+        assert head.stdin is not None
+        head.stdin.close()  # the head shuts its cluster down
+        head.wait(timeout=60)
