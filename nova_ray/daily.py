@@ -85,7 +85,8 @@ def run_daily(
                 )
             )
         else:
-            summary = run_forecast(cfg, progress=progress, run_date=run_date)
+            # a run of this date killed earlier (the same data and settings) goes on from its checkpoints
+            summary = run_forecast(cfg, progress=progress, run_date=run_date, resume=None)
             report.run_id = summary.run_id
             report.summary = summary.to_dict()
             recs = summary.recommendations

@@ -224,7 +224,7 @@ def run_forecast(
     use_ray: bool = True,
     run_date: date | None = None,
     only: str | None = None,
-    resume: bool = False,
+    resume: bool | None = False,
     full_refit: bool = False,
     publish: bool = True,
 ) -> RunSummary:
@@ -233,7 +233,8 @@ def run_forecast(
     Batch results are checkpointed as they arrive (the driver keeps none of them), the ensemble is
     computed in chunks of items from the checkpoints, and everything is published in one swap.
     `resume=True` continues an interrupted run of the same input, config and date from its
-    checkpoints. `only="forecasts"` skips metrics; `only="metrics"` runs the backtests alone.
+    checkpoints (a warning when there is none); `resume=None` does so silently when there is one
+    (the daily job). `only="forecasts"` skips metrics; `only="metrics"` runs the backtests alone.
 
     Incremental: items whose history only grew since their stored fit (MODELS_DIR) reuse the stored
     model choices and backtests instead of searching and backtesting again; `full_refit=True`
@@ -339,7 +340,7 @@ def _fit(
     use_ray: bool,
     run_date: date | None,
     only: str | None,
-    resume: bool,
+    resume: bool | None,
     full_refit: bool,
     whole: bool,
 ) -> _Fitted:
@@ -355,11 +356,13 @@ def _fit(
         "generated_at": utc_now(),
         "dataset_id": dataset,
     }
-    writer = ResultWriter(cfg.paths.output, meta["run_id"], run_date, meta, stage_key=key, resume=resume)
+    writer = ResultWriter(
+        cfg.paths.output, meta["run_id"], run_date, meta, stage_key=key, resume=resume is not False
+    )
     LOG.info(
         "run %s (%s)%s", writer.run_id, model_version, " resuming from checkpoints" if writer.resumed else ""
     )
-    if resume and not writer.resumed:
+    if resume is True and not writer.resumed:
         LOG.warning(
             "--resume: no interrupted run of this input, configuration and date in %s; starting afresh",
             cfg.paths.output,

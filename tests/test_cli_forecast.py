@@ -270,3 +270,20 @@ def test_warnings_print_as_text_and_ray_errors_name_the_ray(
     assert ray_target(Config()) == "a local Ray (started here)"
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
     assert ray_target(Config()) == "10.0.0.5:6379"
+
+
+def test_an_interrupted_command_says_how_to_go_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` resumes by itself (it has no --resume, which the message used to name for every
+    command); forecast and train take --resume."""
+    import sys
+
+    from nova_ray.cli import _resume_hint
+
+    for argv, hint in ((["nova-ray", "run", "--date", "2026-11-27"], "rerun `nova-ray run` to continue"),
+                       (["nova-ray", "-q", "forecast"], "rerun with --resume"),
+                       (["nova-ray", "train"], "rerun with --resume"),
+                       (["nova-ray", "etl"], "rerun to start again")):
+        monkeypatch.setattr(sys, "argv", argv)
+        assert hint in _resume_hint()
+    res = CliRunner().invoke(app, ["train", "--help"])
+    assert res.exit_code == 0 and "--resume" in res.output

@@ -72,6 +72,46 @@ def test_daily_run_publishes_and_is_idempotent(env: Path, small_demo: Path, ray_
     )
 
 
+class _StopAt:
+    """A progress that interrupts the run (as Ctrl-C would) when it reaches `stage`."""
+
+    def __init__(self, stage: str) -> None:
+        self.at = stage
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        if name == self.at:
+            raise KeyboardInterrupt
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+def test_a_killed_daily_run_resumes_and_forgotten_stages_go(env: Path, small_demo: Path, ray_session) -> None:
+    """The nightly job killed after its fit goes on from its checkpoints when rerun (`run` has no
+    --resume: every fit was redone); an interrupted run's stage that nobody resumed for a week
+    is removed by the next run on that output instead of keeping its checkpoints for good."""
+    import os
+    import time
+    from datetime import date
+
+    from nova_ray.config import load_config
+    from nova_ray.daily import run_daily
+
+    cfg = load_config(None, {"data": str(small_demo / "demand.parquet")}, dotenv=None)
+    forgotten = Path(cfg.paths.output) / ".staging" / "0123456789abcdef"
+    (forgotten / "checkpoints" / "done").mkdir(parents=True)
+    (forgotten / "run.json").write_text("{}")
+    week_ago = time.time() - 8 * 86400
+    for p in (forgotten / "checkpoints" / "done", forgotten / "run.json", forgotten):
+        os.utime(p, (week_ago, week_ago))
+    with pytest.raises(KeyboardInterrupt):
+        run_daily(cfg, date(2026, 11, 27), progress=_StopAt("ensemble and metrics"))
+    assert not forgotten.exists()
+    report = run_daily(cfg, date(2026, 11, 27))
+    assert report.summary["resumed_items"] == report.summary["items"] > 0
+    assert not (Path(cfg.paths.output) / ".staging").exists()  # committed: no stage left
+
+
 def test_two_jobs_never_overlap(env: Path, small_demo: Path, held_elsewhere) -> None:
     with held_elsewhere(env / "out"):
         res = _run(small_demo, env / "shared")

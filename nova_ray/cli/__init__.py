@@ -29,6 +29,16 @@ from . import serve as _serve  # noqa: E402,F401
 from . import sync as _sync  # noqa: E402,F401
 
 
+def _resume_hint() -> str:
+    """How to continue the interrupted command (its checkpoints are kept)."""
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+    if command in ("forecast", "train"):
+        return "rerun with --resume to continue"
+    if command == "run":
+        return "rerun `nova-ray run` to continue (it resumes)"
+    return "rerun to start again"
+
+
 def main() -> None:
     """Console entry point: bad input and bad settings exit 2 with a one-line message."""
     try:
@@ -40,10 +50,10 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        print("aborted: nothing was published; rerun with --resume to continue", file=sys.stderr)
+        print(f"aborted: nothing was published; {_resume_hint()}", file=sys.stderr)
         sys.exit(130)
     except KeyboardInterrupt:
-        print("interrupted: nothing was published; rerun with --resume to continue", file=sys.stderr)
+        print(f"interrupted: nothing was published; {_resume_hint()}", file=sys.stderr)
         sys.exit(130)
     except Exception as exc:  # usage errors (a bad or missing option) carry their own exit code
         # typer >= 0.24 raises its own copy of click's exceptions, which click's classes do not

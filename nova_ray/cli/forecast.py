@@ -69,6 +69,11 @@ CONFIG = typer.Option(
     None, "--config", help="Config TOML (default configs/default.toml).", envvar="NOVA_RAY_CONFIG"
 )
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+RESUME = typer.Option(
+    False,
+    "--resume",
+    help="Continue an interrupted run of the same data, settings and date from its checkpoints.",
+)
 
 
 def _overrides(**kw: object) -> dict[str, object]:
@@ -109,11 +114,7 @@ def forecast(
         None, "--arima-engine", help="statsforecast (fast, default), pmdarima or statsmodels."
     ),
     config: str = CONFIG,
-    resume: bool = typer.Option(
-        False,
-        "--resume",
-        help="Continue an interrupted run of the same data, settings and date from its checkpoints.",
-    ),
+    resume: bool = RESUME,
     no_exog: bool = NO_EXOG,
     features: str = FEATURES,
     future_features: str = FUTURE_FEATURES,
@@ -245,6 +246,7 @@ def train(
     features: str = FEATURES,
     future_features: str = FUTURE_FEATURES,
     config: str = CONFIG,
+    resume: bool = RESUME,
     quiet: bool = QUIET,
 ) -> None:
     """Fit, backtest and store every item's model choices in MODELS_DIR without publishing forecasts;
@@ -268,7 +270,9 @@ def train(
         ensure_demo(cfg.paths.data)
     try:
         with BarProgress(quiet) as bars:
-            summary = run_forecast(cfg, _items(items), progress=bars, full_refit=True, publish=False)
+            summary = run_forecast(
+                cfg, _items(items), progress=bars, resume=resume, full_refit=True, publish=False
+            )
     except (InputError, ConfigError) as exc:
         fail(str(exc))
     except LockedError as exc:

@@ -30,6 +30,7 @@ POINTER = "last_updated.json"
 ROWS_PER_FILE = 1_000_000
 BATCH_PREFIX = "b-"  # checkpoints of statistical batches (whole items); others: "lstm", "cache"
 CACHE = "cache"  # the checkpoint of the warm items' stored backtests
+STALE_STAGE_DAYS = 7  # an interrupted run's checkpoints untouched this long are removed
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -84,6 +85,7 @@ class ResultWriter:
             self.stage.mkdir(parents=True)
         for left in self.stage.parent.glob(".dropped-*"):  # of a killed deletion
             shutil.rmtree(left, ignore_errors=True)
+        _drop_stale(self.stage)
         self.run_id = run_id
         self.meta = {k: str(v) for k, v in meta.items()} | {"schema_version": SCHEMA_VERSION}
         if not self.resumed:
@@ -275,6 +277,20 @@ def _drop(folder: Path) -> None:
     gone = folder.with_name(f".dropped-{folder.name}-{uuid.uuid4().hex[:8]}")
     os.replace(folder, gone)
     shutil.rmtree(gone, ignore_errors=True)
+
+
+def _drop_stale(keep: Path, days: float = STALE_STAGE_DAYS) -> None:
+    """Delete the stages next to `keep` not written to for `days`: interrupted runs of other
+    inputs, settings or dates that nobody resumed (a night's run killed and not rerun that day)
+    would otherwise keep every model's checkpoints for good. Called under the output's job lock,
+    so no live run owns them."""
+    cutoff = datetime.now(timezone.utc).timestamp() - days * 86400
+    for other in keep.parent.iterdir():
+        if other == keep or other.name.startswith(".") or not other.is_dir():
+            continue
+        marks = (other, other / "run.json", other / "checkpoints" / "done")
+        if max(m.stat().st_mtime for m in marks if m.exists()) < cutoff:
+            _drop(other)
 
 
 def _remove_if_empty(path: Path) -> None:
