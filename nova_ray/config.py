@@ -132,8 +132,14 @@ class Config:
             for f in fields(section):
                 if f.name == key:
                     setattr(section, key, _convert(value, type(getattr(section, key)), key, source))
+                    # not a field: the config's hash and dict stay those of its values
+                    self.__dict__.setdefault("_sources", {})[key] = source
                     return
         raise ConfigError(f"{source}: unknown setting {key!r}")
+
+    def source(self, key: str) -> str:
+        """Where the value of `key` came from (the last of file, environment, .env, option)."""
+        return self.__dict__.get("_sources", {}).get(key, "default")
 
 
 # The seed's .env.ml keys and where they land.
@@ -233,47 +239,66 @@ def load_config(
 
 
 def validate(cfg: Config) -> None:
-    """Range checks that types alone do not catch."""
+    """Range checks that types alone do not catch; a failure names the setting and where its value
+    came from (the config file, an environment variable, .env or an option)."""
     from .frequency import FREQUENCIES
+    from .models import parse_models
+
+    def check(ok: bool, key: str, rule: str) -> None:
+        if not ok:
+            raise ConfigError(f"{cfg.source(key)}: setting {key!r} {rule}, got {_value(cfg, key)!r}")
 
     f = cfg.forecast
-    if f.horizon < 1:
-        raise ConfigError(f"setting 'horizon' must be >= 1, got {f.horizon}")
-    if f.freq.upper() not in FREQUENCIES:
-        raise ConfigError(f"setting 'freq' must be one of {', '.join(FREQUENCIES)}, got {f.freq!r}")
+    check(f.horizon >= 1, "horizon", "must be >= 1")
+    check(f.freq.upper() in FREQUENCIES, "freq", f"must be one of {', '.join(FREQUENCIES)}")
     f.freq = f.freq.upper()
-    if f.arima_engine not in {"statsforecast", "pmdarima", "statsmodels"}:
-        raise ConfigError(
-            f"setting 'arima_engine' must be statsforecast, pmdarima or statsmodels, got {f.arima_engine!r}"
-        )
-    if f.backtest_windows < 0 or f.backtest_step < 0:
-        raise ConfigError("settings 'backtest_windows' and 'backtest_step' must be >= 0")
-    if f.backtest_exog not in {"known", "realised"}:
-        raise ConfigError(f"setting 'backtest_exog' must be known or realised, got {f.backtest_exog!r}")
-    if f.backtest_refit not in {"first", "all"}:
-        raise ConfigError(f"setting 'backtest_refit' must be first or all, got {f.backtest_refit!r}")
-    if f.search_window < 0:
-        raise ConfigError(f"setting 'search_window' must be >= 0 (0: all history), got {f.search_window}")
-    if cfg.ray.batch_seconds <= 0:
-        raise ConfigError("setting 'batch_seconds' must be > 0")
-    if cfg.lstm.lookback < 2 or cfg.lstm.epochs < 1 or cfg.lstm.warm_epochs < 0:
-        raise ConfigError("settings 'lookback' must be >= 2, 'epochs' >= 1 and 'warm_epochs' >= 0")
+    try:
+        parse_models(f.models)
+    except ValueError as exc:
+        raise ConfigError(f"{cfg.source('models')}: setting 'models': {exc}") from None
+    check(f.arima_engine in {"statsforecast", "pmdarima", "statsmodels"}, "arima_engine",
+          "must be statsforecast, pmdarima or statsmodels")
+    check(f.backtest_windows >= 0, "backtest_windows", "must be >= 0")
+    check(f.backtest_step >= 0, "backtest_step", "must be >= 0 (0: the horizon)")
+    check(f.backtest_exog in {"known", "realised"}, "backtest_exog", "must be known or realised")
+    check(f.backtest_refit in {"first", "all"}, "backtest_refit", "must be first or all")
+    check(f.search_window >= 0, "search_window", "must be >= 0 (0: all history)")
+    check(f.cache_max_age_days >= 0, "cache_max_age_days", "must be >= 0")
+    check(cfg.ray.batch_seconds > 0, "batch_seconds", "must be > 0")
+    check(cfg.ray.num_cpus >= 0, "num_cpus", "must be >= 0 (0: all cores)")
+    lstm = cfg.lstm
+    check(lstm.lookback >= 2, "lookback", "must be >= 2")
+    check(lstm.epochs >= 1, "epochs", "must be >= 1")
+    check(lstm.warm_epochs >= 0, "warm_epochs", "must be >= 0")
+    check(lstm.units >= 1, "units", "must be >= 1")
+    check(lstm.batch_size >= 1, "batch_size", "must be >= 1")
+    check(lstm.max_windows_per_item >= 1, "max_windows_per_item", "must be >= 1")
+    p = cfg.publish
+    check(p.keep >= 0, "keep", "must be >= 0 (0: keep every run)")
+    check(not p.to or "://" not in p.to or p.to.startswith("s3://"), "to",
+          "must be a folder or an s3:// URI")
+    check(not p.endpoint_url or p.endpoint_url.startswith(("http://", "https://")), "endpoint_url",
+          "must start with http:// or https://")
     r = cfg.recommend
     for key in ("service_level_a", "service_level_b", "service_level_c"):
-        if not 0 < getattr(r, key) < 1:
-            raise ConfigError(f"setting {key!r} must be between 0 and 1 (exclusive), got {getattr(r, key)}")
-    if r.holding_cost_rate <= 0:
-        raise ConfigError(f"setting 'holding_cost_rate' must be > 0, got {r.holding_cost_rate}")
-    if not 0 <= r.critical_days <= r.high_days <= r.medium_days:
-        raise ConfigError("settings 'critical_days' <= 'high_days' <= 'medium_days' must hold, all >= 0")
-    if not 0 < r.abc_a < r.abc_b <= 1:
-        raise ConfigError("settings 'abc_a' < 'abc_b' must both be in (0, 1]")
-    if r.review_days < 0 or r.min_residual_days < 1 or r.block_days < 1 or r.bootstrap_samples < 100:
-        raise ConfigError(
-            "settings 'review_days' >= 0, 'min_residual_days' >= 1, 'block_days' >= 1 and "
-            "'bootstrap_samples' >= 100 must hold"
-        )
-    if not 1 <= r.min_history_days <= r.history_days:
-        raise ConfigError("settings 1 <= 'min_history_days' <= 'history_days' must hold")
-    if not 1 <= r.rate_days <= r.history_days:
-        raise ConfigError("settings 1 <= 'rate_days' <= 'history_days' must hold")
+        check(0 < getattr(r, key) < 1, key, "must be between 0 and 1 (exclusive)")
+    check(r.holding_cost_rate > 0, "holding_cost_rate", "must be > 0")
+    check(r.critical_days >= 0, "critical_days", "must be >= 0")
+    check(r.critical_days <= r.high_days, "high_days", "must be >= 'critical_days'")
+    check(r.high_days <= r.medium_days, "medium_days", "must be >= 'high_days'")
+    check(0 < r.abc_a < 1, "abc_a", "must be in (0, 1)")
+    check(r.abc_a < r.abc_b <= 1, "abc_b", "must be in ('abc_a', 1]")
+    check(r.review_days >= 0, "review_days", "must be >= 0")
+    check(r.min_residual_days >= 1, "min_residual_days", "must be >= 1")
+    check(r.block_days >= 1, "block_days", "must be >= 1")
+    check(r.bootstrap_samples >= 100, "bootstrap_samples", "must be >= 100")
+    check(r.history_days >= 1, "history_days", "must be >= 1")
+    check(1 <= r.min_history_days <= r.history_days, "min_history_days", "must be in [1, 'history_days']")
+    check(1 <= r.rate_days <= r.history_days, "rate_days", "must be in [1, 'history_days']")
+
+
+def _value(cfg: Config, key: str) -> Any:
+    for section in cfg.sections().values():
+        if hasattr(section, key):
+            return getattr(section, key)
+    raise KeyError(key)

@@ -39,14 +39,37 @@ def test_the_servers_variables_are_not_settings(tmp_path: Path) -> None:
         ({"NOVA_RAY_HORIZON": "ten"}, "environment variable NOVA_RAY_HORIZON: setting 'horizon' must be int"),
         ({"NOVA_RAY_NOPE": "1"}, "unknown setting 'nope'"),
         ({"NOVA_RAY_FREQ": "X"}, "setting 'freq' must be one of"),
-        ({"NOVA_RAY_HORIZON": "0"}, "'horizon' must be >= 1"),
+        ({"NOVA_RAY_HORIZON": "0"}, "variable NOVA_RAY_HORIZON: setting 'horizon' must be >= 1, got 0"),
         ({"NOVA_RAY_ARIMA_ENGINE": "r"}, "arima_engine"),
-        ({"NOVA_RAY_RATE_DAYS": "400"}, "'rate_days' <= 'history_days'"),
+        ({"NOVA_RAY_RATE_DAYS": "400"}, r"RATE_DAYS: setting 'rate_days' must be in \[1, 'history_days'\]"),
+        # checked when the config loads, before any input is read: they once failed after the run
+        ({"NOVA_RAY_MODELS": "arima,foo"}, "NOVA_RAY_MODELS: setting 'models': unknown model 'foo'"),
+        ({"NOVA_RAY_KEEP": "-1"}, "NOVA_RAY_KEEP: setting 'keep' must be >= 0"),
+        ({"NOVA_RAY_TO": "ftp://x/y"}, "setting 'to' must be a folder or an s3:// URI"),
+        ({"NOVA_RAY_ENDPOINT_URL": "minio:9000"}, "setting 'endpoint_url' must start with http"),
+        ({"NOVA_RAY_NUM_CPUS": "-3"}, "setting 'num_cpus' must be >= 0"),
+        ({"NOVA_RAY_UNITS": "0"}, "setting 'units' must be >= 1"),
     ],
 )
 def test_bad_settings_are_clear(env: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         load_config(None, env=env, dotenv=None)
+
+
+def test_a_range_error_names_where_the_value_came_from(tmp_path: Path) -> None:
+    """The config file, .env or an option: the last source of the bad value is named."""
+    toml = tmp_path / "c.toml"
+    toml.write_text("[forecast]\nbacktest_windows = -1\n")
+    with pytest.raises(ConfigError, match=r"c.toml: setting 'backtest_windows' must be >= 0, got -1"):
+        load_config(toml, env={}, dotenv=None)
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("NOVA_RAY_HIGH_DAYS=3\n")
+    with pytest.raises(ConfigError, match=r"\.env \(NOVA_RAY_HIGH_DAYS\): setting 'high_days' must be >= "):
+        load_config(None, env={}, dotenv=dotenv)
+    with pytest.raises(ConfigError, match=r"option --horizon: setting 'horizon' must be >= 1"):
+        load_config(None, {"horizon": -5}, env={}, dotenv=None)
+    assert load_config(None, {"horizon": 5}, env={}, dotenv=None).to_dict() == load_config(
+        None, env={"NOVA_RAY_HORIZON": "5"}, dotenv=None).to_dict()  # sources are not settings
 
 
 def test_bad_toml(tmp_path: Path) -> None:

@@ -153,13 +153,7 @@ def forecast(
     if only_forecasts and only_metrics:
         fail("--only-forecasts and --only-metrics exclude each other")
     only = "forecasts" if only_forecasts else "metrics" if only_metrics else None
-    cfg = config_or_exit(config, overrides)
-    try:
-        from ..models import parse_models
-
-        parse_models(cfg.forecast.models)
-    except ValueError as exc:
-        fail(f"option --models: {exc}")
+    cfg = config_or_exit(config, overrides)  # the models too: an unknown one names its source
     if data is None:
         ensure_demo(cfg.paths.data)
     try:
