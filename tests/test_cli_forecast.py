@@ -287,3 +287,14 @@ def test_an_interrupted_command_says_how_to_go_on(monkeypatch: pytest.MonkeyPatc
         assert hint in _resume_hint()
     res = CliRunner().invoke(app, ["train", "--help"])
     assert res.exit_code == 0 and "--resume" in res.output
+
+
+def test_demo_data_only_for_the_default_path_and_help_keeps_brackets(tmp_path: Path) -> None:
+    """A missing demand file in a folder named demo is the run's error, not replaced with generated
+    demo data that would then be forecast and published; help text keeps its [section] names."""
+    from nova_ray.cli.forecast import ensure_demo
+
+    ensure_demo(str(tmp_path / "demo" / "demand.parquet"))
+    assert not (tmp_path / "demo").exists()
+    res = CliRunner().invoke(app, ["forecast", "--help"], terminal_width=200)
+    assert "[forecast] features" in res.output

@@ -38,7 +38,7 @@ def etl(
     fetch: bool = typer.Option(
         False,
         "--fetch",
-        help="Download the BCB series and INMET stations of the [etl] config into the raw folder first.",
+        help="Download the BCB series and INMET stations of the \\[etl] config into the raw folder first.",
     ),
     config: str = typer.Option(
         None, "--config", help="Config TOML (default configs/default.toml).", envvar="NOVA_RAY_CONFIG"

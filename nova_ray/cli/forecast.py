@@ -19,9 +19,12 @@ def _items(text: str | None) -> list[str] | None:
 
 
 def ensure_demo(data: str) -> None:
-    """Write the embedded demo data when the default demo path is asked for and absent."""
+    """Write the embedded demo data when the default demo path is asked for and absent (another
+    missing file, even in a folder named demo, is an error of the run, never replaced)."""
+    from ..config import Paths
+
     p = Path(data)
-    if not p.exists() and p.parent.name == "demo":
+    if not p.exists() and p.resolve() == Path(Paths().data).resolve():
         from ..demo import generate_demo
 
         console.print(f"{p} not found: writing the demo data set to {p.parent}")
@@ -33,8 +36,6 @@ DATA = typer.Option(
     "--data",
     help="Demand history, CSV or Parquet (item_id, date, quantity; "
     "optional site, family). Default: paths.data in the config.",
-    envvar="NOVA_RAY_DATA",
-    show_envvar=False,
 )
 ITEMS = typer.Option(None, "--items", help="Comma-separated item ids to forecast (default: all).")
 HORIZON = typer.Option(None, "--horizon", min=1, help="Periods to forecast (default 30).")
@@ -56,7 +57,7 @@ NO_EXOG = typer.Option(
 FEATURES = typer.Option(
     None,
     "--features",
-    help="Daily feature table from `nova-ray etl` (default: [forecast] features, "
+    help="Daily feature table from `nova-ray etl` (default: \\[forecast] features, "
     "data/processed/features.parquet; absent: a raw/ folder next to the demand file is used).",
 )
 FUTURE_FEATURES = typer.Option(
