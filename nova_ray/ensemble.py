@@ -9,6 +9,8 @@ each backtest window is scored with intervals from the other windows only (leave
 
 from __future__ import annotations
 
+import math
+
 import polars as pl
 
 from .models import LEVELS
@@ -78,8 +80,8 @@ def _residual_bounds(bt: pl.DataFrame) -> pl.DataFrame:
     """Per item: residual count and the residual quantiles that make each interval bound, the
     split-conformal ranks of the item's own residual count (so an item's intervals do not depend
     on the other items computed with it): for level 1 - a, the floor((n + 1) a / 2)-th smallest
-    residual and the ceil((n + 1) (1 - a / 2))-th, clamped to the residuals there are, which
-    cover at least 1 - a of a new exchangeable residual."""
+    residual and the ceil((n + 1) (1 - a / 2))-th, clamped to the residuals there are; with at
+    least `min_residuals(level)` of them they cover at least 1 - a of a new exchangeable residual."""
     n = pl.col("n_resid").cast(pl.Float64)
     bounds = []
     for lv in LEVELS:
@@ -100,14 +102,23 @@ def _residual_bounds(bt: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def min_residuals(level: float) -> int:
+    """The fewest residuals that give conformal bounds at `level` percent: MIN_RESIDUALS, and
+    enough that the upper rank ceil((n + 1)(1 - a/2)) is a residual, n >= 2/a - 1 (39 for 95%).
+    With fewer the bound would be the largest residual, covering (n - 1)/(n + 1) (91% at 20)."""
+    a = 1 - level / 100
+    return max(MIN_RESIDUALS, math.ceil(round(2 / a, 9)) - 1)
+
+
 def _apply_bounds(table: pl.DataFrame, resid: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """Replace the interval bounds by forecast + residual quantiles where there are enough residuals."""
+    """Replace each level's interval bounds by forecast + residual quantiles where there are
+    enough residuals for that level (`min_residuals`); the levels stay nested."""
     cols = table.columns
     out = table.join(resid, on=keys, how="left")
-    use = pl.col("n_resid").fill_null(0) >= MIN_RESIDUALS
+    n = pl.col("n_resid").fill_null(0)
     out = out.with_columns(
         [
-            pl.when(use)
+            pl.when(n >= min_residuals(lv))
             .then((pl.col("forecast") + pl.col(f"q_{s}_{lv}")).clip(lower_bound=0.0))
             .otherwise(pl.col(f"{s}_{lv}"))
             .alias(f"{s}_{lv}")
@@ -115,9 +126,14 @@ def _apply_bounds(table: pl.DataFrame, resid: pl.DataFrame, keys: list[str]) -> 
             for s in ("lo", "hi")
         ]
     ).select(cols)
-    return out.with_columns(
+    out = out.with_columns(
         [pl.min_horizontal(f"lo_{lv}", "forecast").alias(f"lo_{lv}") for lv in LEVELS]
         + [pl.max_horizontal(f"hi_{lv}", "forecast").alias(f"hi_{lv}") for lv in LEVELS]
+    )
+    inner, outer = sorted(LEVELS)[0], sorted(LEVELS)[-1]  # a conformal 80% band may pass the models' 95%
+    return out.with_columns(
+        pl.min_horizontal(f"lo_{outer}", f"lo_{inner}").alias(f"lo_{outer}"),
+        pl.max_horizontal(f"hi_{outer}", f"hi_{inner}").alias(f"hi_{outer}"),
     )
 
 

@@ -187,3 +187,25 @@ def test_conformal_bounds_cover_their_level_with_few_residuals() -> None:
     cover80 = float(np.mean(cdf(b["q_hi_80"].to_numpy()) - cdf(b["q_lo_80"].to_numpy())))
     assert cover80 == pytest.approx(17 / 21, abs=0.01)  # ranks 2 and 19 of 20
     assert (b["q_lo_95"] <= b["q_lo_80"]).all() and (b["q_hi_80"] <= b["q_hi_95"]).all()
+
+
+@pytest.mark.parametrize("n", [30, 45])
+def test_the_95_band_is_conformal_only_with_39_residuals(n: int) -> None:
+    """With fewer than 39 residuals the 95% upper rank is past the last residual: the band was
+    [min, max] of the residuals, covering (n - 1)/(n + 1) (91% at 20, 94% at 30). Such items keep
+    the models' weighted 95% bounds (here forecast +- 2), their 80% bounds are conformal, and the
+    95% band still holds the 80% band (this table's models give 95% bounds [0, 9] around 10)."""
+    rng = np.random.default_rng(5)
+    truth = 10 + rng.normal(0, 4, n)
+    fc, bt = _tables(truth, {"a": np.full(n, 10.0)}, windows=3)
+    ens_fc, _ = combine(fc, bt, learn_weights(fc, bt))
+    row = ens_fc.row(0, named=True)
+    r = np.sort(truth - 10)
+    k = int(np.ceil((n + 1) * 0.975))
+    if n < 39:
+        assert k > n and row["lo_95"] == 0.0 and row["hi_95"] == pytest.approx(max(10.0, row["hi_80"]))
+        assert row["hi_95"] < 10 + r[-1]  # not the largest residual
+        assert row["hi_80"] == pytest.approx(10 + r[int(np.ceil((n + 1) * 0.9)) - 1])  # conformal
+    else:
+        assert row["hi_95"] == pytest.approx(10 + r[k - 1]) and k <= n
+    assert row["lo_95"] <= row["lo_80"] <= row["forecast"] <= row["hi_80"] <= row["hi_95"]
