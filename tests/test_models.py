@@ -318,3 +318,21 @@ def test_a_network_stored_before_calendar_phases_loads_with_calendar_0(tmp_path)
     np.savez(path, **arrays)
     state, fitted_on, _ = read_lstm(path)
     assert (state.lookback, state.n_windows, state.calendar, fitted_on) == (28, 5, 0, date(2026, 1, 1))
+
+
+def test_intermittent_intervals_see_the_open_gap_and_are_flat() -> None:
+    """One demand, then two years of zeros: Croston's band held only its rate (occurrence
+    probability 1 from a single gap) and excluded zero; now it reaches zero. A steady
+    intermittent item's bounds are the same at every step (the same distribution each step;
+    quantiles of 500 draws per step jumped between 1.1 and 2.2)."""
+    from nova_ray.models.base import finalize
+    from nova_ray.models.intermittent import croston_forecast, tsb_forecast
+
+    dead = finalize(croston_forecast(np.r_[5.0, np.zeros(729)], 30, 7), 30)
+    assert dead["lo-80"].max() == 0 and dead["hi-95"].min() >= dead["mean"].min() > 0
+    rng = np.random.default_rng(0)
+    y = (rng.random(700) < 0.11) * rng.integers(1, 4, 700).astype(float)
+    for fn in (croston_forecast, tsb_forecast):
+        fc = finalize(fn(y, 30, 7), 30)
+        assert all(np.ptp(v) == 0 for v in fc.values())
+        assert fc["hi-95"][0] > fc["mean"][0] > 0

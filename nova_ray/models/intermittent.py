@@ -60,11 +60,22 @@ def tsb(y: np.ndarray, alpha: float = 0.1, beta: float = 0.1) -> tuple[float, fl
 
 
 def _forecast(rate: float, prob: float, y: np.ndarray, horizon: int, seed: int) -> Forecast:
+    """A flat `rate` with intervals from simulated paths. When the periods since the last demand
+    outnumber every gap between demands seen, demand occurs at most once per that open gap
+    (Croston's interval ignores it: one early demand then two years of zeros gave an occurrence
+    probability of 1 and a zero-width band excluding zero). Every step has the same
+    distribution, so its quantiles are taken over all the paths' steps at once (per step, 500
+    draws made the bounds jump between steps)."""
     if rate <= 0:
         zero = np.zeros(horizon)
         return {"mean": zero, "lo-80": zero, "hi-80": zero, "lo-95": zero, "hi-95": zero}
+    nz = np.flatnonzero(y > 0)
+    open_gap = len(y) - int(nz[-1])  # periods to the next one at the earliest, the last included
+    if open_gap > (np.diff(nz).max() if len(nz) > 1 else 0):
+        prob = min(prob, 1.0 / open_gap)
     paths = _simulate(y, rate, prob, horizon, seed)
-    return quantile_forecast(paths, mean=np.full(horizon, rate))
+    pooled = quantile_forecast(paths.reshape(-1, 1), mean=np.array([rate]))
+    return {k: np.full(horizon, float(v[0])) for k, v in pooled.items()}
 
 
 def _check(y: np.ndarray) -> np.ndarray:
