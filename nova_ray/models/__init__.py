@@ -38,7 +38,9 @@ class ModelDef:
 MODELS: dict[str, ModelDef] = {
     "naive": ModelDef("naive", ".naive", library="numpy"),
     "arima": ModelDef("arima", ".arima", search="search", backtest="backtest", library="statsforecast"),
-    "ets": ModelDef("ets", ".ets", search="search", backtest="backtest", library="statsforecast"),
+    "ets": ModelDef(  # version 2: multiplicative-season intervals widen per step (ets_class3)
+        "ets", ".ets", search="search", backtest="backtest", library="statsforecast", version="2"
+    ),
     "theta": ModelDef("theta", ".theta", backtest="backtest", library="statsforecast"),
     "croston": ModelDef("croston", ".intermittent", forecast="croston_forecast", library="numpy"),
     "tsb": ModelDef("tsb", ".intermittent", forecast="tsb_forecast", library="numpy"),

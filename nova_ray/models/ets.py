@@ -7,15 +7,18 @@ import warnings
 import numpy as np
 
 from .base import STATE, Forecast, ModelError, floats, refilter_backtest, with_state
+from .ets_class3 import patch
 
 NAME = "ets"
-VERSION = "1"
+VERSION = "2"  # 2: multiplicative-season intervals widen per step (ets_class3)
 
 
 def search(y: np.ndarray, season_length: int, **_: object) -> dict:
     """Pick the ETS form (error, trend, season, damped) on `y`. The estimated model comes along
     under ``fitted`` (not JSON: the engine takes it out) for callers that re-filter with it."""
     from statsforecast.models import AutoETS
+
+    patch()  # the multiplicative forms' interval widths (ets_class3)
 
     m = season_length if len(y) >= 2 * season_length + 2 else 1
     with warnings.catch_warnings():
@@ -63,6 +66,8 @@ def forecast(
     parameters it used under STATE."""
     from statsforecast.models import AutoETS
 
+    patch()  # the multiplicative forms' interval widths (ets_class3)
+
     y = np.asarray(y, dtype=float)
     if len(y) < 4:
         raise ModelError("series too short for ETS")
@@ -107,6 +112,8 @@ def _restored(state: dict | None, m: int, form: str, n: int) -> tuple[object, in
         return None, 0
     from statsforecast.models import AutoETS
 
+    patch()  # the multiplicative forms' interval widths (ets_class3)
+
     model = AutoETS(season_length=m, model=form)
     model.model_ = {
         "m": int(state["m"]),
@@ -131,6 +138,8 @@ def backtest(
     `fitted`, the search's model, is used as it is), each origin re-filters y[:o] with those
     parameters (no re-estimation)."""
     from statsforecast.models import AutoETS
+
+    patch()  # the multiplicative forms' interval widths (ets_class3)
 
     y = np.asarray(y, dtype=float)
     y0 = y[: origins[0]]
