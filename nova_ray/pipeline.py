@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from . import __version__
 from .assemble import best_by_class, combine_items
-from .config import Config, ConfigError
+from .config import Config, ConfigError, Forecast
 from .distributed import wait_for_shutdown
 from .engine import (
     BACKTEST_TABLE,
@@ -162,6 +162,11 @@ def attach_exog(cfg: Config, series: SeriesSet) -> tuple[SeriesSet, dict[str, An
     f = cfg.forecast
     if not f.exog:
         return series, {"enabled": False, "reason": "switched off (exog = false / --no-exog)"}
+    if f.features and f.features != Forecast().features and not Path(f.features).is_file():
+        raise ConfigError(  # a file chosen, not the default (which may be absent: then raw/ or none)
+            f"{cfg.source('features')}: setting 'features': {f.features} not found "
+            "(write it with `nova-ray etl`, or leave the setting at its default)"
+        )
     spec = engine_spec(cfg)
     backs = window_backs(spec.horizon, spec.backtest_windows, spec.step) if f.backtest_exog == "known" else []
     try:

@@ -298,3 +298,21 @@ def test_demo_data_only_for_the_default_path_and_help_keeps_brackets(tmp_path: P
     assert not (tmp_path / "demo").exists()
     res = CliRunner().invoke(app, ["forecast", "--help"], terminal_width=200)
     assert "[forecast] features" in res.output
+
+
+def test_a_chosen_features_file_that_is_missing_stops_the_run(small_demo: Path, tmp_path: Path) -> None:
+    """--features with a typo ran silently without the factors (or on the raw/ folder); now a
+    one-line error naming the setting and its source, exit 2, nothing written. An output folder
+    that cannot be made is one line and exit 1, not a traceback."""
+    out = tmp_path / "out"
+    args = ["forecast", "--data", str(small_demo / "demand.parquet"), "--output", str(out),
+            "--features", str(tmp_path / "featurs.parquet"), "--no-ray", "-q"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2 and "option --features: setting 'features':" in res.output
+    assert "featurs.parquet not found" in " ".join(res.output.split()) and not out.exists()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    args = ["forecast", "--data", str(small_demo / "demand.parquet"), "--output", str(blocked / "out"),
+            "--models", "naive", "--horizon", "7", "--no-ray", "-q"]
+    res = CliRunner().invoke(app, args)  # an output folder that cannot be made: one line, exit 1
+    assert res.exit_code == 1 and "NotADirectoryError" in res.output and "Traceback" not in res.output

@@ -174,6 +174,8 @@ def forecast(
         fail(str(exc), code=3)
     except ConnectionError as exc:
         fail(f"cannot reach Ray at {ray_target(cfg)}: {exc}", code=1)
+    except OSError as exc:  # a disk or the network (an output folder that cannot be written): one line
+        fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}", code=1)
     table = Table(title=f"nova-ray run {summary.run_id}", show_header=False)
     table.add_row("items", str(summary.items))
     table.add_row("models", ", ".join(summary.models))
@@ -272,6 +274,10 @@ def train(
         fail(str(exc))
     except LockedError as exc:
         fail(str(exc), code=3)
+    except ConnectionError as exc:
+        fail(f"cannot reach Ray at {ray_target(cfg)}: {exc}", code=1)
+    except OSError as exc:
+        fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}", code=1)
     out.print(
         f"stored model choices for {summary.items} items in {cfg.paths.models_dir} "
         f"({summary.wall_seconds:.1f} s)"
