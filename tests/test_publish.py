@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -164,10 +165,11 @@ def test_corrupt_target_file_is_replaced_on_rerun(runs: dict[str, Path], tmp_pat
     sync_run(runs[A], target)
     victim = next((target / "runs" / A / "forecasts").rglob("*.parquet"))
     victim.write_bytes(b"garbage")
-    store = RunStore(str(target))
+    store = RunStore(str(target), poll_seconds=0.05)
     assert not store.refresh() and "sha256" in (store.last_error or "")
     report = sync_run(runs[A], target)
     assert report.uploaded == 1 and not report.pointer_moved
+    time.sleep(0.15)  # the same pointer is tried again after a pause (twice the poll interval)
     assert store.refresh() and store.current is not None and store.current.run_id == A
 
 
