@@ -141,6 +141,15 @@ class _LstmActor:
 
         return [d.name for d in tf.config.list_logical_devices()]
 
+    def has_gpu(self) -> bool:
+        """Whether TensorFlow here sees a GPU (a tensorflow-cpu install never does)."""
+        from .models.lstm import configure_tensorflow
+
+        configure_tensorflow(self.threads)
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+
 
 def estimate_cost(y: np.ndarray, spec: EngineSpec, windows: int, search: bool = True) -> float:
     """Estimated CPU seconds to backtest and fit one series with its models (`search=False`: with
@@ -344,12 +353,43 @@ def _token_for_address() -> None:
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
+GPU_WAIT_S = 120.0  # how long the LSTM waits for a GPU actor to start before it trains on CPU
+
+
+def _lstm_actor(actor_cls: Any, gpus: float) -> tuple[Any, str]:
+    """The LSTM actor and where it trains: on a GPU when the cluster has one that TensorFlow on
+    that node can use and that is free within GPU_WAIT_S; else on CPU, with a warning that says
+    why. A GPU actor that TensorFlow cannot use (tensorflow-cpu) would hold the GPU and train on
+    one CPU thread; one waiting for a GPU held elsewhere, or on a node gone, would wait forever."""
+    import ray
+
+    if gpus >= 1:
+        actor = actor_cls.options(num_gpus=1, num_cpus=1).remote(1)
+        ready, _ = ray.wait([check := actor.has_gpu.remote()], timeout=GPU_WAIT_S)
+        why = f"no GPU was free within {GPU_WAIT_S:.0f} s"
+        if ready:
+            try:
+                if ray.get(check):
+                    return actor, "GPU"
+                why = "TensorFlow on its node sees no GPU (tensorflow-cpu? see README, On a Ray cluster)"
+            except ray.exceptions.RayError as exc:
+                why = f"its actor failed: {type(exc).__name__}"
+        ray.kill(actor)
+        logging.getLogger("nova_ray").warning(
+            "the cluster has %g GPU(s) but the LSTM trains on CPU: %s", gpus, why
+        )
+    # on CPU the actor shares the cores with the tasks (one TF thread): no core sits idle while
+    # TensorFlow imports, nor while a task worker replaces it when it is done
+    return actor_cls.options(num_cpus=0).remote(1), "CPU"
+
+
 class RayBackend:
     """A Ray session: local (started and stopped here) or an existing cluster (`address`)."""
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None):
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.num_cpus = num_cpus or None
+        self.lstm_device = ""  # where the LSTM trained: "GPU" or "CPU" (none: "")
         self._tmp: str | None = None
         self.info: ClusterInfo | None = None
 
@@ -441,11 +481,8 @@ class RayBackend:
         pending: dict = {}
         actor, parts = None, None
         if lstm and lstm[1]:
-            # on CPU the actor shares the cores with the tasks (one TF thread): no core sits idle
-            # while TensorFlow imports, nor while a task worker replaces it when it is done
-            opts = {"num_gpus": 1, "num_cpus": 1} if self.info.gpus >= 1 else {"num_cpus": 0}
             actor_cls = ray.remote(max_restarts=2, max_task_retries=2)(_LstmActor)
-            actor = actor_cls.options(**opts).remote(1)
+            actor, self.lstm_device = _lstm_actor(actor_cls, self.info.gpus)
             # its parts stream in, at most two ahead of the driver: the object store (and the
             # pages of it that the driver maps) never holds the whole result
             parts = actor.run.options(_generator_backpressure_num_objects=2).remote(

@@ -136,6 +136,7 @@ def run_engine(
                 "batches": n_batches,
                 "cpus": info.cpus,
                 "gpus": info.gpus,
+                "lstm_device": backend.lstm_device,
                 "nodes": info.nodes,
                 "warm_items": len(warm_idx),
             },

@@ -80,3 +80,31 @@ def test_an_error_stops_ray_before_it_propagates() -> None:
             tmp = backend._tmp
             raise RuntimeError("boom")
     assert distributed._SHUTDOWN is None and not ray.is_initialized() and not os.path.exists(tmp)
+
+
+def test_a_gpu_that_tensorflow_cannot_use_leaves_the_lstm_on_cpu(small_demo, tmp_path, caplog) -> None:
+    """A cluster with a GPU (declared here; tensorflow-cpu sees none): the LSTM actor no longer
+    holds the GPU while training on one CPU thread, nor would it wait forever for a GPU held
+    elsewhere: it checks, and trains on CPU with a warning saying why. The run completes."""
+    import json
+    import logging
+
+    from nova_ray.config import load_config
+    from nova_ray.pipeline import run_forecast
+
+    tmp = tmpdirs.owned_tmpdir("ray", "/tmp")
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, _temp_dir=tmp,
+             log_to_driver=False, runtime_env={"env_vars": distributed.THREAD_ENV})
+    try:
+        over = {"data": str(small_demo / "demand.parquet"), "output": str(tmp_path / "out"),
+                "models_dir": str(tmp_path / "models"), "models": "naive,lstm", "horizon": 7,
+                "backtest_windows": 1, "epochs": 1}
+        with caplog.at_level(logging.WARNING, logger="nova_ray"):
+            summary = run_forecast(load_config(None, over, env={}, dotenv=None),
+                                   ["CAB-0001", "ELE-0001", "SAF-0001"])
+    finally:
+        ray.shutdown()
+    assert summary.items == 3
+    versions = json.loads((tmp_path / "out" / "metadata" / "model_versions.json").read_text())
+    assert versions["backend"]["gpus"] == 1 and versions["backend"]["lstm_device"] == "CPU"
+    assert "the LSTM trains on CPU: TensorFlow on its node sees no GPU" in caplog.text

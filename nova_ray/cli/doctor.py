@@ -274,8 +274,9 @@ def check_gpu(ray_gpus: float | None) -> Check:
             "gpu",
             "warn",
             f"Ray reports {ray_gpus:g} GPU(s) but TensorFlow sees none",
-            "the CPU build of TensorFlow is installed: pip install 'tensorflow[and-cuda]' for GPU "
-            "training, and check the CUDA driver with nvidia-smi",
+            "the CPU build of TensorFlow is installed (the LSTM trains on CPU): on GPU nodes run "
+            "pip uninstall -y tensorflow-cpu && pip install 'tensorflow[and-cuda]==2.21.*', and "
+            "check the CUDA driver with nvidia-smi",
         )
     return Check("gpu", "ok", "none visible: the LSTM trains on CPU (fine for small runs)")
 
