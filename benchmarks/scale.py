@@ -7,15 +7,20 @@ Per size: wall time, items/s, parallel efficiency (sum of task CPU / cores / wal
 fit stage's wall alone, without reading, Ray's start and the output), peak RSS of the driver
 (each size's run in a fresh child process, as are the demo data and StatsForecast) and of the
 Ray workers with Ray's per-node agents (sampled every 0.5 s; a worker's forked child, e.g.
-cmdstanpy starting Stan, is not counted again), and the statistical stage (ARIMA, ETS, Theta,
+cmdstanpy starting Stan, is not counted again), as the sum of their RSS (each process's shared
+library pages counted once per process) and of their PSS with Ray's raylet and GCS (shared pages
+split among the processes that map them), and the statistical stage (ARIMA, ETS, Theta,
 seasonal naive; no backtest, no external factors) against StatsForecast with the same models
-and n_jobs=cores, twice: nova-ray's fit stage (its
-tasks, from Ray up to the last result; worker imports included) against StatsForecast's forecast
-call, and the whole nova-ray run (reading, Ray's start and stop, output) against StatsForecast's
-whole process (Python's start, imports, reading, forecast). With `--repeat N` that pair runs N
-times, alternating, and the fastest of each counts (timings on a shared machine vary by +-15%).
-Then the cold vs warm (one more day of data) rerun ratio at the smallest size, and two nodes of 1
-CPU against one node of 2 CPUs at the smallest size (`--skip-warm` skips both).
+and n_jobs=cores: nova-ray's fit stage (its tasks, from Ray up to the last result; worker
+imports included) against StatsForecast's forecast call on the whole series and on their last
+730 days (nova-ray searches orders and forms on its 730-day `search_window` and re-filters the
+whole series with the model found), and the whole nova-ray process (Python's start, imports,
+reading, Ray's start and stop, output) against StatsForecast's whole process (Python's start,
+imports, reading, forecast). With `--repeat N` that comparison runs N times, alternating, and
+the fastest of each counts (timings on a shared machine vary by +-15%). Then the cold vs warm
+(one more day of data) rerun ratio at the smallest size, each run a process timed from the
+outside, and two raylets of 1 CPU on this host against one node of 2 CPUs at the smallest size,
+fit stage and whole runs (`--skip-warm` skips both).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import argparse
 import atexit
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -41,6 +47,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 warnings.filterwarnings("ignore")
 
 
+_RAY_DAEMONS = re.compile(rb"(^|/)(raylet|gcs_server)$")
+
+
 class PeakWorkers:
     """Sample the summed RSS of the ray:: processes (workers and Ray's per-node agents) in a
     thread; keep the peak (MiB). A ray:: process whose parent is one too is left out: a worker
@@ -49,24 +58,33 @@ class PeakWorkers:
 
     def __init__(self) -> None:
         self.peak = 0.0
+        self.peak_pss = 0.0  # proportional set size: shared pages split among their processes
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             procs: dict[str, tuple[str, int]] = {}  # pid -> (parent pid, RSS KiB)
+            pss = 0  # KiB, of the ray:: processes and Ray's raylet and GCS
             for d in Path("/proc").iterdir():
                 if not d.name.isdigit():
                     continue
                 try:
-                    if (d / "cmdline").read_bytes().startswith(b"ray::"):
+                    cmd = (d / "cmdline").read_bytes()
+                    ray_proc = cmd.startswith(b"ray::")
+                    if ray_proc:
                         lines = (d / "status").read_text().splitlines()
                         fields = dict(line.split(":", 1) for line in lines if ":" in line)
                         procs[d.name] = (fields["PPid"].strip(), int(fields.get("VmRSS", "0 kB").split()[0]))
+                    if ray_proc or _RAY_DAEMONS.search(cmd.split(b"\0", 1)[0]):
+                        for line in (d / "smaps_rollup").read_text().splitlines():
+                            if line.startswith("Pss:"):
+                                pss += int(line.split()[1])
                 except (OSError, KeyError, ValueError):
                     pass
             total = sum(rss for parent, rss in procs.values() if parent not in procs)
             self.peak = max(self.peak, total / 1024)
+            self.peak_pss = max(self.peak_pss, pss / 1024)
             self._stop.wait(0.5)
 
     def __enter__(self) -> PeakWorkers:
@@ -98,27 +116,40 @@ def _in_child(call: str) -> Any:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def nova_ray_run(d: Path, cpus: int, horizon: int) -> dict[str, Any]:
-    """nova-ray's run on the demo in `d`: `wall` seconds of the run (imports excluded), task `cpu`
-    seconds, `stages` seconds and the process's peak RSS `driver` (MiB). Run by `_in_child`, each
-    size in a fresh driver: what the allocators kept from a smaller run would count in a larger one."""
+def nova_ray_run(
+    d: Path, cpus: int, horizon: int, data: str = "demand.parquet", out: str = "", full_refit: bool = False,
+    **kw: Any,
+) -> dict[str, Any]:
+    """nova-ray's run on `d / data` (output under `d / out`): `wall` seconds of the run (imports
+    excluded), task `cpu` seconds, `stages` seconds, warm items and the process's peak RSS
+    `driver` (MiB). Run by `_in_child`, each in a fresh driver: what the allocators kept from a
+    smaller run would count in a larger one, and a rerun pays Python's start and imports as a
+    user's does."""
     from nova_ray.pipeline import run_forecast
 
     t0 = time.perf_counter()
-    s = run_forecast(_cfg(d / "demand.parquet", d, cpus, horizon=horizon))
+    s = run_forecast(_cfg(d / data, d / out, cpus, horizon=horizon, **kw), full_refit=full_refit)
     return {
         "wall": time.perf_counter() - t0,
         "cpu": s.cpu_seconds,
         "stages": s.stage_seconds,
+        "warm": s.warm_items,
         "driver": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
-def statsforecast_child(data: Path, horizon: int, cpus: int) -> tuple[float, float]:
+def timed_child(call: str) -> tuple[dict[str, Any], float]:
+    """`_in_child(call)` and the seconds of the whole child process (start and imports included)."""
+    t0 = time.perf_counter()
+    r = _in_child(call)
+    return r, time.perf_counter() - t0
+
+
+def statsforecast_child(data: Path, horizon: int, cpus: int, tail: int = 0) -> tuple[float, float]:
     """`statsforecast_time` in a child process (its memory is not the driver's): seconds of its
     forecast call, and of the whole process (Python's start, imports, reading the data)."""
     t0 = time.perf_counter()
-    forecast = _in_child(f"statsforecast_time(Path({str(data)!r}), {horizon}, {cpus})")
+    forecast = _in_child(f"statsforecast_time(Path({str(data)!r}), {horizon}, {cpus}, {tail})")
     return float(forecast), time.perf_counter() - t0
 
 
@@ -139,8 +170,10 @@ def _cfg(data: Path, out: Path, cpus: int, **kw):
     )
 
 
-def statsforecast_time(data: Path, horizon: int, cpus: int) -> float:
-    """StatsForecast on the series nova-ray fits (summed over sites, gaps as zeros)."""
+def statsforecast_time(data: Path, horizon: int, cpus: int, tail: int = 0) -> float:
+    """StatsForecast on the series nova-ray fits (summed over sites, gaps as zeros); `tail`: on
+    each series' last `tail` periods only (nova-ray searches the orders and forms on its
+    `search_window`, 730 days, and re-filters the whole series with the model found)."""
     from statsforecast import StatsForecast
     from statsforecast.models import AutoARIMA, AutoETS, DynamicOptimizedTheta, SeasonalNaive
 
@@ -154,6 +187,8 @@ def statsforecast_time(data: Path, horizon: int, cpus: int) -> float:
         for i in range(len(series))
     )
     df["ds"] = pd.to_datetime(df["ds"])
+    if tail:
+        df = df.groupby("unique_id", sort=False).tail(tail)
     models = [
         AutoARIMA(season_length=7, approximation=True, max_p=3, max_q=3, max_P=1, max_Q=1),
         AutoETS(season_length=7),
@@ -203,10 +238,13 @@ def main() -> None:
         "fit-stage eff.",
         "driver peak MiB",
         "workers peak MiB",
+        "workers PSS MiB",
         "stat fit s",
         "SF forecast s",
         "fit/SF",
-        "stat run s",
+        "SF 730 d s",
+        "fit/SF 730",
+        "stat process s",
         "SF process s",
         "run/SF",
     ):
@@ -219,33 +257,28 @@ def main() -> None:
         with PeakWorkers() as peak:
             r = _in_child(f"nova_ray_run(Path({str(d)!r}), {args.cpus}, {args.horizon})")
         wall, cpu, driver = r["wall"], r["cpu"], r["driver"]
-        fit = sf = run = sfp = float("nan")
+        fit = sf = sf730 = run = sfp = float("nan")
         if not args.skip_statsforecast and (not args.compare_max or n <= args.compare_max):
-            fits, runs, sfs, sfps = [], [], [], []
+            fits, runs, sfs, sf730s, sfps = [], [], [], [], []
             for k in range(max(1, args.repeat)):
-                t0 = time.perf_counter()
-                st = run_forecast(
-                    _cfg(
-                        d / "demand.parquet",
-                        d / f"stat{k}",
-                        args.cpus,
-                        horizon=args.horizon,
-                        models="arima,ets,theta,naive",
-                        backtest_windows=0,
-                        exog=False,  # StatsForecast fits the series alone too
-                    )
-                )
-                runs.append(time.perf_counter() - t0)
-                fits.append(st.stage_seconds["fit and backtest"])
+                # a process each, as StatsForecast's: Python's start and the imports on both sides
+                st, whole = timed_child(
+                    f"nova_ray_run(Path({str(d)!r}), {args.cpus}, {args.horizon}, out='stat{k}', "
+                    "models='arima,ets,theta,naive', backtest_windows=0, exog=False)"
+                )  # no factors: StatsForecast fits the series alone too
+                runs.append(whole)
+                fits.append(st["stages"]["fit and backtest"])
                 f, p = statsforecast_child(d / "demand.parquet", args.horizon, args.cpus)
                 sfs.append(f)
                 sfps.append(p)
-            fit, sf, run, sfp = min(fits), min(sfs), min(runs), min(sfps)
+                sf730s.append(statsforecast_child(d / "demand.parquet", args.horizon, args.cpus, 730)[0])
+            fit, sf, sf730, run, sfp = min(fits), min(sfs), min(sf730s), min(runs), min(sfps)
             if len(runs) > 1:
                 console.print(
-                    f"{n} items: stat fit stage {[round(x) for x in fits]} s, whole runs "
+                    f"{n} items: stat fit stage {[round(x) for x in fits]} s, whole processes "
                     f"{[round(x) for x in runs]} s; StatsForecast forecast calls "
-                    f"{[round(x) for x in sfs]} s, processes {[round(x) for x in sfps]} s"
+                    f"{[round(x) for x in sfs]} s (730 days: {[round(x) for x in sf730s]} s), "
+                    f"processes {[round(x) for x in sfps]} s"
                 )
         table.add_row(
             str(n),
@@ -255,9 +288,12 @@ def main() -> None:
             f"{cpu / args.cpus / r['stages']['fit and backtest']:.2f}",
             f"{driver:.0f}",
             f"{peak.peak:.0f}",
+            f"{peak.peak_pss:.0f}",
             f"{fit:.0f}",
             f"{sf:.0f}",
             f"{fit / sf:.2f}",
+            f"{sf730:.0f}",
+            f"{fit / sf730:.2f}",
             f"{run:.0f}",
             f"{sfp:.0f}",
             f"{run / sfp:.2f}",
@@ -272,17 +308,14 @@ def main() -> None:
     demo(d, n, args.days + 1)
     full = pd.read_parquet(d / "demand.parquet")
     full[full["date"] < full["date"].max()].to_parquet(d / "day1.parquet")
-    t0 = time.perf_counter()
-    run_forecast(_cfg(d / "day1.parquet", d, args.cpus, horizon=args.horizon))
-    cold = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    w = run_forecast(_cfg(d / "demand.parquet", d, args.cpus, horizon=args.horizon))
-    warm = time.perf_counter() - t0
+    # each run a process of its own, timed from the outside, as a nightly `nova-ray forecast` is
+    _, cold = timed_child(f"nova_ray_run(Path({str(d)!r}), {args.cpus}, {args.horizon}, 'day1.parquet')")
+    w, warm = timed_child(f"nova_ray_run(Path({str(d)!r}), {args.cpus}, {args.horizon})")
     t2 = Table(title="incremental and multi-node")
     for c in ("comparison", "baseline s", "s", "ratio"):
         t2.add_column(c)
     t2.add_row(
-        f"warm rerun (+1 day, {w.warm_items}/{n} items warm) vs cold",
+        f"warm rerun (+1 day, {w['warm']}/{n} items warm) vs cold, whole processes",
         f"{cold:.0f}",
         f"{warm:.0f}",
         f"{cold / warm:.1f}x faster",
@@ -294,21 +327,28 @@ def main() -> None:
         c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
         c.add_node(num_cpus=1)
         c.wait_for_nodes()
-        t0 = time.perf_counter()
-        run_forecast(
+        two = run_forecast(
             _cfg(d / "day1.parquet", d / "two", 1, horizon=args.horizon, address=c.address), full_refit=True
         )
-        two = time.perf_counter() - t0
         ray.shutdown()
         c.shutdown()
-        t0 = time.perf_counter()
-        run_forecast(_cfg(d / "day1.parquet", d / "one", args.cpus, horizon=args.horizon), full_refit=True)
-        one = time.perf_counter() - t0
+        one = run_forecast(
+            _cfg(d / "day1.parquet", d / "one", args.cpus, horizon=args.horizon), full_refit=True
+        )
+        # the fit stage: the one-node run starts and stops its own Ray, the two raylets run
+        # already (and its workers set up a runtime env); both raylets share this host's cores
+        fit = "fit and backtest"
         t2.add_row(
-            f"two nodes x 1 CPU vs one node x {args.cpus} CPUs ({n} items)",
-            f"{one:.0f}",
-            f"{two:.0f}",
-            f"{one / two:.2f}x",
+            f"2 raylets x 1 CPU (one host) vs one node x {args.cpus} CPUs ({n} items), fit stage",
+            f"{one.stage_seconds[fit]:.0f}",
+            f"{two.stage_seconds[fit]:.0f}",
+            f"{one.stage_seconds[fit] / two.stage_seconds[fit]:.2f}x",
+        )
+        t2.add_row(
+            "the same, whole runs (Ray's start and stop in the one-node run only)",
+            f"{one.wall_seconds:.0f}",
+            f"{two.wall_seconds:.0f}",
+            f"{one.wall_seconds / two.wall_seconds:.2f}x",
         )
     console.print(t2)
 
