@@ -131,8 +131,15 @@ def baseline_forecasts(
     return pl.concat(rows), wall
 
 
+# baselines that forecast every series: each model is also compared with them on its own series
+PAIRED = ("sf:SeasonalNaive", "sf:AutoETS")
+
+
 def score(fc: pl.DataFrame, train: pd.DataFrame, test: pd.DataFrame, m: int) -> pl.DataFrame:
-    """Mean MASE, mean sMAPE and 80% coverage per model over the series of the set."""
+    """Mean MASE, mean sMAPE and 80% coverage per model over the series it forecast, and its
+    MASE against each PAIRED baseline's on those same series (under `--models auto` a model
+    forecasts only its demand classes: Croston and TSB the intermittent items, Prophet the
+    smooth ones; their means over other series than the baselines' are not comparable)."""
     scale = {}
     for k, g in train.groupby("item_id"):
         y = g["quantity"].to_numpy()
@@ -162,6 +169,9 @@ def score(fc: pl.DataFrame, train: pd.DataFrame, test: pd.DataFrame, m: int) -> 
         )
         .filter(pl.col("mase").is_finite())
     )
+    for b in PAIRED:
+        base = per.filter(pl.col("model") == b).select("item_id", pl.col("mase").alias(f"_{b}"))
+        per = per.join(base, on="item_id", how="left")
     return (
         per.group_by("model")
         .agg(
@@ -172,6 +182,7 @@ def score(fc: pl.DataFrame, train: pd.DataFrame, test: pd.DataFrame, m: int) -> 
             .otherwise(pl.col("cov").mean())
             .alias("coverage_80"),
             pl.len().alias("series"),
+            *[(pl.col("mase").mean() / pl.col(f"_{b}").mean()).alias(f"vs {b[3:]}") for b in PAIRED],
         )
         .sort("mase")
     )
@@ -221,11 +232,13 @@ def main() -> None:
             m,
         )
         t = Table(title=f"{name}: {train['item_id'].nunique()} series, horizon {h}")
-        for c in ("model", "MASE", "sMAPE", "cov80", "series"):
+        paired = [f"vs {b[3:]}" for b in PAIRED]  # MASE ratio on the model's own series
+        for c in ("model", "MASE", "sMAPE", "cov80", "series", *[f"{c} (same series)" for c in paired]):
             t.add_column(c)
         for r in res.iter_rows(named=True):
             cov = "-" if r["coverage_80"] is None else f"{r['coverage_80']:.3f}"
-            t.add_row(r["model"], f"{r['mase']:.3f}", f"{r['smape']:.2f}", cov, str(r["series"]))
+            t.add_row(r["model"], f"{r['mase']:.3f}", f"{r['smape']:.2f}", cov, str(r["series"]),
+                      *[f"{r[c]:.3f}" for c in paired])
         console.print(t)
         ens = res.filter(pl.col("model") == "ensemble").row(0, named=True)
         best = res.filter(pl.col("model").str.starts_with("sf:")).row(0, named=True)

@@ -184,6 +184,9 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="nova-ray-inventory-"))
     if not args.work:
         atexit.register(shutil.rmtree, work, True)
+    else:  # data and forecasts are reused only for the arguments that made them
+        work = work / (f"items{args.items}-days{args.days}-seed{args.seed}-holdout{args.holdout}-"
+                       f"h{args.horizon}-{args.models.replace(',', '+')}-refresh{args.refresh}")
     work.mkdir(parents=True, exist_ok=True)
     if not (work / "demo" / "demand.parquet").exists():
         generate_demo(work / "demo", items=args.items, days=args.days, seed=args.seed)
