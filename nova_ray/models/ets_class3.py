@@ -2,8 +2,8 @@
 
 statsforecast 2.1's `ets._class3models` advances the expected state matrix once, after its loop
 over the horizon instead of at each step, so every step's variance is that of the first period's
-expected value: the intervals keep one width whatever the season's level (a weekly MAM item's 95%
-band covered 77% of new values). `patch()` puts the same recursion, with the state advanced at
+expected value: the intervals keep one width whatever the season's level (weekly MAM items' 95%
+bands covered ~80% of new values). `patch()` puts the same recursion, with the state advanced at
 each step (Hyndman et al. 2008, ch. 6, class 3), in its place when the installed statsforecast
 has the misplaced update; a version that has fixed it is left alone.
 """
