@@ -337,22 +337,6 @@ class ClusterInfo:
 _AUTH_LOG = "ray._private.authentication.authentication_token_setup"
 
 
-def _token_for_address() -> None:
-    """Before joining a cluster by its address: turn token authentication on when this machine
-    has a token (`~/.ray/auth_token`, RAY_AUTH_TOKEN) and RAY_AUTH_MODE is unset. Ray 2.60 does
-    that itself only when it finds a local cluster (address None or "auto"), so a driver with the
-    token but without RAY_AUTH_MODE=token in its shell was refused by a token cluster
-    (InvalidAuthToken). An explicit RAY_AUTH_MODE is left as it is."""
-    try:
-        from ray._private.authentication.authentication_token_setup import (
-            maybe_enable_token_auth_if_token_available,
-        )
-    except ImportError:  # another Ray: its own rules
-        return
-    logging.getLogger(_AUTH_LOG).setLevel(logging.ERROR)  # its "enabled" notice, not an error
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
-
-
 GPU_WAIT_S = 120.0  # how long the LSTM waits for a GPU actor to start before it trains on CPU
 
 
@@ -401,7 +385,6 @@ class RayBackend:
         if ray.is_initialized():
             started = False
         elif self.address:  # workers started by `ray start` get the thread settings as a runtime env
-            _token_for_address()
             ray.init(
                 address=self.address,
                 runtime_env={"env_vars": THREAD_ENV},
@@ -539,7 +522,6 @@ def probe_ray(address: str | None = None, num_cpus: int = 1, task_timeout_s: flo
     tmp: str | None = None
     owned = not ray.is_initialized()
     if owned and address:
-        _token_for_address()
         ray.init(address=address, log_to_driver=False, logging_level="ERROR")
     elif owned:
         logging.getLogger(_AUTH_LOG).setLevel(logging.ERROR)

@@ -260,7 +260,7 @@ def test_warnings_print_as_text_and_ray_errors_name_the_ray(
     """Warnings are plain text (a stock file under `data/[old]/` or an item id `[/x]` broke or
     vanished as rich markup); a Ray that cannot be reached is named even when it came from
     RAY_ADDRESS (inside a Ray job) or is the local one, not 'cannot reach Ray at :'."""
-    from nova_ray.cli.common import ray_target, warn
+    from nova_ray.cli.common import ray_target, ray_unreachable, warn
     from nova_ray.config import Config
 
     warn(["stock data/[old]/stock.csv: line 3: item '[/x]' unknown", "b", "c"], most=2)
@@ -270,6 +270,13 @@ def test_warnings_print_as_text_and_ray_errors_name_the_ray(
     assert ray_target(Config()) == "a local Ray (started here)"
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
     assert ray_target(Config()) == "10.0.0.5:6379"
+    # a refused driver without RAY_AUTH_MODE is told the likely cause
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    line = ray_unreachable(Config(), ConnectionError("Failed to connect to Ray cluster at 10.0.0.5:6379"))
+    assert line.startswith("cannot reach Ray at 10.0.0.5:6379: Failed")
+    assert "export RAY_AUTH_MODE=token" in line
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    assert "RAY_AUTH_MODE" not in ray_unreachable(Config(), ConnectionError("x"))
 
 
 def test_an_interrupted_command_says_how_to_go_on(monkeypatch: pytest.MonkeyPatch) -> None:

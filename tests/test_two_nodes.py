@@ -99,10 +99,10 @@ c.shutdown()
 
 
 def test_a_driver_with_the_token_joins_a_token_cluster_by_address(small_demo: Path, tmp_path: Path) -> None:
-    """A head started as cluster.yaml starts it (RAY_AUTH_MODE=token) and a driver on another
-    shell that has the token (RAY_AUTH_TOKEN, or ~/.ray/auth_token) but not RAY_AUTH_MODE:
-    `forecast --address` joins (Ray turns token mode on by itself only for a local cluster it
-    finds, so the driver was refused with InvalidAuthToken)."""
+    """A head started as cluster.yaml starts it (RAY_AUTH_MODE=token) and a driver in another
+    process with the token and the mode, as the README says: `forecast --address` joins and the
+    global LSTM's actor runs there (a driver in token mode on a cluster without it could not run
+    actors, which is why nova-ray does not turn the mode on by itself)."""
     import os
     import subprocess
     import sys
@@ -118,13 +118,16 @@ def test_a_driver_with_the_token_joins_a_token_cluster_by_address(small_demo: Pa
         address, token_mode = head.stdout.readline().split()
         assert token_mode == "True"
         args = ["forecast", "--address", address, "--data", str(small_demo / "demand.parquet"),
-                "--items", "CAB-0001", "--models", "naive", "--horizon", "7", "--backtest-windows", "1",
+                "--items", "CAB-0001", "--models", "naive,lstm", "--horizon", "7", "--backtest-windows", "1",
                 "--output", str(tmp_path / "out"), "--quiet"]
         cli = [sys.executable, "-c", "from nova_ray.cli import main; main()", *args]
-        env = base | {"RAY_AUTH_TOKEN": token}
+        env = base | {"RAY_AUTH_TOKEN": token, "RAY_AUTH_MODE": "token", "NOVA_RAY_EPOCHS": "1"}
         res = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
         assert res.returncode == 0, res.stderr[-2000:]
-        assert (tmp_path / "out" / "metadata" / "last_updated.json").exists()
+        import polars as pl
+
+        forecasts = pl.read_parquet(tmp_path / "out" / "forecasts")
+        assert set(forecasts["model"].cast(pl.String)) >= {"naive", "lstm"}
     finally:
         assert head.stdin is not None
         head.stdin.close()  # the head shuts its cluster down

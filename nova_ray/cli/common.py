@@ -48,6 +48,20 @@ def ray_target(cfg: Config) -> str:
     return cfg.ray.address or os.environ.get("RAY_ADDRESS") or "a local Ray (started here)"
 
 
+def ray_unreachable(cfg: Config, exc: Exception) -> str:
+    """The one-line error for a Ray that could not be joined, with the likely cause when this
+    shell lacks RAY_AUTH_MODE: a token cluster refuses it even with the token at hand (Ray turns
+    token mode on by itself only for a local cluster it finds; nova-ray does not guess, since a
+    driver in token mode cannot run actors on a cluster without it)."""
+    import os
+
+    msg = f"cannot reach Ray at {ray_target(cfg)}: {' '.join(str(exc).split())}"
+    if (cfg.ray.address or os.environ.get("RAY_ADDRESS")) and "RAY_AUTH_MODE" not in os.environ:
+        msg += ("; if the cluster uses token authentication, export RAY_AUTH_MODE=token here too "
+                "(with ~/.ray/auth_token or RAY_AUTH_TOKEN)")
+    return msg
+
+
 def console_logging(verbose: bool) -> None:
     """--verbose: nova-ray's log (debug and up) on the terminal too; the run's log file always has it."""
     import logging

@@ -11,7 +11,7 @@ from ..config import ConfigError
 from ..io.errors import InputError
 from ..io.lock import LockedError
 from . import app
-from .common import BarProgress, config_or_exit, console, console_logging, fail, out, ray_target, warn
+from .common import BarProgress, config_or_exit, console, console_logging, fail, out, ray_unreachable, warn
 
 
 def _items(text: str | None) -> list[str] | None:
@@ -173,7 +173,7 @@ def forecast(
     except LockedError as exc:
         fail(str(exc), code=3)
     except ConnectionError as exc:
-        fail(f"cannot reach Ray at {ray_target(cfg)}: {exc}", code=1)
+        fail(ray_unreachable(cfg, exc), code=1)
     except OSError as exc:  # a disk or the network (an output folder that cannot be written): one line
         fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}", code=1)
     table = Table(title=f"nova-ray run {summary.run_id}", show_header=False)
@@ -275,7 +275,7 @@ def train(
     except LockedError as exc:
         fail(str(exc), code=3)
     except ConnectionError as exc:
-        fail(f"cannot reach Ray at {ray_target(cfg)}: {exc}", code=1)
+        fail(ray_unreachable(cfg, exc), code=1)
     except OSError as exc:
         fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}", code=1)
     out.print(

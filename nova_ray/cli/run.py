@@ -10,7 +10,7 @@ from rich.markup import escape
 from ..config import ConfigError
 from ..io.errors import InputError
 from . import app
-from .common import BarProgress, config_or_exit, console, fail, out, ray_target
+from .common import BarProgress, config_or_exit, console, fail, out, ray_unreachable
 from .forecast import ensure_demo
 
 
@@ -73,7 +73,7 @@ def run(
     except ValueError as exc:  # other one-line errors
         fail(str(exc), code=1)
     except ConnectionError as exc:
-        fail(f"cannot reach Ray at {ray_target(cfg)}: {exc}", code=1)
+        fail(ray_unreachable(cfg, exc), code=1)
     except OSError as exc:  # the network or a disk: one line, the output as it was
         fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}", code=1)
     for step, what in report.steps:
