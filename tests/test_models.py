@@ -360,3 +360,21 @@ def test_ets_multiplicative_season_intervals_cover_their_level() -> None:
     from statsforecast import ets as sf_ets
 
     assert sf_ets._class3models is class3_variance  # the installed statsforecast needed the fix
+
+
+def test_lstm_spread_is_scaled_by_each_items_own_errors() -> None:
+    """One network, one pooled per-step spread: intermittent items' large scaled errors gave a
+    smooth item a band several times too wide. Each item's spread is now scaled by its own
+    errors over its last windows: smooth items narrower than the pooled spread, intermittent
+    wider; a series too short for a window keeps the pooled one."""
+    from nova_ray.models import lstm
+
+    rng = np.random.default_rng(0)
+    smooth = [rng.poisson(20, 200).astype(float) for _ in range(10)]
+    lumpy = [((rng.random(200) < 0.1) * rng.integers(5, 15, 200)).astype(float) for _ in range(10)]
+    state = lstm.train(smooth + lumpy, 7, 7, lookback=14, units=8, epochs=2, seed=1)
+    f = lstm._spread_factors(state, smooth + lumpy + [np.ones(10)], None, None)
+    assert f[:10].max() < 1 < f[10:20].mean() and f[20] == 1.0
+    fc = lstm.predict(state, smooth[:1])[0]
+    pooled = state.step_sigma * lstm._scale(smooth[0], 7)
+    assert np.all(fc["hi-80"] - fc["mean"] < 1.2816 * pooled)

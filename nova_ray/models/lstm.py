@@ -4,8 +4,9 @@ Each series is scaled by its recent mean so that one network serves items of any
 Inputs are the last `lookback` scaled values plus the season phase of the first forecast
 step (on the calendar: `starts` gives each series' first period counted from one common period,
 so one weekday or month has one phase across items); the output is the `horizon` next scaled
-values. Intervals are normal around the mean
-with per-step spreads measured on the training windows, clipped at zero.
+values. Intervals are normal around the mean with per-step spreads measured on the training
+windows, scaled per series by its own errors over its last windows (`_spread_factors`), clipped
+at zero.
 
 With regressors (rows per period: history rows, then the horizon; one matrix per series, or a
 `RowGrid` that many series share) the regressor values of the window's `horizon` forecast
@@ -173,6 +174,7 @@ class _Flat:
         # waiting to be concatenated (at 2000 3-year items ~25 MiB more at the peak)
         long = [i for i, y in enumerate(series) if len(y) >= lookback + horizon]
         counts = [min(max_per_item, len(series[i]) - lookback - horizon + 1) for i in long]
+        self.owner = np.repeat(np.asarray(long, dtype=np.int32), counts)  # each window's series
         self.values = _aligned(sum(len(series[i]) for i in long), dtype)
         self.at = _aligned(sum(counts), np.int64)
         self.row_at = _aligned(sum(counts) if grid is not None else 0, np.int64)
@@ -353,6 +355,8 @@ def train(
 
 
 SPREAD_BLOCK = 16_384  # training windows predicted at a time for the residual spread
+SPREAD_WINDOWS = 30  # an item's last windows whose errors scale its own spread
+SPREAD_SHRINK = 1.0  # windows' worth of the pooled spread that each item's is shrunk towards
 
 
 def _step_sigma(trainer, flat: _Flat) -> np.ndarray:
@@ -382,7 +386,32 @@ def predict(
     x, p, scales = _inputs(series, state.lookback, state.season_length, starts if state.calendar else None)
     extra = [p, _future_exog(exog, series, state.horizon)] if state.n_exog else [p]
     pred = forward(state.weights, x, np.concatenate(extra, axis=1))
-    return [normal_forecast(pred[i] * scales[i], state.step_sigma * scales[i]) for i in range(len(series))]
+    spread = state.step_sigma[None, :] * (scales * _spread_factors(state, series, exog, starts))[:, None]
+    return [normal_forecast(pred[i] * scales[i], spread[i]) for i in range(len(series))]
+
+
+def _spread_factors(
+    state: LstmState, series: list[np.ndarray], exog: Exog, starts: np.ndarray | None
+) -> np.ndarray:
+    """Per series, how its own errors compare with the pooled per-step spread: the root of its
+    mean squared scaled error over its last SPREAD_WINDOWS windows (the network's, in its
+    history only) over the pooled one, shrunk towards 1 by SPREAD_SHRINK windows; 1 for a series
+    too short for a window. The pooled spread alone gave every item the same relative band:
+    intermittent items' large scaled errors made smooth items' bands ~6x too wide."""
+    out = np.ones(len(series))
+    pooled = float(np.mean(np.square(state.step_sigma))) if len(state.step_sigma) else 0.0
+    if pooled <= 0:
+        return out
+    flat = _Flat(series, state.lookback, state.horizon, state.season_length, SPREAD_WINDOWS, exog,
+                 dtype=np.float64, starts=starts if state.calendar else None)
+    if not len(flat):
+        return out
+    x, phase, target, e = flat.dense()
+    pred = forward(state.weights, x, np.concatenate([phase, e], axis=1) if state.n_exog else phase)
+    sq = np.mean(np.square(pred - target), axis=1)
+    n = np.bincount(flat.owner, minlength=len(series)).astype(float)
+    ratio = np.bincount(flat.owner, weights=sq, minlength=len(series)) / np.maximum(n, 1) / pooled
+    return np.sqrt((n * ratio + SPREAD_SHRINK) / (n + SPREAD_SHRINK))
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
