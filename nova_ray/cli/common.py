@@ -40,6 +40,12 @@ def warn(messages: list[str], most: int | None = None) -> None:
         console.print(f"[yellow]warning:[/] ... and {len(messages) - len(shown)} more", highlight=False)
 
 
+def one_line(exc: BaseException, named: bool = False) -> str:
+    """An exception's message on one line (`named`: after its type, for OS and network errors)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if named else text
+
+
 def ray_target(cfg: Config) -> str:
     """The Ray a run joins or starts, for messages: `--address`, RAY_ADDRESS (inside a Ray job),
     else a local Ray."""
@@ -55,7 +61,7 @@ def ray_unreachable(cfg: Config, exc: Exception) -> str:
     driver in token mode cannot run actors on a cluster without it)."""
     import os
 
-    msg = f"cannot reach Ray at {ray_target(cfg)}: {' '.join(str(exc).split())}"
+    msg = f"cannot reach Ray at {ray_target(cfg)}: {one_line(exc)}"
     if (cfg.ray.address or os.environ.get("RAY_ADDRESS")) and "RAY_AUTH_MODE" not in os.environ:
         msg += ("; if the cluster uses token authentication, export RAY_AUTH_MODE=token here too "
                 "(with ~/.ray/auth_token or RAY_AUTH_TOKEN)")

@@ -11,7 +11,17 @@ from ..config import ConfigError
 from ..io.errors import InputError
 from ..io.lock import LockedError
 from . import app
-from .common import BarProgress, config_or_exit, console, console_logging, fail, out, ray_unreachable, warn
+from .common import (
+    BarProgress,
+    config_or_exit,
+    console,
+    console_logging,
+    fail,
+    one_line,
+    out,
+    ray_unreachable,
+    warn,
+)
 
 
 def _items(text: str | None) -> list[str] | None:
@@ -175,7 +185,7 @@ def forecast(
     except ConnectionError as exc:
         fail(ray_unreachable(cfg, exc), code=1)
     except OSError as exc:  # a disk or the network (an output folder that cannot be written): one line
-        fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}", code=1)
+        fail(one_line(exc, named=True), code=1)
     table = Table(title=f"nova-ray run {summary.run_id}", show_header=False)
     table.add_row("items", str(summary.items))
     table.add_row("models", ", ".join(summary.models))
@@ -277,7 +287,7 @@ def train(
     except ConnectionError as exc:
         fail(ray_unreachable(cfg, exc), code=1)
     except OSError as exc:
-        fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}", code=1)
+        fail(one_line(exc, named=True), code=1)
     out.print(
         f"stored model choices for {summary.items} items in {cfg.paths.models_dir} "
         f"({summary.wall_seconds:.1f} s)"

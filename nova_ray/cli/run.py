@@ -10,7 +10,7 @@ from rich.markup import escape
 from ..config import ConfigError
 from ..io.errors import InputError
 from . import app
-from .common import BarProgress, config_or_exit, console, fail, out, ray_unreachable
+from .common import BarProgress, config_or_exit, console, fail, one_line, out, ray_unreachable
 from .forecast import ensure_demo
 
 
@@ -75,7 +75,7 @@ def run(
     except ConnectionError as exc:
         fail(ray_unreachable(cfg, exc), code=1)
     except OSError as exc:  # the network or a disk: one line, the output as it was
-        fail(f"{type(exc).__name__}: {' '.join(str(exc).split())}", code=1)
+        fail(one_line(exc, named=True), code=1)
     for step, what in report.steps:
         out.print(f"[bold]{step:<10}[/] {escape(what)}", highlight=False)
     console.print(f"daily run {report.run_date} done in {report.wall_seconds:.0f} s (run {report.run_id})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import app
-from .common import config_or_exit, console, fail, out, warn
+from .common import config_or_exit, console, fail, one_line, out, warn
 
 
 @app.command("sync")
@@ -46,7 +46,7 @@ def sync(
     except PublishError as exc:
         fail(str(exc))
     except OSError as exc:
-        fail(f"sync to {to} interrupted: {' '.join(str(exc).split())}; the previously published run is "
+        fail(f"sync to {to} interrupted: {one_line(exc)}; the previously published run is "
              "intact, rerun to resume", code=1)
     warn(report.warnings)
     if quiet:
