@@ -407,8 +407,11 @@ def _spread_factors(
     for a in range(0, len(series), SPREAD_CHUNK):  # 1446 items: +66 MiB at the peak, not +373
         b = min(a + SPREAD_CHUNK, len(series))
         sub = None
-        if grid is not None:
-            sub = RowGrid(grid.rows, grid.offsets[a:b], None if grid.ends is None else grid.ends[a:b])
+        if grid is not None and grid.ends is None:  # one grid the series share: all of it
+            sub = RowGrid(grid.rows, grid.offsets[a:b])
+        elif grid is not None:  # rows per series, stacked: only this chunk's (each _Flat copies its grid)
+            lo, hi = int(grid.offsets[a]), int(grid.ends[b - 1])
+            sub = RowGrid(grid.rows[lo:hi], grid.offsets[a:b] - lo, grid.ends[a:b] - lo)
         first = None if starts is None or not state.calendar else starts[a:b]
         flat = _Flat(series[a:b], state.lookback, state.horizon, state.season_length, SPREAD_WINDOWS, sub,
                      dtype=np.float64, starts=first)
