@@ -126,16 +126,18 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def section_of(self, key: str) -> Any:
+        """The section that holds setting `key` (keys are unique across sections), or None."""
+        return next((sec for sec in self.sections().values() if key in {f.name for f in fields(sec)}), None)
+
     def set(self, key: str, value: Any, source: str) -> None:
         """Set a key (unique across sections), converting `value` to the field's type."""
-        for section in self.sections().values():
-            for f in fields(section):
-                if f.name == key:
-                    setattr(section, key, _convert(value, type(getattr(section, key)), key, source))
-                    # not a field: the config's hash and dict stay those of its values
-                    self.__dict__.setdefault("_sources", {})[key] = source
-                    return
-        raise ConfigError(f"{source}: unknown setting {key!r}")
+        section = self.section_of(key)
+        if section is None:
+            raise ConfigError(f"{source}: unknown setting {key!r}")
+        setattr(section, key, _convert(value, type(getattr(section, key)), key, source))
+        # not a field: the config's hash and dict stay those of its values
+        self.__dict__.setdefault("_sources", {})[key] = source
 
     def source(self, key: str) -> str:
         """Where the value of `key` came from (the last of file, environment, .env, option)."""
@@ -246,7 +248,8 @@ def validate(cfg: Config) -> None:
 
     def check(ok: bool, key: str, rule: str) -> None:
         if not ok:
-            raise ConfigError(f"{cfg.source(key)}: setting {key!r} {rule}, got {_value(cfg, key)!r}")
+            value = getattr(cfg.section_of(key), key)
+            raise ConfigError(f"{cfg.source(key)}: setting {key!r} {rule}, got {value!r}")
 
     f = cfg.forecast
     check(f.horizon >= 1, "horizon", "must be >= 1")
@@ -295,10 +298,3 @@ def validate(cfg: Config) -> None:
     check(r.history_days >= 1, "history_days", "must be >= 1")
     check(1 <= r.min_history_days <= r.history_days, "min_history_days", "must be in [1, 'history_days']")
     check(1 <= r.rate_days <= r.history_days, "rate_days", "must be in [1, 'history_days']")
-
-
-def _value(cfg: Config, key: str) -> Any:
-    for section in cfg.sections().values():
-        if hasattr(section, key):
-            return getattr(section, key)
-    raise KeyError(key)
