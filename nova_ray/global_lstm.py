@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .classify import CLASS_MODELS, classify
 from .engine import (
@@ -31,6 +30,7 @@ from .engine import (
     window_backs,
 )
 from .frequency import future_dates
+from .memory import release_memory
 from .models import MODELS
 from .models.base import finalize, seasonal_error_scale
 from .models.lstm import RowGrid
@@ -186,7 +186,6 @@ def _lstm_run(
 
     freq = get_frequency(spec.freq)
     m, h = freq.season_length, spec.horizon
-    bt_rows = Rows(BACKTEST_COLS)
     kw = dict(
         lookback=lstm_lookback(spec),
         units=spec.lstm.units,
@@ -216,41 +215,9 @@ def _lstm_run(
         # training windows read only rows inside their (cut) series: the shared grid as it is
         train_x = None if xs is None else replace(xs, offsets=xs.offsets[tr])
         init = lstm.train(train_set, h, m, **kw, exog=train_x, starts=starts[tr])
-        if init.weights:
-            # windows numbered per item, oldest first among its own origins, as the engine does
-            # (a short item's first window is its oldest valid origin, not the longest series')
-            done = np.zeros(len(ys), dtype=np.int64)
-            for b in sorted(back, reverse=True):
-                sel = [j for j, y in enumerate(ys) if len(y) - b >= min_train(m)]
-                sel_x = None
-                if xs is not None:
-                    sel_x = replace(_window_grid(xs, series, b, h), offsets=xs.offsets[sel])
-                cut = [ys[j][: len(ys[j]) - b] for j in sel]
-                fcs = lstm.predict(init, cut, exog=sel_x, starts=starts[sel])
-                for j, fc in zip(sel, fcs, strict=True):
-                    o = len(ys[j]) - b
-                    fc = finalize(fc, h)
-                    dates = series.dates_of(indices[j])  # per item when needed: not held for the run
-                    bt_rows.add_forecast(
-                        fc,
-                        item_id=str(series.item_ids[indices[j]]),
-                        model="lstm",
-                        window=int(done[j]),
-                        origin=dates[o],
-                        date=dates[o : o + h],
-                        actual=ys[j][o : o + h],
-                        scale=seasonal_error_scale(ys[j][:o], m),
-                    )
-                    done[j] += 1
-    # the backtest rows as one Arrow table (a few columns), then handed on in parts of items
-    # before the final training, which holds none of them
-    bt_table = bt_rows.table(BACKTEST_TABLE)
-    del bt_rows
-    if bt_table.num_rows:
-        for k, span in enumerate(_spans(len(indices))):
-            ids = pa.array([str(series.item_ids[indices[j]]) for j in span], pa.string())
-            yield _part("bt", k, bt_table.filter(pc.is_in(bt_table["item_id"], ids)))
-    del bt_table
+        release_memory()  # what training's threads freed: the final training starts lower
+        if init.weights:  # the backtest parts, before the final training (which holds none)
+            yield from _backtest_parts(series, indices, spec, ys, xs, starts, init, back)
     warm = stored is not None and bool(stored.weights)
     if warm:
         epochs = spec.lstm.warm_epochs
@@ -264,19 +231,69 @@ def _lstm_run(
         state = stored
     else:
         state = lstm.train(ys, h, m, **{**kw, "epochs": epochs}, init=init, exog=xs, starts=starts)
+        release_memory()
     if state is not None and state.weights:
-        fcs = lstm.predict(state, ys, exog=xs, starts=starts)
-        for k, span in enumerate(_spans(len(indices))):
+        for k, span in enumerate(_spans(len(indices))):  # each part's items predicted on their own
+            sel = list(span)
+            sel_x = None if xs is None else replace(xs, offsets=xs.offsets[sel])
+            fcs = lstm.predict(state, [ys[j] for j in sel], exog=sel_x, starts=starts[sel])
             fc_rows = Rows(FORECAST_COLS)
-            for j in span:
+            for j, fc in zip(sel, fcs, strict=True):
                 fc_rows.add_forecast(
-                    finalize(fcs[j], h),
+                    finalize(fc, h),
                     item_id=str(series.item_ids[indices[j]]),
                     model="lstm",
                     date=future_dates(series.dates_of(indices[j])[-1], h, freq),
                 )
             yield _part("fc", k, fc_rows.table(FORECAST_TABLE))
     return state, warm
+
+
+def _backtest_parts(
+    series: SeriesSet,
+    indices: list[int],
+    spec: EngineSpec,
+    ys: list[np.ndarray],
+    xs: RowGrid | None,
+    starts: np.ndarray,
+    state: Any,
+    back: list[int],
+) -> Iterator[BatchResult]:
+    """The backtest rows of the network `state` (trained before the oldest origin), a part of
+    `PART_ITEMS` items at a time: each part's items predicted and their rows built on their own,
+    so that the actor never holds the rows of every item (~19 KB per item). Windows numbered per
+    item, oldest first among its own origins, as the engine does (a short item's first window is
+    its oldest valid origin, not the longest series')."""
+    from .frequency import get_frequency
+    from .models import lstm
+
+    m, h = get_frequency(spec.freq).season_length, spec.horizon
+    for k, span in enumerate(_spans(len(indices))):
+        rows = Rows(BACKTEST_COLS)
+        done = dict.fromkeys(span, 0)
+        for b in sorted(back, reverse=True):
+            sel = [j for j in span if len(ys[j]) - b >= min_train(m)]
+            if not sel:
+                continue
+            sel_x = None
+            if xs is not None:
+                sel_x = replace(_window_grid(xs, series, b, h), offsets=xs.offsets[sel])
+            cut = [ys[j][: len(ys[j]) - b] for j in sel]
+            for j, fc in zip(sel, lstm.predict(state, cut, exog=sel_x, starts=starts[sel]), strict=True):
+                o = len(ys[j]) - b
+                dates = series.dates_of(indices[j])  # per item when needed: not held for the run
+                rows.add_forecast(
+                    finalize(fc, h),
+                    item_id=str(series.item_ids[indices[j]]),
+                    model="lstm",
+                    window=done[j],
+                    origin=dates[o],
+                    date=dates[o : o + h],
+                    actual=ys[j][o : o + h],
+                    scale=seasonal_error_scale(ys[j][:o], m),
+                )
+                done[j] += 1
+        yield _part("bt", k, rows.table(BACKTEST_TABLE))
 
 
 def _spans(n: int) -> Iterator[range]:

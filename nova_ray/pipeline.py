@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import hashlib
 import json
 import logging
@@ -20,7 +18,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import polars as pl
-import pyarrow as pa
 
 from . import __version__
 from .assemble import best_by_class, combine_items
@@ -44,6 +41,7 @@ from .io.model_store import ModelStore, fingerprint
 from .io.results import ResultWriter, utc_now
 from .io.spill import Spill
 from .io.stock import read_stock, resolve_stock_path, unknown_items
+from .memory import release_memory
 from .metrics import evaluate
 from .models import parse_models
 from .provenance import config_hash, model_versions
@@ -82,17 +80,6 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def release_memory() -> None:
-    """Give freed memory back to the OS: Arrow's pool and glibc's heap keep what a large
-    temporary table used (~100-200 MiB after reading 2 M rows) unless asked."""
-    gc.collect()
-    pa.default_memory_pool().release_unused()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
-        pass
 
 
 def engine_spec(cfg: Config, final_fit: bool = True) -> EngineSpec:

@@ -73,7 +73,19 @@ def test_lstm_result_comes_in_parts_of_items(setup, monkeypatch: pytest.MonkeyPa
     assert len(idx) >= 3
     whole = global_lstm.forecast_lstm(series, idx, spec)
     monkeypatch.setattr(global_lstm, "PART_ITEMS", 2)
+    from nova_ray.models import lstm
+
+    predicted, predict = [], lstm.predict
+
+    def counted(state, series, *args, **kw):
+        predicted.append(len(series))
+        return predict(state, series, *args, **kw)
+
+    monkeypatch.setattr(lstm, "predict", counted)
     parts = list(global_lstm.lstm_parts(series, idx, spec))
+    # each part's items are predicted (and their rows built) on their own: the actor never holds
+    # the rows of every item (~19 KB per item at 3 windows of 30 days)
+    assert predicted and max(predicted) <= 2
     chunks = -(-len(idx) // 2)
     names = [p.name for p in parts]
     assert names == [f"lstm-bt-{k:04d}" for k in range(chunks)] + [
