@@ -118,7 +118,7 @@ def _batch_task(series: SeriesSet, indices: list[int], spec: EngineSpec, cached:
     with _private_tmp():
         result = forecast_batch(series, indices, spec, cached)
     result.worker = _worker_name()
-    release_memory()  # what the batch's fits freed, handed back (~15-20 MiB a worker kept)
+    release_memory(collect=False)  # what the batch's fits freed, handed back (~15-20 MiB a worker)
     return result
 
 
