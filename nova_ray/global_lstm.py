@@ -268,6 +268,7 @@ def _backtest_parts(
     from .models import lstm
 
     m, h = get_frequency(spec.freq).season_length, spec.horizon
+    grids = {} if xs is None else {b: _window_grid(xs, series, b, h) for b in back}  # once per window
     for k, span in enumerate(_spans(len(indices))):
         rows = Rows(BACKTEST_COLS)
         done = dict.fromkeys(span, 0)
@@ -275,9 +276,7 @@ def _backtest_parts(
             sel = [j for j in span if len(ys[j]) - b >= min_train(m)]
             if not sel:
                 continue
-            sel_x = None
-            if xs is not None:
-                sel_x = replace(_window_grid(xs, series, b, h), offsets=xs.offsets[sel])
+            sel_x = replace(grids[b], offsets=xs.offsets[sel]) if xs is not None else None
             cut = [ys[j][: len(ys[j]) - b] for j in sel]
             for j, fc in zip(sel, lstm.predict(state, cut, exog=sel_x, starts=starts[sel]), strict=True):
                 o = len(ys[j]) - b
