@@ -77,6 +77,8 @@ def test_parquet_round_trip(tmp_path: Path) -> None:
             "d.csv: line 2 and line 4: duplicate item_id/date ('A', 2024-01-01)",
         ),
         ("item_id,date,quantity\n,2024-01-01,1\n", "d.csv: line 2: empty item_id"),
+        ("item_id,date,quantity\nA,2024-01-01,1\nA, ,2\n", "d.csv: line 3: missing date in column 'date'"),
+        ("item_id,date,quantity\nA,2024-01-01,\n", "d.csv: line 2: missing quantity in column 'quantity'"),
         (  # on the first row, pandas would take the first column as the index, shift the others
             "item_id,date,quantity\nA,2024-01-01,1,7\nA,2024-01-02,2,7\n",
             "d.csv: line 2: 4 values for 3 columns (extra value '7'; a separator too many?)",
@@ -324,6 +326,34 @@ def test_text_dates_are_iso_or_day_first_never_guessed_per_value(tmp_path: Path)
     text = "A,2024-01-01T23:30:00-03:00,1\nA,2024-01-02T00:30:00+01,2\nA,2024-01-03,4\n"
     df = read_demand(_csv(tmp_path, "item_id,date,quantity\n" + text))
     assert df["date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-01-01", "2024-01-02", "2024-01-03"]
+
+
+def test_text_dates_and_quantities_parsed_once_per_distinct_value(tmp_path: Path) -> None:
+    """Text dates and quantities are parsed once per distinct text and spread back to every row
+    holding it: the rows get the same values as a row-by-row parse, in their order, and a missing
+    or bad value is still reported at its own row (the first of the repeated values)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(3)
+    days = pd.date_range("2024-01-01", periods=40).strftime("%Y-%m-%d").to_numpy()
+    n = 600
+    date_text = days[rng.integers(0, 40, n)]
+    qty_text = np.array([" 1", "2.5", "0 ", "3"])[rng.integers(0, 4, n)]
+    items = np.array([f"I{i}" for i in range(n)])  # unique (item, date) pairs
+    df = read_demand(_csv(tmp_path, "item_id,date,quantity\n" + "".join(
+        f"{i},{d},{q}\n" for i, d, q in zip(items, date_text, qty_text, strict=True))))
+    assert df["date"].dt.strftime("%Y-%m-%d").tolist() == date_text.tolist()
+    assert df["quantity"].tolist() == [float(q) for q in qty_text]
+    f = tmp_path / "d.parquet"  # a text date column with a missing value: an error at its row
+    pq.write_table(pa.table({"item_id": ["A", "B", "C"], "date": ["2024-01-01", "2024-01-01", None],
+                             "quantity": ["1", "1", "2"]}), f)
+    with pytest.raises(InputError, match=r"d.parquet: row 3: missing date in column 'date'"):
+        read_demand(f)
+    pq.write_table(pa.table({"item_id": ["A", "B", "C"], "date": ["2024-01-01"] * 3,
+                             "quantity": ["1", None, "x"]}), f)
+    with pytest.raises(InputError, match=r"d.parquet: row 2: missing quantity in column 'quantity'"):
+        read_demand(f)
 
 
 def test_an_incomplete_last_period_is_left_out(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,36 @@ def _text_dates(text: pd.Series) -> pd.Series:
     return dates
 
 
+def _per_distinct(text: pd.Series, parse: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """`parse` applied to each distinct value of a text column once, spread back to the rows.
+
+    Dates and quantities repeat on most rows (a 3-year daily history has 1095 distinct dates
+    however many items it holds), and parsing text is row by row in Python: 2.2 M rows parsed
+    row by row took 10 s, once per distinct value 1 s. Missing values stay missing."""
+    codes, uniques = pd.factorize(text, use_na_sentinel=True)
+    parsed = parse(pd.Series(uniques, dtype=object)).to_numpy()
+    out = parsed.take(codes)  # code -1 (missing) reads the last entry: reset below
+    missing = codes < 0
+    if missing.any():
+        out[missing] = np.datetime64("NaT") if out.dtype.kind == "M" else np.nan
+    return pd.Series(out, copy=False)
+
+
+def _text_numbers(text: pd.Series) -> pd.Series:
+    """Numbers written as text (surrounding spaces allowed); anything else is missing."""
+    return pd.to_numeric(text.astype("string").str.strip(), errors="coerce").astype("float64")
+
+
+def _blank(value: object) -> bool:
+    """A missing cell: null, NaN or empty text."""
+    return (
+        value is None
+        or value is pd.NA
+        or (isinstance(value, float) and np.isnan(value))
+        or (isinstance(value, str) and not value.strip())
+    )
+
+
 def _out_of_ns(days: np.ndarray) -> bool:
     """Whether datetime64[D] values hold dates outside the nanosecond range (1677-2262)."""
     v = days.view(np.int64)
@@ -176,10 +207,12 @@ def read_demand(path: str | Path) -> pd.DataFrame:
         dates = pd.Series(date_col.dt.tz_localize(None).to_numpy().astype("datetime64[D]"))
         dates = dates.astype("datetime64[ns]")
     else:
-        dates = _text_dates(date_col.astype("string").str.strip())
+        dates = _per_distinct(date_col, lambda u: _text_dates(u.astype("string").str.strip()))
     bad = dates.isna().to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
+        if _blank(date_col.iloc[i]):
+            raise InputError(f"{_where(path, first_line, i, csv)}: missing date in column 'date'")
         raise InputError(
             f"{_where(path, first_line, i, csv)}: cannot parse date {str(date_col.iloc[i])!r} "
             "in column 'date' (expected yyyy-mm-dd or dd/mm/yyyy)"
@@ -192,11 +225,12 @@ def read_demand(path: str | Path) -> pd.DataFrame:
         qty = pd.Series(qty_col.to_numpy(dtype="float64"), copy=False)
         bad_num = qty.isna().to_numpy()
     else:
-        text = qty_col.astype("string").str.strip()
-        qty = pd.to_numeric(text, errors="coerce").astype("float64")
+        qty = _per_distinct(qty_col, _text_numbers)
         bad_num = qty.isna().to_numpy()
     if bad_num.any():
         i = int(np.flatnonzero(bad_num)[0])
+        if _blank(qty_col.iloc[i]):
+            raise InputError(f"{_where(path, first_line, i, csv)}: missing quantity in column 'quantity'")
         raise InputError(
             f"{_where(path, first_line, i, csv)}: quantity {str(qty_col.iloc[i])!r} in column 'quantity' "
             "is not a number"
