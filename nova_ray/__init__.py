@@ -7,7 +7,6 @@ __version__ = "0.1.0"
 # Polars' allocator (jemalloc; Polars sets a decay of 0.5 s for freed pages, 1 s for lazily freed
 # ones) purges only when it allocates again: after a stage's tables were freed, a run's driver
 # held 20-40 MiB it no longer used (90 MiB in a loop over 200-item chunks). Freed pages go back
-# at once instead;
-# read when polars loads, so only where nova-ray is imported first (the CLI, the benchmarks), and
-# a value set by the user wins.
+# at once instead. Read when polars loads, so only where nova-ray is imported first (the CLI, the
+# benchmarks); a value set by the user wins.
 _os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
