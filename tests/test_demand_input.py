@@ -350,6 +350,9 @@ def test_text_dates_and_quantities_parsed_once_per_distinct_value(tmp_path: Path
                              "quantity": ["1", "1", "2"]}), f)
     with pytest.raises(InputError, match=r"d.parquet: row 3: missing date in column 'date'"):
         read_demand(f)
+    pq.write_table(pa.table({"item_id": ["A"], "date": pa.array([None], pa.string()), "quantity": [1.0]}), f)
+    with pytest.raises(InputError, match=r"d.parquet: row 1: missing date in column 'date'"):
+        read_demand(f)  # no date at all: nothing to parse
     pq.write_table(pa.table({"item_id": ["A", "B", "C"], "date": ["2024-01-01"] * 3,
                              "quantity": ["1", None, "x"]}), f)
     with pytest.raises(InputError, match=r"d.parquet: row 2: missing quantity in column 'quantity'"):

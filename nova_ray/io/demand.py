@@ -104,14 +104,13 @@ def _per_distinct(text: pd.Series, parse: Callable[[pd.Series], pd.Series]) -> p
 
     Dates and quantities repeat on most rows (a 3-year daily history has 1095 distinct dates
     however many items it holds), and parsing text is row by row in Python: 2.2 M rows parsed
-    row by row took 10 s, once per distinct value 1 s. Missing values stay missing."""
+    row by row made reading a 2.2 M-row CSV take 8.4 s, once per distinct value 1.4 s. Missing
+    values stay missing."""
     codes, uniques = pd.factorize(text, use_na_sentinel=True)
     parsed = parse(pd.Series(uniques, dtype=object)).to_numpy()
-    out = parsed.take(codes)  # code -1 (missing) reads the last entry: reset below
-    missing = codes < 0
-    if missing.any():
-        out[missing] = np.datetime64("NaT") if out.dtype.kind == "M" else np.nan
-    return pd.Series(out, copy=False)
+    missing = np.array([np.datetime64("NaT") if parsed.dtype.kind == "M" else np.nan], dtype=parsed.dtype)
+    # a missing value's code (-1) reads the appended missing entry
+    return pd.Series(np.append(parsed, missing).take(codes), copy=False)
 
 
 def _text_numbers(text: pd.Series) -> pd.Series:
