@@ -16,10 +16,9 @@ def period_index(start: np.datetime64, dates: np.ndarray | np.datetime64, freq: 
     code = get_frequency(freq).code
     s = np.datetime64(start, "D")
     d = np.asarray(dates, dtype="datetime64[D]")
-    if code == "D":
-        return (d - s).astype(np.int64)
-    if code == "W":
-        return (d - s).astype(np.int64) // 7
+    if code in ("D", "W"):
+        days = np.asarray(d - s).view(np.int64)  # day numbers in place: no copy of a long array
+        return days // 7 if code == "W" else days
     months = d.astype("datetime64[M]").astype(np.int64) - s.astype("datetime64[M]").astype(np.int64)
     return {"M": months, "Q": months // 3}.get(code, months // 12)
 
@@ -134,6 +133,9 @@ _EPOCH = np.datetime64("1970-01-01", "D")
 SUM_BLOCK = 262_144  # rows per block of `_run_sums`
 
 
+NARROW_KEYS = 2**31  # (item, period) keys below this are built as int32
+
+
 def _run_sums(values: np.ndarray, heads: np.ndarray) -> np.ndarray:
     """pandas' (compensated) sum of each run of `values` (runs start at `heads`), a block of whole
     runs at a time: the same sums as one group-by over all rows, with temporaries of a block."""
@@ -197,7 +199,9 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     if end is not None:
         last = int(period_index(origin, np.datetime64(pd.Timestamp(end).date(), "D"), code))
         keep = per <= last
-        per, qty, codes, days = per[keep], qty[keep], codes[keep], days[keep]
+        if not keep.all():  # copies of the row arrays only when rows are cut
+            per, qty, codes, days = per[keep], qty[keep], codes[keep], days[keep]
+        del keep
     if len(per) == 0:
         ids, starts = np.array([], dtype=object), np.array([], dtype="datetime64[D]")
         end_date = period_start(pd.Series([pd.Timestamp(end)]), fq).to_numpy().astype("datetime64[D]")[0]
@@ -209,18 +213,23 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     grid = date_range(period_start(pd.Series([days[per.argmin()]]), fq).iloc[0], span, fq)
     del days
     # one sort of (item rank, period) keys; equal keys (sites of one item, days of one week) summed
-    key = rank[codes]  # built in place: each temporary is an array of the row count
+    # keys of 4 bytes while they fit (2000 items x 3 years: 6.6 M < 2^31)
+    narrow = len(rank) * span < NARROW_KEYS
+    key = (rank.astype(np.int32) if narrow else rank)[codes]  # then built in place
     key *= span
     key += per
     key -= first
     del per
-    row_order = np.argsort(key, kind="stable")
-    key = key[row_order]
+    if len(key) > 1 and not (key[1:] >= key[:-1]).all():
+        row_order = np.argsort(key, kind="stable")
+        key = key[row_order]
+        sums = qty[row_order]
+        del row_order
+    else:  # rows already in (item, period) order (an export sorted by item and date): no sort
+        sums = qty  # read only
     new_key = np.r_[True, key[1:] != key[:-1]]
     heads = np.flatnonzero(new_key)
     del new_key
-    sums = qty[row_order]
-    del row_order
     if len(heads) < len(key):  # pandas' (compensated) sum, in row order within each key
         sums = _run_sums(sums, heads)
     key = key[heads]

@@ -247,16 +247,20 @@ def _reference_series(df: pd.DataFrame, freq: str) -> dict[str, tuple[pd.Timesta
     return out
 
 
+@pytest.mark.parametrize("order", ["shuffled", "sorted", "sorted, wide keys"])
 @pytest.mark.parametrize("freq", ["D", "W", "M", "Q", "Y"])
 def test_series_and_dataset_id_from_many_shuffled_rows(
-    tmp_path: Path, freq: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, freq: str, order: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The vectorised aggregation (several sites per item and day, fractional quantities, rows in
     any order) gives the plain pandas sums exactly; the dataset id is the hash of the sorted rows
     (hashed in blocks: 97 rows here, not a divisor of the row count); the sums too are taken a
-    block of whole runs at a time (50 rows here)."""
+    block of whole runs at a time (50 rows here). Rows already in (item, date) order skip the
+    sorts; int64 keys (past NARROW_KEYS) give the same as int32 ones."""
     monkeypatch.setattr(demand_io, "HASH_BLOCK", 97)
     monkeypatch.setattr(series_mod, "SUM_BLOCK", 50)
+    if order == "sorted, wide keys":
+        monkeypatch.setattr(series_mod, "NARROW_KEYS", 0)
     rng = np.random.default_rng(3)
     rows = []
     for k in range(12):
@@ -266,6 +270,8 @@ def test_series_and_dataset_id_from_many_shuffled_rows(
             rows.append(pd.DataFrame({"item_id": f"I{k:02d}", "date": days[keep], "site": site,
                                       "quantity": rng.gamma(0.5, 3.3, keep.sum()).round(3)}))
     df = pd.concat(rows).sample(frac=1, random_state=1)
+    if order != "shuffled":
+        df = df.sort_values(["item_id", "date"], kind="stable")
     df.to_parquet(tmp_path / "d.parquet", index=False)
     demand = read_demand(tmp_path / "d.parquet")
     s = build_series(demand, freq)

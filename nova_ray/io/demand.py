@@ -318,17 +318,21 @@ def dataset_id(df: pd.DataFrame) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    cols = df[["item_id", "date", "quantity"]]
-    ids = cols["item_id"]
+    key = ["item_id", "date", "quantity"]  # selected a block at a time: df[key] copies every row
+    ids = df["item_id"]
     if isinstance(ids.dtype, pd.CategoricalDtype) and ids.cat.categories.is_monotonic_increasing:
         # row hashes in (item, date) order: hashing is row by row, so the rows are hashed a block
         # of the sort order at a time (no sorted copy of the table, no hash array of every row)
-        order = np.lexsort((cols["date"].to_numpy().view(np.int64), ids.cat.codes.to_numpy()))
-        for k in range(0, len(order), HASH_BLOCK):
-            block = cols.take(order[k : k + HASH_BLOCK])
-            h.update(pd.util.hash_pandas_object(block, index=False).to_numpy().tobytes())
+        days, codes = df["date"].to_numpy().view(np.int64), ids.cat.codes.to_numpy()
+        in_order = bool(
+            ((codes[1:] > codes[:-1]) | ((codes[1:] == codes[:-1]) & (days[1:] >= days[:-1]))).all()
+        )
+        order = None if in_order else np.lexsort((days, codes))  # a file sorted by item and date: none
+        for k in range(0, len(df), HASH_BLOCK):
+            rows = df.iloc[k : k + HASH_BLOCK] if order is None else df.take(order[k : k + HASH_BLOCK])
+            h.update(pd.util.hash_pandas_object(rows[key], index=False).to_numpy().tobytes())
     else:
-        rows = pd.util.hash_pandas_object(cols.sort_values(["item_id", "date"]), index=False).to_numpy()
+        rows = pd.util.hash_pandas_object(df[key].sort_values(["item_id", "date"]), index=False).to_numpy()
         h.update(rows.tobytes())
     return h.hexdigest()[:16]
 
@@ -343,6 +347,15 @@ def spill_columns(demand: pd.DataFrame, columns: tuple[str, ...], path: Path) ->
     """Write the given columns (those present) of a validated demand table to a Parquet file
     through Arrow, whose memory the caller can hand back at once, and return a LazyFrame over it:
     a long run then does not hold them while it fits, and reads back only what it queries."""
-    cols = demand[[c for c in columns if c in demand.columns]]
-    pq.write_table(pa.Table.from_pandas(cols, preserve_index=False), path, row_group_size=SPILL_ROW_GROUP)
+    cols = [c for c in columns if c in demand.columns]
+    writer = None
+    try:  # a row group at a time: no copy of the whole columns in pandas, then again in Arrow
+        for k in range(0, max(len(demand), 1), SPILL_ROW_GROUP):
+            part = pa.Table.from_pandas(demand.iloc[k : k + SPILL_ROW_GROUP][cols], preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(path, part.schema)
+            writer.write_table(part)
+    finally:
+        if writer is not None:
+            writer.close()
     return pl.scan_parquet(path)
