@@ -214,11 +214,11 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     del days
     # one sort of (item rank, period) keys; equal keys (sites of one item, days of one week) summed
     # keys of 4 bytes while they fit (2000 items x 3 years: 6.6 M < 2^31)
-    narrow = len(rank) * span < NARROW_KEYS
+    narrow = len(rank) * span + abs(first) < NARROW_KEYS  # every step below stays in range too
     key = (rank.astype(np.int32) if narrow else rank)[codes]  # then built in place
     key *= span
-    key += per
     key -= first
+    key += per
     del per
     if len(key) > 1 and not (key[1:] >= key[:-1]).all():
         row_order = np.argsort(key, kind="stable")
