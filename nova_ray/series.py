@@ -18,6 +18,7 @@ def period_index(start: np.datetime64, dates: np.ndarray | np.datetime64, freq: 
     d = np.asarray(dates, dtype="datetime64[D]")
     if code in ("D", "W"):
         days = np.asarray(d - s).view(np.int64)  # day numbers in place: no copy of a long array
+        days = days[()] if days.ndim == 0 else days  # a date in, a number out (not a 0-d array)
         return days // 7 if code == "W" else days
     months = d.astype("datetime64[M]").astype(np.int64) - s.astype("datetime64[M]").astype(np.int64)
     return {"M": months, "Q": months // 3}.get(code, months // 12)
