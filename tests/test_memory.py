@@ -40,6 +40,6 @@ def test_polars_hands_freed_pages_back_once_nova_ray_is_imported() -> None:
     kept, conf = _probe("\nimport nova_ray", env=clean)
     default, _ = _probe("", env=clean)
     assert conf.endswith("dirty_decay_ms:0,muzzy_decay_ms:0")
-    assert kept < 20 and default > kept + 40, (kept, default)
+    assert kept < 0.25 * default and default - kept > 100, (kept, default)  # here ~10-25 against ~350 MiB
     _, mine = _probe("\nimport nova_ray", env={**clean, "_RJEM_MALLOC_CONF": "narenas:2"})
     assert mine.endswith("narenas:2") and "dirty_decay_ms:0," not in mine
