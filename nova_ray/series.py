@@ -214,7 +214,7 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     grid = date_range(period_start(pd.Series([days[per.argmin()]]), fq).iloc[0], span, fq)
     del days
     # one sort of (item rank, period) keys; equal keys (sites of one item, days of one week) summed
-    # keys of 4 bytes while they fit (2000 items x 3 years: 6.6 M < 2^31)
+    # keys of 4 bytes while they fit (2000 items x 1095 days: 2.2 M < 2^31)
     narrow = len(rank) * span + abs(first) < NARROW_KEYS  # every step below stays in range too
     key = (rank.astype(np.int32) if narrow else rank)[codes]  # then built in place
     key *= span

@@ -31,8 +31,8 @@ def _probe(first: str, env: dict[str, str] | None = None) -> tuple[float, str]:
 
 def test_polars_hands_freed_pages_back_once_nova_ray_is_imported() -> None:
     """After `import nova_ray`, tables that Polars freed leave little resident memory behind
-    (Polars' own default keeps the freed pages for a while: tens of MiB); a setting of the
-    user's own wins."""
+    (Polars' own default keeps the freed pages until it allocates again: ~350 MiB here); a
+    setting of the user's own wins."""
     import os
 
     # this process's Polars wrote its own setting into the environment: the probes start without it
