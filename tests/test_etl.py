@@ -77,6 +77,24 @@ def test_inmet_an_hour_given_twice_counts_once(tmp_path: Path) -> None:
     assert read_inmet_file(twice).equals(read_inmet_file(A401_2023))
 
 
+def test_inmet_day_with_too_many_hours_missing_has_no_rain(tmp_path: Path) -> None:
+    """A day's rain is a sum: 6 of 24 hours missing still gives it, 7 missing or a day cut short
+    (the file ends at 12:00) leave it NaN rather than undercounted; the means keep the hours seen."""
+    lines = _inmet_lines()
+    template = lines[9].split(";")
+
+    def hour(day: str, h: int, rain: str) -> str:
+        return ";".join([day, f"{h:02d}00 UTC", rain, *template[3:]])
+
+    rows = [hour("2023/01/01", h, "-9999" if h < 6 else "0,5") for h in range(24)]
+    rows += [hour("2023/01/02", h, "-9999" if h < 7 else "0,5") for h in range(24)]
+    rows += [hour("2023/01/03", h, "0,5") for h in range(12)]
+    df = read_inmet_file(_write(tmp_path, INMET_NAME, lines[:9] + rows))
+    assert df["rain_mm"].iloc[0] == pytest.approx(9.0)  # 18 hours of 0.5 mm
+    assert np.isnan(df["rain_mm"].iloc[1]) and np.isnan(df["rain_mm"].iloc[2])
+    assert df["temp_mean_c"].notna().all() and df["humidity_mean_pct"].notna().all()
+
+
 def test_inmet_old_format_latin1_empty_fields_crlf() -> None:
     df = read_inmet_file(A401_2018)
     assert df["date"].tolist() == [day("2018-01-01"), day("2018-01-02")]

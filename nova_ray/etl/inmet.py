@@ -13,6 +13,9 @@ from . import EtlError, normalize, parse_numbers, read_text, short, source_files
 N_META = 8  # metadata lines before the column header
 HEADER_LINE = N_META + 1
 COLUMNS = ["date", "station", "rain_mm", "temp_mean_c", "humidity_mean_pct"]
+# A day's rain is a sum: with more than a quarter of its hours missing it is left missing (NaN)
+# rather than undercounted (a storm that cuts the station's power is the day that matters).
+MIN_RAIN_SHARE = 0.75
 # output column -> (normalized header prefix, header as printed in messages)
 _WANTED = {
     "rain": ("PRECIPITACAO TOTAL", "PRECIPITAÇÃO TOTAL, HORÁRIO (mm)"),
@@ -69,9 +72,11 @@ def _station(path: Path, meta: dict[str, str]) -> str:
 def read_inmet_file(path: str | Path) -> pd.DataFrame:
     """One INMET file -> daily rows: date, station, rain_mm, temp_mean_c, humidity_mean_pct.
 
-    Days are UTC dates as in the file. rain_mm is the sum of the hourly precipitation (NaN if
-    every hour is missing); temperature and humidity are means of the available hours. An hour
-    that appears twice counts once (its last row).
+    Days are UTC dates as in the file. rain_mm is the sum of the hourly precipitation, NaN when
+    fewer than `MIN_RAIN_SHARE` of the day's hours have a value (the hours a day should have: the
+    most rows any day of the file has, 24 in INMET's files, so a day cut short counts too);
+    temperature and humidity are means of the available hours. An hour that appears twice counts
+    once (its last row).
     """
     path = Path(path)
     lines = read_text(path).splitlines()
@@ -127,9 +132,11 @@ def read_inmet_file(path: str | Path) -> pd.DataFrame:
         hour = df["hour"].str.replace(r"\D", "", regex=True)
         hourly = hourly[~pd.DataFrame({"d": dates, "h": hour}).duplicated(keep="last").to_numpy()]
     g = hourly.groupby("date", sort=True)
+    rain_hours = g["rain"].count()
+    enough = rain_hours >= MIN_RAIN_SHARE * g.size().max()
     daily = pd.DataFrame(
         {
-            "rain_mm": g["rain"].sum(min_count=1),
+            "rain_mm": g["rain"].sum(min_count=1).where(enough),
             "temp_mean_c": g["temp"].mean(),
             "humidity_mean_pct": g["hum"].mean(),
         }
