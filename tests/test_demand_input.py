@@ -41,6 +41,41 @@ def test_trailing_commas_and_gzip(tmp_path: Path) -> None:
     assert read_demand(tmp_path / "d.csv.gz").equals(read_demand(_csv(tmp_path, GOOD)))
 
 
+def test_brazilian_excel_export_semicolons_decimal_commas_cp1252(tmp_path: Path) -> None:
+    """Excel in Brazilian Portuguese saves `;`-separated CSV in cp1252 with decimal commas and
+    dd/mm/yyyy dates: read as such (points are thousands separators, as in Anatel's tables)."""
+    rows = ["item_id;date;quantity", "Válvula;01/02/2024;1,5", "Válvula;02/02/2024;1.234"]
+    rows.append("Cabo 2,5mm;01/02/2024;2")
+    text = "\n".join(rows) + "\n"
+    p = tmp_path / "d.csv"
+    p.write_bytes(text.encode("cp1252"))
+    df = read_demand(p)
+    assert df["item_id"].tolist() == ["Válvula", "Válvula", "Cabo 2,5mm"]
+    assert df["date"].tolist() == list(pd.to_datetime(["2024-02-01", "2024-02-02", "2024-02-01"]))
+    assert df["quantity"].tolist() == [1.5, 1234.0, 2.0]
+    p.write_bytes(text.encode("utf-8-sig"))  # Excel's "CSV UTF-8": a BOM before the header
+    assert read_demand(p).equals(df)
+    p.write_bytes(text.replace(";", "\t").encode("utf-8"))  # tab-separated
+    assert read_demand(p).equals(df)
+
+
+def test_semicolon_file_with_decimal_points_keeps_them(tmp_path: Path) -> None:
+    """A `;` file whose column has a value that can only be a decimal point ("1.5") reads its
+    points as decimal points ("1.250" = 1.25), and a comma still as a decimal mark."""
+    p = _csv(tmp_path, "item_id;date;quantity\nA;2024-01-01;1.5\nA;2024-01-02;1.250\nA;2024-01-03;0,5\n")
+    assert read_demand(p)["quantity"].tolist() == [1.5, 1.25, 0.5]
+
+
+def test_semicolon_file_errors_name_the_line_once(tmp_path: Path) -> None:
+    p = _csv(tmp_path, "item_id;date;quantity\nA;2024-01-01;1;7\nA;2024-01-02;2;7\n")
+    with pytest.raises(InputError) as err:
+        read_demand(p)
+    assert str(err.value) == f"{p}: line 2: 4 values for 3 columns (extra value '7'; a separator too many?)"
+    p = _csv(tmp_path, "item_id;date;quantity\nA;2024-01-01;1,2,3\n")
+    with pytest.raises(InputError, match=r"line 2: quantity '1,2,3' in column 'quantity' is not a number"):
+        read_demand(p)
+
+
 def test_parquet_round_trip(tmp_path: Path) -> None:
     p = tmp_path / "d.parquet"
     pd.DataFrame(

@@ -49,6 +49,16 @@ def test_trailing_commas_are_no_extra_values(tmp_path: Path) -> None:
     assert read_stock(gz).equals(df)
 
 
+def test_semicolon_decimal_comma_cp1252(tmp_path: Path) -> None:
+    """A Brazilian Excel export: `;`, decimal commas, points as thousands separators, cp1252."""
+    p = tmp_path / "stock.csv"
+    text = "item_id;site;on_hand;lead_time_days;unit_cost\nVálvula;S1;1.200;7;12,50\nB;S1;1,5;0;\n"
+    p.write_bytes(text.encode("cp1252"))
+    df = read_stock(p)
+    assert df["item_id"].to_list() == ["Válvula", "B"] and df["on_hand"].to_list() == [1200.0, 1.5]
+    assert df["unit_cost"].to_list() == [12.5, None] and df["lead_time_days"].to_list() == [7, 0]
+
+
 def test_reads_parquet_without_site(tmp_path: Path) -> None:
     p = tmp_path / "stock.parquet"
     pl.DataFrame({"item_id": ["A", "B"], "on_hand": [1.0, 2.0], "lead_time_days": [5, 6],

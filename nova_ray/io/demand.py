@@ -13,7 +13,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .csv_text import read_text_csv
+from .csv_text import read_text_csv, text_numbers
 from .errors import InputError
 
 REQUIRED = ("item_id", "date", "quantity")
@@ -42,8 +42,9 @@ def _open(path: str) -> tuple[object, str, int]:
     return fs, inner, int(info.size or 0)
 
 
-def _read_raw(path: str) -> tuple[pd.DataFrame, int]:
-    """Read a file with every column as text; returns the frame and the line of its first row."""
+def _read_raw(path: str) -> tuple[pd.DataFrame, int, bool]:
+    """Read a file with every column as text (CSV) or as stored (Parquet); returns the frame, the
+    line of its first row and whether its numbers use a decimal comma."""
     fs, inner, size = _open(path)
     if size == 0:
         raise InputError(f"{path}: file is empty")
@@ -51,7 +52,8 @@ def _read_raw(path: str) -> tuple[pd.DataFrame, int]:
     try:
         if suffix in {".csv", ".txt", ".gz"}:
             # the stream is decompressed by pyarrow already (.gz by its extension)
-            return read_text_csv(lambda: fs.open_input_stream(inner), path), 2
+            frame, decimal_comma = read_text_csv(lambda: fs.open_input_stream(inner), path)
+            return frame, 2, decimal_comma
         if suffix in {".parquet", ".pq"}:
             # text columns of ids, sites and families repeat on every row: read them dictionary
             # encoded (pandas categoricals, one string per distinct value); date32 columns as
@@ -71,7 +73,9 @@ def _read_raw(path: str) -> tuple[pd.DataFrame, int]:
                     columns[name] = column.to_pandas(date_as_object=False)
                     del column
                     pa.default_memory_pool().release_unused()
-            return pd.DataFrame(columns, copy=False), 1
+            return pd.DataFrame(columns, copy=False), 1, False
+    except InputError:
+        raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: cannot read file: {msg}") from None
@@ -110,11 +114,6 @@ def _per_distinct(text: pd.Series, parse: Callable[[pd.Series], pd.Series]) -> p
     missing = np.array([np.datetime64("NaT") if parsed.dtype.kind == "M" else np.nan], dtype=parsed.dtype)
     # a missing value's code (-1) reads the appended missing entry
     return pd.Series(np.append(parsed, missing).take(codes), copy=False)
-
-
-def _text_numbers(text: pd.Series) -> pd.Series:
-    """Numbers written as text (surrounding spaces allowed); anything else is missing."""
-    return pd.to_numeric(text.astype("string").str.strip(), errors="coerce").astype("float64")
 
 
 def _blank(value: object) -> bool:
@@ -176,7 +175,7 @@ def read_demand(path: str | Path) -> pd.DataFrame:
     Raises InputError with a one-line message naming the file and the row or column.
     """
     path = str(path)
-    raw, first_line = _read_raw(path)
+    raw, first_line, decimal_comma = _read_raw(path)
     csv = first_line == 2
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in REQUIRED if c not in raw.columns]
@@ -223,7 +222,7 @@ def read_demand(path: str | Path) -> pd.DataFrame:
         qty = pd.Series(qty_col.to_numpy(dtype="float64"), copy=False)
         bad_num = qty.isna().to_numpy()
     else:
-        qty = _per_distinct(qty_col, _text_numbers)
+        qty = _per_distinct(qty_col, lambda u: text_numbers(u, decimal_comma))
         bad_num = qty.isna().to_numpy()
     if bad_num.any():
         i = int(np.flatnonzero(bad_num)[0])

@@ -15,7 +15,7 @@ import pandas as pd
 import polars as pl
 import pyarrow.parquet as pq
 
-from .csv_text import read_text_csv
+from .csv_text import read_text_csv, text_numbers
 from .errors import InputError
 
 REQUIRED = ("item_id", "on_hand", "lead_time_days")
@@ -34,8 +34,9 @@ NUMERIC: dict[str, tuple[float, bool, float | None, bool]] = {
 COLUMNS = ("item_id", "site", *NUMERIC)
 
 
-def _read_raw(path: Path) -> tuple[pd.DataFrame, bool]:
-    """Every column of a CSV as text (or a Parquet file as stored); True when the file is CSV."""
+def _read_raw(path: Path) -> tuple[pd.DataFrame, bool, bool]:
+    """Every column of a CSV as text (or a Parquet file as stored); whether the file is CSV, and
+    whether its numbers use a decimal comma."""
     if not path.exists():
         raise InputError(f"{path}: file not found")
     if path.stat().st_size == 0:
@@ -43,9 +44,12 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, bool]:
     suffix = path.suffix.lower()
     try:
         if suffix in {".csv", ".txt", ".gz"}:
-            return read_text_csv(lambda: open(path, "rb"), str(path), gz=suffix == ".gz"), True
+            frame, decimal_comma = read_text_csv(lambda: open(path, "rb"), str(path), gz=suffix == ".gz")
+            return frame, True, decimal_comma
         if suffix in {".parquet", ".pq"}:
-            return pq.read_table(path).to_pandas(), False
+            return pq.read_table(path).to_pandas(), False, False
+    except InputError:
+        raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: cannot read file: {msg}") from None
@@ -65,7 +69,9 @@ def _bounds_text(lo: float, lo_inc: bool, hi: float | None, hi_inc: bool) -> str
     return f">= {lo:g}" if lo_inc else f"> {lo:g}"
 
 
-def _numbers(raw: pd.DataFrame, col: str, path: Path, csv: bool, required: bool) -> np.ndarray:
+def _numbers(
+    raw: pd.DataFrame, col: str, path: Path, csv: bool, required: bool, decimal_comma: bool = False
+) -> np.ndarray:
     """The column as float64 (NaN = empty, allowed only when not required), range-checked."""
     s = raw[col]
     if pd.api.types.is_bool_dtype(s):
@@ -77,8 +83,7 @@ def _numbers(raw: pd.DataFrame, col: str, path: Path, csv: bool, required: bool)
     else:
         text = s.astype("string").fillna("").str.strip()
         empty = (text == "").to_numpy()
-        v = pd.to_numeric(text.where(~pd.Series(empty, index=text.index), None), errors="coerce")
-        v = v.astype("float64").to_numpy()
+        v = text_numbers(text, decimal_comma).to_numpy()
         bad = np.isnan(v) & ~empty
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -111,7 +116,7 @@ def read_stock(path: str | Path) -> pl.DataFrame:
     Raises InputError with a one-line message naming the file, the line or row, and the column.
     """
     path = Path(path)
-    raw, csv = _read_raw(path)
+    raw, csv, decimal_comma = _read_raw(path)
     raw.columns = [str(c).strip() for c in raw.columns]
     missing = [c for c in REQUIRED if c not in raw.columns]
     if missing:
@@ -130,7 +135,7 @@ def read_stock(path: str | Path) -> pl.DataFrame:
     cols: dict[str, object] = {"item_id": item.astype(str).to_numpy(), "site": site.astype(str).to_numpy()}
     for col in NUMERIC:
         if col in raw.columns:
-            cols[col] = _numbers(raw, col, path, csv, required=col in REQUIRED)
+            cols[col] = _numbers(raw, col, path, csv, required=col in REQUIRED, decimal_comma=decimal_comma)
         else:
             cols[col] = np.full(len(raw), np.nan)
     key = pd.DataFrame({"item_id": cols["item_id"], "site": cols["site"]})
