@@ -55,7 +55,10 @@ def test_brazilian_excel_export_semicolons_decimal_commas_cp1252(tmp_path: Path)
     assert df["quantity"].tolist() == [1.5, 1234.0, 2.0]
     p.write_bytes(text.encode("utf-8-sig"))  # Excel's "CSV UTF-8": a BOM before the header
     assert read_demand(p).equals(df)
-    p.write_bytes(text.replace(";", "\t").encode("utf-8"))  # tab-separated
+    p.write_bytes(text.encode("utf-16"))  # Excel's "Unicode text"
+    assert read_demand(p).equals(df)
+    # tab-separated: decimal points (a tab file is no sign of Brazilian number writing)
+    p.write_bytes(text.replace(";", "\t").replace("1,5", "1.5").replace("1.234", "1234").encode())
     assert read_demand(p).equals(df)
 
 
@@ -118,6 +121,14 @@ def test_parquet_round_trip(tmp_path: Path) -> None:
             "item_id,date,quantity\nA,2024-01-01,1,7\nA,2024-01-02,2,7\n",
             "d.csv: line 2: 4 values for 3 columns (extra value '7'; a separator too many?)",
         ),
+        (  # blank lines (and a quoted line break) do not shift the line named
+            'item_id,date,quantity,note\r\nA,2024-01-01,1,"two\r\nlines"\r\n\r\n\r\nA,2024-01-02,x,\r\n',
+            "d.csv: line 6: quantity 'x' in column 'quantity' is not a number",
+        ),
+        (
+            "item_id,date,quantity,quantity\nA,2024-01-01,1,2\n",
+            "d.csv: column 'quantity' appears twice in the header",
+        ),
         (
             "item_id,date,quantity\nA,2024-01-01,1\nA,2024-01-02,2,7\n",
             "d.csv: cannot read file: Error tokenizing data. C error: Expected 3 fields in line 3, saw 4",
@@ -129,6 +140,30 @@ def test_bad_input(tmp_path: Path, text: str, message: str) -> None:
         read_demand(_csv(tmp_path, text))
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_column_names_in_any_case(tmp_path: Path) -> None:
+    """`Item_ID` reads as item_id; two columns that differ only in case are neither taken."""
+    df = read_demand(_csv(tmp_path, "Item_ID, DATE ,Quantity,Site\nA,2024-01-01,1,S\n"))
+    assert list(df.columns) == ["item_id", "date", "quantity", "site"]
+    found = r"missing column 'item_id' \(found: ITEM_ID, item_ID, date, quantity\)"
+    with pytest.raises(InputError, match=found):
+        read_demand(_csv(tmp_path, "ITEM_ID,item_ID,date,quantity\nA,B,2024-01-01,1\n"))
+
+
+def test_a_date_after_today_is_a_mistyped_year(tmp_path: Path) -> None:
+    """One row dated years ahead would stretch every series to it, silently: an error names it."""
+    later = (pd.Timestamp.now("UTC") + pd.Timedelta(days=400)).strftime("%Y-%m-%d")
+    tomorrow = (pd.Timestamp.now("UTC") + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    assert len(read_demand(_csv(tmp_path, f"item_id,date,quantity\nA,2024-01-01,1\nA,{tomorrow},2\n"))) == 2
+    with pytest.raises(InputError, match=rf"d.csv: line 3: date {later} in column 'date' is after today"):
+        read_demand(_csv(tmp_path, f"item_id,date,quantity\nA,2024-01-01,1\nA,{later},2\n"))
+
+
+def test_day_first_dates_with_a_time_of_day(tmp_path: Path) -> None:
+    """Excel writes a date-time cell as dd/mm/yyyy hh:mm: the day as written."""
+    df = read_demand(_csv(tmp_path, "item_id;date;quantity\nA;05/03/2024 00:00;1\nA;06/03/2024 17:45:10;2\n"))
+    assert df["date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-03-05", "2024-03-06"]
 
 
 def test_empty_and_missing_files(tmp_path: Path) -> None:
@@ -325,8 +360,13 @@ def test_duplicates_per_site_and_time_zones(tmp_path: Path) -> None:
     zone count by their own calendar day."""
     two_sites = "item_id,date,quantity,site\nA,2024-01-01,1,S1\nA,2024-01-01,2,S2\n"
     assert len(read_demand(_csv(tmp_path, two_sites))) == 2
-    with pytest.raises(InputError, match=r"line 2 and line 3: duplicate item_id/date \('A', 2024-01-01\)"):
+    dup = r"duplicate item_id/date/site \('A', 2024-01-01, 'S1'\): one row each"
+    with pytest.raises(InputError, match=r"line 2 and line 3: " + dup):
         read_demand(_csv(tmp_path, two_sites.replace("S2", "S1")))
+    # the two rows named are those of one site, and blank lines do not shift the lines named
+    four = "item_id,date,quantity,site\nA,2024-01-01,1,S1\nA,2024-01-01,1,S2\n\nA,2024-01-01,1,S1\n"
+    with pytest.raises(InputError, match=r": line 2 and line 5: " + dup):
+        read_demand(_csv(tmp_path, four))
     stamps = pd.to_datetime(["2024-01-01 23:30", "2024-01-02 00:30"]).tz_localize("America/Bahia")
     pd.DataFrame({"item_id": "A", "date": stamps, "quantity": [1.0, 2.0]}).to_parquet(tmp_path / "z.parquet")
     df = read_demand(tmp_path / "z.parquet")

@@ -59,6 +59,15 @@ def test_semicolon_decimal_comma_cp1252(tmp_path: Path) -> None:
     assert df["unit_cost"].to_list() == [12.5, None] and df["lead_time_days"].to_list() == [7, 0]
 
 
+def test_lines_named_past_blank_lines(tmp_path: Path) -> None:
+    """Errors and warnings name the file's own lines, blank lines (skipped) included."""
+    assert _error(_csv(tmp_path, f"{HEADER}\nA,S,10,7\n\nB,S,x,7\n")).endswith(
+        "stock.csv: line 4: on_hand 'x' in column 'on_hand' is not a number")
+    p = _csv(tmp_path, f"{HEADER}\n\nA,S,10,7\n\nB,S,1,7\n")
+    assert unknown_items(p, read_stock(p), ["A"]) == [
+        f"{p}: line 5: item_id 'B' in column 'item_id' is not in the forecast; skipped"]
+
+
 def test_reads_parquet_without_site(tmp_path: Path) -> None:
     p = tmp_path / "stock.parquet"
     pl.DataFrame({"item_id": ["A", "B"], "on_hand": [1.0, 2.0], "lead_time_days": [5, 6],

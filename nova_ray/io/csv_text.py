@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
@@ -18,13 +19,16 @@ Opener = Callable[[], IO[bytes]]  # a fresh binary stream of the file at each ca
 ENCODINGS = ("utf-8", "cp1252", "latin-1")  # tried in turn: Windows exports (Excel's "CSV") are cp1252
 # a number whose points may be thousands separators ("1.234", "12.500,5")
 _GROUPED = r"^[+-]?\d{1,3}(?:\.\d{3})+(?:,\d*)?$"
+_UTF16 = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # Excel's "Unicode text"
 
 
 class TextCsv(NamedTuple):
-    """A CSV's columns as text, and whether its numbers use a decimal comma (`;`- or tab-separated)."""
+    """A CSV's columns as text; whether its numbers use a decimal comma (a `;`-separated file);
+    and the file line of a data row (0-based row -> 1-based line, found on demand)."""
 
     frame: pd.DataFrame
     decimal_comma: bool
+    line: Callable[[int], int]
 
 
 def read_text_csv(open_file: Opener, name: str, gz: bool = False) -> TextCsv:
@@ -32,12 +36,18 @@ def read_text_csv(open_file: Opener, name: str, gz: bool = False) -> TextCsv:
 
     The separator is `,`, `;` or a tab, whichever the header line holds most of (a `;` file is what
     Excel writes in Brazilian Portuguese, with decimal commas); the encoding utf-8 (a BOM allowed),
-    else cp1252, else latin-1. A row with more values than the header is an InputError naming its
-    line: pandas would otherwise take the first column as the index and shift every value one
+    else cp1252, else latin-1, or utf-16 after its BOM. A header naming a column twice, or a row
+    with more values than the header, is an InputError naming the line: pandas would otherwise
+    rename the second column, or take the first column as the index and shift every value one
     column left, silently. An empty value past the last column (a separator at the end of the
-    rows) is fine."""
-    sep = _separator(open_file, gz)
-    for encoding in ENCODINGS:
+    rows) is fine. Blank lines are skipped; error messages still give the file's own lines."""
+    sep, encodings, header = _sniff(open_file, gz)
+    seen: set[str] = set()
+    for column in header:
+        if column in seen:
+            raise InputError(f"{name}: column {column!r} appears twice in the header")
+        seen.add(column)
+    for encoding in encodings:
         try:
             with warnings.catch_warnings(record=True) as caught, open_file() as fh:
                 warnings.simplefilter("always", pd.errors.ParserWarning)
@@ -49,30 +59,71 @@ def read_text_csv(open_file: Opener, name: str, gz: bool = False) -> TextCsv:
     if any(issubclass(w.category, pd.errors.ParserWarning) and "does not match" in str(w.message)
            for w in caught):
         raise InputError(f"{name}: {_first_long_row(open_file, gz, len(df.columns), sep, encoding)}")
-    return TextCsv(df, sep != ",")
+    return TextCsv(df, sep == ";", _line_finder(open_file, gz, sep, encoding))
 
 
-def _separator(open_file: Opener, gz: bool) -> str:
-    """`,`, `;` or a tab: the one the header line holds most of (`,` on a tie)."""
+def _sniff(open_file: Opener, gz: bool) -> tuple[str, tuple[str, ...], list[str]]:
+    """(separator, encodings to try, header names): the separator is `,`, `;` or a tab, the one
+    the header line holds most of (`,` on a tie)."""
     with open_file() as raw:
         fh = gzip.GzipFile(fileobj=raw) if gz else raw
-        head = fh.read(65536).split(b"\n", 1)[0]
-    counts = {sep: head.count(sep.encode()) for sep in (",", ";", "\t")}
-    return max(counts, key=lambda s: (counts[s], s == ","))
+        head = fh.read(65536)
+    if head.startswith(_UTF16):
+        encodings: tuple[str, ...] = ("utf-16",)
+        first = head.decode("utf-16", errors="ignore").split("\n", 1)[0]
+    else:
+        encodings = ENCODINGS
+        first = head.removeprefix(codecs.BOM_UTF8).split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    counts = {sep: first.count(sep) for sep in (",", ";", "\t")}
+    sep = max(counts, key=lambda s: (counts[s], s == ","))
+    header = [c.strip() for c in next(csv.reader([first.rstrip("\r")], delimiter=sep), [])]
+    while header and not header[-1]:  # a separator ending the header line
+        header.pop()
+    return sep, encodings, header
+
+
+def _records(open_file: Opener, gz: bool, sep: str, encoding: str):
+    """(first line, values) of each record of the file that pandas reads as a row or the header:
+    blank lines (no value, or only spaces) are skipped, as pandas does."""
+    with open_file() as raw:
+        fh = gzip.GzipFile(fileobj=raw) if gz else raw
+        text = io.TextIOWrapper(fh, encoding=encoding, errors="replace", newline="")
+        reader = csv.reader(text, delimiter=sep)
+        start = 1
+        for row in reader:
+            if row and (len(row) > 1 or row[0].strip()):
+                yield start, row
+            start = reader.line_num + 1
+
+
+def _line_finder(open_file: Opener, gz: bool, sep: str, encoding: str) -> Callable[[int], int]:
+    """Data row -> its first line in the file; the file is scanned once, at the first call (for
+    an error message: most files never need it)."""
+    starts: list[int] = []
+
+    def line(row: int) -> int:
+        if not starts:
+            starts.extend(first for first, _ in _records(open_file, gz, sep, encoding))
+        return starts[row + 1] if row + 1 < len(starts) else row + 2  # starts[0]: the header
+
+    return line
+
+
+def line_finder(open_file: Opener, gz: bool = False) -> Callable[[int], int]:
+    """Data row -> its first line in a CSV file, for messages about rows read earlier."""
+    sep, encodings, _ = _sniff(open_file, gz)
+    return _line_finder(open_file, gz, sep, encodings[0])
 
 
 def _first_long_row(open_file: Opener, gz: bool, columns: int, sep: str, encoding: str) -> str:
     """Where the first row with a value past the header's last column is, for the message."""
-    with open_file() as raw:
-        fh = gzip.GzipFile(fileobj=raw) if gz else raw
-        text = io.TextIOWrapper(fh, encoding=encoding, errors="replace")
-        reader = csv.reader(text, delimiter=sep)
-        next(reader, None)
-        for row in reader:
-            extra = [v for v in row[columns:] if v.strip()]
-            if extra:
-                return (f"line {reader.line_num}: {len(row)} values for {columns} columns "
-                        f"(extra value {extra[0].strip()!r}; a separator too many?)")
+    records = _records(open_file, gz, sep, encoding)
+    next(records, None)
+    for first, row in records:
+        extra = [v for v in row[columns:] if v.strip()]
+        if extra:
+            return (f"line {first}: {len(row)} values for {columns} columns "
+                    f"(extra value {extra[0].strip()!r}; a separator too many?)")
     return f"a row has more values than the {columns} columns of the header"
 
 

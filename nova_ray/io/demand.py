@@ -13,6 +13,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .columns import canonical_columns
 from .csv_text import read_text_csv, text_numbers
 from .errors import InputError
 
@@ -42,9 +43,12 @@ def _open(path: str) -> tuple[object, str, int]:
     return fs, inner, int(info.size or 0)
 
 
-def _read_raw(path: str) -> tuple[pd.DataFrame, int, bool]:
-    """Read a file with every column as text (CSV) or as stored (Parquet); returns the frame, the
-    line of its first row and whether its numbers use a decimal comma."""
+Locate = Callable[[int], str]  # data row (0-based) -> "line N" (CSV) or "row N" (Parquet)
+
+
+def _read_raw(path: str) -> tuple[pd.DataFrame, Locate, bool]:
+    """Read a file with every column as text (CSV) or as stored (Parquet); returns the frame, where
+    each row is in the file, and whether its numbers use a decimal comma."""
     fs, inner, size = _open(path)
     if size == 0:
         raise InputError(f"{path}: file is empty")
@@ -52,8 +56,8 @@ def _read_raw(path: str) -> tuple[pd.DataFrame, int, bool]:
     try:
         if suffix in {".csv", ".txt", ".gz"}:
             # the stream is decompressed by pyarrow already (.gz by its extension)
-            frame, decimal_comma = read_text_csv(lambda: fs.open_input_stream(inner), path)
-            return frame, 2, decimal_comma
+            frame, decimal_comma, line = read_text_csv(lambda: fs.open_input_stream(inner), path)
+            return frame, lambda row: f"line {line(row)}", decimal_comma
         if suffix in {".parquet", ".pq"}:
             # text columns of ids, sites and families repeat on every row: read them dictionary
             # encoded (pandas categoricals, one string per distinct value); date32 columns as
@@ -73,7 +77,7 @@ def _read_raw(path: str) -> tuple[pd.DataFrame, int, bool]:
                     columns[name] = column.to_pandas(date_as_object=False)
                     del column
                     pa.default_memory_pool().release_unused()
-            return pd.DataFrame(columns, copy=False), 1, False
+            return pd.DataFrame(columns, copy=False), lambda row: f"row {row + 1}", False
     except InputError:
         raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
@@ -82,12 +86,16 @@ def _read_raw(path: str) -> tuple[pd.DataFrame, int, bool]:
     raise InputError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
 
 
-def _where(path: str, first_line: int, row: int, csv: bool) -> str:
-    return f"{path}: line {row + first_line}" if csv else f"{path}: row {row + 1}"
+def _where(path: str, locate: Locate, row: int) -> str:
+    return f"{path}: {locate(row)}"
 
 
 # a time of day's UTC offset (or Z): dropped, so that each date is the day it was written on
 _OFFSET = r"(\d\d:\d\d(?::\d\d(?:\.\d+)?)?)\s*(?:Z|[+-]\d\d(?::?\d\d)?)$"
+
+
+# dd/mm/yyyy, also with the time of day that Excel writes for a date-time cell
+_DAY_FIRST = ("%d/%m/%Y", "%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S")
 
 
 def _text_dates(text: pd.Series) -> pd.Series:
@@ -97,9 +105,11 @@ def _text_dates(text: pd.Series) -> pd.Series:
     05/03/2024 as 3 May and 13/03/2024 as 13 March in one column."""
     wall = text.str.replace(_OFFSET, r"\1", regex=True)
     dates = pd.to_datetime(wall, errors="coerce", format="ISO8601")
-    rest = dates.isna() & wall.notna()
-    if rest.any():
-        dates[rest] = pd.to_datetime(wall[rest], errors="coerce", format="%d/%m/%Y")
+    for layout in _DAY_FIRST:
+        rest = dates.isna() & wall.notna()
+        if not rest.any():
+            break
+        dates[rest] = pd.to_datetime(wall[rest], errors="coerce", format=layout)
     return dates
 
 
@@ -175,9 +185,8 @@ def read_demand(path: str | Path) -> pd.DataFrame:
     Raises InputError with a one-line message naming the file and the row or column.
     """
     path = str(path)
-    raw, first_line, decimal_comma = _read_raw(path)
-    csv = first_line == 2
-    raw.columns = [str(c).strip() for c in raw.columns]
+    raw, locate, decimal_comma = _read_raw(path)
+    raw.columns = canonical_columns(raw.columns, REQUIRED + OPTIONAL)
     missing = [c for c in REQUIRED if c not in raw.columns]
     if missing:
         raise InputError(
@@ -190,7 +199,7 @@ def read_demand(path: str | Path) -> pd.DataFrame:
     bad = _missing_or_empty(item)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"{_where(path, first_line, i, csv)}: empty item_id in column 'item_id'")
+        raise InputError(f"{_where(path, locate, i)}: empty item_id in column 'item_id'")
 
     date_col = raw["date"]
     if pd.api.types.is_datetime64_dtype(date_col):  # Parquet dates: days, one array, no text
@@ -209,13 +218,21 @@ def read_demand(path: str | Path) -> pd.DataFrame:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         if _blank(date_col.iloc[i]):
-            raise InputError(f"{_where(path, first_line, i, csv)}: missing date in column 'date'")
+            raise InputError(f"{_where(path, locate, i)}: missing date in column 'date'")
         raise InputError(
-            f"{_where(path, first_line, i, csv)}: cannot parse date {str(date_col.iloc[i])!r} "
+            f"{_where(path, locate, i)}: cannot parse date {str(date_col.iloc[i])!r} "
             "in column 'date' (expected yyyy-mm-dd or dd/mm/yyyy)"
         )
     if getattr(dates.dt, "tz", None) is not None:  # text with a UTC offset: its own calendar day
         dates = dates.dt.tz_localize(None)
+    today = pd.Timestamp.now("UTC").tz_localize(None).normalize()
+    late = (dates >= today + pd.Timedelta(days=2)).to_numpy()  # a day's grace for time zones
+    if late.any():
+        i = int(np.flatnonzero(late)[0])
+        raise InputError(
+            f"{_where(path, locate, i)}: date {dates.iat[i].date()} in column 'date' is after today "
+            f"({today.date()}): a mistyped year?"
+        )
 
     qty_col = raw["quantity"]
     if pd.api.types.is_numeric_dtype(qty_col) and not pd.api.types.is_bool_dtype(qty_col):
@@ -227,16 +244,16 @@ def read_demand(path: str | Path) -> pd.DataFrame:
     if bad_num.any():
         i = int(np.flatnonzero(bad_num)[0])
         if _blank(qty_col.iloc[i]):
-            raise InputError(f"{_where(path, first_line, i, csv)}: missing quantity in column 'quantity'")
+            raise InputError(f"{_where(path, locate, i)}: missing quantity in column 'quantity'")
         raise InputError(
-            f"{_where(path, first_line, i, csv)}: quantity {str(qty_col.iloc[i])!r} in column 'quantity' "
+            f"{_where(path, locate, i)}: quantity {str(qty_col.iloc[i])!r} in column 'quantity' "
             "is not a number"
         )
     bad = (~np.isfinite(qty.to_numpy())) | (qty.to_numpy() < 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(
-            f"{_where(path, first_line, i, csv)}: quantity {qty.iloc[i]:g} in column 'quantity' must be "
+            f"{_where(path, locate, i)}: quantity {qty.iloc[i]:g} in column 'quantity' must be "
             "finite and >= 0"
         )
 
@@ -257,14 +274,13 @@ def read_demand(path: str | Path) -> pd.DataFrame:
         dup = out.duplicated(key, keep=False).to_numpy()
         rows = np.flatnonzero(dup)
         first = rows[0]
-        same = rows[
-            (out["item_id"].to_numpy()[rows] == out["item_id"].iat[first])
-            & (out["date"].to_numpy()[rows] == out["date"].to_numpy()[first])
-        ]
-        a, b = (_where(path, first_line, int(r), csv).split(": ", 1)[1] for r in same[:2])
+        same = rows[np.logical_and.reduce([out[c].to_numpy()[rows] == out[c].to_numpy()[first] for c in key])]
+        a, b = (locate(int(r)) for r in same[:2])
+        values = [repr(out["item_id"].iat[first]), str(out["date"].iat[first].date())]
+        values += [repr(out["site"].iat[first])] if "site" in key else []
         raise InputError(
-            f"{path}: {a} and {b}: duplicate item_id/date ({out['item_id'].iat[first]!r}, "
-            f"{out['date'].iat[first].date()})"
+            f"{path}: {a} and {b}: duplicate {'/'.join(key)} ({', '.join(values)}): one row each "
+            "(add up a day's withdrawals first)"
         )
     return out
 

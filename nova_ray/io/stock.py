@@ -7,7 +7,7 @@ Errors are InputError with one line naming the file, the line (CSV) or row (Parq
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,8 @@ import pandas as pd
 import polars as pl
 import pyarrow.parquet as pq
 
-from .csv_text import read_text_csv, text_numbers
+from .columns import canonical_columns
+from .csv_text import line_finder, read_text_csv, text_numbers
 from .errors import InputError
 
 REQUIRED = ("item_id", "on_hand", "lead_time_days")
@@ -34,9 +35,12 @@ NUMERIC: dict[str, tuple[float, bool, float | None, bool]] = {
 COLUMNS = ("item_id", "site", *NUMERIC)
 
 
-def _read_raw(path: Path) -> tuple[pd.DataFrame, bool, bool]:
-    """Every column of a CSV as text (or a Parquet file as stored); whether the file is CSV, and
-    whether its numbers use a decimal comma."""
+Locate = Callable[[int], str]  # data row (0-based) -> "<file>: line N" (CSV) or "<file>: row N" (Parquet)
+
+
+def _read_raw(path: Path) -> tuple[pd.DataFrame, Locate, bool]:
+    """Every column of a CSV as text (or a Parquet file as stored); where each row is in the file,
+    and whether its numbers use a decimal comma."""
     if not path.exists():
         raise InputError(f"{path}: file not found")
     if path.stat().st_size == 0:
@@ -44,10 +48,10 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, bool, bool]:
     suffix = path.suffix.lower()
     try:
         if suffix in {".csv", ".txt", ".gz"}:
-            frame, decimal_comma = read_text_csv(lambda: open(path, "rb"), str(path), gz=suffix == ".gz")
-            return frame, True, decimal_comma
+            text = read_text_csv(lambda: open(path, "rb"), str(path), gz=suffix == ".gz")
+            return text.frame, lambda row: f"{path}: line {text.line(row)}", text.decimal_comma
         if suffix in {".parquet", ".pq"}:
-            return pq.read_table(path).to_pandas(), False, False
+            return pq.read_table(path).to_pandas(), lambda row: f"{path}: row {row + 1}", False
     except InputError:
         raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
@@ -56,11 +60,14 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, bool, bool]:
     raise InputError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
 
 
-def where(path: Path | str, row: int, csv: bool | None = None) -> str:
-    """'<file>: line N' (CSV, header is line 1) or '<file>: row N' (Parquet) for 0-based `row`."""
+def locator(path: Path | str) -> Locate:
+    """0-based data row -> '<file>: line N' (CSV, its own line in the file) or '<file>: row N'
+    (Parquet), for messages about rows read earlier."""
     path = Path(path)
-    csv = path.suffix.lower() in {".csv", ".txt", ".gz"} if csv is None else csv
-    return f"{path}: line {row + 2}" if csv else f"{path}: row {row + 1}"
+    if path.suffix.lower() in {".csv", ".txt", ".gz"}:
+        line = line_finder(lambda: open(path, "rb"), gz=path.suffix.lower() == ".gz")
+        return lambda row: f"{path}: line {line(row)}"
+    return lambda row: f"{path}: row {row + 1}"
 
 
 def _bounds_text(lo: float, lo_inc: bool, hi: float | None, hi_inc: bool) -> str:
@@ -70,7 +77,7 @@ def _bounds_text(lo: float, lo_inc: bool, hi: float | None, hi_inc: bool) -> str
 
 
 def _numbers(
-    raw: pd.DataFrame, col: str, path: Path, csv: bool, required: bool, decimal_comma: bool = False
+    raw: pd.DataFrame, col: str, where: Locate, required: bool, decimal_comma: bool = False
 ) -> np.ndarray:
     """The column as float64 (NaN = empty, allowed only when not required), range-checked."""
     s = raw[col]
@@ -87,11 +94,11 @@ def _numbers(
         bad = np.isnan(v) & ~empty
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"{where(path, i, csv)}: {col} {str(s.iloc[i]).strip()!r} in column {col!r} "
+        raise InputError(f"{where(i)}: {col} {str(s.iloc[i]).strip()!r} in column {col!r} "
                          "is not a number")
     if required and empty.any():
         i = int(np.flatnonzero(empty)[0])
-        raise InputError(f"{where(path, i, csv)}: empty value in required column {col!r}")
+        raise InputError(f"{where(i)}: empty value in required column {col!r}")
     lo, lo_inc, hi, hi_inc = NUMERIC[col]
     with np.errstate(invalid="ignore"):
         ok = np.isfinite(v) & ((v >= lo) if lo_inc else (v > lo))
@@ -105,7 +112,7 @@ def _numbers(
         i = int(np.flatnonzero(bad)[0])
         rule = "a whole number in [0, 3650]" if col == "lead_time_days" else _bounds_text(*NUMERIC[col])
         rule = rule if np.isfinite(v[i]) else f"finite and {rule}"
-        raise InputError(f"{where(path, i, csv)}: {col} {v[i]:g} in column {col!r} must be {rule}")
+        raise InputError(f"{where(i)}: {col} {v[i]:g} in column {col!r} must be {rule}")
     return v
 
 
@@ -116,8 +123,8 @@ def read_stock(path: str | Path) -> pl.DataFrame:
     Raises InputError with a one-line message naming the file, the line or row, and the column.
     """
     path = Path(path)
-    raw, csv, decimal_comma = _read_raw(path)
-    raw.columns = [str(c).strip() for c in raw.columns]
+    raw, where, decimal_comma = _read_raw(path)
+    raw.columns = canonical_columns(raw.columns, COLUMNS)
     missing = [c for c in REQUIRED if c not in raw.columns]
     if missing:
         raise InputError(
@@ -129,13 +136,13 @@ def read_stock(path: str | Path) -> pl.DataFrame:
     bad = (item == "").to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"{where(path, i, csv)}: empty item_id in column 'item_id'")
+        raise InputError(f"{where(i)}: empty item_id in column 'item_id'")
     site = (raw["site"].astype("string").fillna("").str.strip() if "site" in raw.columns
             else pd.Series([""] * len(raw), dtype="string"))
     cols: dict[str, object] = {"item_id": item.astype(str).to_numpy(), "site": site.astype(str).to_numpy()}
     for col in NUMERIC:
         if col in raw.columns:
-            cols[col] = _numbers(raw, col, path, csv, required=col in REQUIRED, decimal_comma=decimal_comma)
+            cols[col] = _numbers(raw, col, where, required=col in REQUIRED, decimal_comma=decimal_comma)
         else:
             cols[col] = np.full(len(raw), np.nan)
     key = pd.DataFrame({"item_id": cols["item_id"], "site": cols["site"]})
@@ -145,7 +152,7 @@ def read_stock(path: str | Path) -> pl.DataFrame:
         first = int(rows[0])
         same = rows[(key["item_id"].to_numpy()[rows] == key["item_id"].iat[first])
                     & (key["site"].to_numpy()[rows] == key["site"].iat[first])]
-        a, b = (where(path, int(r), csv).split(": ", 1)[1] for r in same[:2])
+        a, b = (where(int(r)).split(": ", 1)[1] for r in same[:2])
         raise InputError(f"{path}: {a} and {b}: duplicate item_id/site "
                          f"({key['item_id'].iat[first]!r}, {key['site'].iat[first]!r})")
     df = pl.DataFrame({c: cols[c] for c in COLUMNS}, nan_to_null=True)
@@ -156,9 +163,11 @@ def unknown_items(path: str | Path, stock: pl.DataFrame, known: Iterable[str]) -
     """One warning per stock row whose item has no forecast (those rows get no recommendation)."""
     known = set(known)
     out = []
+    where: Locate | None = None
     for i, item in enumerate(stock["item_id"].to_list()):
         if item not in known:
-            out.append(f"{where(path, i)}: item_id {item!r} in column 'item_id' is not in the forecast; "
+            where = where or locator(path)
+            out.append(f"{where(i)}: item_id {item!r} in column 'item_id' is not in the forecast; "
                        "skipped")
     return out
 
