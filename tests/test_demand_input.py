@@ -160,6 +160,19 @@ def test_a_date_after_today_is_a_mistyped_year(tmp_path: Path) -> None:
         read_demand(_csv(tmp_path, f"item_id,date,quantity\nA,2024-01-01,1\nA,{later},2\n"))
 
 
+def test_a_lone_first_row_years_early_is_a_warning(tmp_path: Path) -> None:
+    """A first row a decade before the item's next (2014 typed for 2024) warns, naming the item."""
+    rows = ["A,2014-01-05,1", "A,2024-01-05,2", "A,2024-01-06,2", "B,2023-06-01,1", "B,2024-01-05,1"]
+    text = "item_id,date,quantity\n" + "\n".join(rows) + "\n"
+    df = read_demand(_csv(tmp_path, text))
+    assert demand_io.lone_first_rows(df, "d.csv") == [
+        "d.csv: item 'A': its first row (2014-01-05) is 3652 days before its next (2024-01-05); "
+        "a mistyped year? Its series starts there"
+    ]
+    more = ["d.csv: 1 more items with such a lone first row"]
+    assert demand_io.lone_first_rows(df, "d.csv", shown=0) == more
+
+
 def test_day_first_dates_with_a_time_of_day(tmp_path: Path) -> None:
     """Excel writes a date-time cell as dd/mm/yyyy hh:mm: the day as written."""
     df = read_demand(_csv(tmp_path, "item_id;date;quantity\nA;05/03/2024 00:00;1\nA;06/03/2024 17:45:10;2\n"))

@@ -309,6 +309,32 @@ def _any_duplicate(df: pd.DataFrame, key: list[str]) -> bool:
     return bool((combined[1:] == combined[:-1]).any())
 
 
+def lone_first_rows(df: pd.DataFrame, path: str, gap_days: int = 365, shown: int = 5) -> list[str]:
+    """Warnings for items whose first row lies over `gap_days` before their next one (a mistyped
+    year, 2014 for 2024, starts the item's series a decade of zeros early), at most `shown` of
+    them and a count of the rest. Two grouped minima over the day numbers, no sort."""
+    codes = df["item_id"].cat.codes.to_numpy()
+    days = df["date"].to_numpy().astype("datetime64[D]").view(np.int64)
+    n = len(df["item_id"].cat.categories)
+    first = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(first, codes, days)
+    later = np.where(days == first[codes], np.iinfo(np.int64).max, days)
+    second = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(second, codes, later)
+    lone = np.flatnonzero((second != np.iinfo(np.int64).max) & (second - first > gap_days))
+    out = []
+    for k in lone[:shown]:
+        a, b = (np.datetime64(int(d), "D") for d in (first[k], second[k]))
+        item, gap = df["item_id"].cat.categories[k], int(second[k] - first[k])
+        out.append(
+            f"{path}: item {item!r}: its first row ({a}) is {gap} days before its next ({b}); "
+            "a mistyped year? Its series starts there"
+        )
+    if len(lone) > shown:
+        out.append(f"{path}: {len(lone) - shown} more items with such a lone first row")
+    return out
+
+
 def select_items(df: pd.DataFrame, items: list[str] | None, source: str = "--items") -> pd.DataFrame:
     """Keep only `items`; an unknown item is an InputError with close matches suggested."""
     if not items:
