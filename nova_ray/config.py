@@ -28,6 +28,10 @@ class Paths:
     data_dir: str = "data"
     log_dir: str = "logs"
 
+    def is_demo_data(self) -> bool:
+        """`data` is the built-in demo data set (its default path; `forecast` generates it there)."""
+        return Path(self.data).resolve() == Path(Paths.data).resolve()
+
 
 @dataclass
 class Forecast:

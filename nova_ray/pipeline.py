@@ -34,7 +34,7 @@ from .engine import (
 from .etl import EtlError
 from .exog import for_run as exog_for_run
 from .fit_stage import FitResult, Progress, Silent, StageTimer, fit_stage
-from .io.demand import dataset_id, read_demand, select_items, spill_columns
+from .io.demand import dataset_id, lone_first_rows, read_demand, select_items, spill_columns
 from .io.errors import InputError
 from .io.lock import job_lock
 from .io.model_store import ModelStore, fingerprint
@@ -77,6 +77,7 @@ class RunSummary:
     log_path: str = ""
     exog: dict[str, Any] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time per progress stage
+    demo_data: bool = False  # the input was the generated demo data set, not real demand
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -128,7 +129,9 @@ def load_demand(cfg: Config, items: list[str] | None) -> Demand:
             f"{cfg.paths.data}: the data end on {demand['date'].max():%Y-%m-%d}, inside the period from "
             f"{left_out:%Y-%m-%d}: that incomplete period is left out, the forecast starts with it"
         )
-    return Demand(select_items(demand, items), end, notes)
+    demand = select_items(demand, items)
+    notes += lone_first_rows(demand, cfg.paths.data)
+    return Demand(demand, end, notes)
 
 
 def load_series(cfg: Config, items: list[str] | None, loaded: Demand | None = None) -> tuple[SeriesSet, str]:
@@ -435,6 +438,7 @@ def _finish(
         warnings=warnings,
         log_path=str(log_path),
         exog=exog_record or {},
+        demo_data=cfg.paths.is_demo_data(),
     )
     versions = model_versions(cfg, writer.meta, metrics, sorted(models), fitted.dataset, run_id) | {
         "backend": fit.info,

@@ -530,9 +530,24 @@ def summarize(recs: pl.DataFrame, top: int = 10) -> dict[str, Any]:
         "methods": dict(sorted(recs.group_by("method").len().iter_rows())) if recs.height else {},
         "orders": orders.height,
         "order_value": float(orders["order_value"].fill_null(0.0).sum()) if orders.height else 0.0,
+        "orders_valued": int(orders["order_value"].is_not_null().sum()) if orders.height else 0,
         "most_urgent": [
             {"item_id": r["item_id"], "site": r["site"], "urgency": r["urgency"],
              "days_to_stockout": r["days_to_stockout"], "order_qty": r["order_qty"]}
             for r in head.iter_rows(named=True)
         ],
     }
+
+
+def orders_text(summary: dict[str, Any]) -> str:
+    """`orders N worth V` for a summary of `summarize`, saying when the value leaves out orders
+    of items without a unit_cost (their value is unknown, not 0)."""
+    n, value = summary["orders"], summary["order_value"]
+    valued = summary.get("orders_valued", n)  # a record written before the count: all valued
+    if n == 0:
+        return "orders 0"
+    if valued == 0:
+        return f"orders {n} (value unknown: no unit_cost)"
+    if valued < n:
+        return f"orders {n} worth {value:,.2f} for {valued} of {n} with a unit_cost"
+    return f"orders {n} worth {value:,.2f}"

@@ -204,14 +204,21 @@ def test_console_entry_point_exit_codes(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "unknown model 'bogus'" in bad.stderr
     assert run("forecast", "--data", str(tmp_path / "none.csv")).returncode == 2
     assert run("--help").returncode == 0
-    # usage errors: click's message and exit 2, never a traceback (typer raises its own copy of
-    # click's exceptions, which the entry point once let through as exit 1)
-    for args, message in ((["forecast", "--bogus"], "No such option: --bogus"),
-                          (["forecast", "--horizon", "0"], "Invalid value for '--horizon'"),
-                          (["bogus"], "No such command 'bogus'"),
-                          (["sync"], "Missing option '--to'")):
+    # usage errors: click's message on one line and exit 2, never a traceback (typer raises its own
+    # copy of click's exceptions, which the entry point once let through as exit 1) nor click's
+    # four lines (usage, "Try ... --help", blank, "Error: ...")
+    for args, line in (
+        (["forecast", "--bogus"], "error: No such option: --bogus"),
+        (["forecast", "--horizon", "0"], "error: Invalid value for '--horizon': Input should be greater "
+         "than or equal to 1 (see nova-ray forecast --help)"),
+        (["forecst"], "error: No such command 'forecst'. Did you mean 'forecast'? (see nova-ray --help)"),
+        (["sync"], "error: Missing option '--to' (see nova-ray sync --help)"),
+    ):
         res = run(*args)
-        assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, args
+        assert res.returncode == 2 and res.stderr.startswith(line), (args, res.stderr)
+        assert res.stderr.count("\n") == 1 and not res.stdout, (args, res.stderr)
+    help_text = run("forecast", "--help")
+    assert help_text.returncode == 0 and "Usage: nova-ray forecast [OPTIONS]" in help_text.stdout
     # a message with brackets keeps them (rich markup would eat '[forecast]')
     toml = tmp_path / "bad.toml"
     toml.write_text("[forecast]\nhorizonn = 3\n")
@@ -321,5 +328,78 @@ def test_a_chosen_features_file_that_is_missing_stops_the_run(small_demo: Path, 
     blocked.write_text("")
     args = ["forecast", "--data", str(small_demo / "demand.parquet"), "--output", str(blocked / "out"),
             "--models", "naive", "--horizon", "7", "--no-ray", "-q"]
-    res = CliRunner().invoke(app, args)  # an output folder that cannot be made: one line, exit 1
-    assert res.exit_code == 1 and "NotADirectoryError" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, args)  # a file where the output folder would be made: one line, exit 2
+    assert res.exit_code == 2
+    assert res.output.strip() == f"error: --output {blocked / 'out'}: {blocked} is a file, not a folder"
+    assert blocked.read_text() == ""
+
+
+def test_a_file_in_place_of_an_output_folder_is_one_line_and_exit_2(
+    small_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`X/logs: Not a directory` (exit 1) was what a file given as --output got; now every command
+    that writes a folder says so on one line, exit 2, before writing anything (not even the demo)."""
+    monkeypatch.chdir(tmp_path)  # no --data: the demo data would be written to ./data/demo
+    blocked = tmp_path / "a-file"
+    blocked.write_text("x")
+    data = str(small_demo / "demand.parquet")
+    cases = [
+        (["forecast", "--output", str(blocked)], f"--output {blocked} is a file, not a folder"),
+        (["forecast", "--data", data, "--models-dir", str(blocked / "m")],
+         f"--models-dir {blocked / 'm'}: {blocked} is a file, not a folder"),
+        (["train", "--models-dir", str(blocked)], f"--models-dir {blocked} is a file, not a folder"),
+        (["run", "--to", str(blocked / "pub")], f"--to {blocked / 'pub'}: {blocked} is a file, not a folder"),
+        (["recommend", "--results", str(blocked)], f"--results {blocked} is a file, not a folder"),
+        (["sync", "--to", str(blocked / "pub"), "--results", str(tmp_path)],
+         f"--to {blocked / 'pub'}: {blocked} is a file, not a folder"),
+        (["etl", "--out", str(blocked / "p")], f"--out {blocked / 'p'}: {blocked} is a file, not a folder"),
+        (["demo-data", "--out", str(blocked / "d")],
+         f"--out {blocked / 'd'}: {blocked} is a file, not a folder"),
+        (["runs", "--results", str(blocked)], f"--results {blocked} is a file, not a folder"),
+    ]
+    for args, message in cases:
+        res = CliRunner().invoke(app, args, terminal_width=400)
+        assert res.exit_code == 2 and res.output.strip() == f"error: {message}", (args, res.output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"] and blocked.read_text() == "x"
+    # a folder set in the config is named by its setting and where it was set
+    monkeypatch.setenv("NOVA_RAY_OUTPUT", str(blocked))
+    res = CliRunner().invoke(app, ["forecast", "--data", data], terminal_width=400)
+    assert res.exit_code == 2 and res.output.strip() == (
+        f"error: paths.output {blocked} (environment variable NOVA_RAY_OUTPUT) is a file, not a folder")
+
+
+def test_the_demo_default_is_announced_and_recorded(
+    small_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --data (and no paths.data of one's own) `forecast` runs on the demo data set: a
+    warning on stderr says so, the summary's data line says DEMO, the run record has demo_data.
+    The summary's paths are whole on a narrow console (an 80-column cron log cut the log's)."""
+    from nova_ray.cli.common import out
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(out, "_width", 40)
+    demo = tmp_path / "data" / "demo"
+    demo.mkdir(parents=True)
+    for name in ("demand.parquet", "stock.parquet"):
+        shutil.copy(small_demo / name, demo / name)
+    args = ["forecast", "--items", "CAB-0001", "--models", "naive", "--horizon", "7", "--backtest-windows",
+            "1", "--no-ray", "-q", "--output", str(tmp_path / "out")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert ("warning: no --data and no paths.data of your own: forecasting the generated DEMO data in "
+            "data/demo/demand.parquet (invented demand, not yours)") in res.output
+    assert "data   data/demo/demand.parquet (DEMO data: generated, not real demand)\n" in res.output
+    pointer = json.loads((tmp_path / "out" / "metadata" / "last_updated.json").read_text())
+    record = json.loads((tmp_path / "out" / "metadata" / "runs" / f"{pointer['run_id']}.json").read_text())
+    assert record["summary"]["demo_data"] is True
+    log = record["summary"]["log_path"]
+    assert len(log) > 40 and f"output {tmp_path / 'out'}\n" in res.output and f"log    {log}\n" in res.output
+    # the same rows as a file of one's own: no warning, no DEMO
+    mine = tmp_path / "mine.parquet"
+    shutil.copy(demo / "demand.parquet", mine)
+    res = CliRunner().invoke(app, [*args, "--data", str(mine)])
+    assert res.exit_code == 0 and "DEMO" not in res.output, res.output
+    assert f"data   {mine}\n" in res.output
+    pointer = json.loads((tmp_path / "out" / "metadata" / "last_updated.json").read_text())
+    record = json.loads((tmp_path / "out" / "metadata" / "runs" / f"{pointer['run_id']}.json").read_text())
+    assert record["summary"]["demo_data"] is False

@@ -66,10 +66,30 @@ def test_runs_lists_newest_first_with_status(tmp_path: Path) -> None:
     )
     assert "replaced by 20240102-cccccccc" in lines["bbbbbbbb"]  # same run date: its partition was swapped
     assert "complete" in lines["aaaaaaaa"] and "2024-01-01" in lines["aaaaaaaa"]
-    assert "metadata/runs/20240101-aaaaaaaa.json" in res.output.replace("\\", "/")
+    assert f"run records: {root / 'metadata' / 'runs'}/<run id>.json" in res.output
     res = runner.invoke(app, ["runs", "--results", str(root), "--limit", "1"])
     assert res.exit_code == 0 and "cccccccc" in res.output and "aaaaaaaa" not in res.output
     assert "1 of 3 runs shown" in res.output
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_runs_never_wraps_or_cuts_a_run_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, width: int
+) -> None:
+    """At 120 columns the run id wrapped over two lines; a cron log (80) cut paths. Each row is
+    now on one line with its run id whole, also in a console narrower than the table."""
+    root = tmp_path / "results"
+    _publish(root, "20240101-aaaaaaaa", date(2024, 1, 1), "2024-01-01T08:00:00+00:00", 3, 12.5)
+    _publish(root, "20240101-bbbbbbbb", date(2024, 1, 1), "2024-01-01T09:00:00+00:00", 5, 30.25)
+    monkeypatch.setattr(out, "_width", width)
+    res = runner.invoke(app, ["runs", "--results", str(root)])
+    assert res.exit_code == 0, res.output
+    rows = [ln for ln in res.output.splitlines() if ln.startswith("│ 2024")]
+    assert len(rows) == 2 and "…" not in res.output
+    assert re.match(r"│ 20240101-bbbbbbbb .*complete, latest", rows[0])
+    assert re.match(r"│ 20240101-aaaaaaaa .*replaced by 20240101-bbbbbbbb", rows[1])
+    if width >= 120:
+        assert max(len(ln) for ln in res.output.splitlines() if ln.startswith("│")) <= width
 
 
 def test_runs_on_empty_and_missing_folders(tmp_path: Path) -> None:

@@ -101,6 +101,20 @@ def test_failed_model_falls_back_and_is_flagged() -> None:
     assert fc["model"].unique().to_list() == ["naive"] and fc.height == 3
 
 
+def test_one_and_two_point_series_say_too_short_for_every_model() -> None:
+    """ETS on one or two points said `KeyError: 'fitted'` or `NotImplementedError: tiny datasets`;
+    now "series too short", as ARIMA and Theta do, and the item falls back to seasonal naive."""
+    s = _series({"A": np.array([3.0]), "B": np.array([1.0, 2.0])})
+    spec = EngineSpec(horizon=3, models=("ets", "theta", "arima"), backtest_windows=1)
+    res = forecast_batch(s, [0, 1], spec)
+    items = pl.from_arrow(res.items)
+    for notes in items["notes"]:
+        for model in ("ETS", "Theta", "ARIMA"):
+            assert f"{model.lower()} failed: ModelError: series too short for {model};" in notes, notes
+        assert "KeyError" not in notes and "NotImplementedError" not in notes
+    assert items["fallback"].all() and pl.from_arrow(res.forecasts).height == 2 * 3
+
+
 @pytest.mark.parametrize("freq,n,h", [("W", 120, 8), ("M", 48, 6), ("Q", 16, 4)])
 def test_frequencies(freq: str, n: int, h: int) -> None:
     rng = np.random.default_rng(1)

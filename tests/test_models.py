@@ -103,6 +103,28 @@ def test_short_series_raise_model_error() -> None:
         MODELS["prophet"].forecast_fn()(np.ones(5), 3, 7, dates=DATES[:5], future=FUTURE[:3])
 
 
+@pytest.mark.parametrize("n", [1, 2, 6])
+def test_ets_on_a_tiny_series_says_too_short(n: int) -> None:
+    """statsforecast's AutoETS fails on a few points with KeyError 'fitted' (1) or
+    NotImplementedError 'tiny datasets' (up to 6); ETS says "series too short" as the others do."""
+    y = np.arange(1.0, n + 1)
+    with pytest.raises(ModelError, match="series too short for ETS"):
+        MODELS["ets"].search_fn()(y, 7)
+    with pytest.raises(ModelError, match="series too short for ETS"):
+        MODELS["ets"].forecast_fn()(y, 3, 7)
+
+
+def test_ets_form_too_long_for_a_short_series_says_too_short() -> None:
+    """A damped trend form needs 10 points: fewer is "series too short", not a library error;
+    7 points suffice for the form search."""
+    y = np.arange(1.0, 10)
+    with pytest.raises(ModelError, match=r"series too short for ETS\(AAN\)"):
+        MODELS["ets"].forecast_fn()(y, 3, 7, {"model": "AAN", "damped": True, "m": 1})
+    assert finalize(MODELS["ets"].forecast_fn()(np.append(y, 10.0), 3, 7, {"model": "AAN", "damped": True,
+                                                                          "m": 1}), 3)["mean"].shape == (3,)
+    assert MODELS["ets"].search_fn()(10 + np.sin(np.arange(7.0)), 7)["m"] == 1
+
+
 def test_lstm_global_model_learns_a_level() -> None:
     from nova_ray.models import lstm
 

@@ -25,6 +25,7 @@ from nova_ray.recommend import (
     eoq,
     extend_path,
     history_frame,
+    orders_text,
     recommend,
     round_order,
     stockout,
@@ -523,6 +524,24 @@ def test_summary_lists_critical_first() -> None:
     assert s["orders"] == 1 and s["order_value"] == pytest.approx(one(out, "B")["order_value"])
 
 
+def test_order_value_without_unit_costs_is_unknown_not_zero() -> None:
+    """`orders 2 worth 0.00` was what a stock file without unit_cost gave; the value is unknown
+    then, and covers only the items with a cost when some have none."""
+    hist = history({"A": np.ones(100), "B": np.ones(100), "C": np.ones(100)})
+    fc = forecast({"A": 1.0, "B": 1.0, "C": 1.0})
+    low = dict(item_id=["A", "B", "C"], on_hand=[1.0, 1.0, 1.0], lead_time_days=[5, 5, 5])
+    none = summarize(recommend(fc, stock(**low), history=hist))
+    assert none["orders"] == 3 and none["orders_valued"] == 0
+    assert orders_text(none) == "orders 3 (value unknown: no unit_cost)"
+    some = summarize(recommend(fc, stock(**low, unit_cost=[2.0, None, 4.0]), history=hist))
+    assert some["orders_valued"] == 2
+    assert orders_text(some) == f"orders 3 worth {some['order_value']:,.2f} for 2 of 3 with a unit_cost"
+    every = summarize(recommend(fc, stock(**low, unit_cost=[2.0, 3.0, 4.0]), history=hist))
+    assert orders_text(every) == f"orders 3 worth {every['order_value']:,.2f}" and every["order_value"] > 0
+    assert orders_text({"orders": 0, "order_value": 0.0, "orders_valued": 0}) == "orders 0"
+    assert orders_text({"orders": 2, "order_value": 5.0}) == "orders 2 worth 5.00"  # an older record
+
+
 def test_policy_from_config() -> None:
     from dataclasses import make_dataclass
 
@@ -588,6 +607,20 @@ def test_cli_writes_recommendations_into_the_run(published: dict[str, Path]) -> 
     assert res.exit_code == 0 and len(list(part.glob("*.parquet"))) == 1
     assert not (root / ".staging").exists() and not (root / ".trash").exists()
     assert (root / "forecasts" / "run_date=2024-01-01" / "model=naive").exists()
+
+
+def test_cli_order_value_says_when_unit_costs_are_missing(published: dict[str, Path]) -> None:
+    no_cost = published["tmp"] / "no-cost.csv"
+    no_cost.write_text("item_id,site,on_hand,lead_time_days\nA,S1,1,5\nB,S1,500,5\nC,S1,0,3\n")
+    args = ["recommend", "--results", str(published["root"]), "--data", str(published["data"])]
+    res = runner.invoke(app, [*args, "--stock", str(no_cost)])
+    assert res.exit_code == 0, res.output
+    assert "; orders 2 (value unknown: no unit_cost)" in res.output and "worth" not in res.output
+    part_cost = published["tmp"] / "part-cost.csv"
+    part_cost.write_text("item_id,site,on_hand,lead_time_days,unit_cost\nA,S1,1,5,10\nB,S1,500,5,1\n"
+                         "C,S1,0,3,\n")
+    res = runner.invoke(app, [*args, "--stock", str(part_cost)])
+    assert res.exit_code == 0 and "for 1 of 2 with a unit_cost" in res.output, res.output
 
 
 def test_cli_bad_stock_exits_2_and_writes_nothing(published: dict[str, Path]) -> None:

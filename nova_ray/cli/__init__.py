@@ -39,10 +39,24 @@ def _resume_hint() -> str:
     return "rerun to start again"
 
 
+def usage_line(exc: Exception) -> str | None:
+    """A usage error (a bad, unknown or missing option or command) on one line, with where to read
+    more: `error: MESSAGE (see nova-ray CMD --help)`; None for other exceptions. Click's exceptions
+    and typer's own copy of them (typer >= 0.24, which click's classes do not match) are recognised
+    by what they carry: an int exit_code, format_message() and, for usage errors, ctx."""
+    code, fmt = getattr(exc, "exit_code", None), getattr(exc, "format_message", None)
+    if not (isinstance(code, int) and callable(fmt)):
+        return None
+    msg = " ".join(str(fmt()).split()).removesuffix(".")
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command_path", None)
+    return f"error: {msg}" + (f" (see {command} --help)" if command else "")
+
+
 def main() -> None:
-    """Console entry point: bad input and bad settings exit 2 with a one-line message."""
+    """Console entry point: bad input, bad settings and usage errors exit 2 with a one-line message."""
     try:
-        rc = app(standalone_mode=False)  # returns the exit code of typer.Exit instead of raising
+        rc = app(standalone_mode=False, prog_name="nova-ray")  # returns typer.Exit's code, not raising
         sys.exit(rc if isinstance(rc, int) else 0)
     except (InputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -55,10 +69,12 @@ def main() -> None:
     except KeyboardInterrupt:
         print(f"interrupted: nothing was published; {_resume_hint()}", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # usage errors (a bad or missing option) carry their own exit code
-        # typer >= 0.24 raises its own copy of click's exceptions, which click's classes do not
-        # match: recognised by what they do instead
-        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except Exception as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `nova-ray`: the help, as it was
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        line = usage_line(exc)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -16,6 +18,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.segment import Segments
+from rich.table import Table
 
 from ..config import Config, ConfigError, load_config
 from ..io.errors import InputError
@@ -38,6 +42,22 @@ def warn(messages: list[str], most: int | None = None) -> None:
         console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     if len(messages) > len(shown):
         console.print(f"[yellow]warning:[/] ... and {len(messages) - len(shown)} more", highlight=False)
+
+
+def print_table(table: Table) -> None:
+    """Print `table` on stdout at the console's width, or wider when its `no_wrap` columns (run ids,
+    paths) need more: their values are never cut or wrapped (a narrower terminal wraps the long
+    lines itself; a non-TTY, e.g. a cron log, is 80 columns wide by default)."""
+    wide = out.options.update_width(100_000)
+    need = Measurement.get(out, wide, table).maximum
+    for col in table.columns:  # a wrapping column can shrink to its longest word
+        if not col.no_wrap:
+            cells = [Measurement.get(out, wide, c) for c in (col.header, *col.cells)]
+            need -= max(m.maximum for m in cells) - max(m.minimum for m in cells)
+    if need <= out.width:
+        out.print(table)
+    else:  # print(width=) is capped at the console's width: rendered at `need` here instead
+        out.print(Segments(out.render(table, out.options.update_width(need))), crop=False)
 
 
 def one_line(exc: BaseException, named: bool = False) -> str:
@@ -66,6 +86,36 @@ def ray_unreachable(cfg: Config, exc: Exception) -> str:
         msg += ("; if the cluster uses token authentication, export RAY_AUTH_MODE=token here too "
                 "(with ~/.ray/auth_token or RAY_AUTH_TOKEN)")
     return msg
+
+
+def file_in_the_way(path: str | Path) -> Path | None:
+    """The file at `path`, or at the nearest existing parent of it, that keeps a folder from being
+    made there; None when `path` is a folder or can be created."""
+    p = Path(path).expanduser()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p if p.exists() and not p.is_dir() else None
+
+
+def setting_label(cfg: Config, key: str, option: str) -> str:
+    """How a message names the path setting `key` of [paths]: `OPTION VALUE`, or
+    `paths.KEY VALUE (where it was set)` when no option set it."""
+    value = getattr(cfg.paths, key)
+    src = cfg.source(key)
+    return f"{option} {value}" if src.startswith("option ") else f"paths.{key} {value} ({src})"
+
+
+def folder_or_exit(path: str | Path, label: str) -> None:
+    """Exit 2 with one line, before anything is written, when a file stands where the folder
+    `path` (named by `label`, e.g. `--output PATH`) is or would be created."""
+    if not str(path) or "://" in str(path):  # a remote target (s3://) is the publisher's to check
+        return
+    blocker = file_in_the_way(path)
+    if blocker is None:
+        return
+    if blocker == Path(path).expanduser():
+        fail(f"{label} is a file, not a folder")
+    fail(f"{label}: {blocker} is a file, not a folder")
 
 
 def console_logging(verbose: bool) -> None:
@@ -130,4 +180,15 @@ class BarProgress:
             self._p.advance(self._task, n)
 
 
-__all__ = ["BarProgress", "InputError", "config_or_exit", "console", "fail", "out"]
+__all__ = [
+    "BarProgress",
+    "InputError",
+    "config_or_exit",
+    "console",
+    "fail",
+    "file_in_the_way",
+    "folder_or_exit",
+    "out",
+    "print_table",
+    "setting_label",
+]

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import console, fail
+from .common import console, fail, folder_or_exit
 
 
 @app.command("demo-data")
@@ -21,6 +21,7 @@ def demo_data(
     """Write demand, stock, item truth and external-factor files (real public formats) for a demo."""
     from ..demo import generate_demo
 
+    folder_or_exit(out, f"--out {out}")
     try:
         paths = generate_demo(out, items=items, days=days, seed=seed, start=start)
     except ValueError as exc:

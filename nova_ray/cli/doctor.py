@@ -24,7 +24,7 @@ import typer
 from rich.table import Table
 
 from . import app
-from .common import out
+from .common import file_in_the_way, out
 
 # module to import -> distributions that may provide it (first installed one gives the version)
 DEPENDENCIES: dict[str, tuple[str, ...]] = {
@@ -150,16 +150,16 @@ def check_data(path: str, explicit: bool) -> Check:
 def check_output(path: str) -> Check:
     """The results folder (or the nearest existing parent it will be created in) is writable."""
     p = Path(path).expanduser()
-    target = p
-    while not target.exists() and target != target.parent:
-        target = target.parent
-    if target.exists() and not target.is_dir():
+    if (blocker := file_in_the_way(p)) is not None:
         return Check(
             "results folder",
             "fail",
-            f"{target} is a file, not a folder",
+            f"{blocker} is a file, not a folder",
             "pass --results (forecast: --output) with a folder path",
         )
+    target = p
+    while not target.exists() and target != target.parent:
+        target = target.parent
     try:
         with tempfile.NamedTemporaryFile(dir=target, prefix=".nova-ray-doctor-"):
             pass

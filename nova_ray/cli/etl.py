@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from . import app
-from .common import config_or_exit, console, fail, out
+from .common import config_or_exit, console, fail, folder_or_exit, out
 
 
 def _day(text: str | None, option: str) -> date | None:
@@ -48,6 +48,8 @@ def etl(
     from ..etl import EtlError, build_features, fetch_sources
 
     cfg = config_or_exit(config, {"raw": raw, "processed": out_dir})
+    processed = cfg.etl.processed
+    folder_or_exit(processed, f"--out {processed}" if out_dir else f"etl.processed {processed}")
     first, last = _day(start, "--start"), _day(end, "--end")
     if first and last and last < first:
         fail(f"--end {last} is before --start {first}")

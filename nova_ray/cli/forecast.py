@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from ..config import ConfigError
+from ..config import Config, ConfigError
 from ..io.errors import InputError
 from ..io.lock import LockedError
 from . import app
@@ -17,11 +18,16 @@ from .common import (
     console,
     console_logging,
     fail,
+    folder_or_exit,
     one_line,
     out,
     ray_unreachable,
+    setting_label,
     warn,
 )
+
+if TYPE_CHECKING:
+    from ..pipeline import RunSummary
 
 
 def _items(text: str | None) -> list[str] | None:
@@ -39,6 +45,19 @@ def ensure_demo(data: str) -> None:
 
         console.print(f"{p} not found: writing the demo data set to {p.parent}")
         generate_demo(p.parent)
+
+
+def prepare_run(cfg: Config, data: str | None) -> None:
+    """Before a run reads or writes anything: exit 2 when a file stands where its results folder
+    or model store would be; without --data on the demo default, warn that the run forecasts the
+    generated demo data (written first when absent)."""
+    folder_or_exit(cfg.paths.output, setting_label(cfg, "output", "--output"))
+    folder_or_exit(cfg.paths.models_dir, setting_label(cfg, "models_dir", "--models-dir"))
+    if data is None and cfg.paths.is_demo_data():
+        warn([f"no --data and no paths.data of your own: forecasting the generated DEMO data in "
+              f"{cfg.paths.data} (invented demand, not yours); pass --data PATH or set paths.data"])
+        ensure_demo(cfg.paths.data)
+
 
 # options that `forecast` and `train` share (one definition each)
 DATA = typer.Option(
@@ -142,6 +161,7 @@ def forecast(
     """Forecast every item on Ray, backtest and ensemble, and write partitioned Parquet
     (a log of the run goes to <output>/logs/)."""
     from ..pipeline import run_forecast
+    from ..recommend import orders_text
 
     console_logging(verbose)
     overrides = _overrides(
@@ -165,8 +185,7 @@ def forecast(
         fail("--only-forecasts and --only-metrics exclude each other")
     only = "forecasts" if only_forecasts else "metrics" if only_metrics else None
     cfg = config_or_exit(config, overrides)  # the models too: an unknown one names its source
-    if data is None:
-        ensure_demo(cfg.paths.data)
+    prepare_run(cfg, data)
     try:
         with BarProgress(quiet) as bars:
             summary = run_forecast(
@@ -222,8 +241,7 @@ def forecast(
         r = summary.recommendations
         table.add_row(
             "recommendations",
-            ", ".join(f"{k} {v}" for k, v in r["urgency"].items())
-            + f"; orders {r['orders']} worth {r['order_value']:,.2f}",
+            ", ".join(f"{k} {v}" for k, v in r["urgency"].items()) + f"; {orders_text(r)}",
         )
         urgent = [
             f"{m['item_id']}{'@' + m['site'] if m['site'] else ''} ({m['days_to_stockout']:.1f} d)"
@@ -233,10 +251,18 @@ def forecast(
         if urgent:
             table.add_row("critical (first)", ", ".join(urgent))
     table.add_row("rows", ", ".join(f"{k} {v}" for k, v in summary.rows.items()))
-    table.add_row("output", summary.output)
-    table.add_row("log", str(summary.log_path))
     out.print(table)
+    print_paths(summary, cfg.paths.data)
     warn(summary.warnings, 20)
+
+
+def print_paths(summary: RunSummary, data: str) -> None:
+    """The run's data, output folder and log under the summary table, one line each: a path is
+    never cut or wrapped (in a table it was, in an 80-column cron log)."""
+    demo = " (DEMO data: generated, not real demand)" if summary.demo_data else ""
+    log = str(Path(summary.log_path).resolve())
+    for name, value in (("data", f"{data}{demo}"), ("output", summary.output), ("log", log)):
+        out.print(f"{name:<7}{value}", soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command()
@@ -273,8 +299,7 @@ def train(
         future_features=future_features,
     )
     cfg = config_or_exit(config, overrides)
-    if data is None:
-        ensure_demo(cfg.paths.data)
+    prepare_run(cfg, data)
     try:
         with BarProgress(quiet) as bars:
             summary = run_forecast(

@@ -14,7 +14,7 @@ from ..config import Config
 from ..io.errors import InputError
 from ..io.lock import LockedError, job_lock
 from . import app
-from .common import config_or_exit, fail, out, warn
+from .common import config_or_exit, fail, folder_or_exit, out, setting_label, warn
 
 
 @dataclass
@@ -74,6 +74,8 @@ def _fmt(v: float | None, digits: int = 0) -> str:
 
 def print_recommendations(res: RecommendRun, top: int) -> None:
     """A rich table of the most urgent rows (critical first), then totals."""
+    from ..recommend import orders_text
+
     colors = {"critical": "bold red", "high": "yellow", "medium": "cyan", "ok": "green"}
     t = Table(title=f"recommendations ({res.table.height} rows, most urgent first)")
     for col in ("urgency", "item", "site", "ABC", "position", "reorder pt", "order", "value", "stock-out in"):
@@ -87,8 +89,8 @@ def print_recommendations(res: RecommendRun, top: int) -> None:
     out.print(t)
     s = res.summary
     counts = ", ".join(f"{k} {v}" for k, v in s["urgency"].items())
-    out.print(f"urgency: {counts}; orders {s['orders']} worth {s['order_value']:,.2f}; "
-              f"written to {res.output}")
+    out.print(f"urgency: {counts}; {orders_text(s)}", soft_wrap=True, highlight=False)
+    out.print(f"written to {res.output}", soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command("recommend")
@@ -107,6 +109,7 @@ def recommend_cmd(
 ) -> None:
     """Recommend order quantities from the latest published forecasts, without refitting."""
     cfg = config_or_exit(config, {"output": results, "data": data})
+    folder_or_exit(cfg.paths.output, setting_label(cfg, "output", "--results"))
     try:
         with job_lock(cfg.paths.output, create=False):  # it rewrites a table of the published run
             res = run_recommend(cfg, stock, history_required=data is not None)

@@ -10,8 +10,8 @@ from rich.markup import escape
 from ..config import ConfigError
 from ..io.errors import InputError
 from . import app
-from .common import BarProgress, config_or_exit, console, fail, one_line, out, ray_unreachable
-from .forecast import ensure_demo
+from .common import BarProgress, config_or_exit, console, fail, folder_or_exit, one_line, out, ray_unreachable
+from .forecast import prepare_run
 
 
 @app.command()
@@ -53,8 +53,8 @@ def run(
         day = date.fromisoformat(run_date) if run_date else datetime.now(timezone.utc).date()
     except ValueError:
         fail(f"option --date: expected YYYY-MM-DD, got {run_date!r}")
-    if data is None:
-        ensure_demo(cfg.paths.data)
+    folder_or_exit(cfg.publish.to, f"--to {cfg.publish.to}" if to else f"publish.to {cfg.publish.to}")
+    prepare_run(cfg, data)
     try:
         with BarProgress(quiet) as bars:
             report = run_daily(

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from . import app
-from .common import config_or_exit, fail, out
+from .common import config_or_exit, fail, out, print_table
 
 
 def read_runs(root: Path) -> list[dict[str, Any]]:
@@ -47,7 +48,7 @@ def _owner(root: Path, rec: dict[str, Any]) -> str | None:
 def _status(root: Path, rec: dict[str, Any], latest: str | None) -> str:
     status = str(rec.get("status") or "?")
     if status != "complete":
-        return f"[red]{status}[/]"
+        return f"[red]{escape(status)}[/]"
     if rec.get("run_id") == latest:
         return "[green]complete, latest[/]"
     owner = _owner(root, rec)
@@ -70,6 +71,8 @@ def runs(
 ) -> None:
     """List past runs, newest first: run id, date, items, status, wall time and where the results are."""
     root = Path(results or config_or_exit(config, {}).paths.output).expanduser()
+    if root.exists() and not root.is_dir():
+        fail(f"--results {root} is a file, not a folder")
     if not root.is_dir():
         fail(f"--results {root}: no such folder")
     records = read_runs(root)
@@ -87,31 +90,32 @@ def runs(
     except (OSError, ValueError):
         latest = None
     shown = records if limit == 0 else records[:limit]
-    table = Table(title=f"runs in {root}", title_justify="left")
-    for col, just in (
-        ("run id", "left"),
-        ("run date", "left"),
-        ("generated at (UTC)", "left"),
-        ("items", "right"),
-        ("failures", "right"),
-        ("status", "left"),
-        ("wall time", "right"),
-        ("path", "left"),
+    out.print(f"runs in {root}", soft_wrap=True, highlight=False, markup=False)
+    table = Table()
+    for col, just, wrap in (
+        ("run id", "left", False),
+        ("run date", "left", False),
+        ("generated at (UTC)", "left", True),
+        ("items", "right", False),
+        ("failures", "right", False),
+        ("status", "left", False),
+        ("wall time", "right", False),
     ):
-        table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
+        table.add_column(col, justify=just, no_wrap=not wrap)  # type: ignore[arg-type]
     for rec in shown:
         s = rec.get("summary") or {}
         wall = s.get("wall_seconds")
         table.add_row(
-            str(rec.get("run_id", "?")),
+            escape(str(rec.get("run_id", "?"))),
             str(rec.get("run_date") or "–"),
             str(rec.get("generated_at") or "–").replace("T", " ").replace("+00:00", ""),
             str(s.get("items", "–")),
             str(s.get("failures", "–")),
             _status(root, rec, latest),
             f"{wall:.1f} s" if isinstance(wall, (int, float)) else "–",
-            rec["_path"].relative_to(root).as_posix(),
         )
-    out.print(table)
+    print_table(table)  # run ids never wrap: they are copied into --run and `report`
+    out.print(f"run records: {root / 'metadata' / 'runs'}/<run id>.json", soft_wrap=True, highlight=False,
+              markup=False)
     if len(shown) < len(records):
         out.print(f"{len(shown)} of {len(records)} runs shown; --limit 0 shows all", highlight=False)

@@ -33,6 +33,8 @@ def serve(
         loc = open_location(source, endpoint_url)
     except PublishError as exc:
         fail(str(exc))
+    if loc.is_local and Path(loc.base).exists() and not Path(loc.base).is_dir():
+        fail(f"--results {source} is a file, not a folder")
     if loc.is_local and not Path(loc.base).is_dir():
         fail(f"--results {source}: no such folder")
     run_server(source, host=host, port=port, endpoint_url=endpoint_url, poll_seconds=poll_seconds,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import app
-from .common import config_or_exit, console, fail, one_line, out, warn
+from .common import config_or_exit, console, fail, folder_or_exit, one_line, out, warn
 
 
 @app.command("sync")
@@ -30,6 +30,7 @@ def sync(
     from ..io.publish import PublishError, SourceFile, sync_run
 
     source = results or config_or_exit(config, {}).paths.output
+    folder_or_exit(to, f"--to {to}")
     done = 0
 
     def progress(f: SourceFile, status: str) -> None:

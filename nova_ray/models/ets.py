@@ -13,11 +13,21 @@ NAME = "ets"
 VERSION = "2"  # 2: multiplicative-season intervals widen per step (ets_class3)
 
 
+def _too_short(n: int, form: str = "ZZZ", damped: bool | None = None) -> bool:
+    """Whether statsforecast's ETS cannot estimate `form` on `n` periods: it refuses n <= its
+    parameter count + 4 ("tiny datasets"); the count is 2 (alpha, level), +2 for a trend
+    (beta, slope), +2 for a season (gamma, seasonal states), +1 when damped."""
+    n_par = 2 + 2 * (form[1] in "AM") + 2 * (form[2] in "AM") + bool(damped)
+    return n <= n_par + 4
+
+
 def search(y: np.ndarray, season_length: int, **_: object) -> dict:
     """Pick the ETS form (error, trend, season, damped) on `y`. The estimated model comes along
     under ``fitted`` (not JSON: the engine takes it out) for callers that re-filter with it."""
     from statsforecast.models import AutoETS
 
+    if _too_short(len(y)):
+        raise ModelError("series too short for ETS")
     patch()  # the multiplicative forms' interval widths (ets_class3)
 
     m = season_length if len(y) >= 2 * season_length + 2 else 1
@@ -79,6 +89,8 @@ def forecast(
     if model is not None:
         fc = refilter_backtest(None, y, [len(y)], horizon, f"ETS({form})", model, start=start)[0]
         return with_state(fc, _state(model, start))
+    if _too_short(len(y), form, damped):
+        raise ModelError(f"series too short for ETS({form})")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -149,4 +161,6 @@ def backtest(
     m, form, damped = _form(y0, params)
     model = AutoETS(season_length=m, model=form, damped=damped)
     fitted, start = _reusable(fitted or params.get("fitted"), params, m, form, origins[0])
+    if fitted is None and _too_short(len(y0), form, damped):
+        raise ModelError(f"series too short for ETS({form})")
     return refilter_backtest(model, y, origins, horizon, f"ETS({form})", fitted, start=start)
