@@ -62,6 +62,14 @@ def test_brazilian_excel_export_semicolons_decimal_commas_cp1252(tmp_path: Path)
     assert read_demand(p).equals(df)
 
 
+def test_a_broken_utf16_file_is_one_line(tmp_path: Path) -> None:
+    p = tmp_path / "d.csv"
+    # a lone surrogate at the end
+    p.write_bytes("item_id,date,quantity\nA,2024-01-01,1\n".encode("utf-16") + b"\x00\xd8")
+    with pytest.raises(InputError, match=r"d.csv: cannot decode the file as utf-16$"):
+        read_demand(p)
+
+
 def test_semicolon_file_with_decimal_points_keeps_them(tmp_path: Path) -> None:
     """A `;` file whose column has a value that can only be a decimal point ("1.5") reads its
     points as decimal points ("1.250" = 1.25), and a comma still as a decimal mark."""

@@ -56,6 +56,8 @@ def read_text_csv(open_file: Opener, name: str, gz: bool = False) -> TextCsv:
             break
         except UnicodeDecodeError:
             continue
+    else:  # only utf-16 can fail every time (latin-1 reads any byte)
+        raise InputError(f"{name}: cannot decode the file as {' or '.join(encodings)}")
     if any(issubclass(w.category, pd.errors.ParserWarning) and "does not match" in str(w.message)
            for w in caught):
         raise InputError(f"{name}: {_first_long_row(open_file, gz, len(df.columns), sep, encoding)}")

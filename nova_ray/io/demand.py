@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from .columns import canonical_columns
 from .csv_text import read_text_csv, text_numbers
-from .errors import InputError
+from .errors import InputError, Locate
 
 REQUIRED = ("item_id", "date", "quantity")
 OPTIONAL = ("site", "family")
@@ -41,9 +41,6 @@ def _open(path: str) -> tuple[object, str, int]:
     if info.type == pafs.FileType.NotFound:
         raise InputError(f"{path}: file not found")
     return fs, inner, int(info.size or 0)
-
-
-Locate = Callable[[int], str]  # data row (0-based) -> "line N" (CSV) or "row N" (Parquet)
 
 
 def _read_raw(path: str) -> tuple[pd.DataFrame, Locate, bool]:

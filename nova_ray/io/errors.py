@@ -1,4 +1,10 @@
-"""The error raised for bad input files."""
+"""The error raised for bad input files, and how its messages say where a row is."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+Locate = Callable[[int], str]  # a data row (0-based) -> where it is in its file: "line N" (CSV) or "row N"
 
 
 class InputError(ValueError):

@@ -7,7 +7,7 @@ Errors are InputError with one line naming the file, the line (CSV) or row (Parq
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from .columns import canonical_columns
 from .csv_text import line_finder, read_text_csv, text_numbers
-from .errors import InputError
+from .errors import InputError, Locate
 
 REQUIRED = ("item_id", "on_hand", "lead_time_days")
 # column -> (lowest allowed, lowest inclusive, highest allowed or None, highest inclusive)
@@ -35,9 +35,6 @@ NUMERIC: dict[str, tuple[float, bool, float | None, bool]] = {
 COLUMNS = ("item_id", "site", *NUMERIC)
 
 
-Locate = Callable[[int], str]  # data row (0-based) -> "<file>: line N" (CSV) or "<file>: row N" (Parquet)
-
-
 def _read_raw(path: Path) -> tuple[pd.DataFrame, Locate, bool]:
     """Every column of a CSV as text (or a Parquet file as stored); where each row is in the file,
     and whether its numbers use a decimal comma."""
@@ -49,9 +46,9 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, Locate, bool]:
     try:
         if suffix in {".csv", ".txt", ".gz"}:
             text = read_text_csv(lambda: open(path, "rb"), str(path), gz=suffix == ".gz")
-            return text.frame, lambda row: f"{path}: line {text.line(row)}", text.decimal_comma
+            return text.frame, lambda row: f"line {text.line(row)}", text.decimal_comma
         if suffix in {".parquet", ".pq"}:
-            return pq.read_table(path).to_pandas(), lambda row: f"{path}: row {row + 1}", False
+            return pq.read_table(path).to_pandas(), lambda row: f"row {row + 1}", False
     except InputError:
         raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
@@ -61,13 +58,13 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, Locate, bool]:
 
 
 def locator(path: Path | str) -> Locate:
-    """0-based data row -> '<file>: line N' (CSV, its own line in the file) or '<file>: row N'
-    (Parquet), for messages about rows read earlier."""
+    """0-based data row -> 'line N' (CSV, its own line in the file) or 'row N' (Parquet), for
+    messages about rows read earlier."""
     path = Path(path)
     if path.suffix.lower() in {".csv", ".txt", ".gz"}:
         line = line_finder(lambda: open(path, "rb"), gz=path.suffix.lower() == ".gz")
-        return lambda row: f"{path}: line {line(row)}"
-    return lambda row: f"{path}: row {row + 1}"
+        return lambda row: f"line {line(row)}"
+    return lambda row: f"row {row + 1}"
 
 
 def _bounds_text(lo: float, lo_inc: bool, hi: float | None, hi_inc: bool) -> str:
@@ -77,7 +74,7 @@ def _bounds_text(lo: float, lo_inc: bool, hi: float | None, hi_inc: bool) -> str
 
 
 def _numbers(
-    raw: pd.DataFrame, col: str, where: Locate, required: bool, decimal_comma: bool = False
+    raw: pd.DataFrame, col: str, path: Path, where: Locate, required: bool, decimal_comma: bool = False
 ) -> np.ndarray:
     """The column as float64 (NaN = empty, allowed only when not required), range-checked."""
     s = raw[col]
@@ -94,11 +91,11 @@ def _numbers(
         bad = np.isnan(v) & ~empty
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"{where(i)}: {col} {str(s.iloc[i]).strip()!r} in column {col!r} "
+        raise InputError(f"{path}: {where(i)}: {col} {str(s.iloc[i]).strip()!r} in column {col!r} "
                          "is not a number")
     if required and empty.any():
         i = int(np.flatnonzero(empty)[0])
-        raise InputError(f"{where(i)}: empty value in required column {col!r}")
+        raise InputError(f"{path}: {where(i)}: empty value in required column {col!r}")
     lo, lo_inc, hi, hi_inc = NUMERIC[col]
     with np.errstate(invalid="ignore"):
         ok = np.isfinite(v) & ((v >= lo) if lo_inc else (v > lo))
@@ -112,7 +109,7 @@ def _numbers(
         i = int(np.flatnonzero(bad)[0])
         rule = "a whole number in [0, 3650]" if col == "lead_time_days" else _bounds_text(*NUMERIC[col])
         rule = rule if np.isfinite(v[i]) else f"finite and {rule}"
-        raise InputError(f"{where(i)}: {col} {v[i]:g} in column {col!r} must be {rule}")
+        raise InputError(f"{path}: {where(i)}: {col} {v[i]:g} in column {col!r} must be {rule}")
     return v
 
 
@@ -136,13 +133,13 @@ def read_stock(path: str | Path) -> pl.DataFrame:
     bad = (item == "").to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"{where(i)}: empty item_id in column 'item_id'")
+        raise InputError(f"{path}: {where(i)}: empty item_id in column 'item_id'")
     site = (raw["site"].astype("string").fillna("").str.strip() if "site" in raw.columns
             else pd.Series([""] * len(raw), dtype="string"))
     cols: dict[str, object] = {"item_id": item.astype(str).to_numpy(), "site": site.astype(str).to_numpy()}
     for col in NUMERIC:
         if col in raw.columns:
-            cols[col] = _numbers(raw, col, where, required=col in REQUIRED, decimal_comma=decimal_comma)
+            cols[col] = _numbers(raw, col, path, where, required=col in REQUIRED, decimal_comma=decimal_comma)
         else:
             cols[col] = np.full(len(raw), np.nan)
     key = pd.DataFrame({"item_id": cols["item_id"], "site": cols["site"]})
@@ -152,7 +149,7 @@ def read_stock(path: str | Path) -> pl.DataFrame:
         first = int(rows[0])
         same = rows[(key["item_id"].to_numpy()[rows] == key["item_id"].iat[first])
                     & (key["site"].to_numpy()[rows] == key["site"].iat[first])]
-        a, b = (where(int(r)).split(": ", 1)[1] for r in same[:2])
+        a, b = (where(int(r)) for r in same[:2])
         raise InputError(f"{path}: {a} and {b}: duplicate item_id/site "
                          f"({key['item_id'].iat[first]!r}, {key['site'].iat[first]!r})")
     df = pl.DataFrame({c: cols[c] for c in COLUMNS}, nan_to_null=True)
@@ -167,7 +164,7 @@ def unknown_items(path: str | Path, stock: pl.DataFrame, known: Iterable[str]) -
     for i, item in enumerate(stock["item_id"].to_list()):
         if item not in known:
             where = where or locator(path)
-            out.append(f"{where(i)}: item_id {item!r} in column 'item_id' is not in the forecast; "
+            out.append(f"{path}: {where(i)}: item_id {item!r} in column 'item_id' is not in the forecast; "
                        "skipped")
     return out
 
