@@ -206,6 +206,22 @@ def test_report_of_the_run_as_the_pipeline_wrote_it(run_dirs, tmp_path: Path) ->
         assert urgent <= set(_charted(html))
 
 
+def test_report_says_when_the_run_forecast_the_demo_data(run_dirs, tmp_path: Path) -> None:
+    """A run on the generated demo data (its record's summary says so) is marked in the report."""
+    root = tmp_path / "demo-run"
+    shutil.copytree(run_dirs["real"], root)
+    html, _ = _report(tmp_path, root)
+    assert "DEMO data" not in html  # the fixture's runs read a data file of their own
+    run_id = json.loads((root / "metadata" / "last_updated.json").read_text())["run_id"]
+    path = root / "metadata" / "runs" / f"{run_id}.json"
+    record = json.loads(path.read_text())
+    record["summary"]["demo_data"] = True
+    path.write_text(json.dumps(record))
+    html, res = _report(tmp_path, root)
+    assert res.exit_code == 0, res.output
+    assert "(DEMO data: generated, not real demand)" in html
+
+
 def test_report_without_recommendations_or_history(run_dirs, tmp_path: Path) -> None:
     html, res = _report(tmp_path, run_dirs["bare"], "--data", str(tmp_path / "missing.parquet"))
     assert res.exit_code == 0, res.output

@@ -250,7 +250,8 @@ def _overview(run: RunTables, generated_at: str) -> str:
         ("run generated at", _e(rec.get("generated_at", "–"))),
         ("report generated at", _e(generated_at)),
         ("data set id", _e(rec.get("dataset_id", "–"))),
-        ("demand data", _e(run.data_path or "–")),
+        ("demand data", _e((run.data_path or "–") + (" (DEMO data: generated, not real demand)"
+                                                       if s.get("demo_data") else ""))),
         ("model version", _e(rec.get("model_version", "–"))),
         ("frequency", _e(f"{run.freq} (units/{PERIOD_UNIT.get(run.freq, 'period')})")),
         ("items", _e(fmt(n_items, 0))),
