@@ -40,7 +40,7 @@ def ensure_demo(data: str) -> None:
     from ..config import Paths
 
     p = Path(data)
-    if not p.exists() and p.resolve() == Path(Paths().data).resolve():
+    if not p.exists() and Paths(data=data).is_demo_data():
         from ..demo import generate_demo
 
         console.print(f"{p} not found: writing the demo data set to {p.parent}")

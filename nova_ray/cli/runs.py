@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import app
-from .common import config_or_exit, fail, out, print_table
+from .common import config_or_exit, fail, folder_or_exit, out, print_table
 
 
 def read_runs(root: Path) -> list[dict[str, Any]]:
@@ -71,8 +71,7 @@ def runs(
 ) -> None:
     """List past runs, newest first: run id, date, items, status, wall time and where the results are."""
     root = Path(results or config_or_exit(config, {}).paths.output).expanduser()
-    if root.exists() and not root.is_dir():
-        fail(f"--results {root} is a file, not a folder")
+    folder_or_exit(root, f"--results {root}")
     if not root.is_dir():
         fail(f"--results {root}: no such folder")
     records = read_runs(root)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import config_or_exit, fail
+from .common import config_or_exit, fail, folder_or_exit
 
 
 @app.command("serve")
@@ -33,8 +33,8 @@ def serve(
         loc = open_location(source, endpoint_url)
     except PublishError as exc:
         fail(str(exc))
-    if loc.is_local and Path(loc.base).exists() and not Path(loc.base).is_dir():
-        fail(f"--results {source} is a file, not a folder")
+    if loc.is_local:
+        folder_or_exit(loc.base, f"--results {source}")
     if loc.is_local and not Path(loc.base).is_dir():
         fail(f"--results {source}: no such folder")
     run_server(source, host=host, port=port, endpoint_url=endpoint_url, poll_seconds=poll_seconds,
