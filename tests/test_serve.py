@@ -237,9 +237,25 @@ def test_bad_parameters_are_400_with_a_message(srv: dict[str, Any], query: str, 
 def test_bad_parameters_on_other_endpoints(srv: dict[str, Any]) -> None:
     c = srv["client"]
     for path in ("/api/v1/metrics?window=1", "/api/v1/items?demand_class=a%20b", "/api/v1/metrics?limit=-5",
-                 "/api/v1/recommendations?urgency=<script>", "/health?x=1"):
+                 "/api/v1/recommendations?urgency=<script>"):
         r = c.get(path)
         assert r.status_code == 400 and r.json()["detail"], (path, r.text)
+    # values outside a column's vocabulary, and a single-valued parameter given twice, are 400s
+    # naming what is accepted (they used to answer an empty list, or the last value)
+    for path, message in (
+        ("/api/v1/recommendations?urgency=bogus", "'critical', 'high', 'medium' or 'ok'"),
+        ("/api/v1/recommendations?urgency=CRITICAL", "'critical', 'high', 'medium' or 'ok'"),
+        ("/api/v1/items?demand_class=Smooth", "'smooth', 'erratic', 'intermittent', 'lumpy' or 'zero'"),
+        ("/api/v1/forecasts?model=ensemble&model=theta", "'model' given more than once"),
+        ("/api/v1/forecasts?limit=1&limit=2", "'limit' given more than once"),
+    ):
+        r = c.get(path)
+        assert r.status_code == 400 and message in r.json()["detail"], (path, r.text)
+    theta = c.get("/api/v1/forecasts", params={"model": "theta", "item_id": ["A-1", "B-2"]})
+    assert theta.json()["total"] == 2 * DAYS
+    # /health ignores a monitor's cache-busting parameter; no /docs page (it loads scripts from the web)
+    assert c.get("/health?x=1").status_code == c.get("/health").status_code == 200
+    assert c.get("/docs").status_code == 404 and c.get("/openapi.json").json()["paths"]
     # a method the API does not take: 405 with the Allow header; HEAD /health for load balancers
     r = c.post("/api/v1/forecasts")
     assert r.status_code == 405 and r.headers["allow"] == "GET" and r.json()["detail"]
@@ -312,9 +328,26 @@ def test_recommendations_and_site_filters(srv: dict[str, Any]) -> None:
     assert [d["item_id"] for d in get("/api/v1/items", site="REC")] == ["A-1", "C-3"]
 
 
+def test_a_run_whose_sites_are_all_blank_has_no_site_filter() -> None:
+    """Recommendations from a stock file without sites have `site` '' on every row: no site
+    information, so a site filter is the documented 400, not an empty list."""
+    from nova_ray.serve.store import Kind, QueryError, Run, _site_items
+
+    kinds = {"recommendations": Kind.build(pa.table({"item_id": ["A-1", "B-2"], "site": ["", ""],
+                                                     "urgency": ["ok", "ok"]}), keep_order=True),
+             "items": Kind.build(pa.table({"item_id": ["A-1", "B-2"]}))}
+    run = Run(A, "2025-03-01", None, None, "now", "results", kinds, site_items=_site_items(kinds))
+    assert run.site_items is None
+    for kind in ("recommendations", "items"):
+        with pytest.raises(QueryError, match="has no site information"):
+            run.select(kind, site="Salvador")
+    assert run.select("recommendations").num_rows == 2
+
+
 def test_broken_new_run_keeps_the_old_one_serving(srv: dict[str, Any]) -> None:
     c, served = srv["client"], srv["served"]
-    pointer = json.loads((served / "last_updated.json").read_text())
+    original = (served / "last_updated.json").read_bytes()
+    pointer = json.loads(original)
     broken = pointer | {"run_id": "20250303-broken", "run_path": "runs/20250303-broken",
                         "manifest": "runs/20250303-broken/manifest.json"}
     tmp = served / ".ptr.tmp"
@@ -326,7 +359,7 @@ def test_broken_new_run_keeps_the_old_one_serving(srv: dict[str, Any]) -> None:
     assert h["run_id"] == B and "manifest missing" in h["last_error"]
     r = c.get("/api/v1/forecasts", params={"item_id": "A-1"})
     assert r.status_code == 200 and r.json()["run_id"] == B
-    tmp.write_text(json.dumps(pointer))
+    tmp.write_bytes(original)  # the served run's own pointer back, byte for byte: the error clears
     os.replace(tmp, served / "last_updated.json")
     deadline = time.monotonic() + 10
     while c.get("/health").json()["last_error"] is not None:

@@ -16,7 +16,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 import pyarrow as pa
@@ -28,6 +28,8 @@ from starlette.exceptions import HTTPException
 from .. import __version__
 from .store import QueryError, Run, RunStore, dumps
 
+Urgency = Literal["critical", "high", "medium", "ok"]  # nova_ray.recommend.URGENCY
+DemandClass = Literal["smooth", "erratic", "intermittent", "lumpy", "zero"]  # nova_ray.classify.CLASSES
 MAX_LIMIT = 5000
 DEFAULT_LIMIT = 500
 MAX_VALUES = 200  # repeated item_id values per request
@@ -47,16 +49,24 @@ def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | Non
     return Response(content=dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
+REPEATABLE = frozenset({"item_id"})  # the one query parameter that may be given several times
+LENIENT = frozenset({"/health"})  # monitors add cache-busting parameters: ignored there
+
+
 def _reject_unknown(request: Request) -> None:
-    """400 on query parameters the endpoint does not know (typos would otherwise be ignored)."""
+    """400 on query parameters the endpoint does not know (typos would otherwise be ignored), and
+    on a single-valued one given twice (`limit=1&limit=2`: which one was meant?)."""
     dependant = getattr(request.scope.get("route"), "dependant", None)
-    if dependant is None:
+    if dependant is None or request.url.path in LENIENT:
         return
     known = {p.alias for p in dependant.query_params}
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         accepted = ", ".join(sorted(known)) or "none"
         raise ApiError(400, f"unknown query parameter {unknown[0]!r}; accepted: {accepted}")
+    for name in sorted(known - REPEATABLE):
+        if len(request.query_params.getlist(name)) > 1:
+            raise ApiError(400, f"query parameter {name!r} given more than once; only item_id repeats")
 
 
 def _items(values: list[str] | None) -> list[str] | None:
@@ -111,8 +121,9 @@ def create_app(
         yield
         store.stop()
 
+    # /openapi.json describes the API; no /docs or /redoc pages (they load scripts from the internet)
     app = FastAPI(title="nova-ray results", version=__version__, lifespan=lifespan,
-                  dependencies=[Depends(_reject_unknown)])
+                  dependencies=[Depends(_reject_unknown)], docs_url=None, redoc_url=None)
     app.state.store = store
 
     def run_id() -> str | None:
@@ -151,7 +162,8 @@ def create_app(
     site_q = Query(None, min_length=1, max_length=100, pattern=TEXT,
                    description="Site (via the items or recommendations table; 400 when the run has none).")
 
-    @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: load balancers' health checks
+    @app.get("/health")
+    @app.head("/health", include_in_schema=False)  # load balancers' health checks
     async def health() -> Response:
         """200 with the served run, or 503 while no run is loaded."""
         return _json(store.health(), 200 if store.current is not None else 503)
@@ -178,7 +190,7 @@ def create_app(
     def recommendations(
         item_id: list[str] | None = item_q,
         site: str | None = site_q,
-        urgency: str | None = Query(None, min_length=1, max_length=32, pattern=NAME),
+        urgency: Urgency | None = Query(None),
         limit: int = limit_q,
         offset: int = offset_q,
     ) -> Response:
@@ -206,7 +218,7 @@ def create_app(
     def items(
         item_id: list[str] | None = item_q,
         site: str | None = site_q,
-        demand_class: str | None = Query(None, min_length=1, max_length=32, pattern=NAME),
+        demand_class: DemandClass | None = Query(None),
         limit: int = limit_q,
         offset: int = offset_q,
     ) -> Response:

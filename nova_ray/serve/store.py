@@ -123,7 +123,7 @@ class Run:
         """Item ids stocked at `site` (from the items or recommendations table)."""
         if self.site_items is None:
             raise QueryError(f"site filter unavailable: run {self.run_id} has no site information "
-                             "(neither its items nor its recommendations table has a site column)")
+                             "(neither its items nor its recommendations table names a site)")
         return self.site_items.get(site, [])
 
     def select(
@@ -141,8 +141,9 @@ class Run:
         names = k.table.column_names
         if item_ids is not None:
             item_ids = sorted(set(item_ids))
+        if site is not None:
+            at_site = set(self.items_at_site(site))  # QueryError when the run has no sites at all
         if site is not None and "site" not in names:
-            at_site = set(self.items_at_site(site))
             item_ids = [i for i in (item_ids if item_ids is not None else sorted(at_site)) if i in at_site]
         elif site is not None:
             equals = dict(equals or {}) | {"site": site}
@@ -182,10 +183,12 @@ def _site_items(kinds: dict[str, Kind]) -> dict[str, list[str]] | None:
         k = kinds.get(name)
         if k is None or not {"item_id", "site"} <= set(k.table.column_names):
             continue
-        found = True
         t = k.table.select(["site", "item_id"]).drop_null()
         sites = t.column("site").cast(pa.string()).to_pylist()
-        pairs |= set(zip(sites, t.column("item_id").to_pylist(), strict=True))
+        # a blank site is the whole item (a stock file without sites): no site information
+        named = {(s, i) for s, i in zip(sites, t.column("item_id").to_pylist(), strict=True) if s}
+        found = found or bool(named)
+        pairs |= named
     if not found:
         return None
     out: dict[str, list[str]] = {}
@@ -316,7 +319,9 @@ class RunStore:
                     if self.current is None:
                         self.last_error = f"no published run at {self.location.uri} yet"
                     return False
-                if found[2] == self._pointer:
+                if found[2] == self._pointer:  # the served run's pointer again (mended, rolled back)
+                    self.last_error = None
+                    self._failed = None
                     return False
                 if self._failed and self._failed[0] == found[2] and time.monotonic() < self._failed[2]:
                     return False
