@@ -62,3 +62,19 @@ def date_range(start: pd.Timestamp, periods: int, freq: Frequency) -> np.ndarray
     return pd.date_range(pd.Timestamp(start), periods=periods, freq=freq.pandas_alias).values.astype(
         "datetime64[D]"
     )
+
+
+_MONTHS = {"M": 1, "Q": 3, "Y": 12}
+
+
+def period_days(starts: np.ndarray, code: str) -> np.ndarray:
+    """How many days each period that starts on `starts` (datetime64[D]) lasts at frequency `code`:
+    1 a day, 7 a week, the month's, quarter's or year's own length."""
+    d = np.asarray(starts, dtype="datetime64[D]")
+    key = get_frequency(code).code
+    if key == "D":
+        return np.ones(len(d), dtype=np.int64)
+    if key == "W":
+        return np.full(len(d), 7, dtype=np.int64)
+    month = d.astype("datetime64[M]")
+    return ((month + _MONTHS[key]).astype("datetime64[D]") - d).astype(np.int64)

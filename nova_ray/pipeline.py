@@ -29,18 +29,20 @@ from .engine import (
     ITEMS_TABLE,
     EngineSpec,
     LstmSpec,
+    min_train,
     window_backs,
 )
 from .etl import EtlError
 from .exog import for_run as exog_for_run
 from .fit_stage import FitResult, Progress, Silent, StageTimer, fit_stage
+from .frequency import get_frequency
 from .io.demand import dataset_id, lone_first_rows, read_demand, select_items, spill_columns
 from .io.errors import InputError
 from .io.lock import job_lock
 from .io.model_store import ModelStore, fingerprint
 from .io.results import ResultWriter, utc_now
 from .io.spill import Spill
-from .io.stock import read_stock, resolve_stock_path, unknown_items
+from .io.stock import check_matches, read_stock, resolve_stock_path, unknown_items
 from .memory import release_memory
 from .metrics import evaluate
 from .models import parse_models
@@ -78,6 +80,7 @@ class RunSummary:
     exog: dict[str, Any] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # wall time per progress stage
     demo_data: bool = False  # the input was the generated demo data set, not real demand
+    freq: str = "D"  # the periods forecast (D, W, M, Q, Y)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -178,16 +181,39 @@ def load_stock(
     if stock_path is None:
         return None, []
     stock = read_stock(stock_path)
-    known = set(demand["item_id"].unique())
+    forecast = set(demand["item_id"].unique())
+    known = forecast
     if items:  # a subset run recommends for its subset; other stock rows are skipped silently
-        known |= set(stock["item_id"].to_list()) - set(items)
+        known = forecast | (set(stock["item_id"].to_list()) - set(items))
+    # a file with none of the items is an error (before the per-row warnings it would give)
+    mine = stock.filter(pl.col("item_id").is_in(items)) if items else stock
+    missing = check_matches(stock_path, mine, forecast) if mine.height or not items else []
+    if items and not mine.height:
+        missing = [f"{stock_path}: no stock row for the selected items: no recommendations"]
     warnings = unknown_items(stock_path, stock, known)  # before filtering: line numbers stay right
-    if items:
-        stock = stock.filter(pl.col("item_id").is_in(items))
-    return stock, warnings
+    return mine, warnings + missing
 
 
 LOG = logging.getLogger("nova_ray")
+PERIODS = {"D": "days", "W": "weeks", "M": "months", "Q": "quarters", "Y": "years"}
+
+
+def too_short_to_backtest(lengths: np.ndarray, spec: EngineSpec) -> list[str]:
+    """A warning when items are too short for even the newest backtest window (its training part
+    and its horizon): they get no metrics, equal ensemble weights and a safety stock from the
+    history, which a run would otherwise do without a word (2 years of weekly data, horizon 8)."""
+    if spec.backtest_windows == 0 or not len(lengths):
+        return []
+    train = min_train(get_frequency(spec.freq).season_length)
+    need = train + spec.horizon
+    short = int((np.asarray(lengths) < need).sum())
+    if not short:
+        return []
+    unit = PERIODS.get(spec.freq, "periods")
+    return [f"{short} of {len(lengths)} items have under {need} {unit} of history ({train} to train a "
+            f"backtest window, {spec.horizon} to test it): no backtest for them, so no metrics, equal "
+            "ensemble weights and safety stock from the history; a shorter --horizon or a longer history "
+            "gives them one"]
 
 
 @contextmanager
@@ -262,6 +288,7 @@ def run_forecast(
     spec = engine_spec(cfg, final_fit=only != "metrics")
     if only == "metrics" and spec.backtest_windows == 0:
         raise ConfigError("--only-metrics needs backtest windows (--backtest-windows >= 1)")
+    warnings += too_short_to_backtest(series.lengths(), spec) if only != "forecasts" else []
     with run_log(cfg.paths.output) as log_path:
         LOG.info(
             "external factors: %s",
@@ -412,6 +439,7 @@ def _finish(
             backtests=ens_bt,
             items=items_df,
             policy=Policy.from_config(cfg),
+            freq=cfg.forecast.freq,
         )
         writer.write(RECOMMENDATIONS, recs.to_arrow())
     progress.stage("publish")
@@ -439,6 +467,7 @@ def _finish(
         log_path=str(log_path),
         exog=exog_record or {},
         demo_data=cfg.paths.is_demo_data(),
+        freq=cfg.forecast.freq,
     )
     versions = model_versions(cfg, writer.meta, metrics, sorted(models), fitted.dataset, run_id) | {
         "backend": fit.info,

@@ -285,6 +285,7 @@ class _Row:
     sigma: np.ndarray | None  # daily standard deviation from the 80% interval
     history: np.ndarray  # recent daily demand at the site (or of the item)
     notes: list[str]
+    history_given: bool = True  # False: the run had no demand history to read
 
     @property
     def annual(self) -> float:
@@ -294,7 +295,7 @@ class _Row:
 def recommend(forecast: Table, stock: pl.DataFrame,
               history: Table | None = None,
               backtests: Table | None = None, items: pl.DataFrame | None = None,
-              policy: Policy | None = None) -> pl.DataFrame:
+              policy: Policy | None = None, freq: str | None = None) -> pl.DataFrame:
     """One recommendation row per stock row whose item has an ensemble forecast (table kind
     ``recommendations``, columns of SCHEMA), most urgent first. Rows of unknown items are skipped
     (see nova_ray.io.stock.unknown_items for the warnings).
@@ -304,6 +305,8 @@ def recommend(forecast: Table, stock: pl.DataFrame,
     history: item_id, date, quantity[, site] (daily demand) for the bootstrap and site shares.
     backtests: item_id, origin, date, forecast, actual[, model] of the ensemble.
     items: item_id, demand_class (the run's items table); else classified from the history.
+    freq: the forecasts' frequency (D, W, M, Q, Y): each period spread over its days; None: the
+    days between forecast dates.
     Forecasts, history and backtests may be LazyFrames (tables spilled to Parquet): they are read
     a chunk of items at a time, as are the per-item arrays built from them.
     """
@@ -328,8 +331,9 @@ def recommend(forecast: Table, stock: pl.DataFrame,
         """The chunk's stock rows prepared from its forecasts and history (only the chunk's are read)."""
         fc = rows_of(fc_rows, chunk)
         arrays, shares, hist_site = history_arrays(history, as_of, policy.history_days, chunk)
-        return _prepare([r for i in chunk for r in by_item[i]], daily_paths(fc) if fc is not None else {},
-                        arrays, shares, hist_site, _classes(run_classes, arrays, chunk), policy)
+        paths = daily_paths(fc, freq) if fc is not None else {}
+        return _prepare([r for i in chunk for r in by_item[i]], paths, arrays, shares, hist_site,
+                        _classes(run_classes, arrays, chunk), policy, history is not None)
 
     def segments_of(chunk: list[str]) -> dict[str, list[np.ndarray]]:
         bt = rows_of(bt_rows, chunk)
@@ -360,7 +364,7 @@ def recommend(forecast: Table, stock: pl.DataFrame,
 
 def _prepare(stock_rows: list[dict[str, Any]], paths: dict[str, tuple[date, np.ndarray, np.ndarray | None]],
              arrays: dict[tuple[str, str], np.ndarray], shares: dict[str, dict[str, float]], hist_site: bool,
-             classes: dict[str, str], policy: Policy) -> list[_Row]:
+             classes: dict[str, str], policy: Policy, history_given: bool = True) -> list[_Row]:
     """Each stock row's expected daily demand at its site (site share, intermittent level).
 
     Site shares come from the history's sites when it has any of the item's stock sites; else the
@@ -387,10 +391,10 @@ def _prepare(stock_rows: list[dict[str, Any]], paths: dict[str, tuple[date, np.n
                 notes.append(f"site share {share:.2f} of the item's history")
         elif site and n_sites[item] > 1:
             share = 1.0 / n_sites[item]
-            where = "no site in the history" if not hist_site else "none of its stock sites in the history"
-            notes.append(f"{where}: split evenly over {n_sites[item]} sites")
+            why = _unmatched(item, site, hist_site, shares, n_sites[item])
+            notes.append(f"{why}: split evenly over {n_sites[item]} sites")
         elif site and hist_site:
-            notes.append("site not in the history: the item's whole demand")
+            notes.append(f"{_unmatched(item, site, hist_site, shares, 1)}: the item's whole demand")
         cls = classes.get(item, "smooth")
         y = arrays.get((item, site if per_site else ""), np.zeros(0))
         if not per_site and share < 1.0:  # the item's history, split like its forecast
@@ -401,8 +405,19 @@ def _prepare(stock_rows: list[dict[str, Any]], paths: dict[str, tuple[date, np.n
             notes.append(f"{cls}: rate from the recent history {rate:.3g}/day "
                          f"(last {min(len(y), policy.rate_days)} d; forecast {path.mean():.3g}/day)")
             path = np.full(len(mean), rate)
-        rows.append(_Row(r, cls, share, path, None if sig is None else sig * share, y, notes))
+        rows.append(_Row(r, cls, share, path, None if sig is None else sig * share, y, notes, history_given))
     return rows
+
+
+def _unmatched(item: str, site: str, hist_site: bool, shares: dict[str, dict[str, float]],
+               n_sites: int) -> str:
+    """Why a stock row gets no site share of its own: what the history says of the item's sites."""
+    if not hist_site:
+        return "no site in the history"
+    if n_sites > 1:  # none of the item's stock sites has demand there
+        return "none of its stock sites in the history with demand"
+    known = site in shares.get(item, {})
+    return "no demand at this site in the history" if known else "site not in the history"
 
 
 def _abc(annual: list[tuple[str, float, float | None]], policy: Policy) -> tuple[dict[str, str], set[str]]:
@@ -449,7 +464,11 @@ def _recommend_row(r: _Row, abc: str, segs: list[np.ndarray] | None, as_of: date
     qty = 0.0
     if position <= rop + 1e-9:
         qty = round_order(rop + cover - position, _num(s["pack_size"]), _num(s["min_order_qty"]))
-    days = stockout(r.path, on_hand, on_order, lead)
+    # projected past the horizon (at the rate that extends the path) over the lead time and review
+    # period, and at least the `medium_days` that urgency looks at: a short horizon never hides one
+    days = stockout(extend_path(r.path, max(len(full), policy.medium_days)), on_hand, on_order, lead)
+    if days is not None and days > horizon:
+        notes.append(f"stock-out past the {horizon}-day horizon: projected at the last-week mean rate")
     if days is not None and days < lead:
         notes.append(f"stock-out expected before a new order can arrive (lead time {lead} d)")
     return {
@@ -494,7 +513,8 @@ def _safety_stock(r: _Row, p: float, lead: int, ltd: float, full: np.ndarray, se
     if r.sigma is None:
         r.notes.append("no backtest errors, history or intervals: safety stock 0")
         return 0.0, "normal"
-    r.notes.append(f"history {len(r.history)} d < {policy.min_history_days} d: normal approximation")
+    r.notes.append(f"history {len(r.history)} d < {policy.min_history_days} d: normal approximation"
+                   if r.history_given else "no demand history given: normal approximation")
     var = extend_path(r.sigma**2, len(full))[:lead].sum()
     return max(0.0, NormalDist().inv_cdf(p) * math.sqrt(var)), "normal"
 

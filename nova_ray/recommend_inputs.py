@@ -10,6 +10,8 @@ from statistics import NormalDist
 import numpy as np
 import polars as pl
 
+from .frequency import period_days
+
 Z80 = NormalDist().inv_cdf(0.9)
 
 
@@ -50,8 +52,12 @@ def _runs(df: pl.DataFrame, *cols: str) -> np.ndarray:
     return np.concatenate([[0], np.flatnonzero(np.diff(ids)) + 1, [df.height]])
 
 
-def daily_paths(fc: pl.DataFrame) -> dict[str, tuple[date, np.ndarray, np.ndarray | None]]:
-    """item -> (first day, daily mean path, daily sigma path or None), periods spread over their days."""
+def daily_paths(
+    fc: pl.DataFrame, freq: str | None = None
+) -> dict[str, tuple[date, np.ndarray, np.ndarray | None]]:
+    """item -> (first day, daily mean path, daily sigma path or None), each period spread evenly over
+    its days: the days of the run's frequency `freq` (a month's own length), or without it the days
+    to the next period (the last period as long as the one before; a lone period one day)."""
     out: dict[str, tuple[date, np.ndarray, np.ndarray | None]] = {}
     if fc.height == 0:
         return out
@@ -67,9 +73,14 @@ def daily_paths(fc: pl.DataFrame) -> dict[str, tuple[date, np.ndarray, np.ndarra
     for item, a, b in zip(items, runs[:-1], runs[1:], strict=True):
         d, mean = days[a:b], means[a:b]
         sig = sigmas[a:b] if sigmas is not None else None
-        gaps = np.diff(d).astype(int) if len(d) > 1 else np.array([], dtype=int)
-        if len(gaps) and (gaps != 1).any():
+        if freq is not None:
+            lengths = period_days(d, freq)
+        elif len(d) > 1:
+            gaps = np.diff(d).astype(int)
             lengths = np.append(gaps, gaps[-1]).clip(min=1)
+        else:
+            lengths = np.ones(1, dtype=np.int64)
+        if (lengths != 1).any():
             mean = np.repeat(mean / lengths, lengths)
             sig = np.repeat(sig / np.sqrt(lengths), lengths) if sig is not None else None
         out[str(item)] = (d[0].astype(object), mean, sig)

@@ -79,6 +79,14 @@ def test_outputs_schema_partitions_and_counts(run_once, small_demo: Path) -> Non
     )
     metrics = pl.read_parquet(out / "metrics" / f"run_date={run_date}")
     assert {"mae", "rmse", "smape", "mase", "mape", "bias", "coverage_80"} <= set(metrics.columns)
+    # the recorded WAPE: total absolute error over total demand of the windows (not a mean of ratios)
+    bt = pl.read_parquet(out / "backtests" / f"run_date={run_date}", hive_partitioning=True)
+    win = (bt.filter(pl.col("model") == "ensemble").group_by("item_id", "window")
+           .agg(e=(pl.col("actual") - pl.col("forecast")).abs().sum(), a=pl.col("actual").abs().sum())
+           .filter((pl.col("a") > 0) & (pl.col("e") > 0)))
+    ens_versions = versions["models"]["ensemble"]
+    assert ens_versions["wape"] == pytest.approx(win["e"].sum() / win["a"].sum(), rel=1e-9)
+    assert ens_versions["accuracy"] == pytest.approx(max(0.0, 1 - ens_versions["wape"]))
     assert pl.read_parquet(out / "ensemble_weights" / f"run_date={run_date}").group_by("item_id").agg(
         pl.col("weight").sum()
     )["weight"].to_list() == pytest.approx([1.0] * n_items)

@@ -229,3 +229,19 @@ def test_the_lstm_numbers_a_short_items_windows_as_the_engine_does() -> None:
     lstm = pl.from_arrow(forecast_lstm(s, [0, 1], spec).backtests).select(key).unique().sort(key)
     assert engine.filter(pl.col("item_id") == "SHORT")["window"].to_list() == [0, 1]  # 2 valid origins
     assert lstm.equals(engine)
+
+
+def test_items_too_short_for_a_backtest_are_named_in_a_warning() -> None:
+    """Two years of weekly data with horizon 8 leave no backtest window (104 weeks to train + 8):
+    the run says so instead of silently publishing no metrics and equal weights."""
+    from nova_ray.config import Config
+    from nova_ray.pipeline import engine_spec, too_short_to_backtest
+
+    cfg = Config()
+    cfg.set("freq", "W", "test")
+    cfg.set("horizon", 8, "test")
+    (msg,) = too_short_to_backtest(np.array([105, 111, 112, 300]), engine_spec(cfg))
+    assert msg.startswith("2 of 4 items have under 112 weeks of history (104 to train a backtest window, 8 to")
+    cfg.set("backtest_windows", 0, "test")  # backtests off: nothing to warn about
+    assert too_short_to_backtest(np.array([105]), engine_spec(cfg)) == []
+    assert too_short_to_backtest(np.array([1095, 60]), engine_spec(Config())) == []  # daily: 14 + 30

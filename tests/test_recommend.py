@@ -208,6 +208,24 @@ def test_lead_time_longer_than_horizon() -> None:
     assert "lead time 45 d > horizon 30 d" in r["notes"]
 
 
+def test_stockout_past_a_short_horizon_sets_the_urgency() -> None:
+    """A 7-day horizon still projects the shelf over the lead time (and `medium_days`) at the last
+    week's rate: 100 on hand at 10/day runs out on day 10, `high`, not `ok`."""
+    st = stock(item_id=["A", "B"], on_hand=[100.0, 250.0], lead_time_days=[20, 3])
+    out = recommend(forecast({"A": 10.0, "B": 10.0}, horizon=7), st,
+                    history=history({"A": np.full(200, 10.0), "B": np.full(200, 10.0)}), policy=NO_UNDERSHOOT)
+    a, b = one(out, "A"), one(out, "B")
+    assert a["days_to_stockout"] == pytest.approx(10.0) and a["urgency"] == "high"
+    assert a["stockout_date"] == START + timedelta(days=9)
+    assert "stock-out past the 7-day horizon" in a["notes"] and "before a new order can arrive" in a["notes"]
+    # `medium_days` (30) is projected even when the lead time is short; past it: no stock-out
+    assert b["days_to_stockout"] == pytest.approx(25.0) and b["urgency"] == "medium"
+    far = one(recommend(forecast({"A": 10.0}, horizon=7), stock(item_id=["A"], on_hand=[400.0],
+                                                                  lead_time_days=[3]),
+                        history=history({"A": np.full(200, 10.0)}), policy=NO_UNDERSHOOT))
+    assert far["days_to_stockout"] is None and far["urgency"] == "ok"
+
+
 def test_missing_costs_order_up_to_review_cover() -> None:
     p = Policy(undershoot=False, review_days=14)
     st = stock(item_id=["A"], on_hand=[20.0], lead_time_days=[5], pack_size=[1.0])
@@ -403,7 +421,11 @@ def test_stock_sites_missing_from_the_history_never_zero_the_item() -> None:
     for site in ("x", "y"):
         r = one(out, "A", site)
         assert r["lead_time_demand"] == pytest.approx(20.0) and r["order_qty"] > 0
-        assert "none of its stock sites in the history: split evenly over 2 sites" in r["notes"]
+        assert "none of its stock sites in the history with demand: split evenly over 2 sites" in r["notes"]
+    zero = history({"Z": np.zeros(200)}, sites={"Z": "x"})  # its site is there, without demand
+    st = stock(item_id=["Z"], site=["x"], on_hand=[5.0], lead_time_days=[5])
+    r = one(recommend(forecast({"Z": 0.0}), st, history=zero, policy=NO_UNDERSHOOT), "Z", "x")
+    assert "no demand at this site in the history: the item's whole demand" in r["notes"]
     blank = history({"B": np.full(200, 2.0)}, sites={"B": ""})
     st = stock(item_id=["B"], site=["x"], on_hand=[0.0], lead_time_days=[5])
     r = one(recommend(forecast({"B": 2.0}), st, history=blank, policy=NO_UNDERSHOOT), "B", "x")
@@ -468,6 +490,21 @@ def test_weekly_forecast_spread_over_days() -> None:
     st = stock(item_id=["A"], on_hand=[35.0], lead_time_days=[10])
     r = one(recommend(fc, st, history=history({"A": np.full(100, 10.0)}), policy=NO_UNDERSHOOT))
     assert r["lead_time_demand"] == pytest.approx(100.0) and r["days_to_stockout"] == pytest.approx(3.5)
+
+
+def test_a_single_period_spread_over_the_days_of_the_runs_frequency() -> None:
+    """One weekly period (horizon 1) is a week of demand, not a day's: with the run's frequency
+    the path has 7 days; months spread over their own lengths."""
+    fc = pl.DataFrame({"item_id": ["A"], "date": [START], "forecast": [70.0]})
+    st = stock(item_id=["A"], on_hand=[35.0], lead_time_days=[20])
+    r = one(recommend(fc, st, history=history({"A": np.full(100, 10.0)}), policy=NO_UNDERSHOOT, freq="W"))
+    assert r["lead_time_demand"] == pytest.approx(200.0) and r["days_to_stockout"] == pytest.approx(3.5)
+    firsts = [date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)]
+    months = pl.DataFrame({"item_id": ["M"] * 3, "date": firsts, "forecast": [310.0, 290.0, 310.0]})
+    _, path, _ = daily_paths(months, "M")["M"]
+    assert len(path) == 31 + 29 + 31 and np.allclose(path, 10.0)
+    _, guessed, _ = daily_paths(months)["M"]  # without the frequency: days to the next period
+    assert len(guessed) == 31 + 29 + 29
 
 
 def test_paths_and_residual_segments_per_item_from_sorted_columns() -> None:
@@ -573,8 +610,8 @@ def published(tmp_path: Path) -> dict[str, Path]:
 
     w.write("items", pl.DataFrame({c: [None] * 3 for c in ITEMS_TABLE.names}).with_columns(
         items).to_arrow().cast(ITEMS_TABLE))
-    w.commit({"run_id": "20240101-abc"}, {"items": 3})
     data = tmp_path / "demand.parquet"
+    w.commit({"run_id": "20240101-abc"}, {"items": 3, "data_path": str(data), "freq": "D"})
     hist.write_parquet(data)
     good = tmp_path / "stock.csv"
     good.write_text("item_id,site,on_hand,lead_time_days,unit_cost\nA,S1,1,5,10\nB,S1,500,5,1\n"
@@ -643,6 +680,42 @@ def test_cli_without_a_published_run_exits_2(tmp_path: Path, published: dict[str
     res = runner.invoke(app, ["recommend", "--results", str(published["root"]), "--data",
                               str(published["data"]), "--stock", str(tmp_path / "missing.csv")])
     assert res.exit_code == 2 and "file not found" in res.output
+
+
+def test_cli_reads_the_history_the_run_read_by_default(published: dict[str, Path]) -> None:
+    """Without --data, `recommend` reads the demand file named in the run's record (as `report`
+    does), not `paths.data`: the same rows as with --data."""
+    root, args = published["root"], ["--stock", str(published["stock"])]
+    res = runner.invoke(app, ["recommend", "--results", str(root), *args, "--data", str(published["data"])])
+    assert res.exit_code == 0, res.output
+    explicit = pl.read_parquet(root / "recommendations" / "run_date=2024-01-01")
+    res = runner.invoke(app, ["recommend", "--results", str(root), *args],
+                        env={"NOVA_RAY_DATA": str(published["tmp"] / "elsewhere.parquet")})
+    assert res.exit_code == 0, res.output
+    assert "not found" not in res.output
+    assert pl.read_parquet(root / "recommendations" / "run_date=2024-01-01").equals(explicit)
+
+
+def test_cli_stock_of_other_items_exits_2_and_keeps_the_recommendations(published: dict[str, Path]) -> None:
+    root, data = published["root"], str(published["data"])
+    res = runner.invoke(app, ["recommend", "--results", str(root), "--stock", str(published["stock"]),
+                              "--data", data])
+    assert res.exit_code == 0, res.output
+    part = root / "recommendations" / "run_date=2024-01-01"
+    before = pl.read_parquet(part)
+    other = published["tmp"] / "other.csv"
+    other.write_text("item_id,on_hand,lead_time_days\nNOPE,1,1\nX-1,2,2\n")
+    res = runner.invoke(app, ["recommend", "--results", str(root), "--stock", str(other), "--data", data])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2, res.output
+    assert f"{other}: none of its 2 items is in the forecast (the file has 'NOPE', 'X-1'" in text
+    assert "written to" not in text and pl.read_parquet(part).equals(before)
+    partial = published["tmp"] / "partial.csv"
+    partial.write_text("item_id,on_hand,lead_time_days\nA,1,5\n")
+    res = runner.invoke(app, ["recommend", "--results", str(root), "--stock", str(partial), "--data", data])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "2 forecast item(s) have no stock row and get no recommendation: B, C" in text
 
 
 def test_amend_run_leaves_other_runs_pointer_alone(published: dict[str, Path]) -> None:

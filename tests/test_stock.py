@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from nova_ray.io.errors import InputError
-from nova_ray.io.stock import read_stock, resolve_stock_path, unknown_items
+from nova_ray.io.stock import check_matches, read_stock, resolve_stock_path, unknown_items
 
 HEADER = "item_id,site,on_hand,lead_time_days"
 
@@ -134,6 +134,33 @@ def test_unknown_items_are_warnings_with_the_line(tmp_path: Path) -> None:
     p = _csv(tmp_path, f"{HEADER}\nA,S,1,2\nZZ,S,1,2\n")
     warnings = unknown_items(p, read_stock(p), ["A"])
     assert warnings == [f"{p}: line 3: item_id 'ZZ' in column 'item_id' is not in the forecast; skipped"]
+
+
+def test_a_stock_file_of_other_items_is_an_error_before_any_fit(tmp_path: Path) -> None:
+    """None of the stock's items in the forecast: one line naming both sides' codes, raised by the
+    forecast's stock check (before fitting); some missing: one warning naming them."""
+    import pandas as pd
+
+    from nova_ray.config import Config
+    from nova_ray.pipeline import load_stock
+
+    p = _csv(tmp_path, f"{HEADER}\nfix-1,S,1,2\nfix-2,S,1,2\n")
+    msg = str(pytest.raises(InputError, check_matches, p, read_stock(p), ["FIX-1", "FIX-2"]).value)
+    assert msg == (f"{p}: none of its 2 items is in the forecast (the file has 'fix-1', 'fix-2'; the "
+                   "forecast 'FIX-1', 'FIX-2'): the wrong file, or other item codes?")
+    cfg = Config()
+    cfg.set("stock", str(p), "test")
+    demand = pd.DataFrame({"item_id": ["FIX-1", "FIX-2"]})
+    with pytest.raises(InputError, match="none of its 2 items"):
+        load_stock(cfg, demand, None)
+    ok = _csv(tmp_path, f"{HEADER}\nFIX-1,S,1,2\n", "ok.csv")
+    assert check_matches(ok, read_stock(ok), ["FIX-1", "FIX-2", "FIX-3"]) == [
+        f"{ok}: 2 forecast item(s) have no stock row and get no recommendation: FIX-2, FIX-3"]
+    # a subset run with no stock row for its items warns instead (the file serves the other items)
+    cfg.set("stock", str(ok), "test")
+    stock, warnings = load_stock(cfg, demand[demand.item_id == "FIX-2"], ["FIX-2"])
+    assert stock.height == 0
+    assert warnings == [f"{ok}: no stock row for the selected items: no recommendations"]
 
 
 def test_resolve_stock_path(tmp_path: Path) -> None:

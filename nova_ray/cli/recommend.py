@@ -14,7 +14,7 @@ from ..config import Config
 from ..io.errors import InputError
 from ..io.lock import LockedError, job_lock
 from . import app
-from .common import config_or_exit, fail, folder_or_exit, out, setting_label, warn
+from .common import config_or_exit, fail, folder_or_exit, out, print_table, setting_label, warn
 
 
 @dataclass
@@ -34,32 +34,39 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
     written: bad input raises InputError and leaves the output untouched."""
     from ..io.demand import dataset_id, read_demand
     from ..io.recommendations import amend_run, read_published_run
-    from ..io.results import utc_now
-    from ..io.stock import read_stock, resolve_stock_path, unknown_items
+    from ..io.results import recorded_data, recorded_freq, utc_now
+    from ..io.stock import check_matches, read_stock, resolve_stock_path, unknown_items
     from ..recommend import KIND, Policy, history_frame, recommend, summarize
 
     warnings: list[str] = []
-    stock_path = resolve_stock_path(stock or cfg.paths.stock, cfg.paths.data)
+    run = read_published_run(cfg.paths.output)
+    # the history the run was forecast from (as `report` reads it), unless --data names another
+    data = cfg.paths.data
+    recorded = recorded_data(run.record)
+    if not history_required and recorded and "://" not in recorded and Path(recorded).exists():
+        data = recorded
+    stock_path = resolve_stock_path(stock or cfg.paths.stock, data)
     if stock_path is None:
         raise InputError("no stock snapshot: pass --stock PATH (or set paths.stock), "
-                         f"or put stock.parquet next to {cfg.paths.data}")
+                         f"or put stock.parquet next to {data}")
     snapshot = read_stock(stock_path)
-    run = read_published_run(cfg.paths.output)
+    forecast_items = run.forecasts["item_id"].unique().to_list()
+    missing = check_matches(stock_path, snapshot, forecast_items)  # no item of the run: an error
     history = None
-    if history_required or Path(cfg.paths.data).exists():
-        demand = read_demand(cfg.paths.data)
+    if history_required or Path(data).exists():
+        demand = read_demand(data)
         if run.record.get("dataset_id") and dataset_id(demand) != run.record["dataset_id"]:
-            warnings.append(f"{cfg.paths.data}: demand differs from the data of run {run.run_id} "
+            warnings.append(f"{data}: demand differs from the data of run {run.run_id} "
                             "(history after the forecast start is ignored)")
         history = history_frame(demand)
     else:
-        warnings.append(f"{cfg.paths.data}: not found; no history bootstrap or site split")
+        warnings.append(f"{data}: not found; no history bootstrap or site split")
     if run.backtests is None:
         warnings.append(f"run {run.run_id} has no ensemble backtests on disk: safety stock from the "
                         "history bootstrap")
-    warnings += unknown_items(stock_path, snapshot, run.forecasts["item_id"].unique().to_list())
+    warnings += unknown_items(stock_path, snapshot, forecast_items) + missing
     table = recommend(run.forecasts, snapshot, history=history, backtests=run.backtests, items=run.items,
-                      policy=Policy.from_config(cfg))
+                      policy=Policy.from_config(cfg), freq=recorded_freq(run.root, run.record))
     summary = summarize(table) | {"stock": str(stock_path)}
     meta = {"run_id": run.run_id, "model_version": str(run.record.get("model_version")),
             "generated_at": utc_now(), "dataset_id": str(run.record.get("dataset_id"))}
@@ -80,13 +87,13 @@ def print_recommendations(res: RecommendRun, top: int) -> None:
     t = Table(title=f"recommendations ({res.table.height} rows, most urgent first)")
     for col in ("urgency", "item", "site", "ABC", "position", "reorder pt", "order", "value", "stock-out in"):
         left = col in {"urgency", "item", "site", "ABC"}
-        t.add_column(col, justify="left" if left else "right", no_wrap=col in {"urgency", "item"})
+        t.add_column(col, justify="left" if left else "right", no_wrap=True)  # numbers never cut
     for r in res.table.head(top).iter_rows(named=True):
         t.add_row(f"[{colors.get(r['urgency'], '')}]{r['urgency']}[/]", r["item_id"], r["site"] or "-",
                   r["abc_class"], _fmt(r["on_hand"] + r["on_order"]), _fmt(r["reorder_point"]),
                   _fmt(r["order_qty"]), _fmt(r["order_value"]), _fmt(r["days_to_stockout"], 1) + " d"
                   if r["days_to_stockout"] is not None else "-")
-    out.print(t)
+    print_table(t)
     s = res.summary
     counts = ", ".join(f"{k} {v}" for k, v in s["urgency"].items())
     out.print(f"urgency: {counts}; {orders_text(s)}", soft_wrap=True, highlight=False)
@@ -100,9 +107,9 @@ def recommend_cmd(
     stock: str = typer.Option(None, "--stock", help="Stock snapshot, CSV or Parquet (item_id, on_hand, "
                               "lead_time_days; optional site, on_order, unit_cost, order_cost, "
                               "holding_cost_rate, min_order_qty, pack_size, service_level). Default: "
-                              "paths.stock, else stock.parquet next to the demand file."),
+                              "paths.stock, else stock.parquet (or .csv) next to the demand file."),
     data: str = typer.Option(None, "--data", help="Demand history for the bootstrap and site shares "
-                             "(default: paths.data)."),
+                             "(default: the file the run read, else paths.data)."),
     config: str = typer.Option(None, "--config", help="Config TOML (default configs/default.toml).",
                                envvar="NOVA_RAY_CONFIG"),
     top: int = typer.Option(20, "--top", min=0, help="Rows to print (all are written)."),

@@ -319,3 +319,28 @@ def read_table(root: str | Path, kind: str, run_date: str | None = None) -> pa.T
     import pyarrow.dataset as ds
 
     return ds.dataset(folder, format="parquet", partitioning="hive").to_table()
+
+
+FREQ_CODES = ("D", "W", "M", "Q", "Y")
+
+
+def recorded_freq(root: str | Path, record: dict[str, Any]) -> str | None:
+    """The frequency a run forecast at: its record's summary, else `model_versions.json` when that
+    describes the same run; None when neither says (a record from before it was kept)."""
+    freq = (record.get("summary") or {}).get("freq")
+    if freq in FREQ_CODES:
+        return str(freq)
+    versions = Path(root) / "metadata" / "model_versions.json"
+    try:
+        v = json.loads(versions.read_text()) if versions.exists() else {}
+    except ValueError:
+        return None
+    if isinstance(v, dict) and v.get("run_id") == record.get("run_id") and v.get("freq") in FREQ_CODES:
+        return str(v["freq"])
+    return None
+
+
+def recorded_data(record: dict[str, Any]) -> str | None:
+    """The demand file a run read, as its record names it (None when it does not)."""
+    path = record.get("data_path") or (record.get("summary") or {}).get("data_path")
+    return str(path) if path else None

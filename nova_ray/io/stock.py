@@ -169,6 +169,25 @@ def unknown_items(path: str | Path, stock: pl.DataFrame, known: Iterable[str]) -
     return out
 
 
+def check_matches(path: str | Path, stock: pl.DataFrame, known: Iterable[str], shown: int = 3) -> list[str]:
+    """InputError when no stock row's item is in the forecast (a wrong file, or other item codes:
+    its recommendations would all be skipped); else a warning naming the forecast's items that
+    have no stock row (they get no recommendation), or none."""
+    known = set(known)
+    stocked = set(stock["item_id"].to_list())
+    if stock.height and not stocked & known:
+        theirs = ", ".join(repr(x) for x in sorted(stocked)[:shown])
+        ours = ", ".join(repr(x) for x in sorted(known)[:shown])
+        raise InputError(f"{path}: none of its {len(stocked)} items is in the forecast (the file has "
+                         f"{theirs}{', ...' if len(stocked) > shown else ''}; the forecast {ours}"
+                         f"{', ...' if len(known) > shown else ''}): the wrong file, or other item codes?")
+    missing = sorted(known - stocked)
+    if not missing:
+        return []
+    names = ", ".join(missing[:shown]) + (", ..." if len(missing) > shown else "")
+    return [f"{path}: {len(missing)} forecast item(s) have no stock row and get no recommendation: {names}"]
+
+
 def resolve_stock_path(stock: str | None, data: str | None) -> Path | None:
     """`stock` when given, else `<folder of data>/stock.parquet` (or .csv) when present, else None."""
     if stock:

@@ -241,8 +241,10 @@ def _overview(run: RunTables, generated_at: str) -> str:
     if err.get("mase") is not None:
         cards.append(_card("ensemble MASE (median)", fmt(err["mase"])))
     if run.recommendations is not None and run.recommendations.height:
-        counts = run.recommendations["urgency"].value_counts()
-        c = dict(zip(counts["urgency"].to_list(), counts["count"].to_list(), strict=True))
+        recs = run.recommendations
+        if "order_qty" in recs.columns:  # rows with an order to place (a large on_order needs none)
+            recs = recs.filter(pl.col("order_qty") > 0)
+        c = dict(recs["urgency"].value_counts().iter_rows())
         cards.append(_card("critical / high orders", f"{c.get('critical', 0)} / {c.get('high', 0)}"))
     rows: list[tuple[str, str]] = [
         ("run id", _e(run.run_id)),

@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from ..io.errors import InputError
-from ..io.results import POINTER
+from ..io.results import POINTER, recorded_data, recorded_freq
 
 URGENCY_ORDER: tuple[str, ...] = ("critical", "high", "medium", "ok")
 KINDS = ("forecasts", "metrics", "ensemble_weights", "items", "recommendations")
@@ -143,9 +143,8 @@ def load_run(
         recommendations=tables["recommendations"],
         root=str(root),
     )
-    run.freq = _run_freq(root, run_id, run.forecasts)
-    run.data_path = data or record.get("data_path") or (record.get("summary") or {}).get("data_path")
-    run.data_path = run.data_path or default_data
+    run.freq = _run_freq(root, record, run.forecasts)
+    run.data_path = data or recorded_data(record) or default_data
     if run.data_path:
         run.history, warnings = read_history(
             run.data_path, run_items(run), record.get("dataset_id"), run.freq
@@ -156,15 +155,10 @@ def load_run(
     return run
 
 
-def _run_freq(root: Path, run_id: str, forecasts: pl.DataFrame | None) -> str:
-    versions = root / "metadata" / "model_versions.json"
-    if versions.exists():
-        try:
-            v = json.loads(versions.read_text())
-            if v.get("run_id") == run_id and v.get("freq") in PERIOD_UNIT:
-                return str(v["freq"])
-        except ValueError:
-            pass
+def _run_freq(root: Path, record: dict[str, Any], forecasts: pl.DataFrame | None) -> str:
+    freq = recorded_freq(root, record)
+    if freq in PERIOD_UNIT:
+        return str(freq)
     return infer_freq(forecasts["date"].unique().sort().to_list() if forecasts is not None else [])
 
 
