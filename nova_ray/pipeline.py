@@ -35,7 +35,7 @@ from .engine import (
 from .etl import EtlError
 from .exog import for_run as exog_for_run
 from .fit_stage import FitResult, Progress, Silent, StageTimer, fit_stage
-from .frequency import get_frequency
+from .frequency import future_dates, get_frequency, period_days
 from .io.demand import dataset_id, lone_first_rows, read_demand, select_items, spill_columns
 from .io.errors import InputError
 from .io.lock import job_lock
@@ -198,6 +198,24 @@ LOG = logging.getLogger("nova_ray")
 PERIODS = {"D": "days", "W": "weeks", "M": "months", "Q": "quarters", "Y": "years"}
 
 
+STALE_DAYS = 7  # days past a period's end before the history counts as out of date
+
+
+def stale_history(cfg: Config, end: Any, run_date: date | None = None) -> list[str]:
+    """A warning when the history's last period ended well before the run date: the stock snapshot
+    is taken as of that day, so stock-out days count from it (a stale export, not today)."""
+    freq = cfg.forecast.freq
+    first = future_dates(pd.Timestamp(end), 1, get_frequency(freq))[0]
+    as_of = (first - np.timedelta64(1, "D")).astype(object)
+    today = run_date or datetime.now(timezone.utc).date()
+    late = (today - as_of).days
+    if late <= int(period_days(np.array([first]), freq)[0]) + STALE_DAYS:
+        return []
+    return [f"{cfg.paths.data}: the history ends {as_of}, {late} days before the run date {today}: the stock "
+            f"snapshot is taken as of {as_of} and stock-outs count from the day after; is the demand export "
+            "up to date?"]
+
+
 def too_short_to_backtest(lengths: np.ndarray, spec: EngineSpec) -> list[str]:
     """A warning when items are too short for even the newest backtest window (its training part
     and its horizon): they get no metrics, equal ensemble weights and a safety stock from the
@@ -276,6 +294,8 @@ def run_forecast(
     # the stock is validated before any fitting: a bad file costs no compute and writes nothing
     stock, warnings = load_stock(cfg, demand, items) if only is None and publish else (None, [])
     warnings = notes + warnings
+    if stock is not None:
+        warnings += stale_history(cfg, end=series.end, run_date=run_date)
     # what the recommendations read of the history, spilled to a scratch file for the length of the
     # run (read back a chunk of items at a time); the demand table itself is not kept
     # removed at the end, or when dropped; after a killed run, by the next one (`tmpdirs.sweep`)

@@ -241,7 +241,24 @@ def test_items_too_short_for_a_backtest_are_named_in_a_warning() -> None:
     cfg.set("freq", "W", "test")
     cfg.set("horizon", 8, "test")
     (msg,) = too_short_to_backtest(np.array([105, 111, 112, 300]), engine_spec(cfg))
-    assert msg.startswith("2 of 4 items have under 112 weeks of history (104 to train a backtest window, 8 to")
+    assert msg.startswith("2 of 4 items have under 112 weeks of history (104 to train a backtest window, 8")
     cfg.set("backtest_windows", 0, "test")  # backtests off: nothing to warn about
     assert too_short_to_backtest(np.array([105]), engine_spec(cfg)) == []
     assert too_short_to_backtest(np.array([1095, 60]), engine_spec(Config())) == []  # daily: 14 + 30
+
+
+def test_a_history_that_ended_long_before_the_run_date_is_a_warning() -> None:
+    """The stock snapshot is taken as of the history's last day: an export weeks old makes every
+    stock-out date that much too late, so the run says so (a period plus a week of slack)."""
+    from datetime import date
+
+    from nova_ray.config import Config
+    from nova_ray.pipeline import stale_history
+
+    cfg = Config()
+    (msg,) = stale_history(cfg, np.datetime64("2025-12-30"), date(2026, 12, 5))
+    assert "the history ends 2025-12-30, 340 days before the run date 2026-12-05" in msg
+    assert stale_history(cfg, np.datetime64("2026-11-27"), date(2026, 12, 5)) == []  # 8 days: a week's slack
+    cfg.set("freq", "M", "test")  # the October period ends on the 31st: 30 days before is on time
+    assert stale_history(cfg, np.datetime64("2026-10-01"), date(2026, 11, 30)) == []
+    assert stale_history(cfg, np.datetime64("2026-09-01"), date(2026, 11, 30))
