@@ -1,8 +1,10 @@
 """The daily job: etl (when raw files exist), forecast with recommendations, publish; one at a time.
 
-`run_daily` is idempotent for a date: when the latest published run already is this date's run of
-the same data and model version it does nothing (unless `force`). A lock file under the results
-folder keeps two jobs from overlapping.
+`run_daily` is idempotent for a date: when the date's published run is a finished run of the same
+data and settings it does nothing (unless `force`), except to make the recommendations again when
+the stock snapshot or the inventory settings changed. A backfill (an earlier date) publishes its
+run without moving the pointer off a later one. A lock file under the results folder keeps two
+jobs from overlapping.
 """
 
 from __future__ import annotations
@@ -17,6 +19,14 @@ from typing import Any
 from .config import Config
 from .io.lock import job_lock
 from .io.results import read_pointer
+
+
+class PublishFailed(OSError):
+    """The day's run is done and saved in the results folder, but publishing it failed."""
+
+    def __init__(self, target: str, run_id: str, cause: OSError) -> None:
+        super().__init__(cause.errno, str(cause))
+        self.target, self.run_id, self.cause = target, run_id, cause
 
 
 @dataclass
@@ -62,28 +72,34 @@ def run_daily(
             )
         else:
             report.steps.append(("etl", f"skipped: no raw files in {raw}"))
-        pointer = read_pointer(cfg.paths.output)
         from . import __version__
 
-        same = False
-        if pointer is not None and pointer.get("run_date") == run_date.isoformat():
+        prior, why = None, ""
+        if not force and _records(cfg.paths.output, run_date.isoformat()):  # the date has a run: which?
             loaded = load_demand(cfg, None)
             series, _ = attach_exog(cfg, load_series(cfg, None, loaded)[0])
-            same = pointer.get(
-                "model_version"
-            ) == f"{__version__}+{config_hash(cfg, series.exog_names)}" and pointer.get(
-                "dataset_id"
-            ) == dataset_id(loaded.rows)
-        if same and not force:
+            version = f"{__version__}+{config_hash(cfg, series.exog_names)}"
+            prior, why = published_run(cfg, run_date, version, dataset_id(loaded.rows))
+            del loaded, series
+        stale = _stale_recommendations(cfg, prior) if prior is not None else None
+        if prior is not None and stale is not None and not _is_latest(cfg, prior):
+            prior, why = None, stale  # a backfilled date: rerun it whole
+        if prior is not None:
             report.skipped = True
-            report.run_id = pointer["run_id"]
+            report.run_id = prior["run_id"]
             report.steps.append(
                 (
                     "forecast",
-                    f"skipped: {pointer['run_id']} is already this date's run of "
+                    f"skipped: {prior['run_id']} is already this date's run of "
                     "the same data and settings (--force reruns)",
                 )
             )
+            if stale is not None:
+                from .recommend_job import run_recommend
+
+                res = run_recommend(cfg)
+                report.summary = {"warnings": res.warnings}
+                report.steps.append(("recommend", f"recomputed ({stale}): {res.table.height} rows"))
         else:
             # a run of this date killed earlier (the same data and settings) goes on from its checkpoints
             summary = run_forecast(cfg, progress=progress, run_date=run_date, resume=None)
@@ -91,7 +107,11 @@ def run_daily(
             report.summary = summary.to_dict()
             recs = summary.recommendations
             report.steps.append(
-                ("forecast", f"{summary.run_id}: {summary.items} items in {summary.wall_seconds:.0f} s")
+                (
+                    "forecast",
+                    f"{summary.run_id}: {summary.items} items in {summary.wall_seconds:.0f} s"
+                    + (f" (rerun: {why})" if why else ""),
+                )
             )
             report.steps.append(
                 ("recommend", f"{recs.get('rows', 0)} rows" if recs else "skipped: no stock file")
@@ -99,7 +119,13 @@ def run_daily(
         if to:
             from .io.publish import sync_run
 
-            sync = sync_run(cfg.paths.output, to, run_id=report.run_id, endpoint_url=endpoint_url, keep=keep)
+            try:
+                sync = sync_run(
+                    cfg.paths.output, to, run_id=report.run_id, endpoint_url=endpoint_url, keep=keep,
+                    backwards=False,  # a backfill leaves the target's pointer on a later run
+                )
+            except OSError as exc:  # the run itself is done: say so, a rerun only publishes it
+                raise PublishFailed(to, str(report.run_id), exc) from exc
             report.steps.append(
                 (
                     "publish",
@@ -112,6 +138,69 @@ def run_daily(
             report.steps.append(("publish", "skipped: no --to"))
     report.wall_seconds = time.perf_counter() - t0
     return report
+
+
+def _records(output: str | Path, day: str) -> list[dict[str, Any]]:
+    """The complete run records of run date `day` under `output`, oldest first."""
+    out = []
+    for path in (Path(output) / "metadata" / "runs").glob("*.json"):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and rec.get("run_date") == day and rec.get("status") == "complete":
+            out.append(rec)
+    return sorted(out, key=lambda r: str(r.get("generated_at", "")))
+
+
+def published_run(
+    cfg: Config, run_date: date, version: str, dataset: str
+) -> tuple[dict[str, Any] | None, str]:
+    """The run of `run_date` that a rerun would repeat: the date's last run, of the same data
+    (`dataset`) and settings (`version`), with forecasts, metrics (when backtests are on) and every
+    table it lists on disk. Else None and why it is rerun ('' when the date has no run yet): a
+    partial run (`--only-forecasts` or `--only-metrics`) or one killed while its tables were being
+    swapped in is not a finished day."""
+    runs = _records(cfg.paths.output, run_date.isoformat())
+    if not runs:
+        return None, ""
+    rec = runs[-1]
+    rid = rec.get("run_id")
+    if rec.get("model_version") != version or rec.get("dataset_id") != dataset:
+        return None, f"the data or settings changed since {rid}"
+    parts = rec.get("partitions") or {}
+    wanted = ["forecasts"] + (["metrics"] if cfg.forecast.backtest_windows > 0 else [])
+    lacking = [k for k in wanted if k not in parts]
+    if lacking:
+        return None, f"{rid} has no {' or '.join(lacking)} (a partial run)"
+    root = Path(cfg.paths.output)
+    for kind, rel in sorted(parts.items()):
+        folder = root / rel
+        if not folder.is_dir() or not any(folder.rglob("*.parquet")):
+            return None, f"{rid}'s {kind} are missing from {folder} (killed while publishing?)"
+    return rec, ""
+
+
+def _stale_recommendations(cfg: Config, rec: dict[str, Any]) -> str | None:
+    """Why the recommendations of run record `rec` must be made again (a stock snapshot that is
+    new or changed, other `[recommend]` settings), or None when they are current."""
+    from .io.stock import resolve_stock_path
+    from .recommend_job import inputs_id
+
+    path = resolve_stock_path(cfg.paths.stock, cfg.paths.data)
+    if path is None or not path.exists():
+        return None
+    made = ((rec.get("summary") or {}).get("recommendations") or {}).get("inputs")
+    if "recommendations" not in (rec.get("partitions") or {}) or made is None:
+        return f"no recommendations from {path} yet"
+    if made != inputs_id(path, cfg):
+        return f"{path} or the [recommend] settings changed"
+    return None
+
+
+def _is_latest(cfg: Config, rec: dict[str, Any]) -> bool:
+    ptr = read_pointer(cfg.paths.output)
+    return ptr is not None and ptr.get("run_id") == rec.get("run_id")
 
 
 def report_json(report: DailyReport) -> str:

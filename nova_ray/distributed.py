@@ -9,6 +9,7 @@ import atexit
 import logging
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -249,6 +250,20 @@ def _patched(*swaps: tuple[Any, str, Any]) -> Iterator[None]:
 
 
 @contextmanager
+def _sigterm_kept() -> Iterator[None]:
+    """Keep a Python SIGTERM handler (the CLI's: SIGTERM ends a run as Ctrl-C does) across
+    `ray.init`, whose core worker installs a failure handler for SIGTERM that dumps a C++ stack
+    and aborts (exit 134, nothing said, the temp dir left behind). A library caller without a
+    handler of its own keeps Ray's."""
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if callable(before) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, before)
+
+
+@contextmanager
 def _prompt_node_wait(poll_s: float = 0.05, patience_s: float = 10.0) -> Iterator[None]:
     """Make `ray.init` notice its new raylet within `poll_s` instead of up to a second.
 
@@ -387,12 +402,13 @@ class RayBackend:
         if ray.is_initialized():
             started = False
         elif self.address:  # workers started by `ray start` get the thread settings as a runtime env
-            ray.init(
-                address=self.address,
-                runtime_env={"env_vars": THREAD_ENV},
-                log_to_driver=False,
-                logging_level="WARNING",
-            )
+            with _sigterm_kept():
+                ray.init(
+                    address=self.address,
+                    runtime_env={"env_vars": THREAD_ENV},
+                    log_to_driver=False,
+                    logging_level="WARNING",
+                )
             started = False
         else:
             # a temp dir we own: a stale /tmp/ray/ray_current_cluster cannot hijack the session.
@@ -401,7 +417,7 @@ class RayBackend:
             self._tmp = owned_tmpdir("ray", "/tmp")  # a short path: Ray's socket names are limited
             # local workers inherit the thread settings from the raylet's environment: a runtime
             # env would do the same but costs ~2 s of agent set-up before the first task
-            with _environ(THREAD_ENV), _prompt_node_wait(), _lean_local_head():
+            with _environ(THREAD_ENV), _prompt_node_wait(), _lean_local_head(), _sigterm_kept():
                 ray.init(
                     address="local",
                     num_cpus=self.num_cpus or os.cpu_count(),

@@ -203,7 +203,10 @@ STALE_DAYS = 7  # days past a period's end before the history counts as out of d
 
 def stale_history(cfg: Config, end: Any, run_date: date | None = None) -> list[str]:
     """A warning when the history's last period ended well before the run date: the stock snapshot
-    is taken as of that day, so stock-out days count from it (a stale export, not today)."""
+    is taken as of that day, so stock-out days count from it (a stale export, not today). Not for
+    the built-in demo, whose dates are fixed (its own warning says it is generated)."""
+    if cfg.paths.is_demo_data():
+        return []
     freq = cfg.forecast.freq
     first = future_dates(pd.Timestamp(end), 1, get_frequency(freq))[0]
     as_of = (first - np.timedelta64(1, "D")).astype(object)
@@ -309,55 +312,59 @@ def run_forecast(
     if only == "metrics" and spec.backtest_windows == 0:
         raise ConfigError("--only-metrics needs backtest windows (--backtest-windows >= 1)")
     warnings += too_short_to_backtest(series.lengths(), spec) if only != "forecasts" else []
-    with run_log(cfg.paths.output) as log_path:
-        LOG.info(
-            "external factors: %s",
-            ", ".join(exog_record.get("features", []))
-            if exog_record.get("enabled")
-            else exog_record.get("reason", "none"),
-        )
-        LOG.info(
-            "input %s: %d items, %d periods (%s), dataset %s",
-            cfg.paths.data,
-            len(series),
-            len(series.values),
-            cfg.forecast.freq,
-            dataset,
-        )
-        try:
-            # one job at a time per results folder (`nova-ray run` holds it already) and per model
-            # store: two would share the stage of the same input and date, the last to publish
-            # would win, and each store update would drop the other's entries
-            with job_lock(cfg.paths.output), job_lock(cfg.paths.models_dir):
-                whole = not items
-                fitted = _fit(
-                    cfg, series, dataset, spec, progress, use_ray, run_date, only, resume, full_refit, whole
-                )
-                # the driver lets go of the series (8.8 KB per 3-year daily item): what follows reads
-                # the checkpoints, and the model store needs only the facts kept in `fitted`
-                del series
-                release_memory()  # and what Ray's client and the checkpoint writes left
-                summary = _finish(
-                    cfg,
-                    fitted,
-                    history,
-                    stock,
-                    warnings,
-                    progress,
-                    only,
-                    publish,
-                    t0,
-                    log_path,
-                    exog_record,
-                    Path(scratch.name),
-                )
-        finally:  # Ray stops in the background while the results are published
-            wait_for_shutdown()
-            timer.close()
-            scratch.cleanup()
-        summary.wall_seconds = time.perf_counter() - t0
-        summary.stage_seconds = timer.seconds
-        return summary
+    try:
+        # one job at a time per results folder (`nova-ray run` holds it already) and per model
+        # store: two would share the stage of the same input and date, the last to publish
+        # would win, and each store update would drop the other's entries; the locks before the
+        # log: a job turned away (exit 3) leaves no log file
+        with (
+            job_lock(cfg.paths.output),
+            job_lock(cfg.paths.models_dir),
+            run_log(cfg.paths.output) as log_path,
+        ):
+            LOG.info(
+                "external factors: %s",
+                ", ".join(exog_record.get("features", []))
+                if exog_record.get("enabled")
+                else exog_record.get("reason", "none"),
+            )
+            LOG.info(
+                "input %s: %d items, %d periods (%s), dataset %s",
+                cfg.paths.data,
+                len(series),
+                len(series.values),
+                cfg.forecast.freq,
+                dataset,
+            )
+            whole = not items
+            fitted = _fit(
+                cfg, series, dataset, spec, progress, use_ray, run_date, only, resume, full_refit, whole
+            )
+            # the driver lets go of the series (8.8 KB per 3-year daily item): what follows reads
+            # the checkpoints, and the model store needs only the facts kept in `fitted`
+            del series
+            release_memory()  # and what Ray's client and the checkpoint writes left
+            summary = _finish(
+                cfg,
+                fitted,
+                history,
+                stock,
+                warnings,
+                progress,
+                only,
+                publish,
+                t0,
+                log_path,
+                exog_record,
+                Path(scratch.name),
+            )
+    finally:  # Ray stops in the background while the results are published
+        wait_for_shutdown()
+        timer.close()
+        scratch.cleanup()
+    summary.wall_seconds = time.perf_counter() - t0
+    summary.stage_seconds = timer.seconds
+    return summary
 
 
 @dataclass
@@ -373,6 +380,7 @@ class _Fitted:
     items: int
     dataset: str
     whole: bool  # the run covers every item of the input (no --items)
+    notes: list[str] = field(default_factory=list)  # warnings of the fit stage, for the summary
 
 
 def _fit(
@@ -406,14 +414,15 @@ def _fit(
     LOG.info(
         "run %s (%s)%s", writer.run_id, model_version, " resuming from checkpoints" if writer.resumed else ""
     )
-    if resume is True and not writer.resumed:
-        LOG.warning(
-            "--resume: no interrupted run of this input, configuration and date in %s; starting afresh",
-            cfg.paths.output,
+    notes = []
+    if resume is True and not writer.resumed:  # in the summary's warnings (logged with them)
+        notes.append(
+            f"--resume: no interrupted run of this input, configuration and date in {cfg.paths.output}; "
+            "started afresh"
         )
     store = ModelStore(cfg.paths.models_dir, model_version)
     fit = fit_stage(cfg, series, spec, writer, store, run_date, only, full_refit, progress, use_ray)
-    return _Fitted(writer, store, fit, run_date, item_facts(series), len(series), dataset, whole)
+    return _Fitted(writer, store, fit, run_date, item_facts(series), len(series), dataset, whole, notes)
 
 
 def item_facts(series: SeriesSet) -> pl.DataFrame:
@@ -482,8 +491,8 @@ def _finish(
         resumed_items=fit.resumed,
         warm_items=len(fit.warm),
         lstm=("warm" if fit.lstm_warm else "cold") if fit.lstm_state is not None else "",
-        recommendations=summarize(recs) if recs is not None else {},
-        warnings=warnings,
+        recommendations=_recs_summary(cfg, recs) if recs is not None else {},
+        warnings=fitted.notes + warnings,
         log_path=str(log_path),
         exog=exog_record or {},
         demo_data=cfg.paths.is_demo_data(),
@@ -506,7 +515,7 @@ def _finish(
     if not publish:
         writer.abort()
         return summary
-    for w in warnings:
+    for w in summary.warnings:
         LOG.warning(w)
     summary.stage_seconds = dict(progress.seconds)  # the stages so far; run_forecast adds publish
     LOG.info(
@@ -521,6 +530,15 @@ def _finish(
     LOG.info("published run %s (%s)", run_id, ", ".join(f"{k} {v}" for k, v in record["row_counts"].items()))
     summary.rows = record["row_counts"]
     return summary  # run_forecast sets the final wall time once Ray has stopped
+
+
+def _recs_summary(cfg: Config, recs: pl.DataFrame) -> dict[str, Any]:
+    """The recommendations' summary with the stock file and the hash of what they depend on
+    besides the forecasts (the daily job recomputes them when that changed)."""
+    from .recommend_job import inputs_id
+
+    path = resolve_stock_path(cfg.paths.stock, cfg.paths.data)
+    return summarize(recs) | ({"stock": str(path), "inputs": inputs_id(path, cfg)} if path else {})
 
 
 def _ensemble_stage(

@@ -58,6 +58,10 @@ def test_daily_run_publishes_and_is_idempotent(env: Path, small_demo: Path, ray_
     first = json.loads((env / "out" / "metadata" / "last_updated.json").read_text())
     assert first["run_date"] == "2026-11-27" and first["run_id"] in json.dumps(pointer)
     assert "recommendations" in first["row_counts"]
+    # the run's warnings reach the cron log (they were only in the run's log file), as does its path
+    text = " ".join(res.output.split())
+    assert "warning:" in text and "days before the run date 2026-11-27" in text
+    assert f"log {env / 'out' / 'logs'}" in text
 
     again = _run(small_demo, target)
     assert again.exit_code == 0 and "skipped" in again.output and first["run_id"] in again.output
@@ -146,3 +150,106 @@ def test_a_broken_raw_file_stops_the_job_with_exit_2(env: Path, small_demo: Path
     assert res.exit_code == 2, res.output
     assert "usd_brl.json:1: column 'data': unparsable date '32/01/2023'" in " ".join(res.output.split())
     assert not (env / "shared").exists()
+
+
+def _pointer(root: Path) -> dict:
+    return json.loads((root / "metadata" / "last_updated.json").read_text())
+
+
+def test_only_a_finished_current_run_is_skipped(env: Path, small_demo: Path, ray_session) -> None:
+    """`run` used to skip a date whose run was a partial one (`forecast --only-metrics` earlier that
+    day: it then published a run without forecasts), whose tables a kill during the swap had
+    taken away, or whose recommendations came from another stock file. Now: a partial or damaged
+    run is rerun (resuming its checkpoints), a changed stock file only remakes the recommendations."""
+    import shutil
+    from datetime import date
+
+    import polars as pl
+
+    from nova_ray.config import load_config
+    from nova_ray.daily import run_daily
+    from nova_ray.pipeline import run_forecast
+
+    stock = env / "stock.parquet"
+    shutil.copy(small_demo / "stock.parquet", stock)
+    cfg = load_config(None, {"data": str(small_demo / "demand.parquet"), "stock": str(stock)}, dotenv=None)
+    out, day = Path(cfg.paths.output), date(2026, 11, 27)
+    run_forecast(cfg, run_date=day, only="metrics")
+    report = run_daily(cfg, day)
+    assert not report.skipped and "(rerun: " in report.steps[1][1] and "a partial run" in report.steps[1][1]
+    first = _pointer(out)
+    assert {"forecasts", "metrics", "recommendations"} <= set(first["row_counts"])
+
+    shutil.rmtree(out / "forecasts" / f"run_date={day}")  # as a kill between the swap's renames leaves it
+    report = run_daily(cfg, day)
+    assert not report.skipped and "forecasts are missing" in report.steps[1][1]
+    assert (out / "forecasts" / f"run_date={day}").is_dir()
+    second = _pointer(out)["run_id"]
+
+    recs = out / "recommendations" / f"run_date={day}"
+    before = pl.read_parquet(recs)
+    pl.read_parquet(stock).with_columns(on_hand=pl.lit(0.0)).write_parquet(stock)  # a new snapshot
+    report = run_daily(cfg, day)
+    assert report.skipped and report.run_id == second and _pointer(out)["run_id"] == second
+    assert report.steps[-2][0] == "recommend" and "changed" in report.steps[-2][1]
+    after = pl.read_parquet(recs)
+    assert after["on_hand"].sum() == 0 and not after.equals(before)
+    again = run_daily(cfg, day)  # now current: nothing to do
+    assert again.skipped and all(step != "recommend" for step, _ in again.steps)
+
+
+def test_a_backfill_keeps_the_latest_run_and_is_never_pruned_away(env: Path, small_demo: Path,
+                                                                  ray_session) -> None:
+    """`run --date` for an earlier day publishes that day's run without moving either pointer off
+    the later run, and `--keep` prunes by run date (it went by publication time: the backfills
+    pruned today's run away)."""
+    from datetime import date
+
+    from nova_ray.config import load_config
+    from nova_ray.daily import run_daily
+
+    cfg = load_config(None, {"data": str(small_demo / "demand.parquet")}, dotenv=None)
+    target = env / "shared"
+    today = run_daily(cfg, date(2026, 11, 27), to=str(target), keep=1)
+    for day in (date(2026, 11, 20), date(2026, 11, 21)):
+        back = run_daily(cfg, day, to=str(target), keep=1)
+        assert back.run_id != today.run_id and "pointer unchanged" in back.steps[-1][1]
+    assert _pointer(Path(cfg.paths.output))["run_id"] == today.run_id
+    assert json.loads((target / "last_updated.json").read_text())["run_id"] == today.run_id
+    kept = sorted(p.name for p in (target / "runs").iterdir())
+    assert today.run_id in kept and back.run_id in kept and len(kept) == 2  # the 20th's pruned
+    assert (Path(cfg.paths.output) / "forecasts" / "run_date=2026-11-20").is_dir()  # published locally
+
+
+def test_run_date_after_tomorrow_is_refused(env: Path, small_demo: Path) -> None:
+    res = runner.invoke(app, ["run", "--date", "2036-01-01", "--data", str(small_demo / "demand.parquet"),
+                              "-q"])
+    assert res.exit_code == 2
+    assert "option --date: 2036-01-01 is after tomorrow" in " ".join(res.output.split())
+    assert not (env / "out").exists()
+
+
+def test_a_refused_publish_is_not_called_an_interruption() -> None:
+    """Credentials or permissions a rerun cannot get past are said to be refused, not interrupted."""
+    import errno
+
+    from nova_ray.cli.common import sync_failure
+
+    for exc in (PermissionError(errno.EACCES, "Permission denied"),
+                OSError(errno.EROFS, "Read-only file system"),
+                OSError("When uploading part: AWS Error ACCESS_DENIED during PutObject operation")):
+        line = sync_failure("s3://b/p", exc)
+        assert "to s3://b/p was refused" in line and "fix the permissions or credentials" in line
+    line = sync_failure("s3://b/p", ConnectionError("Connection reset by peer"))
+    assert "was interrupted" in line and "rerun to resume" in line
+
+
+def test_an_unreadable_pointer_is_one_line_naming_it(env: Path, small_demo: Path) -> None:
+    """An empty or cut pointer stopped `run` with `Expecting value: line 1 column 1` and no file."""
+    meta = env / "out" / "metadata"
+    meta.mkdir(parents=True)
+    (meta / "last_updated.json").write_text("")
+    res = runner.invoke(app, ["recommend", "--results", str(env / "out"), "--stock",
+                              str(small_demo / "stock.parquet")])
+    assert res.exit_code == 2
+    assert f"{meta / 'last_updated.json'}: not a valid pointer" in " ".join(res.output.split())

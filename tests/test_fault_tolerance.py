@@ -79,6 +79,18 @@ def _procs(title: str, root: int) -> list[int]:
     return pids
 
 
+def _naming(text: str) -> list[int]:
+    """Processes whose command line contains `text` (Ray's GCS and raylet name their session folder)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and text.encode() in (d / "cmdline").read_bytes():
+                pids.append(int(d.name))
+        except OSError:
+            pass
+    return pids
+
+
 def _descends(pid: int, root: int) -> bool:
     while pid > 1:
         if pid == root:
@@ -150,6 +162,29 @@ def test_killed_driver_resumes_to_the_clean_result(demo: Path, tmp_path: Path, c
     assert record["summary"]["resumed_items"] >= n_done, log
     assert not list(out.glob(".staging/*"))
     assert not [d for d in left if d.exists()]
+    assert_frame_equal(_forecasts(out), clean)
+
+
+def test_sigterm_and_ctrl_c_end_a_run_with_a_message_and_resume(demo: Path, tmp_path: Path, clean) -> None:
+    """SIGTERM to the driver (`timeout`, `kill`, a service manager) ends the run as Ctrl-C does: one
+    line on how to go on, exit 143 (Ctrl-C: 130), nothing published, the run's Ray stopped and its
+    temp folder removed; `--resume` then finishes it. Ray's own SIGTERM handler used to dump a C++
+    stack and abort (134); typer used to swallow Ctrl-C's message."""
+    out = tmp_path / "out"
+    done = lambda: list(out.glob(".staging/*/checkpoints/done/b-*"))  # noqa: E731
+    for sig, code, word in ((signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")):
+        p = _cli("--data", str(demo), "--output", str(out), "--resume", *ARGS)
+        n = len(done())
+        _wait_for(lambda: len(done()) > n or p.poll() is not None)  # noqa: B023
+        assert p.poll() is None, "the run ended before it could be signalled"
+        os.kill(p.pid, sig)  # the driver alone
+        log = p.communicate(timeout=120)[0].decode()
+        assert p.returncode == code, log
+        assert f"{word}: nothing was published; rerun with --resume to continue" in log, log
+        assert "SIGTERM received" not in log and not (out / "metadata" / "last_updated.json").exists()
+        assert not list(Path("/tmp").glob(f"nova-ray-ray-{p.pid}-*"))  # Ray stopped, its folder gone
+        _wait_for(lambda: not _naming(f"nova-ray-ray-{p.pid}-"), timeout=60)  # noqa: B023  (GCS, raylet)
+    log = _run("--data", str(demo), "--output", str(out), "--resume", *ARGS)
     assert_frame_equal(_forecasts(out), clean)
 
 

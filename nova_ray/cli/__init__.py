@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -53,10 +54,29 @@ def usage_line(exc: Exception) -> str | None:
     return f"error: {msg}" + (f" (see {command} --help)" if command else "")
 
 
+_TERMINATED: list[int] = []  # set by the SIGTERM handler: typer reports both signals as exit 130
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (`timeout`, `kill`, a service manager stopping the job) ends a run as Ctrl-C does."""
+    _TERMINATED.append(signum)
+    raise KeyboardInterrupt
+
+
+def _interrupted() -> None:
+    what = "terminated" if _TERMINATED else "interrupted"
+    print(f"{what}: nothing was published; {_resume_hint()}", file=sys.stderr)
+    sys.exit(143 if _TERMINATED else 130)
+
+
 def main() -> None:
-    """Console entry point: bad input, bad settings and usage errors exit 2 with a one-line message."""
+    """Console entry point: bad input, bad settings and usage errors exit 2 with a one-line message;
+    Ctrl-C (exit 130) and SIGTERM (exit 143) say that nothing was published and how to go on."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         rc = app(standalone_mode=False, prog_name="nova-ray")  # returns typer.Exit's code, not raising
+        if rc == 130:  # typer turns a KeyboardInterrupt into exit code 130 before it reaches us
+            _interrupted()
         sys.exit(rc if isinstance(rc, int) else 0)
     except (InputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -67,8 +87,7 @@ def main() -> None:
         print(f"aborted: nothing was published; {_resume_hint()}", file=sys.stderr)
         sys.exit(130)
     except KeyboardInterrupt:
-        print(f"interrupted: nothing was published; {_resume_hint()}", file=sys.stderr)
-        sys.exit(130)
+        _interrupted()
     except Exception as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `nova-ray`: the help, as it was
             exc.show()  # type: ignore[attr-defined]

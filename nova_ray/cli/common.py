@@ -88,6 +88,24 @@ def ray_unreachable(cfg: Config, exc: Exception) -> str:
     return msg
 
 
+REFUSED = ("ACCESS_DENIED", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden")
+
+
+def sync_failure(target: str, exc: OSError) -> str:
+    """The one-line error of a publish to `target` that failed: a refusal (permissions, a read-only
+    folder, credentials) that a rerun will not get past until it is fixed, or an interruption (the
+    network, a full disk) that a rerun resumes. Either way the published run is the one before."""
+    import errno
+
+    text = one_line(exc)
+    refused = isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+    if refused or any(code in text for code in REFUSED):
+        return (f"publishing to {target} was refused: {text}; fix the permissions or credentials, "
+                "then rerun (the previously published run is intact)")
+    return (f"publishing to {target} was interrupted: {text}; the previously published run is intact, "
+            "rerun to resume")
+
+
 def file_in_the_way(path: str | Path) -> Path | None:
     """The file at `path`, or at the nearest existing parent of it, that keeps a folder from being
     made there; None when `path` is a folder or can be created."""
@@ -191,4 +209,5 @@ __all__ = [
     "out",
     "print_table",
     "setting_label",
+    "sync_failure",
 ]

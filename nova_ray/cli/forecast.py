@@ -216,6 +216,8 @@ def forecast(
         "external factors",
         ", ".join(ex.get("features", [])) if ex.get("enabled") else f"off ({ex.get('reason', 'none')})",
     )
+    if summary.resumed_items:
+        table.add_row("resumed", f"{summary.resumed_items} items from the interrupted run's checkpoints")
     if summary.warm_items:
         lstm = "; LSTM reused from the store" if summary.lstm == "warm" else ""
         table.add_row("incremental", f"{summary.warm_items} items reused stored model choices{lstm}")

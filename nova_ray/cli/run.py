@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import typer
 from rich.markup import escape
@@ -10,7 +10,18 @@ from rich.markup import escape
 from ..config import ConfigError
 from ..io.errors import InputError
 from . import app
-from .common import BarProgress, config_or_exit, console, fail, folder_or_exit, one_line, out, ray_unreachable
+from .common import (
+    BarProgress,
+    config_or_exit,
+    console,
+    fail,
+    folder_or_exit,
+    one_line,
+    out,
+    ray_unreachable,
+    sync_failure,
+    warn,
+)
 from .forecast import prepare_run
 
 
@@ -33,7 +44,7 @@ def run(
 ) -> None:
     """The daily job: etl (when raw files exist), forecast with recommendations, publish. Idempotent
     for a date; two jobs never overlap (exit 3 while another one runs)."""
-    from ..daily import run_daily
+    from ..daily import PublishFailed, run_daily
     from ..etl import EtlError
     from ..io.lock import LockedError
     from ..io.publish import PublishError
@@ -49,10 +60,13 @@ def run(
             "num_cpus": num_cpus,
         },
     )
+    today = datetime.now(timezone.utc).date()
     try:
-        day = date.fromisoformat(run_date) if run_date else datetime.now(timezone.utc).date()
+        day = date.fromisoformat(run_date) if run_date else today
     except ValueError:
         fail(f"option --date: expected YYYY-MM-DD, got {run_date!r}")
+    if day > today + timedelta(days=1):  # a mistyped year would stay "latest" and keep models warm
+        fail(f"option --date: {day} is after tomorrow ({today + timedelta(days=1)}): a mistyped year?")
     folder_or_exit(cfg.publish.to, f"--to {cfg.publish.to}" if to else f"publish.to {cfg.publish.to}")
     prepare_run(cfg, data)
     try:
@@ -72,10 +86,17 @@ def run(
         fail(str(exc))
     except ValueError as exc:  # other one-line errors
         fail(str(exc), code=1)
+    except PublishFailed as exc:
+        fail(f"{sync_failure(exc.target, exc.cause)}; run {exc.run_id} is saved in {cfg.paths.output}: a "
+             "rerun publishes it without forecasting again", code=1)
     except ConnectionError as exc:
         fail(ray_unreachable(cfg, exc), code=1)
     except OSError as exc:  # the network or a disk: one line, the output as it was
         fail(one_line(exc, named=True), code=1)
-    for step, what in report.steps:
-        out.print(f"[bold]{step:<10}[/] {escape(what)}", highlight=False)
-    console.print(f"daily run {report.run_date} done in {report.wall_seconds:.0f} s (run {report.run_id})")
+    warn(report.summary.get("warnings") or [], 20)  # the cron log shows them, not only the run's log
+    for step, what in report.steps:  # one line each, never wrapped: cron logs are grepped
+        out.print(f"[bold]{step:<10}[/] {escape(what)}", highlight=False, soft_wrap=True)
+    if report.summary.get("log_path"):
+        out.print(f"{'log':<10} {report.summary['log_path']}", highlight=False, soft_wrap=True, markup=False)
+    console.print(f"daily run {report.run_date} done in {report.wall_seconds:.0f} s (run {report.run_id})",
+                  soft_wrap=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import app
-from .common import config_or_exit, console, fail, folder_or_exit, one_line, out, warn
+from .common import config_or_exit, console, fail, folder_or_exit, out, sync_failure, warn
 
 
 @app.command("sync")
@@ -47,8 +47,7 @@ def sync(
     except PublishError as exc:
         fail(str(exc))
     except OSError as exc:
-        fail(f"sync to {to} interrupted: {one_line(exc)}; the previously published run is "
-             "intact, rerun to resume", code=1)
+        fail(sync_failure(to, exc), code=1)
     warn(report.warnings)
     if quiet:
         return

@@ -418,13 +418,16 @@ def sync_run(
     endpoint_url: str | None = None,
     keep: int | None = None,
     on_file: FileHook | None = None,
+    backwards: bool = True,
 ) -> SyncReport:
     """Publish a finished run of the results folder `results` to `target` (folder or s3://bucket/prefix).
 
     Order: data files (skip when present with the same size and sha256, else upload and verify the
     re-read checksum), then `runs/<run_id>/manifest.json`, then the pointer `last_updated.json`, then
     (with `keep`) delete all but the `keep` most recently published complete runs. `on_file(file,
-    status)` is called after each file is verified ("uploaded" or "skipped").
+    status)` is called after each file is verified ("uploaded" or "skipped"). With `backwards`
+    False (the daily job's backfills) the pointer stays on a published run of a later run date; a
+    sync of a chosen run (a roll-back) moves it whatever the date.
     """
     if keep is not None and keep < 1:
         raise PublishError(f"--keep must be >= 1, got {keep}")
@@ -488,7 +491,11 @@ def sync_run(
         "row_counts": manifest["row_counts"],
         "status": "complete",
     }
-    if old is None or old[1] != pointer:
+    newer = old is not None and str(old[1].get("run_date", "")) > str(pointer["run_date"])
+    if newer and not backwards:
+        report.warnings.append(f"run {run.run_id} ({pointer['run_date']}) is uploaded, but the pointer stays "
+                               f"on the later run {old[1].get('run_id')} ({old[1].get('run_date')})")
+    elif old is None or old[1] != pointer:
         loc.write_atomic(POINTER, _dumps(pointer))
         report.pointer_moved = True
     if keep is not None:
@@ -497,14 +504,15 @@ def sync_run(
 
 
 def prune_runs(loc: Location, keep: int, current: str) -> tuple[list[str], list[str]]:
-    """Delete all but the `keep` newest complete runs (by manifest published_at); `current` always stays.
+    """Delete all but the `keep` newest complete runs (by run date, then published_at: a backfill
+    published today is older than today's run); `current` and the pointer's run always stay.
 
     Folders without a manifest (interrupted syncs) are left alone and returned as incomplete.
     Returns (deleted run ids, incomplete run ids).
     """
     ptr = read_pointer(loc)
     pinned = {current} | ({ptr[1].get("run_id")} if ptr else set())
-    complete: list[tuple[str, str]] = []
+    complete: list[tuple[tuple[str, str], str]] = []
     incomplete: list[str] = []
     for name in loc.subdirs(RUNS):
         if name in pinned:
@@ -517,7 +525,8 @@ def prune_runs(loc: Location, keep: int, current: str) -> tuple[list[str], list[
             manifest = json.loads(raw)
         except ValueError:
             manifest = None
-        stamp = str(manifest.get("published_at", "")) if isinstance(manifest, dict) else ""
+        ok = isinstance(manifest, dict)
+        stamp = (str(manifest.get("run_date", "")), str(manifest.get("published_at", ""))) if ok else ("", "")
         complete.append((stamp, name))
     complete.sort(reverse=True)
     doomed = [name for _, name in complete[max(keep - len(pinned), 0):]]

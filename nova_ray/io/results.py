@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..schemas import ITEMS, SCHEMA_VERSION, TABLES
+from .errors import InputError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -254,13 +255,24 @@ class ResultWriter:
             "partitions": {k: f"{k}/run_date={self.run_date.isoformat()}" for k in self.rows},
             "status": "complete",
         } | {"summary": summary}
-        write_json_atomic(meta_dir / "model_versions.json", model_versions | {"row_counts": dict(self.rows)})
         write_json_atomic(meta_dir / "runs" / f"{self.run_id}.json", record)
-        write_json_atomic(meta_dir / POINTER, {k: record[k] for k in record if k != "summary"})
+        if self._is_latest():  # a backfill (an earlier run date) leaves the latest run as it is
+            versions = model_versions | {"row_counts": dict(self.rows)}
+            write_json_atomic(meta_dir / "model_versions.json", versions)
+            write_json_atomic(meta_dir / POINTER, {k: record[k] for k in record if k != "summary"})
         # only now: killed before the pointer, the run can still be resumed from its checkpoints
         shutil.rmtree(self.root / ".trash", ignore_errors=True)
         self.abort()
         return record
+
+    def _is_latest(self) -> bool:
+        """Whether this run becomes the latest: no published run (or an unreadable pointer, which
+        it replaces) of a later run date."""
+        try:
+            ptr = read_pointer(self.root)
+        except InputError:
+            return True
+        return ptr is None or str(ptr.get("run_date", "")) <= self.run_date.isoformat()
 
     def abort(self) -> None:
         """Drop everything staged; the published output is untouched."""
@@ -301,9 +313,20 @@ def _remove_if_empty(path: Path) -> None:
 
 
 def read_pointer(root: str | Path) -> dict[str, Any] | None:
-    """The latest complete run's pointer, or None when nothing was published."""
+    """The latest complete run's pointer, or None when nothing was published; InputError naming
+    the file when it is not a pointer (empty, cut short, edited by hand)."""
     p = Path(root) / "metadata" / POINTER
-    return json.loads(p.read_text()) if p.exists() else None
+    if not p.exists():
+        return None
+    try:
+        ptr = json.loads(p.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: not a valid pointer ({' '.join(str(exc).split())}); the next `nova-ray "
+                         "forecast` writes a new one") from None
+    if not isinstance(ptr, dict) or not ptr.get("run_id") or not ptr.get("run_date"):
+        raise InputError(f"{p}: not a valid pointer (no run_id or run_date); the next `nova-ray "
+                         "forecast` writes a new one")
+    return ptr
 
 
 def read_table(root: str | Path, kind: str, run_date: str | None = None) -> pa.Table:

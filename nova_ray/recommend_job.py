@@ -1,0 +1,86 @@
+"""Recommendations for a published run without refitting: `nova-ray recommend`, and the daily job
+when only the stock snapshot or the `[recommend]` settings changed since the run."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from .config import Config
+from .io.errors import InputError
+
+
+def inputs_id(stock_path: str | Path, cfg: Config) -> str:
+    """What recommendations depend on besides the forecasts: the stock file's bytes and the
+    inventory policy (`[recommend]`), as one short hash."""
+    from .recommend import Policy
+
+    h = hashlib.sha256(Path(stock_path).read_bytes())
+    h.update(json.dumps(dataclasses.asdict(Policy.from_config(cfg)), sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class RecommendRun:
+    """What `run_recommend` did: the table (most urgent first), its summary, warnings, the run record."""
+
+    table: pl.DataFrame
+    summary: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+    output: str = ""
+
+
+def run_recommend(cfg: Config, stock: str | None = None, history_required: bool = False) -> RecommendRun:
+    """Read the latest published run under cfg.paths.output, the stock snapshot and the demand history,
+    compute recommendations and add them to that run. Everything is validated before anything is
+    written: bad input raises InputError and leaves the output untouched."""
+    from .io.demand import dataset_id, read_demand
+    from .io.recommendations import amend_run, read_published_run
+    from .io.results import recorded_data, recorded_freq, utc_now
+    from .io.stock import check_matches, read_stock, resolve_stock_path, unknown_items
+    from .recommend import KIND, Policy, history_frame, recommend, summarize
+
+    warnings: list[str] = []
+    run = read_published_run(cfg.paths.output)
+    # the history the run was forecast from (as `report` reads it), unless --data names another
+    data = cfg.paths.data
+    recorded = recorded_data(run.record)
+    if not history_required and recorded and "://" not in recorded and Path(recorded).exists():
+        data = recorded
+    stock_path = resolve_stock_path(stock or cfg.paths.stock, data)
+    if stock_path is None:
+        raise InputError("no stock snapshot: pass --stock PATH (or set paths.stock), "
+                         f"or put stock.parquet next to {data}")
+    snapshot = read_stock(stock_path)
+    forecast_items = run.forecasts["item_id"].unique().to_list()
+    missing = check_matches(stock_path, snapshot, forecast_items)  # no item of the run: an error
+    history = None
+    if history_required or Path(data).exists():
+        demand = read_demand(data)
+        if run.record.get("dataset_id") and dataset_id(demand) != run.record["dataset_id"]:
+            warnings.append(f"{data}: demand differs from the data of run {run.run_id} "
+                            "(history after the forecast start is ignored)")
+        history = history_frame(demand)
+    else:
+        warnings.append(f"{data}: not found; no history bootstrap or site split")
+    if run.backtests is None:
+        warnings.append(f"run {run.run_id} has no ensemble backtests on disk: safety stock from the "
+                        "history bootstrap")
+    warnings += unknown_items(stock_path, snapshot, forecast_items) + missing
+    table = recommend(run.forecasts, snapshot, history=history, backtests=run.backtests, items=run.items,
+                      policy=Policy.from_config(cfg), freq=recorded_freq(run.root, run.record))
+    summary = summarize(table) | {"stock": str(stock_path), "inputs": inputs_id(stock_path, cfg)}
+    meta = {"run_id": run.run_id, "model_version": str(run.record.get("model_version")),
+            "generated_at": utc_now(), "dataset_id": str(run.record.get("dataset_id"))}
+    record = amend_run(run.root, run.run_id, run.run_date, KIND, table.to_arrow(), meta, summary)
+    return RecommendRun(table, summary, warnings, record,
+                        str((run.root / KIND / f"run_date={run.run_date}").resolve()))
+
+
