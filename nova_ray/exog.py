@@ -126,7 +126,8 @@ def derive_daily(features: pd.DataFrame) -> pd.DataFrame:
 
     Adds ``business_day``, ``rain_log`` = log1p(rain_mm), ``rain_prev2d_log`` = log1p(rain of the
     two previous days), ``g5_new_sites`` (daily additions of the cumulative 5G sites, >= 0) and
-    ``g5_new_sites_14d`` (their trailing 14-day mean). Other numeric columns pass through.
+    ``g5_new_sites_14d`` (their trailing 14-day mean; for a count updated less often than daily,
+    the pace of its latest update, `reported_pace`). Other numeric columns pass through.
     """
     f = features.sort_values("date").reset_index(drop=True)
     out = pd.DataFrame({"date": pd.to_datetime(f["date"])})
@@ -144,8 +145,30 @@ def derive_daily(features: pd.DataFrame) -> pd.DataFrame:
     if sites is not None:
         new = out[sites].diff().fillna(0.0).clip(lower=0)
         out["g5_new_sites"] = new
-        out["g5_new_sites_14d"] = new.rolling(14, min_periods=1).mean()
+        cum = out[sites].to_numpy(dtype=float)
+        if report_interval(cum) > 1:  # a count reported monthly steps on the 1st: a 14-day mean
+            out["g5_new_sites_14d"] = reported_pace(cum)  # would be a sawtooth (the month's, then 0)
+        else:
+            out["g5_new_sites_14d"] = new.rolling(14, min_periods=1).mean()
     return out
+
+
+def reported_pace(cumulative: np.ndarray) -> np.ndarray:
+    """Per day, the daily pace of a forward-filled cumulative count's latest update: its increase
+    over the days since the update before, held until the next (0 before the second update)."""
+    v = np.asarray(cumulative, dtype=float)
+    at = np.flatnonzero(np.diff(v) != 0) + 1  # the days a new count appears
+    pace = np.zeros(len(v))
+    for prev, cur, nxt in zip(at[:-1], at[1:], [*at[2:], len(v)], strict=True):
+        pace[cur:nxt] = max(v[cur] - v[prev], 0.0) / (cur - prev)
+    return pace
+
+
+def report_interval(cumulative: np.ndarray) -> int:
+    """Days between a forward-filled cumulative count's updates (the median gap between the days
+    it changes): 1 for a daily count, ~30 for a monthly one; 1 with fewer than two changes."""
+    changes = np.flatnonzero(np.diff(np.asarray(cumulative, dtype=float)) != 0)
+    return int(np.median(np.diff(changes))) if len(changes) > 1 else 1
 
 
 def daily_table(
@@ -160,8 +183,9 @@ def daily_table(
     Days after `known_until` (default: the table's last day) come from
     ``nova_ray.etl.future_features``: calendar exact, climate from the day-of-year climatology,
     economy at the last value, `future_table` values where given. Cumulative 5G columns not in
-    `future_table` continue at their mean daily pace of the last 28 known days (the last value
-    of the pace, so the derived new-sites features do not drop to zero). Days before the table's
+    `future_table` continue at their mean daily pace of the last 28 known days, or of two
+    reporting intervals of a count updated less often (monthly: ~60 days), so the derived
+    new-sites features do not drop to zero. Days before the table's
     first day get the calendar, the climatology and the first values. Column ``realised`` is 1 on
     the days inside the table (up to `known_until`), else 0.
     """
@@ -182,7 +206,9 @@ def daily_table(
         fut = future_features(feats, after, future_table)
         given = set(future_table.columns) if future_table is not None else set()
         for col in (c for c in feats.columns if c.startswith(G5_PREFIX) and c not in given):
-            recent = feats[col].to_numpy(dtype=float)[-(G5_RATE_DAYS + 1) :]
+            values = feats[col].to_numpy(dtype=float)
+            # two reporting intervals at least: a monthly count's last 28 days may hold no update
+            recent = values[-(max(G5_RATE_DAYS, 2 * report_interval(values)) + 1) :]
             pace = max(float(recent[-1] - recent[0]) / max(len(recent) - 1, 1), 0.0)
             steps = (fut["date"] - hi).dt.days.to_numpy(dtype=float)
             fut[col] = float(recent[-1]) + pace * steps

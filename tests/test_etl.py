@@ -262,6 +262,26 @@ def test_anatel_variants_and_errors(tmp_path: Path, text: str, expected: str | N
     one_line(exc)
 
 
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("Data;Estacoes\n01/01/2024;999.0\n01/02/2024;1250.0\n", [999, 1250]),  # pandas' to_csv(sep=';')
+        ('Data,Estacoes\n2024-01-01,999.00\n2024-02-01,"1,250"\n', [999, 1250]),  # US thousands
+        ("Data;Estacoes\n01/01/2024;1.250\n01/02/2024;2.300\n", [1250, 2300]),  # Brazilian thousands
+        ("Data;Estacoes\n01/01/2024;1.250\n01/02/2024;2,5\n", [1250, 2.5]),  # decimal comma shown
+        ("Data,Estacoes\n2024-01-01,1.250\n2024-02-01,2.5\n", [1.25, 2.5]),  # decimal points shown
+        ('Data,Estacoes\n2024-01-01,"1,250"\n2024-02-01,"2,300"\n', [1250, 2300]),
+    ],
+)
+def test_anatel_decimal_marks_follow_the_column(tmp_path: Path, text: str, values: list[float]) -> None:
+    """A column's own values say which mark is decimal: `999.0` and `1250.0` in a `;` file were
+    read as 9990 and 12500 (points taken as thousands), and `"1,250"` after `999.00` as 1.25."""
+    path = tmp_path / "rollout.csv"
+    path.write_text(text, encoding="utf-8")
+    df = read_anatel_file(path)
+    assert df.iloc[[0, -1], 1].tolist() == values
+
+
 def test_regressors_prefix_and_errors(tmp_path: Path) -> None:
     df = load_regressors(RAW / "regressors")
     assert list(df.columns) == ["date", "campaign_planned_visits", "campaign_budget_k"]

@@ -412,3 +412,34 @@ def test_etl_command_writes_features_and_reports_broken_files(small_demo: Path, 
     assert res.exit_code == 2
     msg = " ".join(res.output.split())
     assert "usd_brl.json:3:" in msg and "32/01/2023" in msg
+
+
+def test_a_monthly_5g_count_keeps_its_pace_in_history_and_horizon() -> None:
+    """Anatel tables updated on the 1st of each month: the new-sites feature was a sawtooth
+    (the month's additions for 14 days, then 0) and the horizon's pace 0 (no update in the last 28
+    days). Now the pace of the latest update, and the last two updates' pace carried forward."""
+    from nova_ray.exog import daily_table, derive_daily
+
+    days = pd.date_range("2023-01-01", "2025-12-30")
+    cum = np.array([300.0 * ((d.year - 2023) * 12 + d.month) for d in days])
+    feats = pd.DataFrame({"date": days, "g5_estacoes_5g": cum})
+    pace = derive_daily(feats)["g5_new_sites_14d"].to_numpy()
+    assert pace[:31].max() == 0 and np.allclose(pace[-29:], 300 / 30)  # December: November's 300 / 30 days
+    assert pace[60:].min() > 9.6 and pace[60:].max() < 10.8  # every month: 300 over 28-31 days
+    table = daily_table(feats, days[0], days[-1] + pd.Timedelta(days=30))
+    future = table["g5_estacoes_5g"].to_numpy()[-31:]
+    step = np.diff(future)  # two updates' pace over the last two intervals, not 0
+    assert np.allclose(step, step[0]) and 9.5 < step[0] < 10.2
+
+
+def test_a_5g_extract_that_starts_late_does_not_jump_from_zero(tmp_path: Path) -> None:
+    """Before an Anatel extract's first row the count is its first value: a jump from 0 to 10,000
+    sites in one day was a huge outlier in every 5G regressor."""
+    from nova_ray.etl import build_features
+
+    raw = tmp_path / "raw"
+    (raw / "anatel").mkdir(parents=True)
+    (raw / "anatel" / "5g.csv").write_text("Data;Estacoes\n01/01/2024;10.000\n01/02/2024;10.300\n")
+    res = build_features(raw, tmp_path / "out", start="2023-06-01", end="2024-03-01")
+    f = pd.read_parquet(res.path).set_index("date")
+    assert f["g5_estacoes"].iloc[0] == 10000 and f["g5_estacoes"].iloc[-1] == 10300

@@ -74,6 +74,27 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
 
 
+GROUPED_POINTS = re.compile(r"^[-+]?\d{1,3}(\.\d{3})+$")  # 1.250, 12.345.678: thousands or decimals?
+GROUPED_COMMAS = re.compile(r"^[-+]?\d{1,3}(,\d{3})+$")  # 1,250
+
+
+def number_style(texts: Iterable[str], dots_group: bool, commas_group: bool) -> tuple[bool, bool]:
+    """(points group thousands, commas group thousands) in the ambiguous values of one column of
+    numbers as text (``1.250``, ``1,250``): the opposite of the decimal mark that its other values
+    show (``999.0``, ``1.5``: decimal points, so ``"1,250"`` is 1250; ``2,5``: decimal commas, so
+    ``1.250`` is 1250), else the file's convention (`dots_group`, `commas_group`)."""
+    point = comma = False
+    for t in texts:
+        v = str(t).strip().strip('"').strip()
+        if "." in v and not GROUPED_POINTS.match(v) and ("," not in v or v.rfind(".") > v.rfind(",")):
+            point = True
+        if "," in v and not GROUPED_COMMAS.match(v) and ("." not in v or v.rfind(",") > v.rfind(".")):
+            comma = True
+    if point != comma:
+        return comma, point
+    return dots_group, commas_group
+
+
 def parse_numbers(
     values: pd.Series,
     lines: Sequence[int] | pd.Series | Callable[[int], int],
@@ -81,24 +102,27 @@ def parse_numbers(
     column: str,
     dot_is_thousands: bool = False,
     missing: Iterable[str] = (),
+    comma_is_thousands: bool = False,
 ) -> pd.Series:
     """Text -> float. Decimal comma or point; `missing` tokens and blanks -> NaN; anything else -> EtlError.
 
     `lines` gives the file line of each value (a sequence, or a function of the position).
 
-    A value with a comma uses it as decimal mark (points are then thousands separators), unless
-    a point follows its last comma ("1,234.5": commas are then thousands separators); with
-    `dot_is_thousands`, points are always thousands separators (Brazilian counts).
+    A value with both marks takes the last one as decimal (``1,234.5``, ``1.234,5``); one mark
+    alone is decimal (``999.0``, ``0,5``) unless the value is grouped like thousands (``1.250``,
+    ``1,250``): those follow `dot_is_thousands` / `comma_is_thousands` (see `number_style`).
     """
     # each distinct text is parsed once (hourly readings repeat a few hundred values)
     codes, uniques = pd.factorize(values.astype(str), use_na_sentinel=False)
     text = pd.Series(uniques, dtype=object).str.strip().str.strip('"').str.strip()
     is_missing = text.str.lower().isin(MISSING_TOKENS | {m.lower() for m in missing}).to_numpy()
-    has_comma = text.str.contains(",", regex=False)
-    point_last = has_comma & (text.str.rfind(".") > text.str.rfind(",")) & (not dot_is_thousands)
-    cleaned = text.where(~(has_comma | dot_is_thousands), text.str.replace(".", "", regex=False))
+    points, commas = text.str.rfind("."), text.str.rfind(",")
+    both = (points >= 0) & (commas >= 0)
+    drop_points = (both & (commas > points)) | (text.str.match(GROUPED_POINTS.pattern) & dot_is_thousands)
+    drop_commas = (both & (points > commas)) | (text.str.match(GROUPED_COMMAS.pattern) & comma_is_thousands)
+    cleaned = text.where(~drop_points, text.str.replace(".", "", regex=False))
+    cleaned = cleaned.where(~drop_commas, cleaned.str.replace(",", "", regex=False))
     cleaned = cleaned.str.replace(",", ".", regex=False)
-    cleaned = cleaned.where(~point_last, text.str.replace(",", "", regex=False))
     parsed = pd.to_numeric(cleaned.where(~is_missing, None), errors="coerce").to_numpy(dtype=float)
     bad = (np.isnan(parsed) & ~is_missing) | np.isinf(parsed)
     if bad[codes].any():

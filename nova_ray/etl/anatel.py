@@ -15,6 +15,7 @@ from . import (
     daily_ffill,
     merge_daily,
     normalize,
+    number_style,
     parse_numbers,
     read_text,
     short,
@@ -78,14 +79,20 @@ def numeric_frame(
     names: list[str],
     dot_is_thousands: bool,
 ) -> pd.DataFrame:
-    """Columns other than the date column -> floats named `names`; bad values raise EtlError."""
+    """Columns other than the date column -> floats named `names`; bad values raise EtlError.
+
+    A value grouped like thousands (``1.250``, ``1,250``) is read as its column's other values
+    show (`number_style`), else as the file's convention: points group thousands with
+    `dot_is_thousands` (``;`` files), else commas do."""
     lines = [line for line, _ in rows]
     out = pd.DataFrame({"date": pd.to_datetime(dates)})
     for i, (col, name) in enumerate(zip(header, names, strict=True)):
         if i == date_pos:
             continue
         values = pd.Series([f[i] for _, f in rows], dtype=object)
-        out[name] = parse_numbers(values, lines, path, col, dot_is_thousands=dot_is_thousands).to_numpy()
+        dots, commas = number_style(values.unique(), dot_is_thousands, not dot_is_thousands)
+        parsed = parse_numbers(values, lines, path, col, dot_is_thousands=dots, comma_is_thousands=commas)
+        out[name] = parsed.to_numpy()
     return out
 
 

@@ -129,13 +129,13 @@ def climatology(
     return pd.DataFrame(out, index=pd.RangeIndex(1, 366, name="day_of_year"))
 
 
-def _align(frame: pd.DataFrame, days: pd.DatetimeIndex, leading: str) -> pd.DataFrame:
-    """Daily frame -> `days`: forward-fill across the gap to `days`, then fill the leading part."""
+def _align(frame: pd.DataFrame, days: pd.DatetimeIndex) -> pd.DataFrame:
+    """Daily frame -> `days`: forward-filled across the gap to `days`, days before the first row
+    back-filled with its value (also one after `days`). A cumulative 5G count too: an extract that
+    does not start at the roll-out would otherwise jump from 0 to its first count in one day."""
     f = frame.set_index("date")
     f = f.reindex(f.index.union(days)).ffill()
-    if leading == "zero":
-        return f.reindex(days).fillna(0.0)
-    return f.bfill().reindex(days)  # back-filled from the first value, also one after `days`
+    return f.bfill().reindex(days)
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -213,17 +213,13 @@ def build_features(
         table[have] = climate
         table[IMPUTED] = imputed.astype("int8")
         groups.update(dict.fromkeys([*have, IMPUTED], "climate"))
-    for frame, group, leading in (
-        (economy, "economy", "bfill"),
-        (g5, "5g", "zero"),
-        (regs, "regressor", "bfill"),
-    ):
+    for frame, group in ((economy, "economy"), (g5, "5g"), (regs, "regressor")):
         if frame.empty:
             continue
         clash = [c for c in frame.columns.drop("date") if c in groups]
         if clash:
             raise EtlError(f"{group} column {clash[0]!r} clashes with a {groups[clash[0]]} column; rename it")
-        aligned = _align(frame, days, leading)
+        aligned = _align(frame, days)
         for col in aligned.columns:
             table[col] = aligned[col]
             groups[col] = group
