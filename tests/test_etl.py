@@ -543,6 +543,22 @@ def test_fetch_writes_raw_layout_with_retry(server: str, tmp_path: Path) -> None
     assert {"usd_brl", "ipca", "rain_mm"} <= set(res.feature_columns)
 
 
+def test_a_shorter_bcb_fetch_adds_to_the_file_instead_of_replacing_it(server: str, tmp_path: Path) -> None:
+    """A second `--fetch` of a later, shorter range kept only that range: two years of a series
+    became a month. The entries already downloaded stay, the new ones are added (a date in both:
+    the new value), in date order."""
+    raw = tmp_path / "raw"
+    cfg = _cfg(server, bcb_series="usd_brl:1", inmet_stations="")
+    (raw / "bcb").mkdir(parents=True)
+    older = [{"data": "30/12/2022", "valor": "5,2177"}, {"data": "02/01/2023", "valor": "9,9"}]
+    (raw / "bcb" / "usd_brl.json").write_text(json.dumps(older))
+    fetch_sources(raw, cfg, start=date(2023, 1, 1), end=date(2023, 1, 2))
+    got = json.loads((raw / "bcb" / "usd_brl.json").read_text())
+    recorded = json.loads((DATA / "http" / "bcb_1.json").read_text())
+    assert got[0] == older[0] and {e["data"] for e in got} == {"30/12/2022"} | {e["data"] for e in recorded}
+    assert [e for e in got if e["data"] == "02/01/2023"] == [e for e in recorded if e["data"] == "02/01/2023"]
+
+
 def test_a_bad_station_answer_never_replaces_a_good_file(server: str, tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     cfg = _cfg(server, bcb_series="usd_brl:1")

@@ -155,10 +155,34 @@ def fetch_bcb(
                 entries[str(e["data"])] = e
     if not entries:
         raise EtlError(f"BCB series {name} ({code}) has no data between {start} and {end}")
-    text = "[\n" + ",\n".join(json.dumps(e, ensure_ascii=False) for e in entries.values()) + "\n]\n"
     path = raw_dir / "bcb" / f"{name}.json"
+    # a fetch of a shorter range adds to the file: it replaced two years of history with a month
+    entries = _kept_entries(path) | entries
+    ordered = sorted(entries.values(), key=lambda e: _sgs_day(str(e["data"])))
+    text = "[\n" + ",\n".join(json.dumps(e, ensure_ascii=False) for e in ordered) + "\n]\n"
     bcb_frame(*parse_bcb_json(text, path), path, name)  # fail before writing if the answer is unusable
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _sgs_day(text: str) -> tuple[int, int, int]:
+    """An SGS `data` (dd/mm/yyyy) as (year, month, day) for sorting; unparsable ones first."""
+    try:
+        d, m, y = (int(x) for x in text.split("/"))
+        return y, m, d
+    except ValueError:
+        return 0, 0, 0
+
+
+def _kept_entries(path: Path) -> dict[str, Any]:
+    """The entries of an SGS file already downloaded (by date), or none when it is absent or
+    unreadable (a file the loader rejects is replaced)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, list):
+        return {}
+    return {str(e["data"]): e for e in data if isinstance(e, dict) and "data" in e}
 
 
 def _inmet_value(value: Any) -> str:
