@@ -264,3 +264,17 @@ def test_a_history_that_ended_long_before_the_run_date_is_a_warning() -> None:
     cfg.set("freq", "M", "test")  # the October period ends on the 31st: 30 days before is on time
     assert stale_history(cfg, np.datetime64("2026-10-01"), date(2026, 11, 30)) == []
     assert stale_history(cfg, np.datetime64("2026-09-01"), date(2026, 11, 30))
+
+
+def test_arima_keeps_the_drift_its_backtests_had() -> None:
+    """The search's drift (a trend after one difference) reaches the final fit: its backtests
+    forecast the trend and earned ARIMA the weight, then the final fit, without drift, was flat."""
+    rng = np.random.default_rng(0)
+    y = 100 + 0.2 * np.arange(400) + rng.normal(0, 2, 400)
+    res = forecast_batch(_series({"TREND": y}), [0], EngineSpec(horizon=60, models=("arima",),
+                                                               backtest_windows=2))
+    fc = pl.from_arrow(res.forecasts).filter(pl.col("model") == "arima")["forecast"].to_numpy()
+    slope = (fc[-1] - fc[0]) / (len(fc) - 1)
+    assert 0.12 < slope < 0.28, slope
+    params = pl.from_arrow(res.items)["params"][0]
+    assert '"drift": true' in params

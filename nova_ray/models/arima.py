@@ -85,13 +85,19 @@ def search(
             model = AutoARIMA(season_length=m, approximation=True, max_p=3, max_q=3, max_P=1, max_Q=1)
             model.fit(y)
             p, q, sp, sq, _, d, sd = model.model_["arma"]
-            out = {"order": [p, d, q], "seasonal_order": [sp, sd, sq], "m": m}
+            # drift (a trend after one difference) goes with the orders: without it the final
+            # fit forecast a trending item flat while its backtests, with it, earned the weight
+            drift = "drift" in model.model_["coef"]
+            out = {"order": [p, d, q], "seasonal_order": [sp, sd, sq], "m": m, "drift": drift}
             return out if x is not None else {**out, "fitted": model}
         if engine == "pmdarima":
             import pmdarima as pm
 
             model = pm.auto_arima(y, seasonal=m > 1, m=m, suppress_warnings=True, error_action="ignore")
-            return {"order": list(model.order), "seasonal_order": list(model.seasonal_order[:3]), "m": m}
+            diffs = model.order[1] + model.seasonal_order[1]
+            drift = bool(model.with_intercept) and diffs == 1  # its "intercept" after one difference
+            return {"order": list(model.order), "seasonal_order": list(model.seasonal_order[:3]), "m": m,
+                    "drift": drift}
         if engine == "statsmodels":
             return {"order": [1, 0, 1], "seasonal_order": [1, 0, 0] if m > 1 else [0, 0, 0], "m": m}
     raise ModelError(f"unknown ARIMA engine {engine!r}")
@@ -143,7 +149,7 @@ def forecast(
             fc = res.get_forecast(horizon, exog=x_future)
             return normal_forecast(fc.predicted_mean, np.sqrt(np.maximum(fc.var_pred_mean, 0)))
         try:
-            model = _sf_arima(order, sorder, m).fit(y, X=x)
+            model = _sf_arima(order, sorder, m, bool(params.get("drift"))).fit(y, X=x)
             res = model.predict(horizon, X=x_future, level=[80, 95])
         except Exception as exc:  # statsforecast raises bare ValueErrors on non-stationary fits
             raise ModelError(f"ARIMA{order}{sorder}[{m}] failed: {exc}") from None
@@ -163,6 +169,8 @@ def _restored(state: dict | None, keep: np.ndarray) -> object | None:
     without a state or when it was estimated on other regressor columns than `keep`."""
     if not state or [bool(k) for k in state["keep"]] != [bool(k) for k in keep]:
         return None
+    if any(k == "drift" for k, _ in state["coef"]):  # drift re-filters from the series' own time
+        return None  # index, which a stored state lacks: estimated again
     p, q, sp, sq, m, d, sd = (int(v) for v in state["arma"])
     model = _sf_arima((p, d, q), (sp, sd, sq), m)
     coef = dict(zip([k for k, _ in state["coef"]], floats([v for _, v in state["coef"]]), strict=True))
@@ -185,7 +193,7 @@ def _orders(y: np.ndarray, params: dict) -> tuple[tuple, tuple, int]:
     return order, sorder, m
 
 
-def _sf_arima(order: tuple, sorder: tuple, m: int):
+def _sf_arima(order: tuple, sorder: tuple, m: int, drift: bool = False):
     from statsforecast.models import ARIMA
 
     return ARIMA(
@@ -193,6 +201,7 @@ def _sf_arima(order: tuple, sorder: tuple, m: int):
         seasonal_order=sorder,
         season_length=m,
         include_mean=order[1] == 0 and sorder[1] == 0,
+        include_drift=drift and order[1] + sorder[1] == 1,
         method="CSS-ML",
     )
 
@@ -246,5 +255,5 @@ def backtest(
     if fitted is not None and m != params["m"]:
         fitted = None  # y0 too short for the season the search saw
     what = f"ARIMA{order}{sorder}[{m}]"
-    model = _sf_arima(order, sorder, m)
+    model = _sf_arima(order, sorder, m, bool(params.get("drift")))
     return refilter_backtest(model, y, origins, horizon, what, fitted, x, x_future=futures)
