@@ -55,3 +55,22 @@ def test_backtest_actuals_stay_raw_and_intermittent_items_are_untouched() -> Non
     items = pl.from_arrow(res.items)
     assert items["demand_class"][0] in {"intermittent", "lumpy"}
     assert "capped" not in items["notes"][0]
+
+
+def test_a_lasting_step_up_is_the_new_level_not_outliers() -> None:
+    """10 a day, then 40 a day for the last 120 days: every value of the new level was capped at
+    the old level's fence (25) and naive, ETS and Theta forecast 25. The recent periods' own fence
+    keeps them; a spike on top of the new level is still capped."""
+    rng = np.random.default_rng(3)
+    y = np.r_[rng.normal(10, 1.5, 400), rng.normal(40, 3, 120)].clip(0).round()
+    assert fence(y) > 40 + 3 * 3
+    spec = EngineSpec(horizon=30, models=("naive", "ets", "theta"))
+    res = forecast_batch(_series(y), [0], spec)
+    fc = pl.from_arrow(res.forecasts)
+    means = dict(fc.group_by("model").agg(pl.col("forecast").mean()).rows())
+    assert all(35 < v < 45 for v in means.values()), means
+    assert "capped" not in pl.from_arrow(res.items)["notes"][0]
+    spiked = y.copy()
+    spiked[-1] = 400.0
+    items = pl.from_arrow(forecast_batch(_series(spiked), [0], spec).items)
+    assert "1 value(s) above" in items["notes"][0]
