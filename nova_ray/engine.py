@@ -99,6 +99,9 @@ def item_seed(seed: int, item_id: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(item_id.encode())) % (2**31)
 
 
+SEASON_AGAIN = "season_from_whole_history"  # params flag: the final fit's season was searched again
+
+
 def min_train(season_length: int) -> int:
     """Fewest observations a backtest window trains on."""
     return max(2 * season_length, 8)
@@ -298,13 +301,16 @@ def _run_model(
     def train(o: int) -> np.ndarray:
         return cap(y[:o], fence(y[:o])) if capped else y[:o]
 
-    if params is None and mdef.search is not None:
-        # choose orders/forms on the oldest training set only (its most recent `search_window`
-        # periods): no window sees its own future
-        train_end = origins[0] if origins else n
-        lo = max(0, train_end - spec.search_window) if spec.search_window else 0
-        kw = {"x": x[lo:train_end]} if x is not None else {}
-        params = dict(mdef.search_fn()(train(train_end)[lo:], m, engine=spec.arima_engine, **kw))
+    def search(end: int) -> dict:
+        """The model's choice on the training set that ends at `end` (its last `search_window`)."""
+        lo = max(0, end - spec.search_window) if spec.search_window else 0
+        kw = {"x": x[lo:end]} if x is not None else {}
+        return dict(mdef.search_fn()(train(end)[lo:], m, engine=spec.arima_engine, **kw))
+
+    searched = params is None and mdef.search is not None
+    if searched:
+        # choose orders/forms on the oldest training set only: no window sees its own future
+        params = search(origins[0] if origins else n)
         # the search's estimated model (when it has one): the backtest windows, or the final
         # fit when there is no backtest, re-filter with it instead of estimating again
         fitted = params.pop("fitted", None)
@@ -349,6 +355,14 @@ def _run_model(
         ]
     if not spec.final_fit:
         return params, windows, None
+    if searched and origins and m > 1 and params and params.get("m") == 1:
+        # the oldest training set was too short for the season (5 years of monthly data, 3
+        # windows of 12: 24 months); the whole history may not be: the final fit is not left
+        # without the season its backtests could not see
+        again = search(n)
+        if int(again.get("m", 1)) > 1:
+            again.pop("fitted", None)
+            params = {**again, SEASON_AGAIN: True}
     final_fitted = fitted if not origins and x is None else None  # the search saw y's recent part
     final = params if stored is None else {**(params or {}), STATE: stored}
     fc, state = _fit(name, train(n), dates, future, spec, final, seed, m, x, exog_names, final_fitted)
@@ -444,6 +458,9 @@ def forecast_item(
             )
         if fc is not None:
             fc_rows.add_forecast(fc, item_id=item_id, model=name, date=future)
+        if params and params.get(SEASON_AGAIN):
+            notes.append(f"{name}: the season searched again on the whole history for the final fit "
+                         "(the oldest backtest window was too short for it; its backtests have none)")
         fitted.append(name)
         if params:
             chosen[name] = params

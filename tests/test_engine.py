@@ -278,3 +278,20 @@ def test_arima_keeps_the_drift_its_backtests_had() -> None:
     assert 0.12 < slope < 0.28, slope
     params = pl.from_arrow(res.items)["params"][0]
     assert '"drift": true' in params
+
+
+@pytest.mark.parametrize("model", ["ets", "arima"])
+def test_a_season_the_oldest_backtest_window_could_not_see_is_kept_for_the_final_fit(model: str) -> None:
+    """5 years of monthly data and 3 windows of 12: the search on the oldest training set (24
+    months) could not fit a yearly season and the whole run went without it (a flat forecast for
+    an item swinging 200-400). The final fit now searches again on the whole history, and says so."""
+    rng = np.random.default_rng(1)
+    t = np.arange(60)
+    y = 300 + 100 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 10, 60)
+    res = forecast_batch(_series({"M": y}, "M", start="2020-01-01"), [0],
+                         EngineSpec(horizon=12, freq="M", models=(model,), backtest_windows=3))
+    fc = pl.from_arrow(res.forecasts).filter(pl.col("model") == model)["forecast"].to_numpy()
+    assert fc.max() - fc.min() > 120  # the yearly swing, not a flat line
+    items = pl.from_arrow(res.items)
+    assert "the season searched again on the whole history" in items["notes"][0]
+    assert len(pl.from_arrow(res.backtests).filter(pl.col("model") == model)["window"].unique()) == 3
