@@ -492,15 +492,48 @@ def load_features(
 
 
 def read_future_table(path: str | Path) -> pd.DataFrame:
-    """A user's future feature values (CSV or Parquet: ``date`` + any feature columns)."""
+    """A user's future feature values (CSV or Parquet: ``date`` + feature columns, names in any
+    case). A CSV reads as the demand does (`,`, `;` or tab; a `;` file's decimal commas; utf-8,
+    cp1252, latin-1 or utf-16; ISO or dd/mm/yyyy dates); a value that is not a number or a date
+    is a ValueError naming the line and column (it used to drop the factor from the whole run,
+    with the reason "not in the feature table")."""
+    from .io.csv_text import read_text_csv, text_numbers
+    from .io.demand import text_dates
+    from .io.errors import InputError
+
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"{p}: future features file not found")
-    frame = pd.read_parquet(p) if p.suffix.lower() in (".parquet", ".pq") else pd.read_csv(p)
+    if p.suffix.lower() in (".parquet", ".pq"):
+        frame, line, comma = pd.read_parquet(p), (lambda row: f"row {row + 1}"), False
+    else:
+        try:
+            csv = read_text_csv(lambda: open(p, "rb"), str(p))
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        frame, comma = csv.frame, csv.decimal_comma
+        line = lambda row: f"line {csv.line(row)}"  # noqa: E731
+    frame = frame.rename(columns={c: str(c).strip().lower() for c in frame.columns})
     if "date" not in frame.columns:
-        raise ValueError(f"{p}: future features need a 'date' column")
-    frame["date"] = pd.to_datetime(frame["date"])
-    return frame
+        raise ValueError(f"{p}: future features need a 'date' column (the file has {list(frame.columns)})")
+    out = pd.DataFrame({"date": _parsed(frame["date"], text_dates, p, line, "date", "a date")})
+    for col in (c for c in frame.columns if c != "date"):
+        out[col] = _parsed(frame[col], lambda t: text_numbers(t, comma), p, line, col, "a number")
+    return out
+
+
+def _parsed(values: pd.Series, parse: Any, path: Path, line: Any, column: str, what: str) -> pd.Series:
+    """`values` parsed (text) or taken as they are (Parquet's typed columns); blanks stay missing,
+    anything else that does not parse is a ValueError naming its line."""
+    if values.dtype != object and not pd.api.types.is_string_dtype(values):
+        return pd.to_datetime(values) if what == "a date" else values.astype(float)
+    text = values.astype("string").str.strip()
+    parsed = parse(text)
+    bad = parsed.isna().to_numpy() & text.fillna("").ne("").to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{path}: {line(row)}: {values.iloc[row]!r} in column {column!r} is not {what}")
+    return parsed
 
 
 def for_run(
@@ -524,6 +557,11 @@ def for_run(
         }
     frame, regressors, sources = found
     future = read_future_table(future_path) if future_path else None
+    if future is not None:  # a misspelt column would be ignored: the scenario silently not applied
+        unknown = [c for c in future.columns if c != "date" and c not in frame.columns]
+        if unknown:
+            known = ", ".join(c for c in frame.columns if c != "date")
+            raise ValueError(f"{future_path}: column {unknown[0]!r} is not a feature (the features: {known})")
     out, ex = attach_exog(
         series, frame, horizon, backtest_backs, extra=regressors, future_table=future, sources=sources
     )

@@ -443,3 +443,39 @@ def test_a_5g_extract_that_starts_late_does_not_jump_from_zero(tmp_path: Path) -
     res = build_features(raw, tmp_path / "out", start="2023-06-01", end="2024-03-01")
     f = pd.read_parquet(res.path).set_index("date")
     assert f["g5_estacoes"].iloc[0] == 10000 and f["g5_estacoes"].iloc[-1] == 10300
+
+
+def test_a_future_table_as_planners_write_it(demo_features: pd.DataFrame, tmp_path: Path) -> None:
+    """A Brazilian `;` CSV (decimal commas, dd/mm/yyyy) reads as the demand does: it was rejected
+    for lacking a 'date' column, and dd/mm dates were read as mm/dd. A value that is not a number
+    names its line (it dropped the factor from the whole run); rows of days the history covers do
+    not override the realised values (a stale row carried forward past them)."""
+    from nova_ray.etl import future_features
+    from nova_ray.exog import read_future_table
+
+    semi = tmp_path / "fut.csv"
+    semi.write_text("Date;USD_BRL\n01/01/2024;5,9\n12/01/2024;6,1\n", encoding="cp1252")
+    table = read_future_table(semi)
+    assert table["date"].dt.strftime("%Y-%m-%d").tolist() == ["2024-01-01", "2024-01-12"]
+    assert table["usd_brl"].tolist() == [5.9, 6.1]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("date,usd_brl\n2024-01-01,5.9\n2024-01-02,cinco\n")
+    with pytest.raises(ValueError, match=r"bad.csv: line 3: 'cinco' in column 'usd_brl' is not a number"):
+        read_future_table(bad)
+    last = demo_features["date"].max()
+    stale = pd.DataFrame({"date": [last - pd.Timedelta(days=10)], "usd_brl": [9.9]})
+    fut = future_features(demo_features, pd.date_range(last + pd.Timedelta(days=1), periods=5), stale)
+    assert (fut["usd_brl"] == demo_features["usd_brl"].iloc[-1]).all()
+
+
+def test_a_misspelt_future_column_is_an_error_not_ignored(small_demo: Path, tmp_path: Path) -> None:
+    from nova_ray.config import ConfigError, load_config
+    from nova_ray.pipeline import attach_exog, load_series
+
+    fut = tmp_path / "fut.csv"
+    fut.write_text("date,chuva_mm\n2030-01-01,80\n")
+    cfg = load_config(None, {"data": str(small_demo / "demand.parquet"), "future_features": str(fut)},
+                      dotenv=None)
+    series, _ = load_series(cfg, None)
+    with pytest.raises(ConfigError, match=r"column 'chuva_mm' is not a feature \(the features: "):
+        attach_exog(cfg, series)

@@ -287,8 +287,9 @@ def future_features(
 
     Calendar columns are exact; climate comes from the day-of-year climatology of the observed
     history (``climate_imputed`` = 1); every other column keeps its last known value. Values in
-    `future_table` (``date`` + any of the columns) win where not null; for the step-like columns
-    (economy, 5G, regressors) a supplied value also carries forward to later dates.
+    `future_table` (``date`` + any of the columns) win where not null, for dates after the
+    history's last (on days the history covers, the realised values win); for the step-like
+    columns (economy, 5G, regressors) a supplied value also carries forward to later dates.
     """
     hist = _date_frame(features)
     dates = pd.DatetimeIndex(pd.to_datetime(pd.Index(list(future_dates)))).normalize()
@@ -313,6 +314,9 @@ def future_features(
             out[col] = known.iloc[-1] if len(known) else np.nan
     if future_table is not None and len(dates):
         supplied = _date_frame(future_table).drop_duplicates("date", keep="last").set_index("date")
+        # rows of days the history covers are not the future: the realised values win (a row of
+        # the 20th carried forward over the realised last value of the 30th)
+        supplied = supplied[supplied.index > hist["date"].max()]
         given: dict[str, pd.Series] = {}
         for col in (c for c in supplied.columns if c in out.columns):
             values = supplied[col].dropna()

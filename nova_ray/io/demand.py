@@ -95,7 +95,7 @@ _OFFSET = r"(\d\d:\d\d(?::\d\d(?:\.\d+)?)?)\s*(?:Z|[+-]\d\d(?::?\d\d)?)$"
 _DAY_FIRST = ("%d/%m/%Y", "%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S")
 
 
-def _text_dates(text: pd.Series) -> pd.Series:
+def text_dates(text: pd.Series) -> pd.Series:
     """Dates written as text: ISO (yyyy-mm-dd, with a time of day and an offset or not), and
     what is not ISO as dd/mm/yyyy (Brazilian exports), each layout read strictly; anything else
     is missing (an error upstream). Never guessed value by value: pandas' "mixed" format read
@@ -210,7 +210,7 @@ def read_demand(path: str | Path) -> pd.DataFrame:
         dates = pd.Series(date_col.dt.tz_localize(None).to_numpy().astype("datetime64[D]"))
         dates = dates.astype("datetime64[ns]")
     else:
-        dates = _per_distinct(date_col, lambda u: _text_dates(u.astype("string").str.strip()))
+        dates = _per_distinct(date_col, lambda u: text_dates(u.astype("string").str.strip()))
     bad = dates.isna().to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
