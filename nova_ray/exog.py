@@ -480,7 +480,7 @@ def load_features(
     from .etl import build_features, read_features
 
     if features_path and Path(features_path).is_file():
-        return read_features(features_path), regressor_columns(features_path), (str(features_path),)
+        return _features_file(features_path), regressor_columns(features_path), (str(features_path),)
     raw = Path(demand_path).parent / "raw" if demand_path else None
     if raw is None or not raw.is_dir():
         return None
@@ -489,6 +489,22 @@ def load_features(
         frame = read_features(res.path)
         regs = regressor_columns(res.path)
     return frame, regs, tuple(str(p) for p in res.sources)
+
+
+def _features_file(path: str | Path) -> pd.DataFrame:
+    """The feature table at `path` (what `nova-ray etl` writes); EtlError naming the file when it
+    is not one (another format, no `date` column): it read as a traceback, or blamed the setting
+    `future_features`."""
+    from .etl import EtlError, read_features
+
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow's errors for a CSV, a truncated or foreign file
+        raise EtlError(f"not a Parquet feature table ({' '.join(str(exc).split())[:120]}); write it with "
+                       "`nova-ray etl`", path) from None
+    if "date" not in frame.columns:
+        raise EtlError(f"not a feature table: no 'date' column (has {list(frame.columns)[:8]})", path)
+    return read_features(path)
 
 
 def read_future_table(path: str | Path) -> pd.DataFrame:
@@ -571,12 +587,21 @@ def for_run(
         if out.exog_backtest
         else {"rows": "realised"}
     )
-    record["features_until"] = str(pd.to_datetime(frame["date"]).max().date())
+    until = pd.to_datetime(frame["date"]).max()
+    record["features_until"] = str(until.date())
+    late = (pd.Timestamp(series.end) - until).days
+    if out.exog is not None and late > STALE_FEATURE_DAYS:  # the run's warnings (pipeline)
+        record["warnings"] = [f"the features end {until.date()}, {late} days before the demand's last period "
+                              f"{pd.Timestamp(series.end).date()}: those days use the climatology and the "
+                              "last values (run `nova-ray etl` on newer raw files)"]
     if future_path:
         record["future_table"] = str(future_path)
     if out.exog is None:
         record["reason"] = f"no usable feature for frequency {series.freq}"
     return out, record
+
+
+STALE_FEATURE_DAYS = 31  # features ending more days than this before the demand: a warning
 
 
 def without_exog(series: SeriesSet) -> SeriesSet:

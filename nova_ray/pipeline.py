@@ -292,7 +292,7 @@ def run_forecast(
     series, dataset = load_series(cfg, items, loaded)
     release_memory(collect=False)  # the series' sort keys (~50 MiB at 2 M rows) likewise
     series, exog_record = attach_exog(cfg, series)
-    demand, notes = loaded.rows, loaded.notes
+    demand, notes = loaded.rows, loaded.notes + exog_record.pop("warnings", [])
     del loaded
     # the stock is validated before any fitting: a bad file costs no compute and writes nothing
     stock, warnings = load_stock(cfg, demand, items) if only is None and publish else (None, [])

@@ -630,3 +630,24 @@ def test_a_sensor_no_station_reports_gives_no_column(tmp_path: Path) -> None:
     assert not f.drop(columns=["holiday_level", "holiday_name"]).isna().any().any()
     fut = future_features(read_features(res.path), pd.date_range("2023-01-03", periods=2))
     assert fut["rain_mm"].notna().all() and fut["temp_mean_c"].notna().all()
+
+
+def test_etl_names_what_it_filled_left_out_or_did_not_read(tmp_path: Path) -> None:
+    """Sources far from the range, an empty column and files in a sub-folder exited 0 with the
+    normal table only: a 'climate' that was all climatology, an economy column back-filled for
+    years, a column of NaN in a table documented as gap-free, a year's INMET files ignored."""
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(RAW, raw)
+    (raw / "regressors" / "empty.csv").write_text("date,promo\n2023-01-01,\n2023-01-02,\n")
+    nested = raw / "inmet" / "2024"
+    nested.mkdir()
+    shutil.copy(next((RAW / "inmet").iterdir()), nested / "x.CSV")
+    res = build_features(raw, tmp_path / "out", "2021-01-01", "2023-01-05")
+    text = " | ".join(res.warnings)
+    assert "climate: " in text and "of the days from 2021-01-01 to 2023-01-05 have no station data" in text
+    assert "economy: the data start" in text and "days into the range from 2021-01-01" in text
+    assert "column(s) empty_promo have no value" in text
+    assert "empty_promo" not in pd.read_parquet(res.path).columns
+    assert f"{raw / 'inmet'}: files in sub-folders (2024) are not read" in text

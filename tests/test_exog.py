@@ -479,3 +479,42 @@ def test_a_misspelt_future_column_is_an_error_not_ignored(small_demo: Path, tmp_
     series, _ = load_series(cfg, None)
     with pytest.raises(ConfigError, match=r"column 'chuva_mm' is not a feature \(the features: "):
         attach_exog(cfg, series)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"date,usd_brl\n2024-01-01,5\n", "not a Parquet feature table"),
+    (None, "not a feature table: no 'date' column"),
+])
+def test_a_features_file_that_is_not_one_is_one_line_naming_it(
+    small_demo: Path, tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    """A CSV, or a Parquet file without a date column, given as --features: a traceback
+    (KeyError: 'date'), or an error blaming the setting future_features."""
+    from nova_ray.config import load_config
+    from nova_ray.io.errors import InputError
+    from nova_ray.pipeline import attach_exog, load_series
+
+    path = tmp_path / "features.parquet"
+    if content is None:
+        pd.DataFrame({"day": pd.date_range("2024-01-01", periods=3), "x": 1.0}).to_parquet(path)
+    else:
+        path.write_bytes(content)
+    cfg = load_config(None, {"data": str(small_demo / "demand.parquet"), "features": str(path)}, dotenv=None)
+    series, _ = load_series(cfg, None)
+    with pytest.raises(InputError, match=f"{path}: {message}") as exc:
+        attach_exog(cfg, series)
+    assert "future_features" not in str(exc.value)
+
+
+def test_features_that_end_long_before_the_demand_are_a_warning(small_demo: Path, tmp_path: Path) -> None:
+    """An ETL run with an early --end left the last months of history on climatology and last
+    values without a word."""
+    from nova_ray.config import load_config
+    from nova_ray.pipeline import attach_exog, load_series
+
+    res = build_features(small_demo / "raw", tmp_path / "out", "2023-01-01", "2023-06-30")
+    cfg = load_config(None, {"data": str(small_demo / "demand.parquet"), "features": str(res.path)}, dotenv=None)
+    series, _ = load_series(cfg, None)
+    _, record = attach_exog(cfg, series)
+    (msg,) = record["warnings"]
+    assert msg.startswith("the features end 2023-06-30, ") and "days before the demand's last period" in msg

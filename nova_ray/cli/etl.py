@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from . import app
-from .common import config_or_exit, console, fail, folder_or_exit, out
+from .common import config_or_exit, console, fail, folder_or_exit, out, warn
 
 
 def _day(text: str | None, option: str) -> date | None:
@@ -69,3 +69,4 @@ def etl(
     table.add_row("dictionary", str(res.dictionary_path))
     table.add_row("climate per station", str(res.stations_path))
     out.print(table)
+    warn(res.warnings)

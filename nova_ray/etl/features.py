@@ -78,6 +78,7 @@ class FeatureResult:
     start: pd.Timestamp | None = None
     end: pd.Timestamp | None = None
     rows: int = 0
+    warnings: list[str] = field(default_factory=list)
 
 
 def discover(raw_dir: str | Path) -> dict[str, list[Path]]:
@@ -198,6 +199,7 @@ def build_features(
         raise EtlError(f"end {end_ts.date()} is before start {start_ts.date()}")
     days = pd.date_range(start_ts, end_ts, freq="D", name="date")
 
+    notes = _ignored_subfolders(raw)
     table = calendar_features(start_ts, end_ts).set_index("date")
     groups: dict[str, str] = dict.fromkeys(table.columns, "calendar")
     if files["inmet"]:
@@ -212,6 +214,10 @@ def build_features(
         climate = climate.interpolate(limit_direction="both")
         table[have] = climate
         table[IMPUTED] = imputed.astype("int8")
+        if imputed.mean() > STALE_SHARE:
+            span = f"{start_ts.date()} to {end_ts.date()}"
+            notes.append(f"climate: {imputed.mean():.0%} of the days from {span} have no station data "
+                         "(the climatology stands in for them)")
         groups.update(dict.fromkeys([*have, IMPUTED], "climate"))
     for frame, group in ((economy, "economy"), (g5, "5g"), (regs, "regressor")):
         if frame.empty:
@@ -223,7 +229,13 @@ def build_features(
         for col in aligned.columns:
             table[col] = aligned[col]
             groups[col] = group
+        notes += _filled_ends(frame, start_ts, end_ts, group)
     table = table.reset_index()
+    empty = [c for c in table.columns if c != "date" and table[c].isna().all()]
+    if empty:  # etl.md promises a table without gaps: a column without a value is no feature
+        table = table.drop(columns=empty)
+        span = f"{start_ts.date()} to {end_ts.date()}"
+        notes.append(f"column(s) {', '.join(empty)} have no value from {span}: left out")
 
     origin: dict[str, list[str]] = {c: [] for c in table.columns}
     for col in (*CLIMATE_COLUMNS, IMPUTED):
@@ -249,7 +261,40 @@ def build_features(
         start=start_ts,
         end=end_ts,
         rows=len(table),
+        warnings=notes,
     )
+
+
+STALE_SHARE = 0.5  # a source that fills more than this share of the days from elsewhere is named
+FILLED_DAYS = 31  # days of the range before a source's first row or after its last that are named
+
+
+def _filled_ends(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, group: str) -> list[str]:
+    """Warnings for a source that starts long after the range does (its first value copied back)
+    or ends long before (its last carried forward): such days are no information."""
+    first, last = frame["date"].min(), frame["date"].max()
+    out = []
+    if (first - start).days > FILLED_DAYS:
+        out.append(f"{group}: the data start {first.date()}, {(first - start).days} days into the range "
+                   f"from {start.date()}: those days repeat the first value")
+    if (end - last).days > FILLED_DAYS:
+        out.append(f"{group}: the data end {last.date()}, {(end - last).days} days before the range's end "
+                   f"{end.date()}: those days repeat the last value")
+    return out
+
+
+def _ignored_subfolders(raw: Path) -> list[str]:
+    """Warnings for files in sub-folders of the source folders, which are not read (a year's
+    INMET zip unpacked into inmet/2023/ gave no climate columns and no word)."""
+    out = []
+    for sub in LAYOUT:
+        folder = raw / sub
+        if folder.is_dir():
+            nested = sorted(d.name for d in folder.iterdir() if d.is_dir() and any(d.rglob("*.*")))
+            if nested:
+                out.append(f"{folder}: files in sub-folders ({', '.join(nested)}) are not read; move them "
+                           f"into {sub}/")
+    return out
 
 
 def _describe(col: str, group: str, sources: list[str]) -> dict[str, Any]:
