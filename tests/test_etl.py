@@ -651,3 +651,17 @@ def test_etl_names_what_it_filled_left_out_or_did_not_read(tmp_path: Path) -> No
     assert "column(s) empty_promo have no value" in text
     assert "empty_promo" not in pd.read_parquet(res.path).columns
     assert f"{raw / 'inmet'}: files in sub-folders (2024) are not read" in text
+
+
+def test_a_column_from_two_files_names_both(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    (raw / "bcb").mkdir(parents=True)
+    (raw / "bcb" / "usd_brl.json").write_text('[{"data": "02/01/2023", "valor": "5,1"}]')
+    (raw / "regressors").mkdir()
+    (raw / "regressors" / "usd.csv").write_text("date,brl\n2023-01-02,5.2\n")
+    (raw / "bcb" / "usd_brl.csv").write_text("data;valor\n02/01/2023;5,1\n")
+    csv, js = raw / "bcb" / "usd_brl.csv", raw / "bcb" / "usd_brl.json"
+    with pytest.raises(EtlError) as exc:
+        build_features(raw, tmp_path / "out")
+    want = f"bcb: column 'usd_brl' comes from two files ({csv} and {js}); rename one of them"
+    assert str(exc.value) == want

@@ -513,7 +513,8 @@ def test_features_that_end_long_before_the_demand_are_a_warning(small_demo: Path
     from nova_ray.pipeline import attach_exog, load_series
 
     res = build_features(small_demo / "raw", tmp_path / "out", "2023-01-01", "2023-06-30")
-    cfg = load_config(None, {"data": str(small_demo / "demand.parquet"), "features": str(res.path)}, dotenv=None)
+    paths = {"data": str(small_demo / "demand.parquet"), "features": str(res.path)}
+    cfg = load_config(None, paths, dotenv=None)
     series, _ = load_series(cfg, None)
     _, record = attach_exog(cfg, series)
     (msg,) = record["warnings"]

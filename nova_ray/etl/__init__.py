@@ -142,17 +142,21 @@ def daily_ffill(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.reindex(days).ffill().reset_index()
 
 
-def merge_daily(frames: list[pd.DataFrame], what: str) -> pd.DataFrame:
-    """Outer-join daily frames on ``date`` and forward-fill; a column in two frames raises EtlError."""
-    frames = [f for f in frames if not f.empty]
-    if not frames:
+def merge_daily(frames: list[pd.DataFrame], what: str, files: Sequence[Path] = ()) -> pd.DataFrame:
+    """Outer-join daily frames on ``date`` and forward-fill; a column in two frames raises EtlError
+    (naming both files when `files`, one per frame, are given)."""
+    named = list(files) if len(files) == len(frames) else [None] * len(frames)
+    kept = [(f, n) for f, n in zip(frames, named, strict=True) if not f.empty]
+    if not kept:
         return pd.DataFrame({"date": pd.Series([], dtype="datetime64[ns]")})
-    seen: dict[str, int] = {}
-    for i, f in enumerate(frames):
+    frames = [f for f, _ in kept]
+    seen: dict[str, Path | None] = {}
+    for f, name in kept:
         for col in f.columns.drop("date"):
             if col in seen:
-                raise EtlError(f"{what}: column {col!r} comes from two files; rename one of them")
-            seen[col] = i
+                where = f" ({seen[col]} and {name})" if name is not None else ""
+                raise EtlError(f"{what}: column {col!r} comes from two files{where}; rename one of them")
+            seen[col] = name
     merged = frames[0].set_index("date")
     for f in frames[1:]:
         merged = merged.join(f.set_index("date"), how="outer")

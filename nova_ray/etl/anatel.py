@@ -136,4 +136,5 @@ def read_anatel_file(path: str | Path) -> pd.DataFrame:
 
 def load_anatel(src: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     """Roll-out files (a folder of *.csv, a file or a list) -> ``date`` + ``g5_*`` daily columns."""
-    return merge_daily([read_anatel_file(f) for f in source_files(src, (".csv",))], "anatel")
+    files = source_files(src, (".csv",))
+    return merge_daily([read_anatel_file(f) for f in files], "anatel", files)

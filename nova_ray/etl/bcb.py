@@ -130,4 +130,4 @@ def load_bcb(src: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         if s in stems:
             raise EtlError(f"two files for series {s!r}: {stems[s]} and {f}; keep one")
         stems[s] = f
-    return merge_daily([read_bcb_file(f) for f in files], "bcb")
+    return merge_daily([read_bcb_file(f) for f in files], "bcb", files)

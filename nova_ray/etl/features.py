@@ -153,7 +153,7 @@ def _load_each(files: list[Path], reader: Any, what: str) -> tuple[pd.DataFrame,
         for col in frame.columns.drop("date"):
             origin.setdefault(col, f)
         frames.append(frame)
-    return merge_daily(frames, what), origin
+    return merge_daily(frames, what, files), origin
 
 
 def _to_parquet(frame: pd.DataFrame, path: Path) -> Path:
@@ -224,7 +224,9 @@ def build_features(
             continue
         clash = [c for c in frame.columns.drop("date") if c in groups]
         if clash:
-            raise EtlError(f"{group} column {clash[0]!r} clashes with a {groups[clash[0]]} column; rename it")
+            col = clash[0]
+            mine = {**econ_src, **g5_src, **reg_src}.get(col)
+            raise EtlError(f"{group} column {col!r} is also a {groups[col]} column; rename it", mine)
         aligned = _align(frame, days)
         for col in aligned.columns:
             table[col] = aligned[col]

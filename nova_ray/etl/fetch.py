@@ -160,7 +160,11 @@ def fetch_bcb(
     entries = _kept_entries(path) | entries
     ordered = sorted(entries.values(), key=lambda e: _sgs_day(str(e["data"])))
     text = "[\n" + ",\n".join(json.dumps(e, ensure_ascii=False) for e in ordered) + "\n]\n"
-    bcb_frame(*parse_bcb_json(text, path), path, name)  # fail before writing if the answer is unusable
+    try:  # fail before writing if the answer is unusable (named by its series: no file holds it yet)
+        bcb_frame(*parse_bcb_json(text, path), path, name)
+    except EtlError as exc:
+        raise EtlError(f"BCB series {name} ({code}) from {base_url.format(code=code)}: the answer does not "
+                       f"load: {exc.reason}") from None
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 

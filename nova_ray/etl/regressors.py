@@ -30,4 +30,5 @@ def read_regressor_file(path: str | Path) -> pd.DataFrame:
 
 def load_regressors(src: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     """Regressor files (a folder of *.csv, a file or a list) -> ``date`` + daily columns."""
-    return merge_daily([read_regressor_file(f) for f in source_files(src, (".csv",))], "regressors")
+    files = source_files(src, (".csv",))
+    return merge_daily([read_regressor_file(f) for f in files], "regressors", files)
