@@ -480,7 +480,8 @@ def load_features(
     from .etl import build_features, read_features
 
     if features_path and Path(features_path).is_file():
-        return _features_file(features_path), regressor_columns(features_path), (str(features_path),)
+        path = Path(features_path).resolve()  # the record names the file wherever the run started
+        return _features_file(path), regressor_columns(path), (str(path), *_raw_sources(path))
     raw = Path(demand_path).parent / "raw" if demand_path else None
     if raw is None or not raw.is_dir():
         return None
@@ -489,6 +490,20 @@ def load_features(
         frame = read_features(res.path)
         regs = regressor_columns(res.path)
     return frame, regs, tuple(str(p) for p in res.sources)
+
+
+def _raw_sources(features_path: Path) -> list[str]:
+    """The raw files behind a feature table, as its data dictionary lists them (relative to the
+    raw folder the ETL read), so that a run's record says what its factors came from."""
+    from .etl.features import DICTIONARY_FILE
+
+    try:
+        data = json.loads(features_path.with_name(DICTIONARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    listed = (src for d in data.values() if isinstance(d, dict) for src in d.get("sources") or [])
+    found = {src for src in listed if "/" in src}  # files, not the holidays package
+    return sorted(f"raw:{src}" for src in found)
 
 
 def _features_file(path: str | Path) -> pd.DataFrame:
@@ -587,6 +602,10 @@ def for_run(
         if out.exog_backtest
         else {"rows": "realised"}
     )
+    if features_path and Path(features_path).is_file():  # the table's content, as the data's id does
+        import hashlib
+
+        record["features_sha256"] = hashlib.sha256(Path(features_path).read_bytes()).hexdigest()[:16]
     until = pd.to_datetime(frame["date"]).max()
     record["features_until"] = str(until.date())
     late = (pd.Timestamp(series.end) - until).days

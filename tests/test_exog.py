@@ -519,3 +519,7 @@ def test_features_that_end_long_before_the_demand_are_a_warning(small_demo: Path
     _, record = attach_exog(cfg, series)
     (msg,) = record["warnings"]
     assert msg.startswith("the features end 2023-06-30, ") and "days before the demand's last period" in msg
+    # the record names the table (absolute), its content hash and the raw files behind it
+    assert record["sources"][0] == str(res.path.resolve()) and len(record["features_sha256"]) == 16
+    sources = record["sources"]
+    assert "raw:bcb/usd_brl.json" in sources and any(s.startswith("raw:inmet/") for s in sources)
