@@ -400,3 +400,24 @@ def test_lstm_spread_is_scaled_by_each_items_own_errors() -> None:
     fc = lstm.predict(state, smooth[:1])[0]
     pooled = state.step_sigma * lstm._scale(smooth[0], 7)
     assert np.all(fc["hi-80"] - fc["mean"] < 1.2816 * pooled)
+
+
+M_TREND = [105.0, 114.0, 130.0, 118.0, 132.0, 159.0, 163.0, 184.0, 171.0, 192.0, 193.0, 213.0, 215.0, 235.0,
+           251.0, 257.0, 242.0, 279.0, 284.0, 280.0, 291.0, 310.0, 326.0, 325.0, 324.0, 353.0, 362.0, 394.0,
+           367.0, 415.0, 417.0, 413.0, 437.0, 431.0, 450.0, 443.0, 461.0, 460.0, 464.0, 487.0, 493.0, 516.0,
+           533.0, 528.0, 541.0, 552.0, 543.0, 573.0, 580.0, 590.0, 589.0, 590.0, 617.0, 633.0, 653.0, 661.0,
+           675.0, 674.0, 692.0, 688.0]
+
+
+def test_an_arima_order_whose_css_ml_fit_fails_is_fitted_by_ml() -> None:
+    """statsforecast's CSS-ML fails on this monthly trend for (1,1,1) and (3,1,1) ("zero-size
+    array"): the orders pmdarima picked fell back to naive. ML (then CSS) is tried next."""
+    import warnings
+
+    from nova_ray.models import arima
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        order = {"order": [1, 1, 1], "seasonal_order": [0, 0, 0], "m": 12}
+        fc = arima.forecast(np.array(M_TREND), 12, 12, order)
+    assert np.isfinite(fc["mean"]).all() and 600 < fc["mean"][0] < 800

@@ -148,11 +148,16 @@ def forecast(
             ).fit(disp=False)
             fc = res.get_forecast(horizon, exog=x_future)
             return normal_forecast(fc.predicted_mean, np.sqrt(np.maximum(fc.var_pred_mean, 0)))
-        try:
-            model = _sf_arima(order, sorder, m, bool(params.get("drift"))).fit(y, X=x)
-            res = model.predict(horizon, X=x_future, level=[80, 95])
-        except Exception as exc:  # statsforecast raises bare ValueErrors on non-stationary fits
-            raise ModelError(f"ARIMA{order}{sorder}[{m}] failed: {exc}") from None
+        failures = []
+        for method in METHODS:  # CSS-ML's start from CSS can fail where ML alone does not
+            try:
+                model = _sf_arima(order, sorder, m, bool(params.get("drift")), method).fit(y, X=x)
+                res = model.predict(horizon, X=x_future, level=[80, 95])
+                break
+            except Exception as exc:  # statsforecast raises bare ValueErrors on non-stationary fits
+                failures.append(f"{method}: {exc}")
+        else:
+            raise ModelError(f"ARIMA{order}{sorder}[{m}] failed: {'; '.join(failures)}")
     return with_state(res, _state(model, keep))
 
 
@@ -193,7 +198,10 @@ def _orders(y: np.ndarray, params: dict) -> tuple[tuple, tuple, int]:
     return order, sorder, m
 
 
-def _sf_arima(order: tuple, sorder: tuple, m: int, drift: bool = False):
+METHODS = ("CSS-ML", "ML", "CSS")  # estimation methods tried in turn for a final fit
+
+
+def _sf_arima(order: tuple, sorder: tuple, m: int, drift: bool = False, method: str = "CSS-ML"):
     from statsforecast.models import ARIMA
 
     return ARIMA(
@@ -202,7 +210,7 @@ def _sf_arima(order: tuple, sorder: tuple, m: int, drift: bool = False):
         season_length=m,
         include_mean=order[1] == 0 and sorder[1] == 0,
         include_drift=drift and order[1] + sorder[1] == 1,
-        method="CSS-ML",
+        method=method,
     )
 
 
