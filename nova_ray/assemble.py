@@ -24,7 +24,7 @@ def combine_items(
     if len(lstm_done):
         items = items.with_columns(
             models=pl.when(pl.col("item_id").is_in(lstm_done.to_list()))
-            .then(pl.col("models") + ",lstm")
+            .then(pl.concat_str(pl.col("models"), pl.lit("lstm"), separator=",").str.strip_chars_start(","))
             .otherwise(pl.col("models"))
         )
     # rows in a fixed order, whatever order the checkpoints came in (batch files carry random

@@ -371,6 +371,17 @@ def _run_model(
     return params, windows, fc
 
 
+def _global_covers(names: list[str], n: int, spec: EngineSpec) -> bool:
+    """Whether a global model (the LSTM) of the item's set forecasts it for sure: the item has a
+    training window of its own, so the network trains. Such an item needs no naive fallback
+    (`--models lstm` flagged every item as fallen back and put naive next to the LSTM)."""
+    if not any(MODELS[nm].is_global for nm in names):
+        return False
+    from .global_lstm import lstm_lookback
+
+    return n >= lstm_lookback(spec) + spec.horizon
+
+
 def forecast_item(
     item_id: str,
     dates: np.ndarray,
@@ -402,7 +413,7 @@ def forecast_item(
     adi, cv2 = adi_cv2(y)
     names, notes = models_for(cls, spec)
     stat_names = [nm for nm in names if not MODELS[nm].is_global]
-    capped = spec.cap_outliers and cls in CAPPED_CLASSES
+    capped = spec.cap_outliers and cls in CAPPED_CLASSES and bool(stat_names)  # the LSTM sees raw values
     if capped and (k := int((y > (limit := fence(y))).sum())):
         notes.append(f"{k} value(s) above {limit:.4g} capped before fitting")
     origins = backtest_origins(n, spec.horizon, spec.backtest_windows, spec.step, m)
@@ -468,7 +479,7 @@ def forecast_item(
         chosen["exog"] = {"features": list(exog_names), "models": with_exog}
         notes.append(f"regressors ({len(exog_names)}) used by {','.join(with_exog)}")
     fallback = False
-    if not fitted and FALLBACK not in failed and spec.final_fit:
+    if not fitted and FALLBACK not in failed and spec.final_fit and not _global_covers(names, n, spec):
         fc = _fit(FALLBACK, y, dates, future, spec, None, seed, m)[0]
         fc_rows.add_forecast(fc, item_id=item_id, model=FALLBACK, date=future)
         fitted.append(FALLBACK)

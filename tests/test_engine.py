@@ -295,3 +295,17 @@ def test_a_season_the_oldest_backtest_window_could_not_see_is_kept_for_the_final
     items = pl.from_arrow(res.items)
     assert "the season searched again on the whole history" in items["notes"][0]
     assert len(pl.from_arrow(res.backtests).filter(pl.col("model") == model)["window"].unique()) == 3
+
+
+def test_items_the_global_lstm_forecasts_need_no_naive_fallback() -> None:
+    """`--models lstm`: the per-item engine has no model of its own for the item; it used to flag
+    every item as fallen back and publish naive next to the LSTM. An item with a training window
+    of its own is the LSTM's; one too short for any window still gets the naive safety net."""
+    rng = np.random.default_rng(2)
+    spec = EngineSpec(horizon=14, models=("lstm",))
+    res = forecast_batch(_series({"LONG": rng.poisson(20, 200).astype(float)}), [0], spec)
+    items = pl.from_arrow(res.items)
+    assert items["fallback"].to_list() == [False] and "capped" not in items["notes"][0]
+    assert pl.from_arrow(res.forecasts).height == 0  # the LSTM's come from the actor, not naive here
+    short = forecast_batch(_series({"SHORT": rng.poisson(20, 30).astype(float)}), [0], spec)
+    assert pl.from_arrow(short.items)["fallback"].to_list() == [True]
