@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .frequency import Frequency, get_frequency, period_start
+from .io.features import features_file, raw_sources, read_future_table
 from .series import SeriesSet, period_index
 
 G5_PREFIX = "g5_"
@@ -481,7 +482,7 @@ def load_features(
 
     if features_path and Path(features_path).is_file():
         path = Path(features_path).resolve()  # the record names the file wherever the run started
-        return _features_file(path), regressor_columns(path), (str(path), *_raw_sources(path))
+        return features_file(path), regressor_columns(path), (str(path), *raw_sources(path))
     raw = Path(demand_path).parent / "raw" if demand_path else None
     if raw is None or not raw.is_dir():
         return None
@@ -490,81 +491,6 @@ def load_features(
         frame = read_features(res.path)
         regs = regressor_columns(res.path)
     return frame, regs, tuple(str(p) for p in res.sources)
-
-
-def _raw_sources(features_path: Path) -> list[str]:
-    """The raw files behind a feature table, as its data dictionary lists them (relative to the
-    raw folder the ETL read), so that a run's record says what its factors came from."""
-    from .etl.features import DICTIONARY_FILE
-
-    try:
-        data = json.loads(features_path.with_name(DICTIONARY_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    listed = (src for d in data.values() if isinstance(d, dict) for src in d.get("sources") or [])
-    found = {src for src in listed if "/" in src}  # files, not the holidays package
-    return sorted(f"raw:{src}" for src in found)
-
-
-def _features_file(path: str | Path) -> pd.DataFrame:
-    """The feature table at `path` (what `nova-ray etl` writes); EtlError naming the file when it
-    is not one (another format, no `date` column): it read as a traceback, or blamed the setting
-    `future_features`."""
-    from .etl import EtlError, read_features
-
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow's errors for a CSV, a truncated or foreign file
-        raise EtlError(f"not a Parquet feature table ({' '.join(str(exc).split())[:120]}); write it with "
-                       "`nova-ray etl`", path) from None
-    if "date" not in frame.columns:
-        raise EtlError(f"not a feature table: no 'date' column (has {list(frame.columns)[:8]})", path)
-    return read_features(path)
-
-
-def read_future_table(path: str | Path) -> pd.DataFrame:
-    """A user's future feature values (CSV or Parquet: ``date`` + feature columns, names in any
-    case). A CSV reads as the demand does (`,`, `;` or tab; a `;` file's decimal commas; utf-8,
-    cp1252, latin-1 or utf-16; ISO or dd/mm/yyyy dates); a value that is not a number or a date
-    is a ValueError naming the line and column (it used to drop the factor from the whole run,
-    with the reason "not in the feature table")."""
-    from .io.csv_text import read_text_csv, text_numbers
-    from .io.demand import text_dates
-    from .io.errors import InputError
-
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"{p}: future features file not found")
-    if p.suffix.lower() in (".parquet", ".pq"):
-        frame, line, comma = pd.read_parquet(p), (lambda row: f"row {row + 1}"), False
-    else:
-        try:
-            csv = read_text_csv(lambda: open(p, "rb"), str(p))
-        except InputError as exc:
-            raise ValueError(str(exc)) from None
-        frame, comma = csv.frame, csv.decimal_comma
-        line = lambda row: f"line {csv.line(row)}"  # noqa: E731
-    frame = frame.rename(columns={c: str(c).strip().lower() for c in frame.columns})
-    if "date" not in frame.columns:
-        raise ValueError(f"{p}: future features need a 'date' column (the file has {list(frame.columns)})")
-    out = pd.DataFrame({"date": _parsed(frame["date"], text_dates, p, line, "date", "a date")})
-    for col in (c for c in frame.columns if c != "date"):
-        out[col] = _parsed(frame[col], lambda t: text_numbers(t, comma), p, line, col, "a number")
-    return out
-
-
-def _parsed(values: pd.Series, parse: Any, path: Path, line: Any, column: str, what: str) -> pd.Series:
-    """`values` parsed (text) or taken as they are (Parquet's typed columns); blanks stay missing,
-    anything else that does not parse is a ValueError naming its line."""
-    if values.dtype != object and not pd.api.types.is_string_dtype(values):
-        return pd.to_datetime(values) if what == "a date" else values.astype(float)
-    text = values.astype("string").str.strip()
-    parsed = parse(text)
-    bad = parsed.isna().to_numpy() & text.fillna("").ne("").to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{path}: {line(row)}: {values.iloc[row]!r} in column {column!r} is not {what}")
-    return parsed
 
 
 def for_run(
@@ -641,7 +567,6 @@ __all__ = [
     "for_run",
     "load_features",
     "period_index",
-    "read_future_table",
     "regressor_columns",
     "without_exog",
 ]

@@ -234,8 +234,9 @@ def test_the_lstm_numbers_a_short_items_windows_as_the_engine_does() -> None:
 def test_items_too_short_for_a_backtest_are_named_in_a_warning() -> None:
     """Two years of weekly data with horizon 8 leave no backtest window (104 weeks to train + 8):
     the run says so instead of silently publishing no metrics and equal weights."""
+    from nova_ray.checks import too_short_to_backtest
     from nova_ray.config import Config
-    from nova_ray.pipeline import engine_spec, too_short_to_backtest
+    from nova_ray.pipeline import engine_spec
 
     cfg = Config()
     cfg.set("freq", "W", "test")
@@ -252,8 +253,8 @@ def test_a_history_that_ended_long_before_the_run_date_is_a_warning() -> None:
     stock-out date that much too late, so the run says so (a period plus a week of slack)."""
     from datetime import date
 
+    from nova_ray.checks import stale_history
     from nova_ray.config import Config
-    from nova_ray.pipeline import stale_history
 
     cfg = Config()  # the built-in demo's dates are fixed: no warning for it
     assert stale_history(cfg, np.datetime64("2025-12-30"), date(2026, 12, 5)) == []

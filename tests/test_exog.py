@@ -451,7 +451,7 @@ def test_a_future_table_as_planners_write_it(demo_features: pd.DataFrame, tmp_pa
     names its line (it dropped the factor from the whole run); rows of days the history covers do
     not override the realised values (a stale row carried forward past them)."""
     from nova_ray.etl import future_features
-    from nova_ray.exog import read_future_table
+    from nova_ray.io.features import read_future_table
 
     semi = tmp_path / "fut.csv"
     semi.write_text("Date;USD_BRL\n01/01/2024;5,9\n12/01/2024;6,1\n", encoding="cp1252")

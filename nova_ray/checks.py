@@ -1,0 +1,55 @@
+"""Checks of a run's input that give warnings, not errors: what the run would otherwise do without
+a word (stock-out dates counted from a stale export, items no backtest window fits)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import Config
+from .engine import EngineSpec, min_train
+from .frequency import future_dates, get_frequency, period_days
+
+PERIODS = {"D": "days", "W": "weeks", "M": "months", "Q": "quarters", "Y": "years"}
+
+
+STALE_DAYS = 7  # days past a period's end before the history counts as out of date
+
+
+def stale_history(cfg: Config, end: Any, run_date: date | None = None) -> list[str]:
+    """A warning when the history's last period ended well before the run date: the stock snapshot
+    is taken as of that day, so stock-out days count from it (a stale export, not today). Not for
+    the built-in demo, whose dates are fixed (its own warning says it is generated)."""
+    if cfg.paths.is_demo_data():
+        return []
+    freq = cfg.forecast.freq
+    first = future_dates(pd.Timestamp(end), 1, get_frequency(freq))[0]
+    as_of = (first - np.timedelta64(1, "D")).astype(object)
+    today = run_date or datetime.now(timezone.utc).date()
+    late = (today - as_of).days
+    if late <= int(period_days(np.array([first]), freq)[0]) + STALE_DAYS:
+        return []
+    return [f"{cfg.paths.data}: the history ends {as_of}, {late} days before the run date {today}: the stock "
+            f"snapshot is taken as of {as_of} and stock-outs count from the day after; is the demand export "
+            "up to date?"]
+
+
+def too_short_to_backtest(lengths: np.ndarray, spec: EngineSpec) -> list[str]:
+    """A warning when items are too short for even the newest backtest window (its training part
+    and its horizon): they get no metrics, equal ensemble weights and a safety stock from the
+    history, which a run would otherwise do without a word (2 years of weekly data, horizon 8)."""
+    if spec.backtest_windows == 0 or not len(lengths):
+        return []
+    train = min_train(get_frequency(spec.freq).season_length)
+    need = train + spec.horizon
+    short = int((np.asarray(lengths) < need).sum())
+    if not short:
+        return []
+    unit = PERIODS.get(spec.freq, "periods")
+    return [f"{short} of {len(lengths)} items have under {need} {unit} of history ({train} to train a "
+            f"backtest window, {spec.horizon} to test it): no backtest for them, so no metrics, equal "
+            "ensemble weights and safety stock from the history; a shorter --horizon or a longer history "
+            "gives them one"]
