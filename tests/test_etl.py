@@ -665,3 +665,15 @@ def test_a_column_from_two_files_names_both(tmp_path: Path) -> None:
         build_features(raw, tmp_path / "out")
     want = f"bcb: column 'usd_brl' comes from two files ({csv} and {js}); rename one of them"
     assert str(exc.value) == want
+
+
+def test_anatel_one_row_per_date_and_utf16(tmp_path: Path) -> None:
+    """A table per state (several rows a date) was collapsed to each date's last row, a state's
+    count standing for the country; a utf-16 export failed with a field-count message."""
+    long = tmp_path / "uf.csv"
+    long.write_text("Data;UF;Estacoes\n01/01/2024;BA;10\n01/01/2024;PE;7\n", encoding="utf-8")
+    with pytest.raises(EtlError, match=r"uf.csv:3: column 'Data': date 2024-01-01 also on line 2: one row"):
+        read_anatel_file(long)
+    wide = tmp_path / "u16.csv"
+    wide.write_text("Data;Estacoes\n01/01/2024;1.250\n01/02/2024;1.300\n", encoding="utf-16")
+    assert read_anatel_file(wide)["g5_estacoes"].iloc[[0, -1]].tolist() == [1250, 1300]

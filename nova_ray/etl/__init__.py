@@ -49,13 +49,19 @@ def short(value: object, limit: int = 60) -> str:
 
 
 def read_text(path: Path) -> str:
-    """File text: utf-8 (BOM allowed), else latin-1. Empty or unreadable files raise EtlError."""
+    """File text: utf-16 after its byte-order mark, utf-8 (BOM allowed), else latin-1. Empty or
+    unreadable files raise EtlError."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise EtlError(f"cannot read file: {exc.strerror or exc}", path) from None
     if not data.strip():
         raise EtlError("empty file", path)
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Excel's "Unicode text"
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise EtlError("cannot decode the file as utf-16 (as its byte-order mark says)", path) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:

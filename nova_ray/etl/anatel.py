@@ -130,6 +130,13 @@ def read_anatel_file(path: str | Path) -> pd.DataFrame:
     if dup or any(n == "g5_" for n in names):
         raise EtlError(f"column names must be distinct and non-empty, got {short(header)}", path, 1)
     dates = parse_dates(path, rows, date_pos, header[date_pos])
+    first: dict[datetime, int] = {}
+    for (line, _), d in zip(rows, dates, strict=True):  # a table per state (long format) is not
+        if d in first:  # a national count: its last row of each date would stand for the country
+            raise EtlError(f"date {d:%Y-%m-%d} also on line {first[d]}: one row per date (a table per "
+                           "state or municipality? add its counts up per date first)", path, line,
+                           header[date_pos])
+        first[d] = line
     frame = numeric_frame(path, header, rows, date_pos, dates, names, dot_is_thousands=delimiter == ";")
     return daily_ffill(frame)
 
