@@ -519,7 +519,10 @@ class RayBackend:
                         continue
                     yield result, pending[parts] if result.name == FINAL_PART else 0
         finally:
-            for ref in pending:
+            # a cluster's tasks would outlive this driver: cancel them. A local Ray we started
+            # stops with its workers; cancelling there raced with replies already on their way
+            # (Ray 2.60 then aborts the driver: "Tried to complete task that was not pending")
+            for ref in pending if not self._started else ():
                 if ref is not parts:
                     ray.cancel(ref, force=True)
             if actor is not None:
