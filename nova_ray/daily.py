@@ -184,17 +184,16 @@ def published_run(
 def _stale_recommendations(cfg: Config, rec: dict[str, Any]) -> str | None:
     """Why the recommendations of run record `rec` must be made again (a stock snapshot that is
     new or changed, other `[recommend]` settings), or None when they are current."""
-    from .io.stock import resolve_stock_path
-    from .recommend_job import inputs_id
+    from .recommend_job import current_inputs
 
-    path = resolve_stock_path(cfg.paths.stock, cfg.paths.data)
-    if path is None or not path.exists():
+    now = current_inputs(cfg)
+    if now is None:
         return None
     made = ((rec.get("summary") or {}).get("recommendations") or {}).get("inputs")
     if "recommendations" not in (rec.get("partitions") or {}) or made is None:
-        return f"no recommendations from {path} yet"
-    if made != inputs_id(path, cfg):
-        return f"{path} or the [recommend] settings changed"
+        return f"no recommendations from {now[0]} yet"
+    if made != now[1]:
+        return f"{now[0]} or the [recommend] settings changed"
     return None
 
 

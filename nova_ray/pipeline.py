@@ -186,9 +186,10 @@ def load_stock(
         known = forecast | (set(stock["item_id"].to_list()) - set(items))
     # a file with none of the items is an error (before the per-row warnings it would give)
     mine = stock.filter(pl.col("item_id").is_in(items)) if items else stock
-    missing = check_matches(stock_path, mine, forecast) if mine.height or not items else []
-    if items and not mine.height:
+    if items and not mine.height:  # the file serves the other items: a warning, not an error
         missing = [f"{stock_path}: no stock row for the selected items: no recommendations"]
+    else:
+        missing = check_matches(stock_path, mine, forecast)
     warnings = unknown_items(stock_path, stock, known)  # before filtering: line numbers stay right
     return mine, warnings + missing
 
@@ -492,10 +493,10 @@ def _finish(
 def _recs_summary(cfg: Config, recs: pl.DataFrame) -> dict[str, Any]:
     """The recommendations' summary with the stock file and the hash of what they depend on
     besides the forecasts (the daily job recomputes them when that changed)."""
-    from .recommend_job import inputs_id
+    from .recommend_job import current_inputs
 
-    path = resolve_stock_path(cfg.paths.stock, cfg.paths.data)
-    return summarize(recs) | ({"stock": str(path), "inputs": inputs_id(path, cfg)} if path else {})
+    now = current_inputs(cfg)
+    return summarize(recs) | ({"stock": str(now[0]), "inputs": now[1]} if now else {})
 
 
 def _ensemble_stage(

@@ -16,6 +16,14 @@ from .config import Config
 from .io.errors import InputError
 
 
+def current_inputs(cfg: Config) -> tuple[Path, str] | None:
+    """The stock file a run of `cfg` reads and `inputs_id` of it, or None without one."""
+    from .io.stock import resolve_stock_path
+
+    path = resolve_stock_path(cfg.paths.stock, cfg.paths.data)
+    return (path, inputs_id(path, cfg)) if path is not None and path.exists() else None
+
+
 def inputs_id(stock_path: str | Path, cfg: Config) -> str:
     """What recommendations depend on besides the forecasts: the stock file's bytes and the
     inventory policy (`[recommend]`), as one short hash."""

@@ -344,12 +344,11 @@ def read_table(root: str | Path, kind: str, run_date: str | None = None) -> pa.T
     return ds.dataset(folder, format="parquet", partitioning="hive").to_table()
 
 
-FREQ_CODES = ("D", "W", "M", "Q", "Y")
-
-
 def recorded_freq(root: str | Path, record: dict[str, Any]) -> str | None:
     """The frequency a run forecast at: its record's summary, else `model_versions.json` when that
     describes the same run; None when neither says (a record from before it was kept)."""
+    from ..frequency import FREQUENCIES as FREQ_CODES
+
     freq = (record.get("summary") or {}).get("freq")
     if freq in FREQ_CODES:
         return str(freq)
