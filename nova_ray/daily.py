@@ -113,6 +113,7 @@ def run_daily(
                     + (f" (rerun: {why})" if why else ""),
                 )
             )
+            report.steps.append(("models", summary.incremental()))
             report.steps.append(
                 ("recommend", f"{recs.get('rows', 0)} rows" if recs else "skipped: no stock file")
             )

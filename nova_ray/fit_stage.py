@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from .config import Config
 from .engine import BatchResult, EngineSpec, forecast_batch
 from .global_lstm import FINAL_PART, is_part, lstm_items, lstm_parts
-from .io.model_store import ModelStore, read_lstm, write_lstm
+from .io.model_store import COLD_FORCED, ModelStore, read_lstm, write_lstm
 from .io.results import BATCH_PREFIX, CACHE, ResultWriter
 from .series import SeriesSet
 
@@ -150,6 +150,7 @@ class FitResult:
     warm: dict[str, dict]
     lstm_stored: tuple[Any, date] | None
     resumed: int
+    cold: dict[str, str] = field(default_factory=dict)  # item -> why it was not warm (model_store.COLD_*)
     lstm_state: Any = None
     lstm_cold_date: date | None = None  # the date of the new state's (last) cold training
     lstm_warm: bool = False  # the new state grew from the stored network
@@ -157,6 +158,17 @@ class FitResult:
     workers: set[str] = field(default_factory=set)
     backend: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+
+
+COLD_LISTED = 20  # item codes per reason in the log line of the items fitted cold
+
+
+def cold_reasons(cold: dict[str, str]) -> dict[str, list[str]]:
+    """{reason: the items fitted cold for it}, most items first."""
+    out: dict[str, list[str]] = {}
+    for item, why in cold.items():
+        out.setdefault(why, []).append(item)
+    return dict(sorted(out.items(), key=lambda kv: -len(kv[1])))
 
 
 def fit_stage(
@@ -176,10 +188,13 @@ def fit_stage(
     todo = [i for i in range(len(series)) if str(series.item_ids[i]) not in done]
     lstm_idx = [] if "lstm" in writer.done() else lstm_items(series, spec)
     warm: dict[str, dict] = {}
+    cold: dict[str, str] = {}
     lstm_stored = None  # (state, date of its cold training) when the LSTM runs warm
-    if not full_refit and only != "metrics":
+    if full_refit:
+        cold = dict.fromkeys((str(x) for x in series.item_ids), COLD_FORCED)
+    elif only != "metrics":
         ids = [str(x) for x in series.item_ids]
-        warm = store.warm_items(
+        warm, cold = store.lookup(
             ids,
             series.starts,
             [series.values_of(i) for i in range(len(series))],
@@ -192,7 +207,11 @@ def fit_stage(
         if warm_bt is not None and CACHE not in writer.done():
             writer.checkpoint(CACHE, {"backtests": warm_bt})  # streamed, not loaded
     costs = store.costs()
-    fit = FitResult(warm=warm, lstm_stored=lstm_stored, resumed=len(done))
+    cold = {item: why for item, why in cold.items() if item not in done}  # not refitted: resumed
+    fit = FitResult(warm=warm, lstm_stored=lstm_stored, resumed=len(done), cold=cold)
+    for why, items in cold_reasons(cold).items():
+        LOG.info("fitted cold, %s: %d items: %s", why, len(items), ", ".join(items[:COLD_LISTED])
+                 + (f" and {len(items) - COLD_LISTED} more" if len(items) > COLD_LISTED else ""))
     state_file = writer.stage / "checkpoints" / LSTM_STATE_FILE
     if "lstm" in writer.done() and state_file.exists():  # resumed after the LSTM was done
         fit.lstm_state, fit.lstm_cold_date, fit.lstm_warm = read_lstm(state_file)

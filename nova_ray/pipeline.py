@@ -34,7 +34,7 @@ from .engine import (
 )
 from .etl import EtlError
 from .exog import for_run as exog_for_run
-from .fit_stage import FitResult, Progress, Silent, StageTimer, fit_stage
+from .fit_stage import COLD_LISTED, FitResult, Progress, Silent, StageTimer, cold_reasons, fit_stage
 from .io.demand import dataset_id, lone_first_rows, read_demand, select_items, spill_columns
 from .io.errors import InputError
 from .io.lock import job_lock
@@ -72,6 +72,8 @@ class RunSummary:
     ensemble_error: dict[str, float] = field(default_factory=dict)
     resumed_items: int = 0
     warm_items: int = 0
+    # why the other items were fitted cold: {reason: {"count": n, "items": the first COLD_LISTED}}
+    cold_items: dict[str, dict[str, Any]] = field(default_factory=dict)
     lstm: str = ""  # "cold" (trained with its backtest), "warm" (stored network reused or fine-tuned) or ""
     recommendations: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -83,6 +85,18 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def incremental(self) -> str:
+        """One line: how many items reused their stored model choices, and why the others did not
+        (a few item codes each; the log lists COLD_LISTED)."""
+        parts = [f"{self.warm_items} items reused stored model choices"]
+        if self.lstm == "warm":
+            parts[0] += " (LSTM too)"
+        for why, c in self.cold_items.items():
+            shown = c["items"][:3]
+            more = f", +{c['count'] - len(shown)} more" if c["count"] > len(shown) else ""
+            parts.append(f"{c['count']} fitted cold: {why} ({', '.join(shown)}{more})")
+        return "; ".join(parts)
 
 
 def engine_spec(cfg: Config, final_fit: bool = True) -> EngineSpec:
@@ -448,6 +462,7 @@ def _finish(
         ensemble_error=ens_err,
         resumed_items=fit.resumed,
         warm_items=len(fit.warm),
+        cold_items=_cold_items(fit.cold),
         lstm=("warm" if fit.lstm_warm else "cold") if fit.lstm_state is not None else "",
         recommendations=_recs_summary(cfg, recs) if recs is not None else {},
         warnings=fitted.notes + warnings,
@@ -488,6 +503,11 @@ def _finish(
     LOG.info("published run %s (%s)", run_id, ", ".join(f"{k} {v}" for k, v in record["row_counts"].items()))
     summary.rows = record["row_counts"]
     return summary  # run_forecast sets the final wall time once Ray has stopped
+
+
+def _cold_items(cold: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The summary's record of the items fitted cold: per reason the count and the first items."""
+    return {why: {"count": len(v), "items": v[:COLD_LISTED]} for why, v in cold_reasons(cold).items()}
 
 
 def _recs_summary(cfg: Config, recs: pl.DataFrame) -> dict[str, Any]:

@@ -61,6 +61,7 @@ def test_daily_run_publishes_and_is_idempotent(env: Path, small_demo: Path, ray_
     # the run's warnings reach the cron log (they were only in the run's log file), as does its path
     text = " ".join(res.output.split())
     assert "warning:" in text and "days before the run date 2026-11-27" in text
+    assert "models 0 items reused stored model choices; " in text and "fitted cold: no stored models" in text
     assert f"log {env / 'out' / 'logs'}" in text
 
     again = _run(small_demo, target)
@@ -71,6 +72,7 @@ def test_daily_run_publishes_and_is_idempotent(env: Path, small_demo: Path, ray_
 
     forced = _run(small_demo, target, "--force")
     assert forced.exit_code == 0, forced.output
+    assert "models 12 items reused stored model choices" in " ".join(forced.output.split())
     assert (
         json.loads((env / "out" / "metadata" / "last_updated.json").read_text())["run_id"] != first["run_id"]
     )

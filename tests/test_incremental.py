@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from nova_ray.cli import app
 from nova_ray.config import load_config
-from nova_ray.io.model_store import fingerprint
+from nova_ray.io.model_store import COLD_CHANGED, COLD_FORCED, COLD_NEW, COLD_NO_STORE, COLD_OLD, fingerprint
 from nova_ray.pipeline import load_series, run_forecast
 
 ITEMS = ["CAB-0002", "ELE-0001", "FIX-0001", "STL-0002", "SAF-0001", "CAB-0001"]
@@ -66,6 +66,7 @@ def _ensemble(out: Path) -> pl.DataFrame:
 def test_warm_rerun_reuses_choices_and_matches_cold(days, tmp_path: Path) -> None:
     cold1 = run_forecast(_cfg(days["day1"], tmp_path), use_ray=False)
     assert cold1.warm_items == 0
+    assert cold1.cold_items == {COLD_NO_STORE: {"count": len(ITEMS), "items": sorted(ITEMS)}}
     store = next(p for p in (tmp_path / "models").iterdir() if p.is_dir())
     assert (store / "items.parquet").exists() and (store / "model_versions.json").exists()
 
@@ -82,7 +83,8 @@ def test_warm_rerun_reuses_choices_and_matches_cold(days, tmp_path: Path) -> Non
     for item, fp in zip(stored["item_id"], stored["fingerprint"], strict=True):
         assert fp == fingerprint(series.starts[by_item[item]], series.values_of(by_item[item])), item
     warm = run_forecast(_cfg(days["day2"], tmp_path), use_ray=False)
-    assert warm.warm_items == len(ITEMS)
+    assert warm.warm_items == len(ITEMS) and warm.cold_items == {}
+    assert warm.incremental() == f"{len(ITEMS)} items reused stored model choices"
     assert warm.cpu_seconds < cold1.cpu_seconds / 5
     # the stored parameters were re-filtered, not estimated again: the run's items carry them
     out_items = pl.read_parquet(next((tmp_path / "out" / "items").iterdir()))
@@ -96,7 +98,7 @@ def test_warm_rerun_reuses_choices_and_matches_cold(days, tmp_path: Path) -> Non
     warm_fc = _ensemble(tmp_path / "out")
 
     cold = run_forecast(_cfg(days["day2"], tmp_path), use_ray=False, full_refit=True)
-    assert cold.warm_items == 0
+    assert cold.warm_items == 0 and cold.cold_items[COLD_FORCED]["count"] == len(ITEMS)
     cold_fc = _ensemble(tmp_path / "out")
     # stated tolerance: each item's horizon total within 10% of the cold refit's (or 1 unit)
     tot = (
@@ -112,6 +114,10 @@ def test_changed_history_and_config_drop_the_cache(days, tmp_path: Path) -> None
     run_forecast(_cfg(days["day1"], tmp_path), use_ray=False)
     changed = run_forecast(_cfg(days["changed"], tmp_path), use_ray=False)
     assert changed.warm_items == len(ITEMS) - 1  # ELE-0001's past changed: refit cold
+    assert changed.cold_items == {COLD_CHANGED: {"count": 1, "items": ["ELE-0001"]}}
+    assert changed.incremental().endswith(f"1 fitted cold: {COLD_CHANGED} (ELE-0001)")
+    record = json.loads(next((tmp_path / "out" / "metadata" / "runs").glob(f"{changed.run_id}*")).read_text())
+    assert record["summary"]["cold_items"] == changed.cold_items  # in the run's record too
     other = run_forecast(_cfg(days["day2"], tmp_path, horizon=7), use_ray=False)
     assert other.warm_items == 0  # another config: another model version, a fresh store
 
@@ -239,6 +245,14 @@ def test_model_store_streams_backtests_and_replaces_refitted_items(tmp_path: Pat
     grown = {"A": np.append(ys["A"], 5.0), "B": ys["B"] + 1}  # A grew by a day, B's history changed
     warm = store.warm_items(["A", "B"], [start, start], [grown["A"], grown["B"]], date(2026, 11, 2), 7)
     assert warm == {"A": {"ets": {"form": "A"}}}
+    # why the others are cold: changed history, a new item, an entry past the age limit
+    ids = ["A", "B", "C"]
+    warm2, cold = store.lookup(ids, [start] * 3, [grown["A"], grown["B"], ys["A"]], date(2026, 11, 2), 7)
+    assert warm2 == warm and cold == {"B": COLD_CHANGED, "C": COLD_NEW}
+    _, cold = store.lookup(["A"], [start], [grown["A"]], date(2026, 11, 30), 7)
+    assert cold == {"A": COLD_OLD.format(days=7)}
+    _, cold = store.lookup(["A"], [start], [grown["A"][:-3]], date(2026, 11, 2), 7)  # shorter
+    assert cold == {"A": COLD_CHANGED}
     assert store.backtests(list(warm)).collect()["item_id"].to_list() == ["A", "A"]
     assert store.backtests([]) is None
     assert not list(store.dir.glob(".*tmp*"))  # no temp file left behind

@@ -218,9 +218,8 @@ def forecast(
     )
     if summary.resumed_items:
         table.add_row("resumed", f"{summary.resumed_items} items from the interrupted run's checkpoints")
-    if summary.warm_items:
-        lstm = "; LSTM reused from the store" if summary.lstm == "warm" else ""
-        table.add_row("incremental", f"{summary.warm_items} items reused stored model choices{lstm}")
+    if summary.warm_items or summary.cold_items:
+        table.add_row("incremental", summary.incremental())
     table.add_row("wall time", f"{summary.wall_seconds:.1f} s (task CPU {summary.cpu_seconds:.1f} s)")
     if summary.stage_seconds:
         table.add_row("stages", ", ".join(f"{k} {v:.1f} s" for k, v in summary.stage_seconds.items()))

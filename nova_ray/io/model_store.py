@@ -26,6 +26,12 @@ ITEMS_FILE = "items.parquet"
 BACKTESTS_FILE = "backtests.parquet"
 LSTM_FILE = "lstm.npz"
 LSTM_FIELDS = ("lookback", "horizon", "season_length", "units", "n_windows", "n_exog", "calendar")
+# why an item is fitted cold (searched and backtested again) instead of from its stored choices
+COLD_NO_STORE = "no stored models (first run, or another nova-ray version or configuration)"
+COLD_NEW = "new item"
+COLD_OLD = "stored fit older than {days} days"
+COLD_CHANGED = "history changed (not just grown)"
+COLD_FORCED = "--full-refit"
 
 
 def fingerprint(start: np.datetime64, values: np.ndarray) -> str:
@@ -65,23 +71,36 @@ class ModelStore:
     ) -> dict[str, dict]:
         """Items whose stored history is a prefix of today's, fitted at most `max_age_days` ago:
         {item_id: params}. Their stored backtests: `backtests`."""
-        items = self.items()
-        if items.height == 0:
-            return {}
-        table = {r["item_id"]: r for r in items.iter_rows(named=True)}
-        warm: dict[str, dict] = {}
+        return self.lookup(ids, starts, values, today, max_age_days)[0]
+
+    def lookup(
+        self, ids: list[str], starts: np.ndarray, values: list[np.ndarray], today: date, max_age_days: int
+    ) -> tuple[dict[str, dict], dict[str, str]]:
+        """`warm_items`, and for every other item why it is fitted cold: {item_id: reason}, one of
+        `COLD_NO_STORE`, `COLD_NEW`, `COLD_OLD` (with the age limit), `COLD_CHANGED`."""
         import json
 
+        items = self.items()
+        if items.height == 0:
+            return {}, dict.fromkeys(ids, COLD_NO_STORE)
+        table = {r["item_id"]: r for r in items.iter_rows(named=True)}
+        warm: dict[str, dict] = {}
+        cold: dict[str, str] = {}
         for item, start, y in zip(ids, starts, values, strict=True):
             entry = table.get(item)
-            if entry is None or (today - entry["fitted_on"]).days > max_age_days:
-                continue
-            n = int(entry["n_obs"])
-            if np.datetime64(entry["start"], "D") != np.datetime64(start, "D") or len(y) < n:
-                continue
-            if fingerprint(start, y[:n]) == entry["fingerprint"]:
+            if entry is None:
+                cold[item] = COLD_NEW
+            elif (today - entry["fitted_on"]).days > max_age_days:
+                cold[item] = COLD_OLD.format(days=max_age_days)
+            elif (
+                np.datetime64(entry["start"], "D") != np.datetime64(start, "D")
+                or len(y) < int(entry["n_obs"])
+                or fingerprint(start, y[: int(entry["n_obs"])]) != entry["fingerprint"]
+            ):
+                cold[item] = COLD_CHANGED
+            else:
                 warm[item] = json.loads(entry["params"] or "{}")
-        return warm
+        return warm, cold
 
     def save(self, items: pl.DataFrame, backtests: pl.LazyFrame | None, versions: dict[str, Any]) -> None:
         """Replace the entries of `items` (and their backtests), keep the others; atomic per file.
