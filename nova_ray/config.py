@@ -86,6 +86,7 @@ class Publish:
     to: str = ""
     endpoint_url: str = ""
     keep: int = 0
+    keep_local: int = 0  # `run`: run dates kept in the results folder (0: all)
 
 
 @dataclass
@@ -282,6 +283,7 @@ def validate(cfg: Config) -> None:
     check(lstm.max_windows_per_item >= 1, "max_windows_per_item", "must be >= 1")
     p = cfg.publish
     check(p.keep >= 0, "keep", "must be >= 0 (0: keep every run)")
+    check(p.keep_local >= 0, "keep_local", "must be >= 0 (0: keep every run date)")
     check(not p.to or "://" not in p.to or p.to.startswith("s3://"), "to",
           "must be a folder or an s3:// URI")
     check(not p.endpoint_url or p.endpoint_url.startswith(("http://", "https://")), "endpoint_url",

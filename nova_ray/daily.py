@@ -52,9 +52,11 @@ def run_daily(
     endpoint_url: str | None = None,
     keep: int | None = None,
     force: bool = False,
+    keep_local: int | None = None,
     progress: Any = None,
 ) -> DailyReport:
-    """etl -> forecast (+ recommendations) -> publish, for `run_date`, under the job lock."""
+    """etl -> forecast (+ recommendations) -> publish, for `run_date`, under the job lock; then
+    (`keep_local`) the results folder keeps its `keep_local` newest run dates (`io.retention`)."""
     from .io.demand import dataset_id
     from .pipeline import attach_exog, load_demand, load_series, run_forecast
     from .provenance import config_hash
@@ -137,6 +139,11 @@ def run_daily(
             )
         else:
             report.steps.append(("publish", "skipped: no --to"))
+        if keep_local:
+            from .io.retention import prune_results
+
+            pruned = prune_results(cfg.paths.output, keep_local, pinned={run_date.isoformat()})
+            report.steps.append(("prune", pruned.describe()))
     report.wall_seconds = time.perf_counter() - t0
     return report
 

@@ -70,8 +70,9 @@ def test_daily_run_publishes_and_is_idempotent(env: Path, small_demo: Path, ray_
         json.loads((env / "out" / "metadata" / "last_updated.json").read_text())["run_id"] == first["run_id"]
     )
 
-    forced = _run(small_demo, target, "--force")
+    forced = _run(small_demo, target, "--force", "--keep-local", "1")
     assert forced.exit_code == 0, forced.output
+    assert "prune kept all 1 run date log" in " ".join(forced.output.split())
     assert "models 12 items reused stored model choices" in " ".join(forced.output.split())
     assert (
         json.loads((env / "out" / "metadata" / "last_updated.json").read_text())["run_id"] != first["run_id"]
@@ -255,3 +256,48 @@ def test_an_unreadable_pointer_is_one_line_naming_it(env: Path, small_demo: Path
                               str(small_demo / "stock.parquet")])
     assert res.exit_code == 2
     assert f"{meta / 'last_updated.json'}: not a valid pointer" in " ".join(res.output.split())
+
+
+def test_keep_local_prunes_the_oldest_run_dates_of_the_results_folder(env: Path, small_demo: Path,
+                                                                       ray_session) -> None:
+    """`run --keep-local N` keeps the N newest run dates in the results folder (the pointer's and
+    the run's own always): the others' partitions of every table, their run records and the logs
+    older than the oldest kept run go; what is kept reads as before."""
+    import os
+    import time
+    from datetime import date
+
+    from nova_ray.config import load_config
+    from nova_ray.daily import run_daily
+    from nova_ray.io.results import read_table
+    from nova_ray.io.retention import prune_results, run_dates
+
+    cfg = load_config(None, {"data": str(small_demo / "demand.parquet")}, dotenv=None)
+    out = Path(cfg.paths.output)
+    days = [date(2026, 11, d) for d in (24, 25, 26)]
+    reports = [run_daily(cfg, d) for d in days]
+    assert run_dates(out) == {d.isoformat() for d in days}
+    old_log = out / "logs" / "run-20200101T000000Z-000000.log"
+    old_log.write_text("an old run's log\n")
+    os.utime(old_log, (time.time() - 400 * 86400,) * 2)
+    before = read_table(out, "forecasts").num_rows
+
+    last = run_daily(cfg, date(2026, 11, 27), keep_local=2)
+    assert last.steps[-1][0] == "prune"
+    assert last.steps[-1][1].startswith("removed 2 run dates (2026-11-24 .. 2026-11-25): ")
+    assert run_dates(out) == {"2026-11-26", "2026-11-27"}
+    for kind in ("forecasts", "metrics", "backtests", "items", "recommendations", "ensemble_weights"):
+        assert not list((out / kind).glob("run_date=2026-11-2[45]")), kind
+    records = {json.loads(p.read_text())["run_id"] for p in (out / "metadata" / "runs").glob("*.json")}
+    assert records == {reports[2].run_id, last.run_id}
+    assert not old_log.exists() and list((out / "logs").glob("run-*.log"))  # recent logs stay
+    assert read_table(out, "forecasts").num_rows == before  # the latest run reads as before
+    assert not (out / ".trash").exists()
+
+    # a backfill older than the kept dates stays (pinned, with the pointer's run date): the 26th goes
+    back = run_daily(cfg, date(2026, 11, 20), keep_local=2)
+    assert run_dates(out) == {"2026-11-20", "2026-11-27"}
+    assert back.steps[-1][1].startswith("removed 1 run date (2026-11-26): ")
+    assert prune_results(out, 5).describe() == "kept all 2 run dates"
+    with pytest.raises(ValueError, match="keep must be >= 1"):
+        prune_results(out, 0)

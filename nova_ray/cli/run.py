@@ -36,6 +36,9 @@ def run(
     ),
     endpoint_url: str = typer.Option(None, "--endpoint-url", help="S3-compatible endpoint (MinIO)."),
     keep: int = typer.Option(None, "--keep", min=0, help="Published runs to keep (0: all)."),
+    keep_local: int = typer.Option(
+        None, "--keep-local", min=0, help="Run dates kept in the results folder (0: all)."
+    ),
     force: bool = typer.Option(False, "--force", help="Rerun even if this date's run is already published."),
     address: str = typer.Option(None, "--address", help="Ray cluster to join (default: local Ray)."),
     num_cpus: int = typer.Option(None, "--num-cpus", min=1, help="CPUs for local Ray (default: all)."),
@@ -56,6 +59,7 @@ def run(
             "to": to,
             "endpoint_url": endpoint_url,
             "keep": keep,
+            "keep_local": keep_local,
             "address": address,
             "num_cpus": num_cpus,
         },
@@ -77,6 +81,7 @@ def run(
                 to=cfg.publish.to or None,
                 endpoint_url=cfg.publish.endpoint_url or None,
                 keep=cfg.publish.keep or None,
+                keep_local=cfg.publish.keep_local or None,
                 force=force,
                 progress=bars,
             )
