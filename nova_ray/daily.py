@@ -10,6 +10,7 @@ jobs from overlapping.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -19,6 +20,8 @@ from typing import Any
 from .config import Config
 from .io.lock import job_lock
 from .io.results import read_pointer
+
+LOG = logging.getLogger("nova_ray")
 
 
 class PublishFailed(OSError):
@@ -39,6 +42,12 @@ class DailyReport:
     skipped: bool = False
     wall_seconds: float = 0.0
     summary: dict[str, Any] = field(default_factory=dict)
+    log_path: str = ""
+
+    def step(self, name: str, what: str) -> None:
+        """Record a step's outcome (for stdout) and log it (for the run's log file)."""
+        self.steps.append((name, what))
+        LOG.info("step %s: %s", name, what)
 
 
 def _raw_files(raw: Path) -> bool:
@@ -58,22 +67,23 @@ def run_daily(
     """etl -> forecast (+ recommendations) -> publish, for `run_date`, under the job lock; then
     (`keep_local`) the results folder keeps its `keep_local` newest run dates (`io.retention`)."""
     from .io.demand import dataset_id
-    from .pipeline import attach_exog, load_demand, load_series, run_forecast
+    from .pipeline import attach_exog, load_demand, load_series, run_forecast, run_log
     from .provenance import config_hash
 
     t0 = time.perf_counter()
     report = DailyReport(run_date=run_date.isoformat())
-    with job_lock(cfg.paths.output):
+    with job_lock(cfg.paths.output), run_log(cfg.paths.output) as log_path:
+        report.log_path = str(log_path)  # one log for the whole job: the forecast's lines go into it too
+        LOG.info("daily run %s", report.run_date)
         raw = Path(cfg.etl.raw)
         if _raw_files(raw):
             from .etl.features import build_features
 
             res = build_features(raw, cfg.etl.processed)
-            report.steps.append(
-                ("etl", f"{len(res.feature_columns)} features from {len(res.sources)} files -> {res.path}")
-            )
+            n, files = len(res.feature_columns), len(res.sources)
+            report.step("etl", f"{n} features from {files} files -> {res.path}")
         else:
-            report.steps.append(("etl", f"skipped: no raw files in {raw}"))
+            report.step("etl", f"skipped: no raw files in {raw}")
         from . import __version__
 
         prior, why = None, ""
@@ -89,36 +99,30 @@ def run_daily(
         if prior is not None:
             report.skipped = True
             report.run_id = prior["run_id"]
-            report.steps.append(
-                (
-                    "forecast",
-                    f"skipped: {prior['run_id']} is already this date's run of "
-                    "the same data and settings (--force reruns)",
-                )
+            report.step(
+                "forecast",
+                f"skipped: {prior['run_id']} is already this date's run of the same data and settings "
+                "(--force reruns)",
             )
             if stale is not None:
                 from .recommend_job import run_recommend
 
                 res = run_recommend(cfg)
                 report.summary = {"warnings": res.warnings}
-                report.steps.append(("recommend", f"recomputed ({stale}): {res.table.height} rows"))
+                report.step("recommend", f"recomputed ({stale}): {res.table.height} rows")
         else:
             # a run of this date killed earlier (the same data and settings) goes on from its checkpoints
             summary = run_forecast(cfg, progress=progress, run_date=run_date, resume=None)
             report.run_id = summary.run_id
             report.summary = summary.to_dict()
             recs = summary.recommendations
-            report.steps.append(
-                (
-                    "forecast",
-                    f"{summary.run_id}: {summary.items} items in {summary.wall_seconds:.0f} s"
-                    + (f" (rerun: {why})" if why else ""),
-                )
+            report.step(
+                "forecast",
+                f"{summary.run_id}: {summary.items} items in {summary.wall_seconds:.0f} s"
+                + (f" (rerun: {why})" if why else ""),
             )
-            report.steps.append(("models", summary.incremental()))
-            report.steps.append(
-                ("recommend", f"{recs.get('rows', 0)} rows" if recs else "skipped: no stock file")
-            )
+            report.step("models", summary.incremental())
+            report.step("recommend", f"{recs.get('rows', 0)} rows" if recs else "skipped: no stock file")
         if to:
             from .io.publish import sync_run
 
@@ -129,21 +133,19 @@ def run_daily(
                 )
             except OSError as exc:  # the run itself is done: say so, a rerun only publishes it
                 raise PublishFailed(to, str(report.run_id), exc) from exc
-            report.steps.append(
-                (
-                    "publish",
-                    f"{sync.uploaded} files uploaded, {sync.skipped} already there, "
-                    f"pointer {'moved' if sync.pointer_moved else 'unchanged'} "
-                    f"-> {sync.target}" + "".join(f"; warning: {w}" for w in sync.warnings),
-                )
+            report.step(
+                "publish",
+                f"{sync.uploaded} files uploaded, {sync.skipped} already there, "
+                f"pointer {'moved' if sync.pointer_moved else 'unchanged'} "
+                f"-> {sync.target}" + "".join(f"; warning: {w}" for w in sync.warnings),
             )
         else:
-            report.steps.append(("publish", "skipped: no --to"))
+            report.step("publish", "skipped: no --to")
         if keep_local:
             from .io.retention import prune_results
 
             pruned = prune_results(cfg.paths.output, keep_local, pinned={run_date.isoformat()})
-            report.steps.append(("prune", pruned.describe()))
+            report.step("prune", pruned.describe())
     report.wall_seconds = time.perf_counter() - t0
     return report
 

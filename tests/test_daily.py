@@ -64,8 +64,16 @@ def test_daily_run_publishes_and_is_idempotent(env: Path, small_demo: Path, ray_
     assert "models 0 items reused stored model choices; " in text and "fitted cold: no stored models" in text
     assert f"log {env / 'out' / 'logs'}" in text
 
+    log = next(p for p in (env / "out" / "logs").glob("run-*.log"))
+    lines = log.read_text()  # one log for the whole job: its steps, the forecast's lines, the publish
+    assert "step etl: " in lines and "fitted on " in lines and "step publish: " in lines
+    assert lines.index("step etl: ") < lines.index("fitted on ") < lines.index("step publish: ")
+
     again = _run(small_demo, target)
     assert again.exit_code == 0 and "skipped" in again.output and first["run_id"] in again.output
+    logs = sorted((env / "out" / "logs").glob("run-*.log"), key=lambda p: p.stat().st_mtime)
+    assert len(logs) == 2 and "step forecast: skipped: " in logs[-1].read_text()  # a skipped run logs too
+    assert f"log {logs[-1]}" in " ".join(again.output.split())
     assert (
         json.loads((env / "out" / "metadata" / "last_updated.json").read_text())["run_id"] == first["run_id"]
     )

@@ -101,7 +101,7 @@ def run(
     warn(report.summary.get("warnings") or [], 20)  # the cron log shows them, not only the run's log
     for step, what in report.steps:  # one line each, never wrapped: cron logs are grepped
         out.print(f"[bold]{step:<10}[/] {escape(what)}", highlight=False, soft_wrap=True)
-    if report.summary.get("log_path"):
-        out.print(f"{'log':<10} {report.summary['log_path']}", highlight=False, soft_wrap=True, markup=False)
+    if report.log_path:  # the whole job's: etl, forecast, publish and prune (a skipped run's too)
+        out.print(f"{'log':<10} {report.log_path}", highlight=False, soft_wrap=True, markup=False)
     console.print(f"daily run {report.run_date} done in {report.wall_seconds:.0f} s (run {report.run_id})",
                   soft_wrap=True)
