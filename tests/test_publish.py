@@ -108,11 +108,14 @@ def test_folder_sync_layout_manifest_pointer(runs: dict[str, Path], tmp_path: Pa
     files = files_under(target)
     assert not [f for f in files if ".tmp" in f]
     data_files = {f"runs/{A}/{f.relpath}" for f in find_run(runs[A]).files}
-    assert set(files) == {POINTER, f"runs/{A}/manifest.json"} | data_files
+    pointer = json.loads(files[POINTER])
+    named = pointer["manifest"]  # content-addressed: runs/<id>/manifest-<sha256[:16]>.json
+    assert named == f"runs/{A}/manifest-{hashlib.sha256(files[named]).hexdigest()[:16]}.json"
+    assert set(files) == {POINTER, named, f"runs/{A}/manifest.json"} | data_files
+    assert files[named] == files[f"runs/{A}/manifest.json"]  # the run's newest manifest, copied
     naive = f"runs/{A}/forecasts/run_date=2025-01-01/model=naive/part-00000-"  # + its sha256[:16]
     (name,) = [f for f in files if f.startswith(naive)]
     assert name == naive + hashlib.sha256(files[name]).hexdigest()[:16] + ".parquet"
-    pointer = json.loads(files[POINTER])
     manifest = json.loads(files[f"runs/{A}/manifest.json"])
     assert pointer["run_path"] == f"runs/{A}" and pointer["run_id"] == A
     assert pointer["manifest_sha256"] == hashlib.sha256(files[f"runs/{A}/manifest.json"]).hexdigest()
@@ -158,6 +161,65 @@ def test_interrupted_sync_keeps_previous_run_and_rerun_completes(runs: dict[str,
     assert report.previous_run_id == A and report.deleted_runs == [A]
     assert store.refresh() and store.current.run_id == B
     assert "recommendations" in store.current.kinds
+
+
+def test_an_amended_run_synced_again_and_killed_before_the_pointer_stays_readable(
+    runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`recommend` then `sync` of the published run writes a second manifest beside the first
+    (named by its content): killed before the pointer, the target still serves the run as it was
+    (the manifest the pointer names was overwritten in place: 503 for every reader until a rerun)."""
+    from nova_ray.io import publish
+    from nova_ray.io.recommendations import amend_run
+
+    target = tmp_path / "shared"
+    sync_run(runs[B], target)
+    first = json.loads((target / POINTER).read_text())
+    monkeypatch.setitem(TABLES, "recommendations", (RECOMMENDATIONS, None))
+    amend_run(runs[B], B, "2025-01-02", "recommendations",
+              pa.table({"item_id": ["A-1"], "site": ["SSA"], "order_qty": [99.0], "urgency": ["high"]}),
+              {"run_id": B})
+    write = publish.Location.write_atomic
+
+    def killed_at_the_pointer(self, rel: str, data: bytes) -> None:
+        if rel == POINTER:
+            raise KeyboardInterrupt  # the process dies here
+        write(self, rel, data)
+
+    monkeypatch.setattr(publish.Location, "write_atomic", killed_at_the_pointer)
+    with pytest.raises(KeyboardInterrupt):
+        sync_run(runs[B], target)
+    monkeypatch.setattr(publish.Location, "write_atomic", write)
+    assert json.loads((target / POINTER).read_text()) == first
+    store = RunStore(str(target))
+    assert store.refresh() and store.current.kinds["recommendations"].table.num_rows == 4  # as it was
+    version = store.current.version
+    report = sync_run(runs[B], target)  # the rerun publishes the amendment
+    assert report.pointer_moved
+    assert json.loads((target / POINTER).read_text())["manifest"] != first["manifest"]
+    assert store.refresh() and store.current.kinds["recommendations"].table.num_rows == 1
+    assert store.current.run_id == B and store.current.version != version  # pages can tell
+    assert (target / first["manifest"]).exists()  # a reader of the old pointer still finds its manifest
+
+
+def test_a_backfill_publishes_its_own_model_versions_and_resyncs_change_nothing(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """The run record carries the run's model versions: a run that is not the folder's latest
+    (a backfill, a roll-back) publishes them too, and syncing it again after a later run rewrites
+    neither its manifest nor the pointer (they came out empty, so the manifest changed)."""
+    root = tmp_path / "results"
+    write_run(root, B, date(2025, 1, 2), 1.0)
+    target = tmp_path / "shared"
+    sync_run(root, target)
+    before = files_under(target)
+    write_run(root, C, date(2025, 1, 3), 2.0)  # a later run: metadata/model_versions.json is its
+    again = sync_run(root, target, run_id=B)
+    assert (again.uploaded, again.pointer_moved) == (0, False) and files_under(target) == before
+    write_run(root, A, date(2025, 1, 1), 3.0)  # a backfill: the folder's versions file stays C's
+    sync_run(root, target, run_id=A)
+    manifest = json.loads((target / "runs" / A / "manifest.json").read_text())
+    assert manifest["model_versions"]["run_id"] == A
 
 
 def test_corrupt_target_file_is_replaced_on_rerun(runs: dict[str, Path], tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ a swap to run B under load, then B's recommendations and a broken third run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -196,6 +197,8 @@ def test_endpoints_filters_and_paging(srv: dict[str, Any]) -> None:
     assert get("/api/v1/forecasts", model="lstm")["total"] == 0
     pages = [get("/api/v1/forecasts", limit=7, offset=o) for o in range(0, full["total"], 7)]
     assert [d for p in pages for d in p["data"]] == full["data"]
+    pointer = (srv["served"] / "last_updated.json").read_bytes()  # a page's version: its publish
+    assert {p["version"] for p in pages} == {health["version"]} == {hashlib.sha256(pointer).hexdigest()[:16]}
     assert pages[-1]["count"] == (full["total"] % 7 or 7)
     beyond = get("/api/v1/forecasts", offset=10_000)
     assert beyond["count"] == 0 and beyond["total"] == full["total"]

@@ -19,8 +19,8 @@ def sync(
     endpoint_url: str = typer.Option(None, "--endpoint-url", envvar="AWS_ENDPOINT_URL", show_envvar=False,
                                      help="S3-compatible endpoint, e.g. http://minio:9000 (credentials: the "
                                      "standard AWS_* environment variables)."),
-    keep: int = typer.Option(None, "--keep", min=1, help="After the pointer moved, delete all but the N most "
-                             "recently published runs on the target."),
+    keep: int = typer.Option(None, "--keep", min=1, help="After the pointer moved, keep N runs on the "
+                             "target: the synced one and the pointer's, then the newest others."),
     config: str = typer.Option(None, "--config", help="Config TOML (default configs/default.toml).",
                                envvar="NOVA_RAY_CONFIG"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
@@ -56,7 +56,7 @@ def sync(
               f"{report.skipped} already present ({report.bytes_uploaded} bytes); {moved} (previous: "
               f"{report.previous_run_id or 'none'})", highlight=False)
     if report.deleted_runs:
-        out.print(f"deleted older runs: {', '.join(report.deleted_runs)}", highlight=False)
+        out.print(f"deleted runs (--keep {keep}): {', '.join(report.deleted_runs)}", highlight=False)
     if report.incomplete_runs:
         out.print(f"left incomplete run folders (interrupted syncs): {', '.join(report.incomplete_runs)}",
                   highlight=False)

@@ -2,13 +2,18 @@
 
 Target layout (a folder, or ``s3://bucket/prefix``):
     runs/<run_id>/<kind>/run_date=YYYY-MM-DD/[model=<name>/]part-*.parquet
-    runs/<run_id>/manifest.json   files (size, sha256, rows), row counts per kind, run metadata
-    last_updated.json             pointer naming runs/<run_id>; written LAST (rename / single PUT)
+    runs/<run_id>/manifest-<sha256[:16]>.json   files (size, sha256, rows), row counts per kind,
+                                  run metadata; named by its content, never overwritten
+    last_updated.json             pointer naming the run and its manifest; written after them
+                                  (rename / single PUT)
+    runs/<run_id>/manifest.json   a copy of the run's newest manifest, written after the pointer
+                                  (what pruning and listings read)
 
 Every data file is verified (sha256 of what was sent against a re-read of the target) before the
 manifest is written, and the manifest before the pointer. Readers resolve the pointer, then the
-manifest, and never list folders. An interrupted sync leaves the old pointer and run untouched; a
-rerun skips files already present with a matching checksum. This module is light on purpose (pyarrow
+manifest it names, and never list folders. An interrupted sync leaves the old pointer, and every
+file it names, untouched (a run amended and synced again gets a new manifest beside its old one);
+a rerun skips files already present with a matching checksum. This module is light on purpose (pyarrow
 and the standard library only): the serving side imports it.
 """
 
@@ -31,6 +36,12 @@ import pyarrow.parquet as pq
 
 POINTER = "last_updated.json"
 MANIFEST = "manifest.json"
+MANIFEST_RE = re.compile(r"^manifest(-[0-9a-f]{16})?\.json$")  # what a pointer may name
+
+
+def manifest_file(data: bytes) -> str:
+    """The content-addressed name of a manifest (a new one never replaces what a pointer names)."""
+    return f"manifest-{hashlib.sha256(data).hexdigest()[:16]}.json"
 RUNS = "runs"
 FORMAT = 1
 CHUNK = 4 << 20
@@ -319,10 +330,12 @@ def find_run(results: str | Path, run_id: str | None = None) -> SourceRun:
     record = _read_json(rec_path, "run record")
     if record.get("status") != "complete" or record.get("run_id") != run_id:
         raise PublishError(f"{rec_path}: run {run_id} is not complete (status {record.get('status')!r})")
-    versions_path = meta / "model_versions.json"
-    versions = _read_json(versions_path, "model versions") if versions_path.exists() else {}
-    if versions.get("run_id") not in (None, run_id):
-        versions = {}  # describes a later run
+    versions = record.get("model_versions")  # recorded with the run (since 2026-12-05)
+    if not isinstance(versions, dict):
+        versions_path = meta / "model_versions.json"
+        versions = _read_json(versions_path, "model versions") if versions_path.exists() else {}
+        if versions.get("run_id") not in (None, run_id):
+            versions = {}  # describes a later run
     partitions = record.get("partitions") or {}
     if not isinstance(partitions, dict) or not partitions:
         raise PublishError(f"{rec_path}: run {run_id} lists no partitions")
@@ -461,22 +474,23 @@ def sync_run(
             status = "uploaded"
         if on_file is not None:
             on_file(f, status)
-    manifest_rel = f"{prefix}/{MANIFEST}"
+    latest_rel = f"{prefix}/{MANIFEST}"  # the run's newest manifest, as a copy
     manifest = build_manifest(run, utc_stamp())
-    existing = loc.read(manifest_rel)
+    existing = loc.read(latest_rel)
     try:
         current = json.loads(existing) if existing else None
     except ValueError:
         current = None
     if isinstance(current, dict) and _same_manifest(current, manifest):
-        data = existing
-        manifest = current
+        assert existing is not None
+        data, manifest = existing, current  # nothing changed: the same manifest, the same pointer
     else:
         data = _dumps(manifest)
+    manifest_rel = f"{prefix}/{manifest_file(data)}"
+    if loc.read(manifest_rel) != data:  # a new name: the manifest a live pointer names stays as it is
         loc.write_atomic(manifest_rel, data)
         if loc.read(manifest_rel) != data:
             raise PublishError(f"{loc.uri}/{manifest_rel}: verification failed after writing")
-    assert data is not None
     pointer = {
         "format": FORMAT,
         "run_id": run.run_id,
@@ -498,14 +512,17 @@ def sync_run(
     elif old is None or old[1] != pointer:
         loc.write_atomic(POINTER, _dumps(pointer))
         report.pointer_moved = True
+    if existing != data:  # only now: a pointer of an older nova-ray names manifest.json itself
+        loc.write_atomic(latest_rel, data)
     if keep is not None:
         report.deleted_runs, report.incomplete_runs = prune_runs(loc, keep, run.run_id)
     return report
 
 
 def prune_runs(loc: Location, keep: int, current: str) -> tuple[list[str], list[str]]:
-    """Delete all but the `keep` newest complete runs (by run date, then published_at: a backfill
-    published today is older than today's run); `current` and the pointer's run always stay.
+    """Keep `keep` complete runs: `current` and the pointer's run always, then the newest others
+    (by run date, then published_at: a backfill published today is older than today's run); delete
+    the rest. After a roll-back with `keep` 1 that deletes the newer run rolled back from.
 
     Folders without a manifest (interrupted syncs) are left alone and returned as incomplete.
     Returns (deleted run ids, incomplete run ids).
@@ -561,9 +578,10 @@ def read_pointer(loc: Location) -> tuple[str, dict[str, Any], bytes] | None:
 def read_manifest(loc: Location, pointer: dict[str, Any]) -> dict[str, Any]:
     """The manifest a sync-target pointer names, checked against the pointer's sha256."""
     run_id = check_run_id(str(pointer["run_id"]))
-    rel = f"{RUNS}/{run_id}/{MANIFEST}"
-    if pointer.get("manifest", rel) != rel:
-        raise PublishError(f"pointer names manifest {pointer.get('manifest')!r}, expected {rel!r}")
+    rel = str(pointer.get("manifest") or f"{RUNS}/{run_id}/{MANIFEST}")
+    folder, _, name = rel.rpartition("/")
+    if folder != f"{RUNS}/{run_id}" or not MANIFEST_RE.match(name):
+        raise PublishError(f"pointer names manifest {rel!r}, expected {RUNS}/{run_id}/manifest-<sha>.json")
     raw = loc.read(rel)
     if raw is None:
         raise PublishError(f"{loc.uri}/{rel}: manifest missing")

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from ..schemas import SCHEMA_VERSION, TABLES
 from .errors import InputError
-from .results import POINTER, read_pointer, utc_now, write_json_atomic
+from .results import POINTER, pointer_of, read_pointer, utc_now, write_json_atomic
 
 ENSEMBLE = "ensemble"
 
@@ -141,6 +141,11 @@ def _record(root: Path, run_id: str, run_date: str, kind: str, rows: int,
     record.setdefault("amended", {})[kind] = utc_now()
     if summary is not None:
         record.setdefault("summary", {})[kind] = summary
+    if isinstance(record.get("model_versions"), dict):  # the run's own copy (sync publishes it)
+        counts = record["model_versions"].setdefault("row_counts", {})
+        counts[kind] = rows
+        if not rows:
+            counts.pop(kind)
     write_json_atomic(rec_path, record)
     versions_path = meta / "model_versions.json"
     if versions_path.exists():
@@ -152,5 +157,5 @@ def _record(root: Path, run_id: str, run_date: str, kind: str, rows: int,
             write_json_atomic(versions_path, versions)
     ptr = read_pointer(root)
     if ptr is not None and ptr.get("run_id") == run_id:  # the pointer last
-        write_json_atomic(meta / POINTER, {k: v for k, v in record.items() if k != "summary"})
+        write_json_atomic(meta / POINTER, pointer_of(record))
     return record

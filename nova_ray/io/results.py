@@ -45,6 +45,11 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def pointer_of(record: dict[str, Any]) -> dict[str, Any]:
+    """The pointer `last_updated.json` of a run: its record without the summary and model versions."""
+    return {k: v for k, v in record.items() if k not in ("summary", "model_versions")}
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -245,6 +250,7 @@ class ResultWriter:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staged, target)
         meta_dir = self.root / "metadata"
+        versions = model_versions | {"row_counts": dict(self.rows)}
         record = {
             "run_id": self.run_id,
             "run_date": self.run_date.isoformat(),
@@ -254,12 +260,12 @@ class ResultWriter:
             "row_counts": dict(self.rows),
             "partitions": {k: f"{k}/run_date={self.run_date.isoformat()}" for k in self.rows},
             "status": "complete",
+            "model_versions": versions,  # also for a backfill, whose versions file stays the latest's
         } | {"summary": summary}
         write_json_atomic(meta_dir / "runs" / f"{self.run_id}.json", record)
         if self._is_latest():  # a backfill (an earlier run date) leaves the latest run as it is
-            versions = model_versions | {"row_counts": dict(self.rows)}
             write_json_atomic(meta_dir / "model_versions.json", versions)
-            write_json_atomic(meta_dir / POINTER, {k: record[k] for k in record if k != "summary"})
+            write_json_atomic(meta_dir / POINTER, pointer_of(record))
         # only now: killed before the pointer, the run can still be resumed from its checkpoints
         shutil.rmtree(self.root / ".trash", ignore_errors=True)
         self.abort()

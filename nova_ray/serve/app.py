@@ -83,8 +83,9 @@ def _items(values: list[str] | None) -> list[str] | None:
 def _page(run: Run, kind: str, table: pa.Table, limit: int, offset: int) -> Response:
     """One page of rows with the run it came from; rows are JSON-encoded by Polars (fast, no Python rows)."""
     page = table.slice(offset, limit) if offset < table.num_rows else table.slice(0, 0)
-    head = dumps({"run_id": run.run_id, "generated_at": run.generated_at, "kind": kind,
-                  "total": table.num_rows, "offset": offset, "limit": limit, "count": page.num_rows})
+    head = dumps({"run_id": run.run_id, "version": run.version, "generated_at": run.generated_at,
+                  "kind": kind, "total": table.num_rows, "offset": offset, "limit": limit,
+                  "count": page.num_rows})
     rows = pl.from_arrow(page).write_json().encode() if page.num_rows else b"[]"
     return Response(content=head[:-1] + b',"data":' + rows + b"}", media_type="application/json")
 

@@ -8,11 +8,12 @@ Light imports only (pyarrow, numpy via pyarrow, standard library): no Ray, no mo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -118,6 +119,8 @@ class Run:
     kinds: dict[str, Kind]
     site_items: dict[str, list[str]] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # changes with every publish, also of an amended run (same run_id): sha256[:16] of its pointer
+    version: str = ""
 
     def items_at_site(self, site: str) -> list[str]:
         """Item ids stocked at `site` (from the items or recommendations table)."""
@@ -170,8 +173,9 @@ class Run:
         return t.filter(mask) if mask is not None else t
 
     def summary(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "run_date": self.run_date, "generated_at": self.generated_at,
-                "published_at": self.published_at, "loaded_at": self.loaded_at, "layout": self.layout,
+        return {"run_id": self.run_id, "version": self.version, "run_date": self.run_date,
+                "generated_at": self.generated_at, "published_at": self.published_at,
+                "loaded_at": self.loaded_at, "layout": self.layout,
                 "rows": {k: v.table.num_rows for k, v in sorted(self.kinds.items())},
                 "model_version": self.meta.get("model_version")}
 
@@ -279,6 +283,7 @@ def load_run(loc: Location) -> tuple[Run | None, bytes | None]:
         return None, None
     layout, pointer, raw = found
     run = load_sync_run(loc, pointer) if layout == "sync" else load_results_run(loc, pointer)
+    run = replace(run, version=hashlib.sha256(raw).hexdigest()[:16])
     if layout == "results":  # the folder may have moved on while we read it
         again = read_pointer(loc)
         if again is None or again[2] != raw:
