@@ -222,6 +222,55 @@ def test_a_backfill_publishes_its_own_model_versions_and_resyncs_change_nothing(
     assert manifest["model_versions"]["run_id"] == A
 
 
+def test_a_killed_upload_leaves_no_file_a_dataset_reader_sees(
+    runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder upload writes a dot-named temp file: one left by a kill (simulated: the clean-up
+    skipped) is not read by pyarrow's dataset discovery (it was: twice the rows)."""
+    import pyarrow.dataset as ds
+
+    from nova_ray.io import publish
+
+    target = tmp_path / "shared"
+    sync_run(runs[A], target)
+    monkeypatch.setattr(publish, "_remove_quietly", lambda path: None)
+    monkeypatch.setattr(publish, "_fsync", lambda path: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        sync_run(runs[B], target)
+    left = [p for p in (target / "runs" / B).rglob("*tmp*")]
+    assert left and all(p.name.startswith(".") for p in left)
+    folder = left[0].parent
+    assert ds.dataset(folder, format="parquet").to_table().num_rows == 0  # only the temp file is there
+
+
+def test_a_pointer_read_while_it_is_replaced_is_read_again(
+    runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On S3 a read is a HEAD, then a ranged GET: a pointer replaced in between comes back cut
+    short. It is read again before it counts as broken; a pointer that is gone while a run is served
+    shows in /health's last_error (it said nothing)."""
+    from nova_ray.io import publish
+
+    target = tmp_path / "shared"
+    sync_run(runs[A], target)
+    loc = open_location(str(target))
+    read = publish.Location.read
+    cut = iter([True])
+
+    def cut_once(self, rel: str) -> bytes | None:
+        data = read(self, rel)
+        return data[:20] if rel == POINTER and data and next(cut, False) else data
+
+    monkeypatch.setattr(publish.Location, "read", cut_once)
+    assert read_pointer(loc)[1]["run_id"] == A
+    monkeypatch.setattr(publish.Location, "read", read)
+    store = RunStore(str(target))
+    assert store.refresh() and store.last_checked_at
+    (target / POINTER).unlink()
+    assert not store.refresh() and store.current.run_id == A
+    assert "is gone; still serving run " + A in store.last_error
+
+
 def test_corrupt_target_file_is_replaced_on_rerun(runs: dict[str, Path], tmp_path: Path) -> None:
     target = tmp_path / "shared"
     sync_run(runs[A], target)

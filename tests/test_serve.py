@@ -222,6 +222,9 @@ def test_endpoints_filters_and_paging(srv: dict[str, Any]) -> None:
     ("limit=ten", "'limit'"),
     ("date_from=2025-02-30", "'date_from'"),
     ("date_to=yesterday", "'date_to'"),
+    ("date_from=0", "'date_from': expected a date YYYY-MM-DD"),  # was 1970-01-01
+    ("date_to=1735689600", "expected a date YYYY-MM-DD"),  # was Unix seconds
+    ("date_from=2025-01-01T00:00:00%2B05:00", "expected a date YYYY-MM-DD"),
     ("date_from=2025-03-05&date_to=2025-03-01", "after date_to"),
     ("model=../../etc", "not allowed"),
     ("model=" + "m" * 65, "'model'"),
@@ -259,10 +262,16 @@ def test_bad_parameters_on_other_endpoints(srv: dict[str, Any]) -> None:
     # /health ignores a monitor's cache-busting parameter; no /docs page (it loads scripts from the web)
     assert c.get("/health?x=1").status_code == c.get("/health").status_code == 200
     assert c.get("/docs").status_code == 404 and c.get("/openapi.json").json()["paths"]
+    api = c.get("/openapi.json").json()  # the errors the API answers, not FastAPI's 422
+    for path in ("/api/v1/forecasts", "/api/v1/recommendations", "/api/v1/metrics", "/api/v1/items"):
+        assert set(api["paths"][path]["get"]["responses"]) == {"200", "400", "404", "503"}, path
+    assert "HTTPValidationError" not in json.dumps(api)
     # a method the API does not take: 405 with the Allow header; HEAD /health for load balancers
     r = c.post("/api/v1/forecasts")
     assert r.status_code == 405 and r.headers["allow"] == "GET" and r.json()["detail"]
     assert c.head("/health").status_code == c.get("/health").status_code
+    r = c.post("/health")
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "HEAD"}
 
 
 def test_new_run_swaps_in_under_load(srv: dict[str, Any]) -> None:

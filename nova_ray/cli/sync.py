@@ -37,7 +37,8 @@ def sync(
         nonlocal done
         done += 1
         if not quiet:
-            console.print(f"  [{done}] {status:<8} {f.relpath} ({f.rows} rows)", highlight=False)
+            line = f"  [{done}] {status:<8} {f.relpath} ({f.rows} rows)"
+            console.print(line, highlight=False, soft_wrap=True)  # one line each, also in a cron log
 
     try:
         with job_lock(source, create=False):  # not while a job writes or publishes from these results
@@ -54,9 +55,10 @@ def sync(
     moved = "pointer moved" if report.pointer_moved else "pointer already current"
     out.print(f"published run {report.run_id} to {report.target}: {report.uploaded} uploaded, "
               f"{report.skipped} already present ({report.bytes_uploaded} bytes); {moved} (previous: "
-              f"{report.previous_run_id or 'none'})", highlight=False)
+              f"{report.previous_run_id or 'none'})", highlight=False, soft_wrap=True)
     if report.deleted_runs:
-        out.print(f"deleted runs (--keep {keep}): {', '.join(report.deleted_runs)}", highlight=False)
+        out.print(f"deleted runs (--keep {keep}): {', '.join(report.deleted_runs)}", highlight=False,
+                  soft_wrap=True)
     if report.incomplete_runs:
         out.print(f"left incomplete run folders (interrupted syncs): {', '.join(report.incomplete_runs)}",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)

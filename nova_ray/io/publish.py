@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ import pyarrow.parquet as pq
 
 POINTER = "last_updated.json"
 MANIFEST = "manifest.json"
+POINTER_READS = 3  # reads of a pointer that is not valid JSON before it counts as broken
 MANIFEST_RE = re.compile(r"^manifest(-[0-9a-f]{16})?\.json$")  # what a pointer may name
 
 
@@ -138,9 +140,10 @@ class Location:
         final = self.path(rel)
         h, n = hashlib.sha256(), 0
         dest = final
-        if self.is_local:
-            self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
-            dest = f"{final}.tmp-{uuid.uuid4().hex[:12]}"
+        if self.is_local:  # a dot name: dataset readers (pyarrow, polars) skip a temp file left by a kill
+            folder, name = final.rsplit("/", 1)
+            self.fs.create_dir(folder, recursive=True)
+            dest = f"{folder}/.{name}.tmp-{uuid.uuid4().hex[:12]}"
         try:
             with open(src, "rb") as fin, self.fs.open_output_stream(dest) as out:
                 while chunk := fin.read(CHUNK):
@@ -564,10 +567,17 @@ def read_pointer(loc: Location) -> tuple[str, dict[str, Any], bytes] | None:
     for layout, rel in (("sync", POINTER), ("results", f"metadata/{POINTER}")):
         raw = loc.read(rel)
         if raw is not None:
-            try:
-                data = json.loads(raw)
-            except ValueError as exc:
-                raise PublishError(f"{loc.uri}/{rel}: pointer is not valid JSON: {exc}") from None
+            for attempt in range(POINTER_READS):
+                try:
+                    data = json.loads(raw)
+                    break
+                except ValueError as exc:
+                    # on S3 a read is a HEAD for the size, then a ranged GET: a pointer replaced
+                    # in between comes back cut to the old size. Read again before calling it broken
+                    if attempt == POINTER_READS - 1:
+                        raise PublishError(f"{loc.uri}/{rel}: pointer is not valid JSON: {exc}") from None
+                    time.sleep(0.1 * (attempt + 1))
+                    raw = loc.read(rel) or b""
             if not isinstance(data, dict) or not data.get("run_id"):
                 raise PublishError(f"{loc.uri}/{rel}: pointer names no run_id")
             check_run_id(str(data["run_id"]))

@@ -16,6 +16,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
+from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
@@ -35,6 +36,7 @@ DEFAULT_LIMIT = 500
 MAX_VALUES = 200  # repeated item_id values per request
 TEXT = r"^[^\x00-\x1f\x7f]+$"  # printable; values are only ever compared, never used in paths
 NAME = r"^[A-Za-z0-9_.-]+$"
+ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"  # only YYYY-MM-DD (a lax date also took 0 or Unix seconds)
 
 
 class ApiError(HTTPException):
@@ -90,6 +92,47 @@ def _page(run: Run, kind: str, table: pa.Table, limit: int, offset: int) -> Resp
     return Response(content=head[:-1] + b',"data":' + rows + b"}", media_type="application/json")
 
 
+def _day(name: str, text: str | None, run: Run) -> date | None:
+    """A YYYY-MM-DD parameter (its form already checked) as a date; 400 for a day that does not exist."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ApiError(400, f"query parameter '{name}': {text} is not a date", run.run_id) from None
+
+
+ERRORS = {  # what the data endpoints answer besides 200; the body is {"detail": ..., "run_id": ...}
+    "400": "A bad parameter (unknown, repeated, out of range, wrong form): the detail names it.",
+    "404": "The served run has no such table (e.g. no recommendations, or no metrics without backtests).",
+    "503": "No run loaded yet.",
+}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The schema FastAPI generates, with the errors this API answers: its 400s, 404s and 503s
+    (FastAPI lists a 422 that never comes: validation errors are 400s here)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    error = {"application/json": {"schema": {"type": "object", "properties": {
+        "detail": {"type": "string"}, "run_id": {"type": ["string", "null"]}}}}}
+    for path, ops in schema.get("paths", {}).items():
+        for op in ops.values():
+            responses = op.setdefault("responses", {})
+            responses.pop("422", None)
+            if path.startswith("/api/"):
+                responses |= {code: {"description": text, "content": error} for code, text in ERRORS.items()}
+            elif path == "/health":
+                responses["503"] = {"description": ERRORS["503"]}
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema.get("components", {}).get("schemas", {}).pop(name, None)
+    app.openapi_schema = schema
+    return schema
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     msgs = []
     for err in exc.errors():
@@ -97,7 +140,8 @@ def _validation_message(exc: RequestValidationError) -> str:
         name = loc[0] if loc else "request"
         msg = err.get("msg", "invalid value")
         if err.get("type") == "string_pattern_mismatch":
-            msg = "contains characters that are not allowed"
+            iso = (err.get("ctx") or {}).get("pattern") == ISO_DATE
+            msg = "expected a date YYYY-MM-DD" if iso else "contains characters that are not allowed"
         msgs.append(f"query parameter {name!r}: {msg}")
     return "; ".join(msgs) or "invalid request"
 
@@ -126,6 +170,7 @@ def create_app(
     app = FastAPI(title="nova-ray results", version=__version__, lifespan=lifespan,
                   dependencies=[Depends(_reject_unknown)], docs_url=None, redoc_url=None)
     app.state.store = store
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     def run_id() -> str | None:
         return store.current.run_id if store.current else None
@@ -163,8 +208,8 @@ def create_app(
     site_q = Query(None, min_length=1, max_length=100, pattern=TEXT,
                    description="Site (via the items or recommendations table; 400 when the run has none).")
 
-    @app.get("/health")
-    @app.head("/health", include_in_schema=False)  # load balancers' health checks
+    # GET and HEAD (load balancers' health checks) on one route: another method's 405 allows both
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health() -> Response:
         """200 with the served run, or 503 while no run is loaded."""
         return _json(store.health(), 200 if store.current is not None else 503)
@@ -176,15 +221,15 @@ def create_app(
         item_id: list[str] | None = item_q,
         site: str | None = site_q,
         model: str | None = Query(None, min_length=1, max_length=64, pattern=NAME),
-        date_from: date | None = Query(None, description="First forecast date (YYYY-MM-DD)."),
-        date_to: date | None = Query(None, description="Last forecast date (YYYY-MM-DD)."),
+        date_from: str | None = Query(None, pattern=ISO_DATE, description="First forecast date, YYYY-MM-DD."),
+        date_to: str | None = Query(None, pattern=ISO_DATE, description="Last forecast date, YYYY-MM-DD."),
         limit: int = limit_q,
         offset: int = offset_q,
     ) -> Response:
         """Forecast rows (item, model, date, point forecast, interval bounds)."""
         run = current()
         t = query(run, "forecasts", item_ids=_items(item_id), site=site, equals={"model": model},
-                  date_from=date_from, date_to=date_to)
+                  date_from=_day("date_from", date_from, run), date_to=_day("date_to", date_to, run))
         return _page(run, "forecasts", t, limit, offset)
 
     @app.get("/api/v1/recommendations")
@@ -275,6 +320,8 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if a.poll_seconds <= 0:
         p.error("--poll-seconds must be > 0")
+    if "://" not in a.results and not Path(a.results).expanduser().is_dir():  # as `nova-ray serve` does
+        p.error(f"--results {a.results}: no such folder")
     serve(a.results, host=a.host, port=a.port, endpoint_url=a.endpoint_url, poll_seconds=a.poll_seconds,
           access_log=not a.no_access_log)
 

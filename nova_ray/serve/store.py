@@ -317,12 +317,15 @@ class RunStore:
         otherwise be downloaded and hashed again every few seconds; a new pointer is tried at once."""
         with self._lock:
             found = None
+            self.last_checked_at = utc_stamp()  # also when the check fails (an outage shows as errors)
             try:
                 found = read_pointer(self.location)
-                self.last_checked_at = utc_stamp()
                 if found is None:
-                    if self.current is None:
-                        self.last_error = f"no published run at {self.location.uri} yet"
+                    where = self.location.uri
+                    self.last_error = (
+                        f"no published run at {where} yet" if self.current is None
+                        else f"the pointer at {where} is gone; still serving run {self.current.run_id}"
+                    )
                     return False
                 if found[2] == self._pointer:  # the served run's pointer again (mended, rolled back)
                     self.last_error = None
