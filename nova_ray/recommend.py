@@ -478,7 +478,7 @@ def _recommend_row(r: _Row, abc: str, segs: list[np.ndarray] | None, as_of: date
         "order_qty": qty, "eoq": q_eoq,
         "stockout_date": as_of + timedelta(days=math.ceil(days)) if days is not None else None,
         "days_to_stockout": days, "urgency": urgency(days, policy), "unit_cost": unit_cost,
-        "order_value": qty * unit_cost if unit_cost is not None else None, "method": method,
+        "order_value": round(qty * unit_cost, 2) if unit_cost is not None else None, "method": method,
         "notes": "; ".join(notes),
     }
 

@@ -249,6 +249,12 @@ def test_eoq_sets_the_order_up_to_level_with_pack_and_minimum() -> None:
     assert a["order_qty"] == 12 * np.ceil((2.0 + q) / 12) and a["order_qty"] % 12 == 0
     assert b["order_qty"] == 12 * np.ceil(200 / 12)  # the minimum in whole packs
     assert a["order_value"] == pytest.approx(a["order_qty"] * 10.0)
+    # a currency amount in cents (149 x 204.1 was 30410.899999999998)
+    cents = recommend(forecast({"A": 1.0}), stock(item_id=["A"], on_hand=[0.0], lead_time_days=[2],
+                                                   unit_cost=[204.1], min_order_qty=[149.0]),
+                      policy=NO_UNDERSHOOT, history=history({"A": np.ones(200)}))
+    row = one(cents, "A")
+    assert row["order_qty"] == 149 and row["order_value"] == 30410.9
 
 
 def test_higher_service_level_never_lowers_the_reorder_point() -> None:
