@@ -19,18 +19,24 @@ PERIODS = {"D": "days", "W": "weeks", "M": "months", "Q": "quarters", "Y": "year
 STALE_DAYS = 7  # days past a period's end before the history counts as out of date
 
 
-def stale_history(cfg: Config, end: Any, run_date: date | None = None) -> list[str]:
-    """A warning when the history's last period ended well before the run date: the stock snapshot
-    is taken as of that day, so stock-out days count from it (a stale export, not today). Not for
-    the built-in demo, whose dates are fixed (its own warning says it is generated)."""
+def stale_history(cfg: Config, end: Any, run_date: date | None = None, last_day: Any = None) -> list[str]:
+    """A warning when the history ended well before the run date: the stock snapshot is taken as of
+    its last day, so stock-out days count from it (a stale export, not today). `end`: the series'
+    last period; `last_day`: the last day of daily rows (which may fall inside a period left out as
+    incomplete), None for per-period rows, whose last period's end counts and which get the period's
+    length as slack (a month's total comes after the month). Not for the built-in demo, whose dates
+    are fixed (its own warning says it is generated)."""
     if cfg.paths.is_demo_data():
         return []
     freq = cfg.forecast.freq
     first = future_dates(pd.Timestamp(end), 1, get_frequency(freq))[0]
     as_of = (first - np.timedelta64(1, "D")).astype(object)
+    slack = int(period_days(np.array([first]), freq)[0]) + STALE_DAYS
+    if last_day is not None:
+        as_of, slack = max(as_of, pd.Timestamp(last_day).date()), 1 + STALE_DAYS
     today = run_date or datetime.now(timezone.utc).date()
     late = (today - as_of).days
-    if late <= int(period_days(np.array([first]), freq)[0]) + STALE_DAYS:
+    if late <= slack:
         return []
     return [f"{cfg.paths.data}: the history ends {as_of}, {late} days before the run date {today}: the stock "
             f"snapshot is taken as of {as_of} and stock-outs count from the day after; is the demand export "

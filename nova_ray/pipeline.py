@@ -49,7 +49,7 @@ from .models import parse_models
 from .provenance import config_hash, model_versions
 from .recommend import BACKTEST_COLUMNS, FORECAST_COLUMNS, HISTORY_COLUMNS, Policy, recommend, summarize
 from .recommend import KIND as RECOMMENDATIONS
-from .series import SeriesSet, build_series, complete_end
+from .series import SeriesSet, build_series, complete_end, per_period_rows
 from .tmpdirs import owned_prefix, sweep
 
 
@@ -280,7 +280,9 @@ def run_forecast(
     stock, warnings = load_stock(cfg, demand, items) if only is None and publish else (None, [])
     warnings = notes + warnings
     if stock is not None:
-        warnings += stale_history(cfg, end=series.end, run_date=run_date)
+        daily_rows = not per_period_rows(demand["date"], cfg.forecast.freq)
+        last_day = demand["date"].max() if daily_rows else None
+        warnings += stale_history(cfg, end=series.end, run_date=run_date, last_day=last_day)
     # what the recommendations read of the history, spilled to a scratch file for the length of the
     # run (read back a chunk of items at a time); the demand table itself is not kept
     # removed at the end, or when dropped; after a killed run, by the next one (`tmpdirs.sweep`)

@@ -1,7 +1,8 @@
 """Purchasing recommendations from the ensemble forecast: safety stock, reorder point, order quantity,
 days until stock-out, urgency and ABC class, per item and site. Pure: Polars/numpy in, Polars out.
 
-Per stock row (item, site), with ``as_of`` the day before the first forecast date (docs/recommendations.md):
+Per stock row (item, site), with ``as_of`` the history's last day (the day before the first forecast
+date, or later inside a first period left out as incomplete; docs/recommendations.md):
 
 - Daily path: the ensemble point forecast (periods spread over their days), times the site's share
   of the item's recent demand, extended past the horizon at the mean rate of the last forecast
@@ -45,6 +46,8 @@ from .recommend_inputs import (
     ensemble_items,
     ensemble_lazy,
     history_arrays,
+    history_end,
+    per_period,
     residual_segments,
     rows_of,
 )
@@ -315,7 +318,11 @@ def recommend(forecast: Table, stock: pl.DataFrame,
     forecast_items, first_day = ensemble_items(fc_rows)
     if first_day is None or stock.height == 0:
         return pl.from_arrow(SCHEMA.empty_table())
+    period = per_period(history, freq)
+    # the stock snapshot's day: the history's last day, also inside the forecast's first period (a
+    # quarter's first 65 days, dropped as incomplete, are consumed already: not projected again)
     as_of = first_day - timedelta(days=1)
+    as_of = max(as_of, history_end(history, period) or as_of)
     bt_rows = ensemble_lazy(backtests)
     if bt_rows is not None and not {"actual", "origin"} <= set(bt_rows.collect_schema().names()):
         bt_rows = None  # not the errors the residual method needs
@@ -330,8 +337,8 @@ def recommend(forecast: Table, stock: pl.DataFrame,
     def prepared(chunk: list[str]) -> list[_Row]:
         """The chunk's stock rows prepared from its forecasts and history (only the chunk's are read)."""
         fc = rows_of(fc_rows, chunk)
-        arrays, shares, hist_site = history_arrays(history, as_of, policy.history_days, chunk)
-        paths = daily_paths(fc, freq) if fc is not None else {}
+        arrays, shares, hist_site = history_arrays(history, as_of, policy.history_days, chunk, period)
+        paths = {k: _after(p, as_of) for k, p in (daily_paths(fc, freq) if fc is not None else {}).items()}
         return _prepare([r for i in chunk for r in by_item[i]], paths, arrays, shares, hist_site,
                         _classes(run_classes, arrays, chunk), policy, history is not None)
 
@@ -360,6 +367,16 @@ def recommend(forecast: Table, stock: pl.DataFrame,
     if not out:
         return pl.from_arrow(SCHEMA.empty_table())
     return sort_recommendations(pl.from_arrow(pa.Table.from_pylist(out, schema=SCHEMA)))
+
+
+def _after(path: tuple[date, np.ndarray, np.ndarray | None], as_of: date
+           ) -> tuple[date, np.ndarray, np.ndarray | None]:
+    """A daily path from the day after `as_of` (the days up to it dropped: consumed already)."""
+    first, mean, sig = path
+    skip = (as_of - first).days + 1
+    if skip <= 0:
+        return path
+    return as_of + timedelta(days=1), mean[skip:], sig[skip:] if sig is not None else None
 
 
 def _prepare(stock_rows: list[dict[str, Any]], paths: dict[str, tuple[date, np.ndarray, np.ndarray | None]],

@@ -8,9 +8,10 @@ from datetime import date
 from statistics import NormalDist
 
 import numpy as np
+import pandas as pd
 import polars as pl
 
-from .frequency import period_days
+from .frequency import get_frequency, period_days, period_start
 
 Z80 = NormalDist().inv_cdf(0.9)
 
@@ -123,23 +124,56 @@ def _text(name: str, frame: pl.DataFrame | pl.LazyFrame) -> pl.Expr:
     return pl.col(name) if dtype == pl.Categorical else pl.col(name).cast(pl.String)
 
 
+STEP = {"W": "1w", "M": "1mo", "Q": "3mo", "Y": "1y"}  # a period, as Polars offsets dates
+
+
+def per_period(history: pl.DataFrame | pl.LazyFrame | None, freq: str | None) -> str | None:
+    """`freq`'s code when every history row is dated on a period start (per-period totals, as the
+    reader takes such rows), else None (daily rows, or a daily run)."""
+    if history is None or freq is None or (code := get_frequency(freq).code) == "D":
+        return None
+    days = history.lazy().select(pl.col("date").cast(pl.Date).unique()).collect().to_series()
+    if days.is_empty():
+        return None
+    d = pd.Series(pd.to_datetime(days.to_numpy()))
+    return code if bool((period_start(d, get_frequency(code)) == d).all()) else None
+
+
+def history_end(history: pl.DataFrame | pl.LazyFrame | None, period: str | None = None) -> date | None:
+    """The history's last day (of its last period, for per-period rows: `per_period`), or None."""
+    if history is None:
+        return None
+    last = pl.col("date").cast(pl.Date).max()
+    if period is not None:
+        last = last.dt.offset_by(STEP[period]) - pl.duration(days=1)
+    value = history.lazy().select(last).collect().item()
+    return value if isinstance(value, date) else None
+
+
 def history_arrays(history: pl.DataFrame | pl.LazyFrame | None, as_of: date, days: int,
-                   items: list[str] | None = None
+                   items: list[str] | None = None, period: str | None = None
                    ) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, dict[str, float]], bool]:
     """Daily demand of the last `days` days up to `as_of` per (item, site) and per (item, '') (from
     the item's first demand on, zeros filled), each site's share of the item's demand in that window
     (of the whole history when the window has none), and whether the history has sites; of `items`
-    only when given."""
+    only when given. `period` (`per_period`): each row is a period's total, spread evenly over its
+    days (taken as one day's demand, a month of 1200 made the bootstrap's lead-time sums 5-14x
+    too spread)."""
     if history is None or (isinstance(history, pl.DataFrame) and history.height == 0):
         return {}, {}, False
     has_site = "site" in history.collect_schema().names()
     end = (as_of - date(1970, 1, 1)).days
     # lazy: only the aggregates below are materialised, never a copy of the whole history
     h = history.lazy().select(
-        _text("item_id", history), pl.col("date").cast(pl.Date).cast(pl.Int32).alias("day"),
+        _text("item_id", history), pl.col("date").cast(pl.Date),
         pl.col("quantity").cast(pl.Float64).fill_null(0.0),
         (_text("site", history).fill_null("") if has_site else pl.lit("")).alias("site"),
-    ).filter(pl.col("day") <= end)
+    )
+    if period is not None:
+        last = pl.col("date").dt.offset_by(STEP[period]) - pl.duration(days=1)
+        h = h.with_columns(pl.date_ranges("date", last).alias("date")).with_columns(
+            pl.col("quantity") / pl.col("date").list.len()).explode("date")
+    h = h.with_columns(pl.col("date").cast(pl.Int32).alias("day")).drop("date").filter(pl.col("day") <= end)
     if items is not None:
         h = h.filter(pl.col("item_id").is_in(items))
     starts = h.group_by("item_id").agg(pl.col("day").min().alias("first")).select(

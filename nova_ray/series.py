@@ -167,10 +167,18 @@ def complete_end(dates: pd.Series, freq: str) -> tuple[pd.Timestamp, pd.Timestam
     following = pd.Timestamp(date_range(start, 2, fq)[1])
     if end == following - pd.Timedelta(days=1):
         return end, None
-    days = pd.Series(pd.unique(dates))
-    if (period_start(days, fq) == days).all():
+    if per_period_rows(dates, freq):
         return end, None
     return start - pd.Timedelta(days=1), start
+
+
+def per_period_rows(dates: pd.Series, freq: str) -> bool:
+    """Whether rows at `freq` are per-period totals: every date a period start (not for daily runs)."""
+    fq = get_frequency(freq)
+    if fq.code == "D":
+        return False
+    days = pd.Series(pd.unique(dates))
+    return bool((period_start(days, fq) == days).all())
 
 
 def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = None) -> SeriesSet:

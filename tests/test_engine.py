@@ -265,6 +265,13 @@ def test_a_history_that_ended_long_before_the_run_date_is_a_warning() -> None:
     cfg.set("freq", "M", "test")  # the October period ends on the 31st: 30 days before is on time
     assert stale_history(cfg, np.datetime64("2026-10-01"), date(2026, 11, 30)) == []
     assert stale_history(cfg, np.datetime64("2026-09-01"), date(2026, 11, 30))
+    # daily rows up to yesterday inside a quarter left out as incomplete: on time (the snapshot is
+    # yesterday's, not the last full quarter's end); daily rows that ended a month ago are stale
+    cfg.set("freq", "Q", "test")
+    q3 = np.datetime64("2026-07-01")
+    assert stale_history(cfg, q3, date(2026, 12, 5), last_day=date(2026, 12, 4)) == []
+    (msg,) = stale_history(cfg, q3, date(2026, 12, 5), last_day=date(2026, 11, 4))
+    assert "the history ends 2026-11-04, 31 days before" in msg
 
 
 def test_arima_keeps_the_drift_its_backtests_had() -> None:

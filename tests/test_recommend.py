@@ -513,6 +513,40 @@ def test_a_single_period_spread_over_the_days_of_the_runs_frequency() -> None:
     assert len(guessed) == 31 + 29 + 29
 
 
+def test_a_period_partly_past_is_not_projected_again() -> None:
+    """Daily rows up to 2026-12-04 under quarterly periods: the incomplete Q4 is left out of the
+    fit and forecast, but the stock snapshot is the history's last day's, so the stock-out counts
+    from 2026-12-05 over the rest of Q4 (it counted from 2026-09-30: a date in the past)."""
+    q = [date(2026, 10, 1), date(2027, 1, 1), date(2027, 4, 1)]
+    fc = pl.DataFrame({"item_id": ["A"] * 3, "date": q, "forecast": [920.0, 900.0, 910.0]})
+    days = [date(2026, 12, 4) - timedelta(days=k) for k in range(400)][::-1]
+    hist = pl.DataFrame({"item_id": ["A"] * 400, "date": days, "quantity": [10.0] * 400})
+    st = stock(item_id=["A"], on_hand=[300.0], lead_time_days=[14])
+    r = one(recommend(fc, st, history=hist, policy=NO_UNDERSHOOT, freq="Q"))
+    assert r["stockout_date"] == date(2027, 1, 3) and r["days_to_stockout"] == pytest.approx(30.0)
+    assert r["lead_time_demand"] == pytest.approx(140.0)
+
+
+def test_per_period_history_is_spread_over_its_days() -> None:
+    """Monthly rows dated on the 1st (per-period totals): each month's total is spread over its
+    days for the bootstrap, as the forecast is; taken as one day's demand followed by 30 empty
+    days, the safety stock of a steady item came out 5-14x too high."""
+    firsts = [date(2023, 1, 1) + timedelta(days=0)]
+    while len(firsts) < 24:
+        d = firsts[-1]
+        firsts.append(date(d.year + d.month // 12, d.month % 12 + 1, 1))
+    rng = np.random.default_rng(3)
+    per_month = [310.0 + rng.normal(0, 15) for _ in firsts]
+    monthly = pl.DataFrame({"item_id": ["A"] * 24, "date": firsts, "quantity": per_month})
+    fc = pl.DataFrame({"item_id": ["A"] * 3, "date": [date(2025, 1, 1), date(2025, 2, 1), date(2025, 3, 1)],
+                       "forecast": [310.0, 280.0, 310.0]})
+    st = stock(item_id=["A"], on_hand=[1000.0], lead_time_days=[14])
+    r = one(recommend(fc, st, history=monthly, policy=NO_UNDERSHOOT, freq="M"))
+    assert r["method"] == "bootstrap" and r["stockout_date"] is None
+    # about a fortnight of ~10/day with a small spread: tens of units, not a month's worth
+    assert 0.0 < r["safety_stock"] < 40.0, r["safety_stock"]
+
+
 def test_paths_and_residual_segments_per_item_from_sorted_columns() -> None:
     """Rows in any order, several items: each item's daily path (weekly periods spread) and its
     backtest errors per window, windows that tile joined, a gap starting a new segment, a
