@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from .classify import CLASS_MODELS, adi_cv2, classify
-from .cleaning import CAPPED_CLASSES, cap, fence
+from .cleaning import CAPPED_CLASSES, cap, fence, recent_periods
 from .frequency import future_dates
 from .models import LEVELS, MODELS, Forecast, get_model
 from .models.base import STATE, ModelError, finalize, seasonal_error_scale
@@ -298,8 +298,10 @@ def _run_model(
     n, h = len(y), spec.horizon
     known = {} if x is None else (x_known or {})
 
+    recent = recent_periods(spec.freq)
+
     def train(o: int) -> np.ndarray:
-        return cap(y[:o], fence(y[:o])) if capped else y[:o]
+        return cap(y[:o], fence(y[:o], recent=recent)) if capped else y[:o]
 
     def search(end: int) -> dict:
         """The model's choice on the training set that ends at `end` (its last `search_window`)."""
@@ -324,7 +326,7 @@ def _run_model(
         # estimated once at the oldest origin; later windows re-filter y[:o] with those parameters
         # (capped at the oldest training set's fence: a cap from the past only); with regressors
         # a window at origin o sees x[:o + h] only, as a refit would
-        yb = cap(y, fence(y[: origins[0]])) if capped else y
+        yb = cap(y, fence(y[: origins[0]], recent=recent)) if capped else y
         kw = {} if x is None else {"x": x[: origins[-1] + h]}
         if known:
             kw["x_future"] = [known.get(o) for o in origins]
@@ -414,7 +416,7 @@ def forecast_item(
     names, notes = models_for(cls, spec)
     stat_names = [nm for nm in names if not MODELS[nm].is_global]
     capped = spec.cap_outliers and cls in CAPPED_CLASSES and bool(stat_names)  # the LSTM sees raw values
-    if capped and (k := int((y > (limit := fence(y))).sum())):
+    if capped and (k := int((y > (limit := fence(y, recent=recent_periods(spec.freq)))).sum())):
         notes.append(f"{k} value(s) above {limit:.4g} capped before fitting")
     origins = backtest_origins(n, spec.horizon, spec.backtest_windows, spec.step, m)
     seed = item_seed(spec.seed, item_id)

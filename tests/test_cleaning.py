@@ -74,3 +74,24 @@ def test_a_lasting_step_up_is_the_new_level_not_outliers() -> None:
     spiked[-1] = 400.0
     items = pl.from_arrow(forecast_batch(_series(spiked), [0], spec).items)
     assert "1 value(s) above" in items["notes"][0]
+
+
+def test_a_monthly_level_shift_is_kept_and_the_recent_window_is_in_time() -> None:
+    """The recent fence covers 8 weeks' worth of periods, at least 6: 56 periods were the whole of
+    a monthly history, so the last three months at a new level (1200 after ~450) were capped at
+    447.5 and every model forecast it. At monthly periods the last 6 months' fence keeps them; a
+    one-off spike is still capped."""
+    from nova_ray.cleaning import recent_periods
+
+    assert [recent_periods(f) for f in "DWMQY"] == [56, 8, 6, 6, 6]
+    rng = np.random.default_rng(5)
+    y = np.r_[rng.normal(450, 40, 54), [1222.0, 1177.0, 1153.0]].round()
+    months = pd.date_range("2021-01-01", periods=len(y), freq="MS")
+    series = build_series(pd.DataFrame({"item_id": "S", "date": months, "quantity": y}), "M")
+    spec = EngineSpec(horizon=3, freq="M", models=("naive", "ets"), backtest_windows=1)
+    res = forecast_batch(series, [0], spec)
+    ets = pl.from_arrow(res.forecasts).filter(pl.col("model") == "ets")["forecast"]
+    assert ets.min() > 700.0 and "capped" not in pl.from_arrow(res.items)["notes"][0], ets  # capped: 447.5
+    spiked = np.r_[rng.normal(450, 40, 56).round(), [5000.0]]
+    spike = build_series(pd.DataFrame({"item_id": "S", "date": months, "quantity": spiked}), "M")
+    assert "1 value(s) above" in pl.from_arrow(forecast_batch(spike, [0], spec).items)["notes"][0]
