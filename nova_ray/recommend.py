@@ -40,6 +40,7 @@ import polars as pl
 import pyarrow as pa
 
 from .classify import classify
+from .cleaning import CAPPED_CLASSES, cap, fence
 from .recommend_inputs import (
     Table,
     daily_paths,
@@ -103,15 +104,21 @@ class Policy:
     min_history_days: int = 28
     bootstrap_seed: int = 7
     undershoot: bool = True
+    cap_outliers: bool = True  # [forecast] cap_outliers: smooth/erratic items' one-off spikes capped
 
     @classmethod
     def from_config(cls, cfg: Any) -> Policy:
-        """From ``cfg.recommend`` when the config has that section, else the defaults."""
+        """From ``cfg.recommend`` when the config has that section (and ``cfg.forecast.cap_outliers``),
+        else the defaults."""
         section = getattr(cfg, "recommend", None)
         if section is None:
             return cls()
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in dataclasses.asdict(section).items() if k in names})
+        kw = {k: v for k, v in dataclasses.asdict(section).items() if k in names}
+        forecast = getattr(cfg, "forecast", None)
+        if forecast is not None and hasattr(forecast, "cap_outliers"):
+            kw["cap_outliers"] = bool(forecast.cap_outliers)
+        return cls(**kw)
 
     def service_level(self, abc: str) -> float:
         """The target cycle service level of ABC class `abc`."""
@@ -509,6 +516,7 @@ def _safety_stock(r: _Row, p: float, lead: int, ltd: float, full: np.ndarray, se
         return 0.0, "residual" if use_resid else "bootstrap"
     rng = _rng(policy.bootstrap_seed, r.stock["item_id"], r.stock["site"])
     n = policy.bootstrap_samples
+    history, segs = _capped(r, segs, policy)
     if use_resid:
         assert segs is not None
         errors = block_bootstrap(segs, lead, n, policy.block_days, rng) * r.share
@@ -516,16 +524,16 @@ def _safety_stock(r: _Row, p: float, lead: int, ltd: float, full: np.ndarray, se
         if bias < 0:  # an over-forecast in the backtest is not credited against the safety stock
             errors -= bias
         if policy.undershoot:
-            errors += undershoot(r.history, n, rng)
+            errors += undershoot(history, n, rng)
         return max(0.0, quantile(errors, p)), "residual"
     if segs is not None and r.cls not in INTERMITTENT:
         r.notes.append(f"{n_resid} backtest errors < {policy.min_residual_days}: bootstrap of the history")
-    if len(r.history) >= policy.min_history_days:
-        samples = block_bootstrap([r.history], lead, n, policy.block_days, rng)
+    if len(history) >= policy.min_history_days:
+        samples = block_bootstrap([history], lead, n, policy.block_days, rng)
         m = float(samples.mean())
         samples *= ltd / m if m > 0 else 0.0  # the forecast's level, the history's shape
         if policy.undershoot:
-            samples += undershoot(r.history, n, rng) * (ltd / m if m > 0 else 0.0)
+            samples += undershoot(history, n, rng) * (ltd / m if m > 0 else 0.0)
         return max(0.0, quantile(samples, p) - ltd), "bootstrap"
     if r.sigma is None:
         r.notes.append("no backtest errors, history or intervals: safety stock 0")
@@ -534,6 +542,25 @@ def _safety_stock(r: _Row, p: float, lead: int, ltd: float, full: np.ndarray, se
                    if r.history_given else "no demand history given: normal approximation")
     var = extend_path(r.sigma**2, len(full))[:lead].sum()
     return max(0.0, NormalDist().inv_cdf(p) * math.sqrt(var)), "normal"
+
+
+def _capped(r: _Row, segs: list[np.ndarray] | None, policy: Policy
+            ) -> tuple[np.ndarray, list[np.ndarray] | None]:
+    """The row's history and backtest errors with a smooth or erratic item's one-off spikes capped
+    at the fence the models' training values are capped at (nova_ray/cleaning.py; history days
+    above it, and errors above it, as the fence): the models did not extrapolate the spike, and one
+    day of 5000 for an item of 10 a day in 42 days of backtest errors set a safety stock of ~1000
+    days of demand. Intermittent and lumpy items, and `cap_outliers` off: as they are."""
+    if not policy.cap_outliers or r.cls not in CAPPED_CLASSES or not len(r.history):
+        return r.history, segs
+    limit = fence(r.history)
+    history = cap(r.history, limit)
+    if history is not r.history:
+        r.notes.append(f"{int((r.history > limit).sum())} history day(s) above {limit:.4g} capped "
+                       "for the safety stock")
+    if segs and np.isfinite(limit) and r.share > 0:  # errors of the item's demand, the site's share of it
+        segs = [np.minimum(e, limit / r.share) for e in segs]
+    return history, segs
 
 
 def _stock_frame(stock: pl.DataFrame) -> pl.DataFrame:
