@@ -415,7 +415,7 @@ def forecast_item(
     adi, cv2 = adi_cv2(y)
     names, notes = models_for(cls, spec)
     stat_names = [nm for nm in names if not MODELS[nm].is_global]
-    capped = spec.cap_outliers and cls in CAPPED_CLASSES and bool(stat_names)  # the LSTM sees raw values
+    capped = spec.cap_outliers and cls in CAPPED_CLASSES  # the LSTM too (global_lstm._capped)
     if capped and (k := int((y > (limit := fence(y, recent=recent_periods(spec.freq)))).sum())):
         notes.append(f"{k} value(s) above {limit:.4g} capped before fitting")
     origins = backtest_origins(n, spec.horizon, spec.backtest_windows, spec.step, m)
