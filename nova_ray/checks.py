@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .config import Config
-from .engine import EngineSpec, min_train
+from .engine import EngineSpec, backtest_origins, min_train
 from .frequency import future_dates, get_frequency, period_days
 
 PERIODS = {"D": "days", "W": "weeks", "M": "months", "Q": "quarters", "Y": "years"}
@@ -51,11 +51,21 @@ def too_short_to_backtest(lengths: np.ndarray, spec: EngineSpec) -> list[str]:
         return []
     train = min_train(get_frequency(spec.freq).season_length)
     need = train + spec.horizon
-    short = int((np.asarray(lengths) < need).sum())
-    if not short:
-        return []
+    lengths = np.asarray(lengths)
+    short = int((lengths < need).sum())
     unit = PERIODS.get(spec.freq, "periods")
-    return [f"{short} of {len(lengths)} items have under {need} {unit} of history ({train} to train a "
-            f"backtest window, {spec.horizon} to test it): no backtest for them, so no metrics, equal "
-            "ensemble weights and safety stock from the history; a shorter --horizon or a longer history "
-            "gives them one"]
+    out = []
+    if short:
+        out.append(f"{short} of {len(lengths)} items have under {need} {unit} of history ({train} to train a "
+                   f"backtest window, {spec.horizon} to test it): no backtest for them, so no metrics, equal "
+                   "ensemble weights and safety stock from the history; a shorter --horizon or a longer "
+                   "history gives them one")
+    m = get_frequency(spec.freq).season_length
+    counts = np.array([len(backtest_origins(int(n), spec.horizon, spec.backtest_windows, spec.step, m))
+                       for n in lengths])
+    few = int(((counts > 0) & (counts < spec.backtest_windows)).sum())
+    if few:
+        out.append(f"{few} of {len(lengths)} items have room for fewer than the {spec.backtest_windows} "
+                   f"backtest windows asked for (as few as {int(counts[counts > 0].min())}): their ensemble "
+                   "weights and metrics rest on few errors (one window can give one model all the weight)")
+    return out

@@ -414,6 +414,12 @@ def forecast_item(
     cls = classify(y)
     adi, cv2 = adi_cv2(y)
     names, notes = models_for(cls, spec)
+    if any(MODELS[nm].is_global for nm in names) and not _global_covers(names, n, spec):
+        from .global_lstm import lstm_lookback
+
+        names = [nm for nm in names if not MODELS[nm].is_global]  # global_lstm.lstm_items leaves it out
+        notes.append(f"lstm skipped: {n} periods, fewer than its input window and horizon "
+                     f"({lstm_lookback(spec)} + {spec.horizon})")
     stat_names = [nm for nm in names if not MODELS[nm].is_global]
     capped = spec.cap_outliers and cls in CAPPED_CLASSES  # the LSTM too (global_lstm._capped)
     if capped and (k := int((y > (limit := fence(y, recent=recent_periods(spec.freq)))).sum())):

@@ -39,12 +39,15 @@ from .series import SeriesSet, period_index
 
 
 def lstm_items(series: SeriesSet, spec: EngineSpec) -> list[int]:
-    """Indices of the series the global LSTM forecasts (by class under auto, or all when asked for)."""
+    """Indices of the series the global LSTM forecasts (by class under auto, or all when asked for)
+    among those with a window of their own (`lstm_lookback` + horizon periods)."""
     if spec.freq not in MODELS["lstm"].freqs:
         return []
+    need = lstm_lookback(spec) + spec.horizon  # a series without a window of its own: zeros padded in
+    long = [i for i in range(len(series)) if len(series.values_of(i)) >= need]  # (3 values got a weight)
     if spec.models is not None:
-        return list(range(len(series))) if "lstm" in spec.models else []
-    return [i for i in range(len(series)) if "lstm" in CLASS_MODELS[classify(series.values_of(i))]]
+        return long if "lstm" in spec.models else []
+    return [i for i in long if "lstm" in CLASS_MODELS[classify(series.values_of(i))]]
 
 
 def lstm_lookback(spec: EngineSpec) -> int:

@@ -147,6 +147,13 @@ def load_demand(cfg: Config, items: list[str] | None) -> Demand:
             f"{left_out:%Y-%m-%d}: that incomplete period is left out, the forecast starts with it"
         )
     demand = select_items(demand, items)
+    if left_out is not None:  # items whose rows all fall in it would vanish without a word
+        first = demand.groupby("item_id", observed=True)["date"].min()
+        new = sorted(str(i) for i in first.index[first >= left_out])
+        if new:
+            shown = ", ".join(new[:10]) + (f" and {len(new) - 10} more" if len(new) > 10 else "")
+            notes.append(f"{len(new)} item(s) have rows only in that incomplete period: no forecast for them "
+                         f"until it is complete: {shown}")
     notes += lone_first_rows(demand, cfg.paths.data)
     return Demand(demand, end, notes)
 

@@ -486,3 +486,10 @@ def test_an_incomplete_last_period_is_left_out(tmp_path: Path) -> None:
     assert series.end == np.datetime64("2024-05-01") and series.values_of(0).tolist() == [31, 29, 31, 30, 31]
     (note,) = loaded.notes
     assert "d.csv: the data end on 2024-06-12, inside the period from 2024-06-01" in note
+    # an item whose rows all fall in that period has no forecast yet: named, not dropped silently
+    g = _csv(tmp_path, "item_id,date,quantity\n" + rows + "NEW,2024-06-03,5\nNEW,2024-06-10,4\n")
+    cfg = load_config(None, {"data": str(g), "freq": "M"}, env={}, dotenv=None)
+    loaded = load_demand(cfg, None)
+    assert len(load_series(cfg, None, loaded)[0]) == 1
+    assert loaded.notes[1] == ("1 item(s) have rows only in that incomplete period: no forecast for them "
+                               "until it is complete: NEW")

@@ -243,11 +243,15 @@ def test_items_too_short_for_a_backtest_are_named_in_a_warning() -> None:
     cfg = Config()
     cfg.set("freq", "W", "test")
     cfg.set("horizon", 8, "test")
-    (msg,) = too_short_to_backtest(np.array([105, 111, 112, 300]), engine_spec(cfg))
+    msg, few = too_short_to_backtest(np.array([105, 111, 112, 300]), engine_spec(cfg))
     assert msg.startswith("2 of 4 items have under 112 weeks of history (104 to train a backtest window, 8")
+    # and one (112 weeks) has room for 1 of the 3 windows: its weights rest on one window's errors
+    assert few.startswith("1 of 4 items have room for fewer than the 3 backtest windows asked for (as few as")
     cfg.set("backtest_windows", 0, "test")  # backtests off: nothing to warn about
     assert too_short_to_backtest(np.array([105]), engine_spec(cfg)) == []
-    assert too_short_to_backtest(np.array([1095, 60]), engine_spec(Config())) == []  # daily: 14 + 30
+    assert too_short_to_backtest(np.array([1095, 300]), engine_spec(Config())) == []  # daily: 3 windows fit
+    (few,) = too_short_to_backtest(np.array([1095, 60]), engine_spec(Config()))  # 14 + 30: one of three
+    assert few.startswith("1 of 2 items have room for fewer than the 3 backtest windows")
 
 
 def test_a_history_that_ended_long_before_the_run_date_is_a_warning() -> None:
@@ -343,3 +347,22 @@ def test_the_lstm_sees_a_smooth_items_one_off_spike_capped_as_the_other_models_d
     assert pl.from_arrow(raw.forecasts).filter(pl.col("item_id") == "S0")["forecast"].mean() > fc.mean()
     bt = pl.from_arrow(res.backtests).filter(pl.col("item_id") == "S0")
     assert bt["actual"].max() == 5000.0  # the window that holds the spike measures it raw
+
+
+def test_an_item_shorter_than_the_lstms_window_is_left_to_the_other_models() -> None:
+    """3 observations: the LSTM read them padded with zeros (1.6 a day for an item of ~6) and got
+    half the ensemble's weight. Items without a window of their own are not the LSTM's; a note
+    says so, and an item only the LSTM was asked for falls back."""
+    from nova_ray.global_lstm import lstm_items
+
+    days = pd.date_range("2024-01-01", periods=200)
+    s = build_series(pd.concat([
+        pd.DataFrame({"item_id": "LONG", "date": days, "quantity": 6.0}),
+        pd.DataFrame({"item_id": "SHORT", "date": days[-3:], "quantity": [5.0, 7.0, 6.0]}),
+    ]), "D")
+    spec = EngineSpec(7, "D", ("naive", "lstm"), backtest_windows=1)
+    assert lstm_items(s, spec) == [0]
+    items = pl.from_arrow(forecast_batch(s, [1], spec).items)
+    assert "lstm skipped: 3 periods, fewer than its input window and horizon (28 + 7)" in items["notes"][0]
+    only = pl.from_arrow(forecast_batch(s, [1], dataclasses.replace(spec, models=("lstm",))).items)
+    assert only["fallback"][0] and only["models"][0] == "naive"
