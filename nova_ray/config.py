@@ -261,9 +261,16 @@ def validate(cfg: Config) -> None:
     check(f.freq.upper() in FREQUENCIES, "freq", f"must be one of {', '.join(FREQUENCIES)}")
     f.freq = f.freq.upper()
     try:
-        parse_models(f.models)
+        names = parse_models(f.models)
     except ValueError as exc:
         raise ConfigError(f"{cfg.source('models')}: setting 'models': {exc}") from None
+    if names is not None:  # none of them fits this frequency: every item would fall back, exit 0
+        from .models import MODELS
+
+        unfit = [n for n in names if f.freq not in MODELS[n].freqs]
+        fits = ", ".join(sorted(n for n in MODELS if f.freq in MODELS[n].freqs))
+        check(len(unfit) < len(names), "models", f"must include a model for frequency {f.freq} "
+              f"({', '.join(unfit)} cannot forecast it; these can: {fits})")
     check(f.arima_engine in {"statsforecast", "pmdarima", "statsmodels"}, "arima_engine",
           "must be statsforecast, pmdarima or statsmodels")
     check(f.backtest_windows >= 0, "backtest_windows", "must be >= 0")

@@ -87,8 +87,11 @@ def test_recommend_section_matches_policy() -> None:
     from nova_ray.config import Recommend
     from nova_ray.recommend import Policy
 
-    assert [f.name for f in fields(Recommend)] == [f.name for f in fields(Policy)]
+    # the policy's names are the section's, plus cap_outliers from [forecast] (the models' capping)
+    assert [f.name for f in fields(Recommend)] == [f.name for f in fields(Policy) if f.name != "cap_outliers"]
     assert Policy.from_config(load_config(None, {}, env={}, dotenv=None)) == Policy()
+    off = load_config(None, {"cap_outliers": False}, env={}, dotenv=None)
+    assert not Policy.from_config(off).cap_outliers
 
 
 def test_backtest_refit_and_search_window_are_checked() -> None:
@@ -101,3 +104,12 @@ def test_backtest_refit_and_search_window_are_checked() -> None:
         load_config(None, {"search_window": -1}, env={}, dotenv=None)
     cfg = load_config(None, {"backtest_refit": "all", "search_window": 0}, env={}, dotenv=None)
     assert (cfg.forecast.backtest_refit, cfg.forecast.search_window) == ("all", 0)
+
+
+def test_models_none_of_which_fit_the_frequency_are_a_config_error() -> None:
+    """`--models lstm --freq Q`: every item fell back to naive with exit 0."""
+    from nova_ray.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="must include a model for frequency Q .lstm cannot forecast it"):
+        load_config(None, {"models": "lstm", "freq": "Q"}, env={}, dotenv=None)
+    assert load_config(None, {"models": "lstm,naive", "freq": "Q"}, env={}, dotenv=None).forecast.models
