@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .classify import classify
+from .config import ConfigError
 from .engine import BatchResult, EngineSpec, forecast_batch
 from .global_lstm import FINAL_PART, lstm_parts
 from .memory import release_memory
@@ -258,9 +259,43 @@ def _sigterm_kept() -> Iterator[None]:
     before = signal.getsignal(signal.SIGTERM)
     try:
         yield
+    except SystemExit as exc:  # SIGTERM while `ray.init` ran: Ray's own handler exits with code 15
+        if exc.code == signal.SIGTERM and callable(before):
+            before(signal.SIGTERM, None)  # the CLI's: the run ends as a SIGTERM does (143, one line)
+        raise
     finally:
         if callable(before) and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, before)
+
+
+CONNECT_TIMEOUT_S = 15.0  # a cluster's GCS port that does not answer: ray.init would wait for ever
+
+
+class AddressError(ConfigError):
+    """A Ray address that is not one (--address, [ray] address or RAY_ADDRESS)."""
+
+
+def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail fast on a cluster address that cannot work: an HTTP address (the dashboard's, which
+    `ray job submit` takes) or a malformed one is an AddressError, a HOST:PORT that accepts no TCP
+    connection within `timeout` a ConnectionError. `ray.init` retried an unreachable head without a
+    time limit while the run held its job lock, so every later night's run was refused.
+    "auto" and ray:// addresses are left to Ray."""
+    if address == "auto" or address.startswith("ray://"):
+        return
+    if "://" in address:
+        raise AddressError(f"Ray address {address!r}: give the cluster's GCS address HOST:PORT (port "
+                           "6379 by default), not a URL (an http:// address is the dashboard's, for "
+                           "`ray job submit`)")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or " " in host:
+        raise AddressError(f"Ray address {address!r}: expected HOST:PORT, e.g. 10.0.0.5:6379, or auto")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return
+    except OSError as exc:
+        raise ConnectionError(f"cannot connect to {host}:{port} within {timeout:.0f} s: "
+                              f"{exc.strerror or exc}") from None
 
 
 @contextmanager
@@ -402,13 +437,18 @@ class RayBackend:
         if ray.is_initialized():
             started = False
         elif self.address:  # workers started by `ray start` get the thread settings as a runtime env
+            check_address(self.address)
             with _sigterm_kept():
-                ray.init(
-                    address=self.address,
-                    runtime_env={"env_vars": THREAD_ENV},
-                    log_to_driver=False,
-                    logging_level="WARNING",
-                )
+                try:
+                    ray.init(
+                        address=self.address,
+                        runtime_env={"env_vars": THREAD_ENV},
+                        log_to_driver=False,
+                        logging_level="WARNING",
+                    )
+                except ValueError as exc:  # an address Ray cannot parse
+                    why = " ".join(str(exc).split())
+                    raise AddressError(f"Ray address {self.address!r}: {why}") from None
             started = False
         else:
             # a temp dir we own: a stale /tmp/ray/ray_current_cluster cannot hijack the session.

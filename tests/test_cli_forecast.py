@@ -291,7 +291,28 @@ def test_warnings_print_as_text_and_ray_errors_name_the_ray(
     assert line.startswith("cannot reach Ray at 10.0.0.5:6379: Failed")
     assert "export RAY_AUTH_MODE=token" in line
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    assert "RAY_AUTH_MODE" not in ray_unreachable(Config(), ConnectionError("x"))
+    line = ray_unreachable(Config(), ConnectionError("x"))  # in token mode: the token may be another's
+    assert "RAY_AUTH_MODE" not in line and "check that this shell's token" in line
+    down = ray_unreachable(Config(), ConnectionError("cannot connect to 10.0.0.5:6379 within 15 s: refused"))
+    assert "token" not in down  # the port did not answer: no token hint
+
+
+def test_a_cluster_address_that_cannot_work_fails_fast(tmp_path: Path, small_demo: Path) -> None:
+    """An unreachable head: one line within the connect timeout (ray.init waited for ever, holding
+    the job lock); an HTTP or malformed address: a usage error naming it (a traceback, exit 1)."""
+    from nova_ray.distributed import AddressError, check_address
+
+    with pytest.raises(ConnectionError, match="cannot connect to 127.0.0.1:1 within 2 s"):
+        check_address("127.0.0.1:1", timeout=2)
+    for bad, why in (("http://127.0.0.1:8265", "not a URL"), ("foo bar", "expected HOST:PORT"),
+                     ("127.0.0.1:notaport", "expected HOST:PORT")):
+        with pytest.raises(AddressError, match=why):
+            check_address(bad)
+    check_address("auto")  # left to Ray
+    res = CliRunner().invoke(app, ["forecast", "--address", "http://127.0.0.1:8265", "--data",
+                                   str(small_demo / "demand.parquet"), "--models", "naive",
+                                   "--output", str(tmp_path / "out"), "-q"])
+    assert res.exit_code == 2 and "not a URL" in res.output
 
 
 def test_an_interrupted_command_says_how_to_go_on(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -411,3 +432,27 @@ def test_the_demo_default_is_announced_and_recorded(
     pointer = json.loads((tmp_path / "out" / "metadata" / "last_updated.json").read_text())
     record = json.loads((tmp_path / "out" / "metadata" / "runs" / f"{pointer['run_id']}.json").read_text())
     assert record["summary"]["demo_data"] is False
+
+
+def test_sigterm_while_joining_a_cluster_ends_as_a_sigterm_does() -> None:
+    """Ray's handler, installed during ray.init, exits with code 15 on SIGTERM (no line, not 143):
+    inside `_sigterm_kept` that exit goes to the handler the CLI had (which ends the run)."""
+    import signal
+
+    from nova_ray.distributed import _sigterm_kept
+
+    class Ended(Exception):
+        pass
+
+    def cli_handler(signum: int, frame: object) -> None:
+        raise Ended(signum)
+
+    before = signal.signal(signal.SIGTERM, cli_handler)
+    try:
+        with pytest.raises(Ended), _sigterm_kept():
+            raise SystemExit(signal.SIGTERM)  # what Ray's sigterm_handler does
+        with pytest.raises(SystemExit), _sigterm_kept():
+            raise SystemExit(1)  # other exits pass through
+        assert signal.getsignal(signal.SIGTERM) is cli_handler
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -82,9 +82,13 @@ def ray_unreachable(cfg: Config, exc: Exception) -> str:
     import os
 
     msg = f"cannot reach Ray at {ray_target(cfg)}: {one_line(exc)}"
-    if (cfg.ray.address or os.environ.get("RAY_ADDRESS")) and "RAY_AUTH_MODE" not in os.environ:
+    cluster = (cfg.ray.address or os.environ.get("RAY_ADDRESS")) and "cannot connect to" not in msg
+    if cluster and "RAY_AUTH_MODE" not in os.environ:
         msg += ("; if the cluster uses token authentication, export RAY_AUTH_MODE=token here too "
                 "(with ~/.ray/auth_token or RAY_AUTH_TOKEN)")
+    elif cluster:  # the port answered: a token the head refused?
+        msg += ("; the head answered: check that this shell's token (RAY_AUTH_TOKEN or ~/.ray/auth_token) "
+                "is the cluster's")
     return msg
 
 
