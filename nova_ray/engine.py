@@ -433,6 +433,8 @@ def forecast_item(
     if x is not None and len(x) < n + spec.horizon:
         notes.append(f"regressors ignored: they cover {len(x) - n} of {spec.horizon} future periods")
         x = None
+    if x is not None and not any(supports_exog(nm) for nm in stat_names):
+        x = None  # none of the item's models takes regressors: nothing to count or say
     if x is not None:  # short series (monthly, quarterly) get fewer regressors, in the order given
         if cached is not None:  # a warm item (no backtest here): the regressors of its cold fit
             k = min(x.shape[1], len((cached.get("exog") or {}).get("features", [])))

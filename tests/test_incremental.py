@@ -294,3 +294,23 @@ def test_ensemble_chunks_of_batches_give_the_same_tables(
         assert a.height > 0 and set(a["item_id"]) == set(ITEMS), kind
         assert_frame_equal(a, b, check_column_order=False)
     assert set(pl.from_arrow(read_table(outs[2], "forecasts"))["model"]) >= {"lstm", "ensemble"}
+
+
+def test_a_warm_item_whose_models_take_no_regressors_gets_no_regressor_note(
+    days, tmp_path: Path, small_demo: Path
+) -> None:
+    """With external factors on and models that take no regressors, every warm item got '0 of 5
+    regressors: too few observations for more' in its notes and a warning in the log (60 a night)."""
+    import shutil
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "raw").symlink_to(small_demo / "raw")  # the demo's factor files: regressors attached
+    for day in ("day1", "day2"):
+        shutil.copy(days[day], data / f"{day}.parquet")
+    run_forecast(_cfg(data / "day1.parquet", tmp_path, models="naive,theta"), use_ray=False)
+    warm = run_forecast(_cfg(data / "day2.parquet", tmp_path, models="naive,theta"), use_ray=False)
+    assert warm.exog.get("enabled")
+    assert warm.warm_items == len(ITEMS)
+    notes = pl.read_parquet(next((tmp_path / "out" / "items").iterdir()))["notes"].to_list()
+    assert not [n for n in notes if "regressors" in (n or "")], notes
