@@ -89,9 +89,10 @@ def run_daily(
         prior, why = None, ""
         if not force and _records(cfg.paths.output, run_date.isoformat()):  # the date has a run: which?
             loaded = load_demand(cfg, None)
-            series, _ = attach_exog(cfg, load_series(cfg, None, loaded)[0])
+            series, factors = attach_exog(cfg, load_series(cfg, None, loaded)[0])
             version = f"{__version__}+{config_hash(cfg, series.exog_names)}"
-            prior, why = published_run(cfg, run_date, version, dataset_id(loaded.rows))
+            prior, why = published_run(cfg, run_date, version, dataset_id(loaded.rows),
+                                       factors.get("values_sha256"))
             del loaded, series
         stale = _stale_recommendations(cfg, prior) if prior is not None else None
         if prior is not None and stale is not None and not _is_latest(cfg, prior):
@@ -164,13 +165,15 @@ def _records(output: str | Path, day: str) -> list[dict[str, Any]]:
 
 
 def published_run(
-    cfg: Config, run_date: date, version: str, dataset: str
+    cfg: Config, run_date: date, version: str, dataset: str, factors: str | None = None
 ) -> tuple[dict[str, Any] | None, str]:
     """The run of `run_date` that a rerun would repeat: the date's last run, of the same data
     (`dataset`) and settings (`version`), with forecasts, metrics (when backtests are on) and every
     table it lists on disk. Else None and why it is rerun ('' when the date has no run yet): a
     partial run (`--only-forecasts` or `--only-metrics`) or one killed while its tables were being
-    swapped in is not a finished day."""
+    swapped in is not a finished day. `factors`: the hash of the external factors' values the run
+    would see (`exog` record's values_sha256): new ETL values rerun the day (only their names were
+    in the settings' hash)."""
     runs = _records(cfg.paths.output, run_date.isoformat())
     if not runs:
         return None, ""
@@ -178,6 +181,9 @@ def published_run(
     rid = rec.get("run_id")
     if rec.get("model_version") != version or rec.get("dataset_id") != dataset:
         return None, f"the data or settings changed since {rid}"
+    made = ((rec.get("summary") or {}).get("exog") or {}).get("values_sha256")
+    if factors and made and made != factors:
+        return None, f"the external factors' values changed since {rid}"
     parts = rec.get("partitions") or {}
     wanted = ["forecasts"] + (["metrics"] if cfg.forecast.backtest_windows > 0 else [])
     lacking = [k for k in wanted if k not in parts]

@@ -236,6 +236,16 @@ def _supplied(table: pd.DataFrame | None, col: str, dates: pd.Series) -> np.ndar
     return pd.to_datetime(dates).dt.normalize().isin(have).to_numpy()
 
 
+def _values_hash(series: SeriesSet) -> str:
+    """sha256[:16] of the regressor rows a run's models see: the grid and each backtest window's."""
+    import hashlib
+
+    h = hashlib.sha256(np.ascontiguousarray(series.exog, dtype=np.float64).tobytes())
+    for back in sorted(series.exog_backtest):
+        h.update(np.ascontiguousarray(series.exog_backtest[back], dtype=np.float64).tobytes())
+    return h.hexdigest()[:16]
+
+
 def _climate_unknown(derived: pd.DataFrame, observed: pd.DataFrame) -> pd.DataFrame:
     """Derived climate columns (of `daily_table` rows) on days that read a day whose rain is
     unknown (neither observed nor supplied) -> their day-of-year climatology over `observed`
@@ -523,6 +533,8 @@ def for_run(
         series, frame, horizon, backtest_backs, extra=regressors, future_table=future, sources=sources
     )
     record = {"enabled": out.exog is not None, **ex.describe()}
+    if out.exog is not None:  # the values the models see: a rerun of the day compares them (daily.py)
+        record["values_sha256"] = _values_hash(out)
     record["backtest_exog"] = (
         {"rows": "known at each origin", "windows_back": sorted(out.exog_backtest)}
         if out.exog_backtest

@@ -309,3 +309,31 @@ def test_keep_local_prunes_the_oldest_run_dates_of_the_results_folder(env: Path,
     assert prune_results(out, 5).describe() == "kept all 2 run dates"
     with pytest.raises(ValueError, match="keep must be >= 1"):
         prune_results(out, 0)
+
+
+def test_new_factor_values_from_the_etl_rerun_the_day(env: Path, small_demo: Path, ray_session,
+                                                      monkeypatch) -> None:
+    """The ETL rewrote the features with other USD/BRL values: the date's run is not 'the same data
+    and settings' (only the features' names were in the settings' hash), so it is rerun."""
+    import shutil
+    from datetime import date
+
+    from nova_ray.config import load_config
+    from nova_ray.daily import run_daily
+
+    raw = env / "raw"
+    shutil.copytree(small_demo / "raw", raw)
+    monkeypatch.setenv("NOVA_RAY_RAW", str(raw))
+    monkeypatch.setenv("NOVA_RAY_FEATURES", str(env / "processed" / "features.parquet"))  # the ETL's
+    monkeypatch.setenv("NOVA_RAY_MODELS", "naive,arima")
+    cfg = load_config(None, {"data": str(small_demo / "demand.parquet")}, dotenv=None)
+    first = run_daily(cfg, date(2026, 11, 27))
+    same = run_daily(cfg, date(2026, 11, 27))
+    assert same.skipped and same.run_id == first.run_id
+    fx = raw / "bcb" / "usd_brl.json"
+    rows = json.loads(fx.read_text())
+    for r in rows[-100:]:
+        r["valor"] = f"{float(r['valor'].replace(',', '.')) * 1.2:.4f}".replace(".", ",")
+    fx.write_text(json.dumps(rows))
+    again = run_daily(cfg, date(2026, 11, 27))
+    assert not again.skipped and "the external factors' values changed since" in again.steps[1][1]
