@@ -28,7 +28,7 @@ class PublishFailed(OSError):
     """The day's run is done and saved in the results folder, but publishing it failed."""
 
     def __init__(self, target: str, run_id: str, cause: OSError) -> None:
-        super().__init__(cause.errno, str(cause))
+        super().__init__(cause.errno, cause.strerror or str(cause))  # str(cause) repeats "[Errno n]"
         self.target, self.run_id, self.cause = target, run_id, cause
 
 
@@ -63,15 +63,17 @@ def run_daily(
     force: bool = False,
     keep_local: int | None = None,
     progress: Any = None,
+    report: DailyReport | None = None,
 ) -> DailyReport:
     """etl -> forecast (+ recommendations) -> publish, for `run_date`, under the job lock; then
-    (`keep_local`) the results folder keeps its `keep_local` newest run dates (`io.retention`)."""
+    (`keep_local`) the results folder keeps its `keep_local` newest run dates (`io.retention`).
+    `report`: filled as the job goes (the caller can show the steps done when a later one fails)."""
     from .io.demand import dataset_id
     from .pipeline import attach_exog, load_demand, load_series, run_forecast, run_log
     from .provenance import config_hash
 
     t0 = time.perf_counter()
-    report = DailyReport(run_date=run_date.isoformat())
+    report = report or DailyReport(run_date=run_date.isoformat())
     with job_lock(cfg.paths.output), run_log(cfg.paths.output) as log_path:
         report.log_path = str(log_path)  # one log for the whole job: the forecast's lines go into it too
         LOG.info("daily run %s", report.run_date)
@@ -138,7 +140,12 @@ def run_daily(
                 "publish",
                 f"{sync.uploaded} files uploaded, {sync.skipped} already there, "
                 f"pointer {'moved' if sync.pointer_moved else 'unchanged'} "
-                f"-> {sync.target}" + "".join(f"; warning: {w}" for w in sync.warnings),
+                f"-> {sync.target}"
+                + (f"; deleted runs (--keep {keep}): {', '.join(sync.deleted_runs)}"
+                   if sync.deleted_runs else "")
+                + (f"; left incomplete run folders: {', '.join(sync.incomplete_runs)}"
+                   if sync.incomplete_runs else "")
+                + "".join(f"; warning: {w}" for w in sync.warnings),
             )
         else:
             report.step("publish", "skipped: no --to")

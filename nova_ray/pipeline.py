@@ -93,6 +93,8 @@ class RunSummary:
         parts = [f"{self.warm_items} items reused stored model choices"]
         if self.lstm == "warm":
             parts[0] += " (LSTM too)"
+        if self.resumed_items:
+            parts.append(f"{self.resumed_items} resumed from the interrupted run's checkpoints")
         for why, c in self.cold_items.items():
             shown = c["items"][:3]
             more = f", +{c['count'] - len(shown)} more" if c["count"] > len(shown) else ""

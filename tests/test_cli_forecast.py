@@ -325,7 +325,9 @@ def test_an_interrupted_command_says_how_to_go_on(monkeypatch: pytest.MonkeyPatc
     for argv, hint in ((["nova-ray", "run", "--date", "2026-11-27"], "rerun `nova-ray run` to continue"),
                        (["nova-ray", "-q", "forecast"], "rerun with --resume"),
                        (["nova-ray", "train"], "rerun with --resume"),
-                       (["nova-ray", "etl"], "rerun to start again")):
+                       (["nova-ray", "etl"], "rerun to start again"),
+                       # without --force the rerun would skip the date's earlier run
+                       (["nova-ray", "run", "--force"], "rerun `nova-ray run --force` (with the same")):
         monkeypatch.setattr(sys, "argv", argv)
         assert hint in _resume_hint()
     res = CliRunner().invoke(app, ["train", "--help"])

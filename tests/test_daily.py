@@ -337,3 +337,15 @@ def test_new_factor_values_from_the_etl_rerun_the_day(env: Path, small_demo: Pat
     fx.write_text(json.dumps(rows))
     again = run_daily(cfg, date(2026, 11, 27))
     assert not again.skipped and "the external factors' values changed since" in again.steps[1][1]
+
+
+def test_a_failed_job_still_shows_its_steps_and_log(env: Path, small_demo: Path, ray_session) -> None:
+    """The cron log got only the error line of a job whose publish was refused: the steps done and
+    the log's path come first (and the log's error line names the errno once)."""
+    res = _run(small_demo, Path("/proc/nova-ray-publish"))
+    assert res.exit_code == 1, res.output
+    text = " ".join(res.output.split())
+    assert "etl " in text and "forecast 2026" in text and "log " + str(env / "out" / "logs") in text
+    assert "publishing to /proc/nova-ray-publish was refused" in text or "error:" in text
+    log = next((env / "out" / "logs").glob("run-*.log")).read_text()
+    assert "run failed: PublishFailed" in log and "[Errno" in log and log.count("[Errno") == 1

@@ -35,6 +35,8 @@ def _resume_hint() -> str:
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
     if command in ("forecast", "train"):
         return "rerun with --resume to continue"
+    if command == "run" and "--force" in sys.argv:  # without it the rerun skips a date already run
+        return "rerun `nova-ray run --force` (with the same options) to continue (it resumes)"
     if command == "run":
         return "rerun `nova-ray run` to continue (it resumes)"
     return "rerun to start again"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -23,6 +24,9 @@ from .common import (
     warn,
 )
 from .forecast import prepare_run
+
+if TYPE_CHECKING:
+    from ..daily import DailyReport
 
 
 @app.command()
@@ -47,7 +51,7 @@ def run(
 ) -> None:
     """The daily job: etl (when raw files exist), forecast with recommendations, publish. Idempotent
     for a date; two jobs never overlap (exit 3 while another one runs)."""
-    from ..daily import PublishFailed, run_daily
+    from ..daily import DailyReport, PublishFailed, run_daily
     from ..etl import EtlError
     from ..io.lock import LockedError
     from ..io.publish import PublishError
@@ -73,6 +77,13 @@ def run(
         fail(f"option --date: {day} is after tomorrow ({today + timedelta(days=1)}): a mistyped year?")
     folder_or_exit(cfg.publish.to, f"--to {cfg.publish.to}" if to else f"publish.to {cfg.publish.to}")
     prepare_run(cfg, data)
+    report = DailyReport(run_date=day.isoformat())  # filled as the job goes: shown when a step fails
+
+    def failed(message: str, code: int = 2) -> None:
+        """The steps done and the log, then the error line (the cron log shows how far it got)."""
+        _steps(report)
+        fail(message, code=code)
+
     try:
         with BarProgress(quiet) as bars:
             report = run_daily(
@@ -84,24 +95,30 @@ def run(
                 keep_local=cfg.publish.keep_local or None,
                 force=force,
                 progress=bars,
+                report=report,
             )
     except LockedError as exc:
         fail(str(exc), code=3)
     except (InputError, ConfigError, EtlError, PublishError) as exc:  # bad input: as `etl` and `sync`
-        fail(str(exc))
+        failed(str(exc))
     except ValueError as exc:  # other one-line errors
-        fail(str(exc), code=1)
+        failed(str(exc), code=1)
     except PublishFailed as exc:
-        fail(f"{sync_failure(exc.target, exc.cause)}; run {exc.run_id} is saved in {cfg.paths.output}: a "
-             "rerun publishes it without forecasting again", code=1)
+        failed(f"{sync_failure(exc.target, exc.cause)}; run {exc.run_id} is saved in {cfg.paths.output}: "
+               "a rerun publishes it without forecasting again", code=1)
     except ConnectionError as exc:
-        fail(ray_unreachable(cfg, exc), code=1)
+        failed(ray_unreachable(cfg, exc), code=1)
     except OSError as exc:  # the network or a disk: one line, the output as it was
-        fail(one_line(exc, named=True), code=1)
+        failed(one_line(exc, named=True), code=1)
     warn(report.summary.get("warnings") or [], 20)  # the cron log shows them, not only the run's log
-    for step, what in report.steps:  # one line each, never wrapped: cron logs are grepped
+    _steps(report)
+    console.print(f"daily run {report.run_date} done in {report.wall_seconds:.0f} s (run {report.run_id})",
+                  soft_wrap=True)
+
+
+def _steps(report: DailyReport) -> None:
+    """The job's steps, one line each (never wrapped: cron logs are grepped), and its log file."""
+    for step, what in report.steps:
         out.print(f"[bold]{step:<10}[/] {escape(what)}", highlight=False, soft_wrap=True)
     if report.log_path:  # the whole job's: etl, forecast, publish and prune (a skipped run's too)
         out.print(f"{'log':<10} {report.log_path}", highlight=False, soft_wrap=True, markup=False)
-    console.print(f"daily run {report.run_date} done in {report.wall_seconds:.0f} s (run {report.run_id})",
-                  soft_wrap=True)
