@@ -69,3 +69,17 @@ def too_short_to_backtest(lengths: np.ndarray, spec: EngineSpec) -> list[str]:
                    f"backtest windows asked for (as few as {int(counts[counts > 0].min())}): their ensemble "
                    "weights and metrics rest on few errors (one window can give one model all the weight)")
     return out
+
+
+def horizon_beyond_history(lengths: np.ndarray, spec: EngineSpec) -> list[str]:
+    """A warning when items have less history than the horizon: their forecasts reach further
+    ahead than they have data behind them (40 quarters ahead of 34: an ARIMA trend of 5x the
+    history's largest value, bands a few units wide ten years out), which a run gave without a word."""
+    lengths = np.asarray(lengths)
+    over = int((lengths < spec.horizon).sum())
+    if not over:
+        return []
+    unit = PERIODS.get(spec.freq, "periods")
+    return [f"{over} of {len(lengths)} items have less history than the horizon of {spec.horizon} {unit} "
+            f"(as little as {int(lengths.min())}): their forecasts reach further ahead than their data "
+            "go back; treat the far periods with care, or use a shorter --horizon"]

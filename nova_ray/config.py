@@ -245,6 +245,20 @@ def load_config(
     return cfg
 
 
+def address_problem(address: str) -> str | None:
+    """Why a Ray cluster address cannot work (None when it may): a URL (an http:// address is the
+    dashboard's, which `ray job submit` takes) or not HOST:PORT. "auto" and ray:// are left to Ray."""
+    if not address or address == "auto" or address.startswith("ray://"):
+        return None
+    if "://" in address:
+        return ("give the cluster's GCS address HOST:PORT (port 6379 by default), not a URL (an http:// "
+                "address is the dashboard's, for `ray job submit`)")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or " " in host:
+        return "expected HOST:PORT, e.g. 10.0.0.5:6379, or auto"
+    return None
+
+
 def validate(cfg: Config) -> None:
     """Range checks that types alone do not catch; a failure names the setting and where its value
     came from (the config file, an environment variable, .env or an option)."""
@@ -258,6 +272,8 @@ def validate(cfg: Config) -> None:
 
     f = cfg.forecast
     check(f.horizon >= 1, "horizon", "must be >= 1")
+    bad_address = address_problem(cfg.ray.address)
+    check(bad_address is None, "address", f"must be a Ray cluster address: {bad_address}")
     check(f.freq.upper() in FREQUENCIES, "freq", f"must be one of {', '.join(FREQUENCIES)}")
     f.freq = f.freq.upper()
     try:

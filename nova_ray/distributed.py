@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .classify import classify
-from .config import ConfigError
+from .config import ConfigError, address_problem
 from .engine import BatchResult, EngineSpec, forecast_batch
 from .global_lstm import FINAL_PART, lstm_parts
 from .memory import release_memory
@@ -283,13 +283,9 @@ def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     "auto" and ray:// addresses are left to Ray."""
     if address == "auto" or address.startswith("ray://"):
         return
-    if "://" in address:
-        raise AddressError(f"Ray address {address!r}: give the cluster's GCS address HOST:PORT (port "
-                           "6379 by default), not a URL (an http:// address is the dashboard's, for "
-                           "`ray job submit`)")
+    if (why := address_problem(address)) is not None:
+        raise AddressError(f"Ray address {address!r}: {why}")
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or " " in host:
-        raise AddressError(f"Ray address {address!r}: expected HOST:PORT, e.g. 10.0.0.5:6379, or auto")
     try:
         with socket.create_connection((host, int(port)), timeout=timeout):
             return

@@ -22,7 +22,7 @@ import polars as pl
 
 from . import __version__
 from .assemble import best_by_class, combine_items
-from .checks import stale_history, too_short_to_backtest
+from .checks import horizon_beyond_history, stale_history, too_short_to_backtest
 from .config import Config, ConfigError, Forecast
 from .distributed import wait_for_shutdown
 from .engine import (
@@ -305,6 +305,7 @@ def run_forecast(
     if only == "metrics" and spec.backtest_windows == 0:
         raise ConfigError("--only-metrics needs backtest windows (--backtest-windows >= 1)")
     warnings += too_short_to_backtest(series.lengths(), spec) if only != "forecasts" else []
+    warnings += horizon_beyond_history(series.lengths(), spec)
     try:
         # one job at a time per results folder (`nova-ray run` holds it already) and per model
         # store: two would share the stage of the same input and date, the last to publish

@@ -366,3 +366,13 @@ def test_an_item_shorter_than_the_lstms_window_is_left_to_the_other_models() -> 
     assert "lstm skipped: 3 periods, fewer than its input window and horizon (28 + 7)" in items["notes"][0]
     only = pl.from_arrow(forecast_batch(s, [1], dataclasses.replace(spec, models=("lstm",))).items)
     assert only["fallback"][0] and only["models"][0] == "naive"
+
+
+def test_a_horizon_longer_than_an_items_history_is_a_warning() -> None:
+    """40 quarters ahead of 34 quarters of history: forecasts far beyond the data, given silently."""
+    from nova_ray.checks import horizon_beyond_history
+
+    spec = EngineSpec(40, "Q", ("naive",))
+    (msg,) = horizon_beyond_history(np.array([34, 60, 39]), spec)
+    assert msg.startswith("2 of 3 items have less history than the horizon of 40 quarters (as little as 34)")
+    assert horizon_beyond_history(np.array([40, 60]), spec) == []

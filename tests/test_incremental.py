@@ -134,10 +134,11 @@ def test_train_stores_without_publishing(days, tmp_path: Path, ray_session) -> N
         "arima,ets,theta,naive",
         "--quiet",
     ]
-    res = CliRunner().invoke(app, ["train", *args])
+    res = CliRunner().invoke(app, ["train", *args, "--output", str(tmp_path / "train")])
     assert res.exit_code == 0, res.output
     assert "stored model choices for 6 items" in res.output
-    assert not (tmp_path / "out").exists()
+    assert f"log {tmp_path / 'train' / 'logs'}" in res.output  # its log, lock and checkpoints there
+    assert not (tmp_path / "out").exists() and not list((tmp_path / "train").glob("forecasts"))
     res = CliRunner().invoke(
         app,
         [

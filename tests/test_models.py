@@ -436,3 +436,14 @@ def test_an_arima_order_whose_css_ml_fit_fails_is_fitted_by_ml() -> None:
         order = {"order": [1, 1, 1], "seasonal_order": [0, 0, 0], "m": 12}
         fc = arima.forecast(np.array(M_TREND), 12, 12, order)
     assert np.isfinite(fc["mean"]).all() and 600 < fc["mean"][0] < 800
+
+
+def test_the_registry_records_each_models_own_version() -> None:
+    """model_versions.json listed the LSTM as version 1 while its module said 2."""
+    from importlib import import_module
+
+    from nova_ray.models import MODELS
+
+    for name, mdef in MODELS.items():
+        module = import_module(mdef.module, "nova_ray.models")
+        assert getattr(module, "VERSION", "1") == mdef.version, name

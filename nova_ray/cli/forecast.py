@@ -274,6 +274,8 @@ def train(
     freq: str = FREQ,
     models: str = MODELS,
     models_dir: str = MODELS_DIR,
+    output: str = typer.Option(None, "--output", help="Results folder for the run's log, lock and "
+                               "checkpoints (default data/ml_results); nothing is published there."),
     address: str = ADDRESS,
     num_cpus: int = NUM_CPUS,
     no_exog: bool = NO_EXOG,
@@ -293,6 +295,7 @@ def train(
         freq=freq,
         models=models,
         models_dir=models_dir,
+        output=output,
         address=address,
         num_cpus=num_cpus,
         no_exog=no_exog,
@@ -316,5 +319,7 @@ def train(
         fail(one_line(exc, named=True), code=1)
     out.print(
         f"stored model choices for {summary.items} items in {cfg.paths.models_dir} "
-        f"({summary.wall_seconds:.1f} s)"
+        f"({summary.wall_seconds:.1f} s)", soft_wrap=True
     )
+    if summary.log_path:
+        out.print(f"log {summary.log_path}", highlight=False, soft_wrap=True, markup=False)

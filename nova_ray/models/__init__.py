@@ -45,7 +45,9 @@ MODELS: dict[str, ModelDef] = {
     "croston": ModelDef("croston", ".intermittent", forecast="croston_forecast", library="numpy"),
     "tsb": ModelDef("tsb", ".intermittent", forecast="tsb_forecast", library="numpy"),
     "prophet": ModelDef("prophet", ".prophet", library="prophet", freqs=("D", "W", "M", "Q")),
-    "lstm": ModelDef("lstm", ".lstm", library="tensorflow", is_global=True, freqs=("D", "W", "M")),
+    "lstm": ModelDef(  # version 3: outliers capped in its inputs, at least 200 steps of a cold training
+        "lstm", ".lstm", library="tensorflow", is_global=True, freqs=("D", "W", "M"), version="3"
+    ),
 }
 
 

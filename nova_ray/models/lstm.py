@@ -24,7 +24,7 @@ import numpy as np
 from .base import Forecast, normal_forecast
 
 NAME = "lstm"
-VERSION = "2"  # 2: season phases on the calendar, not from each series' own start
+VERSION = "3"  # 2: season phases on the calendar; 3: inputs capped, >= 200 steps of a cold training
 SUPPORTS_EXOG = True
 
 
