@@ -515,8 +515,8 @@ def test_a_single_period_spread_over_the_days_of_the_runs_frequency() -> None:
 
 def test_a_one_off_spike_does_not_set_the_safety_stock_of_a_smooth_item() -> None:
     """A smooth item of ~10 a day with one day of 5000 in its last backtest window: the safety stock
-    sees that day at the outlier fence the models were fitted with (it came out ~1000 days of
-    demand); with cap_outliers off, or for an intermittent item, the spike counts as it is."""
+    sees that one-off at the outlier fence (errors at 5x it; it came out ~1000 days of demand);
+    with cap_outliers off the spike counts as it is, and peaks that recur are demand, not capped."""
     rng = np.random.default_rng(11)
     y = rng.poisson(10, 400).astype(float)
     y[-10] = 5000.0
@@ -524,11 +524,15 @@ def test_a_one_off_spike_does_not_set_the_safety_stock_of_a_smooth_item() -> Non
     kw = dict(history=history({"A": y}), backtests=backtests("A", y[-90:], fc), policy=NO_UNDERSHOOT)
     st = stock(item_id=["A"], on_hand=[300.0], lead_time_days=[14])
     capped = one(recommend(forecast({"A": 10.0}), st, **kw))
-    assert capped["method"] == "residual" and capped["safety_stock"] < 60, capped["safety_stock"]
-    assert "history day(s) above" in capped["notes"]
+    assert capped["method"] == "residual" and capped["safety_stock"] < 300, capped["safety_stock"]
+    assert "1 one-off history day(s) above 5 x" in capped["notes"]
     as_is = Policy(undershoot=False, cap_outliers=False)
     raw = one(recommend(forecast({"A": 10.0}), st, **kw | {"policy": as_is}))
     assert raw["safety_stock"] > 1000
+    y[-40], y[-70], y[-100] = 5000.0, 5000.0, 5000.0  # four a year: demand to cover
+    kw = dict(history=history({"A": y}), backtests=backtests("A", y[-90:], fc), policy=NO_UNDERSHOOT)
+    recurring = one(recommend(forecast({"A": 10.0}), st, **kw))
+    assert recurring["safety_stock"] > 1000 and "one-off" not in recurring["notes"]
 
 
 def test_a_period_partly_past_is_not_projected_again() -> None:
