@@ -555,7 +555,7 @@ def _capped(r: _Row, segs: list[np.ndarray] | None, policy: Policy
     of the window, are set to the fence, and backtest errors to ONE_OFF x the fence. One day of 5000
     for an item of 10 a day, in 42 days of backtest errors, set a safety stock of ~1000 days of
     demand. Values above the fence that recur (an erratic item's peaks, 2-17 a year on the demo's
-    items, at most 3.2x the fence) are demand: capping them too cost the inventory simulation 3.5
+    items, at most 3.2x the fence) are demand: capping them too cost the inventory simulation 3.3
     points of cycle service. Intermittent and lumpy items, and `cap_outliers` off: as they are."""
     if not policy.cap_outliers or r.cls not in CAPPED_CLASSES or not len(r.history):
         return r.history, segs
