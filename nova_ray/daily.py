@@ -69,8 +69,9 @@ def run_daily(
     (`keep_local`) the results folder keeps its `keep_local` newest run dates (`io.retention`).
     `report`: filled as the job goes (the caller can show the steps done when a later one fails)."""
     from .io.demand import dataset_id
-    from .pipeline import attach_exog, load_demand, load_series, run_forecast, run_log
+    from .pipeline import attach_exog, load_demand, load_series, run_forecast
     from .provenance import config_hash
+    from .run_log import run_log
 
     t0 = time.perf_counter()
     report = report or DailyReport(run_date=run_date.isoformat())

@@ -8,9 +8,6 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -49,6 +46,7 @@ from .models import parse_models
 from .provenance import config_hash, model_versions
 from .recommend import BACKTEST_COLUMNS, FORECAST_COLUMNS, HISTORY_COLUMNS, Policy, recommend, summarize
 from .recommend import KIND as RECOMMENDATIONS
+from .run_log import run_log
 from .series import SeriesSet, build_series, complete_end, per_period_rows
 from .tmpdirs import owned_prefix, sweep
 
@@ -219,35 +217,6 @@ def load_stock(
 
 
 LOG = logging.getLogger("nova_ray")
-_LOG_FILE: ContextVar[Path | None] = ContextVar("nova_ray_log_file", default=None)
-
-
-@contextmanager
-def run_log(output: str | Path) -> Iterator[Path]:
-    """A log file for this run under `<output>/logs/` (INFO and up; the console shows what the CLI
-    chose). Inside another run_log (the daily job's) the run logs to that one's file."""
-    if (active := _LOG_FILE.get()) is not None:
-        yield active
-        return
-    stamp = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
-    path = Path(output) / "logs" / f"run-{stamp}.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    LOG.addHandler(handler)
-    if LOG.level == logging.NOTSET or LOG.level > logging.INFO:
-        LOG.setLevel(logging.INFO)
-    token = _LOG_FILE.set(path)
-    try:
-        yield path
-    except BaseException as exc:
-        LOG.error("run failed: %s: %s", type(exc).__name__, exc)
-        raise
-    finally:
-        _LOG_FILE.reset(token)
-        LOG.removeHandler(handler)
-        handler.close()
 
 
 def run_forecast(
