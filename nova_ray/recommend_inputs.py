@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from .frequency import get_frequency, period_days, period_start
+from .frequency import get_frequency, period_days
+from .series import per_period_rows
 
 Z80 = NormalDist().inv_cdf(0.9)
 
@@ -135,8 +136,7 @@ def per_period(history: pl.DataFrame | pl.LazyFrame | None, freq: str | None) ->
     days = history.lazy().select(pl.col("date").cast(pl.Date).unique()).collect().to_series()
     if days.is_empty():
         return None
-    d = pd.Series(pd.to_datetime(days.to_numpy()))
-    return code if bool((period_start(d, get_frequency(code)) == d).all()) else None
+    return code if per_period_rows(pd.Series(pd.to_datetime(days.to_numpy())), code) else None
 
 
 def history_end(history: pl.DataFrame | pl.LazyFrame | None, period: str | None = None) -> date | None:
