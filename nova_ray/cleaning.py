@@ -24,7 +24,6 @@ CAPPED_CLASSES = ("smooth", "erratic")
 
 RECENT_DAYS = 56  # the latest days whose own fence also counts: a level held lately is no outlier
 MIN_RECENT = 6  # ... at least this many periods, with as many non-zero values
-RECENT = RECENT_DAYS  # daily periods
 
 
 def recent_periods(freq: str = "D") -> int:
@@ -35,7 +34,7 @@ def recent_periods(freq: str = "D") -> int:
     return max(MIN_RECENT, round(RECENT_DAYS * per_year / 365.25))
 
 
-def fence(y: np.ndarray, k: float = FENCE_IQR, recent: int = RECENT) -> float:
+def fence(y: np.ndarray, k: float = FENCE_IQR, recent: int = RECENT_DAYS) -> float:
     """Q3 + k x IQR of the non-zero values of `y`, or of its last `recent` values when that is
     higher (with MIN_RECENT non-zero values there): a lasting step up (40 a day for the last four
     months after 10 before) was capped at the old level's fence, and every statistical model

@@ -275,11 +275,16 @@ class AddressError(ConfigError):
     """A Ray address that is not one (--address, [ray] address or RAY_ADDRESS)."""
 
 
+class HeadUnreachable(ConnectionError):
+    """A cluster's GCS port that accepts no TCP connection (so no token was ever asked for)."""
+
+
 def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
     """Fail fast on a cluster address that cannot work: an HTTP address (the dashboard's, which
     `ray job submit` takes) or a malformed one is an AddressError, a HOST:PORT that accepts no TCP
-    connection within `timeout` a ConnectionError. `ray.init` retried an unreachable head without a
-    time limit while the run held its job lock, so every later night's run was refused.
+    connection within `timeout` a HeadUnreachable (a ConnectionError). `ray.init` retried an
+    unreachable head without a time limit while the run held its job lock, so every later night's
+    run was refused.
     "auto" and ray:// addresses are left to Ray."""
     if address == "auto" or address.startswith("ray://"):
         return
@@ -290,7 +295,7 @@ def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout):
             return
     except OSError as exc:
-        raise ConnectionError(f"cannot connect to {host}:{port} within {timeout:.0f} s: "
+        raise HeadUnreachable(f"cannot connect to {host}:{port} within {timeout:.0f} s: "
                               f"{exc.strerror or exc}") from None
 
 

@@ -293,7 +293,9 @@ def test_warnings_print_as_text_and_ray_errors_name_the_ray(
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     line = ray_unreachable(Config(), ConnectionError("x"))  # in token mode: the token may be another's
     assert "RAY_AUTH_MODE" not in line and "check that this shell's token" in line
-    down = ray_unreachable(Config(), ConnectionError("cannot connect to 10.0.0.5:6379 within 15 s: refused"))
+    from nova_ray.distributed import HeadUnreachable
+
+    down = ray_unreachable(Config(), HeadUnreachable("cannot connect to 10.0.0.5:6379 within 15 s: refused"))
     assert "token" not in down  # the port did not answer: no token hint
 
 

@@ -81,8 +81,10 @@ def ray_unreachable(cfg: Config, exc: Exception) -> str:
     driver in token mode cannot run actors on a cluster without it)."""
     import os
 
+    from ..distributed import HeadUnreachable  # only on this failure path: the CLI starts without it
+
     msg = f"cannot reach Ray at {ray_target(cfg)}: {one_line(exc)}"
-    cluster = (cfg.ray.address or os.environ.get("RAY_ADDRESS")) and "cannot connect to" not in msg
+    cluster = (cfg.ray.address or os.environ.get("RAY_ADDRESS")) and not isinstance(exc, HeadUnreachable)
     if cluster and "RAY_AUTH_MODE" not in os.environ:
         msg += ("; if the cluster uses token authentication, export RAY_AUTH_MODE=token here too "
                 "(with ~/.ray/auth_token or RAY_AUTH_TOKEN)")
