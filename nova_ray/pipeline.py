@@ -138,9 +138,9 @@ def load_demand(cfg: Config, items: list[str] | None) -> Demand:
     """Validated demand for the selected items. The series end on the file's last date, also when
     `items` picks a few (an item without rows lately has zero demand up to it, as in a run over
     every item), or before the period it falls in when that period is incomplete (`complete_end`)."""
-    demand = read_demand(cfg.paths.data)
+    notes: list[str] = []
+    demand = read_demand(cfg.paths.data, notes)
     end, left_out = complete_end(demand["date"], cfg.forecast.freq)
-    notes = []
     if left_out is not None:
         notes.append(
             f"{cfg.paths.data}: the data end on {demand['date'].max():%Y-%m-%d}, inside the period from "
@@ -201,7 +201,8 @@ def load_stock(
     stock_path = resolve_stock_path(cfg.paths.stock, cfg.paths.data)
     if stock_path is None:
         return None, []
-    stock = read_stock(stock_path)
+    read_notes: list[str] = []
+    stock = read_stock(stock_path, read_notes)
     forecast = set(demand["item_id"].unique())
     known = forecast
     if items:  # a subset run recommends for its subset; other stock rows are skipped silently
@@ -213,7 +214,7 @@ def load_stock(
     else:
         missing = check_matches(stock_path, mine, forecast)
     warnings = unknown_items(stock_path, stock, known)  # before filtering: line numbers stay right
-    return mine, warnings + missing
+    return mine, read_notes + warnings + missing
 
 
 LOG = logging.getLogger("nova_ray")

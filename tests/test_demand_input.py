@@ -493,3 +493,45 @@ def test_an_incomplete_last_period_is_left_out(tmp_path: Path) -> None:
     assert len(load_series(cfg, None, loaded)[0]) == 1
     assert loaded.notes[1] == ("1 item(s) have rows only in that incomplete period: no forecast for them "
                                "until it is complete: NEW")
+
+
+def test_export_quirks_three_decimals_tabs_empty_rows_and_totals(tmp_path: Path) -> None:
+    """What ERP and Excel exports write: "0.500" is a decimal point (a thousands group never starts
+    with 0), and a column of "1.500"-like values only is read as thousands with a note saying so;
+    Excel's Unicode text (tabs) with decimal commas; rows of separators only are skipped; a totals
+    row's error says what it is; Portuguese column names get the renames; a return gets a hint."""
+    notes: list[str] = []
+    p = _csv(tmp_path, "date;item_id;quantity\n01/12/2024;000123;0.500\n02/12/2024;000123;1.000\n")
+    assert read_demand(p, notes)["quantity"].tolist() == [0.5, 1.0] and notes == []
+    p = _csv(tmp_path, "date;item_id;quantity\n01/12/2024;000123;1.500\n02/12/2024;000123;12\n")
+    assert read_demand(p, notes)["quantity"].tolist() == [1500.0, 12.0]
+    assert len(notes) == 1 and "d.csv: column 'quantity'" in notes[0] and "'1.500'" in notes[0]
+    assert "(1.500 = 1500)" in notes[0] and "decimal comma (1,500)" in notes[0]
+    notes.clear()  # a comma elsewhere in the column settles it: no note
+    p = _csv(tmp_path, "date;item_id;quantity\n01/12/2024;A;1.500\n02/12/2024;A;2,5\n")
+    assert read_demand(p, notes)["quantity"].tolist() == [1500.0, 2.5] and notes == []
+    # Excel's Unicode text from a Brazilian Excel: tabs, utf-16, decimal commas
+    text = "item_id\tdate\tquantity\nA\t01/02/2024\t112,5\nA\t02/02/2024\t1.234,5\nA\t03/02/2024\t2\n"
+    p.write_bytes(text.encode("utf-16"))
+    assert read_demand(p)["quantity"].tolist() == [112.5, 1234.5, 2.0]
+    p.write_text(text.replace("112,5", "112.5").replace("1.234,5", "1,234.5"))  # English numbers
+    assert read_demand(p)["quantity"].tolist() == [112.5, 1234.5, 2.0]
+    # formatted empty cells: `;;` rows, skipped like blank lines; line numbers stay the file's
+    p = _csv(tmp_path, "item_id;date;quantity\nA;01/02/2024;1\n;;\n\nA;02/02/2024;x\n;;\n")
+    with pytest.raises(InputError, match=r"d.csv: line 5: quantity 'x' in column 'quantity' is not a "
+                       r"number$"):
+        read_demand(p)
+    p = _csv(tmp_path, "item_id;date;quantity\nA;01/02/2024;1\nTotal;;1\n")
+    with pytest.raises(InputError, match=r"line 3: missing date in column 'date' \(a totals row\?"):
+        read_demand(p)
+    p = _csv(tmp_path, "item_id;date;quantity\nA;01/02/2024;1\n;TOTAL GERAL;1\n")
+    with pytest.raises(InputError, match=r"line 3: empty item_id in column 'item_id' \(a totals row\?"):
+        read_demand(p)
+    p = _csv(tmp_path, "data;codigo_item;descricao;quantidade\n01/02/2024;A;x;1\n")
+    with pytest.raises(InputError, match=r"missing columns 'item_id', 'date', 'quantity' \(found: data, "
+                       r"codigo_item, descricao, quantidade\); rename codigo_item -> item_id, data -> date, "
+                       r"quantidade -> quantity$"):
+        read_demand(p)
+    p = _csv(tmp_path, "item_id,date,quantity\nA,2024-01-01,-5\n")
+    with pytest.raises(InputError, match=r"must be finite and >= 0 \(a return\? net returns"):
+        read_demand(p)

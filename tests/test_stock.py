@@ -168,3 +168,28 @@ def test_resolve_stock_path(tmp_path: Path) -> None:
     assert resolve_stock_path("", str(tmp_path / "demand.parquet")) is None
     (tmp_path / "stock.parquet").write_bytes(b"x")
     assert resolve_stock_path(None, str(tmp_path / "demand.parquet")) == tmp_path / "stock.parquet"
+
+
+def test_export_quirks_zeros_lost_totals_names_and_three_decimals(tmp_path: Path) -> None:
+    """A code that lost its leading zeros is named with its twin; a totals row and Portuguese
+    column names get hints; "1.500" on hand with no decimal comma anywhere is noted."""
+    p = tmp_path / "s.csv"
+    p.write_text("item_id;on_hand;lead_time_days\n123;1.500;10\nB;2;5\nTotal;1.502;\n")
+    with pytest.raises(InputError, match=r"line 4: empty value in required column 'lead_time_days' "
+                       r"\(a totals row\?"):
+        read_stock(p)
+    p.write_text("item_id;on_hand;lead_time_days\n123;1.500;10\nB;2;5\n;;\n")
+    notes: list[str] = []
+    stock = read_stock(p, notes)
+    assert stock["on_hand"].to_list() == [1500.0, 2.0]
+    assert len(notes) == 1 and "column 'on_hand'" in notes[0] and "(1.500 = 1500)" in notes[0]
+    warnings = unknown_items(p, stock, ["000123", "B"])
+    assert warnings == [f"{p}: line 2: item_id '123' in column 'item_id' is not in the forecast; skipped "
+                        "(the forecast has '000123': leading zeros lost, by Excel?)"]
+    p.write_text("item_id;on_hand;lead_time_days\nA;x;10\nTotal geral;1,5;\n")
+    with pytest.raises(InputError, match=r"line 2: on_hand 'x' in column 'on_hand' is not a number$"):
+        read_stock(p)
+    p.write_text("codigo_item;saldo;prazo_entrega\nA;1;10\n")
+    with pytest.raises(InputError, match=r"rename codigo_item -> item_id, saldo -> on_hand, "
+                       r"prazo_entrega -> lead_time_days$"):
+        read_stock(p)

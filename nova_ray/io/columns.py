@@ -15,3 +15,32 @@ def canonical_columns(columns: Iterable[object], known: Iterable[str]) -> list[s
         by_lower[low] if low in by_lower and lowered.count(low) == 1 else n
         for n, low in zip(names, lowered, strict=True)
     ]
+
+
+# what exports (Portuguese ERPs included) call the required columns: suggested, never assumed
+ALIASES = {
+    "item_id": ("codigo_item", "cod_item", "codigo", "código", "item", "material", "sku", "produto", "part"),
+    "date": ("data", "dia", "data_movimento", "dt", "day"),
+    "quantity": ("quantidade", "qtd", "qtde", "quant", "consumo", "qty"),
+    "on_hand": ("saldo", "estoque", "em_estoque", "stock"),
+    "lead_time_days": ("prazo_entrega", "prazo", "lead_time", "leadtime"),
+}
+
+
+def missing_columns(columns: Iterable[object], required: Iterable[str]) -> str:
+    """"" when every required column is there, else "missing column(s) ... (found: ...)" with the
+    renames that would fix it where a found column is a known name for a missing one."""
+    names = [str(c) for c in columns]
+    missing = [c for c in required if c not in names]
+    if not missing:
+        return ""
+    lowered = {n.strip().lower(): n for n in names}
+    renames = []
+    for m in missing:
+        found = next((lowered[a] for a in ALIASES.get(m, ()) if a in lowered), None)
+        if found is not None:
+            renames.append(f"{found} -> {m}")
+    listed = ", ".join(repr(c) for c in missing)
+    text = (f"missing column{'s' if len(missing) > 1 else ''} {listed} "
+            f"(found: {', '.join(names) or 'none'})")
+    return text + (f"; rename {', '.join(renames)}" if renames else "")

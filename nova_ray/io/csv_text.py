@@ -17,17 +17,20 @@ from .errors import InputError
 Opener = Callable[[], IO[bytes]]  # a fresh binary stream of the file at each call
 
 ENCODINGS = ("utf-8", "cp1252", "latin-1")  # tried in turn: Windows exports (Excel's "CSV") are cp1252
-# a number whose points may be thousands separators ("1.234", "12.500,5")
-_GROUPED = r"^[+-]?\d{1,3}(?:\.\d{3})+(?:,\d*)?$"
+# a number whose points may be thousands separators ("1.234", "12.500,5"; never "0.500")
+_GROUPED = r"^[+-]?[1-9]\d{0,2}(?:\.\d{3})+(?:,\d*)?$"
+# a number whose commas may be thousands separators ("1,234", "12,500.5"; never "0,5")
+_COMMA_GROUPED = r"^[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d*)?$"
 _UTF16 = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # Excel's "Unicode text"
 
 
 class TextCsv(NamedTuple):
-    """A CSV's columns as text; whether its numbers use a decimal comma (a `;`-separated file);
-    and the file line of a data row (0-based row -> 1-based line, found on demand)."""
+    """A CSV's columns as text; whether its numbers use a decimal comma (True: a `;`-separated
+    file; None: a tab-separated one, decided per column by `text_numbers`); and the file line of
+    a data row (0-based row -> 1-based line, found on demand)."""
 
     frame: pd.DataFrame
-    decimal_comma: bool
+    decimal_comma: bool | None
     line: Callable[[int], int]
 
 
@@ -40,7 +43,8 @@ def read_text_csv(open_file: Opener, name: str, gz: bool = False) -> TextCsv:
     with more values than the header, is an InputError naming the line: pandas would otherwise
     rename the second column, or take the first column as the index and shift every value one
     column left, silently. An empty value past the last column (a separator at the end of the
-    rows) is fine. Blank lines are skipped; error messages still give the file's own lines."""
+    rows) is fine. Blank lines, and rows of separators only (`;;;;`: Excel's export of formatted
+    empty cells), are skipped; error messages still give the file's own lines."""
     sep, encodings, header = _sniff(open_file, gz)
     seen: set[str] = set()
     for column in header:
@@ -61,7 +65,11 @@ def read_text_csv(open_file: Opener, name: str, gz: bool = False) -> TextCsv:
     if any(issubclass(w.category, pd.errors.ParserWarning) and "does not match" in str(w.message)
            for w in caught):
         raise InputError(f"{name}: {_first_long_row(open_file, gz, len(df.columns), sep, encoding)}")
-    return TextCsv(df, sep == ";", _line_finder(open_file, gz, sep, encoding))
+    empty = (df == "").all(axis=1).to_numpy() if len(df.columns) else None  # spaces: skipinitialspace
+    if empty is not None and empty.any():  # `;;;;` rows: blank to anyone who made the file in Excel
+        df = df[~empty].reset_index(drop=True)
+    comma = True if sep == ";" else None if sep == "\t" else False
+    return TextCsv(df, comma, _line_finder(open_file, gz, sep, encoding))
 
 
 def _sniff(open_file: Opener, gz: bool) -> tuple[str, tuple[str, ...], list[str]]:
@@ -85,15 +93,15 @@ def _sniff(open_file: Opener, gz: bool) -> tuple[str, tuple[str, ...], list[str]
 
 
 def _records(open_file: Opener, gz: bool, sep: str, encoding: str):
-    """(first line, values) of each record of the file that pandas reads as a row or the header:
-    blank lines (no value, or only spaces) are skipped, as pandas does."""
+    """(first line, values) of each record of the file that is read as a row or the header: blank
+    lines and rows of separators only (no value, or only spaces) are skipped, as the reader does."""
     with open_file() as raw:
         fh = gzip.GzipFile(fileobj=raw) if gz else raw
         text = io.TextIOWrapper(fh, encoding=encoding, errors="replace", newline="")
         reader = csv.reader(text, delimiter=sep)
         start = 1
         for row in reader:
-            if row and (len(row) > 1 or row[0].strip()):
+            if any(v.strip() for v in row):
                 yield start, row
             start = reader.line_num + 1
 
@@ -129,17 +137,54 @@ def _first_long_row(open_file: Opener, gz: bool, columns: int, sep: str, encodin
     return f"a row has more values than the {columns} columns of the header"
 
 
-def text_numbers(text: pd.Series, decimal_comma: bool = False) -> pd.Series:
+def text_numbers(
+    text: pd.Series, decimal_comma: bool | None = False, notes: list[str] | None = None, label: str = ""
+) -> pd.Series:
     """Numbers written as text (surrounding spaces allowed) as float64; anything else is missing.
 
-    With `decimal_comma` (a `;`-separated file) the comma is the decimal mark and the point the
+    `decimal_comma` True (a `;`-separated file): the comma is the decimal mark and the point the
     thousands separator ("1.234,5" = 1234.5, "1.234" = 1234), as the Anatel loader reads such
-    files, unless a value of the column can only be a decimal point ("1.5", "0.25": not groups
-    of three digits): then the column's points are decimal points."""
+    files, unless a value of the column can only be a decimal point ("1.5", "0.500": not groups of
+    three digits after a leading 1-999): then the column's points are decimal points. None (a
+    tab-separated file, which Excel's "Unicode text" writes with either mark): the comma is the
+    decimal mark when a value of the column can only read so ("112,5", "0,25"), else the point.
+    When every separator in the column could be either (only "1.500"-like values), the thousands
+    reading is taken and, with `notes`, a note naming `label` says so: 1.5 kg exported with three
+    decimals would otherwise be read as 1500 without a word."""
     s = text.astype("string").str.strip()
+    if decimal_comma is None:
+        commas = s.str.contains(",", regex=False, na=False)
+        decimal_comma = bool((commas & ~s.str.match(_COMMA_GROUPED, na=False)).any())
+        if not decimal_comma:  # commas (if any) as thousands separators, points as decimals
+            _note_ambiguous(s, commas, ",", notes, label)
+            return pd.to_numeric(s.str.replace(",", "", regex=False), errors="coerce").astype("float64")
     if decimal_comma:
         dotted = s.str.contains(".", regex=False, na=False)
         if not (dotted & ~s.str.match(_GROUPED, na=False)).any():
+            _note_ambiguous(s, dotted, ".", notes, label)
             s = s.str.replace(".", "", regex=False)
         s = s.str.replace(",", ".", regex=False)
     return pd.to_numeric(s, errors="coerce").astype("float64")
+
+
+def totals_hint(row: pd.Series) -> str:
+    """" (a totals row? ...)" when a value of the row says total (an export's last row), else ""."""
+    said = row.astype("string").str.contains("total", case=False, na=False).any()
+    return " (a totals row? delete it from the file)" if said else ""
+
+
+def _note_ambiguous(s: pd.Series, grouped: pd.Series, mark: str, notes: list[str] | None, label: str) -> None:
+    """A note when the column's `mark`s were read as thousands separators and no value of it
+    shows the other mark (which would settle it): "1.500" may be 1500 or 1.5."""
+    if notes is None or not grouped.any():
+        return
+    other = "," if mark == "." else "."
+    if s.str.contains(other, regex=False, na=False).any():
+        return
+    example = str(s[grouped].iloc[0])
+    value = float(example.replace(mark, ""))
+    notes.append(
+        f"{label}: the {'points' if mark == '.' else 'commas'} in numbers such as {example!r} were read "
+        f"as thousands separators ({example} = {value:g}); if they are decimal marks, write the "
+        f"numbers with a decimal {'comma' if mark == '.' else 'point'} ({example.replace(mark, other)})"
+    )

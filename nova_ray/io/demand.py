@@ -13,8 +13,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .columns import canonical_columns
-from .csv_text import read_text_csv, text_numbers
+from .columns import canonical_columns, missing_columns
+from .csv_text import read_text_csv, text_numbers, totals_hint
 from .errors import InputError, Locate
 
 REQUIRED = ("item_id", "date", "quantity")
@@ -43,7 +43,7 @@ def _open(path: str) -> tuple[object, str, int]:
     return fs, inner, int(info.size or 0)
 
 
-def _read_raw(path: str) -> tuple[pd.DataFrame, Locate, bool]:
+def _read_raw(path: str) -> tuple[pd.DataFrame, Locate, bool | None]:
     """Read a file with every column as text (CSV) or as stored (Parquet); returns the frame, where
     each row is in the file, and whether its numbers use a decimal comma."""
     fs, inner, size = _open(path)
@@ -175,20 +175,19 @@ def _fill_empty(values: pd.Categorical) -> pd.Categorical:
     return values.fillna("")
 
 
-def read_demand(path: str | Path) -> pd.DataFrame:
+def read_demand(path: str | Path, notes: list[str] | None = None) -> pd.DataFrame:
     """Validated demand: item_id, date (datetime64), quantity (float >= 0), optional site and family;
     the text columns are categoricals of stripped strings with sorted categories.
 
-    Raises InputError with a one-line message naming the file and the row or column.
+    Raises InputError with a one-line message naming the file and the row or column. `notes`
+    gets what was read one way where another was possible (points read as thousands separators).
     """
     path = str(path)
     raw, locate, decimal_comma = _read_raw(path)
     raw.columns = canonical_columns(raw.columns, REQUIRED + OPTIONAL)
-    missing = [c for c in REQUIRED if c not in raw.columns]
-    if missing:
-        raise InputError(
-            f"{path}: missing column {missing[0]!r} (found: {', '.join(map(str, raw.columns)) or 'none'})"
-        )
+    problem = missing_columns(raw.columns, REQUIRED)
+    if problem:
+        raise InputError(f"{path}: {problem}")
     if len(raw) == 0:
         raise InputError(f"{path}: file is empty (no data rows)")
 
@@ -196,7 +195,9 @@ def read_demand(path: str | Path) -> pd.DataFrame:
     bad = _missing_or_empty(item)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"{_where(path, locate, i)}: empty item_id in column 'item_id'")
+        raise InputError(
+            f"{_where(path, locate, i)}: empty item_id in column 'item_id'{totals_hint(raw.iloc[i])}"
+        )
 
     date_col = raw["date"]
     if pd.api.types.is_datetime64_dtype(date_col):  # Parquet dates: days, one array, no text
@@ -215,10 +216,12 @@ def read_demand(path: str | Path) -> pd.DataFrame:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         if _blank(date_col.iloc[i]):
-            raise InputError(f"{_where(path, locate, i)}: missing date in column 'date'")
+            raise InputError(
+                f"{_where(path, locate, i)}: missing date in column 'date'{totals_hint(raw.iloc[i])}"
+            )
         raise InputError(
             f"{_where(path, locate, i)}: cannot parse date {str(date_col.iloc[i])!r} "
-            "in column 'date' (expected yyyy-mm-dd or dd/mm/yyyy)"
+            f"in column 'date' (expected yyyy-mm-dd or dd/mm/yyyy){totals_hint(raw.iloc[i])}"
         )
     if getattr(dates.dt, "tz", None) is not None:  # text with a UTC offset: its own calendar day
         dates = dates.dt.tz_localize(None)
@@ -236,22 +239,25 @@ def read_demand(path: str | Path) -> pd.DataFrame:
         qty = pd.Series(qty_col.to_numpy(dtype="float64"), copy=False)
         bad_num = qty.isna().to_numpy()
     else:
-        qty = _per_distinct(qty_col, lambda u: text_numbers(u, decimal_comma))
+        label = f"{path}: column 'quantity'"
+        qty = _per_distinct(qty_col, lambda u: text_numbers(u, decimal_comma, notes, label))
         bad_num = qty.isna().to_numpy()
     if bad_num.any():
         i = int(np.flatnonzero(bad_num)[0])
         if _blank(qty_col.iloc[i]):
-            raise InputError(f"{_where(path, locate, i)}: missing quantity in column 'quantity'")
+            hint = totals_hint(raw.iloc[i])
+            raise InputError(f"{_where(path, locate, i)}: missing quantity in column 'quantity'{hint}")
         raise InputError(
             f"{_where(path, locate, i)}: quantity {str(qty_col.iloc[i])!r} in column 'quantity' "
-            "is not a number"
+            f"is not a number{totals_hint(raw.iloc[i])}"
         )
     bad = (~np.isfinite(qty.to_numpy())) | (qty.to_numpy() < 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
+        returned = " (a return? net returns against that day's withdrawals, or leave them out)"
         raise InputError(
             f"{_where(path, locate, i)}: quantity {qty.iloc[i]:g} in column 'quantity' must be "
-            "finite and >= 0"
+            f"finite and >= 0{returned if qty.iloc[i] < 0 else ''}"
         )
 
     day_only = pd.api.types.is_datetime64_dtype(date_col)  # day numbers already: no time of day

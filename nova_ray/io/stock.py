@@ -15,8 +15,8 @@ import pandas as pd
 import polars as pl
 import pyarrow.parquet as pq
 
-from .columns import canonical_columns
-from .csv_text import line_finder, read_text_csv, text_numbers
+from .columns import canonical_columns, missing_columns
+from .csv_text import line_finder, read_text_csv, text_numbers, totals_hint
 from .errors import InputError, Locate
 
 REQUIRED = ("item_id", "on_hand", "lead_time_days")
@@ -35,7 +35,7 @@ NUMERIC: dict[str, tuple[float, bool, float | None, bool]] = {
 COLUMNS = ("item_id", "site", *NUMERIC)
 
 
-def _read_raw(path: Path) -> tuple[pd.DataFrame, Locate, bool]:
+def _read_raw(path: Path) -> tuple[pd.DataFrame, Locate, bool | None]:
     """Every column of a CSV as text (or a Parquet file as stored); where each row is in the file,
     and whether its numbers use a decimal comma."""
     if not path.exists():
@@ -74,7 +74,8 @@ def _bounds_text(lo: float, lo_inc: bool, hi: float | None, hi_inc: bool) -> str
 
 
 def _numbers(
-    raw: pd.DataFrame, col: str, path: Path, where: Locate, required: bool, decimal_comma: bool = False
+    raw: pd.DataFrame, col: str, path: Path, where: Locate, required: bool,
+    decimal_comma: bool | None = False, notes: list[str] | None = None,
 ) -> np.ndarray:
     """The column as float64 (NaN = empty, allowed only when not required), range-checked."""
     s = raw[col]
@@ -87,15 +88,16 @@ def _numbers(
     else:
         text = s.astype("string").fillna("").str.strip()
         empty = (text == "").to_numpy()
-        v = text_numbers(text, decimal_comma).to_numpy()
+        v = text_numbers(text, decimal_comma, notes, f"{path}: column {col!r}").to_numpy()
         bad = np.isnan(v) & ~empty
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(f"{path}: {where(i)}: {col} {str(s.iloc[i]).strip()!r} in column {col!r} "
-                         "is not a number")
+                         f"is not a number{totals_hint(raw.iloc[i])}")
     if required and empty.any():
         i = int(np.flatnonzero(empty)[0])
-        raise InputError(f"{path}: {where(i)}: empty value in required column {col!r}")
+        raise InputError(f"{path}: {where(i)}: empty value in required column {col!r}"
+                         f"{totals_hint(raw.iloc[i])}")
     lo, lo_inc, hi, hi_inc = NUMERIC[col]
     with np.errstate(invalid="ignore"):
         ok = np.isfinite(v) & ((v >= lo) if lo_inc else (v > lo))
@@ -113,33 +115,32 @@ def _numbers(
     return v
 
 
-def read_stock(path: str | Path) -> pl.DataFrame:
+def read_stock(path: str | Path, notes: list[str] | None = None) -> pl.DataFrame:
     """Validated stock: item_id, site ('' when absent), on_hand, lead_time_days (Int64) and the optional
     columns as Float64 (null = use the default), in file order.
 
     Raises InputError with a one-line message naming the file, the line or row, and the column.
+    `notes` gets what was read one way where another was possible (points read as thousands).
     """
     path = Path(path)
     raw, where, decimal_comma = _read_raw(path)
     raw.columns = canonical_columns(raw.columns, COLUMNS)
-    missing = [c for c in REQUIRED if c not in raw.columns]
-    if missing:
-        raise InputError(
-            f"{path}: missing column {missing[0]!r} (found: {', '.join(map(str, raw.columns)) or 'none'})"
-        )
+    problem = missing_columns(raw.columns, REQUIRED)
+    if problem:
+        raise InputError(f"{path}: {problem}")
     if len(raw) == 0:
         raise InputError(f"{path}: file is empty (no data rows)")
     item = raw["item_id"].astype("string").fillna("").str.strip()
     bad = (item == "").to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"{path}: {where(i)}: empty item_id in column 'item_id'")
+        raise InputError(f"{path}: {where(i)}: empty item_id in column 'item_id'{totals_hint(raw.iloc[i])}")
     site = (raw["site"].astype("string").fillna("").str.strip() if "site" in raw.columns
             else pd.Series([""] * len(raw), dtype="string"))
     cols: dict[str, object] = {"item_id": item.astype(str).to_numpy(), "site": site.astype(str).to_numpy()}
     for col in NUMERIC:
         if col in raw.columns:
-            cols[col] = _numbers(raw, col, path, where, required=col in REQUIRED, decimal_comma=decimal_comma)
+            cols[col] = _numbers(raw, col, path, where, col in REQUIRED, decimal_comma, notes)
         else:
             cols[col] = np.full(len(raw), np.nan)
     key = pd.DataFrame({"item_id": cols["item_id"], "site": cols["site"]})
@@ -159,13 +160,16 @@ def read_stock(path: str | Path) -> pl.DataFrame:
 def unknown_items(path: str | Path, stock: pl.DataFrame, known: Iterable[str]) -> list[str]:
     """One warning per stock row whose item has no forecast (those rows get no recommendation)."""
     known = set(known)
+    unpadded = {k.lstrip("0"): k for k in known if k.lstrip("0") != k}
     out = []
     where: Locate | None = None
     for i, item in enumerate(stock["item_id"].to_list()):
         if item not in known:
             where = where or locator(path)
+            twin = unpadded.get(item.lstrip("0")) if item.isdigit() else None
+            hint = f" (the forecast has {twin!r}: leading zeros lost, by Excel?)" if twin else ""
             out.append(f"{path}: {where(i)}: item_id {item!r} in column 'item_id' is not in the forecast; "
-                       "skipped")
+                       f"skipped{hint}")
     return out
 
 
