@@ -433,6 +433,7 @@ def _finish(
             items=items_df,
             policy=Policy.from_config(cfg),
             freq=cfg.forecast.freq,
+            today=run_date,
         )
         writer.write(RECOMMENDATIONS, recs.to_arrow())
     progress.stage("publish")

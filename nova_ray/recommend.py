@@ -159,15 +159,18 @@ def stockout(path: np.ndarray, on_hand: float, on_order: float = 0.0,
     return float(i + min(1.0, max(0.0, avail_i - before) / f[i]))
 
 
-def urgency(days: float | None, policy: Policy) -> str:
-    """critical / high / medium / ok by days until stock-out (None: ok)."""
-    if days is None:
-        return "ok"
-    if days <= policy.critical_days:
+def urgency(days: float | None, policy: Policy, lead: float = 0.0, order_due: bool = False,
+            past: bool = False) -> str:
+    """critical / high / medium / ok by days until stock-out (None: none in sight): critical within
+    `critical_days`, before an order placed now can arrive (`days` < `lead`, the lead time: only an
+    expedited order helps) or on a day already `past` (a history older than the run); high within
+    `high_days`; medium within `medium_days` or when an order is due (the position is at or below
+    the reorder point); else ok."""
+    if days is not None and (days <= policy.critical_days or days < lead or past):
         return "critical"
-    if days <= policy.high_days:
+    if days is not None and days <= policy.high_days:
         return "high"
-    if days <= policy.medium_days:
+    if (days is not None and days <= policy.medium_days) or order_due:
         return "medium"
     return "ok"
 
@@ -305,7 +308,8 @@ class _Row:
 def recommend(forecast: Table, stock: pl.DataFrame,
               history: Table | None = None,
               backtests: Table | None = None, items: pl.DataFrame | None = None,
-              policy: Policy | None = None, freq: str | None = None) -> pl.DataFrame:
+              policy: Policy | None = None, freq: str | None = None, today: date | None = None
+              ) -> pl.DataFrame:
     """One recommendation row per stock row whose item has an ensemble forecast (table kind
     ``recommendations``, columns of SCHEMA), most urgent first. Rows of unknown items are skipped
     (see nova_ray.io.stock.unknown_items for the warnings).
@@ -317,6 +321,8 @@ def recommend(forecast: Table, stock: pl.DataFrame,
     items: item_id, demand_class (the run's items table); else classified from the history.
     freq: the forecasts' frequency (D, W, M, Q, Y): each period spread over its days; None: the
     days between forecast dates.
+    today: the run's date: a stock-out projected before it (a history that ends weeks earlier) is
+    critical; None: not checked.
     Forecasts, history and backtests may be LazyFrames (tables spilled to Parquet): they are read
     a chunk of items at a time, as are the per-item arrays built from them.
     """
@@ -370,7 +376,7 @@ def recommend(forecast: Table, stock: pl.DataFrame,
             if r.stock["item_id"] in no_cost:
                 r.notes.append("ABC by quantity (no unit_cost)")
             out.append(_recommend_row(r, abc[r.stock["item_id"]], segments.get(r.stock["item_id"]), as_of,
-                                      policy))
+                                      policy, today))
     if not out:
         return pl.from_arrow(SCHEMA.empty_table())
     return sort_recommendations(pl.from_arrow(pa.Table.from_pylist(out, schema=SCHEMA)))
@@ -463,7 +469,7 @@ def _abc(annual: list[tuple[str, float, float | None]], policy: Policy) -> tuple
 
 
 def _recommend_row(r: _Row, abc: str, segs: list[np.ndarray] | None, as_of: date,
-                   policy: Policy) -> dict[str, Any]:
+                   policy: Policy, today: date | None = None) -> dict[str, Any]:
     """Safety stock, reorder point, order-up-to, order quantity and stock-out for one row."""
     s, notes = r.stock, r.notes
     p = _num(s["service_level"]) or policy.service_level(abc)
@@ -495,13 +501,17 @@ def _recommend_row(r: _Row, abc: str, segs: list[np.ndarray] | None, as_of: date
         notes.append(f"stock-out past the {horizon}-day horizon: projected at the last-week mean rate")
     if days is not None and days < lead:
         notes.append(f"stock-out expected before a new order can arrive (lead time {lead} d)")
+    out_day = as_of + timedelta(days=math.ceil(days)) if days is not None else None
+    past = out_day is not None and today is not None and out_day < today
+    if past:
+        notes.append(f"stock-out projected for {out_day}, before the run date {today} (history ends {as_of})")
     return {
         "item_id": s["item_id"], "site": s["site"], "abc_class": abc, "demand_class": r.cls,
         "service_level": p, "on_hand": on_hand, "on_order": on_order, "lead_time_days": lead,
         "lead_time_demand": ltd, "safety_stock": ss, "reorder_point": rop, "order_up_to": rop + cover,
         "order_qty": qty, "eoq": q_eoq,
-        "stockout_date": as_of + timedelta(days=math.ceil(days)) if days is not None else None,
-        "days_to_stockout": days, "urgency": urgency(days, policy), "unit_cost": unit_cost,
+        "stockout_date": out_day, "days_to_stockout": days,
+        "urgency": urgency(days, policy, lead, qty > 0, past), "unit_cost": unit_cost,
         "order_value": round(qty * unit_cost, 2) if unit_cost is not None else None, "method": method,
         "notes": "; ".join(notes),
     }
@@ -552,11 +562,12 @@ def _capped(r: _Row, segs: list[np.ndarray] | None, policy: Policy
             ) -> tuple[np.ndarray, list[np.ndarray] | None]:
     """The row's history and backtest errors with a smooth or erratic item's one-offs capped: days
     above ONE_OFF x the models' outlier fence (nova_ray/cleaning.py), on at most MAX_ONE_OFFS days
-    of the window, are set to the fence, and backtest errors to ONE_OFF x the fence. One day of 5000
-    for an item of 10 a day, in 42 days of backtest errors, set a safety stock of ~1000 days of
-    demand. Values above the fence that recur (an erratic item's peaks, 2-17 a year on the demo's
-    items, at most 3.2x the fence) are demand: capping them too cost the inventory simulation 3.3
-    points of cycle service. Intermittent and lumpy items, and `cap_outliers` off: as they are."""
+    of the window, are set to the fence, and such days' backtest errors to a day at the fence's.
+    One day of 5000 for an item of 10 a day, in 42 days of backtest errors, set a safety stock of
+    ~1000 days of demand. Values above the fence that recur (an erratic item's peaks, 2-17 a year
+    on the demo's items, at most 3.2x the fence) are demand: capping them too cost the inventory
+    simulation 3.3 points of cycle service. Intermittent and lumpy items, and `cap_outliers` off:
+    as they are."""
     if not policy.cap_outliers or r.cls not in CAPPED_CLASSES or not len(r.history):
         return r.history, segs
     limit = fence(r.history)
@@ -567,7 +578,13 @@ def _capped(r: _Row, segs: list[np.ndarray] | None, policy: Policy
     r.notes.append(f"{int(far.sum())} one-off history day(s) above {ONE_OFF:g} x {limit:.4g} capped for "
                    "the safety stock")
     if segs and r.share > 0:  # errors of the item's demand, the site's share of it
-        segs = [np.minimum(e, ONE_OFF * limit / r.share) for e in segs]
+        # a one-off day's error (its actual above ONE_OFF x the fence, its forecast below the fence)
+        # is over (ONE_OFF - 1) x the fence: set to the error of a day at the fence against the
+        # mean level, as if its actual had been capped too
+        # (capped at ONE_OFF x the fence, one 2000 kg day in the backtest still made the safety
+        # stock 3.8 times that of the same history without it)
+        at_fence = max(0.0, limit - float(history.mean())) / r.share  # a day at the fence, a mean forecast
+        segs = [np.where(e > (ONE_OFF - 1) * limit / r.share, at_fence, e) for e in segs]
     return history, segs
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,8 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
                         "history bootstrap")
     warnings += unknown_items(stock_path, snapshot, forecast_items) + missing
     table = recommend(run.forecasts, snapshot, history=history, backtests=run.backtests, items=run.items,
-                      policy=Policy.from_config(cfg), freq=recorded_freq(run.root, run.record))
+                      policy=Policy.from_config(cfg), freq=recorded_freq(run.root, run.record),
+                      today=date.fromisoformat(run.run_date))
     summary = summarize(table) | {"stock": str(stock_path), "inputs": inputs_id(stock_path, cfg)}
     meta = {"run_id": run.run_id, "model_version": str(run.record.get("model_version")),
             "generated_at": utc_now(), "dataset_id": str(run.record.get("dataset_id"))}

@@ -122,6 +122,11 @@ def test_urgency_thresholds() -> None:
     p = Policy()
     assert [urgency(d, p) for d in (0, 7, 7.01, 14, 30, 30.5, None)] == \
         ["critical", "critical", "high", "high", "medium", "ok", "ok"]
+    # a stock-out before an order placed now can arrive, or on a day already past: critical
+    assert urgency(12.2, p, lead=45) == "critical" and urgency(12.2, p, lead=10) == "high"
+    assert urgency(11.6, p, past=True) == "critical"
+    # an order due is never `ok`
+    assert urgency(None, p, order_due=True) == "medium" and urgency(45.0, p, order_due=True) == "medium"
 
 
 def test_abc_classes() -> None:
@@ -210,12 +215,13 @@ def test_lead_time_longer_than_horizon() -> None:
 
 def test_stockout_past_a_short_horizon_sets_the_urgency() -> None:
     """A 7-day horizon still projects the shelf over the lead time (and `medium_days`) at the last
-    week's rate: 100 on hand at 10/day runs out on day 10, `high`, not `ok`."""
+    week's rate: 100 on hand at 10/day runs out on day 10, before an order placed now can arrive
+    (lead time 20 d): `critical`, not `ok`."""
     st = stock(item_id=["A", "B"], on_hand=[100.0, 250.0], lead_time_days=[20, 3])
     out = recommend(forecast({"A": 10.0, "B": 10.0}, horizon=7), st,
                     history=history({"A": np.full(200, 10.0), "B": np.full(200, 10.0)}), policy=NO_UNDERSHOOT)
     a, b = one(out, "A"), one(out, "B")
-    assert a["days_to_stockout"] == pytest.approx(10.0) and a["urgency"] == "high"
+    assert a["days_to_stockout"] == pytest.approx(10.0) and a["urgency"] == "critical"
     assert a["stockout_date"] == START + timedelta(days=9)
     assert "stock-out past the 7-day horizon" in a["notes"] and "before a new order can arrive" in a["notes"]
     # `medium_days` (30) is projected even when the lead time is short; past it: no stock-out
@@ -515,7 +521,7 @@ def test_a_single_period_spread_over_the_days_of_the_runs_frequency() -> None:
 
 def test_a_one_off_spike_does_not_set_the_safety_stock_of_a_smooth_item() -> None:
     """A smooth item of ~10 a day with one day of 5000 in its last backtest window: the safety stock
-    sees that one-off at the outlier fence (errors at 5x it; it came out ~1000 days of demand);
+    sees that one-off at the outlier fence, its error too (it came out ~1000 days of demand);
     with cap_outliers off the spike counts as it is, and peaks that recur are demand, not capped."""
     rng = np.random.default_rng(11)
     y = rng.poisson(10, 400).astype(float)
@@ -526,6 +532,13 @@ def test_a_one_off_spike_does_not_set_the_safety_stock_of_a_smooth_item() -> Non
     capped = one(recommend(forecast({"A": 10.0}), st, **kw))
     assert capped["method"] == "residual" and capped["safety_stock"] < 300, capped["safety_stock"]
     assert "1 one-off history day(s) above 5 x" in capped["notes"]
+    # the one-off's backtest error counts at the fence, as its history day does: the safety stock
+    # is about that of the same history without it (at 5x the fence it was ~3.8 times that)
+    calm = y.copy()
+    calm[-10] = 10.0
+    without = one(recommend(forecast({"A": 10.0}), st, history=history({"A": calm}),
+                            backtests=backtests("A", calm[-90:], fc), policy=NO_UNDERSHOOT))
+    assert capped["safety_stock"] < 1.5 * without["safety_stock"], (capped, without)
     as_is = Policy(undershoot=False, cap_outliers=False)
     raw = one(recommend(forecast({"A": 10.0}), st, **kw | {"policy": as_is}))
     assert raw["safety_stock"] > 1000
@@ -860,3 +873,15 @@ def test_a_failed_swap_keeps_the_runs_old_table(published: dict[str, Path], monk
         res = runner.invoke(app, args)
     assert res.exit_code == 3 and "another nova-ray job is running" in res.output
     assert pl.read_parquet(part).equals(before)
+
+
+def test_a_stockout_before_the_run_date_is_critical() -> None:
+    """A history that ends weeks before the run: a stock-out projected on a day already past is
+    critical, with a note naming both dates; without the run date the urgency is by days alone."""
+    st = stock(item_id=["A"], on_hand=[116.0], lead_time_days=[3])
+    kw = dict(history=history({"A": np.full(200, 10.0)}), policy=NO_UNDERSHOOT)
+    late = one(recommend(forecast({"A": 10.0}), st, today=START + timedelta(days=24), **kw))
+    assert late["stockout_date"] == START + timedelta(days=11) and late["urgency"] == "critical"
+    assert "before the run date 2024-01-25" in late["notes"]
+    same = one(recommend(forecast({"A": 10.0}), st, **kw))
+    assert same["urgency"] == "high" and "run date" not in same["notes"]
