@@ -43,10 +43,20 @@ def stale_history(cfg: Config, end: Any, run_date: date | None = None, last_day:
             "up to date?"]
 
 
-def too_short_to_backtest(lengths: np.ndarray, spec: EngineSpec) -> list[str]:
+def _named(mask: np.ndarray, ids: Any, shown: int = 5) -> str:
+    """": A, B, C and 4 more" for the items of `mask` (`ids` in the order of `lengths`), or ""."""
+    if ids is None:
+        return ""
+    names = [str(ids[i]) for i in np.flatnonzero(mask)]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ": " + ", ".join(names[:shown]) + more
+
+
+def too_short_to_backtest(lengths: np.ndarray, spec: EngineSpec, ids: Any = None) -> list[str]:
     """A warning when items are too short for even the newest backtest window (its training part
     and its horizon): they get no metrics, equal ensemble weights and a safety stock from the
-    history, which a run would otherwise do without a word (2 years of weekly data, horizon 8)."""
+    history, which a run would otherwise do without a word (2 years of weekly data, horizon 8).
+    `ids`: the items' codes in the order of `lengths`, a few of them named."""
     if spec.backtest_windows == 0 or not len(lengths):
         return []
     train = min_train(get_frequency(spec.freq).season_length)
@@ -59,19 +69,21 @@ def too_short_to_backtest(lengths: np.ndarray, spec: EngineSpec) -> list[str]:
         out.append(f"{short} of {len(lengths)} items have under {need} {unit} of history ({train} to train a "
                    f"backtest window, {spec.horizon} to test it): no backtest for them, so no metrics, equal "
                    "ensemble weights and safety stock from the history; a shorter --horizon or a longer "
-                   "history gives them one")
+                   f"history gives them one{_named(lengths < need, ids)}")
     m = get_frequency(spec.freq).season_length
     counts = np.array([len(backtest_origins(int(n), spec.horizon, spec.backtest_windows, spec.step, m))
                        for n in lengths])
-    few = int(((counts > 0) & (counts < spec.backtest_windows)).sum())
+    thin = (counts > 0) & (counts < spec.backtest_windows)
+    few = int(thin.sum())
     if few:
         out.append(f"{few} of {len(lengths)} items have room for fewer than the {spec.backtest_windows} "
                    f"backtest windows asked for (as few as {int(counts[counts > 0].min())}): their ensemble "
-                   "weights and metrics rest on few errors (one window can give one model all the weight)")
+                   "weights and metrics rest on few errors (one window can give one model all the weight)"
+                   f"{_named(thin, ids)}")
     return out
 
 
-def horizon_beyond_history(lengths: np.ndarray, spec: EngineSpec) -> list[str]:
+def horizon_beyond_history(lengths: np.ndarray, spec: EngineSpec, ids: Any = None) -> list[str]:
     """A warning when items have less history than the horizon: their forecasts reach further
     ahead than they have data behind them (40 quarters ahead of 34: an ARIMA trend of 5x the
     history's largest value, bands a few units wide ten years out), which a run gave without a word."""
@@ -82,4 +94,5 @@ def horizon_beyond_history(lengths: np.ndarray, spec: EngineSpec) -> list[str]:
     unit = PERIODS.get(spec.freq, "periods")
     return [f"{over} of {len(lengths)} items have less history than the horizon of {spec.horizon} {unit} "
             f"(as little as {int(lengths.min())}): their forecasts reach further ahead than their data "
-            "go back; treat the far periods with care, or use a shorter --horizon"]
+            "go back; treat the far periods with care, or use a shorter --horizon"
+            f"{_named(lengths < spec.horizon, ids)}"]

@@ -274,8 +274,9 @@ def run_forecast(
     spec = engine_spec(cfg, final_fit=only != "metrics")
     if only == "metrics" and spec.backtest_windows == 0:
         raise ConfigError("--only-metrics needs backtest windows (--backtest-windows >= 1)")
-    warnings += too_short_to_backtest(series.lengths(), spec) if only != "forecasts" else []
-    warnings += horizon_beyond_history(series.lengths(), spec)
+    lengths, ids = series.lengths(), list(series.item_ids)
+    warnings += too_short_to_backtest(lengths, spec, ids) if only != "forecasts" else []
+    warnings += horizon_beyond_history(lengths, spec, ids)
     try:
         # one job at a time per results folder (`nova-ray run` holds it already) and per model
         # store: two would share the stage of the same input and date, the last to publish

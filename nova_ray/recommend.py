@@ -501,6 +501,11 @@ def _recommend_row(r: _Row, abc: str, segs: list[np.ndarray] | None, as_of: date
         notes.append(f"stock-out past the {horizon}-day horizon: projected at the last-week mean rate")
     if days is not None and days < lead:
         notes.append(f"stock-out expected before a new order can arrive (lead time {lead} d)")
+    if r.history_given and on_hand > 0 and len(r.history) >= IDLE_DAYS and not r.history.any():
+        notes.append(f"no demand in the last {len(r.history)} d: {on_hand:g} on hand idle (excess stock?)")
+    elif r.history_given and 0 < len(r.history) < NEW_DAYS:
+        notes.append(f"{len(r.history)} d of history (from its first row): a new item, or an export "
+                     "without its earlier days?")
     out_day = as_of + timedelta(days=math.ceil(days)) if days is not None else None
     past = out_day is not None and today is not None and out_day < today
     if past:
@@ -515,6 +520,29 @@ def _recommend_row(r: _Row, abc: str, segs: list[np.ndarray] | None, as_of: date
         "order_value": round(qty * unit_cost, 2) if unit_cost is not None else None, "method": method,
         "notes": "; ".join(notes),
     }
+
+
+IDLE_DAYS = 90  # a history window this long without demand: the stock on hand is idle
+NEW_DAYS = 90  # an item with a shorter history is flagged as new
+
+# a row's notes as short flags, for the terminal and the report (the notes say the rest)
+FLAGS = (
+    ("d of history (from its first row)", "new"),
+    ("normal approximation", "short history"),
+    ("no demand in the last", "idle stock"),
+    ("one-off", "one-off capped"),
+    ("before a new order can arrive", "expedite"),
+    ("before the run date", "date past"),
+    ("rate from the recent history", "history rate"),
+    ("site share 0", "no site demand"),
+    ("safety stock 0", "no safety stock"),
+)
+
+
+def flags(notes: str | None) -> str:
+    """The short flags of a row's `notes` ("new, short history"), "" when none apply."""
+    text = notes or ""
+    return ", ".join(flag for said, flag in FLAGS if said in text)
 
 
 def _safety_stock(r: _Row, p: float, lead: int, ltd: float, full: np.ndarray, segs: list[np.ndarray] | None,

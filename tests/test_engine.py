@@ -250,8 +250,9 @@ def test_items_too_short_for_a_backtest_are_named_in_a_warning() -> None:
     cfg.set("backtest_windows", 0, "test")  # backtests off: nothing to warn about
     assert too_short_to_backtest(np.array([105]), engine_spec(cfg)) == []
     assert too_short_to_backtest(np.array([1095, 300]), engine_spec(Config())) == []  # daily: 3 windows fit
-    (few,) = too_short_to_backtest(np.array([1095, 60]), engine_spec(Config()))  # 14 + 30: one of three
+    (few,) = too_short_to_backtest(np.array([1095, 60]), engine_spec(Config()), ["OLD", "NEW"])  # 14 + 30
     assert few.startswith("1 of 2 items have room for fewer than the 3 backtest windows")
+    assert few.endswith(": NEW")
 
 
 def test_a_history_that_ended_long_before_the_run_date_is_a_warning() -> None:
@@ -376,3 +377,7 @@ def test_a_horizon_longer_than_an_items_history_is_a_warning() -> None:
     (msg,) = horizon_beyond_history(np.array([34, 60, 39]), spec)
     assert msg.startswith("2 of 3 items have less history than the horizon of 40 quarters (as little as 34)")
     assert horizon_beyond_history(np.array([40, 60]), spec) == []
+    (named,) = horizon_beyond_history(np.array([34, 60, 39]), spec, ["A", "B", "C"])
+    assert named == msg + ": A, C"  # the items named, a few of them
+    (many,) = horizon_beyond_history(np.arange(7), spec, list("ABCDEFG"))
+    assert many.endswith(": A, B, C, D, E and 2 more")

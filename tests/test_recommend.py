@@ -885,3 +885,22 @@ def test_a_stockout_before_the_run_date_is_critical() -> None:
     assert "before the run date 2024-01-25" in late["notes"]
     same = one(recommend(forecast({"A": 10.0}), st, **kw))
     assert same["urgency"] == "high" and "run date" not in same["notes"]
+
+
+def test_idle_and_new_items_are_noted_and_flagged() -> None:
+    """Stock with no demand in the last year is noted as idle; an item with weeks of history as
+    new (its export may lack its earlier days); the notes read as short flags."""
+    from nova_ray.recommend import flags
+
+    y_idle = np.zeros(400)
+    y_idle[:20] = 5.0  # demand once, over a year before
+    st = stock(item_id=["IDLE", "NEW"], on_hand=[40.0, 5.0], lead_time_days=[10, 10])
+    out = recommend(forecast({"IDLE": 0.0, "NEW": 1.0}), st,
+                    history=history({"IDLE": y_idle, "NEW": np.ones(46)}), policy=NO_UNDERSHOOT)
+    idle, new = one(out, "IDLE"), one(out, "NEW")
+    assert "no demand in the last 365 d: 40 on hand idle" in idle["notes"] and idle["urgency"] == "ok"
+    assert "46 d of history (from its first row)" in new["notes"]
+    assert flags(idle["notes"]).startswith("idle stock") and flags(new["notes"]).startswith("new")
+    assert flags("history 10 d < 28 d: normal approximation; stock-out expected before a new order can "
+                 "arrive (lead time 45 d)") == "short history, expedite"
+    assert flags("") == "" and flags(None) == ""

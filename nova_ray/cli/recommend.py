@@ -18,18 +18,19 @@ def _fmt(v: float | None, digits: int = 0) -> str:
 
 def print_recommendations(res: RecommendRun, top: int) -> None:
     """A rich table of the most urgent rows (critical first), then totals."""
-    from ..recommend import orders_text
+    from ..recommend import flags, orders_text
 
     colors = {"critical": "bold red", "high": "yellow", "medium": "cyan", "ok": "green"}
     t = Table(title=f"recommendations ({res.table.height} rows, most urgent first)")
     for col in ("urgency", "item", "site", "ABC", "position", "reorder pt", "order", "value", "stock-out in"):
         left = col in {"urgency", "item", "site", "ABC"}
         t.add_column(col, justify="left" if left else "right", no_wrap=True)  # numbers never cut
+    t.add_column("flags", justify="left")  # the notes in short (all of them in the notes column)
     for r in res.table.head(top).iter_rows(named=True):
         t.add_row(f"[{colors.get(r['urgency'], '')}]{r['urgency']}[/]", r["item_id"], r["site"] or "-",
                   r["abc_class"], _fmt(r["on_hand"] + r["on_order"]), _fmt(r["reorder_point"]),
                   _fmt(r["order_qty"]), _fmt(r["order_value"]), _fmt(r["days_to_stockout"], 1) + " d"
-                  if r["days_to_stockout"] is not None else "-")
+                  if r["days_to_stockout"] is not None else "-", flags(r["notes"]) or "-")
     print_table(t)
     s = res.summary
     counts = ", ".join(f"{k} {v}" for k, v in s["urgency"].items())

@@ -469,6 +469,7 @@ REC_COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("stockout_date", "stock-out date", None),
     ("service_level", "service level", None),
     ("method", "method", None),
+    ("notes", "notes", None),
 )
 
 
