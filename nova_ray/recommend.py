@@ -507,7 +507,8 @@ def _recommend_row(r: _Row, abc: str, segs: list[np.ndarray] | None, as_of: date
         notes.append(f"{len(r.history)} d of history (from its first row): a new item, or an export "
                      "without its earlier days?")
     out_day = as_of + timedelta(days=math.ceil(days)) if days is not None else None
-    past = out_day is not None and today is not None and out_day < today
+    # (an empty shelf, 0 days, is out now: its day is the history's last, not a date past)
+    past = days is not None and days > 0 and today is not None and out_day is not None and out_day < today
     if past:
         notes.append(f"stock-out projected for {out_day}, before the run date {today} (history ends {as_of})")
     return {
