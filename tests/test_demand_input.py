@@ -192,7 +192,7 @@ def test_empty_and_missing_files(tmp_path: Path) -> None:
         read_demand(_csv(tmp_path, ""))
     with pytest.raises(InputError, match="nope.csv: file not found"):
         read_demand(tmp_path / "nope.csv")
-    with pytest.raises(InputError, match="unsupported file type '.xls'"):
+    with pytest.raises(InputError, match=r"unsupported file type '.xls'; use .csv, .parquet or .xlsx"):
         (tmp_path / "d.xls").write_text("x")
         read_demand(tmp_path / "d.xls")
 
@@ -535,3 +535,27 @@ def test_export_quirks_three_decimals_tabs_empty_rows_and_totals(tmp_path: Path)
     p = _csv(tmp_path, "item_id,date,quantity\nA,2024-01-01,-5\n")
     with pytest.raises(InputError, match=r"must be finite and >= 0 \(a return\? net returns"):
         read_demand(p)
+
+
+def test_an_excel_workbook_reads_like_its_csv(tmp_path: Path) -> None:
+    """A history saved from Excel as .xlsx: date cells, number cells, codes as text, dd/mm/yyyy
+    text dates and decimal-comma text where typed so; an empty formatted row skipped; a bad cell
+    named by the sheet's row."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["date", "item_id", "quantity"])
+    ws.append([dt.datetime(2024, 1, 1), "000123", 1.5])
+    ws.append([None, None, None])
+    ws.append(["02/01/2024", "000123", "2,5"])
+    ws.append([dt.datetime(2024, 1, 1), "B", 3])
+    wb.save(tmp_path / "d.xlsx")
+    df = read_demand(tmp_path / "d.xlsx")
+    assert df["item_id"].tolist() == ["000123", "000123", "B"]
+    assert df["date"].tolist() == list(pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-01"]))
+    assert df["quantity"].tolist() == [1.5, 2.5, 3.0]
+    ws.append([dt.datetime(2024, 1, 3), "B", -1])
+    wb.save(tmp_path / "d.xlsx")
+    with pytest.raises(InputError, match=r"d.xlsx: row 6: quantity -1 in column 'quantity' must be finite"):
+        read_demand(tmp_path / "d.xlsx")

@@ -113,7 +113,33 @@ def test_csv_errors(tmp_path: Path, text: str, expected: str) -> None:
 def test_file_level_errors(tmp_path: Path) -> None:
     assert _error(tmp_path / "nope.csv").endswith("nope.csv: file not found")
     assert _error(_csv(tmp_path, "", "empty.csv")).endswith("empty.csv: file is empty")
-    assert "unsupported file type '.xlsx'" in _error(_csv(tmp_path, "x", "stock.xlsx"))
+    assert "unsupported file type '.ods'" in _error(_csv(tmp_path, "x", "stock.ods"))
+    broken = _error(_csv(tmp_path, "x", "stock.xlsx"))
+    assert broken.startswith(f"{tmp_path / 'stock.xlsx'}: cannot read the workbook")
+
+
+def test_reads_an_excel_workbook(tmp_path: Path) -> None:
+    """A stock spreadsheet saved as .xlsx: codes kept as typed (text '000123', a number 456),
+    numbers and percentages as cells, formatted empty rows skipped, errors naming the sheet's row."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["Item_ID", "on_hand", "lead_time_days", "unit_cost"])
+    ws.append(["000123", 150, 10, 2.5])
+    ws.append([456, 1250.5, 14, None])
+    ws.append([None, None, None, None])
+    ws.append(["C", "x", 5, 1])
+    wb.save(tmp_path / "s.xlsx")
+    with pytest.raises(InputError, match=r"s.xlsx: row 5: on_hand 'x' in column 'on_hand' is not a number$"):
+        read_stock(tmp_path / "s.xlsx")
+    ws.delete_rows(5)
+    wb.save(tmp_path / "s.xlsx")
+    st = read_stock(tmp_path / "s.xlsx")
+    assert st["item_id"].to_list() == ["000123", "456"] and st["on_hand"].to_list() == [150.0, 1250.5]
+    assert st["lead_time_days"].to_list() == [10, 14] and st["unit_cost"].to_list() == [2.5, None]
+    assert unknown_items(tmp_path / "s.xlsx", st, ["000123"]) == [
+        f"{tmp_path / 's.xlsx'}: row 3: item_id '456' in column 'item_id' is not in the forecast; skipped"]
 
 
 def test_parquet_errors_name_the_row(tmp_path: Path) -> None:

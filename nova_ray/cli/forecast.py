@@ -63,7 +63,7 @@ def prepare_run(cfg: Config, data: str | None) -> None:
 DATA = typer.Option(
     None,
     "--data",
-    help="Demand history, CSV or Parquet (item_id, date, quantity; "
+    help="Demand history, CSV, Parquet or .xlsx (item_id, date, quantity; "
     "optional site, family). Default: paths.data in the config.",
 )
 ITEMS = typer.Option(None, "--items", help="Comma-separated item ids to forecast (default: all).")
@@ -123,7 +123,8 @@ def forecast(
     stock: str = typer.Option(
         None,
         "--stock",
-        help="Stock snapshot for purchasing recommendations, CSV or Parquet (default: paths.stock, else "
+        help="Stock snapshot for purchasing recommendations, CSV, Parquet or .xlsx (default: paths.stock, "
+        "else "
         "stock.parquet next to the demand file; none found: no recommendations).",
     ),
     address: str = ADDRESS,

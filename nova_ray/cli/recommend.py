@@ -42,8 +42,8 @@ def print_recommendations(res: RecommendRun, top: int) -> None:
 def recommend_cmd(
     results: str = typer.Option(None, "--results", help="Results folder with a published forecast run "
                                 "(default: paths.output, data/ml_results)."),
-    stock: str = typer.Option(None, "--stock", help="Stock snapshot, CSV or Parquet (item_id, on_hand, "
-                              "lead_time_days; optional site, on_order, unit_cost, order_cost, "
+    stock: str = typer.Option(None, "--stock", help="Stock snapshot, CSV, Parquet or .xlsx (item_id, "
+                              "on_hand, lead_time_days; optional site, on_order, unit_cost, order_cost, "
                               "holding_cost_rate, min_order_qty, pack_size, service_level). Default: "
                               "paths.stock, else stock.parquet (or .csv) next to the demand file."),
     data: str = typer.Option(None, "--data", help="Demand history for the bootstrap and site shares "

@@ -1,4 +1,4 @@
-"""Read and validate demand history (CSV or Parquet, long format)."""
+"""Read and validate demand history (CSV, Parquet or an Excel workbook; long format)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 from .columns import canonical_columns, missing_columns
 from .csv_text import read_text_csv, text_numbers, totals_hint
 from .errors import InputError, Locate
+from .excel import SUFFIXES as EXCEL
+from .excel import read_xlsx
 
 REQUIRED = ("item_id", "date", "quantity")
 OPTIONAL = ("site", "family")
@@ -55,6 +57,10 @@ def _read_raw(path: str) -> tuple[pd.DataFrame, Locate, bool | None]:
             # the stream is decompressed by pyarrow already (.gz by its extension)
             frame, decimal_comma, line = read_text_csv(lambda: fs.open_input_stream(inner), path)
             return frame, lambda row: f"line {line(row)}", decimal_comma
+        if suffix in EXCEL:
+            with fs.open_input_stream(inner) as fh:
+                frame, where = read_xlsx(fh.read(), path)
+            return frame, where, None
         if suffix in {".parquet", ".pq"}:
             # text columns of ids, sites and families repeat on every row: read them dictionary
             # encoded (pandas categoricals, one string per distinct value); date32 columns as
@@ -80,7 +86,7 @@ def _read_raw(path: str) -> tuple[pd.DataFrame, Locate, bool | None]:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: cannot read file: {msg}") from None
-    raise InputError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
+    raise InputError(f"{path}: unsupported file type {suffix!r}; use .csv, .parquet or .xlsx")
 
 
 def _where(path: str, locate: Locate, row: int) -> str:

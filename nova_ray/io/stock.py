@@ -1,4 +1,4 @@
-"""Read and validate the stock snapshot (CSV or Parquet): one row per item (and site).
+"""Read and validate the stock snapshot (CSV, Parquet or an Excel workbook): one row per item (and site).
 
 Required: item_id, on_hand, lead_time_days. Optional: site, on_order, unit_cost, order_cost,
 holding_cost_rate, min_order_qty, pack_size, service_level (empty cells mean "use the default").
@@ -18,6 +18,8 @@ import pyarrow.parquet as pq
 from .columns import canonical_columns, missing_columns
 from .csv_text import line_finder, read_text_csv, text_numbers, totals_hint
 from .errors import InputError, Locate
+from .excel import SUFFIXES as EXCEL
+from .excel import read_xlsx
 
 REQUIRED = ("item_id", "on_hand", "lead_time_days")
 # column -> (lowest allowed, lowest inclusive, highest allowed or None, highest inclusive)
@@ -47,6 +49,9 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, Locate, bool | None]:
         if suffix in {".csv", ".txt", ".gz"}:
             text = read_text_csv(lambda: open(path, "rb"), str(path), gz=suffix == ".gz")
             return text.frame, lambda row: f"line {text.line(row)}", text.decimal_comma
+        if suffix in EXCEL:
+            frame, located = read_xlsx(path.read_bytes(), str(path))
+            return frame, located, None
         if suffix in {".parquet", ".pq"}:
             return pq.read_table(path).to_pandas(), lambda row: f"row {row + 1}", False
     except InputError:
@@ -54,16 +59,18 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, Locate, bool | None]:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: cannot read file: {msg}") from None
-    raise InputError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
+    raise InputError(f"{path}: unsupported file type {suffix!r}; use .csv, .parquet or .xlsx")
 
 
 def locator(path: Path | str) -> Locate:
-    """0-based data row -> 'line N' (CSV, its own line in the file) or 'row N' (Parquet), for
-    messages about rows read earlier."""
+    """0-based data row -> 'line N' (CSV, its own line in the file) or 'row N' (Parquet; the
+    sheet's row for a workbook), for messages about rows read earlier."""
     path = Path(path)
     if path.suffix.lower() in {".csv", ".txt", ".gz"}:
         line = line_finder(lambda: open(path, "rb"), gz=path.suffix.lower() == ".gz")
         return lambda row: f"line {line(row)}"
+    if path.suffix.lower() in EXCEL:  # the sheet's own rows, past dropped empty ones
+        return read_xlsx(path.read_bytes(), str(path))[1]
     return lambda row: f"row {row + 1}"
 
 
