@@ -219,3 +219,13 @@ def test_export_quirks_zeros_lost_totals_names_and_three_decimals(tmp_path: Path
     with pytest.raises(InputError, match=r"rename codigo_item -> item_id, saldo -> on_hand, "
                        r"prazo_entrega -> lead_time_days$"):
         read_stock(p)
+
+
+def test_a_service_level_as_a_percentage(tmp_path: Path) -> None:
+    """'98%' and '97,5 %' (a spreadsheet's percentages) are 0.98 and 0.975; 98 is still an error."""
+    p = tmp_path / "s.csv"
+    p.write_text("item_id;on_hand;lead_time_days;service_level\nA;1;2;98%\nB;1;2;97,5 %\nC;1;2;0,9\n")
+    assert read_stock(p)["service_level"].to_list() == pytest.approx([0.98, 0.975, 0.9])
+    p.write_text("item_id;on_hand;lead_time_days;service_level\nA;1;2;98\n")
+    with pytest.raises(InputError, match="service_level 98 in column 'service_level' must be between"):
+        read_stock(p)

@@ -95,7 +95,11 @@ def _numbers(
     else:
         text = s.astype("string").fillna("").str.strip()
         empty = (text == "").to_numpy()
+        percent = text.str.endswith("%").to_numpy() if col == "service_level" else np.zeros(len(text), bool)
+        if percent.any():  # "98%" (or "97,5 %") as a spreadsheet writes a percentage
+            text = text.str.removesuffix("%").str.strip()
         v = text_numbers(text, decimal_comma, notes, f"{path}: column {col!r}").to_numpy()
+        v[percent] /= 100.0
         bad = np.isnan(v) & ~empty
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
