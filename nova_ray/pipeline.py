@@ -386,6 +386,7 @@ def _fit(
             "started afresh"
         )
     store = ModelStore(cfg.paths.models_dir, model_version)
+    notes += store.quarantine()
     fit = fit_stage(cfg, series, spec, writer, store, run_date, only, full_refit, progress, use_ray)
     return _Fitted(writer, store, fit, run_date, item_facts(series), len(series), dataset, whole, notes)
 

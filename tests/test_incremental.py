@@ -315,3 +315,24 @@ def test_a_warm_item_whose_models_take_no_regressors_gets_no_regressor_note(
     assert warm.warm_items == len(ITEMS)
     notes = pl.read_parquet(next((tmp_path / "out" / "items").iterdir()))["notes"].to_list()
     assert not [n for n in notes if "regressors" in (n or "")], notes
+
+
+def test_an_unreadable_store_is_set_aside_and_refitted(days, tmp_path: Path) -> None:
+    """A truncated items.parquet (a full disk, a kill outside nova-ray's atomic writes) stopped every
+    later night with a traceback: it is set aside with a warning naming it, the items are fitted
+    cold and the store written again; the next night is warm."""
+    cfg = _cfg(days["day1"], tmp_path, models="ets,naive")
+    run_forecast(cfg, use_ray=False)
+    store = next(p for p in (tmp_path / "models").iterdir() if p.is_dir())
+    items = store / "items.parquet"
+    items.write_bytes(items.read_bytes()[:200])
+    again = run_forecast(_cfg(days["day2"], tmp_path, models="ets,naive"), use_ray=False)
+    assert [w for w in again.warnings if "unreadable" in w] == [
+        f"{items}: unreadable (Parquet magic bytes not found in footer. Either the file is corrupted or "
+        "this is not a parquet file.); set aside as items.parquet.unreadable, its models are fitted cold and "
+        "stored again"
+    ]
+    assert again.warm_items == 0 and (store / "items.parquet.unreadable").exists()
+    assert (store / "backtests.parquet.unreadable").exists()  # stored with the items: set aside with them
+    third = run_forecast(_cfg(days["day2"], tmp_path, models="ets,naive"), use_ray=False)
+    assert third.warm_items == len(ITEMS) and not [w for w in third.warnings if "unreadable" in w]

@@ -48,6 +48,25 @@ class ModelStore:
         self.dir = Path(models_dir) / model_version.replace("+", "_")
         self.model_version = model_version
 
+    def quarantine(self) -> list[str]:
+        """Set aside store files that cannot be read (a truncated write, a full disk), as
+        `<name>.unreadable`, and say so: the store is a cache, its items are fitted cold and it is
+        written again. A broken file otherwise stopped every later run with a traceback."""
+        notes = []
+        for name, check in ((ITEMS_FILE, _parquet_ok), (BACKTESTS_FILE, _parquet_ok), (LSTM_FILE, _lstm_ok)):
+            path = self.dir / name
+            if not path.exists():
+                continue
+            problem = check(path)
+            if problem is None:
+                continue
+            os.replace(path, path.with_name(f"{name}.unreadable"))
+            if name == ITEMS_FILE and (self.dir / BACKTESTS_FILE).exists():  # stored with the items
+                os.replace(self.dir / BACKTESTS_FILE, self.dir / f"{BACKTESTS_FILE}.unreadable")
+            notes.append(f"{path}: unreadable ({problem}); set aside as {name}.unreadable, its models are "
+                         "fitted cold and stored again")
+        return notes
+
     def items(self, columns: list[str] | None = None) -> pl.DataFrame:
         """The stored item entries (only `columns` when given); empty when there is no store."""
         path = self.dir / ITEMS_FILE
@@ -138,6 +157,31 @@ class ModelStore:
             return None
         state, fitted_on, _ = read_lstm(path)
         return None if (today - fitted_on).days > max_age_days else (state, fitted_on)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _parquet_ok(path: Path) -> str | None:
+    """None when `path` is a readable Parquet file (its footer and schema), else why not."""
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)
+    except Exception as exc:  # noqa: BLE001 - any failure to read means the cache entry is lost
+        return _first_line(exc)
+    return None
+
+
+def _lstm_ok(path: Path) -> str | None:
+    """None when `path` holds a readable LSTM state, else why not."""
+    try:
+        read_lstm(path)
+    except Exception as exc:  # noqa: BLE001
+        return _first_line(exc)
+    return None
 
 
 def write_lstm(path: Path, state: LstmState, cold_fitted_on: date, warm: bool = False) -> None:
