@@ -50,6 +50,7 @@ def _run(small_demo: Path, target: Path, *extra: str):
 
 def test_daily_run_publishes_and_is_idempotent(env: Path, small_demo: Path, ray_session) -> None:
     target = env / "shared"
+    target.mkdir()  # sync never creates its target
     res = _run(small_demo, target)
     assert res.exit_code == 0, res.output
     assert "etl" in res.output and "features" in res.output
@@ -221,6 +222,7 @@ def test_a_backfill_keeps_the_latest_run_and_is_never_pruned_away(env: Path, sma
 
     cfg = load_config(None, {"data": str(small_demo / "demand.parquet")}, dotenv=None)
     target = env / "shared"
+    target.mkdir()
     today = run_daily(cfg, date(2026, 11, 27), to=str(target), keep=1)
     for day in (date(2026, 11, 20), date(2026, 11, 21)):
         back = run_daily(cfg, day, to=str(target), keep=1)
@@ -253,6 +255,28 @@ def test_a_refused_publish_is_not_called_an_interruption() -> None:
         assert "to s3://b/p was refused" in line and "fix the permissions or credentials" in line
     line = sync_failure("s3://b/p", ConnectionError("Connection reset by peer"))
     assert "was interrupted" in line and "rerun to resume" in line
+    # a full target: a rerun fails the same way until space is freed (it was "interrupted")
+    for exc in (OSError(errno.ENOSPC, "No space left on device"),
+                OSError("[Errno 28] Error writing bytes to file. Detail: [errno 28] No space left on "
+                        "device")):
+        line = sync_failure("/mnt/pub", exc)
+        assert "publishing to /mnt/pub failed: the target is full" in line and "free space there" in line
+
+
+def test_a_full_disk_names_the_folders_the_run_writes_to(tmp_path: Path) -> None:
+    import errno
+
+    from nova_ray.cli.common import write_failure
+    from nova_ray.config import load_config
+
+    cfg = load_config(None, {"output": str(tmp_path / "out"), "models_dir": str(tmp_path / "m")}, env={},
+                      dotenv=None)
+    line = write_failure(cfg, OSError("[Errno 28] Error writing bytes to file. Detail: [errno 28] No space "
+                                      "left on device"))
+    assert line.startswith(f"no space left on a device the run writes to (results {tmp_path / 'out'}, "
+                           f"models {tmp_path / 'm'}, temp ")
+    assert line.endswith("free space there, then rerun (it resumes from its checkpoints)")
+    assert write_failure(cfg, OSError(errno.EIO, "I/O error")) == "OSError: [Errno 5] I/O error"
 
 
 def test_an_unreadable_pointer_is_one_line_naming_it(env: Path, small_demo: Path) -> None:
@@ -314,7 +338,8 @@ def test_keep_local_prunes_the_oldest_run_dates_of_the_results_folder(env: Path,
 def test_new_factor_values_from_the_etl_rerun_the_day(env: Path, small_demo: Path, ray_session,
                                                       monkeypatch) -> None:
     """The ETL rewrote the features with other USD/BRL values: the date's run is not 'the same data
-    and settings' (only the features' names were in the settings' hash), so it is rerun."""
+    and settings' (only the features' names were in the settings' hash), so it is rerun. The job's
+    forecast reads what its etl step wrote (`[etl] processed`, not the default `features`)."""
     import shutil
     from datetime import date
 
@@ -324,10 +349,15 @@ def test_new_factor_values_from_the_etl_rerun_the_day(env: Path, small_demo: Pat
     raw = env / "raw"
     shutil.copytree(small_demo / "raw", raw)
     monkeypatch.setenv("NOVA_RAY_RAW", str(raw))
-    monkeypatch.setenv("NOVA_RAY_FEATURES", str(env / "processed" / "features.parquet"))  # the ETL's
     monkeypatch.setenv("NOVA_RAY_MODELS", "naive,arima")
     cfg = load_config(None, {"data": str(small_demo / "demand.parquet")}, dotenv=None)
     first = run_daily(cfg, date(2026, 11, 27))
+    # `features` left at its default: the forecast read the table the job's etl step wrote into
+    # `[etl] processed` (it ran without it, noted only in the log)
+    import hashlib
+
+    etl_table = (env / "processed" / "features.parquet").read_bytes()
+    assert first.summary["exog"]["features_sha256"] == hashlib.sha256(etl_table).hexdigest()[:16]
     same = run_daily(cfg, date(2026, 11, 27))
     assert same.skipped and same.run_id == first.run_id
     fx = raw / "bcb" / "usd_brl.json"
@@ -342,10 +372,10 @@ def test_new_factor_values_from_the_etl_rerun_the_day(env: Path, small_demo: Pat
 def test_a_failed_job_still_shows_its_steps_and_log(env: Path, small_demo: Path, ray_session) -> None:
     """The cron log got only the error line of a job whose publish was refused: the steps done and
     the log's path come first (and the log's error line names the errno once)."""
-    res = _run(small_demo, Path("/proc/nova-ray-publish"))
+    res = _run(small_demo, Path("/proc/1"))  # a folder that cannot be written to, even by root
     assert res.exit_code == 1, res.output
     text = " ".join(res.output.split())
     assert "etl " in text and "forecast 2026" in text and "log " + str(env / "out" / "logs") in text
-    assert "publishing to /proc/nova-ray-publish was refused" in text or "error:" in text
+    assert "publishing to /proc/1 was" in text or "error:" in text
     log = next((env / "out" / "logs").glob("run-*.log")).read_text()
     assert "run failed: PublishFailed" in log and "[Errno" in log and log.count("[Errno") == 1

@@ -38,6 +38,11 @@ RECOMMENDATIONS = pa.schema([("item_id", pa.string()), ("site", pa.string()), ("
                              ("urgency", pa.string())])
 
 
+def _folder(path: Path) -> Path:
+    """A target folder that exists (sync never creates one)."""
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
 def write_run(root: Path, run_id: str, run_date: date, value: float, *,
               recommendations: bool = False) -> None:
     """A tiny complete run written with the real ResultWriter; every forecast equals `value`."""
@@ -101,7 +106,7 @@ A, B, C = "20250101-aaaa", "20250102-bbbb", "20250103-cccc"
 
 
 def test_folder_sync_layout_manifest_pointer(runs: dict[str, Path], tmp_path: Path) -> None:
-    target = tmp_path / "shared"
+    target = _folder(tmp_path / "shared")
     report = sync_run(runs[A], target)
     assert (report.run_id, report.skipped, report.pointer_moved) == (A, 0, True)
     assert report.uploaded == report.files == len(MODELS) + 3
@@ -137,7 +142,7 @@ def test_folder_sync_layout_manifest_pointer(runs: dict[str, Path], tmp_path: Pa
 
 def test_interrupted_sync_keeps_previous_run_and_rerun_completes(runs: dict[str, Path],
                                                                  tmp_path: Path) -> None:
-    target = tmp_path / "shared"
+    target = _folder(tmp_path / "shared")
     sync_run(runs[A], target)
     before = (target / POINTER).read_bytes()
     total = len(find_run(runs[B]).files)
@@ -172,7 +177,7 @@ def test_an_amended_run_synced_again_and_killed_before_the_pointer_stays_readabl
     from nova_ray.io import publish
     from nova_ray.io.recommendations import amend_run
 
-    target = tmp_path / "shared"
+    target = _folder(tmp_path / "shared")
     sync_run(runs[B], target)
     first = json.loads((target / POINTER).read_text())
     monkeypatch.setitem(TABLES, "recommendations", (RECOMMENDATIONS, None))
@@ -210,7 +215,7 @@ def test_a_backfill_publishes_its_own_model_versions_and_resyncs_change_nothing(
     neither its manifest nor the pointer (they came out empty, so the manifest changed)."""
     root = tmp_path / "results"
     write_run(root, B, date(2025, 1, 2), 1.0)
-    target = tmp_path / "shared"
+    target = _folder(tmp_path / "shared")
     sync_run(root, target)
     before = files_under(target)
     write_run(root, C, date(2025, 1, 3), 2.0)  # a later run: metadata/model_versions.json is its
@@ -231,7 +236,7 @@ def test_a_killed_upload_leaves_no_file_a_dataset_reader_sees(
 
     from nova_ray.io import publish
 
-    target = tmp_path / "shared"
+    target = _folder(tmp_path / "shared")
     sync_run(runs[A], target)
     monkeypatch.setattr(publish, "_remove_quietly", lambda path: None)
     monkeypatch.setattr(publish, "_fsync", lambda path: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -251,7 +256,7 @@ def test_a_pointer_read_while_it_is_replaced_is_read_again(
     shows in /health's last_error (it said nothing)."""
     from nova_ray.io import publish
 
-    target = tmp_path / "shared"
+    target = _folder(tmp_path / "shared")
     sync_run(runs[A], target)
     loc = open_location(str(target))
     read = publish.Location.read
@@ -272,7 +277,7 @@ def test_a_pointer_read_while_it_is_replaced_is_read_again(
 
 
 def test_corrupt_target_file_is_replaced_on_rerun(runs: dict[str, Path], tmp_path: Path) -> None:
-    target = tmp_path / "shared"
+    target = _folder(tmp_path / "shared")
     sync_run(runs[A], target)
     victim = next((target / "runs" / A / "forecasts").rglob("*.parquet"))
     victim.write_bytes(b"garbage")
@@ -289,7 +294,7 @@ def test_a_broken_pointer_or_manifest_on_the_target_never_blocks_a_sync(
 ) -> None:
     """A truncated pointer is replaced (with a warning), a manifest that is no object is passed over
     by the pruning; while a job holds the results folder, `sync` exits 3."""
-    target = tmp_path / "shared"
+    target = _folder(tmp_path / "shared")
     sync_run(runs[A], target)
     (target / POINTER).write_text('{"run_id": "2024')
     (target / "runs" / "20240101-odd").mkdir(parents=True)
@@ -306,7 +311,7 @@ def test_a_broken_pointer_or_manifest_on_the_target_never_blocks_a_sync(
 
 
 def test_keep_deletes_oldest_only_after_pointer_moved(runs: dict[str, Path], tmp_path: Path) -> None:
-    target = tmp_path / "shared"
+    target = _folder(tmp_path / "shared")
     for rid in (A, B):
         sync_run(runs[rid], target)
     (target / "runs" / "20240101-partial").mkdir()  # an interrupted sync: no manifest
@@ -323,11 +328,11 @@ def test_keep_deletes_oldest_only_after_pointer_moved(runs: dict[str, Path], tmp
 
 def test_results_folder_problems_are_one_line_errors(runs: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(PublishError, match="no finished run"):
-        sync_run(tmp_path, tmp_path / "t")
+        sync_run(tmp_path, _folder(tmp_path / "t"))
     with pytest.raises(PublishError, match="invalid run id"):
-        sync_run(runs[A], tmp_path / "t", run_id="../etc")
+        sync_run(runs[A], _folder(tmp_path / "t"), run_id="../etc")
     with pytest.raises(PublishError, match="no run 'nope'"):
-        sync_run(runs[A], tmp_path / "t", run_id="nope")
+        sync_run(runs[A], _folder(tmp_path / "t"), run_id="nope")
     with pytest.raises(PublishError, match="unsupported location"):
         sync_run(runs[A], "ftp://host/x")
     with pytest.raises(PublishError, match="must differ"):
@@ -337,18 +342,19 @@ def test_results_folder_problems_are_one_line_errors(runs: dict[str, Path], tmp_
     write_run(root, "20250101-first", date(2025, 1, 1), 1.0)
     write_run(root, "20250101-second", date(2025, 1, 1), 2.0)
     with pytest.raises(PublishError, match="holds run 20250101-second"):
-        sync_run(root, tmp_path / "t", run_id="20250101-first")
-    assert sync_run(root, tmp_path / "t").run_id == "20250101-second"
+        sync_run(root, _folder(tmp_path / "t"), run_id="20250101-first")
+    assert sync_run(root, _folder(tmp_path / "t")).run_id == "20250101-second"
 
 
 def test_cli_sync(runs: dict[str, Path], tmp_path: Path) -> None:
     runner = CliRunner()
-    res = runner.invoke(app, ["sync", "--to", str(tmp_path / "t"), "--results", str(runs[A]), "--keep", "3"])
+    t = str(_folder(tmp_path / "t"))
+    res = runner.invoke(app, ["sync", "--to", t, "--results", str(runs[A]), "--keep", "3"])
     assert res.exit_code == 0, res.output
     assert f"published run {A}" in res.output and "pointer moved" in res.output
-    res = runner.invoke(app, ["sync", "--to", str(tmp_path / "t"), "--results", str(tmp_path / "missing")])
+    res = runner.invoke(app, ["sync", "--to", t, "--results", str(tmp_path / "missing")])
     assert res.exit_code == 2 and "results folder not found" in res.output
-    res = runner.invoke(app, ["sync", "--to", str(tmp_path / "t"), "--results", str(runs[A]), "--keep", "0"])
+    res = runner.invoke(app, ["sync", "--to", t, "--results", str(runs[A]), "--keep", "0"])
     assert res.exit_code == 2
 
 
@@ -438,7 +444,7 @@ def test_s3_errors(runs: dict[str, Path], s3: str) -> None:
 def test_the_server_loads_only_the_tables_it_serves(runs: dict[str, Path], tmp_path: Path) -> None:
     """The ensemble weights (and a full run's backtests, its bulk) stay on the target and in the
     results folder: no endpoint serves them, so the serving box does not hold them."""
-    target = tmp_path / "shared"
+    target = _folder(tmp_path / "shared")
     sync_run(runs[A], target)
     assert "ensemble_weights" in find_run(runs[A]).row_counts
     for source in (str(target), str(runs[A])):  # a sync target, a results folder

@@ -138,10 +138,12 @@ def test_serving_side_runs_without_heavy_libraries(tmp_path: Path) -> None:
     blocked = HEAVY + ["statsmodels", "sklearn", "holidays", "keras", "torch"]
     code = BLOCKER.replace("BLOCKED", repr(sorted(blocked))) + f"""
 import json
+import os
 import nova_ray.serve.app, nova_ray.serve.store, nova_ray.io.publish
 light = sorted(m for m, v in sys.modules.items() if v is not None)
 from nova_ray.io.publish import sync_run
 from nova_ray.serve.store import RunStore
+os.makedirs({str(tmp_path / "served")!r})
 sync_run({str(tmp_path / "results")!r}, {str(tmp_path / "served")!r})
 store = RunStore({str(tmp_path / "served")!r})
 assert store.refresh(), store.last_error

@@ -97,13 +97,38 @@ def ray_unreachable(cfg: Config, exc: Exception) -> str:
 REFUSED = ("ACCESS_DENIED", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden")
 
 
+def full_disk(exc: BaseException) -> bool:
+    """Whether `exc` is a full disk or quota (ENOSPC, EDQUOT; pyarrow's errors carry only the text)."""
+    import errno
+
+    codes = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    text = str(exc)
+    said = "No space left on device" in text or "quota exceeded" in text
+    return getattr(exc, "errno", None) in codes or said
+
+
+def write_failure(cfg: Config, exc: OSError) -> str:
+    """The one-line error of a run that could not write: a full disk names the folders it writes to
+    (the error names no path) and says what to do; anything else as it is."""
+    if not full_disk(exc):
+        return one_line(exc, named=True)
+    import tempfile
+
+    return (f"no space left on a device the run writes to (results {cfg.paths.output}, models "
+            f"{cfg.paths.models_dir}, temp {tempfile.gettempdir()}): {one_line(exc)}; free space there, "
+            "then rerun (it resumes from its checkpoints)")
+
+
 def sync_failure(target: str, exc: OSError) -> str:
     """The one-line error of a publish to `target` that failed: a refusal (permissions, a read-only
-    folder, credentials) that a rerun will not get past until it is fixed, or an interruption (the
-    network, a full disk) that a rerun resumes. Either way the published run is the one before."""
+    folder, credentials) or a full target that a rerun will not get past until it is fixed, or an
+    interruption (the network) that a rerun resumes. Either way the published run is the one before."""
     import errno
 
     text = one_line(exc)
+    if full_disk(exc):
+        return (f"publishing to {target} failed: the target is full: {text}; free space there, then rerun "
+                "(the previously published run is intact)")
     refused = isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
     if refused or any(code in text for code in REFUSED):
         return (f"publishing to {target} was refused: {text}; fix the permissions or credentials, "

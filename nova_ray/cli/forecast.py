@@ -19,11 +19,11 @@ from .common import (
     console_logging,
     fail,
     folder_or_exit,
-    one_line,
     out,
     ray_unreachable,
     setting_label,
     warn,
+    write_failure,
 )
 
 if TYPE_CHECKING:
@@ -205,7 +205,7 @@ def forecast(
     except ConnectionError as exc:
         fail(ray_unreachable(cfg, exc), code=1)
     except OSError as exc:  # a disk or the network (an output folder that cannot be written): one line
-        fail(one_line(exc, named=True), code=1)
+        fail(write_failure(cfg, exc), code=1)
     table = Table(title=f"nova-ray run {summary.run_id}", show_header=False)
     table.add_row("items", str(summary.items))
     table.add_row("models", ", ".join(summary.models))
@@ -317,7 +317,7 @@ def train(
     except ConnectionError as exc:
         fail(ray_unreachable(cfg, exc), code=1)
     except OSError as exc:
-        fail(one_line(exc, named=True), code=1)
+        fail(write_failure(cfg, exc), code=1)
     out.print(
         f"stored model choices for {summary.items} items in {cfg.paths.models_dir} "
         f"({summary.wall_seconds:.1f} s)", soft_wrap=True

@@ -17,11 +17,11 @@ from .common import (
     console,
     fail,
     folder_or_exit,
-    one_line,
     out,
     ray_unreachable,
     sync_failure,
     warn,
+    write_failure,
 )
 from .forecast import prepare_run
 
@@ -80,7 +80,9 @@ def run(
     report = DailyReport(run_date=day.isoformat())  # filled as the job goes: shown when a step fails
 
     def failed(message: str, code: int = 2) -> None:
-        """The steps done and the log, then the error line (the cron log shows how far it got)."""
+        """The warnings so far, the steps done and the log, then the error line (the cron log shows
+        how far it got and what it warned of)."""
+        warn(report.summary.get("warnings") or [], 20)
         _steps(report)
         fail(message, code=code)
 
@@ -109,7 +111,7 @@ def run(
     except ConnectionError as exc:
         failed(ray_unreachable(cfg, exc), code=1)
     except OSError as exc:  # the network or a disk: one line, the output as it was
-        failed(one_line(exc, named=True), code=1)
+        failed(write_failure(cfg, exc), code=1)
     warn(report.summary.get("warnings") or [], 20)  # the cron log shows them, not only the run's log
     _steps(report)
     console.print(f"daily run {report.run_date} done in {report.wall_seconds:.0f} s (run {report.run_id})",

@@ -393,10 +393,15 @@ FileHook = Callable[[SourceFile, str], None]
 
 
 def _check_target(loc: Location) -> None:
-    """Fail early on a missing bucket (buckets are never created) or a target that is a file."""
+    """Fail early on a missing bucket or target folder (neither is ever created: a share that is
+    not mounted would otherwise be published to the local disk under its mount point, exit 0) or a
+    target that is a file."""
     if loc.is_local:
         if Path(loc.base).is_file():
             raise PublishError(f"{loc.uri}: is a file, expected a folder")
+        if not Path(loc.base).is_dir():
+            raise PublishError(f"{loc.uri}: no such folder (sync never creates the target: is the share "
+                               "mounted? For a new target, create the folder first)")
         return
     bucket = loc.base.split("/", 1)[0]
     if loc.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
