@@ -211,11 +211,19 @@ def published_run(
     lacking = [k for k in wanted if k not in parts]
     if lacking:
         return None, f"{rid} has no {' or '.join(lacking)} (a partial run)"
+    import pyarrow.parquet as pq
+
     root = Path(cfg.paths.output)
     for kind, rel in sorted(parts.items()):
         folder = root / rel
-        if not folder.is_dir() or not any(folder.rglob("*.parquet")):
+        files = sorted(folder.rglob("*.parquet")) if folder.is_dir() else []
+        if not files:
             return None, f"{rid}'s {kind} are missing from {folder} (killed while publishing?)"
+        for f in files:  # the footers only: a damaged file is a day to redo, not a finished one
+            try:
+                pq.read_metadata(f)
+            except (OSError, ValueError):
+                return None, f"{f} of {rid} is unreadable (a damaged file)"
     return rec, ""
 
 

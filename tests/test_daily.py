@@ -172,7 +172,8 @@ def test_only_a_finished_current_run_is_skipped(env: Path, small_demo: Path, ray
     """`run` used to skip a date whose run was a partial one (`forecast --only-metrics` earlier that
     day: it then published a run without forecasts), whose tables a kill during the swap had
     taken away, or whose recommendations came from another stock file. Now: a partial or damaged
-    run is rerun (resuming its checkpoints), a changed stock file only remakes the recommendations."""
+    run (a table missing, a file truncated) is rerun (resuming its checkpoints), a changed stock
+    file only remakes the recommendations."""
     import shutil
     from datetime import date
 
@@ -196,6 +197,11 @@ def test_only_a_finished_current_run_is_skipped(env: Path, small_demo: Path, ray
     report = run_daily(cfg, day)
     assert not report.skipped and "forecasts are missing" in report.steps[1][1]
     assert (out / "forecasts" / f"run_date={day}").is_dir()
+    damaged = next((out / "metrics" / f"run_date={day}").rglob("*.parquet"))
+    damaged.write_bytes(damaged.read_bytes()[:300])  # a truncated file: the day is not finished
+    report = run_daily(cfg, day)
+    assert not report.skipped and f"{damaged} of " in report.steps[1][1]
+    assert "is unreadable (a damaged file)" in report.steps[1][1]
     second = _pointer(out)["run_id"]
 
     recs = out / "recommendations" / f"run_date={day}"

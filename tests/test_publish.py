@@ -344,6 +344,15 @@ def test_results_folder_problems_are_one_line_errors(runs: dict[str, Path], tmp_
     with pytest.raises(PublishError, match="holds run 20250101-second"):
         sync_run(root, _folder(tmp_path / "t"), run_id="20250101-first")
     assert sync_run(root, _folder(tmp_path / "t")).run_id == "20250101-second"
+    # a truncated file of the run: one line naming it and what to do (it was a traceback)
+    part = next((root / "forecasts").rglob("*.parquet"))
+    part.write_bytes(part.read_bytes()[:100])
+    with pytest.raises(PublishError, match=rf"^{part}: unreadable Parquet \(.*\): rerun the date with "):
+        sync_run(root, _folder(tmp_path / "t2"))
+    # a target folder that does not exist is never created (an unmounted share)
+    with pytest.raises(PublishError, match=r"no such folder \(sync never creates the target: is the share"):
+        sync_run(runs[A], tmp_path / "mnt" / "share")
+    assert not (tmp_path / "mnt").exists()
 
 
 def test_cli_sync(runs: dict[str, Path], tmp_path: Path) -> None:

@@ -355,7 +355,11 @@ def find_run(results: str | Path, run_id: str | None = None) -> SourceRun:
                 continue
             sha = _sha256_file(p)
             relpath = safe_relpath(p.relative_to(root).with_name(f"{p.stem}-{sha[:16]}{p.suffix}").as_posix())
-            md = pq.read_metadata(p)
+            try:
+                md = pq.read_metadata(p)
+            except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+                raise PublishError(f"{p}: unreadable Parquet ({str(exc).strip().splitlines()[0]}): rerun the "
+                                   f"date with --force (run {run_id} cannot be published as it is)") from None
             owner = (md.metadata or {}).get(b"run_id")
             if owner is not None and owner.decode() != run_id:
                 raise PublishError(f"{p}: holds run {owner.decode()}, not {run_id}: a later run with the "

@@ -222,7 +222,11 @@ def load_sync_run(loc: Location, pointer: dict[str, Any]) -> Run:
             continue
         rel = safe_relpath(str(f["path"]))
         data = read_verified(loc, f"runs/{run_id}/{rel}", int(f["size"]), str(f["sha256"]))
-        table = pq.read_table(pa.BufferReader(data))
+        try:
+            table = pq.read_table(pa.BufferReader(data))
+        except (OSError, ValueError) as exc:
+            raise PublishError(f"runs/{run_id}/{rel}: unreadable Parquet ({str(exc).strip().splitlines()[0]})"
+                               ) from None
         if table.num_rows != int(f["rows"]):
             raise PublishError(f"runs/{run_id}/{rel}: {table.num_rows} rows, manifest says {f['rows']}")
         parts.setdefault(str(f["kind"]), []).append(_with_partitions(table, rel))
@@ -246,8 +250,12 @@ def load_results_run(loc: Location, pointer: dict[str, Any]) -> Run:
         files = sorted(i.path for i in infos if i.type == pafs.FileType.File
                        and i.base_name.endswith(".parquet") and not i.base_name.startswith("."))
         for path in files:
-            with loc.fs.open_input_file(path) as fh:
-                table = pq.read_table(fh)
+            try:
+                with loc.fs.open_input_file(path) as fh:
+                    table = pq.read_table(fh)
+            except (OSError, ValueError) as exc:  # pyarrow names the stream '<Buffer>', not the file
+                why = str(exc).strip().splitlines()[0]
+                raise PublishError(f"{path}: unreadable Parquet ({why})") from None
             owner = (table.schema.metadata or {}).get(b"run_id")
             if owner is not None and owner.decode() != run_id:
                 raise PublishError(f"{path}: holds run {owner.decode()}, the pointer names {run_id} "
