@@ -105,7 +105,7 @@ def run_daily(
 
         prior, why = None, ""
         if not force and _records(cfg.paths.output, run_date.isoformat()):  # the date has a run: which?
-            loaded = load_demand(cfg, None)
+            loaded = load_demand(cfg, None, until=run_date)
             series, factors = attach_exog(cfg, load_series(cfg, None, loaded)[0])
             version = f"{__version__}+{config_hash(cfg, series.exog_names)}"
             prior, why = published_run(cfg, run_date, version, dataset_id(loaded.rows),
@@ -130,7 +130,7 @@ def run_daily(
                 report.step("recommend", f"recomputed ({stale}): {res.table.height} rows")
         else:
             # a run of this date killed earlier (the same data and settings) goes on from its checkpoints
-            summary = run_forecast(cfg, progress=progress, run_date=run_date, resume=None)
+            summary = run_forecast(cfg, progress=progress, run_date=run_date, resume=None, until=run_date)
             report.run_id = summary.run_id
             report.summary = summary.to_dict()
             recs = summary.recommendations

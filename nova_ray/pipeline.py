@@ -134,12 +134,16 @@ class Demand(NamedTuple):
     notes: list[str]
 
 
-def load_demand(cfg: Config, items: list[str] | None) -> Demand:
+def load_demand(cfg: Config, items: list[str] | None, until: date | None = None) -> Demand:
     """Validated demand for the selected items. The series end on the file's last date, also when
     `items` picks a few (an item without rows lately has zero demand up to it, as in a run over
-    every item), or before the period it falls in when that period is incomplete (`complete_end`)."""
+    every item), or before the period it falls in when that period is incomplete (`complete_end`).
+    `until` (the daily job's run date): rows after it are left out, with a note (a backfill
+    forecasts from the history up to its date, not from the whole file)."""
     notes: list[str] = []
     demand = read_demand(cfg.paths.data, notes)
+    if until is not None:
+        demand = _before(demand, until, cfg.paths.data, notes)
     end, left_out = complete_end(demand["date"], cfg.forecast.freq)
     if left_out is not None:
         notes.append(
@@ -156,6 +160,23 @@ def load_demand(cfg: Config, items: list[str] | None) -> Demand:
                          f"until it is complete: {shown}")
     notes += lone_first_rows(demand, cfg.paths.data)
     return Demand(demand, end, notes)
+
+
+def _before(demand: pd.DataFrame, until: date, path: str, notes: list[str]) -> pd.DataFrame:
+    """The rows dated up to `until`, and a note when there were later ones; none is an InputError."""
+    late = (demand["date"] > pd.Timestamp(until)).to_numpy()
+    if not late.any():
+        return demand
+    if late.all():
+        raise InputError(f"{path}: no history up to the run date {until} (the file starts "
+                         f"{demand['date'].min():%Y-%m-%d})")
+    notes.append(f"{path}: the history runs to {demand['date'].max():%Y-%m-%d}, past the run date {until}: "
+                 "its later rows are left out (a backfill forecasts from the history up to its date)")
+    kept = demand[~late].reset_index(drop=True)
+    for col in kept.columns:  # items (sites, families) with rows only after `until`: gone
+        if isinstance(kept[col].dtype, pd.CategoricalDtype):
+            kept[col] = kept[col].cat.remove_unused_categories()
+    return kept
 
 
 def load_series(cfg: Config, items: list[str] | None, loaded: Demand | None = None) -> tuple[SeriesSet, str]:
@@ -230,6 +251,7 @@ def run_forecast(
     resume: bool | None = False,
     full_refit: bool = False,
     publish: bool = True,
+    until: date | None = None,
 ) -> RunSummary:
     """The whole forecast: validate input, fit on Ray, ensemble, write partitioned Parquet atomically.
 
@@ -248,7 +270,7 @@ def run_forecast(
     progress = timer = StageTimer(progress or Silent())
     t0 = time.perf_counter()
     progress.stage("read input")
-    loaded = load_demand(cfg, items)
+    loaded = load_demand(cfg, items, until)
     release_memory(collect=False)  # the reading's copies, before the next step's temporaries
     series, dataset = load_series(cfg, items, loaded)
     release_memory(collect=False)  # the series' sort keys (~50 MiB at 2 M rows) likewise

@@ -385,3 +385,26 @@ def test_a_failed_job_still_shows_its_steps_and_log(env: Path, small_demo: Path,
     assert "publishing to /proc/1 was" in text or "error:" in text
     log = next((env / "out" / "logs").glob("run-*.log")).read_text()
     assert "run failed: PublishFailed" in log and "[Errno" in log and log.count("[Errno") == 1
+
+
+def test_a_backfill_forecasts_from_the_history_up_to_its_date(small_demo: Path) -> None:
+    """`run --date` before the history's end: the later rows are left out, with a note (the run
+    filed under 2023-12-20 forecast from 2024-01-01, like today's run); none left is an error."""
+    from datetime import date
+
+    import pandas as pd
+
+    from nova_ray.config import load_config
+    from nova_ray.io.errors import InputError
+    from nova_ray.pipeline import load_demand
+
+    cfg = load_config(None, {"data": str(small_demo / "demand.parquet")}, env={}, dotenv=None)
+    whole = load_demand(cfg, None)
+    back = load_demand(cfg, None, until=date(2023, 12, 20))
+    assert back.rows["date"].max() == pd.Timestamp("2023-12-20") and back.end == pd.Timestamp("2023-12-20")
+    assert len(back.rows) < len(whole.rows) and not any("past the run date" in n for n in whole.notes)
+    assert any("runs to 2023-12-31, past the run date 2023-12-20: its later rows are left out" in n
+               for n in back.notes)
+    assert load_demand(cfg, None, until=date(2024, 1, 5)).notes == whole.notes  # nothing after it
+    with pytest.raises(InputError, match="no history up to the run date 2022-12-01"):
+        load_demand(cfg, None, until=date(2022, 12, 1))
