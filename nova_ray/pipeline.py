@@ -33,7 +33,7 @@ from .engine import (
 from .etl import EtlError
 from .exog import for_run as exog_for_run
 from .fit_stage import COLD_LISTED, FitResult, Progress, Silent, StageTimer, cold_reasons, fit_stage
-from .io.demand import dataset_id, lone_first_rows, read_demand, select_items, spill_columns
+from .io.demand import dataset_id, lone_first_rows, read_demand, select_items, spill_columns, stopped_items
 from .io.errors import InputError
 from .io.lock import job_lock
 from .io.model_store import ModelStore, fingerprint
@@ -145,6 +145,7 @@ def load_demand(cfg: Config, items: list[str] | None, until: date | None = None)
     if until is not None:
         demand = _before(demand, until, cfg.paths.data, notes)
     end, left_out = complete_end(demand["date"], cfg.forecast.freq)
+    last = demand["date"].max()  # the file's last day, before `items` picks some
     if left_out is not None:
         notes.append(
             f"{cfg.paths.data}: the data end on {demand['date'].max():%Y-%m-%d}, inside the period from "
@@ -158,7 +159,7 @@ def load_demand(cfg: Config, items: list[str] | None, until: date | None = None)
             shown = ", ".join(new[:10]) + (f" and {len(new) - 10} more" if len(new) > 10 else "")
             notes.append(f"{len(new)} item(s) have rows only in that incomplete period: no forecast for them "
                          f"until it is complete: {shown}")
-    notes += lone_first_rows(demand, cfg.paths.data)
+    notes += lone_first_rows(demand, cfg.paths.data) + stopped_items(demand, cfg.paths.data, last)
     return Demand(demand, end, notes)
 
 

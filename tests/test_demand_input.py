@@ -559,3 +559,22 @@ def test_an_excel_workbook_reads_like_its_csv(tmp_path: Path) -> None:
     wb.save(tmp_path / "d.xlsx")
     with pytest.raises(InputError, match=r"d.xlsx: row 6: quantity -1 in column 'quantity' must be finite"):
         read_demand(tmp_path / "d.xlsx")
+
+
+def test_items_whose_daily_rows_stop_early_are_named() -> None:
+    """A partial export (one item's rows missing for the last 10 days) cut its forecast by 40% with
+    no word: an item with rows on most days that stop over a week before the file's end is named;
+    an item with rows on a few days only (an ERP's consumption days) is not."""
+    from nova_ray.io.demand import stopped_items
+
+    days = pd.date_range("2024-01-01", "2024-03-31")
+    rows = [("DENSE", d) for d in days[:-10]] + [("FULL", d) for d in days]
+    rows += [("SPARSE", d) for d in days[::9]]
+    df = pd.DataFrame(rows, columns=["item_id", "date"]).assign(quantity=1.0)
+    df["item_id"] = df["item_id"].astype("category")
+    (msg,) = stopped_items(df, "d.csv")
+    assert msg.startswith("d.csv: 1 item(s) with rows on most days stop over 7 days before the file's last "
+                          "date 2024-03-31: DENSE (2024-03-21)")
+    only = df[df["item_id"] == "DENSE"].copy()
+    assert stopped_items(only, "d.csv") == []  # its own last date: the file's is given by the caller
+    assert len(stopped_items(only, "d.csv", end=pd.Timestamp("2024-03-31"))) == 1

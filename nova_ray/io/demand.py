@@ -344,6 +344,34 @@ def lone_first_rows(df: pd.DataFrame, path: str, gap_days: int = 365, shown: int
     return out
 
 
+def stopped_items(df: pd.DataFrame, path: str, end: pd.Timestamp | None = None, gap_days: int = 7,
+                  window: int = 28, dense: float = 0.8, shown: int = 5) -> list[str]:
+    """A warning for items whose rows stop over `gap_days` before the file's last date although they
+    had rows on at least `dense` of the `window` days before their last one (a partial export: one
+    site's or family's rows missing lately; their missing days count as zero demand and the
+    forecast drops without a word). Items with rows on few days (an ERP writes only days with
+    consumption) are not suspect. `end`: the file's last date (default: the last of `df`)."""
+    if df.empty:
+        return []
+    codes = df["item_id"].cat.codes.to_numpy()
+    days = df["date"].to_numpy().astype("datetime64[D]").view(np.int64)
+    n = len(df["item_id"].cat.categories)
+    last = np.full(n, np.iinfo(np.int64).min)
+    np.maximum.at(last, codes, days)
+    end = int(days.max() if end is None else np.datetime64(pd.Timestamp(end).date(), "D").astype(np.int64))
+    recent = days > last[codes] - window  # a row in its item's last `window` days
+    counts = np.bincount(codes[recent], minlength=n)  # rows there (one per day, or per day and site)
+    stopped = np.flatnonzero((end - last > gap_days) & (counts >= dense * window))
+    if not len(stopped):
+        return []
+    cats = df["item_id"].cat.categories
+    names = [f"{cats[k]} ({np.datetime64(int(last[k]), 'D')})" for k in stopped[:shown]]
+    more = f" and {len(stopped) - shown} more" if len(stopped) > shown else ""
+    return [f"{path}: {len(stopped)} item(s) with rows on most days stop over {gap_days} days before the "
+            f"file's last date {np.datetime64(end, 'D')}: {', '.join(names)}{more}; their days since count "
+            "as zero demand: a partial export?"]
+
+
 def select_items(df: pd.DataFrame, items: list[str] | None, source: str = "--items") -> pd.DataFrame:
     """Keep only `items`; an unknown item is an InputError with close matches suggested."""
     if not items:
