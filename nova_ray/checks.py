@@ -52,6 +52,27 @@ def _named(mask: np.ndarray, ids: Any, shown: int = 5) -> str:
     return ": " + ", ".join(names[:shown]) + more
 
 
+def unchanged_data(cfg: Config, dataset: str, run_date: date | None = None) -> list[str]:
+    """A warning when the results folder's latest run, of an earlier date, read the same demand
+    data (its dataset id): no new rows since, a night whose export did not run (the stale-history
+    warning waits a week, and stock-out dates stay anchored to the old end meanwhile). Not for
+    the built-in demo, whose data never change."""
+    from .io.errors import InputError
+    from .io.results import read_pointer
+
+    if cfg.paths.is_demo_data():
+        return []
+    try:
+        ptr = read_pointer(cfg.paths.output)
+    except InputError:  # a broken pointer: said elsewhere
+        return []
+    today = run_date or datetime.now(timezone.utc).date()
+    if not ptr or str(ptr.get("run_date")) >= today.isoformat() or ptr.get("dataset_id") != dataset:
+        return []
+    return [f"{cfg.paths.data}: the same demand data as run {ptr['run_id']} of {ptr['run_date']} (no new "
+            "rows since): is the demand export up to date?"]
+
+
 def too_short_to_backtest(lengths: np.ndarray, spec: EngineSpec, ids: Any = None) -> list[str]:
     """A warning when items are too short for even the newest backtest window (its training part
     and its horizon): they get no metrics, equal ensemble weights and a safety stock from the

@@ -19,7 +19,7 @@ import polars as pl
 
 from . import __version__
 from .assemble import best_by_class, combine_items
-from .checks import horizon_beyond_history, stale_history, too_short_to_backtest
+from .checks import horizon_beyond_history, stale_history, too_short_to_backtest, unchanged_data
 from .config import Config, ConfigError, Forecast
 from .distributed import wait_for_shutdown
 from .engine import (
@@ -274,6 +274,8 @@ def run_forecast(
     loaded = load_demand(cfg, items, until)
     release_memory(collect=False)  # the reading's copies, before the next step's temporaries
     series, dataset = load_series(cfg, items, loaded)
+    if publish and only is None:
+        loaded.notes.extend(unchanged_data(cfg, dataset, run_date))
     release_memory(collect=False)  # the series' sort keys (~50 MiB at 2 M rows) likewise
     series, exog_record = attach_exog(cfg, series)
     demand, notes = loaded.rows, loaded.notes + exog_record.pop("warnings", [])

@@ -336,3 +336,20 @@ def test_an_unreadable_store_is_set_aside_and_refitted(days, tmp_path: Path) -> 
     assert (store / "backtests.parquet.unreadable").exists()  # stored with the items: set aside with them
     third = run_forecast(_cfg(days["day2"], tmp_path, models="ets,naive"), use_ray=False)
     assert third.warm_items == len(ITEMS) and not [w for w in third.warnings if "unreadable" in w]
+
+
+def test_a_night_without_new_data_is_said(days, tmp_path: Path) -> None:
+    """The latest run, of an earlier date, read the same data: a warning (nothing said it for a week,
+    until the history was stale); new rows, or the same date again, say nothing."""
+    from datetime import date
+
+    cfg = _cfg(days["day1"], tmp_path, models="naive")
+    run_forecast(cfg, use_ray=False, run_date=date(2026, 11, 1))
+    same = run_forecast(cfg, use_ray=False, run_date=date(2026, 11, 2))
+    said = [w for w in same.warnings if "the same demand data as run" in w]
+    assert len(said) == 1 and "of 2026-11-01 (no new rows since): is the demand export up to date?" in said[0]
+    again = run_forecast(cfg, use_ray=False, run_date=date(2026, 11, 2))  # a rerun of the date
+    assert not [w for w in again.warnings if "the same demand data" in w]
+    grown = run_forecast(_cfg(days["day2"], tmp_path, models="naive"), use_ray=False,
+                         run_date=date(2026, 11, 3))
+    assert not [w for w in grown.warnings if "the same demand data" in w]
