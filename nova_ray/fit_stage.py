@@ -158,6 +158,7 @@ class FitResult:
     workers: set[str] = field(default_factory=set)
     backend: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    warm_fitted: int = 0  # warm items fitted by this attempt (not resumed from checkpoints)
 
 
 COLD_LISTED = 20  # item codes per reason in the log line of the items fitted cold
@@ -208,7 +209,8 @@ def fit_stage(
             writer.checkpoint(CACHE, {"backtests": warm_bt})  # streamed, not loaded
     costs = store.costs()
     cold = {item: why for item, why in cold.items() if item not in done}  # not refitted: resumed
-    fit = FitResult(warm=warm, lstm_stored=lstm_stored, resumed=len(done), cold=cold)
+    fit = FitResult(warm=warm, lstm_stored=lstm_stored, resumed=len(done), cold=cold,
+                    warm_fitted=sum(1 for item in warm if item not in done))
     for why, items in cold_reasons(cold).items():
         LOG.info("fitted cold, %s: %d items: %s", why, len(items), ", ".join(items[:COLD_LISTED])
                  + (f" and {len(items) - COLD_LISTED} more" if len(items) > COLD_LISTED else ""))

@@ -481,7 +481,7 @@ def _finish(
         best_by_class=best,
         ensemble_error=ens_err,
         resumed_items=fit.resumed,
-        warm_items=len(fit.warm),
+        warm_items=fit.warm_fitted,  # resumed items are counted once, as resumed
         cold_items=_cold_items(fit.cold),
         lstm=("warm" if fit.lstm_warm else "cold") if fit.lstm_state is not None else "",
         recommendations=_recs_summary(cfg, recs) if recs is not None else {},

@@ -219,7 +219,7 @@ def forecast(
     )
     if summary.resumed_items:
         table.add_row("resumed", f"{summary.resumed_items} items from the interrupted run's checkpoints")
-    if summary.warm_items or summary.cold_items:
+    if summary.warm_items or summary.cold_items or summary.resumed_items:
         table.add_row("incremental", summary.incremental())
     table.add_row("wall time", f"{summary.wall_seconds:.1f} s (task CPU {summary.cpu_seconds:.1f} s)")
     if summary.stage_seconds:
