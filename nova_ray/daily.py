@@ -77,10 +77,12 @@ def run_daily(
     keep_local: int | None = None,
     progress: Any = None,
     report: DailyReport | None = None,
+    full_refit: bool = False,
 ) -> DailyReport:
     """etl -> forecast (+ recommendations) -> publish, for `run_date`, under the job lock; then
     (`keep_local`) the results folder keeps its `keep_local` newest run dates (`io.retention`).
-    `report`: filled as the job goes (the caller can show the steps done when a later one fails)."""
+    `report`: filled as the job goes (the caller can show the steps done when a later one fails).
+    `full_refit`: every item fitted cold, not from the model store (with `force`, as `run` passes it)."""
     from .io.demand import dataset_id
     from .pipeline import attach_exog, load_demand, load_series, run_forecast
     from .provenance import config_hash
@@ -130,7 +132,8 @@ def run_daily(
                 report.step("recommend", f"recomputed ({stale}): {res.table.height} rows")
         else:
             # a run of this date killed earlier (the same data and settings) goes on from its checkpoints
-            summary = run_forecast(cfg, progress=progress, run_date=run_date, resume=None, until=run_date)
+            summary = run_forecast(cfg, progress=progress, run_date=run_date, resume=None, until=run_date,
+                                   full_refit=full_refit)
             report.run_id = summary.run_id
             report.summary = summary.to_dict()
             recs = summary.recommendations

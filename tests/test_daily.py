@@ -86,6 +86,10 @@ def test_daily_run_publishes_and_is_idempotent(env: Path, small_demo: Path, ray_
     assert (
         json.loads((env / "out" / "metadata" / "last_updated.json").read_text())["run_id"] != first["run_id"]
     )
+    cold = _run(small_demo, target, "--full-refit")  # the daily job can fit every item cold too
+    assert cold.exit_code == 0, cold.output
+    said = " ".join(cold.output.split())
+    assert "models 0 items reused stored model choices; 12 fitted cold: --full-refit" in said
 
 
 class _StopAt:

@@ -44,6 +44,10 @@ def run(
         None, "--keep-local", min=0, help="Run dates kept in the results folder (0: all)."
     ),
     force: bool = typer.Option(False, "--force", help="Rerun even if this date's run is already published."),
+    full_refit: bool = typer.Option(
+        False, "--full-refit", help="Fit every item cold (search orders again), not from the model store; "
+        "reruns the date."
+    ),
     address: str = typer.Option(None, "--address", help="Ray cluster to join (default: local Ray)."),
     num_cpus: int = typer.Option(None, "--num-cpus", min=1, help="CPUs for local Ray (default: all)."),
     config: str = typer.Option(None, "--config", help="Config TOML.", envvar="NOVA_RAY_CONFIG"),
@@ -95,7 +99,8 @@ def run(
                 endpoint_url=cfg.publish.endpoint_url or None,
                 keep=cfg.publish.keep or None,
                 keep_local=cfg.publish.keep_local or None,
-                force=force,
+                force=force or full_refit,
+                full_refit=full_refit,
                 progress=bars,
                 report=report,
             )
