@@ -33,6 +33,9 @@ def run_log(output: str | Path) -> Iterator[Path]:
     token = _LOG_FILE.set(path)
     try:
         yield path
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (the CLI raises it for both)
+        LOG.error("run stopped: interrupted or terminated (a signal); nothing was published")
+        raise
     except BaseException as exc:
         LOG.error("run failed: %s: %s", type(exc).__name__, exc)
         raise
