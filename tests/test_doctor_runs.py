@@ -178,6 +178,14 @@ def test_doctor_ray_check_explains_failures(monkeypatch: pytest.MonkeyPatch, tmp
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert doctor_cli.check_output(str(blocker / "results")).status == "fail"
+    store = doctor_cli.check_output(str(blocker / "models"), "model store", "--models-dir")
+    assert store.name == "model store" and store.status == "fail" and "--models-dir" in store.fix
+    # the publish target: never created by a run, so a missing one (a share not mounted) fails
+    missing = doctor_cli.check_publish(str(tmp_path / "mnt" / "share"))
+    assert missing.status == "fail" and "no such folder" in missing.detail
+    assert "mount the share" in missing.fix
+    assert doctor_cli.check_publish(str(tmp_path)).status == "ok"
+    assert doctor_cli.check_publish("").status == "ok" and doctor_cli.check_publish("s3://b/p").status == "ok"
     gpu = doctor_cli.check_gpu(ray_gpus=1.0)
     assert gpu.status == "ok" or (gpu.status == "warn" and "tensorflow[and-cuda]" in gpu.fix)
 

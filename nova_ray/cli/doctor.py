@@ -147,16 +147,34 @@ def check_data(path: str, explicit: bool) -> Check:
     )
 
 
-def check_output(path: str) -> Check:
-    """The results folder (or the nearest existing parent it will be created in) is writable."""
+def check_publish(to: str) -> Check:
+    """The publish target (`publish.to`): a folder must exist (sync never creates it: a share that
+    is not mounted) and be writable; an S3 target is checked by the run (its credentials)."""
+    if not to:
+        return Check("publish target", "ok", "none set (publish.to empty: runs are not published)")
+    if "://" in to:
+        return Check("publish target", "ok", f"{to} (an object store: checked when a run publishes)")
+    p = Path(to).expanduser()
+    if not p.is_dir():
+        what = "is a file, not a folder" if p.exists() else "no such folder"
+        return Check("publish target", "fail", f"{p}: {what}",
+                     "mount the share, or create the folder for a new target (sync never creates it)")
+    try:
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".nova-ray-doctor-"):
+            pass
+    except OSError as exc:
+        return Check("publish target", "fail", f"{p}: not writable ({exc.strerror or exc})",
+                     "fix the permissions of the target folder")
+    return Check("publish target", "ok", f"{p}: writable")
+
+
+def check_output(path: str, name: str = "results folder",
+                 option: str = "--results (forecast: --output)") -> Check:
+    """A folder the runs write to (the results folder, the model store), or the nearest existing
+    parent it will be created in, is writable."""
     p = Path(path).expanduser()
     if (blocker := file_in_the_way(p)) is not None:
-        return Check(
-            "results folder",
-            "fail",
-            f"{blocker} is a file, not a folder",
-            "pass --results (forecast: --output) with a folder path",
-        )
+        return Check(name, "fail", f"{blocker} is a file, not a folder", f"pass {option} with a folder path")
     target = p
     while not target.exists() and target != target.parent:
         target = target.parent
@@ -164,22 +182,14 @@ def check_output(path: str) -> Check:
         with tempfile.NamedTemporaryFile(dir=target, prefix=".nova-ray-doctor-"):
             pass
     except OSError as exc:
-        return Check(
-            "results folder",
-            "fail",
-            f"{target}: not writable ({exc.strerror or exc})",
-            "fix the permissions or choose another folder with --output / paths.output",
-        )
+        return Check(name, "fail", f"{target}: not writable ({exc.strerror or exc})",
+                     f"fix the permissions or choose another folder with {option}")
     free = shutil.disk_usage(target).free / 1e9
     where = str(p) if target == p else f"{p} (will be created in {target})"
     if free < 1.0:
-        return Check(
-            "results folder",
-            "warn",
-            f"{where}: writable, only {free:.1f} GB free",
-            "free disk space: a run writes staging copies before publishing",
-        )
-    return Check("results folder", "ok", f"{where}: writable, {free:.0f} GB free")
+        return Check(name, "warn", f"{where}: writable, only {free:.1f} GB free",
+                     "free disk space: a run writes staging copies before publishing")
+    return Check(name, "ok", f"{where}: writable, {free:.0f} GB free")
 
 
 def _tcp_check(address: str, timeout: float = 5.0) -> str | None:
@@ -302,7 +312,8 @@ def doctor(
         None, "--config", help="Config TOML (default configs/default.toml).", envvar="NOVA_RAY_CONFIG"
     ),
 ) -> None:
-    """Check Python, dependencies, demand data, Ray, GPU and the results folder; exit 1 if a check failed."""
+    """Check Python, dependencies, demand data, Ray, GPU, the results folder, the model store and the
+    publish target; exit 1 if a check failed."""
     from ..config import DEFAULT_CONFIG, Config, ConfigError, load_config
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -325,6 +336,8 @@ def doctor(
         checks.append(ray_check)
     checks.append(check_gpu((info or {}).get("gpus")))
     checks.append(check_output(results or cfg.paths.output))
+    checks.append(check_output(cfg.paths.models_dir, "model store", "--models-dir (paths.models_dir)"))
+    checks.append(check_publish(cfg.publish.to))
 
     table = Table(title="nova-ray doctor", title_justify="left", show_lines=False)
     table.add_column("", width=1)
