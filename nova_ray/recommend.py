@@ -475,6 +475,8 @@ def _recommend_row(r: _Row, abc: str, segs: list[np.ndarray] | None, as_of: date
     p = _num(s["service_level"]) or policy.service_level(abc)
     lead = int(s["lead_time_days"])
     horizon = len(r.path)
+    if lead == 0:  # an ERP's 0 is often "not maintained": said, as it zeroes the reorder point
+        notes.append("lead time 0 d: no lead-time demand or safety stock (is the lead time maintained?)")
     if lead > horizon:
         notes.append(f"lead time {lead} d > horizon {horizon} d: extended at the last-week mean rate")
     full = extend_path(r.path, max(lead + policy.review_days, horizon))
@@ -537,6 +539,7 @@ FLAGS = (
     ("rate from the recent history", "history rate"),
     ("site share 0", "no site demand"),
     ("safety stock 0", "no safety stock"),
+    ("lead time 0 d", "no lead time"),
 )
 
 

@@ -904,3 +904,7 @@ def test_idle_and_new_items_are_noted_and_flagged() -> None:
     assert flags("history 10 d < 28 d: normal approximation; stock-out expected before a new order can "
                  "arrive (lead time 45 d)") == "short history, expedite"
     assert flags("") == "" and flags(None) == ""
+    zero = one(recommend(forecast({"A": 2.0}), stock(item_id=["A"], on_hand=[5.0], lead_time_days=[0]),
+                         history=history({"A": np.full(200, 2.0)}), policy=NO_UNDERSHOOT))
+    assert zero["reorder_point"] == 0 and "lead time 0 d" in zero["notes"]
+    assert "no lead time" in flags(zero["notes"])
