@@ -231,7 +231,8 @@ def test_a_killed_upload_leaves_no_file_a_dataset_reader_sees(
     runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A folder upload writes a dot-named temp file: one left by a kill (simulated: the clean-up
-    skipped) is not read by pyarrow's dataset discovery (it was: twice the rows)."""
+    skipped) is not read by pyarrow's dataset discovery (it was: twice the rows), and the next sync
+    of the run removes it (it stayed until --keep pruned the run)."""
     import pyarrow.dataset as ds
 
     from nova_ray.io import publish
@@ -246,6 +247,14 @@ def test_a_killed_upload_leaves_no_file_a_dataset_reader_sees(
     assert left and all(p.name.startswith(".") for p in left)
     folder = left[0].parent
     assert ds.dataset(folder, format="parquet").to_table().num_rows == 0  # only the temp file is there
+    # the next sync of the run removes a killed sync's temp files (an hour old: not one in flight)
+    monkeypatch.undo()
+    import os
+
+    old = left[0].stat().st_mtime - publish.STALE_TEMP_S - 1
+    os.utime(left[0], (old, old))
+    sync_run(runs[B], target)
+    assert not [p for p in (target / "runs" / B).rglob("*tmp*")]
 
 
 def test_a_pointer_read_while_it_is_replaced_is_read_again(

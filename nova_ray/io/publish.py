@@ -526,9 +526,26 @@ def sync_run(
         report.pointer_moved = True
     if existing != data:  # only now: a pointer of an older nova-ray names manifest.json itself
         loc.write_atomic(latest_rel, data)
+    if loc.is_local:
+        _remove_stale_temps(Path(loc.path(prefix)))
     if keep is not None:
         report.deleted_runs, report.incomplete_runs = prune_runs(loc, keep, run.run_id)
     return report
+
+
+STALE_TEMP_S = 3600  # an upload's temp file this old is a killed sync's, not one in flight
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    """Upload temp files (`.<name>.tmp-<id>`) that a killed sync left in a run's folder: dataset
+    readers skip them, but they stayed until `--keep` pruned the run (never with keep 0)."""
+    cutoff = time.time() - STALE_TEMP_S
+    for p in folder.rglob(".*.tmp-*"):
+        try:
+            if p.is_file() and p.stat().st_mtime < cutoff:
+                p.unlink()
+        except OSError:
+            pass
 
 
 def prune_runs(loc: Location, keep: int, current: str) -> tuple[list[str], list[str]]:
