@@ -822,6 +822,7 @@ def test_an_amended_run_synced_again_never_changes_a_published_file(published: d
     from nova_ray.serve.store import RunStore
 
     target = published["tmp"] / "shared"
+    target.mkdir()  # sync never creates its target
     args = ["recommend", "--results", str(published["root"]), "--data", str(published["data"])]
     assert runner.invoke(app, [*args, "--stock", str(published["stock"])]).exit_code == 0
     sync_run(published["root"], target)
