@@ -186,6 +186,7 @@ def main() -> None:
         rows = write_run(base / "results-a", run_a, date(2025, 6, 1), a.items, a.days, 1)
         write_run(base / "results-b", run_b, date(2025, 6, 2), a.items, a.days, 2)
         served = base / "served"
+        served.mkdir()  # sync never creates its target
         sync_run(base / "results-a", served)
         build_s = time.perf_counter() - t0
         size_mb = sum(f.stat().st_size for f in (served / "runs").rglob("*.parquet")) / 1e6
