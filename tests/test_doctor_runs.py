@@ -97,6 +97,9 @@ def test_runs_on_empty_and_missing_folders(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "no runs in" in res.output
     res = runner.invoke(app, ["runs", "--results", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "no such folder" in res.output
+    # a folder set elsewhere is named as set there (it said --results for a value from .env)
+    res = runner.invoke(app, ["runs"], env={"NOVA_RAY_OUTPUT": str(tmp_path / "gone")})
+    assert res.exit_code == 2 and f"paths.output {tmp_path / 'gone'} (" in " ".join(res.output.split())
 
 
 def _rows(output: str) -> dict[str, str]:

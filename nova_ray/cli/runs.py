@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import app
-from .common import config_or_exit, fail, folder_or_exit, out, print_table
+from .common import config_or_exit, fail, folder_or_exit, out, print_table, setting_label
 
 
 def read_runs(root: Path) -> list[dict[str, Any]]:
@@ -70,10 +70,12 @@ def runs(
     ),
 ) -> None:
     """List past runs, newest first: run id, date, items, status, wall time and where the results are."""
-    root = Path(results or config_or_exit(config, {}).paths.output).expanduser()
-    folder_or_exit(root, f"--results {root}")
+    cfg = config_or_exit(config, {"output": results})
+    root = Path(cfg.paths.output).expanduser()
+    label = setting_label(cfg, "output", "--results")  # where the folder came from: an option, .env, ...
+    folder_or_exit(root, label)
     if not root.is_dir():
-        fail(f"--results {root}: no such folder")
+        fail(f"{label}: no such folder")
     records = read_runs(root)
     if not records:
         out.print(
