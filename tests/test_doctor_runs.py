@@ -70,6 +70,13 @@ def test_runs_lists_newest_first_with_status(tmp_path: Path) -> None:
     res = runner.invoke(app, ["runs", "--results", str(root), "--limit", "1"])
     assert res.exit_code == 0 and "cccccccc" in res.output and "aaaaaaaa" not in res.output
     assert "1 of 3 runs shown" in res.output
+    # a kill while a run of the date swapped its tables in: the latest's items hold another run's
+    (latest,) = (root / "items" / "run_date=2024-01-02").rglob("part-*.parquet")
+    (other,) = (root / "items" / "run_date=2024-01-01").rglob("part-*.parquet")
+    latest.write_bytes(other.read_bytes())
+    res = runner.invoke(app, ["runs", "--results", str(root), "--limit", "1"])
+    assert "latest, but its items hold another run's: rerun `nova-ray run --date 2024-01-02`" in " ".join(
+        res.output.split())
 
 
 @pytest.mark.parametrize("width", [60, 80, 120])

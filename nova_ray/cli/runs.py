@@ -45,11 +45,36 @@ def _owner(root: Path, rec: dict[str, Any]) -> str | None:
     return None
 
 
+def _foreign_kinds(root: Path, rec: dict[str, Any]) -> list[str]:
+    """The tables of run `rec` whose files (their first) belong to another run, or are gone."""
+    import pyarrow.parquet as pq
+
+    out = []
+    for kind, part in sorted((rec.get("partitions") or {}).items()):
+        folder = root / str(part)
+        first = next(iter(sorted(folder.rglob("part-*.parquet"))), None) if folder.is_dir() else None
+        if first is None:
+            out.append(kind)
+            continue
+        try:
+            owner = (pq.read_schema(first).metadata or {}).get(b"run_id")
+        except (OSError, ValueError):
+            out.append(kind)
+            continue
+        if owner is not None and owner.decode() != rec.get("run_id"):
+            out.append(kind)
+    return out
+
+
 def _status(root: Path, rec: dict[str, Any], latest: str | None) -> str:
     status = str(rec.get("status") or "?")
     if status != "complete":
         return f"[red]{escape(status)}[/]"
     if rec.get("run_id") == latest:
+        mixed = _foreign_kinds(root, rec)
+        if mixed:  # a run of the date killed while its tables were swapped in
+            return (f"[red]latest, but its {', '.join(mixed)} hold another run's: rerun "
+                    f"`nova-ray run --date {rec.get('run_date')}`[/]")
         return "[green]complete, latest[/]"
     owner = _owner(root, rec)
     if owner == "missing":

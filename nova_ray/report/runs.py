@@ -102,7 +102,8 @@ def _read_kind(root: Path, folder: Path, run_id: str) -> pl.DataFrame | None:
         if owner is not None and owner.decode() != run_id:
             raise ReportError(
                 f"{Path(f).relative_to(root)}: holds run {owner.decode()}, not {run_id}: a later run on the "
-                "same date replaced it; only the latest run of a date can be reported"
+                "same date replaced it (only the latest run of a date can be reported), or one was killed "
+                "while its tables were swapped in (rerun `nova-ray run` for that date)"
             )
     if not dataset.files:
         return None
