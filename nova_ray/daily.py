@@ -54,19 +54,6 @@ def _raw_files(raw: Path) -> bool:
     return raw.is_dir() and any(p.is_file() for p in raw.rglob("*"))
 
 
-def _use_etl_output(cfg: Config) -> None:
-    """The forecast reads the feature table that the job's etl step writes (`[etl] processed`)
-    when `[forecast] features` is left at its default: with another `processed` folder the step
-    said it wrote the table and the forecast ran without it, noted only in the log."""
-    from .config import Forecast
-    from .etl.features import FEATURES_FILE
-
-    written = Path(cfg.etl.processed) / FEATURES_FILE
-    default = cfg.forecast.features == Forecast().features
-    if default and written.is_file() and written.resolve() != Path(cfg.forecast.features).resolve():
-        cfg.set("features", str(written), "[etl] processed (the daily job's etl step)")
-
-
 def run_daily(
     cfg: Config,
     run_date: date,
@@ -102,7 +89,6 @@ def run_daily(
             report.step("etl", f"{n} features from {files} files -> {res.path}")
         else:
             report.step("etl", f"skipped: no raw files in {raw}")
-        _use_etl_output(cfg)
         from . import __version__
 
         prior, why = None, ""

@@ -187,6 +187,19 @@ def load_series(cfg: Config, items: list[str] | None, loaded: Demand | None = No
     return build_series(demand.rows, cfg.forecast.freq, end=demand.end), dataset_id(demand.rows)
 
 
+def features_path(cfg: Config) -> str:
+    """`[forecast] features`; left at its default, the table `nova-ray etl` writes into `[etl]
+    processed` when that is another folder and holds one (the daily job's etl step said it wrote
+    the table and its forecast ran without it, noted only in the log)."""
+    from .etl.features import FEATURES_FILE
+
+    chosen = cfg.forecast.features
+    written = Path(cfg.etl.processed) / FEATURES_FILE
+    if chosen == Forecast().features and written.is_file():
+        return str(written)
+    return chosen
+
+
 def attach_exog(cfg: Config, series: SeriesSet) -> tuple[SeriesSet, dict[str, Any]]:
     """The run's external factors on the series' grid, and a record of them for the run metadata.
 
@@ -207,7 +220,7 @@ def attach_exog(cfg: Config, series: SeriesSet) -> tuple[SeriesSet, dict[str, An
     backs = window_backs(spec.horizon, spec.backtest_windows, spec.step) if f.backtest_exog == "known" else []
     try:
         series, record = exog_for_run(
-            series, f.horizon, f.features or None, cfg.paths.data, f.future_features or None, backs
+            series, f.horizon, features_path(cfg) or None, cfg.paths.data, f.future_features or None, backs
         )
     except EtlError as exc:  # a broken raw file: exit 2 naming the file and line
         raise InputError(str(exc)) from None
