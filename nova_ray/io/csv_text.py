@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Callable
 from typing import IO, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from .errors import InputError
@@ -65,9 +66,13 @@ def read_text_csv(open_file: Opener, name: str, gz: bool = False) -> TextCsv:
     if any(issubclass(w.category, pd.errors.ParserWarning) and "does not match" in str(w.message)
            for w in caught):
         raise InputError(f"{name}: {_first_long_row(open_file, gz, len(df.columns), sep, encoding)}")
-    empty = (df == "").all(axis=1).to_numpy() if len(df.columns) else None  # spaces: skipinitialspace
-    if empty is not None and empty.any():  # `;;;;` rows: blank to anyone who made the file in Excel
-        df = df[~empty].reset_index(drop=True)
+    if len(df.columns):  # `;;;;` rows: blank to anyone who made the file in Excel (spaces: stripped)
+        empty = (df.iloc[:, 0] == "").to_numpy()  # one column first: most files have no such row
+        if empty.any():
+            rows = np.flatnonzero(empty)
+            empty[rows] = (df.iloc[rows] == "").all(axis=1).to_numpy()
+            if empty.any():
+                df = df[~empty].reset_index(drop=True)
     comma = True if sep == ";" else None if sep == "\t" else False
     return TextCsv(df, comma, _line_finder(open_file, gz, sep, encoding))
 
