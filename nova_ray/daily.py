@@ -71,8 +71,9 @@ def run_daily(
     `report`: filled as the job goes (the caller can show the steps done when a later one fails).
     `full_refit`: every item fitted cold, not from the model store (with `force`, as `run` passes it)."""
     from .io.demand import dataset_id
-    from .pipeline import attach_exog, load_demand, load_series, run_forecast
+    from .pipeline import run_forecast
     from .provenance import config_hash
+    from .run_inputs import attach_exog, load_demand, load_series
     from .run_log import run_log
 
     t0 = time.perf_counter()

@@ -1,0 +1,173 @@
+"""A run's validated inputs: the engine's spec from the config, the demand history (read,
+checked, cut at a backfill's date), its series with the external factors, the stock snapshot."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pandas as pd
+import polars as pl
+
+from .config import Config, ConfigError, Forecast
+from .engine import EngineSpec, LstmSpec, window_backs
+from .etl import EtlError
+from .exog import for_run as exog_for_run
+from .io.demand import dataset_id, lone_first_rows, read_demand, select_items, stopped_items
+from .io.errors import InputError
+from .io.stock import check_matches, read_stock, resolve_stock_path, unknown_items
+from .models import parse_models
+from .series import SeriesSet, build_series, complete_end
+
+
+def engine_spec(cfg: Config, final_fit: bool = True) -> EngineSpec:
+    f = cfg.forecast
+    return EngineSpec(
+        final_fit=final_fit,
+        horizon=f.horizon,
+        freq=f.freq,
+        models=parse_models(f.models),
+        arima_engine=f.arima_engine,
+        backtest_windows=f.backtest_windows,
+        backtest_step=f.backtest_step,
+        backtest_refit=f.backtest_refit,
+        search_window=f.search_window,
+        cap_outliers=f.cap_outliers,
+        seed=f.seed,
+        use_exog=f.exog,
+        lstm=LstmSpec(
+            cfg.lstm.lookback,
+            cfg.lstm.units,
+            cfg.lstm.epochs,
+            cfg.lstm.batch_size,
+            cfg.lstm.max_windows_per_item,
+            cfg.lstm.warm_epochs,
+        ),
+    )
+
+
+class Demand(NamedTuple):
+    """Validated demand rows of the selected items, the day every series ends on, and notes."""
+
+    rows: pd.DataFrame
+    end: pd.Timestamp
+    notes: list[str]
+
+
+def load_demand(cfg: Config, items: list[str] | None, until: date | None = None) -> Demand:
+    """Validated demand for the selected items. The series end on the file's last date, also when
+    `items` picks a few (an item without rows lately has zero demand up to it, as in a run over
+    every item), or before the period it falls in when that period is incomplete (`complete_end`).
+    `until` (the daily job's run date): rows after it are left out, with a note (a backfill
+    forecasts from the history up to its date, not from the whole file)."""
+    notes: list[str] = []
+    demand = read_demand(cfg.paths.data, notes)
+    if until is not None:
+        demand = _before(demand, until, cfg.paths.data, notes)
+    end, left_out = complete_end(demand["date"], cfg.forecast.freq)
+    last = demand["date"].max()  # the file's last day, before `items` picks some
+    if left_out is not None:
+        notes.append(
+            f"{cfg.paths.data}: the data end on {demand['date'].max():%Y-%m-%d}, inside the period from "
+            f"{left_out:%Y-%m-%d}: that incomplete period is left out, the forecast starts with it"
+        )
+    demand = select_items(demand, items)
+    if left_out is not None:  # items whose rows all fall in it would vanish without a word
+        first = demand.groupby("item_id", observed=True)["date"].min()
+        new = sorted(str(i) for i in first.index[first >= left_out])
+        if new:
+            shown = ", ".join(new[:10]) + (f" and {len(new) - 10} more" if len(new) > 10 else "")
+            notes.append(f"{len(new)} item(s) have rows only in that incomplete period: no forecast for them "
+                         f"until it is complete: {shown}")
+    notes += lone_first_rows(demand, cfg.paths.data) + stopped_items(demand, cfg.paths.data, last)
+    return Demand(demand, end, notes)
+
+
+def _before(demand: pd.DataFrame, until: date, path: str, notes: list[str]) -> pd.DataFrame:
+    """The rows dated up to `until`, and a note when there were later ones; none is an InputError."""
+    late = (demand["date"] > pd.Timestamp(until)).to_numpy()
+    if not late.any():
+        return demand
+    if late.all():
+        raise InputError(f"{path}: no history up to the run date {until} (the file starts "
+                         f"{demand['date'].min():%Y-%m-%d})")
+    notes.append(f"{path}: the history runs to {demand['date'].max():%Y-%m-%d}, past the run date {until}: "
+                 "its later rows are left out (a backfill forecasts from the history up to its date)")
+    kept = demand[~late].reset_index(drop=True)
+    for col in kept.columns:  # items (sites, families) with rows only after `until`: gone
+        if isinstance(kept[col].dtype, pd.CategoricalDtype):
+            kept[col] = kept[col].cat.remove_unused_categories()
+    return kept
+
+
+def load_series(cfg: Config, items: list[str] | None, loaded: Demand | None = None) -> tuple[SeriesSet, str]:
+    """Validated demand for the selected items as a SeriesSet, and the dataset id (`loaded`: what
+    `load_demand` gave, else read here)."""
+    demand = load_demand(cfg, items) if loaded is None else loaded
+    return build_series(demand.rows, cfg.forecast.freq, end=demand.end), dataset_id(demand.rows)
+
+
+def features_path(cfg: Config) -> str:
+    """`[forecast] features`; left at its default, the table `nova-ray etl` writes into `[etl]
+    processed` when that is another folder and holds one (the daily job's etl step said it wrote
+    the table and its forecast ran without it, noted only in the log)."""
+    from .etl.features import FEATURES_FILE
+
+    chosen = cfg.forecast.features
+    written = Path(cfg.etl.processed) / FEATURES_FILE
+    if chosen == Forecast().features and written.is_file():
+        return str(written)
+    return chosen
+
+
+def attach_exog(cfg: Config, series: SeriesSet) -> tuple[SeriesSet, dict[str, Any]]:
+    """The run's external factors on the series' grid, and a record of them for the run metadata.
+
+    From `[forecast] features` when that file exists, else from the raw/ folder next to the demand
+    file (the demo layout); none found, or `exog = false` (--no-exog): the series as they are.
+    With `backtest_exog = "known"` (default) the backtest windows get the rows known at their
+    origins; `"realised"` gives them the realised rows (what the factors explain when known).
+    """
+    f = cfg.forecast
+    if not f.exog:
+        return series, {"enabled": False, "reason": "switched off (exog = false / --no-exog)"}
+    if f.features and f.features != Forecast().features and not Path(f.features).is_file():
+        raise ConfigError(  # a file chosen, not the default (which may be absent: then raw/ or none)
+            f"{cfg.source('features')}: setting 'features': {f.features} not found "
+            "(write it with `nova-ray etl`, or leave the setting at its default)"
+        )
+    spec = engine_spec(cfg)
+    backs = window_backs(spec.horizon, spec.backtest_windows, spec.step) if f.backtest_exog == "known" else []
+    try:
+        series, record = exog_for_run(
+            series, f.horizon, features_path(cfg) or None, cfg.paths.data, f.future_features or None, backs
+        )
+    except EtlError as exc:  # a broken raw file: exit 2 naming the file and line
+        raise InputError(str(exc)) from None
+    except ValueError as exc:  # e.g. a future table without a date column
+        raise ConfigError(f"setting 'future_features': {exc}") from None
+    return series, record
+
+
+def load_stock(
+    cfg: Config, demand: pd.DataFrame, items: list[str] | None
+) -> tuple[pl.DataFrame | None, list[str]]:
+    """The validated stock snapshot (None when there is none) and warnings on unknown items."""
+    stock_path = resolve_stock_path(cfg.paths.stock, cfg.paths.data)
+    if stock_path is None:
+        return None, []
+    read_notes: list[str] = []
+    stock = read_stock(stock_path, read_notes)
+    forecast = set(demand["item_id"].unique())
+    known = forecast
+    if items:  # a subset run recommends for its subset; other stock rows are skipped silently
+        known = forecast | (set(stock["item_id"].to_list()) - set(items))
+    # a file with none of the items is an error (before the per-row warnings it would give)
+    mine = stock.filter(pl.col("item_id").is_in(items)) if items else stock
+    if items and not mine.height:  # the file serves the other items: a warning, not an error
+        missing = [f"{stock_path}: no stock row for the selected items: no recommendations"]
+    else:
+        missing = check_matches(stock_path, mine, forecast)
+    warnings = unknown_items(stock_path, stock, known)  # before filtering: line numbers stay right
+    return mine, read_notes + warnings + missing
