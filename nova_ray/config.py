@@ -50,6 +50,7 @@ class Forecast:
     backtest_exog: str = "known"
     features: str = "data/processed/features.parquet"
     future_features: str = ""
+    series_start: str = "item"  # item: each series from its first row; file: from the file's first date
 
 
 @dataclass
@@ -293,6 +294,7 @@ def validate(cfg: Config) -> None:
     check(f.backtest_step >= 0, "backtest_step", "must be >= 0 (0: the horizon)")
     check(f.backtest_exog in {"known", "realised"}, "backtest_exog", "must be known or realised")
     check(f.backtest_refit in {"first", "all"}, "backtest_refit", "must be first or all")
+    check(f.series_start in {"item", "file"}, "series_start", "must be item or file")
     check(f.search_window >= 0, "search_window", "must be >= 0 (0: all history)")
     check(f.cache_max_age_days >= 0, "cache_max_age_days", "must be >= 0")
     check(cfg.ray.batch_seconds > 0, "batch_seconds", "must be > 0")

@@ -133,6 +133,7 @@ def run_forecast(
     release_memory(collect=False)  # the series' sort keys (~50 MiB at 2 M rows) likewise
     series, exog_record = attach_exog(cfg, series)
     demand, notes = loaded.rows, loaded.notes + exog_record.pop("warnings", [])
+    series_start = loaded.start.date() if loaded.start is not None else None  # series_start = "file"
     del loaded
     # the stock is validated before any fitting: a bad file costs no compute and writes nothing
     stock, warnings = load_stock(cfg, demand, items) if only is None and publish else (None, [])
@@ -201,6 +202,7 @@ def run_forecast(
                 log_path,
                 exog_record,
                 Path(scratch.name),
+                series_start,
             )
     finally:  # Ray stops in the background while the results are published
         wait_for_shutdown()
@@ -295,6 +297,7 @@ def _finish(
     log_path: Path,
     exog_record: dict[str, Any] | None = None,
     scratch: Path | None = None,
+    series_start: date | None = None,
 ) -> RunSummary:
     """Ensemble in chunks from the checkpoints, recommend, store the models and publish."""
     writer, store, fit, run_date = fitted.writer, fitted.store, fitted.fit, fitted.run_date
@@ -315,6 +318,7 @@ def _finish(
             policy=Policy.from_config(cfg),
             freq=cfg.forecast.freq,
             today=run_date,
+            series_start=series_start,
         )
         writer.write(RECOMMENDATIONS, recs.to_arrow())
     progress.stage("publish")

@@ -192,8 +192,8 @@ class _Row:
 def recommend(forecast: Table, stock: pl.DataFrame,
               history: Table | None = None,
               backtests: Table | None = None, items: pl.DataFrame | None = None,
-              policy: Policy | None = None, freq: str | None = None, today: date | None = None
-              ) -> pl.DataFrame:
+              policy: Policy | None = None, freq: str | None = None, today: date | None = None,
+              series_start: date | None = None) -> pl.DataFrame:
     """One recommendation row per stock row whose item has an ensemble forecast (table kind
     ``recommendations``, columns of SCHEMA), most urgent first. Rows of unknown items are skipped
     (see nova_ray.io.stock.unknown_items for the warnings).
@@ -207,6 +207,8 @@ def recommend(forecast: Table, stock: pl.DataFrame,
     days between forecast dates.
     today: the run's date: a stock-out projected before it (a history that ends weeks earlier) is
     critical; None: not checked.
+    series_start: every item's history starts on this day at the latest (`[forecast]
+    series_start = "file"`: an export that lists items only on the days they were used).
     Forecasts, history and backtests may be LazyFrames (tables spilled to Parquet): they are read
     a chunk of items at a time, as are the per-item arrays built from them.
     """
@@ -234,7 +236,8 @@ def recommend(forecast: Table, stock: pl.DataFrame,
     def prepared(chunk: list[str]) -> list[_Row]:
         """The chunk's stock rows prepared from its forecasts and history (only the chunk's are read)."""
         fc = rows_of(fc_rows, chunk)
-        arrays, shares, hist_site = history_arrays(history, as_of, policy.history_days, chunk, period)
+        arrays, shares, hist_site = history_arrays(history, as_of, policy.history_days, chunk, period,
+                                                   series_start)
         paths = {k: _after(p, as_of) for k, p in (daily_paths(fc, freq) if fc is not None else {}).items()}
         return _prepare([r for i in chunk for r in by_item[i]], paths, arrays, shares, hist_site,
                         _classes(run_classes, arrays, chunk), policy, history is not None)
@@ -391,7 +394,8 @@ def _recommend_row(r: _Row, abc: str, segs: list[np.ndarray] | None, as_of: date
         notes.append(f"no demand in the last {len(r.history)} d: {on_hand:g} on hand idle (excess stock?)")
     elif r.history_given and 0 < len(r.history) < NEW_DAYS:
         notes.append(f"{len(r.history)} d of history (from its first row): a new item, or an export "
-                     "without its earlier days?")
+                     "without its earlier days? ([forecast] series_start = \"file\" starts every item "
+                     "at the file's first date)")
     out_day = as_of + timedelta(days=math.ceil(days)) if days is not None else None
     # (an empty shelf, 0 days, is out now: its day is the history's last, not a date past)
     past = days is not None and days > 0 and today is not None and out_day is not None and out_day < today

@@ -151,14 +151,15 @@ def history_end(history: pl.DataFrame | pl.LazyFrame | None, period: str | None 
 
 
 def history_arrays(history: pl.DataFrame | pl.LazyFrame | None, as_of: date, days: int,
-                   items: list[str] | None = None, period: str | None = None
+                   items: list[str] | None = None, period: str | None = None, start: date | None = None
                    ) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, dict[str, float]], bool]:
     """Daily demand of the last `days` days up to `as_of` per (item, site) and per (item, '') (from
     the item's first demand on, zeros filled), each site's share of the item's demand in that window
     (of the whole history when the window has none), and whether the history has sites; of `items`
     only when given. `period` (`per_period`): each row is a period's total, spread evenly over its
     days (taken as one day's demand, a month of 1200 made the bootstrap's lead-time sums 5-14x
-    too spread)."""
+    too spread). `start`: every item's history starts on this day at the latest (zeros before its
+    first row: an export that lists an item only on the days it was used)."""
     if history is None or (isinstance(history, pl.DataFrame) and history.height == 0):
         return {}, {}, False
     has_site = "site" in history.collect_schema().names()
@@ -176,7 +177,10 @@ def history_arrays(history: pl.DataFrame | pl.LazyFrame | None, as_of: date, day
     h = h.with_columns(pl.col("date").cast(pl.Int32).alias("day")).drop("date").filter(pl.col("day") <= end)
     if items is not None:
         h = h.filter(pl.col("item_id").is_in(items))
-    starts = h.group_by("item_id").agg(pl.col("day").min().alias("first")).select(
+    first = pl.col("day").min()
+    if start is not None:
+        first = pl.min_horizontal(first, pl.lit((start - date(1970, 1, 1)).days))
+    starts = h.group_by("item_id").agg(first.alias("first")).select(
         "item_id", start=pl.max_horizontal("first", pl.lit(end - days + 1)))
     # the window's rows first (a third of a 3-year history), then each item's start
     recent = h.filter(pl.col("day") >= end - days + 1).join(starts, on="item_id")

@@ -70,13 +70,15 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
     snapshot = read_stock(stock_path, warnings)
     forecast_items = run.forecasts["item_id"].unique().to_list()
     missing = check_matches(stock_path, snapshot, forecast_items)  # no item of the run: an error
-    history = None
+    history, start = None, None
     if history_required or Path(data).exists():
         demand = read_demand(data, warnings)
         if run.record.get("dataset_id") and dataset_id(demand) != run.record["dataset_id"]:
             warnings.append(f"{data}: demand differs from the data of run {run.run_id} "
                             "(history after the forecast start is ignored)")
         history = history_frame(demand)
+        if cfg.forecast.series_start == "file":  # as the run's series started
+            start = demand["date"].min().date()
     else:
         warnings.append(f"{data}: not found; no history bootstrap or site split")
     if run.backtests is None:
@@ -85,7 +87,7 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
     warnings += unknown_items(stock_path, snapshot, forecast_items) + missing
     table = recommend(run.forecasts, snapshot, history=history, backtests=run.backtests, items=run.items,
                       policy=Policy.from_config(cfg), freq=recorded_freq(run.root, run.record),
-                      today=date.fromisoformat(run.run_date))
+                      today=date.fromisoformat(run.run_date), series_start=start)
     summary = summarize(table) | {"stock": str(stock_path), "inputs": inputs_id(stock_path, cfg)}
     meta = {"run_id": run.run_id, "model_version": str(run.record.get("model_version")),
             "generated_at": utc_now(), "dataset_id": str(run.record.get("dataset_id"))}

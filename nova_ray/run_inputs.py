@@ -48,11 +48,14 @@ def engine_spec(cfg: Config, final_fit: bool = True) -> EngineSpec:
 
 
 class Demand(NamedTuple):
-    """Validated demand rows of the selected items, the day every series ends on, and notes."""
+    """Validated demand rows of the selected items, the day every series ends on, notes, and the
+    day every series starts on at the latest (`[forecast] series_start = "file"`: the file's first
+    date; None: each item's first row)."""
 
     rows: pd.DataFrame
     end: pd.Timestamp
     notes: list[str]
+    start: pd.Timestamp | None = None
 
 
 def load_demand(cfg: Config, items: list[str] | None, until: date | None = None) -> Demand:
@@ -66,7 +69,7 @@ def load_demand(cfg: Config, items: list[str] | None, until: date | None = None)
     if until is not None:
         demand = _before(demand, until, cfg.paths.data, notes)
     end, left_out = complete_end(demand["date"], cfg.forecast.freq)
-    last = demand["date"].max()  # the file's last day, before `items` picks some
+    first, last = demand["date"].min(), demand["date"].max()  # the file's, before `items` picks some
     if left_out is not None:
         notes.append(
             f"{cfg.paths.data}: the data end on {demand['date'].max():%Y-%m-%d}, inside the period from "
@@ -81,7 +84,8 @@ def load_demand(cfg: Config, items: list[str] | None, until: date | None = None)
             notes.append(f"{len(new)} item(s) have rows only in that incomplete period: no forecast for them "
                          f"until it is complete: {shown}")
     notes += lone_first_rows(demand, cfg.paths.data) + stopped_items(demand, cfg.paths.data, last)
-    return Demand(demand, end, notes)
+    start = pd.Timestamp(first) if cfg.forecast.series_start == "file" else None
+    return Demand(demand, end, notes, start)
 
 
 def _before(demand: pd.DataFrame, until: date, path: str, notes: list[str]) -> pd.DataFrame:
@@ -105,7 +109,8 @@ def load_series(cfg: Config, items: list[str] | None, loaded: Demand | None = No
     """Validated demand for the selected items as a SeriesSet, and the dataset id (`loaded`: what
     `load_demand` gave, else read here)."""
     demand = load_demand(cfg, items) if loaded is None else loaded
-    return build_series(demand.rows, cfg.forecast.freq, end=demand.end), dataset_id(demand.rows)
+    series = build_series(demand.rows, cfg.forecast.freq, end=demand.end, start=demand.start)
+    return series, dataset_id(demand.rows)
 
 
 def features_path(cfg: Config) -> str:

@@ -181,11 +181,13 @@ def per_period_rows(dates: pd.Series, freq: str) -> bool:
     return bool((period_start(days, fq) == days).all())
 
 
-def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = None) -> SeriesSet:
+def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = None,
+                 start: pd.Timestamp | None = None) -> SeriesSet:
     """Aggregate long demand (item_id, date, quantity) to `freq` periods; missing periods are zero.
 
-    Every series runs from its first period to the common last period of the data (or `end`;
-    rows after it are left out). Items are ordered by their id as text. Vectorised over rows
+    Every series runs from its first period (or `start`'s, when earlier: an export that lists an
+    item only on the days it was used) to the common last period of the data (or `end`; rows
+    after it are left out). Items are ordered by their id as text. Vectorised over rows
     (integer keys, one sort): no per-item frames, so memory stays a few arrays of the row count.
     """
     fq = get_frequency(freq)
@@ -218,8 +220,14 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     if end is None:
         last = int(per.max())
     first = int(per.min())
+    first_day = days[per.argmin()]
+    if start is not None:
+        start_day = np.datetime64(pd.Timestamp(start).date(), "D")
+        start_per = int(period_index(origin, start_day, code))
+        if start_per < first:
+            first, first_day = start_per, start_day
     span = last - first + 1
-    grid = date_range(period_start(pd.Series([days[per.argmin()]]), fq).iloc[0], span, fq)
+    grid = date_range(period_start(pd.Series([first_day]), fq).iloc[0], span, fq)
     del days
     # one sort of (item rank, period) keys; equal keys (sites of one item, days of one week) summed
     # keys of 4 bytes while they fit (2000 items x 1095 days: 2.2 M < 2^31)
@@ -250,6 +258,8 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     p = key
     p %= span  # each key's period, in place
     p0 = p[item_heads]  # each item's first period (keys are sorted)
+    if start is not None:  # or `start`'s, when earlier
+        p0 = np.minimum(p0, int(period_index(origin, start_day, code)) - first)
     offsets = np.concatenate([[0], np.cumsum(span - p0)]).astype(np.int64)
     which = np.repeat(np.arange(len(item_heads)), np.diff(np.r_[item_heads, len(p)]))
     at = offsets[which]  # each key's place in the flat values, built in place

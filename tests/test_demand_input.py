@@ -578,3 +578,40 @@ def test_items_whose_daily_rows_stop_early_are_named() -> None:
     only = df[df["item_id"] == "DENSE"].copy()
     assert stopped_items(only, "d.csv") == []  # its own last date: the file's is given by the caller
     assert len(stopped_items(only, "d.csv", end=pd.Timestamp("2024-03-31"))) == 1
+
+
+def test_series_start_file_starts_every_item_at_the_files_first_date(tmp_path: Path) -> None:
+    """An ERP export lists an item only on the days it was used: with series_start = "file" an item
+    first used 46 days ago has zeros from the file's first date, so its rate is not 46 days'
+    worth (it ordered 94 units for an item of 30 units in two years); the recommendation's history
+    starts there too. "item" (default): each series from its first row."""
+    from datetime import date, timedelta
+
+    import polars as pl
+
+    from nova_ray.config import load_config
+    from nova_ray.recommend import Policy, recommend
+    from nova_ray.run_inputs import load_demand, load_series
+
+    p = _csv(tmp_path, "item_id,date,quantity\nOLD,2024-01-01,5\nOLD,2025-12-31,5\nNEW,2025-11-16,20\n"
+             "NEW,2025-12-10,10\n")
+    per_item = load_config(None, {"data": str(p)}, env={}, dotenv=None)
+    series, _ = load_series(per_item, None)
+    assert series.starts.tolist() == [np.datetime64("2025-11-16"), np.datetime64("2024-01-01")]  # NEW, OLD
+    whole = load_config(None, {"data": str(p), "series_start": "file"}, env={}, dotenv=None)
+    loaded = load_demand(whole, None)
+    series, _ = load_series(whole, None, loaded)
+    assert series.starts.tolist() == [np.datetime64("2024-01-01")] * 2
+    assert series.values_of(0).sum() == 30 and len(series.values_of(0)) == len(series.values_of(1))
+    # the recommendation's rate of an intermittent item: over its series, not its 46 days
+    hist = pl.from_pandas(loaded.rows.astype({"item_id": str}))
+    days = [date(2026, 1, 1) + timedelta(days=t) for t in range(30)]
+    fc = pl.DataFrame({"item_id": ["NEW"] * 30, "date": days, "forecast": [0.5] * 30})
+    st = pl.DataFrame({"item_id": ["NEW"], "on_hand": [0.0], "lead_time_days": [30]})
+    items = pl.DataFrame({"item_id": ["NEW"], "demand_class": ["intermittent"]})
+    short = recommend(fc, st, history=hist, items=items, policy=Policy(undershoot=False)).row(0, named=True)
+    full = recommend(fc, st, history=hist, items=items, policy=Policy(undershoot=False),
+                     series_start=date(2024, 1, 1)).row(0, named=True)
+    assert "rate from the recent history 0.652/day (last 46 d" in short["notes"]
+    assert "rate from the recent history 0.0822/day (last 365 d" in full["notes"]
+    assert full["order_qty"] < short["order_qty"]
