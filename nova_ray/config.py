@@ -27,6 +27,7 @@ class Paths:
     models_dir: str = "models"
     data_dir: str = "data"
     log_dir: str = "logs"
+    columns: str = ""  # input columns renamed: "codigo_item=item_id,data=date,quantidade=quantity"
 
     def is_demo_data(self) -> bool:
         """`data` is the built-in demo data set (its default path; `forecast` generates it there)."""
@@ -264,6 +265,7 @@ def validate(cfg: Config) -> None:
     """Range checks that types alone do not catch; a failure names the setting and where its value
     came from (the config file, an environment variable, .env or an option)."""
     from .frequency import FREQUENCIES
+    from .io.columns import parse_renames
     from .models import parse_models
 
     def check(ok: bool, key: str, rule: str) -> None:
@@ -295,6 +297,10 @@ def validate(cfg: Config) -> None:
     check(f.backtest_exog in {"known", "realised"}, "backtest_exog", "must be known or realised")
     check(f.backtest_refit in {"first", "all"}, "backtest_refit", "must be first or all")
     check(f.series_start in {"item", "file"}, "series_start", "must be item or file")
+    try:
+        parse_renames(cfg.paths.columns)
+    except ValueError as exc:
+        check(False, "columns", str(exc))
     check(f.search_window >= 0, "search_window", "must be >= 0 (0: all history)")
     check(f.cache_max_age_days >= 0, "cache_max_age_days", "must be >= 0")
     check(cfg.ray.batch_seconds > 0, "batch_seconds", "must be > 0")

@@ -67,12 +67,12 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
     if stock_path is None:
         raise InputError("no stock snapshot: pass --stock PATH (or set paths.stock), "
                          f"or put stock.parquet next to {data}")
-    snapshot = read_stock(stock_path, warnings)
+    snapshot = read_stock(stock_path, warnings, cfg.paths.columns)
     forecast_items = run.forecasts["item_id"].unique().to_list()
     missing = check_matches(stock_path, snapshot, forecast_items)  # no item of the run: an error
     history, start = None, None
     if history_required or Path(data).exists():
-        demand = read_demand(data, warnings)
+        demand = read_demand(data, warnings, cfg.paths.columns)
         if run.record.get("dataset_id") and dataset_id(demand) != run.record["dataset_id"]:
             warnings.append(f"{data}: demand differs from the data of run {run.run_id} "
                             "(history after the forecast start is ignored)")

@@ -65,7 +65,7 @@ def load_demand(cfg: Config, items: list[str] | None, until: date | None = None)
     `until` (the daily job's run date): rows after it are left out, with a note (a backfill
     forecasts from the history up to its date, not from the whole file)."""
     notes: list[str] = []
-    demand = read_demand(cfg.paths.data, notes)
+    demand = read_demand(cfg.paths.data, notes, cfg.paths.columns)
     if until is not None:
         demand = _before(demand, until, cfg.paths.data, notes)
     end, left_out = complete_end(demand["date"], cfg.forecast.freq)
@@ -163,7 +163,7 @@ def load_stock(
     if stock_path is None:
         return None, []
     read_notes: list[str] = []
-    stock = read_stock(stock_path, read_notes)
+    stock = read_stock(stock_path, read_notes, cfg.paths.columns)
     forecast = set(demand["item_id"].unique())
     known = forecast
     if items:  # a subset run recommends for its subset; other stock rows are skipped silently

@@ -99,6 +99,8 @@ def test_backtest_refit_and_search_window_are_checked() -> None:
         load_config(None, {"backtest_refit": "sometimes"}, env={}, dotenv=None)
     with pytest.raises(ConfigError, match="series_start.*must be item or file"):
         load_config(None, {"series_start": "export"}, env={}, dotenv=None)
+    with pytest.raises(ConfigError, match=r"'columns' expected FILE_NAME=NAME pairs .*got 'data'"):
+        load_config(None, {"columns": "codigo_item=item_id,data"}, env={}, dotenv=None)
     with pytest.raises(ConfigError, match="'backtest_exog' must be known or realised"):
         load_config(None, {"backtest_exog": "oracle"}, env={}, dotenv=None)
     assert load_config(None, {}, env={}, dotenv=None).forecast.backtest_exog == "known"

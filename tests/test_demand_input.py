@@ -530,8 +530,11 @@ def test_export_quirks_three_decimals_tabs_empty_rows_and_totals(tmp_path: Path)
     p = _csv(tmp_path, "data;codigo_item;descricao;quantidade\n01/02/2024;A;x;1\n")
     with pytest.raises(InputError, match=r"missing columns 'item_id', 'date', 'quantity' \(found: data, "
                        r"codigo_item, descricao, quantidade\); rename codigo_item -> item_id, data -> date, "
-                       r"quantidade -> quantity$"):
+                       r"quantidade -> quantity \(in the file, or \[paths\] columns = "
+                       r"\"codigo_item=item_id,data=date,quantidade=quantity\"\)$"):
         read_demand(p)
+    renamed = read_demand(p, columns="Codigo_Item=item_id, data=date,quantidade=quantity")  # any case
+    assert renamed["item_id"].tolist() == ["A"] and renamed["quantity"].tolist() == [1.0]
     p = _csv(tmp_path, "item_id,date,quantity\nA,2024-01-01,-5\n")
     with pytest.raises(InputError, match=r"must be finite and >= 0 \(a return\? net returns"):
         read_demand(p)

@@ -217,8 +217,9 @@ def test_export_quirks_zeros_lost_totals_names_and_three_decimals(tmp_path: Path
         read_stock(p)
     p.write_text("codigo_item;saldo;prazo_entrega\nA;1;10\n")
     with pytest.raises(InputError, match=r"rename codigo_item -> item_id, saldo -> on_hand, "
-                       r"prazo_entrega -> lead_time_days$"):
+                       r"prazo_entrega -> lead_time_days \(in the file, or \[paths\] columns"):
         read_stock(p)
+    assert read_stock(p, columns="codigo_item=item_id,saldo=on_hand,prazo_entrega=lead_time_days").height == 1
 
 
 def test_a_service_level_as_a_percentage(tmp_path: Path) -> None:

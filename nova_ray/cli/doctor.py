@@ -115,7 +115,7 @@ def check_dependency(module: str, dists: tuple[str, ...]) -> Check:
     return Check(module, "ok", f"{ver}" + (f" (import {took:.1f} s)" if took >= 1 else ""))
 
 
-def check_data(path: str, explicit: bool) -> Check:
+def check_data(path: str, explicit: bool, columns: str = "") -> Check:
     """The demand history exists and passes validation (nova_ray.io.demand.read_demand)."""
     from ..io.demand import read_demand
     from ..io.errors import InputError
@@ -130,7 +130,7 @@ def check_data(path: str, explicit: bool) -> Check:
             f"`nova-ray demo-data --out {p.parent}`; for your data pass --data PATH",
         )
     try:
-        df = read_demand(p)
+        df = read_demand(p, columns=columns)
     except InputError as exc:
         fix = (
             "pass --data PATH or set paths.data in configs/default.toml (or NOVA_RAY_DATA)"
@@ -327,7 +327,7 @@ def doctor(
         cfg = Config()
         checks.append(Check("config", "fail", str(exc), "fix the setting named (see configs/default.toml)"))
     checks += [check_dependency(m, d) for m, d in DEPENDENCIES.items()]
-    checks.append(check_data(data or cfg.paths.data, explicit=data is not None))
+    checks.append(check_data(data or cfg.paths.data, explicit=data is not None, columns=cfg.paths.columns))
     info = None
     if no_ray:
         checks.append(Check("ray runtime", "warn", "skipped (--no-ray)"))

@@ -42,7 +42,7 @@ def report(
     source = results or cfg.paths.output
     wanted = [s.strip() for s in items.split(",") if s.strip()] if items else None
     try:
-        tables = load_run(source, run, data=data, default_data=cfg.paths.data)
+        tables = load_run(source, run, data=data, default_data=cfg.paths.data, columns=cfg.paths.columns)
         html_text = render_report(tables, wanted)
     except ReportError as exc:
         fail(str(exc))

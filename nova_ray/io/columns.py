@@ -5,10 +5,26 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
-def canonical_columns(columns: Iterable[object], known: Iterable[str]) -> list[str]:
-    """Column names stripped, and a known name written in other case (`Item_ID`, `DATE`) as the
-    reader expects it, unless two columns differ only in case (then neither is renamed)."""
-    names = [str(c).strip() for c in columns]
+def parse_renames(text: str) -> dict[str, str]:
+    """`[paths] columns` ("codigo_item=item_id, data=date") as {file's name (lower case): name
+    nova-ray reads}; ValueError naming the bad pair."""
+    out: dict[str, str] = {}
+    for pair in (p.strip() for p in text.split(",")):
+        if not pair:
+            continue
+        src, sep, dst = pair.partition("=")
+        if not sep or not src.strip() or not dst.strip():
+            raise ValueError(f"expected FILE_NAME=NAME pairs separated by commas, got {pair!r}")
+        out[src.strip().lower()] = dst.strip()
+    return out
+
+
+def canonical_columns(columns: Iterable[object], known: Iterable[str], renames: str = "") -> list[str]:
+    """Column names stripped, renamed by `renames` (`[paths] columns`: the file's name in any
+    case), and a known name written in other case (`Item_ID`, `DATE`) as the reader expects it,
+    unless two columns differ only in case (then neither is renamed)."""
+    mapping = parse_renames(renames) if renames else {}
+    names = [mapping.get(str(c).strip().lower(), str(c).strip()) for c in columns]
     by_lower = {k.lower(): k for k in known}
     lowered = [n.lower() for n in names]
     return [
@@ -43,4 +59,7 @@ def missing_columns(columns: Iterable[object], required: Iterable[str]) -> str:
     listed = ", ".join(repr(c) for c in missing)
     text = (f"missing column{'s' if len(missing) > 1 else ''} {listed} "
             f"(found: {', '.join(names) or 'none'})")
-    return text + (f"; rename {', '.join(renames)}" if renames else "")
+    if not renames:
+        return text
+    pairs = ",".join(r.replace(" -> ", "=") for r in renames)
+    return text + f"; rename {', '.join(renames)} (in the file, or [paths] columns = \"{pairs}\")"

@@ -181,16 +181,17 @@ def _fill_empty(values: pd.Categorical) -> pd.Categorical:
     return values.fillna("")
 
 
-def read_demand(path: str | Path, notes: list[str] | None = None) -> pd.DataFrame:
+def read_demand(path: str | Path, notes: list[str] | None = None, columns: str = "") -> pd.DataFrame:
     """Validated demand: item_id, date (datetime64), quantity (float >= 0), optional site and family;
     the text columns are categoricals of stripped strings with sorted categories.
 
     Raises InputError with a one-line message naming the file and the row or column. `notes`
     gets what was read one way where another was possible (points read as thousands separators).
+    `columns`: renames of the file's columns (`[paths] columns`, "codigo_item=item_id,data=date").
     """
     path = str(path)
     raw, locate, decimal_comma = _read_raw(path)
-    raw.columns = canonical_columns(raw.columns, REQUIRED + OPTIONAL)
+    raw.columns = canonical_columns(raw.columns, REQUIRED + OPTIONAL, columns)
     problem = missing_columns(raw.columns, REQUIRED)
     if problem:
         raise InputError(f"{path}: {problem}")

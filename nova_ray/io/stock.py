@@ -126,16 +126,17 @@ def _numbers(
     return v
 
 
-def read_stock(path: str | Path, notes: list[str] | None = None) -> pl.DataFrame:
+def read_stock(path: str | Path, notes: list[str] | None = None, columns: str = "") -> pl.DataFrame:
     """Validated stock: item_id, site ('' when absent), on_hand, lead_time_days (Int64) and the optional
     columns as Float64 (null = use the default), in file order.
 
     Raises InputError with a one-line message naming the file, the line or row, and the column.
     `notes` gets what was read one way where another was possible (points read as thousands).
+    `columns`: renames of the file's columns (`[paths] columns`, "saldo=on_hand").
     """
     path = Path(path)
     raw, where, decimal_comma = _read_raw(path)
-    raw.columns = canonical_columns(raw.columns, COLUMNS)
+    raw.columns = canonical_columns(raw.columns, COLUMNS, columns)
     problem = missing_columns(raw.columns, REQUIRED)
     if problem:
         raise InputError(f"{path}: {problem}")

@@ -113,12 +113,14 @@ def _read_kind(root: Path, folder: Path, run_id: str) -> pl.DataFrame | None:
 
 
 def load_run(
-    results: str | Path, run_id: str | None = None, data: str | None = None, default_data: str | None = None
+    results: str | Path, run_id: str | None = None, data: str | None = None, default_data: str | None = None,
+    columns: str = "",
 ) -> RunTables:
     """Read run `run_id` (default: the latest) of a results folder and the demand history of its items.
 
     The history comes from `data`, else the run record's `data_path`, else `default_data` (the config's
-    `paths.data`). A missing or changed history file is a warning shown in the report, not an error.
+    `paths.data`; `columns`: its column renames, `[paths] columns`). A missing or changed history
+    file is a warning shown in the report, not an error.
     """
     root = Path(results).expanduser()
     record = find_record(root, run_id)
@@ -148,7 +150,7 @@ def load_run(
     run.data_path = data or recorded_data(record) or default_data
     if run.data_path:
         run.history, warnings = read_history(
-            run.data_path, run_items(run), record.get("dataset_id"), run.freq
+            run.data_path, run_items(run), record.get("dataset_id"), run.freq, columns
         )
         run.warnings += warnings
     else:
@@ -184,7 +186,7 @@ def run_items(run: RunTables) -> list[str]:
 
 
 def read_history(
-    path: str | Path, items: list[str], expected_dataset: str | None, freq: str = "D"
+    path: str | Path, items: list[str], expected_dataset: str | None, freq: str = "D", columns: str = ""
 ) -> tuple[pl.DataFrame | None, list[str]]:
     """Demand of `items` summed over sites per period, and warnings (unreadable or changed file)."""
     import pandas as pd
@@ -193,7 +195,7 @@ def read_history(
     from ..io.demand import dataset_id, read_demand
 
     try:
-        demand = read_demand(path)
+        demand = read_demand(path, columns=columns)
     except InputError as exc:
         return None, [f"demand history not shown: {exc}"]
     warnings: list[str] = []
