@@ -30,40 +30,33 @@ def read_runs(root: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (str(r.get("generated_at") or ""), r["_mtime"]), reverse=True)
 
 
-def _owner(root: Path, rec: dict[str, Any]) -> str | None:
-    """The run id that now owns this run's partitions (a later run on the same date replaces them)."""
+def _partition_owner(folder: Path) -> str | None:
+    """The run id recorded in a partition folder's first file, None when it records none,
+    "missing" when the folder has no file or it cannot be read."""
     import pyarrow.parquet as pq
 
+    first = next(iter(sorted(folder.rglob("part-*.parquet"))), None) if folder.is_dir() else None
+    if first is None:
+        return "missing"
+    try:
+        owner = (pq.read_schema(first).metadata or {}).get(b"run_id")
+    except (OSError, ValueError):
+        return "missing"
+    return owner.decode() if owner else None
+
+
+def _owner(root: Path, rec: dict[str, Any]) -> str | None:
+    """The run id that now owns this run's partitions (a later run on the same date replaces them)."""
     parts = rec.get("partitions") or {}
-    for kind in ("items", "ensemble_weights", "metrics", "forecasts"):
-        if kind in parts:
-            folder = root / str(parts[kind])
-            for f in sorted(folder.rglob("part-*.parquet")) if folder.is_dir() else []:
-                owner = (pq.read_schema(f).metadata or {}).get(b"run_id")
-                return owner.decode() if owner else None
-            return "missing"
-    return None
+    kind = next((k for k in ("items", "ensemble_weights", "metrics", "forecasts") if k in parts), None)
+    return _partition_owner(root / str(parts[kind])) if kind else None
 
 
 def _foreign_kinds(root: Path, rec: dict[str, Any]) -> list[str]:
     """The tables of run `rec` whose files (their first) belong to another run, or are gone."""
-    import pyarrow.parquet as pq
-
-    out = []
-    for kind, part in sorted((rec.get("partitions") or {}).items()):
-        folder = root / str(part)
-        first = next(iter(sorted(folder.rglob("part-*.parquet"))), None) if folder.is_dir() else None
-        if first is None:
-            out.append(kind)
-            continue
-        try:
-            owner = (pq.read_schema(first).metadata or {}).get(b"run_id")
-        except (OSError, ValueError):
-            out.append(kind)
-            continue
-        if owner is not None and owner.decode() != rec.get("run_id"):
-            out.append(kind)
-    return out
+    parts = rec.get("partitions") or {}
+    return [kind for kind, part in sorted(parts.items())
+            if _partition_owner(root / str(part)) not in (None, rec.get("run_id"))]
 
 
 def _status(root: Path, rec: dict[str, Any], latest: str | None) -> str:

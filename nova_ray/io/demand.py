@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from .columns import canonical_columns, missing_columns
 from .csv_text import read_text_csv, text_numbers, totals_hint
-from .errors import InputError, Locate
+from .errors import InputError, Locate, first_line
 from .excel import SUFFIXES as EXCEL
 from .excel import read_xlsx
 
@@ -39,7 +39,7 @@ def _open(path: str) -> tuple[object, str, int]:
             fs, inner = pafs.LocalFileSystem(), str(Path(path).resolve())
         info = fs.get_file_info(inner)
     except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot open: {str(exc).splitlines()[0]}") from None
+        raise InputError(f"{path}: cannot open: {first_line(exc)}") from None
     if info.type == pafs.FileType.NotFound:
         raise InputError(f"{path}: file not found")
     return fs, inner, int(info.size or 0)
@@ -84,8 +84,7 @@ def _read_raw(path: str) -> tuple[pd.DataFrame, Locate, bool | None]:
     except InputError:
         raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: cannot read file: {msg}") from None
+        raise InputError(f"{path}: cannot read file: {first_line(exc)}") from None
     raise InputError(f"{path}: unsupported file type {suffix!r}; use .csv, .parquet or .xlsx")
 
 

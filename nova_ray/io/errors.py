@@ -9,3 +9,10 @@ Locate = Callable[[int], str]  # a data row (0-based) -> where it is in its file
 
 class InputError(ValueError):
     """Bad input: the message is one line naming the file and the row or column."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (a library's may run over many), or its type's
+    name when it has none: for one-line messages."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

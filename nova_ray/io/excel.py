@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from .errors import InputError
+from .errors import InputError, first_line
 
 SUFFIXES = {".xlsx", ".xlsm"}
 
@@ -24,8 +24,7 @@ def read_xlsx(data: bytes, name: str) -> tuple[pd.DataFrame, Callable[[int], str
     try:
         frame = pd.read_excel(io.BytesIO(data), sheet_name=0, dtype=object, engine="openpyxl")
     except (ValueError, OSError, KeyError, zipfile.BadZipFile) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{name}: cannot read the workbook: {msg}") from None
+        raise InputError(f"{name}: cannot read the workbook: {first_line(exc)}") from None
     frame.columns = [str(c) for c in frame.columns]
     unnamed = [c for c in frame.columns if c.startswith("Unnamed: ")]
     frame = frame.drop(columns=[c for c in unnamed if frame[c].isna().all()])  # formatted empty columns

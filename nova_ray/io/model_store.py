@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from ..models.lstm import LstmState
+from .errors import first_line
 from .results import write_json_atomic
 
 ITEMS_FILE = "items.parquet"
@@ -159,11 +160,6 @@ class ModelStore:
         return None if (today - fitted_on).days > max_age_days else (state, fitted_on)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _parquet_ok(path: Path) -> str | None:
     """None when `path` is a readable Parquet file (its footer and schema), else why not."""
     import pyarrow.parquet as pq
@@ -171,7 +167,7 @@ def _parquet_ok(path: Path) -> str | None:
     try:
         pq.read_metadata(path)
     except Exception as exc:  # noqa: BLE001 - any failure to read means the cache entry is lost
-        return _first_line(exc)
+        return first_line(exc)
     return None
 
 
@@ -180,7 +176,7 @@ def _lstm_ok(path: Path) -> str | None:
     try:
         read_lstm(path)
     except Exception as exc:  # noqa: BLE001
-        return _first_line(exc)
+        return first_line(exc)
     return None
 
 

@@ -35,6 +35,8 @@ from urllib.parse import urlsplit
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from .errors import first_line
+
 POINTER = "last_updated.json"
 MANIFEST = "manifest.json"
 POINTER_READS = 3  # reads of a pointer that is not valid JSON before it counts as broken
@@ -358,7 +360,7 @@ def find_run(results: str | Path, run_id: str | None = None) -> SourceRun:
             try:
                 md = pq.read_metadata(p)
             except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-                raise PublishError(f"{p}: unreadable Parquet ({str(exc).strip().splitlines()[0]}): rerun the "
+                raise PublishError(f"{p}: unreadable Parquet ({first_line(exc)}): rerun the "
                                    f"date with --force (run {run_id} cannot be published as it is)") from None
             owner = (md.metadata or {}).get(b"run_id")
             if owner is not None and owner.decode() != run_id:

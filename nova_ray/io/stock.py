@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from .columns import canonical_columns, missing_columns
 from .csv_text import line_finder, read_text_csv, text_numbers, totals_hint
-from .errors import InputError, Locate
+from .errors import InputError, Locate, first_line
 from .excel import SUFFIXES as EXCEL
 from .excel import read_xlsx
 
@@ -57,7 +57,7 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, Locate, bool | None]:
     except InputError:
         raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc)
         raise InputError(f"{path}: cannot read file: {msg}") from None
     raise InputError(f"{path}: unsupported file type {suffix!r}; use .csv, .parquet or .xlsx")
 

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from ..io.errors import first_line
 from ..io.publish import (
     Location,
     PublishError,
@@ -225,8 +226,7 @@ def load_sync_run(loc: Location, pointer: dict[str, Any]) -> Run:
         try:
             table = pq.read_table(pa.BufferReader(data))
         except (OSError, ValueError) as exc:
-            raise PublishError(f"runs/{run_id}/{rel}: unreadable Parquet ({str(exc).strip().splitlines()[0]})"
-                               ) from None
+            raise PublishError(f"runs/{run_id}/{rel}: unreadable Parquet ({first_line(exc)})") from None
         if table.num_rows != int(f["rows"]):
             raise PublishError(f"runs/{run_id}/{rel}: {table.num_rows} rows, manifest says {f['rows']}")
         parts.setdefault(str(f["kind"]), []).append(_with_partitions(table, rel))
@@ -254,8 +254,7 @@ def load_results_run(loc: Location, pointer: dict[str, Any]) -> Run:
                 with loc.fs.open_input_file(path) as fh:
                     table = pq.read_table(fh)
             except (OSError, ValueError) as exc:  # pyarrow names the stream '<Buffer>', not the file
-                why = str(exc).strip().splitlines()[0]
-                raise PublishError(f"{path}: unreadable Parquet ({why})") from None
+                raise PublishError(f"{path}: unreadable Parquet ({first_line(exc)})") from None
             owner = (table.schema.metadata or {}).get(b"run_id")
             if owner is not None and owner.decode() != run_id:
                 raise PublishError(f"{path}: holds run {owner.decode()}, the pointer names {run_id} "
