@@ -201,6 +201,7 @@ def fit_stage(
             [series.values_of(i) for i in range(len(series))],
             run_date,
             cfg.forecast.cache_max_age_days,
+            series.freq,
         )
         if lstm_idx and all(ids[i] in warm for i in lstm_idx):
             lstm_stored = store.load_lstm(run_date, cfg.forecast.cache_max_age_days)

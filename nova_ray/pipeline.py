@@ -30,7 +30,7 @@ from .engine import (
 from .fit_stage import COLD_LISTED, FitResult, Progress, Silent, StageTimer, cold_reasons, fit_stage
 from .io.demand import spill_columns
 from .io.lock import job_lock
-from .io.model_store import ModelStore, fingerprint
+from .io.model_store import ModelStore, block_fingerprints, fingerprint
 from .io.results import ResultWriter, utc_now
 from .io.spill import Spill
 from .memory import release_memory
@@ -222,7 +222,7 @@ class _Fitted:
     store: ModelStore
     fit: FitResult
     run_date: date
-    facts: pl.DataFrame  # item_id, start, n_obs, fingerprint
+    facts: pl.DataFrame  # item_id, start, n_obs, fingerprint, blocks
     items: int
     dataset: str
     whole: bool  # the run covers every item of the input (no --items)
@@ -273,13 +273,14 @@ def _fit(
 
 
 def item_facts(series: SeriesSet) -> pl.DataFrame:
-    """Per item what the model store records of its history: start, length and fingerprint."""
+    """Per item what the model store records of its history: start, length and fingerprints."""
     return pl.DataFrame(
         {
             "item_id": [str(x) for x in series.item_ids],
             "start": series.starts.astype("datetime64[D]"),
             "n_obs": series.lengths().astype(np.int64),
             "fingerprint": [fingerprint(series.starts[i], series.values_of(i)) for i in range(len(series))],
+            "blocks": [block_fingerprints(series.values_of(i)) for i in range(len(series))],
         }
     )
 

@@ -30,6 +30,16 @@ def days(tmp_path_factory, small_demo: Path) -> dict[str, Path]:
     paths = {"day1": tmp / "day1.parquet", "day2": tmp / "day2.parquet", "changed": tmp / "changed.parquet"}
     full[full["date"] < last].to_parquet(paths["day1"])
     full.to_parquet(paths["day2"])
+    # a rolling export window: the next night's file lost its first 3 days, once as it was and
+    # once with a correction to a day that both files hold
+    rolling = full[full["date"] >= full["date"].min() + pd.Timedelta(days=3)]
+    paths["rolling"] = tmp / "rolling.parquet"
+    rolling.to_parquet(paths["rolling"])
+    corrected = rolling.copy()
+    day = corrected["date"].min() + pd.Timedelta(days=40)
+    corrected.loc[(corrected["item_id"] == "STL-0002") & (corrected["date"] == day), "quantity"] += 3
+    paths["rolling_corrected"] = tmp / "rolling_corrected.parquet"
+    corrected.to_parquet(paths["rolling_corrected"])
     changed = full.copy()
     changed.loc[
         (changed["item_id"] == "ELE-0001")
@@ -120,6 +130,43 @@ def test_changed_history_and_config_drop_the_cache(days, tmp_path: Path) -> None
     assert record["summary"]["cold_items"] == changed.cold_items  # in the run's record too
     other = run_forecast(_cfg(days["day2"], tmp_path, horizon=7), use_ray=False)
     assert other.warm_items == 0  # another config: another model version, a fresh store
+
+
+def test_a_rolling_export_window_keeps_the_cache(days, tmp_path: Path) -> None:
+    """An export of the last N days loses its oldest days every night: the items stay warm, unless
+    a value that both histories hold changed."""
+    run_forecast(_cfg(days["day1"], tmp_path), use_ray=False)
+    rolled = run_forecast(_cfg(days["rolling"], tmp_path), use_ray=False)
+    assert rolled.warm_items == len(ITEMS) and rolled.cold_items == {}
+    corrected = run_forecast(_cfg(days["rolling_corrected"], tmp_path), use_ray=False)
+    assert corrected.cold_items == {COLD_CHANGED: {"count": 1, "items": ["STL-0002"]}}
+
+
+def test_same_history_checks_what_both_histories_hold() -> None:
+    """Grown at the end, or without its oldest periods (any frequency): the same history; a value
+    changed where both hold it, an earlier start, or a shorter end: not the same. A store written
+    before the block fingerprints reads a trimmed history as changed."""
+    from nova_ray.io.model_store import BLOCK, block_fingerprints, same_history
+
+    rng = np.random.default_rng(3)
+    y = rng.poisson(4.0, 3 * BLOCK + 5).astype(float)
+    for freq, start, later in (
+        ("D", np.datetime64("2024-01-01"), lambda k: np.datetime64("2024-01-01") + k),
+        ("M", np.datetime64("2010-01-01"), lambda k: (np.datetime64("2010-01", "M") + k).astype("M8[D]")),
+    ):
+        entry = {"start": start, "n_obs": len(y), "fingerprint": fingerprint(start, y),
+                 "blocks": block_fingerprints(y)}
+        today = np.append(y, [1.0, 2.0])
+        assert same_history(entry, start, today, freq)
+        assert not same_history(entry, start, today[:-3], freq)  # ends before the stored history
+        for k in (1, 3, BLOCK, BLOCK + 5):  # the oldest k periods dropped
+            assert same_history(entry, later(k), today[k:], freq), (freq, k)
+            changed = today[k:].copy()
+            changed[3 * BLOCK - k] += 1  # a stored day that both hold
+            assert not same_history(entry, later(k), changed, freq), (freq, k)
+        assert not same_history(entry, later(-1), np.append(0.0, today), freq)  # starts earlier
+        assert not same_history(entry, later(len(y)), today[len(y):], freq)  # nothing in common
+        assert not same_history({**entry, "blocks": None}, later(1), today[1:], freq)
 
 
 def test_train_stores_without_publishing(days, tmp_path: Path, ray_session) -> None:

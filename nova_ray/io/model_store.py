@@ -1,10 +1,11 @@
 """The model store under MODELS_DIR: per-item fitted choices and backtests for incremental runs.
 
 Layout: `<models_dir>/<model_version>/` with `items.parquet` (item_id, start, n_obs, fingerprint,
-params, cpu_seconds, demand_class, fitted_on), `backtests.parquet` (the model backtest rows of the
+blocks, params, cpu_seconds, demand_class, fitted_on), `backtests.parquet` (the model backtest rows of the
 last cold fit), `lstm.npz` (the global LSTM's weights, shapes, per-step spread and the date of
 its last cold training) and `model_versions.json`. The model version includes the config hash, so a config
-change starts a fresh store; an item whose history changed (not just grew) misses its entry. A run
+change starts a fresh store; an item whose history changed (not just grew, or lost its oldest
+periods to a rolling export window) misses its entry. A run
 holds `<models_dir>/.nova-ray.lock` (`io.lock.job_lock`) while it reads and updates the store.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from ..models.lstm import LstmState
+from ..series import period_index
 from .errors import first_line
 from .results import write_json_atomic
 
@@ -33,6 +35,7 @@ COLD_NEW = "new item"
 COLD_OLD = "stored fit older than {days} days"
 COLD_CHANGED = "history changed (not just grown)"
 COLD_FORCED = "--full-refit"
+BLOCK = 28  # periods per block fingerprint: what a history that lost its oldest periods is checked by
 
 
 def fingerprint(start: np.datetime64, values: np.ndarray) -> str:
@@ -40,6 +43,41 @@ def fingerprint(start: np.datetime64, values: np.ndarray) -> str:
     h = hashlib.sha256(str(np.datetime64(start, "D")).encode())
     h.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
     return h.hexdigest()[:24]
+
+
+def block_fingerprints(values: np.ndarray) -> list[str]:
+    """Hashes of a series' values in blocks of `BLOCK` periods from its start (the last one partial):
+    a later history that dropped the oldest periods (a rolling export window) is checked against
+    the blocks it still holds whole."""
+    v = np.ascontiguousarray(values, dtype=np.float64)
+    return [_block_hash(v[i : i + BLOCK]) for i in range(0, len(v), BLOCK)]
+
+
+def _block_hash(values: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()[:16]
+
+
+def same_history(entry: dict[str, Any], start: np.datetime64, y: np.ndarray, freq: str) -> bool:
+    """Whether today's history (`y` from `start`) is the stored entry's grown at its end, and
+    perhaps without its oldest periods (a rolling window: the export's first date moves every
+    night). Every stored value still in today's history is compared, except those of a block that
+    lost its first periods (at most `BLOCK` - 1 of the oldest); a history that starts earlier than
+    the stored one, or whose values changed, is not the same."""
+    n_old, old_start = int(entry["n_obs"]), np.datetime64(entry["start"], "D")
+    start = np.datetime64(start, "D")
+    if start == old_start:
+        return len(y) >= n_old and fingerprint(start, y[:n_old]) == entry["fingerprint"]
+    blocks = entry.get("blocks")
+    if start < old_start or not blocks:  # history added before the old start; a store without blocks
+        return False
+    dropped = int(period_index(old_start, start, freq))
+    first = -(-dropped // BLOCK)  # the first stored block that today's history holds whole
+    if first >= len(blocks) or len(y) < n_old - dropped:
+        return False
+    return all(
+        _block_hash(y[j * BLOCK - dropped : min((j + 1) * BLOCK, n_old) - dropped]) == blocks[j]
+        for j in range(first, len(blocks))
+    )
 
 
 class ModelStore:
@@ -87,14 +125,26 @@ class ModelStore:
         return pl.scan_parquet(path).filter(pl.col("item_id").is_in(item_ids))
 
     def warm_items(
-        self, ids: list[str], starts: np.ndarray, values: list[np.ndarray], today: date, max_age_days: int
+        self,
+        ids: list[str],
+        starts: np.ndarray,
+        values: list[np.ndarray],
+        today: date,
+        max_age_days: int,
+        freq: str = "D",
     ) -> dict[str, dict]:
-        """Items whose stored history is a prefix of today's, fitted at most `max_age_days` ago:
-        {item_id: params}. Their stored backtests: `backtests`."""
-        return self.lookup(ids, starts, values, today, max_age_days)[0]
+        """Items whose stored history today's holds unchanged (`same_history`), fitted at most
+        `max_age_days` ago: {item_id: params}. Their stored backtests: `backtests`."""
+        return self.lookup(ids, starts, values, today, max_age_days, freq)[0]
 
     def lookup(
-        self, ids: list[str], starts: np.ndarray, values: list[np.ndarray], today: date, max_age_days: int
+        self,
+        ids: list[str],
+        starts: np.ndarray,
+        values: list[np.ndarray],
+        today: date,
+        max_age_days: int,
+        freq: str = "D",
     ) -> tuple[dict[str, dict], dict[str, str]]:
         """`warm_items`, and for every other item why it is fitted cold: {item_id: reason}, one of
         `COLD_NO_STORE`, `COLD_NEW`, `COLD_OLD` (with the age limit), `COLD_CHANGED`."""
@@ -112,11 +162,7 @@ class ModelStore:
                 cold[item] = COLD_NEW
             elif (today - entry["fitted_on"]).days > max_age_days:
                 cold[item] = COLD_OLD.format(days=max_age_days)
-            elif (
-                np.datetime64(entry["start"], "D") != np.datetime64(start, "D")
-                or len(y) < int(entry["n_obs"])
-                or fingerprint(start, y[: int(entry["n_obs"])]) != entry["fingerprint"]
-            ):
+            elif not same_history(entry, start, y, freq):
                 cold[item] = COLD_CHANGED
             else:
                 warm[item] = json.loads(entry["params"] or "{}")
@@ -131,7 +177,7 @@ class ModelStore:
         ids = items["item_id"].to_list()
         if old_items.height:
             keep = old_items.filter(~pl.col("item_id").is_in(ids))
-            items = pl.concat([keep, items], how="vertical_relaxed")
+            items = pl.concat([keep, items], how="diagonal_relaxed")  # a store from before `blocks`
         self.dir.mkdir(parents=True, exist_ok=True)
         bt_path = self.dir / BACKTESTS_FILE
         parts = [] if backtests is None else [backtests]
