@@ -9,7 +9,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -359,7 +359,7 @@ def _finish(
         "forecasts": ["forecasts", "ensemble_weights", "items", "recommendations"],
         "metrics": ["metrics", "ensemble_weights", "items", "backtests"],
     }[only]
-    _save_models(store, writer, fitted.facts, fit.warm, run_date, versions)
+    _save_models(store, writer, fitted.facts, fit.warm, run_date, versions, cfg.forecast.cache_max_age_days)
     # the global network, trained on every item, is stored by runs over every item only: one on a
     # subset (--items) would replace it with a network that knows those items alone
     if fit.lstm_state is not None and fitted.whole and fit.lstm_cold_date is not None:
@@ -458,9 +458,10 @@ def _save_models(
     warm: dict[str, dict],
     run_date: date,
     versions: dict[str, Any],
+    max_age_days: int,
 ) -> None:
     """Store the model choices and backtests of the items fitted cold in this run (`facts`: see
-    `item_facts`)."""
+    `item_facts`); entries past `max_age_days` (items that left the export) are dropped."""
     items = writer.checkpointed_items(exclude=warm)
     if items.height == 0:
         return
@@ -470,7 +471,12 @@ def _save_models(
         .with_columns(fitted_on=pl.lit(run_date))
     )
     # streamed into the store by `save`, never loaded whole
-    store.save(entries, writer.checkpointed_backtests(entries["item_id"].to_list()), versions)
+    store.save(
+        entries,
+        writer.checkpointed_backtests(entries["item_id"].to_list()),
+        versions,
+        drop_before=run_date - timedelta(days=max_age_days),
+    )
 
 
 def _location(path: str) -> str:

@@ -303,6 +303,10 @@ def test_model_store_streams_backtests_and_replaces_refitted_items(tmp_path: Pat
     assert cold == {"A": COLD_CHANGED}
     assert store.backtests(list(warm)).collect()["item_id"].to_list() == ["A", "A"]
     assert store.backtests([]) is None
+    # an entry past the age limit (an item that left the export) goes with its rows
+    store.save(entries(["B"], 4.0), rows(["B"], 4.0), {"v": 5}, drop_before=date(2026, 11, 2))
+    assert store.items()["item_id"].to_list() == ["B"]
+    assert bt().select("item_id", "forecast").rows() == [("B", 4.0)]
     assert not list(store.dir.glob(".*tmp*"))  # no temp file left behind
 
 

@@ -168,22 +168,33 @@ class ModelStore:
                 warm[item] = json.loads(entry["params"] or "{}")
         return warm, cold
 
-    def save(self, items: pl.DataFrame, backtests: pl.LazyFrame | None, versions: dict[str, Any]) -> None:
-        """Replace the entries of `items` (and their backtests), keep the others; atomic per file.
+    def save(
+        self,
+        items: pl.DataFrame,
+        backtests: pl.LazyFrame | None,
+        versions: dict[str, Any],
+        drop_before: date | None = None,
+    ) -> None:
+        """Replace the entries of `items` (and their backtests), keep the others fitted on or after
+        `drop_before` (older ones can never be reused: items that left the export); atomic per file.
 
         The backtests (one row per item, model, window and day: the store's bulk) are streamed from
         `backtests` and the old file into the new one, never held in memory whole."""
         old_items = self.items()
         ids = items["item_id"].to_list()
+        kept: list[str] = []
         if old_items.height:
             keep = old_items.filter(~pl.col("item_id").is_in(ids))
+            if drop_before is not None:
+                keep = keep.filter(pl.col("fitted_on") >= drop_before)
+            kept = keep["item_id"].to_list()
             items = pl.concat([keep, items], how="diagonal_relaxed")  # a store from before `blocks`
         self.dir.mkdir(parents=True, exist_ok=True)
         bt_path = self.dir / BACKTESTS_FILE
         parts = [] if backtests is None else [backtests]
-        if bt_path.exists():  # the old rows of the items not refitted here: a refitted item's rows
-            # are replaced, also by none (a refit that backtested no window: too short, or failed)
-            parts.insert(0, pl.scan_parquet(bt_path).filter(~pl.col("item_id").is_in(ids)))
+        if bt_path.exists():  # the old rows of the items kept: a refitted item's rows are replaced,
+            # also by none (a refit that backtested no window: too short, or failed)
+            parts.insert(0, pl.scan_parquet(bt_path).filter(pl.col("item_id").is_in(kept)))
         if parts:
             tmp = self.dir / f".{BACKTESTS_FILE}.tmp-{os.getpid()}"
             pl.concat(parts, how="vertical_relaxed").sink_parquet(tmp)
