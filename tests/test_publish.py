@@ -16,15 +16,8 @@ from typer.testing import CliRunner
 
 import nova_ray.cli.sync  # noqa: F401  (registers the command)
 from nova_ray.cli import app
-from nova_ray.io.publish import (
-    POINTER,
-    PublishError,
-    SourceFile,
-    find_run,
-    open_location,
-    read_pointer,
-    sync_run,
-)
+from nova_ray.io.location import PublishError, open_location
+from nova_ray.io.publish import POINTER, STALE_TEMP_S, SourceFile, find_run, read_pointer, sync_run
 from nova_ray.io.results import ResultWriter
 from nova_ray.schemas import TABLES
 from nova_ray.serve.store import RunStore
@@ -174,7 +167,7 @@ def test_an_amended_run_synced_again_and_killed_before_the_pointer_stays_readabl
     """`recommend` then `sync` of the published run writes a second manifest beside the first
     (named by its content): killed before the pointer, the target still serves the run as it was
     (the manifest the pointer names was overwritten in place: 503 for every reader until a rerun)."""
-    from nova_ray.io import publish
+    from nova_ray.io import location
     from nova_ray.io.recommendations import amend_run
 
     target = _folder(tmp_path / "shared")
@@ -184,17 +177,17 @@ def test_an_amended_run_synced_again_and_killed_before_the_pointer_stays_readabl
     amend_run(runs[B], B, "2025-01-02", "recommendations",
               pa.table({"item_id": ["A-1"], "site": ["SSA"], "order_qty": [99.0], "urgency": ["high"]}),
               {"run_id": B})
-    write = publish.Location.write_atomic
+    write = location.Location.write_atomic
 
     def killed_at_the_pointer(self, rel: str, data: bytes) -> None:
         if rel == POINTER:
             raise KeyboardInterrupt  # the process dies here
         write(self, rel, data)
 
-    monkeypatch.setattr(publish.Location, "write_atomic", killed_at_the_pointer)
+    monkeypatch.setattr(location.Location, "write_atomic", killed_at_the_pointer)
     with pytest.raises(KeyboardInterrupt):
         sync_run(runs[B], target)
-    monkeypatch.setattr(publish.Location, "write_atomic", write)
+    monkeypatch.setattr(location.Location, "write_atomic", write)
     assert json.loads((target / POINTER).read_text()) == first
     store = RunStore(str(target))
     assert store.refresh() and store.current.kinds["recommendations"].table.num_rows == 4  # as it was
@@ -235,12 +228,12 @@ def test_a_killed_upload_leaves_no_file_a_dataset_reader_sees(
     of the run removes it (it stayed until --keep pruned the run)."""
     import pyarrow.dataset as ds
 
-    from nova_ray.io import publish
+    from nova_ray.io import location
 
     target = _folder(tmp_path / "shared")
     sync_run(runs[A], target)
-    monkeypatch.setattr(publish, "_remove_quietly", lambda path: None)
-    monkeypatch.setattr(publish, "_fsync", lambda path: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(location, "_remove_quietly", lambda path: None)
+    monkeypatch.setattr(location, "_fsync", lambda path: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         sync_run(runs[B], target)
     left = [p for p in (target / "runs" / B).rglob("*tmp*")]
@@ -251,7 +244,7 @@ def test_a_killed_upload_leaves_no_file_a_dataset_reader_sees(
     monkeypatch.undo()
     import os
 
-    old = left[0].stat().st_mtime - publish.STALE_TEMP_S - 1
+    old = left[0].stat().st_mtime - STALE_TEMP_S - 1
     os.utime(left[0], (old, old))
     sync_run(runs[B], target)
     assert not [p for p in (target / "runs" / B).rglob("*tmp*")]
@@ -263,21 +256,21 @@ def test_a_pointer_read_while_it_is_replaced_is_read_again(
     """On S3 a read is a HEAD, then a ranged GET: a pointer replaced in between comes back cut
     short. It is read again before it counts as broken; a pointer that is gone while a run is served
     shows in /health's last_error (it said nothing)."""
-    from nova_ray.io import publish
+    from nova_ray.io import location
 
     target = _folder(tmp_path / "shared")
     sync_run(runs[A], target)
     loc = open_location(str(target))
-    read = publish.Location.read
+    read = location.Location.read
     cut = iter([True])
 
     def cut_once(self, rel: str) -> bytes | None:
         data = read(self, rel)
         return data[:20] if rel == POINTER and data and next(cut, False) else data
 
-    monkeypatch.setattr(publish.Location, "read", cut_once)
+    monkeypatch.setattr(location.Location, "read", cut_once)
     assert read_pointer(loc)[1]["run_id"] == A
-    monkeypatch.setattr(publish.Location, "read", read)
+    monkeypatch.setattr(location.Location, "read", read)
     store = RunStore(str(target))
     assert store.refresh() and store.last_checked_at
     (target / POINTER).unlink()

@@ -57,8 +57,8 @@ def run(
     for a date; two jobs never overlap (exit 3 while another one runs)."""
     from ..daily import DailyReport, PublishFailed, run_daily
     from ..etl import EtlError
+    from ..io.location import PublishError
     from ..io.lock import LockedError
-    from ..io.publish import PublishError
 
     cfg = config_or_exit(
         config,

@@ -25,7 +25,7 @@ def serve(
                                envvar="NOVA_RAY_CONFIG"),
 ) -> None:
     """Serve /health and /api/v1/{forecasts,recommendations,metrics,items}; swaps to new runs live."""
-    from ..io.publish import PublishError, open_location
+    from ..io.location import PublishError, open_location
     from ..serve.app import serve as run_server
 
     source = results or config_or_exit(config, {}).paths.output

@@ -26,8 +26,9 @@ def sync(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
 ) -> None:
     """Copy a run's files to runs/<run_id>/, verify checksums, write the manifest, then the pointer."""
+    from ..io.location import PublishError
     from ..io.lock import LockedError, job_lock
-    from ..io.publish import PublishError, SourceFile, sync_run
+    from ..io.publish import SourceFile, sync_run
 
     source = results or config_or_exit(config, {}).paths.output
     folder_or_exit(to, f"--to {to}")

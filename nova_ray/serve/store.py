@@ -23,18 +23,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ..io.errors import first_line
-from ..io.publish import (
-    Location,
-    PublishError,
-    check_run_id,
-    hive_values,
-    open_location,
-    read_manifest,
-    read_pointer,
-    read_verified,
-    safe_relpath,
-    utc_stamp,
-)
+from ..io.location import Location, PublishError, check_run_id, open_location, safe_relpath
+from ..io.publish import hive_values, read_manifest, read_pointer, read_verified, utc_stamp
 
 log = logging.getLogger("nova_ray.serve")
 
