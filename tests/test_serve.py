@@ -404,6 +404,47 @@ def test_results_folder_layout_swaps_when_a_new_run_commits(tmp_path: Path) -> N
         thread.join(timeout=10)
 
 
+def test_cors_lets_the_allowed_origins_pages_read_and_no_others(tmp_path: Path) -> None:
+    """Over real HTTP: a page of an allowed origin gets Access-Control-Allow-Origin (and a
+    preflight its GET); another origin, or a server without `cors`, gets none."""
+    from nova_ray.serve.app import cors_origins
+
+    root = tmp_path / "ml_results"
+    write_run(root, A, DAY[A], 1.0)
+    dash, other = "https://dash.example.com", "http://evil.example:8080"
+    for cors in (cors_origins(f" {dash} ,"), ()):
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(str(root), poll_seconds=0.05, cors=cors),
+                                               host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+                wait_for_run(client, A)
+                got = client.get("/api/v1/forecasts", params={"limit": 1}, headers={"Origin": dash})
+                assert got.status_code == 200 and got.json()["run_id"] == A
+                allowed = got.headers.get("access-control-allow-origin")
+                assert allowed == (dash if cors else None)
+                got = client.get("/health", headers={"Origin": other})
+                assert got.status_code == 200 and "access-control-allow-origin" not in got.headers
+                pre = client.options("/api/v1/forecasts", headers={"Origin": dash,
+                                                                   "Access-Control-Request-Method": "GET"})
+                if cors:
+                    assert pre.status_code == 200 and "GET" in pre.headers["access-control-allow-methods"]
+                    assert "POST" not in pre.headers["access-control-allow-methods"]
+                else:
+                    assert "access-control-allow-origin" not in pre.headers
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+    assert cors_origins("*") == ("*",) and cors_origins(None) == ()
+    for bad in ("https://dash.example.com/", "dash.example.com", "https://dash.example.com/app"):
+        with pytest.raises(ValueError, match="scheme://host"):
+            cors_origins(bad)
+    res = CliRunner().invoke(cli_app, ["serve", "--results", str(root), "--cors-origin", "https://d.example/"])
+    assert res.exit_code == 2 and "--cors-origin" in res.output and "trailing" in res.output
+
+
 def test_cli_serve_rejects_bad_options(tmp_path: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(cli_app, ["serve", "--results", str(tmp_path / "missing")])

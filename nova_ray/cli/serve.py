@@ -21,13 +21,22 @@ def serve(
     poll_seconds: float = typer.Option(5.0, "--poll-seconds", min=0.1, help="How often to check the pointer "
                                        "for a new run."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
+    cors_origin: list[str] = typer.Option(None, "--cors-origin", envvar="NOVA_RAY_SERVE_CORS_ORIGINS",
+                                          help="A browser origin allowed to read the API, e.g. "
+                                          "https://dash.example.com (repeatable; * for any; none by "
+                                          "default)."),
     config: str = typer.Option(None, "--config", help="Config TOML (default configs/default.toml).",
                                envvar="NOVA_RAY_CONFIG"),
 ) -> None:
     """Serve /health and /api/v1/{forecasts,recommendations,metrics,items}; swaps to new runs live."""
     from ..io.location import PublishError, open_location
+    from ..serve.app import cors_origins
     from ..serve.app import serve as run_server
 
+    try:
+        cors = cors_origins(",".join(cors_origin or []))
+    except ValueError as exc:
+        fail(f"--cors-origin: {exc}")
     source = results or config_or_exit(config, {}).paths.output
     try:
         loc = open_location(source, endpoint_url)
@@ -38,4 +47,4 @@ def serve(
     if loc.is_local and not Path(loc.base).is_dir():
         fail(f"--results {source}: no such folder")
     run_server(source, host=host, port=port, endpoint_url=endpoint_url, poll_seconds=poll_seconds,
-               access_log=access_log)
+               access_log=access_log, cors=cors)

@@ -5,7 +5,8 @@ Every data response carries the `run_id` it was answered from; one response neve
 parameters give 400 with a one-line `detail`; 503 until a run is loaded.
 
 Run without the CLI (serving box): ``python -m nova_ray.serve.app --results DIR|s3://bucket/prefix``,
-or ``uvicorn --factory nova_ray.serve.app:app_from_env`` with NOVA_RAY_SERVE_RESULTS set.
+or ``uvicorn --factory nova_ray.serve.app:app_from_env`` with NOVA_RAY_SERVE_RESULTS set. A browser
+page on another origin (a dashboard) may read the API when its origin is allowed (`cors_origins`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
@@ -37,6 +39,20 @@ MAX_VALUES = 200  # repeated item_id values per request
 TEXT = r"^[^\x00-\x1f\x7f]+$"  # printable; values are only ever compared, never used in paths
 NAME = r"^[A-Za-z0-9_.-]+$"
 ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"  # only YYYY-MM-DD (a lax date also took 0 or Unix seconds)
+ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")  # what a browser sends as Origin
+
+
+def cors_origins(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """Browser origins allowed to read the API (comma-separated or a list; `*` for any), checked:
+    a browser compares the Origin header with them exactly, so a path or a trailing '/' would
+    never match. ValueError names the bad one."""
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    out = tuple(o.strip() for o in items if o.strip())
+    for origin in out:
+        if origin != "*" and not ORIGIN.match(origin):
+            raise ValueError(f"CORS origin {origin!r}: expected scheme://host[:port] (no path, no "
+                             "trailing '/'), or * for any")
+    return out
 
 
 class ApiError(HTTPException):
@@ -152,10 +168,12 @@ def create_app(
     endpoint_url: str | None = None,
     poll_seconds: float = 5.0,
     watch: bool = True,
+    cors: tuple[str, ...] = (),
 ) -> FastAPI:
     """The API over `results` (a sync target or a results folder, local or s3://).
 
     With `watch` the pointer is polled every `poll_seconds` in a background thread while the app runs.
+    `cors`: origins whose pages may read it from a browser (`cors_origins`); none by default.
     """
     store = results if isinstance(results, RunStore) else RunStore(results, endpoint_url, poll_seconds)
 
@@ -171,6 +189,11 @@ def create_app(
                   dependencies=[Depends(_reject_unknown)], docs_url=None, redoc_url=None)
     app.state.store = store
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    if cors:  # GET only, no credentials: the API is public to whoever may reach it
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors), allow_methods=["GET", "HEAD"],
+                           allow_headers=[], allow_credentials=False, max_age=3600)
 
     def run_id() -> str | None:
         return store.current.run_id if store.current else None
@@ -278,12 +301,16 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory``: NOVA_RAY_SERVE_RESULTS, NOVA_RAY_SERVE_ENDPOINT_URL,
-    NOVA_RAY_SERVE_POLL_SECONDS."""
+    NOVA_RAY_SERVE_POLL_SECONDS, NOVA_RAY_SERVE_CORS_ORIGINS (comma-separated)."""
     results = os.environ.get("NOVA_RAY_SERVE_RESULTS")
     if not results:
         raise RuntimeError("set NOVA_RAY_SERVE_RESULTS to a folder or s3://bucket/prefix")
+    try:
+        cors = cors_origins(os.environ.get("NOVA_RAY_SERVE_CORS_ORIGINS"))
+    except ValueError as exc:
+        raise RuntimeError(f"NOVA_RAY_SERVE_CORS_ORIGINS: {exc}") from None
     return create_app(results, endpoint_url=os.environ.get("NOVA_RAY_SERVE_ENDPOINT_URL") or None,
-                      poll_seconds=float(os.environ.get("NOVA_RAY_SERVE_POLL_SECONDS", "5")))
+                      poll_seconds=float(os.environ.get("NOVA_RAY_SERVE_POLL_SECONDS", "5")), cors=cors)
 
 
 def serve(
@@ -294,6 +321,7 @@ def serve(
     endpoint_url: str | None = None,
     poll_seconds: float = 5.0,
     access_log: bool = True,
+    cors: tuple[str, ...] = (),
 ) -> None:
     """Run the API with uvicorn until interrupted."""
     import uvicorn
@@ -304,7 +332,7 @@ def serve(
         handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
-    app = create_app(results, endpoint_url=endpoint_url, poll_seconds=poll_seconds)
+    app = create_app(results, endpoint_url=endpoint_url, poll_seconds=poll_seconds, cors=cors)
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
 
 
@@ -317,13 +345,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint, e.g. http://minio:9000.")
     p.add_argument("--poll-seconds", type=float, default=5.0)
     p.add_argument("--no-access-log", action="store_true")
+    p.add_argument("--cors-origin", action="append", default=[], help="A browser origin allowed to read the "
+                   "API, e.g. https://dash.example.com (repeatable; * for any).")
     a = p.parse_args(argv)
     if a.poll_seconds <= 0:
         p.error("--poll-seconds must be > 0")
+    try:
+        cors = cors_origins(a.cors_origin)
+    except ValueError as exc:
+        p.error(f"--cors-origin: {exc}")
     if "://" not in a.results and not Path(a.results).expanduser().is_dir():  # as `nova-ray serve` does
         p.error(f"--results {a.results}: no such folder")
     serve(a.results, host=a.host, port=a.port, endpoint_url=a.endpoint_url, poll_seconds=a.poll_seconds,
-          access_log=not a.no_access_log)
+          access_log=not a.no_access_log, cors=cors)
 
 
 if __name__ == "__main__":
