@@ -21,7 +21,8 @@ def serve(
     poll_seconds: float = typer.Option(5.0, "--poll-seconds", min=0.1, help="How often to check the pointer "
                                        "for a new run."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
-    cors_origin: list[str] = typer.Option(None, "--cors-origin", envvar="NOVA_RAY_SERVE_CORS_ORIGINS",
+    cors_origin: list[str] = typer.Option(None, "--cors-origin", metavar="ORIGIN",
+                                          envvar="NOVA_RAY_SERVE_CORS_ORIGINS",
                                           help="A browser origin allowed to read the API, e.g. "
                                           "https://dash.example.com (repeatable; * for any; none by "
                                           "default)."),
