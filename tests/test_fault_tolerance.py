@@ -160,6 +160,7 @@ def test_killed_driver_resumes_to_the_clean_result(demo: Path, tmp_path: Path, c
     log = _run("--data", str(demo), "--output", str(out), "--resume", *ARGS)
     record = json.loads((out / "metadata" / "runs" / f"{_pointer(out)['run_id']}.json").read_text())
     assert record["summary"]["resumed_items"] >= n_done, log
+    assert "this attempt only" in log  # the wall time does not cover the killed attempt
     assert not list(out.glob(".staging/*"))
     assert not [d for d in left if d.exists()]
     assert_frame_equal(_forecasts(out), clean)

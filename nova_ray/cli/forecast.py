@@ -221,7 +221,9 @@ def forecast(
         table.add_row("resumed", f"{summary.resumed_items} items from the interrupted run's checkpoints")
     if summary.warm_items or summary.cold_items or summary.resumed_items:
         table.add_row("incremental", summary.incremental())
-    table.add_row("wall time", f"{summary.wall_seconds:.1f} s (task CPU {summary.cpu_seconds:.1f} s)")
+    attempt = "; this attempt only" if summary.resumed_items else ""
+    cpu = f"task CPU {summary.cpu_seconds:.1f} s{attempt}"
+    table.add_row("wall time", f"{summary.wall_seconds:.1f} s ({cpu})")
     if summary.stage_seconds:
         table.add_row("stages", ", ".join(f"{k} {v:.1f} s" for k, v in summary.stage_seconds.items()))
     if summary.ensemble_error:
