@@ -17,20 +17,22 @@ from .config import Config
 from .io.errors import InputError
 
 
-def current_inputs(cfg: Config) -> tuple[Path, str] | None:
+def current_inputs(cfg: Config) -> tuple[str, str] | None:
     """The stock file a run of `cfg` reads and `inputs_id` of it, or None without one."""
+    from .io.source import source_exists
     from .io.stock import resolve_stock_path
 
     path = resolve_stock_path(cfg.paths.stock, cfg.paths.data)
-    return (path, inputs_id(path, cfg)) if path is not None and path.exists() else None
+    return (path, inputs_id(path, cfg)) if path is not None and source_exists(path) else None
 
 
 def inputs_id(stock_path: str | Path, cfg: Config) -> str:
     """What recommendations depend on besides the forecasts: the stock file's bytes and the
     inventory policy (`[recommend]`), as one short hash."""
+    from .io.source import read_source
     from .recommend import Policy
 
-    h = hashlib.sha256(Path(stock_path).read_bytes())
+    h = hashlib.sha256(read_source(stock_path))
     h.update(json.dumps(dataclasses.asdict(Policy.from_config(cfg)), sort_keys=True).encode())
     return h.hexdigest()[:16]
 
@@ -53,6 +55,7 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
     from .io.demand import dataset_id, read_demand
     from .io.recommendations import amend_run, read_published_run
     from .io.results import recorded_data, recorded_freq, utc_now
+    from .io.source import source_exists
     from .io.stock import check_matches, read_stock, resolve_stock_path, unknown_items
     from .recommend import KIND, Policy, history_frame, recommend, summarize
 
@@ -61,7 +64,7 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
     # the history the run was forecast from (as `report` reads it), unless --data names another
     data = cfg.paths.data
     recorded = recorded_data(run.record)
-    if not history_required and recorded and "://" not in recorded and Path(recorded).exists():
+    if not history_required and recorded and source_exists(recorded):
         data = recorded
     stock_path = resolve_stock_path(stock or cfg.paths.stock, data)
     if stock_path is None:
@@ -71,7 +74,7 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
     forecast_items = run.forecasts["item_id"].unique().to_list()
     missing = check_matches(stock_path, snapshot, forecast_items)  # no item of the run: an error
     history, start = None, None
-    if history_required or Path(data).exists():
+    if history_required or source_exists(data):
         demand = read_demand(data, warnings, cfg.paths.columns)
         if run.record.get("dataset_id") and dataset_id(demand) != run.record["dataset_id"]:
             warnings.append(f"{data}: demand differs from the data of run {run.run_id} "

@@ -190,10 +190,12 @@ def test_a_stock_file_of_other_items_is_an_error_before_any_fit(tmp_path: Path) 
 
 
 def test_resolve_stock_path(tmp_path: Path) -> None:
-    assert resolve_stock_path("x.csv", None) == Path("x.csv")
+    assert resolve_stock_path("x.csv", None) == "x.csv"
     assert resolve_stock_path("", str(tmp_path / "demand.parquet")) is None
-    (tmp_path / "stock.parquet").write_bytes(b"x")
-    assert resolve_stock_path(None, str(tmp_path / "demand.parquet")) == tmp_path / "stock.parquet"
+    (tmp_path / "stock.csv").write_bytes(b"x")
+    assert resolve_stock_path(None, str(tmp_path / "demand.parquet")) == str(tmp_path / "stock.csv")
+    (tmp_path / "stock.parquet").write_bytes(b"x")  # before stock.csv
+    assert resolve_stock_path(None, str(tmp_path / "demand.parquet")) == str(tmp_path / "stock.parquet")
 
 
 def test_export_quirks_zeros_lost_totals_names_and_three_decimals(tmp_path: Path) -> None:

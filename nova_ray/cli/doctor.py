@@ -119,9 +119,10 @@ def check_data(path: str, explicit: bool, columns: str = "") -> Check:
     """The demand history exists and passes validation (nova_ray.io.demand.read_demand)."""
     from ..io.demand import read_demand
     from ..io.errors import InputError
+    from ..io.source import is_uri, source_exists
 
-    p = Path(path)
-    if not p.exists() and not explicit and p.parent.name == "demo":
+    p = path if is_uri(path) else Path(path)  # a URI (s3://...) as given: Path would mangle it
+    if not explicit and isinstance(p, Path) and not p.exists() and p.parent.name == "demo":
         return Check(
             "demand data",
             "warn",
@@ -134,7 +135,7 @@ def check_data(path: str, explicit: bool, columns: str = "") -> Check:
     except InputError as exc:
         fix = (
             "pass --data PATH or set paths.data in configs/default.toml (or NOVA_RAY_DATA)"
-            if not p.exists()
+            if not source_exists(p)
             else "fix the file at the place named (columns item_id, date, quantity >= 0)"
         )
         return Check("demand data", "fail", str(exc), fix)

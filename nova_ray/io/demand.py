@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,37 +17,16 @@ from .csv_text import read_text_csv, text_numbers, totals_hint
 from .errors import InputError, Locate, first_line
 from .excel import SUFFIXES as EXCEL
 from .excel import read_xlsx
+from .source import open_source
 
 REQUIRED = ("item_id", "date", "quantity")
 OPTIONAL = ("site", "family")
 
 
-def _open(path: str) -> tuple[object, str, int]:
-    """(filesystem, path inside it, size) for a local path or a URI (s3://bucket/key, file://...).
-
-    S3-compatible stores take the standard AWS_* credentials; AWS_ENDPOINT_URL points at MinIO.
-    """
-    import pyarrow.fs as pafs
-
-    try:
-        if "://" in path:
-            fs, inner = pafs.FileSystem.from_uri(path)
-            if isinstance(fs, pafs.S3FileSystem) and os.environ.get("AWS_ENDPOINT_URL"):
-                fs = pafs.S3FileSystem(endpoint_override=os.environ["AWS_ENDPOINT_URL"])
-        else:
-            fs, inner = pafs.LocalFileSystem(), str(Path(path).resolve())
-        info = fs.get_file_info(inner)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot open: {first_line(exc)}") from None
-    if info.type == pafs.FileType.NotFound:
-        raise InputError(f"{path}: file not found")
-    return fs, inner, int(info.size or 0)
-
-
 def _read_raw(path: str) -> tuple[pd.DataFrame, Locate, bool | None]:
     """Read a file with every column as text (CSV) or as stored (Parquet); returns the frame, where
     each row is in the file, and whether its numbers use a decimal comma."""
-    fs, inner, size = _open(path)
+    fs, inner, size = open_source(path)
     if size == 0:
         raise InputError(f"{path}: file is empty")
     suffix = Path(inner).suffix.lower()

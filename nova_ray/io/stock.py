@@ -20,6 +20,7 @@ from .csv_text import line_finder, read_text_csv, text_numbers, totals_hint
 from .errors import InputError, Locate, first_line
 from .excel import SUFFIXES as EXCEL
 from .excel import read_xlsx
+from .source import open_source, read_source, sibling, source_exists, suffix
 
 REQUIRED = ("item_id", "on_hand", "lead_time_days")
 # column -> (lowest allowed, lowest inclusive, highest allowed or None, highest inclusive)
@@ -37,40 +38,41 @@ NUMERIC: dict[str, tuple[float, bool, float | None, bool]] = {
 COLUMNS = ("item_id", "site", *NUMERIC)
 
 
-def _read_raw(path: Path) -> tuple[pd.DataFrame, Locate, bool | None]:
+def _read_raw(path: str) -> tuple[pd.DataFrame, Locate, bool | None]:
     """Every column of a CSV as text (or a Parquet file as stored); where each row is in the file,
-    and whether its numbers use a decimal comma."""
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    if path.stat().st_size == 0:
+    and whether its numbers use a decimal comma. `path`: a local path or a URI (s3://...)."""
+    fs, inner, size = open_source(path)
+    if size == 0:
         raise InputError(f"{path}: file is empty")
-    suffix = path.suffix.lower()
+    ext = suffix(path)
     try:
-        if suffix in {".csv", ".txt", ".gz"}:
-            text = read_text_csv(lambda: open(path, "rb"), str(path), gz=suffix == ".gz")
+        if ext in {".csv", ".txt", ".gz"}:  # a .gz stream is decompressed by pyarrow (by its name)
+            text = read_text_csv(lambda: fs.open_input_stream(inner), path)
             return text.frame, lambda row: f"line {text.line(row)}", text.decimal_comma
-        if suffix in EXCEL:
-            frame, located = read_xlsx(path.read_bytes(), str(path))
+        if ext in EXCEL:
+            frame, located = read_xlsx(read_source(path), path)
             return frame, located, None
-        if suffix in {".parquet", ".pq"}:
-            return pq.read_table(path).to_pandas(), lambda row: f"row {row + 1}", False
+        if ext in {".parquet", ".pq"}:
+            with fs.open_input_file(inner) as fh:
+                return pq.read_table(fh).to_pandas(), lambda row: f"row {row + 1}", False
     except InputError:
         raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
         msg = first_line(exc)
         raise InputError(f"{path}: cannot read file: {msg}") from None
-    raise InputError(f"{path}: unsupported file type {suffix!r}; use .csv, .parquet or .xlsx")
+    raise InputError(f"{path}: unsupported file type {ext!r}; use .csv, .parquet or .xlsx")
 
 
 def locator(path: Path | str) -> Locate:
     """0-based data row -> 'line N' (CSV, its own line in the file) or 'row N' (Parquet; the
     sheet's row for a workbook), for messages about rows read earlier."""
-    path = Path(path)
-    if path.suffix.lower() in {".csv", ".txt", ".gz"}:
-        line = line_finder(lambda: open(path, "rb"), gz=path.suffix.lower() == ".gz")
+    ext = suffix(path)
+    if ext in {".csv", ".txt", ".gz"}:
+        fs, inner, _ = open_source(path)
+        line = line_finder(lambda: fs.open_input_stream(inner))
         return lambda row: f"line {line(row)}"
-    if path.suffix.lower() in EXCEL:  # the sheet's own rows, past dropped empty ones
-        return read_xlsx(path.read_bytes(), str(path))[1]
+    if ext in EXCEL:  # the sheet's own rows, past dropped empty ones
+        return read_xlsx(read_source(path), str(path))[1]
     return lambda row: f"row {row + 1}"
 
 
@@ -134,7 +136,7 @@ def read_stock(path: str | Path, notes: list[str] | None = None, columns: str = 
     `notes` gets what was read one way where another was possible (points read as thousands).
     `columns`: renames of the file's columns (`[paths] columns`, "saldo=on_hand").
     """
-    path = Path(path)
+    path = str(path)
     raw, where, decimal_comma = _read_raw(path)
     raw.columns = canonical_columns(raw.columns, COLUMNS, columns)
     problem = missing_columns(raw.columns, REQUIRED)
@@ -204,13 +206,14 @@ def check_matches(path: str | Path, stock: pl.DataFrame, known: Iterable[str], s
     return [f"{path}: {len(missing)} forecast item(s) have no stock row and get no recommendation: {names}"]
 
 
-def resolve_stock_path(stock: str | None, data: str | None) -> Path | None:
-    """`stock` when given, else `<folder of data>/stock.parquet` (or .csv) when present, else None."""
+def resolve_stock_path(stock: str | None, data: str | None) -> str | None:
+    """`stock` when given, else `stock.parquet` (or `stock.csv`) in the folder of `data` (or beside
+    its object: s3://bucket/in/stock.parquet for s3://bucket/in/demand.csv) when present, else None."""
     if stock:
-        return Path(stock)
+        return str(stock)
     if data:
         for name in ("stock.parquet", "stock.csv"):
-            p = Path(data).parent / name
-            if p.exists():
+            p = sibling(data, name)
+            if source_exists(p):
                 return p
     return None
