@@ -223,8 +223,15 @@ def load_config(
     env: dict[str, str] | None = None,
     dotenv: str | Path | None = ".env",
 ) -> Config:
-    """Build the config: defaults, the TOML file, NOVA_RAY_* env, .env, then `overrides` (CLI)."""
+    """Build the config: defaults, the TOML file, NOVA_RAY_* env, .env, then `overrides` (CLI).
+    The TOML file is `config_file` (--config, or the NOVA_RAY_CONFIG environment variable), else
+    NOVA_RAY_CONFIG in .env, else configs/default.toml."""
     cfg = Config()
+    dotenv_values = read_dotenv(Path(dotenv)) if dotenv and Path(dotenv).is_file() else {}
+    if not config_file and dotenv_values.get("NOVA_RAY_CONFIG"):
+        config_file = dotenv_values["NOVA_RAY_CONFIG"]
+        if not Path(config_file).exists():
+            raise ConfigError(f"{dotenv} (NOVA_RAY_CONFIG): {config_file}: config file not found")
     path = Path(config_file) if config_file else DEFAULT_CONFIG
     if config_file and not path.exists():
         raise ConfigError(f"{path}: config file not found")
@@ -234,8 +241,8 @@ def load_config(
     for name, value in env.items():
         if _is_setting(name):
             cfg.set(name[len(ENV_PREFIX) :].lower(), value, f"environment variable {name}")
-    if dotenv and Path(dotenv).is_file():
-        for name, value in read_dotenv(Path(dotenv)).items():
+    if dotenv_values:
+        for name, value in dotenv_values.items():
             if name in DOTENV_KEYS:
                 cfg.set(DOTENV_KEYS[name], value, f"{dotenv} ({name})")
             elif _is_setting(name):

@@ -522,6 +522,9 @@ def _write_raw(factors: _Factors, raw: Path) -> dict[str, Path]:
     return paths
 
 
+QUICK_ITEMS = 60  # the Quick start's demo (Makefile DEMO_ITEMS): what a bare `forecast` writes
+
+
 def generate_demo(
     out: str | Path,
     items: int = 200,

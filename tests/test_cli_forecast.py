@@ -336,13 +336,22 @@ def test_an_interrupted_command_says_how_to_go_on(monkeypatch: pytest.MonkeyPatc
     assert res.exit_code == 0 and "--resume" in res.output
 
 
-def test_demo_data_only_for_the_default_path_and_help_keeps_brackets(tmp_path: Path) -> None:
+def test_demo_data_only_for_the_default_path_and_help_keeps_brackets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A missing demand file in a folder named demo is the run's error, not replaced with generated
-    demo data that would then be forecast and published; help text keeps its [section] names."""
+    demo data that would then be forecast and published; at the default path it is written, the
+    Quick start's 60 items (it was 200); help text keeps its [section] names."""
+    import pandas as pd
+
     from nova_ray.cli.forecast import ensure_demo
+    from nova_ray.config import Paths
 
     ensure_demo(str(tmp_path / "demo" / "demand.parquet"))
     assert not (tmp_path / "demo").exists()
+    monkeypatch.chdir(tmp_path)
+    ensure_demo(Paths.data)
+    assert pd.read_parquet(Paths.data, columns=["item_id"])["item_id"].nunique() == 60
     res = CliRunner().invoke(app, ["forecast", "--help"], terminal_width=200)
     assert "[forecast] features" in res.output
 

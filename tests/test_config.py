@@ -27,10 +27,17 @@ def test_precedence_toml_env_dotenv_cli(tmp_path: Path) -> None:
 def test_the_servers_variables_are_not_settings(tmp_path: Path) -> None:
     """A nightly job sharing the server's environment (file) is not stopped by its variables."""
     dotenv = tmp_path / ".env"
-    dotenv.write_text("NOVA_RAY_SERVE_RESULTS=/srv/shared\nNOVA_RAY_CONFIG=c.toml\nNOVA_RAY_HORIZON=9\n")
+    toml = tmp_path / "c.toml"
+    toml.write_text("[forecast]\nhorizon = 12\nbacktest_windows = 2\n")
+    dotenv.write_text(f"NOVA_RAY_SERVE_RESULTS=/srv/shared\nNOVA_RAY_CONFIG={toml}\nNOVA_RAY_HORIZON=9\n")
     env = {"NOVA_RAY_SERVE_POLL_SECONDS": "5", "NOVA_RAY_SERVE_ENDPOINT_URL": "http://x",
            "NOVA_RAY_CONFIG": "c"}
-    assert load_config(None, env=env, dotenv=dotenv).forecast.horizon == 9
+    cfg = load_config(None, env=env, dotenv=dotenv)
+    # NOVA_RAY_CONFIG in .env names the config file (it was silently ignored); .env's settings win
+    assert cfg.forecast.horizon == 9 and cfg.forecast.backtest_windows == 2
+    dotenv.write_text("NOVA_RAY_CONFIG=missing.toml\n")
+    with pytest.raises(ConfigError, match=r"\.env \(NOVA_RAY_CONFIG\): missing.toml: config file not found"):
+        load_config(None, env={}, dotenv=dotenv)
 
 
 @pytest.mark.parametrize(

@@ -477,7 +477,9 @@ def test_a_misspelt_future_column_is_an_error_not_ignored(small_demo: Path, tmp_
     cfg = load_config(None, {"data": str(small_demo / "demand.parquet"), "future_features": str(fut)},
                       dotenv=None)
     series, _ = load_series(cfg, None)
-    with pytest.raises(ConfigError, match=r"column 'chuva_mm' is not a feature \(the features: "):
+    # named by where the setting came from, as --features is
+    with pytest.raises(ConfigError, match=r"^option --future-features: setting 'future_features': .*"
+                       r"column 'chuva_mm' is not a feature \(the features: "):
         attach_exog(cfg, series)
 
 

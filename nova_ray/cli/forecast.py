@@ -41,10 +41,10 @@ def ensure_demo(data: str) -> None:
 
     p = Path(data)
     if not p.exists() and Paths(data=data).is_demo_data():
-        from ..demo import generate_demo
+        from ..demo import QUICK_ITEMS, generate_demo
 
-        console.print(f"{p} not found: writing the demo data set to {p.parent}")
-        generate_demo(p.parent)
+        console.print(f"{p} not found: writing the demo data set ({QUICK_ITEMS} items) to {p.parent}")
+        generate_demo(p.parent, items=QUICK_ITEMS)
 
 
 def prepare_run(cfg: Config, data: str | None) -> None:
@@ -87,7 +87,8 @@ FEATURES = typer.Option(
     None,
     "--features",
     help="Daily feature table from `nova-ray etl` (default: \\[forecast] features, "
-    "data/processed/features.parquet; absent: a raw/ folder next to the demand file is used).",
+    "data/processed/features.parquet, or the one `etl` wrote into \\[etl] processed; absent: a raw/ "
+    "folder next to the demand file is used).",
 )
 FUTURE_FEATURES = typer.Option(
     None,
@@ -123,9 +124,9 @@ def forecast(
     stock: str = typer.Option(
         None,
         "--stock",
-        help="Stock snapshot for purchasing recommendations, CSV, Parquet or .xlsx (default: paths.stock, "
-        "else "
-        "stock.parquet next to the demand file; none found: no recommendations).",
+        help="Stock snapshot for purchasing recommendations, CSV, Parquet or .xlsx, a path or s3:// URI "
+        "(default: paths.stock, else stock.parquet or stock.csv next to the demand file; none found: "
+        "no recommendations).",
     ),
     address: str = ADDRESS,
     num_cpus: int = NUM_CPUS,
@@ -136,10 +137,12 @@ def forecast(
         None, "--backtest-step", min=0, help="Periods between backtest origins (default 0 = the horizon)."
     ),
     only_forecasts: bool = typer.Option(
-        False, "--only-forecasts", help="Write forecasts only (no metrics, no recommendations)."
+        False, "--only-forecasts", help="No backtests run: forecasts, items and ensemble weights "
+        "(no metrics, backtests or recommendations)."
     ),
     only_metrics: bool = typer.Option(
-        False, "--only-metrics", help="Run the backtests and write metrics only (no final fit, no forecasts)."
+        False, "--only-metrics", help="Backtests only: metrics, backtests, items and ensemble weights (no "
+        "final fit, forecasts or recommendations)."
     ),
     arima_engine: str = typer.Option(
         None, "--arima-engine", help="statsforecast (fast, default), pmdarima or statsmodels."

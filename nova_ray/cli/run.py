@@ -43,7 +43,8 @@ def run(
     keep_local: int = typer.Option(
         None, "--keep-local", min=0, help="Run dates kept in the results folder (0: all)."
     ),
-    force: bool = typer.Option(False, "--force", help="Rerun even if this date's run is already published."),
+    force: bool = typer.Option(False, "--force", help="Rerun even if this date already has a finished "
+                               "run of the same data and settings."),
     full_refit: bool = typer.Option(
         False, "--full-refit", help="Fit every item cold (search orders again), not from the model store; "
         "reruns the date."
