@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import gzip
 import io
 import warnings
 from collections.abc import Callable
@@ -35,7 +34,7 @@ class TextCsv(NamedTuple):
     line: Callable[[int], int]
 
 
-def read_text_csv(open_file: Opener, name: str, gz: bool = False) -> TextCsv:
+def read_text_csv(open_file: Opener, name: str) -> TextCsv:
     """Every column of a CSV as text (empty cells as "").
 
     The separator is `,`, `;` or a tab, whichever the header line holds most of (a `;` file is what
@@ -46,7 +45,7 @@ def read_text_csv(open_file: Opener, name: str, gz: bool = False) -> TextCsv:
     column left, silently. An empty value past the last column (a separator at the end of the
     rows) is fine. Blank lines, and rows of separators only (`;;;;`: Excel's export of formatted
     empty cells), are skipped; error messages still give the file's own lines."""
-    sep, encodings, header = _sniff(open_file, gz)
+    sep, encodings, header = _sniff(open_file)
     seen: set[str] = set()
     for column in header:
         if column in seen:
@@ -57,7 +56,7 @@ def read_text_csv(open_file: Opener, name: str, gz: bool = False) -> TextCsv:
             with warnings.catch_warnings(record=True) as caught, open_file() as fh:
                 warnings.simplefilter("always", pd.errors.ParserWarning)
                 df = pd.read_csv(fh, dtype=str, keep_default_na=False, skipinitialspace=True, index_col=False,
-                                 sep=sep, encoding=encoding, compression="gzip" if gz else None)
+                                 sep=sep, encoding=encoding, compression=None)
             break
         except UnicodeDecodeError:
             continue
@@ -65,7 +64,7 @@ def read_text_csv(open_file: Opener, name: str, gz: bool = False) -> TextCsv:
         raise InputError(f"{name}: cannot decode the file as {' or '.join(encodings)}")
     if any(issubclass(w.category, pd.errors.ParserWarning) and "does not match" in str(w.message)
            for w in caught):
-        raise InputError(f"{name}: {_first_long_row(open_file, gz, len(df.columns), sep, encoding)}")
+        raise InputError(f"{name}: {_first_long_row(open_file, len(df.columns), sep, encoding)}")
     if len(df.columns):  # `;;;;` rows: blank to anyone who made the file in Excel (spaces: stripped)
         empty = (df.iloc[:, 0] == "").to_numpy()  # one column first: most files have no such row
         if empty.any():
@@ -74,14 +73,13 @@ def read_text_csv(open_file: Opener, name: str, gz: bool = False) -> TextCsv:
             if empty.any():
                 df = df[~empty].reset_index(drop=True)
     comma = True if sep == ";" else None if sep == "\t" else False
-    return TextCsv(df, comma, _line_finder(open_file, gz, sep, encoding))
+    return TextCsv(df, comma, _line_finder(open_file, sep, encoding))
 
 
-def _sniff(open_file: Opener, gz: bool) -> tuple[str, tuple[str, ...], list[str]]:
+def _sniff(open_file: Opener) -> tuple[str, tuple[str, ...], list[str]]:
     """(separator, encodings to try, header names): the separator is `,`, `;` or a tab, the one
     the header line holds most of (`,` on a tie)."""
-    with open_file() as raw:
-        fh = gzip.GzipFile(fileobj=raw) if gz else raw
+    with open_file() as fh:
         head = fh.read(65536)
     if head.startswith(_UTF16):
         encodings: tuple[str, ...] = ("utf-16",)
@@ -97,11 +95,10 @@ def _sniff(open_file: Opener, gz: bool) -> tuple[str, tuple[str, ...], list[str]
     return sep, encodings, header
 
 
-def _records(open_file: Opener, gz: bool, sep: str, encoding: str):
+def _records(open_file: Opener, sep: str, encoding: str):
     """(first line, values) of each record of the file that is read as a row or the header: blank
     lines and rows of separators only (no value, or only spaces) are skipped, as the reader does."""
-    with open_file() as raw:
-        fh = gzip.GzipFile(fileobj=raw) if gz else raw
+    with open_file() as fh:
         text = io.TextIOWrapper(fh, encoding=encoding, errors="replace", newline="")
         reader = csv.reader(text, delimiter=sep)
         start = 1
@@ -111,28 +108,28 @@ def _records(open_file: Opener, gz: bool, sep: str, encoding: str):
             start = reader.line_num + 1
 
 
-def _line_finder(open_file: Opener, gz: bool, sep: str, encoding: str) -> Callable[[int], int]:
+def _line_finder(open_file: Opener, sep: str, encoding: str) -> Callable[[int], int]:
     """Data row -> its first line in the file; the file is scanned once, at the first call (for
     an error message: most files never need it)."""
     starts: list[int] = []
 
     def line(row: int) -> int:
         if not starts:
-            starts.extend(first for first, _ in _records(open_file, gz, sep, encoding))
+            starts.extend(first for first, _ in _records(open_file, sep, encoding))
         return starts[row + 1] if row + 1 < len(starts) else row + 2  # starts[0]: the header
 
     return line
 
 
-def line_finder(open_file: Opener, gz: bool = False) -> Callable[[int], int]:
+def line_finder(open_file: Opener) -> Callable[[int], int]:
     """Data row -> its first line in a CSV file, for messages about rows read earlier."""
-    sep, encodings, _ = _sniff(open_file, gz)
-    return _line_finder(open_file, gz, sep, encodings[0])
+    sep, encodings, _ = _sniff(open_file)
+    return _line_finder(open_file, sep, encodings[0])
 
 
-def _first_long_row(open_file: Opener, gz: bool, columns: int, sep: str, encoding: str) -> str:
+def _first_long_row(open_file: Opener, columns: int, sep: str, encoding: str) -> str:
     """Where the first row with a value past the header's last column is, for the message."""
-    records = _records(open_file, gz, sep, encoding)
+    records = _records(open_file, sep, encoding)
     next(records, None)
     for first, row in records:
         extra = [v for v in row[columns:] if v.strip()]
