@@ -52,11 +52,15 @@ def _named(mask: np.ndarray, ids: Any, shown: int = 5) -> str:
     return ": " + ", ".join(names[:shown]) + more
 
 
-def unchanged_data(cfg: Config, dataset: str, run_date: date | None = None) -> list[str]:
+def unchanged_data(
+    cfg: Config, dataset: str, run_date: date | None = None, history_end: date | None = None
+) -> list[str]:
     """A warning when the results folder's latest run, of an earlier date, read the same demand
-    data (its dataset id): no new rows since, a night whose export did not run (the stale-history
-    warning waits a week, and stock-out dates stay anchored to the old end meanwhile). Not for
-    the built-in demo, whose data never change."""
+    data (its dataset id), or a history that ended on the same day (`history_end`: a rolling
+    export window moves its first day and changes the file without adding one): no new rows
+    since, a night whose export did not run (the stale-history warning waits a week, and
+    stock-out dates stay anchored to the old end meanwhile). Not for the built-in demo, whose
+    data never change."""
     from .io.errors import InputError
     from .io.results import read_pointer
 
@@ -67,10 +71,16 @@ def unchanged_data(cfg: Config, dataset: str, run_date: date | None = None) -> l
     except InputError:  # a broken pointer: said elsewhere
         return []
     today = run_date or datetime.now(timezone.utc).date()
-    if not ptr or str(ptr.get("run_date")) >= today.isoformat() or ptr.get("dataset_id") != dataset:
+    if not ptr or str(ptr.get("run_date")) >= today.isoformat():
         return []
-    return [f"{cfg.paths.data}: the same demand data as run {ptr['run_id']} of {ptr['run_date']} (no new "
-            "rows since): is the demand export up to date?"]
+    if ptr.get("dataset_id") == dataset:
+        return [f"{cfg.paths.data}: the same demand data as run {ptr['run_id']} of {ptr['run_date']} (no "
+                "new rows since): is the demand export up to date?"]
+    if history_end is not None and ptr.get("history_end") and str(history_end) <= str(ptr["history_end"]):
+        return [f"{cfg.paths.data}: the history ends {history_end}; run {ptr['run_id']} of {ptr['run_date']} "
+                f"had it up to {ptr['history_end']} (no new day since, though the file changed): is the "
+                "demand export up to date?"]
+    return []
 
 
 def too_short_to_backtest(lengths: np.ndarray, spec: EngineSpec, ids: Any = None) -> list[str]:

@@ -28,7 +28,10 @@ class PublishFailed(OSError):
     """The day's run is done and saved in the results folder, but publishing it failed."""
 
     def __init__(self, target: str, run_id: str, cause: OSError) -> None:
-        super().__init__(cause.errno, cause.strerror or str(cause))  # str(cause) repeats "[Errno n]"
+        if cause.errno is None:  # OSError(None, msg) reads "[Errno None] msg" in the run log
+            super().__init__(str(cause))
+        else:
+            super().__init__(cause.errno, cause.strerror or str(cause))  # str(cause) repeats "[Errno n]"
         self.target, self.run_id, self.cause = target, run_id, cause
 
 
@@ -92,6 +95,8 @@ def run_daily(
             report.step("etl", f"skipped: no raw files in {raw}")
         from . import __version__
 
+        if to:  # a missing bucket or target folder, before the night's forecast is spent on it
+            _check_target(to, endpoint_url)
         prior, why = None, ""
         if not force and _records(cfg.paths.output, run_date.isoformat()):  # the date has a run: which?
             loaded = load_demand(cfg, None, until=run_date)
@@ -132,6 +137,7 @@ def run_daily(
             report.step("models", summary.incremental())
             report.step("recommend", f"{recs.get('rows', 0)} rows" if recs else "skipped: no stock file")
         if to:
+            from .io.location import PublishError
             from .io.publish import sync_run
 
             try:
@@ -141,6 +147,9 @@ def run_daily(
                 )
             except OSError as exc:  # the run itself is done: say so, a rerun only publishes it
                 raise PublishFailed(to, str(report.run_id), exc) from exc
+            except PublishError as exc:  # e.g. the bucket went away since the check
+                raise PublishError(f"{exc}; run {report.run_id} is saved in {cfg.paths.output}: a rerun "
+                                   "publishes it without forecasting again") from None
             report.step(
                 "publish",
                 f"{sync.uploaded} files uploaded, {sync.skipped} already there, "
@@ -161,6 +170,18 @@ def run_daily(
             report.step("prune", pruned.describe())
     report.wall_seconds = time.perf_counter() - t0
     return report
+
+
+def _check_target(to: str, endpoint_url: str | None) -> None:
+    """PublishError for a publish target that is not there (checked again when publishing); a
+    store that cannot be reached now is left to the publish step (the run is saved for a rerun)."""
+    from .io.location import open_location
+    from .io.publish import check_target
+
+    try:
+        check_target(open_location(to, endpoint_url))
+    except OSError as exc:
+        LOG.warning("publish target %s not checked before the run: %s", to, exc)
 
 
 def _records(output: str | Path, day: str) -> list[dict[str, Any]]:

@@ -129,7 +129,7 @@ def run_forecast(
     release_memory(collect=False)  # the reading's copies, before the next step's temporaries
     series, dataset = load_series(cfg, items, loaded)
     if publish and only is None:
-        loaded.notes.extend(unchanged_data(cfg, dataset, run_date))
+        loaded.notes.extend(unchanged_data(cfg, dataset, run_date, loaded.end.date()))
     release_memory(collect=False)  # the series' sort keys (~50 MiB at 2 M rows) likewise
     series, exog_record = attach_exog(cfg, series)
     demand, notes = loaded.rows, loaded.notes + exog_record.pop("warnings", [])
@@ -253,6 +253,7 @@ def _fit(
         "model_version": model_version,
         "generated_at": utc_now(),
         "dataset_id": dataset,
+        "history_end": str(np.datetime64(series.end, "D")),  # a later run's check of new days (checks.py)
     }
     writer = ResultWriter(
         cfg.paths.output, meta["run_id"], run_date, meta, stage_key=key, resume=resume is not False

@@ -155,13 +155,33 @@ def attach_exog(cfg: Config, series: SeriesSet) -> tuple[SeriesSet, dict[str, An
     return series, record
 
 
+def _stock_gone(cfg: Config) -> list[str]:
+    """A warning when the latest run of the results folder had recommendations from a stock file
+    and this run finds none: a night whose stock export failed published without them, exit 0."""
+    import json
+
+    from .io.results import read_pointer
+
+    try:
+        ptr = read_pointer(cfg.paths.output)
+        record = json.loads((Path(cfg.paths.output) / "metadata" / "runs" / f"{ptr['run_id']}.json")
+                            .read_text()) if ptr else {}
+    except (InputError, OSError, ValueError):
+        return []  # no readable last run: nothing to compare with
+    before = ((record.get("summary") or {}).get("recommendations") or {}).get("stock")
+    if not before:
+        return []
+    return [f"no stock snapshot found (paths.stock, or stock.parquet / stock.csv beside {cfg.paths.data}): "
+            f"no recommendations this run; the last run ({ptr['run_id']}) had them from {before}"]
+
+
 def load_stock(
     cfg: Config, demand: pd.DataFrame, items: list[str] | None
 ) -> tuple[pl.DataFrame | None, list[str]]:
     """The validated stock snapshot (None when there is none) and warnings on unknown items."""
     stock_path = resolve_stock_path(cfg.paths.stock, cfg.paths.data)
     if stock_path is None:
-        return None, []
+        return None, _stock_gone(cfg)
     read_notes: list[str] = []
     stock = read_stock(stock_path, read_notes, cfg.paths.columns)
     forecast = set(demand["item_id"].unique())

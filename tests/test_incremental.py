@@ -403,4 +403,13 @@ def test_a_night_without_new_data_is_said(days, tmp_path: Path) -> None:
     assert not [w for w in again.warnings if "the same demand data" in w]
     grown = run_forecast(_cfg(days["day2"], tmp_path, models="naive"), use_ray=False,
                          run_date=date(2026, 11, 3))
-    assert not [w for w in grown.warnings if "the same demand data" in w]
+    assert not [w for w in grown.warnings if "the same demand data" in w or "no new day" in w]
+    # a rolling export that dropped its first day and added none: another file, the same end
+    rolled = tmp_path / "rolled.parquet"
+    d = pd.read_parquet(days["day2"])
+    d[d["date"] > d["date"].min()].to_parquet(rolled)
+    moved = run_forecast(_cfg(rolled, tmp_path, models="naive"), use_ray=False, run_date=date(2026, 11, 4))
+    end = pd.Timestamp(d["date"].max()).date()
+    said = [w for w in moved.warnings if "no new day since" in w]
+    assert len(said) == 1
+    assert f"the history ends {end}; run {grown.run_id} of 2026-11-03 had it up to {end}" in said[0]

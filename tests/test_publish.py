@@ -328,6 +328,23 @@ def test_keep_deletes_oldest_only_after_pointer_moved(runs: dict[str, Path], tmp
         sync_run(runs[B], target, keep=0)
 
 
+def test_keep_counts_dates_before_a_dates_superseded_runs(tmp_path: Path) -> None:
+    """After a rerun of a date, `--keep 3` keeps three dates (the rerun took a slot from the oldest
+    date before: no run of the day before to roll back to)."""
+    from nova_ray.io.publish import prune_runs
+
+    target = _folder(tmp_path / "shared")
+    runs = {"d1": ("2026-12-01", "t1"), "d2": ("2026-12-02", "t2"), "d3a": ("2026-12-03", "t3"),
+            "d3b": ("2026-12-03", "t4"), "d4": ("2026-12-04", "t5")}
+    for rid, (day, at) in runs.items():
+        (target / "runs" / rid).mkdir(parents=True)
+        manifest = {"run_date": day, "published_at": at}
+        (target / "runs" / rid / "manifest.json").write_text(json.dumps(manifest))
+    (target / POINTER).write_text(json.dumps({"run_id": "d4", "run_date": "2026-12-04"}))
+    deleted, _ = prune_runs(open_location(str(target)), 3, "d4")
+    assert sorted(deleted) == ["d1", "d3a"]  # d4 (pinned), d3b (newest of its date), d2 kept
+
+
 def test_results_folder_problems_are_one_line_errors(runs: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(PublishError, match="no finished run"):
         sync_run(tmp_path, _folder(tmp_path / "t"))

@@ -216,7 +216,7 @@ class SyncReport:
 FileHook = Callable[[SourceFile, str], None]
 
 
-def _check_target(loc: Location) -> None:
+def check_target(loc: Location) -> None:
     """Fail early on a missing bucket or target folder (neither is ever created: a share that is
     not mounted would otherwise be published to the local disk under its mount point, exit 0) or a
     target that is a file."""
@@ -280,7 +280,7 @@ def sync_run(
     loc = target if isinstance(target, Location) else open_location(target, endpoint_url)
     if loc.is_local and Path(loc.base) == run.root:
         raise PublishError(f"{loc.uri}: the target must differ from the results folder")
-    _check_target(loc)
+    check_target(loc)
     report = SyncReport(run.run_id, loc.uri, files=len(run.files))
     try:
         old = read_pointer(loc)
@@ -370,8 +370,10 @@ def _remove_stale_temps(folder: Path) -> None:
 
 def prune_runs(loc: Location, keep: int, current: str) -> tuple[list[str], list[str]]:
     """Keep `keep` complete runs: `current` and the pointer's run always, then the newest others
-    (by run date, then published_at: a backfill published today is older than today's run); delete
-    the rest. After a roll-back with `keep` 1 that deletes the newer run rolled back from.
+    (by run date, then published_at: a backfill published today is older than today's run), the
+    newest run of each date before a date's older (superseded) runs, so that `keep` 7 keeps a
+    week of dates after a rerun; delete the rest. After a roll-back with `keep` 1 that deletes
+    the newer run rolled back from.
 
     Folders without a manifest (interrupted syncs) are left alone and returned as incomplete.
     Returns (deleted run ids, incomplete run ids).
@@ -395,7 +397,17 @@ def prune_runs(loc: Location, keep: int, current: str) -> tuple[list[str], list[
         stamp = (str(manifest.get("run_date", "")), str(manifest.get("published_at", ""))) if ok else ("", "")
         complete.append((stamp, name))
     complete.sort(reverse=True)
-    doomed = [name for _, name in complete[max(keep - len(pinned), 0):]]
+    seen = {str(ptr[1].get("run_date"))} if ptr else set()
+    if (raw := loc.read(f"{RUNS}/{current}/{MANIFEST}")) is not None:
+        try:
+            seen.add(str(json.loads(raw).get("run_date")))
+        except (ValueError, AttributeError):
+            pass
+    newest, superseded = [], []
+    for (day, _), name in complete:  # a date's newest run first, then the dates' older runs
+        (superseded if day in seen else newest).append(name)
+        seen.add(day)
+    doomed = (newest + superseded)[max(keep - len(pinned), 0):]
     for name in doomed:
         loc.fs.delete_file(loc.path(f"{RUNS}/{name}/{MANIFEST}"))  # incomplete from here on
         loc.delete_dir(f"{RUNS}/{name}")
