@@ -268,6 +268,12 @@ def address_problem(address: str) -> str | None:
     return None
 
 
+# settings that name local files or folders; s3:// works where REMOTE_HINT says
+LOCAL_ONLY = ("output", "models_dir", "raw", "processed", "features", "future_features")
+REMOTE_HINT = ("s3:// is read for the demand history and the stock snapshot, and written by publishing: "
+               "run --to, sync --to")
+
+
 def validate(cfg: Config) -> None:
     """Range checks that types alone do not catch; a failure names the setting and where its value
     came from (the config file, an environment variable, .env or an option)."""
@@ -319,6 +325,9 @@ def validate(cfg: Config) -> None:
     check(lstm.units >= 1, "units", "must be >= 1")
     check(lstm.batch_size >= 1, "batch_size", "must be >= 1")
     check(lstm.max_windows_per_item >= 1, "max_windows_per_item", "must be >= 1")
+    for key in LOCAL_ONLY:  # read or written as local files: a URI became a folder named `s3:`
+        value = str(getattr(cfg.section_of(key), key))
+        check("://" not in value, key, f"must be a local (or mounted) path, not a URI ({REMOTE_HINT})")
     p = cfg.publish
     check(p.keep >= 0, "keep", "must be >= 0 (0: keep every run)")
     check(p.keep_local >= 0, "keep_local", "must be >= 0 (0: keep every run date)")

@@ -493,7 +493,8 @@ def load_features(
     if features_path and Path(features_path).is_file():
         path = Path(features_path).resolve()  # the record names the file wherever the run started
         return features_file(path), regressor_columns(path), (str(path), *raw_sources(path))
-    raw = Path(demand_path).parent / "raw" if demand_path else None
+    # not beside an s3:// demand file: Path would make that the local folder `s3:/bucket/...`
+    raw = Path(demand_path).parent / "raw" if demand_path and "://" not in str(demand_path) else None
     if raw is None or not raw.is_dir():
         return None
     with tempfile.TemporaryDirectory(prefix="nova-ray-features-") as tmp:
@@ -518,10 +519,13 @@ def for_run(
     run metadata."""
     found = load_features(features_path, demand_path)
     if found is None:
-        return series, {
-            "enabled": False,
-            "reason": f"no {features_path or 'features file'} and no raw/ folder next to the demand file",
-        }
+        if future_path:  # the scenario asked for would be dropped without a word
+            raise ValueError(f"{future_path}: future feature values, but the run has no feature table "
+                             f"(no {features_path or 'features file'}; run `nova-ray etl` first)")
+        beside = ("a raw/ folder beside an s3:// demand file is not read (run `nova-ray etl` on a local "
+                  "copy)" if demand_path and "://" in str(demand_path)
+                  else "no raw/ folder next to the demand file")
+        return series, {"enabled": False, "reason": f"no {features_path or 'features file'} and {beside}"}
     frame, regressors, sources = found
     future = read_future_table(future_path) if future_path else None
     if future is not None:  # a misspelt column would be ignored: the scenario silently not applied

@@ -56,6 +56,13 @@ def test_the_servers_variables_are_not_settings(tmp_path: Path) -> None:
         ({"NOVA_RAY_ENDPOINT_URL": "minio:9000"}, "setting 'endpoint_url' must start with http"),
         ({"NOVA_RAY_NUM_CPUS": "-3"}, "setting 'num_cpus' must be >= 0"),
         ({"NOVA_RAY_UNITS": "0"}, "setting 'units' must be >= 1"),
+        # written or read as local files: a URI became a local folder named `s3:`, exit 0
+        ({"NOVA_RAY_OUTPUT": "s3://b/res"}, "NOVA_RAY_OUTPUT: setting 'output' must be a local .*run --to"),
+        ({"NOVA_RAY_MODELS_DIR": "s3://b/m"}, "setting 'models_dir' must be a local"),
+        ({"NOVA_RAY_RAW": "s3://b/raw"}, "setting 'raw' must be a local"),
+        ({"NOVA_RAY_PROCESSED": "s3://b/p"}, "setting 'processed' must be a local"),
+        ({"NOVA_RAY_FEATURES": "s3://b/f.parquet"}, "setting 'features' must be a local"),
+        ({"NOVA_RAY_FUTURE_FEATURES": "s3://b/f.csv"}, "setting 'future_features' must be a local"),
     ],
 )
 def test_bad_settings_are_clear(env: dict, match: str) -> None:

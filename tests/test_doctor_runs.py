@@ -195,7 +195,7 @@ def test_doctor_ray_check_explains_failures(monkeypatch: pytest.MonkeyPatch, tmp
     assert missing.status == "fail" and "no such folder" in missing.detail
     assert "mount the share" in missing.fix
     assert doctor_cli.check_publish(str(tmp_path)).status == "ok"
-    assert doctor_cli.check_publish("").status == "ok" and doctor_cli.check_publish("s3://b/p").status == "ok"
+    assert doctor_cli.check_publish("").status == "ok"  # an s3:// target: tests/test_s3_inputs.py
     gpu = doctor_cli.check_gpu(ray_gpus=1.0)
     assert gpu.status == "ok" or (gpu.status == "warn" and "tensorflow[and-cuda]" in gpu.fix)
 

@@ -13,9 +13,8 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-import nova_ray.cli.recommend  # noqa: F401  (registers the command)
 from nova_ray.cli import app
-from nova_ray.cli.doctor import check_data
+from nova_ray.cli.doctor import check_data, check_publish
 from nova_ray.io.source import sibling, source_exists, suffix
 from nova_ray.io.stock import resolve_stock_path
 
@@ -99,10 +98,119 @@ def test_recommend_reads_the_runs_s3_history(s3: str, tmp_path: Path) -> None:
     assert "normal" not in recs["method"].to_list() and recs.height == len(ITEMS)
 
 
-def test_doctor_checks_an_s3_history(s3: str) -> None:
-    """It reported `s3:/plant/...: file not found` (exit 1) for a file `forecast` reads."""
+def test_doctor_checks_an_s3_history_and_publish_target(s3: str) -> None:
+    """It reported `s3:/plant/...: file not found` (exit 1) for a history `forecast` reads, and
+    passed an s3:// publish target without looking (a missing bucket showed after the forecast)."""
     ok = check_data(f"{s3}/demand.parquet", explicit=True)
     assert ok.status == "ok" and f"{s3}/demand.parquet" in ok.detail and "3 items" in ok.detail
     missing = check_data(f"{s3}/nope.parquet", explicit=True)
     assert missing.status == "fail" and f"{s3}/nope.parquet: file not found" in missing.detail
     assert "pass --data PATH" in missing.fix
+    no_bucket = check_data("s3://nobucket/in/demand.csv", explicit=True)
+    assert no_bucket.status == "fail"
+    assert "bucket 'nobucket' not found (at http://127.0.0.1:" in no_bucket.detail
+    target = check_publish(f"s3://{BUCKET}/prod")
+    assert target.status == "ok" and "no run published there yet" in target.detail
+    gone = check_publish("s3://nobucket/prod")
+    assert gone.status == "fail" and "s3://nobucket: bucket not found" in gone.detail
+
+
+def test_local_paths_given_as_uris_are_refused(
+    s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--output, --models-dir, etl --out, report --out and sync --results name local files: an
+    s3:// URI there ended in a traceback or was written to a local folder named `s3:`, exit 0."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    for args in (
+        ["forecast", "--data", f"{s3}/demand.parquet", "--output", "s3://plant/res", "--no-ray", "-q"],
+        ["forecast", "--data", f"{s3}/demand.parquet", "--models-dir", "s3://plant/m", "--no-ray", "-q"],
+        ["etl", "--raw", str(tmp_path), "--out", "s3://plant/processed"],
+        ["report", "--results", str(tmp_path), "--out", "s3://plant/report.html"],
+        ["report", "--results", "s3://plant/prod"],
+        ["sync", "--results", "s3://plant/prod", "--to", str(tmp_path)],
+        ["runs", "--results", "s3://plant/prod"],
+    ):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2, (args, res.output)
+        assert "local (or mounted) path" in res.output and "s3:// is read for the demand" in res.output, args
+    assert not (tmp_path / "s3:").exists()
+
+
+def test_an_unreachable_store_exits_1_and_says_rerun(s3: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """An outage is not bad input (exit 2): exit 1, naming the file, with what to check."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")  # nothing listens there
+    res = _forecast(s3, tmp_path / "out")
+    assert res.exit_code == 1, res.output
+    text = " ".join(res.output.split())
+    assert f"{s3}/demand.parquet: cannot reach it:" in text and "then rerun" in text
+    assert not (tmp_path / "out").exists()
+
+
+def test_keys_with_spaces_and_accents_are_read_as_written(s3: str) -> None:
+    """An ERP export named by a person: it needed percent-encoding ("Cannot parse URI")."""
+    import boto3
+
+    from nova_ray.io.demand import read_demand
+
+    client = boto3.client("s3")
+    body = client.get_object(Bucket=BUCKET, Key="in/demand.parquet")["Body"].read()
+    client.put_object(Bucket=BUCKET, Key="ERP export/consumo março.parquet", Body=body)
+    df = read_demand(f"s3://{BUCKET}/ERP export/consumo março.parquet")
+    assert sorted(df["item_id"].unique()) == sorted(ITEMS)
+
+
+def test_a_night_without_its_stock_snapshot_says_so(s3: str, tmp_path: Path) -> None:
+    """The stock export failed: the run publishes forecasts without recommendations, exit 0, as
+    before, but with a warning naming the last run's stock file (it said nothing)."""
+    import boto3
+
+    client = boto3.client("s3")
+    for name in ("demand.parquet", "stock.parquet"):
+        client.copy_object(Bucket=BUCKET, Key=f"night/{name}",
+                           CopySource={"Bucket": BUCKET, "Key": f"in/{name}"})
+    night = f"s3://{BUCKET}/night"
+    out = tmp_path / "out"
+    assert _forecast(night, out).exit_code == 0
+    client.delete_object(Bucket=BUCKET, Key="night/stock.parquet")
+    res = _forecast(night, out)
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "no stock snapshot found" in text and f"had them from {night}/stock.parquet" in text
+
+
+def test_factors_a_run_cannot_read_are_said_not_dropped(
+    s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A raw/ folder beside an s3:// history is not read, and the run's record says why (it said
+    there was none); a future-values table without a feature table is an error (it was ignored)."""
+    import json
+
+    monkeypatch.chdir(tmp_path)  # no data/processed/features.parquet here
+    out = tmp_path / "out"
+    args = ["forecast", "--data", f"{s3}/demand.parquet", "--horizon", "7", "--models", "naive",
+            "--backtest-windows", "1", "--output", str(out), "--models-dir", str(tmp_path / "models"),
+            "--no-ray", "-q"]
+    future = tmp_path / "future.csv"
+    future.write_text("date,usd_brl\n2030-01-01,5.5\n")
+    res = CliRunner().invoke(app, [*args, "--future-features", str(future)])
+    assert res.exit_code == 2 and "the run has no feature table" in " ".join(res.output.split())
+    assert not out.exists()
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    record = json.loads(next((out / "metadata" / "runs").glob("*.json")).read_text())
+    assert "a raw/ folder beside an s3:// demand file is not read" in record["summary"]["exog"]["reason"]
+
+
+def test_run_stops_before_forecasting_when_the_target_bucket_is_missing(
+    s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A typo in --to showed only after the night's forecast."""
+    out = tmp_path / "out"
+    monkeypatch.setenv("NOVA_RAY_OUTPUT", str(out))
+    monkeypatch.setenv("NOVA_RAY_MODELS_DIR", str(tmp_path / "models"))
+    res = CliRunner().invoke(app, ["run", "--data", f"{s3}/demand.parquet", "--to", "s3://nobucket/prod",
+                                   "-q"])
+    assert res.exit_code == 2 and "s3://nobucket: bucket not found" in res.output
+    assert not (out / "metadata" / "runs").exists()

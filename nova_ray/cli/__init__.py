@@ -82,7 +82,7 @@ def main() -> None:
         sys.exit(rc if isinstance(rc, int) else 0)
     except (InputError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(exc, "exit_code", 2))  # 1: an input's store could not be reached
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

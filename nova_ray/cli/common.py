@@ -154,10 +154,24 @@ def setting_label(cfg: Config, key: str, option: str) -> str:
     return f"{option} {value}" if src.startswith("option ") else f"paths.{key} {value} ({src})"
 
 
-def folder_or_exit(path: str | Path, label: str) -> None:
+def local_or_exit(path: str | Path, label: str) -> None:
+    """Exit 2 with one line when `path` (named by `label`) is a URI where a local (or mounted)
+    path is needed: `Path("s3://b/k")` is the local folder `s3:/b/k`, written without a word."""
+    from ..config import REMOTE_HINT
+
+    if "://" in str(path):
+        fail(f"{label}: a local (or mounted) path is needed here, not a URI ({REMOTE_HINT})")
+
+
+def folder_or_exit(path: str | Path, label: str, remote_ok: bool = False) -> None:
     """Exit 2 with one line, before anything is written, when a file stands where the folder
-    `path` (named by `label`, e.g. `--output PATH`) is or would be created."""
-    if not str(path) or "://" in str(path):  # a remote target (s3://) is the publisher's to check
+    `path` (named by `label`, e.g. `--output PATH`) is or would be created, or when `path` is a
+    URI (unless `remote_ok`: a publish target, s3://, is the publisher's to check)."""
+    if not str(path):
+        return
+    if "://" in str(path):
+        if not remote_ok:
+            local_or_exit(path, label)
         return
     blocker = file_in_the_way(path)
     if blocker is None:

@@ -118,8 +118,8 @@ def check_dependency(module: str, dists: tuple[str, ...]) -> Check:
 def check_data(path: str, explicit: bool, columns: str = "") -> Check:
     """The demand history exists and passes validation (nova_ray.io.demand.read_demand)."""
     from ..io.demand import read_demand
-    from ..io.errors import InputError
-    from ..io.source import is_uri, source_exists
+    from ..io.errors import InputError, SourceMissing, SourceUnreachable
+    from ..io.source import is_uri
 
     p = path if is_uri(path) else Path(path)  # a URI (s3://...) as given: Path would mangle it
     if not explicit and isinstance(p, Path) and not p.exists() and p.parent.name == "demo":
@@ -132,10 +132,13 @@ def check_data(path: str, explicit: bool, columns: str = "") -> Check:
         )
     try:
         df = read_demand(p, columns=columns)
+    except SourceUnreachable as exc:
+        return Check("demand data", "fail", str(exc), "check the endpoint (AWS_ENDPOINT_URL_S3 or "
+                     "AWS_ENDPOINT_URL), the AWS_* credentials and the network")
     except InputError as exc:
         fix = (
             "pass --data PATH or set paths.data in configs/default.toml (or NOVA_RAY_DATA)"
-            if not source_exists(p)
+            if isinstance(exc, SourceMissing)
             else "fix the file at the place named (columns item_id, date, quantity >= 0)"
         )
         return Check("demand data", "fail", str(exc), fix)
@@ -148,13 +151,28 @@ def check_data(path: str, explicit: bool, columns: str = "") -> Check:
     )
 
 
-def check_publish(to: str) -> Check:
+def check_publish(to: str, endpoint_url: str | None = None) -> Check:
     """The publish target (`publish.to`): a folder must exist (sync never creates it: a share that
-    is not mounted) and be writable; an S3 target is checked by the run (its credentials)."""
+    is not mounted) and be writable; an S3 target's bucket must exist and be readable with the
+    credentials in use (writing is checked when a run publishes)."""
     if not to:
         return Check("publish target", "ok", "none set (publish.to empty: runs are not published)")
     if "://" in to:
-        return Check("publish target", "ok", f"{to} (an object store: checked when a run publishes)")
+        from ..io.location import PublishError, open_location
+        from ..io.publish import check_target, read_pointer
+
+        try:
+            loc = open_location(to, endpoint_url)
+            check_target(loc)
+            pointer = read_pointer(loc)
+        except PublishError as exc:
+            return Check("publish target", "fail", str(exc), "create the bucket, or fix publish.to / --to")
+        except OSError as exc:
+            return Check("publish target", "fail", f"{to}: cannot reach it: {_one_line(exc)}",
+                         "check the endpoint (publish.endpoint_url, AWS_ENDPOINT_URL), the credentials "
+                         "and the network")
+        what = f"publishes over run {pointer[1].get('run_id')}" if pointer else "no run published there yet"
+        return Check("publish target", "ok", f"{to}: bucket found, {what} (writing is checked by the run)")
     p = Path(to).expanduser()
     if not p.is_dir():
         what = "is a file, not a folder" if p.exists() else "no such folder"
@@ -338,7 +356,7 @@ def doctor(
     checks.append(check_gpu((info or {}).get("gpus")))
     checks.append(check_output(results or cfg.paths.output))
     checks.append(check_output(cfg.paths.models_dir, "model store", "--models-dir (paths.models_dir)"))
-    checks.append(check_publish(cfg.publish.to))
+    checks.append(check_publish(cfg.publish.to, cfg.publish.endpoint_url or None))
 
     table = Table(title="nova-ray doctor", title_justify="left", show_lines=False)
     table.add_column("", width=1)

@@ -202,7 +202,7 @@ def forecast(
                 full_refit=full_refit,
             )
     except (InputError, ConfigError) as exc:
-        fail(str(exc))
+        fail(str(exc), code=getattr(exc, "exit_code", 2))  # 1: an input's store could not be reached
     except LockedError as exc:
         fail(str(exc), code=3)
     except ConnectionError as exc:
@@ -316,7 +316,7 @@ def train(
                 cfg, _items(items), progress=bars, resume=resume, full_refit=True, publish=False
             )
     except (InputError, ConfigError) as exc:
-        fail(str(exc))
+        fail(str(exc), code=getattr(exc, "exit_code", 2))  # 1: an input's store could not be reached
     except LockedError as exc:
         fail(str(exc), code=3)
     except ConnectionError as exc:

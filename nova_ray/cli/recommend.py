@@ -62,7 +62,7 @@ def recommend_cmd(
         fail(str(exc), code=3)
         return
     except InputError as exc:
-        fail(str(exc))
+        fail(str(exc), code=exc.exit_code)
         return
     warn(res.warnings, 20)
     print_recommendations(res, top)

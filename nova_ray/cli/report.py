@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import app
-from .common import config_or_exit, console, fail, warn
+from .common import config_or_exit, console, fail, local_or_exit, warn
 
 
 @app.command("report")
@@ -40,6 +40,8 @@ def report(
 
     cfg = config_or_exit(config, {})
     source = results or cfg.paths.output
+    local_or_exit(source, f"--results {source}")
+    local_or_exit(out, f"--out {out}")
     wanted = [s.strip() for s in items.split(",") if s.strip()] if items else None
     try:
         tables = load_run(source, run, data=data, default_data=cfg.paths.data, columns=cfg.paths.columns)

@@ -80,7 +80,8 @@ def run(
         fail(f"option --date: expected YYYY-MM-DD, got {run_date!r}")
     if day > today + timedelta(days=1):  # a mistyped year would stay "latest" and keep models warm
         fail(f"option --date: {day} is after tomorrow ({today + timedelta(days=1)}): a mistyped year?")
-    folder_or_exit(cfg.publish.to, f"--to {cfg.publish.to}" if to else f"publish.to {cfg.publish.to}")
+    folder_or_exit(cfg.publish.to, f"--to {cfg.publish.to}" if to else f"publish.to {cfg.publish.to}",
+                   remote_ok=True)
     prepare_run(cfg, data)
     report = DailyReport(run_date=day.isoformat())  # filled as the job goes: shown when a step fails
 
@@ -108,7 +109,7 @@ def run(
     except LockedError as exc:
         fail(str(exc), code=3)
     except (InputError, ConfigError, EtlError, PublishError) as exc:  # bad input: as `etl` and `sync`
-        failed(str(exc))
+        failed(str(exc), code=getattr(exc, "exit_code", 2))  # 1: an input's store could not be reached
     except ValueError as exc:  # other one-line errors
         failed(str(exc), code=1)
     except PublishFailed as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import app
-from .common import config_or_exit, console, fail, folder_or_exit, out, sync_failure, warn
+from .common import config_or_exit, console, fail, folder_or_exit, local_or_exit, out, sync_failure, warn
 
 
 @app.command("sync")
@@ -31,7 +31,8 @@ def sync(
     from ..io.publish import SourceFile, sync_run
 
     source = results or config_or_exit(config, {}).paths.output
-    folder_or_exit(to, f"--to {to}")
+    local_or_exit(source, f"--results {source}")
+    folder_or_exit(to, f"--to {to}", remote_ok=True)
     done = 0
 
     def progress(f: SourceFile, status: str) -> None:

@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 
 from .columns import canonical_columns, missing_columns
 from .csv_text import read_text_csv, text_numbers, totals_hint
-from .errors import InputError, Locate, first_line
+from .errors import InputError, Locate
 from .excel import SUFFIXES as EXCEL
 from .excel import read_xlsx
-from .source import open_source
+from .source import open_source, read_failed
 
 REQUIRED = ("item_id", "date", "quantity")
 OPTIONAL = ("site", "family")
@@ -62,7 +62,7 @@ def _read_raw(path: str) -> tuple[pd.DataFrame, Locate, bool | None]:
     except InputError:
         raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read file: {first_line(exc)}") from None
+        raise read_failed(path, exc) from None
     raise InputError(f"{path}: unsupported file type {suffix!r}; use .csv, .parquet or .xlsx")
 
 

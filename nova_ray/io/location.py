@@ -159,6 +159,28 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
+def s3_endpoint(endpoint_url: str | None = None) -> str | None:
+    """`endpoint_url`, else AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL (None: AWS itself)."""
+    return endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def s3_filesystem(endpoint_url: str | None = None) -> pafs.S3FileSystem:
+    """An S3 filesystem that never creates or deletes buckets, at `s3_endpoint(endpoint_url)`
+    (checked: http(s)://host[:port], else PublishError) in AWS_REGION / AWS_DEFAULT_REGION."""
+    kwargs: dict[str, Any] = {"allow_bucket_creation": False, "allow_bucket_deletion": False,
+                              "allow_delayed_open": True}  # small objects: one PutObject
+    endpoint = s3_endpoint(endpoint_url)
+    if endpoint:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise PublishError(f"endpoint URL {endpoint!r}: expected http(s)://host[:port]")
+        kwargs |= {"endpoint_override": parts.netloc, "scheme": parts.scheme}
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        kwargs["region"] = region
+    return pafs.S3FileSystem(**kwargs)
+
+
 def open_location(uri: str, endpoint_url: str | None = None) -> Location:
     """A folder path or ``s3://bucket/prefix`` as a Location.
 
@@ -179,18 +201,7 @@ def open_location(uri: str, endpoint_url: str | None = None) -> Location:
         for seg in rest.split("/")[1:]:
             if seg in (".", ".."):
                 raise PublishError(f"{uri}: '.' and '..' are not allowed in the prefix")
-        kwargs: dict[str, Any] = {"allow_bucket_creation": False, "allow_bucket_deletion": False,
-                                  "allow_delayed_open": True}  # small objects: one PutObject
-        endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        if endpoint:
-            parts = urlsplit(endpoint)
-            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
-                raise PublishError(f"endpoint URL {endpoint!r}: expected http(s)://host[:port]")
-            kwargs |= {"endpoint_override": parts.netloc, "scheme": parts.scheme}
-        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        if region:
-            kwargs["region"] = region
-        return Location(pafs.S3FileSystem(**kwargs), rest, f"s3://{rest}", False)
+        return Location(s3_filesystem(endpoint_url), rest, f"s3://{rest}", False)
     if "://" in uri:
         raise PublishError(f"{uri}: unsupported location (use a folder path or s3://bucket/prefix)")
     path = Path(uri).expanduser().resolve()

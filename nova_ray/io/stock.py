@@ -17,10 +17,10 @@ import pyarrow.parquet as pq
 
 from .columns import canonical_columns, missing_columns
 from .csv_text import line_finder, read_text_csv, text_numbers, totals_hint
-from .errors import InputError, Locate, first_line
+from .errors import InputError, Locate
 from .excel import SUFFIXES as EXCEL
 from .excel import read_xlsx
-from .source import open_source, read_source, sibling, source_exists, suffix
+from .source import open_source, read_failed, read_source, sibling, source_exists, suffix
 
 REQUIRED = ("item_id", "on_hand", "lead_time_days")
 # column -> (lowest allowed, lowest inclusive, highest allowed or None, highest inclusive)
@@ -58,8 +58,7 @@ def _read_raw(path: str) -> tuple[pd.DataFrame, Locate, bool | None]:
     except InputError:
         raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as exc:
-        msg = first_line(exc)
-        raise InputError(f"{path}: cannot read file: {msg}") from None
+        raise read_failed(path, exc) from None
     raise InputError(f"{path}: unsupported file type {ext!r}; use .csv, .parquet or .xlsx")
 
 
