@@ -280,7 +280,7 @@ def test_model_store_streams_backtests_and_replaces_refitted_items(tmp_path: Pat
         n = len(ids)
         return pl.DataFrame({"item_id": ids, "model": ["ets"] * n, "forecast": [value] * n}).lazy()
 
-    assert store.costs() is None and store.warm_items(["A"], [start], [ys["A"]], date(2026, 11, 2), 7) == {}
+    assert store.costs() is None and store.lookup(["A"], [start], [ys["A"]], date(2026, 11, 2), 7)[0] == {}
     store.save(entries(["A", "B"], 1.0), rows(["A", "A", "B"], 1.0), {"v": 1})
     store.save(entries(["B"], 2.0), rows(["B"], 2.0), {"v": 2})  # B refitted: its old rows go
     bt = lambda: pl.read_parquet(store.dir / "backtests.parquet").sort("item_id", "forecast")  # noqa: E731
@@ -291,7 +291,7 @@ def test_model_store_streams_backtests_and_replaces_refitted_items(tmp_path: Pat
     assert bt().select("item_id", "forecast").rows() == [("A", 3.0), ("A", 3.0), ("B", 2.0)]
     assert store.costs() == {"A": 3.0, "B": 2.0}
     grown = {"A": np.append(ys["A"], 5.0), "B": ys["B"] + 1}  # A grew by a day, B's history changed
-    warm = store.warm_items(["A", "B"], [start, start], [grown["A"], grown["B"]], date(2026, 11, 2), 7)
+    warm = store.lookup(["A", "B"], [start, start], [grown["A"], grown["B"]], date(2026, 11, 2), 7)[0]
     assert warm == {"A": {"ets": {"form": "A"}}}
     # why the others are cold: changed history, a new item, an entry past the age limit
     ids = ["A", "B", "C"]

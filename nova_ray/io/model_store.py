@@ -124,19 +124,6 @@ class ModelStore:
             return None
         return pl.scan_parquet(path).filter(pl.col("item_id").is_in(item_ids))
 
-    def warm_items(
-        self,
-        ids: list[str],
-        starts: np.ndarray,
-        values: list[np.ndarray],
-        today: date,
-        max_age_days: int,
-        freq: str = "D",
-    ) -> dict[str, dict]:
-        """Items whose stored history today's holds unchanged (`same_history`), fitted at most
-        `max_age_days` ago: {item_id: params}. Their stored backtests: `backtests`."""
-        return self.lookup(ids, starts, values, today, max_age_days, freq)[0]
-
     def lookup(
         self,
         ids: list[str],
@@ -146,8 +133,10 @@ class ModelStore:
         max_age_days: int,
         freq: str = "D",
     ) -> tuple[dict[str, dict], dict[str, str]]:
-        """`warm_items`, and for every other item why it is fitted cold: {item_id: reason}, one of
-        `COLD_NO_STORE`, `COLD_NEW`, `COLD_OLD` (with the age limit), `COLD_CHANGED`."""
+        """({item_id: params} of the items whose stored history today's holds unchanged
+        (`same_history`), fitted at most `max_age_days` ago (their stored backtests: `backtests`),
+        {item_id: reason} of the others, fitted cold: `COLD_NO_STORE`, `COLD_NEW`, `COLD_OLD` (with
+        the age limit) or `COLD_CHANGED`)."""
         import json
 
         items = self.items()
