@@ -128,8 +128,9 @@ def run_forecast(
     loaded = load_demand(cfg, items, until)
     release_memory(collect=False)  # the reading's copies, before the next step's temporaries
     series, dataset = load_series(cfg, items, loaded)
+    history_end = loaded.rows["date"].max().date()  # the demand's last day (a W/M/Q series ends on a period)
     if publish and only is None:
-        loaded.notes.extend(unchanged_data(cfg, dataset, run_date, loaded.end.date()))
+        loaded.notes.extend(unchanged_data(cfg, dataset, run_date, history_end))
     release_memory(collect=False)  # the series' sort keys (~50 MiB at 2 M rows) likewise
     series, exog_record = attach_exog(cfg, series)
     demand, notes = loaded.rows, loaded.notes + exog_record.pop("warnings", [])
@@ -183,7 +184,8 @@ def run_forecast(
             )
             whole = not items
             fitted = _fit(
-                cfg, series, dataset, spec, progress, use_ray, run_date, only, resume, full_refit, whole
+                cfg, series, dataset, spec, progress, use_ray, run_date, only, resume, full_refit, whole,
+                history_end,
             )
             # the driver lets go of the series (8.8 KB per 3-year daily item): what follows reads
             # the checkpoints, and the model store needs only the facts kept in `fitted`
@@ -241,6 +243,7 @@ def _fit(
     resume: bool | None,
     full_refit: bool,
     whole: bool,
+    history_end: date,
 ) -> _Fitted:
     """Open the run's checkpoints (resuming them with `resume`) and fit what they lack."""
     run_date = run_date or datetime.now(timezone.utc).date()
@@ -253,7 +256,11 @@ def _fit(
         "model_version": model_version,
         "generated_at": utc_now(),
         "dataset_id": dataset,
-        "history_end": str(np.datetime64(series.end, "D")),  # a later run's check of new days (checks.py)
+        # what a reader needs to read the rows: the demand's last day (a later run's check of new
+        # days, checks.py), the periods forecast (W: a row is a week's total, dated its Monday)
+        "history_end": str(history_end),
+        "freq": cfg.forecast.freq,
+        "horizon": str(cfg.forecast.horizon),
     }
     writer = ResultWriter(
         cfg.paths.output, meta["run_id"], run_date, meta, stage_key=key, resume=resume is not False

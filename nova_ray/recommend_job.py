@@ -53,6 +53,7 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
     compute recommendations and add them to that run. Everything is validated before anything is
     written: bad input raises InputError and leaves the output untouched."""
     from .io.demand import dataset_id, read_demand
+    from .io.publish import RUN_FACTS
     from .io.recommendations import amend_run, read_published_run
     from .io.results import recorded_data, recorded_freq, utc_now
     from .io.source import source_exists
@@ -92,8 +93,12 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
                       policy=Policy.from_config(cfg), freq=recorded_freq(run.root, run.record),
                       today=date.fromisoformat(run.run_date), series_start=start)
     summary = summarize(table) | {"stock": str(stock_path), "inputs": inputs_id(stock_path, cfg)}
-    meta = {"run_id": run.run_id, "model_version": str(run.record.get("model_version")),
-            "generated_at": utc_now(), "dataset_id": str(run.record.get("dataset_id"))}
+    # the run's own metadata, as its other tables carry it, and when this table was made again
+    rec = run.record
+    facts = {k: str(rec[k]) for k in RUN_FACTS if rec.get(k) is not None and k != "schema_version"}
+    meta = {"run_id": run.run_id, "model_version": str(rec.get("model_version")),
+            "generated_at": str(rec.get("generated_at")), "dataset_id": str(rec.get("dataset_id")),
+            **facts, "amended_at": utc_now()}
     record = amend_run(run.root, run.run_id, run.run_date, KIND, table.to_arrow(), meta, summary)
     return RecommendRun(table, summary, warnings, record,
                         str((run.root / KIND / f"run_date={run.run_date}").resolve()))

@@ -413,3 +413,38 @@ def test_a_night_without_new_data_is_said(days, tmp_path: Path) -> None:
     said = [w for w in moved.warnings if "no new day since" in w]
     assert len(said) == 1
     assert f"the history ends {end}; run {grown.run_id} of 2026-11-03 had it up to {end}" in said[0]
+
+
+def test_what_a_reader_needs_is_in_the_files_pointer_and_api(days, tmp_path: Path) -> None:
+    """A weekly run's rows are week totals dated their Monday: the frequency, horizon, the
+    demand's last day and the schema version are in every Parquet file, the record, the pointer
+    and what the API serves (they were in the run record only, and `history_end` was the last
+    week's Monday)."""
+    import pyarrow.parquet as pq
+
+    from nova_ray.io.location import open_location
+    from nova_ray.serve.store import load_run
+
+    out = tmp_path / "out"
+    cfg = _cfg(days["day2"], tmp_path, freq="W", horizon=4, models="naive,ets")
+    summary = run_forecast(cfg, use_ray=False)
+    last_day = str(pd.Timestamp(pd.read_parquet(days["day2"])["date"].max()).date())
+    facts = {"freq": "W", "horizon": "4", "history_end": last_day}
+    pointer = json.loads((out / "metadata" / "last_updated.json").read_text())
+    record = json.loads((out / "metadata" / "runs" / f"{summary.run_id}.json").read_text())
+    for where in (pointer, record):
+        assert {k: where[k] for k in facts} == facts and where["schema_version"]
+    meta = pq.read_schema(next((out / "forecasts").rglob("*.parquet"))).metadata
+    assert {k: meta[k.encode()].decode() for k in facts} == facts
+    run, _ = load_run(open_location(str(out)))
+    assert {k: str(run.summary()[k]) for k in facts} == facts  # /health
+    from nova_ray.io.publish import sync_run
+
+    (tmp_path / "shared").mkdir()
+    sync_run(out, tmp_path / "shared")
+    synced = json.loads((tmp_path / "shared" / "last_updated.json").read_text())
+    manifest = json.loads((tmp_path / "shared" / synced["manifest"]).read_text())
+    for where in (synced, manifest):
+        assert {k: str(where[k]) for k in facts} == facts and where["schema_version"]
+    run, _ = load_run(open_location(str(tmp_path / "shared")))
+    assert {k: str(run.summary()[k]) for k in facts} == facts

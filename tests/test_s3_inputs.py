@@ -96,6 +96,16 @@ def test_recommend_reads_the_runs_s3_history(s3: str, tmp_path: Path) -> None:
     assert "not found" not in res.output
     recs = pl.read_parquet(next((out / "recommendations").iterdir()))
     assert "normal" not in recs["method"].to_list() and recs.height == len(ITEMS)
+    # the table made again carries the run's metadata (history_end was lost), and when it was made
+    import json
+
+    import pyarrow.parquet as pq
+
+    meta = {k.decode(): v.decode() for k, v in
+            pq.read_schema(next((out / "recommendations").rglob("*.parquet"))).metadata.items()}
+    ptr = json.loads((out / "metadata" / "last_updated.json").read_text())
+    assert meta["generated_at"] == ptr["generated_at"] and meta["history_end"] == ptr["history_end"]
+    assert meta["freq"] == "D" and meta["amended_at"] >= ptr["generated_at"]
 
 
 def test_doctor_checks_an_s3_history_and_publish_target(s3: str) -> None:

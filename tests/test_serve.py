@@ -425,6 +425,8 @@ def test_cors_lets_the_allowed_origins_pages_read_and_no_others(tmp_path: Path) 
                 assert got.status_code == 200 and got.json()["run_id"] == A
                 allowed = got.headers.get("access-control-allow-origin")
                 assert allowed == (dash if cors else None)
+                slash = client.get("/api/v1/forecasts/")  # a bare 307 redirect before
+                assert slash.status_code == 404 and slash.json()["run_id"] == A
                 got = client.get("/health", headers={"Origin": other})
                 assert got.status_code == 200 and "access-control-allow-origin" not in got.headers
                 pre = client.options("/api/v1/forecasts", headers={"Origin": dash,

@@ -44,6 +44,10 @@ MANIFEST_RE = re.compile(r"^manifest(-[0-9a-f]{16})?\.json$")  # what a pointer 
 def manifest_file(data: bytes) -> str:
     """The content-addressed name of a manifest (a new one never replaces what a pointer names)."""
     return f"manifest-{hashlib.sha256(data).hexdigest()[:16]}.json"
+# what a reader of the rows needs besides the run id and date, in the run record, both pointers and
+# the manifest: the demand's last day, the periods forecast (W: a row is a week's total, dated its
+# Monday) and the horizon, the tables' schema version
+RUN_FACTS = ("history_end", "freq", "horizon", "schema_version")
 RUNS = "runs"
 FORMAT = 1
 
@@ -242,6 +246,7 @@ def build_manifest(run: SourceRun, published_at: str) -> dict[str, Any]:
         "generated_at": rec.get("generated_at"),
         "model_version": rec.get("model_version"),
         "dataset_id": rec.get("dataset_id"),
+        **{k: rec.get(k) for k in RUN_FACTS},
         "published_at": published_at,
         "row_counts": run.row_counts,
         "files": [f.entry() for f in run.files],
@@ -334,6 +339,7 @@ def sync_run(
         "published_at": manifest["published_at"],
         "model_version": manifest["model_version"],
         "dataset_id": manifest["dataset_id"],
+        **{k: manifest.get(k) for k in RUN_FACTS},
         "row_counts": manifest["row_counts"],
         "status": "complete",
     }

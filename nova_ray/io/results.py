@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from ..schemas import ITEMS, SCHEMA_VERSION, TABLES
 from .errors import InputError
+from .publish import RUN_FACTS
 
 if TYPE_CHECKING:
     import polars as pl
@@ -257,7 +258,7 @@ class ResultWriter:
             "generated_at": self.meta.get("generated_at", utc_now()),
             "model_version": self.meta.get("model_version"),
             "dataset_id": self.meta.get("dataset_id"),
-            "history_end": self.meta.get("history_end"),  # the demand's last day (checks.unchanged_data)
+            **{k: self.meta.get(k) for k in RUN_FACTS},
             "row_counts": dict(self.rows),
             "partitions": {k: f"{k}/run_date={self.run_date.isoformat()}" for k in self.rows},
             "status": "complete",

@@ -239,7 +239,7 @@ def _overview(run: RunTables, generated_at: str) -> str:
     ]
     err = s.get("ensemble_error") or {}
     if err.get("mase") is not None:
-        cards.append(_card("ensemble MASE (median)", fmt(err["mase"])))
+        cards.append(_card("ensemble MASE (median over item-windows)", fmt(err["mase"])))
     if run.recommendations is not None and run.recommendations.height:
         recs = run.recommendations
         if "order_qty" in recs.columns:  # rows with an order to place (a large on_order needs none)
@@ -268,8 +268,9 @@ def _overview(run: RunTables, generated_at: str) -> str:
             (
                 "ensemble backtest",
                 _e(
-                    f"MASE {fmt(err.get('mase'))} (median) · sMAPE {fmt(err.get('smape'), 1)} · "
-                    f"80% coverage {pct(err.get('coverage_80'))}"
+                    f"MASE {fmt(err.get('mase'))} (median) · sMAPE {fmt(err.get('smape'), 1)} (mean) · "
+                    f"80% coverage {pct(err.get('coverage_80'))}, over item-windows (the leaderboard: "
+                    "per item, then the median)"
                 ),
             )
         )

@@ -102,6 +102,7 @@ def _page(run: Run, kind: str, table: pa.Table, limit: int, offset: int) -> Resp
     """One page of rows with the run it came from; rows are JSON-encoded by Polars (fast, no Python rows)."""
     page = table.slice(offset, limit) if offset < table.num_rows else table.slice(0, 0)
     head = dumps({"run_id": run.run_id, "version": run.version, "generated_at": run.generated_at,
+                  "freq": run.meta.get("freq"), "history_end": run.meta.get("history_end"),
                   "kind": kind, "total": table.num_rows, "offset": offset, "limit": limit,
                   "count": page.num_rows})
     rows = pl.from_arrow(page).write_json().encode() if page.num_rows else b"[]"
@@ -185,14 +186,14 @@ def create_app(
         store.stop()
 
     # /openapi.json describes the API; no /docs or /redoc pages (they load scripts from the internet)
-    app = FastAPI(title="nova-ray results", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="nova-ray results", version=__version__, lifespan=lifespan, redirect_slashes=False,
                   dependencies=[Depends(_reject_unknown)], docs_url=None, redoc_url=None)
     app.state.store = store
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    if cors:  # GET only, no credentials: the API is public to whoever may reach it
+    if cors:  # GET only (the data routes answer GET), no credentials: public to whoever may reach it
         from starlette.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=list(cors), allow_methods=["GET", "HEAD"],
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors), allow_methods=["GET"],
                            allow_headers=[], allow_credentials=False, max_age=3600)
 
     def run_id() -> str | None:

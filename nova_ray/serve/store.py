@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from ..io.errors import first_line
 from ..io.location import Location, PublishError, check_run_id, open_location, safe_relpath
-from ..io.publish import hive_values, read_manifest, read_pointer, read_verified, utc_stamp
+from ..io.publish import RUN_FACTS, hive_values, read_manifest, read_pointer, read_verified, utc_stamp
 
 log = logging.getLogger("nova_ray.serve")
 
@@ -168,7 +168,8 @@ class Run:
                 "generated_at": self.generated_at, "published_at": self.published_at,
                 "loaded_at": self.loaded_at, "layout": self.layout,
                 "rows": {k: v.table.num_rows for k, v in sorted(self.kinds.items())},
-                "model_version": self.meta.get("model_version")}
+                "model_version": self.meta.get("model_version"),
+                **{k: self.meta.get(k) for k in RUN_FACTS}}
 
 
 def _site_items(kinds: dict[str, Kind]) -> dict[str, list[str]] | None:
@@ -270,7 +271,7 @@ def _make_run(run_id: str, layout: str, meta: dict[str, Any], tables: dict[str, 
     return Run(run_id=run_id, run_date=meta.get("run_date"), generated_at=meta.get("generated_at"),
                published_at=meta.get("published_at"), loaded_at=utc_stamp(), layout=layout, kinds=kinds,
                site_items=_site_items(kinds),
-               meta={k: meta.get(k) for k in ("model_version", "dataset_id", "row_counts")})
+               meta={k: meta.get(k) for k in ("model_version", "dataset_id", "row_counts", *RUN_FACTS)})
 
 
 def load_run(loc: Location) -> tuple[Run | None, bytes | None]:
