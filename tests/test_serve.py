@@ -165,6 +165,7 @@ def test_503_before_a_run_exists(srv: dict[str, Any]) -> None:
     assert r.status_code == 503
     body = r.json()
     assert body["run_id"] is None and "no published run" in body["last_error"]
+    srv["waiting_keys"] = set(body)  # the 200 body has the same keys (it had six more)
     r = c.get("/api/v1/forecasts")
     assert r.status_code == 503 and "no run loaded yet" in r.json()["detail"]
 
@@ -175,6 +176,7 @@ def test_endpoints_filters_and_paging(srv: dict[str, Any]) -> None:
     health = wait_for_run(c, A)
     assert health["status"] == "ok" and health["last_error"] is None and health["loaded_at"]
     assert health["generated_at"] == "2025-03-01T06:00:00+00:00" and health["layout"] == "sync"
+    assert set(health) == srv["waiting_keys"]
 
     def get(path: str, **params: Any) -> dict[str, Any]:
         r = c.get(path, params=params)

@@ -164,12 +164,17 @@ class Run:
         return t.filter(mask) if mask is not None else t
 
     def summary(self) -> dict[str, Any]:
+        """What /health says of the run (keys: SUMMARY_KEYS)."""
         return {"run_id": self.run_id, "version": self.version, "run_date": self.run_date,
                 "generated_at": self.generated_at, "published_at": self.published_at,
                 "loaded_at": self.loaded_at, "layout": self.layout,
                 "rows": {k: v.table.num_rows for k, v in sorted(self.kinds.items())},
                 "model_version": self.meta.get("model_version"),
                 **{k: self.meta.get(k) for k in RUN_FACTS}}
+
+
+SUMMARY_KEYS = ("run_id", "version", "run_date", "generated_at", "published_at", "loaded_at", "layout",
+                "rows", "model_version", *RUN_FACTS)
 
 
 def _site_items(kinds: dict[str, Kind]) -> dict[str, list[str]] | None:
@@ -376,7 +381,8 @@ class RunStore:
         body: dict[str, Any] = {"status": "ok" if run else "waiting", "source": self.location.uri,
                                 "last_error": self.last_error, "last_checked_at": self.last_checked_at,
                                 "poll_seconds": self.poll_seconds}
-        body |= run.summary() if run else {"run_id": None, "generated_at": None, "loaded_at": None}
+        # the same keys either way (null until a run is loaded): a client reads one shape
+        body |= run.summary() if run else dict.fromkeys(SUMMARY_KEYS)
         return body
 
 
