@@ -279,6 +279,7 @@ def validate(cfg: Config) -> None:
     came from (the config file, an environment variable, .env or an option)."""
     from .frequency import FREQUENCIES
     from .io.columns import parse_renames
+    from .io.source import is_uri
     from .models import parse_models
 
     def check(ok: bool, key: str, rule: str) -> None:
@@ -327,7 +328,7 @@ def validate(cfg: Config) -> None:
     check(lstm.max_windows_per_item >= 1, "max_windows_per_item", "must be >= 1")
     for key in LOCAL_ONLY:  # read or written as local files: a URI became a folder named `s3:`
         value = str(getattr(cfg.section_of(key), key))
-        check("://" not in value, key, f"must be a local (or mounted) path, not a URI ({REMOTE_HINT})")
+        check(not is_uri(value), key, f"must be a local (or mounted) path, not a URI ({REMOTE_HINT})")
     p = cfg.publish
     check(p.keep >= 0, "keep", "must be >= 0 (0: keep every run)")
     check(p.keep_local >= 0, "keep_local", "must be >= 0 (0: keep every run date)")

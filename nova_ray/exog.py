@@ -28,6 +28,7 @@ import pandas as pd
 
 from .frequency import Frequency, get_frequency, period_start
 from .io.features import features_file, raw_sources, read_future_table
+from .io.source import is_uri
 from .series import SeriesSet, period_index
 
 G5_PREFIX = "g5_"
@@ -494,7 +495,7 @@ def load_features(
         path = Path(features_path).resolve()  # the record names the file wherever the run started
         return features_file(path), regressor_columns(path), (str(path), *raw_sources(path))
     # not beside an s3:// demand file: Path would make that the local folder `s3:/bucket/...`
-    raw = Path(demand_path).parent / "raw" if demand_path and "://" not in str(demand_path) else None
+    raw = Path(demand_path).parent / "raw" if demand_path and not is_uri(demand_path) else None
     if raw is None or not raw.is_dir():
         return None
     with tempfile.TemporaryDirectory(prefix="nova-ray-features-") as tmp:
@@ -523,7 +524,7 @@ def for_run(
             raise ValueError(f"{future_path}: future feature values, but the run has no feature table "
                              f"(no {features_path or 'features file'}; run `nova-ray etl` first)")
         beside = ("a raw/ folder beside an s3:// demand file is not read (run `nova-ray etl` on a local "
-                  "copy)" if demand_path and "://" in str(demand_path)
+                  "copy)" if demand_path and is_uri(demand_path)
                   else "no raw/ folder next to the demand file")
         return series, {"enabled": False, "reason": f"no {features_path or 'features file'} and {beside}"}
     frame, regressors, sources = found

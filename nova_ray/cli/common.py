@@ -23,6 +23,7 @@ from rich.table import Table
 
 from ..config import Config, ConfigError, load_config
 from ..io.errors import InputError
+from ..io.source import is_uri
 
 console = Console(stderr=True)
 out = Console()
@@ -159,7 +160,7 @@ def local_or_exit(path: str | Path, label: str) -> None:
     path is needed: `Path("s3://b/k")` is the local folder `s3:/b/k`, written without a word."""
     from ..config import REMOTE_HINT
 
-    if "://" in str(path):
+    if is_uri(path):
         fail(f"{label}: a local (or mounted) path is needed here, not a URI ({REMOTE_HINT})")
 
 
@@ -169,7 +170,7 @@ def folder_or_exit(path: str | Path, label: str, remote_ok: bool = False) -> Non
     URI (unless `remote_ok`: a publish target, s3://, is the publisher's to check)."""
     if not str(path):
         return
-    if "://" in str(path):
+    if is_uri(path):
         if not remote_ok:
             local_or_exit(path, label)
         return

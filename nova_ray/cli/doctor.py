@@ -23,6 +23,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from ..io.source import is_uri
 from . import app
 from .common import file_in_the_way, out
 
@@ -119,7 +120,6 @@ def check_data(path: str, explicit: bool, columns: str = "") -> Check:
     """The demand history exists and passes validation (nova_ray.io.demand.read_demand)."""
     from ..io.demand import read_demand
     from ..io.errors import InputError, SourceMissing, SourceUnreachable
-    from ..io.source import is_uri
 
     p = path if is_uri(path) else Path(path)  # a URI (s3://...) as given: Path would mangle it
     if not explicit and isinstance(p, Path) and not p.exists() and p.parent.name == "demo":
@@ -157,7 +157,7 @@ def check_publish(to: str, endpoint_url: str | None = None) -> Check:
     credentials in use (writing is checked when a run publishes)."""
     if not to:
         return Check("publish target", "ok", "none set (publish.to empty: runs are not published)")
-    if "://" in to:
+    if is_uri(to):
         from ..io.location import PublishError, open_location
         from ..io.publish import check_target, read_pointer
 
