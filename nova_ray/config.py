@@ -69,6 +69,7 @@ class Lstm:
     batch_size: int = 256
     max_windows_per_item: int = 200
     warm_epochs: int = 0  # incremental runs: 0 forecasts with the stored network, N fine-tunes it
+    max_windows: int = 100_000  # training windows in all: past 500 items, fewer per item
 
 
 @dataclass
@@ -326,6 +327,7 @@ def validate(cfg: Config) -> None:
     check(lstm.units >= 1, "units", "must be >= 1")
     check(lstm.batch_size >= 1, "batch_size", "must be >= 1")
     check(lstm.max_windows_per_item >= 1, "max_windows_per_item", "must be >= 1")
+    check(lstm.max_windows >= 1, "max_windows", "must be >= 1")
     for key in LOCAL_ONLY:  # read or written as local files: a URI became a folder named `s3:`
         value = str(getattr(cfg.section_of(key), key))
         check(not is_uri(value), key, f"must be a local (or mounted) path, not a URI ({REMOTE_HINT})")

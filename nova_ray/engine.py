@@ -47,6 +47,7 @@ class LstmSpec:
     batch_size: int = 256
     max_windows_per_item: int = 200
     warm_epochs: int = 0
+    max_windows: int = 100_000
 
 
 @dataclass(frozen=True)

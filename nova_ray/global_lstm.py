@@ -196,6 +196,7 @@ def _lstm_run(
         epochs=spec.lstm.epochs,
         batch_size=spec.lstm.batch_size,
         max_windows_per_item=spec.lstm.max_windows_per_item,
+        max_windows=spec.lstm.max_windows,
         seed=spec.seed,
         threads=threads,
     )

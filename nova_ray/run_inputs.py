@@ -43,6 +43,7 @@ def engine_spec(cfg: Config, final_fit: bool = True) -> EngineSpec:
             cfg.lstm.batch_size,
             cfg.lstm.max_windows_per_item,
             cfg.lstm.warm_epochs,
+            cfg.lstm.max_windows,
         ),
     )
 

