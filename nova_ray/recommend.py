@@ -271,11 +271,16 @@ def recommend(forecast: Table, stock: pl.DataFrame,
 
 def _after(path: tuple[date, np.ndarray, np.ndarray | None], as_of: date
            ) -> tuple[date, np.ndarray, np.ndarray | None]:
-    """A daily path from the day after `as_of` (the days up to it dropped: consumed already)."""
+    """A daily path from the day after `as_of` (the days up to it dropped: consumed already). A
+    history that passed the forecast's last day leaves its last week's rate, never no demand."""
     first, mean, sig = path
     skip = (as_of - first).days + 1
     if skip <= 0:
         return path
+    if skip >= len(mean) and len(mean):
+        rate = extend_path(mean, len(mean) + 1)[-1:]
+        spread = None if sig is None else np.sqrt(extend_path(sig**2, len(sig) + 1)[-1:])
+        return as_of + timedelta(days=1), rate, spread
     return as_of + timedelta(days=1), mean[skip:], sig[skip:] if sig is not None else None
 
 
@@ -374,7 +379,7 @@ def _recommend_row(r: _Row, abc: str, segs: list[np.ndarray] | None, as_of: date
     q_eoq = eoq(r.annual, _num(s["order_cost"]), unit_cost,
                 _num(s["holding_cost_rate"]) or policy.holding_cost_rate)
     if q_eoq is None:
-        notes.append(f"no EOQ (order_cost or unit_cost missing): cover {policy.review_days} d of demand")
+        notes.append(f"no EOQ (order_cost or unit_cost missing or 0): cover {policy.review_days} d of demand")
         cover = float(full[lead : lead + policy.review_days].sum())
     else:
         cover = q_eoq
@@ -386,6 +391,9 @@ def _recommend_row(r: _Row, abc: str, segs: list[np.ndarray] | None, as_of: date
     # projected past the horizon (at the rate that extends the path) over the lead time and review
     # period, and at least the `medium_days` that urgency looks at: a short horizon never hides one
     days = stockout(extend_path(r.path, max(len(full), policy.medium_days)), on_hand, on_order, lead)
+    if on_hand < 0:  # units owed already: out now, whatever the path
+        days = 0.0
+        notes.append(f"on hand {on_hand:g}: {-on_hand:g} owed (backorders) count against the position")
     if days is not None and days > horizon:
         notes.append(f"stock-out past the {horizon}-day horizon: projected at the last-week mean rate")
     if days is not None and days < lead:
@@ -455,16 +463,20 @@ def _safety_stock(r: _Row, p: float, lead: int, ltd: float, full: np.ndarray, se
             errors -= bias
         if policy.undershoot:
             errors += undershoot(history, n, rng)
-        return max(0.0, quantile(errors, p)), "residual"
+        ss = max(0.0, quantile(errors, p))
+        if r.share < 1.0 and len(history) >= policy.min_history_days:
+            # the item's errors x the share treat the sites as moving together; sites that do
+            # not (4 independent sites: 12 against the 20 needed) keep their own history's spread
+            own = _history_ss(history, p, lead, ltd, policy, rng)
+            if own > ss:
+                r.notes.append(f"site's own demand spread: safety stock {own:.4g} from its history, above "
+                               f"{ss:.4g} from the item's backtest errors x its share {r.share:.2f}")
+                return own, "bootstrap"
+        return ss, "residual"
     if segs is not None and r.cls not in INTERMITTENT:
         r.notes.append(f"{n_resid} backtest errors < {policy.min_residual_days}: bootstrap of the history")
     if len(history) >= policy.min_history_days:
-        samples = block_bootstrap([history], lead, n, policy.block_days, rng)
-        m = float(samples.mean())
-        samples *= ltd / m if m > 0 else 0.0  # the forecast's level, the history's shape
-        if policy.undershoot:
-            samples += undershoot(history, n, rng) * (ltd / m if m > 0 else 0.0)
-        return max(0.0, quantile(samples, p) - ltd), "bootstrap"
+        return _history_ss(history, p, lead, ltd, policy, rng), "bootstrap"
     if r.sigma is None:
         r.notes.append("no backtest errors, history or intervals: safety stock 0")
         return 0.0, "normal"
@@ -472,6 +484,19 @@ def _safety_stock(r: _Row, p: float, lead: int, ltd: float, full: np.ndarray, se
                    if r.history_given else "no demand history given: normal approximation")
     var = extend_path(r.sigma**2, len(full))[:lead].sum()
     return max(0.0, NormalDist().inv_cdf(p) * math.sqrt(var)), "normal"
+
+
+def _history_ss(history: np.ndarray, p: float, lead: int, ltd: float, policy: Policy,
+                rng: np.random.Generator) -> float:
+    """Safety stock from a block bootstrap of the history's `lead`-day sums, rescaled to the
+    lead-time demand `ltd` (the forecast's level, the history's shape)."""
+    n = policy.bootstrap_samples
+    samples = block_bootstrap([history], lead, n, policy.block_days, rng)
+    m = float(samples.mean())
+    samples *= ltd / m if m > 0 else 0.0
+    if policy.undershoot:
+        samples += undershoot(history, n, rng) * (ltd / m if m > 0 else 0.0)
+    return max(0.0, quantile(samples, p) - ltd)
 
 
 ONE_OFF = 5.0  # x the outlier fence: a day this far out ...

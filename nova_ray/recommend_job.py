@@ -7,13 +7,14 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from .config import Config
+from .frequency import get_frequency
 from .io.errors import InputError
 
 
@@ -48,6 +49,27 @@ class RecommendRun:
     output: str = ""
 
 
+def _newer(data: str, history: pl.DataFrame, forecasts: pl.DataFrame, freq: str | None) -> str:
+    """What a history newer than the run's forecast start means: its days from the forecast's first
+    count as consumed (the stock snapshot is taken as of the history's last day), "" when none;
+    an InputError when it reaches the forecast's last day (nothing left to project)."""
+    from .recommend_inputs import STEP, history_end
+
+    end = history_end(history)
+    dates = forecasts["date"].cast(pl.Date)
+    first, last = dates.min(), dates.max()
+    if end is None or first is None or end < first:
+        return ""
+    code = get_frequency(freq).code if freq else "D"
+    if code != "D":  # a period's row covers it to the next period's start
+        last = pl.Series([last]).dt.offset_by(STEP[code]).item() - timedelta(days=1)
+    if end >= last:
+        raise InputError(f"{data}: the history ends {end}, on or after the last forecast day {last}: "
+                         "nothing left to project; forecast again before recommending")
+    return (f" (it goes on to {end}: the forecast's days up to then count as consumed, "
+            f"{(last - end).days} days are left; forecast again for a full horizon)")
+
+
 def run_recommend(cfg: Config, stock: str | None = None, history_required: bool = False) -> RecommendRun:
     """Read the latest published run under cfg.paths.output, the stock snapshot and the demand history,
     compute recommendations and add them to that run. Everything is validated before anything is
@@ -77,10 +99,10 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
     history, start = None, None
     if history_required or source_exists(data):
         demand = read_demand(data, warnings, cfg.paths.columns)
-        if run.record.get("dataset_id") and dataset_id(demand) != run.record["dataset_id"]:
-            warnings.append(f"{data}: demand differs from the data of run {run.run_id} "
-                            "(history after the forecast start is ignored)")
         history = history_frame(demand)
+        if run.record.get("dataset_id") and dataset_id(demand) != run.record["dataset_id"]:
+            warnings.append(f"{data}: demand differs from the data of run {run.run_id}"
+                            + _newer(data, history, run.forecasts, recorded_freq(run.root, run.record)))
         if cfg.forecast.series_start == "file":  # as the run's series started
             start = demand["date"].min().date()
     else:

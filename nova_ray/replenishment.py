@@ -24,21 +24,29 @@ def extend_path(path: np.ndarray, days: int, tail: int = 7) -> np.ndarray:
 
 def stockout(path: np.ndarray, on_hand: float, on_order: float = 0.0,
              arrival_day: int | None = None) -> float | None:
-    """Days until the projected on-hand reaches zero with demand due, or None within the path.
+    """Days until the projected on-hand reaches zero with demand then going unmet, or None within
+    the path.
 
     Day t (1-based) consumes path[t-1]; `on_order` arrives at the start of day arrival_day + 1.
-    E.g. 10 on hand at 2/day -> 5.0 (empty at the end of day 5).
+    E.g. 10 on hand at 2/day -> 5.0 (empty at the end of day 5, demand unmet on day 6); 10 on
+    hand for a path [10, 0, 0] -> None (emptied, but no demand goes unmet); a negative on hand
+    (units owed) -> 0.0 at the first day with demand. A shelf emptied on the path's last day
+    counts when that day has demand (the path goes on at its rate).
     """
     f = np.asarray(path, dtype=float)
-    if len(f) == 0:
+    n = len(f)
+    if n == 0:
         return None
-    t = np.arange(1, len(f) + 1)
+    f = np.append(f, f[-1])  # the day after the path, only to see whether demand goes on
+    t = np.arange(1, n + 2)
     avail = on_hand + (on_order * (t > arrival_day) if arrival_day is not None else 0.0)
     cum = np.cumsum(f)
-    hit = np.flatnonzero((cum >= avail - 1e-9) & (f > 0))
+    hit = np.flatnonzero((cum > avail + 1e-9) & (f > 0))  # the first day with demand unmet
     if len(hit) == 0:
         return None
     i = int(hit[0])
+    if i == n:  # unmet only after the path: a stock-out at its end if the shelf was empty then
+        return float(n) if cum[n - 1] >= (avail[n - 1] if np.ndim(avail) else avail) - 1e-9 else None
     before = cum[i - 1] if i else 0.0
     avail_i = float(avail[i]) if np.ndim(avail) else float(avail)
     return float(i + min(1.0, max(0.0, avail_i - before) / f[i]))

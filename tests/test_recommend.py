@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -114,6 +115,10 @@ def test_stockout_arithmetic() -> None:
     assert stockout(f, 10, on_order=10, arrival_day=3) == 10.0
     # arriving after the stock ran out does not undo the stock-out
     assert stockout(f, 4, on_order=100, arrival_day=5) == 2.0
+    # a stock-out is demand going unmet: a shelf that just covers the demand is none
+    assert stockout(np.r_[10.0, np.zeros(29)], 10) is None
+    assert stockout(np.r_[5.0, 5.0, np.zeros(5), 3.0], 10) == 7.0  # unmet on day 8
+    assert stockout(f, -3) == 0.0  # units owed: out now
     assert stockout(np.zeros(30), 0) is None
     assert stockout(np.array([0, 0, 3.0]), 0) == 2.0  # empty shelf, first demand on day 3
 
@@ -492,8 +497,10 @@ def test_history_spilled_to_parquet_gives_the_same_rows(
                      backtests=pl.scan_parquet(tmp_path / "bt.parquet"), policy=NO_UNDERSHOOT)
     assert lazy.equals(whole)
     assert whole.height == 12 and whole["lead_time_demand"].sum() > 0
-    # the errors decide the safety stock of the smooth items with backtests (I0 is intermittent)
-    assert set(whole.filter(pl.col("method") == "residual")["item_id"]) == {"I2", "I4"}
+    # the errors decide the safety stock of the smooth items with backtests (I0 is intermittent),
+    # unless the site's own history spreads more than the item's errors x its share (sites at half)
+    used = whole.filter((pl.col("method") == "residual") | pl.col("notes").str.contains("site's own demand"))
+    assert set(used["item_id"]) == {"I2", "I4"} and used.height == 4
 
 
 def test_weekly_forecast_spread_over_days() -> None:
@@ -735,15 +742,81 @@ def test_cli_order_value_says_when_unit_costs_are_missing(published: dict[str, P
     assert res.exit_code == 0 and "for 1 of 2 with a unit_cost" in res.output, res.output
 
 
+def test_cli_refuses_a_history_past_the_forecast(published: dict[str, Path]) -> None:
+    """A demand file that goes on past the run's forecast (a nightly export overwritten in place):
+    its days count as consumed, and one that reaches the forecast's last day leaves nothing to
+    project (it gave every row zero demand, no order and `ok`): exit 2, nothing written."""
+    root, data = published["root"], published["tmp"] / "newer.parquet"
+    old = pl.read_parquet(published["data"])
+    days = pl.date_range(START, START + timedelta(days=13), eager=True)
+    extra = pl.DataFrame({"item_id": ["A"] * 14, "date": days, "quantity": [2.0] * 14, "site": ["S1"] * 14})
+    pl.concat([old, extra.head(5)], how="diagonal_relaxed").write_parquet(data)
+    args = ["recommend", "--results", str(root), "--stock", str(published["stock"]), "--data", str(data)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "the forecast's days up to then count as consumed, 9 days are left" in " ".join(res.output.split())
+    pl.concat([old, extra], how="diagonal_relaxed").write_parquet(data)
+    before = (root / "metadata" / "last_updated.json").read_text()
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2
+    said = " ".join(res.output.split())
+    assert f"{data}: the history ends 2024-01-14, on or after the last forecast day 2024-01-14" in said
+    assert (root / "metadata" / "last_updated.json").read_text() == before
+
+
+def test_a_history_past_the_forecast_keeps_its_last_weeks_rate() -> None:
+    """The pure function, given a history past the forecast's end, projects the forecast's last
+    week's rate on (never no demand)."""
+    hist = history({"A": np.full(200, 10.0)}).with_columns(pl.col("date") + timedelta(days=45))
+    row = one(recommend(forecast({"A": 10.0}), stock(item_id=["A"], on_hand=[50.0], lead_time_days=[14]),
+                        history=hist, policy=NO_UNDERSHOOT))
+    assert row["lead_time_demand"] == pytest.approx(140.0) and row["urgency"] == "critical"
+    assert row["days_to_stockout"] == pytest.approx(5.0) and row["order_qty"] > 0
+
+
+def test_negative_on_hand_is_owed() -> None:
+    """An ERP's negative stock (backorders) is read, not refused (one row stopped the whole night):
+    the units owed count against the position and the item is out now."""
+    fc = forecast({"A": 2.0})
+    hist = history({"A": np.full(120, 2.0)})
+    row = one(recommend(fc, stock(item_id=["A"], on_hand=[-3.0], lead_time_days=[5]), history=hist,
+                        policy=NO_UNDERSHOOT))
+    assert row["days_to_stockout"] == 0.0 and row["urgency"] == "critical"
+    assert row["order_qty"] == pytest.approx(math.ceil(row["order_up_to"] + 3.0))
+    assert "3 owed (backorders)" in row["notes"]
+
+
+def test_site_safety_stock_keeps_the_sites_own_spread() -> None:
+    """Four sites with independent demand: the item's backtest errors x a site's share (0.25) treat
+    the sites as moving together and gave a site ~12 units of safety stock where ~20 are needed
+    (the 95% quantile of Poisson(140) minus 140); the site's own history keeps its spread."""
+    rng = np.random.default_rng(5)
+    sites = {f"A@s{k}": rng.poisson(10.0, 365).astype(float) for k in range(4)}
+    hist = history(sites, sites={key: key[-2:] for key in sites})
+    actual = rng.poisson(40.0, 90).astype(float)
+    bt = backtests("A", actual, np.full(90, 40.0))
+    st = stock(item_id=["A"] * 4, site=[f"s{k}" for k in range(4)], on_hand=[500.0] * 4,
+               lead_time_days=[14] * 4, service_level=[0.95] * 4)
+    recs = recommend(forecast({"A": 40.0}), st, history=hist, backtests=bt, policy=NO_UNDERSHOOT)
+    assert recs.height == 4
+    for row in recs.iter_rows(named=True):
+        assert 16.0 < row["safety_stock"] < 26.0, row
+        assert "site's own demand spread" in row["notes"] and row["method"] == "bootstrap"
+    # one site (share 1): the item's errors as before
+    one_site = recommend(forecast({"A": 40.0}), st.head(1), history=hist.filter(pl.col("site") == "s0"),
+                         backtests=bt, policy=NO_UNDERSHOOT)
+    assert one(one_site)["method"] == "residual"
+
+
 def test_cli_bad_stock_exits_2_and_writes_nothing(published: dict[str, Path]) -> None:
     root = published["root"]
     before = (root / "metadata" / "last_updated.json").read_text()
     bad = published["tmp"] / "bad.csv"
-    bad.write_text("item_id,on_hand,lead_time_days\nA,1,5\nB,-2,5\n")
+    bad.write_text("item_id,on_hand,lead_time_days,on_order\nA,1,5,0\nB,1,5,-2\n")
     res = runner.invoke(app, ["recommend", "--results", str(root), "--stock", str(bad),
                               "--data", str(published["data"])])
     assert res.exit_code == 2
-    assert f"{bad}: line 3: on_hand -2 in column 'on_hand' must be >= 0" in " ".join(res.output.split())
+    assert f"{bad}: line 3: on_order -2 in column 'on_order' must be >= 0" in " ".join(res.output.split())
     assert not (root / "recommendations").exists()
     assert (root / "metadata" / "last_updated.json").read_text() == before
 

@@ -87,7 +87,7 @@ def test_demo_stock_is_valid(small_demo: Path) -> None:
     (f"{HEADER}\nA,S,1,2\n,S,1,2\n", "line 3: empty item_id in column 'item_id'"),
     (f"{HEADER}\nA,S,abc,2\n", "line 2: on_hand 'abc' in column 'on_hand' is not a number"),
     (f"{HEADER}\nA,S,,2\n", "line 2: empty value in required column 'on_hand'"),
-    (f"{HEADER}\nA,S,1,2\nB,S,-3,2\n", "line 3: on_hand -3 in column 'on_hand' must be >= 0"),
+    (f"{HEADER},on_order\nA,S,1,2,1\nB,S,-3,2,-1\n", "line 3: on_order -1 in column 'on_order' must be >= 0"),
     (f"{HEADER}\nA,S,1,-1\n",
      "line 2: lead_time_days -1 in column 'lead_time_days' must be a whole number in [0, 3650]"),
     (f"{HEADER}\nA,S,1,1e20\n",
@@ -103,7 +103,7 @@ def test_demo_stock_is_valid(small_demo: Path) -> None:
     (f"{HEADER},unit_cost\nA,S,1,2,-4\n", "line 2: unit_cost -4 in column 'unit_cost' must be >= 0"),
     (f"{HEADER},on_order\nA,S,1,2,lots\n", "line 2: on_order 'lots' in column 'on_order' is not a number"),
     (f"{HEADER}\nA,S,1,2\nB,S,1,2\nA,S,3,4\n", "line 2 and line 4: duplicate item_id/site ('A', 'S')"),
-    (f"{HEADER}\nA,S,inf,2\n", "line 2: on_hand inf in column 'on_hand' must be finite and >= 0"),
+    (f"{HEADER}\nA,S,inf,2\n", "line 2: on_hand inf in column 'on_hand' must be finite"),
     (f"{HEADER}\nB,S,10,2,5\nA,S,1,2,5\n", "line 2: 5 values for 4 columns (extra value '5'"),
 ])
 def test_csv_errors(tmp_path: Path, text: str, expected: str) -> None:
@@ -144,8 +144,9 @@ def test_reads_an_excel_workbook(tmp_path: Path) -> None:
 
 def test_parquet_errors_name_the_row(tmp_path: Path) -> None:
     p = tmp_path / "stock.parquet"
-    pl.DataFrame({"item_id": ["A", "B"], "on_hand": [1.0, -2.0], "lead_time_days": [1, 2]}).write_parquet(p)
-    assert f"{p}: row 2: on_hand -2 in column 'on_hand' must be >= 0" == _error(p)
+    pl.DataFrame({"item_id": ["A", "B"], "on_hand": [1.0, -2.0], "lead_time_days": [1, 2],
+                  "on_order": [0.0, -2.0]}).write_parquet(p)
+    assert f"{p}: row 2: on_order -2 in column 'on_order' must be >= 0" == _error(p)
     pl.DataFrame({"item_id": ["A", "A"], "on_hand": [1.0, 2.0], "lead_time_days": [1, 2]}).write_parquet(p)
     assert "row 1 and row 2: duplicate item_id/site ('A', '')" in _error(p)
     pl.DataFrame({"item_id": ["A"], "on_hand": [1.0], "lead_time_days": [1.5]}).write_parquet(p)

@@ -7,6 +7,7 @@ Errors are InputError with one line naming the file, the line (CSV) or row (Parq
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from .source import open_source, read_failed, read_source, sibling, source_exist
 REQUIRED = ("item_id", "on_hand", "lead_time_days")
 # column -> (lowest allowed, lowest inclusive, highest allowed or None, highest inclusive)
 NUMERIC: dict[str, tuple[float, bool, float | None, bool]] = {
-    "on_hand": (0.0, True, None, False),
+    "on_hand": (-math.inf, True, None, False),  # below 0: units owed (an ERP's negative stock, backorders)
     "lead_time_days": (0.0, True, 3650.0, True),  # ten years: beyond, a typo (and a huge bootstrap)
     "on_order": (0.0, True, None, False),
     "unit_cost": (0.0, True, None, False),
@@ -76,6 +77,8 @@ def locator(path: Path | str) -> Locate:
 
 
 def _bounds_text(lo: float, lo_inc: bool, hi: float | None, hi_inc: bool) -> str:
+    if hi is None and lo == -math.inf:
+        return "finite"
     if hi is not None:
         return f"between {lo:g} and {hi:g} (exclusive)" if not (lo_inc or hi_inc) else f"in [{lo:g}, {hi:g}]"
     return f">= {lo:g}" if lo_inc else f"> {lo:g}"
@@ -122,7 +125,7 @@ def _numbers(
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         rule = "a whole number in [0, 3650]" if col == "lead_time_days" else _bounds_text(*NUMERIC[col])
-        rule = rule if np.isfinite(v[i]) else f"finite and {rule}"
+        rule = rule if np.isfinite(v[i]) or rule == "finite" else f"finite and {rule}"
         raise InputError(f"{path}: {where(i)}: {col} {v[i]:g} in column {col!r} must be {rule}")
     return v
 
