@@ -49,6 +49,7 @@ from .recommend_inputs import (
     history_arrays,
     history_end,
     per_period,
+    period_totals,
     residual_segments,
     rows_of,
 )
@@ -57,6 +58,7 @@ from .replenishment import (
     block_bootstrap,
     eoq,
     extend_path,
+    period_bootstrap,
     quantile,
     round_order,
     stockout,
@@ -183,6 +185,8 @@ class _Row:
     history: np.ndarray  # recent daily demand at the site (or of the item)
     notes: list[str]
     history_given: bool = True  # False: the run had no demand history to read
+    period: str | None = None  # the history's rows are per period (W, M, Q, Y) totals, spread
+    as_of: date | None = None  # the history's last day
 
     @property
     def annual(self) -> float:
@@ -239,8 +243,11 @@ def recommend(forecast: Table, stock: pl.DataFrame,
         arrays, shares, hist_site = history_arrays(history, as_of, policy.history_days, chunk, period,
                                                    series_start)
         paths = {k: _after(p, as_of) for k, p in (daily_paths(fc, freq) if fc is not None else {}).items()}
-        return _prepare([r for i in chunk for r in by_item[i]], paths, arrays, shares, hist_site,
+        rows = _prepare([r for i in chunk for r in by_item[i]], paths, arrays, shares, hist_site,
                         _classes(run_classes, arrays, chunk), policy, history is not None)
+        for r in rows:
+            r.period, r.as_of = period, as_of
+        return rows
 
     def segments_of(chunk: list[str]) -> dict[str, list[np.ndarray]]:
         bt = rows_of(bt_rows, chunk)
@@ -467,7 +474,7 @@ def _safety_stock(r: _Row, p: float, lead: int, ltd: float, full: np.ndarray, se
         if r.share < 1.0 and len(history) >= policy.min_history_days:
             # the item's errors x the share treat the sites as moving together; sites that do
             # not (4 independent sites: 12 against the 20 needed) keep their own history's spread
-            own = _history_ss(history, p, lead, ltd, policy, rng)
+            own = _history_ss(r, history, p, lead, ltd, policy, rng)
             if own > ss:
                 r.notes.append(f"site's own demand spread: safety stock {own:.4g} from its history, above "
                                f"{ss:.4g} from the item's backtest errors x its share {r.share:.2f}")
@@ -476,7 +483,7 @@ def _safety_stock(r: _Row, p: float, lead: int, ltd: float, full: np.ndarray, se
     if segs is not None and r.cls not in INTERMITTENT:
         r.notes.append(f"{n_resid} backtest errors < {policy.min_residual_days}: bootstrap of the history")
     if len(history) >= policy.min_history_days:
-        return _history_ss(history, p, lead, ltd, policy, rng), "bootstrap"
+        return _history_ss(r, history, p, lead, ltd, policy, rng), "bootstrap"
     if r.sigma is None:
         r.notes.append("no backtest errors, history or intervals: safety stock 0")
         return 0.0, "normal"
@@ -486,12 +493,20 @@ def _safety_stock(r: _Row, p: float, lead: int, ltd: float, full: np.ndarray, se
     return max(0.0, NormalDist().inv_cdf(p) * math.sqrt(var)), "normal"
 
 
-def _history_ss(history: np.ndarray, p: float, lead: int, ltd: float, policy: Policy,
+MIN_PERIODS = 4  # whole periods of a per-period history that its bootstrap draws from, at least
+
+
+def _history_ss(r: _Row, history: np.ndarray, p: float, lead: int, ltd: float, policy: Policy,
                 rng: np.random.Generator) -> float:
-    """Safety stock from a block bootstrap of the history's `lead`-day sums, rescaled to the
-    lead-time demand `ltd` (the forecast's level, the history's shape)."""
+    """Safety stock from a bootstrap of the history's `lead`-day sums, rescaled to the lead-time
+    demand `ltd` (the forecast's level, the history's shape): 7-day blocks of daily rows, whole
+    periods of a history given per period (`period_bootstrap`)."""
     n = policy.bootstrap_samples
-    samples = block_bootstrap([history], lead, n, policy.block_days, rng)
+    totals, length = period_totals(history, r.as_of, r.period) if r.period and r.as_of else (None, 0.0)
+    if totals is not None and len(totals) >= MIN_PERIODS:
+        samples = period_bootstrap(totals, length, lead, n, rng)
+    else:
+        samples = block_bootstrap([history], lead, n, policy.block_days, rng)
     m = float(samples.mean())
     samples *= ltd / m if m > 0 else 0.0
     if policy.undershoot:

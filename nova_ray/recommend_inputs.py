@@ -139,6 +139,24 @@ def per_period(history: pl.DataFrame | pl.LazyFrame | None, freq: str | None) ->
     return code if per_period_rows(pd.Series(pd.to_datetime(days.to_numpy())), code) else None
 
 
+def period_totals(y: np.ndarray, end: date, period: str) -> tuple[np.ndarray, float]:
+    """The whole periods' totals of daily values `y` ending on `end` (`per_period` rows spread
+    over their days; a period cut by the window's start is left out) and their mean length in days."""
+    days = np.arange(np.datetime64(end, "D") - len(y) + 1, np.datetime64(end, "D") + 1)
+    if period == "W":
+        first = ((days.astype("int64") - 4) % 7) == 0  # Mondays (1970-01-01 was a Thursday)
+    else:
+        month = days.astype("datetime64[M]")
+        first = days == month.astype("datetime64[D]")
+        if period in ("Q", "Y"):
+            first &= (month.astype("int64") % (3 if period == "Q" else 12)) == 0
+    bounds = np.flatnonzero(first)  # the last period ends with `end` (per-period rows: as_of)
+    if len(bounds) == 0:
+        return np.zeros(0), 0.0
+    lengths = np.diff(np.append(bounds, len(y)))
+    return np.add.reduceat(np.asarray(y, dtype=float), bounds), float(lengths.mean())
+
+
 def history_end(history: pl.DataFrame | pl.LazyFrame | None, period: str | None = None) -> date | None:
     """The history's last day (of its last period, for per-period rows: `per_period`), or None."""
     if history is None:

@@ -129,6 +129,26 @@ def block_bootstrap(segments: list[np.ndarray], lead: int, samples: int, block: 
     return sums.sum(axis=1)
 
 
+def period_bootstrap(totals: np.ndarray, period_days: float, lead: int, samples: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """`samples` sums over `lead` days from whole periods' totals (a history given per week, month
+    or quarter): lead / period_days periods, each total drawn at random; the last fraction f of a
+    period from one more total T as f x mean + sqrt(f) x (T - mean), at least 0 (days within a
+    period taken as independent: the variance of f of a period is f times a period's). Days
+    spread evenly over their period and drawn in 7-day blocks from different periods averaged a
+    month's spike away (a lumpy item's safety stock about half what it needs)."""
+    t = np.asarray(totals, dtype=float)
+    if lead <= 0 or len(t) == 0 or period_days <= 0:
+        return np.zeros(samples)
+    whole, frac = divmod(lead / period_days, 1.0)
+    k = int(whole) + (frac > 1e-9)
+    draws = t[rng.integers(0, len(t), size=(samples, k))]
+    if frac > 1e-9:
+        m = float(t.mean())
+        draws[:, -1] = np.maximum(0.0, frac * m + math.sqrt(frac) * (draws[:, -1] - m))
+    return draws.sum(axis=1)
+
+
 def undershoot(y: np.ndarray, samples: int, rng: np.random.Generator) -> np.ndarray:
     """How far the position falls below the reorder point on the review day that triggers an order:
     V x D*, D* a daily demand drawn in proportion to its size, V uniform(0, 1) (renewal overshoot)."""

@@ -589,6 +589,31 @@ def test_per_period_history_is_spread_over_its_days() -> None:
     assert 0.0 < r["safety_stock"] < 40.0, r["safety_stock"]
 
 
+def test_per_period_history_bootstraps_whole_periods() -> None:
+    """A lumpy item exported as monthly totals: its lead-time demand is drawn from whole months
+    (a part of a month for the rest), not from 7-day blocks of months spread flat, which drew
+    each week from another month and gave about half the safety stock needed (30 days: 21 where
+    the daily process needs 45; 14 days: 15 where it needs 32). Here, from 12 months: 36 and 23
+    where the 7-day blocks give 19 and 13 (and the daily process needs 45 and 32)."""
+    rng = np.random.default_rng(5)
+    days = [date(2024, 1, 1) + timedelta(days=i) for i in range(731)]  # 2024-01-01 .. 2025-12-31
+    q = (rng.random(731) < 0.05) * rng.poisson(20, 731).astype(float)
+    daily = pl.DataFrame({"item_id": "X", "date": days, "quantity": q})
+    monthly = (daily.with_columns(pl.col("date").dt.truncate("1mo")).group_by("item_id", "date")
+               .agg(pl.col("quantity").sum()).sort("date"))
+    rate = float(q.mean())
+    fc = pl.DataFrame({"item_id": "X", "date": [date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1)],
+                       "forecast": [rate * 31, rate * 28, rate * 31]})
+    items = pl.DataFrame({"item_id": ["X"], "demand_class": ["lumpy"]})
+    for lead in (14, 30):  # what the daily process needs: its lead-time sums' 95% quantile less their mean
+        sums = ((rng.random((20000, lead)) < 0.05) * rng.poisson(20, (20000, lead))).sum(axis=1)
+        need = float(np.quantile(sums, 0.95) - sums.mean())
+        st = stock(item_id=["X"], on_hand=[0.0], lead_time_days=[lead], service_level=[0.95])
+        r = one(recommend(fc, st, history=monthly, items=items, freq="M"), "X")  # undershoot on (default)
+        assert r["method"] == "bootstrap"
+        assert 0.6 * need < r["safety_stock"] < 1.3 * need, (lead, r["safety_stock"], need)
+
+
 def test_paths_and_residual_segments_per_item_from_sorted_columns() -> None:
     """Rows in any order, several items: each item's daily path (weekly periods spread) and its
     backtest errors per window, windows that tile joined, a gap starting a new segment, a
