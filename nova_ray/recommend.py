@@ -481,7 +481,8 @@ def _safety_stock(r: _Row, p: float, lead: int, ltd: float, full: np.ndarray, se
                 return own, "bootstrap"
         return ss, "residual"
     if segs is not None and r.cls not in INTERMITTENT:
-        r.notes.append(f"{n_resid} backtest errors < {policy.min_residual_days}: bootstrap of the history")
+        r.notes.append(f"{n_resid} backtest errors < {policy.min_residual_days}: bootstrap of the history"
+                       if n_resid else "no daily backtest errors: bootstrap of the history")
     if len(history) >= policy.min_history_days:
         return _history_ss(r, history, p, lead, ltd, policy, rng), "bootstrap"
     if r.sigma is None:
