@@ -397,7 +397,13 @@ def _recommend_row(r: _Row, abc: str, segs: list[np.ndarray] | None, as_of: date
         qty = round_order(rop + cover - position, _num(s["pack_size"]), _num(s["min_order_qty"]))
     # projected past the horizon (at the rate that extends the path) over the lead time and review
     # period, and at least the `medium_days` that urgency looks at: a short horizon never hides one
-    days = stockout(extend_path(r.path, max(len(full), policy.medium_days)), on_hand, on_order, lead)
+    arrival = lead  # open orders arrive at the end of the lead time, unless the snapshot says when
+    due = s.get("on_order_due")
+    if due is not None and on_order > 0:
+        arrival = max(0, (due - as_of).days - 1)  # day t is as_of + t: in at the start of day (due - as_of)
+        late = " (overdue: taken as arriving the next day)" if due <= as_of else ""
+        notes.append(f"on order due {due}{late}")
+    days = stockout(extend_path(r.path, max(len(full), policy.medium_days)), on_hand, on_order, arrival)
     if on_hand < 0:  # units owed already: out now, whatever the path
         days = 0.0
         notes.append(f"on hand {on_hand:g}: {-on_hand:g} owed (backorders) count against the position")
@@ -553,7 +559,7 @@ def _stock_frame(stock: pl.DataFrame) -> pl.DataFrame:
     """The stock snapshot with every optional column present (nulls where absent)."""
     cols = {"site": pl.String, "on_order": pl.Float64, "unit_cost": pl.Float64, "order_cost": pl.Float64,
             "holding_cost_rate": pl.Float64, "min_order_qty": pl.Float64, "pack_size": pl.Float64,
-            "service_level": pl.Float64}
+            "service_level": pl.Float64, "on_order_due": pl.Date}
     df = stock.with_columns([pl.lit(None, dtype=t).alias(c) for c, t in cols.items()
                              if c not in stock.columns])
     return df.with_columns(pl.col("item_id").cast(pl.String), pl.col("site").cast(pl.String).fill_null(""),

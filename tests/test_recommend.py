@@ -799,6 +799,25 @@ def test_a_history_past_the_forecast_keeps_its_last_weeks_rate() -> None:
     assert row["days_to_stockout"] == pytest.approx(5.0) and row["order_qty"] > 0
 
 
+def test_open_orders_due_date() -> None:
+    """A long lead time with a healthy open order: taken to arrive at the end of the lead time, the
+    order leaves the shelf empty first (critical, expedite); with `on_order_due` it arrives when
+    the snapshot says and the row needs no action. An overdue order is taken as arriving the
+    next day, and said."""
+    fc, hist = forecast({"A": 10.0}), history({"A": np.full(120, 10.0)})
+    base = dict(item_id=["A"], on_hand=[150.0], lead_time_days=[60], on_order=[600.0])
+    blind = one(recommend(fc, stock(**base), history=hist, policy=NO_UNDERSHOOT))
+    assert blind["urgency"] == "critical" and blind["days_to_stockout"] == pytest.approx(15.0)
+    assert blind["order_qty"] == 0.0  # the position is above the reorder point: nothing to order
+    due = one(recommend(fc, stock(**base, on_order_due=[START + timedelta(days=10)]), history=hist,
+                        policy=NO_UNDERSHOOT))
+    assert due["urgency"] == "ok" and due["days_to_stockout"] is None  # 750 last 75 days: past L + review
+    assert f"on order due {START + timedelta(days=10)}" in due["notes"]
+    late = one(recommend(fc, stock(**base, on_order_due=[START - timedelta(days=3)]), history=hist,
+                         policy=NO_UNDERSHOOT))
+    assert late["urgency"] == "ok" and late["days_to_stockout"] is None and "overdue" in late["notes"]
+
+
 def test_negative_on_hand_is_owed() -> None:
     """An ERP's negative stock (backorders) is read, not refused (one row stopped the whole night):
     the units owed count against the position and the item is out now."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -140,6 +141,23 @@ def test_reads_an_excel_workbook(tmp_path: Path) -> None:
     assert st["lead_time_days"].to_list() == [10, 14] and st["unit_cost"].to_list() == [2.5, None]
     assert unknown_items(tmp_path / "s.xlsx", st, ["000123"]) == [
         f"{tmp_path / 's.xlsx'}: row 3: item_id '456' in column 'item_id' is not in the forecast; skipped"]
+
+
+def test_open_orders_due_dates(tmp_path: Path) -> None:
+    """`on_order_due`: ISO or dd/mm/yyyy text, empty allowed, a date as Parquet stores it; anything
+    else names the line."""
+    p = tmp_path / "stock.csv"
+    p.write_text("item_id,on_hand,lead_time_days,on_order,on_order_due\nA,1,60,600,2026-01-10\nB,2,5,,\n"
+                 "C,1,5,3,05/02/2026\n")
+    assert read_stock(p)["on_order_due"].to_list() == [date(2026, 1, 10), None, date(2026, 2, 5)]
+    p.write_text("item_id,on_hand,lead_time_days,on_order_due\nA,1,60,2026-01-10\nB,1,60,soon\n")
+    assert _error(p) == (f"{p}: line 3: on_order_due 'soon' in column 'on_order_due' is not a date "
+                         "(yyyy-mm-dd or dd/mm/yyyy)")
+    q = tmp_path / "stock.parquet"
+    pl.DataFrame({"item_id": ["A", "B"], "on_hand": [1.0, 2.0], "lead_time_days": [3, 4],
+                  "on_order_due": [date(2026, 1, 10), None]}).write_parquet(q)
+    assert read_stock(q)["on_order_due"].to_list() == [date(2026, 1, 10), None]
+    assert read_stock(q).schema["on_order_due"] == pl.Date
 
 
 def test_parquet_errors_name_the_row(tmp_path: Path) -> None:

@@ -44,8 +44,8 @@ def recommend_cmd(
                                 "(default: paths.output, data/ml_results)."),
     stock: str = typer.Option(None, "--stock", help="Stock snapshot, CSV, Parquet or .xlsx (item_id, "
                               "on_hand, lead_time_days; optional site, on_order, unit_cost, order_cost, "
-                              "holding_cost_rate, min_order_qty, pack_size, service_level). Default: "
-                              "paths.stock, else stock.parquet (or .csv) next to the demand file."),
+                              "holding_cost_rate, min_order_qty, pack_size, service_level, on_order_due). "
+                              "Default: paths.stock, else stock.parquet (or .csv) next to the demand file."),
     data: str = typer.Option(None, "--data", help="Demand history for the bootstrap and site shares "
                              "(default: the file the run read, else paths.data)."),
     config: str = typer.Option(None, "--config", help="Config TOML (default configs/default.toml).",

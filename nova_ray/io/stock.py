@@ -1,7 +1,8 @@
 """Read and validate the stock snapshot (CSV, Parquet or an Excel workbook): one row per item (and site).
 
 Required: item_id, on_hand, lead_time_days. Optional: site, on_order, unit_cost, order_cost,
-holding_cost_rate, min_order_qty, pack_size, service_level (empty cells mean "use the default").
+holding_cost_rate, min_order_qty, pack_size, service_level, on_order_due (a date; empty cells mean
+"use the default").
 Errors are InputError with one line naming the file, the line (CSV) or row (Parquet) and the column.
 """
 
@@ -36,7 +37,8 @@ NUMERIC: dict[str, tuple[float, bool, float | None, bool]] = {
     "pack_size": (0.0, False, None, False),
     "service_level": (0.0, False, 1.0, False),
 }
-COLUMNS = ("item_id", "site", *NUMERIC)
+DUE = "on_order_due"  # when the open orders are expected (a date; empty: at the end of the lead time)
+COLUMNS = ("item_id", "site", *NUMERIC, DUE)
 
 
 def _read_raw(path: str) -> tuple[pd.DataFrame, Locate, bool | None]:
@@ -159,6 +161,7 @@ def read_stock(path: str | Path, notes: list[str] | None = None, columns: str = 
             cols[col] = _numbers(raw, col, path, where, col in REQUIRED, decimal_comma, notes)
         else:
             cols[col] = np.full(len(raw), np.nan)
+    cols[DUE] = _due_dates(raw, path, where) if DUE in raw.columns else np.full(len(raw), None, dtype=object)
     key = pd.DataFrame({"item_id": cols["item_id"], "site": cols["site"]})
     dup = key.duplicated(keep=False).to_numpy()
     if dup.any():
@@ -169,8 +172,33 @@ def read_stock(path: str | Path, notes: list[str] | None = None, columns: str = 
         a, b = (where(int(r)) for r in same[:2])
         raise InputError(f"{path}: {a} and {b}: duplicate item_id/site "
                          f"({key['item_id'].iat[first]!r}, {key['site'].iat[first]!r})")
-    df = pl.DataFrame({c: cols[c] for c in COLUMNS}, nan_to_null=True)
-    return df.with_columns(pl.col("lead_time_days").cast(pl.Int64))
+    df = pl.DataFrame({c: cols[c] for c in COLUMNS if c != DUE}, nan_to_null=True)
+    due = pl.Series(DUE, list(cols[DUE]), dtype=pl.Date)
+    return df.with_columns(pl.col("lead_time_days").cast(pl.Int64), due)
+
+
+def _due_dates(raw: pd.DataFrame, path: str, where: Locate) -> np.ndarray:
+    """The `on_order_due` column as dates (objects, None where empty): ISO or dd/mm/yyyy text, or
+    dates as a Parquet or Excel file stores them."""
+    from .demand import text_dates
+
+    col = raw[DUE]
+    if pd.api.types.is_datetime64_any_dtype(col):
+        parsed = pd.to_datetime(col)
+        empty = parsed.isna().to_numpy()
+    else:
+        values = col.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v)
+        text = values.astype("string").str.strip()
+        empty = (text.isna() | (text == "")).to_numpy()
+        parsed = text_dates(text.where(~pd.Series(empty, index=text.index)))
+        bad = parsed.isna().to_numpy() & ~empty
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{path}: {where(i)}: {DUE} {text.iat[i]!r} in column {DUE!r} is not a date "
+                             "(yyyy-mm-dd or dd/mm/yyyy)")
+    days = parsed.dt.date.to_numpy(dtype=object)
+    days[empty] = None
+    return days
 
 
 def unknown_items(path: str | Path, stock: pl.DataFrame, known: Iterable[str]) -> list[str]:
