@@ -114,6 +114,7 @@ class Recommend:
     min_history_days: int = 28
     bootstrap_seed: int = 7
     undershoot: bool = True
+    excess_days: int = 180
 
 
 @dataclass
@@ -348,6 +349,7 @@ def validate(cfg: Config) -> None:
     check(0 < r.abc_a < 1, "abc_a", "must be in (0, 1)")
     check(r.abc_a < r.abc_b <= 1, "abc_b", "must be in ('abc_a', 1]")
     check(r.review_days >= 0, "review_days", "must be >= 0")
+    check(r.excess_days >= 1, "excess_days", "must be >= 1")
     check(r.min_residual_days >= 1, "min_residual_days", "must be >= 1")
     check(r.block_days >= 1, "block_days", "must be >= 1")
     check(r.bootstrap_samples >= 100, "bootstrap_samples", "must be >= 100")

@@ -117,6 +117,7 @@ class Policy:
     min_history_days: int = 28
     bootstrap_seed: int = 7
     undershoot: bool = True
+    excess_days: int = 180  # a position this many days of demand above the order-up-to level is excess
     cap_outliers: bool = True  # [forecast] cap_outliers: smooth/erratic items' one-off spikes capped
 
     @classmethod
@@ -411,6 +412,10 @@ def _recommend_row(r: _Row, abc: str, segs: list[np.ndarray] | None, as_of: date
         notes.append(f"stock-out past the {horizon}-day horizon: projected at the last-week mean rate")
     if days is not None and days < lead:
         notes.append(f"stock-out expected before a new order can arrive (lead time {lead} d)")
+    rate = r.annual / 365.0
+    if rate > 0 and position - (rop + cover) > policy.excess_days * rate:
+        notes.append(f"excess stock: position {position:g} is {position / rate:.0f} days of demand, "
+                     f"{(position - rop - cover) / rate:.0f} above the order-up-to level")
     if r.history_given and on_hand > 0 and len(r.history) >= IDLE_DAYS and not r.history.any():
         notes.append(f"no demand in the last {len(r.history)} d: {on_hand:g} on hand idle (excess stock?)")
     elif r.history_given and 0 < len(r.history) < NEW_DAYS:
@@ -442,6 +447,7 @@ FLAGS = (
     ("d of history (from its first row)", "new"),
     ("normal approximation", "short history"),
     ("no demand in the last", "idle stock"),
+    ("excess stock:", "excess"),
     ("one-off", "one-off capped"),
     ("before a new order can arrive", "expedite"),
     ("before the run date", "date past"),

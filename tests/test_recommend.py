@@ -25,6 +25,7 @@ from nova_ray.recommend import (
     block_bootstrap,
     eoq,
     extend_path,
+    flags,
     history_frame,
     orders_text,
     recommend,
@@ -816,6 +817,17 @@ def test_open_orders_due_date() -> None:
     late = one(recommend(fc, stock(**base, on_order_due=[START - timedelta(days=3)]), history=hist,
                          policy=NO_UNDERSHOOT))
     assert late["urgency"] == "ok" and late["days_to_stockout"] is None and "overdue" in late["notes"]
+
+
+def test_excess_stock_is_flagged() -> None:
+    """A position far above the order-up-to level (more than `excess_days` of demand) is flagged,
+    with how many days of demand it holds; a normal one is not."""
+    fc, hist = forecast({"A": 2.0, "B": 2.0}), history({"A": np.full(120, 2.0), "B": np.full(120, 2.0)})
+    st = stock(item_id=["A", "B"], on_hand=[1000.0, 60.0], lead_time_days=[10, 10])
+    recs = recommend(fc, st, history=hist, policy=NO_UNDERSHOOT)
+    a, b = one(recs, "A"), one(recs, "B")
+    assert "excess stock: position 1000 is 500 days of demand" in a["notes"] and flags(a["notes"]) == "excess"
+    assert "excess" not in b["notes"]
 
 
 def test_negative_on_hand_is_owed() -> None:
