@@ -198,7 +198,7 @@ def recommend(forecast: Table, stock: pl.DataFrame,
               history: Table | None = None,
               backtests: Table | None = None, items: pl.DataFrame | None = None,
               policy: Policy | None = None, freq: str | None = None, today: date | None = None,
-              series_start: date | None = None) -> pl.DataFrame:
+              series_start: date | None = None, snapshot: date | None = None) -> pl.DataFrame:
     """One recommendation row per stock row whose item has an ensemble forecast (table kind
     ``recommendations``, columns of SCHEMA), most urgent first. Rows of unknown items are skipped
     (see nova_ray.io.stock.unknown_items for the warnings).
@@ -214,6 +214,8 @@ def recommend(forecast: Table, stock: pl.DataFrame,
     critical; None: not checked.
     series_start: every item's history starts on this day at the latest (`[forecast]
     series_start = "file"`: an export that lists items only on the days they were used).
+    snapshot: the day the stock snapshot describes (its end), when later than the history's last
+    day: the forecast's days up to it count as consumed (None: the history's last day).
     Forecasts, history and backtests may be LazyFrames (tables spilled to Parquet): they are read
     a chunk of items at a time, as are the per-item arrays built from them.
     """
@@ -227,6 +229,7 @@ def recommend(forecast: Table, stock: pl.DataFrame,
     # quarter's first 65 days, dropped as incomplete, are consumed already: not projected again)
     as_of = first_day - timedelta(days=1)
     as_of = max(as_of, history_end(history, period) or as_of)
+    hist_end, as_of = as_of, max(as_of, snapshot or as_of)  # the history's last day, the stock's
     bt_rows = ensemble_lazy(backtests)
     if bt_rows is not None and not {"actual", "origin"} <= set(bt_rows.collect_schema().names()):
         bt_rows = None  # not the errors the residual method needs
@@ -241,13 +244,13 @@ def recommend(forecast: Table, stock: pl.DataFrame,
     def prepared(chunk: list[str]) -> list[_Row]:
         """The chunk's stock rows prepared from its forecasts and history (only the chunk's are read)."""
         fc = rows_of(fc_rows, chunk)
-        arrays, shares, hist_site = history_arrays(history, as_of, policy.history_days, chunk, period,
+        arrays, shares, hist_site = history_arrays(history, hist_end, policy.history_days, chunk, period,
                                                    series_start)
         paths = {k: _after(p, as_of) for k, p in (daily_paths(fc, freq) if fc is not None else {}).items()}
         rows = _prepare([r for i in chunk for r in by_item[i]], paths, arrays, shares, hist_site,
                         _classes(run_classes, arrays, chunk), policy, history is not None)
         for r in rows:
-            r.period, r.as_of = period, as_of
+            r.period, r.as_of = period, hist_end
         return rows
 
     def segments_of(chunk: list[str]) -> dict[str, list[np.ndarray]]:
@@ -426,7 +429,7 @@ def _recommend_row(r: _Row, abc: str, segs: list[np.ndarray] | None, as_of: date
     # (an empty shelf, 0 days, is out now: its day is the history's last, not a date past)
     past = days is not None and days > 0 and today is not None and out_day is not None and out_day < today
     if past:
-        notes.append(f"stock-out projected for {out_day}, before the run date {today} (history ends {as_of})")
+        notes.append(f"stock-out projected for {out_day}, before the run date {today} (stock as of {as_of})")
     return {
         "item_id": s["item_id"], "site": s["site"], "abc_class": abc, "demand_class": r.cls,
         "service_level": p, "on_hand": on_hand, "on_order": on_order, "lead_time_days": lead,

@@ -49,28 +49,38 @@ class RecommendRun:
     output: str = ""
 
 
-def _newer(data: str, history: pl.DataFrame, forecasts: pl.DataFrame, freq: str | None) -> str:
-    """What a history newer than the run's forecast start means: its days from the forecast's first
-    count as consumed (the stock snapshot is taken as of the history's last day), "" when none;
-    an InputError when it reaches the forecast's last day (nothing left to project)."""
-    from .recommend_inputs import STEP, history_end
+def _days_left(what: str, end: date | None, forecasts: pl.DataFrame, freq: str | None) -> int | None:
+    """The forecast's days after `end` (a history or a stock snapshot newer than the run's forecast
+    start: its days up to `end` count as consumed), None when `end` is before the forecast; an
+    InputError naming `what` when nothing is left to project."""
+    from .recommend_inputs import STEP
 
-    end = history_end(history)
     dates = forecasts["date"].cast(pl.Date)
     first, last = dates.min(), dates.max()
     if end is None or first is None or end < first:
-        return ""
+        return None
     code = get_frequency(freq).code if freq else "D"
     if code != "D":  # a period's row covers it to the next period's start
         last = pl.Series([last]).dt.offset_by(STEP[code]).item() - timedelta(days=1)
     if end >= last:
-        raise InputError(f"{data}: the history ends {end}, on or after the last forecast day {last}: "
-                         "nothing left to project; forecast again before recommending")
-    return (f" (it goes on to {end}: the forecast's days up to then count as consumed, "
-            f"{(last - end).days} days are left; forecast again for a full horizon)")
+        raise InputError(f"{what} {end}, on or after the last forecast day {last}: nothing left to "
+                         "project; forecast again before recommending")
+    return (last - end).days
 
 
-def run_recommend(cfg: Config, stock: str | None = None, history_required: bool = False) -> RecommendRun:
+def _newer(data: str, history: pl.DataFrame, forecasts: pl.DataFrame, freq: str | None) -> str:
+    """What a history newer than the run's forecast start means ("" when it is not)."""
+    from .recommend_inputs import history_end
+
+    left = _days_left(f"{data}: the history ends", history_end(history), forecasts, freq)
+    if left is None:
+        return ""
+    return (f" (it goes on past the forecast's start: the forecast's days up to its end count as "
+            f"consumed, {left} days are left; forecast again for a full horizon)")
+
+
+def run_recommend(cfg: Config, stock: str | None = None, history_required: bool = False,
+                  stock_date: date | None = None) -> RecommendRun:
     """Read the latest published run under cfg.paths.output, the stock snapshot and the demand history,
     compute recommendations and add them to that run. Everything is validated before anything is
     written: bad input raises InputError and leaves the output untouched."""
@@ -111,9 +121,13 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
         warnings.append(f"run {run.run_id} has no ensemble backtests on disk: safety stock from the "
                         "history bootstrap")
     warnings += unknown_items(stock_path, snapshot, forecast_items) + missing
+    freq, today = recorded_freq(run.root, run.record), date.fromisoformat(run.run_date)
+    if stock_date is not None:  # the stock of a later day: the forecast's days up to it are consumed
+        _days_left("--stock-date", stock_date, run.forecasts, freq)
+        today = max(today, stock_date)
     table = recommend(run.forecasts, snapshot, history=history, backtests=run.backtests, items=run.items,
-                      policy=Policy.from_config(cfg), freq=recorded_freq(run.root, run.record),
-                      today=date.fromisoformat(run.run_date), series_start=start)
+                      policy=Policy.from_config(cfg), freq=freq, today=today, series_start=start,
+                      snapshot=stock_date)
     summary = summarize(table) | {"stock": str(stock_path), "inputs": inputs_id(stock_path, cfg)}
     # the run's own metadata, as its other tables carry it, and when this table was made again
     rec = run.record

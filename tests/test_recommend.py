@@ -780,7 +780,8 @@ def test_cli_refuses_a_history_past_the_forecast(published: dict[str, Path]) -> 
     args = ["recommend", "--results", str(root), "--stock", str(published["stock"]), "--data", str(data)]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert "the forecast's days up to then count as consumed, 9 days are left" in " ".join(res.output.split())
+    said = " ".join(res.output.split())
+    assert "the forecast's days up to its end count as consumed, 9 days are left" in said
     pl.concat([old, extra], how="diagonal_relaxed").write_parquet(data)
     before = (root / "metadata" / "last_updated.json").read_text()
     res = runner.invoke(app, args)
@@ -788,6 +789,30 @@ def test_cli_refuses_a_history_past_the_forecast(published: dict[str, Path]) -> 
     said = " ".join(res.output.split())
     assert f"{data}: the history ends 2024-01-14, on or after the last forecast day 2024-01-14" in said
     assert (root / "metadata" / "last_updated.json").read_text() == before
+
+
+def test_cli_stock_date_counts_from_the_snapshots_day(published: dict[str, Path]) -> None:
+    """`--stock-date`: a snapshot taken days after the history's end (recommend re-run with a new
+    stock file): the forecast's days up to it are consumed already, not subtracted again from
+    its on_hand, and stock-outs count from it; one past the forecast's end is refused."""
+    root = published["root"]
+    args = ["recommend", "--results", str(root), "--stock", str(published["stock"]), "--data",
+            str(published["data"])]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    part = root / "recommendations" / "run_date=2024-01-01"
+    plain = one(pl.read_parquet(part), "A")
+    res = runner.invoke(app, [*args, "--stock-date", str(START + timedelta(days=4))])
+    assert res.exit_code == 0, res.output
+    later = one(pl.read_parquet(part), "A")
+    assert plain["days_to_stockout"] == later["days_to_stockout"] == 0.5  # 1 on hand at 2 a day
+    assert plain["stockout_date"] == START and later["stockout_date"] == START + timedelta(days=5)
+    res = runner.invoke(app, [*args, "--stock-date", str(START + timedelta(days=13))])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2
+    assert "--stock-date 2024-01-14, on or after the last forecast day 2024-01-14: nothing left" in said
+    res = runner.invoke(app, [*args, "--stock-date", "14/01/2024"])
+    assert res.exit_code == 2 and "--stock-date '14/01/2024': not a date (yyyy-mm-dd)" in res.output
 
 
 def test_a_history_past_the_forecast_keeps_its_last_weeks_rate() -> None:

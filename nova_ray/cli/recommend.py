@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import typer
 from rich.table import Table
 
@@ -51,13 +53,24 @@ def recommend_cmd(
     config: str = typer.Option(None, "--config", help="Config TOML (default configs/default.toml).",
                                envvar="NOVA_RAY_CONFIG"),
     top: int = typer.Option(20, "--top", min=0, help="Rows to print (all are written)."),
+    stock_date: str = typer.Option(None, "--stock-date", help="The day the stock snapshot describes (its "
+                                   "end), when later than the history's last day: the forecast's days up "
+                                   "to it count as consumed and stock-outs count from it (default: the "
+                                   "history's last day)."),
 ) -> None:
     """Recommend order quantities from the latest published forecasts, without refitting."""
     cfg = config_or_exit(config, {"output": results, "data": data})
+    day = None
+    if stock_date is not None:
+        try:
+            day = date.fromisoformat(stock_date)
+        except ValueError:
+            fail(f"--stock-date {stock_date!r}: not a date (yyyy-mm-dd)", code=2)
+            return
     folder_or_exit(cfg.paths.output, setting_label(cfg, "output", "--results"))
     try:
         with job_lock(cfg.paths.output, create=False):  # it rewrites a table of the published run
-            res = run_recommend(cfg, stock, history_required=data is not None)
+            res = run_recommend(cfg, stock, history_required=data is not None, stock_date=day)
     except LockedError as exc:
         fail(str(exc), code=3)
         return
