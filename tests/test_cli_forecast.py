@@ -249,10 +249,10 @@ def test_demo_run_writes_recommendations_and_backtests(run_once) -> None:
 
 def test_bad_stock_exits_2_before_fitting(small_demo: Path, tmp_path: Path) -> None:
     bad = tmp_path / "stock.csv"
-    bad.write_text("item_id,on_hand,lead_time_days\nCAB-0001,-3,5\n")
+    bad.write_text("item_id,on_hand,lead_time_days\nCAB-0001,3,-5\n")  # (a negative on_hand is units owed)
     out = tmp_path / "out"
     res = _forecast(small_demo / "demand.parquet", out, "--stock", str(bad))
-    assert res.exit_code == 2 and "stock.csv" in res.output and "on_hand" in res.output
+    assert res.exit_code == 2 and "stock.csv" in res.output and "lead_time_days" in res.output
     assert not out.exists()
 
 

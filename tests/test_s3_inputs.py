@@ -52,7 +52,7 @@ def s3(small_demo: Path) -> Iterator[str]:
             frame[frame["item_id"].isin(ITEMS)].to_parquet(buf)
             client.put_object(Bucket=BUCKET, Key=f"in/{key}.parquet", Body=buf.getvalue())
         client.put_object(Bucket=BUCKET, Key="bad/stock.csv",
-                          Body=b"item_id,on_hand,lead_time_days\nCAB-0001,5,7\nSTL-0002,-3,7\n")
+                          Body=b"item_id,on_hand,lead_time_days\nCAB-0001,5,7\nSTL-0002,3,-7\n")
         yield f"s3://{BUCKET}/in"
     finally:
         mp.undo()
@@ -83,7 +83,7 @@ def test_the_stock_snapshot_beside_an_s3_history_is_found_and_read(s3: str, tmp_
     assert named.exit_code == 0, named.output
     bad = _forecast(s3, tmp_path / "bad" / "out", "--stock", f"s3://{BUCKET}/bad/stock.csv")
     assert bad.exit_code == 2
-    assert f"s3://{BUCKET}/bad/stock.csv: line 3:" in bad.output and "on_hand" in bad.output
+    assert f"s3://{BUCKET}/bad/stock.csv: line 3:" in bad.output and "lead_time_days" in bad.output
 
 
 def test_recommend_reads_the_runs_s3_history(s3: str, tmp_path: Path) -> None:
