@@ -22,7 +22,6 @@ from nova_ray.recommend import (
     SCHEMA,
     Policy,
     abc_classes,
-    block_bootstrap,
     eoq,
     extend_path,
     flags,
@@ -35,6 +34,7 @@ from nova_ray.recommend import (
     urgency,
 )
 from nova_ray.recommend_inputs import Z80, daily_paths, residual_segments
+from nova_ray.replenishment import block_bootstrap
 from nova_ray.schemas import TABLES
 
 START = date(2024, 1, 1)  # first forecast day; as_of is the day before
