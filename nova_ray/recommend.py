@@ -2,24 +2,21 @@
 days until stock-out, urgency and ABC class, per item and site. Pure: Polars/numpy in, Polars out.
 
 Per stock row (item, site), with ``as_of`` the history's last day (the day before the first forecast
-date, or later inside a first period left out as incomplete; docs/recommendations.md):
+date, or later inside a first period left out as incomplete; or a later stock snapshot's day;
+docs/recommendations.md):
 
 - Daily path: the ensemble point forecast (periods spread over their days), times the site's share
   of the item's recent demand, extended past the horizon at the mean rate of the last forecast
   week. Intermittent/lumpy items use the recent historical mean rate instead (an MAE-weighted
   ensemble is biased towards zero on them, seasonal naive replays single spikes).
 - Lead-time demand F_L = sum of the path over days 1..L; reorder point = F_L + safety stock.
-- Safety stock for service level p (``method``): ``residual``: p-quantile of lead-time sums of
-  the ensemble's daily backtest errors (block bootstrap of the windows; an over-forecast is not
-  credited); ``bootstrap``: p-quantile of a block bootstrap of L-day demand from the recent
-  history, rescaled to F_L, minus F_L (intermittent items, or too few errors); ``normal``: z_p x
-  sqrt(sum of daily variances from the 80% interval), only without history and errors. Both
-  bootstraps add the daily-review undershoot (``Policy.undershoot``). Never below zero.
+- Safety stock for service level p (``method``, nova_ray/safety_stock.py): ``residual``,
+  ``bootstrap`` or ``normal``. Never below zero.
 - Order-up-to = reorder point + EOQ (sqrt(2 D S / H)) when order_cost and unit_cost are known,
-  else + `review_days` of demand. Position = on_hand + on_order; at or below the reorder point
-  order up to the order-up-to level in whole packs, at least min_order_qty.
-- Stock-out: first (fractional) day the projected shelf is empty with demand due, within the
-  horizon; on_order is assumed to arrive after the full lead time (conservative).
+  else + `review_days` of demand. Position = on_hand (below 0: units owed) + on_order; at or
+  below the reorder point order up to the order-up-to level in whole packs, at least min_order_qty.
+- Stock-out: the (fractional) day the projected shelf runs empty with demand then going unmet;
+  on_order arrives on on_order_due, else after the full lead time (conservative).
 - ABC per item by annual value (unit_cost x annual demand; quantity where the cost is missing):
   A = the first 80% of value, B up to 95%, C the rest.
 """
