@@ -160,7 +160,7 @@ def _num(v: Any) -> float | None:
 
 
 @dataclass
-class _Row:
+class StockRow:
     """One stock row on its way to a recommendation."""
 
     stock: dict[str, Any]
@@ -226,7 +226,7 @@ def recommend(forecast: Table, stock: pl.DataFrame,
     run_classes = _run_classes(items)
     chunks = [known[k : k + HISTORY_CHUNK] for k in range(0, len(known), HISTORY_CHUNK)]
 
-    def prepared(chunk: list[str]) -> list[_Row]:
+    def prepared(chunk: list[str]) -> list[StockRow]:
         """The chunk's stock rows prepared from its forecasts and history (only the chunk's are read)."""
         fc = rows_of(fc_rows, chunk)
         arrays, shares, hist_site = history_arrays(history, hist_end, policy.history_days, chunk, period,
@@ -242,7 +242,7 @@ def recommend(forecast: Table, stock: pl.DataFrame,
         bt = rows_of(bt_rows, chunk)
         return residual_segments(bt) if bt is not None else {}
 
-    def annual(rows: list[_Row]) -> list[tuple[str, float, float | None]]:
+    def annual(rows: list[StockRow]) -> list[tuple[str, float, float | None]]:
         return [(r.stock["item_id"], r.annual, _num(r.stock["unit_cost"])) for r in rows]
 
     # ABC ranks every item by its annual value: a first pass over the chunks keeps only those
@@ -282,7 +282,7 @@ def _after(path: tuple[date, np.ndarray, np.ndarray | None], as_of: date
 
 def _prepare(stock_rows: list[dict[str, Any]], paths: dict[str, tuple[date, np.ndarray, np.ndarray | None]],
              arrays: dict[tuple[str, str], np.ndarray], shares: dict[str, dict[str, float]], hist_site: bool,
-             classes: dict[str, str], policy: Policy, history_given: bool = True) -> list[_Row]:
+             classes: dict[str, str], policy: Policy, history_given: bool = True) -> list[StockRow]:
     """Each stock row's expected daily demand at its site (site share, intermittent level).
 
     Site shares come from the history's sites when it has any of the item's stock sites; else the
@@ -323,7 +323,8 @@ def _prepare(stock_rows: list[dict[str, Any]], paths: dict[str, tuple[date, np.n
             notes.append(f"{cls}: rate from the recent history {rate:.3g}/day "
                          f"(last {min(len(y), policy.rate_days)} d; forecast {path.mean():.3g}/day)")
             path = np.full(len(mean), rate)
-        rows.append(_Row(r, cls, share, path, None if sig is None else sig * share, y, notes, history_given))
+        sigma = None if sig is None else sig * share
+        rows.append(StockRow(r, cls, share, path, sigma, y, notes, history_given))
     return rows
 
 
@@ -356,7 +357,7 @@ def _abc(annual: list[tuple[str, float, float | None]], policy: Policy) -> tuple
     return abc, no_cost
 
 
-def _recommend_row(r: _Row, abc: str, segs: list[np.ndarray] | None, as_of: date,
+def _recommend_row(r: StockRow, abc: str, segs: list[np.ndarray] | None, as_of: date,
                    policy: Policy, today: date | None = None) -> dict[str, Any]:
     """Safety stock, reorder point, order-up-to, order quantity and stock-out for one row."""
     s, notes = r.stock, r.notes

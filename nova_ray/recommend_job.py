@@ -16,6 +16,7 @@ import polars as pl
 from .config import Config
 from .frequency import get_frequency
 from .io.errors import InputError
+from .recommend_inputs import STEP, history_end
 
 
 def current_inputs(cfg: Config) -> tuple[str, str] | None:
@@ -53,8 +54,6 @@ def _days_left(what: str, end: date | None, forecasts: pl.DataFrame, freq: str |
     """The forecast's days after `end` (a history or a stock snapshot newer than the run's forecast
     start: its days up to `end` count as consumed), None when `end` is before the forecast; an
     InputError naming `what` when nothing is left to project."""
-    from .recommend_inputs import STEP
-
     dates = forecasts["date"].cast(pl.Date)
     first, last = dates.min(), dates.max()
     if end is None or first is None or end < first:
@@ -70,8 +69,6 @@ def _days_left(what: str, end: date | None, forecasts: pl.DataFrame, freq: str |
 
 def _newer(data: str, history: pl.DataFrame, forecasts: pl.DataFrame, freq: str | None) -> str:
     """What a history newer than the run's forecast start means ("" when it is not)."""
-    from .recommend_inputs import history_end
-
     left = _days_left(f"{data}: the history ends", history_end(history), forecasts, freq)
     if left is None:
         return ""

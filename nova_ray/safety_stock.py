@@ -18,7 +18,7 @@ from .recommend_inputs import period_totals
 from .replenishment import block_bootstrap, extend_path, period_bootstrap, quantile, undershoot
 
 if TYPE_CHECKING:
-    from .recommend import Policy, _Row
+    from .recommend import Policy, StockRow
 
 INTERMITTENT = frozenset({"intermittent", "lumpy", "zero"})  # their level is the history's rate
 
@@ -27,8 +27,8 @@ def _rng(seed: int, item: str, site: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(f"{item}\x1f{site}".encode())])
 
 
-def safety_stock(r: _Row, p: float, lead: int, ltd: float, full: np.ndarray, segs: list[np.ndarray] | None,
-                 policy: Policy) -> tuple[float, str]:
+def safety_stock(r: StockRow, p: float, lead: int, ltd: float, full: np.ndarray,
+                 segs: list[np.ndarray] | None, policy: Policy) -> tuple[float, str]:
     """(safety stock >= 0, method) for service level `p` over `lead` days (the row's notes say
     which data set it, where that is not the default)."""
     n_resid = sum(len(x) for x in segs) if segs else 0
@@ -73,7 +73,7 @@ def safety_stock(r: _Row, p: float, lead: int, ltd: float, full: np.ndarray, seg
 MIN_PERIODS = 4  # whole periods of a per-period history that its bootstrap draws from, at least
 
 
-def _history_ss(r: _Row, history: np.ndarray, p: float, lead: int, ltd: float, policy: Policy,
+def _history_ss(r: StockRow, history: np.ndarray, p: float, lead: int, ltd: float, policy: Policy,
                 rng: np.random.Generator) -> float:
     """Safety stock from a bootstrap of the history's `lead`-day sums, rescaled to the lead-time
     demand `ltd` (the forecast's level, the history's shape): 7-day blocks of daily rows, whole
@@ -95,7 +95,7 @@ ONE_OFF = 5.0  # x the outlier fence: a day this far out ...
 MAX_ONE_OFFS = 2  # ... on at most this many days of the history window is a one-off, not demand
 
 
-def _capped(r: _Row, segs: list[np.ndarray] | None, policy: Policy
+def _capped(r: StockRow, segs: list[np.ndarray] | None, policy: Policy
             ) -> tuple[np.ndarray, list[np.ndarray] | None]:
     """The row's history and backtest errors with a smooth or erratic item's one-offs capped: days
     above ONE_OFF x the models' outlier fence (nova_ray/cleaning.py), on at most MAX_ONE_OFFS days

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from .columns import canonical_columns, missing_columns
 from .csv_text import line_finder, read_text_csv, text_numbers, totals_hint
+from .demand import text_dates
 from .errors import InputError, Locate
 from .excel import SUFFIXES as EXCEL
 from .excel import read_xlsx
@@ -180,8 +181,6 @@ def read_stock(path: str | Path, notes: list[str] | None = None, columns: str = 
 def _due_dates(raw: pd.DataFrame, path: str, where: Locate) -> np.ndarray:
     """The `on_order_due` column as dates (objects, None where empty): ISO or dd/mm/yyyy text, or
     dates as a Parquet or Excel file stores them."""
-    from .demand import text_dates
-
     col = raw[DUE]
     if pd.api.types.is_datetime64_any_dtype(col):
         parsed = pd.to_datetime(col)
