@@ -128,8 +128,8 @@ def derive_daily(features: pd.DataFrame) -> pd.DataFrame:
 
     Adds ``business_day``, ``rain_log`` = log1p(rain_mm), ``rain_prev2d_log`` = log1p(rain of the
     two previous days), ``g5_new_sites`` (daily additions of the cumulative 5G sites, >= 0) and
-    ``g5_new_sites_14d`` (their trailing 14-day mean; for a count updated less often than daily,
-    the pace of its latest update, `reported_pace`). Other numeric columns pass through.
+    ``g5_new_sites_14d`` (their trailing 14-day mean); for a count updated less often than daily,
+    both are the pace of its latest update (`reported_pace`). Other numeric columns pass through.
     """
     f = features.sort_values("date").reset_index(drop=True)
     out = pd.DataFrame({"date": pd.to_datetime(f["date"])})
@@ -146,11 +146,18 @@ def derive_daily(features: pd.DataFrame) -> pd.DataFrame:
     sites = _g5_sites_column(list(out.columns))
     if sites is not None:
         new = out[sites].diff().fillna(0.0).clip(lower=0)
-        out["g5_new_sites"] = new
         cum = out[sites].to_numpy(dtype=float)
-        if report_interval(cum) > 1:  # a count reported monthly steps on the 1st: a 14-day mean
-            out["g5_new_sites_14d"] = reported_pace(cum)  # would be a sawtooth (the month's, then 0)
+        # a daily_table's rows after its realised ones continue the count day by day: the reporting
+        # interval and the pace of the updates are those of the realised rows
+        seen = np.flatnonzero(out[KNOWN].to_numpy() > 0) if KNOWN in out else np.arange(len(out))
+        upto = int(seen[-1]) + 1 if len(seen) else len(out)
+        if report_interval(cum[:upto]) > 1:  # a count reported monthly steps once a month: its
+            pace = new.to_numpy().copy()  # daily diff is a spike, and a 14-day mean a sawtooth
+            pace[:upto] = reported_pace(cum[:upto])  # the pace of its latest update instead, and the
+            out["g5_new_sites"] = pace  # continued rows' daily steps (that pace carried on)
+            out["g5_new_sites_14d"] = pace
         else:
+            out["g5_new_sites"] = new
             out["g5_new_sites_14d"] = new.rolling(14, min_periods=1).mean()
     return out
 
@@ -189,9 +196,11 @@ def daily_table(
     reporting intervals of a count updated less often (monthly: ~60 days), so the derived
     new-sites features do not drop to zero. Days before the table's
     first day get the calendar, the climatology and the first values. Column ``realised`` is 1 on
-    the days inside the table (up to `known_until`), else 0.
+    the days inside the table (up to `known_until`), else 0; ``rain_given`` is 1 where the day's
+    rain is observed (not imputed by the ETL) or supplied by `future_table`.
     """
     from .etl import future_features
+    from .etl.features import IMPUTED
 
     feats = features.copy()
     feats["date"] = pd.to_datetime(feats["date"]).dt.normalize()
@@ -202,12 +211,16 @@ def daily_table(
         raise ValueError("no feature rows on or before the last known day")
     first, last = pd.Timestamp(first).normalize(), pd.Timestamp(last).normalize()
     lo, hi = feats["date"].iloc[0], feats["date"].iloc[-1]
-    parts = [feats[(feats["date"] >= first) & (feats["date"] <= last)].assign(**{KNOWN: 1, RAIN_GIVEN: 1})]
+    inside = feats[(feats["date"] >= first) & (feats["date"] <= last)]
+    # a day whose rain the ETL filled from the climatology (a gap, a station's partial last day)
+    # is not observed rain: its derived columns take the climatology of log rain (`_climate_unknown`)
+    given = 1 - inside[IMPUTED].to_numpy(dtype=int) if IMPUTED in inside.columns else 1
+    parts = [inside.assign(**{KNOWN: 1, RAIN_GIVEN: given})]
     if last > hi:
         after = pd.date_range(max(hi + pd.Timedelta(days=1), first), last, freq="D")
         fut = future_features(feats, after, future_table)
-        given = set(future_table.columns) if future_table is not None else set()
-        for col in (c for c in feats.columns if c.startswith(G5_PREFIX) and c not in given):
+        supplied = set(future_table.columns) if future_table is not None else set()
+        for col in (c for c in feats.columns if c.startswith(G5_PREFIX) and c not in supplied):
             values = feats[col].to_numpy(dtype=float)
             # two reporting intervals at least: a monthly count's last 28 days may hold no update
             recent = values[-(max(G5_RATE_DAYS, 2 * report_interval(values)) + 1) :]

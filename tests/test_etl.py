@@ -79,7 +79,9 @@ def test_inmet_an_hour_given_twice_counts_once(tmp_path: Path) -> None:
 
 def test_inmet_day_with_too_many_hours_missing_has_no_rain(tmp_path: Path) -> None:
     """A day's rain is a sum: 6 of 24 hours missing still gives it, 7 missing or a day cut short
-    (the file ends at 12:00) leave it NaN rather than undercounted; the means keep the hours seen."""
+    (the file ends at 11:00) leave it NaN rather than undercounted; the means of temperature and
+    humidity need half the day's hours (the partial last day of a download, its night hours
+    alone, is no daily mean)."""
     lines = _inmet_lines()
     template = lines[9].split(";")
 
@@ -88,11 +90,12 @@ def test_inmet_day_with_too_many_hours_missing_has_no_rain(tmp_path: Path) -> No
 
     rows = [hour("2023/01/01", h, "-9999" if h < 6 else "0,5") for h in range(24)]
     rows += [hour("2023/01/02", h, "-9999" if h < 7 else "0,5") for h in range(24)]
-    rows += [hour("2023/01/03", h, "0,5") for h in range(12)]
+    rows += [hour("2023/01/03", h, "0,5") for h in range(11)]
     df = read_inmet_file(_write(tmp_path, INMET_NAME, lines[:9] + rows))
     assert df["rain_mm"].iloc[0] == pytest.approx(9.0)  # 18 hours of 0.5 mm
     assert np.isnan(df["rain_mm"].iloc[1]) and np.isnan(df["rain_mm"].iloc[2])
-    assert df["temp_mean_c"].notna().all() and df["humidity_mean_pct"].notna().all()
+    assert df["temp_mean_c"].notna().tolist() == [True, True, False]
+    assert df["humidity_mean_pct"].notna().tolist() == [True, True, False]
 
 
 def test_inmet_old_format_latin1_empty_fields_crlf() -> None:
@@ -232,8 +235,9 @@ def test_bcb_broken_files(tmp_path: Path, name: str, text: str, expected: str) -
 def test_anatel_latin1_month_dates_thousands() -> None:
     df = read_anatel_file(RAW / "anatel" / "5g_rollout.csv")
     assert list(df.columns) == ["date", "g5_municipios_5g", "g5_estacoes_5g"]
-    assert df["date"].iloc[0] == day("2022-12-01") and df["date"].iloc[-1] == day("2023-01-01")
-    assert df.set_index("date").loc["2022-12-31", "g5_estacoes_5g"] == 1250
+    # a month's count is its state at the month's end: dated then, not seen before it existed
+    assert df["date"].iloc[0] == day("2022-12-31") and df["date"].iloc[-1] == day("2023-01-31")
+    assert df.set_index("date").loc["2023-01-30", "g5_estacoes_5g"] == 1250
     assert df["g5_estacoes_5g"].iloc[-1] == 1480
     assert load_anatel(RAW / "anatel").equals(df)
 
@@ -346,7 +350,8 @@ def test_build_features_end_to_end(tmp_path: Path) -> None:
     assert f.loc["2022-12-30", "usd_brl"] == pytest.approx(5.354)  # back-filled before first quote
     assert f.loc["2023-01-04", "usd_brl"] == pytest.approx(5.453)  # forward-filled
     assert f.loc["2023-01-05", "ipca"] == pytest.approx(0.53)
-    assert f.loc["2022-12-30", "g5_estacoes_5g"] == 1250 and f.loc["2023-01-05", "g5_estacoes_5g"] == 1480
+    # January's count (1480) is January's end: the table's 5 January still has December's
+    assert f.loc["2022-12-30", "g5_estacoes_5g"] == 1250 and f.loc["2023-01-05", "g5_estacoes_5g"] == 1250
     assert f.loc["2023-01-05", "campaign_planned_visits"] == 12
     assert f.loc["2023-01-01", "is_holiday"] == 1
     assert not f.drop(columns=["holiday_level", "holiday_name"]).isna().any().any()
@@ -456,7 +461,7 @@ def test_sources_starting_after_the_range_are_back_filled(tmp_path: Path) -> Non
 def test_future_features_on_built_table(tmp_path: Path) -> None:
     res = build_features(RAW, tmp_path, start="2022-12-30", end="2023-01-05")
     fut = future_features(read_features(res.path), pd.date_range("2023-01-06", periods=3))
-    assert fut["usd_brl"].eq(5.35).all() and fut["g5_estacoes_5g"].eq(1480).all()
+    assert fut["usd_brl"].eq(5.35).all() and fut["g5_estacoes_5g"].eq(1250).all()
     assert fut["rain_mm"].notna().all()
 
 
@@ -647,7 +652,7 @@ def test_etl_names_what_it_filled_left_out_or_did_not_read(tmp_path: Path) -> No
     res = build_features(raw, tmp_path / "out", "2021-01-01", "2023-01-05")
     text = " | ".join(res.warnings)
     assert "climate: " in text and "of the days from 2021-01-01 to 2023-01-05 have no station data" in text
-    assert "economy: the data start" in text and "days into the range from 2021-01-01" in text
+    assert "economy " in text and ": the data start" in text and "days into the range from 2021-01-01" in text
     assert "column(s) empty_promo have no value" in text
     assert "empty_promo" not in pd.read_parquet(res.path).columns
     assert f"{raw / 'inmet'}: files in sub-folders (2024) are not read" in text
@@ -677,3 +682,66 @@ def test_anatel_one_row_per_date_and_utf16(tmp_path: Path) -> None:
     wide = tmp_path / "u16.csv"
     wide.write_text("Data;Estacoes\n01/01/2024;1.250\n01/02/2024;1.300\n", encoding="utf-16")
     assert read_anatel_file(wide)["g5_estacoes"].iloc[[0, -1]].tolist() == [1250, 1300]
+
+
+def test_a_series_that_ends_early_is_named_not_carried_silently(tmp_path: Path) -> None:
+    """Each BCB series is forward-filled up to the latest date of any: one that stopped half a
+    year earlier was carried flat with no word, as the warning looked at the merged frame."""
+    raw = tmp_path / "raw"
+    (raw / "bcb").mkdir(parents=True)
+    (raw / "bcb" / "usd_brl.json").write_text('[{"data": "02/01/2023", "valor": "5.0"}, '
+                                              '{"data": "30/06/2023", "valor": "5.1"}]')
+    days = pd.date_range("2023-01-02", "2023-12-29", freq="B")
+    (raw / "bcb" / "selic.csv").write_text(
+        "data;valor\n" + "".join(f"{d:%d/%m/%Y};13,75\n" for d in days)
+    )
+    res = build_features(raw, tmp_path / "out")
+    stale = [w for w in res.warnings if "the data end" in w]
+    assert len(stale) == 1 and stale[0].startswith("economy usd_brl: the data end 2023-06-30"), res.warnings
+
+
+def test_climate_that_ends_long_before_the_table_is_named(tmp_path: Path) -> None:
+    """Portal INMET files lag by weeks: the table's last days are climatology, and said so."""
+    raw = tmp_path / "raw"
+    (raw / "inmet").mkdir(parents=True)
+    shutil.copy(A401_2023, raw / "inmet" / A401_2023.name)
+    res = build_features(raw, tmp_path / "out", "2023-01-01", "2023-03-01")
+    text = " | ".join(res.warnings)
+    assert "climate: the data end 2023-01-01, 59 days before the range's end 2023-03-01: those days are " \
+           "filled from the climatology" in text, text
+    table = read_features(res.path).set_index("date")
+    assert table.loc["2023-01-01", "climate_imputed"] == 0 and table.loc["2023-01-02", "climate_imputed"] == 1
+
+
+def test_imputed_flag_follows_the_rain_not_a_broken_humidity_sensor(tmp_path: Path) -> None:
+    """A day with its rain observed but no humidity keeps its rain as observed (flag 0)."""
+    lines = _inmet_lines()
+    hum = 15  # UMIDADE RELATIVA DO AR, HORARIA
+    assert "UMIDADE RELATIVA DO AR" in lines[8].split(";")[hum]
+    rows = [";".join(f if i != hum else "-9999" for i, f in enumerate(x.split(";")))
+            for x in lines[9:] if x.startswith("2023/01/01")]
+    raw = tmp_path / "raw"
+    (raw / "inmet").mkdir(parents=True)
+    _write(raw / "inmet", INMET_NAME, lines[:9] + rows)
+    table = read_features(build_features(raw, tmp_path / "out", "2023-01-01", "2023-01-01").path)
+    assert table["rain_mm"].iloc[0] == pytest.approx(1.6) and table["climate_imputed"].iloc[0] == 0
+
+
+def test_regressor_semicolon_files_read_the_brazilian_way_and_one_row_per_date(tmp_path: Path) -> None:
+    """A `;` regressor file (a Brazilian spreadsheet's export) read `1.050` as 1.05 next to 850,
+    and `5,899` as 5899; a date given twice kept its last row without a word."""
+    path = tmp_path / "pedidos.csv"
+    path.write_text("date;pedidos;preco\n2024-01-01;850;5,899\n2024-01-02;1.050;5,912\n"
+                    "2024-01-03;1.200;5,874\n")
+    df = read_regressor_file(path)
+    assert df["pedidos_pedidos"].tolist() == [850, 1050, 1200]
+    assert df["pedidos_preco"].tolist() == pytest.approx([5.899, 5.912, 5.874])
+    comma = tmp_path / "us.csv"
+    comma.write_text("date,units\n2024-01-01,1.25\n2024-01-02,2.5\n")
+    assert read_regressor_file(comma)["us_units"].tolist() == [1.25, 2.5]
+    twice = tmp_path / "twice.csv"
+    twice.write_text("date,promo\n2024-01-01,1\n2024-01-02,0\n2024-01-01,100\n")
+    with pytest.raises(EtlError) as exc:
+        read_regressor_file(twice)
+    text = one_line(exc)
+    assert f"{twice}:4" in text and "date 2024-01-01 also on line 2: one row per date" in text

@@ -432,6 +432,47 @@ def test_a_monthly_5g_count_keeps_its_pace_in_history_and_horizon() -> None:
     assert np.allclose(step, step[0]) and 9.5 < step[0] < 10.2
 
 
+def test_a_monthly_5g_count_is_a_pace_in_weekly_periods_too() -> None:
+    """Weekly models read `g5_new_sites`: with a monthly count it was the month's additions in the
+    week of its update and 0 in the others, while the horizon held a smooth pace."""
+    from nova_ray.exog import aggregate, daily_table, derive_daily
+
+    days = pd.date_range("2023-01-01", "2025-12-30")
+    cum = np.array([300.0 * ((d.year - 2023) * 12 + d.month) for d in days])
+    feats = pd.DataFrame({"date": days, "g5_estacoes_5g": cum})
+    grid = pd.date_range("2024-01-01", "2025-12-22", freq="W-MON")
+    weekly = aggregate(derive_daily(feats), ["g5_new_sites"], "W", grid)["g5_new_sites"].to_numpy()
+    assert weekly.min() > 9.0 and weekly.max() < 11.0  # ~300 a month every week, no spikes
+    table = derive_daily(daily_table(feats, days[0], days[-1] + pd.Timedelta(days=28)))
+    ahead = table["g5_new_sites"].to_numpy()[-28:]  # the first forecast day too, not 300/30 days
+    assert 9.0 < ahead.min() <= ahead.max() < 11
+
+
+def test_an_imputed_last_day_is_unknown_rain_not_a_wet_day(demo_features: pd.DataFrame) -> None:
+    """The ETL fills a day without station rain (a gap, the partial last day of a nightly
+    download) with the day-of-year mean rain, and the models read log1p of it as observed rain: a
+    wet day (the mean is far above the typical day's). Such days now take the climatology of log
+    rain, as the horizon does, and so do the two days after them for `rain_prev2d_log`."""
+    from nova_ray.etl import climatology
+    from nova_ray.etl.features import IMPUTED
+    from nova_ray.exog import KNOWN, RAIN_GIVEN, _observed_days, daily_table
+
+    cut = pd.Timestamp("2023-11-30")
+    feats = demo_features[demo_features["date"] <= cut].copy()
+    feats.loc[feats["date"] == cut, IMPUTED] = 1  # as the ETL leaves a day without station rain
+    feats.loc[feats["date"] == cut, "rain_mm"] = 9.0  # the day-of-year mean rain it filled in
+    ex = build_exog(feats, "D", "2023-01-01", cut, 5, known_until=cut)
+    i, j = ex.names.index("rain_log"), ex.names.index("rain_prev2d_log")
+    rows = ex.values * ex.std + ex.mean  # unscaled; row -6 is the imputed day, -5 the first forecast day
+    clim = climatology(_observed_days(feats, cut), ["rain_log", "rain_prev2d_log"])
+    assert rows[-6, i] == pytest.approx(clim.loc[cut.dayofyear, "rain_log"])  # not log1p(9.0) = 2.30
+    assert rows[-6, i] < np.log1p(9.0) - 1
+    # the first forecast day's two previous days include the imputed one
+    assert rows[-5, j] == pytest.approx(clim.loc[cut.dayofyear + 1, "rain_prev2d_log"])
+    table = daily_table(feats, cut - pd.Timedelta(days=2), cut)
+    assert table[KNOWN].tolist() == [1, 1, 1] and table[RAIN_GIVEN].tolist() == [1, 1, 0]
+
+
 def test_a_5g_extract_that_starts_late_does_not_jump_from_zero(tmp_path: Path) -> None:
     """Before an Anatel extract's first row the count is its first value: a jump from 0 to 10,000
     sites in one day was a huge outlier in every 5G regressor."""

@@ -25,16 +25,22 @@ from . import (
 
 DATE_NAMES = ("DATA", "DATE", "MES", "MONTH")
 DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%Y-%m", "%m/%Y", "%Y/%m/%d", "%Y/%m")
+MONTH_FORMATS = ("%Y-%m", "%m/%Y", "%Y/%m")
 
 
-def parse_date(text: str) -> datetime | None:
-    """``yyyy-mm-dd``, ``dd/mm/yyyy``, ``yyyy-mm``, ``mm/yyyy`` (month -> its 1st day) or ISO datetime."""
+def parse_date(text: str, month_end: bool = False) -> datetime | None:
+    """``yyyy-mm-dd``, ``dd/mm/yyyy``, ``yyyy-mm``, ``mm/yyyy`` or ISO datetime. A month alone is
+    its 1st day, or with `month_end` its last (a count "of March" is the state at March's end:
+    dated the 1st, the whole month would see it before it existed)."""
     text = text.strip()
     for fmt in DATE_FORMATS:
         try:
-            return datetime.strptime(text, fmt)
+            day = datetime.strptime(text, fmt)
         except ValueError:
-            pass
+            continue
+        if month_end and fmt in MONTH_FORMATS:
+            day = (pd.Timestamp(day) + pd.offsets.MonthEnd(0)).to_pydatetime()
+        return day
     try:
         return datetime.fromisoformat(text).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
     except ValueError:
@@ -96,11 +102,13 @@ def numeric_frame(
     return out
 
 
-def parse_dates(path: Path, rows: list[tuple[int, list[str]]], pos: int, column: str) -> list[datetime]:
+def parse_dates(
+    path: Path, rows: list[tuple[int, list[str]]], pos: int, column: str, month_end: bool = False
+) -> list[datetime]:
     """The date column of `rows` parsed with :func:`parse_date`; the first bad one raises EtlError."""
     out = []
     for line, fields in rows:
-        d = parse_date(fields[pos])
+        d = parse_date(fields[pos], month_end)
         if d is None:
             raise EtlError(
                 f"unparsable date {short(fields[pos])} (expected yyyy-mm-dd, dd/mm/yyyy, yyyy-mm or mm/yyyy)",
@@ -112,8 +120,21 @@ def parse_dates(path: Path, rows: list[tuple[int, list[str]]], pos: int, column:
     return out
 
 
+def one_row_per_date(
+    path: Path, rows: list[tuple[int, list[str]]], dates: list[datetime], column: str, hint: str
+) -> None:
+    """EtlError naming the second row of a date that two rows have (which one should win?)."""
+    first: dict[datetime, int] = {}
+    for (line, _), d in zip(rows, dates, strict=True):
+        if d in first:
+            raise EtlError(f"date {d:%Y-%m-%d} also on line {first[d]}: one row per date ({hint})",
+                           path, line, column)
+        first[d] = line
+
+
 def read_anatel_file(path: str | Path) -> pd.DataFrame:
-    """One roll-out CSV -> daily forward-filled ``date, g5_<column>`` (cumulative counts).
+    """One roll-out CSV -> daily forward-filled ``date, g5_<column>`` (cumulative counts). A row
+    dated by its month alone (``2024-03``, ``03/2024``) is the count at the month's end.
 
     With ``;`` as separator, points are thousands separators (``1.234`` = 1234) and the comma
     is the decimal mark; with ``,`` the point is the decimal mark.
@@ -129,14 +150,11 @@ def read_anatel_file(path: str | Path) -> pd.DataFrame:
     dup = {n for n in names if names.count(n) > 1}
     if dup or any(n == "g5_" for n in names):
         raise EtlError(f"column names must be distinct and non-empty, got {short(header)}", path, 1)
-    dates = parse_dates(path, rows, date_pos, header[date_pos])
-    first: dict[datetime, int] = {}
-    for (line, _), d in zip(rows, dates, strict=True):  # a table per state (long format) is not
-        if d in first:  # a national count: its last row of each date would stand for the country
-            raise EtlError(f"date {d:%Y-%m-%d} also on line {first[d]}: one row per date (a table per "
-                           "state or municipality? add its counts up per date first)", path, line,
-                           header[date_pos])
-        first[d] = line
+    dates = parse_dates(path, rows, date_pos, header[date_pos], month_end=True)
+    # a table per state (long format) is not a national count: its last row of each date would
+    # stand for the country
+    one_row_per_date(path, rows, dates, header[date_pos],
+                     "a table per state or municipality? add its counts up per date first")
     frame = numeric_frame(path, header, rows, date_pos, dates, names, dot_is_thousands=delimiter == ";")
     return daily_ffill(frame)
 

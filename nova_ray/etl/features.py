@@ -146,14 +146,24 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def _load_each(files: list[Path], reader: Any, what: str) -> tuple[pd.DataFrame, dict[str, Path]]:
-    frames, origin = [], {}
+Span = tuple[pd.Timestamp, pd.Timestamp]
+
+
+def _load_each(
+    files: list[Path], reader: Any, what: str
+) -> tuple[pd.DataFrame, dict[str, Path], dict[str, Span]]:
+    """The files of one source merged on the date, each column's file, and each column's own first
+    and last date (the merge forward-fills a series that ends early up to the others' last day)."""
+    frames, origin, spans = [], {}, {}
     for f in files:
         frame = reader(f)
         for col in frame.columns.drop("date"):
             origin.setdefault(col, f)
+            known = frame.loc[frame[col].notna(), "date"]
+            if len(known):
+                spans[col] = (known.min(), known.max())
         frames.append(frame)
-    return merge_daily(frames, what, files), origin
+    return merge_daily(frames, what, files), origin, spans
 
 
 def _to_parquet(frame: pd.DataFrame, path: Path) -> Path:
@@ -182,9 +192,9 @@ def build_features(
     raw, out = Path(raw_dir), Path(out_dir)
     files = discover(raw)
     stations = load_inmet(files["inmet"]) if files["inmet"] else load_inmet([])
-    economy, econ_src = _load_each(files["bcb"], read_bcb_file, "bcb")
-    g5, g5_src = _load_each(files["anatel"], read_anatel_file, "anatel")
-    regs, reg_src = _load_each(files["regressors"], read_regressor_file, "regressors")
+    economy, econ_src, econ_span = _load_each(files["bcb"], read_bcb_file, "bcb")
+    g5, g5_src, g5_span = _load_each(files["anatel"], read_anatel_file, "anatel")
+    regs, reg_src, reg_span = _load_each(files["regressors"], read_regressor_file, "regressors")
 
     spans = [f["date"] for f in (stations, economy, g5, regs) if not f.empty]
     if start is None or end is None:
@@ -208,7 +218,9 @@ def build_features(
         # imputed (and so leave the climatology of the others nothing to learn from)
         have = [c for c in CLIMATE_COLUMNS if daily[c].notna().any()]
         climate = daily[have].reindex(days)
-        imputed = climate.isna().any(axis=1)
+        # the flag the models read: whether the day's rain was observed (a broken humidity sensor
+        # must not turn a day's real rain into "unknown"); without rain, any climate value
+        imputed = climate["rain_mm"].isna() if "rain_mm" in have else climate.isna().any(axis=1)
         clim = climatology(daily[have].reset_index(), have)
         climate = climate.fillna(pd.DataFrame(clim.loc[day_of_year(days)].to_numpy(), days, clim.columns))
         climate = climate.interpolate(limit_direction="both")
@@ -218,8 +230,13 @@ def build_features(
             span = f"{start_ts.date()} to {end_ts.date()}"
             notes.append(f"climate: {imputed.mean():.0%} of the days from {span} have no station data "
                          "(the climatology stands in for them)")
+        seen = climate.index[~imputed.to_numpy()]
+        if len(seen):  # the files of a portal lag by weeks: the days after them are climatology
+            notes += _filled_ends({"climate": (seen.min(), seen.max())}, start_ts, end_ts, "climate",
+                                  repeats="are filled from the climatology")
         groups.update(dict.fromkeys([*have, IMPUTED], "climate"))
-    for frame, group in ((economy, "economy"), (g5, "5g"), (regs, "regressor")):
+    each = ((economy, "economy", econ_span), (g5, "5g", g5_span), (regs, "regressor", reg_span))
+    for frame, group, spans in each:
         if frame.empty:
             continue
         clash = [c for c in frame.columns.drop("date") if c in groups]
@@ -231,7 +248,7 @@ def build_features(
         for col in aligned.columns:
             table[col] = aligned[col]
             groups[col] = group
-        notes += _filled_ends(frame, start_ts, end_ts, group)
+        notes += _filled_ends(spans, start_ts, end_ts, group)
     table = table.reset_index()
     empty = [c for c in table.columns if c != "date" and table[c].isna().all()]
     if empty:  # etl.md promises a table without gaps: a column without a value is no feature
@@ -271,17 +288,24 @@ STALE_SHARE = 0.5  # a source that fills more than this share of the days from e
 FILLED_DAYS = 31  # days of the range before a source's first row or after its last that are named
 
 
-def _filled_ends(frame: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, group: str) -> list[str]:
-    """Warnings for a source that starts long after the range does (its first value copied back)
-    or ends long before (its last carried forward): such days are no information."""
-    first, last = frame["date"].min(), frame["date"].max()
+def _filled_ends(
+    spans: dict[str, Span], start: pd.Timestamp, end: pd.Timestamp, group: str, repeats: str = ""
+) -> list[str]:
+    """Warnings for columns that start long after the range does (their first value copied back)
+    or end long before (their last carried forward, or with `repeats` another filling): such
+    days are no information. Columns with the same span share one warning, named by column."""
+    by_span: dict[Span, list[str]] = {}
+    for col, span in spans.items():
+        by_span.setdefault(span, []).append(col)
     out = []
-    if (first - start).days > FILLED_DAYS:
-        out.append(f"{group}: the data start {first.date()}, {(first - start).days} days into the range "
-                   f"from {start.date()}: those days repeat the first value")
-    if (end - last).days > FILLED_DAYS:
-        out.append(f"{group}: the data end {last.date()}, {(end - last).days} days before the range's end "
-                   f"{end.date()}: those days repeat the last value")
+    for (first, last), cols in by_span.items():
+        label = group if cols == [group] else f"{group} {', '.join(cols)}"
+        if (first - start).days > FILLED_DAYS:
+            out.append(f"{label}: the data start {first.date()}, {(first - start).days} days into the range "
+                       f"from {start.date()}: those days {repeats or 'repeat the first value'}")
+        if (end - last).days > FILLED_DAYS:
+            out.append(f"{label}: the data end {last.date()}, {(end - last).days} days before the range's "
+                       f"end {end.date()}: those days {repeats or 'repeat the last value'}")
     return out
 
 

@@ -16,6 +16,7 @@ COLUMNS = ["date", "station", "rain_mm", "temp_mean_c", "humidity_mean_pct"]
 # A day's rain is a sum: with more than a quarter of its hours missing it is left missing (NaN)
 # rather than undercounted (a storm that cuts the station's power is the day that matters).
 MIN_RAIN_SHARE = 0.75
+MIN_MEAN_SHARE = 0.5  # share of a day's hours that its temperature and humidity means need
 # output column -> (normalized header prefix, header as printed in messages)
 _WANTED = {
     "rain": ("PRECIPITACAO TOTAL", "PRECIPITAÇÃO TOTAL, HORÁRIO (mm)"),
@@ -75,8 +76,9 @@ def read_inmet_file(path: str | Path) -> pd.DataFrame:
     Days are UTC dates as in the file. rain_mm is the sum of the hourly precipitation, NaN when
     fewer than `MIN_RAIN_SHARE` of the day's hours have a value (the hours a day should have: the
     most rows any day of the file has, 24 in INMET's files, so a day cut short counts too);
-    temperature and humidity are means of the available hours. An hour that appears twice counts
-    once (its last row).
+    temperature and humidity are means of the day's hours, NaN when fewer than `MIN_MEAN_SHARE`
+    have a value (a day cut short after a few night hours is no daily mean). An hour that appears
+    twice counts once (its last row).
     """
     path = Path(path)
     lines = read_text(path).splitlines()
@@ -132,13 +134,12 @@ def read_inmet_file(path: str | Path) -> pd.DataFrame:
         hour = df["hour"].str.replace(r"\D", "", regex=True)
         hourly = hourly[~pd.DataFrame({"d": dates, "h": hour}).duplicated(keep="last").to_numpy()]
     g = hourly.groupby("date", sort=True)
-    rain_hours = g["rain"].count()
-    enough = rain_hours >= MIN_RAIN_SHARE * g.size().max()
+    hours = g.size().max()
     daily = pd.DataFrame(
         {
-            "rain_mm": g["rain"].sum(min_count=1).where(enough),
-            "temp_mean_c": g["temp"].mean(),
-            "humidity_mean_pct": g["hum"].mean(),
+            "rain_mm": g["rain"].sum(min_count=1).where(g["rain"].count() >= MIN_RAIN_SHARE * hours),
+            "temp_mean_c": g["temp"].mean().where(g["temp"].count() >= MIN_MEAN_SHARE * hours),
+            "humidity_mean_pct": g["hum"].mean().where(g["hum"].count() >= MIN_MEAN_SHARE * hours),
         }
     ).reset_index()
     daily.insert(1, "station", station)
