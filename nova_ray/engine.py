@@ -448,6 +448,8 @@ def forecast_item(
     with_exog: list[str] = []
     for name in stat_names:
         cached_params = (cached or {}).get(name)
+        if cached_params is not None and (cached or {}).get("dropped"):  # a rolling export window
+            cached_params = MODELS[name].rolled(cached_params, int(cached["dropped"]))
         tries = [x, None] if x is not None and supports_exog(name) else [None]
         for xi in tries:
             try:

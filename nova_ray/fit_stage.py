@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .classify import classify
 from .config import Config
 from .engine import BatchResult, EngineSpec, forecast_batch
 from .global_lstm import FINAL_PART, is_part, lstm_items, lstm_parts
@@ -202,6 +203,7 @@ def fit_stage(
             run_date,
             cfg.forecast.cache_max_age_days,
             series.freq,
+            classes=[classify(series.values_of(i)) for i in range(len(series))],
         )
         if lstm_idx and all(ids[i] in warm for i in lstm_idx):
             lstm_stored = store.load_lstm(run_date, cfg.forecast.cache_max_age_days)

@@ -185,7 +185,7 @@ def run_forecast(
             whole = not items
             fitted = _fit(
                 cfg, series, dataset, spec, progress, use_ray, run_date, only, resume, full_refit, whole,
-                history_end,
+                history_end, exog_record.get("values_sha256", ""),
             )
             # the driver lets go of the series (8.8 KB per 3-year daily item): what follows reads
             # the checkpoints, and the model store needs only the facts kept in `fitted`
@@ -244,12 +244,18 @@ def _fit(
     full_refit: bool,
     whole: bool,
     history_end: date,
+    factors: str = "",
 ) -> _Fitted:
-    """Open the run's checkpoints (resuming them with `resume`) and fit what they lack."""
+    """Open the run's checkpoints (resuming them with `resume`) and fit what they lack.
+
+    The checkpoints are resumed only by a run of the same input, configuration, date, items,
+    external-factor values (`factors`, their hash) and --full-refit: batches fitted on other data,
+    or warm where a full refit was asked for, are not mixed into this run."""
     run_date = run_date or datetime.now(timezone.utc).date()
     model_version = f"{__version__}+{config_hash(cfg, series.exog_names)}"
     key = hashlib.sha256(
-        f"{dataset}|{model_version}|{run_date}|{only}|{','.join(map(str, series.item_ids))}".encode()
+        f"{dataset}|{model_version}|{run_date}|{only}|{full_refit}|{factors}|"
+        f"{','.join(map(str, series.item_ids))}".encode()
     ).hexdigest()[:16]
     meta = {
         "run_id": f"{run_date:%Y%m%d}-{uuid.uuid4().hex[:8]}",
@@ -271,8 +277,8 @@ def _fit(
     notes = []
     if resume is True and not writer.resumed:  # in the summary's warnings (logged with them)
         notes.append(
-            f"--resume: no interrupted run of this input, configuration and date in {cfg.paths.output}; "
-            "started afresh"
+            f"--resume: no interrupted run of this input, configuration, external factors, --full-refit "
+            f"and date in {cfg.paths.output}; started afresh"
         )
     store = ModelStore(cfg.paths.models_dir, model_version)
     notes += store.quarantine()

@@ -75,10 +75,15 @@ def _lib_version(lib: str) -> str | None:
 
 
 def config_hash(cfg: Config, exog_names: tuple[str, ...] = ()) -> str:
-    """Hash of the settings that change the forecasts (the feature set included, paths not)."""
+    """Hash of what changes the forecasts or the stored models' meaning: the settings (the
+    feature set included; paths, and how long or how a stored fit is reused, not) and the
+    versions of the model libraries (a stored state read by another statsforecast, or weights by
+    another TensorFlow, is not the model that was stored)."""
     d = cfg.to_dict()
-    for key in ("exog", "features", "future_features"):
+    for key in ("exog", "features", "future_features", "cache_max_age_days"):
         d["forecast"].pop(key, None)
+    d.get("lstm", {}).pop("warm_epochs", None)  # how a stored network is used, not what it is
+    d["libraries"] = {lib: _lib_version(lib) for lib in sorted({m.library for m in MODELS.values()})}
     if exog_names:
         d["exog_features"] = list(exog_names)
     d.pop("paths", None)

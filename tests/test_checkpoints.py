@@ -259,3 +259,23 @@ def test_a_stage_is_renamed_before_it_is_deleted(tmp_path: Path) -> None:
     again = ResultWriter(tmp_path / "out", "run-9", DAY, {"run_id": "run-9"}, stage_key=w.stage.name)
     assert not again.resumed and again.done() == set()
     assert sorted(p.name for p in again.stage.parent.iterdir()) == [w.stage.name]
+
+
+def test_a_full_refit_does_not_resume_a_run_that_was_not_one(small_demo: Path, tmp_path: Path) -> None:
+    """`nova-ray run --full-refit` after a killed night resumed the killed run's warm items, then
+    stored them as if fitted cold (no backtests, a fresh date): the stage key holds --full-refit."""
+    from nova_ray.config import load_config
+    from nova_ray.pipeline import run_forecast
+
+    over = {"data": str(small_demo / "demand.parquet"), "output": str(tmp_path / "results"),
+            "models_dir": str(tmp_path / "models"), "models": "naive", "horizon": 7, "backtest_windows": 1}
+    cfg = load_config(None, over, env={}, dotenv=None)
+    with pytest.raises(KeyboardInterrupt):  # every batch checkpointed, then stopped
+        run_forecast(cfg, progress=_StopAt("ensemble and metrics"), use_ray=False, run_date=DAY)
+    forced = run_forecast(cfg, use_ray=False, run_date=DAY, resume=True, full_refit=True)
+    assert forced.resumed_items == 0 and any("--resume: no interrupted run" in w for w in forced.warnings)
+    with pytest.raises(KeyboardInterrupt):
+        run_forecast(cfg, progress=_StopAt("ensemble and metrics"), use_ray=False, run_date=DAY,
+                     full_refit=True)
+    again = run_forecast(cfg, use_ray=False, run_date=DAY, resume=True, full_refit=True)
+    assert again.resumed_items == again.items  # the same mode resumes

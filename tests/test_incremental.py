@@ -15,7 +15,17 @@ from typer.testing import CliRunner
 
 from nova_ray.cli import app
 from nova_ray.config import load_config
-from nova_ray.io.model_store import COLD_CHANGED, COLD_FORCED, COLD_NEW, COLD_NO_STORE, COLD_OLD, fingerprint
+from nova_ray.io.model_store import (
+    COLD_CHANGED,
+    COLD_CLASS,
+    COLD_FORCED,
+    COLD_LATER,
+    COLD_NEW,
+    COLD_NO_STORE,
+    COLD_OLD,
+    age_limit,
+    fingerprint,
+)
 from nova_ray.pipeline import load_series, run_forecast
 
 ITEMS = ["CAB-0002", "ELE-0001", "FIX-0001", "STL-0002", "SAF-0001", "CAB-0001"]
@@ -63,6 +73,13 @@ def _cfg(data: Path, tmp: Path, **kw) -> object:
         },
         env={},
         dotenv=None,
+    )
+
+
+def _model_forecasts(out: Path, model: str) -> pl.DataFrame:
+    ptr = json.loads((out / "metadata" / "last_updated.json").read_text())
+    return pl.read_parquet(out / "forecasts" / f"run_date={ptr['run_date']}" / f"model={model}").select(
+        "item_id", "date", "forecast"
     )
 
 
@@ -138,6 +155,17 @@ def test_a_rolling_export_window_keeps_the_cache(days, tmp_path: Path) -> None:
     run_forecast(_cfg(days["day1"], tmp_path), use_ray=False)
     rolled = run_forecast(_cfg(days["rolling"], tmp_path), use_ray=False)
     assert rolled.warm_items == len(ITEMS) and rolled.cold_items == {}
+    # the stored ETS states moved with the 3 days lost: the warm forecasts keep the weekly pattern
+    # in phase with a cold refit's (unmoved, each item's pattern came out 3 days late)
+    ets = lambda: _model_forecasts(tmp_path / "out", "ets")  # noqa: E731
+    warm = ets()
+    run_forecast(_cfg(days["rolling"], tmp_path), use_ray=False, full_refit=True)
+    both = warm.join(ets(), on=["item_id", "date"], suffix="_cold")
+    assert both.height == len(ITEMS) * 14
+    per_item = both.group_by("item_id").agg(
+        off=(pl.col("forecast") - pl.col("forecast_cold")).abs().max() / pl.col("forecast_cold").mean()
+    )
+    assert (per_item["off"] < 0.25).all(), per_item
     corrected = run_forecast(_cfg(days["rolling_corrected"], tmp_path), use_ray=False)
     assert corrected.cold_items == {COLD_CHANGED: {"count": 1, "items": ["STL-0002"]}}
 
@@ -301,6 +329,13 @@ def test_model_store_streams_backtests_and_replaces_refitted_items(tmp_path: Pat
     assert cold == {"A": COLD_OLD.format(days=7)}
     _, cold = store.lookup(["A"], [start], [grown["A"][:-3]], date(2026, 11, 2), 7)  # shorter
     assert cold == {"A": COLD_CHANGED}
+    # another demand class today picks other models, which have no stored backtests: cold
+    _, cold = store.lookup(["A"], [start], [grown["A"]], date(2026, 11, 2), 7, classes=["lumpy"])
+    assert cold == {"A": COLD_CLASS}
+    assert store.lookup(["A"], [start], [grown["A"]], date(2026, 11, 2), 7, classes=["smooth"])[0] == warm
+    # a backfill (a run date before the fit) does not reuse a fit that saw days after it
+    _, cold = store.lookup(["A"], [start], [ys["A"]], date(2026, 10, 30), 7)
+    assert cold == {"A": COLD_LATER}
     assert store.backtests(list(warm)).collect()["item_id"].to_list() == ["A", "A"]
     assert store.backtests([]) is None
     # an entry past the age limit (an item that left the export) goes with its rows
@@ -448,3 +483,12 @@ def test_what_a_reader_needs_is_in_the_files_pointer_and_api(days, tmp_path: Pat
         assert {k: str(where[k]) for k in facts} == facts and where["schema_version"]
     run, _ = load_run(open_location(str(tmp_path / "shared")))
     assert {k: str(run.summary()[k]) for k in facts} == facts
+
+
+def test_periodic_refits_are_spread_over_the_nights() -> None:
+    """Every item of a catalogue fitted cold on one night fell due on the same night 8 days later
+    (a full cold run every 8th night): each item's limit lies between half the age and all of it."""
+    limits = [age_limit(f"ITEM-{k:04d}", 7) for k in range(2000)]
+    assert min(limits) == 4 and max(limits) == 7
+    assert all(300 < limits.count(d) < 700 for d in range(4, 8))
+    assert age_limit("X", 0) == 0 and age_limit("X", 1) == 1

@@ -468,3 +468,29 @@ def test_the_registry_records_each_models_own_version() -> None:
     for name, mdef in MODELS.items():
         module = import_module(mdef.module, "nova_ray.models")
         assert getattr(module, "VERSION", "1") == mdef.version, name
+
+
+@pytest.mark.parametrize("dropped", [3, 7, 10])
+def test_stored_ets_keeps_its_weekday_when_a_rolling_window_drops_days(dropped: int) -> None:
+    """A rolling export loses its oldest days each night: the stored ETS state's initial
+    seasonal states belong to a period of the old series, and re-filtered from the new first day
+    they put the Saturday peak on another weekday (up to 40 units off here). Moved by the dropped
+    periods (by whole weeks past the new start), the warm forecast is the cold one's."""
+    from nova_ray.models import ets
+
+    rng = np.random.default_rng(0)
+    week = np.array([20, 20, 20, 20, 20, 60, 5.0])
+    y = np.tile(week, 60) + rng.normal(0, 2, 420)
+    params = ets.search(y, 7)
+    params.pop("fitted", None)
+    stored = {**params, STATE: ets.forecast(y, 14, 7, params)[STATE]}
+    grown = np.append(y, week[0] + rng.normal(0, 2))
+    cold = ets.forecast(grown, 14, 7, stored)["mean"]  # the same start: the grown history
+    rolling = grown[dropped:]
+    unmoved = ets.forecast(rolling, 14, 7, stored)["mean"]
+    warm = ets.forecast(rolling, 14, 7, MODELS["ets"].rolled(stored, dropped))["mean"]
+    assert np.abs(warm - cold).max() < 0.5
+    if dropped % 7:
+        assert np.abs(unmoved - cold).max() > 20  # the bug this guards against
+    assert MODELS["ets"].rolled(stored, dropped)[STATE]["start"] == -dropped % 7
+    assert MODELS["arima"].rolled(stored, dropped) is stored  # no state tied to a period

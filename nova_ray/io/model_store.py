@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zlib
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,10 @@ LSTM_FIELDS = ("lookback", "horizon", "season_length", "units", "n_windows", "n_
 # why an item is fitted cold (searched and backtested again) instead of from its stored choices
 COLD_NO_STORE = "no stored models (first run, or another nova-ray version or configuration)"
 COLD_NEW = "new item"
-COLD_OLD = "stored fit older than {days} days"
+COLD_OLD = "stored fit due for its periodic refit (at most {days} days old)"
 COLD_CHANGED = "history changed (not just grown)"
+COLD_CLASS = "demand class changed"
+COLD_LATER = "stored fit made after the run date (a backfill)"
 COLD_FORCED = "--full-refit"
 BLOCK = 28  # periods per block fingerprint: what a history that lost its oldest periods is checked by
 
@@ -55,6 +58,19 @@ def block_fingerprints(values: np.ndarray) -> list[str]:
 
 def _block_hash(values: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()[:16]
+
+
+def age_limit(item: str, max_age_days: int) -> int:
+    """Days an item's stored fit is reused: from half of `max_age_days` to all of it, fixed per item
+    (a hash of its code), so that the refits of a catalogue fitted cold on one night spread over
+    the nights that follow instead of all falling due together."""
+    return max_age_days - zlib.crc32(item.encode()) % (max_age_days // 2 + 1)
+
+
+def dropped_periods(entry: dict[str, Any], start: np.datetime64, freq: str) -> int:
+    """Periods that today's history lost at its start since the entry's fit (a rolling window)."""
+    old_start = np.datetime64(entry["start"], "D")
+    return max(int(period_index(old_start, np.datetime64(start, "D"), freq)), 0)
 
 
 def same_history(entry: dict[str, Any], start: np.datetime64, y: np.ndarray, freq: str) -> bool:
@@ -132,11 +148,17 @@ class ModelStore:
         today: date,
         max_age_days: int,
         freq: str = "D",
+        classes: list[str] | None = None,
     ) -> tuple[dict[str, dict], dict[str, str]]:
         """({item_id: params} of the items whose stored history today's holds unchanged
-        (`same_history`), fitted at most `max_age_days` ago (their stored backtests: `backtests`),
-        {item_id: reason} of the others, fitted cold: `COLD_NO_STORE`, `COLD_NEW`, `COLD_OLD` (with
-        the age limit) or `COLD_CHANGED`)."""
+        (`same_history`), fitted at most their `age_limit` ago (their stored backtests:
+        `backtests`), {item_id: reason} of the others, fitted cold: `COLD_NO_STORE`, `COLD_NEW`,
+        `COLD_LATER` (a backfill's run date before the fit), `COLD_OLD` (with the age limit),
+        `COLD_CHANGED` or, with today's demand `classes`, `COLD_CLASS` (another class picks
+        other models, which would have no stored backtests to weight them by).
+
+        A warm item's params carry ``dropped``, the periods its history lost at the start since
+        the fit (a rolling window), when there are any: states tied to a period move by that."""
         import json
 
         items = self.items()
@@ -145,16 +167,22 @@ class ModelStore:
         table = {r["item_id"]: r for r in items.iter_rows(named=True)}
         warm: dict[str, dict] = {}
         cold: dict[str, str] = {}
-        for item, start, y in zip(ids, starts, values, strict=True):
+        for k, (item, start, y) in enumerate(zip(ids, starts, values, strict=True)):
             entry = table.get(item)
             if entry is None:
                 cold[item] = COLD_NEW
-            elif (today - entry["fitted_on"]).days > max_age_days:
+            elif entry["fitted_on"] > today:
+                cold[item] = COLD_LATER
+            elif (today - entry["fitted_on"]).days > age_limit(item, max_age_days):
                 cold[item] = COLD_OLD.format(days=max_age_days)
             elif not same_history(entry, start, y, freq):
                 cold[item] = COLD_CHANGED
+            elif classes is not None and entry.get("demand_class") and entry["demand_class"] != classes[k]:
+                cold[item] = COLD_CLASS
             else:
                 warm[item] = json.loads(entry["params"] or "{}")
+                if dropped := dropped_periods(entry, start, freq):
+                    warm[item]["dropped"] = dropped
         return warm, cold
 
     def save(

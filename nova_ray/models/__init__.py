@@ -20,6 +20,7 @@ class ModelDef:
     forecast: str = "forecast"
     search: str | None = None
     backtest: str | None = None  # forecasts from several origins with one estimation (optional)
+    roll: str | None = None  # stored params for a history that lost its oldest periods (optional)
     library: str = "numpy"
     version: str = "1"
     is_global: bool = False
@@ -34,12 +35,20 @@ class ModelDef:
     def backtest_fn(self) -> Callable[..., list[Forecast]] | None:
         return getattr(import_module(self.module, __package__), self.backtest) if self.backtest else None
 
+    def rolled(self, params: dict, dropped: int) -> dict:
+        """Stored `params` for today's history, which lost its `dropped` oldest periods since they
+        were fitted (a rolling export window): a state tied to a period of the series moves."""
+        if not self.roll or not dropped:
+            return params
+        return getattr(import_module(self.module, __package__), self.roll)(params, dropped)
+
 
 MODELS: dict[str, ModelDef] = {
     "naive": ModelDef("naive", ".naive", library="numpy"),
     "arima": ModelDef("arima", ".arima", search="search", backtest="backtest", library="statsforecast"),
     "ets": ModelDef(  # version 2: multiplicative-season intervals widen per step (ets_class3)
-        "ets", ".ets", search="search", backtest="backtest", library="statsforecast", version="2"
+        "ets", ".ets", search="search", backtest="backtest", roll="rolled", library="statsforecast",
+        version="2",
     ),
     "theta": ModelDef("theta", ".theta", backtest="backtest", library="statsforecast"),
     "croston": ModelDef("croston", ".intermittent", forecast="croston_forecast", library="numpy"),

@@ -114,6 +114,23 @@ def _state(model: object, start: int) -> dict:
     }
 
 
+def rolled(params: dict, dropped: int) -> dict:
+    """Stored params for a history that lost its `dropped` oldest periods (a rolling export
+    window): the state's `start`, the period its initial states belong to, moves back by them.
+    Once that falls before the new first period, it moves forward by whole seasons, so that the
+    seasonal initial states keep their weekday (or month); without a season, to the first period.
+    Unmoved, a warm weekly pattern came out `dropped` days out of phase (the Saturday peak on
+    Tuesday)."""
+    state = (params or {}).get(STATE)
+    if not state or not dropped:
+        return params
+    start = int(state["start"]) - int(dropped)
+    if start < 0:
+        m = int(state["m"]) if str(state["components"])[2:3] not in ("", "N") else 1
+        start = start % m if m > 1 else 0
+    return {**params, STATE: {**state, "start": start}}
+
+
 def _restored(state: dict | None, m: int, form: str, n: int) -> tuple[object, int]:
     """(a statsforecast AutoETS carrying stored parameters, the period its re-filter starts
     at); (None, 0) without a state or when the fit at hand needs another season or form (a
