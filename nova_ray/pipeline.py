@@ -475,9 +475,15 @@ def _save_models(
     max_age_days: int,
 ) -> None:
     """Store the model choices and backtests of the items fitted cold in this run (`facts`: see
-    `item_facts`); entries past `max_age_days` (items that left the export) are dropped."""
+    `item_facts`); entries past `max_age_days` (items that left the export) are dropped. A
+    backfill (a run date before the store's newest fit) stores nothing: its fits on the history
+    up to its date would replace those of later nights."""
     items = writer.checkpointed_items(exclude=warm)
     if items.height == 0:
+        return
+    stored = store.items()
+    if stored.height and stored["fitted_on"].max() > run_date:
+        LOG.info("model store kept: its newest fit (%s) is after this run's date", stored["fitted_on"].max())
         return
     entries = (
         items.select("item_id", "params", "cpu_seconds", "demand_class")

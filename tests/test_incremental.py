@@ -492,3 +492,18 @@ def test_periodic_refits_are_spread_over_the_nights() -> None:
     assert min(limits) == 4 and max(limits) == 7
     assert all(300 < limits.count(d) < 700 for d in range(4, 8))
     assert age_limit("X", 0) == 0 and age_limit("X", 1) == 1
+
+
+def test_a_backfill_neither_reuses_nor_replaces_later_fits(days, tmp_path: Path) -> None:
+    """`run --date` for an earlier day refitted cold (as "history changed") and replaced the
+    store's entries with fits on the shorter history, which the next current night then reused."""
+    from datetime import date
+
+    run_forecast(_cfg(days["day2"], tmp_path), use_ray=False, run_date=date(2026, 11, 20))
+    store = next(p for p in (tmp_path / "models").iterdir() if p.is_dir())
+    before = pl.read_parquet(store / "items.parquet")
+    back = run_forecast(_cfg(days["day1"], tmp_path), use_ray=False, run_date=date(2026, 11, 18))
+    assert back.cold_items == {COLD_LATER: {"count": len(ITEMS), "items": sorted(ITEMS)}}
+    assert_frame_equal(pl.read_parquet(store / "items.parquet"), before)
+    warm = run_forecast(_cfg(days["day2"], tmp_path), use_ray=False, run_date=date(2026, 11, 21))
+    assert warm.warm_items == len(ITEMS)
