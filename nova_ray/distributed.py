@@ -420,6 +420,21 @@ def _lstm_actor(actor_cls: Any, gpus: float) -> tuple[Any, str]:
     return actor_cls.options(num_cpus=0).remote(1), "CPU"
 
 
+def local_cpus() -> int:
+    """CPUs this process may use: its affinity mask (taskset, a Slurm allocation) and a
+    container's CPU quota (Ray's own count reads it), not the host's: `os.cpu_count()` is 64 in
+    a 4-CPU container on a 64-core host, and 64 workers importing the model libraries run it
+    out of memory."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        from ray._private.utils import get_num_cpus
+
+        n = min(n, max(1, int(get_num_cpus())))
+    except Exception:  # noqa: BLE001 - a Ray without it: the affinity mask alone
+        pass
+    return max(1, n)
+
+
 class RayBackend:
     """A Ray session: local (started and stopped here) or an existing cluster (`address`)."""
 
@@ -449,7 +464,20 @@ class RayBackend:
                     )
                 except ValueError as exc:  # an address Ray cannot parse
                     why = " ".join(str(exc).split())
+                    if "runtime env" in why.lower():  # a job's env_vars clash with THREAD_ENV
+                        raise ConfigError(f"Ray job: {why} (nova-ray sets {', '.join(THREAD_ENV)} "
+                                          "itself: leave them out of the job's runtime env)") from None
                     raise AddressError(f"Ray address {self.address!r}: {why}") from None
+                except RuntimeError as exc:  # Ray refuses a driver of another Python or Ray
+                    if "version mismatch" not in str(exc).lower():
+                        raise
+                    why = " ".join(str(exc).split())[:400]
+                    raise HeadUnreachable(f"the cluster runs another Python or Ray than this driver ({why}); "
+                                          "install the same versions here") from None
+                except Exception as exc:
+                    if type(exc).__name__ != "AuthenticationError":
+                        raise
+                    raise ConnectionError(f"the cluster refused this driver's token: {exc}") from None
             started = False
         else:
             # a temp dir we own: a stale /tmp/ray/ray_current_cluster cannot hijack the session.
@@ -461,7 +489,7 @@ class RayBackend:
             with _environ(THREAD_ENV), _prompt_node_wait(), _lean_local_head(), _sigterm_kept():
                 ray.init(
                     address="local",
-                    num_cpus=self.num_cpus or os.cpu_count(),
+                    num_cpus=self.num_cpus or local_cpus(),
                     include_dashboard=False,
                     _temp_dir=self._tmp,
                     log_to_driver=False,

@@ -37,7 +37,7 @@ def run_log(output: str | Path) -> Iterator[Path]:
         LOG.error("run stopped: interrupted or terminated (a signal); nothing was published")
         raise
     except BaseException as exc:
-        LOG.error("run failed: %s: %s", type(exc).__name__, exc)
+        LOG.error("run failed: %s: %s", type(exc).__name__, exc, exc_info=True)
         raise
     finally:
         _LOG_FILE.reset(token)

@@ -108,3 +108,18 @@ def test_a_gpu_that_tensorflow_cannot_use_leaves_the_lstm_on_cpu(small_demo, tmp
     versions = json.loads((tmp_path / "out" / "metadata" / "model_versions.json").read_text())
     assert versions["backend"]["gpus"] == 1 and versions["backend"]["lstm_device"] == "CPU"
     assert "the LSTM trains on CPU: TensorFlow on its node sees no GPU" in caplog.text
+
+
+def test_a_local_run_uses_the_cpus_it_may_use_not_the_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local Ray was started with os.cpu_count(): a 4-CPU container on a 64-core host got 64
+    workers (each importing the model libraries) and batches sized for 64."""
+    import ray._private.utils as ray_utils
+
+    from nova_ray.distributed import local_cpus
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(64)))
+    monkeypatch.setattr(ray_utils, "get_num_cpus", lambda *a, **k: 4.0)  # the container's quota
+    assert local_cpus() == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1})  # taskset -c 0,1
+    assert local_cpus() == 2

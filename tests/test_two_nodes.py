@@ -128,6 +128,14 @@ def test_a_driver_with_the_token_joins_a_token_cluster_by_address(small_demo: Pa
 
         forecasts = pl.read_parquet(tmp_path / "out" / "forecasts")
         assert set(forecasts["model"].cast(pl.String)) >= {"naive", "lstm"}
+        # the mode without the token (the README's set-up but the token): one line, not Ray's
+        # 55-line AuthenticationError traceback
+        home = tmp_path / "no-token"
+        home.mkdir()
+        env = base | {"HOME": str(home), "RAY_AUTH_MODE": "token", "NOVA_RAY_EPOCHS": "1"}
+        res = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 1, res.stderr[-2000:]
+        assert "Traceback" not in res.stderr and "error: cannot reach Ray at" in res.stderr, res.stderr[-2000:]
     finally:
         assert head.stdin is not None
         head.stdin.close()  # the head shuts its cluster down

@@ -95,6 +95,20 @@ def ray_unreachable(cfg: Config, exc: Exception) -> str:
     return msg
 
 
+def ray_failure(exc: BaseException, again: str = "rerun with --resume") -> str | None:
+    """The one-line error for Ray failing mid-run (a task out of retries, the LSTM actor dead
+    after its restarts, a lost object), or None for another exception. The finished batches are
+    checkpointed: the run goes on from them (`again`)."""
+    import sys
+
+    errors = sys.modules.get("ray.exceptions")  # loaded when Ray ran: no import for other errors
+    if errors is None or not isinstance(exc, errors.RayError):
+        return None
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")[:300]
+    return (f"Ray failed during the run ({type(exc).__name__}: {first}); nothing was published and "
+            f"the finished batches are checkpointed: {again} (the run's log has the details)")
+
+
 REFUSED = ("ACCESS_DENIED", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden")
 
 

@@ -20,6 +20,7 @@ from .common import (
     fail,
     folder_or_exit,
     out,
+    ray_failure,
     ray_unreachable,
     setting_label,
     warn,
@@ -209,6 +210,10 @@ def forecast(
         fail(ray_unreachable(cfg, exc), code=1)
     except OSError as exc:  # a disk or the network (an output folder that cannot be written): one line
         fail(write_failure(cfg, exc), code=1)
+    except Exception as exc:
+        if (line := ray_failure(exc)) is None:
+            raise
+        fail(line, code=1)
     table = Table(title=f"nova-ray run {summary.run_id}", show_header=False)
     table.add_row("items", str(summary.items))
     table.add_row("models", ", ".join(summary.models))
@@ -323,6 +328,10 @@ def train(
         fail(ray_unreachable(cfg, exc), code=1)
     except OSError as exc:
         fail(write_failure(cfg, exc), code=1)
+    except Exception as exc:
+        if (line := ray_failure(exc)) is None:
+            raise
+        fail(line, code=1)
     out.print(
         f"stored model choices for {summary.items} items in {cfg.paths.models_dir} "
         f"({summary.wall_seconds:.1f} s)", soft_wrap=True

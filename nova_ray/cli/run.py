@@ -18,6 +18,7 @@ from .common import (
     fail,
     folder_or_exit,
     out,
+    ray_failure,
     ray_unreachable,
     sync_failure,
     warn,
@@ -119,6 +120,10 @@ def run(
         failed(ray_unreachable(cfg, exc), code=1)
     except OSError as exc:  # the network or a disk: one line, the output as it was
         failed(write_failure(cfg, exc), code=1)
+    except Exception as exc:
+        if (line := ray_failure(exc, "rerun `nova-ray run` for that date to go on from them")) is None:
+            raise
+        failed(line, code=1)
     warn(report.summary.get("warnings") or [], 20)  # the cron log shows them, not only the run's log
     _steps(report)
     console.print(f"daily run {report.run_date} done in {report.wall_seconds:.0f} s (run {report.run_id})",
