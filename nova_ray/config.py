@@ -256,6 +256,27 @@ def load_config(
     return cfg
 
 
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for a job's driver
+
+
+def job_paths_problem(cfg: Config, env: dict[str, str] | None = None) -> str | None:
+    """Why a run inside a Ray job (`ray job submit`) would lose what it writes (None when it would
+    not): the job's working folder is a temporary copy that Ray removes, so a relative output
+    folder or model store vanishes with it (exit 0, nothing published where anyone looks)."""
+    import os
+
+    if RAY_JOB_ENV not in (os.environ if env is None else env):
+        return None
+    paths = (("--output", cfg.paths.output), ("--models-dir", cfg.paths.models_dir))
+    relative = [flag for flag, path in paths
+                if "://" not in path and not os.path.isabs(os.path.expanduser(path))]
+    if not relative:
+        return None
+    return (f"inside a Ray job the working folder is temporary: give {' and '.join(relative)} as absolute "
+            "paths on shared storage (an NFS folder), or the results and the model store are lost with the "
+            "job")
+
+
 def address_problem(address: str) -> str | None:
     """Why a Ray cluster address cannot work (None when it may): a URL (an http:// address is the
     dashboard's, which `ray job submit` takes) or not HOST:PORT. "auto" and ray:// are left to Ray."""

@@ -19,7 +19,7 @@ import polars as pl
 from . import __version__
 from .assemble import best_by_class, combine_items
 from .checks import horizon_beyond_history, stale_history, too_short_to_backtest, unchanged_data
-from .config import Config, ConfigError
+from .config import Config, ConfigError, job_paths_problem
 from .distributed import wait_for_shutdown
 from .engine import (
     BACKTEST_TABLE,
@@ -122,6 +122,8 @@ def run_forecast(
     """
     if only not in (None, "forecasts", "metrics"):
         raise ConfigError(f"only must be 'forecasts' or 'metrics', got {only!r}")
+    if problem := job_paths_problem(cfg):
+        raise ConfigError(problem)
     progress = timer = StageTimer(progress or Silent())
     t0 = time.perf_counter()
     progress.stage("read input")

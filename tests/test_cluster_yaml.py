@@ -67,3 +67,12 @@ def test_the_nodes_get_every_file_of_the_package() -> None:
     for folder in (".venv/bin/python", "data/demo/demand.parquet", "models/items.parquet"):
         assert any(_rsync_excluded(folder, p) for p in patterns), folder
     assert _rsync_excluded("nova_ray/models/ets.py", "models")  # the rule this guards against
+
+
+def test_gpu_nodes_get_the_cuda_tensorflow_after_the_install() -> None:
+    """The install requires tensorflow-cpu: run again on each `ray up`, it replaced the CUDA
+    build the README told GPU nodes to install, and the LSTM quietly trained on CPU."""
+    steps = yaml.safe_load((ROOT / "cluster.yaml").read_text())["setup_commands"]
+    install = next(i for i, c in enumerate(steps) if "pip install" in c and "nova-ray" in c)
+    gpu = next(i for i, c in enumerate(steps) if "nvidia-smi" in c)
+    assert gpu > install and "tensorflow[and-cuda]" in steps[gpu] and "uninstall" in steps[gpu]

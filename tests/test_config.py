@@ -131,3 +131,22 @@ def test_models_none_of_which_fit_the_frequency_are_a_config_error() -> None:
     with pytest.raises(ConfigError, match="must include a model for frequency Q .lstm cannot forecast it"):
         load_config(None, {"models": "lstm", "freq": "Q"}, env={}, dotenv=None)
     assert load_config(None, {"models": "lstm,naive", "freq": "Q"}, env={}, dotenv=None).forecast.models
+
+
+def test_a_ray_job_with_relative_output_or_models_dir_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """Inside `ray job submit` the working folder is a temporary copy: the default data/ml_results
+    and models/ were written there and lost with the job (exit 0)."""
+    from nova_ray.config import RAY_JOB_ENV, job_paths_problem
+
+    cfg = load_config(None, {}, env={}, dotenv=None)
+    assert job_paths_problem(cfg, env={}) is None  # not a job: relative paths are fine
+    problem = job_paths_problem(cfg, env={RAY_JOB_ENV: "{}"})
+    assert problem is not None and "give --output and --models-dir as absolute paths" in problem
+    shared = load_config(None, {"output": str(tmp_path / "out"), "models_dir": str(tmp_path / "m")},
+                         env={}, dotenv=None)
+    assert job_paths_problem(shared, env={RAY_JOB_ENV: "{}"}) is None
+    from nova_ray.pipeline import run_forecast
+
+    monkeypatch.setenv(RAY_JOB_ENV, "{}")  # as Ray's job supervisor sets it for the job's driver
+    with pytest.raises(ConfigError, match="give --output and --models-dir as absolute"):
+        run_forecast(cfg, use_ray=False)  # before reading anything

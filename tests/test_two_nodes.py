@@ -135,7 +135,8 @@ def test_a_driver_with_the_token_joins_a_token_cluster_by_address(small_demo: Pa
         env = base | {"HOME": str(home), "RAY_AUTH_MODE": "token", "NOVA_RAY_EPOCHS": "1"}
         res = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=120)
         assert res.returncode == 1, res.stderr[-2000:]
-        assert "Traceback" not in res.stderr and "error: cannot reach Ray at" in res.stderr, res.stderr[-2000:]
+        err = res.stderr
+        assert "Traceback" not in err and "error: cannot reach Ray at" in err, err[-2000:]
     finally:
         assert head.stdin is not None
         head.stdin.close()  # the head shuts its cluster down
