@@ -507,3 +507,25 @@ def test_a_backfill_neither_reuses_nor_replaces_later_fits(days, tmp_path: Path)
     assert_frame_equal(pl.read_parquet(store / "items.parquet"), before)
     warm = run_forecast(_cfg(days["day2"], tmp_path), use_ray=False, run_date=date(2026, 11, 21))
     assert warm.warm_items == len(ITEMS)
+
+
+def test_prophet_is_stored_and_warm_started(days, tmp_path: Path) -> None:
+    """The stored choices include Prophet's fitted parameters; a warm night starts its fit there
+    and forecasts as a cold refit does."""
+    cfg = _cfg(days["day1"], tmp_path, models="prophet,naive")
+    run_forecast(cfg, use_ray=False)
+    store = next(p for p in (tmp_path / "models").iterdir() if p.is_dir())
+    entries = pl.read_parquet(store / "items.parquet").to_dicts()
+    stored = {r["item_id"]: json.loads(r["params"]) for r in entries}
+    with_prophet = [i for i, p in stored.items() if "prophet" in p]
+    assert with_prophet and all(len(stored[i]["prophet"]["state"]["delta"]) == 25 for i in with_prophet)
+    warm = run_forecast(_cfg(days["day2"], tmp_path, models="prophet,naive"), use_ray=False)
+    assert warm.warm_items == len(ITEMS)
+    got = _model_forecasts(tmp_path / "out", "prophet")
+    run_forecast(_cfg(days["day2"], tmp_path, models="prophet,naive"), use_ray=False, full_refit=True)
+    both = got.join(_model_forecasts(tmp_path / "out", "prophet"), on=["item_id", "date"], suffix="_cold")
+    assert both.height == got.height > 0
+    # the stated tolerance of warm runs: each item's horizon total within 10% of the cold refit's
+    tot = both.group_by("item_id").agg(pl.col("forecast").sum(), pl.col("forecast_cold").sum())
+    diff = (tot["forecast"] - tot["forecast_cold"]).abs()
+    assert (diff <= (0.10 * tot["forecast_cold"]).clip(lower_bound=1.0)).all(), tot

@@ -494,3 +494,26 @@ def test_stored_ets_keeps_its_weekday_when_a_rolling_window_drops_days(dropped: 
         assert np.abs(unmoved - cold).max() > 20  # the bug this guards against
     assert MODELS["ets"].rolled(stored, dropped)[STATE]["start"] == -dropped % 7
     assert MODELS["arima"].rolled(stored, dropped) is stored  # no state tied to a period
+
+
+def test_prophet_warm_starts_from_its_stored_parameters() -> None:
+    """Issue 6 caches Prophet's parameters: the final fit's MAP estimate is stored (JSON) and the
+    next night's fit starts its optimisation there; the forecast is the cold fit's."""
+    from nova_ray.models import prophet
+
+    rng = np.random.default_rng(1)
+    dates = np.arange(np.datetime64("2023-01-01"), np.datetime64("2023-01-01") + 800)
+    t = np.arange(800)
+    y = np.maximum(0, 20 + 5 * np.sin(2 * np.pi * t / 365) + np.tile([0, 0, 0, 0, 0, 8, -6], 115)[:800]
+                   + rng.normal(0, 3, 800))
+    future = dates[-1] + np.arange(1, 15)
+    first = prophet.forecast(y[:-1], 14, 7, None, dates=dates[:-1], future=future - 1)
+    state = json.loads(json.dumps(first[STATE]))
+    assert set(state) == {"k", "m", "sigma_obs", "delta", "beta"} and len(state["delta"]) == 25
+    cold = prophet.forecast(y, 14, 7, None, dates=dates, future=future)
+    warm = prophet.forecast(y, 14, 7, {STATE: state}, dates=dates, future=future)
+    assert np.abs(warm["mean"] - cold["mean"]).max() < 0.02 * cold["mean"].mean()
+    # a state of another shape (another number of holidays or regressors): Prophet's own start
+    odd = {**state, "beta": state["beta"][:-3]}
+    other = prophet.forecast(y, 14, 7, {STATE: odd}, dates=dates, future=future)
+    assert np.abs(other["mean"] - cold["mean"]).max() < 0.02 * cold["mean"].mean()

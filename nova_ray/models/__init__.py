@@ -53,7 +53,9 @@ MODELS: dict[str, ModelDef] = {
     "theta": ModelDef("theta", ".theta", backtest="backtest", library="statsforecast"),
     "croston": ModelDef("croston", ".intermittent", forecast="croston_forecast", library="numpy"),
     "tsb": ModelDef("tsb", ".intermittent", forecast="tsb_forecast", library="numpy"),
-    "prophet": ModelDef("prophet", ".prophet", library="prophet", freqs=("D", "W", "M", "Q")),
+    "prophet": ModelDef(  # version 2: the fitted parameters stored, a warm run starts from them
+        "prophet", ".prophet", library="prophet", freqs=("D", "W", "M", "Q"), version="2"
+    ),
     "lstm": ModelDef(  # version 3: outliers capped in its inputs, at least 200 steps of a cold training
         "lstm", ".lstm", library="tensorflow", is_global=True, freqs=("D", "W", "M"), version="3"
     ),

