@@ -100,6 +100,7 @@ def _empty(folder: str) -> None:
 
 
 TASKS_AHEAD = 2  # statistical tasks in flight per CPU: one running, one queued behind it
+CPU_REFRESH_S = 5.0  # how often a run on a cluster re-reads its CPUs (nodes joining mid-run)
 
 # Task workers run at this niceness (once per worker process; Ray's workers belong to one job):
 # on CPU the LSTM actor shares the cores with them, and as the one piece of work that cannot be
@@ -528,6 +529,19 @@ class RayBackend:
         else:
             stop()
 
+    def _more_cpus(self) -> int | None:
+        """The cluster's CPUs when they grew since the last look (nodes that joined), else None."""
+        import ray
+
+        assert self.info is not None
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if cpus <= int(self.info.cpus):
+            return None
+        logging.getLogger("nova_ray").info("the cluster grew to %d CPUs: up to %d tasks in flight",
+                                           cpus, TASKS_AHEAD * cpus)
+        self.info.cpus = float(cpus)
+        return cpus
+
     def run(
         self,
         series: SeriesSet,
@@ -548,6 +562,10 @@ class RayBackend:
         task = ray.remote(num_cpus=1, max_retries=retries)(_batch_task)
         queue = [(spec, b, cached) for spec, batches, cached in jobs for b in batches][::-1]
         window = TASKS_AHEAD * max(1, int(self.info.cpus))
+        # a cluster's CPUs may grow mid-run (workers that `ray up` is still setting up, a node
+        # that rejoins): re-read them now and then, and keep more tasks in flight when they do
+        refresh = None if self._started else CPU_REFRESH_S
+        checked = time.monotonic()
         pending: dict = {}
         actor, parts = None, None
         if lstm and lstm[1]:
@@ -572,7 +590,12 @@ class RayBackend:
         try:
             submit()
             while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=refresh)
+                if refresh is not None and time.monotonic() - checked >= refresh:
+                    checked = time.monotonic()
+                    if cpus := self._more_cpus():
+                        window = TASKS_AHEAD * cpus
+                        submit()
                 for ref in done:
                     if ref is not parts:
                         n = pending.pop(ref)

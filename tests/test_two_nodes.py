@@ -87,6 +87,38 @@ class _Quiet:
         pass
 
 
+def test_cpus_that_join_mid_run_get_tasks(cluster, small_demo: Path, monkeypatch, caplog) -> None:
+    """The CPU count was read once at connect: a job submitted right after `ray up`, before the
+    workers had joined, kept 2 tasks per head CPU in flight for the whole run."""
+    import logging
+
+    from nova_ray import distributed
+
+    monkeypatch.setattr(distributed, "CPU_REFRESH_S", 0.2)
+    over = {"data": str(small_demo / "demand.parquet"), "models": "naive,theta,ets", "horizon": 7,
+            "backtest_windows": 2, "address": cluster.address}
+    cfg = load_config(None, over, env={}, dotenv=None)
+    series, _ = load_series(cfg, None)
+    joined: list = []
+
+    class Grow(_Quiet):
+        def advance(self, n: int = 1) -> None:  # the first batch is back: a node joins
+            if not joined:
+                joined.append(cluster.add_node(num_cpus=1))
+
+    try:
+        with caplog.at_level(logging.INFO, logger="nova_ray"):
+            out, _, _ = run_engine(series, engine_spec(cfg), cfg, Grow(), use_ray=True)
+        assert "the cluster grew to 3 CPUs: up to 6 tasks in flight" in caplog.text
+        assert len(assemble(out)[0]["item_id"].unique()) == len(series)
+    finally:
+        import ray
+
+        ray.shutdown()
+        for node in joined:
+            cluster.remove_node(node)
+
+
 HEAD = """
 import sys
 from ray._raylet import AuthenticationMode, get_authentication_mode
