@@ -480,12 +480,20 @@ def _save_models(
     `item_facts`); entries past `max_age_days` (items that left the export) are dropped. A
     backfill (a run date before the store's newest fit) stores nothing: its fits on the history
     up to its date would replace those of later nights."""
-    items = writer.checkpointed_items(exclude=warm)
-    if items.height == 0:
-        return
     stored = store.items()
     if stored.height and stored["fitted_on"].max() > run_date:
         LOG.info("model store kept: its newest fit (%s) is after this run's date", stored["fitted_on"].max())
+        return
+    if warm:  # a warm item whose stored choice failed: fitted cold next run, not failing again
+        rows = writer.checkpointed_items().filter(
+            pl.col("item_id").is_in(list(warm)) & (pl.col("failed_models").str.len_chars() > 0)
+        )
+        store.mark_failed([
+            item for item, failed in zip(rows["item_id"], rows["failed_models"], strict=True)
+            if set(failed.split(",")) & set(warm[item])  # a model it had a stored choice for
+        ])
+    items = writer.checkpointed_items(exclude=warm)
+    if items.height == 0:
         return
     entries = (
         items.select("item_id", "params", "cpu_seconds", "demand_class")

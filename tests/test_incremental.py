@@ -18,6 +18,7 @@ from nova_ray.config import load_config
 from nova_ray.io.model_store import (
     COLD_CHANGED,
     COLD_CLASS,
+    COLD_FAILED,
     COLD_FORCED,
     COLD_LATER,
     COLD_NEW,
@@ -529,3 +530,32 @@ def test_prophet_is_stored_and_warm_started(days, tmp_path: Path) -> None:
     tot = both.group_by("item_id").agg(pl.col("forecast").sum(), pl.col("forecast_cold").sum())
     diff = (tot["forecast"] - tot["forecast_cold"]).abs()
     assert (diff <= (0.10 * tot["forecast_cold"]).clip(lower_bound=1.0)).all(), tot
+
+
+def test_a_stored_choice_that_fails_is_refitted_cold_the_next_night(days, tmp_path: Path) -> None:
+    """A stored state that cannot be re-applied (here one another library version could not read)
+    failed that model every night until the entry aged out: now the next run refits it cold."""
+    from datetime import date
+
+    run_forecast(_cfg(days["day1"], tmp_path), use_ray=False, run_date=date(2026, 11, 20))
+    store = next(p for p in (tmp_path / "models").iterdir() if p.is_dir())
+    entries = pl.read_parquet(store / "items.parquet")
+    victim = next(r["item_id"] for r in entries.to_dicts() if "ets" in json.loads(r["params"]))
+
+    def corrupt(row: dict) -> str:
+        params = json.loads(row["params"])
+        if row["item_id"] == victim:
+            params["ets"]["state"]["par"] = ["x"]
+        return json.dumps(params)
+
+    entries.with_columns(params=pl.Series([corrupt(r) for r in entries.to_dicts()])).write_parquet(
+        store / "items.parquet"
+    )
+    warm = run_forecast(_cfg(days["day2"], tmp_path), use_ray=False, run_date=date(2026, 11, 21))
+    assert warm.warm_items == len(ITEMS)
+    out_items = pl.read_parquet(tmp_path / "out" / "items" / "run_date=2026-11-21")
+    assert out_items.filter(pl.col("item_id") == victim)["failed_models"].item() == "ets"
+    again = run_forecast(_cfg(days["day2"], tmp_path), use_ray=False, run_date=date(2026, 11, 22))
+    assert again.cold_items == {COLD_FAILED: {"count": 1, "items": [victim]}}
+    out_items = pl.read_parquet(tmp_path / "out" / "items" / "run_date=2026-11-22")
+    assert out_items.filter(pl.col("item_id") == victim)["failed_models"].item() == ""

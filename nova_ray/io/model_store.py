@@ -38,6 +38,8 @@ COLD_CHANGED = "history changed (not just grown)"
 COLD_CLASS = "demand class changed"
 COLD_LATER = "stored fit made after the run date (a backfill)"
 COLD_FORCED = "--full-refit"
+COLD_FAILED = "a stored model choice failed to forecast (last run)"
+FAILED_ON = date(1970, 1, 1)  # `fitted_on` of an entry whose stored choice failed: cold next run
 BLOCK = 28  # periods per block fingerprint: what a history that lost its oldest periods is checked by
 
 
@@ -171,6 +173,8 @@ class ModelStore:
             entry = table.get(item)
             if entry is None:
                 cold[item] = COLD_NEW
+            elif entry["fitted_on"] == FAILED_ON:
+                cold[item] = COLD_FAILED
             elif entry["fitted_on"] > today:
                 cold[item] = COLD_LATER
             elif (today - entry["fitted_on"]).days > age_limit(item, max_age_days):
@@ -202,8 +206,8 @@ class ModelStore:
         kept: list[str] = []
         if old_items.height:
             keep = old_items.filter(~pl.col("item_id").is_in(ids))
-            if drop_before is not None:
-                keep = keep.filter(pl.col("fitted_on") >= drop_before)
+            if drop_before is not None:  # a failed choice's entry stays until its item is refitted
+                keep = keep.filter((pl.col("fitted_on") >= drop_before) | (pl.col("fitted_on") == FAILED_ON))
             kept = keep["item_id"].to_list()
             items = pl.concat([keep, items], how="diagonal_relaxed")  # a store from before `blocks`
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -220,6 +224,20 @@ class ModelStore:
         items.write_parquet(tmp)
         os.replace(tmp, self.dir / ITEMS_FILE)
         write_json_atomic(self.dir / "model_versions.json", versions)
+
+    def mark_failed(self, ids: list[str]) -> None:
+        """Entries whose stored choice failed to forecast (a multiplicative ETS state on a history
+        that now has a zero, a state another library version cannot read): the next run fits
+        them cold instead of failing on them again until their age runs out."""
+        items = self.items()
+        if not ids or items.height == 0:
+            return
+        marked = items.with_columns(
+            fitted_on=pl.when(pl.col("item_id").is_in(ids)).then(pl.lit(FAILED_ON)).otherwise(pl.col("fitted_on"))
+        )
+        tmp = self.dir / f".{ITEMS_FILE}.tmp-{os.getpid()}"
+        marked.write_parquet(tmp)
+        os.replace(tmp, self.dir / ITEMS_FILE)
 
     def save_lstm(self, state: LstmState, cold_fitted_on: date) -> None:
         """Store the LSTM (atomically); `cold_fitted_on` is the date of its last cold training."""
