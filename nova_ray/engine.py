@@ -446,6 +446,8 @@ def forecast_item(
             x, exog_names = (x[:, :k], tuple(exog_names[:k])) if k else (None, ())
     x_known = {n - b: r[:, : x.shape[1]] for b, r in (exog_backtest or {}).items()} if x is not None else {}
     with_exog: list[str] = []
+    if cached is not None and cached.get("fitted_on"):  # its metrics and weights are that fit's
+        notes.append(f"warm: model choices and backtests of the fit of {cached['fitted_on']}")
     for name in stat_names:
         cached_params = (cached or {}).get(name)
         if cached_params is not None and (cached or {}).get("dropped"):  # a rolling export window

@@ -113,6 +113,9 @@ def test_warm_rerun_reuses_choices_and_matches_cold(days, tmp_path: Path) -> Non
     warm = run_forecast(_cfg(days["day2"], tmp_path), use_ray=False)
     assert warm.warm_items == len(ITEMS) and warm.cold_items == {}
     assert warm.incremental() == f"{len(ITEMS)} items reused stored model choices"
+    # their metrics and weights are the cold fit's: each item says so
+    notes = pl.read_parquet(tmp_path / "out" / "items" / f"run_date={warm.run_date}")["notes"]
+    assert all(f"warm: model choices and backtests of the fit of {cold1.run_date}" in n for n in notes)
     assert warm.cpu_seconds < cold1.cpu_seconds / 5
     # the stored parameters were re-filtered, not estimated again: the run's items carry them
     out_items = pl.read_parquet(next((tmp_path / "out" / "items").iterdir()))
@@ -321,7 +324,7 @@ def test_model_store_streams_backtests_and_replaces_refitted_items(tmp_path: Pat
     assert store.costs() == {"A": 3.0, "B": 2.0}
     grown = {"A": np.append(ys["A"], 5.0), "B": ys["B"] + 1}  # A grew by a day, B's history changed
     warm = store.lookup(["A", "B"], [start, start], [grown["A"], grown["B"]], date(2026, 11, 2), 7)[0]
-    assert warm == {"A": {"ets": {"form": "A"}}}
+    assert warm == {"A": {"ets": {"form": "A"}, "fitted_on": "2026-11-01"}}
     # why the others are cold: changed history, a new item, an entry past the age limit
     ids = ["A", "B", "C"]
     warm2, cold = store.lookup(ids, [start] * 3, [grown["A"], grown["B"], ys["A"]], date(2026, 11, 2), 7)

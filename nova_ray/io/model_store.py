@@ -159,8 +159,9 @@ class ModelStore:
         `COLD_CHANGED` or, with today's demand `classes`, `COLD_CLASS` (another class picks
         other models, which would have no stored backtests to weight them by).
 
-        A warm item's params carry ``dropped``, the periods its history lost at the start since
-        the fit (a rolling window), when there are any: states tied to a period move by that."""
+        A warm item's params carry ``fitted_on`` (the day of the fit whose choices and backtests it
+        reuses) and ``dropped``, the periods its history lost at the start since the fit (a
+        rolling window), when there are any: states tied to a period move by that."""
         import json
 
         items = self.items()
@@ -184,7 +185,7 @@ class ModelStore:
             elif classes is not None and entry.get("demand_class") and entry["demand_class"] != classes[k]:
                 cold[item] = COLD_CLASS
             else:
-                warm[item] = json.loads(entry["params"] or "{}")
+                warm[item] = json.loads(entry["params"] or "{}") | {"fitted_on": str(entry["fitted_on"])}
                 if dropped := dropped_periods(entry, start, freq):
                     warm[item]["dropped"] = dropped
         return warm, cold
