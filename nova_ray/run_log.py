@@ -37,7 +37,10 @@ def run_log(output: str | Path) -> Iterator[Path]:
         LOG.error("run stopped: interrupted or terminated (a signal); nothing was published")
         raise
     except BaseException as exc:
-        LOG.error("run failed: %s: %s", type(exc).__name__, exc, exc_info=True)
+        # nova-ray's own errors and the OS's are one line; Ray's and other failures bring their
+        # traceback (the one-line error on the terminal points here for it)
+        ours = type(exc).__module__.startswith("nova_ray") or isinstance(exc, OSError)
+        LOG.error("run failed: %s: %s", type(exc).__name__, exc, exc_info=not ours)
         raise
     finally:
         _LOG_FILE.reset(token)

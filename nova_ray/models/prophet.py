@@ -17,7 +17,7 @@ import pandas as pd
 from .base import STATE, Forecast, ModelError, quantile_forecast, with_state
 
 NAME = "prophet"
-VERSION = "1"
+VERSION = "2"  # the fitted parameters stored and warm-started
 N_SAMPLES = 200
 SUPPORTS_EXOG = True
 REGRESSOR_PRIOR_SCALE = 10.0
