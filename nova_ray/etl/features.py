@@ -236,7 +236,7 @@ def build_features(
                                   repeats="are filled from the climatology")
         groups.update(dict.fromkeys([*have, IMPUTED], "climate"))
     each = ((economy, "economy", econ_span), (g5, "5g", g5_span), (regs, "regressor", reg_span))
-    for frame, group, spans in each:
+    for frame, group, col_spans in each:
         if frame.empty:
             continue
         clash = [c for c in frame.columns.drop("date") if c in groups]
@@ -248,7 +248,7 @@ def build_features(
         for col in aligned.columns:
             table[col] = aligned[col]
             groups[col] = group
-        notes += _filled_ends(spans, start_ts, end_ts, group)
+        notes += _filled_ends(col_spans, start_ts, end_ts, group)
     table = table.reset_index()
     empty = [c for c in table.columns if c != "date" and table[c].isna().all()]
     if empty:  # etl.md promises a table without gaps: a column without a value is no feature

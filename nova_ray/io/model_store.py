@@ -221,10 +221,13 @@ class ModelStore:
             tmp = self.dir / f".{BACKTESTS_FILE}.tmp-{os.getpid()}"
             pl.concat(parts, how="vertical_relaxed").sink_parquet(tmp)
             os.replace(tmp, bt_path)
+        self._write_items(items)
+        write_json_atomic(self.dir / "model_versions.json", versions)
+
+    def _write_items(self, items: pl.DataFrame) -> None:
         tmp = self.dir / f".{ITEMS_FILE}.tmp-{os.getpid()}"
         items.write_parquet(tmp)
         os.replace(tmp, self.dir / ITEMS_FILE)
-        write_json_atomic(self.dir / "model_versions.json", versions)
 
     def mark_failed(self, ids: list[str]) -> None:
         """Entries whose stored choice failed to forecast (a multiplicative ETS state on a history
@@ -233,12 +236,8 @@ class ModelStore:
         items = self.items()
         if not ids or items.height == 0:
             return
-        marked = items.with_columns(
-            fitted_on=pl.when(pl.col("item_id").is_in(ids)).then(pl.lit(FAILED_ON)).otherwise(pl.col("fitted_on"))
-        )
-        tmp = self.dir / f".{ITEMS_FILE}.tmp-{os.getpid()}"
-        marked.write_parquet(tmp)
-        os.replace(tmp, self.dir / ITEMS_FILE)
+        failed = pl.col("item_id").is_in(ids)
+        self._write_items(items.with_columns(fitted_on=pl.when(failed).then(pl.lit(FAILED_ON)).otherwise("fitted_on")))
 
     def save_lstm(self, state: LstmState, cold_fitted_on: date) -> None:
         """Store the LSTM (atomically); `cold_fitted_on` is the date of its last cold training."""
