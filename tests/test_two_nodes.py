@@ -104,7 +104,14 @@ def test_cpus_that_join_mid_run_get_tasks(cluster, small_demo: Path, monkeypatch
     class Grow(_Quiet):
         def advance(self, n: int = 1) -> None:  # the first batch is back: a node joins
             if not joined:
+                import time
+
+                import ray
+
                 joined.append(cluster.add_node(num_cpus=1))
+                deadline = time.monotonic() + 30  # until the cluster's resources show it
+                while ray.cluster_resources().get("CPU", 0) < 3 and time.monotonic() < deadline:
+                    time.sleep(0.1)
 
     try:
         with caplog.at_level(logging.INFO, logger="nova_ray"):
