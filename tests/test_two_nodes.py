@@ -180,3 +180,22 @@ def test_a_driver_with_the_token_joins_a_token_cluster_by_address(small_demo: Pa
         assert head.stdin is not None
         head.stdin.close()  # the head shuts its cluster down
         head.wait(timeout=60)
+
+
+def test_doctor_probes_every_node_of_the_cluster(cluster) -> None:
+    """The doctor's probe ran one task, which usually lands on the driver's node: a worker node
+    whose nova-ray lacked its models (cluster.yaml's rsync excludes did that) passed. Now each
+    alive node imports nova-ray's statistical models in a task pinned to it."""
+    from nova_ray.cli.doctor import node_problem
+    from nova_ray.distributed import probe_ray
+
+    info = probe_ray(cluster.address)
+    nodes = info["node_checks"]
+    assert len(nodes) == info["nodes"] == 2 and len({n["node"] for n in nodes}) == 2
+    assert all(not n.get("error") and n["python"] and n["nova_ray"] for n in nodes), nodes
+    assert node_problem(nodes) is None
+    missing = "ModuleNotFoundError: No module named 'nova_ray.models'"
+    broken = [nodes[0], {"node": "10.0.0.9/abc", "error": missing}]
+    assert node_problem(broken) == f"1 of 2 node(s) cannot run nova-ray's tasks: 10.0.0.9/abc: {missing}"
+    older = [nodes[0], {**nodes[1], "nova_ray": "0.0.9"}]
+    assert "has nova-ray 0.0.9" in (node_problem(older) or "")

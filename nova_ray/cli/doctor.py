@@ -278,7 +278,24 @@ def check_ray(address: str | None, timeout: float) -> tuple[Check, dict[str, Any
         f"{info.get('cpus', 0):g} CPU, {info.get('gpus', 0):g} GPU; a task ran on {info.get('worker', '?')}; "
         f"{info.get('seconds', 0):.1f} s"
     )
+    if problem := node_problem(info.get("node_checks") or []):
+        fix = "install the same nova-ray on every node (cluster.yaml's setup commands: `ray up` again)"
+        return Check("ray runtime", "fail", f"{text}; {problem}", fix), info
     return Check("ray runtime", "ok", text), info
+
+
+def node_problem(nodes: list[dict[str, str]]) -> str | None:
+    """What is wrong with the nodes' own installs (`probe_ray`'s `node_checks`), or None: a node
+    where nova-ray's models do not import, or whose nova-ray differs from this one's."""
+    from .. import __version__
+
+    broken = [f"{n['node']}: {n['error']}" for n in nodes if n.get("error")]
+    if broken:
+        return f"{len(broken)} of {len(nodes)} node(s) cannot run nova-ray's tasks: " + "; ".join(broken[:3])
+    other = [f"{n['node']} has nova-ray {n['nova_ray']}" for n in nodes if n.get("nova_ray") != __version__]
+    if other:
+        return f"this driver has nova-ray {__version__}, " + "; ".join(other[:3])
+    return None
 
 
 def check_gpu(ray_gpus: float | None) -> Check:
