@@ -263,8 +263,6 @@ def job_paths_problem(cfg: Config, env: dict[str, str] | None = None) -> str | N
     """Why a run inside a Ray job (`ray job submit`) would lose what it writes (None when it would
     not): the job's working folder is a temporary copy that Ray removes, so a relative output
     folder or model store vanishes with it (exit 0, nothing published where anyone looks)."""
-    import os
-
     if RAY_JOB_ENV not in (os.environ if env is None else env):
         return None
     paths = (("--output", cfg.paths.output), ("--models-dir", cfg.paths.models_dir))

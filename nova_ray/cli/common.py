@@ -99,8 +99,6 @@ def ray_failure(exc: BaseException, again: str = "rerun with --resume") -> str |
     """The one-line error for Ray failing mid-run (a task out of retries, the LSTM actor dead
     after its restarts, a lost object), or None for another exception. The finished batches are
     checkpointed: the run goes on from them (`again`)."""
-    import sys
-
     errors = sys.modules.get("ray.exceptions")  # loaded when Ray ran: no import for other errors
     if errors is None or not isinstance(exc, errors.RayError):
         return None
