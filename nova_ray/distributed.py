@@ -394,31 +394,103 @@ _AUTH_LOG = "ray._private.authentication.authentication_token_setup"
 GPU_WAIT_S = 120.0  # how long the LSTM waits for a GPU actor to start before it trains on CPU
 
 
-def _lstm_actor(actor_cls: Any, gpus: float) -> tuple[Any, str]:
-    """The LSTM actor and where it trains: on a GPU when the cluster has one that TensorFlow on
-    that node can use and that is free within GPU_WAIT_S; else on CPU, with a warning that says
-    why. A GPU actor that TensorFlow cannot use (tensorflow-cpu) would hold the GPU and train on
-    one CPU thread; one waiting for a GPU held elsewhere, or on a node gone, would wait forever."""
-    import ray
+LSTM_ATTEMPTS = 3  # the LSTM's first run and its runs again after its actor died
 
-    if gpus >= 1:
-        actor = actor_cls.options(num_gpus=1, num_cpus=1).remote(1)
-        ready, _ = ray.wait([check := actor.has_gpu.remote()], timeout=GPU_WAIT_S)
-        why = f"no GPU was free within {GPU_WAIT_S:.0f} s"
-        if ready:
+
+class _LstmRun:
+    """The global LSTM on its actor, driven from the run's loop (`ref` is what to wait on).
+
+    With a GPU in the cluster the actor asks for one and first checks that TensorFlow there can
+    use it (a tensorflow-cpu install never does; a GPU held elsewhere, or on a node gone, would
+    keep it waiting): while it checks, the statistical tasks already run. Within `GPU_WAIT_S` it
+    trains on the GPU, else on CPU with a warning that says why. On CPU the actor shares the cores
+    with the tasks (one TensorFlow thread): no core sits idle while TensorFlow imports.
+
+    An actor that dies (its process killed, its node lost) is replaced and the LSTM runs again,
+    up to `LSTM_ATTEMPTS` runs: on a GPU if the cluster still has one, else on CPU. Ray's own
+    actor restart would wait with no end for a GPU when the only GPU node is gone. The parts of
+    a run again replace those of the run before (each part's name holds the same items)."""
+
+    def __init__(self, actor_cls: Any, args: tuple, n_items: int, gpus: float):
+        self.cls, self.args, self.n_items, self.gpus = actor_cls, args, n_items, gpus
+        self.attempts = 0
+        self.device = ""  # "GPU" or "CPU" once it trains; "" while it checks its GPU
+        self.actor: Any = None
+        self.ref: Any = None  # the GPU check while it runs, then the parts' generator
+        self.deadline: float | None = None
+        self._start(gpus)
+
+    def _start(self, gpus: float) -> None:
+        self.attempts += 1
+        if gpus >= 1:
+            self.actor = self.cls.options(num_gpus=1, num_cpus=1).remote(1)
+            self.ref = self.actor.has_gpu.remote()
+            self.deadline = time.monotonic() + GPU_WAIT_S
+        else:
+            self._train("CPU")
+
+    def _train(self, device: str) -> None:
+        if device == "CPU":
+            self.kill()
+            self.actor = self.cls.options(num_cpus=0).remote(1)
+        self.device, self.deadline = device, None
+        # its parts stream in, at most two ahead of the driver: the object store (and the pages
+        # of it that the driver maps) never holds the whole result
+        self.ref = self.actor.run.options(_generator_backpressure_num_objects=2).remote(*self.args)
+
+    def _on_cpu(self, why: str) -> None:
+        logging.getLogger("nova_ray").warning(
+            "the cluster has %g GPU(s) but the LSTM trains on CPU: %s", self.gpus, why
+        )
+        self._train("CPU")
+
+    def timeout(self) -> float | None:
+        """Seconds until the GPU check gives up (None: no check running)."""
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    def expired(self) -> None:
+        """Give up a GPU check past its deadline: train on CPU."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self._on_cpu(f"no GPU was free within {GPU_WAIT_S:.0f} s")
+
+    def ready(self) -> BatchResult | None:
+        """`ref` is ready: the next part (None: the GPU check ended or the actor was replaced).
+        Raises StopIteration when the LSTM is done; Ray's error when its last run failed."""
+        import ray
+
+        if self.deadline is not None:  # the GPU check
             try:
-                if ray.get(check):
-                    return actor, "GPU"
+                if ray.get(self.ref):
+                    self._train("GPU")
+                    return None
                 why = "TensorFlow on its node sees no GPU (tensorflow-cpu? see README, On a Ray cluster)"
             except ray.exceptions.RayError as exc:
                 why = f"its actor failed: {type(exc).__name__}"
-        ray.kill(actor)
-        logging.getLogger("nova_ray").warning(
-            "the cluster has %g GPU(s) but the LSTM trains on CPU: %s", gpus, why
-        )
-    # on CPU the actor shares the cores with the tasks (one TF thread): no core sits idle while
-    # TensorFlow imports, nor while a task worker replaces it when it is done
-    return actor_cls.options(num_cpus=0).remote(1), "CPU"
+            self._on_cpu(why)
+            return None
+        try:
+            return ray.get(next(self.ref))
+        except ray.exceptions.RayActorError as exc:
+            if self.attempts >= LSTM_ATTEMPTS:
+                raise
+            gpus = float(ray.cluster_resources().get("GPU", 0))
+            logging.getLogger("nova_ray").warning(
+                "the LSTM's actor died (%s, on %s): it runs again on %s (run %d of %d)",
+                type(exc).__name__, self.device, "a GPU" if gpus >= 1 else "CPU",
+                self.attempts + 1, LSTM_ATTEMPTS,
+            )
+            self.kill()
+            self.gpus = gpus
+            self._start(gpus)
+            return None
+
+    def kill(self) -> None:
+        """Free the actor's CPU (or GPU) at once."""
+        import ray
+
+        if self.actor is not None:
+            ray.kill(self.actor)
+            self.actor = None
 
 
 def local_cpus() -> int:
@@ -567,20 +639,15 @@ class RayBackend:
         refresh = None if self._started else CPU_REFRESH_S
         checked = time.monotonic()
         pending: dict = {}
-        actor, parts = None, None
-        if lstm and lstm[1]:
-            actor_cls = ray.remote(max_restarts=2, max_task_retries=2)(_LstmActor)
-            actor, self.lstm_device = _lstm_actor(actor_cls, self.info.gpus)
-            # its parts stream in, at most two ahead of the driver: the object store (and the
-            # pages of it that the driver maps) never holds the whole result
-            parts = actor.run.options(_generator_backpressure_num_objects=2).remote(
-                series, lstm[1], lstm[0], lstm[2]  # a global model: it reads most of the series
-            )
-            pending[parts] = len(lstm[1])
+        lstm_run = None
+        if lstm and lstm[1]:  # first: a GPU actor gets its node's CPU before the tasks queue
+            actor_cls = ray.remote(max_restarts=0, max_task_retries=0)(_LstmActor)
+            # a global model: it reads most of the series
+            lstm_run = _LstmRun(actor_cls, (series, lstm[1], lstm[0], lstm[2]), len(lstm[1]), self.info.gpus)
 
         def submit() -> None:
             """Submit batches (most expensive first) until `window` tasks are in flight."""
-            while queue and len(pending) - (parts in pending) < window:
+            while queue and len(pending) < window:
                 spec, b, cached = queue.pop()
                 ids = [str(series.item_ids[i]) for i in b]
                 sub = {k: cached[k] for k in ids if cached and k in cached}
@@ -589,36 +656,42 @@ class RayBackend:
 
         try:
             submit()
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1, timeout=refresh)
+            while pending or lstm_run:
+                waits = [*pending, lstm_run.ref] if lstm_run else list(pending)
+                timeout = min((t for t in (refresh, lstm_run and lstm_run.timeout()) if t is not None),
+                              default=None)
+                done, _ = ray.wait(waits, num_returns=1, timeout=timeout)
                 if refresh is not None and time.monotonic() - checked >= refresh:
                     checked = time.monotonic()
                     if cpus := self._more_cpus():
                         window = TASKS_AHEAD * cpus
                         submit()
+                if lstm_run and not done:
+                    lstm_run.expired()
                 for ref in done:
-                    if ref is not parts:
+                    if ref in pending:
                         n = pending.pop(ref)
                         submit()
                         yield ray.get(ref), n
                         continue
+                    assert lstm_run is not None
                     try:
-                        result = ray.get(next(parts))
-                    except StopIteration:  # the LSTM is done (killed sooner, Ray would retry it)
-                        pending.pop(parts)
-                        ray.kill(actor)  # free its CPU (or GPU) for the statistical tasks at once
-                        actor = None
+                        result = lstm_run.ready()
+                    except StopIteration:  # the LSTM is done: its CPU (or GPU) goes to the tasks at once
+                        lstm_run.kill()
+                        lstm_run = None
                         continue
-                    yield result, pending[parts] if result.name == FINAL_PART else 0
+                    self.lstm_device = lstm_run.device
+                    if result is not None:
+                        yield result, lstm_run.n_items if result.name == FINAL_PART else 0
         finally:
             # a cluster's tasks would outlive this driver: cancel them. A local Ray we started
             # stops with its workers; cancelling there raced with replies already on their way
             # (Ray 2.60 then aborts the driver: "Tried to complete task that was not pending")
             for ref in pending if not self._started else ():
-                if ref is not parts:
-                    ray.cancel(ref, force=True)
-            if actor is not None:
-                ray.kill(actor)
+                ray.cancel(ref, force=True)
+            if lstm_run is not None:
+                lstm_run.kill()
 
 
 def _node_report() -> dict[str, str]:

@@ -123,3 +123,49 @@ def test_a_local_run_uses_the_cpus_it_may_use_not_the_hosts(monkeypatch: pytest.
     assert local_cpus() == 4
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: {0, 1})  # taskset -c 0,1
     assert local_cpus() == 2
+
+
+def test_the_gpu_check_runs_beside_the_statistical_tasks(small_demo, tmp_path, monkeypatch) -> None:
+    """The LSTM's GPU check held every statistical task back until it ended (up to GPU_WAIT_S,
+    2 minutes). Here the check (an actor that takes its declared GPU for usable) answers only once
+    the first statistical batch is back: it did so, and the LSTM kept the GPU."""
+    import pyarrow.compute as pc
+
+    from nova_ray.config import load_config
+    from nova_ray.fit_stage import run_engine
+    from nova_ray.pipeline import engine_spec, load_series
+
+    flag = str(tmp_path / "first-batch-back")
+
+    class CheckAfterFirstBatch(distributed._LstmActor):  # defined here: shipped by value
+        def has_gpu(self) -> bool:
+            deadline = time.monotonic() + 60
+            while not os.path.exists(flag) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return os.path.exists(flag)
+
+    class Progress:
+        def stage(self, name: str, total: int | None = None) -> None:
+            pass
+
+        def advance(self, n: int = 1) -> None:
+            if n and not os.path.exists(flag):
+                open(flag, "w").close()
+
+    monkeypatch.setattr(distributed, "_LstmActor", CheckAfterFirstBatch)
+    monkeypatch.setattr(distributed, "GPU_WAIT_S", 45.0)
+    over = {"data": str(small_demo / "demand.parquet"), "models": "naive,lstm", "horizon": 7,
+            "backtest_windows": 1, "epochs": 1}
+    cfg = load_config(None, over, env={}, dotenv=None)
+    series, _ = load_series(cfg, ["CAB-0001", "ELE-0001", "SAF-0001", "FIX-0001"])
+    tmp = tmpdirs.owned_tmpdir("ray", "/tmp")
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, _temp_dir=tmp,
+             log_to_driver=False, runtime_env={"env_vars": distributed.THREAD_ENV})
+    try:
+        results, _, info = run_engine(series, engine_spec(cfg), cfg, Progress(), use_ray=True)
+    finally:
+        ray.shutdown()
+    assert info["lstm_device"] == "GPU"
+    lstm = {i for r in results for i in r.forecasts.filter(pc.equal(r.forecasts["model"], "lstm"))
+            .column("item_id").to_pylist()}
+    assert lstm == set(series.item_ids.tolist())

@@ -1,6 +1,7 @@
 """A real two-node Ray cluster on this machine: `forecast --address` spreads tasks over both nodes
 and gives the same results as the local path."""
 
+import os
 from pathlib import Path
 
 import polars as pl
@@ -199,3 +200,65 @@ def test_doctor_probes_every_node_of_the_cluster(cluster) -> None:
     assert node_problem(broken) == f"1 of 2 node(s) cannot run nova-ray's tasks: 10.0.0.9/abc: {missing}"
     older = [nodes[0], {**nodes[1], "nova_ray": "0.0.9"}]
     assert "has nova-ray 0.0.9" in (node_problem(older) or "")
+
+
+def test_a_gpu_node_lost_mid_lstm_leaves_the_lstm_on_cpu(cluster, small_demo: Path, tmp_path: Path,
+                                                          monkeypatch, caplog) -> None:
+    """The LSTM trains on a GPU node (declared here, with an actor that takes its GPU for usable),
+    and the node is lost mid-training. Ray's own actor restart waited with no end for a GPU; the
+    LSTM now runs again on CPU and the run completes, each forecast once."""
+    import json
+    import logging
+    import threading
+    import time
+
+    import ray
+
+    from nova_ray import distributed
+    from nova_ray.pipeline import run_forecast
+
+    started = str(tmp_path / "lstm-started")
+
+    class TakesItsGpu(distributed._LstmActor):  # defined here: shipped by value
+        def has_gpu(self) -> bool:
+            return True
+
+        def run(self, *args, **kwargs):
+            open(started, "a").close()
+            yield from super().run(*args, **kwargs)
+
+    gpu_node = cluster.add_node(num_cpus=1, num_gpus=1)
+    lost: list = []
+
+    def lose_the_gpu_node() -> None:
+        deadline = time.monotonic() + 120
+        while not os.path.exists(started) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cluster.remove_node(gpu_node, allow_graceful=False)
+        lost.append(time.monotonic())
+
+    monkeypatch.setattr(distributed, "_LstmActor", TakesItsGpu)
+    monkeypatch.setattr(distributed, "GPU_WAIT_S", 20.0)
+    over = {"data": str(small_demo / "demand.parquet"), "output": str(tmp_path / "out"),
+            "models_dir": str(tmp_path / "models"), "models": "naive,lstm", "horizon": 7,
+            "backtest_windows": 1, "epochs": 3, "address": cluster.address}
+    items = ITEMS.split(",")
+    killer = threading.Thread(target=lose_the_gpu_node, daemon=True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="nova_ray"):
+            killer.start()
+            summary = run_forecast(load_config(None, over, env={}, dotenv=None), items)
+    finally:
+        killer.join(timeout=130)
+        ray.shutdown()
+        if not lost:
+            cluster.remove_node(gpu_node)
+    assert lost and summary.items == len(items)
+    assert "the LSTM's actor died" in caplog.text, caplog.text
+    out = tmp_path / "out"
+    versions = json.loads((out / "metadata" / "model_versions.json").read_text())
+    assert versions["backend"]["lstm_device"] == "CPU"
+    got = pl.read_parquet(out / "forecasts", hive_partitioning=True)
+    lstm = got.filter(pl.col("model") == "lstm")
+    assert sorted(lstm["item_id"].unique()) == sorted(items)
+    assert got.group_by("item_id", "model", "date").len()["len"].max() == 1
