@@ -30,7 +30,7 @@ from .engine import (
 from .fit_stage import COLD_LISTED, FitResult, Progress, Silent, StageTimer, cold_reasons, fit_stage
 from .io.demand import spill_columns
 from .io.lock import job_lock
-from .io.model_store import ModelStore, block_fingerprints, fingerprint
+from .io.model_store import STALE_STORE_DAYS, ModelStore, block_fingerprints, fingerprint
 from .io.results import ResultWriter, utc_now
 from .io.spill import Spill
 from .memory import release_memory
@@ -376,6 +376,9 @@ def _finish(
         "metrics": ["metrics", "ensemble_weights", "items", "backtests"],
     }[only]
     _save_models(store, writer, fitted.facts, fit.warm, run_date, versions, cfg.forecast.cache_max_age_days)
+    if pruned := store.prune_stale(cfg.forecast.cache_max_age_days):
+        LOG.info("removed %d model store(s) of other versions unused for %d+ days: %s", len(pruned),
+                 max(STALE_STORE_DAYS, cfg.forecast.cache_max_age_days), ", ".join(pruned))
     # the global network, trained on every item, is stored by runs over every item only: one on a
     # subset (--items) would replace it with a network that knows those items alone
     if fit.lstm_state is not None and fitted.whole and fit.lstm_cold_date is not None:

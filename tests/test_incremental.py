@@ -153,6 +153,28 @@ def test_changed_history_and_config_drop_the_cache(days, tmp_path: Path) -> None
     assert other.warm_items == 0  # another config: another model version, a fresh store
 
 
+def test_stores_of_other_versions_unused_for_a_month_are_removed(days, tmp_path: Path) -> None:
+    """Each config change or upgrade starts a new store folder; the old ones, with their backtests,
+    stayed on disk for ever. A run removes those of other versions unwritten for 30 days (their
+    entries cannot be reused any more), not a folder with other files."""
+    import os
+    import time
+
+    run_forecast(_cfg(days["day1"], tmp_path, models="naive"), use_ray=False)
+    old = next(p for p in (tmp_path / "models").iterdir() if p.is_dir())
+    kept = tmp_path / "models" / "notes"  # a user's folder: not a store
+    kept.mkdir()
+    (kept / "items.parquet").write_bytes((old / "items.parquet").read_bytes())
+    (kept / "readme.txt").write_text("mine")
+    month_ago = time.time() - 31 * 86400
+    for f in [*old.iterdir(), *kept.iterdir()]:
+        os.utime(f, (month_ago, month_ago))
+    run_forecast(_cfg(days["day2"], tmp_path, models="naive", horizon=7), use_ray=False)  # another version
+    folders = {p.name for p in (tmp_path / "models").iterdir() if p.is_dir()}
+    assert old.name not in folders and "notes" in folders and len(folders) == 2
+    assert (kept / "readme.txt").exists()
+
+
 def test_a_rolling_export_window_keeps_the_cache(days, tmp_path: Path) -> None:
     """An export of the last N days loses its oldest days every night: the items stay warm, unless
     a value that both histories hold changed."""

@@ -39,6 +39,8 @@ COLD_CLASS = "demand class changed"
 COLD_LATER = "stored fit made after the run date (a backfill)"
 COLD_FORCED = "--full-refit"
 COLD_FAILED = "a stored model choice failed to forecast (last run)"
+STALE_STORE_DAYS = 30  # a sibling store (another version) unwritten this long is removed, see prune_stale
+STORE_FILES = (ITEMS_FILE, BACKTESTS_FILE, LSTM_FILE, "model_versions.json")
 FAILED_ON = date(1970, 1, 1)  # `fitted_on` of an entry whose stored choice failed: cold next run
 BLOCK = 28  # periods per block fingerprint: what a history that lost its oldest periods is checked by
 
@@ -238,6 +240,29 @@ class ModelStore:
             return
         failed = pl.col("item_id").is_in(ids)
         self._write_items(items.with_columns(fitted_on=pl.when(failed).then(pl.lit(FAILED_ON)).otherwise("fitted_on")))
+
+    def prune_stale(self, max_age_days: int, now: float | None = None) -> list[str]:
+        """Remove the other model versions' stores (a config change, an upgrade) that no run has
+        written for `STALE_STORE_DAYS` days (and at least `max_age_days`): no entry in them can be
+        reused any more, yet each held its backtests on disk for ever. Only folders that hold
+        store files alone are touched; returns their names. Call it under the models dir's lock."""
+        import shutil
+        import time
+
+        limit = (now if now is not None else time.time()) - 86400 * max(STALE_STORE_DAYS, max_age_days)
+        removed = []
+        parent = self.dir.parent
+        for folder in sorted(parent.iterdir()) if parent.is_dir() else ():
+            if folder == self.dir or folder.name[0] == "." or folder.is_symlink() or not folder.is_dir():
+                continue
+            files = list(folder.iterdir())
+            names = {f.name.removesuffix(".unreadable") for f in files if not f.name.startswith(".")}
+            if not files or not names <= set(STORE_FILES) or any(f.is_dir() for f in files):
+                continue  # not a store (or an empty folder): not ours to remove
+            if max(f.lstat().st_mtime for f in files) < limit:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+        return removed
 
     def save_lstm(self, state: LstmState, cold_fitted_on: date) -> None:
         """Store the LSTM (atomically); `cold_fitted_on` is the date of its last cold training."""
