@@ -224,17 +224,11 @@ def test_same_history_checks_what_both_histories_hold() -> None:
 
 
 def test_train_stores_without_publishing(days, tmp_path: Path, ray_session) -> None:
-    args = [
-        "--data",
-        str(days["day1"]),
-        "--models-dir",
-        str(tmp_path / "models"),
-        "--horizon",
-        "14",
-        "--models",
-        "arima,ets,theta,naive",
-        "--quiet",
-    ]
+    """`train` then `forecast` with the same options: the forecast reuses what train stored (train
+    lacked the backtest and ARIMA options, so a forecast that set them found another version)."""
+    settings = ["--horizon", "14", "--models", "arima,ets,theta,naive", "--backtest-windows", "1",
+                "--backtest-step", "7", "--arima-engine", "statsforecast", "--quiet"]
+    args = ["--data", str(days["day1"]), "--models-dir", str(tmp_path / "models"), *settings]
     res = CliRunner().invoke(app, ["train", *args, "--output", str(tmp_path / "train")])
     assert res.exit_code == 0, res.output
     assert "stored model choices for 6 items" in res.output
@@ -250,11 +244,7 @@ def test_train_stores_without_publishing(days, tmp_path: Path, ray_session) -> N
             str(tmp_path / "out"),
             "--models-dir",
             str(tmp_path / "models"),
-            "--horizon",
-            "14",
-            "--models",
-            "arima,ets,theta,naive",
-            "--quiet",
+            *settings,
         ],
     )
     assert res.exit_code == 0, res.output

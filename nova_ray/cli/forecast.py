@@ -97,6 +97,15 @@ FUTURE_FEATURES = typer.Option(
     help="CSV or Parquet of known future feature values (date + columns) for the horizon.",
 )
 MODELS_DIR = typer.Option(None, "--models-dir", help="Stored models (default models/).")
+BACKTEST_WINDOWS = typer.Option(
+    None, "--backtest-windows", min=0, help="Rolling-origin backtest windows (default 3; 0 = off)."
+)
+BACKTEST_STEP = typer.Option(
+    None, "--backtest-step", min=0, help="Periods between backtest origins (default 0 = the horizon)."
+)
+ARIMA_ENGINE = typer.Option(
+    None, "--arima-engine", help="statsforecast (fast, default), pmdarima or statsmodels."
+)
 CONFIG = typer.Option(
     None, "--config", help="Config TOML (default configs/default.toml).", envvar="NOVA_RAY_CONFIG"
 )
@@ -131,12 +140,8 @@ def forecast(
     ),
     address: str = ADDRESS,
     num_cpus: int = NUM_CPUS,
-    backtest_windows: int = typer.Option(
-        None, "--backtest-windows", min=0, help="Rolling-origin backtest windows (default 3; 0 = off)."
-    ),
-    backtest_step: int = typer.Option(
-        None, "--backtest-step", min=0, help="Periods between backtest origins (default 0 = the horizon)."
-    ),
+    backtest_windows: int = BACKTEST_WINDOWS,
+    backtest_step: int = BACKTEST_STEP,
     only_forecasts: bool = typer.Option(
         False, "--only-forecasts", help="No backtests run: forecasts, items and ensemble weights "
         "(no metrics, backtests or recommendations)."
@@ -145,9 +150,7 @@ def forecast(
         False, "--only-metrics", help="Backtests only: metrics, backtests, items and ensemble weights (no "
         "final fit, forecasts or recommendations)."
     ),
-    arima_engine: str = typer.Option(
-        None, "--arima-engine", help="statsforecast (fast, default), pmdarima or statsmodels."
-    ),
+    arima_engine: str = ARIMA_ENGINE,
     config: str = CONFIG,
     resume: bool = RESUME,
     no_exog: bool = NO_EXOG,
@@ -289,6 +292,9 @@ def train(
                                "checkpoints (default data/ml_results); nothing is published there."),
     address: str = ADDRESS,
     num_cpus: int = NUM_CPUS,
+    backtest_windows: int = BACKTEST_WINDOWS,
+    backtest_step: int = BACKTEST_STEP,
+    arima_engine: str = ARIMA_ENGINE,
     no_exog: bool = NO_EXOG,
     features: str = FEATURES,
     future_features: str = FUTURE_FEATURES,
@@ -309,6 +315,9 @@ def train(
         output=output,
         address=address,
         num_cpus=num_cpus,
+        backtest_windows=backtest_windows,
+        backtest_step=backtest_step,
+        arima_engine=arima_engine,
         no_exog=no_exog,
         features=features,
         future_features=future_features,
