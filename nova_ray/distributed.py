@@ -666,7 +666,7 @@ class RayBackend:
                     if cpus := self._more_cpus():
                         window = TASKS_AHEAD * cpus
                         submit()
-                if lstm_run and not done:
+                if lstm_run:  # also while tasks keep finishing: the deadline is checked every time
                     lstm_run.expired()
                 for ref in done:
                     if ref in pending:
@@ -674,7 +674,8 @@ class RayBackend:
                         submit()
                         yield ray.get(ref), n
                         continue
-                    assert lstm_run is not None
+                    if lstm_run is None or ref is not lstm_run.ref:
+                        continue  # an LSTM ref replaced meanwhile (its GPU check past the deadline)
                     try:
                         result = lstm_run.ready()
                     except StopIteration:  # the LSTM is done: its CPU (or GPU) goes to the tasks at once
