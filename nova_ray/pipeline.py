@@ -376,13 +376,13 @@ def _finish(
         "metrics": ["metrics", "ensemble_weights", "items", "backtests"],
     }[only]
     _save_models(store, writer, fitted.facts, fit.warm, run_date, versions, cfg.forecast.cache_max_age_days)
-    if pruned := store.prune_stale(cfg.forecast.cache_max_age_days):
-        LOG.info("removed %d model store(s) of other versions unused for %d+ days: %s", len(pruned),
-                 max(STALE_STORE_DAYS, cfg.forecast.cache_max_age_days), ", ".join(pruned))
     # the global network, trained on every item, is stored by runs over every item only: one on a
     # subset (--items) would replace it with a network that knows those items alone
     if fit.lstm_state is not None and fitted.whole and fit.lstm_cold_date is not None:
         store.save_lstm(fit.lstm_state, fit.lstm_cold_date)
+    if pruned := store.prune_stale(cfg.forecast.cache_max_age_days):
+        LOG.info("removed %d model store(s) of other versions unused for %d+ days: %s", len(pruned),
+                 max(STALE_STORE_DAYS, cfg.forecast.cache_max_age_days), ", ".join(pruned))
     if not publish:
         writer.abort()
         return summary
@@ -507,7 +507,7 @@ def _save_models(
     store.save(
         entries,
         writer.checkpointed_backtests(entries["item_id"].to_list()),
-        versions,
+        versions | {"cache_max_age_days": max_age_days},  # its own: what `prune_stale` keeps it for
         drop_before=run_date - timedelta(days=max_age_days),
     )
 

@@ -155,24 +155,42 @@ def test_changed_history_and_config_drop_the_cache(days, tmp_path: Path) -> None
 
 def test_stores_of_other_versions_unused_for_a_month_are_removed(days, tmp_path: Path) -> None:
     """Each config change or upgrade starts a new store folder; the old ones, with their backtests,
-    stayed on disk for ever. A run removes those of other versions unwritten for 30 days (their
-    entries cannot be reused any more), not a folder with other files."""
+    stayed on disk for ever. A run removes those of other versions unwritten for 30 days and for
+    their own cache age (no entry in them can be reused), and nothing else."""
     import os
+    import shutil
     import time
 
     run_forecast(_cfg(days["day1"], tmp_path, models="naive"), use_ray=False)
-    old = next(p for p in (tmp_path / "models").iterdir() if p.is_dir())
-    kept = tmp_path / "models" / "notes"  # a user's folder: not a store
-    kept.mkdir()
-    (kept / "items.parquet").write_bytes((old / "items.parquet").read_bytes())
-    (kept / "readme.txt").write_text("mine")
-    month_ago = time.time() - 31 * 86400
-    for f in [*old.iterdir(), *kept.iterdir()]:
-        os.utime(f, (month_ago, month_ago))
+    models = tmp_path / "models"
+    old = next(p for p in models.iterdir() if p.is_dir())
+    assert json.loads((old / "model_versions.json").read_text())["cache_max_age_days"] == 7
+    recent, monthly = shutil.copytree(old, models / "recent"), shutil.copytree(old, models / "monthly")
+    versions = json.loads((monthly / "model_versions.json").read_text()) | {"cache_max_age_days": 60}
+    (monthly / "model_versions.json").write_text(json.dumps(versions))  # a job that reuses fits 60 days
+    notes = models / "notes"  # a user's folder: not a store
+    notes.mkdir()
+    shutil.copy(old / "items.parquet", notes / "items.parquet")
+    (notes / "readme.txt").write_text("mine")
+    (models / "dots").mkdir()
+    (models / "dots" / ".env").write_text("X=1")
+    elsewhere = shutil.copytree(old, tmp_path / "elsewhere")  # a store linked in from another disk
+    (models / "link").symlink_to(elsewhere, target_is_directory=True)
+
+    def age(folder: Path, days_old: float) -> None:
+        t = time.time() - days_old * 86400
+        for f in folder.iterdir():
+            os.utime(f, (t, t))
+
+    for folder in (old, monthly, notes, models / "dots", elsewhere):
+        age(folder, 31)
+    age(recent, 10)
     run_forecast(_cfg(days["day2"], tmp_path, models="naive", horizon=7), use_ray=False)  # another version
-    folders = {p.name for p in (tmp_path / "models").iterdir() if p.is_dir()}
-    assert old.name not in folders and "notes" in folders and len(folders) == 2
-    assert (kept / "readme.txt").exists()
+    folders = {p.name for p in models.iterdir() if p.is_dir()}
+    assert old.name not in folders
+    assert {"recent", "monthly", "notes", "dots", "link"} <= folders and len(folders) == 6
+    assert (notes / "readme.txt").exists() and (models / "dots" / ".env").exists()
+    assert (elsewhere / "items.parquet").exists()
 
 
 def test_a_rolling_export_window_keeps_the_cache(days, tmp_path: Path) -> None:
@@ -227,7 +245,7 @@ def test_train_stores_without_publishing(days, tmp_path: Path, ray_session) -> N
     """`train` then `forecast` with the same options: the forecast reuses what train stored (train
     lacked the backtest and ARIMA options, so a forecast that set them found another version)."""
     settings = ["--horizon", "14", "--models", "arima,ets,theta,naive", "--backtest-windows", "1",
-                "--backtest-step", "7", "--arima-engine", "statsforecast", "--quiet"]
+                "--backtest-step", "7", "--arima-engine", "statsmodels", "--quiet"]
     args = ["--data", str(days["day1"]), "--models-dir", str(tmp_path / "models"), *settings]
     res = CliRunner().invoke(app, ["train", *args, "--output", str(tmp_path / "train")])
     assert res.exit_code == 0, res.output

@@ -12,7 +12,9 @@ holds `<models_dir>/.nova-ray.lock` (`io.lock.job_lock`) while it reads and upda
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import shutil
 import zlib
 from datetime import date
 from pathlib import Path
@@ -40,8 +42,10 @@ COLD_LATER = "stored fit made after the run date (a backfill)"
 COLD_FORCED = "--full-refit"
 COLD_FAILED = "a stored model choice failed to forecast (last run)"
 STALE_STORE_DAYS = 30  # a sibling store (another version) unwritten this long is removed, see prune_stale
-STORE_FILES = (ITEMS_FILE, BACKTESTS_FILE, LSTM_FILE, "model_versions.json")
+VERSIONS_FILE = "model_versions.json"
+STORE_FILES = (ITEMS_FILE, BACKTESTS_FILE, LSTM_FILE, VERSIONS_FILE)
 FAILED_ON = date(1970, 1, 1)  # `fitted_on` of an entry whose stored choice failed: cold next run
+LOG = logging.getLogger("nova_ray")
 BLOCK = 28  # periods per block fingerprint: what a history that lost its oldest periods is checked by
 
 
@@ -224,7 +228,7 @@ class ModelStore:
             pl.concat(parts, how="vertical_relaxed").sink_parquet(tmp)
             os.replace(tmp, bt_path)
         self._write_items(items)
-        write_json_atomic(self.dir / "model_versions.json", versions)
+        write_json_atomic(self.dir / VERSIONS_FILE, versions)
 
     def _write_items(self, items: pl.DataFrame) -> None:
         tmp = self.dir / f".{ITEMS_FILE}.tmp-{os.getpid()}"
@@ -243,25 +247,31 @@ class ModelStore:
 
     def prune_stale(self, max_age_days: int, now: float | None = None) -> list[str]:
         """Remove the other model versions' stores (a config change, an upgrade) that no run has
-        written for `STALE_STORE_DAYS` days (and at least `max_age_days`): no entry in them can be
-        reused any more, yet each held its backtests on disk for ever. Only folders that hold
-        store files alone are touched; returns their names. Call it under the models dir's lock."""
-        import shutil
+        written for `STALE_STORE_DAYS` days, nor for their own `cache_max_age_days` (kept in their
+        model_versions.json; a job with a longer one keeps its store) nor this run's: no entry in
+        them can be reused any more, yet each held its backtests on disk for ever. Only folders
+        holding an items file or a model_versions.json and store files alone are touched; a
+        folder that cannot be read is skipped. Returns their names. Call it under the models
+        dir's lock."""
         import time
 
-        limit = (now if now is not None else time.time()) - 86400 * max(STALE_STORE_DAYS, max_age_days)
+        now = time.time() if now is None else now
         removed = []
-        parent = self.dir.parent
-        for folder in sorted(parent.iterdir()) if parent.is_dir() else ():
-            if folder == self.dir or folder.name[0] == "." or folder.is_symlink() or not folder.is_dir():
+        try:
+            folders = sorted(self.dir.parent.iterdir())
+        except OSError:
+            return removed
+        for folder in folders:
+            try:
+                if folder == self.dir or not _stale_store(folder, now, max(STALE_STORE_DAYS, max_age_days)):
+                    continue
+            except OSError:  # not ours to read (lost+found on a volume's root): not a store of ours
                 continue
-            files = list(folder.iterdir())
-            names = {f.name.removesuffix(".unreadable") for f in files if not f.name.startswith(".")}
-            if not files or not names <= set(STORE_FILES) or any(f.is_dir() for f in files):
-                continue  # not a store (or an empty folder): not ours to remove
-            if max(f.lstat().st_mtime for f in files) < limit:
-                shutil.rmtree(folder, ignore_errors=True)
+            try:
+                shutil.rmtree(folder)
                 removed.append(folder.name)
+            except OSError as exc:  # housekeeping: never a reason to fail a run
+                LOG.warning("model store %s not pruned: %s", folder, first_line(exc))
         return removed
 
     def save_lstm(self, state: LstmState, cold_fitted_on: date) -> None:
@@ -275,6 +285,28 @@ class ModelStore:
             return None
         state, fitted_on, _ = read_lstm(path)
         return None if (today - fitted_on).days > max_age_days else (state, fitted_on)
+
+
+def _stale_store(folder: Path, now: float, min_days: int) -> bool:
+    """Whether `folder` is a model store (store files only, an items file or model_versions.json
+    among them) unwritten for `min_days` days and for its own `cache_max_age_days`."""
+    import json
+
+    if folder.name[0] == "." or folder.is_symlink() or not folder.is_dir():
+        return False
+    files = list(folder.iterdir())
+    names = {f.name.removesuffix(".unreadable") for f in files if not f.name.startswith(".")}
+    if not names & {ITEMS_FILE, VERSIONS_FILE} or not names <= set(STORE_FILES):
+        return False  # not a store: not ours to remove
+    if any(f.is_dir() for f in files):
+        return False
+    days = min_days
+    if (folder / VERSIONS_FILE).is_file():
+        try:
+            days = max(days, int(json.loads((folder / VERSIONS_FILE).read_text())["cache_max_age_days"]))
+        except (ValueError, KeyError, TypeError):
+            pass
+    return max(f.lstat().st_mtime for f in files) < now - 86400 * days
 
 
 def _parquet_ok(path: Path) -> str | None:
