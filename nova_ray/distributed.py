@@ -141,6 +141,12 @@ class _LstmActor:
                 part.worker = _worker_name()
                 yield part
 
+    def node(self) -> str:
+        """The id of the node this actor runs on."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
     def devices(self) -> list[str]:
         import tensorflow as tf
 
@@ -395,6 +401,7 @@ GPU_WAIT_S = 120.0  # how long the LSTM waits for a GPU actor to start before it
 
 
 LSTM_ATTEMPTS = 3  # the LSTM's first run and its runs again after its actor died
+NODE_LOSS_WAIT_S = 60.0  # how long a run again waits for Ray to declare an unreachable node dead
 
 
 class _LstmRun:
@@ -403,27 +410,36 @@ class _LstmRun:
     With a GPU in the cluster the actor asks for one and first checks that TensorFlow there can
     use it (a tensorflow-cpu install never does; a GPU held elsewhere, or on a node gone, would
     keep it waiting): while it checks, the statistical tasks already run. Within `GPU_WAIT_S` it
-    trains on the GPU, else on CPU with a warning that says why. On CPU the actor shares the cores
-    with the tasks (one TensorFlow thread): no core sits idle while TensorFlow imports.
+    trains on the GPU, else on CPU with a warning that says why (and so does any run again).
+    On CPU the actor shares the cores with the tasks (one TensorFlow thread): no core sits idle
+    while TensorFlow imports.
 
-    An actor that dies (its process killed, its node lost) is replaced and the LSTM runs again,
-    up to `LSTM_ATTEMPTS` runs: on a GPU if the cluster still has one, else on CPU. Ray's own
-    actor restart would wait with no end for a GPU when the only GPU node is gone. The parts of
-    a run again replace those of the run before (each part's name holds the same items)."""
+    An actor that dies (its process killed, its node lost) before its last part is replaced and
+    the LSTM runs again, up to `LSTM_ATTEMPTS` runs: on a GPU if a live node still has one, else
+    on CPU. Ray's own actor restart would wait with no end for a GPU when the only GPU node is
+    gone. A node that stops answering is still listed, with its GPU, until Ray declares it dead
+    (15-30 s): the run again waits for that (at most `NODE_LOSS_WAIT_S`), so that neither a
+    GPU check nor the CPU actor lands on it. The parts of a run again replace those of the run
+    before (each part's name holds the same items)."""
 
     def __init__(self, actor_cls: Any, args: tuple, n_items: int, gpus: float):
         self.cls, self.args, self.n_items, self.gpus = actor_cls, args, n_items, gpus
         self.attempts = 0
         self.device = ""  # "GPU" or "CPU" once it trains; "" while it checks its GPU
         self.actor: Any = None
+        self.node: Any = None  # the actor's node id, asked for when it starts
         self.ref: Any = None  # the GPU check while it runs, then the parts' generator
         self.deadline: float | None = None
+        self.no_gpu = ""  # why a GPU check failed: the runs again train on CPU at once
+        self.final = False  # its last part is in: an actor lost now changes nothing
         self._start(gpus)
 
     def _start(self, gpus: float) -> None:
         self.attempts += 1
-        if gpus >= 1:
+        self.device = ""
+        if gpus >= 1 and not self.no_gpu:
             self.actor = self.cls.options(num_gpus=1, num_cpus=1).remote(1)
+            self.node = self.actor.node.remote()
             self.ref = self.actor.has_gpu.remote()
             self.deadline = time.monotonic() + GPU_WAIT_S
         else:
@@ -433,12 +449,14 @@ class _LstmRun:
         if device == "CPU":
             self.kill()
             self.actor = self.cls.options(num_cpus=0).remote(1)
+            self.node = self.actor.node.remote()
         self.device, self.deadline = device, None
         # its parts stream in, at most two ahead of the driver: the object store (and the pages
         # of it that the driver maps) never holds the whole result
         self.ref = self.actor.run.options(_generator_backpressure_num_objects=2).remote(*self.args)
 
     def _on_cpu(self, why: str) -> None:
+        self.no_gpu = why
         logging.getLogger("nova_ray").warning(
             "the cluster has %g GPU(s) but the LSTM trains on CPU: %s", self.gpus, why
         )
@@ -469,20 +487,41 @@ class _LstmRun:
             self._on_cpu(why)
             return None
         try:
-            return ray.get(next(self.ref))
+            part = ray.get(next(self.ref))
         except ray.exceptions.RayActorError as exc:
+            if self.final:  # lost after its last part (the state with it): nothing to run again
+                raise StopIteration from None
             if self.attempts >= LSTM_ATTEMPTS:
                 raise
-            gpus = float(ray.cluster_resources().get("GPU", 0))
+            if isinstance(exc, ray.exceptions.ActorUnavailableError):
+                self._await_node_loss()
+            gpus = sum(n["Resources"].get("GPU", 0) for n in ray.nodes() if n["Alive"])
             logging.getLogger("nova_ray").warning(
                 "the LSTM's actor died (%s, on %s): it runs again on %s (run %d of %d)",
-                type(exc).__name__, self.device, "a GPU" if gpus >= 1 else "CPU",
+                type(exc).__name__, self.device, "a GPU" if gpus >= 1 and not self.no_gpu else "CPU",
                 self.attempts + 1, LSTM_ATTEMPTS,
             )
             self.kill()
             self.gpus = gpus
             self._start(gpus)
             return None
+        self.final = part.name == FINAL_PART
+        return part
+
+    def _await_node_loss(self) -> None:
+        """Wait (at most `NODE_LOSS_WAIT_S`) until Ray declares the node of an actor that stopped
+        answering dead: until then the node is listed, GPU and CPUs included."""
+        import ray
+
+        try:
+            node = ray.get(self.node, timeout=1)
+        except Exception:  # noqa: BLE001 - it died before saying where it ran
+            return
+        end = time.monotonic() + NODE_LOSS_WAIT_S
+        while time.monotonic() < end:
+            if not any(n["NodeID"] == node and n["Alive"] for n in ray.nodes()):
+                return
+            time.sleep(0.5)
 
     def kill(self) -> None:
         """Free the actor's CPU (or GPU) at once."""
