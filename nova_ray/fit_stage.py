@@ -221,6 +221,7 @@ def fit_stage(
     if "lstm" in writer.done() and state_file.exists():  # resumed after the LSTM was done
         fit.lstm_state, fit.lstm_cold_date, fit.lstm_warm = read_lstm(state_file)
     lstm_done: set[str] = set()  # the items of the LSTM's parts so far, for its log line
+    part_workers: dict[str, str] = {}  # LSTM part -> the worker that produced its last copy
 
     def checkpoint(result: BatchResult) -> None:
         name = result.name or f"{BATCH_PREFIX}{uuid.uuid4().hex[:12]}"
@@ -240,8 +241,12 @@ def fit_stage(
             name, {"forecasts": result.forecasts, "backtests": result.backtests, "items": result.items}
         )
         fit.cpu += result.cpu_seconds
-        if result.worker:
+        if is_part(name):  # its worker counts once its run's last part lists it (not a dead attempt's)
+            part_workers[name] = result.worker
+        elif result.worker:
             fit.workers.add(result.worker)
+        if name == FINAL_PART:
+            fit.workers.update(w for n, w in part_workers.items() if w and n in result.parts)
         if result.name and result.name != FINAL_PART:
             for table in (result.forecasts, result.backtests):
                 lstm_done.update(pc.unique(table["item_id"]).to_pylist())
