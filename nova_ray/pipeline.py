@@ -30,7 +30,7 @@ from .engine import (
 from .fit_stage import COLD_LISTED, FitResult, Progress, Silent, StageTimer, cold_reasons, fit_stage
 from .io.demand import spill_columns
 from .io.lock import job_lock
-from .io.model_store import STALE_STORE_DAYS, ModelStore, block_fingerprints, fingerprint
+from .io.model_store import STALE_STORE_DAYS, ModelStore, block_fingerprint_column, fingerprint
 from .io.results import ResultWriter, utc_now
 from .io.spill import Spill
 from .memory import release_memory
@@ -290,15 +290,17 @@ def _fit(
 
 def item_facts(series: SeriesSet) -> pl.DataFrame:
     """Per item what the model store records of its history: start, length and fingerprints."""
-    return pl.DataFrame(
-        {
-            "item_id": [str(x) for x in series.item_ids],
-            "start": series.starts.astype("datetime64[D]"),
-            "n_obs": series.lengths().astype(np.int64),
-            "fingerprint": [fingerprint(series.starts[i], series.values_of(i)) for i in range(len(series))],
-            "blocks": [block_fingerprints(series.values_of(i)) for i in range(len(series))],
-        }
-    )
+    import pyarrow as pa
+
+    ids = range(len(series))
+    prints = [fingerprint(series.starts[i], series.values_of(i)) for i in ids]
+    return pl.from_arrow(pa.table({
+        "item_id": pa.array([str(x) for x in series.item_ids], pa.string()),
+        "start": pa.array(series.starts.astype("datetime64[D]")),
+        "n_obs": pa.array(series.lengths().astype(np.int64)),
+        "fingerprint": pa.array(prints, pa.string()),
+        "blocks": block_fingerprint_column(series.values_of(i) for i in ids),
+    }))
 
 
 def _finish(

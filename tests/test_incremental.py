@@ -241,6 +241,16 @@ def test_same_history_checks_what_both_histories_hold() -> None:
         assert not same_history({**entry, "blocks": None}, later(1), today[1:], freq)
 
 
+def test_the_block_fingerprint_column_holds_each_series_blocks() -> None:
+    """The store's `blocks` column, built from Arrow buffers (not from Python lists of strings)."""
+    from nova_ray.io.model_store import BLOCK, block_fingerprint_column, block_fingerprints
+
+    rng = np.random.default_rng(5)
+    series = [rng.poisson(3.0, n).astype(float) for n in (1, BLOCK, BLOCK + 1, 5 * BLOCK - 3)]
+    assert block_fingerprint_column(series).to_pylist() == [block_fingerprints(y) for y in series]
+    assert block_fingerprint_column([]).to_pylist() == []
+
+
 def test_train_stores_without_publishing(days, tmp_path: Path, ray_session) -> None:
     """`train` then `forecast` with the same options: the forecast reuses what train stored (train
     lacked the backtest and ARIMA options, so a forecast that set them found another version)."""
