@@ -515,7 +515,7 @@ class _LstmRun:
 
         try:
             node = ray.get(self.node, timeout=1)
-        except Exception:  # noqa: BLE001 - it died before saying where it ran
+        except ray.exceptions.RayError:  # it died (or hung) before saying where it ran
             return
         end = time.monotonic() + NODE_LOSS_WAIT_S
         while time.monotonic() < end:
