@@ -405,7 +405,9 @@ NODE_LOSS_WAIT_S = 60.0  # how long a run again waits for Ray to declare an unre
 
 
 class _LstmRun:
-    """The global LSTM on its actor, driven from the run's loop (`ref` is what to wait on).
+    """The global LSTM on its actor, driven from the run's loop: `ref` is what to wait on (None
+    while it waits for a node to be declared dead), `timeout` how long at most, and `poll` is
+    called on every turn.
 
     With a GPU in the cluster the actor asks for one and first checks that TensorFlow there can
     use it (a tensorflow-cpu install never does; a GPU held elsewhere, or on a node gone, would
@@ -414,13 +416,14 @@ class _LstmRun:
     On CPU the actor shares the cores with the tasks (one TensorFlow thread): no core sits idle
     while TensorFlow imports.
 
-    An actor that dies (its process killed, its node lost) before its last part is replaced and
-    the LSTM runs again, up to `LSTM_ATTEMPTS` runs: on a GPU if a live node still has one, else
-    on CPU. Ray's own actor restart would wait with no end for a GPU when the only GPU node is
-    gone. A node that stops answering is still listed, with its GPU, until Ray declares it dead
-    (15-30 s): the run again waits for that (at most `NODE_LOSS_WAIT_S`), so that neither a
-    GPU check nor the CPU actor lands on it. The parts of a run again replace those of the run
-    before (each part's name holds the same items)."""
+    An actor lost (its process killed, its node lost, or a part lost with its node) before its
+    last part is replaced and the LSTM runs again, up to `LSTM_ATTEMPTS` runs: on a GPU if a live
+    node still has one, else on CPU. Ray's own actor restart would wait with no end for a GPU
+    when the only GPU node is gone. A node that stops answering is still listed, with its GPU,
+    until Ray declares it dead (15-30 s): the run again waits for that (at most
+    `NODE_LOSS_WAIT_S`, the statistical tasks going on meanwhile), so that neither a GPU check nor
+    the CPU actor lands on it. The parts of a run again replace those of the run before (each
+    part's name holds the same items)."""
 
     def __init__(self, actor_cls: Any, args: tuple, n_items: int, gpus: float):
         self.cls, self.args, self.n_items, self.gpus = actor_cls, args, n_items, gpus
@@ -429,15 +432,16 @@ class _LstmRun:
         self.actor: Any = None
         self.node: Any = None  # the actor's node id, asked for when it starts
         self.ref: Any = None  # the GPU check while it runs, then the parts' generator
-        self.deadline: float | None = None
+        self.deadline: float | None = None  # of the GPU check, or of the wait for a node's loss
+        self.lost_node: str | None = None  # the node whose loss a run again waits for
         self.no_gpu = ""  # why a GPU check failed: the runs again train on CPU at once
         self.final = False  # its last part is in: an actor lost now changes nothing
-        self._start(gpus)
+        self._start()
 
-    def _start(self, gpus: float) -> None:
+    def _start(self) -> None:
         self.attempts += 1
         self.device = ""
-        if gpus >= 1 and not self.no_gpu:
+        if self.gpus >= 1 and not self.no_gpu:
             self.actor = self.cls.options(num_gpus=1, num_cpus=1).remote(1)
             self.node = self.actor.node.remote()
             self.ref = self.actor.has_gpu.remote()
@@ -463,65 +467,89 @@ class _LstmRun:
         self._train("CPU")
 
     def timeout(self) -> float | None:
-        """Seconds until the GPU check gives up (None: no check running)."""
-        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+        """Seconds until `poll` has something to do (None: nothing until `ref` is ready)."""
+        if self.deadline is None:
+            return None
+        left = max(0.0, self.deadline - time.monotonic())
+        return min(left, 0.5) if self.lost_node else left
 
-    def expired(self) -> None:
-        """Give up a GPU check past its deadline: train on CPU."""
-        if self.deadline is not None and time.monotonic() >= self.deadline:
+    def poll(self) -> None:
+        """Give up a GPU check past its deadline (train on CPU); run again once the node lost is
+        declared dead (or past the wait's deadline)."""
+        import ray
+
+        if self.deadline is None:
+            return
+        if self.lost_node is not None:
+            alive = any(n["NodeID"] == self.lost_node and n["Alive"] for n in ray.nodes())
+            if not alive or time.monotonic() >= self.deadline:
+                self.lost_node = None
+                self._again()
+        elif time.monotonic() >= self.deadline:
             self._on_cpu(f"no GPU was free within {GPU_WAIT_S:.0f} s")
 
     def ready(self) -> BatchResult | None:
-        """`ref` is ready: the next part (None: the GPU check ended or the actor was replaced).
+        """`ref` is ready: the next part (None: the GPU check ended or the actor was lost).
         Raises StopIteration when the LSTM is done; Ray's error when its last run failed."""
         import ray
 
+        lost = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError)
         if self.deadline is not None:  # the GPU check
             try:
                 if ray.get(self.ref):
                     self._train("GPU")
                     return None
                 why = "TensorFlow on its node sees no GPU (tensorflow-cpu? see README, On a Ray cluster)"
+            except lost as exc:  # its node lost: not the GPU's fault
+                self._lost(exc)
+                return None
             except ray.exceptions.RayError as exc:
                 why = f"its actor failed: {type(exc).__name__}"
             self._on_cpu(why)
             return None
         try:
             part = ray.get(next(self.ref))
-        except ray.exceptions.RayActorError as exc:
+        except lost as exc:
             if self.final:  # lost after its last part (the state with it): nothing to run again
                 raise StopIteration from None
-            if self.attempts >= LSTM_ATTEMPTS:
-                raise
-            if isinstance(exc, ray.exceptions.ActorUnavailableError):
-                self._await_node_loss()
-            gpus = sum(n["Resources"].get("GPU", 0) for n in ray.nodes() if n["Alive"])
-            logging.getLogger("nova_ray").warning(
-                "the LSTM's actor died (%s, on %s): it runs again on %s (run %d of %d)",
-                type(exc).__name__, self.device, "a GPU" if gpus >= 1 and not self.no_gpu else "CPU",
-                self.attempts + 1, LSTM_ATTEMPTS,
-            )
-            self.kill()
-            self.gpus = gpus
-            self._start(gpus)
+            self._lost(exc)
             return None
         self.final = part.name == FINAL_PART
         return part
 
-    def _await_node_loss(self) -> None:
-        """Wait (at most `NODE_LOSS_WAIT_S`) until Ray declares the node of an actor that stopped
-        answering dead: until then the node is listed, GPU and CPUs included."""
+    def _lost(self, exc: Exception) -> None:
+        """The actor (or a part on its node) is lost: run again, after its node is declared dead
+        when it stopped answering. Raises `exc` when the runs are spent."""
         import ray
 
+        if self.attempts >= LSTM_ATTEMPTS:
+            raise exc
+        logging.getLogger("nova_ray").warning(
+            "the LSTM's actor was lost (%s, on %s): it runs again (run %d of %d)",
+            type(exc).__name__, self.device or "its GPU check", self.attempts + 1, LSTM_ATTEMPTS,
+        )
+        self.kill()
+        self.ref = None
         try:
             node = ray.get(self.node, timeout=1)
         except ray.exceptions.RayError:  # it died (or hung) before saying where it ran
-            return
-        end = time.monotonic() + NODE_LOSS_WAIT_S
-        while time.monotonic() < end:
-            if not any(n["NodeID"] == node and n["Alive"] for n in ray.nodes()):
-                return
-            time.sleep(0.5)
+            node = None
+        if node is not None and not isinstance(exc, ray.exceptions.ActorDiedError):
+            self.lost_node, self.deadline = node, time.monotonic() + NODE_LOSS_WAIT_S
+            self.poll()
+        else:
+            self._again()
+
+    def _again(self) -> None:
+        """Run again: on a GPU if a live node has one (and no GPU check failed), else on CPU."""
+        import ray
+
+        self.gpus = sum(n["Resources"].get("GPU", 0) for n in ray.nodes() if n["Alive"])
+        self.deadline = None
+        logging.getLogger("nova_ray").warning(
+            "the LSTM runs again on %s", "a GPU" if self.gpus >= 1 and not self.no_gpu else "CPU"
+        )
+        self._start()
 
     def kill(self) -> None:
         """Free the actor's CPU (or GPU) at once."""
@@ -696,17 +724,21 @@ class RayBackend:
         try:
             submit()
             while pending or lstm_run:
-                waits = [*pending, lstm_run.ref] if lstm_run else list(pending)
+                waits = [*pending, *([lstm_run.ref] if lstm_run and lstm_run.ref is not None else [])]
                 timeout = min((t for t in (refresh, lstm_run and lstm_run.timeout()) if t is not None),
                               default=None)
-                done, _ = ray.wait(waits, num_returns=1, timeout=timeout)
+                if waits:
+                    done, _ = ray.wait(waits, num_returns=1, timeout=timeout)
+                else:  # only the LSTM, waiting for a lost node to be declared dead
+                    done = []
+                    time.sleep(timeout or 0.5)
                 if refresh is not None and time.monotonic() - checked >= refresh:
                     checked = time.monotonic()
                     if cpus := self._more_cpus():
                         window = TASKS_AHEAD * cpus
                         submit()
-                if lstm_run:  # also while tasks keep finishing: the deadline is checked every time
-                    lstm_run.expired()
+                if lstm_run:  # also while tasks keep finishing: its deadlines are checked every time
+                    lstm_run.poll()
                 for ref in done:
                     if ref in pending:
                         n = pending.pop(ref)
@@ -714,7 +746,7 @@ class RayBackend:
                         yield ray.get(ref), n
                         continue
                     if lstm_run is None or ref is not lstm_run.ref:
-                        continue  # an LSTM ref replaced meanwhile (its GPU check past the deadline)
+                        continue  # an LSTM ref replaced meanwhile (by `poll`)
                     try:
                         result = lstm_run.ready()
                     except StopIteration:  # the LSTM is done: its CPU (or GPU) goes to the tasks at once

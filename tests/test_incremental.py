@@ -168,6 +168,9 @@ def test_stores_of_other_versions_unused_for_a_month_are_removed(days, tmp_path:
     recent, monthly = shutil.copytree(old, models / "recent"), shutil.copytree(old, models / "monthly")
     versions = json.loads((monthly / "model_versions.json").read_text()) | {"cache_max_age_days": 60}
     (monthly / "model_versions.json").write_text(json.dumps(versions))  # a job that reuses fits 60 days
+    odd = shutil.copytree(old, models / "odd")  # an age that int() cannot take: 30 days, no error
+    (odd / "model_versions.json").write_text(json.dumps(versions | {"cache_max_age_days": float("inf")}))
+    half = shutil.copytree(old, models / ".gone.pruning")  # a removal that stopped half-way
     notes = models / "notes"  # a user's folder: not a store
     notes.mkdir()
     shutil.copy(old / "items.parquet", notes / "items.parquet")
@@ -182,13 +185,14 @@ def test_stores_of_other_versions_unused_for_a_month_are_removed(days, tmp_path:
         for f in folder.iterdir():
             os.utime(f, (t, t))
 
-    for folder in (old, monthly, notes, models / "dots", elsewhere):
+    for folder in (old, monthly, odd, notes, models / "dots", elsewhere):
         age(folder, 31)
     age(recent, 10)
     run_forecast(_cfg(days["day2"], tmp_path, models="naive", horizon=7), use_ray=False)  # another version
     folders = {p.name for p in models.iterdir() if p.is_dir()}
     assert old.name not in folders
     assert {"recent", "monthly", "notes", "dots", "link"} <= folders and len(folders) == 6
+    assert not half.exists() and not odd.exists()
     assert (notes / "readme.txt").exists() and (models / "dots" / ".env").exists()
     assert (elsewhere / "items.parquet").exists()
 

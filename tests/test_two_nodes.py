@@ -225,8 +225,11 @@ def test_a_gpu_node_lost_mid_lstm_leaves_the_lstm_on_cpu(cluster, small_demo: Pa
             return True
 
         def run(self, *args, **kwargs):
-            open(started, "a").close()
-            yield from super().run(*args, **kwargs)
+            for part in super().run(*args, **kwargs):
+                yield part
+                if not os.path.exists(started):  # the first run's first part is out: lose its node
+                    open(started, "a").close()
+                    time.sleep(20)
 
     gpu_node = cluster.add_node(num_cpus=1, num_gpus=1)
     lost: list = []
@@ -235,6 +238,7 @@ def test_a_gpu_node_lost_mid_lstm_leaves_the_lstm_on_cpu(cluster, small_demo: Pa
         deadline = time.monotonic() + 120
         while not os.path.exists(started) and time.monotonic() < deadline:
             time.sleep(0.05)
+        time.sleep(1)  # the driver takes the part in
         cluster.remove_node(gpu_node, allow_graceful=False)
         lost.append(time.monotonic())
 
@@ -246,7 +250,7 @@ def test_a_gpu_node_lost_mid_lstm_leaves_the_lstm_on_cpu(cluster, small_demo: Pa
     items = ITEMS.split(",")
     killer = threading.Thread(target=lose_the_gpu_node, daemon=True)
     try:
-        with caplog.at_level(logging.WARNING, logger="nova_ray"):
+        with caplog.at_level(logging.DEBUG, logger="nova_ray"):
             killer.start()
             summary = run_forecast(load_config(None, over, env={}, dotenv=None), items)
     finally:
@@ -256,9 +260,13 @@ def test_a_gpu_node_lost_mid_lstm_leaves_the_lstm_on_cpu(cluster, small_demo: Pa
             cluster.remove_node(gpu_node)
     assert lost and summary.items == len(items)
     # once Ray declared the node dead: straight to CPU, no GPU check on the lost node, one run again
-    assert "it runs again on CPU (run 2 of 3)" in caplog.text, caplog.text
+    assert "it runs again (run 2 of 3)" in caplog.text and "the LSTM runs again on CPU" in caplog.text
     assert "run 3 of 3" not in caplog.text and "no GPU was free" not in caplog.text, caplog.text
     out = tmp_path / "out"
+    record = json.loads((out / "metadata" / "runs" / f"{summary.run_id}.json").read_text())
+    # the lost node's part was taken in, produced again, and its worker is not listed
+    assert caplog.text.count("LSTM part lstm-bt-0000 checkpointed") == 2, caplog.text
+    assert not [w for w in record["summary"]["workers"] if gpu_node.node_id[:12] in w], record["summary"]
     versions = json.loads((out / "metadata" / "model_versions.json").read_text())
     assert versions["backend"]["lstm_device"] == "CPU"
     got = pl.read_parquet(out / "forecasts", hive_partitioning=True)

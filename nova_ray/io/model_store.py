@@ -45,6 +45,7 @@ COLD_FORCED = "--full-refit"
 COLD_FAILED = "a stored model choice failed to forecast (last run)"
 STALE_STORE_DAYS = 30  # a sibling store (another version) unwritten this long is removed, see prune_stale
 VERSIONS_FILE = "model_versions.json"
+PRUNING = ".pruning"  # the suffix of a store folder being removed (`.<name>.pruning`)
 STORE_FILES = (ITEMS_FILE, BACKTESTS_FILE, LSTM_FILE, VERSIONS_FILE)
 FAILED_ON = date(1970, 1, 1)  # `fitted_on` of an entry whose stored choice failed: cold next run
 LOG = logging.getLogger("nova_ray")
@@ -70,7 +71,7 @@ def _block_hash(values: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()[:16]
 
 
-def block_fingerprint_column(series_values: Iterable[np.ndarray]) -> pa.ListArray:
+def block_fingerprint_column(series_values: Iterable[np.ndarray]) -> pa.LargeListArray:
     """`block_fingerprints` of each series, as one Arrow list<string> column built from buffers.
     Polars building the column from Python lists of strings (40 per 3-year daily item) left ~15
     MiB of fragmented allocator memory in the driver at 2000 items (~3 with this)."""
@@ -79,11 +80,11 @@ def block_fingerprint_column(series_values: Iterable[np.ndarray]) -> pa.ListArra
         blocks = block_fingerprints(values)
         data += "".join(blocks).encode("ascii")  # 16 hex characters each
         counts.append(counts[-1] + len(blocks))
-    n = counts[-1]
-    flat = pa.StringArray.from_buffers(
-        n, pa.py_buffer(np.arange(0, 16 * (n + 1), 16, dtype=np.int32)), pa.py_buffer(bytes(data))
+    n = counts[-1]  # 64-bit offsets: 32-bit ones wrap past 2**31 bytes (~3 M items of 3 years)
+    flat = pa.LargeStringArray.from_buffers(
+        n, pa.py_buffer(np.arange(0, 16 * (n + 1), 16, dtype=np.int64)), pa.py_buffer(bytes(data))
     )
-    return pa.ListArray.from_arrays(pa.array(counts, pa.int32()), flat)
+    return pa.LargeListArray.from_arrays(pa.array(counts, pa.int64()), flat)
 
 
 def age_limit(item: str, max_age_days: int) -> int:
@@ -280,15 +281,19 @@ class ModelStore:
             folders = sorted(self.dir.parent.iterdir())
         except OSError:
             return removed
+        for left in (f for f in folders if f.name.startswith(".") and f.name.endswith(PRUNING)):
+            shutil.rmtree(left, ignore_errors=True)  # a removal that stopped half-way
         for folder in folders:
             try:
                 if folder == self.dir or not _stale_store(folder, now, max(STALE_STORE_DAYS, max_age_days)):
                     continue
             except OSError:  # not ours to read (lost+found on a volume's root): not a store of ours
                 continue
-            try:
-                shutil.rmtree(folder)
+            try:  # renamed first: a removal stopped half-way is still found (and finished) later
+                doomed = folder.with_name(f".{folder.name}{PRUNING}")
+                os.replace(folder, doomed)
                 removed.append(folder.name)
+                shutil.rmtree(doomed)
             except OSError as exc:  # housekeeping: never a reason to fail a run
                 LOG.warning("model store %s not pruned: %s", folder, first_line(exc))
         return removed
@@ -322,8 +327,9 @@ def _stale_store(folder: Path, now: float, min_days: int) -> bool:
     days = min_days
     if (folder / VERSIONS_FILE).is_file():
         try:
-            days = max(days, int(json.loads((folder / VERSIONS_FILE).read_text())["cache_max_age_days"]))
-        except (ValueError, KeyError, TypeError):
+            own = int(json.loads((folder / VERSIONS_FILE).read_text())["cache_max_age_days"])
+            days = max(days, min(own, 36_500))
+        except (ValueError, KeyError, TypeError, OverflowError):
             pass
     return max(f.lstat().st_mtime for f in files) < now - 86400 * days
 
