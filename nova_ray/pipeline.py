@@ -30,7 +30,7 @@ from .engine import (
 from .fit_stage import COLD_LISTED, FitResult, Progress, Silent, StageTimer, cold_reasons, fit_stage
 from .io.demand import spill_columns
 from .io.lock import job_lock
-from .io.model_store import STALE_STORE_DAYS, ModelStore, block_fingerprint_column, fingerprint
+from .io.model_store import ModelStore, block_fingerprint_column, fingerprint
 from .io.results import ResultWriter, utc_now
 from .io.spill import Spill
 from .memory import release_memory
@@ -382,9 +382,7 @@ def _finish(
     # subset (--items) would replace it with a network that knows those items alone
     if fit.lstm_state is not None and fitted.whole and fit.lstm_cold_date is not None:
         store.save_lstm(fit.lstm_state, fit.lstm_cold_date)
-    if pruned := store.prune_stale(cfg.forecast.cache_max_age_days):
-        LOG.info("removed %d model store(s) of other versions unused for %d+ days: %s", len(pruned),
-                 max(STALE_STORE_DAYS, cfg.forecast.cache_max_age_days), ", ".join(pruned))
+    store.prune_stale(cfg.forecast.cache_max_age_days)
     if not publish:
         writer.abort()
         return summary

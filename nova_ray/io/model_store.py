@@ -265,18 +265,18 @@ class ModelStore:
         failed = pl.col("item_id").is_in(ids)
         self._write_items(items.with_columns(fitted_on=pl.when(failed).then(pl.lit(FAILED_ON)).otherwise("fitted_on")))
 
-    def prune_stale(self, max_age_days: int, now: float | None = None) -> list[str]:
+    def prune_stale(self, max_age_days: int) -> list[str]:
         """Remove the other model versions' stores (a config change, an upgrade) that no run has
         written for `STALE_STORE_DAYS` days, nor for their own `cache_max_age_days` (kept in their
         model_versions.json; a job with a longer one keeps its store) nor this run's: no entry in
         them can be reused any more, yet each held its backtests on disk for ever. Only folders
         holding an items file or a model_versions.json and store files alone are touched; a
-        folder that cannot be read is skipped. Returns their names. Call it under the models
-        dir's lock."""
+        folder that cannot be read is skipped. Logs and returns their names. Call it under the
+        models dir's lock."""
         import time
 
-        now = time.time() if now is None else now
-        removed = []
+        now, days = time.time(), max(STALE_STORE_DAYS, max_age_days)
+        removed: list[str] = []
         try:
             folders = sorted(self.dir.parent.iterdir())
         except OSError:
@@ -285,7 +285,7 @@ class ModelStore:
             shutil.rmtree(left, ignore_errors=True)  # a removal that stopped half-way
         for folder in folders:
             try:
-                if folder == self.dir or not _stale_store(folder, now, max(STALE_STORE_DAYS, max_age_days)):
+                if folder == self.dir or not _stale_store(folder, now, days):
                     continue
             except OSError:  # not ours to read (lost+found on a volume's root): not a store of ours
                 continue
@@ -296,6 +296,9 @@ class ModelStore:
                 shutil.rmtree(doomed)
             except OSError as exc:  # housekeeping: never a reason to fail a run
                 LOG.warning("model store %s not pruned: %s", folder, first_line(exc))
+        if removed:
+            LOG.info("removed %d model store(s) of other versions unused for %d+ days: %s", len(removed),
+                     days, ", ".join(removed))
         return removed
 
     def save_lstm(self, state: LstmState, cold_fitted_on: date) -> None:
