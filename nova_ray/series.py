@@ -181,6 +181,16 @@ def per_period_rows(dates: pd.Series, freq: str) -> bool:
     return bool((period_start(days, fq) == days).all())
 
 
+def _periods(origin: np.datetime64, dates: np.ndarray, code: str) -> np.ndarray:
+    """`period_index` of datetime64 `dates` (any unit, a time of day ignored) as int32, a block at a
+    time: no day-resolution copy of a long column beside the result. Day numbers of dates in the
+    nanosecond range (1677-2262) fit in 32 bits."""
+    out = np.empty(len(dates), dtype=np.int32)
+    for k in range(0, len(dates), SUM_BLOCK):
+        out[k : k + SUM_BLOCK] = period_index(origin, dates[k : k + SUM_BLOCK].astype("datetime64[D]"), code)
+    return out
+
+
 def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = None,
                  start: pd.Timestamp | None = None) -> SeriesSet:
     """Aggregate long demand (item_id, date, quantity) to `freq` periods; missing periods are zero.
@@ -204,14 +214,17 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     rank[order] = np.arange(len(order))
     sorted_names = names.to_numpy(dtype=object)[order]
     origin = _ORIGIN.get(code, _EPOCH)
-    days = pd.to_datetime(demand["date"]).to_numpy().astype("datetime64[D]")
-    per = period_index(origin, days, code)
+    dates = pd.to_datetime(demand["date"]).to_numpy()
+    per = _periods(origin, dates, code)
     qty = demand["quantity"].to_numpy(dtype=float)
+    # the first row's day (before rows are cut: the earliest row is kept whenever any is)
+    first_day = dates[per.argmin()].astype("datetime64[D]") if len(per) else None
+    del dates
     if end is not None:
         last = int(period_index(origin, np.datetime64(pd.Timestamp(end).date(), "D"), code))
         keep = per <= last
         if not keep.all():  # copies of the row arrays only when rows are cut
-            per, qty, codes, days = per[keep], qty[keep], codes[keep], days[keep]
+            per, qty, codes = per[keep], qty[keep], codes[keep]
         del keep
     if len(per) == 0:
         ids, starts = np.array([], dtype=object), np.array([], dtype="datetime64[D]")
@@ -220,7 +233,6 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     if end is None:
         last = int(per.max())
     first = int(per.min())
-    first_day = days[per.argmin()]
     if start is not None:
         start_day = np.datetime64(pd.Timestamp(start).date(), "D")
         start_per = int(period_index(origin, start_day, code))
@@ -228,7 +240,6 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
             first, first_day = start_per, start_day
     span = last - first + 1
     grid = date_range(period_start(pd.Series([first_day]), fq).iloc[0], span, fq)
-    del days
     # one sort of (item rank, period) keys; equal keys (sites of one item, days of one week) summed
     # keys of 4 bytes while they fit (2000 items x 1095 days: 2.2 M < 2^31)
     narrow = len(rank) * span + abs(first) < NARROW_KEYS  # every step below stays in range too
@@ -245,12 +256,14 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     else:  # rows already in (item, period) order (an export sorted by item and date): no sort
         sums = qty  # read only
     new_key = np.r_[True, key[1:] != key[:-1]]
-    heads = np.flatnonzero(new_key)
-    del new_key
-    if len(heads) < len(key):  # pandas' (compensated) sum, in row order within each key
+    if not new_key.all():  # equal keys: pandas' (compensated) sum, in row order within each key
+        heads = np.flatnonzero(new_key)
+        del new_key
         sums = _run_sums(sums, heads)
-    key = key[heads]
-    del heads
+        key = key[heads]
+        del heads
+    else:  # a row per key (one site, daily rows): no index of every row
+        del new_key
     item = key // span
     item_heads = np.flatnonzero(np.r_[True, item[1:] != item[:-1]])
     ranks = item[item_heads]
@@ -261,14 +274,12 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     if start is not None:  # or `start`'s, when earlier
         p0 = np.minimum(p0, int(period_index(origin, start_day, code)) - first)
     offsets = np.concatenate([[0], np.cumsum(span - p0)]).astype(np.int64)
-    which = np.repeat(np.arange(len(item_heads)), np.diff(np.r_[item_heads, len(p)]))
-    at = offsets[which]  # each key's place in the flat values, built in place
-    at -= p0[which]
-    del which
-    at += p
-    del p, key
     values = np.zeros(int(offsets[-1]))
-    values[at] = sums
+    for lo in range(0, len(p), SUM_BLOCK):  # each key's place in the flat values, a block at a time
+        hi = min(lo + SUM_BLOCK, len(p))
+        which = np.searchsorted(item_heads, np.arange(lo, hi), side="right") - 1  # its item
+        values[offsets[which] - p0[which] + p[lo:hi]] = sums[lo:hi]
+    del p, key
     return SeriesSet(
         item_ids=sorted_names[ranks],
         starts=grid[p0],

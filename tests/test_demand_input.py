@@ -338,17 +338,20 @@ def _reference_series(df: pd.DataFrame, freq: str) -> dict[str, tuple[pd.Timesta
     return out
 
 
-@pytest.mark.parametrize("order", ["shuffled", "sorted", "sorted, wide keys"])
+@pytest.mark.parametrize("order", ["shuffled", "sorted", "sorted, wide keys", "one site"])
 @pytest.mark.parametrize("freq", ["D", "W", "M", "Q", "Y"])
 def test_series_and_dataset_id_from_many_shuffled_rows(
     tmp_path: Path, freq: str, order: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The vectorised aggregation (several sites per item and day, fractional quantities, rows in
     any order) gives the plain pandas sums exactly; the dataset id is the hash of the sorted rows
-    (hashed in blocks: 97 rows here, not a divisor of the row count); the sums too are taken a
-    block of whole runs at a time (50 rows here). Rows already in (item, date) order skip the
-    sorts; int64 keys (past NARROW_KEYS) give the same as int32 ones."""
+    (hashed in blocks: 97 rows here, not a divisor of the row count); the sums, the period numbers
+    and the values' places too are taken a block at a time (50 rows here), the dates read and the
+    duplicate keys built 61 and 97 rows at a time. Rows already in (item, date) order skip the
+    sorts; int64 keys (past NARROW_KEYS) give the same as int32 ones; daily rows of one site per
+    item (a row per key) skip the sums."""
     monkeypatch.setattr(demand_io, "HASH_BLOCK", 97)
+    monkeypatch.setattr(demand_io, "DAY_BLOCK", 61)
     monkeypatch.setattr(series_mod, "SUM_BLOCK", 50)
     if order == "sorted, wide keys":
         monkeypatch.setattr(series_mod, "NARROW_KEYS", 0)
@@ -356,7 +359,7 @@ def test_series_and_dataset_id_from_many_shuffled_rows(
     rows = []
     for k in range(12):
         days = pd.date_range("2023-11-01", "2024-05-31")[rng.integers(0, 40) :]
-        for site in ("S1", "S2")[: 1 + k % 2]:
+        for site in ("S1", "S2")[: 1 if order == "one site" else 1 + k % 2]:
             keep = rng.random(len(days)) < 0.7
             rows.append(pd.DataFrame({"item_id": f"I{k:02d}", "date": days[keep], "site": site,
                                       "quantity": rng.gamma(0.5, 3.3, keep.sum()).round(3)}))
@@ -374,6 +377,11 @@ def test_series_and_dataset_id_from_many_shuffled_rows(
     ordered = demand.sort_values(["item_id", "date"])[["item_id", "date", "quantity"]]
     expected = hashlib.sha256(pd.util.hash_pandas_object(ordered, index=False).to_numpy().tobytes())
     assert dataset_id(demand) == expected.hexdigest()[:16]  # ids of earlier runs stay valid
+    # a duplicate far from its twin (other key blocks) is found, and named by its rows
+    twin = df.iloc[[3]]
+    pd.concat([df, twin]).to_parquet(tmp_path / "dup.parquet", index=False)
+    with pytest.raises(InputError, match=rf"row 4 and row {len(df) + 1}: duplicate item_id/date"):
+        read_demand(tmp_path / "dup.parquet")
 
 
 def test_duplicates_per_site_and_time_zones(tmp_path: Path) -> None:

@@ -124,6 +124,22 @@ def _out_of_ns(days: np.ndarray) -> bool:
     return bool(len(v) and (v.min() < lo.astype(np.int64) or v.max() > hi.astype(np.int64)))
 
 
+DAY_BLOCK = 262_144  # rows converted at a time by `_day_stamps`
+
+
+def _day_stamps(values: np.ndarray) -> pd.Series | None:
+    """datetime64 values (any unit) as the datetime64[ns] midnight of their day, a block at a time
+    (no day-resolution copy of the whole column beside the result); None when a date lies outside
+    the nanosecond range (1677-2262)."""
+    out = np.empty(len(values), dtype="datetime64[ns]")
+    for k in range(0, len(values), DAY_BLOCK):
+        days = values[k : k + DAY_BLOCK].astype("datetime64[D]")
+        if _out_of_ns(days):
+            return None
+        out[k : k + DAY_BLOCK] = days
+    return pd.Series(out, copy=False)
+
+
 def _stripped(col: pd.Series) -> pd.Categorical:
     """`col` as stripped strings, categorical with sorted categories (NaN where missing): ids,
     sites and families repeat on every row, so each distinct value is converted and stored once
@@ -184,13 +200,13 @@ def read_demand(path: str | Path, notes: list[str] | None = None, columns: str =
         )
 
     date_col = raw["date"]
-    if pd.api.types.is_datetime64_dtype(date_col):  # Parquet dates: days, one array, no text
-        days = date_col.to_numpy().astype("datetime64[D]")
-        if _out_of_ns(days):  # dates outside 1677-2262 become missing (reported below)
+    day_only = pd.api.types.is_datetime64_dtype(date_col)  # Parquet dates: days, no text
+    if day_only:
+        dates = _day_stamps(date_col.to_numpy())
+        if dates is None:  # dates outside 1677-2262 become missing (reported below)
+            days = date_col.to_numpy().astype("datetime64[D]")
             dates = pd.to_datetime(pd.Series(days).astype(str), errors="coerce")
-        else:
-            dates = pd.Series(days.astype("datetime64[ns]"), copy=False)
-        del days
+            del days
     elif pd.api.types.is_datetime64_any_dtype(date_col):  # with a time zone: its wall-clock day
         dates = pd.Series(date_col.dt.tz_localize(None).to_numpy().astype("datetime64[D]"))
         dates = dates.astype("datetime64[ns]")
@@ -207,6 +223,7 @@ def read_demand(path: str | Path, notes: list[str] | None = None, columns: str =
             f"{_where(path, locate, i)}: cannot parse date {str(date_col.iloc[i])!r} "
             f"in column 'date' (expected yyyy-mm-dd or dd/mm/yyyy){totals_hint(raw.iloc[i])}"
         )
+    del raw["date"], date_col  # validated: the file's dates go (a totals row's word is in another column)
     if getattr(dates.dt, "tz", None) is not None:  # text with a UTC offset: its own calendar day
         dates = dates.dt.tz_localize(None)
     today = pd.Timestamp.now("UTC").tz_localize(None).normalize()
@@ -244,13 +261,12 @@ def read_demand(path: str | Path, notes: list[str] | None = None, columns: str =
             f"finite and >= 0{returned if qty.iloc[i] < 0 else ''}"
         )
 
-    day_only = pd.api.types.is_datetime64_dtype(date_col)  # day numbers already: no time of day
     columns = {
         "item_id": item,
         "date": (dates if day_only else dates.dt.normalize()).to_numpy(),
         "quantity": qty.to_numpy(),
     }
-    del dates, qty
+    del dates, qty, qty_col, bad, bad_num, late
     for col in OPTIONAL:
         if col in raw.columns:
             columns[col] = _fill_empty(_stripped(raw[col]))
@@ -273,25 +289,35 @@ def read_demand(path: str | Path, notes: list[str] | None = None, columns: str =
 
 
 def _any_duplicate(df: pd.DataFrame, key: list[str]) -> bool:
-    """Whether two rows share `key` (categorical columns and the date): one int64 key per row and
-    a sort, not a hash table of the rows (a pandas `duplicated` is the fallback)."""
-    combined = np.zeros(len(df), dtype=np.int64)
+    """Whether two rows share `key` (categorical columns and the date): one integer key per row
+    (4 bytes while the combined range fits) and a sort, not a hash table of the rows (a pandas
+    `duplicated` is the fallback); the dates are turned into day numbers a block at a time."""
+    sizes: list[tuple[int, int]] = []  # per column: its range of values and the lowest day
     bound = 1
     for col in key:
         values = df[col]
         if isinstance(values.dtype, pd.CategoricalDtype):
-            part, size = values.cat.codes.to_numpy(), len(values.cat.categories) + 1
-        else:  # day numbers from the first day (a fresh array: shifted in place)
-            part = values.to_numpy().astype("datetime64[D]").view(np.int64)
-            lo = int(part.min()) if len(part) else 0
-            part -= lo
-            size = int(part.max()) + 1 if len(part) else 1
-        bound *= size
+            sizes.append((len(values.cat.categories) + 1, 0))
+        else:  # day numbers from the first day
+            d = values.to_numpy()
+            lo = int(d.min().astype("datetime64[D]").astype(np.int64)) if len(d) else 0
+            hi = int(d.max().astype("datetime64[D]").astype(np.int64)) if len(d) else 0
+            sizes.append((hi - lo + 1, lo))
+        bound *= sizes[-1][0]
         if bound >= 2**62:
             return bool(df.duplicated(key).any())
+    dtype = np.int32 if bound < 2**31 else np.int64
+    combined = np.zeros(len(df), dtype=dtype)
+    for col, (size, lo) in zip(key, sizes, strict=True):
+        values = df[col]
         combined *= size
-        combined += part
-        del part
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            combined += values.cat.codes.to_numpy()  # -1 (missing) never occurs: filled or refused
+        else:
+            days = values.to_numpy()
+            for k in range(0, len(days), HASH_BLOCK):
+                block = days[k : k + HASH_BLOCK].astype("datetime64[D]").view(np.int64) - lo
+                combined[k : k + HASH_BLOCK] += block.astype(dtype)
     combined.sort()
     return bool((combined[1:] == combined[:-1]).any())
 
