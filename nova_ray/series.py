@@ -187,8 +187,14 @@ def _periods(origin: np.datetime64, dates: np.ndarray, code: str) -> np.ndarray:
     nanosecond range (1677-2262) fit in 32 bits."""
     out = np.empty(len(dates), dtype=np.int32)
     for k in range(0, len(dates), SUM_BLOCK):
-        out[k : k + SUM_BLOCK] = period_index(origin, dates[k : k + SUM_BLOCK].astype("datetime64[D]"), code)
+        block = period_index(origin, dates[k : k + SUM_BLOCK].astype("datetime64[D]"), code)
+        if len(block) and (block.min() < _INT32.min or block.max() > _INT32.max):  # NaT: as before
+            return period_index(origin, dates.astype("datetime64[D]"), code)
+        out[k : k + SUM_BLOCK] = block
     return out
+
+
+_INT32 = np.iinfo(np.int32)
 
 
 def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = None,
@@ -214,11 +220,17 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     rank[order] = np.arange(len(order))
     sorted_names = names.to_numpy(dtype=object)[order]
     origin = _ORIGIN.get(code, _EPOCH)
-    dates = pd.to_datetime(demand["date"]).to_numpy()
+    if demand["date"].isna().any():  # read_demand names the row; a direct caller gets this
+        raise ValueError("build_series: rows without a date")
+    stamps = pd.to_datetime(demand["date"])
+    if getattr(stamps.dt, "tz", None) is not None:  # each its wall-clock day, as read_demand reads it
+        stamps = stamps.dt.tz_localize(None)
+    dates = stamps.to_numpy()
+    del stamps
     per = _periods(origin, dates, code)
     qty = demand["quantity"].to_numpy(dtype=float)
     # the first row's day (before rows are cut: the earliest row is kept whenever any is)
-    first_day = dates[per.argmin()].astype("datetime64[D]") if len(per) else None
+    first_day = dates[per.argmin() :][:1].astype("datetime64[D]")[0] if len(per) else None
     del dates
     if end is not None:
         last = int(period_index(origin, np.datetime64(pd.Timestamp(end).date(), "D"), code))

@@ -626,3 +626,40 @@ def test_series_start_file_starts_every_item_at_the_files_first_date(tmp_path: P
     assert "rate from the recent history 0.652/day (last 46 d" in short["notes"]
     assert "rate from the recent history 0.0822/day (last 365 d" in full["notes"]
     assert full["order_qty"] < short["order_qty"]
+
+
+def test_reading_edge_dates_and_direct_series_callers(tmp_path: Path) -> None:
+    """A date on the nanosecond range's first day (numpy casts it to days wrongly as one value)
+    does not make two rows look alike in the duplicate check; a null Parquet date is a missing
+    date; build_series takes dates with a time zone and refuses missing ones at every frequency."""
+    lowest = np.datetime64("1677-09-22", "ns")
+    high, low = np.datetime64("2024-12-31"), np.datetime64("1950-01-01")
+    span = int(high.astype(np.int64)) - int(lowest.astype("M8[D]").astype(np.int64)) + 1  # the wrong range
+    for dc in range(1, 200_000):  # two items whose wrong 4-byte keys collide
+        r = (-dc * span) % 2**32
+        r = r - 2**32 if r >= 2**31 else r
+        if abs(r) <= int((high - low).astype(int)):
+            break
+    other = low if r >= 0 else high
+    rows = [(0, lowest), (0, high), (0, low), (dc, other + r), (0, other)]
+    names = [f"c{i:06d}" for i in range(dc + 1)]
+    df = pd.DataFrame({
+        "item_id": pd.Categorical.from_codes([c for c, _ in rows], categories=names),
+        "date": np.array([d for _, d in rows], dtype="M8[ns]"),
+    }).drop_duplicates().reset_index(drop=True)
+    assert not demand_io._any_duplicate(df, ["item_id", "date"])
+
+    table = pd.DataFrame({"item_id": ["A", "A"], "date": pd.to_datetime(["2024-01-01", None]),
+                          "quantity": [1.0, 2.0]})
+    table.to_parquet(tmp_path / "n.parquet")
+    with pytest.raises(InputError, match=r"row 2: missing date in column 'date'"):
+        read_demand(tmp_path / "n.parquet")
+
+    naive = pd.DataFrame({"item_id": ["a", "b"], "date": pd.to_datetime(["2024-01-03", "2024-02-10"]),
+                          "quantity": [1.0, 2.0]})
+    zoned = build_series(naive.assign(date=naive["date"].dt.tz_localize("UTC")), "D")
+    assert zoned.values.tolist() == build_series(naive, "D").values.tolist()
+    missing = naive.assign(date=pd.to_datetime(["2024-01-03", None]))
+    for freq in ("D", "W", "M", "Q", "Y"):
+        with pytest.raises(ValueError, match="rows without a date"):
+            build_series(missing, freq, end=pd.Timestamp("2024-02-01"))

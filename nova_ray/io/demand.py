@@ -111,6 +111,7 @@ def _blank(value: object) -> bool:
     return (
         value is None
         or value is pd.NA
+        or value is pd.NaT
         or (isinstance(value, float) and np.isnan(value))
         or (isinstance(value, str) and not value.strip())
     )
@@ -298,10 +299,13 @@ def _any_duplicate(df: pd.DataFrame, key: list[str]) -> bool:
         values = df[col]
         if isinstance(values.dtype, pd.CategoricalDtype):
             sizes.append((len(values.cat.categories) + 1, 0))
-        else:  # day numbers from the first day
-            d = values.to_numpy()
-            lo = int(d.min().astype("datetime64[D]").astype(np.int64)) if len(d) else 0
-            hi = int(d.max().astype("datetime64[D]").astype(np.int64)) if len(d) else 0
+        else:  # day numbers from the first day, their range from the day numbers themselves
+            d = values.to_numpy()  # (numpy's ns -> D cast of one value wraps at the range's start)
+            lo, hi = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+            for k in range(0, len(d), HASH_BLOCK):
+                day = d[k : k + HASH_BLOCK].astype("datetime64[D]").view(np.int64)
+                lo, hi = min(lo, int(day.min())), max(hi, int(day.max()))
+            lo, hi = (lo, hi) if len(d) else (0, 0)
             sizes.append((hi - lo + 1, lo))
         bound *= sizes[-1][0]
         if bound >= 2**62:
