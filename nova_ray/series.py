@@ -188,8 +188,8 @@ def _periods(origin: np.datetime64, dates: np.ndarray, code: str) -> np.ndarray:
     out = np.empty(len(dates), dtype=np.int32)
     for k in range(0, len(dates), SUM_BLOCK):
         block = period_index(origin, dates[k : k + SUM_BLOCK].astype("datetime64[D]"), code)
-        if len(block) and (block.min() < _INT32.min or block.max() > _INT32.max):  # NaT: as before
-            return period_index(origin, dates.astype("datetime64[D]"), code)
+        if len(block) and (block.min() < _INT32.min or block.max() > _INT32.max):
+            return period_index(origin, dates.astype("datetime64[D]"), code)  # far dates (s units): 64 bits
         out[k : k + SUM_BLOCK] = block
     return out
 
