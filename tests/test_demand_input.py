@@ -543,6 +543,11 @@ def test_export_quirks_three_decimals_tabs_empty_rows_and_totals(tmp_path: Path)
         read_demand(p)
     renamed = read_demand(p, columns="Codigo_Item=item_id, data=date,quantidade=quantity")  # any case
     assert renamed["item_id"].tolist() == ["A"] and renamed["quantity"].tolist() == [1.0]
+    # a rename onto a column the file has too: both named, nothing read
+    both = _csv(tmp_path, "item_id;data;date;quantity\nA;01/02/2024;02/02/2024;1\n")
+    with pytest.raises(InputError, match=r": columns 'data' and 'date' both read as 'date': keep one "
+                       r"\(rename or drop the other in the file, or change \[paths\] columns\)$"):
+        read_demand(both, columns="data=date")
     p = _csv(tmp_path, "item_id,date,quantity\nA,2024-01-01,-5\n")
     with pytest.raises(InputError, match=r"must be finite and >= 0 \(a return\? net returns"):
         read_demand(p)

@@ -241,6 +241,9 @@ def test_export_quirks_zeros_lost_totals_names_and_three_decimals(tmp_path: Path
                        r"prazo_entrega -> lead_time_days \(in the file, or \[paths\] columns"):
         read_stock(p)
     assert read_stock(p, columns="codigo_item=item_id,saldo=on_hand,prazo_entrega=lead_time_days").height == 1
+    p.write_text("item_id;saldo;on_hand;lead_time_days\nA;1;2;10\n")
+    with pytest.raises(InputError, match=r"columns 'saldo' and 'on_hand' both read as 'on_hand'"):
+        read_stock(p, columns="saldo=on_hand")
 
 
 def test_a_service_level_as_a_percentage(tmp_path: Path) -> None:

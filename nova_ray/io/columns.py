@@ -33,6 +33,19 @@ def canonical_columns(columns: Iterable[object], known: Iterable[str], renames: 
     ]
 
 
+def clashing_columns(original: Iterable[object], canonical: Iterable[str], known: Iterable[str]) -> str:
+    """"" unless two of the file's columns read as one known name (a rename in `[paths] columns`
+    onto a name the file has already, "data=date" beside a `date` column; names equal once
+    stripped): then which they are."""
+    pairs = list(zip((str(c).strip() for c in original), canonical, strict=True))
+    for name in known:
+        same = [o for o, c in pairs if c == name]
+        if len(same) > 1:
+            return (f"columns {' and '.join(repr(o) for o in same)} both read as {name!r}: keep one "
+                    "(rename or drop the other in the file, or change [paths] columns)")
+    return ""
+
+
 # what exports (Portuguese ERPs included) call the required columns: suggested, never assumed
 ALIASES = {
     "item_id": ("codigo_item", "cod_item", "codigo", "código", "item", "material", "sku", "produto", "part"),

@@ -12,7 +12,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .columns import canonical_columns, missing_columns
+from .columns import canonical_columns, clashing_columns, missing_columns
 from .csv_text import read_text_csv, text_numbers, totals_hint
 from .errors import InputError, Locate
 from .excel import SUFFIXES as EXCEL
@@ -185,8 +185,10 @@ def read_demand(path: str | Path, notes: list[str] | None = None, columns: str =
     """
     path = str(path)
     raw, locate, decimal_comma = _read_raw(path)
-    raw.columns = canonical_columns(raw.columns, REQUIRED + OPTIONAL, columns)
-    problem = missing_columns(raw.columns, REQUIRED)
+    original = list(raw.columns)
+    raw.columns = canonical_columns(original, REQUIRED + OPTIONAL, columns)
+    problem = (clashing_columns(original, raw.columns, REQUIRED + OPTIONAL)
+               or missing_columns(raw.columns, REQUIRED))
     if problem:
         raise InputError(f"{path}: {problem}")
     if len(raw) == 0:

@@ -17,7 +17,7 @@ import pandas as pd
 import polars as pl
 import pyarrow.parquet as pq
 
-from .columns import canonical_columns, missing_columns
+from .columns import canonical_columns, clashing_columns, missing_columns
 from .csv_text import line_finder, read_text_csv, text_numbers, totals_hint
 from .demand import text_dates
 from .errors import InputError, Locate
@@ -143,8 +143,9 @@ def read_stock(path: str | Path, notes: list[str] | None = None, columns: str = 
     """
     path = str(path)
     raw, where, decimal_comma = _read_raw(path)
-    raw.columns = canonical_columns(raw.columns, COLUMNS, columns)
-    problem = missing_columns(raw.columns, REQUIRED)
+    original = list(raw.columns)
+    raw.columns = canonical_columns(original, COLUMNS, columns)
+    problem = clashing_columns(original, raw.columns, COLUMNS) or missing_columns(raw.columns, REQUIRED)
     if problem:
         raise InputError(f"{path}: {problem}")
     if len(raw) == 0:
