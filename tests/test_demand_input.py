@@ -280,8 +280,15 @@ def test_parquet_dates_and_text_columns_read_fast_and_the_same(tmp_path: Path) -
         ),
         f,
     )
-    with pytest.raises(InputError, match=r"row 2: cannot parse date"):
+    with pytest.raises(InputError, match=r"row 2: date 0001-01-01 in column 'date' lies outside "
+                       r"1677-09-23..2262-04-10: a mistyped year\?$"):
         read_demand(f)
+    # the range's first and last days: numpy's nanosecond-to-day cast wraps there (2262 for 1677)
+    for edge in (np.datetime64("1677-09-22T00:00:01", "ns"), np.datetime64("2262-04-11", "ns")):
+        stamps = pa.array(np.array(["2024-01-01", edge], dtype="M8[ns]"))
+        pq.write_table(pa.table({"item_id": ["A", "A"], "date": stamps, "quantity": [1.0, 2.0]}), f)
+        with pytest.raises(InputError, match=rf"row 2: date {str(edge)[:10]} in column 'date' lies outside"):
+            read_demand(f)
 
 
 def test_text_columns_are_compact_categoricals(tmp_path: Path) -> None:

@@ -117,12 +117,17 @@ def _blank(value: object) -> bool:
     )
 
 
+# the days read as dates: the nanosecond range (1677-09-21 00:12 to 2262-04-11 23:47) less its
+# first and last whole day, on which numpy's nanosecond-to-day cast wraps (a stamp of 1677-09-22
+# 00:00:01 becomes 2262-04-11) and period numbers with it
+FIRST_DAY, LAST_DAY = np.datetime64("1677-09-23", "D"), np.datetime64("2262-04-10", "D")
+
+
 def _out_of_ns(days: np.ndarray) -> bool:
-    """Whether datetime64[D] values hold dates outside the nanosecond range (1677-2262)."""
+    """Whether datetime64[D] values hold dates outside FIRST_DAY..LAST_DAY."""
     v = days.view(np.int64)
     v = v[v != np.iinfo(np.int64).min]  # not NaT
-    lo, hi = np.datetime64("1677-09-22", "D"), np.datetime64("2262-04-11", "D")
-    return bool(len(v) and (v.min() < lo.astype(np.int64) or v.max() > hi.astype(np.int64)))
+    return bool(len(v) and (v.min() < FIRST_DAY.astype(np.int64) or v.max() > LAST_DAY.astype(np.int64)))
 
 
 DAY_BLOCK = 262_144  # rows converted at a time by `_day_stamps`
@@ -209,6 +214,7 @@ def read_demand(path: str | Path, notes: list[str] | None = None, columns: str =
         if dates is None:  # dates outside 1677-2262 become missing (reported below)
             days = date_col.to_numpy().astype("datetime64[D]")
             dates = pd.to_datetime(pd.Series(days).astype(str), errors="coerce")
+            dates = dates.where((dates >= pd.Timestamp(FIRST_DAY)) & (dates <= pd.Timestamp(LAST_DAY)))
             del days
     elif pd.api.types.is_datetime64_any_dtype(date_col):  # with a time zone: its wall-clock day
         dates = pd.Series(date_col.dt.tz_localize(None).to_numpy().astype("datetime64[D]"))
@@ -221,6 +227,11 @@ def read_demand(path: str | Path, notes: list[str] | None = None, columns: str =
         if _blank(date_col.iloc[i]):
             raise InputError(
                 f"{_where(path, locate, i)}: missing date in column 'date'{totals_hint(raw.iloc[i])}"
+            )
+        if day_only:  # a date the file holds as one, outside the days that can be read
+            raise InputError(
+                f"{_where(path, locate, i)}: date {np.datetime64(date_col.to_numpy()[i], 'D')} in column "
+                f"'date' lies outside {FIRST_DAY}..{LAST_DAY}: a mistyped year?"
             )
         raise InputError(
             f"{_where(path, locate, i)}: cannot parse date {str(date_col.iloc[i])!r} "
