@@ -283,6 +283,13 @@ def test_parquet_dates_and_text_columns_read_fast_and_the_same(tmp_path: Path) -
     with pytest.raises(InputError, match=r"row 2: date 0001-01-01 in column 'date' lies outside "
                        r"1677-09-23..2262-04-10: a mistyped year\?$"):
         read_demand(f)
+    # written as text: the same when the text spells a day, else it cannot be parsed
+    for text, said in (("1500-01-01", "date 1500-01-01 in column 'date' lies outside"),
+                       ("01/02/1500 00:00", "date 1500-02-01 in column 'date' lies outside"),
+                       ("31/02/1500", "cannot parse date '31/02/1500'"),
+                       ("05/03/2024 noon", "cannot parse date '05/03/2024 noon'")):
+        with pytest.raises(InputError, match=rf"line 3: {said}"):
+            read_demand(_csv(tmp_path, f"item_id;date;quantity\nA;01/02/2024;1\nA;{text};2\n"))
     # the range's first and last days: numpy's nanosecond-to-day cast wraps there (2262 for 1677)
     for edge in (np.datetime64("1677-09-22T00:00:01", "ns"), np.datetime64("2262-04-11", "ns")):
         stamps = pa.array(np.array(["2024-01-01", edge], dtype="M8[ns]"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,6 +92,22 @@ def text_dates(text: pd.Series) -> pd.Series:
             break
         dates[rest] = pd.to_datetime(wall[rest], errors="coerce", format=layout)
     return dates
+
+
+_WRITTEN = re.compile(r"(\d{4})-(\d\d)-(\d\d)(?:[T ].*)?|(\d\d)/(\d\d)/(\d{4})(?: .*)?")
+
+
+def _written_day(text: str) -> np.datetime64 | None:
+    """The calendar day a text date spells (yyyy-mm-dd or dd/mm/yyyy, with a time of day or not),
+    whatever its year; None when it spells none (31/02, a word)."""
+    m = _WRITTEN.fullmatch(text.strip())
+    if m is None:
+        return None
+    y, mo, d = (m[1], m[2], m[3]) if m[1] else (m[6], m[5], m[4])
+    try:
+        return np.datetime64(f"{int(y):04d}-{mo}-{d}", "D")
+    except ValueError:
+        return None
 
 
 def _per_distinct(text: pd.Series, parse: Callable[[pd.Series], pd.Series]) -> pd.Series:
@@ -228,10 +245,12 @@ def read_demand(path: str | Path, notes: list[str] | None = None, columns: str =
             raise InputError(
                 f"{_where(path, locate, i)}: missing date in column 'date'{totals_hint(raw.iloc[i])}"
             )
-        if day_only:  # a date the file holds as one, outside the days that can be read
+        # a date the file holds as one, or a well-formed one in text, outside the days read
+        day = np.datetime64(date_col.to_numpy()[i], "D") if day_only else _written_day(str(date_col.iloc[i]))
+        if day is not None and not FIRST_DAY <= day <= LAST_DAY:
             raise InputError(
-                f"{_where(path, locate, i)}: date {np.datetime64(date_col.to_numpy()[i], 'D')} in column "
-                f"'date' lies outside {FIRST_DAY}..{LAST_DAY}: a mistyped year?"
+                f"{_where(path, locate, i)}: date {day} in column 'date' lies outside "
+                f"{FIRST_DAY}..{LAST_DAY}: a mistyped year?"
             )
         raise InputError(
             f"{_where(path, locate, i)}: cannot parse date {str(date_col.iloc[i])!r} "
