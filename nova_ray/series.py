@@ -183,18 +183,12 @@ def per_period_rows(dates: pd.Series, freq: str) -> bool:
 
 def _periods(origin: np.datetime64, dates: np.ndarray, code: str) -> np.ndarray:
     """`period_index` of datetime64 `dates` (any unit, a time of day ignored) as int32, a block at a
-    time: no day-resolution copy of a long column beside the result. Day numbers of dates in the
-    nanosecond range (1677-2262) fit in 32 bits."""
+    time: no day-resolution copy of a long column beside the result. Day numbers fit in 32 bits
+    for any year within millions of 1970 (build_series refuses rows without a date)."""
     out = np.empty(len(dates), dtype=np.int32)
     for k in range(0, len(dates), SUM_BLOCK):
-        block = period_index(origin, dates[k : k + SUM_BLOCK].astype("datetime64[D]"), code)
-        if len(block) and (block.min() < _INT32.min or block.max() > _INT32.max):
-            return period_index(origin, dates.astype("datetime64[D]"), code)  # far dates (s units): 64 bits
-        out[k : k + SUM_BLOCK] = block
+        out[k : k + SUM_BLOCK] = period_index(origin, dates[k : k + SUM_BLOCK].astype("datetime64[D]"), code)
     return out
-
-
-_INT32 = np.iinfo(np.int32)
 
 
 def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = None,

@@ -140,25 +140,17 @@ def _blank(value: object) -> bool:
 FIRST_DAY, LAST_DAY = np.datetime64("1677-09-23", "D"), np.datetime64("2262-04-10", "D")
 
 
-def _out_of_ns(days: np.ndarray) -> bool:
-    """Whether datetime64[D] values hold dates outside FIRST_DAY..LAST_DAY."""
-    v = days.view(np.int64)
-    v = v[v != np.iinfo(np.int64).min]  # not NaT
-    return bool(len(v) and (v.min() < FIRST_DAY.astype(np.int64) or v.max() > LAST_DAY.astype(np.int64)))
-
-
 DAY_BLOCK = 262_144  # rows converted at a time by `_day_stamps`
 
 
-def _day_stamps(values: np.ndarray) -> pd.Series | None:
+def _day_stamps(values: np.ndarray) -> pd.Series:
     """datetime64 values (any unit) as the datetime64[ns] midnight of their day, a block at a time
-    (no day-resolution copy of the whole column beside the result); None when a date lies outside
-    the nanosecond range (1677-2262)."""
+    (no day-resolution copy of the whole column beside the result); a day outside
+    FIRST_DAY..LAST_DAY becomes missing (the caller names it)."""
     out = np.empty(len(values), dtype="datetime64[ns]")
     for k in range(0, len(values), DAY_BLOCK):
         days = values[k : k + DAY_BLOCK].astype("datetime64[D]")
-        if _out_of_ns(days):
-            return None
+        days[(days < FIRST_DAY) | (days > LAST_DAY)] = np.datetime64("NaT")
         out[k : k + DAY_BLOCK] = days
     return pd.Series(out, copy=False)
 
@@ -226,13 +218,8 @@ def read_demand(path: str | Path, notes: list[str] | None = None, columns: str =
 
     date_col = raw["date"]
     day_only = pd.api.types.is_datetime64_dtype(date_col)  # Parquet dates: days, no text
-    if day_only:
+    if day_only:  # days outside FIRST_DAY..LAST_DAY become missing (reported below)
         dates = _day_stamps(date_col.to_numpy())
-        if dates is None:  # dates outside 1677-2262 become missing (reported below)
-            days = date_col.to_numpy().astype("datetime64[D]")
-            dates = pd.to_datetime(pd.Series(days).astype(str), errors="coerce")
-            dates = dates.where((dates >= pd.Timestamp(FIRST_DAY)) & (dates <= pd.Timestamp(LAST_DAY)))
-            del days
     elif pd.api.types.is_datetime64_any_dtype(date_col):  # with a time zone: its wall-clock day
         dates = pd.Series(date_col.dt.tz_localize(None).to_numpy().astype("datetime64[D]"))
         dates = dates.astype("datetime64[ns]")
