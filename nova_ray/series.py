@@ -224,7 +224,7 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     per = _periods(origin, dates, code)
     qty = demand["quantity"].to_numpy(dtype=float)
     # the first row's day (before rows are cut: the earliest row is kept whenever any is)
-    first_day = dates[per.argmin() :][:1].astype("datetime64[D]")[0] if len(per) else None
+    first_day = dates[per.argmin()].astype("datetime64[D]") if len(per) else None
     del dates
     if end is not None:
         last = int(period_index(origin, np.datetime64(pd.Timestamp(end).date(), "D"), code))
