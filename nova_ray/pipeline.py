@@ -10,6 +10,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from .engine import (
     ITEMS_TABLE,
     EngineSpec,
 )
+from .factor_history import FactorRecord, merged, on_scale, stale_days, today_record, usable_scale, why_cold
 from .fit_stage import COLD_LISTED, FitResult, Progress, Silent, StageTimer, cold_reasons, fit_stage
 from .io.demand import spill_columns
 from .io.lock import job_lock
@@ -187,8 +189,12 @@ def run_forecast(
             whole = not items
             fitted = _fit(
                 cfg, series, dataset, spec, progress, use_ray, run_date, only, resume, full_refit, whole,
-                history_end, exog_record.get("values_sha256", ""),
+                history_end, exog_record.get("values_sha256", ""), _scale(exog_record),
             )
+            if fitted.factors is not None and usable_scale(*fitted.factors):  # what the models saw
+                stored = fitted.factors[0]
+                assert stored is not None
+                exog_record.update(mean=stored.mean.tolist(), std=stored.std.tolist(), scale="model store")
             # the driver lets go of the series (8.8 KB per 3-year daily item): what follows reads
             # the checkpoints, and the model store needs only the facts kept in `fitted`
             del series
@@ -231,6 +237,7 @@ class _Fitted:
     dataset: str
     whole: bool  # the run covers every item of the input (no --items)
     notes: list[str] = field(default_factory=list)  # warnings of the fit stage, for the summary
+    factors: tuple[FactorRecord | None, FactorRecord] | None = None  # stored and today's (regressors)
 
 
 def _fit(
@@ -247,12 +254,15 @@ def _fit(
     whole: bool,
     history_end: date,
     factors: str = "",
+    scale: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> _Fitted:
     """Open the run's checkpoints (resuming them with `resume`) and fit what they lack.
 
     The checkpoints are resumed only by a run of the same input, configuration, date, items,
     external-factor values (`factors`, their hash) and --full-refit: batches fitted on other data,
-    or warm where a full refit was asked for, are not mixed into this run."""
+    or warm where a full refit was asked for, are not mixed into this run. `scale`: the mean and
+    spread the regressors were standardised with; they are put on the model store's scale
+    (`factor_history`), and stored fits whose regressors' history moved are fitted cold."""
     run_date = run_date or datetime.now(timezone.utc).date()
     model_version = f"{__version__}+{config_hash(cfg, series.exog_names)}"
     key = hashlib.sha256(
@@ -284,8 +294,23 @@ def _fit(
         )
     store = ModelStore(cfg.paths.models_dir, model_version)
     notes += store.quarantine()
-    fit = fit_stage(cfg, series, spec, writer, store, run_date, only, full_refit, progress, use_ray)
-    return _Fitted(writer, store, fit, run_date, item_facts(series), len(series), dataset, whole, notes)
+    records, check = None, None
+    if series.exog is not None and scale is not None:
+        stored, today = store.load_factors(), today_record(series, *scale, run_date)
+        if usable_scale(stored, today):
+            assert stored is not None
+            series = on_scale(series, *scale, stored.mean, stored.std)
+        records, check = (stored, today), partial(why_cold, stored, stale_days(stored, today))
+    fit = fit_stage(cfg, series, spec, writer, store, run_date, only, full_refit, progress, use_ray, check)
+    return _Fitted(writer, store, fit, run_date, item_facts(series), len(series), dataset, whole, notes,
+                   records)
+
+
+def _scale(exog_record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The mean and spread the run's regressors were standardised with (None without any)."""
+    if not exog_record.get("enabled"):
+        return None
+    return np.asarray(exog_record["mean"], dtype=float), np.asarray(exog_record["std"], dtype=float)
 
 
 def item_facts(series: SeriesSet) -> pl.DataFrame:
@@ -377,11 +402,17 @@ def _finish(
         "forecasts": ["forecasts", "ensemble_weights", "items", "recommendations"],
         "metrics": ["metrics", "ensemble_weights", "items", "backtests"],
     }[only]
-    _save_models(store, writer, fitted.facts, fit.warm, run_date, versions, cfg.forecast.cache_max_age_days)
+    saved = _save_models(
+        store, writer, fitted.facts, fit.warm, run_date, versions, cfg.forecast.cache_max_age_days
+    )
     # the global network, trained on every item, is stored by runs over every item only: one on a
     # subset (--items) would replace it with a network that knows those items alone
     if fit.lstm_state is not None and fitted.whole and fit.lstm_cold_date is not None:
         store.save_lstm(fit.lstm_state, fit.lstm_cold_date)
+        saved = True
+    if saved and fitted.factors is not None:  # the regressors of the fits the store now holds
+        keep = set(store.items(["fitted_on"]).get_column("fitted_on", default=pl.Series([])).to_list())
+        store.save_factors(merged(*fitted.factors, keep | {store.lstm_fitted_on()}))
     store.prune_stale(cfg.forecast.cache_max_age_days)
     if not publish:
         writer.abort()
@@ -478,15 +509,15 @@ def _save_models(
     run_date: date,
     versions: dict[str, Any],
     max_age_days: int,
-) -> None:
+) -> bool:
     """Store the model choices and backtests of the items fitted cold in this run (`facts`: see
     `item_facts`); entries past `max_age_days` (items that left the export) are dropped. A
     backfill (a run date before the store's newest fit) stores nothing: its fits on the history
-    up to its date would replace those of later nights."""
+    up to its date would replace those of later nights. Returns whether entries were written."""
     stored = store.items()
     if stored.height and stored["fitted_on"].max() > run_date:
         LOG.info("model store kept: its newest fit (%s) is after this run's date", stored["fitted_on"].max())
-        return
+        return False
     if warm:  # a warm item whose stored choice failed: fitted cold next run, not failing again
         rows = writer.checkpointed_items().filter(
             pl.col("item_id").is_in(list(warm)) & (pl.col("failed_models").str.len_chars() > 0)
@@ -497,7 +528,7 @@ def _save_models(
         ])
     items = writer.checkpointed_items(exclude=warm)
     if items.height == 0:
-        return
+        return False
     entries = (
         items.select("item_id", "params", "cpu_seconds", "demand_class")
         .join(facts, on="item_id", how="left", maintain_order="left")
@@ -510,6 +541,7 @@ def _save_models(
         versions | {"cache_max_age_days": max_age_days},  # its own: what `prune_stale` keeps it for
         drop_before=run_date - timedelta(days=max_age_days),
     )
+    return True
 
 
 def _location(path: str) -> str:

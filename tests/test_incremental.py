@@ -606,3 +606,47 @@ def test_a_stored_choice_that_fails_is_refitted_cold_the_next_night(days, tmp_pa
     assert again.cold_items == {COLD_FAILED: {"count": 1, "items": [victim]}}
     out_items = pl.read_parquet(tmp_path / "out" / "items" / "run_date=2026-11-22")
     assert out_items.filter(pl.col("item_id") == victim)["failed_models"].item() == ""
+
+
+def test_stored_fits_keep_the_meaning_of_their_regressors(days, tmp_path: Path, small_demo: Path) -> None:
+    """A warm ARIMA re-filters with its stored coefficients: they hold only for regressors on the
+    scale and with the history of their fit. Today's regressors are put on the store's scale; a
+    feature table whose history moved (another build, a replaced source) makes the stored fits
+    cold, with the reason; a revised day does not."""
+    from nova_ray.etl import build_features
+    from nova_ray.factor_history import COLD_FACTORS_UNKNOWN
+
+    built = build_features(small_demo / "raw", tmp_path / "features").path
+    table = pd.read_parquet(built)
+    paths = {}
+    changes = (("a", None), ("revised", (slice(200, 201), 1.002)), ("moved", (slice(0, 120), 1.05)))
+    for name, change in changes:
+        t = table.copy()
+        if change is not None:
+            t.loc[t.index[change[0]], "usd_brl"] *= change[1]
+        paths[name] = tmp_path / f"features-{name}.parquet"
+        t.to_parquet(paths[name])
+
+    def run(day: str, features: str):
+        return run_forecast(_cfg(days[day], tmp_path, models="arima,naive", features=str(paths[features])),
+                            use_ray=False)
+
+    cold = run("day1", "a")
+    assert cold.exog.get("enabled") and "usd_brl" in cold.exog["features"]
+    store = next(p for p in (tmp_path / "models").iterdir() if p.is_dir())
+    assert (store / "factors.npz").exists()
+    warm = run("day2", "a")
+    assert warm.warm_items == len(ITEMS)
+    # the models saw the regressors on the stored scale (the first fit's history), as recorded
+    assert warm.exog["mean"] == cold.exog["mean"] and warm.exog["scale"] == "model store"
+    revised = run("day2", "revised")  # one exchange rate revised by 0.2%
+    assert revised.warm_items == len(ITEMS)
+    moved = run("day2", "moved")  # four months of exchange rates 5% higher
+    assert moved.warm_items == 0
+    ((why, listed),) = moved.cold_items.items()
+    assert why.startswith("external factors' history changed since the fit (usd_brl moved ")
+    assert listed["count"] == len(ITEMS)
+    assert run("day2", "moved").warm_items == len(ITEMS)  # stored again with that history
+    (store / "factors.npz").unlink()  # a store from before the records: its fits' factors unknown
+    unknown = run("day2", "moved")
+    assert unknown.cold_items == {COLD_FACTORS_UNKNOWN: {"count": len(ITEMS), "items": sorted(ITEMS)}}

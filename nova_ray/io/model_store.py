@@ -1,12 +1,14 @@
 """The model store under MODELS_DIR: per-item fitted choices and backtests for incremental runs.
 
 Layout: `<models_dir>/<model_version>/` with `items.parquet` (item_id, start, n_obs, fingerprint,
-blocks, params, cpu_seconds, demand_class, fitted_on), `backtests.parquet` (the model backtest rows of the
-last cold fit), `lstm.npz` (the global LSTM's weights, shapes, per-step spread and the date of
-its last cold training) and `model_versions.json`. The model version includes the config hash, so a config
-change starts a fresh store; an item whose history changed (not just grew, or lost its oldest
-periods to a rolling export window) misses its entry. A run
-holds `<models_dir>/.nova-ray.lock` (`io.lock.job_lock`) while it reads and updates the store.
+blocks, params, cpu_seconds, demand_class, fitted_on), `backtests.parquet` (the model backtest rows
+of the last cold fit), `lstm.npz` (the global LSTM's weights, shapes, per-step spread and the date
+of its last cold training), `factors.npz` (the regressors' scale and, per fit day, their unscaled
+history: `nova_ray.factor_history`) and `model_versions.json`. The model version includes the
+config hash, so a config change starts a fresh store; an item whose history changed (not just
+grew, or lost its oldest periods to a rolling export window), or whose regressors' history moved,
+misses its entry. A run holds `<models_dir>/.nova-ray.lock` (`io.lock.job_lock`) while it reads
+and updates the store.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import logging
 import os
 import shutil
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from ..factor_history import FactorRecord
 from ..models.lstm import LstmState
 from ..series import period_index
 from .errors import first_line
@@ -33,6 +36,7 @@ from .results import write_json_atomic
 ITEMS_FILE = "items.parquet"
 BACKTESTS_FILE = "backtests.parquet"
 LSTM_FILE = "lstm.npz"
+FACTORS_FILE = "factors.npz"
 LSTM_FIELDS = ("lookback", "horizon", "season_length", "units", "n_windows", "n_exog", "calendar")
 # why an item is fitted cold (searched and backtested again) instead of from its stored choices
 COLD_NO_STORE = "no stored models (first run, or another nova-ray version or configuration)"
@@ -46,7 +50,7 @@ COLD_FAILED = "a stored model choice failed to forecast (last run)"
 STALE_STORE_DAYS = 30  # a sibling store (another version) unwritten this long is removed, see prune_stale
 VERSIONS_FILE = "model_versions.json"
 PRUNING = ".pruning"  # the suffix of a store folder being removed (`.<name>.pruning`)
-STORE_FILES = (ITEMS_FILE, BACKTESTS_FILE, LSTM_FILE, VERSIONS_FILE)
+STORE_FILES = (ITEMS_FILE, BACKTESTS_FILE, LSTM_FILE, FACTORS_FILE, VERSIONS_FILE)
 FAILED_ON = date(1970, 1, 1)  # `fitted_on` of an entry whose stored choice failed: cold next run
 LOG = logging.getLogger("nova_ray")
 BLOCK = 28  # periods per block fingerprint: what a history that lost its oldest periods is checked by
@@ -135,7 +139,9 @@ class ModelStore:
         `<name>.unreadable`, and say so: the store is a cache, its items are fitted cold and it is
         written again. A broken file otherwise stopped every later run with a traceback."""
         notes = []
-        for name, check in ((ITEMS_FILE, _parquet_ok), (BACKTESTS_FILE, _parquet_ok), (LSTM_FILE, _lstm_ok)):
+        checks = ((ITEMS_FILE, _parquet_ok), (BACKTESTS_FILE, _parquet_ok), (LSTM_FILE, _lstm_ok),
+                  (FACTORS_FILE, _factors_ok))
+        for name, check in checks:
             path = self.dir / name
             if not path.exists():
                 continue
@@ -176,13 +182,16 @@ class ModelStore:
         max_age_days: int,
         freq: str = "D",
         classes: list[str] | None = None,
+        factors: Callable[[date], str | None] | None = None,
     ) -> tuple[dict[str, dict], dict[str, str]]:
         """({item_id: params} of the items whose stored history today's holds unchanged
         (`same_history`), fitted at most their `age_limit` ago (their stored backtests:
         `backtests`), {item_id: reason} of the others, fitted cold: `COLD_NO_STORE`, `COLD_NEW`,
         `COLD_LATER` (a backfill's run date before the fit), `COLD_OLD` (with the age limit),
         `COLD_CHANGED` or, with today's demand `classes`, `COLD_CLASS` (another class picks
-        other models, which would have no stored backtests to weight them by).
+        other models, which would have no stored backtests to weight them by) or, with `factors`
+        (why the fits of a day are stale for their external factors, `factor_history.why_cold`),
+        that reason.
 
         A warm item's params carry ``fitted_on`` (the day of the fit whose choices and backtests it
         reuses) and ``dropped``, the periods its history lost at the start since the fit (a
@@ -209,6 +218,8 @@ class ModelStore:
                 cold[item] = COLD_CHANGED
             elif classes is not None and entry.get("demand_class") and entry["demand_class"] != classes[k]:
                 cold[item] = COLD_CLASS
+            elif factors is not None and (why := factors(entry["fitted_on"])):
+                cold[item] = why
             else:
                 warm[item] = json.loads(entry["params"] or "{}") | {"fitted_on": str(entry["fitted_on"])}
                 if dropped := dropped_periods(entry, start, freq):
@@ -305,6 +316,20 @@ class ModelStore:
         """Store the LSTM (atomically); `cold_fitted_on` is the date of its last cold training."""
         write_lstm(self.dir / LSTM_FILE, state, cold_fitted_on)
 
+    def save_factors(self, record: FactorRecord) -> None:
+        """Store the regressors' scale and fit days' history (atomically)."""
+        write_factors(self.dir / FACTORS_FILE, record)
+
+    def load_factors(self) -> FactorRecord | None:
+        """The stored `FactorRecord`, None when there is none."""
+        path = self.dir / FACTORS_FILE
+        return read_factors(path) if path.exists() else None
+
+    def lstm_fitted_on(self) -> date | None:
+        """The day of the stored LSTM's last cold training, None without one."""
+        path = self.dir / LSTM_FILE
+        return read_lstm(path)[1] if path.exists() else None
+
     def load_lstm(self, today: date, max_age_days: int) -> tuple[LstmState, date] | None:
         """(state, date of its cold training) when stored and not older than `max_age_days`."""
         path = self.dir / LSTM_FILE
@@ -355,6 +380,46 @@ def _lstm_ok(path: Path) -> str | None:
     except Exception as exc:  # noqa: BLE001
         return first_line(exc)
     return None
+
+
+def _factors_ok(path: Path) -> str | None:
+    """None when `path` holds a readable factor record, else why not."""
+    try:
+        read_factors(path)
+    except Exception as exc:  # noqa: BLE001
+        return first_line(exc)
+    return None
+
+
+def write_factors(path: Path, record: FactorRecord) -> None:
+    """A `FactorRecord` in one .npz file, written atomically."""
+    days = sorted(record.days)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
+    np.savez(
+        tmp,
+        names=np.array(record.names, dtype=str),
+        freq=np.array(record.freq),
+        mean=np.asarray(record.mean, dtype=np.float64),
+        std=np.asarray(record.std, dtype=np.float64),
+        days=np.array(days, dtype="datetime64[D]"),
+        starts=np.array([record.days[d][0] for d in days], dtype="datetime64[D]"),
+        **{f"rows{k}": np.asarray(record.days[d][1], dtype=np.float64) for k, d in enumerate(days)},
+    )
+    os.replace(tmp, path)
+
+
+def read_factors(path: Path) -> FactorRecord:
+    """`write_factors`'s record."""
+    with np.load(path, allow_pickle=False) as z:
+        days = [d.item() for d in z["days"].astype("datetime64[D]")]
+        record = FactorRecord(tuple(str(n) for n in z["names"]), str(z["freq"]), z["mean"], z["std"], {
+            d: (s, z[f"rows{k}"]) for k, (d, s) in enumerate(zip(days, z["starts"].astype("datetime64[D]"),
+                                                                 strict=True))})
+    if record.mean.shape != (len(record.names),) or any(r.ndim != 2 or r.shape[1] != len(record.names)
+                                                         for _, r in record.days.values()):
+        raise ValueError("factor record shapes do not match its names")
+    return record
 
 
 def write_lstm(path: Path, state: LstmState, cold_fitted_on: date, warm: bool = False) -> None:
