@@ -252,6 +252,9 @@ def test_anatel_latin1_month_dates_thousands() -> None:
         ("data;sites\n2023-01-01;5\n2023-01-99;6\n", r":3: column 'data': unparsable date '2023-01-99'"),
         ("data;sites\n2023-01-01;5\n2023-01-02;muitos\n", r":3: column 'sites': cannot parse 'muitos'"),
         ("data;sites\n2023-01-01;5;7;8\n", r":2: expected 2 ';'-separated fields"),
+        # a mistyped year: a traceback (pandas' nanosecond range) or a table of 66,000 days
+        ("Data;Estacoes\n0024-01-01;10\n", r":2: column 'Data': date '0024-01-01' outside 1900-01-01"),
+        ("data;sites\n2023-01-01;5\n2204-01-01;6\n", r":3: column 'data': date '2204-01-01' outside "),
     ],
 )
 def test_anatel_variants_and_errors(tmp_path: Path, text: str, expected: str | None) -> None:
@@ -296,6 +299,9 @@ def test_regressors_prefix_and_errors(tmp_path: Path) -> None:
         read_regressor_file(bad)
     bad.write_text("date,x\n2023-01-01,1\n2023-01-02,?\n")
     with pytest.raises(EtlError, match=r"promo.csv:3: column 'x': cannot parse '\?' as a number"):
+        read_regressor_file(bad)
+    bad.write_text("date,x\n2023-01-01,1\n31/12/9999,2\n")  # an export's "open end"
+    with pytest.raises(EtlError, match=r"promo.csv:3: column 'date': date '31/12/9999' outside 1900-01-01"):
         read_regressor_file(bad)
     # a quoted English number keeps its thousands commas out of the decimals (was 1.2345)
     good = tmp_path / "budget.csv"

@@ -116,8 +116,18 @@ def parse_dates(
                 line,
                 column,
             )
+        if not EARLIEST <= d <= LATEST:  # "0024-01-01", an "open end" 31/12/9999: a day-long table
+            raise EtlError(
+                f"date {short(fields[pos])} outside {EARLIEST:%Y-%m-%d}..{LATEST:%Y-%m-%d}: a mistyped year?",
+                path,
+                line,
+                column,
+            )
         out.append(d)
     return out
+
+
+EARLIEST, LATEST = datetime(1900, 1, 1), datetime(2100, 12, 31)  # the dates a factor file may hold
 
 
 def one_row_per_date(
