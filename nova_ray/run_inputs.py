@@ -152,7 +152,10 @@ def attach_exog(cfg: Config, series: SeriesSet) -> tuple[SeriesSet, dict[str, An
     except EtlError as exc:  # a broken raw file: exit 2 naming the file and line
         raise InputError(str(exc)) from None
     except ValueError as exc:  # e.g. a future table without a date column
-        raise ConfigError(f"{cfg.source('future_features')}: setting 'future_features': {exc}") from None
+        if f.future_features:
+            raise ConfigError(f"{cfg.source('future_features')}: setting 'future_features': {exc}") from None
+        raise InputError(f"{features_path(cfg) or cfg.paths.data}: {exc}") from None  # the features'
+
     return series, record
 
 

@@ -527,9 +527,11 @@ def test_a_misspelt_future_column_is_an_error_not_ignored(small_demo: Path, tmp_
 @pytest.mark.parametrize(("content", "message"), [
     (b"date,usd_brl\n2024-01-01,5\n", "not a Parquet feature table"),
     (None, "not a feature table: no 'date' column"),
+    ("empty", "the feature table has no rows"),  # blamed future_features, naming no file
+    ("text", "row 3: column 'date': cannot parse date 'garbage'"),  # pandas' 5 lines, ditto
 ])
 def test_a_features_file_that_is_not_one_is_one_line_naming_it(
-    small_demo: Path, tmp_path: Path, content: bytes | None, message: str
+    small_demo: Path, tmp_path: Path, content: bytes | str | None, message: str
 ) -> None:
     """A CSV, or a Parquet file without a date column, given as --features: a traceback
     (KeyError: 'date'), or an error blaming the setting future_features."""
@@ -540,6 +542,10 @@ def test_a_features_file_that_is_not_one_is_one_line_naming_it(
     path = tmp_path / "features.parquet"
     if content is None:
         pd.DataFrame({"day": pd.date_range("2024-01-01", periods=3), "x": 1.0}).to_parquet(path)
+    elif content == "empty":
+        pd.DataFrame({"date": pd.to_datetime([]), "usd_brl": []}).to_parquet(path)
+    elif content == "text":
+        pd.DataFrame({"date": ["2024-01-01", "02/01/2024", "garbage"], "usd_brl": 5.0}).to_parquet(path)
     else:
         path.write_bytes(content)
     cfg = load_config(None, {"data": str(small_demo / "demand.parquet"), "features": str(path)}, dotenv=None)

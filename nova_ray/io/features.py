@@ -42,7 +42,17 @@ def features_file(path: str | Path) -> pd.DataFrame:
                        "`nova-ray etl`", path) from None
     if "date" not in frame.columns:
         raise EtlError(f"not a feature table: no 'date' column (has {list(frame.columns)[:8]})", path)
-    frame["date"] = pd.to_datetime(frame["date"])  # as etl.read_features does
+    if frame.empty:
+        raise EtlError("the feature table has no rows (write it with `nova-ray etl`)", path)
+    raw = frame["date"]
+    text = raw.dtype == object or pd.api.types.is_string_dtype(raw)
+    dates = text_dates(raw.astype("string").astype(object)) if text else pd.to_datetime(raw, errors="coerce")
+    bad = np.flatnonzero(dates.isna().to_numpy())
+    if len(bad):  # a text date that is no date, or a missing one: pandas' 5-line message before
+        value = raw.iloc[bad[0]]
+        what = f"cannot parse date {str(value)[:40]!r}" if pd.notna(value) else "missing date"
+        raise EtlError(f"row {bad[0] + 1}: column 'date': {what}", path)
+    frame["date"] = dates.to_numpy()  # as etl.read_features does
     return frame
 
 
