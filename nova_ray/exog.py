@@ -562,13 +562,21 @@ def for_run(
         import hashlib
 
         record["features_sha256"] = hashlib.sha256(Path(features_path).read_bytes()).hexdigest()[:16]
-    until = pd.to_datetime(frame["date"]).max()
-    record["features_until"] = str(until.date())
+    since, until = pd.to_datetime(frame["date"]).min(), pd.to_datetime(frame["date"]).max()
+    record["features_from"], record["features_until"] = str(since.date()), str(until.date())
     late = (pd.Timestamp(series.end) - until).days
-    if out.exog is not None and late > STALE_FEATURE_DAYS:  # the run's warnings (pipeline)
-        record["warnings"] = [f"the features end {until.date()}, {late} days before the demand's last period "
-                              f"{pd.Timestamp(series.end).date()}: those days use the climatology and the "
-                              "last values (run `nova-ray etl` on newer raw files)"]
+    warnings = []  # the run's warnings (pipeline)
+    if out.exog is not None and late > STALE_FEATURE_DAYS:
+        warnings.append(f"the features end {until.date()}, {late} days before the demand's last period "
+                        f"{pd.Timestamp(series.end).date()}: those days use the climatology and the "
+                        "last values (run `nova-ray etl` on newer raw files)")
+    first = pd.Timestamp(series.starts.min()) if len(series) else since
+    if out.exog is not None and (early := (since - first).days) > STALE_FEATURE_DAYS:
+        warnings.append(f"the features start {since.date()}, {early} days after the demand's first day "
+                        f"{first.date()}: those days use the climatology and the first values (run "
+                        "`nova-ray etl` with an earlier --start, or on older raw files)")
+    if warnings:
+        record["warnings"] = warnings
     if future_path:
         record["future_table"] = str(future_path)
     if out.exog is None:

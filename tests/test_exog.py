@@ -572,3 +572,22 @@ def test_features_that_end_long_before_the_demand_are_a_warning(small_demo: Path
     assert record["sources"][0] == str(res.path.resolve()) and len(record["features_sha256"]) == 16
     sources = record["sources"]
     assert "raw:bcb/usd_brl.json" in sources and any(s.startswith("raw:inmet/") for s in sources)
+
+
+def test_features_that_start_long_after_the_demand_are_a_warning(small_demo: Path, tmp_path: Path) -> None:
+    """A table built with a late --start (or from a year of raw files too few) gave months of
+    history the first values and the climatology as if observed, without a word."""
+    from nova_ray.config import load_config
+    from nova_ray.pipeline import attach_exog, load_series
+
+    paths = {"data": str(small_demo / "demand.parquet")}
+    series, _ = load_series(load_config(None, paths, dotenv=None), None)
+    first = pd.Timestamp(series.starts.min())
+    start = first + pd.Timedelta(days=90)
+    res = build_features(small_demo / "raw", tmp_path / "out", start.date().isoformat())
+    cfg = load_config(None, paths | {"features": str(res.path)}, dotenv=None)
+    _, record = attach_exog(cfg, series)
+    (msg,) = record["warnings"]
+    assert msg.startswith(f"the features start {start.date()}, 90 days after the demand's first day "
+                          f"{first.date()}: those days use the climatology and the first values")
+    assert record["features_from"] == str(start.date())
