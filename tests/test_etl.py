@@ -641,6 +641,16 @@ def test_a_sensor_no_station_reports_gives_no_column(tmp_path: Path) -> None:
     assert not f.drop(columns=["holiday_level", "holiday_name"]).isna().any().any()
     fut = future_features(read_features(res.path), pd.date_range("2023-01-03", periods=2))
     assert fut["rain_mm"].notna().all() and fut["temp_mean_c"].notna().all()
+    gone = "(every value -9999 or empty): left out"
+    assert f"climate: no station reports humidity_mean_pct {gone}" in res.warnings
+    # a station whose every sensor is out: no climate at all, said so (it was exit 0, no word, and
+    # a climate_imputed column of zeros claiming every day's climate observed)
+    dead = [b";".join(f if i < 2 else b"-9999" for i, f in enumerate(x.split(b";"))) for x in lines[9:]]
+    (raw / "inmet" / A401_2023.name).write_bytes(b"\n".join(lines[:9] + dead))
+    res = build_features(raw, tmp_path / "out2", start="2023-01-01", end="2023-01-02")
+    f = read_features(res.path)
+    assert not {"rain_mm", "temp_mean_c", "humidity_mean_pct", "climate_imputed"} & set(f.columns)
+    assert f"climate: no station reports rain_mm, temp_mean_c, humidity_mean_pct {gone}" in res.warnings
 
 
 def test_etl_names_what_it_filled_left_out_or_did_not_read(tmp_path: Path) -> None:

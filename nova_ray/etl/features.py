@@ -212,11 +212,16 @@ def build_features(
     notes = _ignored_subfolders(raw)
     table = calendar_features(start_ts, end_ts).set_index("date")
     groups: dict[str, str] = dict.fromkeys(table.columns, "calendar")
+    have: list[str] = []  # the climate columns some station reports
     if files["inmet"]:
         daily = stations.groupby("date")[CLIMATE_COLUMNS].mean()
         # a sensor no station reports gives no column: all NaN, it would also mark every day
         # imputed (and so leave the climatology of the others nothing to learn from)
         have = [c for c in CLIMATE_COLUMNS if daily[c].notna().any()]
+        if missing := [c for c in CLIMATE_COLUMNS if c not in have]:  # etl.md: left out, with a warning
+            notes.append(f"climate: no station reports {', '.join(missing)} (every value -9999 or empty): "
+                         "left out")
+    if have:
         climate = daily[have].reindex(days)
         # the flag the models read: whether the day's rain was observed (a broken humidity sensor
         # must not turn a day's real rain into "unknown"); without rain, any climate value
