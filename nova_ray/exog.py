@@ -575,6 +575,9 @@ def for_run(
         warnings.append(f"the features start {since.date()}, {early} days after the demand's first day "
                         f"{first.date()}: those days use the climatology and the first values (run "
                         "`nova-ray etl` with an earlier --start, or on older raw files)")
+    if future is not None and not (pd.to_datetime(future["date"]) > until).any():
+        warnings.append(f"{future_path}: no row after the feature table's last day {until.date()}: the "
+                        "future values change nothing")
     if warnings:
         record["warnings"] = warnings
     if future_path:

@@ -137,7 +137,11 @@ def attach_exog(cfg: Config, series: SeriesSet) -> tuple[SeriesSet, dict[str, An
     """
     f = cfg.forecast
     if not f.exog:
-        return series, {"enabled": False, "reason": "switched off (exog = false / --no-exog)"}
+        off: dict[str, Any] = {"enabled": False, "reason": "switched off (exog = false / --no-exog)"}
+        if f.future_features:  # a scenario asked for and not applied: not without a word
+            off["warnings"] = [f"{cfg.source('future_features')}: future feature values "
+                               f"{f.future_features} not used: external factors are switched off"]
+        return series, off
     if f.features and f.features != Forecast().features and not Path(f.features).is_file():
         raise ConfigError(  # a file chosen, not the default (which may be absent: then raw/ or none)
             f"{cfg.source('features')}: setting 'features': {f.features} not found "

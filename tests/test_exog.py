@@ -591,3 +591,28 @@ def test_features_that_start_long_after_the_demand_are_a_warning(small_demo: Pat
     assert msg.startswith(f"the features start {start.date()}, 90 days after the demand's first day "
                           f"{first.date()}: those days use the climatology and the first values")
     assert record["features_from"] == str(start.date())
+
+
+def test_a_future_table_that_changes_nothing_is_said(small_demo: Path, tmp_path: Path) -> None:
+    """A future table whose rows all lie in the history, one with a header only, one given with
+    --no-exog: exit 0, no effect, no word. An empty file's error named no file."""
+    from nova_ray.config import ConfigError, load_config
+    from nova_ray.pipeline import attach_exog, load_series
+
+    base = {"data": str(small_demo / "demand.parquet")}
+    series, _ = load_series(load_config(None, base, dotenv=None), None)
+    fut = tmp_path / "fut.csv"
+    for text in ("date,usd_brl\n2023-03-01,6.5\n", "date,usd_brl\n"):
+        fut.write_text(text)
+        _, record = attach_exog(load_config(None, base | {"future_features": str(fut)}, dotenv=None), series)
+        (msg,) = record["warnings"]
+        assert msg.startswith(f"{fut}: no row after the feature table's last day ")
+        assert msg.endswith(": the future values change nothing")
+    fut.write_text("date,usd_brl\n2099-01-01,6.5\n")
+    off = load_config(None, base | {"future_features": str(fut), "exog": False}, dotenv=None)
+    _, record = attach_exog(off, series)
+    assert not record["enabled"] and record["warnings"] == [
+        f"option --future-features: future feature values {fut} not used: external factors are switched off"]
+    fut.write_bytes(b"")
+    with pytest.raises(ConfigError, match=f"setting 'future_features': {fut}: file is empty$"):
+        attach_exog(load_config(None, base | {"future_features": str(fut)}, dotenv=None), series)

@@ -66,6 +66,8 @@ def read_future_table(path: str | Path) -> pd.DataFrame:
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"{p}: future features file not found")
+    if p.stat().st_size == 0:  # pandas' "No columns to parse from file" named no file
+        raise ValueError(f"{p}: file is empty")
     if p.suffix.lower() in (".parquet", ".pq"):
         frame, line, comma = pd.read_parquet(p), (lambda row: f"row {row + 1}"), False
     else:
