@@ -296,7 +296,9 @@ def _fit(
     notes += store.quarantine()
     records, check = None, None
     if series.exog is not None and scale is not None:
-        stored, today = store.load_factors(), today_record(series, *scale, run_date)
+        # --full-refit: today's scale, as a fresh store's (its output does not depend on the store's)
+        stored = None if full_refit else store.load_factors()
+        today = today_record(series, *scale, run_date)
         if usable_scale(stored, today):
             assert stored is not None
             series = on_scale(series, *scale, stored.mean, stored.std)

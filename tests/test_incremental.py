@@ -650,3 +650,10 @@ def test_stored_fits_keep_the_meaning_of_their_regressors(days, tmp_path: Path, 
     (store / "factors.npz").unlink()  # a store from before the records: its fits' factors unknown
     unknown = run("day2", "moved")
     assert unknown.cold_items == {COLD_FACTORS_UNKNOWN: {"count": len(ITEMS), "items": sorted(ITEMS)}}
+    # --full-refit: today's own scale, whatever the store's (two cold runs give the same numbers),
+    # which the store then takes
+    cfg = _cfg(days["day2"], tmp_path, models="arima,naive", features=str(paths["a"]))
+    full = run_forecast(cfg, use_ray=False, full_refit=True)
+    assert "scale" not in full.exog and full.exog["mean"] != cold.exog["mean"]
+    after = run("day2", "a")
+    assert after.warm_items == len(ITEMS) and after.exog["mean"] == full.exog["mean"]
