@@ -476,11 +476,16 @@ def attach_exog(
 # ---------------------------------------------------------------- where the features come from
 
 
-def regressor_columns(features_path: str | Path) -> tuple[str, ...]:
-    """Columns of group ``regressor`` in the features_dictionary.json next to `features_path`."""
+def _dictionary(features_path: str | Path) -> Path:
+    """The data dictionary that `nova-ray etl` writes beside a feature table."""
     from .etl.features import DICTIONARY_FILE
 
-    path = Path(features_path).with_name(DICTIONARY_FILE)
+    return Path(features_path).with_name(DICTIONARY_FILE)
+
+
+def regressor_columns(features_path: str | Path) -> tuple[str, ...]:
+    """Columns of group ``regressor`` in the features_dictionary.json next to `features_path`."""
+    path = _dictionary(features_path)
     if not path.is_file():
         return ()
     try:
@@ -575,6 +580,9 @@ def for_run(
         warnings.append(f"the features start {since.date()}, {early} days after the demand's first day "
                         f"{first.date()}: those days use the climatology and the first values (run "
                         "`nova-ray etl` with an earlier --start, or on older raw files)")
+    if features_path and Path(features_path).is_file() and not _dictionary(features_path).is_file():
+        warnings.append(f"{features_path}: no {_dictionary(features_path).name} beside it: the columns of "
+                        "your own regressors/ files are not used (copy the dictionary with the table)")
     if future is not None and not (pd.to_datetime(future["date"]) > until).any():
         warnings.append(f"{future_path}: no row after the feature table's last day {until.date()}: the "
                         "future values change nothing")

@@ -616,3 +616,25 @@ def test_a_future_table_that_changes_nothing_is_said(small_demo: Path, tmp_path:
     fut.write_bytes(b"")
     with pytest.raises(ConfigError, match=f"setting 'future_features': {fut}: file is empty$"):
         attach_exog(load_config(None, base | {"future_features": str(fut)}, dotenv=None), series)
+
+
+def test_a_feature_table_without_its_dictionary_is_said(small_demo: Path, tmp_path: Path) -> None:
+    """The regressors/ columns are known from the data dictionary beside the table: a table copied
+    alone (to shared storage for a Ray job) silently lost them."""
+    import shutil
+
+    from nova_ray.config import load_config
+    from nova_ray.pipeline import attach_exog, load_series
+
+    res = build_features(small_demo / "raw", tmp_path / "out")
+    alone = tmp_path / "alone" / "features.parquet"
+    alone.parent.mkdir()
+    shutil.copy(res.path, alone)
+    paths = {"data": str(small_demo / "demand.parquet")}
+    series, _ = load_series(load_config(None, paths, dotenv=None), None)
+    for table, said in ((res.path, False), (alone, True)):
+        _, record = attach_exog(load_config(None, paths | {"features": str(table)}, dotenv=None), series)
+        warned = [w for w in record.get("warnings", []) if "features_dictionary.json" in w]
+        expected = (f"{alone}: no features_dictionary.json beside it: the columns of your own regressors/ "
+                    "files are not used (copy the dictionary with the table)")
+        assert warned == ([expected] if said else [])
