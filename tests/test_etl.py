@@ -154,6 +154,9 @@ def test_inmet_utf8_file_reads_the_same(tmp_path: Path) -> None:
             r":11: column 'TEMPERATURA DO AR - BULBO SECO, HORARIA \(°C\)': cannot parse 'abc' as a number",
         ),
         (lambda ls: [*ls[:9], "2023/01/01;0000 UTC;0;", *ls[9:]], r":10: expected at least 16 ';'-separated"),
+        # a download cut short inside the last row, in the humidity it reads: 80 was read as 8
+        (lambda ls: [*ls[:-1], ls[-1][: ls[-1].index(";80;") + 2]],
+         r":15: expected 19 ';'-separated fields like the header, got 16: a file cut short\?"),
     ],
 )
 def test_inmet_broken_files(tmp_path: Path, edit, expected: str) -> None:

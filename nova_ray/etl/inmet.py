@@ -114,6 +114,13 @@ def read_inmet_file(path: str | Path) -> pd.DataFrame:
         rows.append((lineno, *(fields[idx[k]] for k in order)))
     if not rows:
         raise EtlError("no data rows after the column header", path, HEADER_LINE)
+    # a download cut short ends in a partial row whose last wanted field may be cut too ("...;7" of
+    # "...;78"): the last row holds every column of the header
+    full = len(header) - next((k for k, h in enumerate(reversed(header)) if h.strip()), 0)
+    last = lines[rows[-1][0] - 1].split(";")
+    if len(last) < full:
+        raise EtlError(f"expected {full} ';'-separated fields like the header, got {len(last)}: a file cut "
+                       "short?", path, rows[-1][0])
     df = pd.DataFrame(rows, columns=["line", *order])
     text = df["date"].str.strip()
     dates = pd.to_datetime(text.str.replace("/", "-", regex=False), format="%Y-%m-%d", errors="coerce")
