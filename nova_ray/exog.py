@@ -550,7 +550,8 @@ def for_run(
     if future is not None:  # a misspelt column would be ignored: the scenario silently not applied
         unknown = [c for c in future.columns if c != "date" and c not in frame.columns]
         if unknown:
-            known = ", ".join(c for c in frame.columns if c != "date")
+            numeric = (c for c in frame.columns if c != "date" and pd.api.types.is_numeric_dtype(frame[c]))
+            known = ", ".join(numeric)  # not holiday_name: no value a future table could give
             raise ValueError(f"{future_path}: column {unknown[0]!r} is not a feature (the features: {known})")
     out, ex = attach_exog(
         series, frame, horizon, backtest_backs, extra=regressors, future_table=future, sources=sources

@@ -143,9 +143,11 @@ def attach_exog(cfg: Config, series: SeriesSet) -> tuple[SeriesSet, dict[str, An
                                f"{f.future_features} not used: external factors are switched off"]
         return series, off
     if f.features and f.features != Forecast().features and not Path(f.features).is_file():
+        inside = Path(f.features) / "features.parquet"
         raise ConfigError(  # a file chosen, not the default (which may be absent: then raw/ or none)
-            f"{cfg.source('features')}: setting 'features': {f.features} not found "
-            "(write it with `nova-ray etl`, or leave the setting at its default)"
+            f"{cfg.source('features')}: setting 'features': {f.features} "
+            + (f"is a folder (the table `nova-ray etl` writes: {inside})" if Path(f.features).is_dir() else
+               "not found (write it with `nova-ray etl`, or leave the setting at its default)")
         )
     spec = engine_spec(cfg)
     backs = window_backs(spec.horizon, spec.backtest_windows, spec.step) if f.backtest_exog == "known" else []

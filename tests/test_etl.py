@@ -764,3 +764,13 @@ def test_regressor_semicolon_files_read_the_brazilian_way_and_one_row_per_date(t
         read_regressor_file(twice)
     text = one_line(exc)
     assert f"{twice}:4" in text and "date 2024-01-01 also on line 2: one row per date" in text
+
+
+def test_a_range_outside_the_raw_data_says_which_end_is_the_data(tmp_path: Path) -> None:
+    """`etl --start` after every raw row said "end 2024-02-04 is before start", no end given."""
+    with pytest.raises(EtlError, match=r"start 2099-01-01 is after the raw data's last day \d{4}-\d\d-\d\d$"):
+        build_features(RAW, tmp_path / "a", start="2099-01-01")
+    with pytest.raises(EtlError, match=r"end 1999-01-01 is before the raw data's first day \d{4}-\d\d-\d\d$"):
+        build_features(RAW, tmp_path / "b", end="1999-01-01")
+    with pytest.raises(EtlError, match=r"^end 2023-01-01 is before start 2023-02-01$"):
+        build_features(RAW, tmp_path / "c", start="2023-02-01", end="2023-01-01")

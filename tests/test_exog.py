@@ -520,7 +520,15 @@ def test_a_misspelt_future_column_is_an_error_not_ignored(small_demo: Path, tmp_
     series, _ = load_series(cfg, None)
     # named by where the setting came from, as --features is
     with pytest.raises(ConfigError, match=r"^option --future-features: setting 'future_features': .*"
-                       r"column 'chuva_mm' is not a feature \(the features: "):
+                       r"column 'chuva_mm' is not a feature \(the features: ") as exc:
+        attach_exog(cfg, series)
+    assert "usd_brl" in str(exc.value) and "holiday_name" not in str(exc.value)  # numbers only
+    # a folder given as the feature table: said so, with the file it holds (it said "not found")
+    cfg = load_config(None, {"data": str(small_demo / "demand.parquet"), "features": str(tmp_path)},
+                      dotenv=None)
+    inside = tmp_path / "features.parquet"
+    with pytest.raises(ConfigError, match=f"setting 'features': {tmp_path} is a folder \\(the table "
+                       f"`nova-ray etl` writes: {inside}\\)$"):
         attach_exog(cfg, series)
 
 

@@ -206,6 +206,10 @@ def build_features(
     start_ts = pd.Timestamp(start).normalize() if start is not None else lo
     end_ts = pd.Timestamp(end).normalize() if end is not None else hi
     if end_ts < start_ts:
+        if end is None:  # the end is the raw data's: say so, not "end ... is before start"
+            raise EtlError(f"start {start_ts.date()} is after the raw data's last day {end_ts.date()}", raw)
+        if start is None:
+            raise EtlError(f"end {end_ts.date()} is before the raw data's first day {start_ts.date()}", raw)
         raise EtlError(f"end {end_ts.date()} is before start {start_ts.date()}")
     days = pd.date_range(start_ts, end_ts, freq="D", name="date")
 
