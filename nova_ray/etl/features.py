@@ -61,7 +61,8 @@ _FILL = {
     "calendar": "computed for every day",
     "climate": "missing days from the smoothed day-of-year climatology, then linear interpolation",
     "economy": "forward-filled over calendar days; before the first observation back-filled",
-    "5g": "forward-filled over calendar days; 0 before the first row (no 5G yet)",
+    "5g": "forward-filled over calendar days; before the first row back-filled (an extract that starts "
+          "after the roll-out did: no jump from 0)",
     "regressor": "forward-filled over calendar days; before the first row back-filled",
 }
 
