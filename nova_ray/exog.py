@@ -91,6 +91,7 @@ class Exog:
     mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
     std: np.ndarray = field(default_factory=lambda: np.zeros(0))
     dropped: dict[str, str] = field(default_factory=dict)
+    clipped: dict[str, tuple[float, float]] = field(default_factory=dict)  # horizon value -> its limit
     known_until: str | None = None  # last day whose realised features the matrix uses
     sources: tuple[str, ...] = ()
 
@@ -404,9 +405,16 @@ def build_exog(
     values = values[:, keep]
     mean, std = values[:n_hist].mean(axis=0), values[:n_hist].std(axis=0)
     z = (values - mean) / std
+    clipped = {}
     if horizon and len(keep):
         lo, hi = z[:n_hist].min(axis=0) - CLIP_SD, z[:n_hist].max(axis=0) + CLIP_SD
-        z[n_hist:] = np.clip(z[n_hist:], lo, hi)
+        ahead = z[n_hist:]
+        for j in range(len(keep)):  # the farthest value past its limit, in the feature's units
+            over, under = ahead[:, j].max() - hi[j], lo[j] - ahead[:, j].min()
+            if max(over, under) > 1e-9:
+                v, limit = (ahead[:, j].max(), hi[j]) if over >= under else (ahead[:, j].min(), lo[j])
+                clipped[names[keep[j]]] = (float(v * std[j] + mean[j]), float(limit * std[j] + mean[j]))
+        z[n_hist:] = np.clip(ahead, lo, hi)
     return Exog(
         values=np.ascontiguousarray(z),
         names=tuple(names[j] for j in keep),
@@ -417,6 +425,7 @@ def build_exog(
         mean=mean,
         std=std,
         dropped=dropped,
+        clipped=clipped,
         known_until=str(pd.Timestamp(known_until).date()) if known_until is not None else None,
         sources=tuple(sources),
     )
@@ -584,6 +593,10 @@ def for_run(
     if features_path and Path(features_path).is_file() and not _dictionary(features_path).is_file():
         warnings.append(f"{features_path}: no {_dictionary(features_path).name} beside it: the columns of "
                         "your own regressors/ files are not used (copy the dictionary with the table)")
+    if future is not None and out.exog is not None and ex.clipped:  # a scenario cut short: said
+        shown = ", ".join(f"{k} {v:.4g} to {lim:.4g}" for k, (v, lim) in ex.clipped.items())
+        warnings.append(f"{future_path}: horizon values past the history's range widened by one spread "
+                        f"are clipped: {shown}")
     if future is not None and not (pd.to_datetime(future["date"]) > until).any():
         warnings.append(f"{future_path}: no row after the feature table's last day {until.date()}: the "
                         "future values change nothing")

@@ -646,3 +646,27 @@ def test_a_feature_table_without_its_dictionary_is_said(small_demo: Path, tmp_pa
         expected = (f"{alone}: no features_dictionary.json beside it: the columns of your own regressors/ "
                     "files are not used (copy the dictionary with the table)")
         assert warned == ([expected] if said else [])
+
+
+def test_a_scenario_past_the_history_range_is_clipped_and_said(small_demo: Path, tmp_path: Path) -> None:
+    """Future values are clipped to the history's range widened by one spread (documented): a
+    planner's scenario of USD/BRL at 9 became ~6 on every horizon day without a word."""
+    from nova_ray.config import load_config
+    from nova_ray.pipeline import attach_exog, load_series
+
+    base = {"data": str(small_demo / "demand.parquet")}
+    series, _ = load_series(load_config(None, base, dotenv=None), None)
+    days = pd.date_range(pd.Timestamp(series.end) + pd.Timedelta(days=1), periods=60)
+    fut = tmp_path / "fut.csv"
+    pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "usd_brl": 9.0}).to_csv(fut, index=False)
+    out, record = attach_exog(load_config(None, base | {"future_features": str(fut)}, dotenv=None), series)
+    (msg,) = [w for w in record["warnings"] if "clipped" in w]
+    assert msg.startswith(f"{fut}: horizon values past the history's range widened by one spread are "
+                          "clipped: usd_brl 9 to ")
+    limit = float(msg.rsplit(" ", 1)[1])
+    j = out.exog_names.index("usd_brl")
+    mean, std = record["mean"][j], record["std"][j]
+    assert np.allclose(out.exog[-30:, j] * std + mean, limit, rtol=1e-3)  # what the models see (4 digits)
+    fut.write_text("date,usd_brl\n" + "".join(f"{d:%Y-%m-%d},5.5\n" for d in days))  # inside the range
+    _, record = attach_exog(load_config(None, base | {"future_features": str(fut)}, dotenv=None), series)
+    assert not [w for w in record.get("warnings", []) if "clipped" in w]
