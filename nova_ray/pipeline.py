@@ -30,6 +30,7 @@ from .engine import (
 )
 from .factor_history import FactorRecord, merged, on_scale, stale_days, today_record, usable_scale, why_cold
 from .fit_stage import COLD_LISTED, FitResult, Progress, Silent, StageTimer, cold_reasons, fit_stage
+from .global_lstm import FINAL_PART, is_part
 from .io.demand import spill_columns
 from .io.lock import job_lock
 from .io.model_store import ModelStore, block_fingerprint_column, fingerprint
@@ -292,6 +293,12 @@ def _fit(
             f"--resume: no interrupted run of this input, configuration, external factors, --full-refit "
             f"and date in {cfg.paths.output}; started afresh"
         )
+    if writer.damaged:  # fitted again; an LSTM part with them: the LSTM makes all its parts again
+        if any(is_part(n) for n in writer.damaged) and FINAL_PART in writer.done():
+            writer.discard([FINAL_PART])
+        shown = ", ".join(writer.damaged[:5]) + (" and more" if len(writer.damaged) > 5 else "")
+        notes.append(f"{len(writer.damaged)} checkpoint(s) of the interrupted run could not be read "
+                     f"({shown}): fitted again")
     store = ModelStore(cfg.paths.models_dir, model_version)
     notes += store.quarantine()
     records, check = None, None

@@ -279,3 +279,40 @@ def test_a_full_refit_does_not_resume_a_run_that_was_not_one(small_demo: Path, t
                      full_refit=True)
     again = run_forecast(cfg, use_ray=False, run_date=DAY, resume=True, full_refit=True)
     assert again.resumed_items == again.items  # the same mode resumes
+
+
+def test_unreadable_checkpoints_are_fitted_again_when_resumed(
+    small_demo: Path, tmp_path: Path, clean: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch marked done whose file a disk lost the end of (a power cut; checkpoints are now
+    fsynced before their marker): `--resume` refitted the rest, then died in the ensemble with a
+    traceback, every retry alike. Now the batch is fitted again, an LSTM part with all the LSTM's."""
+    from nova_ray.pipeline import run_forecast
+
+    w = _writer(tmp_path)
+    (w.stage / "checkpoints" / "forecasts" / f"{BATCH_PREFIX}aa.parquet").write_bytes(b"PAR1")
+    again = ResultWriter(tmp_path / "out", "run-9", DAY, {"run_id": "run-9"}, stage_key="run-1", resume=True)
+    assert again.resumed and again.damaged == [f"{BATCH_PREFIX}aa"]
+    assert again.done_items() == set("ABDEF") and f"{BATCH_PREFIX}aa" not in again.done()
+
+    out = tmp_path / "run"
+    commit = ResultWriter.commit
+
+    def killed(self, *args, **kwargs):
+        monkeypatch.setattr(ResultWriter, "commit", commit)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ResultWriter, "commit", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_forecast(_cfg(small_demo, out), use_ray=False, run_date=DAY, full_refit=True)
+    ck = next((out / "results" / ".staging").iterdir()) / "checkpoints"
+    batch = sorted((ck / "forecasts").glob(f"{BATCH_PREFIX}*.parquet"))[0]
+    part = sorted((ck / "forecasts").glob("lstm-*.parquet"))[0]
+    for f in (batch, part):
+        f.write_bytes(f.read_bytes()[:30])
+    summary = run_forecast(_cfg(small_demo, out), use_ray=False, run_date=DAY, full_refit=True, resume=True)
+    (note,) = [w for w in summary.warnings if "could not be read" in w]
+    assert note.startswith("2 checkpoint(s) of the interrupted run could not be read (")
+    assert batch.stem in note and note.endswith("): fitted again")
+    assert summary.resumed_items < summary.items and summary.lstm == "cold"
+    _assert_same_tables(out / "results", clean)

@@ -657,3 +657,27 @@ def test_stored_fits_keep_the_meaning_of_their_regressors(days, tmp_path: Path, 
     assert "scale" not in full.exog and full.exog["mean"] != cold.exog["mean"]
     after = run("day2", "a")
     assert after.warm_items == len(ITEMS) and after.exog["mean"] == full.exog["mean"]
+
+
+def test_a_store_without_its_backtests_is_fitted_cold(days, tmp_path: Path) -> None:
+    """A backtests.parquet deleted, not copied with the store, or set aside as unreadable: every
+    item was warm, published without backtests, metrics or learned weights (equal ones), night
+    after night with no word, since warm runs store nothing."""
+    from nova_ray.io.model_store import COLD_NO_BACKTESTS
+
+    cfg = _cfg(days["day1"], tmp_path, models="ets,naive")
+    run_forecast(cfg, use_ray=False)
+    store = next(p for p in (tmp_path / "models").iterdir() if p.is_dir())
+    for damage in ("delete", "truncate"):
+        bt = store / "backtests.parquet"
+        if damage == "delete":
+            bt.unlink()
+        else:
+            bt.write_bytes(bt.read_bytes()[:50])
+        again = run_forecast(_cfg(days["day2"], tmp_path, models="ets,naive"), use_ray=False)
+        assert again.cold_items == {COLD_NO_BACKTESTS: {"count": len(ITEMS), "items": sorted(ITEMS)}}, damage
+        weights = pl.read_parquet(tmp_path / "out" / "ensemble_weights" / f"run_date={again.run_date}")
+        assert weights["windows"].min() > 0 and (tmp_path / "out" / "metrics").exists()
+        assert bt.exists()  # stored again: the next night is warm
+        third = run_forecast(_cfg(days["day2"], tmp_path, models="ets,naive"), use_ray=False)
+        assert third.warm_items == len(ITEMS)

@@ -47,6 +47,7 @@ COLD_CLASS = "demand class changed"
 COLD_LATER = "stored fit made after the run date (a backfill)"
 COLD_FORCED = "--full-refit"
 COLD_FAILED = "a stored model choice failed to forecast (last run)"
+COLD_NO_BACKTESTS = "the store's backtests are missing (its metrics and ensemble weights)"
 STALE_STORE_DAYS = 30  # a sibling store (another version) unwritten this long is removed, see prune_stale
 VERSIONS_FILE = "model_versions.json"
 PRUNING = ".pruning"  # the suffix of a store folder being removed (`.<name>.pruning`)
@@ -201,6 +202,9 @@ class ModelStore:
         items = self.items()
         if items.height == 0:
             return {}, dict.fromkeys(ids, COLD_NO_STORE)
+        if not (self.dir / BACKTESTS_FILE).exists():  # deleted, set aside, not copied with the store:
+            # warm items would be published without backtests, metrics or learned weights
+            return {}, dict.fromkeys(ids, COLD_NO_BACKTESTS)
         table = {r["item_id"]: r for r in items.iter_rows(named=True)}
         warm: dict[str, dict] = {}
         cold: dict[str, str] = {}

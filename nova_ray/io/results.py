@@ -78,6 +78,7 @@ class ResultWriter:
         self.stage = self.root / ".staging" / (stage_key or run_id)
         self.rows: dict[str, int] = {}
         self._files: dict[tuple[str, str], int] = {}
+        self.damaged: list[str] = []  # checkpoints of the resumed attempt that could not be read
         info = self.stage / "run.json"
         self.resumed = resume and info.exists()
         if self.resumed:
@@ -87,6 +88,8 @@ class ResultWriter:
             for entry in self.stage.iterdir():
                 if entry.is_dir() and entry.name != "checkpoints":
                     shutil.rmtree(entry)
+            self.damaged = self._unreadable()
+            self.discard(self.damaged)  # fitted again: they were a traceback after the refit
         else:
             _drop(self.stage)
             self.stage.mkdir(parents=True)
@@ -111,9 +114,26 @@ class ResultWriter:
                 pq.write_table(table, tmp, compression="zstd")
             else:
                 table.sink_parquet(tmp, compression="zstd")
+            with open(tmp, "rb+") as fh:  # on disk before the marker: a power cut left a batch
+                os.fsync(fh.fileno())  # marked done whose file was empty, which no resume could read
             os.replace(tmp, folder / f"{name}.parquet")
         (ck / "done").mkdir(parents=True, exist_ok=True)
         (ck / "done" / name).write_text(",".join(sorted(tables)))
+
+    def _unreadable(self) -> list[str]:
+        """Finished checkpoints with a table that cannot be read (a disk that lost the end of a
+        file), in name order."""
+        ck = self.stage / "checkpoints"
+        bad = []
+        for name in sorted(self.done()):
+            kinds = [k for k in (ck / "done" / name).read_text().split(",") if k]
+            for kind in kinds:
+                try:
+                    pq.read_metadata(ck / kind / f"{name}.parquet")
+                except Exception:  # noqa: BLE001 - any failure: the batch is fitted again
+                    bad.append(name)
+                    break
+        return bad
 
     def done(self) -> set[str]:
         """Names of the finished checkpoints."""
