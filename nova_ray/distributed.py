@@ -299,11 +299,39 @@ def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         raise AddressError(f"Ray address {address!r}: {why}")
     host, _, port = address.rpartition(":")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            return
+        with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+            if os.environ.get("RAY_USE_TLS", "").lower() in ("1", "true"):
+                return  # a TLS head answers a TLS handshake only: left to Ray
+            answer = _http2_answer(conn, timeout)
     except OSError as exc:
         raise HeadUnreachable(f"cannot connect to {host}:{port} within {timeout:.0f} s: "
                               f"{exc.strerror or exc}") from None
+    if answer is None:  # a port that takes connections and says nothing (or something else)
+        raise HeadUnreachable(f"{host}:{port} accepts connections but is not a Ray head's GCS port (no "
+                              f"gRPC answer within {timeout:.0f} s; a head listens on 6379 unless "
+                              "`ray start --head --port` said otherwise)")
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + SETTINGS
+
+
+def _http2_answer(conn: socket.socket, timeout: float) -> bytes | None:
+    """The first frame header a gRPC server (Ray's GCS) sends back to an HTTP/2 connection
+    preface: its SETTINGS frame. None when the port answers nothing within `timeout` or something
+    else (an HTTP/1 server, a database): `ray.init` waited for ever on such a port, holding the
+    run's job locks."""
+    conn.settimeout(timeout)
+    try:
+        conn.sendall(HTTP2_PREFACE)
+        head = b""
+        while len(head) < 9:
+            chunk = conn.recv(9 - len(head))
+            if not chunk:
+                return None
+            head += chunk
+    except OSError:
+        return None
+    return head if head[3] == 4 else None  # frame type 4: SETTINGS
 
 
 @contextmanager
@@ -580,6 +608,7 @@ class RayBackend:
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None):
         self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self._from_env = not address and self.address is not None
         self.num_cpus = num_cpus or None
         self.lstm_device = ""  # where the LSTM trained: "GPU" or "CPU" (none: "")
         self._tmp: str | None = None
@@ -593,7 +622,12 @@ class RayBackend:
         if ray.is_initialized():
             started = False
         elif self.address:  # workers started by `ray start` get the thread settings as a runtime env
-            check_address(self.address)
+            try:
+                check_address(self.address)
+            except AddressError as exc:  # the user gave no address: say where this one came from
+                if self._from_env:
+                    raise AddressError(f"environment variable RAY_ADDRESS: {exc}") from None
+                raise
             with _sigterm_kept():
                 try:
                     ray.init(

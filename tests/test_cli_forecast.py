@@ -307,10 +307,39 @@ def test_a_cluster_address_that_cannot_work_fails_fast(tmp_path: Path, small_dem
     with pytest.raises(ConnectionError, match="cannot connect to 127.0.0.1:1 within 2 s"):
         check_address("127.0.0.1:1", timeout=2)
     for bad, why in (("http://127.0.0.1:8265", "not a URL"), ("foo bar", "expected HOST:PORT"),
-                     ("127.0.0.1:notaport", "expected HOST:PORT")):
+                     ("127.0.0.1:notaport", "expected HOST:PORT"),
+                     ("127.0.0.1:112547", "port 112547 is not one")):
         with pytest.raises(AddressError, match=why):
             check_address(bad)
     check_address("auto")  # left to Ray
+    # a port that takes connections but is no Ray head (ray.init waited for ever, holding the job
+    # locks): one that says nothing, an HTTP server
+    import http.server
+    import socket
+    import threading
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        where = f"127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(ConnectionError, match=f"^{where} accepts connections but is not a Ray head's GCS "
+                           r"port \(no gRPC answer within 1 s"):
+            check_address(where, timeout=1)
+    quiet = type("Quiet", (http.server.BaseHTTPRequestHandler,), {"log_message": lambda *a: None})
+    web = http.server.HTTPServer(("127.0.0.1", 0), quiet)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(ConnectionError, match="accepts connections but is not a Ray head"):
+            check_address(f"127.0.0.1:{web.server_address[1]}", timeout=5)
+    finally:
+        web.shutdown()
+    # RAY_ADDRESS, when no address is given, is named as the one that cannot work
+    from nova_ray.distributed import RayBackend
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")
+        with pytest.raises(AddressError, match=r"^environment variable RAY_ADDRESS: Ray address 'http://"):
+            RayBackend().__enter__()
     res = CliRunner().invoke(app, ["forecast", "--address", "http://127.0.0.1:8265", "--data",
                                    str(small_demo / "demand.parquet"), "--models", "naive",
                                    "--output", str(tmp_path / "out"), "-q"])

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -212,16 +211,17 @@ def check_output(path: str, name: str = "results folder",
 
 
 def _tcp_check(address: str, timeout: float = 5.0) -> str | None:
-    """None when HOST:PORT accepts a TCP connection (or the address is not HOST:PORT), else why not."""
-    addr = address.removeprefix("ray://")
-    host, _, port = addr.rpartition(":")
-    if not host or not port.isdigit():
-        return None
+    """None when HOST:PORT answers as a Ray head's GCS port would (or is left to Ray: auto,
+    ray://), else why not: a port that takes connections and says nothing kept `doctor` silent
+    until its probe's timeout."""
+    from ..config import ConfigError
+    from ..distributed import check_address
+
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            return None
-    except OSError as exc:
-        return f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+        check_address(address, timeout)
+    except (ConnectionError, ConfigError) as exc:
+        return str(exc)
+    return None
 
 
 def run_probe(address: str | None, timeout: float) -> dict[str, Any]:
