@@ -285,7 +285,13 @@ def test_a_full_disk_names_the_folders_the_run_writes_to(tmp_path: Path) -> None
                                       "left on device"))
     assert line.startswith(f"no space left on a device the run writes to (results {tmp_path / 'out'}, "
                            f"models {tmp_path / 'm'}, temp ")
-    assert line.endswith("free space there, then rerun (it resumes from its checkpoints)")
+    assert line.endswith("free space there, then rerun (it resumes from its checkpoints)")  # `run`
+    # forecast and train go on from their checkpoints only with --resume: a plain rerun refitted all
+    from nova_ray.cli.forecast import RESUME_AGAIN
+
+    again = write_failure(cfg, OSError(errno.ENOSPC, "No space left on device"), RESUME_AGAIN)
+    assert again.endswith("free space there, then rerun with --resume (it goes on from its checkpoints; "
+                          "without it the run starts afresh)")
     assert write_failure(cfg, OSError(errno.EIO, "I/O error")) == "OSError: [Errno 5] I/O error"
 
 

@@ -120,16 +120,17 @@ def full_disk(exc: BaseException) -> bool:
     return getattr(exc, "errno", None) in codes or said
 
 
-def write_failure(cfg: Config, exc: OSError) -> str:
+def write_failure(cfg: Config, exc: OSError, again: str = "rerun (it resumes from its checkpoints)") -> str:
     """The one-line error of a run that could not write: a full disk names the folders it writes to
-    (the error names no path) and says what to do; anything else as it is."""
+    (the error names no path) and says what to do (`again`: how the command goes on); anything else
+    as it is."""
     if not full_disk(exc):
         return one_line(exc, named=True)
     import tempfile
 
     return (f"no space left on a device the run writes to (results {cfg.paths.output}, models "
             f"{cfg.paths.models_dir}, temp {tempfile.gettempdir()}): {one_line(exc)}; free space there, "
-            "then rerun (it resumes from its checkpoints)")
+            f"then {again}")
 
 
 def sync_failure(target: str, exc: OSError) -> str:

@@ -30,6 +30,8 @@ from .common import (
 if TYPE_CHECKING:
     from ..pipeline import RunSummary
 
+RESUME_AGAIN = "rerun with --resume (it goes on from its checkpoints; without it the run starts afresh)"
+
 
 def _items(text: str | None) -> list[str] | None:
     return [s.strip() for s in text.split(",") if s.strip()] if text else None
@@ -212,7 +214,7 @@ def forecast(
     except ConnectionError as exc:
         fail(ray_unreachable(cfg, exc), code=1)
     except OSError as exc:  # a disk or the network (an output folder that cannot be written): one line
-        fail(write_failure(cfg, exc), code=1)
+        fail(write_failure(cfg, exc, RESUME_AGAIN), code=1)
     except Exception as exc:
         if (line := ray_failure(exc)) is None:
             raise
@@ -336,7 +338,7 @@ def train(
     except ConnectionError as exc:
         fail(ray_unreachable(cfg, exc), code=1)
     except OSError as exc:
-        fail(write_failure(cfg, exc), code=1)
+        fail(write_failure(cfg, exc, RESUME_AGAIN), code=1)
     except Exception as exc:
         if (line := ray_failure(exc)) is None:
             raise
