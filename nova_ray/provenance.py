@@ -80,6 +80,8 @@ def config_hash(cfg: Config, exog_names: tuple[str, ...] = ()) -> str:
     versions of the model libraries (a stored state read by another statsforecast, or weights by
     another TensorFlow, is not the model that was stored)."""
     d = cfg.to_dict()
+    models = str(d["forecast"].get("models", ""))  # "ets,naive" is "naive,ets": the same store
+    d["forecast"]["models"] = ",".join(sorted({m.strip().lower() for m in models.split(",") if m.strip()}))
     for key in ("exog", "features", "future_features", "cache_max_age_days"):
         d["forecast"].pop(key, None)
     d.get("lstm", {}).pop("warm_epochs", None)  # how a stored network is used, not what it is

@@ -151,6 +151,9 @@ def test_changed_history_and_config_drop_the_cache(days, tmp_path: Path) -> None
     assert record["summary"]["cold_items"] == changed.cold_items  # in the run's record too
     other = run_forecast(_cfg(days["day2"], tmp_path, horizon=7), use_ray=False)
     assert other.warm_items == 0  # another config: another model version, a fresh store
+    # the same models in another order (or case) are the same config: it made a new store, all cold
+    again = run_forecast(_cfg(days["changed"], tmp_path, models="naive,Theta,ets, arima"), use_ray=False)
+    assert again.warm_items == len(ITEMS)
 
 
 def test_stores_of_other_versions_unused_for_a_month_are_removed(days, tmp_path: Path) -> None:

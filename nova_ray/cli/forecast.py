@@ -145,8 +145,9 @@ def forecast(
     backtest_windows: int = BACKTEST_WINDOWS,
     backtest_step: int = BACKTEST_STEP,
     only_forecasts: bool = typer.Option(
-        False, "--only-forecasts", help="No backtests run: forecasts, items and ensemble weights "
-        "(no metrics, backtests or recommendations)."
+        False, "--only-forecasts", help="Publish forecasts, items and ensemble weights only (no metrics, "
+        "backtests or recommendations). The backtests still run: the ensemble weights are learned from "
+        "them (--backtest-windows 0 skips them, with equal weights)."
     ),
     only_metrics: bool = typer.Option(
         False, "--only-metrics", help="Backtests only: metrics, backtests, items and ensemble weights (no "
