@@ -498,3 +498,37 @@ def test_sigterm_while_joining_a_cluster_ends_as_a_sigterm_does() -> None:
         assert signal.getsignal(signal.SIGTERM) is cli_handler
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def _unwritable_folder(tmp_path: Path) -> Path | None:
+    """A folder this process cannot write: a read-only one of its own, or as root (which writes
+    any mode) a read-only mount such as /proc/sys; None when there is none."""
+    import os
+
+    mine = tmp_path / "read-only"
+    mine.mkdir()
+    mine.chmod(0o500)
+    for candidate in (mine, Path("/proc/sys")):
+        if candidate.is_dir() and not os.access(candidate, os.W_OK | os.X_OK):
+            return candidate
+    return None
+
+
+def test_a_folder_that_cannot_be_written_is_one_line_and_exit_2(small_demo: Path, tmp_path: Path) -> None:
+    """A results or models folder that cannot be created or written failed with a bare
+    `PermissionError` (exit 1) naming no option; a read-only results folder stays fine to list."""
+    locked = _unwritable_folder(tmp_path)
+    if locked is None:
+        pytest.skip("no folder here that this process cannot write")
+    data = str(small_demo / "demand.parquet")
+    try:
+        for args, label in ((["--output", str(locked / "out")], "--output"),
+                            (["--models-dir", str(locked / "m")], "--models-dir")):
+            res = CliRunner().invoke(app, ["forecast", "--data", data, *args], terminal_width=400)
+            assert res.exit_code == 2 and res.output.strip() == (
+                f"error: {label} {args[1]}: {locked} cannot be written (it would be created in {locked}): "
+                "permission denied or a read-only file system"), res.output
+        res = CliRunner().invoke(app, ["runs", "--results", str(locked)], terminal_width=400)
+        assert "cannot be written" not in res.output  # reading needs no write access
+    finally:
+        (tmp_path / "read-only").chmod(0o700)

@@ -177,10 +177,11 @@ def local_or_exit(path: str | Path, label: str) -> None:
         fail(f"{label}: a local (or mounted) path is needed here, not a URI ({REMOTE_HINT})")
 
 
-def folder_or_exit(path: str | Path, label: str, remote_ok: bool = False) -> None:
+def folder_or_exit(path: str | Path, label: str, remote_ok: bool = False, write: bool = False) -> None:
     """Exit 2 with one line, before anything is written, when a file stands where the folder
-    `path` (named by `label`, e.g. `--output PATH`) is or would be created, or when `path` is a
-    URI (unless `remote_ok`: a publish target, s3://, is the publisher's to check)."""
+    `path` (named by `label`, e.g. `--output PATH`) is or would be created, when `path` is a
+    URI (unless `remote_ok`: a publish target, s3://, is the publisher's to check), or, for a
+    folder the command writes (`write`), when it cannot be written."""
     if not str(path):
         return
     if is_uri(path):
@@ -189,10 +190,26 @@ def folder_or_exit(path: str | Path, label: str, remote_ok: bool = False) -> Non
         return
     blocker = file_in_the_way(path)
     if blocker is None:
+        if write:
+            _writable_or_exit(Path(path).expanduser(), label)
         return
     if blocker == Path(path).expanduser():
         fail(f"{label} is a file, not a folder")
     fail(f"{label}: {blocker} is a file, not a folder")
+
+
+def _writable_or_exit(path: Path, label: str) -> None:
+    """Exit 2 naming `label` when the folder `path`, or the nearest folder above it that exists
+    (where it would be created), cannot be written: the run failed later with a bare
+    `PermissionError` (exit 1) naming no option."""
+    import os
+
+    here = path.absolute()
+    while not here.exists() and here != here.parent:
+        here = here.parent
+    if here.is_dir() and not os.access(here, os.W_OK | os.X_OK):
+        where = "" if here == path.absolute() else f" (it would be created in {here})"
+        fail(f"{label}: {here} cannot be written{where}: permission denied or a read-only file system")
 
 
 def console_logging(verbose: bool) -> None:

@@ -21,7 +21,7 @@ def demo_data(
     """Write demand, stock, item truth and external-factor files (real public formats) for a demo."""
     from ..demo import generate_demo
 
-    folder_or_exit(out, f"--out {out}")
+    folder_or_exit(out, f"--out {out}", write=True)
     try:
         paths = generate_demo(out, items=items, days=days, seed=seed, start=start)
     except ValueError as exc:

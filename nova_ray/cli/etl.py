@@ -49,7 +49,7 @@ def etl(
 
     cfg = config_or_exit(config, {"raw": raw, "processed": out_dir})
     processed = cfg.etl.processed
-    folder_or_exit(processed, f"--out {processed}" if out_dir else f"etl.processed {processed}")
+    folder_or_exit(processed, f"--out {processed}" if out_dir else f"etl.processed {processed}", write=True)
     first, last = _day(start, "--start"), _day(end, "--end")
     if first and last and last < first:
         fail(f"--end {last} is before --start {first}")

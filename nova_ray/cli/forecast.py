@@ -54,8 +54,8 @@ def prepare_run(cfg: Config, data: str | None) -> None:
     """Before a run reads or writes anything: exit 2 when a file stands where its results folder
     or model store would be; without --data on the demo default, warn that the run forecasts the
     generated demo data (written first when absent)."""
-    folder_or_exit(cfg.paths.output, setting_label(cfg, "output", "--output"))
-    folder_or_exit(cfg.paths.models_dir, setting_label(cfg, "models_dir", "--models-dir"))
+    folder_or_exit(cfg.paths.output, setting_label(cfg, "output", "--output"), write=True)
+    folder_or_exit(cfg.paths.models_dir, setting_label(cfg, "models_dir", "--models-dir"), write=True)
     if data is None and cfg.paths.is_demo_data():
         warn([f"no --data and no paths.data of your own: forecasting the generated DEMO data in "
               f"{cfg.paths.data} (invented demand, not yours); pass --data PATH or set paths.data"])

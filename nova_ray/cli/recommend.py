@@ -67,7 +67,7 @@ def recommend_cmd(
         except ValueError:
             fail(f"--stock-date {stock_date!r}: not a date (yyyy-mm-dd)", code=2)
             return
-    folder_or_exit(cfg.paths.output, setting_label(cfg, "output", "--results"))
+    folder_or_exit(cfg.paths.output, setting_label(cfg, "output", "--results"), write=True)
     try:
         with job_lock(cfg.paths.output, create=False):  # it rewrites a table of the published run
             res = run_recommend(cfg, stock, history_required=data is not None, stock_date=day)
