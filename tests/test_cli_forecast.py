@@ -532,3 +532,24 @@ def test_a_folder_that_cannot_be_written_is_one_line_and_exit_2(small_demo: Path
         assert "cannot be written" not in res.output  # reading needs no write access
     finally:
         (tmp_path / "read-only").chmod(0o700)
+
+
+def test_num_cpus_that_does_nothing_or_oversubscribes_is_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--num-cpus with --address (or RAY_ADDRESS) was ignored without a word, and 16 on 2 cores
+    accepted silently."""
+    import os
+
+    from nova_ray.cli.forecast import _cpus_notes
+    from nova_ray.config import load_config
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cores = os.cpu_count() or 1
+    assert _cpus_notes(load_config(None, {"num_cpus": cores}, env={}, dotenv=None)) == []
+    assert _cpus_notes(load_config(None, {"num_cpus": cores + 1}, env={}, dotenv=None)) == [
+        f"--num-cpus {cores + 1} is more than this machine's {cores} cores: tasks share them"]
+    on_cluster = load_config(None, {"num_cpus": 1, "address": "10.0.0.5:6379"}, env={}, dotenv=None)
+    local_only = "applies to a local Ray only: a cluster's runs use its CPUs"
+    assert _cpus_notes(on_cluster) == [f"--num-cpus 1 {local_only}"]
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    from_env = load_config(None, {}, env={"NOVA_RAY_NUM_CPUS": "1"}, dotenv=None)
+    assert _cpus_notes(from_env) == [f"ray.num_cpus (environment variable NOVA_RAY_NUM_CPUS) 1 {local_only}"]

@@ -56,10 +56,27 @@ def prepare_run(cfg: Config, data: str | None) -> None:
     generated demo data (written first when absent)."""
     folder_or_exit(cfg.paths.output, setting_label(cfg, "output", "--output"), write=True)
     folder_or_exit(cfg.paths.models_dir, setting_label(cfg, "models_dir", "--models-dir"), write=True)
+    warn(_cpus_notes(cfg))
     if data is None and cfg.paths.is_demo_data():
         warn([f"no --data and no paths.data of your own: forecasting the generated DEMO data in "
               f"{cfg.paths.data} (invented demand, not yours); pass --data PATH or set paths.data"])
         ensure_demo(cfg.paths.data)
+
+
+def _cpus_notes(cfg: Config) -> list[str]:
+    """`--num-cpus` that does not do what it says: ignored on a cluster, or above this machine's
+    cores (Ray runs that many tasks at once anyway, each slower)."""
+    import os
+
+    n = cfg.ray.num_cpus
+    if not n:
+        return []
+    src = cfg.source("num_cpus")
+    label = "--num-cpus" if src.startswith("option ") else f"ray.num_cpus ({src})"
+    if cfg.ray.address or os.environ.get("RAY_ADDRESS"):
+        return [f"{label} {n} applies to a local Ray only: a cluster's runs use its CPUs"]
+    cores = os.cpu_count() or 1
+    return [f"{label} {n} is more than this machine's {cores} cores: tasks share them"] if n > cores else []
 
 
 # options that `forecast` and `train` share (one definition each)
