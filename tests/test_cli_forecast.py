@@ -352,7 +352,14 @@ def test_an_interrupted_command_says_how_to_go_on(monkeypatch: pytest.MonkeyPatc
     import sys
 
     from nova_ray.cli import _resume_hint
+    from nova_ray.io import results
 
+    # before any checkpoint (reading, Ray's start, an address that hangs) there is nothing to resume
+    monkeypatch.setattr(results, "CHECKPOINTED", 0)
+    for argv in (["nova-ray", "forecast"], ["nova-ray", "train"]):
+        monkeypatch.setattr(sys, "argv", argv)
+        assert _resume_hint() == "nothing was checkpointed yet: rerun to start again"
+    monkeypatch.setattr(results, "CHECKPOINTED", 3)
     for argv, hint in ((["nova-ray", "run", "--date", "2026-11-27"], "rerun `nova-ray run` to continue"),
                        (["nova-ray", "-q", "forecast"], "rerun with --resume"),
                        (["nova-ray", "train"], "rerun with --resume"),

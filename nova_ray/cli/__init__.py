@@ -33,6 +33,9 @@ from . import sync as _sync  # noqa: E402,F401
 def _resume_hint() -> str:
     """How to continue the interrupted command (its checkpoints are kept)."""
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+    results = sys.modules.get("nova_ray.io.results")  # imported once a run opened its checkpoints
+    if command in ("forecast", "train") and not getattr(results, "CHECKPOINTED", 0):
+        return "nothing was checkpointed yet: rerun to start again"  # read, Ray's start, a hang
     if command in ("forecast", "train"):
         return "rerun with --resume to continue"
     if command == "run" and "--force" in sys.argv:  # without it the rerun skips a date already run

@@ -33,6 +33,7 @@ ROWS_PER_FILE = 1_000_000
 BATCH_PREFIX = "b-"  # checkpoints of statistical batches (whole items); others: "lstm", "cache"
 CACHE = "cache"  # the checkpoint of the warm items' stored backtests
 STALE_STAGE_DAYS = 7  # an interrupted run's checkpoints untouched this long are removed
+CHECKPOINTED = 0  # checkpoints this process has written or resumed (the CLI's interrupt hint)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -90,6 +91,8 @@ class ResultWriter:
                     shutil.rmtree(entry)
             self.damaged = self._unreadable()
             self.discard(self.damaged)  # fitted again: they were a traceback after the refit
+            global CHECKPOINTED
+            CHECKPOINTED += len(self.done())  # an interrupt now leaves them for the next --resume
         else:
             _drop(self.stage)
             self.stage.mkdir(parents=True)
@@ -119,6 +122,8 @@ class ResultWriter:
             os.replace(tmp, folder / f"{name}.parquet")
         (ck / "done").mkdir(parents=True, exist_ok=True)
         (ck / "done" / name).write_text(",".join(sorted(tables)))
+        global CHECKPOINTED
+        CHECKPOINTED += 1
 
     def _unreadable(self) -> list[str]:
         """Finished checkpoints with a table that cannot be read (a disk that lost the end of a
