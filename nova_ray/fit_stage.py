@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from .classify import classify
 from .config import Config
 from .engine import BatchResult, EngineSpec, forecast_batch
+from .factor_history import FactorCheck
 from .global_lstm import FINAL_PART, is_part, lstm_items, lstm_parts
 from .io.model_store import COLD_FORCED, ModelStore, read_lstm, write_lstm
 from .io.results import BATCH_PREFIX, CACHE, ResultWriter
@@ -184,11 +185,10 @@ def fit_stage(
     full_refit: bool,
     progress: Progress,
     use_ray: bool,
-    factors: Callable[[date], str | None] | None = None,
+    factors: FactorCheck | None = None,
 ) -> FitResult:
     """Fit what is not checkpointed yet (warm items from the store), checkpointing each batch.
-    `factors`: why the stored fits of a day are stale for their external factors (None: they hold;
-    `factor_history.why_cold`), for the store's entries and its LSTM."""
+    `factors`: which stored fits (entries, the LSTM) are stale for their external factors."""
     done = writer.done_items()
     todo = [i for i in range(len(series)) if str(series.item_ids[i]) not in done]
     lstm_idx = [] if "lstm" in writer.done() else lstm_items(series, spec)
@@ -207,11 +207,11 @@ def fit_stage(
             cfg.forecast.cache_max_age_days,
             series.freq,
             classes=[classify(series.values_of(i)) for i in range(len(series))],
-            factors=factors,
+            factors=factors.why_cold if factors is not None else None,
         )
         if lstm_idx and all(ids[i] in warm for i in lstm_idx):
             lstm_stored = store.load_lstm(run_date, cfg.forecast.cache_max_age_days)
-            if lstm_stored and factors is not None and factors(lstm_stored[1]):
+            if lstm_stored and factors is not None and factors.lstm():
                 lstm_stored = None  # trained on regressors that no longer mean the same
         warm_bt = store.backtests(list(warm))
         if warm_bt is not None and CACHE not in writer.done():

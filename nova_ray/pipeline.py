@@ -8,9 +8,8 @@ import logging
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,21 @@ from .engine import (
     ITEMS_TABLE,
     EngineSpec,
 )
-from .factor_history import FactorRecord, merged, on_scale, stale_days, today_record, usable_scale, why_cold
-from .fit_stage import COLD_LISTED, FitResult, Progress, Silent, StageTimer, cold_reasons, fit_stage
+from .factor_history import FactorRecord, Today, check, merged, on_scale, own_scale, today_of
+from .fit_stage import (
+    COLD_LISTED,
+    LSTM_STATE_FILE,
+    FitResult,
+    Progress,
+    Silent,
+    StageTimer,
+    cold_reasons,
+    fit_stage,
+)
 from .global_lstm import FINAL_PART, is_part
 from .io.demand import spill_columns
 from .io.lock import job_lock
-from .io.model_store import ModelStore, block_fingerprint_column, fingerprint
+from .io.model_store import ModelStore, block_fingerprint_column, fingerprint, lstm_readable
 from .io.results import ResultWriter, utc_now
 from .io.spill import Spill
 from .memory import release_memory
@@ -192,10 +200,9 @@ def run_forecast(
                 cfg, series, dataset, spec, progress, use_ray, run_date, only, resume, full_refit, whole,
                 history_end, exog_record.get("values_sha256", ""), _scale(exog_record),
             )
-            if fitted.factors is not None and usable_scale(*fitted.factors):  # what the models saw
-                stored = fitted.factors[0]
-                assert stored is not None
-                exog_record.update(mean=stored.mean.tolist(), std=stored.std.tolist(), scale="model store")
+            if fitted.factors is not None and fitted.factors[2]:  # what the models saw: the store's scale
+                today = fitted.factors[1]
+                exog_record.update(mean=today.mean.tolist(), std=today.std.tolist(), scale="model store")
             # the driver lets go of the series (8.8 KB per 3-year daily item): what follows reads
             # the checkpoints, and the model store needs only the facts kept in `fitted`
             del series
@@ -238,7 +245,8 @@ class _Fitted:
     dataset: str
     whole: bool  # the run covers every item of the input (no --items)
     notes: list[str] = field(default_factory=list)  # warnings of the fit stage, for the summary
-    factors: tuple[FactorRecord | None, FactorRecord] | None = None  # stored and today's (regressors)
+    # the regressors: the stored record, today's (on the scale the models saw), whether the store's
+    factors: tuple[FactorRecord | None, Today, bool] | None = None
 
 
 def _fit(
@@ -293,24 +301,31 @@ def _fit(
             f"--resume: no interrupted run of this input, configuration, external factors, --full-refit "
             f"and date in {cfg.paths.output}; started afresh"
         )
+    state = writer.stage / "checkpoints" / LSTM_STATE_FILE  # the resumed LSTM's network
+    if FINAL_PART in writer.done() and state.exists() and not lstm_readable(state):
+        writer.damaged.append(state.name)
     if writer.damaged:  # fitted again; an LSTM part with them: the LSTM makes all its parts again
-        if any(is_part(n) for n in writer.damaged) and FINAL_PART in writer.done():
-            writer.discard([FINAL_PART])
+        if any(is_part(n) or n == state.name for n in writer.damaged) and FINAL_PART in writer.done():
+            writer.discard([FINAL_PART, *(n for n in writer.done() if is_part(n))])
         shown = ", ".join(writer.damaged[:5]) + (" and more" if len(writer.damaged) > 5 else "")
         notes.append(f"{len(writer.damaged)} checkpoint(s) of the interrupted run could not be read "
                      f"({shown}): fitted again")
     store = ModelStore(cfg.paths.models_dir, model_version)
     notes += store.quarantine()
-    records, check = None, None
+    records, factor_check = None, None
     if series.exog is not None and scale is not None:
-        # --full-refit: today's scale, as a fresh store's (its output does not depend on the store's)
-        stored = None if full_refit else store.load_factors()
-        today = today_record(series, *scale, run_date)
-        if usable_scale(stored, today):
+        stored, today = store.load_factors(), today_of(series, *scale)
+        factor_check = check(stored, today)
+        # the store's scale, unless the run sets it: no record, or a run over every item that
+        # refits them all (--full-refit: its numbers then do not depend on the store's)
+        kept = not own_scale(stored, today, factor_check.stale, whole, full_refit)
+        if kept:
             assert stored is not None
             series = on_scale(series, *scale, stored.mean, stored.std)
-        records, check = (stored, today), partial(why_cold, stored, stale_days(stored, today))
-    fit = fit_stage(cfg, series, spec, writer, store, run_date, only, full_refit, progress, use_ray, check)
+            today = replace(today, mean=stored.mean, std=stored.std)
+        records = (stored, today, kept)
+    fit = fit_stage(cfg, series, spec, writer, store, run_date, only, full_refit, progress, use_ray,
+                    factor_check)
     return _Fitted(writer, store, fit, run_date, item_facts(series), len(series), dataset, whole, notes,
                    records)
 
@@ -411,17 +426,22 @@ def _finish(
         "forecasts": ["forecasts", "ensemble_weights", "items", "recommendations"],
         "metrics": ["metrics", "ensemble_weights", "items", "backtests"],
     }[only]
+    stored_factors, today = fitted.factors[:2] if fitted.factors is not None else (None, None)
     saved = _save_models(
-        store, writer, fitted.facts, fit.warm, run_date, versions, cfg.forecast.cache_max_age_days
+        store, writer, fitted.facts, fit.warm, run_date, versions, cfg.forecast.cache_max_age_days,
+        today.key if today is not None else None,
     )
     # the global network, trained on every item, is stored by runs over every item only: one on a
     # subset (--items) would replace it with a network that knows those items alone
+    lstm_key = stored_factors.lstm if stored_factors is not None else None
     if fit.lstm_state is not None and fitted.whole and fit.lstm_cold_date is not None:
         store.save_lstm(fit.lstm_state, fit.lstm_cold_date)
         saved = True
-    if saved and fitted.factors is not None:  # the regressors of the fits the store now holds
-        keep = set(store.items(["fitted_on"]).get_column("fitted_on", default=pl.Series([])).to_list())
-        store.save_factors(merged(*fitted.factors, keep | {store.lstm_fitted_on()}))
+        if today is not None and not fit.lstm_warm:  # trained on today's regressors
+            lstm_key = today.key
+    if saved and today is not None:  # the regressor histories of the fits the store now holds
+        keys = store.items(["factors"]).get_column("factors", default=pl.Series([], dtype=pl.String))
+        store.save_factors(merged(stored_factors, today, set(keys.drop_nulls().to_list()), lstm_key))
     store.prune_stale(cfg.forecast.cache_max_age_days)
     if not publish:
         writer.abort()
@@ -518,11 +538,14 @@ def _save_models(
     run_date: date,
     versions: dict[str, Any],
     max_age_days: int,
+    factors: str | None = None,
 ) -> bool:
     """Store the model choices and backtests of the items fitted cold in this run (`facts`: see
     `item_facts`); entries past `max_age_days` (items that left the export) are dropped. A
     backfill (a run date before the store's newest fit) stores nothing: its fits on the history
-    up to its date would replace those of later nights. Returns whether entries were written."""
+    up to its date would replace those of later nights. `factors`: the key of the regressor
+    history the run's fits saw (`factor_history`), recorded with each. Returns whether entries
+    were written."""
     stored = store.items()
     if stored.height and stored["fitted_on"].max() > run_date:
         LOG.info("model store kept: its newest fit (%s) is after this run's date", stored["fitted_on"].max())
@@ -541,7 +564,7 @@ def _save_models(
     entries = (
         items.select("item_id", "params", "cpu_seconds", "demand_class")
         .join(facts, on="item_id", how="left", maintain_order="left")
-        .with_columns(fitted_on=pl.lit(run_date))
+        .with_columns(fitted_on=pl.lit(run_date), factors=pl.lit(factors, dtype=pl.String))
     )
     # streamed into the store by `save`, never loaded whole
     store.save(

@@ -316,3 +316,14 @@ def test_unreadable_checkpoints_are_fitted_again_when_resumed(
     assert batch.stem in note and note.endswith("): fitted again")
     assert summary.resumed_items < summary.items and summary.lstm == "cold"
     _assert_same_tables(out / "results", clean)
+    # the LSTM's network kept with the checkpoints, emptied: it was a traceback on every retry
+    out2 = tmp_path / "run2"
+    monkeypatch.setattr(ResultWriter, "commit", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_forecast(_cfg(small_demo, out2), use_ray=False, run_date=DAY, full_refit=True)
+    state = next((out2 / "results" / ".staging").iterdir()) / "checkpoints" / "lstm-state.npz"
+    state.write_bytes(b"")
+    summary = run_forecast(_cfg(small_demo, out2), use_ray=False, run_date=DAY, full_refit=True, resume=True)
+    (note,) = [w for w in summary.warnings if "could not be read" in w]
+    assert "lstm-state.npz" in note and summary.lstm == "cold"
+    _assert_same_tables(out2 / "results", clean)

@@ -178,6 +178,8 @@ def test_doctor_ray_check_explains_failures(monkeypatch: pytest.MonkeyPatch, tmp
     check, _ = doctor_cli.check_ray("127.0.0.1:1", 10)  # nothing listens there: fails at once, no ray.init
     assert check.status == "fail" and "cannot connect to 127.0.0.1:1" in check.detail
     assert "ray status --address 127.0.0.1:1" in check.fix
+    check, _ = doctor_cli.check_ray("ray://127.0.0.1:1", 10)  # a Ray Client address: its port at once
+    assert check.status == "fail" and "cannot connect to 127.0.0.1:1" in check.detail
     monkeypatch.setattr(
         doctor_cli,
         "run_probe",

@@ -661,6 +661,25 @@ def test_stored_fits_keep_the_meaning_of_their_regressors(days, tmp_path: Path, 
     after = run("day2", "a")
     assert after.warm_items == len(ITEMS) and after.exog["mean"] == full.exog["mean"]
 
+    # a run over some items records the history its fits saw under its own key: the others keep
+    # theirs, and are fitted cold when that moved (they were warm: the day's rows replaced)
+    def some(features: str, items: list[str], full_refit: bool = False):
+        cfg = _cfg(days["day2"], tmp_path, models="arima,naive", features=str(paths[features]))
+        return run_forecast(cfg, items=items, use_ray=False, full_refit=full_refit)
+
+    def moved_items(summary) -> list[str]:
+        ((reason, listed),) = summary.cold_items.items()
+        assert reason.startswith("external factors' history changed since the fit (usd_brl moved ")
+        return listed["items"]
+
+    assert moved_items(some("moved", ["CAB-0001"])) == ["CAB-0001"]
+    whole = run("day2", "moved")
+    assert whole.warm_items == 1 and moved_items(whole) == sorted(set(ITEMS) - {"CAB-0001"})
+    # --full-refit over some items keeps the store's scale: the others stay warm on it
+    subset = some("moved", ["CAB-0002"], full_refit=True)
+    assert subset.exog["scale"] == "model store" and subset.exog["mean"] == whole.exog["mean"]
+    assert run("day2", "moved").warm_items == len(ITEMS)
+
 
 def test_a_store_without_its_backtests_is_fitted_cold(days, tmp_path: Path) -> None:
     """A backtests.parquet deleted, not copied with the store, or set aside as unreadable: every

@@ -211,12 +211,23 @@ def check_output(path: str, name: str = "results folder",
 
 
 def _tcp_check(address: str, timeout: float = 5.0) -> str | None:
-    """None when HOST:PORT answers as a Ray head's GCS port would (or is left to Ray: auto,
-    ray://), else why not: a port that takes connections and says nothing kept `doctor` silent
-    until its probe's timeout."""
+    """None when HOST:PORT answers as a Ray head's GCS port would (a ray:// client address: when
+    it takes a TCP connection), else why not: a port that takes connections and says nothing kept
+    `doctor` silent until its probe's timeout. auto is left to Ray."""
+    import socket
+
     from ..config import ConfigError
     from ..distributed import check_address
 
+    if address.startswith("ray://"):
+        host, _, port = address.removeprefix("ray://").rpartition(":")
+        if not host or not port.isdigit():
+            return None
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                return None
+        except OSError as exc:
+            return f"cannot connect to {host}:{port}: {exc.strerror or exc}"
     try:
         check_address(address, timeout)
     except (ConnectionError, ConfigError) as exc:

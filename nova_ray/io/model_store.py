@@ -1,14 +1,14 @@
 """The model store under MODELS_DIR: per-item fitted choices and backtests for incremental runs.
 
 Layout: `<models_dir>/<model_version>/` with `items.parquet` (item_id, start, n_obs, fingerprint,
-blocks, params, cpu_seconds, demand_class, fitted_on), `backtests.parquet` (the model backtest rows
-of the last cold fit), `lstm.npz` (the global LSTM's weights, shapes, per-step spread and the date
-of its last cold training), `factors.npz` (the regressors' scale and, per fit day, their unscaled
-history: `nova_ray.factor_history`) and `model_versions.json`. The model version includes the
-config hash, so a config change starts a fresh store; an item whose history changed (not just
-grew, or lost its oldest periods to a rolling export window), or whose regressors' history moved,
-misses its entry. A run holds `<models_dir>/.nova-ray.lock` (`io.lock.job_lock`) while it reads
-and updates the store.
+blocks, params, cpu_seconds, demand_class, fitted_on, factors), `backtests.parquet` (the model
+backtest rows of the last cold fit), `lstm.npz` (the global LSTM's weights, shapes, per-step
+spread and the date of its last cold training), `factors.npz` (the regressors' scale and the
+unscaled histories the fits saw, by the key each entry records: `nova_ray.factor_history`) and
+`model_versions.json`. The model version includes the config hash, so a config change starts a
+fresh store; an item whose history changed (not just grew, or lost its oldest periods to a
+rolling export window), or whose regressors' history moved, misses its entry. A run holds
+`<models_dir>/.nova-ray.lock` (`io.lock.job_lock`) while it reads and updates the store.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ class ModelStore:
         max_age_days: int,
         freq: str = "D",
         classes: list[str] | None = None,
-        factors: Callable[[date], str | None] | None = None,
+        factors: Callable[[str | None], str | None] | None = None,
     ) -> tuple[dict[str, dict], dict[str, str]]:
         """({item_id: params} of the items whose stored history today's holds unchanged
         (`same_history`), fitted at most their `age_limit` ago (their stored backtests:
@@ -191,8 +191,8 @@ class ModelStore:
         `COLD_LATER` (a backfill's run date before the fit), `COLD_OLD` (with the age limit),
         `COLD_CHANGED` or, with today's demand `classes`, `COLD_CLASS` (another class picks
         other models, which would have no stored backtests to weight them by) or, with `factors`
-        (why the fits of a day are stale for their external factors, `factor_history.why_cold`),
-        that reason.
+        (why a fit is stale for its external factors, by the key of their history it recorded:
+        `factor_history.FactorCheck.why_cold`), that reason.
 
         A warm item's params carry ``fitted_on`` (the day of the fit whose choices and backtests it
         reuses) and ``dropped``, the periods its history lost at the start since the fit (a
@@ -222,7 +222,7 @@ class ModelStore:
                 cold[item] = COLD_CHANGED
             elif classes is not None and entry.get("demand_class") and entry["demand_class"] != classes[k]:
                 cold[item] = COLD_CLASS
-            elif factors is not None and (why := factors(entry["fitted_on"])):
+            elif factors is not None and (why := factors(entry.get("factors"))):
                 cold[item] = why
             else:
                 warm[item] = json.loads(entry["params"] or "{}") | {"fitted_on": str(entry["fitted_on"])}
@@ -329,11 +329,6 @@ class ModelStore:
         path = self.dir / FACTORS_FILE
         return read_factors(path) if path.exists() else None
 
-    def lstm_fitted_on(self) -> date | None:
-        """The day of the stored LSTM's last cold training, None without one."""
-        path = self.dir / LSTM_FILE
-        return read_lstm(path)[1] if path.exists() else None
-
     def load_lstm(self, today: date, max_age_days: int) -> tuple[LstmState, date] | None:
         """(state, date of its cold training) when stored and not older than `max_age_days`."""
         path = self.dir / LSTM_FILE
@@ -386,6 +381,11 @@ def _lstm_ok(path: Path) -> str | None:
     return None
 
 
+def lstm_readable(path: Path) -> bool:
+    """Whether `path` holds a readable LSTM state."""
+    return _lstm_ok(path) is None
+
+
 def _factors_ok(path: Path) -> str | None:
     """None when `path` holds a readable factor record, else why not."""
     try:
@@ -397,7 +397,7 @@ def _factors_ok(path: Path) -> str | None:
 
 def write_factors(path: Path, record: FactorRecord) -> None:
     """A `FactorRecord` in one .npz file, written atomically."""
-    days = sorted(record.days)
+    keys = sorted(record.fits)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.npz")
     np.savez(
@@ -406,24 +406,34 @@ def write_factors(path: Path, record: FactorRecord) -> None:
         freq=np.array(record.freq),
         mean=np.asarray(record.mean, dtype=np.float64),
         std=np.asarray(record.std, dtype=np.float64),
-        days=np.array(days, dtype="datetime64[D]"),
-        starts=np.array([record.days[d][0] for d in days], dtype="datetime64[D]"),
-        **{f"rows{k}": np.asarray(record.days[d][1], dtype=np.float64) for k, d in enumerate(days)},
+        keys=np.array(keys, dtype=str),
+        starts=np.array([record.fits[k][0] for k in keys], dtype="datetime64[D]"),
+        lstm=np.array(record.lstm or ""),
+        **{f"rows{i}": np.asarray(record.fits[k][1], dtype=np.float64) for i, k in enumerate(keys)},
     )
+    _fsync(tmp)
     os.replace(tmp, path)
 
 
 def read_factors(path: Path) -> FactorRecord:
     """`write_factors`'s record."""
     with np.load(path, allow_pickle=False) as z:
-        days = [d.item() for d in z["days"].astype("datetime64[D]")]
-        record = FactorRecord(tuple(str(n) for n in z["names"]), str(z["freq"]), z["mean"], z["std"], {
-            d: (s, z[f"rows{k}"]) for k, (d, s) in enumerate(zip(days, z["starts"].astype("datetime64[D]"),
-                                                                 strict=True))})
-    if record.mean.shape != (len(record.names),) or any(r.ndim != 2 or r.shape[1] != len(record.names)
-                                                         for _, r in record.days.values()):
+        keys = [str(k) for k in z["keys"]]
+        starts = z["starts"].astype("datetime64[D]")
+        fits = {k: (starts[i], z[f"rows{i}"]) for i, k in enumerate(keys)}
+        record = FactorRecord(tuple(str(n) for n in z["names"]), str(z["freq"]), z["mean"], z["std"], fits,
+                              str(z["lstm"]) or None)
+    k = len(record.names)
+    if record.mean.shape != (k,) or record.std.shape != (k,) or any(
+            r.ndim != 2 or r.shape[1] != k for _, r in fits.values()):
         raise ValueError("factor record shapes do not match its names")
     return record
+
+
+def _fsync(path: Path) -> None:
+    """`path`'s data on disk before it is renamed into place."""
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
 
 
 def write_lstm(path: Path, state: LstmState, cold_fitted_on: date, warm: bool = False) -> None:
@@ -442,6 +452,7 @@ def write_lstm(path: Path, state: LstmState, cold_fitted_on: date, warm: bool = 
         warm=np.bool_(warm),
         **arrays,
     )
+    _fsync(tmp)  # a resumed run reads it: a power cut left it empty, every retry a traceback
     os.replace(tmp, path)
 
 
