@@ -286,17 +286,18 @@ class HeadUnreachable(ConnectionError):
     """A cluster's GCS port that accepts no TCP connection (so no token was ever asked for)."""
 
 
-def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S, named: str = "") -> None:
     """Fail fast on a cluster address that cannot work: an HTTP address (the dashboard's, which
     `ray job submit` takes) or a malformed one is an AddressError, a HOST:PORT that accepts no TCP
     connection within `timeout` a HeadUnreachable (a ConnectionError). `ray.init` retried an
     unreachable head without a time limit while the run held its job lock, so every later night's
     run was refused.
-    "auto" and ray:// addresses are left to Ray."""
+    "auto" and ray:// addresses are left to Ray. `named`: where the address came from, when the
+    user did not give it (RAY_ADDRESS), for the message."""
     if address == "auto" or address.startswith("ray://"):
         return
     if (why := address_problem(address)) is not None:
-        raise AddressError(f"Ray address {address!r}: {why}")
+        raise AddressError(f"{named + ': ' if named else ''}Ray address {address!r}: {why}")
     host, _, port = address.rpartition(":")
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as conn:
@@ -622,12 +623,7 @@ class RayBackend:
         if ray.is_initialized():
             started = False
         elif self.address:  # workers started by `ray start` get the thread settings as a runtime env
-            try:
-                check_address(self.address)
-            except AddressError as exc:  # the user gave no address: say where this one came from
-                if self._from_env:
-                    raise AddressError(f"environment variable RAY_ADDRESS: {exc}") from None
-                raise
+            check_address(self.address, named="environment variable RAY_ADDRESS" if self._from_env else "")
             with _sigterm_kept():
                 try:
                     ray.init(

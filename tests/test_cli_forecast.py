@@ -334,12 +334,13 @@ def test_a_cluster_address_that_cannot_work_fails_fast(tmp_path: Path, small_dem
     finally:
         web.shutdown()
     # RAY_ADDRESS, when no address is given, is named as the one that cannot work
+    with pytest.raises(AddressError, match=r"^environment variable RAY_ADDRESS: Ray address 'http://"):
+        check_address("http://127.0.0.1:8265", named="environment variable RAY_ADDRESS")
     from nova_ray.distributed import RayBackend
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")
-        with pytest.raises(AddressError, match=r"^environment variable RAY_ADDRESS: Ray address 'http://"):
-            RayBackend().__enter__()
+        assert RayBackend()._from_env and not RayBackend("10.0.0.5:6379")._from_env
     res = CliRunner().invoke(app, ["forecast", "--address", "http://127.0.0.1:8265", "--data",
                                    str(small_demo / "demand.parquet"), "--models", "naive",
                                    "--output", str(tmp_path / "out"), "-q"])

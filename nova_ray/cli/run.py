@@ -82,7 +82,7 @@ def run(
     if day > today + timedelta(days=1):  # a mistyped year would stay "latest" and keep models warm
         fail(f"option --date: {day} is after tomorrow ({today + timedelta(days=1)}): a mistyped year?")
     folder_or_exit(cfg.publish.to, f"--to {cfg.publish.to}" if to else f"publish.to {cfg.publish.to}",
-                   remote_ok=True, write=True)
+                   remote_ok=True)  # a refused publish target: the publish step says so
     prepare_run(cfg, data)
     report = DailyReport(run_date=day.isoformat())  # filled as the job goes: shown when a step fails
 

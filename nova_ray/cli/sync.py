@@ -32,7 +32,7 @@ def sync(
 
     source = results or config_or_exit(config, {}).paths.output
     local_or_exit(source, f"--results {source}")
-    folder_or_exit(to, f"--to {to}", remote_ok=True, write=True)
+    folder_or_exit(to, f"--to {to}", remote_ok=True)
     done = 0
 
     def progress(f: SourceFile, status: str) -> None:
