@@ -557,6 +557,17 @@ def test_fetch_writes_raw_layout_with_retry(server: str, tmp_path: Path) -> None
     assert {"usd_brl", "ipca", "rain_mm"} <= set(res.feature_columns)
 
 
+def test_a_station_without_data_is_said(server: str, tmp_path: Path) -> None:
+    """A station code with no data in the range (closed, mistyped: INMET answers an empty list or
+    204): `etl --fetch` said "downloaded 1 file(s)" and nothing of the station."""
+    _Recorded.bodies = {"/inmet/estacao/2023-01-01/2023-01-02/A401": b"[]"}
+    notes: list[str] = []
+    paths = fetch_sources(tmp_path, _cfg(server), start=date(2023, 1, 1), end=date(2023, 1, 2), notes=notes)
+    assert all(p.parent.name == "bcb" for p in paths)
+    assert notes == ["INMET station A401: no data from 2023-01-01 to 2023-01-02 (check the code in [etl] "
+                     "inmet_stations)"]
+
+
 def test_a_shorter_bcb_fetch_adds_to_the_file_instead_of_replacing_it(server: str, tmp_path: Path) -> None:
     """A second `--fetch` of a later, shorter range kept only that range: two years of a series
     became a month. The entries already downloaded stay, the new ones are added (a date in both:

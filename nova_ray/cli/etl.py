@@ -56,8 +56,10 @@ def etl(
     try:
         if fetch:
             console.print(f"downloading external factors into {cfg.etl.raw}")
-            files = fetch_sources(cfg.etl.raw, cfg.etl, start=first, end=last)
+            fetched: list[str] = []
+            files = fetch_sources(cfg.etl.raw, cfg.etl, start=first, end=last, notes=fetched)
             console.print(f"downloaded {len(files)} file(s)")
+            warn(fetched)
         res = build_features(cfg.etl.raw, cfg.etl.processed, first, last)
     except EtlError as exc:
         fail(str(exc))

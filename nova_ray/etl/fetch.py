@@ -275,8 +275,10 @@ def fetch_sources(
     end: date | None = None,
     sources: tuple[str, ...] = ("bcb", "inmet"),
     backoff_s: float = 1.0,
+    notes: list[str] | None = None,
 ) -> list[Path]:
     """Download BCB series and INMET stations named in `etl_config` into `raw_dir`; return the files.
+    `notes` gets a line for each station that had no data in the range (INMET answers 204).
 
     Range: `start` (default 1 January five years before `end`) to `end` (default today).
     Each URL gets ``etl_config.fetch_retries`` tries in all, with exponential backoff; a source
@@ -298,6 +300,11 @@ def fetch_sources(
             written.append(fetch_bcb(raw, name, code, etl_config.bcb_base_url, start, end, get))
     if "inmet" in sources:
         for station in (s.strip().upper() for s in etl_config.inmet_stations.split(",")):
-            if station:
-                written += fetch_inmet(raw, station, etl_config.inmet_base_url, start, end, get)
+            if not station:
+                continue
+            got = fetch_inmet(raw, station, etl_config.inmet_base_url, start, end, get)
+            if not got and notes is not None:  # a closed station, a typo in its code: not silent
+                notes.append(f"INMET station {station}: no data from {start} to {end} (check the code "
+                             "in [etl] inmet_stations)")
+            written += got
     return written
