@@ -121,6 +121,21 @@ def clean(small_demo: Path, tmp_path_factory) -> Path:
     return out / "results"
 
 
+def _killed_at_publish(monkeypatch: pytest.MonkeyPatch, cfg, **kw) -> None:
+    """A run killed (Ctrl-C) as it publishes: every batch checkpointed, the model store written."""
+    from nova_ray.pipeline import run_forecast
+
+    commit = ResultWriter.commit
+
+    def killed(self, *args, **kwargs):
+        monkeypatch.setattr(ResultWriter, "commit", commit)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ResultWriter, "commit", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_forecast(cfg, use_ray=False, run_date=DAY, **kw)
+
+
 KEYS = {
     "metrics": ["item_id", "model", "window"],
     "backtests": ["item_id", "model", "window", "date"],
@@ -172,15 +187,7 @@ def test_a_run_killed_after_storing_its_models_resumes_to_the_clean_tables(
     from nova_ray.pipeline import run_forecast
 
     out = tmp_path / "out"
-    commit = ResultWriter.commit
-
-    def killed(self, *args, **kwargs):
-        monkeypatch.setattr(ResultWriter, "commit", commit)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(ResultWriter, "commit", killed)
-    with pytest.raises(KeyboardInterrupt):
-        run_forecast(_cfg(small_demo, out), use_ray=False, run_date=DAY)
+    _killed_at_publish(monkeypatch, _cfg(small_demo, out))
     assert list((out / "models").glob("*/backtests.parquet")) and not (out / "results" / "metadata").exists()
     summary = run_forecast(_cfg(small_demo, out), use_ray=False, run_date=DAY, resume=True)
     # each item counted once: resumed (it read "12 reused stored model choices; 12 resumed")
@@ -296,15 +303,7 @@ def test_unreadable_checkpoints_are_fitted_again_when_resumed(
     assert again.done_items() == set("ABDEF") and f"{BATCH_PREFIX}aa" not in again.done()
 
     out = tmp_path / "run"
-    commit = ResultWriter.commit
-
-    def killed(self, *args, **kwargs):
-        monkeypatch.setattr(ResultWriter, "commit", commit)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(ResultWriter, "commit", killed)
-    with pytest.raises(KeyboardInterrupt):
-        run_forecast(_cfg(small_demo, out), use_ray=False, run_date=DAY, full_refit=True)
+    _killed_at_publish(monkeypatch, _cfg(small_demo, out), full_refit=True)
     ck = next((out / "results" / ".staging").iterdir()) / "checkpoints"
     batch = sorted((ck / "forecasts").glob(f"{BATCH_PREFIX}*.parquet"))[0]
     part = sorted((ck / "forecasts").glob("lstm-*.parquet"))[0]
@@ -318,9 +317,7 @@ def test_unreadable_checkpoints_are_fitted_again_when_resumed(
     _assert_same_tables(out / "results", clean)
     # the LSTM's network kept with the checkpoints, emptied: it was a traceback on every retry
     out2 = tmp_path / "run2"
-    monkeypatch.setattr(ResultWriter, "commit", killed)
-    with pytest.raises(KeyboardInterrupt):
-        run_forecast(_cfg(small_demo, out2), use_ray=False, run_date=DAY, full_refit=True)
+    _killed_at_publish(monkeypatch, _cfg(small_demo, out2), full_refit=True)
     state = next((out2 / "results" / ".staging").iterdir()) / "checkpoints" / "lstm-state.npz"
     state.write_bytes(b"")
     summary = run_forecast(_cfg(small_demo, out2), use_ray=False, run_date=DAY, full_refit=True, resume=True)

@@ -140,13 +140,13 @@ class ModelStore:
         `<name>.unreadable`, and say so: the store is a cache, its items are fitted cold and it is
         written again. A broken file otherwise stopped every later run with a traceback."""
         notes = []
-        checks = ((ITEMS_FILE, _parquet_ok), (BACKTESTS_FILE, _parquet_ok), (LSTM_FILE, _lstm_ok),
-                  (FACTORS_FILE, _factors_ok))
-        for name, check in checks:
+        checks = ((ITEMS_FILE, _parquet_footer), (BACKTESTS_FILE, _parquet_footer), (LSTM_FILE, read_lstm),
+                  (FACTORS_FILE, read_factors))
+        for name, read in checks:
             path = self.dir / name
             if not path.exists():
                 continue
-            problem = check(path)
+            problem = _problem(read, path)
             if problem is None:
                 continue
             os.replace(path, path.with_name(f"{name}.unreadable"))
@@ -361,38 +361,25 @@ def _stale_store(folder: Path, now: float, min_days: int) -> bool:
     return max(f.lstat().st_mtime for f in files) < now - 86400 * days
 
 
-def _parquet_ok(path: Path) -> str | None:
-    """None when `path` is a readable Parquet file (its footer and schema), else why not."""
-    import pyarrow.parquet as pq
-
+def _problem(read: Callable[[Path], object], path: Path) -> str | None:
+    """None when `read(path)` reads the file, else why not."""
     try:
-        pq.read_metadata(path)
+        read(path)
     except Exception as exc:  # noqa: BLE001 - any failure to read means the cache entry is lost
         return first_line(exc)
     return None
 
 
-def _lstm_ok(path: Path) -> str | None:
-    """None when `path` holds a readable LSTM state, else why not."""
-    try:
-        read_lstm(path)
-    except Exception as exc:  # noqa: BLE001
-        return first_line(exc)
-    return None
+def _parquet_footer(path: Path) -> object:
+    """A Parquet file's footer and schema (what a truncated write loses)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(path)
 
 
 def lstm_readable(path: Path) -> bool:
     """Whether `path` holds a readable LSTM state."""
-    return _lstm_ok(path) is None
-
-
-def _factors_ok(path: Path) -> str | None:
-    """None when `path` holds a readable factor record, else why not."""
-    try:
-        read_factors(path)
-    except Exception as exc:  # noqa: BLE001
-        return first_line(exc)
-    return None
+    return _problem(read_lstm, path) is None
 
 
 def write_factors(path: Path, record: FactorRecord) -> None:
