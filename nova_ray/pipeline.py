@@ -268,14 +268,31 @@ def _fit(
     """Open the run's checkpoints (resuming them with `resume`) and fit what they lack.
 
     The checkpoints are resumed only by a run of the same input, configuration, date, items,
-    external-factor values (`factors`, their hash) and --full-refit: batches fitted on other data,
+    external-factor values (`factors`, their hash) and scale, and --full-refit: batches fitted on other data,
     or warm where a full refit was asked for, are not mixed into this run. `scale`: the mean and
     spread the regressors were standardised with; they are put on the model store's scale
     (`factor_history`), and stored fits whose regressors' history moved are fitted cold."""
     run_date = run_date or datetime.now(timezone.utc).date()
     model_version = f"{__version__}+{config_hash(cfg, series.exog_names)}"
+    store = ModelStore(cfg.paths.models_dir, model_version)
+    store_notes = store.quarantine()
+    records, factor_check = None, None
+    if series.exog is not None and scale is not None:
+        stored, today = store.load_factors(), today_of(series, *scale)
+        factor_check = check(stored, today)
+        # the store's scale, unless the run sets it: no record, or a run over every item that
+        # refits them all (--full-refit: its numbers then do not depend on the store's)
+        kept = not own_scale(stored, today, factor_check.stale, whole, full_refit)
+        if kept:
+            assert stored is not None
+            series = on_scale(series, *scale, stored.mean, stored.std)
+            today = replace(today, mean=stored.mean, std=stored.std)
+        records = (stored, today, kept)
+    # the regressors' scale too: checkpoints fitted on another (the store's record lost between a
+    # run and its resume) would be stored as fits on this one
+    on = records[1].key if records is not None else ""
     key = hashlib.sha256(
-        f"{dataset}|{model_version}|{run_date}|{only}|{full_refit}|{factors}|"
+        f"{dataset}|{model_version}|{run_date}|{only}|{full_refit}|{factors}|{on}|"
         f"{','.join(map(str, series.item_ids))}".encode()
     ).hexdigest()[:16]
     meta = {
@@ -310,20 +327,7 @@ def _fit(
         shown = ", ".join(writer.damaged[:5]) + (" and more" if len(writer.damaged) > 5 else "")
         notes.append(f"{len(writer.damaged)} checkpoint(s) of the interrupted run could not be read "
                      f"({shown}): fitted again")
-    store = ModelStore(cfg.paths.models_dir, model_version)
-    notes += store.quarantine()
-    records, factor_check = None, None
-    if series.exog is not None and scale is not None:
-        stored, today = store.load_factors(), today_of(series, *scale)
-        factor_check = check(stored, today)
-        # the store's scale, unless the run sets it: no record, or a run over every item that
-        # refits them all (--full-refit: its numbers then do not depend on the store's)
-        kept = not own_scale(stored, today, factor_check.stale, whole, full_refit)
-        if kept:
-            assert stored is not None
-            series = on_scale(series, *scale, stored.mean, stored.std)
-            today = replace(today, mean=stored.mean, std=stored.std)
-        records = (stored, today, kept)
+    notes += store_notes
     fit = fit_stage(cfg, series, spec, writer, store, run_date, only, full_refit, progress, use_ray,
                     factor_check)
     return _Fitted(writer, store, fit, run_date, item_facts(series), len(series), dataset, whole, notes,
@@ -432,16 +436,19 @@ def _finish(
         today.key if today is not None else None,
     )
     # the global network, trained on every item, is stored by runs over every item only: one on a
-    # subset (--items) would replace it with a network that knows those items alone
+    # subset (--items) would replace it with a network that knows those items alone; a backfill
+    # (the store holds later fits) leaves it, and the regressors' record, as they are
     lstm_key = stored_factors.lstm if stored_factors is not None else None
-    if fit.lstm_state is not None and fitted.whole and fit.lstm_cold_date is not None:
+    later = (newest := store.newest_fit()) is not None and newest > run_date
+    if fit.lstm_state is not None and fitted.whole and fit.lstm_cold_date is not None and not later:
         store.save_lstm(fit.lstm_state, fit.lstm_cold_date)
         saved = True
         if today is not None and not fit.lstm_warm:  # trained on today's regressors
             lstm_key = today.key
     if saved and today is not None:  # the regressor histories of the fits the store now holds
-        keys = store.items(["factors"]).get_column("factors", default=pl.Series([], dtype=pl.String))
-        store.save_factors(merged(stored_factors, today, set(keys.drop_nulls().to_list()), lstm_key))
+        keys = store.items().get_column("factors", default=None)  # none in a store from before them
+        kept = set(keys.drop_nulls().to_list()) if keys is not None else set()
+        store.save_factors(merged(stored_factors, today, kept, lstm_key))
     store.prune_stale(cfg.forecast.cache_max_age_days)
     if not publish:
         writer.abort()
@@ -546,9 +553,8 @@ def _save_models(
     up to its date would replace those of later nights. `factors`: the key of the regressor
     history the run's fits saw (`factor_history`), recorded with each. Returns whether entries
     were written."""
-    stored = store.items()
-    if stored.height and stored["fitted_on"].max() > run_date:
-        LOG.info("model store kept: its newest fit (%s) is after this run's date", stored["fitted_on"].max())
+    if (newest := store.newest_fit()) is not None and newest > run_date:
+        LOG.info("model store kept: its newest fit (%s) is after this run's date", newest)
         return False
     if warm:  # a warm item whose stored choice failed: fitted cold next run, not failing again
         rows = writer.checkpointed_items().filter(

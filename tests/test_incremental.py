@@ -703,3 +703,55 @@ def test_a_store_without_its_backtests_is_fitted_cold(days, tmp_path: Path) -> N
         assert bt.exists()  # stored again: the next night is warm
         third = run_forecast(_cfg(days["day2"], tmp_path, models="ets,naive"), use_ray=False)
         assert third.warm_items == len(ITEMS)
+
+
+def test_a_store_from_before_the_factor_records_and_a_backfill(
+    days, tmp_path: Path, small_demo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store written before the records (no `factors` column, factors.npz by fit day) crashed a
+    whole backfill that trains the LSTM (a traceback on every retry) and its old record read as
+    damage; a backfill replaced the store's LSTM and record; a resume after the record was lost
+    stored the first attempt's fits as fits on a new scale."""
+    import shutil
+    from datetime import date
+
+    from nova_ray.factor_history import COLD_FACTORS_UNKNOWN
+    from nova_ray.io.results import ResultWriter
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "raw").symlink_to(small_demo / "raw")  # the demo's factor files: regressors attached
+    for day in ("day1", "day2"):
+        shutil.copy(days[day], data / f"{day}.parquet")
+
+    def cfg(day: str):
+        return _cfg(data / f"{day}.parquet", tmp_path, models="naive,arima,lstm", epochs=1)
+
+    run_forecast(cfg("day1"), use_ray=False, run_date=date(2026, 11, 20))
+    store = next(p for p in (tmp_path / "models").iterdir() if p.is_dir())
+    pl.read_parquet(store / "items.parquet").drop("factors").write_parquet(store / "items.parquet")
+    record = np.load(store / "factors.npz")
+    np.savez(store / "factors.npz", names=record["names"], freq=record["freq"], mean=record["mean"],
+             std=record["std"], days=np.array(["2026-11-20"], "M8[D]"), starts=record["starts"],
+             rows0=record["rows0"])  # the layout by fit day
+    before = {name: (store / name).read_bytes() for name in ("lstm.npz", "factors.npz", "items.parquet")}
+    back = run_forecast(cfg("day1"), use_ray=False, run_date=date(2026, 11, 18))
+    assert back.lstm == "cold" and not [w for w in back.warnings if "unreadable" in w]
+    assert {name: (store / name).read_bytes() for name in before} == before  # left as it was
+    # the next night: the old store's fits are unknown once (not "damaged")
+    commit = ResultWriter.commit
+
+    def killed(self, *args, **kwargs):
+        monkeypatch.setattr(ResultWriter, "commit", commit)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ResultWriter, "commit", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_forecast(cfg("day2"), use_ray=False, run_date=date(2026, 11, 21))
+    # ... killed as it published, and the store's record lost before the resume: the fits were
+    # made on the old record's scale, the resume's is its own: fitted again, not resumed
+    (store / "factors.npz").unlink()
+    again = run_forecast(cfg("day2"), use_ray=False, run_date=date(2026, 11, 21), resume=True)
+    assert again.resumed_items == 0 and [w for w in again.warnings if w.startswith("--resume: no interrupt")]
+    assert again.cold_items == {COLD_FACTORS_UNKNOWN: {"count": len(ITEMS), "items": sorted(ITEMS)}}
+    assert run_forecast(cfg("day2"), use_ray=False, run_date=date(2026, 11, 22)).warm_items == len(ITEMS)

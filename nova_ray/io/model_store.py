@@ -161,6 +161,11 @@ class ModelStore:
         path = self.dir / ITEMS_FILE
         return pl.read_parquet(path, columns=columns) if path.exists() else pl.DataFrame()
 
+    def newest_fit(self) -> date | None:
+        """The day of the store's newest fit, None without entries."""
+        days = self.items(["fitted_on"])
+        return days["fitted_on"].max() if days.height else None  # type: ignore[return-value]
+
     def costs(self) -> dict[str, float] | None:
         """Measured CPU seconds per stored item (for batch sizing), None without a store."""
         items = self.items(["item_id", "cpu_seconds"])
@@ -321,7 +326,7 @@ class ModelStore:
         write_lstm(self.dir / LSTM_FILE, state, cold_fitted_on)
 
     def save_factors(self, record: FactorRecord) -> None:
-        """Store the regressors' scale and fit days' history (atomically)."""
+        """Store the regressors' scale and the histories the fits saw (atomically)."""
         write_factors(self.dir / FACTORS_FILE, record)
 
     def load_factors(self) -> FactorRecord | None:
@@ -403,8 +408,11 @@ def write_factors(path: Path, record: FactorRecord) -> None:
 
 
 def read_factors(path: Path) -> FactorRecord:
-    """`write_factors`'s record."""
+    """`write_factors`'s record. One of the layout before keys (histories by fit day) keeps its
+    scale and no history: its fits are cold once, as unknown."""
     with np.load(path, allow_pickle=False) as z:
+        if "keys" not in z.files and "days" in z.files:
+            return FactorRecord(tuple(str(n) for n in z["names"]), str(z["freq"]), z["mean"], z["std"])
         keys = [str(k) for k in z["keys"]]
         starts = z["starts"].astype("datetime64[D]")
         fits = {k: (starts[i], z[f"rows{i}"]) for i, k in enumerate(keys)}
