@@ -76,3 +76,24 @@ def _held_by_another_process(folder: Path) -> Iterator[None]:
 def held_elsewhere() -> Callable[[Path], AbstractContextManager[None]]:
     """`with held_elsewhere(folder):` the nova-ray job lock on `folder`, held by another process."""
     return _held_by_another_process
+
+
+@pytest.fixture()
+def killed_at_publish(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """`killed_at_publish(cfg, **run_forecast_kwargs)`: a local run (no Ray) killed (Ctrl-C) as it
+    publishes: every batch checkpointed and the model store written, nothing published."""
+    from nova_ray.io.results import ResultWriter
+    from nova_ray.pipeline import run_forecast
+
+    def run(cfg: object, **kw: object) -> None:
+        commit = ResultWriter.commit
+
+        def killed(self: object, *args: object, **kwargs: object) -> None:
+            monkeypatch.setattr(ResultWriter, "commit", commit)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(ResultWriter, "commit", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_forecast(cfg, use_ray=False, **kw)
+
+    return run

@@ -121,21 +121,6 @@ def clean(small_demo: Path, tmp_path_factory) -> Path:
     return out / "results"
 
 
-def _killed_at_publish(monkeypatch: pytest.MonkeyPatch, cfg, **kw) -> None:
-    """A run killed (Ctrl-C) as it publishes: every batch checkpointed, the model store written."""
-    from nova_ray.pipeline import run_forecast
-
-    commit = ResultWriter.commit
-
-    def killed(self, *args, **kwargs):
-        monkeypatch.setattr(ResultWriter, "commit", commit)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(ResultWriter, "commit", killed)
-    with pytest.raises(KeyboardInterrupt):
-        run_forecast(cfg, use_ray=False, run_date=DAY, **kw)
-
-
 KEYS = {
     "metrics": ["item_id", "model", "window"],
     "backtests": ["item_id", "model", "window", "date"],
@@ -179,7 +164,7 @@ def test_a_resumed_lstm_discards_parts_that_its_run_did_not_produce(
 
 
 def test_a_run_killed_after_storing_its_models_resumes_to_the_clean_tables(
-    small_demo: Path, tmp_path: Path, clean: Path, monkeypatch: pytest.MonkeyPatch
+    small_demo: Path, tmp_path: Path, clean: Path, killed_at_publish
 ) -> None:
     """Killed between the model store's update and the publish, the resumed run finds every item
     warm (its own fits) and their stored backtests besides the checkpointed ones: the stored rows
@@ -187,7 +172,7 @@ def test_a_run_killed_after_storing_its_models_resumes_to_the_clean_tables(
     from nova_ray.pipeline import run_forecast
 
     out = tmp_path / "out"
-    _killed_at_publish(monkeypatch, _cfg(small_demo, out))
+    killed_at_publish(_cfg(small_demo, out), run_date=DAY)
     assert list((out / "models").glob("*/backtests.parquet")) and not (out / "results" / "metadata").exists()
     summary = run_forecast(_cfg(small_demo, out), use_ray=False, run_date=DAY, resume=True)
     # each item counted once: resumed (it read "12 reused stored model choices; 12 resumed")
@@ -289,7 +274,7 @@ def test_a_full_refit_does_not_resume_a_run_that_was_not_one(small_demo: Path, t
 
 
 def test_unreadable_checkpoints_are_fitted_again_when_resumed(
-    small_demo: Path, tmp_path: Path, clean: Path, monkeypatch: pytest.MonkeyPatch
+    small_demo: Path, tmp_path: Path, clean: Path, killed_at_publish
 ) -> None:
     """A batch marked done whose file a disk lost the end of (a power cut; checkpoints are now
     fsynced before their marker): `--resume` refitted the rest, then died in the ensemble with a
@@ -303,7 +288,7 @@ def test_unreadable_checkpoints_are_fitted_again_when_resumed(
     assert again.done_items() == set("ABDEF") and f"{BATCH_PREFIX}aa" not in again.done()
 
     out = tmp_path / "run"
-    _killed_at_publish(monkeypatch, _cfg(small_demo, out), full_refit=True)
+    killed_at_publish(_cfg(small_demo, out), run_date=DAY, full_refit=True)
     ck = next((out / "results" / ".staging").iterdir()) / "checkpoints"
     batch = sorted((ck / "forecasts").glob(f"{BATCH_PREFIX}*.parquet"))[0]
     part = sorted((ck / "forecasts").glob("lstm-*.parquet"))[0]
@@ -317,7 +302,7 @@ def test_unreadable_checkpoints_are_fitted_again_when_resumed(
     _assert_same_tables(out / "results", clean)
     # the LSTM's network kept with the checkpoints, emptied: it was a traceback on every retry
     out2 = tmp_path / "run2"
-    _killed_at_publish(monkeypatch, _cfg(small_demo, out2), full_refit=True)
+    killed_at_publish(_cfg(small_demo, out2), run_date=DAY, full_refit=True)
     state = next((out2 / "results" / ".staging").iterdir()) / "checkpoints" / "lstm-state.npz"
     state.write_bytes(b"")
     summary = run_forecast(_cfg(small_demo, out2), use_ray=False, run_date=DAY, full_refit=True, resume=True)

@@ -706,7 +706,7 @@ def test_a_store_without_its_backtests_is_fitted_cold(days, tmp_path: Path) -> N
 
 
 def test_a_store_from_before_the_factor_records_and_a_backfill(
-    days, tmp_path: Path, small_demo: Path, monkeypatch: pytest.MonkeyPatch
+    days, tmp_path: Path, small_demo: Path, killed_at_publish
 ) -> None:
     """A store written before the records (no `factors` column, factors.npz by fit day) crashed a
     whole backfill that trains the LSTM (a traceback on every retry) and its old record read as
@@ -716,7 +716,6 @@ def test_a_store_from_before_the_factor_records_and_a_backfill(
     from datetime import date
 
     from nova_ray.factor_history import COLD_FACTORS_UNKNOWN
-    from nova_ray.io.results import ResultWriter
 
     data = tmp_path / "data"
     data.mkdir()
@@ -739,15 +738,7 @@ def test_a_store_from_before_the_factor_records_and_a_backfill(
     assert back.lstm == "cold" and not [w for w in back.warnings if "unreadable" in w]
     assert {name: (store / name).read_bytes() for name in before} == before  # left as it was
     # the next night: the old store's fits are unknown once (not "damaged")
-    commit = ResultWriter.commit
-
-    def killed(self, *args, **kwargs):
-        monkeypatch.setattr(ResultWriter, "commit", commit)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(ResultWriter, "commit", killed)
-    with pytest.raises(KeyboardInterrupt):
-        run_forecast(cfg("day2"), use_ray=False, run_date=date(2026, 11, 21))
+    killed_at_publish(cfg("day2"), run_date=date(2026, 11, 21))
     # ... killed as it published, and the store's record lost before the resume: the fits were
     # made on the old record's scale, the resume's is its own: fitted again, not resumed
     (store / "factors.npz").unlink()
