@@ -579,34 +579,43 @@ def for_run(
         record["features_sha256"] = hashlib.sha256(Path(features_path).read_bytes()).hexdigest()[:16]
     since, until = pd.to_datetime(frame["date"]).min(), pd.to_datetime(frame["date"]).max()
     record["features_from"], record["features_until"] = str(since.date()), str(until.date())
+    if warnings := _warnings(out, ex, since, until, features_path, future, future_path):
+        record["warnings"] = warnings  # the run's warnings (pipeline)
+    if future_path:
+        record["future_table"] = str(future_path)
+    if out.exog is None:
+        record["reason"] = f"no usable feature for frequency {series.freq}"
+    return out, record
+
+
+def _warnings(series: SeriesSet, ex: Exog, since: pd.Timestamp, until: pd.Timestamp,
+              features_path: str | Path | None, future: pd.DataFrame | None,
+              future_path: str | Path | None) -> list[str]:
+    """What the regressors of `series` (with them attached) do not do as one would think: features
+    that end long before the demand or start long after it, a table without its dictionary, a
+    future table clipped or changing nothing."""
+    warnings = []
     late = (pd.Timestamp(series.end) - until).days
-    warnings = []  # the run's warnings (pipeline)
-    if out.exog is not None and late > STALE_FEATURE_DAYS:
+    if series.exog is not None and late > STALE_FEATURE_DAYS:
         warnings.append(f"the features end {until.date()}, {late} days before the demand's last period "
                         f"{pd.Timestamp(series.end).date()}: those days use the climatology and the "
                         "last values (run `nova-ray etl` on newer raw files)")
     first = pd.Timestamp(series.starts.min()) if len(series) else since
-    if out.exog is not None and (early := (since - first).days) > STALE_FEATURE_DAYS:
+    if series.exog is not None and (early := (since - first).days) > STALE_FEATURE_DAYS:
         warnings.append(f"the features start {since.date()}, {early} days after the demand's first day "
                         f"{first.date()}: those days use the climatology and the first values (run "
                         "`nova-ray etl` with an earlier --start, or on older raw files)")
     if features_path and Path(features_path).is_file() and not _dictionary(features_path).is_file():
         warnings.append(f"{features_path}: no {_dictionary(features_path).name} beside it: the columns of "
                         "your own regressors/ files are not used (copy the dictionary with the table)")
-    if future is not None and out.exog is not None and ex.clipped:  # a scenario cut short: said
+    if future is not None and series.exog is not None and ex.clipped:  # a scenario cut short: said
         shown = ", ".join(f"{k} {v:.4g} to {lim:.4g}" for k, (v, lim) in ex.clipped.items())
         warnings.append(f"{future_path}: horizon values past the history's range widened by one spread "
                         f"are clipped: {shown}")
     if future is not None and not (pd.to_datetime(future["date"]) > until).any():
         warnings.append(f"{future_path}: no row after the feature table's last day {until.date()}: the "
                         "future values change nothing")
-    if warnings:
-        record["warnings"] = warnings
-    if future_path:
-        record["future_table"] = str(future_path)
-    if out.exog is None:
-        record["reason"] = f"no usable feature for frequency {series.freq}"
-    return out, record
+    return warnings
 
 
 STALE_FEATURE_DAYS = 31  # features ending more days than this before the demand: a warning

@@ -27,7 +27,7 @@ from .engine import (
     ITEMS_TABLE,
     EngineSpec,
 )
-from .factor_history import FactorRecord, Today, check, merged, on_scale, own_scale, today_of
+from .factor_history import FactorCheck, FactorRecord, Today, check, merged, on_scale, own_scale, today_of
 from .fit_stage import (
     COLD_LISTED,
     LSTM_STATE_FILE,
@@ -268,26 +268,14 @@ def _fit(
     """Open the run's checkpoints (resuming them with `resume`) and fit what they lack.
 
     The checkpoints are resumed only by a run of the same input, configuration, date, items,
-    external-factor values (`factors`, their hash) and scale, and --full-refit: batches fitted on other data,
-    or warm where a full refit was asked for, are not mixed into this run. `scale`: the mean and
-    spread the regressors were standardised with; they are put on the model store's scale
-    (`factor_history`), and stored fits whose regressors' history moved are fitted cold."""
+    external-factor values (`factors`, their hash) and scale, and --full-refit: batches fitted on
+    other data, or warm where a full refit was asked for, are not mixed into this run. `scale`:
+    the mean and spread the regressors were standardised with (`_on_store_scale`)."""
     run_date = run_date or datetime.now(timezone.utc).date()
     model_version = f"{__version__}+{config_hash(cfg, series.exog_names)}"
     store = ModelStore(cfg.paths.models_dir, model_version)
     store_notes = store.quarantine()
-    records, factor_check = None, None
-    if series.exog is not None and scale is not None:
-        stored, today = store.load_factors(), today_of(series, *scale)
-        factor_check = check(stored, today)
-        # the store's scale, unless the run sets it: no record, or a run over every item that
-        # refits them all (--full-refit: its numbers then do not depend on the store's)
-        kept = not own_scale(stored, today, factor_check.stale, whole, full_refit)
-        if kept:
-            assert stored is not None
-            series = on_scale(series, *scale, stored.mean, stored.std)
-            today = replace(today, mean=stored.mean, std=stored.std)
-        records = (stored, today, kept)
+    series, records, factor_check = _on_store_scale(store, series, scale, whole, full_refit)
     # the regressors' scale too: checkpoints fitted on another (the store's record lost between a
     # run and its resume) would be stored as fits on this one
     on = records[1].key if records is not None else ""
@@ -318,20 +306,46 @@ def _fit(
             f"--resume: no interrupted run of this input, configuration, external factors, --full-refit "
             f"and date in {cfg.paths.output}; started afresh"
         )
-    state = writer.stage / "checkpoints" / LSTM_STATE_FILE  # the resumed LSTM's network
-    if FINAL_PART in writer.done() and state.exists() and not lstm_readable(state):
-        writer.damaged.append(state.name)
-    if writer.damaged:  # fitted again; an LSTM part with them: the LSTM makes all its parts again
-        if any(is_part(n) or n == state.name for n in writer.damaged) and FINAL_PART in writer.done():
-            writer.discard([FINAL_PART, *(n for n in writer.done() if is_part(n))])
-        shown = ", ".join(writer.damaged[:5]) + (" and more" if len(writer.damaged) > 5 else "")
-        notes.append(f"{len(writer.damaged)} checkpoint(s) of the interrupted run could not be read "
-                     f"({shown}): fitted again")
-    notes += store_notes
+    notes += _damaged(writer) + store_notes
     fit = fit_stage(cfg, series, spec, writer, store, run_date, only, full_refit, progress, use_ray,
                     factor_check)
     return _Fitted(writer, store, fit, run_date, item_facts(series), len(series), dataset, whole, notes,
                    records)
+
+
+def _on_store_scale(
+    store: ModelStore, series: SeriesSet, scale: tuple[np.ndarray, np.ndarray] | None, whole: bool,
+    full_refit: bool,
+) -> tuple[SeriesSet, tuple[FactorRecord | None, Today, bool] | None, FactorCheck | None]:
+    """The series with its regressors on the store's scale (`factor_history`), unless the run sets
+    it: no comparable record, or a run over every item that refits them all (--full-refit: its
+    numbers then do not depend on the store's); the stored record, today's regressors on the scale
+    used and whether it is the store's; which stored fits are stale for their factors."""
+    if series.exog is None or scale is None:
+        return series, None, None
+    stored, today = store.load_factors(), today_of(series, *scale)
+    found = check(stored, today)
+    kept = not own_scale(stored, today, found.stale, whole, full_refit)
+    if kept:
+        assert stored is not None
+        series = on_scale(series, *scale, stored.mean, stored.std)
+        today = replace(today, mean=stored.mean, std=stored.std)
+    return series, (stored, today, kept), found
+
+
+def _damaged(writer: ResultWriter) -> list[str]:
+    """A note on the resumed checkpoints that could not be read (dropped by the writer: fitted
+    again). The LSTM's network among them, or one of its parts: the LSTM runs again, all its parts."""
+    state = writer.stage / "checkpoints" / LSTM_STATE_FILE
+    if FINAL_PART in writer.done() and state.exists() and not lstm_readable(state):
+        writer.damaged.append(state.name)
+    if not writer.damaged:
+        return []
+    if any(is_part(n) or n == state.name for n in writer.damaged) and FINAL_PART in writer.done():
+        writer.discard([FINAL_PART, *(n for n in writer.done() if is_part(n))])
+    shown = ", ".join(writer.damaged[:5]) + (" and more" if len(writer.damaged) > 5 else "")
+    return [f"{len(writer.damaged)} checkpoint(s) of the interrupted run could not be read ({shown}): "
+            "fitted again"]
 
 
 def _scale(exog_record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:

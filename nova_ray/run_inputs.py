@@ -160,8 +160,7 @@ def attach_exog(cfg: Config, series: SeriesSet) -> tuple[SeriesSet, dict[str, An
     except ValueError as exc:  # e.g. a future table without a date column
         if f.future_features:
             raise ConfigError(f"{cfg.source('future_features')}: setting 'future_features': {exc}") from None
-        raise InputError(f"{features_path(cfg) or cfg.paths.data}: {exc}") from None  # the features'
-
+        raise InputError(f"{features_path(cfg) or cfg.paths.data}: {exc}") from None  # the table's
     return series, record
 
 

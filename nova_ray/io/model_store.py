@@ -31,7 +31,7 @@ from ..factor_history import FactorRecord
 from ..models.lstm import LstmState
 from ..series import period_index
 from .errors import first_line
-from .results import write_json_atomic
+from .results import fsync_file, write_json_atomic
 
 ITEMS_FILE = "items.parquet"
 BACKTESTS_FILE = "backtests.parquet"
@@ -403,7 +403,7 @@ def write_factors(path: Path, record: FactorRecord) -> None:
         lstm=np.array(record.lstm or ""),
         **{f"rows{i}": np.asarray(record.fits[k][1], dtype=np.float64) for i, k in enumerate(keys)},
     )
-    _fsync(tmp)
+    fsync_file(tmp)
     os.replace(tmp, path)
 
 
@@ -425,12 +425,6 @@ def read_factors(path: Path) -> FactorRecord:
     return record
 
 
-def _fsync(path: Path) -> None:
-    """`path`'s data on disk before it is renamed into place."""
-    with open(path, "rb+") as fh:
-        os.fsync(fh.fileno())
-
-
 def write_lstm(path: Path, state: LstmState, cold_fitted_on: date, warm: bool = False) -> None:
     """An LSTM state in one .npz file, written atomically: its weights, shapes, per-step spread,
     the date of its last cold training and whether this run grew it from a stored network."""
@@ -447,7 +441,7 @@ def write_lstm(path: Path, state: LstmState, cold_fitted_on: date, warm: bool = 
         warm=np.bool_(warm),
         **arrays,
     )
-    _fsync(tmp)  # a resumed run reads it: a power cut left it empty, every retry a traceback
+    fsync_file(tmp)  # a resumed run reads it: a power cut left it empty, every retry a traceback
     os.replace(tmp, path)
 
 

@@ -47,6 +47,12 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def fsync_file(path: Path) -> None:
+    """`path`'s data on disk (before it is renamed into place or marked done)."""
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
 def pointer_of(record: dict[str, Any]) -> dict[str, Any]:
     """The pointer `last_updated.json` of a run: its record without the summary and model versions."""
     return {k: v for k, v in record.items() if k not in ("summary", "model_versions")}
@@ -117,9 +123,8 @@ class ResultWriter:
                 pq.write_table(table, tmp, compression="zstd")
             else:
                 table.sink_parquet(tmp, compression="zstd")
-            with open(tmp, "rb+") as fh:  # on disk before the marker: a power cut left a batch
-                os.fsync(fh.fileno())  # marked done whose file was empty, which no resume could read
-            os.replace(tmp, folder / f"{name}.parquet")
+            fsync_file(tmp)  # on disk before the marker: a power cut left a batch marked done
+            os.replace(tmp, folder / f"{name}.parquet")  # whose file was empty, which no resume read
         (ck / "done").mkdir(parents=True, exist_ok=True)
         (ck / "done" / name).write_text(",".join(sorted(tables)))
         global CHECKPOINTED
