@@ -75,8 +75,8 @@ def test_runs_lists_newest_first_with_status(tmp_path: Path) -> None:
     (other,) = (root / "items" / "run_date=2024-01-01").rglob("part-*.parquet")
     latest.write_bytes(other.read_bytes())
     res = runner.invoke(app, ["runs", "--results", str(root), "--limit", "1"])
-    assert "latest, but its items hold another run's: rerun `nova-ray run --date 2024-01-02`" in " ".join(
-        res.output.split())
+    assert ("latest, but its items hold another run's: rerun `nova-ray run --date 2024-01-02` (a `forecast` "
+            "run: the same command with --resume completes it)") in " ".join(res.output.split())
 
 
 @pytest.mark.parametrize("width", [60, 80, 120])

@@ -67,7 +67,8 @@ def _status(root: Path, rec: dict[str, Any], latest: str | None) -> str:
         mixed = _foreign_kinds(root, rec)
         if mixed:  # a run of the date killed while its tables were swapped in
             return (f"[red]latest, but its {', '.join(mixed)} hold another run's: rerun "
-                    f"`nova-ray run --date {rec.get('run_date')}`[/]")
+                    f"`nova-ray run --date {rec.get('run_date')}` (a `forecast` run: the same "
+                    "command with --resume completes it)[/]")
         return "[green]complete, latest[/]"
     owner = _owner(root, rec)
     if owner == "missing":
