@@ -79,10 +79,9 @@ def today_of(series: SeriesSet, mean: np.ndarray, std: np.ndarray) -> Today:
                  (np.datetime64(series.exog_start, "D"), rows))
 
 
-def recent_periods(freq: str) -> int:
-    """The periods of a fit's history that late data may still revise (`RECENT_DAYS`)."""
-    days = {"D": 1, "W": 7, "M": 30, "Q": 91, "Y": 365}[get_frequency(freq).code]
-    return math.ceil(RECENT_DAYS / days)
+def settling_periods(freq: str) -> int:
+    """The periods of a fit's history that late data may still revise (`RECENT_DAYS`, at least one)."""
+    return math.ceil(RECENT_DAYS * get_frequency(freq).periods_per_year / 365.25)
 
 
 def moved(then: Rows, now: Rows, std: np.ndarray, names: tuple[str, ...], freq: str) -> str | None:
@@ -91,7 +90,7 @@ def moved(then: Rows, now: Rows, std: np.ndarray, names: tuple[str, ...], freq: 
     ("rain_log moved 0.3102 of its spread"); None when none does."""
     shift = int(period_index(then[0], now[0], freq))  # `now`'s row 0 is `then`'s row `shift`
     a, b = then[1], now[1]
-    lo, hi = max(0, shift), min(len(a) - recent_periods(freq), len(b) + shift)
+    lo, hi = max(0, shift), min(len(a) - settling_periods(freq), len(b) + shift)
     if hi <= lo:
         return None  # no settled period in common: nothing to compare (the age limit refits it)
     diff = a[lo:hi] - b[lo - shift : hi - shift]

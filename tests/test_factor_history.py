@@ -18,7 +18,7 @@ from nova_ray.factor_history import (
     moved,
     on_scale,
     own_scale,
-    recent_periods,
+    settling_periods,
     today_of,
 )
 from nova_ray.io.model_store import read_factors, write_factors
@@ -62,7 +62,8 @@ def test_a_grown_or_late_revised_history_holds_and_a_moved_one_does_not() -> Non
     # no settled period in common: nothing to compare
     assert moved(then, (np.datetime64("2026-01-01"), raw[:10]), std, NAMES, "D") is None
     # weekly grids count periods, not days, and leave out 5 recent weeks
-    assert recent_periods("W") == 5 and recent_periods("D") == 31 and recent_periods("M") == 2
+    assert settling_periods("W") == 5 and settling_periods("D") == 31 and settling_periods("M") == 2
+    assert settling_periods("Q") == settling_periods("Y") == 1
     weekly = raw[:50].copy()
     assert moved((START, weekly), (START + 14, raw[2:51]), std, NAMES, "W") is None
     weekly[:10, 1] += 3 * std[1]
