@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -174,6 +174,49 @@ def reported_pace(cumulative: np.ndarray) -> np.ndarray:
     return pace
 
 
+def recent_pace(cumulative: np.ndarray) -> float:
+    """The daily pace of a forward-filled cumulative count over its last 28 days (>= 0). A count
+    updated less often: from the update at least two reporting intervals before its latest to
+    the latest (a window of fixed length ending on the last day held two or three monthly updates
+    by the months' lengths: a pace 30% off), 0 when the last two intervals hold no update."""
+    v = np.asarray(cumulative, dtype=float)
+    step = report_interval(v)
+    at = np.flatnonzero(np.diff(v) != 0) + 1  # the days a new count appears
+    if step > 1 and len(at) > 1 and len(v) - 1 - at[-1] <= 2 * step:
+        before = at[at <= at[-1] - 2 * step]
+        first = int(before[-1]) if len(before) else int(at[0])
+        if at[-1] > first:
+            return max(float(v[at[-1]] - v[first]) / float(at[-1] - first), 0.0)
+    recent = v[-(max(G5_RATE_DAYS, 2 * step) + 1) :]
+    return max(float(recent[-1] - recent[0]) / max(len(recent) - 1, 1), 0.0)
+
+
+def continue_counts(
+    features: pd.DataFrame, last_seen: dict[str, pd.Timestamp]
+) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    """The cumulative 5G columns whose source ends before the table (`last_seen`: column -> its
+    last observed day), continued after that day at their `recent_pace`, in steps of their
+    reporting interval (a monthly count still steps monthly); and per continued column its last
+    observed day and pace. The ETL forward-fills such a column: an Anatel extract two months
+    behind the other sources read as a roll-out that stopped, and the forecast's 5G pace as 0."""
+    f = features.sort_values("date").reset_index(drop=True)
+    dates = pd.to_datetime(f["date"])
+    continued: dict[str, dict[str, Any]] = {}
+    for col in (c for c in f.columns if c.startswith(G5_PREFIX) and c in last_seen):
+        last = pd.Timestamp(last_seen[col]).normalize()
+        after = (dates > last).to_numpy()
+        if not after.any() or after.all():
+            continue
+        values = f[col].to_numpy(dtype=float)
+        seen = values[~after]
+        step, pace = report_interval(seen), recent_pace(seen)
+        days = (dates[after] - last).dt.days.to_numpy()
+        values[after] = seen[-1] + pace * step * (days // step)
+        f[col] = values
+        continued[col] = {"observed_until": str(last.date()), "pace_per_day": round(pace, 4)}
+    return f, continued
+
+
 def report_interval(cumulative: np.ndarray) -> int:
     """Days between a forward-filled cumulative count's updates (the median gap between the days
     it changes): 1 for a daily count, ~30 for a monthly one; 1 with fewer than two changes."""
@@ -223,11 +266,8 @@ def daily_table(
         supplied = set(future_table.columns) if future_table is not None else set()
         for col in (c for c in feats.columns if c.startswith(G5_PREFIX) and c not in supplied):
             values = feats[col].to_numpy(dtype=float)
-            # two reporting intervals at least: a monthly count's last 28 days may hold no update
-            recent = values[-(max(G5_RATE_DAYS, 2 * report_interval(values)) + 1) :]
-            pace = max(float(recent[-1] - recent[0]) / max(len(recent) - 1, 1), 0.0)
             steps = (fut["date"] - hi).dt.days.to_numpy(dtype=float)
-            fut[col] = float(recent[-1]) + pace * steps
+            fut[col] = float(values[-1]) + recent_pace(values) * steps
         # the future table's rain (a weather forecast) is given, not the climatology's
         rain = _supplied(future_table, "rain_mm", fut["date"])
         parts.append(fut.assign(**{KNOWN: 0, RAIN_GIVEN: rain.astype(int)}))
@@ -492,16 +532,44 @@ def _dictionary(features_path: str | Path) -> Path:
     return Path(features_path).with_name(DICTIONARY_FILE)
 
 
-def regressor_columns(features_path: str | Path) -> tuple[str, ...]:
-    """Columns of group ``regressor`` in the features_dictionary.json next to `features_path`."""
+def _entries(features_path: str | Path) -> dict[str, dict[str, Any]]:
+    """The entries of the features_dictionary.json next to `features_path` ({} without one)."""
     path = _dictionary(features_path)
     if not path.is_file():
-        return ()
+        return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return ()
-    return tuple(c for c, d in data.items() if isinstance(d, dict) and d.get("group") == "regressor")
+        return {}
+    return {c: d for c, d in data.items() if isinstance(d, dict)} if isinstance(data, dict) else {}
+
+
+def regressor_columns(features_path: str | Path) -> tuple[str, ...]:
+    """Columns of group ``regressor`` in the features_dictionary.json next to `features_path`."""
+    return tuple(c for c, d in _entries(features_path).items() if d.get("group") == "regressor")
+
+
+def observed_until(features_path: str | Path) -> dict[str, pd.Timestamp]:
+    """Column -> the last day its source has a value, from the dictionary's ``observed`` (written
+    by `nova-ray etl` since 0.1; an older dictionary or the user's own table: none)."""
+    out = {}
+    for col, d in _entries(features_path).items():
+        span = d.get("observed")
+        if isinstance(span, list) and len(span) == 2:
+            try:
+                out[col] = pd.Timestamp(span[1])
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
+class Features(NamedTuple):
+    """A run's feature table and what it came with."""
+
+    frame: pd.DataFrame
+    regressors: tuple[str, ...]  # the user's regressor columns (dictionary group ``regressor``)
+    sources: tuple[str, ...]  # the table and the raw files it was built from
+    continued: dict[str, dict[str, Any]]  # 5G counts continued past their last observed day
 
 
 def load_features(
@@ -509,27 +577,29 @@ def load_features(
     demand_path: str | Path | None = None,
     start: pd.Timestamp | str | None = None,
     end: pd.Timestamp | str | None = None,
-) -> tuple[pd.DataFrame, tuple[str, ...], tuple[str, ...]] | None:
-    """(feature table, regressor columns, source files) for a run, or None when there are none.
+) -> Features | None:
+    """The feature table of a run, its regressor columns and source files, or None when there are none.
 
     `features_path` (e.g. data/processed/features.parquet) wins when it exists; otherwise a
     ``raw/`` folder next to the demand file (the demo layout) is run through build_features into
-    a temporary folder (nothing is written next to the data).
+    a temporary folder (nothing is written next to the data). 5G counts whose source ends before
+    the table are continued at their pace (`continue_counts`).
     """
     from .etl import build_features, read_features
 
     if features_path and Path(features_path).is_file():
         path = Path(features_path).resolve()  # the record names the file wherever the run started
-        return features_file(path), regressor_columns(path), (str(path), *raw_sources(path))
+        frame, continued = continue_counts(features_file(path), observed_until(path))
+        return Features(frame, regressor_columns(path), (str(path), *raw_sources(path)), continued)
     # not beside an s3:// demand file: Path would make that the local folder `s3:/bucket/...`
     raw = Path(demand_path).parent / "raw" if demand_path and not is_uri(demand_path) else None
     if raw is None or not raw.is_dir():
         return None
     with tempfile.TemporaryDirectory(prefix="nova-ray-features-") as tmp:
         res = build_features(raw, tmp, start, end)
-        frame = read_features(res.path)
+        frame, continued = continue_counts(read_features(res.path), observed_until(res.path))
         regs = regressor_columns(res.path)
-    return frame, regs, tuple(str(p) for p in res.sources)
+    return Features(frame, regs, tuple(str(p) for p in res.sources), continued)
 
 
 def for_run(
@@ -554,7 +624,7 @@ def for_run(
                   "copy)" if demand_path and is_uri(demand_path)
                   else "no raw/ folder next to the demand file")
         return series, {"enabled": False, "reason": f"no {features_path or 'features file'} and {beside}"}
-    frame, regressors, sources = found
+    frame, regressors, sources, continued = found
     future = read_future_table(future_path) if future_path else None
     if future is not None:  # a misspelt column would be ignored: the scenario silently not applied
         unknown = [c for c in future.columns if c != "date" and c not in frame.columns]
@@ -579,7 +649,10 @@ def for_run(
         record["features_sha256"] = hashlib.sha256(Path(features_path).read_bytes()).hexdigest()[:16]
     since, until = pd.to_datetime(frame["date"]).min(), pd.to_datetime(frame["date"]).max()
     record["features_from"], record["features_until"] = str(since.date()), str(until.date())
-    if warnings := _warnings(out, ex, since, until, features_path, future, future_path):
+    if continued:
+        record["continued"] = continued
+    warnings = _continued_warnings(continued, until) if out.exog is not None else []
+    if warnings := warnings + _warnings(out, ex, since, until, features_path, future, future_path):
         record["warnings"] = warnings  # the run's warnings (pipeline)
     if future_path:
         record["future_table"] = str(future_path)
@@ -619,6 +692,18 @@ def _warnings(series: SeriesSet, ex: Exog, since: pd.Timestamp, until: pd.Timest
 
 
 STALE_FEATURE_DAYS = 31  # features ending more days than this before the demand: a warning
+
+
+def _continued_warnings(continued: dict[str, dict[str, Any]], until: pd.Timestamp) -> list[str]:
+    """A warning per 5G count continued for more than STALE_FEATURE_DAYS: its pace is a guess."""
+    out = []
+    for col, c in continued.items():
+        gap = (until - pd.Timestamp(c["observed_until"])).days
+        if gap > STALE_FEATURE_DAYS:
+            out.append(f"{col}: the 5G count ends {c['observed_until']}, {gap} days before the features' "
+                       f"last day {until.date()}: continued at its recent pace ({c['pace_per_day']:g} per "
+                       "day; run `nova-ray etl` on a newer Anatel file)")
+    return out
 
 
 def without_exog(series: SeriesSet) -> SeriesSet:

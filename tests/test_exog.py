@@ -371,7 +371,8 @@ def test_lstm_trains_and_forecasts_with_regressors() -> None:
 def test_load_features_builds_from_the_demo_raw_folder(small_demo: Path) -> None:
     found = load_features(small_demo / "missing.parquet", small_demo / "demand.parquet")
     assert found is not None
-    frame, regressors, sources = found
+    frame, regressors, sources, continued = found
+    assert continued == {}  # the demo's 5G count is as current as the other sources
     assert {"rain_mm", "usd_brl", "is_holiday"} <= set(frame.columns) and regressors == ()
     assert any("inmet" in s for s in sources)
     assert load_features(None, small_demo / "nowhere" / "demand.parquet") is None
@@ -446,6 +447,48 @@ def test_a_monthly_5g_count_is_a_pace_in_weekly_periods_too() -> None:
     table = derive_daily(daily_table(feats, days[0], days[-1] + pd.Timedelta(days=28)))
     ahead = table["g5_new_sites"].to_numpy()[-28:]  # the first forecast day too, not 300/30 days
     assert 9.0 < ahead.min() <= ahead.max() < 11
+
+
+def test_a_5g_count_behind_the_other_sources_goes_on_at_its_pace(tmp_path: Path) -> None:
+    """An Anatel extract that ends before the other sources (it lags by months) was forward-filled
+    to the table's end, which read as a roll-out that had stopped: the monthly count's horizon pace
+    0, a daily count's trailing mean falling to 0. The ETL records each source's observed days in
+    the dictionary and the run continues such a count at its recent pace, in its own steps."""
+    from nova_ray.exog import for_run
+
+    raw = tmp_path / "raw"
+    (raw / "anatel").mkdir(parents=True)
+    (raw / "bcb").mkdir()
+    months = pd.date_range("2023-01-31", "2025-09-30", freq="ME")  # monthly, ends 2025-09-30
+    rows = [f"{d:%d/%m/%Y};{300 * (i + 1)}" for i, d in enumerate(months)]
+    (raw / "anatel" / "5g.csv").write_text("Data;Estacoes\n" + "\n".join(rows) + "\n")
+    days = pd.date_range("2023-01-01", "2025-12-30")  # the exchange rate is current
+    (raw / "bcb" / "usd_brl.csv").write_text(
+        "data;valor\n" + "\n".join(f"{d:%d/%m/%Y};5,{i % 97:02d}" for i, d in enumerate(days)) + "\n")
+    res = build_features(raw, tmp_path / "out")
+    entries = json.loads(res.dictionary_path.read_text())
+    assert entries["g5_estacoes"]["observed"] == ["2023-01-31", "2025-09-30"]
+    assert entries["usd_brl"]["observed"] == ["2023-01-01", "2025-12-30"] and "observed" not in entries["is_holiday"]
+    assert any("2025-09-30, 91 days before" in w and "continues the count at its recent pace" in w
+               for w in res.warnings)
+    assert read_features(res.path)["g5_estacoes"].iloc[-1] == 300 * len(months)  # the table keeps the data
+
+    found = load_features(res.path)
+    assert found is not None and found.continued == {
+        "g5_estacoes": {"observed_until": "2025-09-30", "pace_per_day": pytest.approx(300 / 30.5, rel=0.02)}}
+    count = found.frame.set_index("date")["g5_estacoes"]
+    assert count["2025-10-01":"2025-10-29"].eq(300 * len(months)).all()  # still a monthly step
+    steps = np.diff(count["2025-09-30":].to_numpy())
+    assert (steps > 0).sum() == 2 and steps.max() == pytest.approx(300, rel=0.05)  # two of ~300
+
+    demand = _series({"A": np.full(len(days) - 1, 5.0)}, start="2023-01-02")
+    out, record = for_run(demand, 30, res.path)
+    assert record["continued"]["g5_estacoes"]["observed_until"] == "2025-09-30"
+    assert any(w.startswith("g5_estacoes: the 5G count ends 2025-09-30, 91 days before") for w in record["warnings"])
+    j = out.exog_names.index("g5_new_sites_14d")
+    pace = out.exog[:, j] * record["std"][j] + record["mean"][j]
+    n = len(pace) - out.exog_horizon  # the roll-out goes on in the horizon (it was 0), at the history's pace
+    assert pace[n:].min() > 9 and pace[n - 1] == pytest.approx(pace[n], rel=0.1)
 
 
 def test_an_imputed_last_day_is_unknown_rain_not_a_wet_day(demo_features: pd.DataFrame) -> None:

@@ -62,7 +62,8 @@ _FILL = {
     "climate": "missing days from the smoothed day-of-year climatology, then linear interpolation",
     "economy": "forward-filled over calendar days; before the first observation back-filled",
     "5g": "forward-filled over calendar days; before the first row back-filled (an extract that starts "
-          "after the roll-out did: no jump from 0)",
+          "after the roll-out did: no jump from 0); the forecast continues the count past its last "
+          "observed day at its recent pace",
     "regressor": "forward-filled over calendar days; before the first row back-filled",
 }
 
@@ -218,6 +219,7 @@ def build_features(
     table = calendar_features(start_ts, end_ts).set_index("date")
     groups: dict[str, str] = dict.fromkeys(table.columns, "calendar")
     have: list[str] = []  # the climate columns some station reports
+    observed: dict[str, Span] = {**econ_span, **g5_span, **reg_span}  # each column's first and last datum
     if files["inmet"]:
         daily = stations.groupby("date")[CLIMATE_COLUMNS].mean()
         # a sensor no station reports gives no column: all NaN, it would also mark every day
@@ -242,8 +244,10 @@ def build_features(
                          "(the climatology stands in for them)")
         seen = climate.index[~imputed.to_numpy()]
         if len(seen):  # the files of a portal lag by weeks: the days after them are climatology
+            observed.update(dict.fromkeys([*have, IMPUTED], (seen.min(), seen.max())))
+            filled = "are filled from the climatology"
             notes += _filled_ends({"climate": (seen.min(), seen.max())}, start_ts, end_ts, "climate",
-                                  repeats="are filled from the climatology")
+                                  before=filled, after=filled)
         groups.update(dict.fromkeys([*have, IMPUTED], "climate"))
     each = ((economy, "economy", econ_span), (g5, "5g", g5_span), (regs, "regressor", reg_span))
     for frame, group, col_spans in each:
@@ -258,7 +262,10 @@ def build_features(
         for col in aligned.columns:
             table[col] = aligned[col]
             groups[col] = group
-        notes += _filled_ends(col_spans, start_ts, end_ts, group)
+        after = "repeat the last value"
+        if group == "5g":  # exog.continue_counts
+            after += " (the forecast continues the count at its recent pace)"
+        notes += _filled_ends(col_spans, start_ts, end_ts, group, after=after)
     table = table.reset_index()
     empty = [c for c in table.columns if c != "date" and table[c].isna().all()]
     if empty:  # etl.md promises a table without gaps: a column without a value is no feature
@@ -273,7 +280,8 @@ def build_features(
     for src in (econ_src, g5_src, reg_src):
         for col, f in src.items():
             origin[col] = [_rel(f, raw)]
-    dictionary = {col: _describe(col, groups.get(col, "calendar"), origin[col]) for col in table.columns}
+    dictionary = {col: _describe(col, groups.get(col, "calendar"), origin[col], observed.get(col))
+                  for col in table.columns}
 
     out.mkdir(parents=True, exist_ok=True)
     stations_out = stations[(stations["date"] >= start_ts) & (stations["date"] <= end_ts)]
@@ -299,10 +307,11 @@ FILLED_DAYS = 31  # days of the range before a source's first row or after its l
 
 
 def _filled_ends(
-    spans: dict[str, Span], start: pd.Timestamp, end: pd.Timestamp, group: str, repeats: str = ""
+    spans: dict[str, Span], start: pd.Timestamp, end: pd.Timestamp, group: str,
+    before: str = "repeat the first value", after: str = "repeat the last value",
 ) -> list[str]:
     """Warnings for columns that start long after the range does (their first value copied back)
-    or end long before (their last carried forward, or with `repeats` another filling): such
+    or end long before (their last carried forward; `before`/`after` say what fills them): such
     days are no information. Columns with the same span share one warning, named by column."""
     by_span: dict[Span, list[str]] = {}
     for col, span in spans.items():
@@ -312,10 +321,10 @@ def _filled_ends(
         label = group if cols == [group] else f"{group} {', '.join(cols)}"
         if (first - start).days > FILLED_DAYS:
             out.append(f"{label}: the data start {first.date()}, {(first - start).days} days into the range "
-                       f"from {start.date()}: those days {repeats or 'repeat the first value'}")
+                       f"from {start.date()}: those days {before}")
         if (end - last).days > FILLED_DAYS:
             out.append(f"{label}: the data end {last.date()}, {(end - last).days} days before the range's "
-                       f"end {end.date()}: those days {repeats or 'repeat the last value'}")
+                       f"end {end.date()}: those days {after}")
     return out
 
 
@@ -333,7 +342,8 @@ def _ignored_subfolders(raw: Path) -> list[str]:
     return out
 
 
-def _describe(col: str, group: str, sources: list[str]) -> dict[str, Any]:
+def _describe(col: str, group: str, sources: list[str], observed: Span | None = None) -> dict[str, Any]:
+    """A column's dictionary entry; `observed`: the first and last day its source has a value."""
     if group == "calendar":
         desc, unit = _CALENDAR_DOC[col]
         if col != "date":
@@ -346,7 +356,10 @@ def _describe(col: str, group: str, sources: list[str]) -> dict[str, Any]:
         desc, unit = f"Anatel 5G roll-out, cumulative {col[3:].replace('_', ' ')}", "count"
     else:
         desc, unit = f"Regressor {col!r} from {', '.join(sources)}", "as in the file"
-    return {"description": desc, "unit": unit, "group": group, "sources": sources, "fill": _FILL[group]}
+    entry = {"description": desc, "unit": unit, "group": group, "sources": sources, "fill": _FILL[group]}
+    if observed is not None:
+        entry["observed"] = [str(observed[0].date()), str(observed[1].date())]
+    return entry
 
 
 def _date_frame(frame: pd.DataFrame) -> pd.DataFrame:
