@@ -295,7 +295,8 @@ def _fit(
         "horizon": str(cfg.forecast.horizon),
     }
     writer = ResultWriter(
-        cfg.paths.output, meta["run_id"], run_date, meta, stage_key=key, resume=resume is not False
+        cfg.paths.output, meta["run_id"], run_date, meta, stage_key=key, resume=resume is not False,
+        items=len(series),
     )
     LOG.info(
         "run %s (%s)%s", writer.run_id, model_version, " resuming from checkpoints" if writer.resumed else ""

@@ -468,7 +468,8 @@ def test_a_5g_count_behind_the_other_sources_goes_on_at_its_pace(tmp_path: Path)
     res = build_features(raw, tmp_path / "out")
     entries = json.loads(res.dictionary_path.read_text())
     assert entries["g5_estacoes"]["observed"] == ["2023-01-31", "2025-09-30"]
-    assert entries["usd_brl"]["observed"] == ["2023-01-01", "2025-12-30"] and "observed" not in entries["is_holiday"]
+    assert entries["usd_brl"]["observed"] == ["2023-01-01", "2025-12-30"]
+    assert "observed" not in entries["is_holiday"]
     assert any("2025-09-30, 91 days before" in w and "continues the count at its recent pace" in w
                for w in res.warnings)
     assert read_features(res.path)["g5_estacoes"].iloc[-1] == 300 * len(months)  # the table keeps the data
@@ -484,7 +485,8 @@ def test_a_5g_count_behind_the_other_sources_goes_on_at_its_pace(tmp_path: Path)
     demand = _series({"A": np.full(len(days) - 1, 5.0)}, start="2023-01-02")
     out, record = for_run(demand, 30, res.path)
     assert record["continued"]["g5_estacoes"]["observed_until"] == "2025-09-30"
-    assert any(w.startswith("g5_estacoes: the 5G count ends 2025-09-30, 91 days before") for w in record["warnings"])
+    warned = "g5_estacoes: the 5G count ends 2025-09-30, 91 days before"
+    assert any(w.startswith(warned) for w in record["warnings"])
     j = out.exog_names.index("g5_new_sites_14d")
     pace = out.exog[:, j] * record["std"][j] + record["mean"][j]
     n = len(pace) - out.exog_horizon  # the roll-out goes on in the horizon (it was 0), at the history's pace

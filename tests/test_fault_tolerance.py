@@ -137,17 +137,39 @@ def test_killed_worker_is_retried_and_every_item_appears_once(demo: Path, tmp_pa
     assert_frame_equal(got, clean)
 
 
-def test_killed_driver_resumes_to_the_clean_result(demo: Path, tmp_path: Path, clean) -> None:
+def _unpublished(out: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`nova-ray runs`' table of the runs that stopped before publishing (whitespace collapsed)."""
+    from typer.testing import CliRunner
+
+    from nova_ray.cli import app
+    from nova_ray.cli.common import out as console
+
+    monkeypatch.setattr(console, "_width", 250)
+    res = CliRunner().invoke(app, ["runs", "--results", str(out)])
+    assert res.exit_code == 0, res.output
+    return " ".join(res.output.split("unpublished runs in", 1)[-1].split())
+
+
+def test_killed_driver_resumes_to_the_clean_result(
+    demo: Path, tmp_path: Path, clean, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "out"
     _run("--data", str(demo), "--output", str(out), "--items", "CAB-0001", *ARGS)  # the previous run
     before = json.loads((out / "metadata" / "last_updated.json").read_text())
     p = _cli("--data", str(demo), "--output", str(out), *ARGS)
     done = lambda: list(out.glob(".staging/*/checkpoints/done/b-*"))  # noqa: E731  (batches of items)
     _wait_for(lambda: len(done()) >= 3 or p.poll() is not None)
+    live = _unpublished(out, monkeypatch)  # `runs` while the run goes on: its stage, the folder locked
     assert p.poll() is None, "the run ended before the driver could be killed"
+    assert f"running (pid {p.pid} since" in live, live
     os.killpg(p.pid, signal.SIGKILL)  # the driver and the local Ray it started
     p.wait()
     n_done = len(done())
+    # `runs` lists the killed run with what its checkpoints hold, and how to go on
+    listed = _unpublished(out, monkeypatch)
+    items = sum(pl.read_parquet(f.parent.parent / "items" / f"{f.name}.parquet").height for f in done())
+    assert f"{items} of 20 items" in listed and "interrupted" in listed and "running" not in listed, listed
+    assert "with --resume" in listed
     # the killed driver left its run scratch and Ray session folders; the next run removes them
     left = [
         *Path(tempfile.gettempdir()).glob(f"nova-ray-run-{p.pid}-*"),
@@ -161,7 +183,7 @@ def test_killed_driver_resumes_to_the_clean_result(demo: Path, tmp_path: Path, c
     record = json.loads((out / "metadata" / "runs" / f"{_pointer(out)['run_id']}.json").read_text())
     assert record["summary"]["resumed_items"] >= n_done, log
     assert "this attempt only" in log  # the wall time does not cover the killed attempt
-    assert not list(out.glob(".staging/*"))
+    assert not list(out.glob(".staging/*")) and "unpublished" not in _unpublished(out, monkeypatch)
     assert not [d for d in left if d.exists()]
     assert_frame_equal(_forecasts(out), clean)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -12,6 +13,9 @@ from rich.table import Table
 
 from . import app
 from .common import config_or_exit, fail, folder_or_exit, out, print_table, setting_label
+
+if TYPE_CHECKING:
+    from ..io.results import Interrupted
 
 
 def read_runs(root: Path) -> list[dict[str, Any]]:
@@ -96,13 +100,16 @@ def runs(
     if not root.is_dir():
         fail(f"{label}: no such folder")
     records = read_runs(root)
+    from ..io.results import POINTER, interrupted_runs  # lazily: the CLI imports light on a serving box
+
+    stopped = interrupted_runs(root)
     if not records:
         out.print(
             f"no runs in {root} (metadata/runs/ is empty); run `nova-ray forecast --output {root}`",
             highlight=False,
         )
+        _interrupted(root, stopped)
         return
-    from ..io.results import POINTER  # lazily: the CLI imports light on a serving box
 
     ptr = root / "metadata" / POINTER
     try:
@@ -139,3 +146,56 @@ def runs(
               markup=False)
     if len(shown) < len(records):
         out.print(f"{len(shown)} of {len(records)} runs shown; --limit 0 shows all", highlight=False)
+    _interrupted(root, stopped)
+
+
+def _interrupted(root: Path, stopped: list[Interrupted]) -> None:
+    """The runs that stopped before publishing, with what their checkpoints hold and how to go on."""
+    if not stopped:
+        return
+    from ..io.lock import holder
+    from ..io.results import STALE_STAGE_DAYS
+
+    running = holder(root)  # "pid N since <ISO time>" while a job holds the folder
+    since = _lock_time(running)
+    # one job at a time per results folder: the stage it wrote to since it took the lock is its
+    live = stopped[0] if since and stopped[0].last_write >= since else None
+    out.print(f"unpublished runs in {root / '.staging'}", soft_wrap=True, highlight=False, markup=False)
+    table = Table()
+    for col in ("run id", "run date", "started (UTC)", "checkpointed", "last write (UTC)", "status"):
+        table.add_column(col, no_wrap=col in ("run id", "run date"))
+    for r in stopped:
+        done = f"{r.items_done} of {r.items} items" if r.items is not None else f"{r.items_done} items"
+        status = ("[yellow]interrupted while publishing[/]" if r.publishing else "[yellow]interrupted[/]")
+        if r is live:
+            status = f"[green]running ({escape(_short_holder(running))})[/]"
+        table.add_row(
+            escape(r.run_id),
+            r.run_date or "–",
+            r.started.replace("T", " ").replace("+00:00", "") or "–",
+            done + (", LSTM done" if r.lstm_done else ""),
+            f"{r.last_write:%Y-%m-%d %H:%M}",
+            status,
+        )
+    print_table(table)
+    if running and live is None:
+        out.print(f"a nova-ray job holds this folder now ({_short_holder(running)})", highlight=False,
+                  markup=False)
+    out.print(
+        "to go on from the checkpoints: the same `nova-ray forecast` command (same input, settings, "
+        "--items and --date) with --resume; `nova-ray run` resumes by itself. Unpublished runs "
+        f"untouched for {STALE_STAGE_DAYS} days are removed by the next run.",
+        soft_wrap=True, highlight=False, markup=False,
+    )
+
+
+def _lock_time(held: str | None) -> datetime | None:
+    """The time in a lock holder's "pid N since <ISO time>", None without one."""
+    try:
+        return datetime.fromisoformat(held.split(" since ", 1)[1]) if held and " since " in held else None
+    except ValueError:
+        return None
+
+
+def _short_holder(held: str | None) -> str:
+    return (held or "").replace("T", " ").replace("+00:00", " UTC")

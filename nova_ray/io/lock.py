@@ -56,3 +56,24 @@ def job_lock(folder: str | Path, create: bool = True) -> Iterator[Path]:
         fh.truncate()
         fcntl.flock(fh, fcntl.LOCK_UN)
         fh.close()
+
+
+def holder(folder: str | Path) -> str | None:
+    """Who holds `folder`'s job lock ("pid N since ..."), or None when no job does (read only:
+    nothing is created, and a folder this process cannot open reads as free)."""
+    path = Path(folder) / LOCK
+    if str(path.resolve()) in _HELD:
+        return f"pid {os.getpid()} (this process)"
+    try:
+        fh = open(path)
+    except OSError:
+        return None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return fh.read().strip() or "unknown"
+        except OSError:
+            return None
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return None

@@ -14,6 +14,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,6 +80,7 @@ class ResultWriter:
         *,
         stage_key: str | None = None,
         resume: bool = False,
+        items: int | None = None,
     ):
         self.root = Path(root)
         self.run_date = run_date
@@ -107,8 +109,8 @@ class ResultWriter:
         _drop_stale(self.stage)
         self.run_id = run_id
         self.meta = {k: str(v) for k, v in meta.items()} | {"schema_version": SCHEMA_VERSION}
-        if not self.resumed:
-            write_json_atomic(info, {"run_id": run_id, "meta": self.meta})
+        if not self.resumed:  # `items`: the run's item count, which `interrupted_runs` shows
+            write_json_atomic(info, {"run_id": run_id, "meta": self.meta, "items": items})
 
     # -- checkpoints -------------------------------------------------------------------------------
     def checkpoint(self, name: str, tables: dict[str, pa.Table | pl.LazyFrame]) -> None:
@@ -316,6 +318,67 @@ class ResultWriter:
         """Drop everything staged; the published output is untouched."""
         _drop(self.stage)
         _remove_if_empty(self.root / ".staging")
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    """A run that stopped before it published, as its stage under `.staging/` holds it."""
+
+    run_id: str
+    run_date: str
+    started: str  # the attempt's generated_at (UTC)
+    items_done: int  # items of its finished batch checkpoints
+    items: int | None  # the run's items (None: a stage from before they were recorded)
+    lstm_done: bool  # the global LSTM's result is checkpointed (false also for runs without it)
+    publishing: bool  # killed while publishing: its final tables were being written
+    last_write: datetime  # UTC; the stage is removed STALE_STAGE_DAYS after it
+
+
+def interrupted_runs(root: str | Path) -> list[Interrupted]:
+    """The stages under `root/.staging` that a run left (killed, interrupted, failed), newest
+    first; a live run's stage reads the same (see `lock.holder`). Read only."""
+    out = []
+    staging = Path(root) / ".staging"
+    for stage in staging.iterdir() if staging.is_dir() else ():
+        info = stage / "run.json"
+        if stage.name.startswith(".") or not info.is_file():
+            continue
+        try:
+            saved = json.loads(info.read_text())
+            meta = saved.get("meta") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        done_dir = stage / "checkpoints" / "done"
+        done = {p.name for p in done_dir.iterdir()} if done_dir.is_dir() else set()
+        rows = 0
+        for name in done:
+            if name.startswith(BATCH_PREFIX):
+                try:
+                    rows += pq.read_metadata(stage / "checkpoints" / "items" / f"{name}.parquet").num_rows
+                except Exception:  # noqa: BLE001 - a damaged checkpoint is fitted again on --resume
+                    continue
+        marks = [m for m in (stage, info, done_dir) if m.exists()]
+        run_id = str(saved.get("run_id") or meta.get("run_id") or stage.name)
+        out.append(Interrupted(
+            run_id=run_id,
+            run_date=_run_date(run_id),
+            started=str(meta.get("generated_at") or ""),
+            items_done=rows,
+            items=saved.get("items") if isinstance(saved.get("items"), int) else None,
+            lstm_done="lstm" in done,
+            publishing=any(e.is_dir() and e.name != "checkpoints" for e in stage.iterdir()),
+            last_write=datetime.fromtimestamp(max(m.stat().st_mtime for m in marks), timezone.utc),
+        ))
+    return sorted(out, key=lambda r: r.last_write, reverse=True)
+
+
+def _run_date(run_id: str) -> str:
+    """The run date in a run id (``YYYYMMDD-xxxxxxxx``) as YYYY-MM-DD, else ''."""
+    head = run_id.split("-", 1)[0]
+    try:
+        return datetime.strptime(head, "%Y%m%d").date().isoformat()
+    except ValueError:
+        return ""
 
 
 def _drop(folder: Path) -> None:
