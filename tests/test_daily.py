@@ -154,6 +154,32 @@ def test_the_job_lock_is_reentrant_in_one_process(tmp_path: Path, held_elsewhere
         pass
 
 
+def test_who_holds_the_lock_is_read_without_turning_a_job_away(tmp_path: Path, held_elsewhere) -> None:
+    """`nova-ray runs` names the job that holds a results folder (`holder`) by probing its lock
+    for an instant; a job starting at that instant waits the probe out instead of exiting 3."""
+    import subprocess
+    import sys
+
+    from nova_ray.io.lock import holder
+
+    assert holder(tmp_path) is None and not (tmp_path / ".nova-ray.lock").exists()  # creates nothing
+    with held_elsewhere(tmp_path):
+        held = holder(tmp_path)
+        assert held is not None and held.startswith("pid ") and " since " in held
+    assert holder(tmp_path) is None
+    probe = subprocess.Popen([sys.executable, "-c", (
+        "import time; from nova_ray.io.lock import holder\n"
+        f"end = time.monotonic() + 3\nwhile time.monotonic() < end: holder({str(tmp_path)!r})")])
+    try:
+        taken = 0
+        while probe.poll() is None:  # each take meets the probe's shared lock now and then
+            with job_lock(tmp_path):
+                taken += 1
+        assert taken > 20 and probe.returncode == 0
+    finally:
+        probe.kill()
+
+
 def test_a_broken_raw_file_stops_the_job_with_exit_2(env: Path, small_demo: Path, monkeypatch) -> None:
     """Bad input exits 2 with one line, as `nova-ray etl` does for the same file (it was 1)."""
     import shutil

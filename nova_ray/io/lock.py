@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import IO
 
 LOCK = ".nova-ray.lock"
 _HELD: set[str] = set()  # the lock files this process holds
@@ -35,7 +37,7 @@ def job_lock(folder: str | Path, create: bool = True) -> Iterator[Path]:
         return
     fh = open(path, "a+")
     try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _take(fh)
     except BlockingIOError:
         fh.seek(0)
         holder = fh.read().strip() or "unknown"
@@ -58,9 +60,24 @@ def job_lock(folder: str | Path, create: bool = True) -> Iterator[Path]:
         fh.close()
 
 
+def _take(fh: IO[str], patience_s: float = 1.0) -> None:
+    """The exclusive lock, tried for `patience_s`: `holder`'s brief probe (`nova-ray runs` at the
+    moment a job starts) must not turn the job away; another job holds it for longer."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
 def holder(folder: str | Path) -> str | None:
     """Who holds `folder`'s job lock ("pid N since ..."), or None when no job does (read only:
-    nothing is created, and a folder this process cannot open reads as free)."""
+    nothing is created, and a folder this process cannot open reads as free). The probe takes a
+    shared lock for an instant, which a job starting then waits out (`_take`)."""
     path = Path(folder) / LOCK
     if str(path.resolve()) in _HELD:
         return f"pid {os.getpid()} (this process)"
