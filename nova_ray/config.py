@@ -80,6 +80,7 @@ class Etl:
     bcb_series: str = "usd_brl:1,ipca:433,selic:432"
     inmet_base_url: str = "https://apitempo.inmet.gov.br"
     inmet_stations: str = "A401"
+    inmet_token: str = ""  # INMET's API key (NOVA_RAY_INMET_TOKEN, or .env): its data answers need one
     fetch_retries: int = 3
     fetch_timeout_s: float = 30.0
 

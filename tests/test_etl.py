@@ -35,6 +35,7 @@ from nova_ray.etl import (
     read_regressor_file,
 )
 from nova_ray.etl.features import DICTIONARY_FILE, FEATURES_FILE, STATIONS_FILE
+from nova_ray.etl.fetch import NO_TOKEN
 
 DATA = Path(__file__).parent / "data"
 RAW = DATA / "raw"
@@ -483,6 +484,8 @@ class _Recorded(BaseHTTPRequestHandler):
     fail_once: set[str] = set()
     seen: list[str] = []
     bodies: dict[str, bytes] = {}  # path -> an answer given instead of the recorded one
+    gone: set[str] = set()  # paths answered 404 (INMET's open data path since it wants a token)
+    TOKEN = "s3cr3t"  # the key INMET's `/token/estacao/.../<token>` path takes here
 
     def do_GET(self) -> None:  # noqa: N802
         url = urllib.parse.urlsplit(self.path)
@@ -492,7 +495,11 @@ class _Recorded(BaseHTTPRequestHandler):
             self.send_error(503)
             return
         parts = url.path.strip("/").split("/")
-        name = {"bcb": f"bcb_{parts[1] if len(parts) > 1 else ''}", "inmet": f"inmet_{parts[-1]}"}
+        if url.path in self.gone or (parts[1:2] == ["token"] and parts[-1] != self.TOKEN):
+            self.send_error(404 if url.path in self.gone else 403)
+            return
+        station = parts[-2] if parts[1:2] == ["token"] else parts[-1]
+        name = {"bcb": f"bcb_{parts[1] if len(parts) > 1 else ''}", "inmet": f"inmet_{station}"}
         recorded = DATA / "http" / f"{name.get(parts[0], '-')}.json"
         if url.path not in self.bodies and not recorded.is_file():
             self.send_error(404)
@@ -514,6 +521,7 @@ def server():
     _Recorded.seen = []
     _Recorded.fail_once = set()
     _Recorded.bodies = {}
+    _Recorded.gone = set()
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -564,8 +572,38 @@ def test_a_station_without_data_is_said(server: str, tmp_path: Path) -> None:
     notes: list[str] = []
     paths = fetch_sources(tmp_path, _cfg(server), start=date(2023, 1, 1), end=date(2023, 1, 2), notes=notes)
     assert all(p.parent.name == "bcb" for p in paths)
-    assert notes == ["INMET station A401: no data from 2023-01-01 to 2023-01-02 (check the code in [etl] "
-                     "inmet_stations)"]
+    assert notes == [f"INMET station A401: no data from 2023-01-01 to 2023-01-02 (check the code in [etl] "
+                     f"inmet_stations; {NO_TOKEN})"]
+
+
+def test_inmet_data_with_a_token_and_without(server: str, tmp_path: Path) -> None:
+    """INMET's API answers station data only at `/token/estacao/<from>/<to>/<station>/<token>`;
+    the open path answers 404 or nothing. `--fetch` took the open path only: a 404 was an error
+    naming the URL, an empty answer "check the station code". The token (NOVA_RAY_INMET_TOKEN)
+    is never written in a message."""
+    from nova_ray.config import load_config
+
+    token = load_config(None, env={"NOVA_RAY_INMET_TOKEN": _Recorded.TOKEN}, dotenv=None).etl.inmet_token
+    cfg = _cfg(server, bcb_series="", inmet_token=token)
+    (got,) = fetch_sources(tmp_path / "raw", cfg, start=date(2023, 1, 1), end=date(2023, 1, 2))
+    assert _Recorded.seen == [f"/inmet/token/estacao/2023-01-01/2023-01-02/A401/{token}"]
+    assert read_inmet_file(got)["rain_mm"].tolist() == pytest.approx([0.2, 0.2])
+    refused = r"/A401/<token>: HTTP 403 .*INMET refused the token \(check NOVA_RAY_INMET_TOKEN"
+    with pytest.raises(EtlError, match=refused) as exc:
+        fetch_sources(tmp_path / "raw", _cfg(server, bcb_series="", inmet_token="wrong-key"))
+    one_line(exc)
+    assert "wrong-key" not in str(exc.value)
+    _Recorded.gone = {"/inmet/estacao/2023-01-01/2023-01-02/A401"}  # the open path, as INMET now answers
+    with pytest.raises(EtlError, match="HTTP 404 .*set NOVA_RAY_INMET_TOKEN .*historical-data portal"):
+        fetch_sources(tmp_path / "raw", _cfg(server, bcb_series=""), start=date(2023, 1, 1),
+                      end=date(2023, 1, 2))
+    with socket.socket() as s:  # offline: the URL in the message, the token not
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    offline = rf"cannot reach http://127\.0\.0\.1:{port}/inmet/token/\S+/A401/<token> "
+    with pytest.raises(EtlError, match=offline):
+        fetch_sources(tmp_path / "raw", _cfg(f"http://127.0.0.1:{port}", bcb_series="", inmet_token=token),
+                      start=date(2023, 1, 1), end=date(2023, 1, 2), backoff_s=0.001)
 
 
 def test_a_shorter_bcb_fetch_adds_to_the_file_instead_of_replacing_it(server: str, tmp_path: Path) -> None:

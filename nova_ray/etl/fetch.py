@@ -76,6 +76,14 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+class HttpStatusError(EtlError):
+    """A download answered an HTTP error that is not retried (``code``: its status)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def get_with_retries(
     url: str,
     client: HttpClient,
@@ -83,26 +91,30 @@ def get_with_retries(
     timeout: float,
     backoff_s: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
+    secret: str = "",
 ) -> bytes:
     """GET with up to `tries` attempts, sleeping ``backoff_s * 2**k`` between them.
 
-    Connection errors, timeouts, HTTP 408/429 and 5xx are retried; other HTTP errors fail at once.
+    Connection errors, timeouts, HTTP 408/429 and 5xx are retried; other HTTP errors fail at once
+    (`HttpStatusError`). `secret` (an API key in the URL) is written ``<token>`` in the messages.
     """
     tries = max(1, int(tries))
+    shown = url.replace(secret, "<token>") if secret else url
     last: BaseException | None = None
     for attempt in range(tries):
         try:
             return client(url, timeout)
         except urllib.error.HTTPError as exc:
             if exc.code < 500 and exc.code not in (408, 429):
-                raise EtlError(f"{url}: {_reason(exc)}") from None
+                raise HttpStatusError(f"{shown}: {_reason(exc)}", exc.code) from None
             last = exc
         except (OSError, http.client.HTTPException) as exc:
             last = exc
         if attempt + 1 < tries:
             sleep(backoff_s * 2**attempt)
     word = "try" if tries == 1 else "tries"
-    raise EtlError(" ".join(f"cannot reach {url} after {tries} {word}: {_reason(last)}".split()))
+    reason = _reason(last).replace(secret, "<token>") if secret else _reason(last)
+    raise EtlError(" ".join(f"cannot reach {shown} after {tries} {word}: {reason}".split()))
 
 
 def parse_bcb_series(spec: str) -> list[tuple[str, str]]:
@@ -220,16 +232,39 @@ def inmet_csv(records: list[dict[str, Any]], station: str) -> tuple[str, str]:
     return f"INMET_{_REGION.get(uf, 'XX')}_{uf or 'XX'}_{station}_{safe}", "\n".join(lines) + "\n"
 
 
+NO_TOKEN = ("INMET's API answers station data only with a token: set NOVA_RAY_INMET_TOKEN (ask INMET "
+            "for one), or put the station's yearly CSV files from INMET's historical-data portal in "
+            "raw/inmet/")
+
+
+def inmet_url(base_url: str, station: str, lo: date, hi: date, token: str = "") -> str:
+    """The API's hourly data of `station` from `lo` to `hi`: ``/token/estacao/.../<token>`` with a
+    token, else the open ``/estacao/...`` (which INMET has stopped answering with data)."""
+    base, span = base_url.rstrip("/"), f"{lo:%Y-%m-%d}/{hi:%Y-%m-%d}/{station}"
+    return f"{base}/token/estacao/{span}/{token}" if token else f"{base}/estacao/{span}"
+
+
 def fetch_inmet(
-    raw_dir: Path, station: str, base_url: str, start: date, end: date, get: Callable[[str], bytes]
+    raw_dir: Path, station: str, base_url: str, start: date, end: date, get: Callable[[str], bytes],
+    token: str = "",
 ) -> list[Path]:
     """Download one station, one request and one yearly-format file per calendar year."""
     written = []
     folder = raw_dir / "inmet"
     for year in range(start.year, end.year + 1):
         lo, hi = max(start, date(year, 1, 1)), min(end, date(year, 12, 31))
-        url = f"{base_url.rstrip('/')}/estacao/{lo:%Y-%m-%d}/{hi:%Y-%m-%d}/{station}"
-        body = get(url).decode("utf-8", errors="replace")
+        url = inmet_url(base_url, station, lo, hi, token)
+        try:
+            body = get(url).decode("utf-8", errors="replace")
+        except HttpStatusError as exc:
+            if exc.code in (401, 403) and token:
+                why = "INMET refused the token (check NOVA_RAY_INMET_TOKEN)"
+            elif exc.code == 404 and not token:
+                why = NO_TOKEN
+            else:
+                raise
+            raise EtlError(f"{exc.reason}: {why}") from None
+        url = url.replace(token, "<token>") if token else url  # in the messages below
         if not body.strip():
             continue  # 204: no data for that year
         try:
@@ -291,8 +326,11 @@ def fetch_sources(
         raise EtlError(f"end {end} is before start {start}")
     client = client or urllib_client
 
+    token = etl_config.inmet_token.strip()
+
     def get(url: str) -> bytes:
-        return get_with_retries(url, client, etl_config.fetch_retries, etl_config.fetch_timeout_s, backoff_s)
+        return get_with_retries(url, client, etl_config.fetch_retries, etl_config.fetch_timeout_s, backoff_s,
+                                secret=token)
 
     written: list[Path] = []
     if "bcb" in sources:
@@ -302,9 +340,9 @@ def fetch_sources(
         for station in (s.strip().upper() for s in etl_config.inmet_stations.split(",")):
             if not station:
                 continue
-            got = fetch_inmet(raw, station, etl_config.inmet_base_url, start, end, get)
+            got = fetch_inmet(raw, station, etl_config.inmet_base_url, start, end, get, token)
             if not got and notes is not None:  # a closed station, a typo in its code: not silent
-                notes.append(f"INMET station {station}: no data from {start} to {end} (check the code "
-                             "in [etl] inmet_stations)")
+                why = "check the code in [etl] inmet_stations" + ("" if token else f"; {NO_TOKEN}")
+                notes.append(f"INMET station {station}: no data from {start} to {end} ({why})")
             written += got
     return written
