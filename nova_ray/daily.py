@@ -88,7 +88,7 @@ def run_daily(
         if _raw_files(raw):
             from .etl.features import build_features
 
-            res = build_features(raw, cfg.etl.processed)
+            res = build_features(raw, cfg.etl.processed, inmet_stations=cfg.etl.inmet_stations)
             n, files = len(res.feature_columns), len(res.sources)
             report.step("etl", f"{n} features from {files} files -> {res.path}")
         else:

@@ -577,6 +577,7 @@ def load_features(
     demand_path: str | Path | None = None,
     start: pd.Timestamp | str | None = None,
     end: pd.Timestamp | str | None = None,
+    inmet_stations: str = "",
 ) -> Features | None:
     """The feature table of a run, its regressor columns and source files, or None when there are none.
 
@@ -596,7 +597,7 @@ def load_features(
     if raw is None or not raw.is_dir():
         return None
     with tempfile.TemporaryDirectory(prefix="nova-ray-features-") as tmp:
-        res = build_features(raw, tmp, start, end)
+        res = build_features(raw, tmp, start, end, inmet_stations)
         frame, continued = continue_counts(read_features(res.path), observed_until(res.path))
         regs = regressor_columns(res.path)
     return Features(frame, regs, tuple(str(p) for p in res.sources), continued)
@@ -609,13 +610,14 @@ def for_run(
     demand_path: str | Path | None = None,
     future_path: str | Path | None = None,
     backtest_backs: Sequence[int] = (),
+    inmet_stations: str = "",
 ) -> tuple[SeriesSet, dict[str, Any]]:
     """Attach the run's regressors: from `features_path` if it exists, else from the ``raw/`` folder
     next to `demand_path`; `future_path` overrides horizon values; the backtest windows starting
     `backtest_backs` periods before the end get the rows known at their origins (none: the realised
     rows). Returns the series (unchanged when no features are found) and a JSON-ready record for the
     run metadata."""
-    found = load_features(features_path, demand_path)
+    found = load_features(features_path, demand_path, inmet_stations=inmet_stations)
     if found is None:
         if future_path:  # the scenario asked for would be dropped without a word
             raise ValueError(f"{future_path}: future feature values, but the run has no feature table "

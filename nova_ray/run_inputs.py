@@ -153,7 +153,8 @@ def attach_exog(cfg: Config, series: SeriesSet) -> tuple[SeriesSet, dict[str, An
     backs = window_backs(spec.horizon, spec.backtest_windows, spec.step) if f.backtest_exog == "known" else []
     try:
         series, record = exog_for_run(
-            series, f.horizon, features_path(cfg) or None, cfg.paths.data, f.future_features or None, backs
+            series, f.horizon, features_path(cfg) or None, cfg.paths.data, f.future_features or None, backs,
+            cfg.etl.inmet_stations,
         )
     except EtlError as exc:  # a broken raw file: exit 2 naming the file and line
         raise InputError(str(exc)) from None

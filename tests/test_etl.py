@@ -377,6 +377,64 @@ def test_build_features_end_to_end(tmp_path: Path) -> None:
     assert dictionary["g5_estacoes_5g"]["sources"] == ["anatel/5g_rollout.csv"]
 
 
+def test_inmet_yearly_zips_give_the_configured_stations(tmp_path: Path) -> None:
+    """INMET's historical-data portal publishes one zip per year with every automatic station's
+    CSV (at its top, or in a folder of the year). Such a zip in inmet/ is read for the stations of
+    [etl] inmet_stations only (all of them averaged would be the whole country's weather)."""
+    import zipfile
+
+    def raw_with(*zips: tuple[str, list[tuple[str, bytes]]]) -> Path:
+        raw = tmp_path / f"raw{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(RAW / "bcb", raw / "bcb")
+        (raw / "inmet").mkdir()
+        for name, members in zips:
+            with zipfile.ZipFile(raw / "inmet" / name, "w", zipfile.ZIP_DEFLATED) as zf:
+                for member, data in members:
+                    zf.writestr(member, data)
+        return raw
+
+    files = sorted((RAW / "inmet").glob("*2023*.CSV"))  # A401 and A413 of 2023
+    members = [(f"2023/{f.name}", f.read_bytes()) for f in files] + [("2023/leia-me.txt", b"x")]
+    raw = raw_with(("2023.zip", members))
+    res = build_features(raw, tmp_path / "out", start="2023-01-01", end="2023-01-05", inmet_stations="a401")
+    alone = tmp_path / "alone"
+    shutil.copytree(RAW / "bcb", alone / "bcb")
+    (alone / "inmet").mkdir()
+    shutil.copy(files[0], alone / "inmet")  # the A401 file as it is
+    want = build_features(alone, tmp_path / "out2", start="2023-01-01", end="2023-01-05")
+    got = read_features(res.path)
+    assert got.equals(read_features(want.path)) and got.loc[0, "rain_mm"] == pytest.approx(1.6)  # not 1.8
+    assert json.loads(res.dictionary_path.read_text())["rain_mm"]["sources"] == ["inmet/2023.zip"]
+    assert read_features(res.stations_path)["station"].unique().tolist() == ["A401"]
+    both = build_features(raw, tmp_path / "out3", start="2023-01-01", end="2023-01-05",
+                          inmet_stations="A401, A413")
+    assert read_features(both.path).loc[0, "rain_mm"] == pytest.approx(1.8)  # the two stations' mean
+    (raw / "inmet" / "2023.zip").rename(raw / "inmet" / "zz-2023.zip")  # after the CSV in path order
+    edited = files[0].read_bytes().replace(b"2023/01/01;0000 UTC;0;", b"2023/01/01;0000 UTC;5;", 1)
+    assert edited != files[0].read_bytes()
+    (raw / "inmet" / files[0].name).write_bytes(edited)  # the station's own file, corrected
+    mine = build_features(raw, tmp_path / "out5", start="2023-01-01", end="2023-01-05", inmet_stations="A401")
+    assert read_features(mine.path).loc[0, "rain_mm"] == pytest.approx(1.6 + 5.0)  # the CSV's day wins
+    (raw / "inmet" / files[0].name).unlink()
+
+    every = r"2023\.zip: an INMET zip holds every station .* inmet_stations"
+    with pytest.raises(EtlError, match=every) as exc:
+        build_features(raw, tmp_path / "out4")
+    one_line(exc)
+    absent = r"2023\.zip: no file of station A999 \(\[etl\] inmet_stations\) among its 2"
+    with pytest.raises(EtlError, match=absent):
+        build_features(raw, tmp_path / "out4", inmet_stations="A999")
+    bad = files[0].read_bytes().replace(b"2023/01/01;0000 UTC", b"2023/13/01;0000 UTC", 1)
+    broken = raw_with(("2023.zip", [(f"2023/{files[0].name}", bad)]))
+    with pytest.raises(EtlError, match=rf"2023\.zip/2023/{files[0].name}:10: .*unparsable date"):
+        build_features(broken, tmp_path / "out4", inmet_stations="A401")
+    cut = raw_with(("2023.zip", members))
+    data = (cut / "inmet" / "2023.zip").read_bytes()
+    (cut / "inmet" / "2023.zip").write_bytes(data[: len(data) // 2])  # a download cut short
+    with pytest.raises(EtlError, match=r"2023\.zip: not a readable zip file"):
+        build_features(cut, tmp_path / "out4", inmet_stations="A401")
+
+
 def test_build_features_partial_layout_and_errors(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     shutil.copytree(RAW / "bcb", raw / "bcb")

@@ -60,7 +60,7 @@ def etl(
             files = fetch_sources(cfg.etl.raw, cfg.etl, start=first, end=last, notes=fetched)
             console.print(f"downloaded {len(files)} file(s)")
             warn(fetched)
-        res = build_features(cfg.etl.raw, cfg.etl.processed, first, last)
+        res = build_features(cfg.etl.raw, cfg.etl.processed, first, last, cfg.etl.inmet_stations)
     except EtlError as exc:
         fail(str(exc))
     table = Table(title="nova-ray etl", show_header=False)

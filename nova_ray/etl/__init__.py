@@ -55,6 +55,11 @@ def read_text(path: Path) -> str:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise EtlError(f"cannot read file: {exc.strerror or exc}", path) from None
+    return decode_text(data, path)
+
+
+def decode_text(data: bytes, path: Path) -> str:
+    """A file's bytes as `read_text` decodes them (`path` names it in the errors)."""
     if not data.strip():
         raise EtlError("empty file", path)
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # Excel's "Unicode text"

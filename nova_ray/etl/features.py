@@ -27,7 +27,7 @@ STATIONS_FILE = "climate_stations.parquet"
 DICTIONARY_FILE = "features_dictionary.json"
 # sub-folder -> file suffixes read there
 LAYOUT: dict[str, tuple[str, ...]] = {
-    "inmet": (".csv",),
+    "inmet": (".csv", ".zip"),
     "bcb": (".json", ".csv"),
     "anatel": (".csv",),
     "regressors": (".csv",),
@@ -186,14 +186,17 @@ def build_features(
     out_dir: str | Path,
     start: str | pd.Timestamp | None = None,
     end: str | pd.Timestamp | None = None,
+    inmet_stations: str = "",
 ) -> FeatureResult:
     """Read the raw layout, write features.parquet, climate_stations.parquet and features_dictionary.json.
 
     Missing sub-folders are skipped. Without `start`/`end`, the range spans every source's dates.
+    `inmet_stations` (comma-separated codes, [etl] inmet_stations): the stations read from INMET's
+    yearly zips in inmet/ (its CSV files are all read).
     """
     raw, out = Path(raw_dir), Path(out_dir)
     files = discover(raw)
-    stations = load_inmet(files["inmet"]) if files["inmet"] else load_inmet([])
+    stations = load_inmet(files["inmet"], inmet_stations.split(","))
     economy, econ_src, econ_span = _load_each(files["bcb"], read_bcb_file, "bcb")
     g5, g5_src, g5_span = _load_each(files["anatel"], read_anatel_file, "anatel")
     regs, reg_src, reg_span = _load_each(files["regressors"], read_regressor_file, "regressors")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from pathlib import Path
+import zipfile
+from collections.abc import Collection, Iterable
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from . import EtlError, normalize, parse_numbers, read_text, short, source_files
+from . import EtlError, decode_text, normalize, parse_numbers, read_text, short, source_files
 
 N_META = 8  # metadata lines before the column header
 HEADER_LINE = N_META + 1
@@ -70,8 +71,9 @@ def _station(path: Path, meta: dict[str, str]) -> str:
     raise EtlError("no station code: metadata line 'CODIGO (WMO):' is empty and the file name has none", path)
 
 
-def read_inmet_file(path: str | Path) -> pd.DataFrame:
-    """One INMET file -> daily rows: date, station, rain_mm, temp_mean_c, humidity_mean_pct.
+def read_inmet_file(path: str | Path, text: str | None = None) -> pd.DataFrame:
+    """One INMET file -> daily rows: date, station, rain_mm, temp_mean_c, humidity_mean_pct
+    (`text`: the file's text, read already, e.g. from a zip; `path` then only names it).
 
     Days are UTC dates as in the file. rain_mm is the sum of the hourly precipitation, NaN when
     fewer than `MIN_RAIN_SHARE` of the day's hours have a value (the hours a day should have: the
@@ -81,7 +83,7 @@ def read_inmet_file(path: str | Path) -> pd.DataFrame:
     twice counts once (its last row).
     """
     path = Path(path)
-    lines = read_text(path).splitlines()
+    lines = (read_text(path) if text is None else text).splitlines()
     meta = _meta(path, lines)
     station = _station(path, meta)
     if len(lines) < HEADER_LINE:
@@ -153,13 +155,42 @@ def read_inmet_file(path: str | Path) -> pd.DataFrame:
     return daily[COLUMNS]
 
 
-def load_inmet(src: str | Path | Iterable[str | Path]) -> pd.DataFrame:
-    """INMET files (a folder of *.CSV, one file or a list) -> daily rows per station, sorted.
+def read_inmet_zip(path: str | Path, stations: Collection[str]) -> list[pd.DataFrame]:
+    """The files of `stations` in one of INMET's yearly zips (the historical-data portal's: every
+    automatic station's CSV of a year, at its top or in a folder) -> their daily rows. A zip is
+    read only for the stations named: all of them averaged would be Brazil's weather."""
+    path = Path(path)
+    wanted = {s.strip().upper() for s in stations if s.strip()}
+    if not wanted:
+        raise EtlError("an INMET zip holds every station of its year: name the ones to read in [etl] "
+                       "inmet_stations", path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = [m for m in zf.namelist() if m.lower().endswith(".csv")]
+            chosen = sorted(m for m in members if (code := _FILE_STATION.match(PurePosixPath(m).name))
+                            and code.group(1).upper() in wanted)
+            if not chosen:
+                raise EtlError(f"no file of station {', '.join(sorted(wanted))} ([etl] inmet_stations) among "
+                               f"its {len(members)} station files", path)
+            return [read_inmet_file(path / m, decode_text(zf.read(m), path / m)) for m in chosen]
+    except (zipfile.BadZipFile, EOFError):
+        raise EtlError("not a readable zip file (a download cut short?)", path) from None
 
-    A (date, station) in several files keeps the row from the last file in path order.
+
+def load_inmet(src: str | Path | Iterable[str | Path], stations: Collection[str] = ()) -> pd.DataFrame:
+    """INMET files (a folder of *.CSV and yearly *.zip, one file or a list) -> daily rows per
+    station, sorted. A zip gives the files of `stations` (`read_inmet_zip`); CSV files are all read.
+
+    A (date, station) in several files keeps the row from the last file in path order, zips read
+    first (a station's own CSV file wins over the portal's zip).
     """
-    files = source_files(src, (".csv",))
-    frames = [read_inmet_file(f) for f in files]
+    files = sorted(source_files(src, (".csv", ".zip")), key=lambda f: f.suffix.lower() != ".zip")
+    frames = []
+    for f in files:
+        if f.suffix.lower() == ".zip":
+            frames += read_inmet_zip(f, stations)
+        else:
+            frames.append(read_inmet_file(f))
     if not frames:
         return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in _EMPTY_TYPES.items()})
     out = pd.concat(frames, ignore_index=True)
