@@ -29,11 +29,10 @@ import pandas as pd
 from .frequency import Frequency, get_frequency, period_start
 from .io.features import features_file, raw_sources, read_future_table
 from .io.source import is_uri
+from .rollout import G5_PREFIX, continue_counts, recent_pace, report_interval, reported_pace, sites_column
 from .series import SeriesSet, period_index
 
-G5_PREFIX = "g5_"
 WARMUP_DAYS = 28  # days before the grid start that the lagged/trailing daily features read
-G5_RATE_DAYS = 28  # recent window of the 5G pace carried into the future
 CLIP_SD = 1.0  # horizon values are clipped to the history range widened by this many std units
 MAX_CORR = 0.98  # a column this correlated with an earlier kept one is dropped
 KNOWN = "realised"  # daily_table's 0/1 column: 1 where the day's features are observed values
@@ -114,16 +113,6 @@ class Exog:
 # ---------------------------------------------------------------- daily table
 
 
-def _g5_sites_column(columns: Sequence[str]) -> str | None:
-    """The cumulative 5G column that counts sites/stations (else the first 5G column)."""
-    g5 = [c for c in columns if c.startswith(G5_PREFIX)]
-    for key in ("estac", "site", "erb"):
-        for c in g5:
-            if key in c:
-                return c
-    return g5[0] if g5 else None
-
-
 def derive_daily(features: pd.DataFrame) -> pd.DataFrame:
     """Model-ready daily columns from a feature table (``date`` + columns of build_features).
 
@@ -144,7 +133,7 @@ def derive_daily(features: pd.DataFrame) -> pd.DataFrame:
         out["rain_log"] = np.log1p(rain)
         prev = rain.shift(1, fill_value=float(rain.iloc[0])) + rain.shift(2, fill_value=float(rain.iloc[0]))
         out["rain_prev2d_log"] = np.log1p(prev)
-    sites = _g5_sites_column(list(out.columns))
+    sites = sites_column(list(out.columns))
     if sites is not None:
         new = out[sites].diff().fillna(0.0).clip(lower=0)
         cum = out[sites].to_numpy(dtype=float)
@@ -161,67 +150,6 @@ def derive_daily(features: pd.DataFrame) -> pd.DataFrame:
             out["g5_new_sites"] = new
             out["g5_new_sites_14d"] = new.rolling(14, min_periods=1).mean()
     return out
-
-
-def reported_pace(cumulative: np.ndarray) -> np.ndarray:
-    """Per day, the daily pace of a forward-filled cumulative count's latest update: its increase
-    over the days since the update before, held until the next (0 before the second update)."""
-    v = np.asarray(cumulative, dtype=float)
-    at = np.flatnonzero(np.diff(v) != 0) + 1  # the days a new count appears
-    pace = np.zeros(len(v))
-    for prev, cur, nxt in zip(at[:-1], at[1:], [*at[2:], len(v)], strict=True):
-        pace[cur:nxt] = max(v[cur] - v[prev], 0.0) / (cur - prev)
-    return pace
-
-
-def recent_pace(cumulative: np.ndarray) -> float:
-    """The daily pace of a forward-filled cumulative count over its last 28 days (>= 0). A count
-    updated less often: from the update at least two reporting intervals before its latest to
-    the latest (a window of fixed length ending on the last day held two or three monthly updates
-    by the months' lengths: a pace 30% off), 0 when the last two intervals hold no update."""
-    v = np.asarray(cumulative, dtype=float)
-    step = report_interval(v)
-    at = np.flatnonzero(np.diff(v) != 0) + 1  # the days a new count appears
-    if step > 1 and len(at) > 1 and len(v) - 1 - at[-1] <= 2 * step:
-        before = at[at <= at[-1] - 2 * step]
-        first = int(before[-1]) if len(before) else int(at[0])
-        if at[-1] > first:
-            return max(float(v[at[-1]] - v[first]) / float(at[-1] - first), 0.0)
-    recent = v[-(max(G5_RATE_DAYS, 2 * step) + 1) :]
-    return max(float(recent[-1] - recent[0]) / max(len(recent) - 1, 1), 0.0)
-
-
-def continue_counts(
-    features: pd.DataFrame, last_seen: dict[str, pd.Timestamp]
-) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
-    """The cumulative 5G columns whose source ends before the table (`last_seen`: column -> its
-    last observed day), continued after that day at their `recent_pace`, in steps of their
-    reporting interval (a monthly count still steps monthly); and per continued column its last
-    observed day and pace. The ETL forward-fills such a column: an Anatel extract two months
-    behind the other sources read as a roll-out that stopped, and the forecast's 5G pace as 0."""
-    f = features.sort_values("date").reset_index(drop=True)
-    dates = pd.to_datetime(f["date"])
-    continued: dict[str, dict[str, Any]] = {}
-    for col in (c for c in f.columns if c.startswith(G5_PREFIX) and c in last_seen):
-        last = pd.Timestamp(last_seen[col]).normalize()
-        after = (dates > last).to_numpy()
-        if not after.any() or after.all():
-            continue
-        values = f[col].to_numpy(dtype=float)
-        seen = values[~after]
-        step, pace = report_interval(seen), recent_pace(seen)
-        days = (dates[after] - last).dt.days.to_numpy()
-        values[after] = seen[-1] + pace * step * (days // step)
-        f[col] = values
-        continued[col] = {"observed_until": str(last.date()), "pace_per_day": round(pace, 4)}
-    return f, continued
-
-
-def report_interval(cumulative: np.ndarray) -> int:
-    """Days between a forward-filled cumulative count's updates (the median gap between the days
-    it changes): 1 for a daily count, ~30 for a monthly one; 1 with fewer than two changes."""
-    changes = np.flatnonzero(np.diff(np.asarray(cumulative, dtype=float)) != 0)
-    return int(np.median(np.diff(changes))) if len(changes) > 1 else 1
 
 
 def daily_table(
@@ -551,7 +479,7 @@ def regressor_columns(features_path: str | Path) -> tuple[str, ...]:
 
 def observed_until(features_path: str | Path) -> dict[str, pd.Timestamp]:
     """Column -> the last day its source has a value, from the dictionary's ``observed`` (written
-    by `nova-ray etl` since 0.1; an older dictionary or the user's own table: none)."""
+    by `nova-ray etl`; none from an earlier version's dictionary or the user's own table)."""
     out = {}
     for col, d in _entries(features_path).items():
         span = d.get("observed")

@@ -266,7 +266,7 @@ def build_features(
             table[col] = aligned[col]
             groups[col] = group
         after = "repeat the last value"
-        if group == "5g":  # exog.continue_counts
+        if group == "5g":  # rollout.continue_counts
             after += " (the forecast continues the count at its recent pace)"
         notes += _filled_ends(col_spans, start_ts, end_ts, group, after=after)
     table = table.reset_index()
