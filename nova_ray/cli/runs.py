@@ -182,8 +182,8 @@ def _interrupted(root: Path, stopped: list[Interrupted]) -> None:
         out.print(f"a nova-ray job holds this folder now ({_short_holder(running)})", highlight=False,
                   markup=False)
     out.print(
-        "to go on from the checkpoints: the same `nova-ray forecast` command (same input, settings, "
-        "--items and --date) with --resume; `nova-ray run` resumes by itself. Unpublished runs "
+        "to go on from the checkpoints: the same `nova-ray forecast` (or `train`) command (same input, "
+        "settings, --items and --date) with --resume; `nova-ray run` resumes by itself. Unpublished runs "
         f"untouched for {STALE_STAGE_DAYS} days are removed by the next run.",
         soft_wrap=True, highlight=False, markup=False,
     )
