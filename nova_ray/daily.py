@@ -46,6 +46,7 @@ class DailyReport:
     wall_seconds: float = 0.0
     summary: dict[str, Any] = field(default_factory=dict)
     log_path: str = ""
+    warnings: list[str] = field(default_factory=list)  # the job's own (a failed download), not the run's
 
     def step(self, name: str, what: str) -> None:
         """Record a step's outcome (for stdout) and log it (for the run's log file)."""
@@ -55,6 +56,27 @@ class DailyReport:
 
 def _raw_files(raw: Path) -> bool:
     return raw.is_dir() and any(p.is_file() for p in raw.rglob("*"))
+
+
+def _fetch(cfg: Config, run_date: date, raw: Path, report: DailyReport) -> None:
+    """Download the [etl] BCB series and INMET stations into `raw`: since 1 January of last year
+    when the folder has files already (the years a night can change; the older ones stay), else
+    the five years `fetch_sources` takes. A failed download is a warning, not the night's end:
+    what it got stays, and the forecast uses the files on disk (their age is warned of)."""
+    from .etl import EtlError
+    from .etl.fetch import fetch_sources
+
+    notes: list[str] = []
+    start = date(run_date.year - 1, 1, 1) if _raw_files(raw) else None
+    try:
+        files = fetch_sources(raw, cfg.etl, start=start, end=run_date, notes=notes)
+        report.step("fetch", f"{len(files)} file(s) into {raw}")
+    except EtlError as exc:
+        notes.append(f"etl --fetch failed, the external factors' files on disk are used: {exc}")
+        report.step("fetch", "failed: the files on disk are used (see the warnings)")
+    for note in notes:
+        LOG.warning("%s", note)
+    report.warnings += notes
 
 
 def run_daily(
@@ -68,11 +90,13 @@ def run_daily(
     progress: Any = None,
     report: DailyReport | None = None,
     full_refit: bool = False,
+    fetch: bool = False,
 ) -> DailyReport:
     """etl -> forecast (+ recommendations) -> publish, for `run_date`, under the job lock; then
     (`keep_local`) the results folder keeps its `keep_local` newest run dates (`io.retention`).
     `report`: filled as the job goes (the caller can show the steps done when a later one fails).
-    `full_refit`: every item fitted cold, not from the model store (with `force`, as `run` passes it)."""
+    `full_refit`: every item fitted cold, not from the model store (with `force`, as `run` passes it).
+    `fetch`: download the external factors into the raw folder first (`_fetch`)."""
     from .io.demand import dataset_id
     from .pipeline import run_forecast
     from .provenance import config_hash
@@ -85,6 +109,8 @@ def run_daily(
         report.log_path = str(log_path)  # one log for the whole job: the forecast's lines go into it too
         LOG.info("daily run %s", report.run_date)
         raw = Path(cfg.etl.raw)
+        if fetch:
+            _fetch(cfg, run_date, raw, report)
         if _raw_files(raw):
             from .etl.features import build_features
 

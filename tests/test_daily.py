@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -406,9 +408,55 @@ def test_new_factor_values_from_the_etl_rerun_the_day(env: Path, small_demo: Pat
     rows = json.loads(fx.read_text())
     for r in rows[-100:]:
         r["valor"] = f"{float(r['valor'].replace(',', '.')) * 1.2:.4f}".replace(".", ",")
-    fx.write_text(json.dumps(rows))
-    again = run_daily(cfg, date(2026, 11, 27))
-    assert not again.skipped and "the external factors' values changed since" in again.steps[1][1]
+    # `run --fetch` downloads them (a loopback SGS with the revised rates; INMET without a token
+    # answers 404): the download's failures are warnings, what it got is used
+    with _sgs(json.dumps(rows[-100:]).encode()) as base:
+        monkeypatch.setenv("NOVA_RAY_BCB_BASE_URL", f"{base}/bcb/{{code}}/dados")
+        monkeypatch.setenv("NOVA_RAY_BCB_SERIES", "usd_brl:1")
+        monkeypatch.setenv("NOVA_RAY_INMET_BASE_URL", f"{base}/inmet")
+        failed = ("fetch", "failed: the files on disk are used (see the warnings)")
+        unreachable = {"data": str(small_demo / "demand.parquet"), "bcb_base_url": "http://127.0.0.1:9/x",
+                       "fetch_retries": 1}
+        down = run_daily(load_config(None, unreachable, dotenv=None), date(2026, 11, 27), fetch=True)
+        assert down.skipped and down.steps[0] == failed  # nothing reached: the files on disk, as they were
+        (warned,) = down.warnings
+        assert warned.startswith("etl --fetch failed, the external factors' files on disk are used: cannot "
+                                 "reach http://127.0.0.1:9/x?formato=json&dataInicial=01/01/2025&")
+        fetched = load_config(None, {"data": str(small_demo / "demand.parquet")}, dotenv=None)
+        again = run_daily(fetched, date(2026, 11, 27), fetch=True)
+    assert json.loads(fx.read_text())[-100:] == rows[-100:]  # merged into the file
+    assert again.steps[0] == failed  # INMET's 404, after the SGS series was fetched
+    assert "HTTP 404" in again.warnings[0] and "NOVA_RAY_INMET_TOKEN" in again.warnings[0]
+    assert not again.skipped and "the external factors' values changed since" in again.steps[2][1]
+
+
+@contextmanager
+def _sgs(body: bytes) -> Iterator[str]:
+    """A loopback server answering `body` to every Banco Central SGS path (/bcb/...) and 404 to
+    the rest (INMET's open data path, which now wants a token)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            if not self.path.startswith("/bcb/"):
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def test_a_failed_job_still_shows_its_steps_and_log(env: Path, small_demo: Path, ray_session) -> None:

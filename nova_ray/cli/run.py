@@ -54,6 +54,10 @@ def run(
     num_cpus: int = typer.Option(None, "--num-cpus", min=1, help="CPUs for local Ray (default: all)."),
     config: str = typer.Option(None, "--config", help="Config TOML.", envvar="NOVA_RAY_CONFIG"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    fetch: bool = typer.Option(
+        False, "--fetch", help="Download the external factors first ([etl] BCB series and INMET stations; "
+        "a failed download is a warning: the files on disk are used)."
+    ),
 ) -> None:
     """The daily job: etl (when raw files exist), forecast with recommendations, publish. Idempotent
     for a date; two jobs never overlap (exit 3 while another one runs)."""
@@ -89,7 +93,7 @@ def run(
     def failed(message: str, code: int = 2) -> None:
         """The warnings so far, the steps done and the log, then the error line (the cron log shows
         how far it got and what it warned of)."""
-        warn(report.summary.get("warnings") or [], 20)
+        warn(report.warnings + (report.summary.get("warnings") or []), 20)
         _steps(report)
         fail(message, code=code)
 
@@ -106,6 +110,7 @@ def run(
                 full_refit=full_refit,
                 progress=bars,
                 report=report,
+                fetch=fetch,
             )
     except LockedError as exc:
         fail(str(exc), code=3)
@@ -124,7 +129,7 @@ def run(
         if (line := ray_failure(exc, "rerun `nova-ray run` for that date to go on from them")) is None:
             raise
         failed(line, code=1)
-    warn(report.summary.get("warnings") or [], 20)  # the cron log shows them, not only the run's log
+    warn(report.warnings + (report.summary.get("warnings") or []), 20)  # the cron log shows them too
     _steps(report)
     console.print(f"daily run {report.run_date} done in {report.wall_seconds:.0f} s (run {report.run_id})",
                   soft_wrap=True)
