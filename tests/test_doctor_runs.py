@@ -159,6 +159,40 @@ def test_doctor_passes_on_a_good_setup(small_demo: Path, tmp_path: Path) -> None
         assert "✓" in rows[name], (name, res.output)
     assert "12 items" in rows["demand data"] and "will be created in" in rows["results folder"]
     assert "skipped" in rows["ray runtime"] and "ready" in res.output
+    assert "✓" in rows["external factors"] and "(the demo layout)" in rows["external factors"]
+
+
+def test_doctor_names_the_factor_sources_that_end_early(
+    small_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The feature table a run reads, its days, and the sources that end long before it (an
+    Anatel extract months behind: the forecast continues it at its pace, with a warning)."""
+    import shutil
+
+    import pandas as pd
+
+    from nova_ray.config import load_config
+    from nova_ray.etl import build_features
+
+    raw = tmp_path / "raw"
+    shutil.copytree(small_demo / "raw", raw)
+    rollout = raw / "anatel" / "5g_rollout.csv"
+    rows = rollout.read_text().splitlines()
+    rollout.write_text("\n".join(rows[:-90]) + "\n")  # 90 days behind the other sources
+    table = build_features(raw, tmp_path / "processed").path
+    cfg = load_config(None, {"features": str(table)}, env={}, dotenv=None)
+    check = doctor_cli.check_features(cfg, str(small_demo / "demand.parquet"))
+    last = pd.read_parquet(table)["date"].max()
+    assert check.status == "warn" and check.detail.startswith(f"{table}: ") and str(last) in check.detail
+    assert "sources that end over 31 days before it: g5_estacoes_5g " in check.detail
+    assert "--fetch" in check.fix
+    gone = doctor_cli.check_features(load_config(None, {"features": str(tmp_path / "gone.parquet")}, env={},
+                                                 dotenv=None), str(small_demo / "demand.parquet"))
+    assert gone.status == "fail" and "gone.parquet not found" in gone.detail  # as a run stops on it
+    monkeypatch.chdir(tmp_path)  # the default table (data/processed/features.parquet) is not there
+    cfg = load_config(None, {"processed": str(tmp_path / "empty")}, env={}, dotenv=None)
+    none = doctor_cli.check_features(cfg, str(tmp_path / "elsewhere" / "demand.parquet"))
+    assert none.status == "warn" and "the models run without them" in none.detail
 
 
 def test_doctor_reports_missing_data_with_the_fix(tmp_path: Path) -> None:

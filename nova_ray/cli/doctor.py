@@ -338,6 +338,47 @@ def check_gpu(ray_gpus: float | None) -> Check:
     return Check("gpu", "ok", "none visible: the LSTM trains on CPU (fine for small runs)")
 
 
+def check_features(cfg: Any, data: str) -> Check:
+    """Where a run's external factors come from: the feature table (its days; sources that end
+    over a month before it, from its data dictionary), the raw/ folder beside `data`, or none."""
+    from ..config import Forecast
+    from ..exog import STALE_FEATURE_DAYS, observed_until
+    from ..run_inputs import features_path
+
+    name = "external factors"
+    if not cfg.forecast.exog:
+        return Check(name, "ok", "switched off (exog = false / --no-exog)")
+    path = features_path(cfg)
+    if path != Forecast().features and not Path(path).is_file():  # a run stops on it (exit 2)
+        return Check(name, "fail", f"setting 'features': {path} not found",
+                     "write it with `nova-ray etl`, or leave the setting at its default")
+    if path and Path(path).is_file():
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        try:
+            dates = pd.to_datetime(pq.read_table(path, columns=["date"]).column("date").to_pandas())
+        except Exception as exc:  # noqa: BLE001 - any unreadable table: one line
+            return Check(name, "fail", f"{path}: not a feature table: {_one_line(exc)}",
+                         "write it again with `nova-ray etl`")
+        if dates.empty:
+            return Check(name, "fail", f"{path}: no rows", "write it again with `nova-ray etl`")
+        last = dates.max()
+        detail = f"{path}: {dates.min().date()} to {last.date()}"
+        late = {c: d for c, d in observed_until(path).items() if (last - d).days > STALE_FEATURE_DAYS}
+        if late:
+            ends = ", ".join(f"{c} {d.date()}" for c, d in sorted(late.items()))
+            fix = "run `nova-ray etl` on their newer files (`etl --fetch`, or `run --fetch` nightly)"
+            return Check(name, "warn", f"{detail}; sources that end over {STALE_FEATURE_DAYS} days before "
+                         f"it: {ends}", fix)
+        return Check(name, "ok", detail)
+    raw = Path(data).parent / "raw" if not is_uri(data) else None
+    if raw is not None and raw.is_dir():
+        return Check(name, "ok", f"built from {raw} at each run (the demo layout)")
+    return Check(name, "warn", f"none: no {path or 'feature table'} and no raw/ folder beside the demand: "
+                 "the models run without them", "run `nova-ray etl` (docs/etl.md)")
+
+
 MARK = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
 
 
@@ -359,8 +400,8 @@ def doctor(
         None, "--config", help="Config TOML (default configs/default.toml).", envvar="NOVA_RAY_CONFIG"
     ),
 ) -> None:
-    """Check Python, dependencies, demand data, Ray, GPU, the results folder, the model store and the
-    publish target; exit 1 if a check failed."""
+    """Check Python, dependencies, demand data, external factors, Ray, GPU, the results folder, the
+    model store and the publish target; exit 1 if a check failed."""
     from ..config import DEFAULT_CONFIG, Config, ConfigError, load_config
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -375,6 +416,7 @@ def doctor(
         checks.append(Check("config", "fail", str(exc), "fix the setting named (see configs/default.toml)"))
     checks += [check_dependency(m, d) for m, d in DEPENDENCIES.items()]
     checks.append(check_data(data or cfg.paths.data, explicit=data is not None, columns=cfg.paths.columns))
+    checks.append(check_features(cfg, data or cfg.paths.data))
     info = None
     if no_ray:
         checks.append(Check("ray runtime", "warn", "skipped (--no-ray)"))
