@@ -12,6 +12,7 @@ import pandas as pd
 
 G5_PREFIX = "g5_"  # the feature table's 5G columns
 G5_RATE_DAYS = 28  # recent window of the 5G pace carried into the future
+PERIODIC_DAYS = 7  # a count whose changes are this many days apart (median) is reported weekly or less often
 
 
 def sites_column(columns: Sequence[str]) -> str | None:
@@ -80,6 +81,10 @@ def continue_counts(
 
 def report_interval(cumulative: np.ndarray) -> int:
     """Days between a forward-filled cumulative count's updates (the median gap between the days
-    it changes): 1 for a daily count, ~30 for a monthly one; 1 with fewer than two changes."""
+    it changes): ~30 for a monthly count, 7 for a weekly one; 1 for a daily count, also one that
+    changes only every other day or so (a gap under `PERIODIC_DAYS`), and with fewer than two
+    changes. A daily count's median gap went 1, 2, 1 as its history grew: each change of it
+    redefined the whole 5G history, and the stored fits went cold."""
     changes = np.flatnonzero(np.diff(np.asarray(cumulative, dtype=float)) != 0)
-    return int(np.median(np.diff(changes))) if len(changes) > 1 else 1
+    gap = int(np.median(np.diff(changes))) if len(changes) > 1 else 1
+    return gap if gap >= PERIODIC_DAYS else 1

@@ -449,6 +449,29 @@ def test_a_monthly_5g_count_is_a_pace_in_weekly_periods_too() -> None:
     assert 9.0 < ahead.min() <= ahead.max() < 11
 
 
+def test_a_daily_5g_count_keeps_its_meaning_as_it_grows() -> None:
+    """A daily Anatel file whose count changes on about half of the days (as the demo's): the
+    median gap between changes went 1, 2, 1 as the history grew, and with 2 the whole history of
+    the 5G feature was redefined as a monthly count's (two nights in a row fitted every item
+    cold, for "g5_new_sites_14d moved 2.022 of its spread"), and a lagging file was continued at
+    2.6 times its pace (a 4-day window). A count that changes every few days is a daily one."""
+    from nova_ray.exog import derive_daily
+    from nova_ray.rollout import recent_pace, report_interval
+
+    rng = np.random.default_rng(8)
+    days = pd.date_range("2023-01-01", periods=700)
+    count = np.cumsum((rng.random(700) < 0.45) * rng.integers(1, 12, 700)).astype(float)
+    ends = range(len(count) - 60, len(count) + 1)
+    gaps = {int(np.median(np.diff(np.flatnonzero(np.diff(count[:n]) != 0)))) for n in ends}
+    assert gaps == {1, 2}  # the median gap between changes flips as the history grows
+    assert {report_interval(count[:n]) for n in ends} == {1}
+    table = pd.DataFrame({"date": days, "g5_estacoes_5g": count})
+    full = derive_daily(table)["g5_new_sites_14d"].to_numpy()
+    for n in ends:  # a history that only grew: the same feature on the days both hold
+        assert np.array_equal(derive_daily(table.iloc[:n])["g5_new_sites_14d"].to_numpy(), full[:n])
+        assert recent_pace(count[:n]) == pytest.approx((count[n - 1] - count[n - 29]) / 28)
+
+
 def test_a_5g_count_behind_the_other_sources_goes_on_at_its_pace(tmp_path: Path) -> None:
     """An Anatel extract that ends before the other sources (it lags by months) was forward-filled
     to the table's end, which read as a roll-out that had stopped: the monthly count's horizon pace
