@@ -28,6 +28,7 @@ MOVED = 0.1  # root mean square change, in spreads of the factor, that makes a s
 RECENT_DAYS = 31  # the last days of a fit's history left out of the comparison (late data revise them)
 COLD_FACTORS = "external factors' history changed since the fit ({detail})"
 COLD_FACTORS_UNKNOWN = "no record of the external factors the stored fit saw"
+NO_REGRESSORS = "-"  # the key an entry records when its models took no regressors: nothing to go stale
 
 Rows = tuple[np.datetime64, np.ndarray]  # the grid's first period, unscaled history rows (periods x k)
 
@@ -112,7 +113,10 @@ class FactorCheck:
     stale: dict[str, str]  # key -> reason, of the stored histories that moved
 
     def why_cold(self, key: str | None) -> str | None:
-        """The reason a fit that recorded `key` is fitted cold (None: its factors hold)."""
+        """The reason a fit that recorded `key` is fitted cold (None: its factors hold; a fit whose
+        models took no regressors, `NO_REGRESSORS`, has none to hold)."""
+        if key == NO_REGRESSORS:
+            return None
         if self.stored is None or not key or key not in self.stored.fits:
             return COLD_FACTORS_UNKNOWN
         return self.stale.get(key)

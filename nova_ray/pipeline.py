@@ -27,7 +27,17 @@ from .engine import (
     ITEMS_TABLE,
     EngineSpec,
 )
-from .factor_history import FactorCheck, FactorRecord, Today, check, merged, on_scale, own_scale, today_of
+from .factor_history import (
+    NO_REGRESSORS,
+    FactorCheck,
+    FactorRecord,
+    Today,
+    check,
+    merged,
+    on_scale,
+    own_scale,
+    today_of,
+)
 from .fit_stage import (
     COLD_LISTED,
     LSTM_STATE_FILE,
@@ -582,10 +592,14 @@ def _save_models(
     items = writer.checkpointed_items(exclude=warm)
     if items.height == 0:
         return False
+    # an item whose models took no regressors (its params have no "exog") records that: its fits
+    # hold whatever the factors' history does (they were all fitted cold again when it moved)
+    took = items["params"].map_elements(lambda p: "exog" in json.loads(p or "{}"), return_dtype=pl.Boolean)
+    key = pl.when(took).then(pl.lit(factors, dtype=pl.String)).otherwise(pl.lit(NO_REGRESSORS))
     entries = (
         items.select("item_id", "params", "cpu_seconds", "demand_class")
         .join(facts, on="item_id", how="left", maintain_order="left")
-        .with_columns(fitted_on=pl.lit(run_date), factors=pl.lit(factors, dtype=pl.String))
+        .with_columns(fitted_on=pl.lit(run_date), factors=key)
     )
     # streamed into the store by `save`, never loaded whole
     store.save(

@@ -452,6 +452,19 @@ def test_a_warm_item_whose_models_take_no_regressors_gets_no_regressor_note(
     assert warm.warm_items == len(ITEMS)
     notes = pl.read_parquet(next((tmp_path / "out" / "items").iterdir()))["notes"].to_list()
     assert not [n for n in notes if "regressors" in (n or "")], notes
+    # their fits took no regressors: a factors' history that moved leaves them warm (the whole
+    # catalogue was fitted cold for it, also with models that read no factor)
+    from nova_ray.etl import build_features
+    from nova_ray.factor_history import NO_REGRESSORS
+
+    store = next(p for p in (tmp_path / "models").iterdir() if p.is_dir())
+    assert set(pl.read_parquet(store / "items.parquet")["factors"]) == {NO_REGRESSORS}
+    table = pd.read_parquet(build_features(small_demo / "raw", tmp_path / "features").path)
+    table.loc[table.index[:120], "usd_brl"] *= 1.05  # four months of exchange rates 5% higher
+    table.to_parquet(tmp_path / "moved.parquet")
+    moved = run_forecast(_cfg(data / "day2.parquet", tmp_path, models="naive,theta",
+                              features=str(tmp_path / "moved.parquet")), use_ray=False)
+    assert moved.warm_items == len(ITEMS) and not moved.cold_items
 
 
 def test_an_unreadable_store_is_set_aside_and_refitted(days, tmp_path: Path) -> None:
