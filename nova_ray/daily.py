@@ -117,6 +117,9 @@ def run_daily(
             res = build_features(raw, cfg.etl.processed, inmet_stations=cfg.etl.inmet_stations)
             n, files = len(res.feature_columns), len(res.sources)
             report.step("etl", f"{n} features from {files} files -> {res.path}")
+            for note in res.warnings:  # what `nova-ray etl` warns of (a station's files months behind)
+                LOG.warning("etl: %s", note)
+                report.warnings.append(f"etl: {note}")
         else:
             report.step("etl", f"skipped: no raw files in {raw}")
         from . import __version__

@@ -423,10 +423,15 @@ def test_new_factor_values_from_the_etl_rerun_the_day(env: Path, small_demo: Pat
         assert warned.startswith("etl --fetch failed, the external factors' files on disk are used: cannot "
                                  "reach http://127.0.0.1:9/x?formato=json&dataInicial=01/01/2025&")
         fetched = load_config(None, {"data": str(small_demo / "demand.parquet")}, dotenv=None)
+        (station,) = (raw / "inmet").glob("*.CSV")  # and the station's file stops 60 days early
+        lines = station.read_bytes().splitlines(keepends=True)
+        station.write_bytes(b"".join(lines[: -60 * 24]))
         again = run_daily(fetched, date(2026, 11, 27), fetch=True)
     assert json.loads(fx.read_text())[-100:] == rows[-100:]  # merged into the file
     assert again.steps[0] == failed  # INMET's 404, after the SGS series was fetched
     assert "HTTP 404" in again.warnings[0] and "NOVA_RAY_INMET_TOKEN" in again.warnings[0]
+    # the etl step's warnings reach the job's (`run` printed the step and dropped them)
+    assert [w for w in again.warnings if w.startswith("etl: climate: the data end ")]
     assert not again.skipped and "the external factors' values changed since" in again.steps[2][1]
 
 
