@@ -6,6 +6,7 @@ Nothing else in nova-ray imports ray. The tasks call exactly the engine function
 from __future__ import annotations
 
 import atexit
+import ctypes
 import logging
 import os
 import shutil
@@ -273,6 +274,25 @@ def _sigterm_kept() -> Iterator[None]:
     finally:
         if callable(before) and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, before)
+
+
+@contextmanager
+def _sigterm_action_kept() -> Iterator[None]:
+    """Put the process's SIGTERM action back after the block: `ray.shutdown` resets it to the
+    default (its logger uninstalls its failure handlers) while Python still lists the CLI's
+    handler, so a SIGTERM while the results were published killed the run without a word. The
+    action is copied whole with libc's sigaction (any thread: the shutdown runs in one)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        saved = ctypes.create_string_buffer(512)  # a struct sigaction, kept opaque (<= 152 bytes)
+        ok = libc.sigaction(signal.SIGTERM, None, saved) == 0
+    except (OSError, AttributeError):  # no libc sigaction: Ray's default stays
+        ok = False
+    try:
+        yield
+    finally:
+        if ok:
+            libc.sigaction(signal.SIGTERM, saved, None)
 
 
 CONNECT_TIMEOUT_S = 15.0  # a cluster's GCS port that does not answer: ray.init would wait for ever
@@ -688,7 +708,8 @@ class RayBackend:
 
         def stop() -> None:
             if self._owns_connection:
-                ray.shutdown()
+                with _sigterm_action_kept():
+                    ray.shutdown()
             if self._tmp:
                 shutil.rmtree(self._tmp, ignore_errors=True)
 

@@ -169,3 +169,25 @@ def test_the_gpu_check_runs_beside_the_statistical_tasks(small_demo, tmp_path, m
     lstm = {i for r in results for i in r.forecasts.filter(pc.equal(r.forecasts["model"], "lstm"))
             .column("item_id").to_pylist()}
     assert lstm == set(series.item_ids.tolist())
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the kernel's SigCgt mask")
+def test_the_sigterm_handler_outlives_rays_shutdown() -> None:
+    """`ray.shutdown` (in the background, while the results are written) reset SIGTERM to the
+    default action, while Python still listed the CLI's handler: a SIGTERM while a run published
+    (a service manager stopping it) killed it without its one line. The action is put back."""
+    import signal
+
+    def caught() -> bool:
+        mask = next(ln for ln in open("/proc/self/status") if ln.startswith("SigCgt:")).split()[1]
+        return bool(int(mask, 16) & (1 << (signal.SIGTERM - 1)))
+
+    before = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        assert caught()
+        with distributed.RayBackend(None, 1):
+            assert _one() == 1
+        distributed.wait_for_shutdown()
+        assert caught()
+    finally:
+        signal.signal(signal.SIGTERM, before)

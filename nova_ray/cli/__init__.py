@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
 
@@ -31,17 +32,22 @@ from . import sync as _sync  # noqa: E402,F401
 
 
 def _resume_hint() -> str:
-    """How to continue the interrupted command (its checkpoints are kept)."""
-    command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+    """How to continue the interrupted command (its checkpoints are kept): the command as it was
+    given, with what makes it resume (`--resume`; `run`'s date, which a rerun after midnight UTC
+    would otherwise change)."""
+    args = sys.argv[1:]
+    command = next((a for a in args if not a.startswith("-")), "")
     results = sys.modules.get("nova_ray.io.results")  # imported once a run opened its checkpoints
     if command in ("forecast", "train") and not getattr(results, "CHECKPOINTED", 0):
         return "nothing was checkpointed yet: rerun to start again"  # read, Ray's start, a hang
     if command in ("forecast", "train"):
-        return "rerun with --resume to continue"
-    if command == "run" and "--force" in sys.argv:  # without it the rerun skips a date already run
-        return "rerun `nova-ray run --force` (with the same options) to continue (it resumes)"
+        again = [a for a in args if a != "--resume"] + ["--resume"]
+        return f"rerun `nova-ray {shlex.join(again)}` to continue (the same UTC day: the date is in its key)"
     if command == "run":
-        return "rerun `nova-ray run` to continue (it resumes)"
+        started = getattr(sys.modules.get("nova_ray.cli.run"), "RUN_DATE", None)
+        dated = any(a == "--date" or a.startswith("--date=") for a in args)
+        again = args if dated or started is None else [*args, "--date", str(started)]
+        return f"rerun `nova-ray {shlex.join(again)}` to continue (it resumes)"
     return "rerun to start again"
 
 

@@ -29,6 +29,8 @@ from .forecast import prepare_run
 if TYPE_CHECKING:
     from ..daily import DailyReport
 
+RUN_DATE: date | None = None  # the date of the job this process runs (the interrupt hint's)
+
 
 @app.command()
 def run(
@@ -85,6 +87,8 @@ def run(
         fail(f"option --date: expected YYYY-MM-DD, got {run_date!r}")
     if day > today + timedelta(days=1):  # a mistyped year would stay "latest" and keep models warm
         fail(f"option --date: {day} is after tomorrow ({today + timedelta(days=1)}): a mistyped year?")
+    global RUN_DATE
+    RUN_DATE = day  # an interrupt's hint names it: a rerun after midnight UTC would run another date
     folder_or_exit(cfg.publish.to, f"--to {cfg.publish.to}" if to else f"publish.to {cfg.publish.to}",
                    remote_ok=True)  # a refused publish target: the publish step says so
     prepare_run(cfg, data)
@@ -112,6 +116,10 @@ def run(
                 report=report,
                 fetch=fetch,
             )
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the steps done and the log, then the CLI's line
+        warn(report.warnings + (report.summary.get("warnings") or []), 20)
+        _steps(report)
+        raise
     except LockedError as exc:
         fail(str(exc), code=3)
     except (InputError, ConfigError, EtlError, PublishError) as exc:  # bad input: as `etl` and `sync`
