@@ -1,7 +1,8 @@
 """The ensemble, in Polars: per-item weights learned from backtest errors, conformal intervals.
 
 Weights: inverse backtest MAE per item and model, models far worse than the item's best (or
-failed) left out, shrunk towards equal weights when the evidence (number of windows) is thin.
+failed) left out, shrunk towards equal weights when the evidence (number of windows) is thin, and
+equal when no window holds any demand (no evidence at all).
 Intervals: empirical quantiles of the ensemble's own backtest residuals (split conformal, with the
 finite-sample correction), falling back to weighted model bounds when there are too few residuals
 (the 95% band, with enough residuals for the 80% only, is that band widened as a normal's); a band
@@ -33,6 +34,7 @@ def learn_weights(forecasts: pl.DataFrame, backtests: pl.DataFrame) -> pl.DataFr
         errs = backtests.group_by("item_id", "model").agg(
             (pl.col("actual") - pl.col("forecast")).abs().mean().alias("backtest_mae"),
             pl.col("window").n_unique().alias("windows"),
+            (pl.col("actual") != 0).any().alias("demand"),
         )
     else:
         errs = pl.DataFrame(
@@ -41,13 +43,17 @@ def learn_weights(forecasts: pl.DataFrame, backtests: pl.DataFrame) -> pl.DataFr
                 "model": pl.String,
                 "backtest_mae": pl.Float64,
                 "windows": pl.UInt32,
+                "demand": pl.Boolean,
             }
         )
     # in a fixed row order: the sums over each item's models below then add up in the same order
     # every run (a join's output order is not fixed, and the last bits of a sum depend on it)
     df = fitted.join(errs, on=["item_id", "model"], how="left").sort("item_id", "model")
     best = pl.col("backtest_mae").min().over("item_id")
-    has_bt = pl.col("backtest_mae").is_not_null().any().over("item_id")
+    # backtest windows without any demand tell the models apart only by how close to 0 they stay:
+    # a lumpy item's seasonal naive (0 every day) took every weight with an error of 0, and the
+    # published forecast was 0 for an item that takes 160 units now and then; no evidence: equal
+    has_bt = (pl.col("backtest_mae").is_not_null().any() & pl.col("demand").any()).over("item_id")
     df = df.with_columns(
         keep=pl.when(has_bt)
         .then(pl.col("backtest_mae").is_not_null() & (pl.col("backtest_mae") <= FAR_WORSE * best + 1e-12))

@@ -94,6 +94,24 @@ def test_weights_favour_the_right_model_and_sum_to_one() -> None:
     assert weights["good"] > weights["meh"] > 0
 
 
+def test_backtest_windows_without_demand_tell_no_model_apart() -> None:
+    """A lumpy item with no demand in any backtest window (90 days): seasonal naive's zeros scored
+    an error of 0, every other model was 'far worse' than that, and the ensemble published a
+    forecast of 0 (its band too) for an item that takes 160 units now and then. Windows without
+    demand are no evidence: equal weights, and the ensemble is the models' mean."""
+    zeros = np.zeros(90)
+    fc, bt = _tables(zeros, {"naive": zeros, "croston": np.full(90, 4.0), "ets": np.full(90, 3.0)})
+    w = learn_weights(fc, bt)
+    assert w["weight"].to_list() == pytest.approx([1 / 3] * 3)
+    ens, _ = combine(fc, bt, w)
+    assert ens["forecast"].to_list() == pytest.approx([7 / 3] * 5)
+    assert (ens["hi_80"] >= ens["forecast"]).all() and (ens["lo_80"] <= ens["forecast"]).all()
+    one = zeros.copy()
+    one[45] = 6.0  # one day of demand: the windows tell the models apart again
+    w = learn_weights(*_tables(one, {"naive": zeros, "croston": np.full(90, 4.0), "ets": np.full(90, 3.0)}))
+    assert w["model"].to_list() == ["naive"]
+
+
 def test_no_backtests_means_equal_weights() -> None:
     fc, bt = _tables(np.ones(6), {"a": np.ones(6), "b": np.ones(6)})
     w = learn_weights(fc, bt.head(0))
