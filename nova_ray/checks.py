@@ -43,6 +43,26 @@ def stale_history(cfg: Config, end: Any, run_date: date | None = None, last_day:
             "up to date?"]
 
 
+GAP_DAYS = 7  # days inside the history without a row for any item that look like a failed export
+
+
+def export_gaps(cfg: Config, dates: pd.Series) -> list[str]:
+    """A warning naming the longest stretch of days inside a daily history without a row for any
+    item (`GAP_DAYS` or more): every item reads it as zero demand, which is also what an export
+    that failed for a week gives (a warehouse closed that long is the other reading)."""
+    days = np.sort(pd.unique(dates.to_numpy().astype("datetime64[D]")))
+    if len(days) < 2:
+        return []
+    gaps = np.diff(days).astype(np.int64) - 1
+    i = int(np.argmax(gaps))
+    if gaps[i] < GAP_DAYS:
+        return []
+    others = int((gaps >= GAP_DAYS).sum()) - 1
+    more = f"; {others} more such gap{'s' if others > 1 else ''}" if others else ""
+    return [f"{cfg.paths.data}: no row for any item from {days[i] + 1} to {days[i + 1] - 1} ({gaps[i]} days"
+            f"{more}): every item reads them as zero demand; a failed export?"]
+
+
 def _named(mask: np.ndarray, ids: Any, shown: int = 5) -> str:
     """": A, B, C and 4 more" for the items of `mask` (`ids` in the order of `lengths`), or ""."""
     if ids is None:

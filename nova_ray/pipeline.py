@@ -18,7 +18,7 @@ import polars as pl
 
 from . import __version__
 from .assemble import best_by_class, combine_items
-from .checks import horizon_beyond_history, stale_history, too_short_to_backtest, unchanged_data
+from .checks import export_gaps, horizon_beyond_history, stale_history, too_short_to_backtest, unchanged_data
 from .config import Config, ConfigError, job_paths_problem
 from .distributed import wait_for_shutdown
 from .engine import (
@@ -162,8 +162,9 @@ def run_forecast(
     # the stock is validated before any fitting: a bad file costs no compute and writes nothing
     stock, warnings = load_stock(cfg, demand, items) if only is None and publish else (None, [])
     warnings = notes + warnings
+    daily_rows = not per_period_rows(demand["date"], cfg.forecast.freq)
+    warnings += export_gaps(cfg, demand["date"]) if daily_rows else []
     if stock is not None:
-        daily_rows = not per_period_rows(demand["date"], cfg.forecast.freq)
         last_day = demand["date"].max() if daily_rows else None
         warnings += stale_history(cfg, end=series.end, run_date=run_date, last_day=last_day)
     # what the recommendations read of the history, spilled to a scratch file for the length of the

@@ -255,6 +255,29 @@ def test_items_too_short_for_a_backtest_are_named_in_a_warning() -> None:
     assert few.endswith(": NEW")
 
 
+def test_a_week_without_a_row_for_any_item_is_a_warning(small_demo, tmp_path) -> None:
+    """An export that lost 2024-05-01..05-09 for every item (a failed ERP job): every item read
+    nine days of zero demand, with no word. A stretch of a week or more without any row is named."""
+    from nova_ray.config import load_config
+    from nova_ray.pipeline import run_forecast
+
+    demand = pd.read_parquet(small_demo / "demand.parquet")
+    demand["date"] = pd.to_datetime(demand["date"])
+    first = demand["date"].min() + pd.Timedelta(days=200)
+    hole = (demand["date"] >= first) & (demand["date"] < first + pd.Timedelta(days=9))
+    demand[~hole].to_parquet(tmp_path / "demand.parquet")
+    cfg = load_config(None, {"data": str(tmp_path / "demand.parquet"), "output": str(tmp_path / "out"),
+                             "models_dir": str(tmp_path / "models"), "models": "naive", "horizon": 7,
+                             "backtest_windows": 1}, env={}, dotenv=None)
+    summary = run_forecast(cfg, ["CAB-0001"], use_ray=False)
+    last = (first + pd.Timedelta(days=8)).date()
+    assert [w for w in summary.warnings if f"no row for any item from {first.date()} to {last} (9 days)" in w]
+    middle = demand[hole & (demand["date"] == first + pd.Timedelta(days=4))]  # a day of rows in it
+    pd.concat([demand[~hole], middle]).to_parquet(tmp_path / "demand.parquet")
+    split = run_forecast(cfg, ["CAB-0001"], use_ray=False, publish=False)
+    assert not [w for w in split.warnings if "no row for any item" in w]  # two gaps of 4 days
+
+
 def test_a_history_that_ended_long_before_the_run_date_is_a_warning() -> None:
     """The stock snapshot is taken as of the history's last day: an export weeks old makes every
     stock-out date that much too late, so the run says so (a period plus a week of slack)."""
