@@ -77,6 +77,10 @@ def test_runs_lists_newest_first_with_status(tmp_path: Path) -> None:
     res = runner.invoke(app, ["runs", "--results", str(root), "--limit", "1"])
     assert ("latest, but its items hold another run's: rerun `nova-ray run --date 2024-01-02` (a `forecast` "
             "run: the same command with --resume completes it)") in " ".join(res.output.split())
+    latest.unlink()  # moved to the trash before the new one came in: missing, not another run's
+    res = runner.invoke(app, ["runs", "--results", str(root), "--limit", "1"])
+    text = " ".join(res.output.split())
+    assert "latest, but its items are missing: rerun `nova-ray run --date 2024-01-02`" in text
 
 
 @pytest.mark.parametrize("width", [60, 80, 120])

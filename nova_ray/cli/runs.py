@@ -70,7 +70,12 @@ def _status(root: Path, rec: dict[str, Any], latest: str | None) -> str:
     if rec.get("run_id") == latest:
         mixed = _foreign_kinds(root, rec)
         if mixed:  # a run of the date killed while its tables were swapped in
-            return (f"[red]latest, but its {', '.join(mixed)} hold another run's: rerun "
+            parts = rec.get("partitions") or {}
+            gone = [k for k in mixed if _partition_owner(root / str(parts[k])) == "missing"]
+            other = [k for k in mixed if k not in gone]
+            what = " and ".join(x for x in (f"its {', '.join(other)} hold another run's" if other else "",
+                                            f"its {', '.join(gone)} are missing" if gone else "") if x)
+            return (f"[red]latest, but {what}: rerun "
                     f"`nova-ray run --date {rec.get('run_date')}` (a `forecast` run: the same "
                     "command with --resume completes it)[/]")
         return "[green]complete, latest[/]"
