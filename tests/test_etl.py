@@ -655,6 +655,16 @@ def test_inmet_data_with_a_token_and_without(server: str, tmp_path: Path) -> Non
     with pytest.raises(EtlError, match="HTTP 404 .*set NOVA_RAY_INMET_TOKEN .*historical-data portal"):
         fetch_sources(tmp_path / "raw", _cfg(server, bcb_series=""), start=date(2023, 1, 1),
                       end=date(2023, 1, 2))
+    # an answer that quotes the key back, and a base URL without its scheme: the key in no message
+    _Recorded.bodies = {f"/inmet/token/estacao/2023-01-01/2023-01-02/A401/{token}":
+                        b'{"erro": "token s3cr3t expirado"}'}
+    with pytest.raises(EtlError, match=r"hourly records, got .*token <token> expirado") as exc:
+        fetch_sources(tmp_path / "raw", cfg, start=date(2023, 1, 1), end=date(2023, 1, 2))
+    assert token not in str(exc.value)
+    bare = _cfg(server.removeprefix("http://"), bcb_series="", inmet_token=token)
+    with pytest.raises(EtlError, match="setting bcb_base_url: expected an http:// or https:// URL") as exc:
+        fetch_sources(tmp_path / "raw", bare, start=date(2023, 1, 1), end=date(2023, 1, 2))
+    assert token not in str(exc.value)
     with socket.socket() as s:  # offline: the URL in the message, the token not
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -110,11 +110,18 @@ def get_with_retries(
             last = exc
         except (OSError, http.client.HTTPException) as exc:
             last = exc
+        except ValueError as exc:  # urllib's "unknown url type" quotes the URL, key and all
+            raise EtlError(redact(f"{shown}: {exc}", secret)) from None
         if attempt + 1 < tries:
             sleep(backoff_s * 2**attempt)
     word = "try" if tries == 1 else "tries"
-    reason = _reason(last).replace(secret, "<token>") if secret else _reason(last)
-    raise EtlError(" ".join(f"cannot reach {shown} after {tries} {word}: {reason}".split()))
+    message = " ".join(f"cannot reach {shown} after {tries} {word}: {_reason(last)}".split())
+    raise EtlError(redact(message, secret))
+
+
+def redact(text: str, secret: str) -> str:
+    """`text` with `secret` (an API key) written ``<token>``."""
+    return text.replace(secret, "<token>") if secret else text
 
 
 def parse_bcb_series(spec: str) -> list[tuple[str, str]]:
@@ -249,6 +256,18 @@ def fetch_inmet(
     token: str = "",
 ) -> list[Path]:
     """Download one station, one request and one yearly-format file per calendar year."""
+    try:
+        return _fetch_inmet(raw_dir, station, base_url, start, end, get, token)
+    except EtlError as exc:  # an answer quoted in a message may quote the key back
+        if not token:
+            raise
+        raise EtlError(redact(str(exc), token)) from None
+
+
+def _fetch_inmet(
+    raw_dir: Path, station: str, base_url: str, start: date, end: date, get: Callable[[str], bytes],
+    token: str,
+) -> list[Path]:
     written = []
     folder = raw_dir / "inmet"
     for year in range(start.year, end.year + 1):
@@ -324,6 +343,10 @@ def fetch_sources(
     start = start or date(end.year - 5, 1, 1)
     if end < start:
         raise EtlError(f"end {end} is before start {start}")
+    for name in ("bcb_base_url", "inmet_base_url"):  # urllib's own error would quote the whole URL
+        if not str(getattr(etl_config, name)).lower().startswith(("http://", "https://")):
+            raise EtlError(f"setting {name}: expected an http:// or https:// URL, got "
+                           f"{short(str(getattr(etl_config, name)))}")
     client = client or urllib_client
 
     token = etl_config.inmet_token.strip()
