@@ -428,6 +428,13 @@ def test_inmet_yearly_zips_give_the_configured_stations(tmp_path: Path) -> None:
     broken = raw_with(("2023.zip", [(f"2023/{files[0].name}", bad)]))
     with pytest.raises(EtlError, match=rf"2023\.zip/2023/{files[0].name}:10: .*unparsable date"):
         build_features(broken, tmp_path / "out4", inmet_stations="A401")
+    spoilt = raw_with(("2023.zip", members))
+    data = bytearray((spoilt / "inmet" / "2023.zip").read_bytes())
+    data[300:340] = bytes(40)  # inside the first member's compressed data: the directory reads fine
+    (spoilt / "inmet" / "2023.zip").write_bytes(bytes(data))
+    with pytest.raises(EtlError, match=rf"2023\.zip/2023/{files[0].name}: cannot unpack it: ") as exc:
+        build_features(spoilt, tmp_path / "out4", inmet_stations="A401")
+    one_line(exc)
     cut = raw_with(("2023.zip", members))
     data = (cut / "inmet" / "2023.zip").read_bytes()
     (cut / "inmet" / "2023.zip").write_bytes(data[: len(data) // 2])  # a download cut short

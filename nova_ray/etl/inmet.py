@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+import zlib
 from collections.abc import Collection, Iterable
 from pathlib import Path, PurePosixPath
 
@@ -172,9 +173,18 @@ def read_inmet_zip(path: str | Path, stations: Collection[str]) -> list[pd.DataF
             if not chosen:
                 raise EtlError(f"no file of station {', '.join(sorted(wanted))} ([etl] inmet_stations) among "
                                f"its {len(members)} station files", path)
-            return [read_inmet_file(path / m, decode_text(zf.read(m), path / m)) for m in chosen]
+            return [read_inmet_file(path / m, decode_text(_member(zf, m, path), path / m)) for m in chosen]
     except (zipfile.BadZipFile, EOFError):
         raise EtlError("not a readable zip file (a download cut short?)", path) from None
+
+
+def _member(zf: zipfile.ZipFile, name: str, path: Path) -> bytes:
+    """A zip member's bytes; one that cannot be unpacked (corrupt, encrypted, another compression)
+    is an EtlError naming it."""
+    try:
+        return zf.read(name)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise EtlError(f"cannot unpack it: {' '.join(str(exc).split())[:120]}", path / name) from None
 
 
 def load_inmet(src: str | Path | Iterable[str | Path], stations: Collection[str] = ()) -> pd.DataFrame:
