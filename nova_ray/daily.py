@@ -59,17 +59,24 @@ def _raw_files(raw: Path) -> bool:
 
 
 def _fetch(cfg: Config, run_date: date, raw: Path, report: DailyReport) -> None:
-    """Download the [etl] BCB series and INMET stations into `raw`: since 1 January of last year
-    when the folder has files already (the years a night can change; the older ones stay), else
-    the five years `fetch_sources` takes. A failed download is a warning, not the night's end:
-    what it got stays, and the forecast uses the files on disk (their age is warned of)."""
+    """Download the [etl] BCB series and INMET stations into `raw`, each source since 1 January of
+    last year when every series (station) of it has a file there already (the years a night can
+    change; the older ones stay), else over the five years `fetch_sources` takes. A failed
+    download is a warning, not the night's end: what it got stays, and the forecast uses the files
+    on disk (their age is warned of)."""
     from .etl import EtlError
-    from .etl.fetch import fetch_sources
+    from .etl.fetch import fetch_sources, parse_bcb_series
 
     notes: list[str] = []
-    start = date(run_date.year - 1, 1, 1) if _raw_files(raw) else None
+    recent = date(run_date.year - 1, 1, 1)
     try:
-        files = fetch_sources(raw, cfg.etl, start=start, end=run_date, notes=notes)
+        series = [raw / "bcb" / f"{name}.json" for name, _ in parse_bcb_series(cfg.etl.bcb_series)]
+        stations = [s.strip().upper() for s in cfg.etl.inmet_stations.split(",") if s.strip()]
+        have = {"bcb": all(f.is_file() for f in series),
+                "inmet": all(any((raw / "inmet").glob(f"INMET_*_{s}_*")) for s in stations)}
+        files = [f for source in ("bcb", "inmet")
+                 for f in fetch_sources(raw, cfg.etl, start=recent if have[source] else None, end=run_date,
+                                        sources=(source,), notes=notes)]
         report.step("fetch", f"{len(files)} file(s) into {raw}")
     except EtlError as exc:
         notes.append(f"etl --fetch failed, the external factors' files on disk are used: {exc}")

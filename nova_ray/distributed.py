@@ -281,13 +281,17 @@ def _sigterm_action_kept() -> Iterator[None]:
     """Put the process's SIGTERM action back after the block: `ray.shutdown` resets it to the
     default (its logger uninstalls its failure handlers) while Python still lists the CLI's
     handler, so a SIGTERM while the results were published killed the run without a word. The
-    action is copied whole with libc's sigaction (any thread: the shutdown runs in one)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        saved = ctypes.create_string_buffer(512)  # a struct sigaction, kept opaque (<= 152 bytes)
-        ok = libc.sigaction(signal.SIGTERM, None, saved) == 0
-    except (OSError, AttributeError):  # no libc sigaction: Ray's default stays
-        ok = False
+    action is copied whole with libc's sigaction (any thread: the shutdown runs in one). Only a
+    Python handler's: without one the action in place is Ray's crash handler, which its shutdown
+    means to remove."""
+    ok = False
+    if callable(signal.getsignal(signal.SIGTERM)):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            saved = ctypes.create_string_buffer(512)  # a struct sigaction, kept opaque (<= 152 bytes)
+            ok = libc.sigaction(signal.SIGTERM, None, saved) == 0
+        except (OSError, AttributeError):  # no libc sigaction: Ray's default stays
+            ok = False
     try:
         yield
     finally:

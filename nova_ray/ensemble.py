@@ -106,7 +106,9 @@ def _residual_bounds(bt: pl.DataFrame) -> pl.DataFrame:
         bt.with_columns(r=pl.col("actual") - pl.col("forecast"))
         .group_by("item_id")
         .agg(
-            pl.len().alias("n_resid"),
+            # windows without any demand: their residuals (all at or below 0) would put the band
+            # at 0..forecast; none, and the models' own bounds stand
+            pl.when((pl.col("actual") != 0).any()).then(pl.len()).otherwise(0).alias("n_resid"),
             pl.col("r").sort().alias("_r"),
             (pl.col("actual") == 0).mean().alias("zero_share"),
         )

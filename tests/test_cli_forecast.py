@@ -370,7 +370,7 @@ def test_an_interrupted_command_says_how_to_go_on(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(run_cli, "RUN_DATE", date(2026, 11, 27))
     for argv, hint in ((["nova-ray", "run", "--date", "2026-11-25", "--full-refit"],
                         "rerun `nova-ray run --date 2026-11-25 --full-refit` to continue (it resumes)"),
-                       (["nova-ray", "run", "--force", "-q"],
+                       (["nova-ray", "run", "--force", "--fetch", "-q"],  # new factor files: no resume
                         "rerun `nova-ray run --force -q --date 2026-11-27` to continue (it resumes)"),
                        (["nova-ray", "-q", "forecast", "--data", "a b.csv"],
                         "rerun `nova-ray -q forecast --data 'a b.csv' --resume` to continue (the same UTC"),

@@ -193,6 +193,8 @@ def test_doctor_names_the_factor_sources_that_end_early(
     gone = doctor_cli.check_features(load_config(None, {"features": str(tmp_path / "gone.parquet")}, env={},
                                                  dotenv=None), str(small_demo / "demand.parquet"))
     assert gone.status == "fail" and "gone.parquet not found" in gone.detail  # as a run stops on it
+    empty = load_config(None, {"features": ""}, env={}, dotenv=None)  # no table, as a run reads it
+    assert doctor_cli.check_features(empty, str(small_demo / "demand.parquet")).status == "ok"
     monkeypatch.chdir(tmp_path)  # the default table (data/processed/features.parquet) is not there
     cfg = load_config(None, {"processed": str(tmp_path / "empty")}, env={}, dotenv=None)
     none = doctor_cli.check_features(cfg, str(tmp_path / "elsewhere" / "demand.parquet"))

@@ -43,10 +43,11 @@ def _resume_hint() -> str:
     if command in ("forecast", "train"):
         again = [a for a in args if a != "--resume"] + ["--resume"]
         return f"rerun `nova-ray {shlex.join(again)}` to continue (the same UTC day: the date is in its key)"
-    if command == "run":
+    if command == "run":  # without --fetch: files downloaded between the two would start it afresh
         started = getattr(sys.modules.get("nova_ray.cli.run"), "RUN_DATE", None)
         dated = any(a == "--date" or a.startswith("--date=") for a in args)
-        again = args if dated or started is None else [*args, "--date", str(started)]
+        again = [a for a in args if a != "--fetch"]
+        again = again if dated or started is None else [*again, "--date", str(started)]
         return f"rerun `nova-ray {shlex.join(again)}` to continue (it resumes)"
     return "rerun to start again"
 

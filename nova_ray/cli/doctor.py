@@ -349,7 +349,7 @@ def check_features(cfg: Any, data: str) -> Check:
     if not cfg.forecast.exog:
         return Check(name, "ok", "switched off (exog = false / --no-exog)")
     path = features_path(cfg)
-    if path != Forecast().features and not Path(path).is_file():  # a run stops on it (exit 2)
+    if path and path != Forecast().features and not Path(path).is_file():  # a run stops on it (exit 2)
         return Check(name, "fail", f"setting 'features': {path} not found",
                      "write it with `nova-ray etl`, or leave the setting at its default")
     if path and Path(path).is_file():

@@ -105,15 +105,17 @@ def runs(
     if not root.is_dir():
         fail(f"{label}: no such folder")
     records = read_runs(root)
+    from ..io.lock import holder
     from ..io.results import POINTER, interrupted_runs  # lazily: the CLI imports light on a serving box
 
+    running = holder(root)  # first: a run that publishes meanwhile is then gone, not "interrupted"
     stopped = interrupted_runs(root)
     if not records:
         out.print(
             f"no runs in {root} (metadata/runs/ is empty); run `nova-ray forecast --output {root}`",
             highlight=False,
         )
-        _interrupted(root, stopped)
+        _interrupted(root, stopped, running)
         return
 
     ptr = root / "metadata" / POINTER
@@ -151,17 +153,15 @@ def runs(
               markup=False)
     if len(shown) < len(records):
         out.print(f"{len(shown)} of {len(records)} runs shown; --limit 0 shows all", highlight=False)
-    _interrupted(root, stopped)
+    _interrupted(root, stopped, running)
 
 
-def _interrupted(root: Path, stopped: list[Interrupted]) -> None:
+def _interrupted(root: Path, stopped: list[Interrupted], running: str | None) -> None:
     """The runs that stopped before publishing, with what their checkpoints hold and how to go on."""
     if not stopped:
         return
-    from ..io.lock import holder
     from ..io.results import STALE_STAGE_DAYS
 
-    running = holder(root)  # "pid N since <ISO time>" while a job holds the folder
     since = _lock_time(running)
     # one job at a time per results folder: the stage it wrote to since it took the lock is its
     live = stopped[0] if since and stopped[0].last_write >= since else None

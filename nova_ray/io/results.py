@@ -340,36 +340,46 @@ def interrupted_runs(root: str | Path) -> list[Interrupted]:
     out = []
     staging = Path(root) / ".staging"
     for stage in staging.iterdir() if staging.is_dir() else ():
-        info = stage / "run.json"
-        if stage.name.startswith(".") or not info.is_file():
+        try:  # a live run drops its stage when it publishes: gone while read, it is no longer one
+            found = _interrupted(stage)
+        except OSError:
             continue
-        try:
-            saved = json.loads(info.read_text())
-            meta = saved.get("meta") or {}
-        except (OSError, ValueError, AttributeError):
-            continue
-        done_dir = stage / "checkpoints" / "done"
-        done = {p.name for p in done_dir.iterdir()} if done_dir.is_dir() else set()
-        rows = 0
-        for name in done:
-            if name.startswith(BATCH_PREFIX):
-                try:
-                    rows += pq.read_metadata(stage / "checkpoints" / "items" / f"{name}.parquet").num_rows
-                except Exception:  # noqa: BLE001 - a damaged checkpoint is fitted again on --resume
-                    continue
-        marks = [m for m in (stage, info, done_dir) if m.exists()]
-        run_id = str(saved.get("run_id") or meta.get("run_id") or stage.name)
-        out.append(Interrupted(
-            run_id=run_id,
-            run_date=_run_date(run_id),
-            started=str(meta.get("generated_at") or ""),
-            items_done=rows,
-            items=saved.get("items") if isinstance(saved.get("items"), int) else None,
-            lstm_done="lstm" in done,
-            publishing=any(e.is_dir() and e.name != "checkpoints" for e in stage.iterdir()),
-            last_write=datetime.fromtimestamp(max(m.stat().st_mtime for m in marks), timezone.utc),
-        ))
+        if found is not None:
+            out.append(found)
     return sorted(out, key=lambda r: r.last_write, reverse=True)
+
+
+def _interrupted(stage: Path) -> Interrupted | None:
+    """What the stage of a run that did not publish holds (None: not such a stage)."""
+    info = stage / "run.json"
+    if stage.name.startswith(".") or not info.is_file():
+        return None
+    try:
+        saved = json.loads(info.read_text())
+        meta = saved.get("meta") or {}
+    except (ValueError, AttributeError):
+        return None
+    done_dir = stage / "checkpoints" / "done"
+    done = {p.name for p in done_dir.iterdir()} if done_dir.is_dir() else set()
+    rows = 0
+    for name in done:
+        if name.startswith(BATCH_PREFIX):
+            try:
+                rows += pq.read_metadata(stage / "checkpoints" / "items" / f"{name}.parquet").num_rows
+            except Exception:  # noqa: BLE001 - a damaged checkpoint is fitted again on --resume
+                continue
+    marks = [m for m in (stage, info, done_dir) if m.exists()]
+    run_id = str(saved.get("run_id") or meta.get("run_id") or stage.name)
+    return Interrupted(
+        run_id=run_id,
+        run_date=_run_date(run_id),
+        started=str(meta.get("generated_at") or ""),
+        items_done=rows,
+        items=saved.get("items") if isinstance(saved.get("items"), int) else None,
+        lstm_done="lstm" in done,
+        publishing=any(e.is_dir() and e.name != "checkpoints" for e in stage.iterdir()),
+        last_write=datetime.fromtimestamp(max(m.stat().st_mtime for m in marks), timezone.utc),
+    )
 
 
 def _run_date(run_id: str) -> str:
