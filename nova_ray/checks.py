@@ -46,12 +46,17 @@ def stale_history(cfg: Config, end: Any, run_date: date | None = None, last_day:
 GAP_DAYS = 7  # days inside the history without a row for any item that look like a failed export
 
 
+DENSE = 0.9  # share of a history's days with rows from which a stretch without any is a gap
+
+
 def export_gaps(cfg: Config, dates: pd.Series) -> list[str]:
     """A warning naming the longest stretch of days inside a daily history without a row for any
     item (`GAP_DAYS` or more): every item reads it as zero demand, which is also what an export
-    that failed for a week gives (a warehouse closed that long is the other reading)."""
+    that failed for a week gives (a warehouse closed that long is the other reading). Only for an
+    export with rows on `DENSE` of its days at least (an export that lists items only on the days
+    they are used has such stretches by nature); the caller passes the whole file's dates."""
     days = np.sort(pd.unique(dates.to_numpy().astype("datetime64[D]")))
-    if len(days) < 2:
+    if len(days) < 2 or len(days) < DENSE * ((days[-1] - days[0]).astype(np.int64) + 1):
         return []
     gaps = np.diff(days).astype(np.int64) - 1
     i = int(np.argmax(gaps))

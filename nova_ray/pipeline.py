@@ -163,7 +163,7 @@ def run_forecast(
     stock, warnings = load_stock(cfg, demand, items) if only is None and publish else (None, [])
     warnings = notes + warnings
     daily_rows = not per_period_rows(demand["date"], cfg.forecast.freq)
-    warnings += export_gaps(cfg, demand["date"]) if daily_rows else []
+    warnings += export_gaps(cfg, demand["date"]) if daily_rows and not items else []  # the file's days
     if stock is not None:
         last_day = demand["date"].max() if daily_rows else None
         warnings += stale_history(cfg, end=series.end, run_date=run_date, last_day=last_day)

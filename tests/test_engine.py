@@ -269,13 +269,18 @@ def test_a_week_without_a_row_for_any_item_is_a_warning(small_demo, tmp_path) ->
     cfg = load_config(None, {"data": str(tmp_path / "demand.parquet"), "output": str(tmp_path / "out"),
                              "models_dir": str(tmp_path / "models"), "models": "naive", "horizon": 7,
                              "backtest_windows": 1}, env={}, dotenv=None)
-    summary = run_forecast(cfg, ["CAB-0001"], use_ray=False)
+    summary = run_forecast(cfg, use_ray=False, publish=False)
     last = (first + pd.Timedelta(days=8)).date()
     assert [w for w in summary.warnings if f"no row for any item from {first.date()} to {last} (9 days)" in w]
+    some = run_forecast(cfg, ["CAB-0001"], use_ray=False, publish=False)  # --items: not the file's days
+    assert not [w for w in some.warnings if "no row for any item" in w]
     middle = demand[hole & (demand["date"] == first + pd.Timedelta(days=4))]  # a day of rows in it
     pd.concat([demand[~hole], middle]).to_parquet(tmp_path / "demand.parquet")
-    split = run_forecast(cfg, ["CAB-0001"], use_ray=False, publish=False)
+    split = run_forecast(cfg, use_ray=False, publish=False)
     assert not [w for w in split.warnings if "no row for any item" in w]  # two gaps of 4 days
+    sparse = demand[~hole & (demand["date"].dt.dayofyear % 3 == 0)]  # rows on the days of use only
+    sparse.to_parquet(tmp_path / "demand.parquet")
+    assert not [w for w in run_forecast(cfg, use_ray=False, publish=False).warnings if "no row for any" in w]
 
 
 def test_a_history_that_ended_long_before_the_run_date_is_a_warning() -> None:
