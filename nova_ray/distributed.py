@@ -287,7 +287,7 @@ def _sigterm_action_kept() -> Iterator[None]:
     ok = False
     if callable(signal.getsignal(signal.SIGTERM)):
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
+            libc = ctypes.CDLL(None)
             saved = ctypes.create_string_buffer(512)  # a struct sigaction, kept opaque (<= 152 bytes)
             ok = libc.sigaction(signal.SIGTERM, None, saved) == 0
         except (OSError, AttributeError):  # no libc sigaction: Ray's default stays

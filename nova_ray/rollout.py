@@ -42,6 +42,8 @@ def recent_pace(cumulative: np.ndarray) -> float:
     the latest (a window of fixed length ending on the last day held two or three monthly updates
     by the months' lengths: a pace 30% off), 0 when the last two intervals hold no update."""
     v = np.asarray(cumulative, dtype=float)
+    if len(v) < 2:
+        return 0.0
     step = report_interval(v)
     at = np.flatnonzero(np.diff(v) != 0) + 1  # the days a new count appears
     if step > 1 and len(at) > 1 and len(v) - 1 - at[-1] <= 2 * step:
