@@ -83,6 +83,35 @@ def test_runs_lists_newest_first_with_status(tmp_path: Path) -> None:
     assert "latest, but its items are missing: rerun `nova-ray run --date 2024-01-02`" in text
 
 
+def test_runs_lists_unpublished_runs_in_a_cron_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stage left by a run that did not publish: the items its checkpoints hold of the run's, the
+    LSTM's, and its status whole at cron's 80 columns (it was cut to "interrupt…")."""
+    monkeypatch.setattr(out, "_width", 80)
+    root = tmp_path / "results"
+    meta = {"run_id": "20261206-abcdef12", "generated_at": "2026-12-06T02:00:00+00:00"}
+    w = ResultWriter(root, meta["run_id"], date(2026, 12, 6), meta, stage_key="k", items=2000)
+    w.checkpoint("b-1", {"items": pa.table({"item_id": ["A"] * 600})})
+    w.checkpoint("lstm", {"forecasts": pa.table({"x": [1]})})
+    old = ResultWriter(root, "20261205-00000000", date(2026, 12, 5), {"run_id": "20261205-00000000"},
+                       stage_key="k0")  # a stage of an earlier version: its item count unknown
+    old.checkpoint("b-2", {"items": pa.table({"item_id": ["B"] * 7})})
+    import os
+    import time
+
+    later = time.time() + 60  # written last, whatever the file system's clock resolution
+    for mark in (old.stage, old.stage / "run.json", old.stage / "checkpoints" / "done"):
+        os.utime(mark, (later, later))
+    res = runner.invoke(app, ["runs", "--results", str(root)])
+    assert res.exit_code == 0, res.output
+    rows = [ln for ln in res.output.splitlines() if ln.startswith("│ 2026120")]
+    ids = [r.split("│")[1].strip() for r in rows]
+    assert ids == ["20261205-00000000", "20261206-abcdef12"]  # the last written first
+    assert "600 of 2000" in rows[1] and "interrupted" in rows[1] and "interrupted" in rows[0]
+    assert "7 items" in rows[0] and res.output.count("LSTM") == 1  # the first stage's LSTM is done
+    text = " ".join(res.output.split())
+    assert "with --resume, on the same UTC day" in text and "nova-ray run --date <run date>" in text
+
+
 @pytest.mark.parametrize("width", [60, 80, 120])
 def test_runs_never_wraps_or_cuts_a_run_id(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, width: int

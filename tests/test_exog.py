@@ -401,6 +401,8 @@ def test_etl_command_writes_features_and_reports_broken_files(small_demo: Path, 
     assert res.exit_code == 0, res.output
     frame = read_features(out / "features.parquet")
     assert len(frame) == 365 and "rain_mm" in frame.columns
+    quiet = runner.invoke(app, ["etl", "--raw", str(small_demo / "raw"), "--out", str(out), "-q"])
+    assert quiet.exit_code == 0 and quiet.output.strip() == f"etl: {out / 'features.parquet'}", quiet.output
     assert json.loads((out / "features_dictionary.json").read_text())["usd_brl"]["group"] == "economy"
 
     raw = tmp_path / "raw"

@@ -43,6 +43,9 @@ def etl(
     config: str = typer.Option(
         None, "--config", help="Config TOML (default configs/default.toml).", envvar="NOVA_RAY_CONFIG"
     ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Only the table's path, the warnings and errors (as the other commands)."
+    ),
 ) -> None:
     """Validate the raw external-factor files and write the daily feature table and its dictionary."""
     from ..etl import EtlError, build_features, fetch_sources
@@ -55,14 +58,20 @@ def etl(
         fail(f"--end {last} is before --start {first}")
     try:
         if fetch:
-            console.print(f"downloading external factors into {cfg.etl.raw}")
+            if not quiet:
+                console.print(f"downloading external factors into {cfg.etl.raw}")
             fetched: list[str] = []
             files = fetch_sources(cfg.etl.raw, cfg.etl, start=first, end=last, notes=fetched)
-            console.print(f"downloaded {len(files)} file(s)")
+            if not quiet:
+                console.print(f"downloaded {len(files)} file(s)")
             warn(fetched)
         res = build_features(cfg.etl.raw, cfg.etl.processed, first, last, cfg.etl.inmet_stations)
     except EtlError as exc:
         fail(str(exc))
+    if quiet:  # a cron log: where the table went, and what to look at
+        out.print(f"etl: {res.path}", soft_wrap=True, highlight=False, markup=False)
+        warn(res.warnings)
+        return
     table = Table(title="nova-ray etl", show_header=False)
     table.add_row("days", f"{res.rows} ({res.start.date()} .. {res.end.date()})")
     table.add_row("sources", str(len(res.sources)))

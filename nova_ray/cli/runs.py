@@ -167,8 +167,10 @@ def _interrupted(root: Path, stopped: list[Interrupted], running: str | None) ->
     live = stopped[0] if since and stopped[0].last_write >= since else None
     out.print(f"unpublished runs in {root / '.staging'}", soft_wrap=True, highlight=False, markup=False)
     table = Table()
-    for col in ("run id", "run date", "started (UTC)", "checkpointed", "last write (UTC)", "status"):
-        table.add_column(col, no_wrap=col in ("run id", "run date"))
+    for col in ("run id", "run date", "started (UTC)", "checkpoints", "last write (UTC)", "status"):
+        # cron's 80 columns: the other cells wrap, a status is never cut ("interrupt…")
+        table.add_column(col, no_wrap=col in ("run id", "run date"), overflow="fold",
+                         min_width=len("interrupted") if col in ("status", "checkpoints") else None)
     for r in stopped:
         done = f"{r.items_done} of {r.items} items" if r.items is not None else f"{r.items_done} items"
         status = ("[yellow]interrupted while publishing[/]" if r.publishing else "[yellow]interrupted[/]")
