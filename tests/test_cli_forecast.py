@@ -347,7 +347,7 @@ def test_a_cluster_address_that_cannot_work_fails_fast(tmp_path: Path, small_dem
     assert res.exit_code == 2 and "not a URL" in res.output
 
 
-def test_an_interrupted_command_says_how_to_go_on(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_command_says_how_to_go_on(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     """`run` resumes by itself (it has no --resume, which the message used to name for every
     command); forecast and train take --resume."""
     import sys
@@ -380,6 +380,17 @@ def test_an_interrupted_command_says_how_to_go_on(monkeypatch: pytest.MonkeyPatc
         assert hint in _resume_hint()
     res = CliRunner().invoke(app, ["train", "--help"])
     assert res.exit_code == 0 and "--resume" in res.output
+    # a `run` stopped while it published its saved run: that run is not "nothing published"
+    from nova_ray.cli import _interrupted
+
+    monkeypatch.setattr(sys, "argv", ["nova-ray", "run", "--to", "s3://b/p"])
+    monkeypatch.setattr(run_cli, "SAVED_RUN", "20261127-0a1b2c3d")
+    with pytest.raises(SystemExit) as stop:
+        _interrupted()
+    assert stop.value.code == 130
+    assert capsys.readouterr().err.strip() == (
+        "interrupted: run 20261127-0a1b2c3d is saved in the results folder, its publish was cut short; rerun "
+        "`nova-ray run --to s3://b/p --date 2026-11-27` to continue (it resumes)")
 
 
 def test_demo_data_only_for_the_default_path_and_help_keeps_brackets(

@@ -77,7 +77,10 @@ def _terminate(signum: int, frame: object) -> None:
 
 def _interrupted() -> None:
     what = "terminated" if _TERMINATED else "interrupted"
-    print(f"{what}: nothing was published; {_resume_hint()}", file=sys.stderr)
+    saved = getattr(sys.modules.get("nova_ray.cli.run"), "SAVED_RUN", None)
+    done = (f"run {saved} is saved in the results folder, its publish was cut short" if saved
+            else "nothing was published")  # `run` stopped while it synced its saved run
+    print(f"{what}: {done}; {_resume_hint()}", file=sys.stderr)
     sys.exit(143 if _TERMINATED else 130)
 
 

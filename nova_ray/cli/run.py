@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ..daily import DailyReport
 
 RUN_DATE: date | None = None  # the date of the job this process runs (the interrupt hint's)
+SAVED_RUN: str | None = None  # set when the job is interrupted after its run was saved locally
 
 
 @app.command()
@@ -117,6 +118,8 @@ def run(
                 fetch=fetch,
             )
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the steps done and the log, then the CLI's line
+        global SAVED_RUN
+        SAVED_RUN = report.run_id  # the run is in the results folder: only its publish was cut short
         warn(report.warnings + (report.summary.get("warnings") or []), 20)
         _steps(report)
         raise
