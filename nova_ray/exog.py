@@ -474,14 +474,22 @@ def _entries(features_path: str | Path) -> dict[str, dict[str, Any]]:
 
 def regressor_columns(features_path: str | Path) -> tuple[str, ...]:
     """Columns of group ``regressor`` in the features_dictionary.json next to `features_path`."""
-    return tuple(c for c, d in _entries(features_path).items() if d.get("group") == "regressor")
+    return _regressors(_entries(features_path))
 
 
 def observed_until(features_path: str | Path) -> dict[str, pd.Timestamp]:
     """Column -> the last day its source has a value, from the dictionary's ``observed`` (written
     by `nova-ray etl`; none from an earlier version's dictionary or the user's own table)."""
+    return _observed_until(_entries(features_path))
+
+
+def _regressors(entries: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+    return tuple(c for c, d in entries.items() if d.get("group") == "regressor")
+
+
+def _observed_until(entries: dict[str, dict[str, Any]]) -> dict[str, pd.Timestamp]:
     out = {}
-    for col, d in _entries(features_path).items():
+    for col, d in entries.items():
         span = d.get("observed")
         if isinstance(span, list) and len(span) == 2:
             try:
@@ -489,6 +497,14 @@ def observed_until(features_path: str | Path) -> dict[str, pd.Timestamp]:
             except (TypeError, ValueError):
                 continue
     return out
+
+
+def _described(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, tuple[str, ...], dict[str, Any]]:
+    """The table at `path` with its 5G counts continued, and its regressor columns: both from its
+    data dictionary, read once."""
+    entries = _entries(path)
+    frame, continued = continue_counts(frame, _observed_until(entries))
+    return frame, _regressors(entries), continued
 
 
 class Features(NamedTuple):
@@ -518,16 +534,15 @@ def load_features(
 
     if features_path and Path(features_path).is_file():
         path = Path(features_path).resolve()  # the record names the file wherever the run started
-        frame, continued = continue_counts(features_file(path), observed_until(path))
-        return Features(frame, regressor_columns(path), (str(path), *raw_sources(path)), continued)
+        frame, regs, continued = _described(features_file(path), path)
+        return Features(frame, regs, (str(path), *raw_sources(path)), continued)
     # not beside an s3:// demand file: Path would make that the local folder `s3:/bucket/...`
     raw = Path(demand_path).parent / "raw" if demand_path and not is_uri(demand_path) else None
     if raw is None or not raw.is_dir():
         return None
     with tempfile.TemporaryDirectory(prefix="nova-ray-features-") as tmp:
         res = build_features(raw, tmp, start, end, inmet_stations)
-        frame, continued = continue_counts(read_features(res.path), observed_until(res.path))
-        regs = regressor_columns(res.path)
+        frame, regs, continued = _described(read_features(res.path), res.path)
     return Features(frame, regs, tuple(str(p) for p in res.sources), continued)
 
 

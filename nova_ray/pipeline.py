@@ -595,7 +595,7 @@ def _save_models(
         return False
     # an item whose models took no regressors (its params have no "exog") records that: its fits
     # hold whatever the factors' history does (they were all fitted cold again when it moved)
-    took = items["params"].map_elements(lambda p: "exog" in json.loads(p or "{}"), return_dtype=pl.Boolean)
+    took = pl.col("params").str.json_path_match("$.exog").is_not_null()
     key = pl.when(took).then(pl.lit(factors, dtype=pl.String)).otherwise(pl.lit(NO_REGRESSORS))
     entries = (
         items.select("item_id", "params", "cpu_seconds", "demand_class")

@@ -56,11 +56,12 @@ def _owner(root: Path, rec: dict[str, Any]) -> str | None:
     return _partition_owner(root / str(parts[kind])) if kind else None
 
 
-def _foreign_kinds(root: Path, rec: dict[str, Any]) -> list[str]:
-    """The tables of run `rec` whose files (their first) belong to another run, or are gone."""
+def _foreign_kinds(root: Path, rec: dict[str, Any]) -> dict[str, str]:
+    """The tables of run `rec` whose files (their first) belong to another run, or are gone: kind ->
+    their owner ("missing" when gone)."""
     parts = rec.get("partitions") or {}
-    return [kind for kind, part in sorted(parts.items())
-            if _partition_owner(root / str(part)) not in (None, rec.get("run_id"))]
+    owners = {kind: _partition_owner(root / str(part)) for kind, part in sorted(parts.items())}
+    return {kind: owner for kind, owner in owners.items() if owner not in (None, rec.get("run_id"))}
 
 
 def _status(root: Path, rec: dict[str, Any], latest: str | None) -> str:
@@ -70,8 +71,7 @@ def _status(root: Path, rec: dict[str, Any], latest: str | None) -> str:
     if rec.get("run_id") == latest:
         mixed = _foreign_kinds(root, rec)
         if mixed:  # a run of the date killed while its tables were swapped in
-            parts = rec.get("partitions") or {}
-            gone = [k for k in mixed if _partition_owner(root / str(parts[k])) == "missing"]
+            gone = [k for k, owner in mixed.items() if owner == "missing"]
             other = [k for k in mixed if k not in gone]
             what = " and ".join(x for x in (f"its {', '.join(other)} hold another run's" if other else "",
                                             f"its {', '.join(gone)} are missing" if gone else "") if x)

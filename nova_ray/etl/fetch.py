@@ -99,7 +99,7 @@ def get_with_retries(
     (`HttpStatusError`). `secret` (an API key in the URL) is written ``<token>`` in the messages.
     """
     tries = max(1, int(tries))
-    shown = url.replace(secret, "<token>") if secret else url
+    shown = redact(url, secret)
     last: BaseException | None = None
     for attempt in range(tries):
         try:
@@ -258,7 +258,7 @@ def fetch_inmet(
     """Download one station, one request and one yearly-format file per calendar year."""
     try:
         return _fetch_inmet(raw_dir, station, base_url, start, end, get, token)
-    except EtlError as exc:  # an answer quoted in a message may quote the key back
+    except EtlError as exc:  # the URL, or an answer quoted in a message, holds the key
         if not token:
             raise
         raise EtlError(redact(str(exc), token)) from None
@@ -283,7 +283,6 @@ def _fetch_inmet(
             else:
                 raise
             raise EtlError(f"{exc.reason}: {why}") from None
-        url = url.replace(token, "<token>") if token else url  # in the messages below
         if not body.strip():
             continue  # 204: no data for that year
         try:
@@ -348,8 +347,7 @@ def fetch_sources(
             raise EtlError(f"setting {name}: expected an http:// or https:// URL, got "
                            f"{short(str(getattr(etl_config, name)))}")
     client = client or urllib_client
-
-    token = etl_config.inmet_token.strip()
+    token = etl_config.inmet_token.strip()  # redacted in every message (`redact`)
 
     def get(url: str) -> bytes:
         return get_with_retries(url, client, etl_config.fetch_retries, etl_config.fetch_timeout_s, backoff_s,
