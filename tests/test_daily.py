@@ -497,3 +497,35 @@ def test_a_backfill_forecasts_from_the_history_up_to_its_date(small_demo: Path) 
     assert load_demand(cfg, None, until=date(2024, 1, 5)).notes == whole.notes  # nothing after it
     with pytest.raises(InputError, match="no history up to the run date 2022-12-01"):
         load_demand(cfg, None, until=date(2022, 12, 1))
+
+
+def test_a_lagging_5g_count_is_one_warning_of_the_run(env: Path, small_demo: Path, ray_session,
+                                                      monkeypatch) -> None:
+    """An Anatel file two months behind: the ETL warns that its last value is repeated, and the
+    forecast that it continues the count at its recent pace. `run` showed both lines for the
+    same file; it shows the forecast's, and the ETL's where no forecast says it (`_unsaid`)."""
+    import shutil
+    from datetime import date
+
+    from nova_ray.config import load_config
+    from nova_ray.daily import _unsaid, run_daily
+
+    raw = env / "raw"
+    shutil.copytree(small_demo / "raw", raw)
+    (count,) = (raw / "anatel").glob("*.csv")
+    lines = count.read_text(encoding="utf-8").splitlines(keepends=True)
+    count.write_text("".join(lines[:-60]), encoding="utf-8")
+    monkeypatch.setenv("NOVA_RAY_RAW", str(raw))
+    cfg = load_config(None, {"data": str(small_demo / "demand.parquet")}, dotenv=None)
+    report = run_daily(cfg, date(2026, 11, 27))
+    said = report.warnings + report.summary["warnings"]
+    g5 = [w for w in said if "5G" in w or "5g" in w]
+    assert len(g5) == 2 and all(w.split(":")[0].startswith("g5_") for w in g5), said  # sites, municipalities
+    assert all(": the 5G count ends " in w and "60 days before" in w for w in g5)
+
+    note = "5g g5_a, g5_b: the data end 2025-10-31, 60 days before the range's end 2025-12-30: ..."
+    held = {note: ["g5_a", "g5_b"]}
+    ends = "g5_{}: the 5G count ends 2025-10-31, 60 days before the features' last day 2025-12-30: ..."
+    assert _unsaid(held, [ends.format("a"), ends.format("b")]) == []
+    assert _unsaid(held, [ends.format("a")]) == [f"etl: {note}"]  # b not said: the ETL's line
+    assert _unsaid(held, []) == [f"etl: {note}"]  # no forecast, or one without external factors

@@ -81,6 +81,9 @@ class FeatureResult:
     end: pd.Timestamp | None = None
     rows: int = 0
     warnings: list[str] = field(default_factory=list)
+    # the warnings of 5G counts ending early -> their columns: a forecast continues such a count
+    # and says so itself (`exog._continued_warnings`), so `run` shows one of the two
+    continued: dict[str, list[str]] = field(default_factory=dict)
 
 
 def discover(raw_dir: str | Path) -> dict[str, list[Path]]:
@@ -219,6 +222,7 @@ def build_features(
     days = pd.date_range(start_ts, end_ts, freq="D", name="date")
 
     notes = _ignored_subfolders(raw)
+    continued: dict[str, list[str]] = {}
     table = calendar_features(start_ts, end_ts).set_index("date")
     groups: dict[str, str] = dict.fromkeys(table.columns, "calendar")
     have: list[str] = []  # the climate columns some station reports
@@ -268,7 +272,8 @@ def build_features(
         after = "repeat the last value"
         if group == "5g":  # rollout.continue_counts
             after += " (the forecast continues the count at its recent pace)"
-        notes += _filled_ends(col_spans, start_ts, end_ts, group, after=after)
+        notes += _filled_ends(col_spans, start_ts, end_ts, group, after=after,
+                              ended=continued if group == "5g" else None)
     table = table.reset_index()
     empty = [c for c in table.columns if c != "date" and table[c].isna().all()]
     if empty:  # etl.md promises a table without gaps: a column without a value is no feature
@@ -302,6 +307,7 @@ def build_features(
         end=end_ts,
         rows=len(table),
         warnings=notes,
+        continued=continued,
     )
 
 
@@ -312,10 +318,12 @@ FILLED_DAYS = 31  # days of the range before a source's first row or after its l
 def _filled_ends(
     spans: dict[str, Span], start: pd.Timestamp, end: pd.Timestamp, group: str,
     before: str = "repeat the first value", after: str = "repeat the last value",
+    ended: dict[str, list[str]] | None = None,
 ) -> list[str]:
     """Warnings for columns that start long after the range does (their first value copied back)
     or end long before (their last carried forward; `before`/`after` say what fills them): such
-    days are no information. Columns with the same span share one warning, named by column."""
+    days are no information. Columns with the same span share one warning, named by column;
+    `ended` gets each warning of columns that end early, with its columns."""
     by_span: dict[Span, list[str]] = {}
     for col, span in spans.items():
         by_span.setdefault(span, []).append(col)
@@ -328,6 +336,8 @@ def _filled_ends(
         if (end - last).days > FILLED_DAYS:
             out.append(f"{label}: the data end {last.date()}, {(end - last).days} days before the range's "
                        f"end {end.date()}: those days {after}")
+            if ended is not None:
+                ended[out[-1]] = cols
     return out
 
 
