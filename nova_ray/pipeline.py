@@ -52,7 +52,7 @@ from .global_lstm import FINAL_PART, is_part
 from .io.demand import spill_columns
 from .io.lock import job_lock
 from .io.model_store import ModelStore, block_fingerprint_column, fingerprint, lstm_readable
-from .io.results import ResultWriter, utc_now
+from .io.results import ResultWriter, has_stage, utc_now
 from .io.spill import Spill
 from .memory import release_memory
 from .metrics import evaluate
@@ -282,7 +282,7 @@ def _fit(
     external-factor values (`factors`, their hash) and scale, and --full-refit: batches fitted on
     other data, or warm where a full refit was asked for, are not mixed into this run. `scale`:
     the mean and spread the regressors were standardised with (`_on_store_scale`)."""
-    run_date = run_date or datetime.now(timezone.utc).date()
+    pinned, run_date = run_date is not None, run_date or datetime.now(timezone.utc).date()
     model_version = f"{__version__}+{config_hash(cfg, series.exog_names)}"
     store = ModelStore(cfg.paths.models_dir, model_version)
     store_notes = store.quarantine()
@@ -290,10 +290,20 @@ def _fit(
     # the regressors' scale too: checkpoints fitted on another (the store's record lost between a
     # run and its resume) would be stored as fits on this one
     on = records[1].key if records is not None else ""
-    key = hashlib.sha256(
-        f"{dataset}|{model_version}|{run_date}|{only}|{full_refit}|{factors}|{on}|"
-        f"{','.join(map(str, series.item_ids))}".encode()
-    ).hexdigest()[:16]
+    ids = ",".join(map(str, series.item_ids))
+
+    def stage_key(day: date) -> str:
+        return hashlib.sha256(
+            f"{dataset}|{model_version}|{day}|{only}|{full_refit}|{factors}|{on}|{ids}".encode()
+        ).hexdigest()[:16]
+
+    key = stage_key(run_date)
+    if resume is True and not pinned and not has_stage(cfg.paths.output, key):
+        # a run of the evening before, resumed after midnight UTC (21:00 in Brazil): the clock's
+        # date would start it afresh; it goes on, with its own run date
+        before = run_date - timedelta(days=1)
+        if has_stage(cfg.paths.output, stage_key(before)):
+            run_date, key = before, stage_key(before)
     meta = {
         "run_id": f"{run_date:%Y%m%d}-{uuid.uuid4().hex[:8]}",
         "model_version": model_version,

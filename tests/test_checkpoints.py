@@ -309,3 +309,29 @@ def test_unreadable_checkpoints_are_fitted_again_when_resumed(
     (note,) = [w for w in summary.warnings if "could not be read" in w]
     assert "lstm-state.npz" in note and summary.lstm == "cold"
     _assert_same_tables(out2 / "results", clean)
+
+
+def test_resume_after_midnight_utc_goes_on_with_the_run_of_the_day_before(small_demo: Path,
+                                                                          tmp_path: Path) -> None:
+    """A forecast stopped at 20:50 in Salvador and resumed at 21:10 crossed midnight UTC: the run
+    date is in the stage's key, so `--resume` started afresh. It now goes on with the run of the
+    day before (and its run date); a run without --resume, or with a date given, does not."""
+    from datetime import datetime, timezone
+
+    from nova_ray.config import load_config
+    from nova_ray.pipeline import run_forecast
+
+    over = {"data": str(small_demo / "demand.parquet"), "output": str(tmp_path / "results"),
+            "models_dir": str(tmp_path / "models"), "models": "naive", "horizon": 7, "backtest_windows": 1}
+    cfg = load_config(None, over, env={}, dotenv=None)
+    today = datetime.now(timezone.utc).date()
+    evening = today - timedelta(days=1)
+    with pytest.raises(KeyboardInterrupt):  # every batch checkpointed, then stopped
+        run_forecast(cfg, progress=_StopAt("ensemble and metrics"), use_ray=False, run_date=evening)
+    pinned = run_forecast(cfg, use_ray=False, run_date=today, resume=True, publish=False)
+    assert pinned.resumed_items == 0  # a date given (`run --date`): that date's run, afresh
+    after = run_forecast(cfg, use_ray=False, resume=True)  # the clock says today
+    assert after.resumed_items == after.items and after.run_date == evening.isoformat()
+    assert after.run_id.startswith(f"{evening:%Y%m%d}-") and not any("--resume" in w for w in after.warnings)
+    fresh = run_forecast(cfg, use_ray=False, resume=True)  # nothing left to resume: today's, afresh
+    assert fresh.resumed_items == 0 and fresh.run_date == today.isoformat()

@@ -42,7 +42,7 @@ def _resume_hint() -> str:
         return "nothing was checkpointed yet: rerun to start again"  # read, Ray's start, a hang
     if command in ("forecast", "train"):
         again = [a for a in args if a != "--resume"] + ["--resume"]
-        return f"rerun `nova-ray {shlex.join(again)}` to continue (the same UTC day: the date is in its key)"
+        return f"rerun `nova-ray {shlex.join(again)}` to continue (the same UTC day or the next)"
     if command == "run":  # without --fetch: files downloaded between the two would start it afresh
         started = getattr(sys.modules.get("nova_ray.cli.run"), "RUN_DATE", None)
         dated = any(a == "--date" or a.startswith("--date=") for a in args)

@@ -132,7 +132,8 @@ QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 RESUME = typer.Option(
     False,
     "--resume",
-    help="Continue an interrupted run of the same data, settings and date from its checkpoints.",
+    help="Continue an interrupted run of the same data and settings from its checkpoints (one of today, UTC, "
+    "or of the day before).",
 )
 
 

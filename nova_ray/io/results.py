@@ -84,7 +84,7 @@ class ResultWriter:
     ):
         self.root = Path(root)
         self.run_date = run_date
-        self.stage = self.root / ".staging" / (stage_key or run_id)
+        self.stage = _stage(self.root, stage_key or run_id)
         self.rows: dict[str, int] = {}
         self._files: dict[tuple[str, str], int] = {}
         self.damaged: list[str] = []  # checkpoints of the resumed attempt that could not be read
@@ -332,6 +332,15 @@ class Interrupted:
     lstm_done: bool  # the global LSTM's result is checkpointed (false also for runs without it)
     publishing: bool  # killed while publishing: its final tables were being written
     last_write: datetime  # UTC; the stage is removed STALE_STAGE_DAYS after it
+
+
+def _stage(root: str | Path, key: str) -> Path:
+    return Path(root) / ".staging" / key
+
+
+def has_stage(root: str | Path, key: str) -> bool:
+    """Whether the results folder holds the checkpoints of an interrupted run of stage `key`."""
+    return (_stage(root, key) / "run.json").exists()
 
 
 def interrupted_runs(root: str | Path) -> list[Interrupted]:
