@@ -425,7 +425,7 @@ def _finish(
             items=items_df,
             policy=Policy.from_config(cfg),
             freq=cfg.forecast.freq,
-            today=run_date,
+            today=None if cfg.paths.is_demo_data() else run_date,  # the demo's days are fixed, not late
             series_start=series_start,
         )
         writer.write(RECOMMENDATIONS, recs.to_arrow())

@@ -119,9 +119,11 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
                         "history bootstrap")
     warnings += unknown_items(stock_path, snapshot, forecast_items) + missing
     freq, today = recorded_freq(run.root, run.record), date.fromisoformat(run.run_date)
+    if (run.record.get("summary") or {}).get("demo_data"):
+        today = None  # the demo's history ends on a fixed day: its stock-outs are not in the past
     if stock_date is not None:  # the stock of a later day: the forecast's days up to it are consumed
         _days_left("--stock-date", stock_date, run.forecasts, freq)
-        today = max(today, stock_date)
+        today = max(today or stock_date, stock_date)
     table = recommend(run.forecasts, snapshot, history=history, backtests=run.backtests, items=run.items,
                       policy=Policy.from_config(cfg), freq=freq, today=today, series_start=start,
                       snapshot=stock_date)

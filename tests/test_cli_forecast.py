@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -481,8 +482,8 @@ def test_the_demo_default_is_announced_and_recorded(
     demo.mkdir(parents=True)
     for name in ("demand.parquet", "stock.parquet"):
         shutil.copy(small_demo / name, demo / name)
-    args = ["forecast", "--items", "CAB-0001", "--models", "naive", "--horizon", "7", "--backtest-windows",
-            "1", "--no-ray", "-q", "--output", str(tmp_path / "out")]
+    args = ["forecast", "--items", "CAB-0001,STL-0002,ELE-0003", "--models", "naive", "--horizon", "7",
+            "--backtest-windows", "1", "--no-ray", "-q", "--output", str(tmp_path / "out")]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert ("warning: no --data and no paths.data of your own: forecasting the generated DEMO data in "
@@ -491,17 +492,26 @@ def test_the_demo_default_is_announced_and_recorded(
     pointer = json.loads((tmp_path / "out" / "metadata" / "last_updated.json").read_text())
     record = json.loads((tmp_path / "out" / "metadata" / "runs" / f"{pointer['run_id']}.json").read_text())
     assert record["summary"]["demo_data"] is True
+    # the demo's history ends on a fixed day (2023-12-31 here): a stock-out projected after it is
+    # not "before the run date", critical (9 of the Quick start's 25 critical rows were only that)
+    recs = pl.read_parquet(tmp_path / "out" / "recommendations" / f"run_date={pointer['run_date']}")
+    assert recs.height and recs["stockout_date"].max() < date(2024, 6, 1)
+    assert not recs.filter(pl.col("notes").str.contains("before the run date")).height
+    again = CliRunner().invoke(app, ["recommend", "--results", str(tmp_path / "out")])  # recomputed alike
+    assert again.exit_code == 0 and "before the run date" not in again.output, again.output
     log = record["summary"]["log_path"]
     assert len(log) > 40 and f"output {tmp_path / 'out'}\n" in res.output and f"log    {log}\n" in res.output
     # the same rows as a file of one's own: no warning, no DEMO
     mine = tmp_path / "mine.parquet"
     shutil.copy(demo / "demand.parquet", mine)
-    res = CliRunner().invoke(app, [*args, "--data", str(mine)])
+    res = CliRunner().invoke(app, [*args, "--data", str(mine), "--stock", str(demo / "stock.parquet")])
     assert res.exit_code == 0 and "DEMO" not in res.output, res.output
     assert f"data   {mine}\n" in res.output
     pointer = json.loads((tmp_path / "out" / "metadata" / "last_updated.json").read_text())
     record = json.loads((tmp_path / "out" / "metadata" / "runs" / f"{pointer['run_id']}.json").read_text())
     assert record["summary"]["demo_data"] is False
+    recs = pl.read_parquet(tmp_path / "out" / "recommendations" / f"run_date={pointer['run_date']}")
+    assert recs.filter(pl.col("notes").str.contains("before the run date")).height  # your data: late
 
 
 def test_sigterm_while_joining_a_cluster_ends_as_a_sigterm_does() -> None:
