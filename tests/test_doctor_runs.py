@@ -282,3 +282,26 @@ def test_doctor_starts_a_local_ray(small_demo: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     row = _rows(res.output)["ray runtime"]
     assert "✓" in row and "1 CPU" in row and "a task ran on" in row
+
+
+def test_doctor_prints_an_install_fix_with_its_brackets(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    """The fixes went through Rich's markup: `pip install -e '.[dev]'` printed as `-e '.'`, and the
+    GPU hint's `tensorflow[and-cuda]` as plain `tensorflow` (no CUDA)."""
+    import importlib
+
+    from nova_ray.cli import doctor
+    from nova_ray.cli.common import out
+
+    real = importlib.import_module
+
+    def broken(name: str, *args, **kwargs):
+        if name == "fastapi":
+            raise ImportError("simulated broken install")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(doctor.importlib, "import_module", broken)
+    monkeypatch.setattr(out, "_width", 250)
+    res = runner.invoke(app, ["doctor", "--results", str(tmp_path), "--no-ray"])
+    row = _rows(res.output)["fastapi"]
+    assert "✗" in row and "pip install -e '.[dev]'" in row, res.output

@@ -21,6 +21,7 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ..io.source import is_uri
 from . import app
@@ -436,7 +437,8 @@ def doctor(
     if fixes:
         table.add_column("how to fix", overflow="fold")
     for c in checks:
-        table.add_row(MARK[c.status], c.name, c.detail, *([c.fix] if fixes else []))
+        # plain text: a fix's `pip install -e '.[dev]'` or `tensorflow[and-cuda]` is no markup
+        table.add_row(MARK[c.status], c.name, Text(c.detail), *([Text(c.fix)] if fixes else []))
     out.print(table)
     failed = [c.name for c in checks if c.status == "fail"]
     warned = [c.name for c in checks if c.status == "warn"]
