@@ -412,6 +412,18 @@ def test_demo_data_only_for_the_default_path_and_help_keeps_brackets(
     assert pd.read_parquet(Paths.data, columns=["item_id"])["item_id"].nunique() == 60
     res = CliRunner().invoke(app, ["forecast", "--help"], terminal_width=200)
     assert "[forecast] features" in res.output
+    import re
+
+    import typer
+
+    group, checked = typer.main.get_command(app), 0
+    for name, command in group.commands.items():  # every [section] of every command's help (run's ate [etl])
+        shown = " ".join(CliRunner().invoke(app, [name, "--help"], terminal_width=300).output.split())
+        for param in command.params:
+            for section in re.findall(r"\[[a-z_]+\]", (getattr(param, "help", "") or "").replace("\\", "")):
+                assert section in shown, (name, param.name, section)
+                checked += 1
+    assert checked >= 5
 
 
 def test_a_chosen_features_file_that_is_missing_stops_the_run(small_demo: Path, tmp_path: Path) -> None:

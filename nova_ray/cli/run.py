@@ -58,7 +58,7 @@ def run(
     config: str = typer.Option(None, "--config", help="Config TOML.", envvar="NOVA_RAY_CONFIG"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     fetch: bool = typer.Option(
-        False, "--fetch", help="Download the external factors first ([etl] BCB series and INMET stations; "
+        False, "--fetch", help="Download the external factors first (\\[etl] BCB series and INMET stations; "
         "a failed download is a warning: the files on disk are used)."
     ),
 ) -> None:

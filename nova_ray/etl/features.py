@@ -50,7 +50,8 @@ _CLIMATE_DOC = {
     "rain_mm": ("Precipitation of the (UTC) day, sum of hourly values, mean over stations", "mm/day"),
     "temp_mean_c": ("Mean hourly dry-bulb air temperature of the day, mean over stations", "°C"),
     "humidity_mean_pct": ("Mean hourly relative humidity of the day, mean over stations", "%"),
-    IMPUTED: ("1 when a climate value of the day was missing and filled from the climatology", "0/1"),
+    IMPUTED: ("1 when the day's rain (without a rain column: any climate value) was missing and filled "
+              "from the climatology", "0/1"),
 }
 _BCB_DOC = {
     "usd_brl": ("USD/BRL exchange rate, PTAX sell (SGS 1)", "BRL per USD"),
