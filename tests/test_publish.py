@@ -479,3 +479,28 @@ def test_the_server_loads_only_the_tables_it_serves(runs: dict[str, Path], tmp_p
         store = RunStore(source)
         assert store.refresh() and store.current is not None
         assert set(store.current.kinds) == {"forecasts", "metrics", "items"}
+
+
+def test_sync_takes_the_endpoint_as_forecast_and_run_do(runs: dict[str, Path], s3: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`sync` and `serve` bound --endpoint-url to AWS_ENDPOINT_URL, so with both variables set they
+    went to AWS_ENDPOINT_URL's host while `forecast --data s3://` went to AWS_ENDPOINT_URL_S3's (as
+    documented); and they ignored `[publish] endpoint_url` and `keep`: a roll-back by hand under
+    `run`'s config went to AWS itself."""
+    uri = f"s3://{BUCKET}/cli/nova"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    res = CliRunner().invoke(app, ["sync", "--to", uri, "--results", str(runs[A]), "-q"])
+    assert res.exit_code == 0, res.output
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    config = tmp_path / "nova.toml"
+    config.write_text(f'[publish]\nendpoint_url = "{s3}"\nkeep = 1\n')
+    res = CliRunner().invoke(app, ["sync", "--to", uri, "--results", str(runs[B]), "--config", str(config)])
+    assert res.exit_code == 0, res.output
+    assert f"published run {B}" in res.output
+    assert not [k for k in _keys(s3, "cli/nova/") if f"/runs/{A}/" in k]  # the config's keep = 1
+    res = CliRunner().invoke(app, ["sync", "--to", uri, "--results", str(runs[A]), "--config", str(config),
+                                   "--keep", "0", "-q"])  # 0: keep all, as `run --keep 0`
+    assert res.exit_code == 0, res.output
+    assert {k.split("/")[3] for k in _keys(s3, "cli/nova/runs/")} - {""} == {A, B}

@@ -16,8 +16,10 @@ def serve(
                                 "s3://bucket/prefix (default data/ml_results, i.e. paths.output)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(5000, "--port", min=1, max=65535, help="TCP port."),
-    endpoint_url: str = typer.Option(None, "--endpoint-url", envvar="AWS_ENDPOINT_URL", show_envvar=False,
-                                     help="S3-compatible endpoint, e.g. http://minio:9000."),
+    endpoint_url: str = typer.Option(None, "--endpoint-url",
+                                     help="S3-compatible endpoint, e.g. http://minio:9000 (default: "
+                                     "\\[publish] endpoint_url, else AWS_ENDPOINT_URL_S3, else "
+                                     "AWS_ENDPOINT_URL)."),
     poll_seconds: float = typer.Option(5.0, "--poll-seconds", min=0.1, help="How often to check the pointer "
                                        "for a new run."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
@@ -38,7 +40,9 @@ def serve(
         cors = cors_origins(",".join(cors_origin or []))
     except ValueError as exc:
         fail(f"--cors-origin: {exc}")
-    source = results or config_or_exit(config, {}).paths.output
+    cfg = config_or_exit(config, {})
+    source = results or cfg.paths.output
+    endpoint_url = endpoint_url or cfg.publish.endpoint_url or None
     try:
         loc = open_location(source, endpoint_url)
     except PublishError as exc:

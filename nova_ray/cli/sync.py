@@ -16,11 +16,13 @@ def sync(
                                 "data/ml_results, i.e. paths.output)."),
     run: str = typer.Option(None, "--run", help="Run id to publish (default: the run the results pointer "
                             "names)."),
-    endpoint_url: str = typer.Option(None, "--endpoint-url", envvar="AWS_ENDPOINT_URL", show_envvar=False,
-                                     help="S3-compatible endpoint, e.g. http://minio:9000 (credentials: the "
-                                     "standard AWS_* environment variables)."),
-    keep: int = typer.Option(None, "--keep", min=1, help="After the pointer moved, keep N runs on the "
-                             "target: the synced one and the pointer's, then the newest others."),
+    endpoint_url: str = typer.Option(None, "--endpoint-url",
+                                     help="S3-compatible endpoint, e.g. http://minio:9000 (default: "
+                                     "\\[publish] endpoint_url, else AWS_ENDPOINT_URL_S3, else "
+                                     "AWS_ENDPOINT_URL; credentials: the standard AWS_* variables)."),
+    keep: int = typer.Option(None, "--keep", min=0, help="After the pointer moved, keep N runs on the "
+                             "target: the synced one and the pointer's, then the newest others (0: all; "
+                             "default \\[publish] keep)."),
     config: str = typer.Option(None, "--config", help="Config TOML (default configs/default.toml).",
                                envvar="NOVA_RAY_CONFIG"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors."),
@@ -30,7 +32,10 @@ def sync(
     from ..io.lock import LockedError, job_lock
     from ..io.publish import SourceFile, sync_run
 
-    source = results or config_or_exit(config, {}).paths.output
+    cfg = config_or_exit(config, {})  # a roll-back by hand goes where `run` publishes (its MinIO)
+    source = results or cfg.paths.output
+    endpoint_url = endpoint_url or cfg.publish.endpoint_url or None
+    keep = (cfg.publish.keep if keep is None else keep) or None
     local_or_exit(source, f"--results {source}")
     folder_or_exit(to, f"--to {to}", remote_ok=True)
     done = 0
