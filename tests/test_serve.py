@@ -270,6 +270,8 @@ def test_bad_parameters_on_other_endpoints(srv: dict[str, Any]) -> None:
     for path in ("/api/v1/forecasts", "/api/v1/recommendations", "/api/v1/metrics", "/api/v1/items"):
         assert set(api["paths"][path]["get"]["responses"]) == {"200", "400", "404", "503"}, path
     assert "HTTPValidationError" not in json.dumps(api)
+    ids = [op["operationId"] for ops in api["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids)) and set(api["paths"]["/health"]) == {"get", "head"}  # for generators
     # a method the API does not take: 405 with the Allow header; HEAD /health for load balancers
     r = c.post("/api/v1/forecasts")
     assert r.status_code == 405 and r.headers["allow"] == "GET" and r.json()["detail"]

@@ -15,6 +15,7 @@ import argparse
 import logging
 import os
 import re
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
@@ -128,12 +129,21 @@ ERRORS = {  # what the data endpoints answer besides 200; the body is {"detail":
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """The schema FastAPI generates, with the errors this API answers: its 400s, 404s and 503s
-    (FastAPI lists a 422 that never comes: validation errors are 400s here)."""
+    (FastAPI lists a 422 that never comes: validation errors are 400s here), and an operation id
+    per operation (FastAPI gives GET and HEAD /health the same)."""
     if app.openapi_schema:
         return app.openapi_schema
     from fastapi.openapi.utils import get_openapi
 
-    schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    with warnings.catch_warnings():  # GET and HEAD /health are one route, with one id: renamed below
+        warnings.filterwarnings("ignore", message="Duplicate Operation ID")
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    seen: set[str] = set()
+    for ops in schema.get("paths", {}).values():
+        for method, op in ops.items():  # each operation its own id (client generators refuse others)
+            if op.get("operationId") in seen:
+                op["operationId"] = f"{op['operationId']}_{method}"
+            seen.add(op.get("operationId"))
     error = {"application/json": {"schema": {"type": "object", "properties": {
         "detail": {"type": "string"}, "run_id": {"type": ["string", "null"]}}}}}
     for path, ops in schema.get("paths", {}).items():
