@@ -813,6 +813,13 @@ def test_cli_stock_date_counts_from_the_snapshots_day(published: dict[str, Path]
     assert "--stock-date 2024-01-14, on or after the last forecast day 2024-01-14: nothing left" in said
     res = runner.invoke(app, [*args, "--stock-date", "14/01/2024"])
     assert res.exit_code == 2 and "--stock-date '14/01/2024': not a date (yyyy-mm-dd)" in res.output
+    # a snapshot of a day before the history's end is taken as of that end, as without the flag:
+    # said (it was silent), since the days between are not taken off its stock
+    res = runner.invoke(app, [*args, "--stock-date", str(START - timedelta(days=6))])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 0 and one(pl.read_parquet(part), "A")["stockout_date"] == START, res.output
+    assert ("--stock-date 2023-12-26 is before the history's last day 2023-12-31: the stock is taken as of "
+            "2023-12-31 (the demand of the 5 days between is not taken off it)") in said
 
 
 def test_a_history_past_the_forecast_keeps_its_last_weeks_rate() -> None:
