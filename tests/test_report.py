@@ -222,6 +222,15 @@ def test_report_says_when_the_run_forecast_the_demo_data(run_dirs, tmp_path: Pat
     html, res = _report(tmp_path, root)
     assert res.exit_code == 0, res.output
     assert "(DEMO data: generated, not real demand)" in html
+    # a file of one's own given to the report is not called the demo's; one without any of the
+    # run's items is said (it drew charts without history, and no word)
+    other = tmp_path / "other.csv"
+    other.write_text("item_id,date,quantity\nZZZ-0001,2024-01-01,3\n")
+    html, res = _report(tmp_path, root, "--data", str(other))
+    assert res.exit_code == 0, res.output
+    assert "DEMO data: generated" not in html
+    assert "(the run forecast the generated DEMO data, not this file)" in html
+    assert f"{other} holds none of this run&#x27;s items: the charts show no history" in html
 
 
 def test_report_without_recommendations_or_history(run_dirs, tmp_path: Path) -> None:

@@ -212,6 +212,15 @@ def _table(
     return f"<table{c}><thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _demo_note(demo: bool, given: bool) -> str:
+    """What the overview adds to the demand file's name when the run forecast the demo data: the
+    file is the demo's, or (the report's --data) another one whose history the charts show."""
+    if not demo:
+        return ""
+    return " (the run forecast the generated DEMO data, not this file)" if given else (
+        " (DEMO data: generated, not real demand)")
+
+
 def _card(label: str, value: str) -> str:
     return f'<div class="card"><div class="v">{_e(value)}</div><div class="k">{_e(label)}</div></div>'
 
@@ -252,8 +261,7 @@ def _overview(run: RunTables, generated_at: str) -> str:
         ("run generated at", _e(rec.get("generated_at", "–"))),
         ("report generated at", _e(generated_at)),
         ("data set id", _e(rec.get("dataset_id", "–"))),
-        ("demand data", _e((run.data_path or "–") + (" (DEMO data: generated, not real demand)"
-                                                       if s.get("demo_data") else ""))),
+        ("demand data", _e((run.data_path or "–") + _demo_note(bool(s.get("demo_data")), run.data_given))),
         ("model version", _e(rec.get("model_version", "–"))),
         ("frequency", _e(f"{run.freq} (units/{PERIOD_UNIT.get(run.freq, 'period')})")),
         ("items", _e(fmt(n_items, 0))),

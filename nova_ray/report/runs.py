@@ -41,6 +41,7 @@ class RunTables:
     history: pl.DataFrame | None = None  # item_id, date, quantity: summed over sites, per period
     freq: str = "D"
     data_path: str | None = None
+    data_given: bool = False  # data_path is the report's --data, not the file the run read
     root: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -148,6 +149,7 @@ def load_run(
     )
     run.freq = _run_freq(root, record, run.forecasts)
     run.data_path = data or recorded_data(record) or default_data
+    run.data_given = bool(data) and data != recorded_data(record)
     if run.data_path:
         run.history, warnings = read_history(
             run.data_path, run_items(run), record.get("dataset_id"), run.freq, columns
@@ -200,6 +202,8 @@ def read_history(
         return None, [f"demand history not shown: {exc}"]
     warnings: list[str] = []
     sub = demand[demand["item_id"].isin(items)].reset_index(drop=True)
+    if len(demand) and not len(sub):
+        warnings.append(f"{path} holds none of this run's items: the charts show no history")
     if (
         expected_dataset
         and len(sub)
