@@ -424,6 +424,10 @@ def test_demo_data_only_for_the_default_path_and_help_keeps_brackets(
                 assert section in shown, (name, param.name, section)
                 checked += 1
     assert checked >= 5
+    # the command list shows each command's first docstring paragraph on one line (Rich kept the
+    # docstring's line breaks: "... the results folder, the" / "model store and ...")
+    for name, command in group.commands.items():
+        assert command.short_help and "\n" not in command.short_help, name
 
 
 def test_a_chosen_features_file_that_is_missing_stops_the_run(small_demo: Path, tmp_path: Path) -> None:

@@ -133,9 +133,13 @@ def test_runs_never_wraps_or_cuts_a_run_id(
         assert max(len(ln) for ln in res.output.splitlines() if ln.startswith("│")) <= width
 
 
-def test_runs_on_empty_and_missing_folders(tmp_path: Path) -> None:
+def test_runs_on_empty_and_missing_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nova_ray.cli.common import out
+
+    monkeypatch.setattr(out, "_width", 80)  # cron's: the hint's command is whole on its line
     res = runner.invoke(app, ["runs", "--results", str(tmp_path)])
     assert res.exit_code == 0 and "no runs in" in res.output
+    assert f"run `nova-ray forecast --output {tmp_path}`" in res.output
     res = runner.invoke(app, ["runs", "--results", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "no such folder" in res.output
     # a folder set elsewhere is named as set there (it said --results for a value from .env)

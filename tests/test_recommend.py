@@ -750,6 +750,10 @@ def test_cli_writes_recommendations_into_the_run(published: dict[str, Path]) -> 
     res = runner.invoke(app, ["recommend", "--results", str(root), "--stock", str(published["stock"]),
                               "--data", str(published["data"]), "--top", "1"])
     assert res.exit_code == 0 and len(list(part.glob("*.parquet"))) == 1
+    assert "recommendations: the 1 most urgent of 3 rows" in res.output  # was "(3 rows, most urgent first)"
+    res = runner.invoke(app, ["recommend", "--results", str(root), "--stock", str(published["stock"]),
+                              "--data", str(published["data"]), "--top", "0"])
+    assert res.exit_code == 0 and "most urgent" not in res.output and "urgency: critical" in res.output
     assert not (root / ".staging").exists() and not (root / ".trash").exists()
     assert (root / "forecasts" / "run_date=2024-01-01" / "model=naive").exists()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import shlex
 import signal
 import sys
@@ -29,6 +30,10 @@ from . import run as _run  # noqa: E402,F401
 from . import runs as _runs  # noqa: E402,F401
 from . import serve as _serve  # noqa: E402,F401
 from . import sync as _sync  # noqa: E402,F401
+
+for _info in app.registered_commands:  # the command list: each docstring's first paragraph on one
+    _doc = inspect.getdoc(_info.callback) or ""  # line (Rich kept the docstring's line breaks)
+    _info.short_help = _info.short_help or " ".join(_doc.split("\n\n")[0].split())
 
 
 def _resume_hint() -> str:

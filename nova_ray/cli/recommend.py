@@ -6,6 +6,7 @@ from datetime import date
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ..io.errors import InputError
 from ..io.lock import LockedError, job_lock
@@ -23,17 +24,20 @@ def print_recommendations(res: RecommendRun, top: int) -> None:
     from ..recommend import flags, orders_text
 
     colors = {"critical": "bold red", "high": "yellow", "medium": "cyan", "ok": "green"}
-    t = Table(title=f"recommendations ({res.table.height} rows, most urgent first)")
+    shown = min(top, res.table.height)
+    t = Table(title=f"recommendations: the {shown} most urgent of {res.table.height} rows")
     for col in ("urgency", "item", "site", "ABC", "position", "reorder pt", "order", "value", "stock-out in"):
         left = col in {"urgency", "item", "site", "ABC"}
         t.add_column(col, justify="left" if left else "right", no_wrap=True)  # numbers never cut
     t.add_column("flags", justify="left")  # the notes in short (all of them in the notes column)
     for r in res.table.head(top).iter_rows(named=True):
-        t.add_row(f"[{colors.get(r['urgency'], '')}]{r['urgency']}[/]", r["item_id"], r["site"] or "-",
-                  r["abc_class"], _fmt(r["on_hand"] + r["on_order"]), _fmt(r["reorder_point"]),
-                  _fmt(r["order_qty"]), _fmt(r["order_value"]), _fmt(r["days_to_stockout"], 1) + " d"
-                  if r["days_to_stockout"] is not None else "-", flags(r["notes"]) or "-")
-    print_table(t)
+        days = r["days_to_stockout"]
+        t.add_row(Text(r["urgency"], style=colors.get(r["urgency"], "")), Text(r["item_id"]),
+                  Text(r["site"] or "-"), r["abc_class"], _fmt(r["on_hand"] + r["on_order"]),
+                  _fmt(r["reorder_point"]), _fmt(r["order_qty"]), _fmt(r["order_value"]),
+                  _fmt(days, 1) + " d" if days is not None else "-", flags(r["notes"]) or "-")
+    if shown:
+        print_table(t)
     s = res.summary
     counts = ", ".join(f"{k} {v}" for k, v in s["urgency"].items())
     out.print(f"urgency: {counts}; {orders_text(s)}", soft_wrap=True, highlight=False)

@@ -113,7 +113,7 @@ def runs(
     if not records:
         out.print(
             f"no runs in {root} (metadata/runs/ is empty); run `nova-ray forecast --output {root}`",
-            highlight=False,
+            highlight=False, markup=False, soft_wrap=True,  # the command whole, also at cron's 80 columns
         )
         _interrupted(root, stopped, running)
         return
