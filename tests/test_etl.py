@@ -679,6 +679,14 @@ def test_inmet_data_with_a_token_and_without(server: str, tmp_path: Path) -> Non
     with pytest.raises(EtlError, match=offline):
         fetch_sources(tmp_path / "raw", _cfg(f"http://127.0.0.1:{port}", bcb_series="", inmet_token=token),
                       start=date(2023, 1, 1), end=date(2023, 1, 2), backoff_s=0.001)
+    # plain http to another host would carry the key in clear text: refused before any request
+    # (loopback, as the test server above, is this host's own)
+    _Recorded.seen = []
+    clear = _cfg("http://inmet.example.org", bcb_series="", inmet_token=token)
+    said = r"setting inmet_base_url 'http://inmet\.example\.org/inmet': http:// would send the INMET token"
+    with pytest.raises(EtlError, match=said + r" in clear text; use https://") as exc:
+        fetch_sources(tmp_path / "raw", clear, start=date(2023, 1, 1), end=date(2023, 1, 2))
+    assert token not in str(exc.value) and _Recorded.seen == []
 
 
 def test_a_shorter_bcb_fetch_adds_to_the_file_instead_of_replacing_it(server: str, tmp_path: Path) -> None:

@@ -320,6 +320,12 @@ def _drop_covered(folder: Path, station: str, new: Path, lo: date, hi: date) -> 
             old.unlink(missing_ok=True)
 
 
+def _in_clear(url: str) -> bool:
+    """Whether `url` is plain http to another host (not loopback: a local test server or proxy)."""
+    parts = urllib.parse.urlsplit(url.strip())
+    return parts.scheme.lower() == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1")
+
+
 def fetch_sources(
     raw_dir: str | Path,
     etl_config: Etl,
@@ -348,6 +354,9 @@ def fetch_sources(
                            f"{short(str(getattr(etl_config, name)))}")
     client = client or urllib_client
     token = etl_config.inmet_token.strip()  # redacted in every message (`redact`)
+    if token and "inmet" in sources and _in_clear(etl_config.inmet_base_url):
+        raise EtlError(f"setting inmet_base_url {short(etl_config.inmet_base_url)}: http:// would send the "
+                       "INMET token in clear text; use https:// (http:// only to this host)")
 
     def get(url: str) -> bytes:
         return get_with_retries(url, client, etl_config.fetch_retries, etl_config.fetch_timeout_s, backoff_s,
