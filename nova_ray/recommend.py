@@ -382,17 +382,26 @@ def _recommend_row(r: StockRow, abc: str, segs: list[np.ndarray] | None, as_of: 
         cover = q_eoq
     on_hand, on_order = float(s["on_hand"]), _num(s["on_order"]) or 0.0
     position = on_hand + on_order
-    qty = 0.0
-    if position <= rop + 1e-9:
-        qty = round_order(rop + cover - position, _num(s["pack_size"]), _num(s["min_order_qty"]))
-    # projected past the horizon (at the rate that extends the path) over the lead time and review
-    # period, and at least the `medium_days` that urgency looks at: a short horizon never hides one
     arrival = lead  # open orders arrive at the end of the lead time, unless the snapshot says when
     due = s.get("on_order_due")
     if due is not None and on_order > 0:
         arrival = max(0, (due - as_of).days - 1)  # day t is as_of + t: in at the start of day (due - as_of)
         late = " (overdue: taken as arriving the next day)" if due <= as_of else ""
         notes.append(f"on order due {due}{late}")
+    qty, target = 0.0, rop + cover
+    if on_order > 0 and arrival > lead:
+        # due after an order placed now would arrive: it does not protect the lead time (a supplier's
+        # delay left the position above the reorder point, no order, and the shelf empty for weeks);
+        # an order now bridges to it, the demand until it comes and the safety stock
+        position = on_hand
+        target = min(target, float(extend_path(r.path, arrival)[:arrival].sum()) + ss)
+        notes.append(f"on order due after the lead time (day {arrival + 1} > {lead + 1}): not counted "
+                     "against the reorder point; an order bridges to it")
+    if position <= rop + 1e-9:
+        qty = round_order(target - position, _num(s["pack_size"]), _num(s["min_order_qty"]))
+    position = on_hand + on_order
+    # projected past the horizon (at the rate that extends the path) over the lead time and review
+    # period, and at least the `medium_days` that urgency looks at: a short horizon never hides one
     days = stockout(extend_path(r.path, max(len(full), policy.medium_days)), on_hand, on_order, arrival)
     if on_hand < 0:  # units owed already: out now, whatever the path
         days = 0.0

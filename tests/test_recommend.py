@@ -855,6 +855,29 @@ def test_open_orders_due_date() -> None:
     assert late["urgency"] == "ok" and late["days_to_stockout"] is None and "overdue" in late["notes"]
 
 
+def test_an_open_order_due_after_the_lead_time_does_not_stop_an_order() -> None:
+    """A supplier's delay: 1000 units due on day 60, lead time 7, 1 a day. The open order counted
+    against the reorder point, so the row said "no order" (and "excess") while the shelf ran dry
+    for 40 days. It protects nothing before it arrives: with the shelf at the reorder point an
+    order is due, sized to bridge to the late order (capped at the order-up-to level)."""
+    fc, hist = forecast({"A": 1.0}, horizon=90), history({"A": np.ones(200)})
+    base = dict(item_id=["A"], lead_time_days=[7], on_order=[1000.0])
+
+    def row(on_hand: float, due_day: int) -> dict:
+        st = stock(**base, on_hand=[on_hand], on_order_due=[START + timedelta(days=due_day - 1)])
+        return one(recommend(fc, st, history=hist, policy=NO_UNDERSHOOT))
+
+    calm = row(20.0, 60)  # 20 days of stock: an order is due only once the shelf is at the reorder point
+    assert calm["order_qty"] == 0.0 and calm["days_to_stockout"] == pytest.approx(20.0)
+    assert "on order due after the lead time (day 60 > 8): not counted against the reorder" in calm["notes"]
+    low = row(3.0, 43)  # at the reorder point (7): up to the order-up-to level (7 + 14 d of cover)
+    assert low["urgency"] == "critical" and low["order_qty"] == pytest.approx(21.0 - 3.0)
+    soon = row(5.0, 12)  # due on day 12, after the lead time, sooner than the cover lasts: bridged
+    assert soon["order_qty"] == pytest.approx(11.0 - 5.0)  # days 1-11's demand and no safety stock
+    early = row(5.0, 6)  # due within the lead time: it counts, as before (no order)
+    assert early["order_qty"] == 0.0 and "not counted" not in early["notes"]
+
+
 def test_excess_stock_is_flagged() -> None:
     """A position far above the order-up-to level (more than `excess_days` of demand) is flagged,
     with how many days of demand it holds; a normal one is not."""
