@@ -104,10 +104,14 @@ def abc_classes(values: np.ndarray, a: float = 0.80, b: float = 0.95) -> np.ndar
 
 
 def block_bootstrap(segments: list[np.ndarray], lead: int, samples: int, block: int,
-                    rng: np.random.Generator) -> np.ndarray:
+                    rng: np.random.Generator, circular: bool = False) -> np.ndarray:
     """`samples` sums over `lead` days, each built from random `block`-day runs of the segments.
 
     Blocks never straddle two segments; a lead time within one block samples real `lead`-day spans.
+    `circular`: a block may run past a segment's end into its start, so that every day is drawn
+    as often (without it a segment's last days are in few blocks: a spike on a history's last day
+    was drawn a seventh as often, and the rescaling to the forecast's level then inflated every
+    sample, the reorder point 5x).
     """
     segs = [np.asarray(s, dtype=float) for s in segments if len(s)]
     if lead <= 0 or not segs:
@@ -115,9 +119,12 @@ def block_bootstrap(segments: list[np.ndarray], lead: int, samples: int, block: 
     b = max(1, min(block, max(len(s) for s in segs)))
     cs_parts, starts, offset = [], [], 0
     for s in segs:
-        cs_parts.append(np.concatenate([[0.0], np.cumsum(s)]))
-        if len(s) >= b:
+        if circular and len(s) >= b:
+            s = np.concatenate([s, s[: b - 1]])
             starts.append(offset + np.arange(len(s) - b + 1))
+        elif len(s) >= b:
+            starts.append(offset + np.arange(len(s) - b + 1))
+        cs_parts.append(np.concatenate([[0.0], np.cumsum(s)]))
         offset += len(s) + 1
     cs = np.concatenate(cs_parts)
     valid = np.concatenate(starts)

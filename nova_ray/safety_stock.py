@@ -83,7 +83,7 @@ def _history_ss(r: StockRow, history: np.ndarray, p: float, lead: int, ltd: floa
     if totals is not None and len(totals) >= MIN_PERIODS:
         samples = period_bootstrap(totals, length, lead, n, rng)
     else:
-        samples = block_bootstrap([history], lead, n, policy.block_days, rng)
+        samples = block_bootstrap([history], lead, n, policy.block_days, rng, circular=True)
     m = float(samples.mean())
     samples *= ltd / m if m > 0 else 0.0
     if policy.undershoot:

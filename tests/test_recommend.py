@@ -878,6 +878,22 @@ def test_an_open_order_due_after_the_lead_time_does_not_stop_an_order() -> None:
     assert early["order_qty"] == 0.0 and "not counted" not in early["notes"]
 
 
+def test_a_spike_on_the_history_s_last_day_weighs_as_one_on_any_other() -> None:
+    """One use of 100 units in a year of an intermittent part: its reorder point was 661 with the
+    use on the history's last day and ~140 with it 6+ days before (7-day blocks drew the last
+    days rarely, and the rescaling to the forecast's level then inflated every sample). Blocks
+    now wrap around the history: the same reorder point wherever the use falls."""
+    items = pl.DataFrame({"item_id": ["S"], "demand_class": ["intermittent"]})
+    rops = []
+    for before in (0, 1, 3, 100):
+        y = np.zeros(365)
+        y[-1 - before] = 100.0
+        st = stock(item_id=["S"], on_hand=[0.0], lead_time_days=[30], service_level=[0.95])
+        rops.append(one(recommend(forecast({"S": 0.3}), st, history=history({"S": y}), items=items),
+                        "S")["reorder_point"])
+    assert max(rops) < 1.15 * min(rops) and max(rops) < 200, rops
+
+
 def test_excess_stock_is_flagged() -> None:
     """A position far above the order-up-to level (more than `excess_days` of demand) is flagged,
     with how many days of demand it holds; a normal one is not."""
