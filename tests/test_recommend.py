@@ -1113,3 +1113,9 @@ def test_idle_and_new_items_are_noted_and_flagged() -> None:
                          history=history({"A": np.full(200, 2.0)}), policy=NO_UNDERSHOOT))
     assert zero["reorder_point"] == 0 and "lead time 0 d" in zero["notes"]
     assert "no lead time" in flags(zero["notes"])
+    # with the review's undershoot (the default): an order placed tonight comes before tomorrow's
+    # demand, but the shelf must hold until the next review; a reorder point of 0 ran it dry
+    y = np.random.default_rng(3).poisson(10.0, 200).astype(float)
+    daily = one(recommend(forecast({"A": 10.0}), stock(item_id=["A"], on_hand=[5.0], lead_time_days=[0],
+                                                        service_level=[0.95]), history=history({"A": y})))
+    assert daily["lead_time_demand"] == 0 and 10 < daily["reorder_point"] < 17 and daily["order_qty"] > 0
