@@ -173,6 +173,7 @@ class StockRow:
     history_given: bool = True  # False: the run had no demand history to read
     period: str | None = None  # the history's rows are per period (W, M, Q, Y) totals, spread
     as_of: date | None = None  # the history's last day
+    even: bool = False  # the item split evenly over its stock sites (no site history to share it by)
 
     @property
     def annual(self) -> float:
@@ -324,7 +325,8 @@ def _prepare(stock_rows: list[dict[str, Any]], paths: dict[str, tuple[date, np.n
                          f"(last {min(len(y), policy.rate_days)} d; forecast {path.mean():.3g}/day)")
             path = np.full(len(mean), rate)
         sigma = None if sig is None else sig * share
-        rows.append(StockRow(r, cls, share, path, sigma, y, notes, history_given))
+        even = not per_site and share < 1.0
+        rows.append(StockRow(r, cls, share, path, sigma, y, notes, history_given, even=even))
     return rows
 
 
@@ -372,6 +374,11 @@ def _recommend_row(r: StockRow, abc: str, segs: list[np.ndarray] | None, as_of: 
     full = extend_path(r.path, max(lead + policy.review_days, horizon))
     ltd = float(full[:lead].sum())
     ss, method = safety_stock(r, p, lead, ltd, full, segs, policy)
+    if r.even and ss > 0:
+        # the item's spread x the share assumes the sites move together; nothing says they do, and
+        # sites of independent demand need the item's x sqrt(share) (4 sites: 0.77 service of 0.95)
+        ss /= math.sqrt(r.share)
+        notes.append(f"safety stock x {1 / math.sqrt(r.share):.2f}: the sites' demand taken as independent")
     rop = ltd + ss
     unit_cost = _num(s["unit_cost"])
     q_eoq = eoq(r.annual, _num(s["order_cost"]), unit_cost,

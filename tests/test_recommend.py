@@ -411,7 +411,9 @@ def test_item_forecast_split_by_site_share() -> None:
 def test_an_item_split_evenly_over_sites_splits_its_history_too() -> None:
     """A history without sites: each of n stock sites gets 1/n of the item, its forecast and its
     history alike (the intermittent rate and the undershoot read the history): the sites'
-    lead-time demand, safety stock and reorder point add up to those of one row for the item."""
+    lead-time demand adds up to the item's; their safety stock to sqrt(n) x the item's (their
+    demand taken as independent: 1/n of it each, as if they moved together, gave 4 independent
+    sites 0.77 service of a 0.95 target)."""
     rng = np.random.default_rng(11)
     lumpy = np.where(rng.random(365) < 0.1, 4.0, 0.0)
     smooth = np.full(365, 10.0)
@@ -425,9 +427,10 @@ def test_an_item_split_evenly_over_sites_splits_its_history_too() -> None:
         assert split.height == 4 and "split evenly over 4 sites" in split["notes"][0]
         assert split["lead_time_demand"].sum() == pytest.approx(whole["lead_time_demand"])
         assert split["lead_time_demand"][0] == pytest.approx(whole["lead_time_demand"] / 4)
-        if item == "S":  # the undershoot of a perfect forecast: the same total, not 4x
+        if item == "S":  # the undershoot of a perfect forecast: sqrt(4) = 2x the total, not 4x
             assert whole["safety_stock"] > 0
-            assert split["safety_stock"].sum() == pytest.approx(whole["safety_stock"], rel=0.25)
+            assert split["safety_stock"].sum() == pytest.approx(2 * whole["safety_stock"], rel=0.25)
+            assert "safety stock x 2.00: the sites' demand taken as independent" in split["notes"][0]
 
 
 def test_stock_sites_missing_from_the_history_never_zero_the_item() -> None:
@@ -892,6 +895,20 @@ def test_a_spike_on_the_history_s_last_day_weighs_as_one_on_any_other() -> None:
         rops.append(one(recommend(forecast({"S": 0.3}), st, history=history({"S": y}), items=items),
                         "S")["reorder_point"])
     assert max(rops) < 1.15 * min(rops) and max(rops) < 200, rops
+
+
+def test_sites_split_evenly_get_the_safety_stock_of_independent_demand() -> None:
+    """Four warehouses of independent demand (Poisson 2.5 a day each), a history without sites,
+    lead time 30, target 0.95: each site's reorder point is the 0.95 quantile of its own 30-day
+    demand (89), not the item's safety stock / 4 (82, a 0.77 service)."""
+    rng = np.random.default_rng(3)
+    total = sum(rng.poisson(2.5, 365).astype(float) for _ in range(4))
+    st = stock(item_id=["A"] * 4, site=["S1", "S2", "S3", "S4"], on_hand=[100.0] * 4, lead_time_days=[30] * 4,
+               service_level=[0.95] * 4)
+    rop = one(recommend(forecast({"A": 10.0}, horizon=60), st, history=history({"A": total}),
+                        policy=NO_UNDERSHOOT), "A", "S1")["reorder_point"]
+    need = float(np.quantile(rng.poisson(2.5, (20000, 30)).sum(1), 0.95))
+    assert need - 2 < rop < need + 4, (rop, need)
 
 
 def test_excess_stock_is_flagged() -> None:
