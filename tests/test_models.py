@@ -396,6 +396,24 @@ def test_intermittent_intervals_see_the_open_gap_and_are_flat() -> None:
         assert fc["hi-95"][0] > fc["mean"][0] > 0
 
 
+def test_intermittent_bands_keep_the_demand_sizes() -> None:
+    """Croston's band came from sizes scaled to the SBA-corrected rate: a part used one at a time
+    got [0, 0.95], excluding the only demand it has (95% band coverage 0.86 on such parts), and an
+    open gap (no demand for longer than any gap seen) lowered the occurrence probability and
+    inflated the sizes to 4x the largest demand seen. The bands now draw the sizes at their level."""
+    from nova_ray.models.base import finalize
+    from nova_ray.models.intermittent import croston_forecast, tsb_forecast
+
+    rng = np.random.default_rng(0)
+    unit = (rng.random(200) < 0.15).astype(float)
+    for fn in (croston_forecast, tsb_forecast):
+        assert finalize(fn(unit, 14, 7), 14)["hi-95"][0] == pytest.approx(1.0), fn.__name__
+    y = np.zeros(120)
+    y[:100:5] = 10.0  # 10 every 5 days, then 20 days without
+    gap = finalize(croston_forecast(y, 14, 7), 14)
+    assert gap["hi-95"][0] <= 10.0 + 1e-9
+
+
 def test_ets_multiplicative_season_intervals_cover_their_level() -> None:
     """statsforecast 2.1 advances the expected state of MNM/MAM/MAdM once, after its loop over
     the horizon: every step got the first step's variance, and the 80% band of a weekly MAM item

@@ -51,8 +51,10 @@ MODELS: dict[str, ModelDef] = {
         version="2",
     ),
     "theta": ModelDef("theta", ".theta", backtest="backtest", library="statsforecast"),
-    "croston": ModelDef("croston", ".intermittent", forecast="croston_forecast", library="numpy"),
-    "tsb": ModelDef("tsb", ".intermittent", forecast="tsb_forecast", library="numpy"),
+    # version 2: intervals from the smoothed size (Croston's SBA factor shrank every size by 5%)
+    "croston": ModelDef("croston", ".intermittent", forecast="croston_forecast", library="numpy",
+                        version="2"),
+    "tsb": ModelDef("tsb", ".intermittent", forecast="tsb_forecast", library="numpy", version="2"),
     "prophet": ModelDef(  # version 2: the fitted parameters stored, a warm run starts from them
         "prophet", ".prophet", library="prophet", freqs=("D", "W", "M", "Q"), version="2"
     ),
