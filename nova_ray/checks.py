@@ -133,7 +133,8 @@ def too_short_to_backtest(lengths: np.ndarray, spec: EngineSpec, ids: Any = None
     few = int(thin.sum())
     if few:
         out.append(f"{few} of {len(lengths)} items have room for fewer than the {spec.backtest_windows} "
-                   f"backtest windows asked for (as few as {int(counts[counts > 0].min())}): their ensemble "
+                   f"backtest windows asked for (as few as {int(counts[counts > 0].min())}; windows too "
+                   "short to train the seasonal models are left out): their ensemble "
                    "weights and metrics rest on few errors (one window can give one model all the weight)"
                    f"{_named(thin, ids)}")
     return out

@@ -25,6 +25,7 @@ from .engine import (
     BatchResult,
     EngineSpec,
     Rows,
+    backtest_origins,
     cpu_time,
     min_train,
     supports_exog,
@@ -279,11 +280,15 @@ def _backtest_parts(
 
     m, h = get_frequency(spec.freq).season_length, spec.horizon
     grids = {} if xs is None else {b: _window_grid(xs, series, b, h) for b in back}  # once per window
+
+    def own(j: int) -> set[int]:
+        return set(backtest_origins(len(ys[j]), h, spec.backtest_windows, spec.step, m))
     for k, span in enumerate(_spans(len(indices))):
         rows = Rows(BACKTEST_COLS)
         done = dict.fromkeys(span, 0)
         for b in sorted(back, reverse=True):
-            sel = [j for j in span if len(ys[j]) - b >= min_train(m)]
+            # an item's own origins, as the engine's windows (`backtest_origins`): they meet in the ensemble
+            sel = [j for j in span if len(ys[j]) - b in own(j)]
             if not sel:
                 continue
             sel_x = replace(grids[b], offsets=xs.offsets[sel]) if xs is not None else None

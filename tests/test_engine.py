@@ -25,8 +25,27 @@ def _series(values: dict[str, np.ndarray], freq: str = "D", start: str = "2023-0
 def test_origins_leave_full_windows_and_respect_min_train() -> None:
     assert backtest_origins(100, 10, 3, 10, 7) == [70, 80, 90]
     assert backtest_origins(30, 10, 3, 10, 7) == [20]  # 10 is below two seasons (14)
-    assert backtest_origins(16, 4, 3, 4, 4) == [8, 12]  # a 16-point quarterly series
+    # a 16-point quarterly series: its final ETS and Theta are seasonal (10 points are enough),
+    # the window from 8 would score their non-seasonal forms: left out
+    assert backtest_origins(16, 4, 3, 4, 4) == [12]
+    assert backtest_origins(9, 1, 3, 1, 4) == [8]  # 9 points: the final fit is not seasonal either
+    assert backtest_origins(60, 12, 3, 12, 12) == [36, 48]  # 5 years of months: not from 24
     assert backtest_origins(100, 10, 0, 10, 7) == []
+
+
+def test_seasonal_models_are_scored_in_their_seasonal_form() -> None:
+    """5 years of a strongly seasonal monthly series, 3 windows of 12: the oldest window trained
+    on 24 months, too few for a seasonal ETS, which its backtest scored non-seasonal (2x worse
+    than seasonal naive), so the ensemble dropped it, while its final fit was seasonal and the
+    best model (the ensemble 29% worse than ETS). Windows now start where the season fits."""
+    rng = np.random.default_rng(1)
+    t = np.arange(60)
+    values = {f"M{i}": 200 + 80 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 10, 60) for i in range(4)}
+    spec = EngineSpec(horizon=12, freq="M", models=("naive", "ets"), backtest_windows=3)
+    bt = pl.from_arrow(forecast_batch(_series(values, freq="M"), list(range(4)), spec).backtests)
+    mae = bt.group_by("model").agg((pl.col("actual") - pl.col("forecast")).abs().mean().alias("mae"))
+    by = dict(zip(mae["model"], mae["mae"], strict=True))
+    assert by["ets"] < by["naive"], by  # seasonal ETS beats seasonal naive on noise of sd 10
 
 
 def test_backtest_never_sees_the_future() -> None:
@@ -219,11 +238,11 @@ def test_the_lstm_numbers_a_short_items_windows_as_the_engine_does() -> None:
 
     rng = np.random.default_rng(3)
     days = pd.date_range("2023-01-02", periods=80)
-    s = build_series(pd.concat([  # SHORT: a new part, its 18 days ending with LONG's
+    s = build_series(pd.concat([  # SHORT: a new part, its 20 days ending with LONG's
         pd.DataFrame({"item_id": "LONG", "date": days, "quantity": 20 + rng.normal(0, 2, 80)}),
-        pd.DataFrame({"item_id": "SHORT", "date": days[-18:], "quantity": 20 + rng.normal(0, 2, 18)}),
+        pd.DataFrame({"item_id": "SHORT", "date": days[-20:], "quantity": 20 + rng.normal(0, 2, 20)}),
     ]), "D")
-    assert len(s.values_of(1)) == 18
+    assert len(s.values_of(1)) == 20
     spec = EngineSpec(2, "D", ("naive", "lstm"), backtest_windows=3,
                       lstm=LstmSpec(lookback=7, units=4, epochs=1, batch_size=32))
     key = ["item_id", "window", "origin"]
@@ -325,19 +344,20 @@ def test_arima_keeps_the_drift_its_backtests_had() -> None:
 
 @pytest.mark.parametrize("model", ["ets", "arima"])
 def test_a_season_the_oldest_backtest_window_could_not_see_is_kept_for_the_final_fit(model: str) -> None:
-    """5 years of monthly data and 3 windows of 12: the search on the oldest training set (24
+    """3 years of monthly data and windows of 12: the search on the only window's training set (24
     months) could not fit a yearly season and the whole run went without it (a flat forecast for
-    an item swinging 200-400). The final fit now searches again on the whole history, and says so."""
+    an item swinging 200-400). The final fit now searches again on the whole history, and says so.
+    (With 5 years the windows now start where the season fits: `backtest_origins`.)"""
     rng = np.random.default_rng(1)
-    t = np.arange(60)
-    y = 300 + 100 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 10, 60)
+    t = np.arange(36)
+    y = 300 + 100 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 10, 36)
     res = forecast_batch(_series({"M": y}, "M", start="2020-01-01"), [0],
                          EngineSpec(horizon=12, freq="M", models=(model,), backtest_windows=3))
     fc = pl.from_arrow(res.forecasts).filter(pl.col("model") == model)["forecast"].to_numpy()
     assert fc.max() - fc.min() > 120  # the yearly swing, not a flat line
     items = pl.from_arrow(res.items)
     assert "the season searched again on the whole history" in items["notes"][0]
-    assert len(pl.from_arrow(res.backtests).filter(pl.col("model") == model)["window"].unique()) == 3
+    assert len(pl.from_arrow(res.backtests).filter(pl.col("model") == model)["window"].unique()) == 1
 
 
 def test_items_the_global_lstm_forecasts_need_no_naive_fallback() -> None:

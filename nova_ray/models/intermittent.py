@@ -12,6 +12,7 @@ import numpy as np
 from .base import Forecast, ModelError, quantile_forecast
 
 N_PATHS = 500
+VERSION = "2"  # 2: intervals from the smoothed size (the SBA factor shrank every size by 5%)
 
 
 def _sizes_and_intervals(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
