@@ -75,12 +75,14 @@ def learn_weights(forecasts: pl.DataFrame, backtests: pl.DataFrame) -> pl.DataFr
 
 
 def _combine(table: pl.DataFrame, weights: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """The weighted mean of the models' rows per `keys`, over the models a row has (weights renormalised:
+    a model missing from one backtest window took its weight's share of that window's forecast to 0)."""
     joined = table.join(weights.select("item_id", "model", "weight"), on=["item_id", "model"], how="inner")
     joined = joined.sort([*keys, "model"])  # each sum over the models in one order, every run
     return (
         joined.group_by(keys, maintain_order=True)
         .agg(
-            [(pl.col(c) * pl.col("weight")).sum().alias(c) for c in VALUE_COLS]
+            [((pl.col(c) * pl.col("weight")).sum() / pl.col("weight").sum()).alias(c) for c in VALUE_COLS]
             + ([pl.col("actual").first(), pl.col("scale").first()] if "actual" in table.columns else [])
         )
         .with_columns(model=pl.lit(NAME))
