@@ -911,24 +911,6 @@ def test_sites_split_evenly_get_the_safety_stock_of_independent_demand() -> None
     assert need - 2 < rop < need + 4, (rop, need)
 
 
-def test_a_forecast_s_level_error_counts_over_the_whole_lead_time() -> None:
-    """Backtest windows whose forecast was off in level (each window's errors share a mean, +4, -4
-    and 0): over a 60-day lead time that error persists, while 7-day blocks drawn from random
-    windows averaged it away (a 90-day lead time of a 0.98 target got 0.93 service). The same
-    errors shuffled across the windows (no persistent level) need far less safety stock."""
-    rng = np.random.default_rng(5)
-    level = np.repeat([4.0, -4.0, 0.0], 30) + rng.normal(0.0, 1.0, 90)
-    shuffled = rng.permutation(level)
-    st = stock(item_id=["A"], on_hand=[0.0], lead_time_days=[60], service_level=[0.9])
-    ss = {}
-    for name, errors in (("level", level), ("shuffled", shuffled)):
-        bt = backtests("A", 20.0 + errors, np.full(90, 20.0))
-        ss[name] = one(recommend(forecast({"A": 20.0}), st, history=history({"A": np.full(200, 20.0)}),
-                                 backtests=bt, policy=NO_UNDERSHOOT))["safety_stock"]
-    # the level term's spread: sqrt((60^2 - 60 x 7) x ~16) ~ 225, its 0.9 quantile ~ 290
-    assert ss["level"] > 200 and ss["level"] > 3 * ss["shuffled"], ss
-
-
 def test_excess_stock_is_flagged() -> None:
     """A position far above the order-up-to level (more than `excess_days` of demand) is flagged,
     with how many days of demand it holds; a normal one is not."""
