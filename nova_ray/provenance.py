@@ -76,9 +76,9 @@ def _lib_version(lib: str) -> str | None:
 
 def config_hash(cfg: Config, exog_names: tuple[str, ...] = ()) -> str:
     """Hash of what changes the forecasts or the stored models' meaning: the settings (the
-    feature set included; paths, and how long or how a stored fit is reused, not) and the
-    versions of the model libraries (a stored state read by another statsforecast, or weights by
-    another TensorFlow, is not the model that was stored)."""
+    feature set included; paths, and how long or how a stored fit is reused, not), the versions
+    of the model libraries (a stored state read by another statsforecast, or weights by another
+    TensorFlow, is not the model that was stored) and of nova-ray's models (`ModelDef.version`)."""
     d = cfg.to_dict()
     models = str(d["forecast"].get("models", ""))  # "ets,naive" is "naive,ets": the same store
     d["forecast"]["models"] = ",".join(sorted({m.strip().lower() for m in models.split(",") if m.strip()}))
@@ -86,6 +86,9 @@ def config_hash(cfg: Config, exog_names: tuple[str, ...] = ()) -> str:
         d["forecast"].pop(key, None)
     d.get("lstm", {}).pop("warm_epochs", None)  # how a stored network is used, not what it is
     d["libraries"] = {lib: _lib_version(lib) for lib in sorted({m.library for m in MODELS.values()})}
+    # and nova-ray's own model versions: a stored fit's backtests made by an older Croston (its
+    # bands) or window rule were reused for a week after the upgrade
+    d["model_versions"] = {name: m.version for name, m in sorted(MODELS.items())}
     if exog_names:
         d["exog_features"] = list(exog_names)
     d.pop("paths", None)

@@ -150,3 +150,18 @@ def test_a_ray_job_with_relative_output_or_models_dir_is_refused(tmp_path: Path,
     monkeypatch.setenv(RAY_JOB_ENV, "{}")  # as Ray's job supervisor sets it for the job's driver
     with pytest.raises(ConfigError, match="give --output and --models-dir as absolute"):
         run_forecast(cfg, use_ray=False)  # before reading anything
+
+
+def test_a_model_version_changes_the_stores_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new model version (Croston's bands, the seasonal windows) left the model store's key as it
+    was: stored backtests made by the old model were reused for a week. The key now holds them."""
+    import dataclasses
+
+    from nova_ray.config import load_config
+    from nova_ray.models import MODELS
+    from nova_ray.provenance import config_hash
+
+    cfg = load_config(None, {}, env={}, dotenv=None)
+    before = config_hash(cfg)
+    monkeypatch.setitem(MODELS, "croston", dataclasses.replace(MODELS["croston"], version="99"))
+    assert config_hash(cfg) != before
