@@ -135,7 +135,8 @@ def _apply_bounds(table: pl.DataFrame, resid: pl.DataFrame, keys: list[str]) -> 
     cols = table.columns
     out = table.join(resid, on=keys, how="left")
     n = pl.col("n_resid").fill_null(0)
-    if REGIME in resid.columns:  # the held-out windows' count decides the construction (`combine`)
+    if REGIME in resid.columns:  # the held-out windows' count decides the construction (`combine`);
+        # an item with one window has none held out: its band stays that of its residuals
         n = pl.when(pl.col(REGIME).fill_null(0) > 0).then(pl.col(REGIME)).otherwise(n)
     out = out.with_columns(
         [
@@ -203,7 +204,9 @@ def combine(
             others = bt.filter(pl.col("window") != w)
             resid = _residual_bounds(others) if others.height else _residual_bounds(others.head(0))
             parts.append(_apply_bounds(rows, resid, ["item_id"]))
-            held_out.append(resid.select("item_id", "n_resid"))
+            scored = rows.select("item_id").unique()  # the items this window scores: their held-out count
+            held_out.append(scored.join(resid.select("item_id", "n_resid"), on="item_id", how="left")
+                            .with_columns(pl.col("n_resid").fill_null(0)))
         # the forecast's band is built as its backtests' are (the reported coverage measures it):
         # from the item's every residual, but conformal at a level only where each window's band,
         # from the other windows' residuals, is too (42 residuals made a conformal 95% band while
