@@ -208,7 +208,8 @@ def test_report_of_the_run_as_the_pipeline_wrote_it(run_dirs, tmp_path: Path) ->
         assert urgent <= set(_charted(html))
 
 
-def test_report_says_when_the_run_forecast_the_demo_data(run_dirs, tmp_path: Path) -> None:
+def test_report_says_when_the_run_forecast_the_demo_data(run_dirs, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A run on the generated demo data (its record's summary says so) is marked in the report."""
     root = tmp_path / "demo-run"
     shutil.copytree(run_dirs["real"], root)
@@ -231,6 +232,11 @@ def test_report_says_when_the_run_forecast_the_demo_data(run_dirs, tmp_path: Pat
     assert "DEMO data: generated" not in html
     assert "(the run forecast the generated DEMO data, not this file)" in html
     assert f"{other} holds none of this run&#x27;s items: the charts show no history" in html
+    # the run's own file named relatively (the record holds it absolute) is the demo's still
+    recorded = Path(record["summary"]["data_path"])
+    monkeypatch.chdir(recorded.parent)
+    html, res = _report(tmp_path, root, "--data", recorded.name)
+    assert res.exit_code == 0 and "(DEMO data: generated, not real demand)" in html, res.output
 
 
 def test_report_without_recommendations_or_history(run_dirs, tmp_path: Path) -> None:
