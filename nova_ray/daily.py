@@ -126,11 +126,10 @@ def run_daily(
             report.step("etl", f"{n} features from {files} files -> {res.path}")
             for note in res.warnings:  # what `nova-ray etl` warns of (a station's files months behind)
                 LOG.warning("etl: %s", note)
-                if note not in res.continued:  # held: the forecast may say it in its own words
-                    report.warnings.append(f"etl: {note}")
-            held = res.continued
+                report.warnings.append(f"etl: {note}")
+            continued = res.continued  # 5G counts the forecast may name in its own words
         else:
-            held = {}
+            continued = {}
             report.step("etl", f"skipped: no raw files in {raw}")
         from . import __version__
 
@@ -175,7 +174,8 @@ def run_daily(
             )
             report.step("models", summary.incremental())
             report.step("recommend", f"{recs.get('rows', 0)} rows" if recs else "skipped: no stock file")
-        report.warnings += _unsaid(held, (report.summary or {}).get("warnings") or [])
+        said = _said_again(continued, (report.summary or {}).get("warnings") or [])
+        report.warnings = [w for w in report.warnings if w not in said]
         if to:
             from .io.location import PublishError
             from .io.publish import sync_run
@@ -212,12 +212,13 @@ def run_daily(
     return report
 
 
-def _unsaid(held: dict[str, list[str]], said: list[str]) -> list[str]:
-    """The ETL's warnings of 5G counts ending early (-> their columns) that the forecast's warnings
-    (`said`) do not repeat for every column (it continues such a count and names it; not without
-    external factors, nor on a night whose run was already done)."""
-    return [f"etl: {note}" for note, cols in held.items()
-            if not all(any(w.startswith(f"{c}: the 5G count ends ") for w in said) for c in cols)]
+def _said_again(continued: dict[str, list[str]], said: list[str]) -> set[str]:
+    """The job's lines of the ETL's warnings of 5G counts ending early (-> their columns) that the
+    forecast's warnings (`said`) repeat for every column: it continues such a count and names it
+    (not without external factors, nor on a night whose run was already done, nor when it failed:
+    then the ETL's line stays)."""
+    return {f"etl: {note}" for note, cols in continued.items()
+            if all(any(w.startswith(f"{c}: the 5G count ends ") for w in said) for c in cols)}
 
 
 def _check_target(to: str, endpoint_url: str | None) -> None:

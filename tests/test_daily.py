@@ -503,12 +503,14 @@ def test_a_lagging_5g_count_is_one_warning_of_the_run(env: Path, small_demo: Pat
                                                       monkeypatch) -> None:
     """An Anatel file two months behind: the ETL warns that its last value is repeated, and the
     forecast that it continues the count at its recent pace. `run` showed both lines for the
-    same file; it shows the forecast's, and the ETL's where no forecast says it (`_unsaid`)."""
+    same file; it shows the forecast's, and the ETL's where no forecast says it (`_said_again`),
+    also when the forecast fails."""
     import shutil
     from datetime import date
 
     from nova_ray.config import load_config
-    from nova_ray.daily import _unsaid, run_daily
+    from nova_ray.daily import DailyReport, _said_again, run_daily
+    from nova_ray.io.errors import InputError
 
     raw = env / "raw"
     shutil.copytree(small_demo / "raw", raw)
@@ -526,6 +528,12 @@ def test_a_lagging_5g_count_is_one_warning_of_the_run(env: Path, small_demo: Pat
     note = "5g g5_a, g5_b: the data end 2025-10-31, 60 days before the range's end 2025-12-30: ..."
     held = {note: ["g5_a", "g5_b"]}
     ends = "g5_{}: the 5G count ends 2025-10-31, 60 days before the features' last day 2025-12-30: ..."
-    assert _unsaid(held, [ends.format("a"), ends.format("b")]) == []
-    assert _unsaid(held, [ends.format("a")]) == [f"etl: {note}"]  # b not said: the ETL's line
-    assert _unsaid(held, []) == [f"etl: {note}"]  # no forecast, or one without external factors
+    assert _said_again(held, [ends.format("a"), ends.format("b")]) == {f"etl: {note}"}
+    assert _said_again(held, [ends.format("a")]) == set()  # b not said: the ETL's line stays
+    assert _said_again(held, []) == set()  # no forecast, or one without external factors
+    # a forecast that fails: the job's warnings (shown with the error) keep the ETL's line
+    failing = DailyReport(run_date="2026-11-28")
+    with pytest.raises(InputError):  # after the etl step: the demand file is gone
+        run_daily(load_config(None, {"data": str(env / "gone.parquet")}, dotenv=None), date(2026, 11, 28),
+                  report=failing)
+    assert any(w.startswith("etl: 5g ") and "the data end" in w for w in failing.warnings), failing.warnings
