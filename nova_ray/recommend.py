@@ -367,8 +367,8 @@ def _recommend_row(r: StockRow, abc: str, segs: list[np.ndarray] | None, as_of: 
     lead = int(s["lead_time_days"])
     horizon = len(r.path)
     if lead == 0:  # an ERP's 0 is often "not maintained": said, as it all but zeroes the reorder point
-        notes.append("lead time 0 d: no lead-time demand, a safety stock for the day to the next review only "
-                     "(is the lead time maintained?)")
+        cover = ", a safety stock for the day to the next review" if policy.undershoot else " or safety stock"
+        notes.append(f"lead time 0 d: no lead-time demand{cover} (is the lead time maintained?)")
     if lead > horizon:
         notes.append(f"lead time {lead} d > horizon {horizon} d: extended at the last-week mean rate")
     full = extend_path(r.path, max(lead + policy.review_days, horizon))

@@ -1128,7 +1128,8 @@ def test_idle_and_new_items_are_noted_and_flagged() -> None:
     assert flags("") == "" and flags(None) == ""
     zero = one(recommend(forecast({"A": 2.0}), stock(item_id=["A"], on_hand=[5.0], lead_time_days=[0]),
                          history=history({"A": np.full(200, 2.0)}), policy=NO_UNDERSHOOT))
-    assert zero["reorder_point"] == 0 and "lead time 0 d" in zero["notes"]
+    assert zero["reorder_point"] == 0
+    assert "lead time 0 d: no lead-time demand or safety stock (" in zero["notes"]
     assert "no lead time" in flags(zero["notes"])
     # with the review's undershoot (the default): an order placed tonight comes before tomorrow's
     # demand, but the shelf must hold until the next review; a reorder point of 0 ran it dry
@@ -1136,3 +1137,4 @@ def test_idle_and_new_items_are_noted_and_flagged() -> None:
     daily = one(recommend(forecast({"A": 10.0}), stock(item_id=["A"], on_hand=[5.0], lead_time_days=[0],
                                                         service_level=[0.95]), history=history({"A": y})))
     assert daily["lead_time_demand"] == 0 and 10 < daily["reorder_point"] < 17 and daily["order_qty"] > 0
+    assert "lead time 0 d: no lead-time demand, a safety stock for the day to the next" in daily["notes"]
