@@ -213,6 +213,10 @@ def _lstm_run(
     # origins count back from the common end, so they are the same dates for every series
     back = window_backs(h, spec.backtest_windows, spec.step)
     back = [b for b in back if n_max - b >= min_train(m)] if stored is None else []
+    # only windows some item scores (`backtest_origins`): the network trains before the oldest of
+    # those (5 years of months scored from 36 and 48 months had it trained on 24)
+    lengths = {len(y) for y in ys}
+    back = [b for b in back if any(n - b in _own_origins(n, spec, m) for n in lengths)]
     init = stored
     if back:
         oldest = max(back)
@@ -282,7 +286,8 @@ def _backtest_parts(
     grids = {} if xs is None else {b: _window_grid(xs, series, b, h) for b in back}  # once per window
 
     def own(j: int) -> set[int]:
-        return set(backtest_origins(len(ys[j]), h, spec.backtest_windows, spec.step, m))
+        return _own_origins(len(ys[j]), spec, m)
+
     for k, span in enumerate(_spans(len(indices))):
         rows = Rows(BACKTEST_COLS)
         done = dict.fromkeys(span, 0)
@@ -308,6 +313,11 @@ def _backtest_parts(
                 )
                 done[j] += 1
         yield _part("bt", k, rows.table(BACKTEST_TABLE))
+
+
+def _own_origins(n: int, spec: EngineSpec, m: int) -> set[int]:
+    """The origins of a series of `n` periods that the engine backtests (its windows, per item)."""
+    return set(backtest_origins(n, spec.horizon, spec.backtest_windows, spec.step, m))
 
 
 def _capped(ys: list[np.ndarray], spec: EngineSpec, back: int = 0) -> list[np.ndarray]:

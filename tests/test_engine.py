@@ -429,3 +429,28 @@ def test_a_horizon_longer_than_an_items_history_is_a_warning() -> None:
     assert named == msg + ": A, C"  # the items named, a few of them
     (many,) = horizon_beyond_history(np.arange(7), spec, list("ABCDEFG"))
     assert many.endswith(": A, B, C, D, E and 2 more")
+
+
+def test_the_lstm_trains_before_the_oldest_window_an_item_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """5 years of months: the windows start at 36 and 48 months (the seasonal models' rule), and
+    the network's backtest training stopped before the unused window at 24 (half the data)."""
+    from nova_ray.engine import LstmSpec
+    from nova_ray.global_lstm import forecast_lstm
+    from nova_ray.models import lstm
+
+    seen: list[int] = []
+    real = lstm.train
+
+    def train(series, *args, **kwargs):
+        seen.append(max((len(y) for y in series), default=0))
+        return real(series, *args, **kwargs)
+
+    monkeypatch.setattr(lstm, "train", train)
+    rng = np.random.default_rng(1)
+    t = np.arange(60)
+    s = _series({f"M{i}": 200 + 80 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 10, 60) for i in range(3)},
+                "M")
+    spec = EngineSpec(12, "M", ("naive", "lstm"), backtest_windows=3,
+                      lstm=LstmSpec(lookback=12, units=4, epochs=1, batch_size=32))
+    list(forecast_lstm(s, [0, 1, 2], spec).backtests.to_batches())
+    assert seen[0] == 36, seen  # the backtest network: the data before the first scored origin
