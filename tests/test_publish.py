@@ -383,6 +383,8 @@ def test_cli_sync(runs: dict[str, Path], tmp_path: Path) -> None:
     res = runner.invoke(app, ["sync", "--to", t, "--results", str(tmp_path / "missing")])
     assert res.exit_code == 2 and "results folder not found" in res.output
     res = runner.invoke(app, ["sync", "--to", t, "--results", str(runs[A]), "--keep", "0"])
+    assert res.exit_code == 0 and "deleted runs" not in res.output  # 0: keep all, as `run --keep 0`
+    res = runner.invoke(app, ["sync", "--to", t, "--results", str(runs[A]), "--keep", "-1"])
     assert res.exit_code == 2
 
 
