@@ -285,15 +285,12 @@ def _backtest_parts(
     m, h = get_frequency(spec.freq).season_length, spec.horizon
     grids = {} if xs is None else {b: _window_grid(xs, series, b, h) for b in back}  # once per window
 
-    def own(j: int) -> set[int]:
-        return _own_origins(len(ys[j]), spec, m)
-
     for k, span in enumerate(_spans(len(indices))):
         rows = Rows(BACKTEST_COLS)
         done = dict.fromkeys(span, 0)
         for b in sorted(back, reverse=True):
             # an item's own origins, as the engine's windows (`backtest_origins`): they meet in the ensemble
-            sel = [j for j in span if len(ys[j]) - b in own(j)]
+            sel = [j for j in span if len(ys[j]) - b in _own_origins(len(ys[j]), spec, m)]
             if not sel:
                 continue
             sel_x = replace(grids[b], offsets=xs.offsets[sel]) if xs is not None else None

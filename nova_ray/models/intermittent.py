@@ -34,8 +34,8 @@ def _simulate(y: np.ndarray, size: float, prob: float, horizon: int, seed: int) 
     return occur * draws * (size / max(sizes.mean(), 1e-12))
 
 
-def croston_sba(y: np.ndarray, alpha: float = 0.1) -> tuple[float, float]:
-    """Croston's rate with the Syntetos-Boylan correction; returns (rate per period, occurrence prob)."""
+def _croston(y: np.ndarray, alpha: float) -> tuple[float, float]:
+    """Croston's smoothed demand size and interval between demands ((0, 0) without demand)."""
     sizes, intervals = _sizes_and_intervals(y)
     if len(sizes) == 0:
         return 0.0, 0.0
@@ -43,6 +43,14 @@ def croston_sba(y: np.ndarray, alpha: float = 0.1) -> tuple[float, float]:
     for s, q in zip(sizes[1:], intervals[1:], strict=True):
         z += alpha * (s - z)
         p += alpha * (q - p)
+    return float(z), float(p)
+
+
+def croston_sba(y: np.ndarray, alpha: float = 0.1) -> tuple[float, float]:
+    """Croston's rate with the Syntetos-Boylan correction; returns (rate per period, occurrence prob)."""
+    z, p = _croston(y, alpha)
+    if p == 0:
+        return 0.0, 0.0
     return float((1 - alpha / 2) * z / p), float(min(1.0, 1.0 / p))
 
 
@@ -95,7 +103,7 @@ def croston_forecast(
     y = _check(y)
     params = params or {}
     rate, prob = croston_sba(y, **params)
-    size = rate / ((1 - params.get("alpha", 0.1) / 2) * prob) if prob > 0 else 0.0  # the smoothed size
+    size, _ = _croston(y, params.get("alpha", 0.1))  # the bands' sizes: without the SBA factor
     return _forecast(rate, prob, size, y, horizon, seed)
 
 
