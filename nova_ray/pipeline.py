@@ -53,6 +53,7 @@ from .io.demand import spill_columns
 from .io.lock import job_lock
 from .io.model_store import ModelStore, block_fingerprint_column, fingerprint, lstm_readable
 from .io.results import ResultWriter, has_stage, utc_now
+from .io.source import location
 from .io.spill import Spill
 from .memory import release_memory
 from .metrics import evaluate
@@ -498,7 +499,7 @@ def _finish(
     )
     record = writer.commit(
         versions,
-        summary.to_dict() | {"data_path": _location(cfg.paths.data), "log": str(log_path)},
+        summary.to_dict() | {"data_path": location(cfg.paths.data), "log": str(log_path)},
         replace=owned,
     )
     LOG.info("published run %s (%s)", run_id, ", ".join(f"{k} {v}" for k, v in record["row_counts"].items()))
@@ -620,11 +621,6 @@ def _save_models(
         drop_before=run_date - timedelta(days=max_age_days),
     )
     return True
-
-
-def _location(path: str) -> str:
-    """An absolute path, or the URI as given."""
-    return path if "://" in path else str(Path(path).resolve())
 
 
 ENSEMBLE_CHUNK = 200  # items per ensemble chunk: bounds the driver's memory (~0.3 MiB per item in it)

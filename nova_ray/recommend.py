@@ -41,10 +41,10 @@ from .recommend_inputs import (
     ensemble_items,
     ensemble_lazy,
     history_arrays,
-    history_end,
     per_period,
     residual_segments,
     rows_of,
+    stock_day,
 )
 from .replenishment import (
     abc_classes,
@@ -211,10 +211,7 @@ def recommend(forecast: Table, stock: pl.DataFrame,
     if first_day is None or stock.height == 0:
         return pl.from_arrow(SCHEMA.empty_table())
     period = per_period(history, freq)
-    # the stock snapshot's day: the history's last day, also inside the forecast's first period (a
-    # quarter's first 65 days, dropped as incomplete, are consumed already: not projected again)
-    as_of = first_day - timedelta(days=1)
-    as_of = max(as_of, history_end(history, period) or as_of)
+    as_of = stock_day(first_day, history, period)
     hist_end, as_of = as_of, max(as_of, snapshot or as_of)  # the history's last day, the stock's
     bt_rows = ensemble_lazy(backtests)
     if bt_rows is not None and not {"actual", "origin"} <= set(bt_rows.collect_schema().names()):

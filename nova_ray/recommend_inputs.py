@@ -4,7 +4,7 @@ each item and site with each site's share of the item's demand."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from statistics import NormalDist
 
 import numpy as np
@@ -155,6 +155,14 @@ def period_totals(y: np.ndarray, end: date, period: str) -> tuple[np.ndarray, fl
         return np.zeros(0), 0.0
     lengths = np.diff(np.append(bounds, len(y)))
     return np.add.reduceat(np.asarray(y, dtype=float), bounds), float(lengths.mean())
+
+
+def stock_day(first_day: date, history: pl.DataFrame | pl.LazyFrame | None, period: str | None) -> date:
+    """The day a stock snapshot describes (without a later one given): the history's last day, the
+    day before the forecast's first or later inside a first period left out as incomplete (a
+    quarter's first 65 days are consumed already: not projected again)."""
+    before = first_day - timedelta(days=1)
+    return max(before, history_end(history, period) or before)
 
 
 def history_end(history: pl.DataFrame | pl.LazyFrame | None, period: str | None = None) -> date | None:

@@ -16,7 +16,7 @@ import polars as pl
 from .config import Config
 from .frequency import get_frequency
 from .io.errors import InputError
-from .recommend_inputs import STEP, history_end, per_period
+from .recommend_inputs import STEP, history_end, per_period, stock_day
 
 
 def current_inputs(cfg: Config) -> tuple[str, str] | None:
@@ -65,14 +65,6 @@ def _days_left(what: str, end: date | None, forecasts: pl.DataFrame, freq: str |
         raise InputError(f"{what} {end}, on or after the last forecast day {last}: nothing left to "
                          "project; forecast again before recommending")
     return (last - end).days
-
-
-def _stock_day(forecasts: pl.DataFrame, history: pl.DataFrame | None, freq: str | None) -> date:
-    """The day a stock snapshot describes without --stock-date: the history's last day (the day
-    before the forecast's first, or later inside a first period left out as incomplete)."""
-
-    before = forecasts["date"].cast(pl.Date).min() - timedelta(days=1)
-    return max(before, history_end(history, per_period(history, freq)) or before)
 
 
 def _newer(data: str, history: pl.DataFrame, forecasts: pl.DataFrame, freq: str | None) -> str:
@@ -132,7 +124,7 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
     if stock_date is not None:  # the stock of a later day: the forecast's days up to it are consumed
         _days_left("--stock-date", stock_date, run.forecasts, freq)
         today = max(today or stock_date, stock_date)
-        as_of = _stock_day(run.forecasts, history, freq)
+        as_of = stock_day(run.forecasts["date"].cast(pl.Date).min(), history, per_period(history, freq))
         if stock_date < as_of:  # the snapshot is taken to describe the history's last day, as without it
             warnings.append(f"--stock-date {stock_date} is before the history's last day {as_of}: the "
                             f"stock is taken as of {as_of} (the demand of the {(as_of - stock_date).days} "

@@ -120,9 +120,8 @@ def block_bootstrap(segments: list[np.ndarray], lead: int, samples: int, block: 
     cs_parts, starts, offset = [], [], 0
     for s in segs:
         if circular and len(s) >= b:
-            s = np.concatenate([s, s[: b - 1]])
-            starts.append(offset + np.arange(len(s) - b + 1))
-        elif len(s) >= b:
+            s = np.concatenate([s, s[: b - 1]])  # every day starts a block
+        if len(s) >= b:
             starts.append(offset + np.arange(len(s) - b + 1))
         cs_parts.append(np.concatenate([[0.0], np.cumsum(s)]))
         offset += len(s) + 1

@@ -18,6 +18,11 @@ def is_uri(path: str | Path) -> bool:
     return "://" in str(path)
 
 
+def location(path: str) -> str:
+    """A local path made absolute (as a run record names its data), a URI as given."""
+    return path if not path or is_uri(path) else str(Path(path).resolve())
+
+
 def _filesystem(path: str) -> tuple[object, str]:
     import pyarrow.fs as pafs
 

@@ -16,6 +16,7 @@ import polars as pl
 
 from ..io.errors import InputError
 from ..io.results import POINTER, recorded_data, recorded_freq
+from ..io.source import location
 
 URGENCY_ORDER: tuple[str, ...] = ("critical", "high", "medium", "ok")
 KINDS = ("forecasts", "metrics", "ensemble_weights", "items", "recommendations")
@@ -47,11 +48,6 @@ class RunTables:
 
 
 # ----------------------------------------------------------------------------- reading
-
-
-def _where(path: str) -> str:
-    """A local path made absolute (the run record's is), a URI as given."""
-    return path if not path or "://" in path else str(Path(path).resolve())
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -154,7 +150,7 @@ def load_run(
     )
     run.freq = _run_freq(root, record, run.forecasts)
     run.data_path = data or recorded_data(record) or default_data
-    run.data_given = bool(data) and _where(data) != _where(recorded_data(record) or "")
+    run.data_given = bool(data) and location(data) != location(recorded_data(record) or "")
     if run.data_path:
         run.history, warnings = read_history(
             run.data_path, run_items(run), record.get("dataset_id"), run.freq, columns
