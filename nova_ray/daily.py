@@ -19,7 +19,7 @@ from typing import Any
 
 from .config import Config
 from .io.lock import job_lock
-from .io.results import read_pointer
+from .io.results import read_pointer, record_age
 
 LOG = logging.getLogger("nova_ray")
 
@@ -242,8 +242,8 @@ def _records(output: str | Path, day: str) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue
         if isinstance(rec, dict) and rec.get("run_date") == day and rec.get("status") == "complete":
-            out.append(rec)
-    return sorted(out, key=lambda r: str(r.get("generated_at", "")))
+            out.append((record_age(rec, path), rec))
+    return [rec for _, rec in sorted(out, key=lambda x: x[0])]
 
 
 def published_run(

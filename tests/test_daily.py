@@ -200,6 +200,33 @@ def _pointer(root: Path) -> dict:
     return json.loads((root / "metadata" / "last_updated.json").read_text())
 
 
+def test_the_dates_last_run_is_the_last_written_when_two_start_in_one_second(tmp_path: Path) -> None:
+    """Records keep their start to the second: a rerun resuming a partial run's checkpoints right
+    after it started in the same second, and the directory's order picked the date's last run
+    (`run` then redid a finished day, or took the partial one for it); `runs` shares the order."""
+    import os
+    from datetime import date
+
+    from nova_ray.cli.runs import read_runs
+    from nova_ray.config import load_config
+    from nova_ray.daily import published_run
+
+    cfg = load_config(None, {"output": str(tmp_path / "out")}, env={}, dotenv=None)
+    runs = tmp_path / "out" / "metadata" / "runs"
+    runs.mkdir(parents=True)
+    for rid, parts in (("20261127-aaaa", {"metrics": "m"}), ("20261127-bbbb", {"forecasts": "f"})):
+        (runs / f"{rid}.json").write_text(json.dumps({
+            "run_id": rid, "run_date": "2026-11-27", "generated_at": "2026-11-27T03:00:00+00:00",
+            "status": "complete", "model_version": "v", "dataset_id": "d", "partitions": parts}))
+    first, second = list(runs.glob("*.json"))  # the directory's order; the first written last
+    os.utime(first, ns=(2_000_000_000_000_000_000, 2_000_000_000_000_000_000))
+    os.utime(second, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    newest = first.stem
+    _, why = published_run(cfg, date(2026, 11, 27), "v", "d")
+    assert why.startswith(f"{newest} has no "), why
+    assert [r["run_id"] for r in read_runs(tmp_path / "out")][0] == newest
+
+
 def test_only_a_finished_current_run_is_skipped(env: Path, small_demo: Path, ray_session) -> None:
     """`run` used to skip a date whose run was a partial one (`forecast --only-metrics` earlier that
     day: it then published a run without forecasts), whose tables a kill during the swap had

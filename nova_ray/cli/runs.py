@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 def read_runs(root: Path) -> list[dict[str, Any]]:
     """Run records of a results folder, newest first; an unreadable record becomes a row saying so."""
+    from ..io.results import record_age
+
     rows: list[dict[str, Any]] = []
     for p in (root / "metadata" / "runs").glob("*.json"):
         try:
@@ -29,9 +31,8 @@ def read_runs(root: Path) -> list[dict[str, Any]]:
         except (OSError, ValueError) as exc:
             rec = {"run_id": p.stem, "status": f"unreadable: {str(exc).splitlines()[0][:60]}"}
         rec["_path"] = p
-        rec["_mtime"] = p.stat().st_mtime
         rows.append(rec)
-    return sorted(rows, key=lambda r: (str(r.get("generated_at") or ""), r["_mtime"]), reverse=True)
+    return sorted(rows, key=lambda r: record_age(r, r["_path"]), reverse=True)
 
 
 def _partition_owner(folder: Path) -> str | None:
