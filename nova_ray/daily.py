@@ -19,7 +19,8 @@ from typing import Any
 
 from .config import Config
 from .io.lock import job_lock
-from .io.results import read_pointer, record_age
+from .io.publish import record_age
+from .io.results import read_pointer
 
 LOG = logging.getLogger("nova_ray")
 

@@ -506,3 +506,22 @@ def test_sync_takes_the_endpoint_as_forecast_and_run_do(runs: dict[str, Path], s
                                    "--keep", "0", "-q"])  # 0: keep all, as `run --keep 0`
     assert res.exit_code == 0, res.output
     assert {k.split("/")[3] for k in _keys(s3, "cli/nova/runs/")} - {""} == {A, B}
+
+
+def test_a_run_that_is_not_there_lists_the_newest_runs_by_age(tmp_path: Path) -> None:
+    """The error named the last five run ids by name: within a date their suffix is random, and
+    the newest runs could be left out. Now by the records' age (`record_age`), in sync and report."""
+    from nova_ray.report.runs import ReportError, find_record
+
+    runs = tmp_path / "metadata" / "runs"
+    runs.mkdir(parents=True)
+    ids = ["20261127-ffff", "20261127-0000", "20261127-eeee", "20261127-1111", "20261127-dddd",
+           "20261127-2222"]  # started in this order, a minute apart
+    for minute, rid in enumerate(ids):
+        (runs / f"{rid}.json").write_text(json.dumps(
+            {"run_id": rid, "status": "complete", "generated_at": f"2026-11-27T03:0{minute}:00+00:00"}))
+    newest = ", ".join(ids[1:])
+    with pytest.raises(PublishError, match=f"recent runs: {newest}\\)"):
+        find_run(tmp_path, "20261127-9999")
+    with pytest.raises(ReportError, match=f"recent runs: {newest}\\)"):
+        find_record(tmp_path, "20261127-9999")

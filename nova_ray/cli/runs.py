@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def read_runs(root: Path) -> list[dict[str, Any]]:
     """Run records of a results folder, newest first; an unreadable record becomes a row saying so."""
-    from ..io.results import record_age
+    from ..io.publish import record_age
 
     rows: list[dict[str, Any]] = []
     for p in (root / "metadata" / "runs").glob("*.json"):

@@ -122,6 +122,31 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
+def record_age(rec: dict[str, Any], path: Path) -> tuple[str, int]:
+    """Sort key of run record `rec` read from `path`, oldest first: the run's start
+    (`generated_at`, to the second), then when the record was written. Two runs of a date can
+    start within one second (a rerun resuming a partial run's checkpoints right after it), and
+    the directory's order then picked the date's last run."""
+    try:
+        written = path.stat().st_mtime_ns
+    except OSError:
+        written = 0
+    return str(rec.get("generated_at") or ""), written
+
+
+def recent_runs(meta: Path, n: int = 5) -> list[str]:
+    """The ids of the `n` newest run records in `meta`/runs, oldest first (`record_age`): what an
+    error about a run that is not there lists."""
+    aged = []
+    for path in (meta / "runs").glob("*.json"):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            rec = {}
+        aged.append((record_age(rec if isinstance(rec, dict) else {}, path), path.stem))
+    return [rid for _, rid in sorted(aged)[-n:]]
+
+
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -151,9 +176,8 @@ def find_run(results: str | Path, run_id: str | None = None) -> SourceRun:
     check_run_id(run_id)
     rec_path = meta / "runs" / f"{run_id}.json"
     if not rec_path.exists():
-        known = sorted(p.stem for p in (meta / "runs").glob("*.json"))[-5:]
         raise PublishError(f"{root}: no run {run_id!r} (metadata/runs/{run_id}.json missing; recent runs: "
-                           f"{', '.join(known) or 'none'})")
+                           f"{', '.join(recent_runs(meta)) or 'none'})")
     record = _read_json(rec_path, "run record")
     if record.get("status") != "complete" or record.get("run_id") != run_id:
         raise PublishError(f"{rec_path}: run {run_id} is not complete (status {record.get('status')!r})")

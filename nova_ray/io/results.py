@@ -63,18 +63,6 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def record_age(rec: dict[str, Any], path: Path) -> tuple[str, int]:
-    """Sort key of run record `rec` read from `path`, oldest first: the run's start
-    (`generated_at`, to the second), then when the record was written. Two runs of a date can
-    start within one second (a rerun resuming a partial run's checkpoints right after it), and
-    the directory's order then picked the date's last run."""
-    try:
-        written = path.stat().st_mtime_ns
-    except OSError:
-        written = 0
-    return str(rec.get("generated_at") or ""), written
-
-
 class ResultWriter:
     """Stage tables for one run, then publish them all at once with `commit`.
 

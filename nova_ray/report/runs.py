@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from ..io.errors import InputError
+from ..io.publish import recent_runs
 from ..io.results import POINTER, recorded_data, recorded_freq
 from ..io.source import location
 
@@ -80,10 +81,9 @@ def find_record(root: Path, run_id: str | None) -> dict[str, Any]:
         return _read_json(rec_path) if rec_path.exists() else pointer
     rec_path = meta / "runs" / f"{Path(run_id).name}.json"
     if not rec_path.exists():
-        known = sorted(p.stem for p in (meta / "runs").glob("*.json"))[-5:]
         raise ReportError(
             f"{root}: no run {run_id!r} (metadata/runs/{run_id}.json missing; recent runs: "
-            f"{', '.join(known) or 'none'})"
+            f"{', '.join(recent_runs(meta)) or 'none'})"
         )
     record = _read_json(rec_path)
     if record.get("status", "complete") != "complete":
