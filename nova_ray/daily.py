@@ -19,7 +19,7 @@ from typing import Any
 
 from .config import Config
 from .io.lock import job_lock
-from .io.publish import record_age
+from .io.publish import run_records
 from .io.results import read_pointer
 
 LOG = logging.getLogger("nova_ray")
@@ -236,15 +236,8 @@ def _check_target(to: str, endpoint_url: str | None) -> None:
 
 def _records(output: str | Path, day: str) -> list[dict[str, Any]]:
     """The complete run records of run date `day` under `output`, oldest first."""
-    out = []
-    for path in (Path(output) / "metadata" / "runs").glob("*.json"):
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(rec, dict) and rec.get("run_date") == day and rec.get("status") == "complete":
-            out.append((record_age(rec, path), rec))
-    return [rec for _, rec in sorted(out, key=lambda x: x[0])]
+    return [rec for _, rec in run_records(Path(output) / "metadata")
+            if isinstance(rec, dict) and rec.get("run_date") == day and rec.get("status") == "complete"]
 
 
 def published_run(

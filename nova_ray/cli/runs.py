@@ -20,19 +20,14 @@ if TYPE_CHECKING:
 
 def read_runs(root: Path) -> list[dict[str, Any]]:
     """Run records of a results folder, newest first; an unreadable record becomes a row saying so."""
-    from ..io.publish import record_age
+    from ..io.publish import run_records
 
     rows: list[dict[str, Any]] = []
-    for p in (root / "metadata" / "runs").glob("*.json"):
-        try:
-            rec = json.loads(p.read_text())
-            if not isinstance(rec, dict):
-                raise ValueError("not a JSON object")
-        except (OSError, ValueError) as exc:
-            rec = {"run_id": p.stem, "status": f"unreadable: {str(exc).splitlines()[0][:60]}"}
-        rec["_path"] = p
-        rows.append(rec)
-    return sorted(rows, key=lambda r: record_age(r, r["_path"]), reverse=True)
+    for p, rec in reversed(run_records(root / "metadata")):
+        if not isinstance(rec, dict):
+            rec = {"run_id": p.stem, "status": f"unreadable: {str(rec).splitlines()[0][:60]}"}
+        rows.append(rec | {"_path": p})
+    return rows
 
 
 def _partition_owner(folder: Path) -> str | None:

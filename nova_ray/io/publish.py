@@ -134,17 +134,27 @@ def record_age(rec: dict[str, Any], path: Path) -> tuple[str, int]:
     return str(rec.get("generated_at") or ""), written
 
 
-def recent_runs(meta: Path, n: int = 5) -> list[str]:
-    """The ids of the `n` newest run records in `meta`/runs, oldest first (`record_age`): what an
-    error about a run that is not there lists."""
-    aged = []
+def run_records(meta: Path) -> list[tuple[Path, dict[str, Any] | ValueError | OSError]]:
+    """The run records in `meta`/runs, oldest first (`record_age`): each file's path and its
+    record, or why it could not be read (an unreadable one counts as the oldest of its age)."""
+    found: list[tuple[tuple[str, int], Path, dict[str, Any] | ValueError | OSError]] = []
     for path in (meta / "runs").glob("*.json"):
+        rec: dict[str, Any] | ValueError | OSError
         try:
             rec = json.loads(path.read_text())
-        except (OSError, ValueError):
-            rec = {}
-        aged.append((record_age(rec if isinstance(rec, dict) else {}, path), path.stem))
-    return [rid for _, rid in sorted(aged)[-n:]]
+            if not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            rec = exc
+        found.append((record_age(rec if isinstance(rec, dict) else {}, path), path, rec))
+    found.sort(key=lambda x: x[0])
+    return [(path, rec) for _, path, rec in found]
+
+
+def recent_runs(meta: Path, n: int = 5) -> list[str]:
+    """The ids of the `n` newest run records in `meta`, oldest first: what an error about a run
+    that is not there lists."""
+    return [path.stem for path, _ in run_records(meta)[-n:]]
 
 
 def _sha256_file(path: Path) -> str:
