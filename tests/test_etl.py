@@ -524,6 +524,38 @@ def test_climatology_leap_day_and_gaps() -> None:
     assert clim["rain_mm"].notna().all()  # circular interpolation fills the rest
 
 
+def test_climatology_of_whole_years_is_the_annual_cycle() -> None:
+    """Three years of noisy days: the harmonic fit lands nearer the true cycle than the 15-day
+    mean per day of year, which follows single wet days."""
+    rng = np.random.default_rng(3)
+    dates = pd.date_range("2022-01-01", "2024-12-31", freq="D")
+    truth = 1.0 + 0.6 * np.cos(2 * np.pi * (np.arange(1, 366) - 150) / 365.0)
+    doy = pd.DatetimeIndex(dates).dayofyear.to_numpy()
+    doy = np.where(pd.DatetimeIndex(dates).is_leap_year & (doy >= 60), doy - 1, doy)
+    frame = pd.DataFrame({"date": dates, "rain_mm": truth[doy - 1] + rng.normal(0, 1.0, len(dates))})
+    cycle = climatology(frame, ["rain_mm"])["rain_mm"].to_numpy()
+    windowed = climatology(frame, ["rain_mm"], harmonics=0)["rain_mm"].to_numpy()
+    err_cycle, err_window = (float(np.sqrt(np.mean((c - truth) ** 2))) for c in (cycle, windowed))
+    assert err_cycle < 0.1 and err_cycle < 0.6 * err_window, (err_cycle, err_window)
+    # within the observed range: a dry season does not get negative rain
+    dry = frame.assign(rain_mm=np.where(frame["date"].dt.month.between(6, 9), 0.0, 8.0))
+    assert climatology(dry, ["rain_mm"])["rain_mm"].min() >= 0.0
+
+
+def test_climatology_of_part_of_a_year_is_the_smoothed_day_mean() -> None:
+    """Half a year of data cannot fix an annual cycle (a fit would extrapolate into the missing
+    season): the windowed day-of-year mean stands, the missing days interpolated."""
+    dates = pd.date_range("2023-01-01", "2023-06-30", freq="D")
+    frame = pd.DataFrame({"date": dates, "rain_mm": np.linspace(0.0, 9.0, len(dates))})
+    assert climatology(frame, ["rain_mm"]).equals(climatology(frame, ["rain_mm"], harmonics=0))
+    # one month short of a full year is still a missing season
+    year = pd.DataFrame({"date": pd.date_range("2023-01-01", "2023-12-31", freq="D")})
+    year["rain_mm"] = np.where(year["date"].dt.month == 10, np.nan, 5.0)
+    assert climatology(year, ["rain_mm"]).equals(climatology(year, ["rain_mm"], harmonics=0))
+    year.loc[year["date"].dt.month == 10, "rain_mm"] = 5.0
+    assert climatology(year, ["rain_mm"])["rain_mm"].to_numpy() == pytest.approx(5.0)
+
+
 def test_sources_starting_after_the_range_are_back_filled(tmp_path: Path) -> None:
     """A range that ends before a source's first value gets that first value (back-filled), not a
     column of NaN."""
