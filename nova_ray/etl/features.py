@@ -130,7 +130,6 @@ def climatology(
     """
     columns = [c for c in columns if c in frame.columns]
     doy = day_of_year(frame["date"])
-    means = frame[columns].groupby(doy).mean().reindex(range(1, 366))
     out = {}
     for col in columns:
         values = frame[col].to_numpy(float)
@@ -141,7 +140,8 @@ def climatology(
             cycle = _annual_basis(np.arange(1, 366), harmonics) @ coef
             out[col] = np.clip(cycle, values[seen].min(), values[seen].max())
         else:
-            out[col] = _window_mean(means[col].to_numpy(float), window)
+            means = frame[col].groupby(doy).mean().reindex(range(1, 366))
+            out[col] = _window_mean(means.to_numpy(float), window)
     return pd.DataFrame(out, index=pd.RangeIndex(1, 366, name="day_of_year"))
 
 
