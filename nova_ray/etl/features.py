@@ -123,7 +123,7 @@ def climatology(
     it is the annual cycle: the mean plus `harmonics` harmonics fitted to the days by least
     squares, kept within the observed range. A few years of daily rain make a noisy mean per day
     of year, and its 15-day smoothing still follows single storms: about twice as far from the
-    true cycle as the fit (tests), and the demo's forecasts with factors were 1-3% worse with it
+    true cycle as the fit (tests), and the demo's forecasts with factors were up to 2.4% worse with it
     (docs/external-factors.md). Otherwise (less than a year, a season missing) it is the mean
     per day of year smoothed by a circular `window`-day mean, days without any data interpolated
     circularly. A column without data stays NaN.
