@@ -44,6 +44,7 @@ class Forecast:
     backtest_step: int = 0
     backtest_refit: str = "first"
     search_window: int = 730
+    annual_harmonics: int = 2
     cap_outliers: bool = True
     seed: int = 7
     cache_max_age_days: int = 7
@@ -340,6 +341,7 @@ def validate(cfg: Config) -> None:
     except ValueError as exc:
         check(False, "columns", str(exc))
     check(f.search_window >= 0, "search_window", "must be >= 0 (0: all history)")
+    check(0 <= f.annual_harmonics <= 6, "annual_harmonics", "must be 0-6 (0: no annual cycle)")
     check(f.cache_max_age_days >= 0, "cache_max_age_days", "must be >= 0")
     check(cfg.ray.batch_seconds > 0, "batch_seconds", "must be > 0")
     check(cfg.ray.num_cpus >= 0, "num_cpus", "must be >= 0 (0: all cores)")

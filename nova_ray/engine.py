@@ -11,6 +11,10 @@ nova_ray/exog.py), or the realised rows where there are none (``backtest_exog = 
 what the factors explain when known, not how well they can be foreseen). A model whose fit with
 regressors fails or blows up is refitted without them (noted in ``items.notes``); the feature set
 is recorded in ``items.params``.
+
+Annual cycle: a model whose season on daily data is the week (module attribute
+``ANNUAL_CYCLE``: ARIMA) fits a series of two years or more less its annual cycle
+(`models.annual`), which is added back to its backtests and forecast (`_annual_cycles`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from .classify import CLASS_MODELS, adi_cv2, classify
 from .cleaning import CAPPED_CLASSES, cap, fence, recent_periods
 from .frequency import future_dates
 from .models import LEVELS, MODELS, Forecast, get_model
+from .models.annual import MIN_DAYS as MIN_ANNUAL_DAYS
+from .models.annual import annual_cycle
 from .models.base import STATE, ModelError, finalize, seasonal_error_scale
 from .schemas import ITEMS
 from .series import SeriesSet
@@ -37,6 +43,7 @@ from .series import SeriesSet
 FALLBACK = "naive"
 BLOWUP = 3.0  # a forecast with regressors whose mean exceeds BLOWUP x (history max) + 1 is rejected
 OBS_PER_REGRESSOR = 10  # per-item models use at most (oldest training length) // 10 regressors
+_BANDS = ("mean", *(f"{s}-{lv}" for lv in LEVELS for s in ("lo", "hi")))  # a Forecast's values
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,7 @@ class EngineSpec:
     lstm: LstmSpec = field(default_factory=LstmSpec)
     final_fit: bool = True  # False: backtests only (--only-metrics)
     use_exog: bool = True  # False: ignore SeriesSet.exog (the --no-exog path)
+    annual_harmonics: int = 2  # daily series: the annual cycle's Fourier pairs (models/annual.py)
 
     @property
     def step(self) -> int:
@@ -222,6 +230,42 @@ def supports_exog(name: str) -> bool:
     return bool(getattr(import_module(mdef.module, "nova_ray.models"), "SUPPORTS_EXOG", False))
 
 
+def _annual(name: str) -> bool:
+    """Whether model `name` gets the series less its annual cycle (``ANNUAL_CYCLE = True``)."""
+    mdef = MODELS[name]
+    return bool(getattr(import_module(mdef.module, "nova_ray.models"), "ANNUAL_CYCLE", False))
+
+
+def _annual_cycles(
+    names: list[str],
+    y: np.ndarray,
+    dates: np.ndarray,
+    future: np.ndarray,
+    origins: list[int],
+    spec: EngineSpec,
+    capped: bool,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """For a daily series whose models include one without an annual cycle of its own: that
+    cycle per day of the history and the horizon, fitted on the oldest training set (what the
+    search and the backtests may see) and on the whole history (the final fit); None when it
+    does not apply (another frequency, `annual_harmonics` 0, under two years at the oldest
+    origin, no such model). Capped items' cycles are fitted on the capped values."""
+    if spec.freq != "D" or spec.annual_harmonics <= 0 or not any(_annual(nm) for nm in names):
+        return None
+    days = np.concatenate([dates, future])
+    o0 = origins[0] if origins else len(y)
+    if o0 < MIN_ANNUAL_DAYS:
+        return None
+    recent = recent_periods(spec.freq)
+
+    def fitted_on(o: int) -> np.ndarray:
+        train = cap(y[:o], fence(y[:o], recent=recent)) if capped else y[:o]
+        return annual_cycle(days, train, spec.annual_harmonics)
+
+    oldest = fitted_on(o0)
+    return oldest, (fitted_on(len(y)) if o0 < len(y) else oldest)
+
+
 def exog_slices(
     x: np.ndarray | None, origin: int, horizon: int
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -260,8 +304,10 @@ def _fit(
     x: np.ndarray | None = None,
     exog_names: tuple[str, ...] = (),
     fitted: object = None,
+    shift: np.ndarray | None = None,
 ) -> tuple[Forecast, dict | None]:
-    """The model's checked forecast and the estimated parameters it carried (STATE), if any."""
+    """The model's checked forecast and the estimated parameters it carried (STATE), if any;
+    `shift` (one value per step: the annual cycle taken off `y`) is added back to it."""
     mdef = MODELS[name]
     kw: dict = {} if fitted is None else {"fitted": fitted}
     if x is not None:
@@ -280,7 +326,14 @@ def _fit(
         **kw,
     )
     state = fc.pop(STATE, None)
-    return _checked(finalize(fc, spec.horizon), y, x), state  # type: ignore[return-value]
+    return _checked(finalize(_shifted(fc, shift), spec.horizon), y, x), state  # type: ignore[return-value]
+
+
+def _shifted(fc: Forecast, shift: np.ndarray | None) -> Forecast:
+    """`fc` with `shift` added to its mean and bounds (before they are clipped at zero)."""
+    if shift is None:
+        return fc
+    return {k: np.asarray(v, dtype=float) + shift if k in _BANDS else v for k, v in fc.items()}
 
 
 def _checked(out: Forecast, y: np.ndarray, x: np.ndarray | None) -> Forecast:
@@ -304,19 +357,29 @@ def _run_model(
     exog_names: tuple[str, ...],
     capped: bool = False,
     x_known: dict[int, np.ndarray] | None = None,
+    cycles: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict | None, list[tuple[int, int, Forecast]], Forecast | None]:
     """Search (if needed), backtest every origin and fit the final model; with regressors `x`
     (a fit at origin o sees x[:o], then `x_known[o]`, the rows known at o, or else x[o:o+h]).
     `capped`: each fit sees its training values capped at the fence of that training set
-    (nova_ray/cleaning.py)."""
+    (nova_ray/cleaning.py). `cycles`: the annual cycle (per day of the history and the horizon)
+    of the search and backtests, fitted on the oldest training set, and of the final fit, fitted
+    on the whole history (`forecast_item`): taken off `y` before the model, added back after."""
     mdef = MODELS[name]
     n, h = len(y), spec.horizon
     known = {} if x is None else (x_known or {})
+    y_all, cycle, final_cycle = y, None, None
+    if cycles is not None:
+        cycle, final_cycle = cycles
+        y = y_all - cycle[:n]
 
     recent = recent_periods(spec.freq)
 
     def train(o: int) -> np.ndarray:
         return cap(y[:o], fence(y[:o], recent=recent)) if capped else y[:o]
+
+    def part(c: np.ndarray | None, o: int) -> np.ndarray | None:
+        return None if c is None else c[o : o + h]
 
     def search(end: int) -> dict:
         """The model's choice on the training set that ends at `end` (its last `search_window`)."""
@@ -347,7 +410,7 @@ def _run_model(
             kw["x_future"] = [known.get(o) for o in origins]
         fcs = backtest(yb, origins, h, m, params, engine=spec.arima_engine, fitted=fitted, **kw)
         windows = [
-            (w, o, _checked(finalize(fc, h), yb[:o], x))
+            (w, o, _checked(finalize(_shifted(fc, part(cycle, o)), h), y_all[:o], x))
             for w, (o, fc) in enumerate(zip(origins, fcs, strict=True))
         ]
     else:
@@ -366,6 +429,7 @@ def _run_model(
                     m,
                     window_exog(x, o, h, known.get(o)),
                     exog_names,
+                    shift=part(cycle, o),
                 )[0],
             )
             for w, o in enumerate(origins)
@@ -382,7 +446,10 @@ def _run_model(
             params = {**again, SEASON_AGAIN: True}
     final_fitted = fitted if not origins and x is None else None  # the search saw y's recent part
     final = params if stored is None else {**(params or {}), STATE: stored}
-    fc, state = _fit(name, train(n), dates, future, spec, final, seed, m, x, exog_names, final_fitted)
+    if final_cycle is not None:  # the whole history's cycle; the search's fitted model re-filters it
+        y = y_all - final_cycle[:n]
+    fc, state = _fit(name, train(n), dates, future, spec, final, seed, m, x, exog_names, final_fitted,
+                     part(final_cycle, n))
     if state is not None:  # stored with the item's choices: a rerun re-filters with it
         params = {**(params or {}), STATE: state}
     return params, windows, fc
@@ -459,6 +526,7 @@ def forecast_item(
             notes.append(f"{k} of {x.shape[1]} regressors: too few observations for more")
             x, exog_names = (x[:, :k], tuple(exog_names[:k])) if k else (None, ())
     x_known = {n - b: r[:, : x.shape[1]] for b, r in (exog_backtest or {}).items()} if x is not None else {}
+    cycles = _annual_cycles(stat_names, y, dates, future, origins, spec, capped)
     with_exog: list[str] = []
     if cached is not None and cached.get("fitted_on"):  # its metrics and weights are that fit's
         notes.append(f"warm: model choices and backtests of the fit of {cached['fitted_on']}")
@@ -471,7 +539,7 @@ def forecast_item(
             try:
                 params, windows, fc = _run_model(
                     name, y, dates, future, origins, spec, cached_params, seed, m, xi, exog_names,
-                    capped, x_known,
+                    capped, x_known, cycles if _annual(name) else None,
                 )
                 break
             except Exception as exc:  # one bad model never sinks the item

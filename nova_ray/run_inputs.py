@@ -33,6 +33,7 @@ def engine_spec(cfg: Config, final_fit: bool = True) -> EngineSpec:
         backtest_step=f.backtest_step,
         backtest_refit=f.backtest_refit,
         search_window=f.search_window,
+        annual_harmonics=f.annual_harmonics,
         cap_outliers=f.cap_outliers,
         seed=f.seed,
         use_exog=f.exog,

@@ -535,3 +535,19 @@ def test_prophet_warm_starts_from_its_stored_parameters() -> None:
     odd = {**state, "beta": state["beta"][:-3]}
     other = prophet.forecast(y, 14, 7, {STATE: odd}, dates=dates, future=future)
     assert np.abs(other["mean"] - cold["mean"]).max() < 0.02 * cold["mean"].mean()
+
+
+def test_annual_cycle_is_the_least_squares_fourier_fit_less_its_mean() -> None:
+    from nova_ray.models.annual import MIN_DAYS, annual_cycle
+
+    rng = np.random.default_rng(0)
+    days = np.arange(np.datetime64("2021-01-01"), np.datetime64("2024-03-01"))
+    t = days.astype(np.int64).astype(float)
+    cycle = 8 * np.sin(2 * np.pi * t / 365.25) + 3 * np.cos(4 * np.pi * t / 365.25)
+    n = len(days) - 60  # the last 60 days are the horizon
+    y = 40 + cycle[:n] + rng.normal(0, 2, n)
+    got = annual_cycle(days, y, 2)
+    assert got.shape == (len(days),) and abs(got[:n].mean()) < 1e-9
+    assert np.max(np.abs(got - (cycle - cycle[:n].mean()))) < 1.0  # the horizon's too
+    assert not annual_cycle(days, y[: MIN_DAYS - 1], 2).any()  # under two years: none
+    assert not annual_cycle(days, y, 0).any()

@@ -45,7 +45,9 @@ class ModelDef:
 
 MODELS: dict[str, ModelDef] = {
     "naive": ModelDef("naive", ".naive", library="numpy"),
-    "arima": ModelDef("arima", ".arima", search="search", backtest="backtest", library="statsforecast"),
+    "arima": ModelDef(  # version 2: daily series less their annual cycle (annual.py)
+        "arima", ".arima", search="search", backtest="backtest", library="statsforecast", version="2"
+    ),
     "ets": ModelDef(  # version 2: multiplicative-season intervals widen per step (ets_class3)
         "ets", ".ets", search="search", backtest="backtest", roll="rolled", library="statsforecast",
         version="2",

@@ -13,9 +13,10 @@ import numpy as np
 from .base import STATE, Forecast, ModelError, floats, normal_forecast, refilter_backtest, with_state
 
 NAME = "arima"
-VERSION = "1"
+VERSION = "2"  # 2: daily series less their annual cycle (models/annual.py)
 ENGINES = ("statsforecast", "pmdarima", "statsmodels")
 SUPPORTS_EXOG = True
+ANNUAL_CYCLE = True  # on daily data its season is the week: the engine takes the year's off first
 
 
 def usable_exog(
