@@ -224,16 +224,19 @@ BACKTEST_TABLE = pa.schema(
 ITEMS_TABLE = ITEMS  # the `items` output schema, written down once in schemas.py
 
 
+def _flag(name: str, attr: str) -> bool:
+    """Whether model `name`'s module sets `attr` true."""
+    return bool(getattr(import_module(MODELS[name].module, "nova_ray.models"), attr, False))
+
+
 def supports_exog(name: str) -> bool:
     """Whether model `name` takes regressors (its module sets ``SUPPORTS_EXOG = True``)."""
-    mdef = MODELS[name]
-    return bool(getattr(import_module(mdef.module, "nova_ray.models"), "SUPPORTS_EXOG", False))
+    return _flag(name, "SUPPORTS_EXOG")
 
 
 def _annual(name: str) -> bool:
     """Whether model `name` gets the series less its annual cycle (``ANNUAL_CYCLE = True``)."""
-    mdef = MODELS[name]
-    return bool(getattr(import_module(mdef.module, "nova_ray.models"), "ANNUAL_CYCLE", False))
+    return _flag(name, "ANNUAL_CYCLE")
 
 
 def _annual_cycles(
