@@ -329,7 +329,7 @@ def _fit(
         **kw,
     )
     state = fc.pop(STATE, None)
-    return _checked(finalize(_shifted(fc, shift), spec.horizon), y, x), state  # type: ignore[return-value]
+    return finalize(_shifted(_checked(fc, y, x), shift), spec.horizon), state  # type: ignore[return-value]
 
 
 def _shifted(fc: Forecast, shift: np.ndarray | None) -> Forecast:
@@ -340,9 +340,11 @@ def _shifted(fc: Forecast, shift: np.ndarray | None) -> Forecast:
 
 
 def _checked(out: Forecast, y: np.ndarray, x: np.ndarray | None) -> Forecast:
-    """`out`, unless it was fitted with regressors and blew up (mean above BLOWUP x history max)."""
-    if x is not None and len(y) and out["mean"].max() > BLOWUP * max(float(np.max(y)), 0.0) + 1.0:
-        raise ModelError(f"forecast with regressors blew up (max {out['mean'].max():.3g})")
+    """`out`, unless it was fitted with regressors and blew up (mean above BLOWUP x the max of `y`,
+    the series the model was fitted on: before an annual cycle is added back to both)."""
+    top = float(np.max(out["mean"])) if x is not None and len(y) else 0.0
+    if top > BLOWUP * max(float(np.max(y)), 0.0) + 1.0:
+        raise ModelError(f"forecast with regressors blew up (max {top:.3g})")
     return out
 
 
@@ -413,7 +415,7 @@ def _run_model(
             kw["x_future"] = [known.get(o) for o in origins]
         fcs = backtest(yb, origins, h, m, params, engine=spec.arima_engine, fitted=fitted, **kw)
         windows = [
-            (w, o, _checked(finalize(_shifted(fc, part(cycle, o)), h), y_all[:o], x))
+            (w, o, finalize(_shifted(_checked(fc, yb[:o], x), part(cycle, o)), h))
             for w, (o, fc) in enumerate(zip(origins, fcs, strict=True))
         ]
     else:
@@ -449,8 +451,8 @@ def _run_model(
             params = {**again, SEASON_AGAIN: True}
     final_fitted = fitted if not origins and x is None else None  # the search saw y's recent part
     final = params if stored is None else {**(params or {}), STATE: stored}
-    if final_cycle is not None:  # the whole history's cycle; the search's fitted model re-filters it
-        y = y_all - final_cycle[:n]
+    if final_cycle is not None:  # the whole history's cycle (train() reads this y from here on);
+        y = y_all - final_cycle[:n]  # the search's fitted model re-filters it
     fc, state = _fit(name, train(n), dates, future, spec, final, seed, m, x, exog_names, final_fitted,
                      part(final_cycle, n))
     if state is not None:  # stored with the item's choices: a rerun re-filters with it
