@@ -213,6 +213,8 @@ def main() -> None:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # a log file: wide enough that set and model names are not cut
+        console = Console(width=140)
     summary = Table(title="ensemble vs best StatsForecast baseline (mean MASE; target ratio < 1)")
     for c in (
         "set",
