@@ -13,7 +13,7 @@ regressors fails or blows up is refitted without them (noted in ``items.notes``)
 is recorded in ``items.params``.
 
 Annual cycle: a model whose season on daily data is the week (module attribute
-``ANNUAL_CYCLE``: ARIMA) fits a series of two years or more less its annual cycle
+``ANNUAL_CYCLE``: ARIMA, ETS) fits a series of two years or more less its annual cycle
 (`models.annual`), which is added back to its backtests and forecast (`_annual_cycles`).
 """
 

@@ -456,11 +456,12 @@ def test_the_lstm_trains_before_the_oldest_window_an_item_scores(monkeypatch: py
     assert seen[0] == 36, seen  # the backtest network: the data before the first scored origin
 
 
-def test_daily_arima_follows_the_annual_cycle_it_has_no_season_for() -> None:
-    """On daily data ARIMA's season is the week: it fits the series less its annual cycle, which
-    comes back on its forecasts and backtests. Three noisy years with a cycle that peaks in late
-    May, forecast over the peak: with the cycle the forecast follows it (without, ARIMA ran on
-    along its local slope), and the backtest errors fall."""
+@pytest.mark.parametrize("model", ["arima", "ets"])
+def test_daily_model_follows_the_annual_cycle_it_has_no_season_for(model: str) -> None:
+    """On daily data ARIMA's and ETS's season is the week: each fits the series less its annual
+    cycle, which comes back on its forecasts and backtests. Three noisy years with a cycle that
+    peaks in late May, forecast over the peak: with the cycle the forecast follows it (without,
+    the model ran on along its local level or slope), and the backtest errors fall."""
     rng = np.random.default_rng(1)
     dates = pd.date_range("2021-05-01", periods=3 * 365, freq="D")
     h = 60
@@ -470,7 +471,7 @@ def test_daily_arima_follows_the_annual_cycle_it_has_no_season_for() -> None:
     s = _series({"SEASON": y}, start=str(dates[0].date()))
     err = {}
     for k in (2, 0):
-        res = forecast_batch(s, [0], EngineSpec(horizon=h, models=("arima",), backtest_windows=2,
+        res = forecast_batch(s, [0], EngineSpec(horizon=h, models=(model,), backtest_windows=2,
                                                 annual_harmonics=k))
         fc = pl.from_arrow(res.forecasts)["forecast"].to_numpy()
         bt = pl.from_arrow(res.backtests)

@@ -48,9 +48,11 @@ MODELS: dict[str, ModelDef] = {
     "arima": ModelDef(  # version 2: daily series less their annual cycle (annual.py)
         "arima", ".arima", search="search", backtest="backtest", library="statsforecast", version="2"
     ),
-    "ets": ModelDef(  # version 2: multiplicative-season intervals widen per step (ets_class3)
+    # ets version 2: multiplicative-season intervals widen per step (ets_class3); 3: daily series
+    # less their annual cycle (annual.py)
+    "ets": ModelDef(
         "ets", ".ets", search="search", backtest="backtest", roll="rolled", library="statsforecast",
-        version="2",
+        version="3",
     ),
     "theta": ModelDef("theta", ".theta", backtest="backtest", library="statsforecast"),
     # version 2: intervals from the smoothed size (Croston's SBA factor shrank every size by 5%)

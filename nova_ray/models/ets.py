@@ -10,7 +10,8 @@ from .base import STATE, Forecast, ModelError, floats, refilter_backtest, with_s
 from .ets_class3 import patch
 
 NAME = "ets"
-VERSION = "2"  # 2: multiplicative-season intervals widen per step (ets_class3)
+VERSION = "3"  # 2: multiplicative-season intervals widen per step (ets_class3); 3: annual cycle
+ANNUAL_CYCLE = True  # on daily data its season is the week: the engine takes the year's off first
 
 
 def _too_short(n: int, form: str = "ZZZ", damped: bool | None = None) -> bool:
