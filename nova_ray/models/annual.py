@@ -2,9 +2,9 @@
 
 A model whose own season is the week (ARIMA and ETS on daily data, m = 7) has no annual cycle:
 the engine takes this cycle off the series before such a model and adds it back to its forecasts
-(models that set ``ANNUAL_CYCLE = True``; `nova_ray.engine`). The cycle is a fixed shape, estimated once
-per fit by ordinary least squares, which keeps the model's own fast path (ARIMA re-filters the
-search's fitted model only without regressors).
+(models that set ``ANNUAL_CYCLE = True``; `nova_ray.engine`). The cycle is a fixed shape,
+estimated once per fit by ordinary least squares, which keeps the model's own fast path (ARIMA
+re-filters the search's fitted model only without regressors).
 """
 
 from __future__ import annotations
