@@ -60,8 +60,8 @@ MODELS: dict[str, ModelDef] = {
                         version="2"),
     "tsb": ModelDef("tsb", ".intermittent", forecast="tsb_forecast", library="numpy", version="2"),
     "prophet": ModelDef(  # version 2: the fitted parameters stored, a warm run starts from them;
-        # 3: a stiffer trend with regressors
-        "prophet", ".prophet", library="prophet", freqs=("D", "W", "M", "Q"), version="3"
+        # 3: a stiffer trend with regressors; 4: daily regressors scaled by the weekday profile
+        "prophet", ".prophet", library="prophet", freqs=("D", "W", "M", "Q"), version="4"
     ),
     "lstm": ModelDef(  # version 3: outliers capped in its inputs, at least 200 steps of a cold training
         "lstm", ".lstm", library="tensorflow", is_global=True, freqs=("D", "W", "M"), version="3"
