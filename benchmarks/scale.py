@@ -6,10 +6,11 @@
 Per size: wall time, items/s, parallel efficiency (sum of task CPU / cores / wall; also over the
 fit stage's wall alone, without reading, Ray's start and the output), peak RSS of the driver
 (each size's run in a fresh child process, as are the demo data and StatsForecast) and of the
-Ray workers with Ray's per-node agents (sampled every 0.5 s; a worker's forked child, e.g.
-cmdstanpy starting Stan, is not counted again), as the sum of their RSS (each process's shared
-library pages counted once per process) and of their PSS with Ray's raylet and GCS (shared pages
-split among the processes that map them), and the statistical stage (ARIMA, ETS, Theta,
+Ray workers with Ray's per-node agents (RSS sampled every 0.5 s, PSS every 5 s and at each new
+RSS peak; a worker's forked child, e.g. cmdstanpy starting Stan, is not counted again), as the sum
+of their RSS (each process's shared library pages counted once per process) and of their PSS with
+Ray's raylet and GCS (shared pages split among the processes that map them; the sampler's own CPU
+is printed), and the statistical stage (ARIMA, ETS, Theta,
 seasonal naive; no backtest, no external factors) against StatsForecast with the same models
 and n_jobs=cores: nova-ray's fit stage (its tasks, from Ray up to the last result; worker
 imports included) against StatsForecast's forecast call on the whole series and on their last
@@ -54,38 +55,75 @@ class PeakWorkers:
     """Sample the summed RSS of the ray:: processes (workers and Ray's per-node agents) in a
     thread; keep the peak (MiB). A ray:: process whose parent is one too is left out: a worker
     forking a subprocess (cmdstanpy starting Stan) shows a child under the worker's name and with
-    its RSS (shared copy-on-write pages) until the child execs, and counted it doubled the worker."""
+    its RSS (shared copy-on-write pages) until the child execs, and counted it doubled the worker.
+
+    RSS comes from /proc/PID/statm every 0.5 s (cheap). PSS needs smaps_rollup, for which the
+    kernel walks every mapping of the process: ~45 ms a scan of a run's workers, which at every
+    sample took 5% of a core from the run it measured (its efficiency 2-3 points lower). It is
+    read every `PSS_EVERY_S` and whenever the RSS sum reaches a new peak (at most once a second).
+    `cpu`: the sampler's own CPU seconds."""
+
+    PSS_EVERY_S = 5.0
 
     def __init__(self) -> None:
         self.peak = 0.0
         self.peak_pss = 0.0  # proportional set size: shared pages split among their processes
+        self.cpu = 0.0
+        self._page_kib = os.sysconf("SC_PAGE_SIZE") // 1024
+        self._other: set[str] = set()  # pids of processes that are not Ray's, not read again
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
+    def _scan(self, pss_too: bool) -> tuple[float, float | None]:
+        """(RSS sum of the ray:: processes, PSS sum with the raylet and GCS or None), MiB."""
+        procs: dict[str, tuple[str, int]] = {}  # pid -> (parent pid, RSS KiB)
+        daemons: list[Path] = []
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit() or d.name in self._other:
+                continue
+            try:
+                cmd = (d / "cmdline").read_bytes()
+                if b"ray" not in cmd:  # nor will it be: a Ray worker's is its script's path until it
+                    self._other.add(d.name)  # sets its title (the set is emptied every 30 s: pids
+                    continue  # are reused, 32k of them, and a run starts a Stan process per fit)
+                if cmd.startswith(b"ray::"):
+                    parent = (d / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                    rss = int((d / "statm").read_text().split()[1]) * self._page_kib
+                    procs[d.name] = (parent, rss)
+                elif _RAY_DAEMONS.search(cmd.split(b"\0", 1)[0]):
+                    daemons.append(d)
+            except (OSError, IndexError, ValueError):
+                pass
+        total = sum(rss for parent, rss in procs.values() if parent not in procs) / 1024
+        if not pss_too:
+            return total, None
+        pss = 0  # KiB
+        for d in [Path("/proc") / pid for pid in procs] + daemons:
+            try:
+                for line in (d / "smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+                        break
+            except (OSError, ValueError):
+                pass
+        return total, pss / 1024
+
     def _run(self) -> None:
+        last_pss, rss_then = float("-inf"), 0.0  # when PSS was read last, and the RSS sum then
+        forgot = time.monotonic()
         while not self._stop.is_set():
-            procs: dict[str, tuple[str, int]] = {}  # pid -> (parent pid, RSS KiB)
-            pss = 0  # KiB, of the ray:: processes and Ray's raylet and GCS
-            for d in Path("/proc").iterdir():
-                if not d.name.isdigit():
-                    continue
-                try:
-                    cmd = (d / "cmdline").read_bytes()
-                    ray_proc = cmd.startswith(b"ray::")
-                    if ray_proc:
-                        lines = (d / "status").read_text().splitlines()
-                        fields = dict(line.split(":", 1) for line in lines if ":" in line)
-                        procs[d.name] = (fields["PPid"].strip(), int(fields.get("VmRSS", "0 kB").split()[0]))
-                    if ray_proc or _RAY_DAEMONS.search(cmd.split(b"\0", 1)[0]):
-                        for line in (d / "smaps_rollup").read_text().splitlines():
-                            if line.startswith("Pss:"):
-                                pss += int(line.split()[1])
-                except (OSError, KeyError, ValueError):
-                    pass
-            total = sum(rss for parent, rss in procs.values() if parent not in procs)
-            self.peak = max(self.peak, total / 1024)
-            self.peak_pss = max(self.peak_pss, pss / 1024)
+            now = time.monotonic()
+            if now - forgot >= 30:
+                self._other.clear()
+                forgot = now
+            rss, _ = self._scan(False)
+            if now - last_pss >= self.PSS_EVERY_S or (rss > rss_then * 1.01 and now - last_pss >= 1.0):
+                rss, pss = self._scan(True)
+                last_pss, rss_then = now, rss
+                self.peak_pss = max(self.peak_pss, pss or 0.0)
+            self.peak = max(self.peak, rss)
             self._stop.wait(0.5)
+        self.cpu = time.thread_time()
 
     def __enter__(self) -> PeakWorkers:
         self._t.start()
@@ -298,7 +336,10 @@ def main() -> None:
             f"{sfp:.0f}",
             f"{run / sfp:.2f}",
         )
-        console.print(f"{n} items: stages {r['stages']}")
+        console.print(
+            f"{n} items: stages {r['stages']}; the memory sampler took {peak.cpu:.1f} CPU s "
+            f"({peak.cpu / args.cpus / wall:.1%} of the cores' time)"
+        )
         console.print(table)
     if args.skip_warm:
         return
