@@ -74,8 +74,8 @@ class PeakWorkers:
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
-    def _scan(self, pss_too: bool) -> tuple[float, float | None]:
-        """(RSS sum of the ray:: processes, PSS sum with the raylet and GCS or None), MiB."""
+    def _scan(self) -> tuple[float, list[Path]]:
+        """The RSS sum of the ray:: processes (MiB), and those processes with the raylet and GCS."""
         procs: dict[str, tuple[str, int]] = {}  # pid -> (parent pid, RSS KiB)
         daemons: list[Path] = []
         for d in Path("/proc").iterdir():
@@ -95,10 +95,13 @@ class PeakWorkers:
             except (OSError, IndexError, ValueError):
                 pass
         total = sum(rss for parent, rss in procs.values() if parent not in procs) / 1024
-        if not pss_too:
-            return total, None
+        return total, [Path("/proc") / pid for pid in procs] + daemons
+
+    @staticmethod
+    def _pss(paths: list[Path]) -> float:
+        """The PSS sum of these processes (MiB)."""
         pss = 0  # KiB
-        for d in [Path("/proc") / pid for pid in procs] + daemons:
+        for d in paths:
             try:
                 for line in (d / "smaps_rollup").read_text().splitlines():
                     if line.startswith("Pss:"):
@@ -106,7 +109,7 @@ class PeakWorkers:
                         break
             except (OSError, ValueError):
                 pass
-        return total, pss / 1024
+        return pss / 1024
 
     def _run(self) -> None:
         last_pss, rss_then = float("-inf"), 0.0  # when PSS was read last, and the RSS sum then
@@ -116,12 +119,11 @@ class PeakWorkers:
             if now - forgot >= 30:
                 self._other.clear()
                 forgot = now
-            rss, _ = self._scan(False)
-            if now - last_pss >= self.PSS_EVERY_S or (rss > rss_then * 1.01 and now - last_pss >= 1.0):
-                rss, pss = self._scan(True)
-                last_pss, rss_then = now, rss
-                self.peak_pss = max(self.peak_pss, pss or 0.0)
+            rss, paths = self._scan()
             self.peak = max(self.peak, rss)
+            if now - last_pss >= self.PSS_EVERY_S or (rss > rss_then * 1.01 and now - last_pss >= 1.0):
+                self.peak_pss = max(self.peak_pss, self._pss(paths))
+                last_pss, rss_then = now, rss
             self._stop.wait(0.5)
         self.cpu = time.thread_time()
 
