@@ -60,7 +60,7 @@ class PeakWorkers:
     RSS comes from /proc/PID/statm every 0.5 s (cheap). PSS needs smaps_rollup, for which the
     kernel walks every mapping of the process: ~45 ms a scan of a run's workers, which at every
     sample took 5% of a core from the run it measured (its efficiency 2-3 points lower). It is
-    read every `PSS_EVERY_S` and whenever the RSS sum reaches a new peak (at most once a second).
+    read every `PSS_EVERY_S` and whenever the RSS sum passes its peak by 1% (at most once a second).
     `cpu`: the sampler's own CPU seconds."""
 
     PSS_EVERY_S = 5.0
@@ -112,7 +112,7 @@ class PeakWorkers:
         return pss / 1024
 
     def _run(self) -> None:
-        last_pss, rss_then = float("-inf"), 0.0  # when PSS was read last, and the RSS sum then
+        last_pss, rss_then = float("-inf"), 0.0  # when PSS was read last, and the RSS peak then
         forgot = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
@@ -123,7 +123,7 @@ class PeakWorkers:
             self.peak = max(self.peak, rss)
             if now - last_pss >= self.PSS_EVERY_S or (rss > rss_then * 1.01 and now - last_pss >= 1.0):
                 self.peak_pss = max(self.peak_pss, self._pss(paths))
-                last_pss, rss_then = now, rss
+                last_pss, rss_then = now, self.peak  # read again once a sample passes it by 1%
             self._stop.wait(0.5)
         self.cpu = time.thread_time()
 
