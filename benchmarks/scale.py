@@ -20,8 +20,9 @@ reading, Ray's start and stop, output) against StatsForecast's whole process (Py
 imports, reading, forecast). With `--repeat N` that comparison runs N times, alternating, and
 the fastest of each counts (timings on a shared machine vary by +-15%). Then the cold vs warm
 (one more day of data) rerun ratio at the smallest size, each run a process timed from the
-outside, and two raylets of 1 CPU on this host against one node of 2 CPUs at the smallest size,
-fit stage and whole runs (`--skip-warm` skips both).
+outside (with `--repeat N`, N pairs and their median ratio), and two raylets of 1 CPU on this
+host against one node of 2 CPUs at the smallest size, fit stage and whole runs (`--skip-warm`
+skips both).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import os
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -255,7 +257,10 @@ def main() -> None:
         help="run the StatsForecast comparison only for sizes up to this (0: every size)",
     )
     ap.add_argument(
-        "--repeat", type=int, default=1, help="runs of the StatsForecast comparison (the fastest counts)"
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of the StatsForecast comparison (the fastest counts) and cold/warm pairs (median ratio)",
     )
     ap.add_argument("--skip-warm", action="store_true", help="no cold vs warm rerun (nor two nodes)")
     args = ap.parse_args()
@@ -351,17 +356,31 @@ def main() -> None:
     demo(d, n, args.days + 1)
     full = pd.read_parquet(d / "demand.parquet")
     full[full["date"] < full["date"].max()].to_parquet(d / "day1.parquet")
-    # each run a process of its own, timed from the outside, as a nightly `nova-ray forecast` is
-    _, cold = timed_child(f"nova_ray_run(Path({str(d)!r}), {args.cpus}, {args.horizon}, 'day1.parquet')")
-    w, warm = timed_child(f"nova_ray_run(Path({str(d)!r}), {args.cpus}, {args.horizon})")
+    # each run a process of its own, timed from the outside, as a nightly `nova-ray forecast` is;
+    # with --repeat, pairs of a cold run and its warm rerun (each pair its own results and model
+    # store), the median ratio counts
+    colds, warms, ratios = [], [], []
+    for k in range(max(1, args.repeat)):
+        run = f"nova_ray_run(Path({str(d)!r}), {args.cpus}, {args.horizon}"
+        _, cold = timed_child(f"{run}, 'day1.parquet', out='pair{k}')")
+        w, warm = timed_child(f"{run}, out='pair{k}')")
+        colds.append(cold)
+        warms.append(warm)
+        ratios.append(cold / warm)
+    if len(ratios) > 1:
+        console.print(
+            f"cold vs warm pairs: cold {[round(x, 1) for x in colds]} s, "
+            f"warm {[round(x, 1) for x in warms]} s, ratios {[round(x, 1) for x in ratios]}"
+        )
     t2 = Table(title="incremental and multi-node")
     for c in ("comparison", "baseline s", "s", "ratio"):
         t2.add_column(c)
     t2.add_row(
-        f"warm rerun (+1 day, {w['warm']}/{n} items warm) vs cold, whole processes",
-        f"{cold:.0f}",
-        f"{warm:.0f}",
-        f"{cold / warm:.1f}x faster",
+        f"warm rerun (+1 day, {w['warm']}/{n} items warm) vs cold, whole processes"
+        + (f" (median of {len(ratios)} pairs)" if len(ratios) > 1 else ""),
+        f"{statistics.median(colds):.0f}",
+        f"{statistics.median(warms):.0f}",
+        f"{statistics.median(ratios):.1f}x faster",
     )
     if not args.skip_nodes:
         import ray
