@@ -269,7 +269,7 @@ def test_lstm_training_windows_stop_growing_past_the_budget() -> None:
 
 
 def test_prophet_memoised_internals_give_the_same_forecast() -> None:
-    """The cached holiday tables and component table (speed-ups) change no number."""
+    """The cached holiday tables and names and the component table (speed-ups) change no number."""
     import pandas as pd
     import prophet.forecaster as pf
     from prophet import Prophet
@@ -283,6 +283,10 @@ def test_prophet_memoised_internals_give_the_same_forecast() -> None:
     pd.testing.assert_frame_equal(
         pf.make_holidays_df([2024, 2025], "BR"), pf.make_holidays_df.original([2024, 2025], "BR")
     )
+    names = pf.get_holiday_names("BR")
+    names.clear()  # a copy too
+    assert pf.get_holiday_names("BR") == pf.get_holiday_names.original("BR")
+    assert len(pf.get_holiday_names("BR")) > 10
     x = RNG.normal(size=N + 14)
     hist = pd.DataFrame({"ds": pd.to_datetime(DATES), "y": WEEKLY, "exog_x": x[:N]})
     fut = pd.DataFrame({"ds": pd.to_datetime(FUTURE), "exog_x": x[N:]})

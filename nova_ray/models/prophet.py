@@ -123,11 +123,21 @@ def _numpy_stan_data() -> None:
 def _cached_country_holidays() -> None:
     """Build each country-holiday table once per process (Prophet rebuilds it from the `holidays`
     package at every fit, predict and sampling call: 12 times per item with three backtest
-    windows). Same arguments, same table: each caller gets a copy."""
+    windows). Same arguments, same table: each caller gets a copy. Likewise the country's holiday
+    names, which `add_country_holidays` lists from 50 years of holidays at every model (0.013 s,
+    a tenth of a warm-started fit)."""
     import prophet.forecaster as forecaster
 
     if getattr(forecaster.make_holidays_df, "nova_ray", False):
         return
+    list_names = forecaster.get_holiday_names
+    names = cache(lambda country: frozenset(list_names(country)))
+
+    def get_holiday_names(country: str) -> set[str]:
+        return set(names(country))
+
+    get_holiday_names.original = list_names  # type: ignore[attr-defined]
+    forecaster.get_holiday_names = get_holiday_names
     original = forecaster.make_holidays_df
     tables: dict[tuple, pd.DataFrame] = {}
 
