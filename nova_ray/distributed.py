@@ -26,7 +26,7 @@ import numpy as np
 from .classify import classify
 from .config import ConfigError, address_problem
 from .engine import BatchResult, EngineSpec, forecast_batch
-from .global_lstm import FINAL_PART, lstm_parts
+from .global_lstm import FINAL_PART, lstm_parts, predicts_only
 from .memory import release_memory
 from .series import SeriesSet
 from .tmpdirs import owned_tmpdir
@@ -126,6 +126,17 @@ def _batch_task(series: SeriesSet, indices: list[int], spec: EngineSpec, cached:
     return result
 
 
+def _lstm_here(
+    series: SeriesSet, indices: list[int], spec: EngineSpec, init: Any = None, threads: int = 1
+) -> Iterator[BatchResult]:
+    """The LSTM's result in parts (`lstm_parts`) from this worker, streamed to the driver as they
+    come: the actor's work, or, for a stored network that only forecasts, a task's."""
+    with _private_tmp():
+        for part in lstm_parts(series, indices, spec, threads, init):
+            part.worker = _worker_name()
+            yield part
+
+
 class _LstmActor:
     """Trains the global LSTM (GPU when the cluster has one) and predicts every item."""
 
@@ -136,11 +147,8 @@ class _LstmActor:
     def run(
         self, series: SeriesSet, indices: list[int], spec: EngineSpec, init: Any = None
     ) -> Iterator[BatchResult]:
-        """The LSTM's result in parts (`lstm_parts`), streamed to the driver as they come."""
-        with _private_tmp():
-            for part in lstm_parts(series, indices, spec, self.threads, init):
-                part.worker = _worker_name()
-                yield part
+        """The LSTM's result in parts, streamed to the driver as they come."""
+        yield from _lstm_here(series, indices, spec, init, self.threads)
 
     def node(self) -> str:
         """The id of the node this actor runs on."""
@@ -476,10 +484,15 @@ class _LstmRun:
     until Ray declares it dead (15-30 s): the run again waits for that (at most
     `NODE_LOSS_WAIT_S`, the statistical tasks going on meanwhile), so that neither a GPU check nor
     the CPU actor lands on it. The parts of a run again replace those of the run before (each
-    part's name holds the same items)."""
+    part's name holds the same items).
 
-    def __init__(self, actor_cls: Any, args: tuple, n_items: int, gpus: float):
-        self.cls, self.args, self.n_items, self.gpus = actor_cls, args, n_items, gpus
+    With `task` (a stored network that only forecasts, in numpy: `predicts_only`) there is no
+    actor and no GPU check: the LSTM is a task of one CPU, submitted before the statistical ones,
+    on a worker process that then goes on with those (an actor is a process of its own, ~1.5
+    CPU-seconds to start, a tenth of a warm 100-item run's). A task lost runs again the same way."""
+
+    def __init__(self, actor_cls: Any, args: tuple, n_items: int, gpus: float, task: Any = None):
+        self.cls, self.args, self.n_items, self.gpus, self.task = actor_cls, args, n_items, gpus, task
         self.attempts = 0
         self.device = ""  # "GPU" or "CPU" once it trains; "" while it checks its GPU
         self.actor: Any = None
@@ -494,7 +507,10 @@ class _LstmRun:
     def _start(self) -> None:
         self.attempts += 1
         self.device = ""
-        if self.gpus >= 1 and not self.no_gpu:
+        if self.task is not None:
+            self.device, self.node = "CPU", None
+            self.ref = self.task.options(_generator_backpressure_num_objects=2).remote(*self.args)
+        elif self.gpus >= 1 and not self.no_gpu:
             self.actor = self.cls.options(num_gpus=1, num_cpus=1).remote(1)
             self.node = self.actor.node.remote()
             self.ref = self.actor.has_gpu.remote()
@@ -546,7 +562,8 @@ class _LstmRun:
         Raises StopIteration when the LSTM is done; Ray's error when its last run failed."""
         import ray
 
-        lost = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError)
+        lost = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError,
+                ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)  # the last two: a task's
         if self.deadline is not None:  # the GPU check
             try:
                 if ray.get(self.ref):
@@ -571,21 +588,22 @@ class _LstmRun:
         return part
 
     def _lost(self, exc: Exception) -> None:
-        """The actor (or a part on its node) is lost: run again, after its node is declared dead
+        """The actor or task (or a part on its node) is lost: run again, after its node is declared dead
         when it stopped answering. Raises `exc` when the runs are spent."""
         import ray
 
         if self.attempts >= LSTM_ATTEMPTS:
             raise exc
         logging.getLogger("nova_ray").warning(
-            "the LSTM's actor was lost (%s, on %s): it runs again (run %d of %d)",
-            type(exc).__name__, self.device or "its GPU check", self.attempts + 1, LSTM_ATTEMPTS,
+            "the LSTM's %s was lost (%s, on %s): it runs again (run %d of %d)",
+            "task" if self.task else "actor", type(exc).__name__, self.device or "its GPU check",
+            self.attempts + 1, LSTM_ATTEMPTS,
         )
         self.kill()
         self.ref = None
         try:
-            node = ray.get(self.node, timeout=1)
-        except ray.exceptions.RayError:  # it died (or hung) before saying where it ran
+            node = None if self.node is None else ray.get(self.node, timeout=1)
+        except ray.exceptions.RayError:  # it died (or hung) before saying where it ran (a task never says)
             node = None
         if node is not None and not isinstance(exc, ray.exceptions.ActorDiedError):
             self.lost_node, self.deadline = node, time.monotonic() + NODE_LOSS_WAIT_S
@@ -764,8 +782,11 @@ class RayBackend:
         lstm_run = None
         if lstm and lstm[1]:  # first: a GPU actor gets its node's CPU before the tasks queue
             actor_cls = ray.remote(max_restarts=0, max_task_retries=0)(_LstmActor)
+            only = predicts_only(series, lstm[1], lstm[0], lstm[2])  # a stored network as it is: a task
+            lstm_task = ray.remote(num_cpus=1, max_retries=0)(_lstm_here) if only else None
             # a global model: it reads most of the series
-            lstm_run = _LstmRun(actor_cls, (series, lstm[1], lstm[0], lstm[2]), len(lstm[1]), self.info.gpus)
+            lstm_run = _LstmRun(actor_cls, (series, lstm[1], lstm[0], lstm[2]), len(lstm[1]), self.info.gpus,
+                                lstm_task)
 
         def submit() -> None:
             """Submit batches (most expensive first) until `window` tasks are in flight."""

@@ -132,6 +132,26 @@ def lstm_parts(
     )
 
 
+def _fits(stored: Any, spec: EngineSpec, xs: RowGrid | None) -> bool:
+    """Whether a stored network has the shape this run's would have (lookback, horizon, units,
+    regressor columns) and its season phases on the calendar (version 2 on)."""
+    shape = (lstm_lookback(spec), spec.horizon, spec.lstm.units, 0 if xs is None else xs.k, 1)
+    return (stored.lookback, stored.horizon, stored.units, stored.n_exog, stored.calendar) == shape
+
+
+def predicts_only(series: SeriesSet, indices: list[int], spec: EngineSpec, stored: Any) -> bool:
+    """Whether `lstm_parts` with `stored` only forecasts with it as it is (numpy: no backtest, no
+    training, no TensorFlow): a stored network of this run's shape with `warm_epochs` 0. That work
+    needs no process of its own (the Ray path runs it as a task)."""
+    return (
+        stored is not None
+        and bool(stored.weights)
+        and spec.final_fit
+        and spec.lstm.warm_epochs == 0
+        and _fits(stored, spec, _lstm_exog(series, indices, spec))
+    )
+
+
 def is_part(name: str) -> bool:
     """Whether a checkpoint name is one of the LSTM's parts (not its last, `FINAL_PART`)."""
     return name.startswith(f"{FINAL_PART}-")
@@ -202,13 +222,9 @@ def _lstm_run(
         threads=threads,
     )
     n_max = max((len(y) for y in ys), default=0)
-    n_exog = 0 if xs is None else xs.k
     # each series' first period counted from one common period: season phases on the calendar
     starts = period_index(CALENDAR_ORIGIN, series.starts[np.asarray(indices, dtype=np.int64)], spec.freq)
-    shape = (kw["lookback"], h, spec.lstm.units, n_exog, 1)
-    if stored is not None and (
-        (stored.lookback, stored.horizon, stored.units, stored.n_exog, stored.calendar) != shape
-    ):
+    if stored is not None and not _fits(stored, spec, xs):
         stored = None  # another shape, or phases from each series' start (before version 2): train cold
     # origins count back from the common end, so they are the same dates for every series
     back = window_backs(h, spec.backtest_windows, spec.step)
