@@ -172,21 +172,31 @@ def _state(model: object, keep: np.ndarray) -> dict:
 
 def _restored(state: dict | None, keep: np.ndarray) -> object | None:
     """A statsforecast ARIMA carrying stored parameters, ready to re-filter (`forward`); None
-    without a state or when it was estimated on other regressor columns than `keep`."""
+    without a state or when it was estimated on other regressor columns than `keep`.
+
+    Drift (a trend after one difference) is the first regressor column, the time index 1..n of
+    the series. statsforecast's `forward` builds the re-filtered series' column (1..its length)
+    by a straight line through the fitted model's column against time: two points of it give
+    that line exactly. The index's offset cancels in the difference, so a rolling window that
+    lost its oldest days re-filters alike (both checked in tests/test_models.py against the
+    estimated model's own `forward`)."""
     if not state or [bool(k) for k in state["keep"]] != [bool(k) for k in keep]:
         return None
-    if any(k == "drift" for k, _ in state["coef"]):  # drift re-filters from the series' own time
-        return None  # index, which a stored state lacks: estimated again
     p, q, sp, sq, m, d, sd = (int(v) for v in state["arma"])
     model = _sf_arima((p, d, q), (sp, sd, sq), m)
     coef = dict(zip([k for k, _ in state["coef"]], floats([v for _, v in state["coef"]]), strict=True))
+    k = int(np.sum(keep))
+    xreg, x = (np.zeros((1, k)) if k else None), None
+    if "drift" in coef:
+        xreg, x = np.zeros((2, 1 + k)), np.zeros(2)
+        xreg[:, 0] = (1.0, 2.0)
     model.model_ = {
         "arma": (p, q, sp, sq, m, d, sd),
         "coef": coef,
         "sigma2": float(state["sigma2"]),
-        "xreg": np.zeros((1, int(np.sum(keep)))) if np.any(keep) else None,
+        "xreg": xreg,
         "lambda": None,
-        "x": None,
+        "x": x,
     }
     return model
 
