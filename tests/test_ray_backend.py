@@ -185,7 +185,7 @@ def test_a_stored_lstm_that_only_forecasts_runs_as_a_task_not_an_actor(
     import pyarrow.compute as pc
 
     from nova_ray.config import load_config
-    from nova_ray.fit_stage import run_engine
+    from nova_ray.fit_stage import Silent, run_engine
     from nova_ray.global_lstm import FINAL_PART, predicts_only
     from nova_ray.pipeline import engine_spec, load_series
 
@@ -193,19 +193,12 @@ def test_a_stored_lstm_that_only_forecasts_runs_as_a_task_not_an_actor(
         def __init__(self, threads: int = 1):
             raise RuntimeError("no actor in a run whose LSTM only forecasts")
 
-    class Quiet:
-        def stage(self, name: str, total: int | None = None) -> None:
-            pass
-
-        def advance(self, n: int = 1) -> None:
-            pass
-
     over = {"data": str(small_demo / "demand.parquet"), "models": "naive,lstm", "horizon": 7,
             "backtest_windows": 1, "epochs": 1}
     cfg = load_config(None, over, env={}, dotenv=None)
     series, _ = load_series(cfg, ["CAB-0001", "ELE-0001", "SAF-0001", "FIX-0001"])
     spec = engine_spec(cfg)
-    cold, _, _ = run_engine(series, spec, cfg, Quiet(), use_ray=False)
+    cold, _, _ = run_engine(series, spec, cfg, Silent(), use_ray=False)
     state = next(r.state for r in cold if r.name == FINAL_PART)
     items = list(range(len(series)))
     assert predicts_only(series, items, spec, state)
@@ -220,13 +213,13 @@ def test_a_stored_lstm_that_only_forecasts_runs_as_a_task_not_an_actor(
                 rows[item] = fc.filter(pc.equal(fc["item_id"], item)).column("forecast").to_pylist()
         return rows
 
-    here, _, _ = run_engine(series, spec, cfg, Quiet(), use_ray=False, lstm_init=state)
+    here, _, _ = run_engine(series, spec, cfg, Silent(), use_ray=False, lstm_init=state)
     monkeypatch.setattr(distributed, "_LstmActor", NoActor)
     tmp = tmpdirs.owned_tmpdir("ray", "/tmp")
     ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, _temp_dir=tmp,
              log_to_driver=False, runtime_env={"env_vars": distributed.THREAD_ENV})
     try:
-        results, _, info = run_engine(series, spec, cfg, Quiet(), use_ray=True, lstm_init=state)
+        results, _, info = run_engine(series, spec, cfg, Silent(), use_ray=True, lstm_init=state)
         flag, real = str(tmp_path / "killed-once"), distributed._lstm_here
 
         def dies_once(*args, **kw):  # defined here: shipped by value
@@ -236,18 +229,18 @@ def test_a_stored_lstm_that_only_forecasts_runs_as_a_task_not_an_actor(
             yield from real(*args, **kw)
 
         monkeypatch.setattr(distributed, "_lstm_here", dies_once)
-        again, _, _ = run_engine(series, spec, cfg, Quiet(), use_ray=True, lstm_init=state)
+        again, _, _ = run_engine(series, spec, cfg, Silent(), use_ray=True, lstm_init=state)
     finally:
         ray.shutdown()
     assert info["lstm_device"] == "CPU"
     final = next(r for r in results if r.name == FINAL_PART)
     assert all(np.array_equal(a, b) for a, b in zip(final.state.weights, state.weights, strict=True))
     assert final.worker and not final.worker.endswith(f":{os.getpid()}")  # a Ray worker's, not the driver's
-    got, want = lstm_rows(results), lstm_rows(here)
-    assert set(got) == set(series.item_ids.tolist()) == set(want)
+    got, rerun, want = lstm_rows(results), lstm_rows(again), lstm_rows(here)
+    assert set(got) == set(rerun) == set(series.item_ids.tolist()) == set(want)
     for item, yhat in want.items():
         np.testing.assert_allclose(got[item], yhat, rtol=1e-9)
-        np.testing.assert_allclose(lstm_rows(again)[item], yhat, rtol=1e-9)
+        np.testing.assert_allclose(rerun[item], yhat, rtol=1e-9)
     assert os.path.exists(flag) and "the LSTM's task was lost (WorkerCrashedError" in caplog.text
 
 
