@@ -360,8 +360,8 @@ def main() -> None:
     # with --repeat, pairs of a cold run and its warm rerun (each pair its own results and model
     # store), the median ratio counts
     colds, warms, ratios = [], [], []
+    run = f"nova_ray_run(Path({str(d)!r}), {args.cpus}, {args.horizon}"
     for k in range(max(1, args.repeat)):
-        run = f"nova_ray_run(Path({str(d)!r}), {args.cpus}, {args.horizon}"
         _, cold = timed_child(f"{run}, 'day1.parquet', out='pair{k}')")
         w, warm = timed_child(f"{run}, out='pair{k}')")
         colds.append(cold)

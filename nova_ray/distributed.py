@@ -489,7 +489,7 @@ class _LstmRun:
     With `task` (a stored network that only forecasts, in numpy: `predicts_only`) there is no
     actor and no GPU check: the LSTM is a task of one CPU, submitted before the statistical ones,
     on a worker process that then goes on with those (an actor is a process of its own, ~1.5
-    CPU-seconds to start, a tenth of a warm 100-item run's). A task lost runs again the same way."""
+    CPU-seconds to start). A task lost runs again the same way."""
 
     def __init__(self, actor_cls: Any, args: tuple, n_items: int, gpus: float, task: Any = None):
         self.cls, self.args, self.n_items, self.gpus, self.task = actor_cls, args, n_items, gpus, task

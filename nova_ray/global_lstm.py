@@ -1,7 +1,8 @@
 """The global LSTM over many series: which items it forecasts, its backtest and final fit.
 
-Called in-process (the local path) or inside the Ray actor (nova_ray/distributed.py); produces the
-same tables as the per-item engine (nova_ray/engine.py), whose row builders it shares.
+Called in-process (the local path), inside the Ray actor, or, when a stored network only
+forecasts, in a Ray task (nova_ray/distributed.py); produces the same tables as the per-item
+engine (nova_ray/engine.py), whose row builders it shares.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def lstm_parts(
     init: Any = None,
 ) -> Iterator[BatchResult]:
     """Train the global LSTM once before the oldest backtest origin (backtest), once on all data
-    (warm-started), and forecast every selected series. Called in-process or inside the Ray actor.
+    (warm-started), and forecast every selected series. Called in-process or on Ray (actor or task).
 
     The result comes in parts of `PART_ITEMS` items (``lstm-bt-NNNN``: backtest rows, as soon
     as the backtest is done and before the final training; ``lstm-fc-NNNN``: forecasts), then
