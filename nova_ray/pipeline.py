@@ -55,7 +55,7 @@ from .io.model_store import ModelStore, block_fingerprint_column, fingerprint, l
 from .io.results import ResultWriter, has_stage, utc_now
 from .io.source import location
 from .io.spill import Spill
-from .memory import release_memory
+from .memory import frozen_heap, release_memory
 from .metrics import evaluate
 from .provenance import config_hash, model_versions
 from .recommend import BACKTEST_COLUMNS, FORECAST_COLUMNS, HISTORY_COLUMNS, Policy, recommend, summarize
@@ -118,6 +118,7 @@ class RunSummary:
 LOG = logging.getLogger("nova_ray")
 
 
+@frozen_heap()  # the run's collections (`release_memory`) skip the imports' objects
 def run_forecast(
     cfg: Config,
     items: list[str] | None = None,

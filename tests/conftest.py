@@ -29,7 +29,11 @@ def _freeze() -> None:
     (`gc.freeze`; frozen objects are still freed by reference counting). This one long process
     holds TensorFlow, Prophet, Ray and every module's fixtures, and each full collection walked
     them all again (0.2-0.3 s); the pipeline asks for one after each stage (`release_memory`), so
-    the incremental and checkpoint tests spent 134 of their 274 s collecting (176 s frozen)."""
+    the incremental and checkpoint tests spent 134 of their 274 s collecting (176 s frozen).
+    Each run and LSTM training now freezes what exists as it starts and unfreezes everything as it
+    ends (`nova_ray.memory.frozen_heap`), this freeze too: what stays of it serves the tests that
+    call models directly. (One `frozen_heap` block per module instead, which keeps the freeze for
+    the module, cost more: each module's first collection then walked the whole heap, 1-2 s.)"""
     import gc
 
     gc.collect()
