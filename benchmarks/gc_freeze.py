@@ -8,7 +8,9 @@ models), whose driver asks for a full collection after each stage; and a cold in
 the global LSTM (`--models naive,lstm`, no Ray), as the LSTM's actor trains, whose collections
 (ours after each training, Keras' as it clears its session) walk TensorFlow's objects. Per case:
 the median wall of the run (imports excluded), the seconds its process spent collecting (all
-generations, `gc.callbacks`) and its full collections, then the ratio frozen / not frozen.
+generations, `gc.callbacks`), its full collections and the process's peak RSS, then the wall
+ratio frozen / not frozen. Ray's workers are not timed: their batches ask for no collection;
+the LSTM's trainings do, timed in the second case.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ print(json.dumps({"wall": time.perf_counter() - t0, "gc": spent[0], "full": full
 
 
 def child(mode: str, d: Path, data: str, out: str, models: str = "", ray: bool = True) -> dict:
-    """One run in a fresh process; its wall, collection seconds and full collections."""
+    """One run in a fresh process; its wall, collection seconds, full collections and peak RSS."""
     args = [sys.executable, "-c", CHILD, mode, str(Path(__file__).parent), str(d), data, out, models,
             "ray" if ray else "local"]
     res = subprocess.run(args, check=True, capture_output=True, text=True)
