@@ -3,6 +3,7 @@ checkpoint each batch as it arrives, and reuse stored models for items whose his
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -13,6 +14,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .classify import classify
 from .config import Config
@@ -164,6 +166,28 @@ class FitResult:
 
 
 COLD_LISTED = 20  # item codes per reason in the log line of the items fitted cold
+WARM_SET = "warm"  # the cache checkpoint's table of the run's warm and cold items
+
+
+def warm_set_table(warm: dict[str, dict], cold: dict[str, str]) -> pa.Table:
+    """The warm items with their stored choices (JSON) and the cold ones with why (`cold`)."""
+    items = [*warm, *cold]
+    return pa.table({
+        "item_id": pa.array(items, pa.string()),
+        "params": pa.array([json.dumps(warm[i]) for i in warm] + [None] * len(cold), pa.string()),
+        "cold": pa.array([None] * len(warm) + [cold[i] for i in cold], pa.string()),
+    })
+
+
+def read_warm_set(writer: ResultWriter) -> tuple[dict[str, dict], dict[str, str]] | None:
+    """The warm and cold items the run's checkpoints were fitted by (None: no cache checkpoint yet,
+    or one written without its warm set)."""
+    path = writer.stage / "checkpoints" / WARM_SET / f"{CACHE}.parquet"
+    if CACHE not in writer.done() or not path.exists():
+        return None
+    rows = pq.read_table(path).to_pylist()
+    warm = {r["item_id"]: json.loads(r["params"]) for r in rows if r["params"] is not None}
+    return warm, {r["item_id"]: r["cold"] for r in rows if r["params"] is None}
 
 
 def cold_reasons(cold: dict[str, str]) -> dict[str, list[str]]:
@@ -199,7 +223,12 @@ def fit_stage(
         cold = dict.fromkeys((str(x) for x in series.item_ids), COLD_FORCED)
     elif only != "metrics":
         ids = [str(x) for x in series.item_ids]
-        warm, cold = store.lookup(
+        # resumed: the warm set of the run's first attempt, whose checkpoints hold its batches and
+        # the warm items' stored backtests; the store may have changed since (a `train`, another
+        # age limit), and a set looked up again would publish a warm item without backtests, or
+        # store an item fitted warm as a fresh cold fit
+        first = read_warm_set(writer)
+        warm, cold = first if first is not None else store.lookup(
             ids,
             series.starts,
             [series.values_of(i) for i in range(len(series))],
@@ -213,9 +242,10 @@ def fit_stage(
             lstm_stored = store.load_lstm(run_date, cfg.forecast.cache_max_age_days)
             if lstm_stored and factors is not None and factors.lstm():
                 lstm_stored = None  # trained on regressors that no longer mean the same
-        warm_bt = store.backtests(list(warm))
-        if warm_bt is not None and CACHE not in writer.done():
-            writer.checkpoint(CACHE, {"backtests": warm_bt})  # streamed, not loaded
+        if CACHE not in writer.done():
+            warm_bt = store.backtests(list(warm))  # streamed, not loaded
+            tables: dict[str, Any] = {WARM_SET: warm_set_table(warm, cold)}
+            writer.checkpoint(CACHE, tables | ({} if warm_bt is None else {"backtests": warm_bt}))
     costs = store.costs()
     cold = {item: why for item, why in cold.items() if item not in done}  # not refitted: resumed
     fit = FitResult(warm=warm, lstm_stored=lstm_stored, resumed=len(done), cold=cold,

@@ -271,6 +271,81 @@ def test_a_full_refit_does_not_resume_a_run_that_was_not_one(small_demo: Path, t
                      full_refit=True)
     again = run_forecast(cfg, use_ray=False, run_date=DAY, resume=True, full_refit=True)
     assert again.resumed_items == again.items  # the same mode resumes
+    # `nova-ray train` (a full refit, not published) between the kill and the resume dropped the
+    # killed run's checkpoints (it shared their stage): it has its own now
+    with pytest.raises(KeyboardInterrupt):
+        run_forecast(cfg, progress=_StopAt("ensemble and metrics"), use_ray=False, run_date=DAY,
+                     full_refit=True)
+    trained = run_forecast(cfg, use_ray=False, run_date=DAY, full_refit=True, publish=False)
+    assert trained.resumed_items == 0
+    again = run_forecast(cfg, use_ray=False, run_date=DAY, resume=True, full_refit=True)
+    assert again.resumed_items == again.items
+
+
+def test_a_resume_keeps_the_warm_set_of_its_first_attempt(small_demo: Path, tmp_path: Path) -> None:
+    """The warm items were looked up again when a run resumed, while its checkpoints held the first
+    attempt's: an item stored meanwhile (`nova-ray train --items`) was published warm without
+    backtests, metrics or learned weights; items warm in the first attempt but not under a shorter
+    age limit were stored as fresh cold fits without their backtests. Now a resume fits by the
+    warm set its checkpoints were made with, and gives the clean run's tables."""
+    import pandas as pd
+
+    from nova_ray.config import load_config
+    from nova_ray.io.model_store import age_limit
+    from nova_ray.pipeline import run_forecast
+
+    demand = pd.read_parquet(small_demo / "demand.parquet")
+    new_item = sorted(demand["item_id"].unique())[1]
+    demand[(demand["date"] < demand["date"].max()) & (demand["item_id"] != new_item)].to_parquet(
+        tmp_path / "day1.parquet")  # the new item has its first rows on day 2
+    demand.to_parquet(tmp_path / "day2.parquet")
+    day1, day2 = DAY, DAY + timedelta(days=3)  # the day-1 fits are 3 days old on day 2
+
+    def cfg(day: str, out: Path, **kw):
+        over = {"data": str(tmp_path / f"{day}.parquet"), "output": str(out / "results"),
+                "models_dir": str(out / "models"), "models": "naive,theta", "horizon": 7,
+                "backtest_windows": 2} | kw
+        return load_config(None, over, env={}, dotenv=None)
+
+    def tables(out: Path) -> dict[str, pl.DataFrame]:
+        keys = {"backtests": ["item_id", "model", "window", "date"],
+                "metrics": ["item_id", "model", "window"], "ensemble_weights": ["item_id", "model"]}
+        return {k: pl.read_parquet(out / "results" / k).drop("run_date").sort(by) for k, by in keys.items()}
+
+    clean, out = tmp_path / "clean", tmp_path / "resumed"
+    for o in (clean, out):
+        run_forecast(cfg("day1", o), use_ray=False, run_date=day1)
+    run_forecast(cfg("day2", clean), use_ray=False, run_date=day2)
+    with pytest.raises(KeyboardInterrupt):  # the warm set looked up and checkpointed, nothing fitted
+        run_forecast(cfg("day2", out), progress=_StopAt("fit and backtest"), use_ray=False, run_date=day2)
+    trained = run_forecast(cfg("day2", out), items=[new_item], use_ray=False, run_date=day2, full_refit=True,
+                           publish=False)  # `nova-ray train --items`: the new item is stored now
+    assert trained.items == 1
+    resumed = run_forecast(cfg("day2", out), use_ray=False, run_date=day2, resume=True)
+    assert resumed.warm_items == resumed.items - 1  # the new item fitted cold, as in the first attempt
+    got, want = tables(out), tables(clean)
+    assert got["backtests"].filter(pl.col("item_id") == new_item).height > 0
+    for kind in want:
+        assert got[kind].drop("run_id", strict=False).equals(want[kind].drop("run_id", strict=False)), kind
+
+    # a shorter age limit at the resume (4 days: a fit is reused 2 to 4 days, by item): the first
+    # attempt's warm items stay warm, their entries as they were (not stored again as day-2 cold fits)
+    older = [i for i in sorted(demand["item_id"].unique()) if i != new_item and age_limit(i, 4) < 3]
+    assert older  # items the resume's own lookup would have fitted cold
+    out2 = tmp_path / "shorter"
+    run_forecast(cfg("day1", out2), use_ray=False, run_date=day1)
+    with pytest.raises(KeyboardInterrupt):  # every batch checkpointed
+        run_forecast(cfg("day2", out2), progress=_StopAt("ensemble and metrics"), use_ray=False,
+                     run_date=day2)
+    store = next(p for p in (out2 / "models").iterdir() if p.is_dir())
+    before = pl.read_parquet(store / "items.parquet").filter(pl.col("item_id") != new_item)
+    again = run_forecast(cfg("day2", out2, cache_max_age_days=4), use_ray=False, run_date=day2, resume=True)
+    assert again.resumed_items == again.items
+    after = pl.read_parquet(store / "items.parquet").filter(pl.col("item_id") != new_item)
+    assert after.sort("item_id").equals(before.sort("item_id"))
+    got, want = tables(out2), tables(clean)
+    for kind in want:
+        assert got[kind].drop("run_id", strict=False).equals(want[kind].drop("run_id", strict=False)), kind
 
 
 def test_unreadable_checkpoints_are_fitted_again_when_resumed(
