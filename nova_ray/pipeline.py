@@ -211,7 +211,7 @@ def run_forecast(
             whole = not items
             fitted = _fit(
                 cfg, series, dataset, spec, progress, use_ray, run_date, only, resume, full_refit, whole,
-                history_end, exog_record.get("values_sha256", ""), _scale(exog_record),
+                history_end, exog_record.get("values_sha256", ""), _scale(exog_record), publish,
             )
             if fitted.factors is not None and fitted.factors[2]:  # what the models saw: the store's scale
                 today = fitted.factors[1]
@@ -277,13 +277,16 @@ def _fit(
     history_end: date,
     factors: str = "",
     scale: tuple[np.ndarray, np.ndarray] | None = None,
+    publish: bool = True,
 ) -> _Fitted:
     """Open the run's checkpoints (resuming them with `resume`) and fit what they lack.
 
     The checkpoints are resumed only by a run of the same input, configuration, date, items,
     external-factor values (`factors`, their hash) and scale, and --full-refit: batches fitted on
     other data, or warm where a full refit was asked for, are not mixed into this run. `scale`:
-    the mean and spread the regressors were standardised with (`_on_store_scale`)."""
+    the mean and spread the regressors were standardised with (`_on_store_scale`). A `train`
+    (`publish` False) has checkpoints of its own: it would drop, or use up and remove, those of a
+    killed `forecast --full-refit`, which a `--resume` then no longer found."""
     pinned, run_date = run_date is not None, run_date or datetime.now(timezone.utc).date()
     model_version = f"{__version__}+{config_hash(cfg, series.exog_names)}"
     store = ModelStore(cfg.paths.models_dir, model_version)
@@ -296,7 +299,8 @@ def _fit(
 
     def stage_key(day: date) -> str:
         return hashlib.sha256(
-            f"{dataset}|{model_version}|{day}|{only}|{full_refit}|{factors}|{on}|{ids}".encode()
+            f"{dataset}|{model_version}|{day}|{only}|{full_refit}|{factors}|{on}|{ids}"
+            f"{'' if publish else '|train'}".encode()
         ).hexdigest()[:16]
 
     key = stage_key(run_date)
