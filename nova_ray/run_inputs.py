@@ -18,7 +18,7 @@ from .io.demand import dataset_id, lone_first_rows, read_demand, select_items, s
 from .io.errors import InputError
 from .io.stock import check_matches, read_stock, resolve_stock_path, unknown_items
 from .models import parse_models
-from .series import SeriesSet, build_series, complete_end
+from .series import SeriesSet, build_series, complete_end, complete_start
 
 
 def engine_spec(cfg: Config, final_fit: bool = True) -> EngineSpec:
@@ -71,6 +71,8 @@ def load_demand(cfg: Config, items: list[str] | None, until: date | None = None)
     if until is not None:
         demand = _before(demand, until, cfg.paths.data, notes)
     end, left_out = complete_end(demand["date"], cfg.forecast.freq)
+    if (begin := complete_start(demand["date"], cfg.forecast.freq)) is not None:
+        demand = _from_complete_start(demand, begin, cfg.paths.data, notes)
     first, last = demand["date"].min(), demand["date"].max()  # the file's, before `items` picks some
     if left_out is not None:
         notes.append(
@@ -88,6 +90,22 @@ def load_demand(cfg: Config, items: list[str] | None, until: date | None = None)
     notes += lone_first_rows(demand, cfg.paths.data) + stopped_items(demand, cfg.paths.data, last)
     start = pd.Timestamp(first) if cfg.forecast.series_start == "file" else None
     return Demand(demand, end, notes, start)
+
+
+def _from_complete_start(
+    demand: pd.DataFrame, begin: pd.Timestamp, path: str, notes: list[str]
+) -> pd.DataFrame:
+    """The rows from `begin` on (`complete_start`), with a note; items whose rows all fall before it
+    are named (they would vanish without a word)."""
+    early = (demand["date"] < begin).to_numpy()
+    notes.append(f"{path}: the data start on {demand['date'].min():%Y-%m-%d}, inside the period before "
+                 f"{begin:%Y-%m-%d}: that incomplete period is left out")
+    gone = sorted(set(demand["item_id"][early].astype(str)) - set(demand["item_id"][~early].astype(str)))
+    if gone:
+        shown = ", ".join(gone[:10]) + (f" and {len(gone) - 10} more" if len(gone) > 10 else "")
+        notes.append(f"{len(gone)} item(s) have rows only in that incomplete first period: no forecast for "
+                     f"them: {shown}")
+    return demand[~early].reset_index(drop=True)
 
 
 def _before(demand: pd.DataFrame, until: date, path: str, notes: list[str]) -> pd.DataFrame:

@@ -172,6 +172,26 @@ def complete_end(dates: pd.Series, freq: str) -> tuple[pd.Timestamp, pd.Timestam
     return start - pd.Timedelta(days=1), start
 
 
+def complete_start(dates: pd.Series, freq: str) -> pd.Timestamp | None:
+    """The first day of the first complete period when daily rows start inside one (None: they
+    start on a period's first day, are per-period totals, or hold no complete period after it).
+
+    Symmetric with `complete_end`: an export from the 12th of June under monthly periods would fit
+    a June of 19 days as a slump, and as its window rolls on night after night, that first
+    month's total changes with it: every stored fit would read as a changed history."""
+    fq = get_frequency(freq)
+    if fq.code == "D" or dates.empty:
+        return None
+    first = pd.Timestamp(dates.min())
+    start = pd.Timestamp(period_start(pd.Series([first]), fq).iloc[0])
+    if first == start or per_period_rows(dates, freq):
+        return None
+    begin = pd.Timestamp(date_range(start, 2, fq)[1])
+    after = pd.Timestamp(date_range(begin, 2, fq)[1])  # the day after the first complete period
+    end, _ = complete_end(dates, freq)
+    return begin if after - pd.Timedelta(days=1) <= end else None
+
+
 def per_period_rows(dates: pd.Series, freq: str) -> bool:
     """Whether rows at `freq` are per-period totals: every date a period start (not for daily runs)."""
     fq = get_frequency(freq)

@@ -517,6 +517,37 @@ def test_an_incomplete_last_period_is_left_out(tmp_path: Path) -> None:
                                "until it is complete: NEW")
 
 
+def test_an_incomplete_first_period_is_left_out(tmp_path: Path) -> None:
+    """Daily rows from the 12th of January under monthly periods: January (20 days) is left out, not
+    fitted as a slump (nor does its total change as a rolling export loses a day a night); a note
+    says so and names an item whose rows all fall in it. Rows from a period's first day, per-period
+    rows and daily periods keep their start; so does data without a complete period after it."""
+    from nova_ray.config import load_config
+    from nova_ray.pipeline import load_demand, load_series
+    from nova_ray.series import complete_start
+
+    daily = pd.Series(pd.date_range("2024-01-12", "2024-05-31"))
+    assert complete_start(daily, "M") == pd.Timestamp("2024-02-01")
+    assert complete_start(daily, "W") == pd.Timestamp("2024-01-15")  # the 12th is a Friday
+    assert complete_start(daily, "Q") is None  # no complete quarter after the first: kept whole
+    assert complete_start(daily, "D") is None
+    assert complete_start(pd.Series(pd.date_range("2024-01-01", "2024-05-31")), "M") is None
+    assert complete_start(pd.Series(pd.date_range("2024-01-01", periods=6, freq="MS")), "M") is None
+    short = pd.Series(pd.date_range("2024-01-12", "2024-02-20"))
+    assert complete_start(short, "M") is None  # no complete month after it
+
+    rows = "".join(f"A,{d:%Y-%m-%d},1\n" for d in daily)
+    f = _csv(tmp_path, "item_id,date,quantity\n" + rows + "OLD,2024-01-20,5\n")
+    cfg = load_config(None, {"data": str(f), "freq": "M"}, env={}, dotenv=None)
+    loaded = load_demand(cfg, None)
+    series, _ = load_series(cfg, None, loaded)
+    assert list(series.item_ids) == ["A"] and series.values_of(0).tolist() == [29, 31, 30, 31]
+    assert series.starts[0] == np.datetime64("2024-02-01")
+    assert "d.csv: the data start on 2024-01-12, inside the period before 2024-02-01" in loaded.notes[0]
+    assert loaded.notes[1] == ("1 item(s) have rows only in that incomplete first period: no forecast "
+                               "for them: OLD")
+
+
 def test_export_quirks_three_decimals_tabs_empty_rows_and_totals(tmp_path: Path) -> None:
     """What ERP and Excel exports write: "0.500" is a decimal point (a thousands group never starts
     with 0), and a column of "1.500"-like values only is read as thousands with a note saying so;

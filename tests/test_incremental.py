@@ -221,6 +221,24 @@ def test_a_rolling_export_window_keeps_the_cache(days, tmp_path: Path) -> None:
     assert corrected.cold_items == {COLD_CHANGED: {"count": 1, "items": ["STL-0002"]}}
 
 
+def test_a_rolling_export_window_keeps_the_cache_at_weekly_periods(small_demo: Path, tmp_path: Path) -> None:
+    """Weekly periods on an export that loses a day a night: its first, incomplete week changed its
+    total every night, and every item was fitted cold as a changed history. That week is left out
+    now (`complete_start`): the items stay warm."""
+    full = pd.read_parquet(small_demo / "demand.parquet")
+    full = full[full["item_id"].isin(ITEMS)]
+    first, last = full["date"].min(), full["date"].max()
+    nights = []
+    for k in range(2):  # windows that start mid-week, a day later each night
+        path = tmp_path / f"night{k}.parquet"
+        start, end = first + pd.Timedelta(days=3 + k), last - pd.Timedelta(days=1 - k)
+        full[(full["date"] >= start) & (full["date"] <= end)].to_parquet(path)
+        cfg = _cfg(path, tmp_path, freq="W", horizon=4, models="naive,theta")
+        nights.append(run_forecast(cfg, use_ray=False))
+    assert nights[1].warm_items == len(ITEMS) and nights[1].cold_items == {}
+    assert any("incomplete period is left out" in w for w in nights[1].warnings)
+
+
 def test_same_history_checks_what_both_histories_hold() -> None:
     """Grown at the end, or without its oldest periods (any frequency): the same history; a value
     changed where both hold it, an earlier start, or a shorter end: not the same. A store written
