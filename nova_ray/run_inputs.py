@@ -100,7 +100,8 @@ def _from_complete_start(
     early = (demand["date"] < begin).to_numpy()
     notes.append(f"{path}: the data start on {demand['date'].min():%Y-%m-%d}, inside the period before "
                  f"{begin:%Y-%m-%d}: that incomplete period is left out")
-    gone = sorted(set(demand["item_id"][early].astype(str)) - set(demand["item_id"][~early].astype(str)))
+    ids = demand["item_id"]  # each side's distinct codes: not a set of every row's
+    gone = sorted(set(map(str, pd.unique(ids[early]))) - set(map(str, pd.unique(ids[~early]))))
     if gone:
         shown = ", ".join(gone[:10]) + (f" and {len(gone) - 10} more" if len(gone) > 10 else "")
         notes.append(f"{len(gone)} item(s) have rows only in that incomplete first period: no forecast for "
