@@ -51,7 +51,7 @@ from .fit_stage import (
 from .global_lstm import FINAL_PART, is_part
 from .io.demand import spill_columns
 from .io.lock import job_lock
-from .io.model_store import ModelStore, block_fingerprint_column, fingerprint, lstm_readable
+from .io.model_store import ModelStore, block_fingerprint_column, block_periods, fingerprint, lstm_readable
 from .io.results import ResultWriter, has_stage, utc_now
 from .io.source import location
 from .io.spill import Spill
@@ -394,7 +394,7 @@ def item_facts(series: SeriesSet) -> pl.DataFrame:
         "start": pa.array(series.starts.astype("datetime64[D]")),
         "n_obs": pa.array(series.lengths().astype(np.int64)),
         "fingerprint": pa.array(prints, pa.string()),
-        "blocks": block_fingerprint_column(series.values_of(i) for i in ids),
+        "blocks": block_fingerprint_column((series.values_of(i) for i in ids), block_periods(series.freq)),
     }))
 
 

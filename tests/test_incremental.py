@@ -242,28 +242,46 @@ def test_a_rolling_export_window_keeps_the_cache_at_weekly_periods(small_demo: P
 def test_same_history_checks_what_both_histories_hold() -> None:
     """Grown at the end, or without its oldest periods (any frequency): the same history; a value
     changed where both hold it, an earlier start, or a shorter end: not the same. A store written
-    before the block fingerprints reads a trimmed history as changed."""
-    from nova_ray.io.model_store import BLOCK, block_fingerprints, same_history
+    before the block fingerprints, or with blocks of another length, reads a trimmed history as
+    changed. Monthly, every period both hold is compared (blocks of one period): blocks of 28 left
+    a 3-year history's first 27 months unchecked once its start moved, and made a history of 28
+    months or fewer changed whenever it did."""
+    from nova_ray.io.model_store import BLOCK, block_fingerprints, block_periods, same_history
 
     rng = np.random.default_rng(3)
     y = rng.poisson(4.0, 3 * BLOCK + 5).astype(float)
     for freq, start, later in (
         ("D", np.datetime64("2024-01-01"), lambda k: np.datetime64("2024-01-01") + k),
+        ("W", np.datetime64("2024-01-01"), lambda k: np.datetime64("2024-01-01") + 7 * k),
         ("M", np.datetime64("2010-01-01"), lambda k: (np.datetime64("2010-01", "M") + k).astype("M8[D]")),
     ):
+        block = block_periods(freq)
         entry = {"start": start, "n_obs": len(y), "fingerprint": fingerprint(start, y),
-                 "blocks": block_fingerprints(y)}
+                 "blocks": block_fingerprints(y, block)}
         today = np.append(y, [1.0, 2.0])
         assert same_history(entry, start, today, freq)
         assert not same_history(entry, start, today[:-3], freq)  # ends before the stored history
-        for k in (1, 3, BLOCK, BLOCK + 5):  # the oldest k periods dropped
+        for k in (1, 3, block, block + 5, BLOCK + 5):  # the oldest k periods dropped
             assert same_history(entry, later(k), today[k:], freq), (freq, k)
             changed = today[k:].copy()
             changed[3 * BLOCK - k] += 1  # a stored day that both hold
             assert not same_history(entry, later(k), changed, freq), (freq, k)
+            changed = today[k:].copy()
+            changed[-(-k // block) * block - k] += 1  # the first period of the first whole block
+            assert not same_history(entry, later(k), changed, freq), (freq, k)
         assert not same_history(entry, later(-1), np.append(0.0, today), freq)  # starts earlier
         assert not same_history(entry, later(len(y)), today[len(y):], freq)  # nothing in common
         assert not same_history({**entry, "blocks": None}, later(1), today[1:], freq)
+        if block != BLOCK:  # a store's blocks of 28 periods, from before: changed, fitted cold once
+            assert not same_history({**entry, "blocks": block_fingerprints(y)}, later(1), today[1:], freq)
+    short = y[:24]  # two years of months: one dropped, the rest the same
+    entry = {"start": np.datetime64("2010-01-01"), "n_obs": len(short),
+             "fingerprint": fingerprint(np.datetime64("2010-01-01"), short),
+             "blocks": block_fingerprints(short, block_periods("M"))}
+    assert same_history(entry, np.datetime64("2010-02-01"), np.append(short[1:], 5.0), "M")
+    changed = np.append(short[1:], 5.0)
+    changed[0] += 1  # the oldest month both hold
+    assert not same_history(entry, np.datetime64("2010-02-01"), changed, "M")
 
 
 def test_the_block_fingerprint_column_holds_each_series_blocks() -> None:

@@ -54,7 +54,18 @@ PRUNING = ".pruning"  # the suffix of a store folder being removed (`.<name>.pru
 STORE_FILES = (ITEMS_FILE, BACKTESTS_FILE, LSTM_FILE, FACTORS_FILE, VERSIONS_FILE)
 FAILED_ON = date(1970, 1, 1)  # `fitted_on` of an entry whose stored choice failed: cold next run
 LOG = logging.getLogger("nova_ray")
-BLOCK = 28  # periods per block fingerprint: what a history that lost its oldest periods is checked by
+# Periods per block fingerprint, what a history that lost its oldest periods (a rolling window) is
+# checked by: about four weeks at D and W (a block that lost its first periods goes unchecked: at
+# most 27 days of a multi-year history), and one period at M, Q and Y, whose few periods a block
+# of 28 left unchecked for years (a correction in a 3-year monthly history's first 27 months was
+# reused), or, with 28 periods or fewer, made every item cold whenever the start moved.
+BLOCK = 28
+BLOCKS = {"D": BLOCK, "W": 4}
+
+
+def block_periods(freq: str) -> int:
+    """Periods per block fingerprint at `freq` (`BLOCKS`; one for M, Q and Y)."""
+    return BLOCKS.get(freq, 1)
 
 
 def fingerprint(start: np.datetime64, values: np.ndarray) -> str:
@@ -64,25 +75,25 @@ def fingerprint(start: np.datetime64, values: np.ndarray) -> str:
     return h.hexdigest()[:24]
 
 
-def block_fingerprints(values: np.ndarray) -> list[str]:
-    """Hashes of a series' values in blocks of `BLOCK` periods from its start (the last one partial):
+def block_fingerprints(values: np.ndarray, block: int = BLOCK) -> list[str]:
+    """Hashes of a series' values in blocks of `block` periods from its start (the last one partial):
     a later history that dropped the oldest periods (a rolling export window) is checked against
     the blocks it still holds whole."""
     v = np.ascontiguousarray(values, dtype=np.float64)
-    return [_block_hash(v[i : i + BLOCK]) for i in range(0, len(v), BLOCK)]
+    return [_block_hash(v[i : i + block]) for i in range(0, len(v), block)]
 
 
 def _block_hash(values: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()[:16]
 
 
-def block_fingerprint_column(series_values: Iterable[np.ndarray]) -> pa.LargeListArray:
+def block_fingerprint_column(series_values: Iterable[np.ndarray], block: int = BLOCK) -> pa.LargeListArray:
     """`block_fingerprints` of each series, as one Arrow list<string> column built from buffers.
     Polars building the column from Python lists of strings (40 per 3-year daily item) left ~15
     MiB of fragmented allocator memory in the driver at 2000 items (~3 with this)."""
     data, counts = bytearray(), [0]
     for values in series_values:
-        blocks = block_fingerprints(values)
+        blocks = block_fingerprints(values, block)
         data += "".join(blocks).encode("ascii")  # 16 hex characters each
         counts.append(counts[-1] + len(blocks))
     n = counts[-1]  # 64-bit offsets: 32-bit ones wrap past 2**31 bytes (~3 M items of 3 years)
@@ -109,8 +120,9 @@ def same_history(entry: dict[str, Any], start: np.datetime64, y: np.ndarray, fre
     """Whether today's history (`y` from `start`) is the stored entry's grown at its end, and
     perhaps without its oldest periods (a rolling window: the export's first date moves every
     night). Every stored value still in today's history is compared, except those of a block that
-    lost its first periods (at most `BLOCK` - 1 of the oldest); a history that starts earlier than
-    the stored one, or whose values changed, is not the same."""
+    lost its first periods (at most `block_periods(freq)` - 1 of the oldest); a history that starts
+    earlier than the stored one, or whose values changed, is not the same. Blocks stored at
+    another length (before the length depended on `freq`) match nothing: fitted cold once."""
     n_old, old_start = int(entry["n_obs"]), np.datetime64(entry["start"], "D")
     start = np.datetime64(start, "D")
     if start == old_start:
@@ -118,12 +130,12 @@ def same_history(entry: dict[str, Any], start: np.datetime64, y: np.ndarray, fre
     blocks = entry.get("blocks")
     if start < old_start or not blocks:  # history added before the old start; a store without blocks
         return False
-    dropped = int(period_index(old_start, start, freq))
-    first = -(-dropped // BLOCK)  # the first stored block that today's history holds whole
-    if first >= len(blocks) or len(y) < n_old - dropped:
+    dropped, block = int(period_index(old_start, start, freq)), block_periods(freq)
+    first = -(-dropped // block)  # the first stored block that today's history holds whole
+    if first >= len(blocks) or len(y) < n_old - dropped or len(blocks) != -(-n_old // block):
         return False
     return all(
-        _block_hash(y[j * BLOCK - dropped : min((j + 1) * BLOCK, n_old) - dropped]) == blocks[j]
+        _block_hash(y[j * block - dropped : min((j + 1) * block, n_old) - dropped]) == blocks[j]
         for j in range(first, len(blocks))
     )
 
