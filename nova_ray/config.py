@@ -288,6 +288,8 @@ def address_problem(address: str) -> str | None:
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or " " in host:
         return "expected HOST:PORT, e.g. 10.0.0.5:6379, or auto"
+    if ":" in host.strip("[]") and not (host.startswith("[") and host.endswith("]")):
+        return "an IPv6 host goes in brackets, e.g. [fd00::5]:6379"
     if not 1 <= int(port) <= 65535:  # a socket wraps it: :112547 reached port 47011
         return f"port {port} is not one (1-65535)"
     return None

@@ -331,8 +331,8 @@ def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S, named: str =
     if (why := address_problem(address)) is not None:
         raise AddressError(f"{named + ': ' if named else ''}Ray address {address!r}: {why}")
     host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout) as conn:
+    try:  # an IPv6 host in brackets ([fd00::5]:6379, as Ray writes it): the socket takes it bare
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as conn:
             if os.environ.get("RAY_USE_TLS", "").lower() in ("1", "true"):
                 return  # a TLS head answers a TLS handshake only: left to Ray
             answer = _http2_answer(conn, timeout)
@@ -617,9 +617,8 @@ class _LstmRun:
 
         self.gpus = sum(n["Resources"].get("GPU", 0) for n in ray.nodes() if n["Alive"])
         self.deadline = None
-        logging.getLogger("nova_ray").warning(
-            "the LSTM runs again on %s", "a GPU" if self.gpus >= 1 and not self.no_gpu else "CPU"
-        )
+        on_gpu = self.task is None and self.gpus >= 1 and not self.no_gpu  # a stored network's task: CPU
+        logging.getLogger("nova_ray").warning("the LSTM runs again on %s", "a GPU" if on_gpu else "CPU")
         self._start()
 
     def kill(self) -> None:
@@ -658,12 +657,38 @@ class RayBackend:
         self.info: ClusterInfo | None = None
 
     def __enter__(self) -> RayBackend:
+        """Connect (or start local Ray); a failure on the way (Ray's start, a SIGTERM during it)
+        stops what was started and removes the temp dir before it propagates: `__exit__` never
+        runs for it."""
+        try:
+            return self._connect()
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        import ray
+
+        if getattr(self, "_owns_connection", False) and ray.is_initialized():
+            with _sigterm_action_kept():
+                ray.shutdown()
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _connect(self) -> RayBackend:
         import ray
 
         wait_for_shutdown()
         self._owns_connection = not ray.is_initialized()
-        if ray.is_initialized():
+        if ray.is_initialized():  # the caller's session (a library caller, a test): used as it is
             started = False
+            here = ray.get_runtime_context().gcs_address
+            if self.address and self.address not in ("auto", here):
+                logging.getLogger("nova_ray").warning(
+                    "Ray is already connected to %s in this process: the run uses that session, not %s",
+                    here, self.address,
+                )
+            self.address = here  # what the run's record names: the cluster it ran on
         elif self.address:  # workers started by `ray start` get the thread settings as a runtime env
             check_address(self.address, named="environment variable RAY_ADDRESS" if self._from_env else "")
             with _sigterm_kept():
@@ -718,6 +743,11 @@ class RayBackend:
             started_local=started,
         )
         self._started = started
+        if not self.info.cpus:  # a head started with --num-cpus 0, its worker nodes not joined yet
+            logging.getLogger("nova_ray").warning(
+                "the Ray cluster at %s has no CPU yet: the tasks wait until a node with CPUs joins "
+                "(see `ray status`)", self.info.address
+            )
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
@@ -752,6 +782,7 @@ class RayBackend:
         logging.getLogger("nova_ray").info("the cluster grew to %d CPUs: up to %d tasks in flight",
                                            cpus, TASKS_AHEAD * cpus)
         self.info.cpus = float(cpus)
+        self.info.nodes = len([n for n in ray.nodes() if n.get("Alive")])  # the run's record names them
         return cpus
 
     def run(
@@ -894,20 +925,20 @@ def probe_ray(address: str | None = None, num_cpus: int = 1, task_timeout_s: flo
     address = address or os.environ.get("RAY_ADDRESS") or None
     tmp: str | None = None
     owned = not ray.is_initialized()
-    if owned and address:
-        ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-    elif owned:
-        logging.getLogger(_AUTH_LOG).setLevel(logging.ERROR)
-        tmp = owned_tmpdir("probe", "/tmp")
-        ray.init(
-            address="local",
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            _temp_dir=tmp,
-            log_to_driver=False,
-            logging_level="ERROR",
-        )
-    try:
+    try:  # a failed start too: what it started is stopped, its temp dir removed
+        if owned and address:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+        elif owned:
+            logging.getLogger(_AUTH_LOG).setLevel(logging.ERROR)
+            tmp = owned_tmpdir("probe", "/tmp")
+            ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                _temp_dir=tmp,
+                log_to_driver=False,
+                logging_level="ERROR",
+            )
         res = ray.cluster_resources()
         started = time.perf_counter()
         worker = ray.get(ray.remote(num_cpus=0, max_retries=0)(_worker_name).remote(), timeout=task_timeout_s)
@@ -925,7 +956,7 @@ def probe_ray(address: str | None = None, num_cpus: int = 1, task_timeout_s: flo
             "node_checks": nodes,
         }
     finally:
-        if owned:
+        if owned and ray.is_initialized():
             ray.shutdown()
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)

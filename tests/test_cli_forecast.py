@@ -309,7 +309,8 @@ def test_a_cluster_address_that_cannot_work_fails_fast(tmp_path: Path, small_dem
         check_address("127.0.0.1:1", timeout=2)
     for bad, why in (("http://127.0.0.1:8265", "not a URL"), ("foo bar", "expected HOST:PORT"),
                      ("127.0.0.1:notaport", "expected HOST:PORT"),
-                     ("127.0.0.1:112547", "port 112547 is not one")):
+                     ("127.0.0.1:112547", "port 112547 is not one"),
+                     ("fd00::5:6379", r"an IPv6 host goes in brackets, e.g. \[fd00::5\]:6379")):
         with pytest.raises(AddressError, match=why):
             check_address(bad)
     check_address("auto")  # left to Ray
@@ -326,6 +327,18 @@ def test_a_cluster_address_that_cannot_work_fails_fast(tmp_path: Path, small_dem
         with pytest.raises(ConnectionError, match=f"^{where} accepts connections but is not a Ray head's GCS "
                            r"port \(no gRPC answer within 1 s"):
             check_address(where, timeout=1)
+    if socket.has_ipv6:  # an IPv6 head, in brackets as Ray writes it: reached (the brackets were
+        # handed to the socket: "Name or service not known")
+        with socket.socket(socket.AF_INET6) as silent:
+            try:
+                silent.bind(("::1", 0))
+            except OSError:  # no IPv6 loopback here
+                pass
+            else:
+                silent.listen(4)
+                where = f"[::1]:{silent.getsockname()[1]}"
+                with pytest.raises(ConnectionError, match=r"accepts connections but is not a Ray head"):
+                    check_address(where, timeout=1)
     quiet = type("Quiet", (http.server.BaseHTTPRequestHandler,), {"log_message": lambda *a: None})
     web = http.server.HTTPServer(("127.0.0.1", 0), quiet)
     threading.Thread(target=web.serve_forever, daemon=True).start()
@@ -590,17 +603,25 @@ def test_a_folder_that_cannot_be_written_is_one_line_and_exit_2(small_demo: Path
 
 def test_num_cpus_that_does_nothing_or_oversubscribes_is_said(monkeypatch: pytest.MonkeyPatch) -> None:
     """--num-cpus with --address (or RAY_ADDRESS) was ignored without a word, and 16 on 2 cores
-    accepted silently."""
+    accepted silently. The CPUs counted are those the process may use (its affinity mask, a
+    container's quota), not the host's cores."""
     import os
 
     from nova_ray.cli.forecast import _cpus_notes
     from nova_ray.config import load_config
+    from nova_ray.distributed import local_cpus
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    cores = os.cpu_count() or 1
+    cores = local_cpus()
     assert _cpus_notes(load_config(None, {"num_cpus": cores}, env={}, dotenv=None)) == []
     assert _cpus_notes(load_config(None, {"num_cpus": cores + 1}, env={}, dotenv=None)) == [
-        f"--num-cpus {cores + 1} is more than this machine's {cores} cores: tasks share them"]
+        f"--num-cpus {cores + 1} is more than the {cores} CPU(s) this machine gives it: tasks share them"]
+    if cores > 1:  # pinned to one CPU (taskset): 2 is more than it has, whatever the host's count
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+        assert _cpus_notes(load_config(None, {"num_cpus": 2}, env={}, dotenv=None)) == [
+            "--num-cpus 2 is more than the 1 CPU(s) this machine gives it: tasks share them"]
+        monkeypatch.undo()
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
     on_cluster = load_config(None, {"num_cpus": 1, "address": "10.0.0.5:6379"}, env={}, dotenv=None)
     local_only = "applies to a local Ray only: a cluster's runs use its CPUs"
     assert _cpus_notes(on_cluster) == [f"--num-cpus 1 {local_only}"]

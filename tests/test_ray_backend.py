@@ -82,6 +82,68 @@ def test_an_error_stops_ray_before_it_propagates() -> None:
     assert distributed._SHUTDOWN is None and not ray.is_initialized() and not os.path.exists(tmp)
 
 
+def test_a_failed_start_leaves_no_session_nor_temp_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ray.init` failing (or a SIGTERM during it), or Ray failing right after it started: `__exit__`
+    never runs for a failed `__enter__`, and the session's temp dir with its logs stayed behind
+    (and the session, until the interpreter's exit). Both are gone before the error propagates."""
+    import glob
+
+    def ours() -> set[str]:
+        return set(glob.glob(f"/tmp/nova-ray-ray-{os.getpid()}-*"))
+
+    before = ours()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("cannot start")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(ray, "init", refuse)
+        with pytest.raises(RuntimeError, match="cannot start"):
+            distributed.RayBackend(None, 1).__enter__()
+    assert ours() == before and not ray.is_initialized()
+
+    def lost() -> dict:
+        raise ConnectionError("GCS gone")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(ray, "cluster_resources", lost)
+        with pytest.raises(ConnectionError, match="GCS gone"):
+            distributed.RayBackend(None, 1).__enter__()  # Ray started, then failed
+    assert ours() == before and not ray.is_initialized()
+
+
+def test_a_cluster_without_cpus_is_said(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    """A head started with --num-cpus 0 whose worker nodes have not joined: the tasks wait, and the
+    run said nothing while they did (here the session reports no CPU)."""
+    import logging
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"memory": 1.0})
+    with caplog.at_level(logging.WARNING, logger="nova_ray"):
+        with distributed.RayBackend(None, 1) as backend:
+            assert backend.info.cpus == 0
+    distributed.wait_for_shutdown()
+    assert "the Ray cluster at local has no CPU yet: the tasks wait until a node with CPUs" in caplog.text
+
+
+def test_a_session_of_the_caller_is_used_and_named(caplog) -> None:
+    """A library caller's own Ray session wins over an address given to the backend: that was
+    dropped without a word, and the run's record named the address it never used."""
+    import logging
+
+    tmp = tmpdirs.owned_tmpdir("ray", "/tmp")
+    ray.init(address="local", num_cpus=1, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
+    try:
+        here = ray.get_runtime_context().gcs_address
+        with caplog.at_level(logging.WARNING, logger="nova_ray"):
+            with distributed.RayBackend("10.9.9.9:6379") as backend:
+                assert backend.info.address == here and not backend.info.started_local
+        assert f"Ray is already connected to {here} in this process: the run uses that session, not " \
+               "10.9.9.9:6379" in caplog.text
+        assert ray.is_initialized()  # the caller's: left as it is
+    finally:
+        ray.shutdown()
+
+
 def test_a_gpu_that_tensorflow_cannot_use_leaves_the_lstm_on_cpu(small_demo, tmp_path, caplog) -> None:
     """A cluster with a GPU (declared here; tensorflow-cpu sees none): the LSTM actor no longer
     holds the GPU while training on one CPU thread, nor would it wait forever for a GPU held
@@ -242,6 +304,8 @@ def test_a_stored_lstm_that_only_forecasts_runs_as_a_task_not_an_actor(
         np.testing.assert_allclose(got[item], yhat, rtol=1e-9)
         np.testing.assert_allclose(rerun[item], yhat, rtol=1e-9)
     assert os.path.exists(flag) and "the LSTM's task was lost (WorkerCrashedError" in caplog.text
+    # a stored network's task runs on CPU, also again on a cluster with a GPU (it said "on a GPU")
+    assert "the LSTM runs again on CPU" in caplog.text and "runs again on a GPU" not in caplog.text
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the kernel's SigCgt mask")

@@ -117,8 +117,9 @@ def test_cpus_that_join_mid_run_get_tasks(cluster, small_demo: Path, monkeypatch
 
     try:
         with caplog.at_level(logging.INFO, logger="nova_ray"):
-            out, _, _ = run_engine(series, engine_spec(cfg), cfg, Grow(), use_ray=True)
+            out, desc, info = run_engine(series, engine_spec(cfg), cfg, Grow(), use_ray=True)
         assert "the cluster grew to 3 CPUs: up to 6 tasks in flight" in caplog.text
+        assert info["nodes"] == 3 and "(3 node(s), 3 CPU" in desc  # the record names the node that joined
         assert len(assemble(out)[0]["item_id"].unique()) == len(series)
     finally:
         import ray

@@ -75,8 +75,11 @@ def _cpus_notes(cfg: Config) -> list[str]:
     label = "--num-cpus" if src.startswith("option ") else f"ray.num_cpus ({src})"
     if cfg.ray.address or os.environ.get("RAY_ADDRESS"):
         return [f"{label} {n} applies to a local Ray only: a cluster's runs use its CPUs"]
-    cores = os.cpu_count() or 1
-    return [f"{label} {n} is more than this machine's {cores} cores: tasks share them"] if n > cores else []
+    from ..distributed import local_cpus  # its affinity mask and a container's CPU quota, as Ray counts
+
+    cores = local_cpus()
+    return [f"{label} {n} is more than the {cores} CPU(s) this machine gives it: tasks share them"
+            ] if n > cores else []
 
 
 # options that `forecast` and `train` share (one definition each)
