@@ -186,6 +186,9 @@ def complete_start(dates: pd.Series, freq: str) -> pd.Timestamp | None:
     start = pd.Timestamp(period_start(pd.Series([first]), fq).iloc[0])
     if first == start or per_period_rows(dates, freq):
         return None
+    following = pd.Series(pd.unique(dates)) + pd.Timedelta(days=1)
+    if (period_start(following, fq) == following).all():  # totals dated on their periods' last days
+        return None
     begin = pd.Timestamp(date_range(start, 2, fq)[1])
     after = pd.Timestamp(date_range(begin, 2, fq)[1])  # the day after the first complete period
     end, _ = complete_end(dates, freq)

@@ -533,6 +533,9 @@ def test_an_incomplete_first_period_is_left_out(tmp_path: Path) -> None:
     assert complete_start(daily, "D") is None
     assert complete_start(pd.Series(pd.date_range("2024-01-01", "2024-05-31")), "M") is None
     assert complete_start(pd.Series(pd.date_range("2024-01-01", periods=6, freq="MS")), "M") is None
+    month_ends = pd.Series(pd.date_range("2024-01-31", periods=6, freq="ME"))  # totals dated on the last day
+    assert complete_start(month_ends, "M") is None
+    assert complete_start(pd.Series(pd.date_range("2024-01-07", periods=9, freq="W-SUN")), "W") is None
     short = pd.Series(pd.date_range("2024-01-12", "2024-02-20"))
     assert complete_start(short, "M") is None  # no complete month after it
 
