@@ -458,6 +458,48 @@ def test_s3_sync_interrupt_resume_keep_and_serve(runs: dict[str, Path], s3: str)
     assert t.num_rows == DAYS and set(t.column("forecast").to_pylist()) == {2.0}
 
 
+def test_an_interrupted_s3_pointer_write_keeps_the_last_pointer(s3: str) -> None:
+    """pyarrow's S3 stream completes its upload when an exception closes it: a Ctrl-C while the
+    pointer was written put what was sent so far (nothing) in place of the valid pointer, and no
+    reader found a run until the next sync. The pointer is written to a temp object and copied
+    into place: interrupted, the last pointer stays, and no temp object is left."""
+    import dataclasses
+
+    loc = open_location(f"s3://{BUCKET}/atomic", endpoint_url=s3)
+    loc.write_atomic(POINTER, b'{"run_id": "A"}')
+
+    class Stream:
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.inner.close()  # as pyarrow's own stream does, on an exception too
+
+        def write(self, data: bytes) -> None:
+            raise KeyboardInterrupt
+
+    class Interrupted:
+        def __init__(self, fs) -> None:
+            self.fs = fs
+
+        def __getattr__(self, name: str):
+            return getattr(self.fs, name)
+
+        def open_output_stream(self, path: str):
+            return Stream(self.fs.open_output_stream(path))
+
+    broken = dataclasses.replace(loc, fs=Interrupted(loc.fs))
+    with pytest.raises(KeyboardInterrupt):
+        broken.write_atomic(POINTER, b'{"run_id": "B"}')
+    objects = lambda: [k for k in _keys(s3, "atomic/") if not k.endswith("/")]  # noqa: E731 - pyarrow's folder marker aside
+    assert loc.read(POINTER) == b'{"run_id": "A"}' and objects() == ["atomic/last_updated.json"]
+    loc.write_atomic(POINTER, b'{"run_id": "B"}')
+    assert loc.read(POINTER) == b'{"run_id": "B"}' and objects() == ["atomic/last_updated.json"]
+
+
 def test_s3_errors(runs: dict[str, Path], s3: str) -> None:
     with pytest.raises(PublishError, match="bucket not found"):
         sync_run(runs[A], "s3://no-such-bucket/x", endpoint_url=s3)

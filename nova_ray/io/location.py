@@ -109,10 +109,23 @@ class Location:
         return n, h.hexdigest()
 
     def write_atomic(self, rel: str, data: bytes) -> None:
-        """Replace `rel` with `data` atomically: temp + fsync + os.replace on a folder, one PUT on S3."""
+        """Replace `rel` with `data` atomically: temp + fsync + os.replace on a folder; on S3 a temp
+        object, then a server-side copy onto `rel` (one request: the old object or the new one).
+        Written straight to `rel`, an interrupted write was published as far as it got: pyarrow's
+        stream completes its upload when closed by an exception (a Ctrl-C before the write put an
+        empty pointer in place of a valid one)."""
         if not self.is_local:
-            with self.fs.open_output_stream(self.path(rel)) as out:
-                out.write(data)
+            folder, name = self.path(rel).rsplit("/", 1)
+            tmp = f"{folder}/.{name}.tmp-{uuid.uuid4().hex[:12]}"
+            try:
+                with self.fs.open_output_stream(tmp) as out:
+                    out.write(data)
+                self.fs.copy_file(tmp, self.path(rel))
+            finally:
+                try:
+                    self.fs.delete_file(tmp)
+                except OSError:  # never written, or the store refuses: a dot name no reader lists
+                    pass
             return
         final = Path(self.path(rel))
         final.parent.mkdir(parents=True, exist_ok=True)
