@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
+from .io.errors import InputError
 from .io.lock import job_lock
 from .io.publish import run_records
 from .io.results import read_pointer
@@ -268,6 +269,13 @@ def published_run(
     import pyarrow.parquet as pq
 
     root = Path(cfg.paths.output)
+    try:  # the record is written before the pointer: killed between them, the run is not published
+        pointer = read_pointer(root)
+    except InputError:  # a damaged pointer: the rerun writes a new one
+        pointer = None
+    later = pointer is not None and str(pointer.get("run_date")) > run_date.isoformat()  # a backfill's
+    if not later and (pointer is None or pointer.get("run_id") != rid):
+        return None, f"{rid} was killed before its pointer was written (metadata/last_updated.json)"
     for kind, rel in sorted(parts.items()):
         folder = root / rel
         files = sorted(folder.rglob("*.parquet")) if folder.is_dir() else []
@@ -275,9 +283,11 @@ def published_run(
             return None, f"{rid}'s {kind} are missing from {folder} (killed while publishing?)"
         for f in files:  # the footers only: a damaged file is a day to redo, not a finished one
             try:
-                pq.read_metadata(f)
+                meta = pq.read_metadata(f).metadata or {}
             except (OSError, ValueError):
                 return None, f"{f} of {rid} is unreadable (a damaged file)"
+            if meta.get(b"run_id", rid.encode()) != rid.encode():  # a rerun of the date killed mid-swap
+                return None, f"{f} holds run {meta[b'run_id'].decode()}, not {rid} (killed while publishing?)"
     return rec, ""
 
 

@@ -275,6 +275,65 @@ def test_only_a_finished_current_run_is_skipped(env: Path, small_demo: Path, ray
     assert again.skipped and all(step != "recommend" for step, _ in again.steps)
 
 
+def test_a_rerun_killed_while_publishing_is_finished_by_the_next_run(
+    env: Path, small_demo: Path, ray_session, monkeypatch
+) -> None:
+    """A rerun of a published date (`--force`) killed while it swapped its tables in left the
+    date's folders holding both runs' files under the first run's pointer; one killed after its run
+    record but before the pointer read as published. Either way the next plain `run` skipped the
+    date, every sync was refused and `serve` served nothing. Now both are rerun (their checkpoints
+    resumed) and the folder holds one run, the one the pointer names."""
+    from datetime import date
+
+    import pyarrow.parquet as pq
+
+    from nova_ray.config import load_config
+    from nova_ray.daily import run_daily
+    from nova_ray.io import results
+
+    cfg = load_config(None, {"data": str(small_demo / "demand.parquet")}, dotenv=None)
+    out, day = Path(cfg.paths.output), date(2026, 11, 27)
+
+    def owners() -> set[str]:
+        files = [f for kind in ("forecasts", "backtests", "metrics") for f in (out / kind).rglob("*.parquet")]
+        return {pq.read_metadata(f).metadata[b"run_id"].decode() for f in files}
+
+    first = run_daily(cfg, day).run_id
+    real_replace = results.os.replace
+
+    def killed_mid_swap(src, dst) -> None:  # the forecasts swapped in, then killed
+        if str(dst).endswith("/backtests") and "/.trash/" in str(dst):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(results.os, "replace", killed_mid_swap)
+        with pytest.raises(KeyboardInterrupt):
+            run_daily(cfg, day, force=True)
+    assert len(owners()) == 2 and _pointer(out)["run_id"] == first  # a mix, under the first's pointer
+    report = run_daily(cfg, day)
+    assert not report.skipped and "holds run" in report.steps[1][1]
+    assert owners() == {report.run_id} == {_pointer(out)["run_id"]} and report.run_id != first
+
+    real_write = results.write_json_atomic
+
+    def killed_after_the_record(path, data) -> None:
+        if Path(path).name == "model_versions.json":
+            raise KeyboardInterrupt
+        real_write(path, data)
+
+    before = report.run_id
+    with monkeypatch.context() as mp:
+        mp.setattr(results, "write_json_atomic", killed_after_the_record)
+        with pytest.raises(KeyboardInterrupt):
+            run_daily(cfg, day, force=True)
+    assert _pointer(out)["run_id"] == before and owners() != {before}  # its rows, the last one's pointer
+    report = run_daily(cfg, day)
+    assert not report.skipped and "was killed before its pointer was written" in report.steps[1][1]
+    assert owners() == {report.run_id} == {_pointer(out)["run_id"]}
+    assert run_daily(cfg, day).skipped  # finished now
+
+
 def test_a_backfill_keeps_the_latest_run_and_is_never_pruned_away(env: Path, small_demo: Path,
                                                                   ray_session) -> None:
     """`run --date` for an earlier day publishes that day's run without moving either pointer off
