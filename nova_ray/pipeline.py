@@ -482,8 +482,9 @@ def _finish(
     # (the store holds later fits) leaves it, and the regressors' record, as they are
     lstm_key = stored_factors.lstm if stored_factors is not None else None
     later = (newest := store.newest_fit()) is not None and newest > run_date
+    later = later or (stored_through := store.lstm_through()) is not None and stored_through > run_date
     if fit.lstm_state is not None and fitted.whole and fit.lstm_cold_date is not None and not later:
-        store.save_lstm(fit.lstm_state, fit.lstm_cold_date)
+        store.save_lstm(fit.lstm_state, fit.lstm_cold_date, run_date)
         saved = True
         if today is not None and not fit.lstm_warm:  # trained on today's regressors
             lstm_key = today.key

@@ -409,6 +409,34 @@ def test_a_network_stored_before_calendar_phases_loads_with_calendar_0(tmp_path)
     assert (state.lookback, state.n_windows, state.calendar, fitted_on) == (28, 5, 0, date(2026, 1, 1))
 
 
+def test_a_backfill_does_not_forecast_with_a_network_of_later_nights(tmp_path) -> None:
+    """`load_lstm` refused only a network too old, not one stored by a later night: a backfill whose
+    LSTM items were all warm forecast with a network trained (or fine-tuned) on the days after its
+    history. The file records the run date of the data it last saw; a file from before that field
+    counts its cold training's date."""
+    from datetime import date
+
+    from nova_ray.io.model_store import LSTM_FILE, ModelStore, lstm_through, write_lstm
+    from nova_ray.models.lstm import LstmState
+
+    store = ModelStore(tmp_path, "0+test")
+    state = LstmState(28, 7, 7, 8, weights=[np.ones((2, 3))], step_sigma=np.ones(7), n_windows=5, calendar=1)
+    cold, tuned = date(2026, 1, 10), date(2026, 1, 14)  # trained cold on the 10th, fine-tuned on the 14th
+    store.save_lstm(state, cold, tuned)
+    assert store.lstm_through() == tuned
+    assert store.load_lstm(date(2026, 1, 14), 7) is not None
+    assert store.load_lstm(date(2026, 1, 15), 7) is not None
+    assert store.load_lstm(date(2026, 1, 12), 7) is None  # a backfill of the 12th: trains its own
+    assert store.load_lstm(date(2026, 1, 18), 7) is None  # too old (from its cold training)
+    old = tmp_path / "old.npz"
+    write_lstm(old, state, cold)
+    with np.load(old) as z:  # as written before the field existed
+        np.savez(old, **{k: z[k] for k in z.files if k != "through"})
+    assert lstm_through(old) == cold
+    (store.dir / LSTM_FILE).write_bytes(old.read_bytes())
+    assert store.load_lstm(date(2026, 1, 9), 7) is None and store.load_lstm(date(2026, 1, 10), 7) is not None
+
+
 def test_intermittent_intervals_see_the_open_gap_and_are_flat() -> None:
     """One demand, then two years of zeros: Croston's band held only its rate (occurrence
     probability 1 from a single gap) and excluded zero; now it reaches zero. A steady

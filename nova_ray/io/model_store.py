@@ -333,9 +333,10 @@ class ModelStore:
                      days, ", ".join(removed))
         return removed
 
-    def save_lstm(self, state: LstmState, cold_fitted_on: date) -> None:
-        """Store the LSTM (atomically); `cold_fitted_on` is the date of its last cold training."""
-        write_lstm(self.dir / LSTM_FILE, state, cold_fitted_on)
+    def save_lstm(self, state: LstmState, cold_fitted_on: date, run_date: date | None = None) -> None:
+        """Store the LSTM (atomically); `cold_fitted_on` is the date of its last cold training,
+        `run_date` that of the run storing it (its data's: a fine-tuning saw later data)."""
+        write_lstm(self.dir / LSTM_FILE, state, cold_fitted_on, through=run_date)
 
     def save_factors(self, record: FactorRecord) -> None:
         """Store the regressors' scale and the histories the fits saw (atomically)."""
@@ -347,12 +348,25 @@ class ModelStore:
         return read_factors(path) if path.exists() else None
 
     def load_lstm(self, today: date, max_age_days: int) -> tuple[LstmState, date] | None:
-        """(state, date of its cold training) when stored and not older than `max_age_days`."""
+        """(state, date of its cold training) when stored, not older than `max_age_days`, and stored
+        by a run of `today` or before: a backfill forecasting with a network that a later night
+        trained (or fine-tuned) would see the days after its own history, as its items' fits may
+        not (`COLD_LATER`)."""
         path = self.dir / LSTM_FILE
         if not path.exists():
             return None
         state, fitted_on, _ = read_lstm(path)
-        return None if (today - fitted_on).days > max_age_days else (state, fitted_on)
+        if (today - fitted_on).days > max_age_days or lstm_through(path) > today:
+            return None
+        return state, fitted_on
+
+    def lstm_through(self) -> date | None:
+        """The run date of the data the stored LSTM last saw (None: none stored, or unreadable)."""
+        path = self.dir / LSTM_FILE
+        try:
+            return lstm_through(path) if path.exists() else None
+        except (OSError, ValueError, KeyError):
+            return None
 
 
 def _stale_store(folder: Path, now: float, min_days: int) -> bool:
@@ -437,9 +451,12 @@ def read_factors(path: Path) -> FactorRecord:
     return record
 
 
-def write_lstm(path: Path, state: LstmState, cold_fitted_on: date, warm: bool = False) -> None:
+def write_lstm(
+    path: Path, state: LstmState, cold_fitted_on: date, warm: bool = False, through: date | None = None
+) -> None:
     """An LSTM state in one .npz file, written atomically: its weights, shapes, per-step spread,
-    the date of its last cold training and whether this run grew it from a stored network."""
+    the date of its last cold training, whether this run grew it from a stored network, and the
+    run date of the data it last saw (`through`; default its cold training's)."""
     arrays = {f"w{i}": w for i, w in enumerate(state.weights)}
     meta = np.array([getattr(state, f) for f in LSTM_FIELDS], dtype=np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -450,11 +467,19 @@ def write_lstm(path: Path, state: LstmState, cold_fitted_on: date, warm: bool = 
         step_sigma=np.asarray(state.step_sigma, dtype=np.float64),
         final_loss=np.float64(state.final_loss),
         fitted_on=np.datetime64(cold_fitted_on, "D"),
+        through=np.datetime64(through or cold_fitted_on, "D"),
         warm=np.bool_(warm),
         **arrays,
     )
     fsync_file(tmp)  # a resumed run reads it: a power cut left it empty, every retry a traceback
     os.replace(tmp, path)
+
+
+def lstm_through(path: Path) -> date:
+    """The run date of the data a stored LSTM last saw (a file from before the field: its cold
+    training's)."""
+    with np.load(path, allow_pickle=False) as z:
+        return z["through" if "through" in z.files else "fitted_on"].astype("datetime64[D]").item()
 
 
 def read_lstm(path: Path) -> tuple[LstmState, date, bool]:
