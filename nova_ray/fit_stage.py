@@ -20,8 +20,8 @@ from .classify import classify
 from .config import Config
 from .engine import BatchResult, EngineSpec, forecast_batch
 from .factor_history import FactorCheck
-from .global_lstm import FINAL_PART, is_part, lstm_items, lstm_parts
-from .io.model_store import COLD_FORCED, ModelStore, read_lstm, write_lstm
+from .global_lstm import FINAL_PART, is_part, lstm_items, lstm_lookback, lstm_parts
+from .io.model_store import COLD_FORCED, COLD_LSTM_NOW, ModelStore, read_lstm, write_lstm
 from .io.results import BATCH_PREFIX, CACHE, ResultWriter
 from .series import SeriesSet
 
@@ -238,6 +238,12 @@ def fit_stage(
             classes=[classify(series.values_of(i)) for i in range(len(series))],
             factors=factors.why_cold if factors is not None else None,
         )
+        if first is None and lstm_idx:  # an item that grew long enough for the LSTM since its fit has
+            # no LSTM backtests stored: warm, its LSTM forecast would get no weight until its refit
+            need = lstm_lookback(spec) + spec.horizon
+            for item in store.shorter_than([ids[i] for i in lstm_idx if ids[i] in warm], need):
+                del warm[item]
+                cold[item] = COLD_LSTM_NOW
         if lstm_idx and all(ids[i] in warm for i in lstm_idx):
             lstm_stored = store.load_lstm(run_date, cfg.forecast.cache_max_age_days)
             if lstm_stored and factors is not None and factors.lstm():

@@ -239,6 +239,31 @@ def test_a_rolling_export_window_keeps_the_cache_at_weekly_periods(small_demo: P
     assert any("incomplete period is left out" in w for w in nights[1].warnings)
 
 
+def test_an_item_grown_long_enough_for_the_lstm_is_fitted_cold(tmp_path: Path) -> None:
+    """An item one period short of an LSTM window (lookback + horizon) at its fit, long enough the
+    next night, was warm: the LSTM forecast it but its stored fit had no LSTM backtests, so the
+    ensemble gave the LSTM no weight until the item's periodic refit. It is fitted cold now."""
+    from nova_ray.io.model_store import COLD_LSTM_NOW
+
+    rng = np.random.default_rng(1)
+    days = pd.date_range("2024-01-01", periods=120)
+    rows = [pd.DataFrame({"item_id": "A", "date": days, "quantity": 20 + rng.normal(0, 2, 120).round()}),
+            pd.DataFrame({"item_id": "X", "date": days[-35:], "quantity": 30 + rng.normal(0, 3, 35).round()})]
+    full = pd.concat(rows)
+    full[full["date"] < days[-1]].to_parquet(tmp_path / "night1.parquet")  # X: 34 days, 28 + 7 needed
+    full.to_parquet(tmp_path / "night2.parquet")
+
+    def run(night: str):
+        return run_forecast(_cfg(tmp_path / f"{night}.parquet", tmp_path, horizon=7, models="naive,lstm",
+                                 epochs=1, units=4), use_ray=False)
+
+    run("night1")
+    second = run("night2")
+    assert second.cold_items == {COLD_LSTM_NOW: {"count": 1, "items": ["X"]}} and second.warm_items == 1
+    metrics = pl.read_parquet(tmp_path / "out" / "metrics").filter(pl.col("item_id") == "X")
+    assert "lstm" in metrics["model"].to_list()  # its own LSTM backtests, which the ensemble weighs
+
+
 def test_same_history_checks_what_both_histories_hold() -> None:
     """Grown at the end, or without its oldest periods (any frequency): the same history; a value
     changed where both hold it, an earlier start, or a shorter end: not the same. A store written

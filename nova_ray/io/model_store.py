@@ -48,6 +48,7 @@ COLD_LATER = "stored fit made after the run date (a backfill, or a store that a 
 COLD_FORCED = "--full-refit"
 COLD_FAILED = "a stored model choice failed to forecast (last run)"
 COLD_NO_BACKTESTS = "the store's backtests are missing (its metrics and ensemble weights)"
+COLD_LSTM_NOW = "long enough for the LSTM now (its stored fit has no LSTM backtests)"
 STALE_STORE_DAYS = 30  # a sibling store (another version) unwritten this long is removed, see prune_stale
 VERSIONS_FILE = "model_versions.json"
 PRUNING = ".pruning"  # the suffix of a store folder being removed (`.<name>.pruning`)
@@ -172,6 +173,14 @@ class ModelStore:
         """The stored item entries (only `columns` when given); empty when there is no store."""
         path = self.dir / ITEMS_FILE
         return pl.read_parquet(path, columns=columns) if path.exists() else pl.DataFrame()
+
+    def shorter_than(self, item_ids: list[str], periods: int) -> set[str]:
+        """Those of `item_ids` whose stored fit saw fewer than `periods` periods."""
+        stored = self.items(["item_id", "n_obs"])
+        if not stored.height:
+            return set()
+        short = stored.filter(pl.col("item_id").is_in(item_ids) & (pl.col("n_obs") < periods))
+        return set(short["item_id"].to_list())
 
     def newest_fit(self) -> date | None:
         """The day of the store's newest fit, None without entries."""
