@@ -140,6 +140,19 @@ def too_short_to_backtest(lengths: np.ndarray, spec: EngineSpec, ids: Any = None
     return out
 
 
+def horizon_problem(end: Any, horizon: int, freq: str) -> str | None:
+    """Why `horizon` periods after the history's last day `end` cannot be forecast (None when they
+    can): past 2262-04-11, the last day a table's dates hold (pandas' nanosecond stamps), a run
+    crashed with a traceback after it had staged its checkpoints."""
+    fq = get_frequency(freq)
+    days = {"D": 1, "W": 7, "M": 31, "Q": 92, "Y": 366}[fq.code]  # at most, per period
+    last = np.datetime64(pd.Timestamp(end).date(), "D") + np.timedelta64(horizon * days, "D")
+    if last <= np.datetime64(pd.Timestamp.max.date(), "D"):
+        return None
+    return (f"--horizon {horizon} ({fq.code}) reaches past {pd.Timestamp.max:%Y-%m-%d}, the last date "
+            "the tables can hold: give a shorter horizon")
+
+
 def horizon_beyond_history(lengths: np.ndarray, spec: EngineSpec, ids: Any = None) -> list[str]:
     """A warning when items have less history than the horizon: their forecasts reach further
     ahead than they have data behind them (40 quarters ahead of 34: an ARIMA trend of 5x the

@@ -18,7 +18,14 @@ import polars as pl
 
 from . import __version__
 from .assemble import best_by_class, combine_items
-from .checks import export_gaps, horizon_beyond_history, stale_history, too_short_to_backtest, unchanged_data
+from .checks import (
+    export_gaps,
+    horizon_beyond_history,
+    horizon_problem,
+    stale_history,
+    too_short_to_backtest,
+    unchanged_data,
+)
 from .config import Config, ConfigError, job_paths_problem
 from .distributed import wait_for_shutdown
 from .engine import (
@@ -154,6 +161,8 @@ def run_forecast(
     release_memory(collect=False)  # the reading's copies, before the next step's temporaries
     series, dataset = load_series(cfg, items, loaded)
     history_end = loaded.rows["date"].max().date()  # the demand's last day (a W/M/Q series ends on a period)
+    if problem := horizon_problem(history_end, cfg.forecast.horizon, cfg.forecast.freq):
+        raise ConfigError(problem)
     if publish and only is None:
         loaded.notes.extend(unchanged_data(cfg, dataset, run_date, history_end))
     release_memory(collect=False)  # the series' sort keys (~50 MiB at 2 M rows) likewise

@@ -601,6 +601,19 @@ def test_a_folder_that_cannot_be_written_is_one_line_and_exit_2(small_demo: Path
         (tmp_path / "read-only").chmod(0o700)
 
 
+def test_a_horizon_past_the_tables_last_date_is_one_line(small_demo: Path, tmp_path: Path) -> None:
+    """`--freq M --horizon 3000` crashed with a traceback (pandas' last timestamp is in 2262) after
+    the run had staged checkpoints and a log, which `nova-ray runs` then listed as a run to resume."""
+    out, models = tmp_path / "out", tmp_path / "models"
+    for freq, horizon in (("D", "100000"), ("M", "3000"), ("Y", "300")):
+        res = CliRunner().invoke(app, ["forecast", "--data", str(small_demo / "demand.parquet"), "--output",
+                                       str(out), "--models-dir", str(models), "--no-ray", "--models", "naive",
+                                       "-q", "--freq", freq, "--horizon", horizon])
+        assert res.exit_code == 2, res.output
+        assert f"--horizon {horizon} ({freq}) reaches past 2262-04-11" in res.output
+        assert "Traceback" not in res.output and not out.exists() and not models.exists()
+
+
 def test_num_cpus_that_does_nothing_or_oversubscribes_is_said(monkeypatch: pytest.MonkeyPatch) -> None:
     """--num-cpus with --address (or RAY_ADDRESS) was ignored without a word, and 16 on 2 cores
     accepted silently. The CPUs counted are those the process may use (its affinity mask, a
