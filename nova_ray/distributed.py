@@ -345,6 +345,16 @@ def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S, named: str =
                               "`ray start --head --port` said otherwise)")
 
 
+def reachable_cluster(address: str | None) -> None:
+    """`check_address` for the cluster a `RayBackend(address)` would join (`address`, else
+    RAY_ADDRESS), before a run writes anything; nothing for a local Ray or a session already up."""
+    target = address or os.environ.get("RAY_ADDRESS") or None
+    ray = sys.modules.get("ray")
+    if target is None or (ray is not None and ray.is_initialized()):
+        return
+    check_address(target, named="" if address else "environment variable RAY_ADDRESS")
+
+
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + SETTINGS
 
 

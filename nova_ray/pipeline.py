@@ -27,7 +27,7 @@ from .checks import (
     unchanged_data,
 )
 from .config import Config, ConfigError, job_paths_problem
-from .distributed import wait_for_shutdown
+from .distributed import reachable_cluster, wait_for_shutdown
 from .engine import (
     BACKTEST_TABLE,
     FORECAST_TABLE,
@@ -173,6 +173,8 @@ def run_forecast(
     # the stock is validated before any fitting: a bad file costs no compute and writes nothing
     stock, warnings = load_stock(cfg, demand, items) if only is None and publish else (None, [])
     warnings = notes + warnings
+    if use_ray:  # a cluster that cannot be reached: said before the run's lock, log and checkpoints
+        reachable_cluster(cfg.ray.address)
     daily_rows = not per_period_rows(demand["date"], cfg.forecast.freq)
     warnings += export_gaps(cfg, demand["date"]) if daily_rows and not items else []  # the file's days
     if stock is not None:

@@ -359,6 +359,14 @@ def test_a_cluster_address_that_cannot_work_fails_fast(tmp_path: Path, small_dem
                                    str(small_demo / "demand.parquet"), "--models", "naive",
                                    "--output", str(tmp_path / "out"), "-q"])
     assert res.exit_code == 2 and "not a URL" in res.output
+    # a head that cannot be reached: said before the run's lock, log or checkpoints are written
+    # (`nova-ray runs` listed the run as one to resume)
+    out, models = tmp_path / "unreached", tmp_path / "unreached-models"
+    res = CliRunner().invoke(app, ["forecast", "--address", "127.0.0.1:1", "--data",
+                                   str(small_demo / "demand.parquet"), "--models", "naive",
+                                   "--output", str(out), "--models-dir", str(models), "-q"])
+    assert res.exit_code == 1 and "cannot reach Ray at 127.0.0.1:1" in res.output
+    assert not out.exists() and not models.exists()
 
 
 def test_an_interrupted_command_says_how_to_go_on(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
