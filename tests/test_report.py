@@ -245,6 +245,10 @@ def test_report_without_recommendations_or_history(run_dirs, tmp_path: Path) -> 
     assert "Purchasing recommendations" not in html and 'href="#recommendations"' not in html
     assert "demand history not shown" in html and "file not found" in html
     assert len(_charted(html)) == 6  # 3 worst + 3 best, forecasts without history
+    # --quiet silences progress, not the warning (it wrote the report without a word)
+    html, res = _report(tmp_path, run_dirs["bare"], "--data", str(tmp_path / "missing.parquet"), "-q")
+    assert res.exit_code == 0 and "warning: demand history not shown" in res.output
+    assert "wrote" not in res.output
 
 
 def test_report_items_option_and_run_option(run_dirs, tmp_path: Path) -> None:

@@ -52,6 +52,6 @@ def report(
         path = write_report(html_text, out)
     except OSError as exc:
         fail(f"--out {out}: cannot write: {exc.strerror or exc}")
+    warn(tables.warnings)  # also with --quiet, which silences progress only (a history not shown)
     if not quiet:
-        warn(tables.warnings)
         console.print(f"wrote {path} (run {tables.run_id}, {len(html_text) / 1e6:.1f} MB)", highlight=False)
