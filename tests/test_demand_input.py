@@ -118,6 +118,10 @@ def test_parquet_round_trip(tmp_path: Path) -> None:
             "item_id,date,quantity\nA,2024-01-01,abc\n",
             "d.csv: line 2: quantity 'abc' in column 'quantity' is not a number",
         ),
+        (  # a barcode pasted into the quantity column: orders worth 7.8e13, no word
+            "item_id,date,quantity\nA,2024-01-01,1\nA,2024-01-02,7891234567895\n",
+            "d.csv: line 3: quantity '7891234567895' in column 'quantity' is over 1e+09 for one row",
+        ),
         (
             "item_id,date,quantity\nA,2024-01-01,1\nB,2024-01-01,1\nA,2024-01-01,3\n",
             "d.csv: line 2 and line 4: duplicate item_id/date ('A', 2024-01-01)",

@@ -140,6 +140,9 @@ def _blank(value: object) -> bool:
 FIRST_DAY, LAST_DAY = np.datetime64("1677-09-23", "D"), np.datetime64("2262-04-10", "D")
 
 
+# Most one row may hold: a billion units of a spare part in a day is a code in the wrong column
+# (a 13-digit barcode gave orders worth 7.8e13, and 1e300 overflowed every model to a failure).
+MAX_QUANTITY = 1e9
 DAY_BLOCK = 262_144  # rows converted at a time by `_day_stamps`
 
 
@@ -279,6 +282,13 @@ def read_demand(path: str | Path, notes: list[str] | None = None, columns: str =
         raise InputError(
             f"{_where(path, locate, i)}: quantity {qty.iloc[i]:g} in column 'quantity' must be "
             f"finite and >= 0{returned if qty.iloc[i] < 0 else ''}"
+        )
+    huge = qty.to_numpy() > MAX_QUANTITY
+    if huge.any():  # a barcode or a part number pasted into the column: orders worth 10^13 otherwise
+        i = int(np.flatnonzero(huge)[0])
+        raise InputError(
+            f"{_where(path, locate, i)}: quantity {str(qty_col.iloc[i])!r} in column 'quantity' is over "
+            f"{MAX_QUANTITY:.0e} for one row (a code in the quantity column?)"
         )
 
     columns = {
