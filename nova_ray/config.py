@@ -188,12 +188,16 @@ def _apply_toml(cfg: Config, path: Path) -> None:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
     sections = cfg.sections()
+    owner = {f.name: sec for sec, cls in sections.items() for f in fields(cls)}
     for name, values in data.items():
+        if not isinstance(values, dict) and name in owner:  # a setting above every section
+            raise ConfigError(f"{path}: setting {name!r} outside a section: put it under [{owner[name]}]")
         if name not in sections or not isinstance(values, dict):
             raise ConfigError(f"{path}: unknown section [{name}]")
         for key, value in values.items():
             if key not in {f.name for f in fields(sections[name])}:
-                raise ConfigError(f"{path}: unknown setting {key!r} in [{name}]")
+                where = f" (it belongs in [{owner[key]}])" if key in owner else ""
+                raise ConfigError(f"{path}: unknown setting {key!r} in [{name}]{where}")
             cfg.set(key, value, str(path))
 
 

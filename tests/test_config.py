@@ -93,6 +93,15 @@ def test_bad_toml(tmp_path: Path) -> None:
         load_config(p, env={}, dotenv=None)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "missing.toml", env={}, dotenv=None)
+    # a setting above every section, or in another's: where it belongs is said ("unknown section")
+    p.write_text("horizon = 14\n")
+    outside = r"c.toml: setting 'horizon' outside a section: put it under \[forecast\]"
+    with pytest.raises(ConfigError, match=outside):
+        load_config(p, env={}, dotenv=None)
+    p.write_text("[ray]\nhorizon = 14\n")
+    elsewhere = r"unknown setting 'horizon' in \[ray\] \(it belongs in \[forecast\]\)"
+    with pytest.raises(ConfigError, match=elsewhere):
+        load_config(p, env={}, dotenv=None)
 
 
 def test_recommend_section_matches_policy() -> None:
