@@ -58,6 +58,7 @@ class Demand(NamedTuple):
     end: pd.Timestamp
     notes: list[str]
     start: pd.Timestamp | None = None
+    begin: pd.Timestamp | None = None  # rows before it (an incomplete first period) left out of the series
 
 
 def load_demand(cfg: Config, items: list[str] | None, until: date | None = None) -> Demand:
@@ -71,42 +72,47 @@ def load_demand(cfg: Config, items: list[str] | None, until: date | None = None)
     if until is not None:
         demand = _before(demand, until, cfg.paths.data, notes)
     end, left_out = complete_end(demand["date"], cfg.forecast.freq)
-    if (begin := complete_start(demand["date"], cfg.forecast.freq)) is not None:
-        demand = _from_complete_start(demand, begin, cfg.paths.data, notes)
+    begin = complete_start(demand["date"], cfg.forecast.freq)  # the rows stay (the dataset's id)
     first, last = demand["date"].min(), demand["date"].max()  # the file's, before `items` picks some
+    if begin is not None:
+        notes.append(f"{cfg.paths.data}: the data start on {first:%Y-%m-%d}, inside the period before "
+                     f"{begin:%Y-%m-%d}: that incomplete period is left out")
     if left_out is not None:
         notes.append(
             f"{cfg.paths.data}: the data end on {demand['date'].max():%Y-%m-%d}, inside the period from "
             f"{left_out:%Y-%m-%d}: that incomplete period is left out, the forecast starts with it"
         )
     demand = select_items(demand, items)
+    if begin is not None:
+        notes += _only_before(demand, begin)
     if left_out is not None:  # items whose rows all fall in it would vanish without a word
-        first = demand.groupby("item_id", observed=True)["date"].min()
-        new = sorted(str(i) for i in first.index[first >= left_out])
+        item_first = demand.groupby("item_id", observed=True)["date"].min()
+        new = sorted(str(i) for i in item_first.index[item_first >= left_out])
         if new:
             shown = ", ".join(new[:10]) + (f" and {len(new) - 10} more" if len(new) > 10 else "")
             notes.append(f"{len(new)} item(s) have rows only in that incomplete period: no forecast for them "
                          f"until it is complete: {shown}")
     notes += lone_first_rows(demand, cfg.paths.data) + stopped_items(demand, cfg.paths.data, last)
-    start = pd.Timestamp(first) if cfg.forecast.series_start == "file" else None
-    return Demand(demand, end, notes, start)
+    if cfg.forecast.series_start == "file":
+        start = pd.Timestamp(first) if begin is None else max(pd.Timestamp(first), begin)
+    else:
+        start = None
+    return Demand(demand, end, notes, start, begin)
 
 
-def _from_complete_start(
-    demand: pd.DataFrame, begin: pd.Timestamp, path: str, notes: list[str]
-) -> pd.DataFrame:
-    """The rows from `begin` on (`complete_start`), with a note; items whose rows all fall before it
-    are named (they would vanish without a word)."""
+def _only_before(demand: pd.DataFrame, begin: pd.Timestamp) -> list[str]:
+    """A note naming the items whose rows all fall before `begin` (`complete_start`): they would
+    vanish without a word."""
     early = (demand["date"] < begin).to_numpy()
-    notes.append(f"{path}: the data start on {demand['date'].min():%Y-%m-%d}, inside the period before "
-                 f"{begin:%Y-%m-%d}: that incomplete period is left out")
+    if not early.any():
+        return []
     ids = demand["item_id"]  # each side's distinct codes: not a set of every row's
     gone = sorted(set(map(str, pd.unique(ids[early]))) - set(map(str, pd.unique(ids[~early]))))
-    if gone:
-        shown = ", ".join(gone[:10]) + (f" and {len(gone) - 10} more" if len(gone) > 10 else "")
-        notes.append(f"{len(gone)} item(s) have rows only in that incomplete first period: no forecast for "
-                     f"them: {shown}")
-    return demand[~early].reset_index(drop=True)
+    if not gone:
+        return []
+    shown = ", ".join(gone[:10]) + (f" and {len(gone) - 10} more" if len(gone) > 10 else "")
+    return [f"{len(gone)} item(s) have rows only in that incomplete first period: no forecast for "
+            f"them: {shown}"]
 
 
 def _before(demand: pd.DataFrame, until: date, path: str, notes: list[str]) -> pd.DataFrame:
@@ -130,7 +136,9 @@ def load_series(cfg: Config, items: list[str] | None, loaded: Demand | None = No
     """Validated demand for the selected items as a SeriesSet, and the dataset id (`loaded`: what
     `load_demand` gave, else read here)."""
     demand = load_demand(cfg, items) if loaded is None else loaded
-    series = build_series(demand.rows, cfg.forecast.freq, end=demand.end, start=demand.start)
+    series = build_series(
+        demand.rows, cfg.forecast.freq, end=demand.end, start=demand.start, begin=demand.begin
+    )
     return series, dataset_id(demand.rows)
 
 

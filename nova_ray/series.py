@@ -186,8 +186,14 @@ def complete_start(dates: pd.Series, freq: str) -> pd.Timestamp | None:
     start = pd.Timestamp(period_start(pd.Series([first]), fq).iloc[0])
     if first == start or per_period_rows(dates, freq):
         return None
-    following = pd.Series(pd.unique(dates)) + pd.Timedelta(days=1)
-    if (period_start(following, fq) == following).all():  # totals dated on their periods' last days
+    # totals dated on the last day of the month or week they sum (month ends, Sundays): the first
+    # row covers its whole month or week
+    days = pd.Series(pd.unique(dates))
+    if ((days + pd.Timedelta(days=1)).dt.day == 1).all():
+        first = first.replace(day=1)
+    elif (days.dt.weekday == 6).all():
+        first = first - pd.Timedelta(days=6)
+    if first <= start:
         return None
     begin = pd.Timestamp(date_range(start, 2, fq)[1])
     after = pd.Timestamp(date_range(begin, 2, fq)[1])  # the day after the first complete period
@@ -215,12 +221,13 @@ def _periods(origin: np.datetime64, dates: np.ndarray, code: str) -> np.ndarray:
 
 
 def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = None,
-                 start: pd.Timestamp | None = None) -> SeriesSet:
+                 start: pd.Timestamp | None = None, begin: pd.Timestamp | None = None) -> SeriesSet:
     """Aggregate long demand (item_id, date, quantity) to `freq` periods; missing periods are zero.
 
     Every series runs from its first period (or `start`'s, when earlier: an export that lists an
     item only on the days it was used) to the common last period of the data (or `end`; rows
-    after it are left out). Items are ordered by their id as text. Vectorised over rows
+    after it are left out); rows before `begin` (an incomplete first period, `complete_start`)
+    are left out too. Items are ordered by their id as text. Vectorised over rows
     (integer keys, one sort): no per-item frames, so memory stays a few arrays of the row count.
     """
     fq = get_frequency(freq)
@@ -246,6 +253,11 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
     del stamps
     per = _periods(origin, dates, code)
     qty = demand["quantity"].to_numpy(dtype=float)
+    if begin is not None:
+        keep = dates >= np.datetime64(pd.Timestamp(begin).date(), "D")
+        if not keep.all():  # copies of the row arrays only when rows are cut
+            per, qty, codes, dates = per[keep], qty[keep], codes[keep], dates[keep]
+        del keep
     # the first row's day (before rows are cut: the earliest row is kept whenever any is)
     first_day = dates[per.argmin()].astype("datetime64[D]") if len(per) else None
     del dates

@@ -537,8 +537,12 @@ def test_an_incomplete_first_period_is_left_out(tmp_path: Path) -> None:
     assert complete_start(daily, "D") is None
     assert complete_start(pd.Series(pd.date_range("2024-01-01", "2024-05-31")), "M") is None
     assert complete_start(pd.Series(pd.date_range("2024-01-01", periods=6, freq="MS")), "M") is None
-    month_ends = pd.Series(pd.date_range("2024-01-31", periods=6, freq="ME"))  # totals dated on the last day
+    month_ends = pd.Series(pd.date_range("2024-01-31", periods=24, freq="ME"))  # totals dated on the last day
     assert complete_start(month_ends, "M") is None
+    assert complete_start(month_ends, "Q") is None  # the row of January 31 is all of January
+    assert complete_start(month_ends, "Y") is None
+    no_january = month_ends[1:].reset_index(drop=True)
+    assert complete_start(no_january, "Q") == pd.Timestamp("2024-04-01")
     assert complete_start(pd.Series(pd.date_range("2024-01-07", periods=9, freq="W-SUN")), "W") is None
     short = pd.Series(pd.date_range("2024-01-12", "2024-02-20"))
     assert complete_start(short, "M") is None  # no complete month after it
@@ -553,6 +557,19 @@ def test_an_incomplete_first_period_is_left_out(tmp_path: Path) -> None:
     assert "d.csv: the data start on 2024-01-12, inside the period before 2024-02-01" in loaded.notes[0]
     assert loaded.notes[1] == ("1 item(s) have rows only in that incomplete first period: no forecast "
                                "for them: OLD")
+    # the rows stay: the dataset's id is the file's, as `recommend` and `report` compute it (they
+    # said every W/M run had used other data)
+    from nova_ray.io.demand import dataset_id
+
+    assert load_series(cfg, None, loaded)[1] == dataset_id(read_demand(f))
+    # series from the file's first date, with an incomplete last period too: from the first
+    # complete period (a per-item Series took the file's first date's name: a TypeError)
+    g = _csv(tmp_path, "item_id,date,quantity\n" + rows + "A,2024-06-05,1\n")
+    cfg = load_config(None, {"data": str(g), "freq": "M", "series_start": "file"}, env={}, dotenv=None)
+    loaded = load_demand(cfg, None)
+    series, _ = load_series(cfg, None, loaded)
+    assert loaded.start == pd.Timestamp("2024-02-01") and series.starts[0] == np.datetime64("2024-02-01")
+    assert series.end == np.datetime64("2024-05-01")
 
 
 def test_export_quirks_three_decimals_tabs_empty_rows_and_totals(tmp_path: Path) -> None:
