@@ -679,7 +679,8 @@ class RayBackend:
     def _abandon(self) -> None:
         import ray
 
-        if getattr(self, "_owns_connection", False) and ray.is_initialized():
+        if getattr(self, "_owns_connection", False):  # also when `ray.init` stopped after starting the
+            # head but before connecting (not "initialized"): `shutdown` stops the processes it started
             with _sigterm_action_kept():
                 ray.shutdown()
         if self._tmp:
@@ -966,7 +967,7 @@ def probe_ray(address: str | None = None, num_cpus: int = 1, task_timeout_s: flo
             "node_checks": nodes,
         }
     finally:
-        if owned and ray.is_initialized():
+        if owned:  # also a start that failed after the head's processes were up
             ray.shutdown()
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)

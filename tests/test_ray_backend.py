@@ -111,6 +111,20 @@ def test_a_failed_start_leaves_no_session_nor_temp_dir(monkeypatch: pytest.Monke
             distributed.RayBackend(None, 1).__enter__()  # Ray started, then failed
     assert ours() == before and not ray.is_initialized()
 
+    def refused(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("driver not connected")
+
+    import subprocess
+
+    from ray._private import worker
+
+    with monkeypatch.context() as mp:  # the head's processes up, the driver not connected yet
+        mp.setattr(worker, "connect", refused)
+        with pytest.raises(RuntimeError, match="driver not connected"):
+            distributed.RayBackend(None, 1).__enter__()
+    left = subprocess.run(["pgrep", "-f", f"nova-ray-ray-{os.getpid()}-"], capture_output=True, text=True)
+    assert ours() == before and not left.stdout.split(), left.stdout  # its GCS and raylet stopped too
+
 
 def test_a_cluster_without_cpus_is_said(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
     """A head started with --num-cpus 0 whose worker nodes have not joined: the tasks wait, and the
