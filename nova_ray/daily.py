@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from .config import Config
+from .config import Config, ConfigError
 from .io.errors import InputError
 from .io.lock import job_lock
 from .io.publish import run_records
@@ -106,6 +106,7 @@ def run_daily(
     `report`: filled as the job goes (the caller can show the steps done when a later one fails).
     `full_refit`: every item fitted cold, not from the model store (with `force`, as `run` passes it).
     `fetch`: download the external factors into the raw folder first (`_fetch`)."""
+    from .checks import horizon_problem
     from .io.demand import dataset_id
     from .pipeline import run_forecast
     from .provenance import config_hash
@@ -140,6 +141,9 @@ def run_daily(
         prior, why = None, ""
         if not force and _records(cfg.paths.output, run_date.isoformat()):  # the date has a run: which?
             loaded = load_demand(cfg, None, until=run_date)
+            end = loaded.rows["date"].max()
+            if problem := horizon_problem(end, cfg.forecast.horizon, cfg.forecast.freq):
+                raise ConfigError(problem)  # as the forecast says it (the factors' table would crash)
             series, factors = attach_exog(cfg, load_series(cfg, None, loaded)[0])
             version = f"{__version__}+{config_hash(cfg, series.exog_names)}"
             prior, why = published_run(cfg, run_date, version, dataset_id(loaded.rows),

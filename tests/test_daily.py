@@ -332,6 +332,13 @@ def test_a_rerun_killed_while_publishing_is_finished_by_the_next_run(
     assert not report.skipped and "was killed before its pointer was written" in report.steps[1][1]
     assert owners() == {report.run_id} == {_pointer(out)["run_id"]}
     assert run_daily(cfg, day).skipped  # finished now
+    # a horizon past pandas' last date, on a date that has a run: one line (the check of that run
+    # built the external factors' table first, which crashed with a traceback)
+    from nova_ray.config import ConfigError
+
+    far = load_config(None, {"data": str(small_demo / "demand.parquet"), "horizon": 100000}, dotenv=None)
+    with pytest.raises(ConfigError, match="--horizon 100000 \\(D\\) reaches past 2262-04-11"):
+        run_daily(far, day)
 
 
 def test_a_backfill_keeps_the_latest_run_and_is_never_pruned_away(env: Path, small_demo: Path,
