@@ -104,6 +104,9 @@ def test_demo_stock_is_valid(small_demo: Path) -> None:
     (f"{HEADER},unit_cost\nA,S,1,2,-4\n", "line 2: unit_cost -4 in column 'unit_cost' must be >= 0"),
     (f"{HEADER},on_order\nA,S,1,2,lots\n", "line 2: on_order 'lots' in column 'on_order' is not a number"),
     (f"{HEADER}\nA,S,1,2\nB,S,1,2\nA,S,3,4\n", "line 2 and line 4: duplicate item_id/site ('A', 'S')"),
+    # a row for the whole item beside its sites' rows got the whole item's demand: counted twice
+    (f"{HEADER}\nA,S1,100,5\nA,,100,5\n",
+     "line 3: item 'A' has a row without a site beside rows for its sites (S1): give its site, or one row"),
     (f"{HEADER}\nA,S,inf,2\n", "line 2: on_hand inf in column 'on_hand' must be finite"),
     (f"{HEADER}\nB,S,10,2,5\nA,S,1,2,5\n", "line 2: 5 values for 4 columns (extra value '5'"),
 ])

@@ -174,6 +174,15 @@ def read_stock(path: str | Path, notes: list[str] | None = None, columns: str = 
         a, b = (where(int(r)) for r in same[:2])
         raise InputError(f"{path}: {a} and {b}: duplicate item_id/site "
                          f"({key['item_id'].iat[first]!r}, {key['site'].iat[first]!r})")
+    blank = (key["site"] == "").to_numpy()
+    named = set(key["item_id"].to_numpy()[~blank])
+    both = [i for i, item in enumerate(key["item_id"].to_numpy()) if blank[i] and item in named]
+    if both:  # a row for the whole item beside its sites' rows: its demand would be counted twice
+        i = both[0]
+        sites = sorted(key["site"].to_numpy()[(key["item_id"] == key["item_id"].iat[i]).to_numpy() & ~blank])
+        raise InputError(f"{path}: {where(i)}: item {key['item_id'].iat[i]!r} has a row without a site "
+                         f"beside rows for its sites ({', '.join(sites[:5])}): give its site, or one row "
+                         "for the whole item")
     df = pl.DataFrame({c: cols[c] for c in COLUMNS if c != DUE}, nan_to_null=True)
     due = pl.Series(DUE, list(cols[DUE]), dtype=pl.Date)
     return df.with_columns(pl.col("lead_time_days").cast(pl.Int64), due)
