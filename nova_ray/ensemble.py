@@ -136,8 +136,10 @@ def _apply_bounds(table: pl.DataFrame, resid: pl.DataFrame, keys: list[str]) -> 
     out = table.join(resid, on=keys, how="left")
     n = pl.col("n_resid").fill_null(0)
     if REGIME in resid.columns:  # the held-out windows' count decides the construction (`combine`);
-        # an item with one window has none held out: its band stays that of its residuals
-        n = pl.when(pl.col(REGIME).fill_null(0) > 0).then(pl.col(REGIME)).otherwise(n)
+        # an item with one window has none held out (null): its band stays that of its residuals.
+        # Held-out windows without demand count 0 (the models' bands), not "none held out": read
+        # as that, all the item's residuals made a conformal band that no backtest window had
+        n = pl.when(pl.col(REGIME).is_not_null()).then(pl.col(REGIME)).otherwise(n)
     out = out.with_columns(
         [
             pl.when(n >= min_residuals(lv))
@@ -201,12 +203,14 @@ def combine(
     if bt.height:
         parts, held_out = [], []
         for (w,), rows in bt.group_by("window", maintain_order=True):
+            # windows a step shorter than the horizon apart share days: a window's band then holds
+            # residuals of days it scores, and its coverage reads high (README, Backtest)
             others = bt.filter(pl.col("window") != w)
             resid = _residual_bounds(others) if others.height else _residual_bounds(others.head(0))
             parts.append(_apply_bounds(rows, resid, ["item_id"]))
             scored = rows.select("item_id").unique()  # the items this window scores: their held-out count
-            held_out.append(scored.join(resid.select("item_id", "n_resid"), on="item_id", how="left")
-                            .with_columns(pl.col("n_resid").fill_null(0)))
+            # null where the item has no other window; 0 where its other windows have no demand
+            held_out.append(scored.join(resid.select("item_id", "n_resid"), on="item_id", how="left"))
         # the forecast's band is built as its backtests' are (the reported coverage measures it):
         # from the item's every residual, but conformal at a level only where each window's band,
         # from the other windows' residuals, is too (42 residuals made a conformal 95% band while

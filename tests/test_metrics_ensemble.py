@@ -237,6 +237,23 @@ def test_the_95_band_is_conformal_only_with_39_residuals(n: int) -> None:
     assert row["lo_95"] <= row["lo_80"] <= row["forecast"] <= row["hi_80"] <= row["hi_95"]
 
 
+def test_held_out_windows_without_demand_keep_the_models_band() -> None:
+    """Demand in one backtest window only: that window's held-out windows have none (count 0),
+    which read as "one window, nothing held out", so the forecast got a conformal 95% band from
+    all 42 residuals, topped by the largest (200), that no backtest window had (the window scored
+    the models' band). The forecast's band now follows the windows' count: the models' bands."""
+    truth = np.zeros(42)
+    truth[28:] = [5, 0, 8, 0, 0, 6, 0, 200, 0, 4, 0, 0, 7, 0]
+    fc, bt = _tables(truth, {"a": np.full(42, 3.0)}, windows=3)
+    bands = {"lo_80": pl.lit(0.0), "hi_80": pl.lit(6.0), "lo_95": pl.lit(0.0), "hi_95": pl.lit(9.0)}
+    fc, bt = fc.with_columns(forecast=pl.lit(3.0), **bands), bt.with_columns(**bands)
+    ens_fc, ens_bt = combine(fc, bt, learn_weights(fc, bt))
+    row = ens_fc.row(0, named=True)
+    assert (row["hi_80"], row["hi_95"]) == (6.0, 9.0)
+    scored = ens_bt.filter(pl.col("window") == ens_bt["window"].max()).row(0, named=True)
+    assert (scored["hi_80"], scored["hi_95"]) == (6.0, 9.0)  # the band its backtest scored
+
+
 def test_the_bands_of_an_item_mostly_without_demand_start_at_zero() -> None:
     """An item with demand on one day in ten: zero is likelier than either band's lower tail, so
     both bands start at 0. Shifted by a forecast that moves day to day (seasonal naive replaying a
