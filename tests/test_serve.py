@@ -459,6 +459,20 @@ def test_cli_serve_rejects_bad_options(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "unsupported location" in res.output
     res = runner.invoke(cli_app, ["serve", "--results", str(tmp_path), "--port", "0"])
     assert res.exit_code == 2
+    # a poll interval of inf made /health a 500 (JSON has no Infinity) and killed the watcher
+    res = runner.invoke(cli_app, ["serve", "--results", str(tmp_path), "--poll-seconds", "inf"])
+    assert res.exit_code == 2 and "--poll-seconds" in res.output
+    from nova_ray.serve.app import main
+    from nova_ray.serve.store import RunStore
+
+    with pytest.raises(ValueError, match="poll seconds must be finite"):
+        RunStore(str(tmp_path), poll_seconds=float("inf"))
+    for argv, message in ((["--poll-seconds", "nan"], "--poll-seconds must be > 0"),
+                          (["--port", "70000"], "--port 70000 is not one"),
+                          (["--results", "ftp://x/y"], "unsupported location")):
+        with pytest.raises(SystemExit) as exc:  # `python -m nova_ray.serve.app`: one line, not a traceback
+            main(["--results", str(tmp_path), *argv])
+        assert exc.value.code == 2, message
 
 
 def test_a_run_that_fails_to_load_is_retried_after_growing_pauses(
@@ -485,3 +499,13 @@ def test_a_run_that_fails_to_load_is_retried_after_growing_pauses(
     assert len(loads) == 2  # then 0.8 s
     write_run(root, B, DAY[B], 2.0)  # a new run: loaded at the next poll
     assert s.refresh() is True and s.current is not None and s.current.run_id == B and len(loads) == 3
+    # the 1024th failure of one pointer (3.5 days of a broken publish): 2**1024 raised OverflowError
+    # out of the watcher, which then served the old run for good
+    raw = store_mod.read_pointer(s.location)[2]
+    s._pointer, s._failed = b"another", (raw, 1023, 0.0)  # its 1023rd failure, its pause over
+
+    def broken(loc):
+        raise OSError("a file of the run is gone")
+
+    monkeypatch.setattr(store_mod, "load_run", broken)
+    assert s.refresh() is False and s._failed[1] == 1024 and "a file of the run is gone" in s.last_error

@@ -20,8 +20,9 @@ def serve(
                                      help="S3-compatible endpoint, e.g. http://minio:9000 (default: "
                                      "\\[publish] endpoint_url, else AWS_ENDPOINT_URL_S3, else "
                                      "AWS_ENDPOINT_URL)."),
-    poll_seconds: float = typer.Option(5.0, "--poll-seconds", min=0.1, help="How often to check the pointer "
-                                       "for a new run."),
+    poll_seconds: float = typer.Option(5.0, "--poll-seconds", min=0.1, max=86_400.0,
+                                       help="How often to check the pointer for a new run (seconds, at most "
+                                       "a day)."),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
     cors_origin: list[str] = typer.Option(None, "--cors-origin", metavar="ORIGIN",
                                           envvar="NOVA_RAY_SERVE_CORS_ORIGINS",

@@ -30,7 +30,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from .. import __version__
-from .store import QueryError, Run, RunStore, dumps
+from .store import MAX_POLL_SECONDS, PublishError, QueryError, Run, RunStore, dumps
 
 Urgency = Literal["critical", "high", "medium", "ok"]  # nova_ray.recommend.URGENCY
 DemandClass = Literal["smooth", "erratic", "intermittent", "lumpy", "zero"]  # nova_ray.classify.CLASSES
@@ -99,12 +99,13 @@ def _items(values: list[str] | None) -> list[str] | None:
     return values
 
 
-def _page(run: Run, kind: str, table: pa.Table, limit: int, offset: int) -> Response:
-    """One page of rows with the run it came from; rows are JSON-encoded by Polars (fast, no Python rows)."""
-    page = table.slice(offset, limit) if offset < table.num_rows else table.slice(0, 0)
+def _page(run: Run, kind: str, found: tuple[int, pa.Table], limit: int, offset: int) -> Response:
+    """One page of rows (`found`: the matches' count and the page) with the run it came from; rows
+    are JSON-encoded by Polars (fast, no Python rows)."""
+    total, page = found
     head = dumps({"run_id": run.run_id, "version": run.version, "generated_at": run.generated_at,
                   "freq": run.meta.get("freq"), "history_end": run.meta.get("history_end"),
-                  "kind": kind, "total": table.num_rows, "offset": offset, "limit": limit,
+                  "kind": kind, "total": total, "offset": offset, "limit": limit,
                   "count": page.num_rows})
     rows = pl.from_arrow(page).write_json().encode() if page.num_rows else b"[]"
     return Response(content=head[:-1] + b',"data":' + rows + b"}", media_type="application/json")
@@ -225,14 +226,14 @@ def create_app(
             raise ApiError(503, f"no run loaded yet ({store.last_error or 'starting'})")
         return run
 
-    def query(run: Run, kind: str, **filters: Any) -> pa.Table:
+    def query(run: Run, kind: str, offset: int, limit: int, **filters: Any) -> tuple[int, pa.Table]:
         if kind not in run.kinds:
             raise ApiError(404, f"run {run.run_id} has no {kind} table", run.run_id)
         df, dt = filters.get("date_from"), filters.get("date_to")
         if df is not None and dt is not None and df > dt:
             raise ApiError(400, f"date_from {df} is after date_to {dt}", run.run_id)
         try:
-            return run.select(kind, **filters)
+            return run.page(kind, offset, limit, **filters)
         except QueryError as exc:
             raise ApiError(400, str(exc), run.run_id) from None
 
@@ -262,8 +263,9 @@ def create_app(
     ) -> Response:
         """Forecast rows (item, model, date, point forecast, interval bounds)."""
         run = current()
-        t = query(run, "forecasts", item_ids=_items(item_id), site=site, equals={"model": model},
-                  date_from=_day("date_from", date_from, run), date_to=_day("date_to", date_to, run))
+        t = query(run, "forecasts", offset, limit, item_ids=_items(item_id), site=site,
+                  equals={"model": model}, date_from=_day("date_from", date_from, run),
+                  date_to=_day("date_to", date_to, run))
         return _page(run, "forecasts", t, limit, offset)
 
     @app.get("/api/v1/recommendations")
@@ -279,7 +281,8 @@ def create_app(
         if "recommendations" not in run.kinds:
             raise ApiError(404, f"run {run.run_id} has no recommendations (the run did not produce a "
                                 "recommendations table)", run.run_id)
-        t = query(run, "recommendations", item_ids=_items(item_id), site=site, equals={"urgency": urgency})
+        t = query(run, "recommendations", offset, limit, item_ids=_items(item_id), site=site,
+                  equals={"urgency": urgency})
         return _page(run, "recommendations", t, limit, offset)
 
     @app.get("/api/v1/metrics")
@@ -291,8 +294,8 @@ def create_app(
     ) -> Response:
         """Backtest error metrics per item, model and window."""
         run = current()
-        return _page(run, "metrics", query(run, "metrics", item_ids=_items(item_id), equals={"model": model}),
-                     limit, offset)
+        found = query(run, "metrics", offset, limit, item_ids=_items(item_id), equals={"model": model})
+        return _page(run, "metrics", found, limit, offset)
 
     @app.get("/api/v1/items")
     def items(
@@ -304,7 +307,8 @@ def create_app(
     ) -> Response:
         """Per-item facts: demand class, models used, fallbacks."""
         run = current()
-        t = query(run, "items", item_ids=_items(item_id), site=site, equals={"demand_class": demand_class})
+        t = query(run, "items", offset, limit, item_ids=_items(item_id), site=site,
+                  equals={"demand_class": demand_class})
         return _page(run, "items", t, limit, offset)
 
     return app
@@ -359,16 +363,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cors-origin", action="append", default=[], help="A browser origin allowed to read the "
                    "API, e.g. https://dash.example.com (repeatable; * for any).")
     a = p.parse_args(argv)
-    if a.poll_seconds <= 0:
-        p.error("--poll-seconds must be > 0")
+    if not 0 < a.poll_seconds <= MAX_POLL_SECONDS:  # also NaN and inf
+        p.error(f"--poll-seconds must be > 0 and at most {MAX_POLL_SECONDS:.0f}")
+    if not 1 <= a.port <= 65535:
+        p.error(f"--port {a.port} is not one (1-65535)")
     try:
         cors = cors_origins(a.cors_origin)
     except ValueError as exc:
         p.error(f"--cors-origin: {exc}")
     if "://" not in a.results and not Path(a.results).expanduser().is_dir():  # as `nova-ray serve` does
         p.error(f"--results {a.results}: no such folder")
-    serve(a.results, host=a.host, port=a.port, endpoint_url=a.endpoint_url, poll_seconds=a.poll_seconds,
-          access_log=not a.no_access_log, cors=cors)
+    try:
+        serve(a.results, host=a.host, port=a.port, endpoint_url=a.endpoint_url, poll_seconds=a.poll_seconds,
+              access_log=not a.no_access_log, cors=cors)
+    except PublishError as exc:  # a URI it cannot serve, an endpoint that is not one: one line
+        p.error(f"--results {a.results}: {exc}")
 
 
 if __name__ == "__main__":
