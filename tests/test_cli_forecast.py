@@ -360,12 +360,19 @@ def test_a_cluster_address_that_cannot_work_fails_fast(tmp_path: Path, small_dem
                                    "--output", str(tmp_path / "out"), "-q"])
     assert res.exit_code == 2 and "not a URL" in res.output
     # a head that cannot be reached: said before the run's lock, log or checkpoints are written
-    # (`nova-ray runs` listed the run as one to resume)
+    # (`nova-ray runs` listed the run as one to resume); in a process of its own, as a user runs it
+    # (this module's Ray session would be used instead, with a warning)
+    import subprocess
+    import sys
+
     out, models = tmp_path / "unreached", tmp_path / "unreached-models"
-    res = CliRunner().invoke(app, ["forecast", "--address", "127.0.0.1:1", "--data",
-                                   str(small_demo / "demand.parquet"), "--models", "naive",
-                                   "--output", str(out), "--models-dir", str(models), "-q"])
-    assert res.exit_code == 1 and "cannot reach Ray at 127.0.0.1:1" in res.output
+    res = subprocess.run(
+        [sys.executable, "-c", "from nova_ray.cli import main; main()", "forecast", "--address",
+         "127.0.0.1:1", "--data", str(small_demo / "demand.parquet"), "--models", "naive",
+         "--output", str(out), "--models-dir", str(models), "-q"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert res.returncode == 1 and "cannot reach Ray at 127.0.0.1:1" in res.stderr, res.stderr
     assert not out.exists() and not models.exists()
 
 
