@@ -258,7 +258,7 @@ def build_series(demand: pd.DataFrame, freq: str, end: pd.Timestamp | None = Non
         if not keep.all():  # copies of the row arrays only when rows are cut
             per, qty, codes, dates = per[keep], qty[keep], codes[keep], dates[keep]
         del keep
-    # the first row's day (before rows are cut: the earliest row is kept whenever any is)
+    # the first row's day (before `end` cuts rows: the earliest row is kept whenever any is)
     first_day = dates[per.argmin()].astype("datetime64[D]") if len(per) else None
     del dates
     if end is not None:
