@@ -144,7 +144,7 @@ def run_daily(
             end = loaded.rows["date"].max()
             if problem := horizon_problem(end, cfg.forecast.horizon, cfg.forecast.freq):
                 raise ConfigError(problem)  # as the forecast says it (the factors' table would crash)
-            series, factors = attach_exog(cfg, load_series(cfg, None, loaded)[0])
+            series, factors = attach_exog(cfg, load_series(cfg, None, loaded)[0], run_date)
             version = f"{__version__}+{config_hash(cfg, series.exog_names)}"
             prior, why = published_run(cfg, run_date, version, dataset_id(loaded.rows),
                                        factors.get("values_sha256"))

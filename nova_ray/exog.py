@@ -20,6 +20,7 @@ import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -310,10 +311,12 @@ def _period_table(
     future_table: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
     """The `wanted` features aggregated to `grid` (unscaled), realised up to `known_until`, and
-    the features the table lacks (name -> reason)."""
+    the features the table lacks (name -> reason). The daily columns are derived from the table's
+    first day on, not from the grid's: a monthly 5G count's pace needs two updates before it (from
+    28 days before the grid it read 0 for its first weeks, and a rolling window's start moved it)."""
     days = daily_table(
         features,
-        grid[0] - pd.Timedelta(days=WARMUP_DAYS),
+        min(grid[0] - pd.Timedelta(days=WARMUP_DAYS), pd.to_datetime(features["date"]).min().normalize()),
         _grid_last_day(grid[-1], fq),
         known_until=known_until,
         future_table=future_table,
@@ -499,10 +502,14 @@ def _observed_until(entries: dict[str, dict[str, Any]]) -> dict[str, pd.Timestam
     return out
 
 
-def _described(frame: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, tuple[str, ...], dict[str, Any]]:
-    """The table at `path` with its 5G counts continued, and its regressor columns: both from its
-    data dictionary, read once."""
+def _described(
+    frame: pd.DataFrame, path: Path, known_until: date | None = None
+) -> tuple[pd.DataFrame, tuple[str, ...], dict[str, Any]]:
+    """The table at `path` up to `known_until` with its 5G counts continued, and its regressor
+    columns: both from its data dictionary, read once."""
     entries = _entries(path)
+    if known_until is not None:  # a backfill's forecast knows the factors of its date, not later ones
+        frame = frame[pd.to_datetime(frame["date"]) <= pd.Timestamp(known_until)].reset_index(drop=True)
     frame, continued = continue_counts(frame, _observed_until(entries))
     return frame, _regressors(entries), continued
 
@@ -522,19 +529,21 @@ def load_features(
     start: pd.Timestamp | str | None = None,
     end: pd.Timestamp | str | None = None,
     inmet_stations: str = "",
+    known_until: date | None = None,
 ) -> Features | None:
     """The feature table of a run, its regressor columns and source files, or None when there are none.
 
     `features_path` (e.g. data/processed/features.parquet) wins when it exists; otherwise a
     ``raw/`` folder next to the demand file (the demo layout) is run through build_features into
-    a temporary folder (nothing is written next to the data). 5G counts whose source ends before
-    the table are continued at their pace (`continue_counts`).
+    a temporary folder (nothing is written next to the data). Rows after `known_until` (a
+    backfill's date) are left out; 5G counts whose source ends before the table are continued at
+    their pace (`continue_counts`).
     """
     from .etl import build_features, read_features
 
     if features_path and Path(features_path).is_file():
         path = Path(features_path).resolve()  # the record names the file wherever the run started
-        frame, regs, continued = _described(features_file(path), path)
+        frame, regs, continued = _described(features_file(path), path, known_until)
         return Features(frame, regs, (str(path), *raw_sources(path)), continued)
     # not beside an s3:// demand file: Path would make that the local folder `s3:/bucket/...`
     raw = Path(demand_path).parent / "raw" if demand_path and not is_uri(demand_path) else None
@@ -542,7 +551,7 @@ def load_features(
         return None
     with tempfile.TemporaryDirectory(prefix="nova-ray-features-") as tmp:
         res = build_features(raw, tmp, start, end, inmet_stations)
-        frame, regs, continued = _described(read_features(res.path), res.path)
+        frame, regs, continued = _described(read_features(res.path), res.path, known_until)
     return Features(frame, regs, tuple(str(p) for p in res.sources), continued)
 
 
@@ -554,13 +563,15 @@ def for_run(
     future_path: str | Path | None = None,
     backtest_backs: Sequence[int] = (),
     inmet_stations: str = "",
+    known_until: date | None = None,
 ) -> tuple[SeriesSet, dict[str, Any]]:
     """Attach the run's regressors: from `features_path` if it exists, else from the ``raw/`` folder
     next to `demand_path`; `future_path` overrides horizon values; the backtest windows starting
     `backtest_backs` periods before the end get the rows known at their origins (none: the realised
-    rows). Returns the series (unchanged when no features are found) and a JSON-ready record for the
-    run metadata."""
-    found = load_features(features_path, demand_path, inmet_stations=inmet_stations)
+    rows); `known_until` (a backfill's date): the table's later rows are not known, the horizon's
+    rows are made as on that date. Returns the series (unchanged when no features are found) and
+    a JSON-ready record for the run metadata."""
+    found = load_features(features_path, demand_path, inmet_stations=inmet_stations, known_until=known_until)
     if found is None:
         if future_path:  # the scenario asked for would be dropped without a word
             raise ValueError(f"{future_path}: future feature values, but the run has no feature table "
@@ -570,6 +581,8 @@ def for_run(
                   else "no raw/ folder next to the demand file")
         return series, {"enabled": False, "reason": f"no {features_path or 'features file'} and {beside}"}
     frame, regressors, sources, continued = found
+    if frame.empty:  # a backfill's date before the table's first day
+        return series, {"enabled": False, "reason": f"no feature row on or before {known_until}"}
     future = read_future_table(future_path) if future_path else None
     if future is not None:  # a misspelt column would be ignored: the scenario silently not applied
         unknown = [c for c in future.columns if c != "date" and c not in frame.columns]
@@ -578,7 +591,8 @@ def for_run(
             known = ", ".join(numeric)  # not holiday_name: no value a future table could give
             raise ValueError(f"{future_path}: column {unknown[0]!r} is not a feature (the features: {known})")
     out, ex = attach_exog(
-        series, frame, horizon, backtest_backs, extra=regressors, future_table=future, sources=sources
+        series, frame, horizon, backtest_backs, extra=regressors, future_table=future, sources=sources,
+        known_until=known_until,
     )
     record = {"enabled": out.exog is not None, **ex.describe()}
     if out.exog is not None:  # the values the models see: a rerun of the day compares them (daily.py)

@@ -166,7 +166,7 @@ def run_forecast(
     if publish and only is None:
         loaded.notes.extend(unchanged_data(cfg, dataset, run_date, history_end))
     release_memory(collect=False)  # the series' sort keys (~50 MiB at 2 M rows) likewise
-    series, exog_record = attach_exog(cfg, series)
+    series, exog_record = attach_exog(cfg, series, until)
     demand, notes = loaded.rows, loaded.notes + exog_record.pop("warnings", [])
     series_start = loaded.start.date() if loaded.start is not None else None  # series_start = "file"
     del loaded

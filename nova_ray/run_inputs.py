@@ -3,7 +3,7 @@ checked, cut at a backfill's date), its series with the external factors, the st
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -155,8 +155,12 @@ def features_path(cfg: Config) -> str:
     return chosen
 
 
-def attach_exog(cfg: Config, series: SeriesSet) -> tuple[SeriesSet, dict[str, Any]]:
-    """The run's external factors on the series' grid, and a record of them for the run metadata.
+def attach_exog(
+    cfg: Config, series: SeriesSet, until: date | None = None
+) -> tuple[SeriesSet, dict[str, Any]]:
+    """The run's external factors on the series' grid, and a record of them for the run metadata;
+    with `until` before today (UTC; a backfill), as they were known on that date: the table's later
+    rows were realised after it (today's run keeps rows after today: a plan put in the table).
 
     From `[forecast] features` when that file exists, else from the raw/ folder next to the demand
     file (the demo layout); none found, or `exog = false` (--no-exog): the series as they are.
@@ -179,10 +183,11 @@ def attach_exog(cfg: Config, series: SeriesSet) -> tuple[SeriesSet, dict[str, An
         )
     spec = engine_spec(cfg)
     backs = window_backs(spec.horizon, spec.backtest_windows, spec.step) if f.backtest_exog == "known" else []
+    known = until if until is not None and until < datetime.now(timezone.utc).date() else None
     try:
         series, record = exog_for_run(
             series, f.horizon, features_path(cfg) or None, cfg.paths.data, f.future_features or None, backs,
-            cfg.etl.inmet_stations,
+            cfg.etl.inmet_stations, known,
         )
     except EtlError as exc:  # a broken raw file: exit 2 naming the file and line
         raise InputError(str(exc)) from None

@@ -435,6 +435,34 @@ def test_a_monthly_5g_count_keeps_its_pace_in_history_and_horizon() -> None:
     assert np.allclose(step, step[0]) and 9.5 < step[0] < 10.2
 
 
+def test_a_monthly_5g_count_has_its_pace_from_the_grids_first_day() -> None:
+    """The daily columns were derived from 28 days before the grid: a monthly count's pace needs
+    two updates, so it read 0 for the grid's first weeks (M: its first month 0.21 for ~6.7), and
+    as a rolling export's start moved a day, the history's factors moved and every stored fit
+    went cold about once a month. They are derived from the table's first day now."""
+    from nova_ray.exog import build_exog
+    from nova_ray.factor_history import moved
+
+    days = pd.date_range("2023-01-01", "2025-12-30")
+    cum = np.array([300.0 * ((d.year - 2023) * 12 + d.month) for d in days])
+    feats = pd.DataFrame({"date": days, "g5_estacoes_5g": cum})
+
+    def pace(start: pd.Timestamp, freq: str = "D") -> tuple[np.ndarray, float]:
+        """The new-sites feature on the history from `start` (in sites a day), and its spread."""
+        ex = build_exog(feats, freq, start, "2025-11-30", 30 if freq == "D" else 3)
+        j = ex.names.index("g5_new_sites_14d" if freq == "D" else "g5_new_sites")
+        return (ex.values[:, j] * ex.std[j] + ex.mean[j])[: ex.n_hist], float(ex.std[j])
+
+    for start in ("2024-06-01", "2024-06-17"):
+        assert pace(pd.Timestamp(start))[0].min() > 9.4  # 300 a month from the first day on, not 0
+    assert pace(pd.Timestamp("2024-06-01"), "M")[0][0] > 9.4
+    for day in pd.date_range("2024-03-25", periods=8):  # consecutive nights of a rolling export
+        (a, std), (b, _) = pace(day), pace(day + pd.Timedelta(days=1))
+        first = np.datetime64(day.date(), "D")
+        then, now = (first, a[:, None]), (first + 1, b[:, None])
+        assert moved(then, now, np.array([std]), ("g5_new_sites_14d",), "D") is None
+
+
 def test_a_monthly_5g_count_is_a_pace_in_weekly_periods_too() -> None:
     """Weekly models read `g5_new_sites`: with a monthly count it was the month's additions in the
     week of its update and 0 in the others, while the horizon held a smooth pace."""
@@ -577,6 +605,26 @@ def test_a_future_table_as_planners_write_it(demo_features: pd.DataFrame, tmp_pa
     stale = pd.DataFrame({"date": [last - pd.Timedelta(days=10)], "usd_brl": [9.9]})
     fut = future_features(demo_features, pd.date_range(last + pd.Timedelta(days=1), periods=5), stale)
     assert (fut["usd_brl"] == demo_features["usd_brl"].iloc[-1]).all()
+
+
+def test_a_planned_5g_roll_out_in_month_end_counts_is_a_steady_pace() -> None:
+    """A plan of +150 sites by each month end (the Anatel table's own form) was carried forward
+    as a step: the horizon's pace read 0 for most of each month and a clipped spike on its last
+    day (mean 0.5 a day for a plan of 5), and the clip warning pointed the planner the wrong way.
+    The count now grows linearly between the last known day and the plan's dates."""
+    from nova_ray.exog import build_exog
+
+    days = pd.date_range("2023-01-01", "2025-03-10")
+    months = np.array([(d.year - 2023) * 12 + d.month for d in days])
+    cum = 250.0 * months + 150.0 * (months % 2)  # 400 and 100 new sites in turn, monthly
+    feats = pd.DataFrame({"date": days, "g5_estacoes_5g": cum})
+    plan = pd.DataFrame({"date": pd.to_datetime(["2025-03-31", "2025-04-30", "2025-05-31"]),
+                         "g5_estacoes_5g": cum[-1] + np.array([150.0, 300.0, 450.0])})
+    ex = build_exog(feats, "D", "2024-01-01", "2025-03-10", 60, future_table=plan)
+    j = ex.names.index("g5_new_sites_14d")
+    pace = (ex.values[:, j] * ex.std[j] + ex.mean[j])[ex.n_hist:]
+    assert np.allclose(pace[:21], 150 / 21) and np.allclose(pace[21:51], 5.0)  # to 31 March, then April
+    assert not ex.clipped
 
 
 def test_a_misspelt_future_column_is_an_error_not_ignored(small_demo: Path, tmp_path: Path) -> None:
@@ -805,3 +853,42 @@ def test_prophet_regressors_move_demand_in_proportion_to_the_weekday(monkeypatch
     monkeypatch.setattr(prophet, "weekday_profile", lambda y, dates: np.ones(7))
     plain = holdout_mae()
     assert scaled < 0.85 * plain, (scaled, plain)  # 0.57-0.82 over seeds 0-7
+
+
+def test_a_backfill_forecasts_from_the_factors_known_on_its_date(small_demo: Path, tmp_path: Path) -> None:
+    """`run --date D` for a past D cut the demand at D but not the feature table: the horizon rows
+    were the realised rain, exchange rate and 5G of D + 1 on (a look-ahead the backtests never
+    had), and a rerun of the date after the table grew saw other values. A run for a past date
+    now sees the factors as a table cut at D would give them."""
+    from datetime import date
+
+    from nova_ray.config import load_config
+    from nova_ray.pipeline import attach_exog, load_series
+    from nova_ray.run_inputs import load_demand
+
+    res = build_features(small_demo / "raw", tmp_path / "whole", "2023-01-01", "2023-12-31")
+    day = date(2023, 11, 15)
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    frame = read_features(res.path)
+    frame[frame["date"] <= pd.Timestamp(day)].to_parquet(cut / res.path.name, index=False)
+    shutil.copy(res.dictionary_path, cut / res.dictionary_path.name)
+
+    def run(features: Path, until: date | None):
+        cfg = load_config(None, {"data": str(small_demo / "demand.parquet"), "features": str(features)},
+                          dotenv=None)
+        series, _ = load_series(cfg, None, load_demand(cfg, None, until=day))  # the demand cut at D
+        return attach_exog(cfg, series, until)
+
+    (backfill, rec), (known, rec_known), (_, rec_whole) = (
+        run(res.path, day), run(cut / res.path.name, None), run(res.path, None))
+    assert backfill.exog_horizon == 30 and backfill.exog is not None
+    np.testing.assert_array_equal(backfill.exog, known.exog)
+    assert backfill.exog_backtest.keys() == known.exog_backtest.keys()
+    for b in backfill.exog_backtest:
+        np.testing.assert_array_equal(backfill.exog_backtest[b], known.exog_backtest[b])
+    assert rec["values_sha256"] == rec_known["values_sha256"] != rec_whole["values_sha256"]
+    assert rec["known_until"] == "2023-11-15" and rec["features_until"] == "2023-11-15"
+    assert rec_whole["features_until"] == "2023-12-31"
+    # today's run (a date not in the past) keeps the table's later rows: a plan written into it
+    assert run(res.path, date.today())[1]["values_sha256"] == rec_whole["values_sha256"]

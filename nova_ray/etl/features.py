@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..rollout import G5_PREFIX
 from . import EtlError, atomic_write, atomic_write_bytes, merge_daily
 from .anatel import read_anatel_file
 from .bcb import read_bcb_file
@@ -434,7 +435,10 @@ def future_features(
     history (``climate_imputed`` = 1); every other column keeps its last known value. Values in
     `future_table` (``date`` + any of the columns) win where not null, for dates after the
     history's last (on days the history covers, the realised values win); for the step-like
-    columns (economy, 5G, regressors) a supplied value also carries forward to later dates.
+    columns (economy, regressors) a supplied value also carries forward to later dates. A 5G
+    count is cumulative: between the last known day and the supplied dates it grows linearly (a
+    plan's month-end counts are a steady roll-out, not a month without new sites and a jump),
+    and after the last supplied date it stays.
     """
     hist = _date_frame(features)
     dates = pd.DatetimeIndex(pd.to_datetime(pd.Index(list(future_dates)))).normalize()
@@ -467,6 +471,12 @@ def future_features(
             values = supplied[col].dropna()
             if col in CALENDAR_COLUMNS or col in climate or col == IMPUTED:
                 values = values.reindex(dates)
+            elif col.startswith(G5_PREFIX) and len(values):
+                last = hist[col].dropna()
+                start = pd.Series([last.iloc[-1]], [hist["date"].max()]) if len(last) else values.iloc[:0]
+                points = pd.concat([start, values])
+                values = points.reindex(points.index.union(dates)).interpolate("time", limit_area="inside")
+                values = values.ffill().reindex(dates)
             else:
                 values = values.reindex(values.index.union(dates)).ffill().reindex(dates)
             out[col] = values.where(values.notna(), out[col])
