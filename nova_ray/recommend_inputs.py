@@ -129,8 +129,9 @@ STEP = {"W": "1w", "M": "1mo", "Q": "3mo", "Y": "1y"}  # a period, as Polars off
 
 
 def per_period(history: pl.DataFrame | pl.LazyFrame | None, freq: str | None) -> str | None:
-    """`freq`'s code when every history row is dated on a period start (per-period totals, as the
-    reader takes such rows), else None (daily rows, or a daily run)."""
+    """`freq`'s code when every history row is a period's total, dated on the period's first day or
+    on its last (`series.period_dating`, as the reader takes such rows), else None (daily rows, or
+    a daily run)."""
     if history is None or freq is None or (code := get_frequency(freq).code) == "D":
         return None
     days = history.lazy().select(pl.col("date").cast(pl.Date).unique()).collect().to_series()
@@ -170,8 +171,8 @@ def history_end(history: pl.DataFrame | pl.LazyFrame | None, period: str | None 
     if history is None:
         return None
     last = pl.col("date").cast(pl.Date).max()
-    if period is not None:
-        last = last.dt.offset_by(STEP[period]) - pl.duration(days=1)
+    if period is not None:  # the end of the period the last row's date falls in (its first or last day)
+        last = last.dt.truncate(STEP[period]).dt.offset_by(STEP[period]) - pl.duration(days=1)
     value = history.lazy().select(last).collect().item()
     return value if isinstance(value, date) else None
 
@@ -182,10 +183,11 @@ def history_arrays(history: pl.DataFrame | pl.LazyFrame | None, as_of: date, day
     """Daily demand of the last `days` days up to `as_of` per (item, site) and per (item, '') (from
     the item's first demand on, zeros filled), each site's share of the item's demand in that window
     (of the whole history when the window has none), and whether the history has sites; of `items`
-    only when given. `period` (`per_period`): each row is a period's total, spread evenly over its
-    days (taken as one day's demand, a month of 1200 made the bootstrap's lead-time sums 5-14x
-    too spread). `start`: every item's history starts on this day at the latest (zeros before its
-    first row: an export that lists an item only on the days it was used)."""
+    only when given. `period` (`per_period`): each row is a period's total, dated on its first or
+    last day, spread evenly over the period's days (taken as one day's demand, a month of 1200
+    made the bootstrap's lead-time sums 5-14x too spread). `start`: every item's history starts on
+    this day at the latest (zeros before its first row: an export that lists an item only on the
+    days it was used)."""
     if history is None or (isinstance(history, pl.DataFrame) and history.height == 0):
         return {}, {}, False
     has_site = "site" in history.collect_schema().names()
@@ -196,9 +198,10 @@ def history_arrays(history: pl.DataFrame | pl.LazyFrame | None, as_of: date, day
         pl.col("quantity").cast(pl.Float64).fill_null(0.0),
         (_text("site", history).fill_null("") if has_site else pl.lit("")).alias("site"),
     )
-    if period is not None:
-        last = pl.col("date").dt.offset_by(STEP[period]) - pl.duration(days=1)
-        h = h.with_columns(pl.date_ranges("date", last).alias("date")).with_columns(
+    if period is not None:  # a total dated on its period's last day covers that period too
+        begin = pl.col("date").dt.truncate(STEP[period])
+        last = begin.dt.offset_by(STEP[period]) - pl.duration(days=1)
+        h = h.with_columns(pl.date_ranges(begin, last).alias("date")).with_columns(
             pl.col("quantity") / pl.col("date").list.len()).explode("date")
     h = h.with_columns(pl.col("date").cast(pl.Int32).alias("day")).drop("date").filter(pl.col("day") <= end)
     if items is not None:

@@ -157,8 +157,8 @@ def complete_end(dates: pd.Series, freq: str) -> tuple[pd.Timestamp, pd.Timestam
 
     Daily rows that stop inside a week, month, quarter or year (an export to the 12th of June
     under monthly periods) end on the day before that period: a June of 12 days would be fitted
-    and backtested as a slump. Rows dated on period starts only are per-period data, complete
-    whatever their last date."""
+    and backtested as a slump. Per-period totals (`period_dating`) are complete whatever their
+    last date."""
     end = pd.Timestamp(dates.max())
     fq = get_frequency(freq)
     if fq.code == "D":
@@ -174,7 +174,8 @@ def complete_end(dates: pd.Series, freq: str) -> tuple[pd.Timestamp, pd.Timestam
 
 def complete_start(dates: pd.Series, freq: str) -> pd.Timestamp | None:
     """The first day of the first complete period when daily rows start inside one (None: they
-    start on a period's first day, are per-period totals, or hold no complete period after it).
+    start on a period's first day, are per-period totals (`period_dating`: dated on a period's first
+    or last day), or hold no complete period after it).
 
     Symmetric with `complete_end`: an export from the 12th of June under monthly periods would fit
     a June of 19 days as a slump, and as its window rolls on night after night, that first
@@ -186,8 +187,8 @@ def complete_start(dates: pd.Series, freq: str) -> pd.Timestamp | None:
     start = pd.Timestamp(period_start(pd.Series([first]), fq).iloc[0])
     if first == start or per_period_rows(dates, freq):
         return None
-    # totals dated on the last day of the month or week they sum (month ends, Sundays): the first
-    # row covers its whole month or week
+    # totals of shorter periods dated on the last day of the month or week they sum (month ends
+    # under quarters, Sundays): the first row covers its whole month or week
     days = pd.Series(pd.unique(dates))
     if ((days + pd.Timedelta(days=1)).dt.day == 1).all():
         first = first.replace(day=1)
@@ -201,13 +202,24 @@ def complete_start(dates: pd.Series, freq: str) -> pd.Timestamp | None:
     return begin if after - pd.Timedelta(days=1) <= end else None
 
 
-def per_period_rows(dates: pd.Series, freq: str) -> bool:
-    """Whether rows at `freq` are per-period totals: every date a period start (not for daily runs)."""
+def period_dating(dates: pd.Series, freq: str) -> str | None:
+    """How rows at `freq` are dated when each is a whole period's total: "start" (every date its
+    period's first day), "end" (every date its period's last day, the day the total closes: month
+    ends, Sundays, quarter and year ends), else None (daily rows, or a daily run)."""
     fq = get_frequency(freq)
     if fq.code == "D":
-        return False
+        return None
     days = pd.Series(pd.unique(dates))
-    return bool((period_start(days, fq) == days).all())
+    if (period_start(days, fq) == days).all():
+        return "start"
+    after = days + pd.Timedelta(days=1)
+    return "end" if (period_start(after, fq) == after).all() else None
+
+
+def per_period_rows(dates: pd.Series, freq: str) -> bool:
+    """Whether rows at `freq` are per-period totals, dated on each period's first or last day
+    (`period_dating`; never for daily runs)."""
+    return period_dating(dates, freq) is not None
 
 
 def _periods(origin: np.datetime64, dates: np.ndarray, code: str) -> np.ndarray:

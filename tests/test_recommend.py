@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import polars as pl
 import pytest
 from typer.testing import CliRunner
@@ -616,6 +617,34 @@ def test_per_period_history_bootstraps_whole_periods() -> None:
         r = one(recommend(fc, st, history=monthly, items=items, freq="M"), "X")  # undershoot on (default)
         assert r["method"] == "bootstrap"
         assert 0.6 * need < r["safety_stock"] < 1.3 * need, (lead, r["safety_stock"], need)
+
+
+@pytest.mark.parametrize(("freq", "pandas_freq", "periods", "lead"),
+                         [("M", "MS", 36, 30), ("W", "W-MON", 104, 14), ("Q", "QS", 12, 30)])
+def test_totals_dated_on_the_period_end_are_spread_like_those_on_its_start(
+    freq: str, pandas_freq: str, periods: int, lead: int
+) -> None:
+    """Totals dated on the day that closes their period (month ends, Sundays, quarter ends) are
+    per-period rows as much as those dated on its first day: the same safety stock. Taken as one
+    day's demand each, a monthly item of ~300 got ~830 instead of ~37, a weekly one ~105 for ~30."""
+    rng = np.random.default_rng(3)
+    starts = pd.date_range("2021-01-04", periods=periods, freq=pandas_freq)
+    ends = pd.Series(starts).shift(-1, fill_value=starts[-1] + pd.tseries.frequencies.to_offset(pandas_freq))
+    ends = ends - pd.Timedelta(days=1)
+    q = rng.poisson(300 if freq != "W" else 70, periods).astype(float)
+    first = pd.Timestamp(ends.iloc[-1]).date() + timedelta(days=1)
+    fc = pl.DataFrame({"item_id": "A", "date": [first], "forecast": [float(q.mean())]})
+    st = stock(item_id=["A"], on_hand=[100.0], lead_time_days=[lead])
+    out = []
+    for dates in (starts, ends):
+        hist = pl.DataFrame({"item_id": "A", "date": [d.date() for d in dates], "quantity": q})
+        out.append(one(recommend(fc, st, history=hist, freq=freq, policy=NO_UNDERSHOOT)))
+    on_start, on_end = out
+    assert on_end["method"] == on_start["method"] == "bootstrap"
+    assert on_end["safety_stock"] == pytest.approx(on_start["safety_stock"])
+    assert on_end["stockout_date"] == on_start["stockout_date"]
+    daily = q.mean() / (7 if freq == "W" else 30 if freq == "M" else 91)
+    assert on_end["safety_stock"] < 2.5 * daily * lead, (on_end["safety_stock"], daily * lead)
 
 
 def test_paths_and_residual_segments_per_item_from_sorted_columns() -> None:

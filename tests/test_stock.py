@@ -163,6 +163,31 @@ def test_open_orders_due_dates(tmp_path: Path) -> None:
     assert read_stock(q).schema["on_order_due"] == pl.Date
 
 
+def test_a_due_date_with_a_mistyped_year_names_its_row(tmp_path: Path) -> None:
+    """An `on_order_due` of 3025 (a typo) is refused naming the row, whether the Parquet file stores
+    it as a date, a timestamp or a timestamp with a time zone (its wall-clock day), or the CSV as
+    text; it was taken as an order due in a thousand years (or "not a date")."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    q = tmp_path / "stock.parquet"
+    for kind in (pa.date32(), pa.timestamp("us"), pa.timestamp("us", tz="America/Sao_Paulo")):
+        due = [dt.date(2026, 1, 10), dt.date(3025, 3, 6)]
+        if kind != pa.date32():
+            due = [dt.datetime(d.year, d.month, d.day, 12) for d in due]
+        pq.write_table(pa.table({"item_id": ["A", "B"], "on_hand": [1.0, 2.0], "lead_time_days": [3, 4],
+                                 "on_order_due": pa.array(due, kind)}), q)
+        assert _error(q) == (f"{q}: row 2: on_order_due 3025-03-06 in column 'on_order_due' lies outside "
+                             "1677-09-23..2262-04-10: a mistyped year?"), kind
+        pq.write_table(pq.read_table(q).slice(0, 1), q)
+        assert read_stock(q)["on_order_due"].to_list() == [date(2026, 1, 10)], kind
+    p = _csv(tmp_path, "item_id,on_hand,lead_time_days,on_order_due\nA,1,60,2026-01-10\nB,1,60,06/03/3025\n")
+    assert _error(p) == (f"{p}: line 3: on_order_due 3025-03-06 in column 'on_order_due' lies outside "
+                         "1677-09-23..2262-04-10: a mistyped year?")
+
+
 def test_parquet_errors_name_the_row(tmp_path: Path) -> None:
     p = tmp_path / "stock.parquet"
     pl.DataFrame({"item_id": ["A", "B"], "on_hand": [1.0, -2.0], "lead_time_days": [1, 2],

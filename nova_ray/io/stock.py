@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from .columns import canonical_columns, clashing_columns, missing_columns
 from .csv_text import line_finder, read_text_csv, text_numbers, totals_hint
-from .demand import text_dates
+from .demand import FIRST_DAY, LAST_DAY, text_dates, written_day
 from .errors import InputError, Locate
 from .excel import SUFFIXES as EXCEL
 from .excel import read_xlsx
@@ -190,11 +190,14 @@ def read_stock(path: str | Path, notes: list[str] | None = None, columns: str = 
 
 def _due_dates(raw: pd.DataFrame, path: str, where: Locate) -> np.ndarray:
     """The `on_order_due` column as dates (objects, None where empty): ISO or dd/mm/yyyy text, or
-    dates as a Parquet or Excel file stores them."""
+    dates as a Parquet or Excel file stores them (with a time zone: the wall-clock day). A day
+    outside the days pandas holds (a mistyped year, 3025) is an InputError naming the row."""
     col = raw[DUE]
-    if pd.api.types.is_datetime64_any_dtype(col):
-        parsed = pd.to_datetime(col)
-        empty = parsed.isna().to_numpy()
+    if isinstance(col.dtype, pd.DatetimeTZDtype):
+        col = col.dt.tz_localize(None)
+    if pd.api.types.is_datetime64_dtype(col):  # in the file's own unit: no nanosecond overflow
+        days = col.to_numpy().astype("datetime64[D]")
+        empty = np.isnat(days)
     else:
         values = col.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v)
         text = values.astype("string").str.strip()
@@ -203,11 +206,22 @@ def _due_dates(raw: pd.DataFrame, path: str, where: Locate) -> np.ndarray:
         bad = parsed.isna().to_numpy() & ~empty
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise InputError(f"{path}: {where(i)}: {DUE} {text.iat[i]!r} in column {DUE!r} is not a date "
-                             "(yyyy-mm-dd or dd/mm/yyyy)")
-    days = parsed.dt.date.to_numpy(dtype=object)
-    days[empty] = None
-    return days
+            day = written_day(str(text.iat[i]))
+            if day is None:
+                raise InputError(f"{path}: {where(i)}: {DUE} {text.iat[i]!r} in column {DUE!r} is not a date "
+                                 "(yyyy-mm-dd or dd/mm/yyyy)")
+            days = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[D]")
+            days[i] = day  # named below
+        else:
+            days = parsed.to_numpy().astype("datetime64[D]")
+    far = ~empty & ((days < FIRST_DAY) | (days > LAST_DAY))
+    if far.any():
+        i = int(np.flatnonzero(far)[0])
+        raise InputError(f"{path}: {where(i)}: {DUE} {days[i]} in column {DUE!r} lies outside "
+                         f"{FIRST_DAY}..{LAST_DAY}: a mistyped year?")
+    out = days.astype(object)
+    out[empty] = None
+    return out
 
 
 def unknown_items(path: str | Path, stock: pl.DataFrame, known: Iterable[str]) -> list[str]:
