@@ -81,7 +81,7 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
     """Read the latest published run under cfg.paths.output, the stock snapshot and the demand history,
     compute recommendations and add them to that run. Everything is validated before anything is
     written: bad input raises InputError and leaves the output untouched."""
-    from .io.demand import dataset_id, read_demand
+    from .io.demand import read_demand, same_data
     from .io.publish import RUN_FACTS
     from .io.recommendations import amend_run, read_published_run
     from .io.results import recorded_data, recorded_freq, utc_now
@@ -107,7 +107,8 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
     if history_required or source_exists(data):
         demand = read_demand(data, warnings, cfg.paths.columns)
         history = history_frame(demand)
-        if run.record.get("dataset_id") and dataset_id(demand) != run.record["dataset_id"]:
+        expected = run.record.get("dataset_id")
+        if expected and not same_data(demand, forecast_items, expected):  # a subset run: its items' rows
             warnings.append(f"{data}: demand differs from the data of run {run.run_id}"
                             + _newer(data, history, run.forecasts, recorded_freq(run.root, run.record)))
         if cfg.forecast.series_start == "file":  # as the run's series started

@@ -790,6 +790,51 @@ def test_cli_writes_recommendations_into_the_run(published: dict[str, Path]) -> 
     assert (root / "forecasts" / "run_date=2024-01-01" / "model=naive").exists()
 
 
+def test_cli_refuses_a_run_whose_forecasts_hold_another_run(published: dict[str, Path]) -> None:
+    """A run of the date killed while its tables were swapped in leaves another run's forecasts
+    under the latest run's pointer: `report` and `runs` said so, but `recommend` computed orders
+    from them (another horizon, other numbers) and wrote them as the latest run's, exit 0."""
+    import pyarrow.parquet as pq
+
+    root = published["root"]
+    (f,) = (root / "forecasts" / "run_date=2024-01-01" / "model=ensemble").glob("*.parquet")
+    table = pq.read_table(f)
+    pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"run_id": b"20240101-other"}), f)
+    res = runner.invoke(app, ["recommend", "--results", str(root), "--stock", str(published["stock"]),
+                              "--data", str(published["data"])])
+    assert res.exit_code == 2, res.output
+    msg = " ".join(res.output.split())
+    assert "forecasts/run_date=2024-01-01/model=ensemble/" in msg
+    assert "holds run 20240101-other, not the latest run 20240101-abc" in msg
+    assert "rerun `nova-ray run --date 2024-01-01`" in msg
+    assert not (root / "recommendations").exists()
+
+
+def test_cli_a_subset_run_is_not_said_to_differ_from_its_data(published: dict[str, Path]) -> None:
+    """A run over some items (`--items`) records the dataset id of their rows: `recommend`
+    compared it with the whole file's and warned every morning that the demand differed."""
+    from nova_ray.io.demand import dataset_id, read_demand
+
+    tmp, data = published["tmp"], published["data"]
+    subset = read_demand(data)
+    subset = subset[subset["item_id"].isin(["A", "B"])].reset_index(drop=True)
+    root = tmp / "subset"
+    w = ResultWriter(root, "20240101-sub", START, {"run_id": "20240101-sub", "model_version": "0.1.0+x",
+                                                    "generated_at": "2024-01-01T00:00:00+00:00",
+                                                    "dataset_id": dataset_id(subset)})
+    fc = forecast({"A": 2.0, "B": 5.0}, horizon=14).with_columns(model=pl.lit("ensemble"))
+    w.write("forecasts", fc.to_arrow())
+    w.commit({"run_id": "20240101-sub", "dataset_id": dataset_id(subset)}, {"items": 2, "freq": "D"})
+    args = ["recommend", "--results", str(root), "--stock", str(published["stock"]), "--data", str(data)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "demand differs" not in res.output
+    changed = tmp / "changed.parquet"  # the subset's rows changed: still said
+    pl.read_parquet(data).with_columns(quantity=pl.col("quantity") + 1).write_parquet(changed)
+    res = runner.invoke(app, [*args[:-1], str(changed)])
+    assert res.exit_code == 0 and "demand differs from the data of run 20240101-sub" in res.output
+
+
 def test_cli_order_value_says_when_unit_costs_are_missing(published: dict[str, Path]) -> None:
     no_cost = published["tmp"] / "no-cost.csv"
     no_cost.write_text("item_id,site,on_hand,lead_time_days\nA,S1,1,5\nB,S1,500,5\nC,S1,0,3\n")

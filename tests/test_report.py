@@ -301,6 +301,28 @@ def test_pure_helpers() -> None:
     assert board.row(0, named=True)["median_mase"] == 3.5  # item means 2 and 5, then the median
 
 
+def test_odd_item_codes_ties_and_a_failed_write(tmp_path: Path) -> None:
+    """An ERP's item code with two `$` went through matplotlib's mathtext and crashed the report;
+    rows of one urgency came out in a different order from one report to the next (Polars' sort
+    is not stable) and from `nova-ray recommend`'s; a report that could not be written (`--out` a
+    folder) left its temp file beside it."""
+    from nova_ray.report.render import item_chart, write_report
+
+    days = [date(2024, 1, 1) + timedelta(days=i) for i in range(7)]
+    bands = {"lo_80": 0.5, "hi_80": 1.5, "lo_95": 0.2, "hi_95": 2.0}
+    fc = pl.DataFrame({"date": days, "model": ["ensemble"] * 7, "forecast": [1.0] * 7,
+                       **{c: [v] * 7 for c, v in bands.items()}})
+    assert item_chart("ELE$^$1", None, fc).startswith(b"\x89PNG")
+    recs = pl.DataFrame({"urgency": ["ok"] * 4, "days_to_stockout": [None] * 4, "order_value": [0.0] * 4,
+                         "item_id": ["C", "A", "B", "A"], "site": ["s", "t", "s", "s"]})
+    assert sort_recommendations(recs).select("item_id", "site").rows() == [
+        ("A", "s"), ("A", "t"), ("B", "s"), ("C", "s")]
+    (tmp_path / "out").mkdir()
+    with pytest.raises(OSError):
+        write_report("<html></html>", tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

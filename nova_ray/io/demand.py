@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import NamedTuple
 
@@ -501,11 +501,24 @@ def select_items(df: pd.DataFrame, items: list[str] | None, source: str = "--ite
             close = difflib.get_close_matches(item, list(known), n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise InputError(f"unknown item {item!r} in {source}{hint}")
-    out = df[df["item_id"].isin(items)].reset_index(drop=True)
+    return _rows_of(df, items)
+
+
+def _rows_of(df: pd.DataFrame, items: Collection[str]) -> pd.DataFrame:
+    out = df[df["item_id"].isin(list(items))].reset_index(drop=True)
     for col in ("item_id",) + OPTIONAL:  # unused categories would come back as empty groups
         if col in out.columns and isinstance(out[col].dtype, pd.CategoricalDtype):
             out[col] = out[col].cat.remove_unused_categories()
     return out
+
+
+def same_data(df: pd.DataFrame, items: Collection[str], expected: str) -> bool:
+    """Whether `df` is the demand of a run whose dataset id is `expected`: the whole table, or
+    (a run over some items, `--items`) its rows of the run's `items`."""
+    if dataset_id(df) == expected:
+        return True
+    sub = _rows_of(df, items)
+    return len(sub) > 0 and dataset_id(sub) == expected
 
 
 def dataset_id(df: pd.DataFrame) -> str:

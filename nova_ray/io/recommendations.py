@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from ..schemas import SCHEMA_VERSION, TABLES
 from .errors import InputError
-from .results import POINTER, pointer_of, read_pointer, utc_now, write_json_atomic
+from .results import POINTER, foreign_owner, pointer_of, read_pointer, utc_now, write_json_atomic
 
 ENSEMBLE = "ensemble"
 
@@ -40,18 +40,24 @@ class PublishedRun:
     items: pl.DataFrame | None
 
 
-def _read_folder(folder: Path) -> pl.DataFrame | None:
+def _read_folder(folder: Path, root: Path, run_id: str, run_date: str) -> pl.DataFrame | None:
+    """The Parquet files under `folder`, which must all be run `run_id`'s (InputError otherwise)."""
     if not folder.exists() or not any(folder.rglob("*.parquet")):
         return None
-    return pl.from_arrow(ds.dataset(folder, format="parquet", partitioning="hive").to_table())
+    dataset = ds.dataset(folder, format="parquet", partitioning="hive")
+    if found := foreign_owner(dataset.files, run_id):
+        raise InputError(f"{Path(found[0]).relative_to(root)}: holds run {found[1]}, not the latest run "
+                         f"{run_id}: a run of {run_date} was killed while its tables were swapped in "
+                         f"(rerun `nova-ray run --date {run_date}`, then recommend)")
+    return pl.from_arrow(dataset.to_table())
 
 
-def _ensemble_of(root: Path, kind: str, run_date: str) -> pl.DataFrame | None:
-    """The ensemble rows of a kind partitioned by model (or filtered on a model column)."""
+def _ensemble_of(root: Path, kind: str, run_date: str, run_id: str) -> pl.DataFrame | None:
+    """The ensemble rows of a kind partitioned by model (or filtered on a model column), of `run_id`."""
     base = root / kind / f"run_date={run_date}"
-    df = _read_folder(base / f"model={ENSEMBLE}")
+    df = _read_folder(base / f"model={ENSEMBLE}", root, run_id, run_date)
     if df is None:
-        df = _read_folder(base)
+        df = _read_folder(base, root, run_id, run_date)
         if df is not None and "model" in df.columns:
             df = df.filter(pl.col("model").cast(pl.String) == ENSEMBLE)
     return df.drop("model", strict=False) if df is not None and df.height else None
@@ -68,7 +74,7 @@ def read_published_run(root: str | Path) -> PublishedRun:
     run_id, run_date = str(ptr["run_id"]), str(ptr["run_date"])
     rec_path = root / "metadata" / "runs" / f"{run_id}.json"
     record = json.loads(rec_path.read_text()) if rec_path.exists() else dict(ptr)
-    fc = _ensemble_of(root, "forecasts", run_date)
+    fc = _ensemble_of(root, "forecasts", run_date, run_id)
     if fc is None:
         raise InputError(f"{root}: run {run_id} has no ensemble forecasts "
                          f"under forecasts/run_date={run_date}")
@@ -77,8 +83,9 @@ def read_published_run(root: str | Path) -> PublishedRun:
     # partitions list: every kind)
     listed = record.get("partitions")
     wrote = (lambda kind: kind in listed) if isinstance(listed, dict) else (lambda kind: True)
-    items = _read_folder(root / "items" / f"run_date={run_date}") if wrote("items") else None
-    backtests = _ensemble_of(root, "backtests", run_date) if wrote("backtests") else None
+    items_dir = root / "items" / f"run_date={run_date}"
+    items = _read_folder(items_dir, root, run_id, run_date) if wrote("items") else None
+    backtests = _ensemble_of(root, "backtests", run_date, run_id) if wrote("backtests") else None
     return PublishedRun(root, run_id, run_date, record, fc, backtests, items)
 
 

@@ -59,6 +59,16 @@ def pointer_of(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in ("summary", "model_versions")}
 
 
+def foreign_owner(files: Iterable[str | Path], run_id: str) -> tuple[str, str] | None:
+    """The first of these Parquet files that another run than `run_id` wrote, and that run (a
+    later run of the date replaced it, or one was killed while its tables were swapped in)."""
+    for f in files:
+        owner = (pq.read_schema(f).metadata or {}).get(b"run_id")
+        if owner is not None and owner.decode() != run_id:
+            return str(f), owner.decode()
+    return None
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

@@ -137,7 +137,8 @@ def item_chart(
     ax.set_ylim(bottom=0)
     ax.set_xlabel("date")
     ax.set_ylabel(f"demand (units/{unit})")
-    ax.set_title(title or item, loc="left", fontsize=11, fontweight="bold")
+    # as written: an item code with two `$` (an ERP's) was read as mathtext, and crashed the report
+    ax.set_title(title or item, loc="left", fontsize=11, fontweight="bold", parse_math=False)
     ax.grid(True, color="#e5e5e5", lw=0.6)
     ax.set_axisbelow(True)
     for side in ("top", "right"):
@@ -559,6 +560,10 @@ def write_report(html_text: str, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(html_text, encoding="utf-8")
-    tmp.replace(out)
+    try:
+        tmp.write_text(html_text, encoding="utf-8")
+        tmp.replace(out)
+    except BaseException:  # `--out` a folder, a full disk: no temp file left beside it
+        tmp.unlink(missing_ok=True)
+        raise
     return out

@@ -16,7 +16,7 @@ import polars as pl
 
 from ..io.errors import InputError
 from ..io.publish import recent_runs
-from ..io.results import POINTER, recorded_data, recorded_freq
+from ..io.results import POINTER, foreign_owner, recorded_data, recorded_freq
 from ..io.source import location
 
 URGENCY_ORDER: tuple[str, ...] = ("critical", "high", "medium", "ok")
@@ -94,19 +94,16 @@ def find_record(root: Path, run_id: str | None) -> dict[str, Any]:
 def _read_kind(root: Path, folder: Path, run_id: str) -> pl.DataFrame | None:
     """A partition folder as a DataFrame (hive columns included), checking the files belong to `run_id`."""
     import pyarrow.dataset as ds
-    import pyarrow.parquet as pq
 
     if not folder.is_dir():
         return None
     dataset = ds.dataset(folder, format="parquet", partitioning="hive")
-    for f in dataset.files:
-        owner = (pq.read_schema(f).metadata or {}).get(b"run_id")
-        if owner is not None and owner.decode() != run_id:
-            raise ReportError(
-                f"{Path(f).relative_to(root)}: holds run {owner.decode()}, not {run_id}: a later run on the "
-                "same date replaced it (only the latest run of a date can be reported), or one was killed "
-                "while its tables were swapped in (rerun `nova-ray run` for that date)"
-            )
+    if found := foreign_owner(dataset.files, run_id):
+        raise ReportError(
+            f"{Path(found[0]).relative_to(root)}: holds run {found[1]}, not {run_id}: a later run on the "
+            "same date replaced it (only the latest run of a date can be reported), or one was killed "
+            "while its tables were swapped in (rerun `nova-ray run` for that date)"
+        )
     if not dataset.files:
         return None
     df = pl.from_arrow(dataset.to_table())
@@ -195,7 +192,7 @@ def read_history(
     import pandas as pd
 
     from ..frequency import FREQUENCIES, period_start
-    from ..io.demand import dataset_id, read_demand
+    from ..io.demand import dataset_id, read_demand, same_data
 
     try:
         demand = read_demand(path, columns=columns)
@@ -205,12 +202,7 @@ def read_history(
     sub = demand[demand["item_id"].isin(items)].reset_index(drop=True)
     if len(demand) and not len(sub):
         warnings.append(f"{path} holds none of this run's items: the charts show no history")
-    if (
-        expected_dataset
-        and len(sub)
-        and dataset_id(sub) != expected_dataset
-        and dataset_id(demand) != (expected_dataset)
-    ):
+    if expected_dataset and len(sub) and not same_data(demand, items, expected_dataset):
         warnings.append(
             f"{path} differs from the data of this run (dataset id {dataset_id(sub)}, the run used "
             f"{expected_dataset}): the history may not be what the models saw"
@@ -296,9 +288,10 @@ def leaderboard(metrics: pl.DataFrame | None, items: pl.DataFrame | None) -> pl.
 
 
 def sort_recommendations(recs: pl.DataFrame) -> pl.DataFrame:
-    """Most urgent first: urgency (critical, high, medium, ok), then days to stock-out, then order value."""
+    """Most urgent first: urgency (critical, high, medium, ok), then days to stock-out, then order value;
+    ties by item and site, as `nova-ray recommend` prints them (a sort is not stable otherwise)."""
     rank = {u: i for i, u in enumerate(URGENCY_ORDER)}
-    cols = [c for c in ("days_to_stockout", "order_value") if c in recs.columns]
+    cols = [c for c in ("days_to_stockout", "order_value", "item_id", "site") if c in recs.columns]
     return (
         recs.with_columns(
             pl.col("urgency").replace_strict(rank, default=len(rank), return_dtype=pl.Int32).alias("_rank")
