@@ -116,6 +116,33 @@ def test_croston_sba_and_tsb_by_hand() -> None:
     assert p2 == pytest.approx(0.375) and r2 == pytest.approx(0.75)
 
 
+def test_croston_rate_takes_in_an_open_gap_longer_than_every_gap() -> None:
+    """Croston smoothed only the gaps between demands: one demand of 7 two years ago kept a rate
+    of 6.65 a day (above its own band), and demand every 12 days that stopped 130 days ago kept
+    its 1-in-12 rate. An open gap longer than every gap seen is now the interval; a shorter one
+    leaves the rate alone."""
+    once = np.r_[7.0, np.zeros(729)]
+    assert croston_sba(once) == pytest.approx((0.95 * 7 / 730, 1 / 730))
+    y = np.zeros(730)
+    y[:600:12] = 3.0  # last demand on day 588: 142 periods to day 730
+    rate, prob = croston_sba(y)
+    assert rate == pytest.approx(0.95 * 3 / 142) and prob == pytest.approx(1 / 142)
+    assert croston_sba(y[:599])[0] == pytest.approx(0.95 * 3 / 12)  # open gap 11: the smoothed rate
+
+
+def test_croston_interval_starts_from_the_gaps_not_the_series_start() -> None:
+    """A series that starts on its first demand (series_start="item") gave a first interval of 1,
+    which alpha 0.1 wore off slowly: 5 units every 120 days, 6 times, got 2.3x the true rate. It
+    starts from the mean gap; a series with periods before its first demand keeps them."""
+    for gap, k in ((120, 6), (60, 12)):
+        y = np.zeros(gap * k)
+        y[::gap] = 5.0
+        assert croston_sba(y)[0] == pytest.approx(0.95 * 5 / gap)
+    late = np.zeros(400)
+    late[200::10] = 5.0  # 201 periods to the first demand, then every 10: Croston's first interval
+    assert croston_sba(late)[0] == pytest.approx(0.95 * 5 / (10 + 191 * 0.9**19))
+
+
 def test_intermittent_intervals_are_never_negative_and_not_normal() -> None:
     y = np.zeros(100)
     y[::9] = 3
@@ -544,7 +571,8 @@ def test_the_registry_records_each_models_own_version() -> None:
 
     for name, mdef in MODELS.items():
         module = import_module(mdef.module, "nova_ray.models")
-        assert getattr(module, "VERSION", "1") == mdef.version, name
+        own = getattr(module, "VERSIONS", {}).get(name, getattr(module, "VERSION", "1"))  # a module of two
+        assert own == mdef.version, name
 
 
 @pytest.mark.parametrize("dropped", [3, 7, 10])

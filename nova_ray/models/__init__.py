@@ -55,9 +55,10 @@ MODELS: dict[str, ModelDef] = {
         version="3",
     ),
     "theta": ModelDef("theta", ".theta", backtest="backtest", library="statsforecast"),
-    # version 2: intervals from the smoothed size (Croston's SBA factor shrank every size by 5%)
+    # version 2: intervals from the smoothed size (Croston's SBA factor shrank every size by 5%);
+    # 3: the rate takes in a long open gap, and starts from the mean gap on a series that starts on a demand
     "croston": ModelDef("croston", ".intermittent", forecast="croston_forecast", library="numpy",
-                        version="2"),
+                        version="3"),
     "tsb": ModelDef("tsb", ".intermittent", forecast="tsb_forecast", library="numpy", version="2"),
     "prophet": ModelDef(  # version 2: the fitted parameters stored, a warm run starts from them;
         # 3: a stiffer trend with regressors; 4: daily regressors scaled by the weekday profile
