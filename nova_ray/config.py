@@ -60,6 +60,7 @@ class RayConf:
     address: str = ""
     num_cpus: int = 0
     batch_seconds: float = 10.0
+    task_timeout_seconds: float = 1800.0  # a task (a batch, or one item) past this is cancelled; 0: none
 
 
 @dataclass
@@ -350,6 +351,7 @@ def validate(cfg: Config) -> None:
     check(0 <= f.annual_harmonics <= 6, "annual_harmonics", "must be 0-6 (0: no annual cycle)")
     check(f.cache_max_age_days >= 0, "cache_max_age_days", "must be >= 0")
     check(cfg.ray.batch_seconds > 0, "batch_seconds", "must be > 0")
+    check(cfg.ray.task_timeout_seconds >= 0, "task_timeout_seconds", "must be >= 0 (0: no limit)")
     check(cfg.ray.num_cpus >= 0, "num_cpus", "must be >= 0 (0: all cores)")
     lstm = cfg.lstm
     check(lstm.lookback >= 2, "lookback", "must be >= 2")

@@ -18,14 +18,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from .classify import classify
 from .config import ConfigError, address_problem
-from .engine import BatchResult, EngineSpec, forecast_batch
+from .engine import FALLBACK, BatchResult, EngineSpec, forecast_batch
 from .global_lstm import FINAL_PART, lstm_parts, predicts_only
 from .memory import release_memory
 from .series import SeriesSet
@@ -109,6 +109,19 @@ CPU_REFRESH_S = 5.0  # how often a run on a cluster re-reads its CPUs (nodes joi
 # core idle; the driver streaming results keeps priority too.
 TASK_NICENESS = 5
 _NICED = False
+
+
+def _crashed(result: BatchResult, why: str) -> BatchResult:
+    """The seasonal-naive result of an item whose own task failed (`why`), flagged a fallback."""
+    import pyarrow as pa
+
+    items = result.items
+    notes = [f"{n}; " if n else "" for n in items.column("notes").to_pylist()]
+    said = [f"{n}its fit failed ({why}): seasonal naive only" for n in notes]
+    items = items.set_column(items.schema.get_field_index("notes"), "notes", pa.array(said, pa.string()))
+    flag = pa.array([True] * items.num_rows, pa.bool_())
+    result.items = items.set_column(items.schema.get_field_index("fallback"), "fallback", flag)
+    return result
 
 
 def _batch_task(series: SeriesSet, indices: list[int], spec: EngineSpec, cached: dict | None) -> BatchResult:
@@ -802,6 +815,7 @@ class RayBackend:
         jobs: list[tuple[EngineSpec, list[list[int]], dict[str, dict] | None]],
         lstm: tuple[EngineSpec, list[int], Any] | None = None,
         retries: int = 3,
+        task_timeout: float = 0.0,
     ) -> Iterator[tuple[BatchResult, int]]:
         """Yield (result, n_items) as batches finish. `jobs` are (spec, batches, cached params by
         item); `lstm` is (spec, items, stored state or None): the LSTM actor trains alongside the
@@ -809,18 +823,29 @@ class RayBackend:
 
         Each task ships with its own items' series only, and at most `TASKS_AHEAD` per CPU are
         submitted at a time: the object store holds the series of the batches in flight, not the
-        whole input, and the processes (the driver, each worker) map only those pages of it."""
+        whole input, and the processes (the driver, each worker) map only those pages of it.
+
+        A batch that still fails after its retries (a model that crashes its worker on one item,
+        a bug), or that is cancelled `task_timeout` seconds after it was submitted (a model that
+        never returns; 0: no limit), does not end the run: its items are fitted one by one, and an
+        item that fails alone is fitted with seasonal naive only, flagged as a fallback with why
+        (`_crashed`)."""
         import ray
 
         assert self.info is not None, "use RayBackend as a context manager"
         task = ray.remote(num_cpus=1, max_retries=retries)(_batch_task)
-        queue = [(spec, b, cached) for spec, batches, cached in jobs for b in batches][::-1]
+        alone = task.options(max_retries=min(retries, 1))  # a failed batch's item: the fault is likely its
+        # (spec, batch, cached params, why the batch is a fallback or None)
+        queue: list[tuple[EngineSpec, list[int], dict[str, dict] | None, str | None]] = [
+            (spec, b, cached, None) for spec, batches, cached in jobs for b in batches][::-1]
         window = TASKS_AHEAD * max(1, int(self.info.cpus))
         # a cluster's CPUs may grow mid-run (workers that `ray up` is still setting up, a node
         # that rejoins): re-read them now and then, and keep more tasks in flight when they do
         refresh = None if self._started else CPU_REFRESH_S
         checked = time.monotonic()
         pending: dict = {}
+        deadline: dict = {}  # ref -> when it is cancelled (task_timeout)
+        late: set = set()  # refs cancelled for their deadline
         lstm_run = None
         if lstm and lstm[1]:  # first: a GPU actor gets its node's CPU before the tasks queue
             actor_cls = ray.remote(max_restarts=0, max_task_retries=0)(_LstmActor)
@@ -833,17 +858,38 @@ class RayBackend:
         def submit() -> None:
             """Submit batches (most expensive first) until `window` tasks are in flight."""
             while queue and len(pending) < window:
-                spec, b, cached = queue.pop()
+                spec, b, cached, why = queue.pop()
                 ids = [str(series.item_ids[i]) for i in b]
                 sub = {k: cached[k] for k in ids if cached and k in cached}
-                ref = task.remote(series.subset(b), list(range(len(b))), spec, sub or None)
-                pending[ref] = len(b)
+                run = alone if why is not None else task
+                ref = run.remote(series.subset(b), list(range(len(b))), spec, sub or None)
+                pending[ref] = (spec, b, cached, why)
+                if task_timeout:
+                    deadline[ref] = time.monotonic() + task_timeout
+
+        def failed(entry: tuple, exc: Exception) -> None:
+            """Queue a failed batch's items one by one, or a failed item's seasonal naive (first)."""
+            spec, b, cached, why = entry
+            what = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            if why is not None and spec.models == (FALLBACK,):
+                raise exc  # seasonal naive alone failed too: nothing simpler to fall back on
+            ids = ", ".join(str(series.item_ids[i]) for i in b[:5]) + (", ..." if len(b) > 5 else "")
+            log = logging.getLogger("nova_ray")
+            if len(b) > 1:
+                log.warning("a batch of %d items (%s) failed (%s): fitting them one by one",
+                            len(b), ids, what)
+                queue.extend((spec, [i], cached, "") for i in b)
+            else:
+                log.warning("item %s failed on its own (%s): seasonal naive only, flagged", ids, what)
+                queue.append((replace(spec, models=(FALLBACK,)), b, None, what))
 
         try:
             submit()
             while pending or lstm_run:
                 waits = [*pending, *([lstm_run.ref] if lstm_run and lstm_run.ref is not None else [])]
-                timeout = min((t for t in (refresh, lstm_run and lstm_run.timeout()) if t is not None),
+                due = min(deadline.values(), default=None)
+                due = None if due is None else max(0.0, due - time.monotonic())
+                timeout = min((t for t in (refresh, lstm_run and lstm_run.timeout(), due) if t is not None),
                               default=None)
                 if waits:
                     done, _ = ray.wait(waits, num_returns=1, timeout=timeout)
@@ -855,13 +901,28 @@ class RayBackend:
                     if cpus := self._more_cpus():
                         window = TASKS_AHEAD * cpus
                         submit()
+                now = time.monotonic()
+                for ref in [r for r, t in deadline.items() if t <= now and r not in done]:
+                    del deadline[ref]  # a task that never returns: cancelled (its worker ended);
+                    late.add(ref)  # its result comes back as an error, and its items are fitted apart
+                    ray.cancel(ref, force=True)
                 if lstm_run:  # also while tasks keep finishing: its deadlines are checked every time
                     lstm_run.poll()
                 for ref in done:
                     if ref in pending:
-                        n = pending.pop(ref)
+                        entry = pending.pop(ref)
+                        deadline.pop(ref, None)
+                        try:
+                            result = ray.get(ref)
+                        except ray.exceptions.RayError as exc:  # after its retries, or cancelled when late
+                            why = TimeoutError(f"no result {task_timeout:g} s after it was submitted")
+                            failed(entry, why if ref in late else exc)
+                            late.discard(ref)
+                            submit()
+                            continue
+                        late.discard(ref)  # done as it was cancelled
                         submit()
-                        yield ray.get(ref), n
+                        yield (_crashed(result, entry[3]) if entry[3] else result), len(entry[1])
                         continue
                     if lstm_run is None or ref is not lstm_run.ref:
                         continue  # an LSTM ref replaced meanwhile (by `poll`)

@@ -128,7 +128,8 @@ def run_engine(
                     series, sp, workers, cfg.ray.batch_seconds, costs if cold else None, group, search=cold
                 )
                 jobs.append((sp, batches, warm or None))
-        for result, n in backend.run(series, jobs, (spec, lstm_idx, lstm_init)):
+        for result, n in backend.run(series, jobs, (spec, lstm_idx, lstm_init),
+                                     task_timeout=cfg.ray.task_timeout_seconds):
             sink(result)
             progress.advance(n)
         desc = f"ray {info.address} ({info.nodes} node(s), {info.cpus:g} CPU, {info.gpus:g} GPU)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -236,3 +237,62 @@ def test_killed_lstm_actor_is_restarted_and_the_run_completes(demo: Path, tmp_pa
     # the LSTM's rows came from the restarted actor, not from the process killed
     workers = json.loads((out / "metadata" / "runs" / f"{_pointer(out)['run_id']}.json").read_text())
     assert not [w for w in workers["summary"]["workers"] if w.endswith(f":{victim}")]
+
+
+CRASH = '''
+import os
+import time
+import numpy as np
+import nova_ray.models.theta as theta
+
+def _crashing(fit):
+    def run(y, *args, **kwargs):
+        y = np.asarray(y, dtype=float)
+        if np.any(np.isclose(y, 4.2424)):
+            os.abort()  # as a C extension's segfault or abort would end the worker
+        if np.any(np.isclose(y, 4.2525)):
+            time.sleep(3600)  # a fit that never returns
+        return fit(y, *args, **kwargs)
+    return run
+
+theta.forecast, theta.backtest = _crashing(theta.forecast), _crashing(theta.backtest)
+'''
+
+
+def test_items_that_crash_their_worker_or_never_return_fall_back_and_the_run_completes(
+    demo: Path, tmp_path: Path, clean: pl.DataFrame
+) -> None:
+    """One item whose fit crashed its worker every time (a C extension's abort; here Theta aborts
+    on the one series holding 4.2424, injected by a sitecustomize the workers import) failed its
+    batch after the retries, and the run with it: nothing published, and `--resume` failed the
+    same way; one whose fit never returned (4.2525: Theta sleeps) stalled the night for good. A
+    failed or late batch's items are now fitted one by one, such an item with seasonal naive
+    only, flagged with why; every other item's forecasts are the clean run's."""
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(CRASH)
+    df = pl.read_parquet(demo)
+    bad, stuck = sorted(df["item_id"].unique().to_list())[3:5]
+    day = df["date"].sort()[10]
+    shutil.copytree(demo.parent, tmp_path / "demo")  # its raw/ folder: the same external factors
+    data = tmp_path / "demo" / "demand.parquet"
+    on = pl.col("date") == day
+    df.with_columns(quantity=pl.when((pl.col("item_id") == bad) & on).then(4.2424)
+                    .when((pl.col("item_id") == stuck) & on).then(4.2525)
+                    .otherwise(pl.col("quantity"))).write_parquet(data)
+    out = tmp_path / "out"
+    env = {"PYTHONPATH": str(inject), "NOVA_RAY_TASK_TIMEOUT_SECONDS": "20"}
+    p = _cli("--data", str(data), "--output", str(out), *ARGS, env=env)
+    log, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, log.decode()
+    got = _forecasts(out)
+    others = ~pl.col("item_id").is_in([bad, stuck])
+    assert_frame_equal(got.filter(others), clean.filter(others))
+    for item in (bad, stuck):
+        assert sorted(got.filter(pl.col("item_id") == item)["model"].unique()) == ["ensemble", "naive"]
+    ptr = json.loads((out / "metadata" / "last_updated.json").read_text())
+    items = pl.read_parquet(out / "items" / f"run_date={ptr['run_date']}")
+    notes = dict(zip(items["item_id"], items["notes"], strict=True))
+    assert "its fit failed (WorkerCrashedError" in notes[bad]
+    assert "its fit failed (TimeoutError: no result 20 s after it was submitted)" in notes[stuck]
+    assert items.filter(pl.col("fallback"))["item_id"].sort().to_list() == sorted([bad, stuck])
