@@ -195,6 +195,9 @@ def test_report_of_the_run_as_the_pipeline_wrote_it(run_dirs, tmp_path: Path) ->
     assert res.exit_code == 0, res.output
     record = json.loads((root / "metadata" / "last_updated.json").read_text())
     run = json.loads((root / "metadata" / "runs" / f"{record['run_id']}.json").read_text())
+    gap = (date.fromisoformat(run["run_date"]) - date.fromisoformat(run["history_end"])).days
+    ends = run["history_end"] + (f" ({gap} days before the run date)" if gap > 1 else "")
+    assert f"<tr><th>history ends</th><td>{ends}</td></tr>" in html  # stale demand is not shown as current
     if run.get("data_path") or run["summary"].get("data_path"):  # recorded by the pipeline
         assert 'class="warn"' not in html and str(run_dirs["data"]) in html
     else:  # older runs: paths.data of the config, which the test does not set up

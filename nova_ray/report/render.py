@@ -7,7 +7,7 @@ import base64
 import html
 import io
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +231,19 @@ def _badge(urgency: Any) -> str:
     return f'<span class="badge u-{_e(u)}">{_e(u)}</span>' if u in URGENCY_ORDER else _e(u or "–")
 
 
+def _history_end(record: dict) -> str:
+    """The history's last day, and how long before the run date when it is not the day before:
+    stale demand, which the run warned of, looks current otherwise."""
+    end, day = record.get("history_end"), record.get("run_date")
+    if not end:
+        return "–"
+    try:
+        gap = (date.fromisoformat(str(day)) - date.fromisoformat(str(end))).days
+    except ValueError:
+        return str(end)
+    return f"{end} ({gap} days before the run date)" if gap > 1 else str(end)
+
+
 def _overview(run: RunTables, generated_at: str) -> str:
     rec, s = run.record, run.record.get("summary") or {}
     failed = []
@@ -259,6 +272,7 @@ def _overview(run: RunTables, generated_at: str) -> str:
     rows: list[tuple[str, str]] = [
         ("run id", _e(run.run_id)),
         ("run date", _e(rec.get("run_date", "–"))),
+        ("history ends", _e(_history_end(rec))),
         ("run generated at", _e(rec.get("generated_at", "–"))),
         ("report generated at", _e(generated_at)),
         ("data set id", _e(rec.get("dataset_id", "–"))),
