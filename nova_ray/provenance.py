@@ -10,7 +10,8 @@ import polars as pl
 
 from . import __version__
 from .config import Config
-from .models import MODELS
+from .engine import FALLBACK
+from .models import MODELS, parse_models
 
 
 def model_versions(
@@ -78,17 +79,26 @@ def config_hash(cfg: Config, exog_names: tuple[str, ...] = ()) -> str:
     """Hash of what changes the forecasts or the stored models' meaning: the settings (the
     feature set included; paths, and how long or how a stored fit is reused, not), the versions
     of the model libraries (a stored state read by another statsforecast, or weights by another
-    TensorFlow, is not the model that was stored) and of nova-ray's models (`ModelDef.version`)."""
+    TensorFlow, is not the model that was stored) and of nova-ray's models (`ModelDef.version`).
+    With a list of models (not "auto"), those of models the run never fits are left out: another
+    `[lstm]` setting, or a new TensorFlow, for a run without the LSTM kept every item's stored
+    choices from being reused the next night."""
     d = cfg.to_dict()
     models = str(d["forecast"].get("models", ""))  # "ets,naive" is "naive,ets": the same store
     d["forecast"]["models"] = ",".join(sorted({m.strip().lower() for m in models.split(",") if m.strip()}))
+    chosen = parse_models(models)  # None: "auto", any model by demand class
+    used = sorted(MODELS) if chosen is None else sorted({*chosen, FALLBACK})  # an item whose models failed
     for key in ("exog", "features", "future_features", "cache_max_age_days"):
         d["forecast"].pop(key, None)
+    if "arima" not in used:
+        d["forecast"].pop("arima_engine", None)
+    if "lstm" not in used:
+        d.pop("lstm", None)
     d.get("lstm", {}).pop("warm_epochs", None)  # how a stored network is used, not what it is
-    d["libraries"] = {lib: _lib_version(lib) for lib in sorted({m.library for m in MODELS.values()})}
+    d["libraries"] = {lib: _lib_version(lib) for lib in sorted({MODELS[m].library for m in used})}
     # and nova-ray's own model versions: a stored fit's backtests made by an older Croston (its
     # bands) or window rule were reused for a week after the upgrade
-    d["model_versions"] = {name: m.version for name, m in sorted(MODELS.items())}
+    d["model_versions"] = {name: MODELS[name].version for name in used}
     if exog_names:
         d["exog_features"] = list(exog_names)
     d.pop("paths", None)

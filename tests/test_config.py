@@ -174,3 +174,29 @@ def test_a_model_version_changes_the_stores_key(monkeypatch: pytest.MonkeyPatch)
     before = config_hash(cfg)
     monkeypatch.setitem(MODELS, "croston", dataclasses.replace(MODELS["croston"], version="99"))
     assert config_hash(cfg) != before
+
+
+def test_settings_of_models_a_run_never_fits_leave_the_stores_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run with a list of models kept its key on the settings, library and version of models it
+    never fits: another `[lstm] epochs` (or a new TensorFlow) for a run without the LSTM fitted
+    every item cold the next night. Those of the models it fits, and of seasonal naive (an item
+    whose models failed), still change it; "auto" may fit any model, so every one counts."""
+    import dataclasses
+
+    from nova_ray.config import load_config
+    from nova_ray.models import MODELS
+    from nova_ray.provenance import config_hash
+
+    def key(models: str, **over: object) -> str:
+        return config_hash(load_config(None, {"models": models, **over}, env={}, dotenv=None))
+
+    stat = "ets,theta"
+    assert key(stat, epochs=3) == key(stat) and key(stat, arima_engine="statsmodels") == key(stat)
+    assert key("ets,lstm", epochs=3) != key("ets,lstm")
+    assert key("auto", epochs=3) != key("auto")
+    assert key(stat, search_window=365) != key(stat)
+    before = key(stat), key("auto")
+    monkeypatch.setitem(MODELS, "lstm", dataclasses.replace(MODELS["lstm"], version="99"))
+    assert key(stat) == before[0] and key("auto") != before[1]
+    monkeypatch.setitem(MODELS, "naive", dataclasses.replace(MODELS["naive"], version="99"))
+    assert key(stat) != before[0]
