@@ -362,8 +362,10 @@ def test_unreadable_checkpoints_are_fitted_again_when_resumed(
     assert again.resumed and again.damaged == [f"{BATCH_PREFIX}aa"]
     assert again.done_items() == set("ABDEF") and f"{BATCH_PREFIX}aa" not in again.done()
 
-    out = tmp_path / "run"
+    out, out2 = tmp_path / "run", tmp_path / "run2"
     killed_at_publish(_cfg(small_demo, out), run_date=DAY, full_refit=True)
+    # a second killed run, the same (the stage's key holds no paths): its LSTM network damaged below
+    shutil.copytree(out, out2, symlinks=True)
     ck = next((out / "results" / ".staging").iterdir()) / "checkpoints"
     batch = sorted((ck / "forecasts").glob(f"{BATCH_PREFIX}*.parquet"))[0]
     part = sorted((ck / "forecasts").glob("lstm-*.parquet"))[0]
@@ -376,8 +378,6 @@ def test_unreadable_checkpoints_are_fitted_again_when_resumed(
     assert summary.resumed_items < summary.items and summary.lstm == "cold"
     _assert_same_tables(out / "results", clean)
     # the LSTM's network kept with the checkpoints, emptied: it was a traceback on every retry
-    out2 = tmp_path / "run2"
-    killed_at_publish(_cfg(small_demo, out2), run_date=DAY, full_refit=True)
     state = next((out2 / "results" / ".staging").iterdir()) / "checkpoints" / "lstm-state.npz"
     state.write_bytes(b"")
     summary = run_forecast(_cfg(small_demo, out2), use_ray=False, run_date=DAY, full_refit=True, resume=True)
