@@ -25,7 +25,7 @@ import numpy as np
 
 from .classify import classify
 from .config import ConfigError, address_problem
-from .engine import FALLBACK, BatchResult, EngineSpec, forecast_batch
+from .engine import FALLBACK, BatchResult, EngineSpec, failed_note, forecast_batch, why_failed
 from .global_lstm import FINAL_PART, lstm_parts, predicts_only
 from .memory import release_memory
 from .series import SeriesSet
@@ -116,8 +116,7 @@ def _crashed(result: BatchResult, why: str) -> BatchResult:
     import pyarrow as pa
 
     items = result.items
-    notes = [f"{n}; " if n else "" for n in items.column("notes").to_pylist()]
-    said = [f"{n}its fit failed ({why}): seasonal naive only" for n in notes]
+    said = [failed_note(n, why) for n in items.column("notes").to_pylist()]
     items = items.set_column(items.schema.get_field_index("notes"), "notes", pa.array(said, pa.string()))
     flag = pa.array([True] * items.num_rows, pa.bool_())
     result.items = items.set_column(items.schema.get_field_index("fallback"), "fallback", flag)
@@ -870,7 +869,7 @@ class RayBackend:
         def failed(entry: tuple, exc: Exception) -> None:
             """Queue a failed batch's items one by one, or a failed item's seasonal naive (first)."""
             spec, b, cached, why = entry
-            what = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            what = why_failed(exc)
             if why is not None and spec.models == (FALLBACK,):
                 raise exc  # seasonal naive alone failed too: nothing simpler to fall back on
             ids = ", ".join(str(series.item_ids[i]) for i in b[:5]) + (", ..." if len(b) > 5 else "")

@@ -30,6 +30,7 @@ from .config import Config, ConfigError, job_paths_problem
 from .distributed import reachable_cluster, wait_for_shutdown
 from .engine import (
     BACKTEST_TABLE,
+    FIT_FAILED,
     FORECAST_TABLE,
     ITEMS_TABLE,
     EngineSpec,
@@ -610,15 +611,20 @@ def _save_models(
     if (newest := store.newest_fit()) is not None and newest > run_date:
         LOG.info("model store kept: its newest fit (%s) is after this run's date", newest)
         return False
+    # an item whose fit failed as a whole (seasonal naive only, `engine.failed_note`) stores no
+    # choice, and its entry is marked failed: it is fitted cold next run, not reused (its stored
+    # choice may be what failed) nor kept at naive alone until its periodic refit
+    items = writer.checkpointed_items()
+    broken = items.filter(pl.col("notes").str.contains(FIT_FAILED, literal=True))["item_id"].to_list()
     if warm:  # a warm item whose stored choice failed: fitted cold next run, not failing again
-        rows = writer.checkpointed_items().filter(
-            pl.col("item_id").is_in(list(warm)) & (pl.col("failed_models").str.len_chars() > 0)
-        )
-        store.mark_failed([
+        tried = pl.col("item_id").is_in(list(warm)) & (pl.col("failed_models").str.len_chars() > 0)
+        rows = items.filter(tried)
+        broken += [
             item for item, failed in zip(rows["item_id"], rows["failed_models"], strict=True)
             if set(failed.split(",")) & set(warm[item])  # a model it had a stored choice for
-        ])
-    items = writer.checkpointed_items(exclude=warm)
+        ]
+    store.mark_failed(broken)
+    items = items.filter(~pl.col("item_id").is_in([*warm, *broken]))
     if items.height == 0:
         return False
     # an item whose models took no regressors (its params have no "exog") records that: its fits

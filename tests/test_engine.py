@@ -122,6 +122,42 @@ def test_failed_model_falls_back_and_is_flagged() -> None:
     assert fc["model"].unique().to_list() == ["naive"] and fc.height == 3
 
 
+def test_an_item_whose_fit_raises_outside_its_models_gets_naive_and_its_batch_goes_on(monkeypatch) -> None:
+    """A raise in an item's fit outside each model's own guard (here the backtest scale, after one
+    model's windows were recorded) failed its whole batch: a `--no-ray` run ended, and on Ray every
+    item of the batch was fitted again one by one. Now that item alone gets seasonal naive, flagged
+    with why, no row of its failed fit is kept, and the other items' results are as without it."""
+    from nova_ray import engine
+
+    rng = np.random.default_rng(3)
+    values = {k: rng.poisson(lam, 120).astype(float) for k, lam in (("A", 5), ("B", 9), ("C", 14))}
+    spec = EngineSpec(horizon=7, models=("ets", "theta"), backtest_windows=2)
+    s = _series(values)
+    clean = forecast_batch(s, [0, 1, 2], spec)
+    scale, calls = engine.seasonal_error_scale, []
+
+    def breaks_once_on_b(y, m):
+        if len(y) and np.array_equal(y, values["B"][: len(y)]):
+            calls.append(len(y))
+            if len(calls) == 3:  # ets's two windows are recorded; theta's first raises
+                raise ValueError("injected")
+        return scale(y, m)
+
+    monkeypatch.setattr(engine, "seasonal_error_scale", breaks_once_on_b)
+    res = forecast_batch(s, [0, 1, 2], spec)
+    items = pl.from_arrow(res.items).sort("item_id")
+    b = items.row(1, named=True)
+    assert b["fallback"] and b["models"] == "naive"
+    assert b["notes"].endswith("its fit failed (ValueError: injected): seasonal naive only"), b["notes"]
+    for kind in ("forecasts", "backtests"):
+        got, want = pl.from_arrow(getattr(res, kind)), pl.from_arrow(getattr(clean, kind))
+        assert got.filter(pl.col("item_id") == "B")["model"].unique().to_list() == ["naive"]
+        others = pl.col("item_id") != "B"
+        assert got.filter(others).equals(want.filter(others)), kind
+    assert items.filter(pl.col("item_id") != "B").drop("cpu_seconds").equals(
+        pl.from_arrow(clean.items).sort("item_id").filter(pl.col("item_id") != "B").drop("cpu_seconds"))
+
+
 def test_one_and_two_point_series_say_too_short_for_every_model() -> None:
     """ETS on one or two points said `KeyError: 'fitted'` or `NotImplementedError: tiny datasets`;
     now "series too short", as ARIMA and Theta do, and the item falls back to seasonal naive."""

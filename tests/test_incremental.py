@@ -685,6 +685,38 @@ def test_a_stored_choice_that_fails_is_refitted_cold_the_next_night(days, tmp_pa
     assert out_items.filter(pl.col("item_id") == victim)["failed_models"].item() == ""
 
 
+def test_an_item_whose_warm_fit_fails_as_a_whole_is_refitted_cold_the_next_night(
+    days, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An item whose fit failed outside its models (seasonal naive only, flagged) had its naive-only
+    fit stored, or its stored choice kept: the next nights reused it, at naive alone until its
+    periodic refit. Its entry is now marked failed, and the next run fits it cold."""
+    from datetime import date
+
+    from nova_ray import engine
+
+    run_forecast(_cfg(days["day1"], tmp_path), use_ray=False, run_date=date(2026, 11, 20))
+    cycles, hit = engine._annual_cycles, []
+
+    def fails_once_warm(names, y, dates, future, origins, spec, *rest):
+        if spec.backtest_windows == 0 and not hit:  # the first warm item
+            hit.append(True)
+            raise RuntimeError("injected")
+        return cycles(names, y, dates, future, origins, spec, *rest)
+
+    monkeypatch.setattr(engine, "_annual_cycles", fails_once_warm)
+    warm = run_forecast(_cfg(days["day2"], tmp_path), use_ray=False, run_date=date(2026, 11, 21))
+    monkeypatch.setattr(engine, "_annual_cycles", cycles)
+    (victim,) = warm.fallbacks
+    assert warm.warm_items == len(ITEMS) and hit
+    out_items = pl.read_parquet(tmp_path / "out" / "items" / "run_date=2026-11-21")
+    row = out_items.filter(pl.col("item_id") == victim).row(0, named=True)
+    assert row["models"] == "naive" and "its fit failed (RuntimeError: injected)" in row["notes"]
+    again = run_forecast(_cfg(days["day2"], tmp_path), use_ray=False, run_date=date(2026, 11, 22))
+    assert again.cold_items == {COLD_FAILED: {"count": 1, "items": [victim]}} and not again.fallbacks
+    assert again.warm_items == len(ITEMS) - 1
+
+
 def test_stored_fits_keep_the_meaning_of_their_regressors(days, tmp_path: Path, small_demo: Path) -> None:
     """A warm ARIMA re-filters with its stored coefficients: they hold only for regressors on the
     scale and with the history of their fit. Today's regressors are put on the store's scale; a
