@@ -293,6 +293,16 @@ def test_anatel_decimal_marks_follow_the_column(tmp_path: Path, text: str, value
     assert df.iloc[[0, -1], 1].tolist() == values
 
 
+def test_a_rate_below_one_in_a_semicolon_file_is_never_read_as_thousands(tmp_path: Path) -> None:
+    """`0.125` in a `;` file read as 125 (no number grouped by thousands starts with `0.`), as
+    the demand reader already knew; `1.250` in such a file is still 1250."""
+    rates = tmp_path / "rates.csv"
+    rates.write_text("date;taxa\n2024-01-01;0.125\n2024-02-01;0.250\n")
+    assert read_regressor_file(rates)["rates_taxa"].iloc[[0, -1]].tolist() == [0.125, 0.25]
+    rates.write_text("date;pedidos\n2024-01-01;1.250\n2024-02-01;2.500\n")
+    assert read_regressor_file(rates)["rates_pedidos"].iloc[[0, -1]].tolist() == [1250, 2500]
+
+
 def test_regressors_prefix_and_errors(tmp_path: Path) -> None:
     df = load_regressors(RAW / "regressors")
     assert list(df.columns) == ["date", "campaign_planned_visits", "campaign_budget_k"]
@@ -937,3 +947,82 @@ def test_a_range_outside_the_raw_data_says_which_end_is_the_data(tmp_path: Path)
         build_features(RAW, tmp_path / "b", end="1999-01-01")
     with pytest.raises(EtlError, match=r"^end 2023-01-01 is before start 2023-02-01$"):
         build_features(RAW, tmp_path / "c", start="2023-02-01", end="2023-01-01")
+
+
+def test_overlapping_inmet_files_keep_every_value_the_newer_file_first(tmp_path: Path) -> None:
+    """Two files of a station sharing days: the one that sorted last by path (`_A_31-05-2023` after
+    `_A_30-06-2023`) replaced whole rows, so its missing hours turned a real rain day into NaN.
+    Per column the last value that exists wins, the file that ends later last."""
+    lines = _inmet_lines()
+
+    def edit(row: str, rain: str, temp: str) -> str:
+        f = row.split(";")
+        f[2], f[7] = rain, temp
+        return ";".join(f)
+
+    older = [edit(r, "-9999", "20") if r.startswith("2023/01/01") else edit(r, "1,0", "21")
+             for r in lines[9:]]
+    _write(tmp_path, "INMET_NE_BA_A401_SALVADOR_01-01-2023_A_30-06-2023.CSV", lines)
+    _write(tmp_path, "INMET_NE_BA_A401_SALVADOR_01-01-2023_A_31-05-2023.CSV", lines[:9] + older)
+    df = load_inmet(tmp_path)
+    assert list(df.columns) == ["date", "station", "rain_mm", "temp_mean_c", "humidity_mean_pct"]
+    assert df.dtypes.astype(str).tolist() == ["datetime64[ns]", "object", "float64", "float64", "float64"]
+    assert df["date"].tolist() == [day("2023-01-01"), day("2023-01-02")]
+    assert df["rain_mm"].tolist() == pytest.approx([1.6, 3.0])  # the newer file's; its NaN -> the older's
+    assert df["temp_mean_c"].tolist() == pytest.approx([27.2, 27.0])  # both have it: the newer file's
+
+
+def test_inmet_csv_files_of_other_stations_are_skipped_and_named(tmp_path: Path) -> None:
+    """[etl] inmet_stations filtered zips only: a CSV of another station was averaged in silently."""
+    raw = tmp_path / "raw"
+    (raw / "inmet").mkdir(parents=True)
+    a413 = next((RAW / "inmet").glob("*A413*.CSV"))
+    for f in (A401_2023, a413):
+        shutil.copy(f, raw / "inmet")
+    res = build_features(raw, tmp_path / "out", "2023-01-01", "2023-01-02", inmet_stations="A401")
+    assert read_features(res.path)["rain_mm"].iloc[0] == pytest.approx(1.6)  # A401's alone, not 1.8
+    assert read_features(res.stations_path)["station"].unique().tolist() == ["A401"]
+    sources = json.loads(res.dictionary_path.read_text())["rain_mm"]["sources"]
+    assert sources == [f"inmet/{A401_2023.name}"]
+    skipped = [w for w in res.warnings if a413.name in w]
+    assert len(skipped) == 1 and "A413" in skipped[0] and "inmet_stations" in skipped[0]
+    every = build_features(raw, tmp_path / "out2", "2023-01-01", "2023-01-02")  # no station named: all
+    assert read_features(every.path)["rain_mm"].iloc[0] == pytest.approx(1.8)
+    assert not [w for w in every.warnings if a413.name in w]
+
+
+def test_bcb_csv_thousands_follow_the_column(tmp_path: Path) -> None:
+    """`1.250` next to `1.249,50` in an SGS CSV (decimal comma) was read as 1.25; JSON keeps its
+    dot as the decimal mark."""
+    p = tmp_path / "ibc.csv"
+    p.write_text('"data";"valor"\n"01/01/2024";"1.249,50"\n"02/01/2024";"1.250"\n"03/01/2024";"1.251,25"\n',
+                 encoding="utf-8")
+    assert read_bcb_file(p)["ibc"].tolist() == pytest.approx([1249.5, 1250.0, 1251.25])
+    j = tmp_path / "usd.json"
+    j.write_text('[{"data": "01/01/2024", "valor": "1.250"}, {"data": "02/01/2024", "valor": "5.3540"}]')
+    assert read_bcb_file(j)["usd"].tolist() == pytest.approx([1.25, 5.354])
+
+
+@pytest.mark.parametrize(
+    ("folder", "text", "read"),
+    [
+        ("bcb", '"data";"valor"\r"01/01/2024";"4,85"\r"02/01/2024";"4,86"\r', read_bcb_file),
+        ("anatel", "Data;Estacoes_5G\r2024-01;1250\r2024-02;1300\r", read_anatel_file),
+        ("regressors", "date,x\r2024-01-01,1\r2024-01-02,2\r", read_regressor_file),
+    ],
+)
+def test_csv_with_cr_line_ends_and_an_unclosed_quote(tmp_path: Path, folder: str, text: str, read) -> None:
+    """A CR-only file ("CSV (Macintosh)") and a stray quote crashed with a `_csv.Error` traceback."""
+    path = tmp_path / "s.csv"
+    path.write_bytes(text.encode())
+    crlf = tmp_path / "crlf" / "s.csv"
+    crlf.parent.mkdir()
+    crlf.write_bytes(text.replace("\r", "\r\n").encode())
+    pd.testing.assert_frame_equal(read(path), read(crlf))
+    first, *rest = text.split("\r")
+    plain = rest[1].replace('"', "")
+    rows = [rest[0]] * 3 + ['"' + plain] + [plain] * 20000  # the quote opens a field to the end
+    path.write_text("\n".join([first, *rows]) + "\n")
+    with pytest.raises(EtlError) as exc:
+        read(path)
+    assert one_line(exc).startswith(f"{path}:5: ") and "never closes" in str(exc.value)

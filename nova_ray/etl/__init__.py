@@ -5,11 +5,13 @@ Formats: docs/raw-formats.md; outputs and columns: docs/etl.md.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -85,8 +87,27 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
 
 
-GROUPED_POINTS = re.compile(r"^[-+]?\d{1,3}(\.\d{3})+$")  # 1.250, 12.345.678: thousands or decimals?
-GROUPED_COMMAS = re.compile(r"^[-+]?\d{1,3}(,\d{3})+$")  # 1,250
+def csv_rows(text: str, path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """Delimited text -> (line, fields) per record (`line`: where it starts); CR, LF or CRLF line
+    ends. A record the csv module cannot split (a stray quote that never closes) raises EtlError
+    naming its line."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    start = 1
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            why = " ".join(str(exc).split())
+            hint = "" if "NUL" in why else " (a '\"' that opens a field and never closes?)"
+            raise EtlError(f"cannot split the line into fields: {why}{hint}", path, start) from None
+        yield start, fields
+        start = reader.line_num + 1
+
+
+GROUPED_POINTS = re.compile(r"^[-+]?[1-9]\d{0,2}(\.\d{3})+$")  # 1.250, 12.345.678: thousands or decimals?
+GROUPED_COMMAS = re.compile(r"^[-+]?[1-9]\d{0,2}(,\d{3})+$")  # 1,250
 
 
 def number_style(texts: Iterable[str], dots_group: bool, commas_group: bool) -> tuple[bool, bool]:

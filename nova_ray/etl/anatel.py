@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +10,7 @@ import pandas as pd
 
 from . import (
     EtlError,
+    csv_rows,
     daily_ffill,
     merge_daily,
     normalize,
@@ -51,10 +50,9 @@ def read_table(path: Path, text: str) -> tuple[str, list[str], list[tuple[int, l
     """Delimited text (``;`` or ``,``, sniffed from the header) -> (delimiter, header, [(line, fields)])."""
     first = next(line for line in text.splitlines() if line.strip())
     delimiter = ";" if first.count(";") >= first.count(",") else ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header: list[str] | None = None
     rows: list[tuple[int, list[str]]] = []
-    for fields in reader:
+    for line_num, fields in csv_rows(text, path, delimiter):
         if not any(f.strip() for f in fields):
             continue
         if header is None:
@@ -68,9 +66,9 @@ def read_table(path: Path, text: str) -> tuple[str, list[str], list[tuple[int, l
             raise EtlError(
                 f"expected {len(header)} {delimiter!r}-separated fields like the header, got {len(fields)}",
                 path,
-                reader.line_num,
+                line_num,
             )
-        rows.append((reader.line_num, fields))
+        rows.append((line_num, fields))
     if header is None or not rows:
         raise EtlError("no data rows after the header", path, 1)
     return delimiter, header, rows

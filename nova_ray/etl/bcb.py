@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -11,7 +9,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import EtlError, daily_ffill, merge_daily, parse_numbers, read_text, short, slug, source_files
+from . import (
+    EtlError,
+    csv_rows,
+    daily_ffill,
+    merge_daily,
+    number_style,
+    parse_numbers,
+    read_text,
+    short,
+    slug,
+    source_files,
+)
 
 _SKIP = re.compile(r"[\s,]*")
 
@@ -59,10 +68,9 @@ def parse_bcb_json(text: str, path: str | Path) -> tuple[pd.DataFrame, LineOf]:
 
 def parse_bcb_csv(text: str, path: str | Path) -> tuple[pd.DataFrame, LineOf]:
     """SGS CSV text (``"data";"valor"``) -> (rows as strings, row position -> file line)."""
-    reader = csv.reader(io.StringIO(text), delimiter=";")
     rows = []
     header_seen = False
-    for fields in reader:
+    for line_num, fields in csv_rows(text, Path(path), ";"):
         if not any(f.strip() for f in fields):
             continue
         while len(fields) > 2 and not fields[-1].strip():  # a trailing separator, not an empty valor
@@ -72,23 +80,30 @@ def parse_bcb_csv(text: str, path: str | Path) -> tuple[pd.DataFrame, LineOf]:
                 raise EtlError(
                     f'expected the header "data";"valor", got {short(";".join(fields))}',
                     path,
-                    reader.line_num,
+                    line_num,
                 )
             header_seen = True
             continue
         if len(fields) != 2:
             raise EtlError(
-                f"expected 2 ';'-separated fields (data;valor), got {len(fields)}", path, reader.line_num
+                f"expected 2 ';'-separated fields (data;valor), got {len(fields)}", path, line_num
             )
-        rows.append((reader.line_num, fields[0], fields[1]))
+        rows.append((line_num, fields[0], fields[1]))
     if not rows:
         raise EtlError("no data rows after the header", path, 1)
     lines = [r[0] for r in rows]
     return pd.DataFrame(rows, columns=["entry", "data", "valor"]), lambda i: lines[i]
 
 
-def bcb_frame(raw: pd.DataFrame, line_of: LineOf, path: str | Path, name: str) -> pd.DataFrame:
-    """Parsed rows (data, valor strings) -> daily forward-filled ``date, <name>``."""
+def bcb_frame(
+    raw: pd.DataFrame, line_of: LineOf, path: str | Path, name: str, decimal_comma: bool = False
+) -> pd.DataFrame:
+    """Parsed rows (data, valor strings) -> daily forward-filled ``date, <name>``.
+
+    With `decimal_comma` (the CSV) a value grouped like thousands (``1.250``, ``1,250``) is read as
+    the column's other values show (`number_style`), else points group thousands; without it (JSON)
+    a value with one mark reads it as decimal (``"1.250"`` = 1.25).
+    """
     path = Path(path)
     dates = pd.to_datetime(raw["data"].str.strip(), format="%d/%m/%Y", errors="coerce")
     if dates.isna().any():
@@ -99,7 +114,9 @@ def bcb_frame(raw: pd.DataFrame, line_of: LineOf, path: str | Path, name: str) -
             line_of(pos),
             "data",
         )
-    values = parse_numbers(raw["valor"], line_of, path, "valor")
+    dots, commas = number_style(raw["valor"].unique(), True, False) if decimal_comma else (False, False)
+    values = parse_numbers(raw["valor"], line_of, path, "valor", dot_is_thousands=dots,
+                           comma_is_thousands=commas)
     out = pd.DataFrame({"date": dates, name: values}).dropna(subset=[name])
     if out.empty:
         raise EtlError("no values: every 'valor' is empty", path)
@@ -115,10 +132,8 @@ def read_bcb_file(path: str | Path, name: str | None = None) -> pd.DataFrame:
     name = name or slug(path.stem)
     text = read_text(path)
     if path.suffix.lower() == ".json" or text.lstrip().startswith(("[", "{")):
-        raw, line_of = parse_bcb_json(text, path)
-    else:
-        raw, line_of = parse_bcb_csv(text, path)
-    return bcb_frame(raw, line_of, path, name)
+        return bcb_frame(*parse_bcb_json(text, path), path, name)
+    return bcb_frame(*parse_bcb_csv(text, path), path, name, decimal_comma=True)
 
 
 def load_bcb(src: str | Path | Iterable[str | Path]) -> pd.DataFrame:

@@ -234,11 +234,14 @@ def build_features(
 
     Missing sub-folders are skipped. Without `start`/`end`, the range spans every source's dates.
     `inmet_stations` (comma-separated codes, [etl] inmet_stations): the stations read from INMET's
-    yearly zips in inmet/ (its CSV files are all read).
+    yearly zips and CSV files in inmet/ (none named: every CSV file is read; a CSV file of another
+    station is left out with a warning).
     """
     raw, out = Path(raw_dir), Path(out_dir)
     files = discover(raw)
-    stations = load_inmet(files["inmet"], inmet_stations.split(","))
+    skipped: dict[Path, str] = {}
+    stations = load_inmet(files["inmet"], inmet_stations.split(","), skipped)
+    files["inmet"] = [f for f in files["inmet"] if f not in skipped]  # not a source of the table
     economy, econ_src, econ_span = _load_each(files["bcb"], read_bcb_file, "bcb")
     g5, g5_src, g5_span = _load_each(files["anatel"], read_anatel_file, "anatel")
     regs, reg_src, reg_span = _load_each(files["regressors"], read_regressor_file, "regressors")
@@ -261,6 +264,11 @@ def build_features(
     days = pd.date_range(start_ts, end_ts, freq="D", name="date")
 
     notes = _ignored_subfolders(raw)
+    if skipped:
+        named = ", ".join(f"{f.name} ({code})" for f, code in skipped.items())
+        chosen = ", ".join(sorted({c.strip().upper() for c in inmet_stations.split(",") if c.strip()}))
+        notes.append(f"{raw / 'inmet'}: {len(skipped)} CSV file(s) of stations not in [etl] inmet_stations "
+                     f"({chosen}) not read: {named}")
     continued: dict[str, list[str]] = {}
     table = calendar_features(start_ts, end_ts).set_index("date")
     groups: dict[str, str] = dict.fromkeys(table.columns, "calendar")

@@ -26,6 +26,7 @@ _WANTED = {
     "hum": ("UMIDADE RELATIVA DO AR", "UMIDADE RELATIVA DO AR, HORARIA (%)"),
 }
 _FILE_STATION = re.compile(r"^INMET_[A-Z]{1,2}_[A-Z]{2}_([A-Z]\d{3})_", re.IGNORECASE)
+_FILE_END = re.compile(r"_A_(\d\d)-(\d\d)-(\d{4})\.csv$", re.IGNORECASE)  # ..._01-01-2023_A_31-05-2023.CSV
 
 
 def _meta(path: Path, lines: list[str]) -> dict[str, str]:
@@ -160,7 +161,11 @@ def read_inmet_zip(path: str | Path, stations: Collection[str]) -> list[pd.DataF
     """The files of `stations` in one of INMET's yearly zips (the historical-data portal's: every
     automatic station's CSV of a year, at its top or in a folder) -> their daily rows. A zip is
     read only for the stations named: all of them averaged would be Brazil's weather."""
-    path = Path(path)
+    return [frame for _, frame in _zip_members(Path(path), stations)]
+
+
+def _zip_members(path: Path, stations: Collection[str]) -> list[tuple[Path, pd.DataFrame]]:
+    """`read_inmet_zip` with each frame's member path (``<zip>/<member>``)."""
     wanted = {s.strip().upper() for s in stations if s.strip()}
     if not wanted:
         raise EtlError("an INMET zip holds every station of its year: name the ones to read in [etl] "
@@ -173,7 +178,8 @@ def read_inmet_zip(path: str | Path, stations: Collection[str]) -> list[pd.DataF
             if not chosen:
                 raise EtlError(f"no file of station {', '.join(sorted(wanted))} ([etl] inmet_stations) among "
                                f"its {len(members)} station files", path)
-            return [read_inmet_file(path / m, decode_text(_member(zf, m, path), path / m)) for m in chosen]
+            return [(path / m, read_inmet_file(path / m, decode_text(_member(zf, m, path), path / m)))
+                    for m in chosen]
     except (zipfile.BadZipFile, EOFError):
         raise EtlError("not a readable zip file (a download cut short?)", path) from None
 
@@ -187,25 +193,54 @@ def _member(zf: zipfile.ZipFile, name: str, path: Path) -> bytes:
         raise EtlError(f"cannot unpack it: {' '.join(str(exc).split())[:120]}", path / name) from None
 
 
-def load_inmet(src: str | Path | Iterable[str | Path], stations: Collection[str] = ()) -> pd.DataFrame:
+def load_inmet(
+    src: str | Path | Iterable[str | Path],
+    stations: Collection[str] = (),
+    skipped: dict[Path, str] | None = None,
+) -> pd.DataFrame:
     """INMET files (a folder of *.CSV and yearly *.zip, one file or a list) -> daily rows per
-    station, sorted. A zip gives the files of `stations` (`read_inmet_zip`); CSV files are all read.
+    station, sorted. A zip gives the files of `stations` (`read_inmet_zip`); so do the CSV files
+    when `stations` names any: another station's file is left out and put in `skipped`
+    ({file: its station}), all of them are read when it names none.
 
-    A (date, station) in several files keeps the row from the last file in path order, zips read
-    first (a station's own CSV file wins over the portal's zip).
+    A (date, station) in several files takes each column's value from the last file that has one,
+    the files in the order of the period they cover (the end date in the name,
+    ``..._A_30-06-2023.CSV``, else the file's last day), zips first (a station's own CSV file wins
+    over the portal's zip).
     """
-    files = sorted(source_files(src, (".csv", ".zip")), key=lambda f: f.suffix.lower() != ".zip")
-    frames = []
-    for f in files:
+    wanted = {s.strip().upper() for s in stations if s.strip()}
+    keyed: list[tuple[bool, pd.Timestamp, str, pd.DataFrame]] = []
+    for f in source_files(src, (".csv", ".zip")):
         if f.suffix.lower() == ".zip":
-            frames += read_inmet_zip(f, stations)
-        else:
-            frames.append(read_inmet_file(f))
-    if not frames:
+            members = _zip_members(f, stations)
+            keyed += [(False, _covered_until(m, frame), str(m), frame) for m, frame in members]
+            continue
+        text = read_text(f)
+        station = _station(f, _meta(f, text.splitlines()))
+        if wanted and station not in wanted:
+            if skipped is not None:
+                skipped[f] = station
+            continue
+        frame = read_inmet_file(f, text)
+        keyed.append((True, _covered_until(f, frame), str(f), frame))
+    if not keyed:
         return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in _EMPTY_TYPES.items()})
-    out = pd.concat(frames, ignore_index=True)
-    out = out.drop_duplicates(["date", "station"], keep="last")
-    return out.sort_values(["date", "station"]).reset_index(drop=True)
+    keyed.sort(key=lambda k: k[:3])
+    out = pd.concat([k[3] for k in keyed], ignore_index=True)
+    # per column the last value there is: a partial file's gap does not hide another file's reading
+    out = out.groupby(["date", "station"], as_index=False, sort=True).last()
+    return out[COLUMNS].reset_index(drop=True)
+
+
+def _covered_until(path: Path, frame: pd.DataFrame) -> pd.Timestamp:
+    """The last day a file covers: the end date of its name (``..._A_31-05-2023.CSV``), else its last row."""
+    m = _FILE_END.search(path.name)
+    if m:
+        try:
+            return pd.Timestamp(int(m.group(3)), int(m.group(2)), int(m.group(1)))
+        except ValueError:
+            pass
+    return frame["date"].max() if len(frame) else pd.Timestamp.min
 
 
 _EMPTY_TYPES = {
