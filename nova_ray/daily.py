@@ -191,7 +191,7 @@ def run_daily(
                     cfg.paths.output, to, run_id=report.run_id, endpoint_url=endpoint_url, keep=keep,
                     backwards=False,  # a backfill leaves the target's pointer on a later run
                 )
-            except OSError as exc:  # the run itself is done: say so, a rerun only publishes it
+            except OSError as exc:  # the run is done, not yet published (after the pointer: a warning)
                 raise PublishFailed(to, str(report.run_id), exc) from exc
             except PublishError as exc:  # e.g. the bucket went away since the check
                 raise PublishError(f"{exc}; run {report.run_id} is saved in {cfg.paths.output}: a rerun "
@@ -228,8 +228,9 @@ def _said_again(continued: dict[str, list[str]], said: list[str]) -> set[str]:
 
 
 def _check_target(to: str, endpoint_url: str | None) -> None:
-    """PublishError for a publish target that is not there (checked again when publishing); a
-    store that cannot be reached now is left to the publish step (the run is saved for a rerun)."""
+    """PublishError for a publish target that is not there or whose pointer is another project's
+    (checked again when publishing); a store that cannot be reached now is left to the publish step
+    (the run is saved for a rerun)."""
     from .io.location import open_location
     from .io.publish import check_target
 

@@ -630,3 +630,61 @@ def test_a_lagging_5g_count_is_one_warning_of_the_run(env: Path, small_demo: Pat
         run_daily(load_config(None, {"data": str(env / "gone.parquet")}, dotenv=None), date(2026, 11, 28),
                   report=failing)
     assert any(w.startswith("etl: 5g ") and "the data end" in w for w in failing.warnings), failing.warnings
+
+
+def test_a_target_with_another_projects_pointer_is_refused_before_the_forecast(
+    env: Path, small_demo: Path, monkeypatch
+) -> None:
+    """`run --to` a shared target whose last_updated.json is another tool's: the pointer was
+    replaced (and `--keep` deleted the other project's folders), exit 0. Now the job stops with
+    one line (exit 2) before the night's forecast, and the target is as it was."""
+    import nova_ray.pipeline
+
+    def no_forecast(*args, **kwargs):
+        raise AssertionError("the forecast ran")
+
+    monkeypatch.setattr(nova_ray.pipeline, "run_forecast", no_forecast)
+    target = env / "shared"
+    (target / "runs" / "exp-42").mkdir(parents=True)
+    (target / "runs" / "exp-42" / "manifest.json").write_text('{"experiment": "exp-42"}')
+    (target / "last_updated.json").write_text('{"last_update": "2026-12-01", "source": "other-etl"}')
+    before = {p: p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    res = _run(small_demo, target, "--keep", "1")
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())
+    assert f"error: {target / 'last_updated.json'}: holds another project's last_updated.json" in text
+    assert {p: p.read_bytes() for p in target.rglob("*") if p.is_file()} == before
+
+
+def test_an_old_run_keep_cannot_delete_is_a_warning_of_a_published_run(
+    env: Path, small_demo: Path, ray_session, monkeypatch
+) -> None:
+    """A store that refuses to delete an old run (`--keep`) after the new run's pointer moved: `run`
+    said the publish was refused (exit 1, "the previously published run is intact") and skipped
+    `--keep-local`. Now the run is published with a warning, exit 0, and the old run stays whole."""
+    from nova_ray.io import location
+
+    target = env / "shared"
+    old = target / "runs" / "20200101-old"
+    (old / "forecasts").mkdir(parents=True)
+    (old / "forecasts" / "part.parquet").write_bytes(b"old rows")
+    manifest = {"format": 1, "run_id": "20200101-old", "run_date": "2020-01-01",
+                "published_at": "2020-01-01T06:00:00+00:00"}
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    pointer = {**manifest, "manifest": f"runs/{old.name}/manifest.json"}
+    (target / "last_updated.json").write_text(json.dumps(pointer))
+    delete_dir = location.Location.delete_dir
+
+    def refuse(self, rel: str) -> None:
+        if rel.startswith(f"runs/{old.name}"):
+            raise PermissionError(13, "Permission denied", self.path(rel))
+        delete_dir(self, rel)
+
+    monkeypatch.setattr(location.Location, "delete_dir", refuse)
+    res = _run(small_demo, target, "--keep", "1", "--keep-local", "1")
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "pointer moved" in text and f"warning: published; could not delete old run {old.name}: " in text
+    assert "prune kept all 1 run date" in text  # --keep-local ran
+    assert json.loads((target / "last_updated.json").read_text())["run_id"] == _pointer(env / "out")["run_id"]
+    assert (old / "manifest.json").is_file() and (old / "forecasts" / "part.parquet").is_file()

@@ -294,8 +294,9 @@ def test_corrupt_target_file_is_replaced_on_rerun(runs: dict[str, Path], tmp_pat
 def test_a_broken_pointer_or_manifest_on_the_target_never_blocks_a_sync(
     runs: dict[str, Path], tmp_path: Path, held_elsewhere
 ) -> None:
-    """A truncated pointer is replaced (with a warning), a manifest that is no object is passed over
-    by the pruning; while a job holds the results folder, `sync` exits 3."""
+    """A truncated pointer is replaced (with a warning), a manifest that is no object is left alone
+    by the pruning (with a warning: not nova-ray's); while a job holds the results folder, `sync`
+    exits 3."""
     target = _folder(tmp_path / "shared")
     sync_run(runs[A], target)
     (target / POINTER).write_text('{"run_id": "2024')
@@ -303,9 +304,10 @@ def test_a_broken_pointer_or_manifest_on_the_target_never_blocks_a_sync(
     (target / "runs" / "20240101-odd" / "manifest.json").write_text("[]")
     report = sync_run(runs[B], target, keep=1)
     assert report.pointer_moved and report.previous_run_id is None
-    assert len(report.warnings) == 1 and "pointer is not valid JSON" in report.warnings[0]
+    assert len(report.warnings) == 2 and "pointer is not valid JSON" in report.warnings[0]
+    assert report.warnings[1] == "--keep left alone runs/ folders that are not nova-ray runs: 20240101-odd"
     assert json.loads((target / POINTER).read_text())["run_id"] == B
-    assert sorted(report.deleted_runs) == sorted([A, "20240101-odd"])
+    assert report.deleted_runs == [A] and (target / "runs" / "20240101-odd" / "manifest.json").is_file()
     with held_elsewhere(runs[C]):
         res = CliRunner().invoke(app, ["sync", "--to", str(target), "--results", str(runs[C])])
     assert res.exit_code == 3 and "another nova-ray job is running" in res.output
@@ -338,7 +340,7 @@ def test_keep_counts_dates_before_a_dates_superseded_runs(tmp_path: Path) -> Non
             "d3b": ("2026-12-03", "t4"), "d4": ("2026-12-04", "t5")}
     for rid, (day, at) in runs.items():
         (target / "runs" / rid).mkdir(parents=True)
-        manifest = {"run_date": day, "published_at": at}
+        manifest = {"format": 1, "run_id": rid, "run_date": day, "published_at": at}
         (target / "runs" / rid / "manifest.json").write_text(json.dumps(manifest))
     (target / POINTER).write_text(json.dumps({"run_id": "d4", "run_date": "2026-12-04"}))
     deleted, _ = prune_runs(open_location(str(target)), 3, "d4")
@@ -567,3 +569,92 @@ def test_a_run_that_is_not_there_lists_the_newest_runs_by_age(tmp_path: Path) ->
         find_run(tmp_path, "20261127-9999")
     with pytest.raises(ReportError, match=f"recent runs: {newest}\\)"):
         find_record(tmp_path, "20261127-9999")
+
+
+def test_keep_deletes_only_nova_ray_runs(runs: dict[str, Path], tmp_path: Path) -> None:
+    """`--keep` counted every runs/<name>/ with a manifest.json as a run: another project's folder
+    on a shared target (a manifest of its own) sorted oldest and was deleted. Only a folder named
+    as a run id whose manifest is nova-ray's (format, run_id = the folder's name) is pruned; the
+    others are left alone, with a warning."""
+    target = _folder(tmp_path / "shared")
+    sync_run(runs[A], target)
+    exp = target / "runs" / "exp-42"
+    exp.mkdir()
+    (exp / "manifest.json").write_text('{"experiment": "exp-42"}')
+    (exp / "model.bin").write_bytes(b"weights")
+    copy = target / "runs" / "copy-of-a"  # nova-ray's manifest, but of another folder's run
+    copy.mkdir()
+    (copy / "manifest.json").write_bytes((target / "runs" / A / "manifest.json").read_bytes())
+    odd = target / "runs" / "not a run"  # no run id: never nova-ray's
+    odd.mkdir()
+    (odd / "manifest.json").write_text(json.dumps({"format": 1, "run_id": "not a run", "run_date": "2000"}))
+    theirs = {**files_under(exp), **files_under(copy), **files_under(odd)}
+    report = sync_run(runs[B], target, keep=1)
+    assert report.pointer_moved and report.deleted_runs == [A]
+    assert sorted(p.name for p in (target / "runs").iterdir()) == [B, "copy-of-a", "exp-42", "not a run"]
+    assert {**files_under(exp), **files_under(copy), **files_under(odd)} == theirs
+    assert [w for w in report.warnings if "not nova-ray runs" in w] == [
+        "--keep left alone runs/ folders that are not nova-ray runs: copy-of-a, exp-42, not a run"]
+
+
+def test_a_pointer_of_another_project_is_refused(runs: dict[str, Path], tmp_path: Path) -> None:
+    """A valid JSON last_updated.json that is not nova-ray's (another tool's, on a shared target)
+    was replaced with only a warning, as a truncated one is. Now the sync is refused before it
+    writes anything (`sync` exits 2); a truncated pointer is still replaced."""
+    target = _folder(tmp_path / "shared")
+    (target / "runs" / "exp-42").mkdir(parents=True)
+    (target / "runs" / "exp-42" / "manifest.json").write_text('{"experiment": "exp-42"}')
+    for theirs in ({"last_update": "2026-12-01", "source": "other-etl"}, {"run_id": "x"}, ["a", "b"], 7):
+        (target / POINTER).write_text(json.dumps(theirs))
+        before = files_under(target)
+        with pytest.raises(PublishError, match=rf"^{target}/{POINTER}: holds another project's "
+                           "last_updated.json .*nothing was written"):
+            sync_run(runs[A], target, keep=1)
+        assert files_under(target) == before
+    res = CliRunner().invoke(app, ["sync", "--to", str(target), "--results", str(runs[A]), "--keep", "1"])
+    assert res.exit_code == 2 and "holds another project's last_updated.json" in res.output
+    assert files_under(target) == before
+
+
+def test_a_run_not_deleted_by_keep_is_a_warning_of_a_published_run(
+    runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that refuses to delete an old run's file (a bucket without DeleteObject, an
+    immutable file) failed the sync after the pointer moved, as if nothing was published, and
+    the manifest was deleted first: the old run was "incomplete" ever after. Now it is a warning,
+    the run's data goes before its manifest, and the next --keep deletes what is left."""
+    from nova_ray.io import location
+
+    target = _folder(tmp_path / "shared")
+    for rid in (A, B):
+        sync_run(runs[rid], target)
+    delete_dir = location.Location.delete_dir
+
+    def refuse(self: location.Location, rel: str) -> None:
+        if rel.startswith(f"runs/{A}"):
+            raise PermissionError(13, "Permission denied", self.path(rel))
+        delete_dir(self, rel)
+
+    monkeypatch.setattr(location.Location, "delete_dir", refuse)
+    report = sync_run(runs[C], target, keep=1)
+    assert report.pointer_moved and report.deleted_runs == [B] and not report.incomplete_runs
+    assert json.loads((target / POINTER).read_text())["run_id"] == C
+    (warning,) = report.warnings
+    assert warning.startswith(f"published; could not delete old run {A}: ") and "Permission denied" in warning
+    assert (target / "runs" / A / "manifest.json").is_file()  # still a complete run: retried next time
+    # a step after the pointer that fails (the manifest's copy) is a warning too, not a failed publish
+    write_atomic = location.Location.write_atomic
+
+    def no_copy(self: location.Location, rel: str, data: bytes) -> None:
+        if rel.endswith("/manifest.json"):
+            raise PermissionError(13, "Permission denied", self.path(rel))
+        write_atomic(self, rel, data)
+
+    monkeypatch.setattr(location.Location, "write_atomic", no_copy)
+    (target / "runs" / C / "manifest.json").unlink()
+    report = sync_run(runs[C], target, keep=1)
+    assert any(w.startswith(f"published; could not write runs/{C}/manifest.json: ") for w in report.warnings)
+    monkeypatch.undo()
+    report = sync_run(runs[C], target, keep=1)
+    assert report.deleted_runs == [A] and not report.warnings
+    assert sorted(p.name for p in (target / "runs").iterdir()) == [C]

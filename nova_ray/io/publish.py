@@ -256,18 +256,36 @@ FileHook = Callable[[SourceFile, str], None]
 
 def check_target(loc: Location) -> None:
     """Fail early on a missing bucket or target folder (neither is ever created: a share that is
-    not mounted would otherwise be published to the local disk under its mount point, exit 0) or a
-    target that is a file."""
+    not mounted would otherwise be published to the local disk under its mount point, exit 0), a
+    target that is a file, or one whose pointer is another project's (`check_pointer`)."""
     if loc.is_local:
         if Path(loc.base).is_file():
             raise PublishError(f"{loc.uri}: is a file, expected a folder")
         if not Path(loc.base).is_dir():
             raise PublishError(f"{loc.uri}: no such folder (sync never creates the target: is the share "
                                "mounted? For a new target, create the folder first)")
+    else:
+        bucket = loc.base.split("/", 1)[0]
+        if loc.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+            raise PublishError(f"s3://{bucket}: bucket not found (sync never creates buckets)")
+    check_pointer(loc)
+
+
+def check_pointer(loc: Location) -> None:
+    """PublishError when the target's `last_updated.json` is valid JSON but not a nova-ray pointer
+    (no `run_id` or no `format`: another project's, on a shared target): a sync never replaces it.
+    One that is not valid JSON (a truncated write) is left to `read_pointer` (a sync replaces it)."""
+    raw = loc.read(POINTER)
+    if raw is None:
         return
-    bucket = loc.base.split("/", 1)[0]
-    if loc.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
-        raise PublishError(f"s3://{bucket}: bucket not found (sync never creates buckets)")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return
+    if not (isinstance(data, dict) and data.get("run_id") and "format" in data):
+        raise PublishError(f"{loc.uri}/{POINTER}: holds another project's last_updated.json (no nova-ray "
+                           "run_id and format); nothing was written: publish to a folder or prefix of "
+                           "nova-ray's own")
 
 
 def build_manifest(run: SourceRun, published_at: str) -> dict[str, Any]:
@@ -311,7 +329,9 @@ def sync_run(
     (with `keep`) delete all but the `keep` most recently published complete runs. `on_file(file,
     status)` is called after each file is verified ("uploaded" or "skipped"). With `backwards`
     False (the daily job's backfills) the pointer stays on a published run of a later run date; a
-    sync of a chosen run (a roll-back) moves it whatever the date.
+    sync of a chosen run (a roll-back) moves it whatever the date. A target whose pointer is another
+    project's is refused before anything is written (`check_pointer`). A step after the pointer
+    that fails (the manifest's copy, `keep`) is a warning of the report: the run is published.
     """
     if keep is not None and keep < 1:
         raise PublishError(f"--keep must be >= 1, got {keep}")
@@ -384,12 +404,23 @@ def sync_run(
     elif old is None or old[1] != pointer:
         loc.write_atomic(POINTER, _dumps(pointer))
         report.pointer_moved = True
+    # the run is published: a step that fails from here on is a warning, not a failed sync
     if existing != data:  # only now: a pointer of an older nova-ray names manifest.json itself
-        loc.write_atomic(latest_rel, data)
+        try:
+            loc.write_atomic(latest_rel, data)
+        except OSError as exc:
+            report.warnings.append(f"published; could not write {latest_rel}: {first_line(exc)} (the next "
+                                   "sync writes it; until then --keep leaves the run alone)")
     if loc.is_local:
-        _remove_stale_temps(Path(loc.path(prefix)))
+        try:
+            _remove_stale_temps(Path(loc.path(prefix)))
+        except OSError:
+            pass
     if keep is not None:
-        report.deleted_runs, report.incomplete_runs = prune_runs(loc, keep, run.run_id)
+        try:
+            report.deleted_runs, report.incomplete_runs = prune_runs(loc, keep, run.run_id, report.warnings)
+        except (OSError, PublishError) as exc:
+            report.warnings.append(f"published; --keep {keep} skipped: {first_line(exc)}")
     return report
 
 
@@ -408,22 +439,34 @@ def _remove_stale_temps(folder: Path) -> None:
             pass
 
 
-def prune_runs(loc: Location, keep: int, current: str) -> tuple[list[str], list[str]]:
+def prune_runs(
+    loc: Location, keep: int, current: str, warnings: list[str] | None = None
+) -> tuple[list[str], list[str]]:
     """Keep `keep` complete runs: `current` and the pointer's run always, then the newest others
     (by run date, then published_at: a backfill published today is older than today's run), the
     newest run of each date before a date's older (superseded) runs, so that `keep` 7 keeps a
     week of dates after a rerun; delete the rest. After a roll-back with `keep` 1 that deletes
     the newer run rolled back from.
 
-    Folders without a manifest (interrupted syncs) are left alone and returned as incomplete.
+    A complete run is a folder named as a run id with nova-ray's manifest.json of that run. Folders
+    without a manifest (interrupted syncs) are left alone and returned as incomplete; other folders
+    (another project's on a shared target) are left alone too. With `warnings`, those are said there,
+    and a run that cannot be deleted is a warning (its data goes before its manifest: the run stays
+    complete and the next prune tries again); without, such an error is raised.
     Returns (deleted run ids, incomplete run ids).
     """
     ptr = read_pointer(loc)
     pinned = {current} | ({ptr[1].get("run_id")} if ptr else set())
     complete: list[tuple[tuple[str, str], str]] = []
     incomplete: list[str] = []
+    foreign: list[str] = []
     for name in loc.subdirs(RUNS):
         if name in pinned:
+            continue
+        try:
+            check_run_id(name)
+        except PublishError:
+            foreign.append(name)
             continue
         raw = loc.read(f"{RUNS}/{name}/{MANIFEST}")
         if raw is None:
@@ -433,9 +476,13 @@ def prune_runs(loc: Location, keep: int, current: str) -> tuple[list[str], list[
             manifest = json.loads(raw)
         except ValueError:
             manifest = None
-        ok = isinstance(manifest, dict)
-        stamp = (str(manifest.get("run_date", "")), str(manifest.get("published_at", ""))) if ok else ("", "")
-        complete.append((stamp, name))
+        if not (isinstance(manifest, dict) and manifest.get("run_id") == name
+                and manifest.get("format") == FORMAT):
+            foreign.append(name)  # not nova-ray's manifest of this run: another project's folder
+            continue
+        complete.append(((str(manifest.get("run_date", "")), str(manifest.get("published_at", ""))), name))
+    if foreign and warnings is not None:
+        warnings.append(f"--keep left alone runs/ folders that are not nova-ray runs: {', '.join(foreign)}")
     complete.sort(reverse=True)
     seen = {str(ptr[1].get("run_date"))} if ptr else set()
     if (raw := loc.read(f"{RUNS}/{current}/{MANIFEST}")) is not None:
@@ -447,11 +494,33 @@ def prune_runs(loc: Location, keep: int, current: str) -> tuple[list[str], list[
     for (day, _), name in complete:  # a date's newest run first, then the dates' older runs
         (superseded if day in seen else newest).append(name)
         seen.add(day)
-    doomed = (newest + superseded)[max(keep - len(pinned), 0):]
-    for name in doomed:
-        loc.fs.delete_file(loc.path(f"{RUNS}/{name}/{MANIFEST}"))  # incomplete from here on
-        loc.delete_dir(f"{RUNS}/{name}")
-    return doomed, incomplete
+    deleted = []
+    for name in (newest + superseded)[max(keep - len(pinned), 0):]:
+        try:
+            _delete_run(loc, name)
+        except OSError as exc:
+            if warnings is None:
+                raise
+            warnings.append(f"published; could not delete old run {name}: {first_line(exc)} (the next "
+                            "--keep tries again)")
+            continue
+        deleted.append(name)
+    return deleted, incomplete
+
+
+def _delete_run(loc: Location, name: str) -> None:
+    """Delete the folder of run `name`: its data first, its manifest.json last (what makes it a run
+    to prune: a delete that fails leaves a complete run, not an incomplete one kept for ever)."""
+    rel = f"{RUNS}/{name}"
+    sel = pafs.FileSelector(loc.path(rel), recursive=False, allow_not_found=True)
+    for info in loc.fs.get_file_info(sel):
+        if info.base_name == MANIFEST:
+            continue
+        if info.type == pafs.FileType.Directory:
+            loc.delete_dir(f"{rel}/{info.base_name}")
+        else:
+            loc.fs.delete_file(loc.path(f"{rel}/{info.base_name}"))
+    loc.delete_dir(rel)
 
 
 # ----------------------------------------------------------------------------- reading back
@@ -513,7 +582,7 @@ def read_verified(loc: Location, rel: str, size: int, sha256: str) -> bytes:
 
 
 __all__ = [
-    "Location", "PublishError", "SourceFile", "SourceRun", "SyncReport", "build_manifest", "check_run_id",
-    "find_run", "hive_values", "open_location", "prune_runs", "read_manifest", "read_pointer",
-    "read_verified", "safe_relpath", "sync_run",
+    "Location", "PublishError", "SourceFile", "SourceRun", "SyncReport", "build_manifest", "check_pointer",
+    "check_run_id", "check_target", "find_run", "hive_values", "open_location", "prune_runs", "read_manifest",
+    "read_pointer", "read_verified", "safe_relpath", "sync_run",
 ]
