@@ -319,6 +319,32 @@ def _sigterm_action_kept() -> Iterator[None]:
             libc.sigaction(signal.SIGTERM, saved, None)
 
 
+NO_CRASH_HANDLER = "RAY_DISABLE_FAILURE_SIGNAL_HANDLER"
+
+
+def _import_ray() -> Any:
+    """`ray`, imported the first time without its failure signal handler for this process (the
+    driver): Ray reads the switch as it loads, and installs the handler at the C level while
+    `ray.init` connects, over the CLI's SIGTERM handler, which `_sigterm_kept` puts back only once
+    `ray.init` returns: a SIGTERM in that last second of a start dumped a C++ stack and aborted
+    (exit 134, not 143; 3 of 12 SIGTERMs sent during starts). The switch is off again before any
+    Ray process starts: they and the workers keep their handlers. Imported already (a library
+    caller's, a test's), Ray is as it was."""
+    if "ray" not in sys.modules:
+        saved = os.environ.get(NO_CRASH_HANDLER)
+        os.environ[NO_CRASH_HANDLER] = "1"
+        try:
+            import ray  # noqa: F401 - loaded here with the switch on
+        finally:
+            if saved is None:
+                os.environ.pop(NO_CRASH_HANDLER, None)
+            else:
+                os.environ[NO_CRASH_HANDLER] = saved
+    import ray
+
+    return ray
+
+
 CONNECT_TIMEOUT_S = 15.0  # a cluster's GCS port that does not answer: ray.init would wait for ever
 
 
@@ -699,8 +725,7 @@ class RayBackend:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
     def _connect(self) -> RayBackend:
-        import ray
-
+        ray = _import_ray()
         wait_for_shutdown()
         self._owns_connection = not ray.is_initialized()
         if ray.is_initialized():  # the caller's session (a library caller, a test): used as it is
@@ -990,8 +1015,7 @@ def probe_ray(address: str | None = None, num_cpus: int = 1, task_timeout_s: flo
     `nova-ray doctor` runs this in a child process with a timeout (ray.init can hang on an unreachable
     address). An already initialized Ray session of this process is used and left as it is.
     """
-    import ray
-
+    ray = _import_ray()
     t0 = time.perf_counter()
     address = address or os.environ.get("RAY_ADDRESS") or None
     tmp: str | None = None

@@ -323,6 +323,45 @@ def test_a_stored_lstm_that_only_forecasts_runs_as_a_task_not_an_actor(
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the kernel's SigCgt mask")
+def test_rays_start_never_takes_sigterm_from_the_python_handler(tmp_path) -> None:
+    """The driver's core worker installed Ray's failure handler for SIGTERM at the C level while
+    `ray.init` connected, over the CLI's: a SIGTERM in the last second of a start dumped a C++
+    stack and aborted (exit 134, 3 of 12 SIGTERMs sent during starts). When the connection is
+    made, SIGTERM's C-level action is now still Python's own (read, not delivered), and Ray's
+    workers keep their handler (no switch in their environment). In a fresh process: this one
+    imported Ray long ago."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "probe.py"
+    script.write_text("""
+import ctypes, os, signal, sys
+from nova_ray import distributed
+libc = ctypes.CDLL(None)
+def action():
+    buf = ctypes.create_string_buffer(152)  # struct sigaction: its handler's address first
+    assert libc.sigaction(signal.SIGTERM, None, buf) == 0
+    return buf.raw[:8]
+signal.signal(signal.SIGTERM, lambda *_: None)
+python_s = action()
+ray = distributed._import_ray()  # as a run's first import of Ray
+from ray._private import worker
+connect, seen = worker.connect, []
+def spy(*args, **kwargs):
+    out = connect(*args, **kwargs)
+    seen.append(action() == python_s)
+    return out
+worker.connect = spy
+with distributed.RayBackend(None, 1):
+    env = ray.get(ray.remote(lambda: os.environ.get(distributed.NO_CRASH_HANDLER)).remote())
+distributed.wait_for_shutdown()
+print(seen, env, os.environ.get(distributed.NO_CRASH_HANDLER))
+""")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2] == "[True] None None", out.stdout
+
+
 def test_the_sigterm_handler_outlives_rays_shutdown() -> None:
     """`ray.shutdown` (in the background, while the results are written) reset SIGTERM to the
     default action, while Python still listed the CLI's handler: a SIGTERM while a run published
