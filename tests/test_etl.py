@@ -892,6 +892,25 @@ def test_a_series_that_ends_early_is_named_not_carried_silently(tmp_path: Path) 
     assert len(stale) == 1 and stale[0].startswith("economy usd_brl: the data end 2023-06-30"), res.warnings
 
 
+def test_a_hole_of_months_inside_a_series_is_named(tmp_path: Path) -> None:
+    """A daily series missing March to September was carried flat over the hole with no word (only
+    the two ends were looked at). A hole over a month and three usual intervals is named; a monthly
+    series' month-to-month steps and the holes before the table's range are not."""
+    raw = tmp_path / "raw"
+    (raw / "bcb").mkdir(parents=True)
+    days = pd.date_range("2023-01-02", "2023-12-29", freq="B")
+    quotes = [d for d in days if not pd.Timestamp("2023-03-01") <= d <= pd.Timestamp("2023-09-30")]
+    (raw / "bcb" / "usd_brl.json").write_text(
+        json.dumps([{"data": f"{d:%d/%m/%Y}", "valor": "5,0"} for d in quotes]))
+    months = pd.date_range("2021-01-01", "2023-12-01", freq="MS")
+    monthly = [m for m in months if not pd.Timestamp("2021-04-01") <= m <= pd.Timestamp("2021-10-01")]
+    (raw / "bcb" / "ipca.csv").write_text("data;valor\n" + "".join(f"{m:%d/%m/%Y};0,4\n" for m in monthly))
+    res = build_features(raw, tmp_path / "out", start="2023-01-02", end="2023-12-29")
+    holes = [w for w in res.warnings if "no data from" in w]
+    assert holes == ["economy usd_brl: no data from 2023-02-28 to 2023-10-02, 215 days that repeat the "
+                     "value of 2023-02-28"], res.warnings
+
+
 def test_climate_that_ends_long_before_the_table_is_named(tmp_path: Path) -> None:
     """Portal INMET files lag by weeks: the table's last days are climatology, and said so."""
     raw = tmp_path / "raw"

@@ -164,14 +164,20 @@ def parse_numbers(
     return pd.Series(parsed[codes], index=values.index, name=values.name)
 
 
+OBSERVED = "observed"  # `daily_ffill`'s frames: {column: the dates it had a value on} in `attrs`
+
+
 def daily_ffill(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows keyed by ``date`` -> one row per calendar day from first to last date, forward-filled."""
+    """Rows keyed by ``date`` -> one row per calendar day from first to last date, forward-filled;
+    each column's own dates are kept in ``attrs[OBSERVED]`` (a hole of months is no longer visible)."""
     if frame.empty:
         return frame.reset_index(drop=True)
     # stable: of rows with one date the file's last wins (a corrected row appended to a file)
     frame = frame.sort_values("date", kind="stable").drop_duplicates("date", keep="last").set_index("date")
     days = pd.date_range(frame.index.min(), frame.index.max(), freq="D", name="date")
-    return frame.reindex(days).ffill().reset_index()
+    out = frame.reindex(days).ffill().reset_index()
+    out.attrs[OBSERVED] = {c: frame.index[frame[c].notna().to_numpy()] for c in frame.columns}
+    return out
 
 
 def merge_daily(frames: list[pd.DataFrame], what: str, files: Sequence[Path] = ()) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..rollout import G5_PREFIX
-from . import EtlError, atomic_write, atomic_write_bytes, merge_daily
+from . import OBSERVED, EtlError, atomic_write, atomic_write_bytes, merge_daily
 from .anatel import read_anatel_file
 from .bcb import read_bcb_file
 from .calendar import COLUMNS as CALENDAR_COLUMNS
@@ -194,10 +194,11 @@ Span = tuple[pd.Timestamp, pd.Timestamp]
 
 
 def _load_each(
-    files: list[Path], reader: Any, what: str
+    files: list[Path], reader: Any, what: str, gaps: dict[str, list[Span]] | None = None
 ) -> tuple[pd.DataFrame, dict[str, Path], dict[str, Span]]:
     """The files of one source merged on the date, each column's file, and each column's own first
-    and last date (the merge forward-fills a series that ends early up to the others' last day)."""
+    and last date (the merge forward-fills a series that ends early up to the others' last day);
+    `gaps` gets each column's holes (`_holes`), which the merge forward-fills too."""
     frames, origin, spans = [], {}, {}
     for f in files:
         frame = reader(f)
@@ -206,8 +207,40 @@ def _load_each(
             known = frame.loc[frame[col].notna(), "date"]
             if len(known):
                 spans[col] = (known.min(), known.max())
+                seen = frame.attrs.get(OBSERVED, {}).get(col)  # the dates before the daily fill
+                if gaps is not None and (holes := _holes(pd.Series(known if seen is None else seen))):
+                    gaps[col] = holes
         frames.append(frame)
     return merge_daily(frames, what, files), origin, spans
+
+
+GAP_INTERVALS = 3  # a hole is longer than this many of the series' usual intervals (and FILLED_DAYS)
+
+
+def _holes(known: pd.Series) -> list[Span]:
+    """(last date before, first date after) of each hole in a column's dates: over FILLED_DAYS days
+    and over GAP_INTERVALS of its usual interval (daily quotes: a month; monthly: a quarter)."""
+    days = pd.Series(pd.to_datetime(known).sort_values().unique())
+    if len(days) < 3:
+        return []
+    step = days.diff().dt.days
+    limit = max(FILLED_DAYS, GAP_INTERVALS * float(step.median()))
+    return [(days[i - 1], days[i]) for i in step.index[step > limit]]
+
+
+def _hole_notes(gaps: dict[str, list[Span]], group: str, start: pd.Timestamp, end: pd.Timestamp) -> list[str]:
+    """A warning per column with holes in the range from `start` to `end`: the longest, and how many
+    more (their days repeat a value)."""
+    out = []
+    for col, found in gaps.items():
+        holes = [(a, b) for a, b in found if b > start and a < end]
+        if not holes:
+            continue
+        a, b = max(holes, key=lambda h: h[1] - h[0])
+        more = f" (and {len(holes) - 1} shorter hole(s))" if len(holes) > 1 else ""
+        out.append(f"{group} {col}: no data from {a.date()} to {b.date()}, {(b - a).days - 1} days that "
+                   f"repeat the value of {a.date()}{more}")
+    return out
 
 
 def _to_parquet(frame: pd.DataFrame, path: Path) -> Path:
@@ -242,9 +275,11 @@ def build_features(
     skipped: dict[Path, str] = {}
     stations = load_inmet(files["inmet"], inmet_stations.split(","), skipped)
     files["inmet"] = [f for f in files["inmet"] if f not in skipped]  # not a source of the table
-    economy, econ_src, econ_span = _load_each(files["bcb"], read_bcb_file, "bcb")
-    g5, g5_src, g5_span = _load_each(files["anatel"], read_anatel_file, "anatel")
-    regs, reg_src, reg_span = _load_each(files["regressors"], read_regressor_file, "regressors")
+    holes: dict[str, dict[str, list[Span]]] = {"economy": {}, "5g": {}, "regressor": {}}
+    economy, econ_src, econ_span = _load_each(files["bcb"], read_bcb_file, "bcb", holes["economy"])
+    g5, g5_src, g5_span = _load_each(files["anatel"], read_anatel_file, "anatel", holes["5g"])
+    regs, reg_src, reg_span = _load_each(files["regressors"], read_regressor_file, "regressors",
+                                         holes["regressor"])
 
     spans = [f["date"] for f in (stations, economy, g5, regs) if not f.empty]
     if start is None or end is None:
@@ -321,6 +356,7 @@ def build_features(
             after += " (the forecast continues the count at its recent pace)"
         notes += _filled_ends(col_spans, start_ts, end_ts, group, after=after,
                               ended=continued if group == "5g" else None)
+        notes += _hole_notes(holes[group], group, start_ts, end_ts)
     table = table.reset_index()
     empty = [c for c in table.columns if c != "date" and table[c].isna().all()]
     if empty:  # etl.md promises a table without gaps: a column without a value is no feature
