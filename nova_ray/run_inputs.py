@@ -3,7 +3,7 @@ checked, cut at a backfill's date), its series with the external factors, the st
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -155,12 +155,32 @@ def features_path(cfg: Config) -> str:
     return chosen
 
 
+def known_on(cfg: Config, until: date | None) -> date | None:
+    """The date a run for `until` reads the external factors as known on (a backfill: their later
+    rows were realised after it), or None: the table as it is (rows after the run date are a plan
+    put in it). A backfill is a run for a date more than a day before today (UTC), or before the
+    results folder's latest run: a rerun of the last night's date just after midnight UTC (21:00
+    in Brazil) reads the factors as its first run did, so that it resumes or is skipped as that
+    run's rerun (the clock alone made it a backfill: other values, the night forecast again)."""
+    if until is None:
+        return None
+    if until < datetime.now(timezone.utc).date() - timedelta(days=1):
+        return until
+    from .io.results import read_pointer
+
+    try:
+        latest = read_pointer(cfg.paths.output)
+    except InputError:  # a pointer cut short: the next publish replaces it
+        latest = None
+    return until if latest is not None and until < date.fromisoformat(str(latest["run_date"])) else None
+
+
 def attach_exog(
     cfg: Config, series: SeriesSet, until: date | None = None
 ) -> tuple[SeriesSet, dict[str, Any]]:
     """The run's external factors on the series' grid, and a record of them for the run metadata;
-    with `until` before today (UTC; a backfill), as they were known on that date: the table's later
-    rows were realised after it (today's run keeps rows after today: a plan put in the table).
+    for a backfill (`known_on`), as they were known on `until`: the table's later rows were
+    realised after it (today's run keeps rows after today: a plan put in the table).
 
     From `[forecast] features` when that file exists, else from the raw/ folder next to the demand
     file (the demo layout); none found, or `exog = false` (--no-exog): the series as they are.
@@ -183,7 +203,7 @@ def attach_exog(
         )
     spec = engine_spec(cfg)
     backs = window_backs(spec.horizon, spec.backtest_windows, spec.step) if f.backtest_exog == "known" else []
-    known = until if until is not None and until < datetime.now(timezone.utc).date() else None
+    known = known_on(cfg, until)
     try:
         series, record = exog_for_run(
             series, f.horizon, features_path(cfg) or None, cfg.paths.data, f.future_features or None, backs,
