@@ -616,7 +616,7 @@ def why_failed(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
 
 
-FIT_FAILED = "its fit failed ("  # how the notes of an item that got seasonal naive only begin it
+FIT_FAILED = "its fit failed ("  # in the notes of an item that got seasonal naive only (`failed_note`)
 
 
 def failed_note(notes: str, why: str) -> str:
