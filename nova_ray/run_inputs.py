@@ -16,6 +16,7 @@ from .etl import EtlError
 from .exog import for_run as exog_for_run
 from .io.demand import dataset_id, lone_first_rows, read_demand, select_items, stopped_items
 from .io.errors import InputError
+from .io.results import read_pointer
 from .io.stock import check_matches, read_stock, resolve_stock_path, unknown_items
 from .models import parse_models
 from .series import SeriesSet, build_series, complete_end, complete_start
@@ -166,8 +167,6 @@ def known_on(cfg: Config, until: date | None) -> date | None:
         return None
     if until < datetime.now(timezone.utc).date() - timedelta(days=1):
         return until
-    from .io.results import read_pointer
-
     try:
         latest = read_pointer(cfg.paths.output)
     except InputError:  # a pointer cut short: the next publish replaces it
