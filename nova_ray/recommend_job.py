@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from . import clock
 from .config import Config
 from .frequency import get_frequency
 from .io.errors import InputError
@@ -122,10 +123,14 @@ def run_recommend(cfg: Config, stock: str | None = None, history_required: bool 
     freq, today = recorded_freq(run.root, run.record), date.fromisoformat(run.run_date)
     if (run.record.get("summary") or {}).get("demo_data"):
         today = None  # the demo's history ends on a fixed day: its stock-outs are not in the past
+    as_of = stock_day(run.forecasts["date"].cast(pl.Date).min(), history, per_period(history, freq))
+    if stock_date is None and today is not None and (late := (clock.today() - as_of).days) > 1:
+        warnings.append(f"{stock_path}: the stock is taken as of {as_of}, the history's last day, "
+                        f"{late} days before today: a snapshot taken since counts the demand of the "
+                        "days between twice; give its day with --stock-date")
     if stock_date is not None:  # the stock of a later day: the forecast's days up to it are consumed
         _days_left("--stock-date", stock_date, run.forecasts, freq)
         today = max(today or stock_date, stock_date)
-        as_of = stock_day(run.forecasts["date"].cast(pl.Date).min(), history, per_period(history, freq))
         if stock_date < as_of:  # the snapshot is taken to describe the history's last day, as without it
             warnings.append(f"--stock-date {stock_date} is before the history's last day {as_of}: the "
                             f"stock is taken as of {as_of} (the demand of the {(as_of - stock_date).days} "

@@ -872,19 +872,33 @@ def test_cli_refuses_a_history_past_the_forecast(published: dict[str, Path]) -> 
     assert (root / "metadata" / "last_updated.json").read_text() == before
 
 
-def test_cli_stock_date_counts_from_the_snapshots_day(published: dict[str, Path]) -> None:
+def test_cli_stock_date_counts_from_the_snapshots_day(published: dict[str, Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """`--stock-date`: a snapshot taken days after the history's end (recommend re-run with a new
     stock file): the forecast's days up to it are consumed already, not subtracted again from
-    its on_hand, and stock-outs count from it; one past the forecast's end is refused."""
+    its on_hand, and stock-outs count from it; one past the forecast's end is refused. Without
+    it, days after the history's end, a warning says so (the days between counted twice)."""
+    from nova_ray import clock
+
     root = published["root"]
     args = ["recommend", "--results", str(root), "--stock", str(published["stock"]), "--data",
             str(published["data"])]
+    monkeypatch.setattr(clock, "today", lambda: START)  # the night after the history's last day
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
+    assert "the stock is taken as of" not in res.output
     part = root / "recommendations" / "run_date=2024-01-01"
     plain = one(pl.read_parquet(part), "A")
+    monkeypatch.setattr(clock, "today", lambda: START + timedelta(days=5))  # a new snapshot, 5 days on
+    res = runner.invoke(app, args)
+    said = " ".join(res.output.split())
+    assert res.exit_code == 0 and one(pl.read_parquet(part), "A") == plain, res.output
+    assert (f"{published['stock']}: the stock is taken as of 2023-12-31, the history's last day, 6 days "
+            "before today: a snapshot taken since counts the demand of the days between twice; give its "
+            "day with --stock-date") in said
     res = runner.invoke(app, [*args, "--stock-date", str(START + timedelta(days=4))])
     assert res.exit_code == 0, res.output
+    assert "the stock is taken as of" not in res.output
     later = one(pl.read_parquet(part), "A")
     assert plain["days_to_stockout"] == later["days_to_stockout"] == 0.5  # 1 on hand at 2 a day
     assert plain["stockout_date"] == START and later["stockout_date"] == START + timedelta(days=5)
