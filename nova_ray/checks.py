@@ -3,12 +3,13 @@ a word (stock-out dates counted from a stale export, items no backtest window fi
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from . import clock
 from .config import Config
 from .engine import EngineSpec, backtest_origins, min_train
 from .frequency import future_dates, get_frequency, period_days
@@ -34,7 +35,7 @@ def stale_history(cfg: Config, end: Any, run_date: date | None = None, last_day:
     slack = int(period_days(np.array([first]), freq)[0]) + STALE_DAYS
     if last_day is not None:
         as_of, slack = max(as_of, pd.Timestamp(last_day).date()), 1 + STALE_DAYS
-    today = run_date or datetime.now(timezone.utc).date()
+    today = run_date or clock.today()
     late = (today - as_of).days
     if late <= slack:
         return []
@@ -95,7 +96,7 @@ def unchanged_data(
         ptr = read_pointer(cfg.paths.output)
     except InputError:  # a broken pointer: said elsewhere
         return []
-    today = run_date or datetime.now(timezone.utc).date()
+    today = run_date or clock.today()
     if not ptr or str(ptr.get("run_date")) >= today.isoformat():
         return []
     if ptr.get("dataset_id") == dataset:

@@ -9,14 +9,14 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from . import __version__
+from . import __version__, clock
 from .assemble import best_by_class, combine_items
 from .checks import (
     export_gaps,
@@ -299,7 +299,7 @@ def _fit(
     the mean and spread the regressors were standardised with (`_on_store_scale`). A `train`
     (`publish` False) has checkpoints of its own: it would drop, or use up and remove, those of a
     killed `forecast --full-refit`, which a `--resume` then no longer found."""
-    pinned, run_date = run_date is not None, run_date or datetime.now(timezone.utc).date()
+    pinned, run_date = run_date is not None, run_date or clock.today()
     model_version = f"{__version__}+{config_hash(cfg, series.exog_names)}"
     store = ModelStore(cfg.paths.models_dir, model_version)
     store_notes = store.quarantine()
@@ -317,7 +317,7 @@ def _fit(
 
     key = stage_key(run_date)
     if resume is True and not pinned and not has_stage(cfg.paths.output, key):
-        # a run of the evening before, resumed after midnight UTC (21:00 in Brazil): the clock's
+        # a run of the evening before, resumed after midnight: the clock's
         # date would start it afresh; it goes on, with its own run date
         before = run_date - timedelta(days=1)
         if has_stage(cfg.paths.output, stage_key(before)):

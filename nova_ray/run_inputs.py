@@ -3,13 +3,15 @@ checked, cut at a backfill's date), its series with the external factors, the st
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 import polars as pl
 
+from . import clock
 from .config import Config, ConfigError, Forecast
 from .engine import EngineSpec, LstmSpec, window_backs
 from .etl import EtlError
@@ -67,11 +69,14 @@ def load_demand(cfg: Config, items: list[str] | None, until: date | None = None)
     `items` picks a few (an item without rows lately has zero demand up to it, as in a run over
     every item), or before the period it falls in when that period is incomplete (`complete_end`).
     `until` (the daily job's run date): rows after it are left out, with a note (a backfill
-    forecasts from the history up to its date, not from the whole file)."""
+    forecasts from the history up to its date, not from the whole file); rows dated today or
+    later, a day still in progress, are left out with a note (`_before_today`)."""
     notes: list[str] = []
     demand = read_demand(cfg.paths.data, notes, cfg.paths.columns)
-    if until is not None:
+    if until is not None and until < clock.today():
         demand = _before(demand, until, cfg.paths.data, notes)
+    else:
+        demand = _before_today(demand, cfg.paths.data, notes)
     end, left_out = complete_end(demand["date"], cfg.forecast.freq)
     begin = complete_start(demand["date"], cfg.forecast.freq)  # the rows stay (the dataset's id)
     first, last = demand["date"].min(), demand["date"].max()  # the file's, before `items` picks some
@@ -119,15 +124,37 @@ def _only_before(demand: pd.DataFrame, begin: pd.Timestamp) -> list[str]:
 def _before(demand: pd.DataFrame, until: date, path: str, notes: list[str]) -> pd.DataFrame:
     """The rows dated up to `until`, and a note when there were later ones; none is an InputError."""
     late = (demand["date"] > pd.Timestamp(until)).to_numpy()
-    if not late.any():
-        return demand
     if late.all():
         raise InputError(f"{path}: no history up to the run date {until} (the file starts "
                          f"{demand['date'].min():%Y-%m-%d})")
-    notes.append(f"{path}: the history runs to {demand['date'].max():%Y-%m-%d}, past the run date {until}: "
-                 "its later rows are left out (a backfill forecasts from the history up to its date)")
+    if late.any():
+        notes.append(f"{path}: the history runs to {demand['date'].max():%Y-%m-%d}, past the run date "
+                     f"{until}: its later rows are left out (a backfill forecasts from the history up to "
+                     "its date)")
+    return _kept(demand, late)
+
+
+def _before_today(demand: pd.DataFrame, path: str, notes: list[str]) -> pd.DataFrame:
+    """The rows dated before today (`clock.today`), and a note when there were others: today's
+    demand so far is not the day's (taken for it, it would read as a slow day, and tomorrow's
+    export, with the whole day, as a history that changed: every item fitted cold again)."""
+    today = clock.today()
+    late = (demand["date"] >= pd.Timestamp(today)).to_numpy()
+    if late.all():
+        raise InputError(f"{path}: no history before today {today}, a day still in progress (the file "
+                         f"starts {demand['date'].min():%Y-%m-%d})")
+    if late.any():
+        notes.append(f"{path}: {int(late.sum())} row(s) dated today {today} or later, a day still in "
+                     "progress, are left out: the forecast starts with it")
+    return _kept(demand, late)
+
+
+def _kept(demand: pd.DataFrame, late: np.ndarray) -> pd.DataFrame:
+    """The rows not `late`; items (sites, families) with late rows only are gone from the categories."""
+    if not late.any():
+        return demand
     kept = demand[~late].reset_index(drop=True)
-    for col in kept.columns:  # items (sites, families) with rows only after `until`: gone
+    for col in kept.columns:
         if isinstance(kept[col].dtype, pd.CategoricalDtype):
             kept[col] = kept[col].cat.remove_unused_categories()
     return kept
@@ -159,13 +186,13 @@ def features_path(cfg: Config) -> str:
 def known_on(cfg: Config, until: date | None) -> date | None:
     """The date a run for `until` reads the external factors as known on (a backfill: their later
     rows were realised after it), or None: the table as it is (rows after the run date are a plan
-    put in it). A backfill is a run for a date more than a day before today (UTC), or before the
-    results folder's latest run: a rerun of the last night's date just after midnight UTC (21:00
-    in Brazil) reads the factors as its first run did, so that it resumes or is skipped as that
-    run's rerun (the clock alone made it a backfill: other values, the night forecast again)."""
+    put in it). A backfill is a run for a date more than a day before today (`clock.today`), or
+    before the results folder's latest run: a rerun of the last night's date just after midnight
+    reads the factors as its first run did, so that it resumes or is skipped as that run's rerun
+    (the clock alone made it a backfill: other values, the night forecast again)."""
     if until is None:
         return None
-    if until < datetime.now(timezone.utc).date() - timedelta(days=1):
+    if until < clock.today() - timedelta(days=1):
         return until
     try:
         latest = read_pointer(cfg.paths.output)

@@ -386,20 +386,19 @@ def test_unreadable_checkpoints_are_fitted_again_when_resumed(
     _assert_same_tables(out2 / "results", clean)
 
 
-def test_resume_after_midnight_utc_goes_on_with_the_run_of_the_day_before(small_demo: Path,
-                                                                          tmp_path: Path) -> None:
-    """A forecast stopped at 20:50 in Salvador and resumed at 21:10 crossed midnight UTC: the run
-    date is in the stage's key, so `--resume` started afresh. It now goes on with the run of the
-    day before (and its run date); a run without --resume, or with a date given, does not."""
-    from datetime import datetime, timezone
-
+def test_resume_after_midnight_goes_on_with_the_run_of_the_day_before(small_demo: Path,
+                                                                      tmp_path: Path) -> None:
+    """A forecast stopped at 23:50 and resumed at 00:10 crossed midnight: the run date is in the
+    stage's key, so `--resume` started afresh. It now goes on with the run of the day before (and
+    its run date); a run without --resume, or with a date given, does not."""
+    from nova_ray import clock
     from nova_ray.config import load_config
     from nova_ray.pipeline import run_forecast
 
     over = {"data": str(small_demo / "demand.parquet"), "output": str(tmp_path / "results"),
             "models_dir": str(tmp_path / "models"), "models": "naive", "horizon": 7, "backtest_windows": 1}
     cfg = load_config(None, over, env={}, dotenv=None)
-    today = datetime.now(timezone.utc).date()
+    today = clock.today()
     evening = today - timedelta(days=1)
     with pytest.raises(KeyboardInterrupt):  # every batch checkpointed, then stopped
         run_forecast(cfg, progress=_StopAt("ensemble and metrics"), use_ray=False, run_date=evening)

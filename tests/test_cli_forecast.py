@@ -395,14 +395,14 @@ def test_an_interrupted_command_says_how_to_go_on(monkeypatch: pytest.MonkeyPatc
     import nova_ray.cli.run as run_cli
 
     # the command as it was given (a `run --full-refit` rerun without it did not resume: a new warm
-    # run), with --resume, and `run`'s date (a rerun after midnight UTC would run another date)
+    # run), with --resume, and `run`'s date (a rerun after midnight would run another date)
     monkeypatch.setattr(run_cli, "RUN_DATE", date(2026, 11, 27))
     for argv, hint in ((["nova-ray", "run", "--date", "2026-11-25", "--full-refit"],
                         "rerun `nova-ray run --date 2026-11-25 --full-refit` to continue (it resumes)"),
                        (["nova-ray", "run", "--force", "--fetch", "-q"],  # new factor files: no resume
                         "rerun `nova-ray run --force -q --date 2026-11-27` to continue (it resumes)"),
                        (["nova-ray", "-q", "forecast", "--data", "a b.csv"],
-                        "rerun `nova-ray -q forecast --data 'a b.csv' --resume` to continue (the same UTC"),
+                        "rerun `nova-ray -q forecast --data 'a b.csv' --resume` to continue (the same day"),
                        (["nova-ray", "train", "--resume"], "rerun `nova-ray train --resume` to continue"),
                        (["nova-ray", "etl"], "rerun to start again")):
         monkeypatch.setattr(sys, "argv", argv)

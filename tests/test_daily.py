@@ -592,6 +592,67 @@ def test_a_backfill_forecasts_from_the_history_up_to_its_date(small_demo: Path) 
         load_demand(cfg, None, until=date(2022, 12, 1))
 
 
+def test_the_day_in_progress_is_left_out(small_demo: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows dated today (an export made after midnight, or during the day) hold the day's demand
+    so far: taken for the whole day's, it read as a slow day, and the next night's export, with
+    the day complete, as a history that changed (every such item fitted cold again). They are left
+    out with a note, by `forecast` and by a `run` of today; a backfill keeps its date's rows."""
+    from datetime import date
+
+    import pandas as pd
+
+    from nova_ray import clock
+    from nova_ray.config import load_config
+    from nova_ray.io.errors import InputError
+    from nova_ray.pipeline import load_demand
+
+    cfg = load_config(None, {"data": str(small_demo / "demand.parquet")}, env={}, dotenv=None)
+    whole = load_demand(cfg, None)
+    assert whole.rows["date"].max() == pd.Timestamp("2023-12-31")
+    assert not any("in progress" in n for n in whole.notes)
+    monkeypatch.setattr(clock, "today", lambda: date(2023, 12, 31))  # the export's last day is today
+    for until in (None, date(2023, 12, 31), date(2024, 1, 1)):  # forecast; run of today, of tomorrow
+        now = load_demand(cfg, None, until=until)
+        assert now.rows["date"].max() == pd.Timestamp("2023-12-30") and now.end == pd.Timestamp("2023-12-30")
+        today = (whole.rows["date"] == pd.Timestamp("2023-12-31")).sum()
+        assert len(now.rows) == len(whole.rows) - today
+        assert [n for n in now.notes if n not in whole.notes] == [
+            f"{small_demo / 'demand.parquet'}: {today} row(s) dated today 2023-12-31 or later, a day still "
+            "in progress, are left out: the forecast starts with it"]
+    back = load_demand(cfg, None, until=date(2023, 12, 30))  # yesterday's date: a complete day, kept
+    assert back.rows["date"].max() == pd.Timestamp("2023-12-30")
+    assert not any("in progress" in n for n in back.notes)
+    fresh = tmp_path / "today.csv"  # a first export, of today only
+    fresh.write_text("item_id,date,quantity\nA,2023-12-31,1\nB,2023-12-31,2\n")
+    with pytest.raises(InputError, match="today.csv: no history before today 2023-12-31, a day still in"):
+        load_demand(load_config(None, {"data": str(fresh)}, env={}, dotenv=None), None)
+
+
+def test_today_is_the_local_date_that_tz_sets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run dates, backfills and the day in progress count from the machine's local date, as cron's
+    schedule does: `TZ=America/Sao_Paulo` on a server kept on UTC. 14 hours east and 12 west of
+    UTC are never on the same date."""
+    import time
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from nova_ray import clock
+
+    try:
+        days = {}
+        for zone in ("Etc/GMT-14", "Etc/GMT+12", "America/Sao_Paulo"):
+            monkeypatch.setenv("TZ", zone)
+            time.tzset()
+            before = datetime.now(ZoneInfo(zone)).date()
+            days[zone] = clock.today()
+            assert days[zone] in (before, datetime.now(ZoneInfo(zone)).date())  # midnight between
+        assert days["Etc/GMT-14"] > days["Etc/GMT+12"]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_a_lagging_5g_count_is_one_warning_of_the_run(env: Path, small_demo: Path, ray_session,
                                                       monkeypatch) -> None:
     """An Anatel file two months behind: the ETL warns that its last value is repeated, and the

@@ -165,8 +165,10 @@ def test_column_names_in_any_case(tmp_path: Path) -> None:
 
 def test_a_date_after_today_is_a_mistyped_year(tmp_path: Path) -> None:
     """One row dated years ahead would stretch every series to it, silently: an error names it."""
-    later = (pd.Timestamp.now("UTC") + pd.Timedelta(days=400)).strftime("%Y-%m-%d")
-    tomorrow = (pd.Timestamp.now("UTC") + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    from nova_ray import clock
+
+    later = (pd.Timestamp(clock.today()) + pd.Timedelta(days=400)).strftime("%Y-%m-%d")
+    tomorrow = (pd.Timestamp(clock.today()) + pd.Timedelta(days=1)).strftime("%Y-%m-%d")
     assert len(read_demand(_csv(tmp_path, f"item_id,date,quantity\nA,2024-01-01,1\nA,{tomorrow},2\n"))) == 2
     with pytest.raises(InputError, match=rf"d.csv: line 3: date {later} in column 'date' is after today"):
         read_demand(_csv(tmp_path, f"item_id,date,quantity\nA,2024-01-01,1\nA,{later},2\n"))

@@ -109,7 +109,7 @@ def test_runs_lists_unpublished_runs_in_a_cron_log(tmp_path: Path, monkeypatch: 
     assert "600 of 2000" in rows[1] and "interrupted" in rows[1] and "interrupted" in rows[0]
     assert "7 items" in rows[0] and res.output.count("LSTM") == 1  # the first stage's LSTM is done
     text = " ".join(res.output.split())
-    assert "with --resume, on the same UTC day or the next" in text
+    assert "with --resume, on the same day or the next" in text
     assert "nova-ray run --date <run date>" in text
 
 

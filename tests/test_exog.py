@@ -894,28 +894,27 @@ def test_a_backfill_forecasts_from_the_factors_known_on_its_date(small_demo: Pat
     assert run(res.path, date.today())[1]["values_sha256"] == rec_whole["values_sha256"]
 
 
-def test_the_last_nights_date_rerun_after_midnight_utc_reads_the_factors_as_its_first_run(
+def test_the_last_nights_date_rerun_after_midnight_reads_the_factors_as_its_first_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Whether a run read the factors as known on its date went by the clock: `run --date D` at
-    23:50 UTC kept the table's later rows, the same rerun at 00:10 cut them, saw other values and
-    forecast the night again (a killed night resumed with its hinted `--date` after 21:00 in
-    Brazil, too). A backfill is now a date over a day before today, or before the results
-    folder's latest run."""
+    23:50 kept the table's later rows, the same rerun at 00:10 cut them, saw other values and
+    forecast the night again (a killed night resumed with its hinted `--date`, too). A backfill
+    is now a date over a day before today, or before the results folder's latest run."""
     import datetime as dt
     import json
 
-    from nova_ray import run_inputs
+    from nova_ray import clock, run_inputs
     from nova_ray.config import load_config
 
     class Clock(dt.datetime):
-        now_is = dt.datetime(2026, 12, 8, 0, 10, tzinfo=dt.timezone.utc)
+        now_is = dt.datetime(2026, 12, 8, 0, 10)
 
         @classmethod
         def now(cls, tz=None):
             return cls.now_is
 
-    monkeypatch.setattr(run_inputs, "datetime", Clock)
+    monkeypatch.setattr(clock, "datetime", Clock)
     cfg = load_config(None, {"output": str(tmp_path / "out")}, env={}, dotenv=None)
     night, before = dt.date(2026, 12, 7), dt.date(2026, 12, 6)
     assert run_inputs.known_on(cfg, night) is None  # nothing published yet: the night's own rerun
@@ -927,6 +926,6 @@ def test_the_last_nights_date_rerun_after_midnight_utc_reads_the_factors_as_its_
     assert run_inputs.known_on(cfg, night) is None  # the latest run's date: its rerun
     (meta / "last_updated.json").write_text(json.dumps({"run_id": "20261208-bbbb", "run_date": "2026-12-08"}))
     assert run_inputs.known_on(cfg, night) == night  # a later night ran: now a backfill
-    Clock.now_is = dt.datetime(2026, 12, 7, 23, 50, tzinfo=dt.timezone.utc)
+    Clock.now_is = dt.datetime(2026, 12, 7, 23, 50)
     (meta / "last_updated.json").unlink()
     assert run_inputs.known_on(cfg, night) is None  # before midnight, as after it

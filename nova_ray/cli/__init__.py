@@ -38,7 +38,7 @@ for _info in app.registered_commands:  # the command list: each docstring's firs
 
 def _resume_hint() -> str:
     """How to continue the interrupted command (its checkpoints are kept): the command as it was
-    given, with what makes it resume (`--resume`; `run`'s date, which a rerun after midnight UTC
+    given, with what makes it resume (`--resume`; `run`'s date, which a rerun after midnight
     would otherwise change)."""
     args = sys.argv[1:]
     command = next((a for a in args if not a.startswith("-")), "")
@@ -47,7 +47,7 @@ def _resume_hint() -> str:
         return "nothing was checkpointed yet: rerun to start again"  # read, Ray's start, a hang
     if command in ("forecast", "train"):
         again = [a for a in args if a != "--resume"] + ["--resume"]
-        return f"rerun `nova-ray {shlex.join(again)}` to continue (the same UTC day or the next)"
+        return f"rerun `nova-ray {shlex.join(again)}` to continue (the same day or the next)"
     if command == "run":  # without --fetch: files downloaded between the two would start it afresh
         started = getattr(sys.modules.get("nova_ray.cli.run"), "RUN_DATE", None)
         dated = any(a == "--date" or a.startswith("--date=") for a in args)

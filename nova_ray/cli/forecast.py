@@ -135,7 +135,7 @@ QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 RESUME = typer.Option(
     False,
     "--resume",
-    help="Continue an interrupted run of the same data and settings from its checkpoints (one of today, UTC, "
+    help="Continue an interrupted run of the same data and settings from its checkpoints (one of today, "
     "or of the day before).",
 )
 

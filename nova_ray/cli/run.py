@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
+from .. import clock
 from ..config import ConfigError
 from ..io.errors import InputError
 from . import app
@@ -35,7 +36,8 @@ SAVED_RUN: str | None = None  # set when the job is interrupted after its run wa
 
 @app.command()
 def run(
-    run_date: str = typer.Option(None, "--date", help="Run date YYYY-MM-DD (default: today, UTC)."),
+    run_date: str = typer.Option(None, "--date",
+                                 help="Run date YYYY-MM-DD (default: today, the local date: TZ sets it)."),
     data: str = typer.Option(None, "--data", help="Demand history (default: paths.data)."),
     to: str = typer.Option(
         None,
@@ -81,7 +83,7 @@ def run(
             "num_cpus": num_cpus,
         },
     )
-    today = datetime.now(timezone.utc).date()
+    today = clock.today()
     try:
         day = date.fromisoformat(run_date) if run_date else today
     except ValueError:
@@ -89,7 +91,7 @@ def run(
     if day > today + timedelta(days=1):  # a mistyped year would stay "latest" and keep models warm
         fail(f"option --date: {day} is after tomorrow ({today + timedelta(days=1)}): a mistyped year?")
     global RUN_DATE
-    RUN_DATE = day  # an interrupt's hint names it: a rerun after midnight UTC would run another date
+    RUN_DATE = day  # an interrupt's hint names it: a rerun after midnight would run another date
     folder_or_exit(cfg.publish.to, f"--to {cfg.publish.to}" if to else f"publish.to {cfg.publish.to}",
                    remote_ok=True)  # a refused publish target: the publish step says so
     prepare_run(cfg, data)

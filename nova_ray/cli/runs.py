@@ -186,7 +186,7 @@ def _interrupted(root: Path, stopped: list[Interrupted], running: str | None) ->
                   markup=False)
     out.print(
         "to go on from the checkpoints: the same `nova-ray forecast` (or `train`) command (same input, "
-        "settings and --items) with --resume, on the same UTC day or the next (the run date is in the "
+        "settings and --items) with --resume, on the same day or the next (the run date is in the "
         "checkpoints' key); the same `nova-ray run --date <run date>` resumes by itself. Unpublished "
         f"runs untouched for {STALE_STAGE_DAYS} days are removed by the next run.",
         soft_wrap=True, highlight=False, markup=False,

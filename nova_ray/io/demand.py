@@ -14,6 +14,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import clock
 from .columns import canonical_columns, clashing_columns, missing_columns
 from .csv_text import read_text_csv, text_numbers, totals_hint
 from .errors import InputError, Locate
@@ -330,7 +331,7 @@ def read_demand(path: str | Path, notes: list[str] | None = None, columns: str =
     del raw["date"], date_col  # validated: the file's dates go (a totals row's word is in another column)
     if getattr(dates.dt, "tz", None) is not None:  # text with a UTC offset: its own calendar day
         dates = dates.dt.tz_localize(None)
-    today = pd.Timestamp.now("UTC").tz_localize(None).normalize()
+    today = pd.Timestamp(clock.today())
     late = (dates >= today + pd.Timedelta(days=2)).to_numpy()  # a day's grace for time zones
     if late.any():
         i = int(np.flatnonzero(late)[0])
