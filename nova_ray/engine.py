@@ -95,6 +95,9 @@ class BatchResult:
     name: str = ""  # the checkpoint name of a result that is not a batch of items (the LSTM's parts)
     parts: tuple[str, ...] = ()  # the LSTM's last part: the names of the parts its run produced
     warm: bool = False  # the LSTM's last part: its state grew from the stored network
+    # the LSTM's last part, trained cold: the network its backtest trained, and the last day that saw
+    backtest_state: Any = None
+    backtest_to: Any = None
 
 
 def cpu_time() -> float:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -20,13 +21,14 @@ from .classify import classify
 from .config import Config
 from .engine import BatchResult, EngineSpec, forecast_batch
 from .factor_history import FactorCheck
-from .global_lstm import FINAL_PART, is_part, lstm_items, lstm_lookback, lstm_parts
-from .io.model_store import COLD_FORCED, COLD_LSTM_NOW, ModelStore, read_lstm, write_lstm
+from .global_lstm import FINAL_PART, StoredLstm, is_part, lstm_items, lstm_lookback, lstm_parts
+from .io.model_store import COLD_FORCED, COLD_LSTM_NOW, ModelStore, lstm_through, read_lstm, write_lstm
 from .io.results import BATCH_PREFIX, CACHE, ResultWriter
 from .series import SeriesSet
 
 LOG = logging.getLogger("nova_ray")
 LSTM_STATE_FILE = "lstm-state.npz"  # the LSTM's new state, beside its checkpoints
+LSTM_BACKTEST_STATE_FILE = "lstm-backtest-state.npz"  # its cold training's backtest network
 
 
 class Progress(Protocol):
@@ -159,6 +161,7 @@ class FitResult:
     lstm_state: Any = None
     lstm_cold_date: date | None = None  # the date of the new state's (last) cold training
     lstm_warm: bool = False  # the new state grew from the stored network
+    lstm_backtest: tuple[Any, date] | None = None  # a cold training's backtest network, last day it saw
     cpu: float = 0.0
     workers: set[str] = field(default_factory=set)
     backend: str = ""
@@ -197,6 +200,24 @@ def cold_reasons(cold: dict[str, str]) -> dict[str, list[str]]:
     for item, why in cold.items():
         out.setdefault(why, []).append(item)
     return dict(sorted(out.items(), key=lambda kv: -len(kv[1])))
+
+
+def _stored_lstm(store: ModelStore, run_date: date, max_age_days: int, factors: FactorCheck | None,
+                 cold: list[str]) -> tuple[Any, date] | None:
+    """The stored network to go on with and the date of its cold training, or None (train it
+    cold): none stored, too old, or trained on regressors that no longer mean the same. With LSTM
+    items fitted cold (`cold`: new, changed, due for their refit) it comes as a `StoredLstm` with
+    the network of its cold training's backtest, which scores their windows; without that
+    network (a store from before it, a training without a backtest) it is trained cold."""
+    stored = store.load_lstm(run_date, max_age_days)
+    if stored is None or (factors is not None and factors.lstm()):
+        return None
+    if not cold:
+        return stored
+    bt = store.load_lstm_backtest(stored[1])
+    if bt is None:
+        return None
+    return StoredLstm(stored[0], bt[0], np.datetime64(bt[1], "D"), frozenset(cold)), stored[1]
 
 
 def fit_stage(
@@ -245,10 +266,9 @@ def fit_stage(
             for item in store.shorter_than([ids[i] for i in lstm_idx if ids[i] in warm], need):
                 del warm[item]
                 cold[item] = COLD_LSTM_NOW
-        if lstm_idx and all(ids[i] in warm for i in lstm_idx):
-            lstm_stored = store.load_lstm(run_date, cfg.forecast.cache_max_age_days)
-            if lstm_stored and factors is not None and factors.lstm():
-                lstm_stored = None  # trained on regressors that no longer mean the same
+        if lstm_idx:
+            cold_lstm = [ids[i] for i in lstm_idx if ids[i] not in warm]
+            lstm_stored = _stored_lstm(store, run_date, cfg.forecast.cache_max_age_days, factors, cold_lstm)
         if CACHE not in writer.done():
             warm_bt = store.backtests(list(warm))  # streamed, not loaded
             tables: dict[str, Any] = {WARM_SET: warm_set_table(warm, cold)}
@@ -261,8 +281,12 @@ def fit_stage(
         LOG.info("fitted cold, %s: %d items: %s", why, len(items), ", ".join(items[:COLD_LISTED])
                  + (f" and {len(items) - COLD_LISTED} more" if len(items) > COLD_LISTED else ""))
     state_file = writer.stage / "checkpoints" / LSTM_STATE_FILE
+    bt_file = state_file.with_name(LSTM_BACKTEST_STATE_FILE)
     if "lstm" in writer.done() and state_file.exists():  # resumed after the LSTM was done
         fit.lstm_state, fit.lstm_cold_date, fit.lstm_warm = read_lstm(state_file)
+        if bt_file.exists():
+            bt_state, bt_cold, _ = read_lstm(bt_file)
+            fit.lstm_backtest = (bt_state, lstm_through(bt_file)) if bt_cold == fit.lstm_cold_date else None
     lstm_done: set[str] = set()  # the items of the LSTM's parts so far, for its log line
     part_workers: dict[str, str] = {}  # LSTM part -> the worker that produced its last copy
 
@@ -273,6 +297,12 @@ def fit_stage(
             # until the state is stored at the end
             fit.lstm_state, fit.lstm_warm = result.state.owned(), result.warm
             fit.lstm_cold_date = lstm_stored[1] if result.warm and lstm_stored else run_date
+            fit.lstm_backtest = None
+            if result.backtest_state is not None and result.backtest_state.weights:
+                fit.lstm_backtest = result.backtest_state.owned(), result.backtest_to
+                write_lstm(bt_file, fit.lstm_backtest[0], fit.lstm_cold_date, through=result.backtest_to)
+            else:
+                bt_file.unlink(missing_ok=True)
             # kept with the checkpoints (before the LSTM's is marked done): a resumed run stores it
             write_lstm(state_file, fit.lstm_state, fit.lstm_cold_date, fit.lstm_warm)
         if warm and result.backtests.num_rows:  # warm items keep their stored windows (all models')

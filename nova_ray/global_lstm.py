@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -33,11 +33,11 @@ from .engine import (
     supports_exog,
     window_backs,
 )
-from .frequency import future_dates
+from .frequency import future_dates, get_frequency
 from .memory import frozen_heap, release_memory
 from .models import MODELS
 from .models.base import finalize, seasonal_error_scale
-from .models.lstm import RowGrid
+from .models.lstm import LstmState, RowGrid
 from .series import SeriesSet, period_index
 
 
@@ -54,7 +54,6 @@ def lstm_items(series: SeriesSet, spec: EngineSpec) -> list[int]:
 
 
 def lstm_lookback(spec: EngineSpec) -> int:
-    from .frequency import get_frequency
 
     m = get_frequency(spec.freq).season_length
     return spec.lstm.lookback if spec.freq == "D" else max(4, min(2 * m, 26))
@@ -86,6 +85,25 @@ PART_ITEMS = 250  # LSTM items per part of its result (each part is checkpointed
 FINAL_PART = "lstm"  # the name of the LSTM's last part; its checkpoint marks the LSTM done
 
 
+@dataclass(frozen=True)
+class StoredLstm:
+    """A stored network to go on with (`final`), and for the items fitted cold this run
+    (`score`), the network their backtest windows are scored with: the one the stored network's
+    cold training trained for its backtest (`backtest`), on the days up to `trained_to`. Windows
+    whose first forecast day is later are out of its sample, so the items get backtests of the
+    LSTM beside their models' fresh ones, and the stored network is not trained again for them."""
+
+    final: LstmState
+    backtest: LstmState | None = None
+    trained_to: np.datetime64 | None = None
+    score: frozenset[str] = frozenset()
+
+
+def _unwrapped(init: Any) -> tuple[Any, StoredLstm | None]:
+    """(the stored network or None, the StoredLstm it came in or None)."""
+    return (init.final, init) if isinstance(init, StoredLstm) else (init, None)
+
+
 def lstm_parts(
     series: SeriesSet,
     indices: list[int],
@@ -106,21 +124,23 @@ def lstm_parts(
     Nothing holds the whole result: at 2000 items it is ~14 MiB of rows.
 
     `init` (a stored LstmState, incremental run): no backtest; the stored network forecasts as it
-    is (`warm_epochs` 0) or is fine-tuned on all data for `warm_epochs` epochs. With regressors each window
-    also sees the regressor rows of its forecast periods (in the backtest those known at the
-    window's origin, ``SeriesSet.exog_backtest``, else the realised ones); if that fails the
-    LSTM runs without them (its parts produced again)."""
+    is (`warm_epochs` 0) or is fine-tuned on all data for `warm_epochs` epochs; a `StoredLstm`
+    also scores the backtest windows of its `score` items with its backtest network. With
+    regressors each window also sees the regressor rows of its forecast periods (in the backtest
+    those known at the window's origin, ``SeriesSet.exog_backtest``, else the realised ones); if
+    that fails the LSTM runs without them (its parts produced again)."""
     w0, c0 = time.perf_counter(), cpu_time()
     ys = [series.values_of(i) for i in indices]
     xs = _lstm_exog(series, indices, spec)
     names: list[str] = []
     try:
-        state, warm = yield from _recorded(_lstm_run(series, indices, spec, threads, ys, xs, init), names)
+        state, warm, bt = yield from _recorded(_lstm_run(series, indices, spec, threads, ys, xs, init), names)
     except Exception:
         if xs is None:
             raise
         names.clear()
-        state, warm = yield from _recorded(_lstm_run(series, indices, spec, threads, ys, None, init), names)
+        run = _lstm_run(series, indices, spec, threads, ys, None, init)
+        state, warm, bt = yield from _recorded(run, names)
     yield BatchResult(
         forecasts=FORECAST_TABLE.empty_table(),
         backtests=BACKTEST_TABLE.empty_table(),
@@ -131,6 +151,8 @@ def lstm_parts(
         name=FINAL_PART,
         parts=tuple(names),
         warm=warm,
+        backtest_state=bt[0] if bt else None,
+        backtest_to=bt[1] if bt else None,
     )
 
 
@@ -145,13 +167,27 @@ def predicts_only(series: SeriesSet, indices: list[int], spec: EngineSpec, store
     """Whether `lstm_parts` with `stored` only forecasts with it as it is (numpy: no backtest, no
     training, no TensorFlow): a stored network of this run's shape with `warm_epochs` 0. That work
     needs no process of its own (the Ray path runs it as a task)."""
+    stored, scorer = _unwrapped(stored)
+    xs = _lstm_exog(series, indices, spec)
     return (
         stored is not None
         and bool(stored.weights)
         and spec.final_fit
         and spec.lstm.warm_epochs == 0
-        and _fits(stored, spec, _lstm_exog(series, indices, spec))
+        and _fits(stored, spec, xs)
+        and _scores(scorer, spec, xs)
+        and (scorer is None or _scored_backs(series, indices, spec, [series.values_of(i) for i in indices],
+                                             scorer, get_frequency(spec.freq).season_length) is not None)
     )
+
+
+def _scores(scorer: StoredLstm | None, spec: EngineSpec, xs: RowGrid | None) -> bool:
+    """Whether `scorer` can score its items' windows (its backtest network of this run's shape),
+    or has none to score; otherwise the network is trained cold, backtest and all."""
+    if scorer is None or not scorer.score:
+        return True
+    bt = scorer.backtest
+    return bt is not None and bool(bt.weights) and scorer.trained_to is not None and _fits(bt, spec, xs)
 
 
 def is_part(name: str) -> bool:
@@ -217,9 +253,9 @@ def _lstm_run(
     xs: RowGrid | None,
     stored: Any = None,
 ) -> Generator[BatchResult, None, Any]:
-    """Yield the backtest parts, then the forecast parts (see `lstm_parts`); return the state and
-    whether it came from the `stored` network (False when that was missing or of another shape)."""
-    from .frequency import get_frequency
+    """Yield the backtest parts, then the forecast parts (see `lstm_parts`); return the state,
+    whether it came from the `stored` network (False when that was missing or of another shape),
+    and, trained cold, the backtest's network with the last day it saw (else None)."""
     from .models import lstm
 
     freq = get_frequency(spec.freq)
@@ -237,8 +273,12 @@ def _lstm_run(
     n_max = max((len(y) for y in ys), default=0)
     # each series' first period counted from one common period: season phases on the calendar
     starts = period_index(CALENDAR_ORIGIN, series.starts[np.asarray(indices, dtype=np.int64)], spec.freq)
-    if stored is not None and not _fits(stored, spec, xs):
+    stored, scorer = _unwrapped(stored)
+    if stored is not None and not (_fits(stored, spec, xs) and _scores(scorer, spec, xs)):
         stored = None  # another shape, or phases from each series' start (before version 2): train cold
+    scored = _scored_backs(series, indices, spec, ys, scorer, m) if stored is not None and scorer else []
+    if scored is None:
+        stored = None  # a window its backtest network saw: not out of its sample, trained cold
     # origins count back from the common end, so they are the same dates for every series
     back = window_backs(h, spec.backtest_windows, spec.step)
     back = [b for b in back if n_max - b >= min_train(m)] if stored is None else []
@@ -246,7 +286,7 @@ def _lstm_run(
     # those (5 years of months scored from 36 and 48 months had it trained on 24)
     lengths = {len(y) for y in ys}
     back = [b for b in back if any(n - b in _own_origins(n, spec, m) for n in lengths)]
-    init = stored
+    init, bt = stored, None
     if back:
         oldest = max(back)
         seen = _capped(ys, spec, oldest)  # the backtest's inputs: capped at the oldest training set's fence
@@ -259,7 +299,15 @@ def _lstm_run(
             release_memory()  # what training's threads freed: the final training starts lower
         if init.weights:  # the backtest parts, before the final training (which holds none)
             yield from _backtest_parts(series, indices, spec, ys, xs, starts, init, back, seen)
+            j = tr[0]  # every series ends on one day: the same last day seen for all
+            bt = init, series.dates_of(indices[j])[len(ys[j]) - oldest - 1].astype("datetime64[D]").item()
         del seen
+    elif scored and scorer is not None:
+        sel = [j for j in range(len(indices)) if str(series.item_ids[indices[j]]) in scorer.score]
+        mine = [ys[j] for j in sel]
+        sub_x = None if xs is None else replace(xs, offsets=xs.offsets[sel])
+        yield from _backtest_parts(series, [indices[j] for j in sel], spec, mine, sub_x, starts[sel],
+                                   scorer.backtest, scored, _capped(mine, spec, max(scored)))
     ys = _capped(ys, spec)  # the final fit and the forecasts see the whole history's fence
     warm = stored is not None and bool(stored.weights)
     if warm:
@@ -290,7 +338,25 @@ def _lstm_run(
                     date=future_dates(series.dates_of(indices[j])[-1], h, freq),
                 )
             yield _part("fc", k, fc_rows.table(FORECAST_TABLE))
-    return state, warm
+    return state, warm, bt
+
+
+def _scored_backs(
+    series: SeriesSet, indices: list[int], spec: EngineSpec, ys: list[np.ndarray], scorer: StoredLstm, m: int
+) -> list[int] | None:
+    """The windows (periods back from the end) of the `scorer.score` items that a cold run would
+    score, or None when the stored backtest network saw the first forecast day of one of them
+    (its scores would be in sample; left out, the items' windows would be numbered otherwise
+    than their models')."""
+    sel = [j for j in range(len(indices)) if str(series.item_ids[indices[j]]) in scorer.score]
+    if not sel:
+        return []
+    ref = max(sel, key=lambda j: len(ys[j]))  # every series ends on one day: one date per window
+    dates, n = series.dates_of(indices[ref]).astype("datetime64[D]"), len(ys[ref])
+    lengths = {len(ys[j]) for j in sel}
+    back = [b for b in window_backs(spec.horizon, spec.backtest_windows, spec.step) if n - b >= min_train(m)]
+    back = [b for b in back if any(k - b in _own_origins(k, spec, m) for k in lengths)]
+    return None if any(dates[n - b] <= scorer.trained_to for b in back) else back
 
 
 def _backtest_parts(
@@ -310,7 +376,6 @@ def _backtest_parts(
     item, oldest first among its own origins, as the engine does (a short item's first window is
     its oldest valid origin, not the longest series'). `seen`: the series as the network's inputs
     see them (outliers capped), `ys` as they were (the actuals)."""
-    from .frequency import get_frequency
     from .models import lstm
 
     m, h = get_frequency(spec.freq).season_length, spec.horizon

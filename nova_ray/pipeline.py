@@ -114,6 +114,8 @@ class RunSummary:
         parts = [f"{self.warm_items} items reused stored model choices"]
         if self.lstm == "warm":
             parts[0] += " (LSTM too)"
+        elif self.lstm == "cold" and self.warm_items:  # the global network trained afresh for all
+            parts[0] += " (the LSTM trained cold)"
         if self.resumed_items:
             parts.append(f"{self.resumed_items} resumed from the interrupted run's checkpoints")
         for why, c in self.cold_items.items():
@@ -496,7 +498,8 @@ def _finish(
     later = (newest := store.newest_fit()) is not None and newest > run_date
     later = later or (stored_through := store.lstm_through()) is not None and stored_through > run_date
     if fit.lstm_state is not None and fitted.whole and fit.lstm_cold_date is not None and not later:
-        store.save_lstm(fit.lstm_state, fit.lstm_cold_date, run_date)
+        store.save_lstm(fit.lstm_state, fit.lstm_cold_date, run_date, fit.lstm_backtest,
+                        cold=not fit.lstm_warm)
         saved = True
         if today is not None and not fit.lstm_warm:  # trained on today's regressors
             lstm_key = today.key

@@ -380,15 +380,57 @@ def test_lstm_weights_are_stored_and_reused_or_fine_tuned(days, tmp_path: Path) 
     warm_fc = _ensemble(tmp_path / "out")
     assert set(warm_fc["item_id"]) == set(ITEMS)
 
+    assert (store / "lstm-backtest.npz").exists()  # the network the cold training backtested
     changed = run_forecast(_cfg(days["changed"], tmp_path, **kw), use_ray=False)
-    assert changed.lstm == "cold"  # one item's past changed: the global network retrains
-    # the other items keep their stored windows of every model, the LSTM's included
+    # one item's past changed: it is fitted cold, and the global network is not trained again for
+    # it (it was, for all items, on most nights: a catalogue has an item due for its refit nightly);
+    # its windows are scored by the stored backtest network, out of that network's sample
+    assert changed.lstm == "warm" and changed.warm_items == len(ITEMS) - 1
+    with np.load(store / "lstm.npz") as z:
+        assert all(np.array_equal(z[k], v) for k, v in weights.items())
+    bt = _backtests(tmp_path / "out")
     others = pl.col("item_id") != "ELE-0001"
-    assert_frame_equal(
-        _backtests(tmp_path / "out").filter(others).select(cols),
-        bt_day1.filter(others).select(cols),
-        rel_tol=1e-9,
-    )
+    # the other items keep their stored windows of every model, the LSTM's included
+    assert_frame_equal(bt.filter(others).select(cols), bt_day1.filter(others).select(cols), rel_tol=1e-9)
+    # the LSTM's windows are its models' (they meet in the ensemble: its rows are one per window
+    # and day, as the night before), each scored out of the backtest network's sample
+    ptr = json.loads((tmp_path / "out" / "metadata" / "last_updated.json").read_text())
+    metrics = pl.read_parquet(tmp_path / "out" / "metrics" / f"run_date={ptr['run_date']}").filter(~others)
+    windows = {m: sorted(metrics.filter(pl.col("model") == m)["window"].to_list())
+               for m in ("lstm", "ets", "naive")}
+    assert windows["lstm"] == windows["ets"] == windows["naive"] == [0, 1, 2]
+    assert bt.filter(~others).height == bt_day1.filter(~others).height == 3 * 14
+    with np.load(store / "lstm-backtest.npz") as z:  # the last day it saw, before every window's first
+        assert z["through"].astype("datetime64[D]").item() < bt.filter(~others)["date"].min()
+    weights_ele = pl.read_parquet(tmp_path / "out" / "ensemble_weights" / f"run_date={ptr['run_date']}")
+    lstm_weight = weights_ele.filter(~others & (pl.col("model") == "lstm"))
+    assert lstm_weight["weight"].item() > 0 and lstm_weight["windows"].item() == 3
+    (store / "lstm-backtest.npz").unlink()  # a store from before it: the network trains cold
+    again = run_forecast(_cfg(days["day2"], tmp_path, **kw), use_ray=False)  # ELE-0001 changed back
+    assert again.lstm == "cold" and again.incremental().startswith(
+        f"{len(ITEMS) - 1} items reused stored model choices (the LSTM trained cold); 1 fitted cold: history")
+    assert (store / "lstm-backtest.npz").exists()
+    full = run_forecast(_cfg(days["changed"], tmp_path, **kw), use_ray=False, full_refit=True)
+    assert full.lstm == "cold"  # --full-refit: the network too
+
+
+def test_a_stored_lstm_scores_cold_items_alike_on_ray(days, tmp_path: Path, ray_session) -> None:
+    """The stored network with items to score, on Ray (a task: numpy, no actor), gives the
+    tables of the local path."""
+    import shutil
+
+    kw = {"models": "naive,lstm", "epochs": 2, "backtest_windows": 2}
+    run_forecast(_cfg(days["day1"], tmp_path / "cold", **kw), use_ray=False)
+    shutil.copytree(tmp_path / "cold", tmp_path / "ray")
+    local = run_forecast(_cfg(days["changed"], tmp_path / "cold", **kw), use_ray=False)
+    on_ray = run_forecast(_cfg(days["changed"], tmp_path / "ray", **kw), use_ray=True)
+    assert local.lstm == on_ray.lstm == "warm" and on_ray.backend.startswith("ray")
+    for kind in ("forecasts", "metrics", "ensemble_weights"):
+        a, b = (pl.read_parquet(tmp_path / d / "out" / kind).drop("run_date", strict=False)
+                for d in ("cold", "ray"))
+        assert_frame_equal(a.sort(pl.all()), b.sort(pl.all()), rel_tol=1e-9)
+    assert pl.read_parquet(tmp_path / "ray" / "out" / "metrics").filter(
+        (pl.col("item_id") == "ELE-0001") & (pl.col("model") == "lstm")).height == 2
 
 
 def test_model_store_streams_backtests_and_replaces_refitted_items(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from .results import fsync_file, write_json_atomic
 ITEMS_FILE = "items.parquet"
 BACKTESTS_FILE = "backtests.parquet"
 LSTM_FILE = "lstm.npz"
+LSTM_BACKTEST_FILE = "lstm-backtest.npz"  # the network the LSTM's last cold training backtested
 FACTORS_FILE = "factors.npz"
 LSTM_FIELDS = ("lookback", "horizon", "season_length", "units", "n_windows", "n_exog", "calendar")
 # why an item is fitted cold (searched and backtested again) instead of from its stored choices
@@ -154,7 +155,7 @@ class ModelStore:
         written again. A broken file otherwise stopped every later run with a traceback."""
         notes = []
         checks = ((ITEMS_FILE, _parquet_footer), (BACKTESTS_FILE, _parquet_footer), (LSTM_FILE, read_lstm),
-                  (FACTORS_FILE, read_factors))
+                  (LSTM_BACKTEST_FILE, read_lstm), (FACTORS_FILE, read_factors))
         for name, read in checks:
             path = self.dir / name
             if not path.exists():
@@ -342,10 +343,28 @@ class ModelStore:
                      days, ", ".join(removed))
         return removed
 
-    def save_lstm(self, state: LstmState, cold_fitted_on: date, run_date: date | None = None) -> None:
+    def save_lstm(self, state: LstmState, cold_fitted_on: date, run_date: date | None = None,
+                  backtest: tuple[LstmState, date] | None = None, cold: bool = True) -> None:
         """Store the LSTM (atomically); `cold_fitted_on` is the date of its last cold training,
-        `run_date` that of the run storing it (its data's: a fine-tuning saw later data)."""
+        `run_date` that of the run storing it (its data's: a fine-tuning saw later data). A `cold`
+        training's `backtest` (its backtest's network and the last day that saw) replaces the
+        stored one, or removes it (none); a network grown from the stored one keeps it."""
+        bt_path = self.dir / LSTM_BACKTEST_FILE
+        if cold and backtest is not None:
+            write_lstm(bt_path, backtest[0], cold_fitted_on, through=backtest[1])
+        elif cold:
+            bt_path.unlink(missing_ok=True)
         write_lstm(self.dir / LSTM_FILE, state, cold_fitted_on, through=run_date)
+
+    def load_lstm_backtest(self, cold_fitted_on: date) -> tuple[LstmState, date] | None:
+        """(the backtest's network, the last day it saw) of the stored LSTM's cold training of
+        `cold_fitted_on`, or None (none stored, unreadable, or another training's)."""
+        path = self.dir / LSTM_BACKTEST_FILE
+        try:
+            state, fitted_on, _ = read_lstm(path)
+            return (state, lstm_through(path)) if fitted_on == cold_fitted_on else None
+        except (OSError, ValueError, KeyError):
+            return None
 
     def save_factors(self, record: FactorRecord) -> None:
         """Store the regressors' scale and the histories the fits saw (atomically)."""
