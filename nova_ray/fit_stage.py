@@ -334,9 +334,11 @@ def fit_stage(
             result.cpu_seconds,
             result.worker or "this process",
         )
-        for row in result.items.select(["item_id", "notes"]).to_pylist():
-            if row["notes"]:
-                LOG.warning("%s: %s", row["item_id"], row["notes"])
+        for row in result.items.select(["item_id", "notes", "failed_models", "fallback"]).to_pylist():
+            if row["notes"]:  # a model that failed is a warning; the rest (warm, capped, regressors) is
+                # routine, one line per item a night: at WARNING a log's warnings were mostly these
+                bad = row["fallback"] or row["failed_models"]
+                LOG.log(logging.WARNING if bad else logging.INFO, "%s: %s", row["item_id"], row["notes"])
 
     if todo or lstm_idx:
         _, fit.backend, fit.info = run_engine(

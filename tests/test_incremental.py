@@ -728,11 +728,13 @@ def test_a_stored_choice_that_fails_is_refitted_cold_the_next_night(days, tmp_pa
 
 
 def test_an_item_whose_warm_fit_fails_as_a_whole_is_refitted_cold_the_next_night(
-    days, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    days, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An item whose fit failed outside its models (seasonal naive only, flagged) had its naive-only
     fit stored, or its stored choice kept: the next nights reused it, at naive alone until its
-    periodic refit. Its entry is now marked failed, and the next run fits it cold."""
+    periodic refit. Its entry is now marked failed, and the next run fits it cold. In the log its
+    line is a warning; the warm items' routine notes are not (one line per item a night)."""
+    import logging
     from datetime import date
 
     from nova_ray import engine
@@ -747,9 +749,13 @@ def test_an_item_whose_warm_fit_fails_as_a_whole_is_refitted_cold_the_next_night
         return cycles(names, y, dates, future, origins, spec, *rest)
 
     monkeypatch.setattr(engine, "_annual_cycles", fails_once_warm)
-    warm = run_forecast(_cfg(days["day2"], tmp_path), use_ray=False, run_date=date(2026, 11, 21))
+    with caplog.at_level(logging.INFO, logger="nova_ray"):
+        warm = run_forecast(_cfg(days["day2"], tmp_path), use_ray=False, run_date=date(2026, 11, 21))
     monkeypatch.setattr(engine, "_annual_cycles", cycles)
     (victim,) = warm.fallbacks
+    notes = {r.getMessage().split(":")[0]: r.levelno for r in caplog.records if "warm: model choices" in
+             r.getMessage() or "its fit failed" in r.getMessage()}
+    assert notes == {item: logging.WARNING if item == victim else logging.INFO for item in ITEMS}
     assert warm.warm_items == len(ITEMS) and hit
     out_items = pl.read_parquet(tmp_path / "out" / "items" / "run_date=2026-11-21")
     row = out_items.filter(pl.col("item_id") == victim).row(0, named=True)
