@@ -54,7 +54,7 @@ def lstm_items(series: SeriesSet, spec: EngineSpec) -> list[int]:
 
 
 def lstm_lookback(spec: EngineSpec) -> int:
-
+    """The LSTM's input window: `[lstm] lookback` for days, two seasons (4 to 26) otherwise."""
     m = get_frequency(spec.freq).season_length
     return spec.lstm.lookback if spec.freq == "D" else max(4, min(2 * m, 26))
 
