@@ -167,27 +167,36 @@ def predicts_only(series: SeriesSet, indices: list[int], spec: EngineSpec, store
     """Whether `lstm_parts` with `stored` only forecasts with it as it is (numpy: no backtest, no
     training, no TensorFlow): a stored network of this run's shape with `warm_epochs` 0. That work
     needs no process of its own (the Ray path runs it as a task)."""
-    stored, scorer = _unwrapped(stored)
-    xs = _lstm_exog(series, indices, spec)
-    return (
-        stored is not None
-        and bool(stored.weights)
-        and spec.final_fit
-        and spec.lstm.warm_epochs == 0
-        and _fits(stored, spec, xs)
-        and _scores(scorer, spec, xs)
-        and (scorer is None or _scored_backs(series, indices, spec, [series.values_of(i) for i in indices],
-                                             scorer, get_frequency(spec.freq).season_length) is not None)
-    )
+    ys = [series.values_of(i) for i in indices]
+    stored, _, _ = _going_on(series, indices, spec, stored, ys, _lstm_exog(series, indices, spec))
+    return stored is not None and bool(stored.weights) and spec.final_fit and spec.lstm.warm_epochs == 0
 
 
-def _scores(scorer: StoredLstm | None, spec: EngineSpec, xs: RowGrid | None) -> bool:
-    """Whether `scorer` can score its items' windows (its backtest network of this run's shape),
-    or has none to score; otherwise the network is trained cold, backtest and all."""
-    if scorer is None or not scorer.score:
-        return True
+def _going_on(
+    series: SeriesSet,
+    indices: list[int],
+    spec: EngineSpec,
+    init: Any,
+    ys: list[np.ndarray],
+    xs: RowGrid | None,
+) -> tuple[Any, StoredLstm | None, list[int]]:
+    """The stored network the run goes on with (None: it trains cold), the `StoredLstm` it came in
+    (None: none, or no items to score) and the windows its backtest network scores (`_scored_backs`).
+    Cold: no stored network, one of another shape or with phases from each series' start (before
+    version 2), or items to score without a backtest network of this shape, or with a window whose
+    first forecast day that network saw (its scores would be in sample)."""
+    stored, scorer = _unwrapped(init)
+    if scorer is not None and not scorer.score:
+        scorer = None
+    if stored is None or not _fits(stored, spec, xs):
+        return None, None, []
+    if scorer is None:
+        return stored, None, []
     bt = scorer.backtest
-    return bt is not None and bool(bt.weights) and scorer.trained_to is not None and _fits(bt, spec, xs)
+    if bt is None or not bt.weights or scorer.trained_to is None or not _fits(bt, spec, xs):
+        return None, None, []
+    scored = _scored_backs(series, indices, spec, ys, scorer, get_frequency(spec.freq).season_length)
+    return (None, None, []) if scored is None else (stored, scorer, scored)
 
 
 def is_part(name: str) -> bool:
@@ -273,12 +282,7 @@ def _lstm_run(
     n_max = max((len(y) for y in ys), default=0)
     # each series' first period counted from one common period: season phases on the calendar
     starts = period_index(CALENDAR_ORIGIN, series.starts[np.asarray(indices, dtype=np.int64)], spec.freq)
-    stored, scorer = _unwrapped(stored)
-    if stored is not None and not (_fits(stored, spec, xs) and _scores(scorer, spec, xs)):
-        stored = None  # another shape, or phases from each series' start (before version 2): train cold
-    scored = _scored_backs(series, indices, spec, ys, scorer, m) if stored is not None and scorer else []
-    if scored is None:
-        stored = None  # a window its backtest network saw: not out of its sample, trained cold
+    stored, scorer, scored = _going_on(series, indices, spec, stored, ys, xs)
     # origins count back from the common end, so they are the same dates for every series
     back = window_backs(h, spec.backtest_windows, spec.step)
     back = [b for b in back if n_max - b >= min_train(m)] if stored is None else []

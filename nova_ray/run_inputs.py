@@ -123,15 +123,11 @@ def _only_before(demand: pd.DataFrame, begin: pd.Timestamp) -> list[str]:
 
 def _before(demand: pd.DataFrame, until: date, path: str, notes: list[str]) -> pd.DataFrame:
     """The rows dated up to `until`, and a note when there were later ones; none is an InputError."""
-    late = (demand["date"] > pd.Timestamp(until)).to_numpy()
-    if late.all():
-        raise InputError(f"{path}: no history up to the run date {until} (the file starts "
-                         f"{demand['date'].min():%Y-%m-%d})")
-    if late.any():
-        notes.append(f"{path}: the history runs to {demand['date'].max():%Y-%m-%d}, past the run date "
-                     f"{until}: its later rows are left out (a backfill forecasts from the history up to "
-                     "its date)")
-    return _kept(demand, late)
+    return _kept(demand, (demand["date"] > pd.Timestamp(until)).to_numpy(), notes,
+                 f"{path}: no history up to the run date {until}",
+                 f"{path}: the history runs to {demand['date'].max():%Y-%m-%d}, past the run date "
+                 f"{until}: its later rows are left out (a backfill forecasts from the history up to "
+                 "its date)")
 
 
 def _before_today(demand: pd.DataFrame, path: str, notes: list[str]) -> pd.DataFrame:
@@ -140,19 +136,20 @@ def _before_today(demand: pd.DataFrame, path: str, notes: list[str]) -> pd.DataF
     export, with the whole day, as a history that changed: every item fitted cold again)."""
     today = clock.today()
     late = (demand["date"] >= pd.Timestamp(today)).to_numpy()
+    return _kept(demand, late, notes, f"{path}: no history before today {today}, a day still in progress",
+                 f"{path}: {int(late.sum())} row(s) dated today {today} or later, a day still in progress, "
+                 "are left out: the forecast starts with it")
+
+
+def _kept(demand: pd.DataFrame, late: np.ndarray, notes: list[str], none_left: str,
+          note: str) -> pd.DataFrame:
+    """The rows not `late`, with `note` when some were (`none_left`, an InputError, when all were);
+    items (sites, families) with late rows only are gone from the categories."""
     if late.all():
-        raise InputError(f"{path}: no history before today {today}, a day still in progress (the file "
-                         f"starts {demand['date'].min():%Y-%m-%d})")
-    if late.any():
-        notes.append(f"{path}: {int(late.sum())} row(s) dated today {today} or later, a day still in "
-                     "progress, are left out: the forecast starts with it")
-    return _kept(demand, late)
-
-
-def _kept(demand: pd.DataFrame, late: np.ndarray) -> pd.DataFrame:
-    """The rows not `late`; items (sites, families) with late rows only are gone from the categories."""
+        raise InputError(f"{none_left} (the file starts {demand['date'].min():%Y-%m-%d})")
     if not late.any():
         return demand
+    notes.append(note)
     kept = demand[~late].reset_index(drop=True)
     for col in kept.columns:
         if isinstance(kept[col].dtype, pd.CategoricalDtype):
