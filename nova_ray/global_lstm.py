@@ -1,7 +1,7 @@
 """The global LSTM over many series: which items it forecasts, its backtest and final fit.
 
 Called in-process (the local path), inside the Ray actor, or, when a stored network only
-forecasts, in a Ray task (nova_ray/distributed.py); produces the same tables as the per-item
+forecasts, in a Ray task (nova_ray/distributed/); produces the same tables as the per-item
 engine (nova_ray/engine.py), whose row builders it shares.
 """
 

@@ -563,7 +563,7 @@ def test_sigterm_while_joining_a_cluster_ends_as_a_sigterm_does() -> None:
     inside `_sigterm_kept` that exit goes to the handler the CLI had (which ends the run)."""
     import signal
 
-    from nova_ray.distributed import _sigterm_kept
+    from nova_ray.distributed.session import _sigterm_kept
 
     class Ended(Exception):
         pass

@@ -8,6 +8,7 @@ import pytest
 import ray
 
 from nova_ray import distributed, tmpdirs
+from nova_ray.distributed import backend, lstm_run, session, worker
 
 
 def _one() -> int:
@@ -27,7 +28,7 @@ def test_clean_exit_stops_ray_in_the_background_and_the_next_session_waits() -> 
         assert _one() == 1
         folder = _worker_folder()
         assert os.path.basename(folder).startswith("nova-ray-worker-") and os.path.isdir(folder)
-    assert distributed._SHUTDOWN is not None  # the caller goes on while Ray stops
+    assert session._SHUTDOWN is not None  # the caller goes on while Ray stops
     with distributed.RayBackend(None, 1) as again:  # joins the previous stop before starting
         assert not os.path.exists(tmp)
         assert _one() == 1
@@ -43,7 +44,7 @@ def test_clean_exit_stops_ray_in_the_background_and_the_next_session_waits() -> 
         # a private one-node session runs without the autoscaler, log monitor and API server
         assert not {"monitor", "log_monitor", "dashboard"} & set(pids), pids
     distributed.wait_for_shutdown()
-    assert distributed._SHUTDOWN is None and not ray.is_initialized()
+    assert session._SHUTDOWN is None and not ray.is_initialized()
     assert not os.path.exists(again._tmp)
     alive = {name: pid for name, pid in pids.items() if _alive(pid)}
     assert not alive, f"processes of the stopped session still run: {alive}"
@@ -53,7 +54,7 @@ def _worker_folder() -> str:
     """The private temp folder of the worker that runs a task."""
 
     def folder() -> str:
-        with distributed._private_tmp():
+        with worker._private_tmp():
             return os.environ["TMPDIR"]
 
     return ray.get(ray.remote(num_cpus=1)(folder).remote())
@@ -79,7 +80,7 @@ def test_an_error_stops_ray_before_it_propagates() -> None:
         with distributed.RayBackend(None, 1) as backend:
             tmp = backend._tmp
             raise RuntimeError("boom")
-    assert distributed._SHUTDOWN is None and not ray.is_initialized() and not os.path.exists(tmp)
+    assert session._SHUTDOWN is None and not ray.is_initialized() and not os.path.exists(tmp)
 
 
 def test_a_failed_start_leaves_no_session_nor_temp_dir(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -213,7 +214,7 @@ def test_the_gpu_check_runs_beside_the_statistical_tasks(small_demo, tmp_path, m
 
     flag = str(tmp_path / "first-batch-back")
 
-    class CheckAfterFirstBatch(distributed._LstmActor):  # defined here: shipped by value
+    class CheckAfterFirstBatch(worker._LstmActor):  # defined here: shipped by value
         def has_gpu(self) -> bool:
             deadline = time.monotonic() + 60
             while not os.path.exists(flag) and time.monotonic() < deadline:
@@ -228,8 +229,8 @@ def test_the_gpu_check_runs_beside_the_statistical_tasks(small_demo, tmp_path, m
             if n and not os.path.exists(flag):
                 open(flag, "w").close()
 
-    monkeypatch.setattr(distributed, "_LstmActor", CheckAfterFirstBatch)
-    monkeypatch.setattr(distributed, "GPU_WAIT_S", 45.0)
+    monkeypatch.setattr(backend, "_LstmActor", CheckAfterFirstBatch)
+    monkeypatch.setattr(lstm_run, "GPU_WAIT_S", 45.0)
     over = {"data": str(small_demo / "demand.parquet"), "models": "naive,lstm", "horizon": 7,
             "backtest_windows": 1, "epochs": 1}
     cfg = load_config(None, over, env={}, dotenv=None)
@@ -265,7 +266,7 @@ def test_a_stored_lstm_that_only_forecasts_runs_as_a_task_not_an_actor(
     from nova_ray.global_lstm import FINAL_PART, predicts_only
     from nova_ray.pipeline import engine_spec, load_series
 
-    class NoActor(distributed._LstmActor):  # defined here: shipped by value
+    class NoActor(worker._LstmActor):  # defined here: shipped by value
         def __init__(self, threads: int = 1):
             raise RuntimeError("no actor in a run whose LSTM only forecasts")
 
@@ -290,13 +291,13 @@ def test_a_stored_lstm_that_only_forecasts_runs_as_a_task_not_an_actor(
         return rows
 
     here, _, _ = run_engine(series, spec, cfg, Silent(), use_ray=False, lstm_init=state)
-    monkeypatch.setattr(distributed, "_LstmActor", NoActor)
+    monkeypatch.setattr(backend, "_LstmActor", NoActor)
     tmp = tmpdirs.owned_tmpdir("ray", "/tmp")
     ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, _temp_dir=tmp,
              log_to_driver=False, runtime_env={"env_vars": distributed.THREAD_ENV})
     try:
         results, _, info = run_engine(series, spec, cfg, Silent(), use_ray=True, lstm_init=state)
-        flag, real = str(tmp_path / "killed-once"), distributed._lstm_here
+        flag, real = str(tmp_path / "killed-once"), backend._lstm_here
 
         def dies_once(*args, **kw):  # defined here: shipped by value
             if not os.path.exists(flag):
@@ -304,7 +305,7 @@ def test_a_stored_lstm_that_only_forecasts_runs_as_a_task_not_an_actor(
                 os._exit(1)
             yield from real(*args, **kw)
 
-        monkeypatch.setattr(distributed, "_lstm_here", dies_once)
+        monkeypatch.setattr(backend, "_lstm_here", dies_once)
         again, _, _ = run_engine(series, spec, cfg, Silent(), use_ray=True, lstm_init=state)
     finally:
         ray.shutdown()
@@ -344,7 +345,7 @@ def action():
     return buf.raw[:8]
 signal.signal(signal.SIGTERM, lambda *_: None)
 python_s = action()
-ray = distributed._import_ray()  # as a run's first import of Ray
+ray = distributed.session._import_ray()  # as a run's first import of Ray
 from ray._private import worker
 connect, seen = worker.connect, []
 def spy(*args, **kwargs):
@@ -353,9 +354,9 @@ def spy(*args, **kwargs):
     return out
 worker.connect = spy
 with distributed.RayBackend(None, 1):
-    env = ray.get(ray.remote(lambda: os.environ.get(distributed.NO_CRASH_HANDLER)).remote())
+    env = ray.get(ray.remote(lambda: os.environ.get(distributed.session.NO_CRASH_HANDLER)).remote())
 distributed.wait_for_shutdown()
-print(seen, env, os.environ.get(distributed.NO_CRASH_HANDLER))
+print(seen, env, os.environ.get(distributed.session.NO_CRASH_HANDLER))
 """)
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

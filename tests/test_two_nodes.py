@@ -3,6 +3,7 @@ and gives the same results as the local path."""
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -10,6 +11,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
+from nova_ray import tmpdirs
 from nova_ray.assemble import assemble
 from nova_ray.cli import app
 from nova_ray.config import load_config
@@ -22,9 +24,16 @@ ITEMS = "CAB-0002,ELE-0001,FIX-0001,FIX-0002,SAF-0001,STL-0002,CAB-0001,ELE-0002
 
 @pytest.fixture(scope="module")
 def cluster():
+    import functools
+
     from ray.cluster_utils import Cluster
 
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    # a temp dir of the test's own (Ray's default /tmp/ray kept every session's folder), for the
+    # nodes that the tests add too
+    tmp = tmpdirs.owned_tmpdir("ray", "/tmp")
+    head = {"num_cpus": 1, "include_dashboard": False, "temp_dir": tmp}
+    c = Cluster(initialize_head=True, head_node_args=head)
+    c.add_node = functools.partial(c.add_node, temp_dir=tmp)
     c.add_node(num_cpus=1)
     c.wait_for_nodes()
     yield c
@@ -32,6 +41,7 @@ def cluster():
 
     ray.shutdown()
     c.shutdown()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_forecast_on_two_nodes_matches_local(cluster, small_demo: Path, tmp_path: Path) -> None:
@@ -96,7 +106,7 @@ def test_cpus_that_join_mid_run_get_tasks(cluster, small_demo: Path, monkeypatch
 
     from nova_ray import distributed
 
-    monkeypatch.setattr(distributed, "CPU_REFRESH_S", 0.2)
+    monkeypatch.setattr(distributed.backend, "CPU_REFRESH_S", 0.2)
     over = {"data": str(small_demo / "demand.parquet"), "models": "naive,theta,ets", "horizon": 7,
             "backtest_windows": 2, "address": cluster.address}
     cfg = load_config(None, over, env={}, dotenv=None)
@@ -133,7 +143,8 @@ HEAD = """
 import sys
 from ray._raylet import AuthenticationMode, get_authentication_mode
 from ray.cluster_utils import Cluster
-c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+head = {"num_cpus": 1, "include_dashboard": False, "temp_dir": sys.argv[1]}
+c = Cluster(initialize_head=True, head_node_args=head)
 print(c.address, get_authentication_mode() == AuthenticationMode.TOKEN, flush=True)
 sys.stdin.read()
 c.shutdown()
@@ -152,7 +163,8 @@ def test_a_driver_with_the_token_joins_a_token_cluster_by_address(small_demo: Pa
 
     token = uuid.uuid4().hex + uuid.uuid4().hex
     base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"HOME": str(tmp_path)}
-    head = subprocess.Popen([sys.executable, "-c", HEAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    tmp = tmpdirs.owned_tmpdir("ray", "/tmp")  # the head's sessions: not in Ray's /tmp/ray
+    head = subprocess.Popen([sys.executable, "-c", HEAD, tmp], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True,
                             env=base | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
     try:
@@ -183,6 +195,7 @@ def test_a_driver_with_the_token_joins_a_token_cluster_by_address(small_demo: Pa
         assert head.stdin is not None
         head.stdin.close()  # the head shuts its cluster down
         head.wait(timeout=60)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_doctor_probes_every_node_of_the_cluster(cluster) -> None:
@@ -222,7 +235,7 @@ def test_a_gpu_node_lost_mid_lstm_leaves_the_lstm_on_cpu(cluster, small_demo: Pa
 
     started = str(tmp_path / "lstm-started")
 
-    class TakesItsGpu(distributed._LstmActor):  # defined here: shipped by value
+    class TakesItsGpu(distributed.worker._LstmActor):  # defined here: shipped by value
         def has_gpu(self) -> bool:
             return True
 
@@ -244,8 +257,8 @@ def test_a_gpu_node_lost_mid_lstm_leaves_the_lstm_on_cpu(cluster, small_demo: Pa
         cluster.remove_node(gpu_node, allow_graceful=False)
         lost.append(time.monotonic())
 
-    monkeypatch.setattr(distributed, "_LstmActor", TakesItsGpu)
-    monkeypatch.setattr(distributed, "GPU_WAIT_S", 20.0)
+    monkeypatch.setattr(distributed.backend, "_LstmActor", TakesItsGpu)
+    monkeypatch.setattr(distributed.lstm_run, "GPU_WAIT_S", 20.0)
     over = {"data": str(small_demo / "demand.parquet"), "output": str(tmp_path / "out"),
             "models_dir": str(tmp_path / "models"), "models": "naive,lstm", "horizon": 7,
             "backtest_windows": 1, "epochs": 3, "address": cluster.address}
