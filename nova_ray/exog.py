@@ -16,21 +16,19 @@ See docs/external-factors.md.
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .frequency import Frequency, get_frequency, period_start
-from .io.features import features_file, raw_sources, read_future_table
+from .io.features import dictionary_path, load_features, read_future_table
 from .io.source import is_uri
-from .rollout import G5_PREFIX, continue_counts, recent_pace, report_interval, reported_pace, sites_column
+from .rollout import G5_PREFIX, recent_pace, report_interval, reported_pace, sites_column
 from .series import SeriesSet, period_index
 
 WARMUP_DAYS = 28  # days before the grid start that the lagged/trailing daily features read
@@ -453,108 +451,6 @@ def attach_exog(
     return series.with_exog(ex.values, ex.names, ex.start, backtest_rows(features, ex, backtest_backs)), ex
 
 
-# ---------------------------------------------------------------- where the features come from
-
-
-def _dictionary(features_path: str | Path) -> Path:
-    """The data dictionary that `nova-ray etl` writes beside a feature table."""
-    from .etl.features import DICTIONARY_FILE
-
-    return Path(features_path).with_name(DICTIONARY_FILE)
-
-
-def _entries(features_path: str | Path) -> dict[str, dict[str, Any]]:
-    """The entries of the features_dictionary.json next to `features_path` ({} without one)."""
-    path = _dictionary(features_path)
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return {c: d for c, d in data.items() if isinstance(d, dict)} if isinstance(data, dict) else {}
-
-
-def regressor_columns(features_path: str | Path) -> tuple[str, ...]:
-    """Columns of group ``regressor`` in the features_dictionary.json next to `features_path`."""
-    return _regressors(_entries(features_path))
-
-
-def observed_until(features_path: str | Path) -> dict[str, pd.Timestamp]:
-    """Column -> the last day its source has a value, from the dictionary's ``observed`` (written
-    by `nova-ray etl`; none from an earlier version's dictionary or the user's own table)."""
-    return _observed_until(_entries(features_path))
-
-
-def _regressors(entries: dict[str, dict[str, Any]]) -> tuple[str, ...]:
-    return tuple(c for c, d in entries.items() if d.get("group") == "regressor")
-
-
-def _observed_until(entries: dict[str, dict[str, Any]]) -> dict[str, pd.Timestamp]:
-    out = {}
-    for col, d in entries.items():
-        span = d.get("observed")
-        if isinstance(span, list) and len(span) == 2:
-            try:
-                out[col] = pd.Timestamp(span[1])
-            except (TypeError, ValueError):
-                continue
-    return out
-
-
-def _described(
-    frame: pd.DataFrame, path: Path, known_until: date | None = None
-) -> tuple[pd.DataFrame, tuple[str, ...], dict[str, Any]]:
-    """The table at `path` up to `known_until` with its 5G counts continued, and its regressor
-    columns: both from its data dictionary, read once."""
-    entries = _entries(path)
-    if known_until is not None:  # a backfill's forecast knows the factors of its date, not later ones
-        frame = frame[pd.to_datetime(frame["date"]) <= pd.Timestamp(known_until)].reset_index(drop=True)
-    frame, continued = continue_counts(frame, _observed_until(entries))
-    return frame, _regressors(entries), continued
-
-
-class Features(NamedTuple):
-    """A run's feature table and what it came with."""
-
-    frame: pd.DataFrame
-    regressors: tuple[str, ...]  # the user's regressor columns (dictionary group ``regressor``)
-    sources: tuple[str, ...]  # the table and the raw files it was built from
-    continued: dict[str, dict[str, Any]]  # 5G counts continued past their last observed day
-
-
-def load_features(
-    features_path: str | Path | None,
-    demand_path: str | Path | None = None,
-    start: pd.Timestamp | str | None = None,
-    end: pd.Timestamp | str | None = None,
-    inmet_stations: str = "",
-    known_until: date | None = None,
-) -> Features | None:
-    """The feature table of a run, its regressor columns and source files, or None when there are none.
-
-    `features_path` (e.g. data/processed/features.parquet) wins when it exists; otherwise a
-    ``raw/`` folder next to the demand file (the demo layout) is run through build_features into
-    a temporary folder (nothing is written next to the data). Rows after `known_until` (a
-    backfill's date) are left out; 5G counts whose source ends before the table are continued at
-    their pace (`continue_counts`).
-    """
-    from .etl import build_features, read_features
-
-    if features_path and Path(features_path).is_file():
-        path = Path(features_path).resolve()  # the record names the file wherever the run started
-        frame, regs, continued = _described(features_file(path), path, known_until)
-        return Features(frame, regs, (str(path), *raw_sources(path)), continued)
-    # not beside an s3:// demand file: Path would make that the local folder `s3:/bucket/...`
-    raw = Path(demand_path).parent / "raw" if demand_path and not is_uri(demand_path) else None
-    if raw is None or not raw.is_dir():
-        return None
-    with tempfile.TemporaryDirectory(prefix="nova-ray-features-") as tmp:
-        res = build_features(raw, tmp, start, end, inmet_stations)
-        frame, regs, continued = _described(read_features(res.path), res.path, known_until)
-    return Features(frame, regs, tuple(str(p) for p in res.sources), continued)
-
-
 def for_run(
     series: SeriesSet,
     horizon: int,
@@ -637,9 +533,10 @@ def _warnings(series: SeriesSet, ex: Exog, since: pd.Timestamp, until: pd.Timest
         warnings.append(f"the features start {since.date()}, {early} days after the demand's first day "
                         f"{first.date()}: those days use the climatology and the first values (run "
                         "`nova-ray etl` with an earlier --start, or on older raw files)")
-    if features_path and Path(features_path).is_file() and not _dictionary(features_path).is_file():
-        warnings.append(f"{features_path}: no {_dictionary(features_path).name} beside it: the columns of "
-                        "your own regressors/ files are not used (copy the dictionary with the table)")
+    beside = dictionary_path(features_path) if features_path else None
+    if beside is not None and Path(features_path).is_file() and not beside.is_file():
+        warnings.append(f"{features_path}: no {beside.name} beside it: the columns of your own "
+                        "regressors/ files are not used (copy the dictionary with the table)")
     if future is not None and series.exog is not None and ex.clipped:  # a scenario cut short: said
         shown = ", ".join(f"{k} {v:.4g} to {lim:.4g}" for k, (v, lim) in ex.clipped.items())
         warnings.append(f"{future_path}: horizon values past the history's range widened by one spread "
@@ -681,8 +578,6 @@ __all__ = [
     "default_features",
     "derive_daily",
     "for_run",
-    "load_features",
     "period_index",
-    "regressor_columns",
     "without_exog",
 ]

@@ -20,10 +20,10 @@ from nova_ray.exog import (
     attach_exog,
     backtest_rows,
     build_exog,
-    load_features,
     without_exog,
 )
 from nova_ray.global_lstm import forecast_lstm
+from nova_ray.io.features import load_features
 from nova_ray.series import SeriesSet, build_series, period_index
 
 ALIAS = {"D": "D", "W": "W-MON", "M": "MS", "Q": "QS"}

@@ -343,7 +343,8 @@ def check_features(cfg: Any, data: str) -> Check:
     """Where a run's external factors come from: the feature table (its days; sources that end
     over a month before it, from its data dictionary), the raw/ folder beside `data`, or none."""
     from ..config import Forecast
-    from ..exog import STALE_FEATURE_DAYS, observed_until
+    from ..exog import STALE_FEATURE_DAYS
+    from ..io.features import observed_until
     from ..run_inputs import features_path
 
     name = "external factors"

@@ -4,27 +4,25 @@ raw files behind it, from its data dictionary) and a user's table of future feat
 from __future__ import annotations
 
 import json
+import tempfile
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from ..rollout import continue_counts
 from .csv_text import read_text_csv, text_numbers
 from .demand import text_dates
 from .errors import InputError
+from .source import is_uri
 
 
 def raw_sources(features_path: Path) -> list[str]:
     """The raw files behind a feature table, as its data dictionary lists them (relative to the
     raw folder the ETL read), so that a run's record says what its factors came from."""
-    from ..etl.features import DICTIONARY_FILE
-
-    try:
-        data = json.loads(features_path.with_name(DICTIONARY_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    listed = (src for d in data.values() if isinstance(d, dict) for src in d.get("sources") or [])
+    listed = (src for d in dictionary_entries(features_path).values() for src in d.get("sources") or [])
     found = {src for src in listed if "/" in src}  # files, not the holidays package
     return sorted(f"raw:{src}" for src in found)
 
@@ -98,3 +96,97 @@ def _parsed(values: pd.Series, parse: Any, path: Path, line: Any, column: str, w
         row = int(np.flatnonzero(bad)[0])
         raise ValueError(f"{path}: {line(row)}: {values.iloc[row]!r} in column {column!r} is not {what}")
     return parsed
+
+
+def dictionary_path(features_path: str | Path) -> Path:
+    """The data dictionary that `nova-ray etl` writes beside a feature table."""
+    from ..etl.features import DICTIONARY_FILE
+
+    return Path(features_path).with_name(DICTIONARY_FILE)
+
+
+def dictionary_entries(features_path: str | Path) -> dict[str, dict[str, Any]]:
+    """The entries of the features_dictionary.json next to `features_path` ({} without one)."""
+    path = dictionary_path(features_path)
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {c: d for c, d in data.items() if isinstance(d, dict)} if isinstance(data, dict) else {}
+
+
+def observed_until(features_path: str | Path) -> dict[str, pd.Timestamp]:
+    """Column -> the last day its source has a value, from the dictionary's ``observed`` (written
+    by `nova-ray etl`; none from an earlier version's dictionary or the user's own table)."""
+    return _observed_until(dictionary_entries(features_path))
+
+
+def _regressors(entries: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+    return tuple(c for c, d in entries.items() if d.get("group") == "regressor")
+
+
+def _observed_until(entries: dict[str, dict[str, Any]]) -> dict[str, pd.Timestamp]:
+    out = {}
+    for col, d in entries.items():
+        span = d.get("observed")
+        if isinstance(span, list) and len(span) == 2:
+            try:
+                out[col] = pd.Timestamp(span[1])
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
+def _described(
+    frame: pd.DataFrame, path: Path, known_until: date | None = None
+) -> tuple[pd.DataFrame, tuple[str, ...], dict[str, Any]]:
+    """The table at `path` up to `known_until` with its 5G counts continued, and its regressor
+    columns: both from its data dictionary, read once."""
+    entries = dictionary_entries(path)
+    if known_until is not None:  # a backfill's forecast knows the factors of its date, not later ones
+        frame = frame[pd.to_datetime(frame["date"]) <= pd.Timestamp(known_until)].reset_index(drop=True)
+    frame, continued = continue_counts(frame, _observed_until(entries))
+    return frame, _regressors(entries), continued
+
+
+class Features(NamedTuple):
+    """A run's feature table and what it came with."""
+
+    frame: pd.DataFrame
+    regressors: tuple[str, ...]  # the user's regressor columns (dictionary group ``regressor``)
+    sources: tuple[str, ...]  # the table and the raw files it was built from
+    continued: dict[str, dict[str, Any]]  # 5G counts continued past their last observed day
+
+
+def load_features(
+    features_path: str | Path | None,
+    demand_path: str | Path | None = None,
+    start: pd.Timestamp | str | None = None,
+    end: pd.Timestamp | str | None = None,
+    inmet_stations: str = "",
+    known_until: date | None = None,
+) -> Features | None:
+    """The feature table of a run, its regressor columns and source files, or None when there are none.
+
+    `features_path` (e.g. data/processed/features.parquet) wins when it exists; otherwise a
+    ``raw/`` folder next to the demand file (the demo layout) is run through build_features into
+    a temporary folder (nothing is written next to the data). Rows after `known_until` (a
+    backfill's date) are left out; 5G counts whose source ends before the table are continued at
+    their pace (`continue_counts`).
+    """
+    from ..etl import build_features, read_features
+
+    if features_path and Path(features_path).is_file():
+        path = Path(features_path).resolve()  # the record names the file wherever the run started
+        frame, regs, continued = _described(features_file(path), path, known_until)
+        return Features(frame, regs, (str(path), *raw_sources(path)), continued)
+    # not beside an s3:// demand file: Path would make that the local folder `s3:/bucket/...`
+    raw = Path(demand_path).parent / "raw" if demand_path and not is_uri(demand_path) else None
+    if raw is None or not raw.is_dir():
+        return None
+    with tempfile.TemporaryDirectory(prefix="nova-ray-features-") as tmp:
+        res = build_features(raw, tmp, start, end, inmet_stations)
+        frame, regs, continued = _described(read_features(res.path), res.path, known_until)
+    return Features(frame, regs, tuple(str(p) for p in res.sources), continued)
