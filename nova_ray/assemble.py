@@ -6,8 +6,9 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
-from .engine import BACKTEST_TABLE, FORECAST_TABLE, ITEMS_TABLE, BatchResult
+from .engine import BatchResult
 from .ensemble import combine, learn_weights
+from .result_rows import BACKTEST_TABLE, FORECAST_TABLE, ITEMS_TABLE
 
 
 def _frame(tables: list[pa.Table], schema: pa.Schema) -> pl.DataFrame:

@@ -19,14 +19,8 @@ import pyarrow as pa
 from .classify import CLASS_MODELS, classify
 from .cleaning import CAPPED_CLASSES, cap, fence, recent_periods
 from .engine import (
-    BACKTEST_COLS,
-    BACKTEST_TABLE,
-    FORECAST_COLS,
-    FORECAST_TABLE,
-    ITEMS_TABLE,
     BatchResult,
     EngineSpec,
-    Rows,
     backtest_origins,
     cpu_time,
     min_train,
@@ -38,6 +32,7 @@ from .memory import frozen_heap, release_memory
 from .models import MODELS
 from .models.base import finalize, seasonal_error_scale
 from .models.lstm import LstmState, RowGrid
+from .result_rows import BACKTEST_COLS, BACKTEST_TABLE, FORECAST_COLS, FORECAST_TABLE, ITEMS_TABLE, Rows
 from .series import SeriesSet, period_index
 
 
