@@ -8,7 +8,7 @@ import logging
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,24 +28,8 @@ from .checks import (
 )
 from .config import Config, ConfigError, job_paths_problem
 from .distributed import reachable_cluster, wait_for_shutdown
-from .engine import (
-    BACKTEST_TABLE,
-    FIT_FAILED,
-    FORECAST_TABLE,
-    ITEMS_TABLE,
-    EngineSpec,
-)
-from .factor_history import (
-    NO_REGRESSORS,
-    FactorCheck,
-    FactorRecord,
-    Today,
-    check,
-    merged,
-    on_scale,
-    own_scale,
-    today_of,
-)
+from .engine import EngineSpec
+from .factor_history import FactorRecord, Today, merged
 from .fit_stage import (
     COLD_LISTED,
     LSTM_STATE_FILE,
@@ -57,9 +41,10 @@ from .fit_stage import (
     fit_stage,
 )
 from .global_lstm import FINAL_PART, is_part
+from .incremental import item_facts, on_store_scale, save_models
 from .io.demand import spill_columns
 from .io.lock import job_lock
-from .io.model_store import ModelStore, block_fingerprint_column, block_periods, fingerprint, lstm_readable
+from .io.model_store import ModelStore, lstm_readable
 from .io.results import ResultWriter, has_stage, utc_now
 from .io.source import location
 from .io.spill import Spill
@@ -68,6 +53,7 @@ from .metrics import evaluate
 from .provenance import config_hash, model_versions
 from .recommend import BACKTEST_COLUMNS, FORECAST_COLUMNS, HISTORY_COLUMNS, Policy, recommend, summarize
 from .recommend import KIND as RECOMMENDATIONS
+from .result_rows import BACKTEST_TABLE, FORECAST_TABLE, ITEMS_TABLE
 from .run_inputs import attach_exog, engine_spec, load_demand, load_series, load_stock
 from .run_log import run_log
 from .series import SeriesSet, per_period_rows
@@ -298,14 +284,14 @@ def _fit(
     The checkpoints are resumed only by a run of the same input, configuration, date, items,
     external-factor values (`factors`, their hash) and scale, and --full-refit: batches fitted on
     other data, or warm where a full refit was asked for, are not mixed into this run. `scale`:
-    the mean and spread the regressors were standardised with (`_on_store_scale`). A `train`
+    the mean and spread the regressors were standardised with (`on_store_scale`). A `train`
     (`publish` False) has checkpoints of its own: it would drop, or use up and remove, those of a
     killed `forecast --full-refit`, which a `--resume` then no longer found."""
     pinned, run_date = run_date is not None, run_date or clock.today()
     model_version = f"{__version__}+{config_hash(cfg, series.exog_names)}"
     store = ModelStore(cfg.paths.models_dir, model_version)
     store_notes = store.quarantine()
-    series, records, factor_check = _on_store_scale(store, series, scale, whole, full_refit)
+    series, records, factor_check = on_store_scale(store, series, scale, whole, full_refit)
     # the regressors' scale too: checkpoints fitted on another (the store's record lost between a
     # run and its resume) would be stored as fits on this one
     on = records[1].key if records is not None else ""
@@ -355,26 +341,6 @@ def _fit(
                    records)
 
 
-def _on_store_scale(
-    store: ModelStore, series: SeriesSet, scale: tuple[np.ndarray, np.ndarray] | None, whole: bool,
-    full_refit: bool,
-) -> tuple[SeriesSet, tuple[FactorRecord | None, Today, bool] | None, FactorCheck | None]:
-    """The series with its regressors on the store's scale (`factor_history`), unless the run sets
-    it: no comparable record, or a run over every item that refits them all (--full-refit: its
-    numbers then do not depend on the store's); the stored record, today's regressors on the scale
-    used and whether it is the store's; which stored fits are stale for their factors."""
-    if series.exog is None or scale is None:
-        return series, None, None
-    stored, today = store.load_factors(), today_of(series, *scale)
-    found = check(stored, today)
-    kept = not own_scale(stored, today, found.stale, whole, full_refit)
-    if kept:
-        assert stored is not None
-        series = on_scale(series, *scale, stored.mean, stored.std)
-        today = replace(today, mean=stored.mean, std=stored.std)
-    return series, (stored, today, kept), found
-
-
 def _damaged(writer: ResultWriter) -> list[str]:
     """A note on the resumed checkpoints that could not be read (dropped by the writer: fitted
     again). The LSTM's network among them, or one of its parts: the LSTM runs again, all its parts."""
@@ -395,21 +361,6 @@ def _scale(exog_record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
     if not exog_record.get("enabled"):
         return None
     return np.asarray(exog_record["mean"], dtype=float), np.asarray(exog_record["std"], dtype=float)
-
-
-def item_facts(series: SeriesSet) -> pl.DataFrame:
-    """Per item what the model store records of its history: start, length and fingerprints."""
-    import pyarrow as pa
-
-    ids = range(len(series))
-    prints = [fingerprint(series.starts[i], series.values_of(i)) for i in ids]
-    return pl.from_arrow(pa.table({
-        "item_id": pa.array([str(x) for x in series.item_ids], pa.string()),
-        "start": pa.array(series.starts.astype("datetime64[D]")),
-        "n_obs": pa.array(series.lengths().astype(np.int64)),
-        "fingerprint": pa.array(prints, pa.string()),
-        "blocks": block_fingerprint_column((series.values_of(i) for i in ids), block_periods(series.freq)),
-    }))
 
 
 def _finish(
@@ -487,7 +438,7 @@ def _finish(
         "metrics": ["metrics", "ensemble_weights", "items", "backtests"],
     }[only]
     stored_factors, today = fitted.factors[:2] if fitted.factors is not None else (None, None)
-    saved = _save_models(
+    saved = save_models(
         store, writer, fitted.facts, fit.warm, run_date, versions, cfg.forecast.cache_max_age_days,
         today.key if today is not None else None,
     )
@@ -593,60 +544,6 @@ def _ensemble_stage(
             ens_fc = pl.from_arrow(FORECAST_TABLE.empty_table()).select(FORECAST_COLUMNS).lazy()
         ens_bt = kept.scan("ensemble-backtests")
     return metrics, pl.concat(all_items).sort("item_id"), models, ens_fc, ens_bt
-
-
-def _save_models(
-    store: ModelStore,
-    writer: ResultWriter,
-    facts: pl.DataFrame,
-    warm: dict[str, dict],
-    run_date: date,
-    versions: dict[str, Any],
-    max_age_days: int,
-    factors: str | None = None,
-) -> bool:
-    """Store the model choices and backtests of the items fitted cold in this run (`facts`: see
-    `item_facts`); entries past `max_age_days` (items that left the export) are dropped. A
-    backfill (a run date before the store's newest fit) stores nothing: its fits on the history
-    up to its date would replace those of later nights. `factors`: the key of the regressor
-    history the run's fits saw (`factor_history`), recorded with each. Returns whether entries
-    were written."""
-    if (newest := store.newest_fit()) is not None and newest > run_date:
-        LOG.info("model store kept: its newest fit (%s) is after this run's date", newest)
-        return False
-    # an item whose fit failed as a whole (seasonal naive only, `engine.failed_note`) stores no
-    # choice, and its entry is marked failed: it is fitted cold next run, not reused (its stored
-    # choice may be what failed) nor kept at naive alone until its periodic refit
-    items = writer.checkpointed_items()
-    broken = items.filter(pl.col("notes").str.contains(FIT_FAILED, literal=True))["item_id"].to_list()
-    if warm:  # a warm item whose stored choice failed: fitted cold next run, not failing again
-        tried = pl.col("item_id").is_in(list(warm)) & (pl.col("failed_models").str.len_chars() > 0)
-        rows = items.filter(tried)
-        broken += [
-            item for item, failed in zip(rows["item_id"], rows["failed_models"], strict=True)
-            if set(failed.split(",")) & set(warm[item])  # a model it had a stored choice for
-        ]
-    store.mark_failed(broken)
-    items = items.filter(~pl.col("item_id").is_in([*warm, *broken]))
-    if items.height == 0:
-        return False
-    # an item whose models took no regressors (its params have no "exog") records that: its fits
-    # hold whatever the factors' history does (they were all fitted cold again when it moved)
-    took = pl.col("params").str.json_path_match("$.exog").is_not_null()
-    key = pl.when(took).then(pl.lit(factors, dtype=pl.String)).otherwise(pl.lit(NO_REGRESSORS))
-    entries = (
-        items.select("item_id", "params", "cpu_seconds", "demand_class")
-        .join(facts, on="item_id", how="left", maintain_order="left")
-        .with_columns(fitted_on=pl.lit(run_date), factors=key)
-    )
-    # streamed into the store by `save`, never loaded whole
-    store.save(
-        entries,
-        writer.checkpointed_backtests(entries["item_id"].to_list()),
-        versions | {"cache_max_age_days": max_age_days},  # its own: what `prune_stale` keeps it for
-        drop_before=run_date - timedelta(days=max_age_days),
-    )
-    return True
 
 
 ENSEMBLE_CHUNK = 200  # items per ensemble chunk: bounds the driver's memory (~0.3 MiB per item in it)

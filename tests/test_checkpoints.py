@@ -10,8 +10,8 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from nova_ray.engine import BACKTEST_TABLE, FORECAST_TABLE
 from nova_ray.io.results import BATCH_PREFIX, ResultWriter
+from nova_ray.result_rows import BACKTEST_TABLE, FORECAST_TABLE
 from nova_ray.schemas import ITEMS
 
 DAY = date(2025, 1, 1)

@@ -226,8 +226,8 @@ def test_search_model_refilter_keeps_the_season_in_phase(window: int) -> None:
 
 
 def test_rows_repeat_scalars_per_forecast_as_arrays_would() -> None:
-    from nova_ray.engine import BACKTEST_COLS, BACKTEST_TABLE, Rows
     from nova_ray.models import LEVELS
+    from nova_ray.result_rows import BACKTEST_COLS, BACKTEST_TABLE, Rows
 
     def fc(h: int, base: float) -> dict[str, np.ndarray]:
         out = {"mean": np.full(h, base)}

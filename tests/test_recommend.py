@@ -746,7 +746,7 @@ def published(tmp_path: Path) -> dict[str, Path]:
                                                    "dataset_id": "d1"})
     w.write("forecasts", fc.with_columns(model=pl.lit("ensemble")).to_arrow())
     w.write("forecasts", fc.with_columns(model=pl.lit("naive"), forecast=pl.lit(100.0)).to_arrow())
-    from nova_ray.engine import ITEMS_TABLE
+    from nova_ray.result_rows import ITEMS_TABLE
 
     w.write("items", pl.DataFrame({c: [None] * 3 for c in ITEMS_TABLE.names}).with_columns(
         items).to_arrow().cast(ITEMS_TABLE))
