@@ -24,16 +24,13 @@ ITEMS = "CAB-0002,ELE-0001,FIX-0001,FIX-0002,SAF-0001,STL-0002,CAB-0001,ELE-0002
 
 @pytest.fixture(scope="module")
 def cluster():
-    import functools
-
     from ray.cluster_utils import Cluster
 
-    # a temp dir of the test's own (Ray's default /tmp/ray kept every session's folder), for the
-    # nodes that the tests add too
+    # a temp dir of the test's own (Ray's default /tmp/ray kept every session's folder); the nodes
+    # that join take the head's
     tmp = tmpdirs.owned_tmpdir("ray", "/tmp")
     head = {"num_cpus": 1, "include_dashboard": False, "temp_dir": tmp}
     c = Cluster(initialize_head=True, head_node_args=head)
-    c.add_node = functools.partial(c.add_node, temp_dir=tmp)
     c.add_node(num_cpus=1)
     c.wait_for_nodes()
     yield c

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import time
 from typing import Any
 
 from ..tmpdirs import owned_tmpdir
-from .session import _AUTH_LOG, _import_ray
+from .session import _import_ray, join_cluster, start_local
 from .worker import _worker_name
 
 
@@ -53,8 +52,8 @@ def _probe_nodes(timeout_s: float) -> list[dict[str, str]]:
 
 def probe_ray(address: str | None = None, num_cpus: int = 1, task_timeout_s: float = 60.0) -> dict[str, Any]:
     """Check that Ray works: join `address` (or RAY_ADDRESS), else start a throwaway local Ray with
-    `num_cpus` CPUs in a temp dir we own; run one zero-CPU task, and one on each node that imports
-    nova-ray's models there (`node_checks`); report the cluster. Raises on failure.
+    `num_cpus` CPUs in a temp dir we own, both as a run does; run one zero-CPU task, and one on each
+    node that imports nova-ray's models there (`node_checks`); report the cluster. Raises on failure.
 
     `nova-ray doctor` runs this in a child process with a timeout (ray.init can hang on an unreachable
     address). An already initialized Ray session of this process is used and left as it is.
@@ -65,19 +64,11 @@ def probe_ray(address: str | None = None, num_cpus: int = 1, task_timeout_s: flo
     tmp: str | None = None
     owned = not ray.is_initialized()
     try:  # a failed start too: what it started is stopped, its temp dir removed
-        if owned and address:
-            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-        elif owned:
-            logging.getLogger(_AUTH_LOG).setLevel(logging.ERROR)
+        if owned and address:  # as a run joins it (its errors as one line)
+            join_cluster(address)
+        elif owned:  # as a run starts it (the lean head, the workers' thread settings)
             tmp = owned_tmpdir("probe", "/tmp")
-            ray.init(
-                address="local",
-                num_cpus=num_cpus,
-                include_dashboard=False,
-                _temp_dir=tmp,
-                log_to_driver=False,
-                logging_level="ERROR",
-            )
+            start_local(tmp, num_cpus)
         res = ray.cluster_resources()
         started = time.perf_counter()
         worker = ray.get(ray.remote(num_cpus=0, max_retries=0)(_worker_name).remote(), timeout=task_timeout_s)
