@@ -2,7 +2,10 @@
 after an error, and always before the next session or the end of a run."""
 
 import os
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import ray
@@ -14,6 +17,22 @@ from nova_ray.distributed import backend, lstm_run, session, worker
 def _one() -> int:
     """One trivial task (a lambda: shipped by value, the test module is not importable in workers)."""
     return ray.get(ray.remote(num_cpus=1)(lambda: 1).remote())
+
+
+@contextmanager
+def _callers_session(num_cpus: int, num_gpus: int | None = None, thread_env: bool = False) -> Iterator[None]:
+    """A local Ray session of the caller's own (as a library caller starts it; `thread_env`: with
+    the workers' thread settings, as on a cluster), in a temp dir removed after it."""
+    tmp = tmpdirs.owned_tmpdir("ray", "/tmp")
+    more = {"runtime_env": {"env_vars": distributed.THREAD_ENV}} if thread_env else {}
+    more |= {"num_gpus": num_gpus} if num_gpus is not None else {}  # declared: TensorFlow may see none
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _temp_dir=tmp, log_to_driver=False,
+             **more)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_clean_exit_stops_ray_in_the_background_and_the_next_session_waits() -> None:
@@ -145,9 +164,7 @@ def test_a_session_of_the_caller_is_used_and_named(caplog) -> None:
     dropped without a word, and the run's record named the address it never used."""
     import logging
 
-    tmp = tmpdirs.owned_tmpdir("ray", "/tmp")
-    ray.init(address="local", num_cpus=1, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
-    try:
+    with _callers_session(1):
         here = ray.get_runtime_context().gcs_address
         with caplog.at_level(logging.WARNING, logger="nova_ray"):
             with distributed.RayBackend("10.9.9.9:6379") as backend:
@@ -155,8 +172,6 @@ def test_a_session_of_the_caller_is_used_and_named(caplog) -> None:
         assert f"Ray is already connected to {here} in this process: the run uses that session, not " \
                "10.9.9.9:6379" in caplog.text
         assert ray.is_initialized()  # the caller's: left as it is
-    finally:
-        ray.shutdown()
 
 
 def test_a_gpu_that_tensorflow_cannot_use_leaves_the_lstm_on_cpu(small_demo, tmp_path, caplog) -> None:
@@ -169,18 +184,13 @@ def test_a_gpu_that_tensorflow_cannot_use_leaves_the_lstm_on_cpu(small_demo, tmp
     from nova_ray.config import load_config
     from nova_ray.pipeline import run_forecast
 
-    tmp = tmpdirs.owned_tmpdir("ray", "/tmp")
-    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, _temp_dir=tmp,
-             log_to_driver=False, runtime_env={"env_vars": distributed.THREAD_ENV})
-    try:
+    with _callers_session(2, num_gpus=1, thread_env=True):
         over = {"data": str(small_demo / "demand.parquet"), "output": str(tmp_path / "out"),
                 "models_dir": str(tmp_path / "models"), "models": "naive,lstm", "horizon": 7,
                 "backtest_windows": 1, "epochs": 1}
         with caplog.at_level(logging.WARNING, logger="nova_ray"):
             summary = run_forecast(load_config(None, over, env={}, dotenv=None),
                                    ["CAB-0001", "ELE-0001", "SAF-0001"])
-    finally:
-        ray.shutdown()
     assert summary.items == 3
     versions = json.loads((tmp_path / "out" / "metadata" / "model_versions.json").read_text())
     assert versions["backend"]["gpus"] == 1 and versions["backend"]["lstm_device"] == "CPU"
@@ -235,13 +245,8 @@ def test_the_gpu_check_runs_beside_the_statistical_tasks(small_demo, tmp_path, m
             "backtest_windows": 1, "epochs": 1}
     cfg = load_config(None, over, env={}, dotenv=None)
     series, _ = load_series(cfg, ["CAB-0001", "ELE-0001", "SAF-0001", "FIX-0001"])
-    tmp = tmpdirs.owned_tmpdir("ray", "/tmp")
-    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, _temp_dir=tmp,
-             log_to_driver=False, runtime_env={"env_vars": distributed.THREAD_ENV})
-    try:
+    with _callers_session(2, num_gpus=1, thread_env=True):
         results, _, info = run_engine(series, engine_spec(cfg), cfg, Progress(), use_ray=True)
-    finally:
-        ray.shutdown()
     assert info["lstm_device"] == "GPU"
     lstm = {i for r in results for i in r.forecasts.filter(pc.equal(r.forecasts["model"], "lstm"))
             .column("item_id").to_pylist()}
@@ -292,10 +297,7 @@ def test_a_stored_lstm_that_only_forecasts_runs_as_a_task_not_an_actor(
 
     here, _, _ = run_engine(series, spec, cfg, Silent(), use_ray=False, lstm_init=state)
     monkeypatch.setattr(backend, "_LstmActor", NoActor)
-    tmp = tmpdirs.owned_tmpdir("ray", "/tmp")
-    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, _temp_dir=tmp,
-             log_to_driver=False, runtime_env={"env_vars": distributed.THREAD_ENV})
-    try:
+    with _callers_session(2, num_gpus=1, thread_env=True):
         results, _, info = run_engine(series, spec, cfg, Silent(), use_ray=True, lstm_init=state)
         flag, real = str(tmp_path / "killed-once"), backend._lstm_here
 
@@ -307,8 +309,6 @@ def test_a_stored_lstm_that_only_forecasts_runs_as_a_task_not_an_actor(
 
         monkeypatch.setattr(backend, "_lstm_here", dies_once)
         again, _, _ = run_engine(series, spec, cfg, Silent(), use_ray=True, lstm_init=state)
-    finally:
-        ray.shutdown()
     assert info["lstm_device"] == "CPU"
     final = next(r for r in results if r.name == FINAL_PART)
     assert all(np.array_equal(a, b) for a, b in zip(final.state.weights, state.weights, strict=True))
