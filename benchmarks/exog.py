@@ -100,12 +100,13 @@ def main() -> None:
     from nova_ray.assemble import assemble
     from nova_ray.config import load_config
     from nova_ray.demo import generate_demo
-    from nova_ray.engine import EngineSpec, window_backs
+    from nova_ray.engine import EngineSpec
     from nova_ray.etl import build_features, read_features
     from nova_ray.exog import attach_exog
     from nova_ray.fit_stage import run_engine
     from nova_ray.models import parse_models
     from nova_ray.series import build_series
+    from nova_ray.windows import window_backs
 
     console = Console(width=120)
     demo = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="nova-ray-exog-"))

@@ -11,8 +11,9 @@ import pandas as pd
 
 from . import clock
 from .config import Config
-from .engine import EngineSpec, backtest_origins, min_train
+from .engine import EngineSpec
 from .frequency import future_dates, get_frequency, period_days
+from .windows import backtest_origins, min_train
 
 PERIODS = {"D": "days", "W": "weeks", "M": "months", "Q": "quarters", "Y": "years"}
 

@@ -39,6 +39,7 @@ from .models.annual import annual_cycle
 from .models.base import STATE, ModelError, finalize, seasonal_error_scale
 from .result_rows import BACKTEST_COLS, BACKTEST_TABLE, FORECAST_COLS, FORECAST_TABLE, ITEMS_TABLE, Rows
 from .series import SeriesSet
+from .windows import backtest_origins
 
 FALLBACK = "naive"
 BLOWUP = 3.0  # a forecast with regressors whose mean exceeds BLOWUP x (history max) + 1 is rejected
@@ -112,37 +113,6 @@ def item_seed(seed: int, item_id: str) -> int:
 
 
 SEASON_AGAIN = "season_from_whole_history"  # params flag: the final fit's season was searched again
-
-
-def min_train(season_length: int) -> int:
-    """Fewest observations a backtest window trains on."""
-    return max(2 * season_length, 8)
-
-
-def window_backs(horizon: int, windows: int, step: int) -> list[int]:
-    """How many periods before the end of the history each backtest window starts, newest first:
-    the same for every series (they all end on one period)."""
-    return [horizon + k * step for k in range(windows)]
-
-
-def seasonal_train(season_length: int) -> int:
-    """Fewest observations on which ETS and Theta fit a season (ARIMA: 3 seasons)."""
-    return 2 * season_length + 2
-
-
-def backtest_origins(n: int, horizon: int, windows: int, step: int, season_length: int) -> list[int]:
-    """Window origins (index of the first forecast period), oldest first; each has `horizon` actuals.
-
-    When the whole history is long enough for seasonal ETS and Theta, windows whose training set is
-    not are left out (unless none is): they scored the non-seasonal forms, and the ensemble
-    dropped the seasonal models the final fit publishes (5 years of monthly data, 3 windows of 12:
-    the oldest trains on 24 months; ETS got weight 0 and the ensemble was 29% worse than ETS)."""
-    backs = window_backs(horizon, windows, step)
-    origins = sorted(o for o in (n - b for b in backs) if o >= min_train(season_length))
-    need = seasonal_train(season_length)
-    if season_length > 1 and n >= need:  # none seasonal: the mismatch cannot be helped, all kept
-        return [o for o in origins if o >= need] or origins
-    return origins
 
 
 def models_for(demand_class: str, spec: EngineSpec) -> tuple[list[str], list[str]]:

@@ -18,15 +18,7 @@ import pyarrow as pa
 
 from .classify import CLASS_MODELS, classify
 from .cleaning import CAPPED_CLASSES, cap, fence, recent_periods
-from .engine import (
-    BatchResult,
-    EngineSpec,
-    backtest_origins,
-    cpu_time,
-    min_train,
-    supports_exog,
-    window_backs,
-)
+from .engine import BatchResult, EngineSpec, cpu_time, supports_exog
 from .frequency import future_dates, get_frequency
 from .memory import frozen_heap, release_memory
 from .models import MODELS
@@ -34,6 +26,7 @@ from .models.base import finalize, seasonal_error_scale
 from .models.lstm import LstmState, RowGrid
 from .result_rows import BACKTEST_COLS, BACKTEST_TABLE, FORECAST_COLS, FORECAST_TABLE, ITEMS_TABLE, Rows
 from .series import SeriesSet, period_index
+from .windows import backtest_origins, min_train, window_backs
 
 
 def lstm_items(series: SeriesSet, spec: EngineSpec) -> list[int]:

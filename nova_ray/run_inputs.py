@@ -13,7 +13,7 @@ import polars as pl
 
 from . import clock
 from .config import Config, ConfigError, Forecast
-from .engine import EngineSpec, LstmSpec, window_backs
+from .engine import EngineSpec, LstmSpec
 from .etl import EtlError
 from .exog import for_run as exog_for_run
 from .io.demand import dataset_id, lone_first_rows, read_demand, select_items, stopped_items
@@ -22,6 +22,7 @@ from .io.results import read_pointer
 from .io.stock import check_matches, read_stock, resolve_stock_path, unknown_items
 from .models import parse_models
 from .series import SeriesSet, build_series, complete_end, complete_start
+from .windows import window_backs
 
 
 def engine_spec(cfg: Config, final_fit: bool = True) -> EngineSpec:

@@ -8,8 +8,9 @@ import polars as pl
 import pytest
 
 from nova_ray.classify import classify
-from nova_ray.engine import EngineSpec, backtest_origins, forecast_batch
+from nova_ray.engine import EngineSpec, forecast_batch
 from nova_ray.series import build_series
+from nova_ray.windows import backtest_origins
 
 
 def _series(values: dict[str, np.ndarray], freq: str = "D", start: str = "2023-01-02"):
