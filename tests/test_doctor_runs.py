@@ -254,6 +254,11 @@ def test_doctor_ray_check_explains_failures(monkeypatch: pytest.MonkeyPatch, tmp
     assert "ray status --address 127.0.0.1:1" in check.fix
     check, _ = doctor_cli.check_ray("ray://127.0.0.1:1", 10)  # a Ray Client address: its port at once
     assert check.status == "fail" and "cannot connect to 127.0.0.1:1" in check.detail
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # none given: the variable's is named as such
+    check, _ = doctor_cli.check_ray(None, 10)
+    assert check.status == "fail" and check.detail.startswith(
+        "cluster at 127.0.0.1:1 (from the environment variable RAY_ADDRESS): cannot connect"), check.detail
+    monkeypatch.delenv("RAY_ADDRESS")
     monkeypatch.setattr(
         doctor_cli,
         "run_probe",

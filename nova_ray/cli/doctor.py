@@ -267,8 +267,11 @@ def check_ray(address: str | None, timeout: float) -> tuple[Check, dict[str, Any
             "nova_ray.distributed has no probe_ray()",
             "update nova-ray: `nova-ray doctor` needs nova_ray.distributed.probe_ray",
         ), None
+    from_env = not address and bool(os.environ.get("RAY_ADDRESS"))
     address = address or os.environ.get("RAY_ADDRESS") or None
     where = f"cluster at {address}" if address else "local Ray (1 CPU, started for this check)"
+    if from_env:  # the user gave none: say where it came from, as a run does
+        where += " (from the environment variable RAY_ADDRESS)"
     if address:
         fix = (
             f"is the cluster up? `ray status --address {address}` on the head node; check the address, "
