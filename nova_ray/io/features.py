@@ -19,10 +19,11 @@ from .errors import InputError
 from .source import is_uri
 
 
-def raw_sources(features_path: Path) -> list[str]:
-    """The raw files behind a feature table, as its data dictionary lists them (relative to the
-    raw folder the ETL read), so that a run's record says what its factors came from."""
-    listed = (src for d in dictionary_entries(features_path).values() for src in d.get("sources") or [])
+def raw_sources(entries: dict[str, dict[str, Any]]) -> list[str]:
+    """The raw files behind a feature table, as its data dictionary's `entries` list them
+    (relative to the raw folder the ETL read), so that a run's record says what its factors came
+    from."""
+    listed = (src for d in entries.values() for src in d.get("sources") or [])
     found = {src for src in listed if "/" in src}  # files, not the holidays package
     return sorted(f"raw:{src}" for src in found)
 
@@ -141,14 +142,14 @@ def _observed_until(entries: dict[str, dict[str, Any]]) -> dict[str, pd.Timestam
 
 def _described(
     frame: pd.DataFrame, path: Path, known_until: date | None = None
-) -> tuple[pd.DataFrame, tuple[str, ...], dict[str, Any]]:
-    """The table at `path` up to `known_until` with its 5G counts continued, and its regressor
-    columns: both from its data dictionary, read once."""
+) -> tuple[pd.DataFrame, tuple[str, ...], dict[str, Any], list[str]]:
+    """The table at `path` up to `known_until` with its 5G counts continued, its regressor
+    columns and its raw files: all from its data dictionary, read once."""
     entries = dictionary_entries(path)
     if known_until is not None:  # a backfill's forecast knows the factors of its date, not later ones
         frame = frame[pd.to_datetime(frame["date"]) <= pd.Timestamp(known_until)].reset_index(drop=True)
     frame, continued = continue_counts(frame, _observed_until(entries))
-    return frame, _regressors(entries), continued
+    return frame, _regressors(entries), continued, raw_sources(entries)
 
 
 class Features(NamedTuple):
@@ -180,13 +181,13 @@ def load_features(
 
     if features_path and Path(features_path).is_file():
         path = Path(features_path).resolve()  # the record names the file wherever the run started
-        frame, regs, continued = _described(features_file(path), path, known_until)
-        return Features(frame, regs, (str(path), *raw_sources(path)), continued)
+        frame, regs, continued, raw_files = _described(features_file(path), path, known_until)
+        return Features(frame, regs, (str(path), *raw_files), continued)
     # not beside an s3:// demand file: Path would make that the local folder `s3:/bucket/...`
     raw = Path(demand_path).parent / "raw" if demand_path and not is_uri(demand_path) else None
     if raw is None or not raw.is_dir():
         return None
     with tempfile.TemporaryDirectory(prefix="nova-ray-features-") as tmp:
         res = build_features(raw, tmp, start, end, inmet_stations)
-        frame, regs, continued = _described(read_features(res.path), res.path, known_until)
+        frame, regs, continued, _ = _described(read_features(res.path), res.path, known_until)
     return Features(frame, regs, tuple(str(p) for p in res.sources), continued)
