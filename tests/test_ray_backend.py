@@ -35,13 +35,25 @@ def _callers_session(num_cpus: int, num_gpus: int | None = None, thread_env: boo
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def test_clean_exit_stops_ray_in_the_background_and_the_next_session_waits() -> None:
+def _thread_env() -> dict[str, str | None]:
+    """The thread settings (`THREAD_ENV`'s variables) that a task's worker process runs with."""
+    keys = list(distributed.THREAD_ENV)
+    return ray.get(ray.remote(num_cpus=1)(lambda: {k: os.environ.get(k) for k in keys}).remote())
+
+
+def test_clean_exit_stops_ray_in_the_background_and_the_next_session_waits(monkeypatch) -> None:
     from ray._private import node, parameter, services
 
     patched = (services.get_node, parameter.RayParams.__init__, node.Node.start_api_server)
+    for var in distributed.THREAD_ENV:  # (the suite's conftest sets some of them for itself)
+        monkeypatch.delenv(var, raising=False)
     with distributed.RayBackend(None, 1) as backend:
         tmp = backend._tmp
         assert backend.info.started_local and tmp and os.path.isdir(tmp)
+        # the workers run one BLAS/OpenMP/TensorFlow thread each, from the raylet's environment,
+        # which the driver's does not keep
+        assert _thread_env() == distributed.THREAD_ENV
+        assert not set(distributed.THREAD_ENV) & set(os.environ)
         # the prompt raylet wait and the lean head patched ray.init only
         assert (services.get_node, parameter.RayParams.__init__, node.Node.start_api_server) == patched
         assert _one() == 1

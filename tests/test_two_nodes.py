@@ -88,6 +88,32 @@ def test_forecast_on_two_nodes_matches_local(cluster, small_demo: Path, tmp_path
     assert_frame_equal(got, expected, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
 
 
+def test_ray_address_joins_and_every_node_runs_one_thread_per_task(cluster, small_demo: Path, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """Without --address a run joins the cluster that RAY_ADDRESS names (as inside `ray job
+    submit`), and the workers of every node get the thread settings through the runtime env: the
+    nodes here were started without TensorFlow's."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from nova_ray.distributed import THREAD_ENV, RayBackend
+
+    monkeypatch.setenv("RAY_ADDRESS", cluster.address)
+    res = CliRunner().invoke(app, ["forecast", "--data", str(small_demo / "demand.parquet"), "--output",
+                                   str(tmp_path / "out"), "--items", "CAB-0001", "--models", "naive",
+                                   "--horizon", "7", "--backtest-windows", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert f"ray {cluster.address} (2 node(s)" in res.output, res.output
+    keys = list(THREAD_ENV)
+    with RayBackend() as backend:
+        assert backend.info.address == cluster.address and not backend.info.started_local
+        nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+        env = ray.remote(num_cpus=1)(lambda: {k: os.environ.get(k) for k in keys})
+        on = [NodeAffinitySchedulingStrategy(n, soft=False) for n in nodes]
+        seen = ray.get([env.options(scheduling_strategy=node).remote() for node in on])
+    assert len(nodes) == 2 and seen == [THREAD_ENV, THREAD_ENV], seen
+
+
 class _Quiet:
     def stage(self, name: str, total: int | None = None) -> None:
         pass
