@@ -4,7 +4,10 @@
                                [--compare-max N] [--repeat N] [--skip-warm]
 
 Per size: wall time, items/s, parallel efficiency (sum of task CPU / cores / wall; also over the
-fit stage's wall alone, without reading, Ray's start and the output), peak RSS of the driver
+fit stage's wall alone, without reading, Ray's start and the output), the share of the cores' time
+that the hypervisor gave to other guests during the run (`steal` in /proc/stat: on a shared VM
+the wall grows and the efficiency drops by about that share; the efficiency over the time left is
+printed beside the table), peak RSS of the driver
 (each size's run in a fresh child process, as are the demo data and StatsForecast) and of the
 Ray workers with Ray's per-node agents (RSS sampled every 0.5 s, PSS every 5 s and at each new
 RSS peak; a worker's forked child, e.g. cmdstanpy starting Stan, is not counted again), as the sum
@@ -162,6 +165,36 @@ class PeakWorkers:
         self._t.join()
 
 
+class Stolen:
+    """The share of `cpus`' time that the hypervisor gave to other guests while the block ran
+    (`steal` in /proc/stat; nan where there is none): a run on a shared VM takes longer in wall
+    time for the same task CPU, and its efficiency drops by about that share."""
+
+    def __init__(self, cpus: list[int]) -> None:
+        self.cpus, self.share = {f"cpu{c}" for c in cpus}, float("nan")
+
+    def _ticks(self) -> tuple[int, int]:
+        steal = total = 0
+        try:
+            lines = Path("/proc/stat").read_text().splitlines()
+        except OSError:
+            return 0, 0
+        for line in lines:
+            name, *fields = line.split()
+            if name in self.cpus:
+                v = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
+                steal, total = steal + v[7], total + sum(v)
+        return steal, total
+
+    def __enter__(self) -> Stolen:
+        self._start = self._ticks()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        (s0, t0), (s1, t1) = self._start, self._ticks()
+        self.share = (s1 - s0) / (t1 - t0) if t1 > t0 else float("nan")
+
+
 def demo(out: Path, items: int, days: int) -> None:
     """Demo data written by a child process: its memory does not count as the driver's peak."""
     code = (
@@ -316,6 +349,7 @@ def main() -> None:
         "items/s",
         "efficiency",
         "fit-stage eff.",
+        "stolen",
         "driver peak MiB",
         "workers peak MiB",
         "workers PSS MiB",
@@ -334,7 +368,7 @@ def main() -> None:
     for n in sizes:
         d = root / f"demo{n}"
         demo(d, n, args.days)
-        with PeakWorkers() as peak:
+        with PeakWorkers() as peak, Stolen(sorted(os.sched_getaffinity(0))) as stolen:
             r = _in_child(f"nova_ray_run(Path({str(d)!r}), {args.cpus}, {args.horizon})")
         wall, cpu, driver = r["wall"], r["cpu"], r["driver"]
         fit = sf = sf730 = run = sfp = float("nan")
@@ -366,6 +400,7 @@ def main() -> None:
             f"{n / wall:.2f}",
             f"{cpu / args.cpus / wall:.2f}",
             f"{cpu / args.cpus / r['stages']['fit and backtest']:.2f}",
+            f"{stolen.share:.1%}",
             f"{driver:.0f}",
             f"{peak.peak:.0f}",
             f"{peak.peak_pss:.0f}",
@@ -380,7 +415,9 @@ def main() -> None:
         )
         console.print(
             f"{n} items: stages {r['stages']}; the memory sampler took {peak.cpu:.1f} CPU s "
-            f"({peak.cpu / args.cpus / wall:.1%} of the cores' time)"
+            f"({peak.cpu / args.cpus / wall:.1%} of the cores' time); the hypervisor took "
+            f"{stolen.share:.1%} of the cores' time (efficiency over the time left: "
+            f"{cpu / args.cpus / wall / (1 - stolen.share):.2f})"
         )
         console.print(table)
     if args.skip_warm:
