@@ -224,11 +224,18 @@ def history_arrays(history: pl.DataFrame | pl.LazyFrame | None, as_of: date, day
         (str(item), ""): np.zeros(end - int(start) + 1) for item, start in starts_df.iter_rows()}
     # site level first: an empty site's rows are then replaced by the item's total
     for df in ([by_site[0]] if has_site else []) + [item_level]:
-        for (item, site), g in df.group_by("item_id", "site"):
-            start = int(g["start"][0])
-            y = np.zeros(end - start + 1)
-            np.add.at(y, g["day"].to_numpy() - start, g["quantity"].to_numpy())
-            arrays[(str(item), str(site))] = y
+        if df.height == 0:
+            continue
+        # sorted once and sliced per (item, site) in numpy: a group_by iteration cost ~0.1 ms a
+        # group (2000 items with two sites each: 0.8 s of a 4.6-s recommendation stage)
+        df = df.sort("item_id", "site", "day")
+        runs = _runs(df, "item_id", "site")
+        keys = df.select(pl.col("item_id", "site").cast(pl.String), "start")[runs[:-1]]
+        day, qty = df["day"].to_numpy(), df["quantity"].to_numpy()
+        for (item, site, start), a, b in zip(keys.iter_rows(), runs[:-1], runs[1:], strict=True):
+            y = np.zeros(end - int(start) + 1)
+            np.add.at(y, day[a:b] - int(start), qty[a:b])
+            arrays[(item, site)] = y
     shares: dict[str, dict[str, float]] = {}
     if has_site:
         win, whole = by_site[1], by_site[2]
