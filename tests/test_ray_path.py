@@ -112,10 +112,11 @@ def test_batches_cover_each_item_once(setup) -> None:
     assert len(batches) >= 2
 
 
-@pytest.mark.parametrize(("items", "batches"), [(2000, 100), (100, 50)])
+@pytest.mark.parametrize(("items", "batches"), [(2000, 120), (100, 54)])
 def test_batches_hold_batch_seconds_of_work_but_at_least_40_per_worker(items: int, batches: int) -> None:
-    """2,000 items of 0.5 s: 10-s batches (100 checkpoint files, not 2,000); 100 items: smaller
-    batches, ~40 per worker where the items allow (two items of 0.5 s reach the 0.625-s target)."""
+    """2,000 items of 0.5 s: 10-s batches (~120 checkpoint files, not 2,000); 100 items: smaller
+    batches, ~40 per worker where the items allow (two items of 0.5 s reach the 0.625-s target);
+    both end in batches that shrink to one item (the taper)."""
     import numpy as np
     import pandas as pd
 
@@ -129,6 +130,33 @@ def test_batches_hold_batch_seconds_of_work_but_at_least_40_per_worker(items: in
     costs = dict.fromkeys(ids, 0.5)
     out = make_batches(series, EngineSpec(horizon=7), workers=2, batch_seconds=10.0, costs=costs)
     assert len(out) == batches and sorted(i for b in out for i in b) == list(range(items))
+    full = 20 if items == 2000 else 2
+    assert all(len(b) == full for b in out[: batches // 2]) and len(out[-1]) == 1
+
+
+def test_the_last_batches_shrink_so_the_cores_finish_together() -> None:
+    """Towards the end each batch holds at most 1/(TAPER x workers) of the work left, so the
+    last tasks are single items and no core waits a whole batch for the other at the end: items
+    of 1 s in 2-s batches end in batches of 1 item, sizes never growing on the way."""
+    import numpy as np
+    import pandas as pd
+
+    from nova_ray.distributed.batching import TAPER
+    from nova_ray.engine import EngineSpec
+    from nova_ray.series import build_series
+
+    ids = [f"I{k:03d}" for k in range(400)]
+    days = np.tile(pd.date_range("2024-01-01", periods=3), len(ids))
+    series = build_series(pd.DataFrame({"item_id": np.repeat(ids, 3), "date": days, "quantity": 1.0}), "D")
+    costs = dict.fromkeys(ids, 1.0)
+    out = make_batches(series, EngineSpec(horizon=7), workers=2, batch_seconds=2.0, costs=costs)
+    sizes = [len(b) for b in out]
+    assert sizes[0] == 2 and sizes[-TAPER:] == [1] * TAPER
+    assert sizes == sorted(sizes, reverse=True) and sum(sizes) == len(ids)
+    left = len(ids)
+    for n in sizes:  # each batch within the taper's share of the work left before it (or one item)
+        assert n == 1 or n <= max(2, left / (TAPER * 2)) + 1
+        left -= n
 
 
 def test_batches_of_some_indices_match_batches_of_their_subset(setup) -> None:
