@@ -157,6 +157,8 @@ def test_the_last_batches_shrink_so_the_cores_finish_together() -> None:
     for n in sizes:  # each batch within the taper's share of the work left before it (or one item)
         assert n == 1 or n <= max(2, left / (TAPER * 2)) + 1
         left -= n
+    untapered = make_batches(series, EngineSpec(horizon=7), 2, batch_seconds=2.0, costs=costs, taper=0)
+    assert [len(b) for b in untapered] == [2] * 200  # benchmarks/batching.py's baseline
 
 
 def test_batches_of_some_indices_match_batches_of_their_subset(setup) -> None:

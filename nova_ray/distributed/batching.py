@@ -63,12 +63,13 @@ def make_batches(
     costs: dict[str, float] | None = None,
     indices: list[int] | None = None,
     search: bool = True,
+    taper: float = TAPER,
 ) -> list[list[int]]:
     """Group `indices` (default all items) into tasks of about `batch_seconds` of work (measured
     costs where known, else estimated), most expensive first, smaller when that makes fewer than
-    MIN_TASKS_PER_WORKER tasks per worker (load balance), and smaller again towards the end (TAPER);
-    `search=False` for warm items (stored model choices). Returns lists of series indices (no copy
-    of the series is made)."""
+    MIN_TASKS_PER_WORKER tasks per worker (load balance), and smaller again towards the end
+    (`taper`; 0: none); `search=False` for warm items (stored model choices). Returns lists of
+    series indices (no copy of the series is made)."""
     idx = np.arange(len(series)) if indices is None else np.asarray(indices, dtype=np.int64)
     est = np.array(
         [
@@ -80,14 +81,14 @@ def make_batches(
     order = np.argsort(-est, kind="stable")
     total = float(est.sum())
     target = max(min(batch_seconds, total / max(MIN_TASKS_PER_WORKER * workers, 1)), 1e-9)
-    share = 1.0 / (TAPER * max(workers, 1))
+    share = 1.0 / (taper * max(workers, 1)) if taper > 0 else 0.0
     batches: list[list[int]] = []
     cur: list[int] = []
     acc, left = 0.0, total  # left: the work not yet in a closed batch
     for j in order:
         cur.append(int(idx[j]))
         acc += est[j]
-        if acc >= min(target, left * share):
+        if acc >= (min(target, left * share) if share else target):
             batches.append(cur)
             left -= acc
             cur, acc = [], 0.0
