@@ -190,13 +190,23 @@ class RayBackend:
         deadline: dict = {}  # ref -> when it is cancelled (task_timeout)
         late: set = set()  # refs cancelled for their deadline
         lstm_run = None
-        if lstm and lstm[1]:  # first: a GPU actor gets its node's CPU before the tasks queue
+        start_lstm = None
+        if lstm and lstm[1]:
             actor_cls = ray.remote(max_restarts=0, max_task_retries=0)(_LstmActor)
             only = predicts_only(series, lstm[1], lstm[0], lstm[2])  # a stored network as it is: a task
             lstm_task = ray.remote(num_cpus=1, max_retries=0)(_lstm_here) if only else None
-            # a global model: it reads most of the series
-            lstm_run = _LstmRun(actor_cls, (series, lstm[1], lstm[0], lstm[2]), len(lstm[1]), self.info.gpus,
+
+            def start_lstm() -> _LstmRun:  # a global model: it reads most of the series
+                return _LstmRun(actor_cls, (series, lstm[1], lstm[0], lstm[2]), len(lstm[1]), self.info.gpus,
                                 lstm_task)
+
+            # A GPU actor gets its node's CPU, and a stored network's task its worker, before the
+            # tasks queue. An actor on CPU starts right after the first tasks: they take the workers
+            # that Ray started with the session, and its own process starts beside them. Started
+            # first, it took one of those, and Ray started two more for the task left (one unused
+            # and ended 2 s later): the second task began ~2 s into the fit (100 demo items).
+            if only or self.info.gpus >= 1:
+                lstm_run, start_lstm = start_lstm(), None
 
         def submit() -> None:
             """Submit batches (most expensive first) until `window` tasks are in flight."""
@@ -228,6 +238,8 @@ class RayBackend:
 
         try:
             submit()
+            if start_lstm is not None:
+                lstm_run = start_lstm()
             while pending or lstm_run:
                 waits = [*pending, *([lstm_run.ref] if lstm_run and lstm_run.ref is not None else [])]
                 due = min(deadline.values(), default=None)
