@@ -2,7 +2,7 @@
 the same batches without it, on simulated workers.
 
     python benchmarks/batching.py [--sizes 100,500,1000,2000] [--cpus 2] [--repeat 300]
-                                  [--scale 0.33] [--noise 0.34] [--overhead 0.02]
+                                  [--scale 0.33] [--noise 0.34] [--overhead 0.02] [--batch-seconds 10]
 
 Each item's cost is the estimate `make_batches` plans with (`estimate_cost`) for an item drawn
 from 200 demo items (3 years daily, default models, 3 backtest windows); its actual CPU seconds
