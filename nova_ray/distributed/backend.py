@@ -190,13 +190,13 @@ class RayBackend:
         deadline: dict = {}  # ref -> when it is cancelled (task_timeout)
         late: set = set()  # refs cancelled for their deadline
         lstm_run = None
-        start_lstm = None
+        start_lstm = None  # the LSTM's start, when it waits for the first tasks
         if lstm and lstm[1]:
             actor_cls = ray.remote(max_restarts=0, max_task_retries=0)(_LstmActor)
             only = predicts_only(series, lstm[1], lstm[0], lstm[2])  # a stored network as it is: a task
             lstm_task = ray.remote(num_cpus=1, max_retries=0)(_lstm_here) if only else None
 
-            def start_lstm() -> _LstmRun:  # a global model: it reads most of the series
+            def start() -> _LstmRun:  # a global model: it reads most of the series
                 return _LstmRun(actor_cls, (series, lstm[1], lstm[0], lstm[2]), len(lstm[1]), self.info.gpus,
                                 lstm_task)
 
@@ -206,7 +206,9 @@ class RayBackend:
             # first, it took one of those, and Ray started two more for the task left (one unused
             # and ended 2 s later): the second task began ~2 s into the fit (100 demo items).
             if only or self.info.gpus >= 1:
-                lstm_run, start_lstm = start_lstm(), None
+                lstm_run = start()
+            else:
+                start_lstm = start
 
         def submit() -> None:
             """Submit batches (most expensive first) until `window` tasks are in flight."""

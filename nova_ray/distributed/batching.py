@@ -51,7 +51,7 @@ MIN_TASKS_PER_WORKER = 40
 # The last tasks shrink (guided self-scheduling): a batch holds at most 1/(TAPER x workers) of the
 # work not yet batched, so the final ones are single cheap items and the cores finish close
 # together instead of up to a whole batch apart (100 demo items: last batches of ~1 s, one core
-# idle for 0.4-1.2 s at the end; now ~5 tasks more, the last eight 0.2-0.8 s).
+# idle for 0.4-1.2 s at the end; now ~5 tasks more, the last eight 0.2-0.6 s).
 TAPER = 4
 
 
